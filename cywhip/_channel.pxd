@@ -1,0 +1,69 @@
+# cython: language_level=3
+from libc.stdint cimport int64_t
+from cywhip._ring cimport ring_t
+
+
+cdef class WriteBuffer:
+    cdef char *data
+    cdef Py_ssize_t pos
+    cdef Py_ssize_t limit
+
+    cdef void _lend(self, char *data, Py_ssize_t limit) noexcept
+    cdef Py_ssize_t _take_back(self) noexcept
+    cdef int _append(self, const char *src, Py_ssize_t n) except -1
+
+
+cdef class ReadBuffer:
+    cdef const char *data
+    cdef Py_ssize_t pos
+    cdef Py_ssize_t length
+
+    cdef void _lend(self, const char *data, Py_ssize_t length) noexcept
+    cdef void _take_back(self) noexcept
+    cdef int _check(self, Py_ssize_t n, object what) except -1
+
+
+cdef class _End:
+    cdef ring_t ring
+    cdef object region
+    cdef unsigned long generation
+    cdef long owner_pid
+    cdef int busy
+    cdef int closing
+    cdef int forked
+    cdef readonly str name
+    cdef readonly Py_ssize_t message_length
+    cdef readonly Py_ssize_t max_queued_messages
+    cdef object __weakref__
+
+    cdef int _open(self, name, message_length, max_queued_messages, int end,
+                   object spin_time, object mode) except -1
+    cdef int _raise_closed(self) except -1
+    cdef int _enter(self) except -1
+    cdef int _leave(self) except -1
+    cdef int _wait(self, bint sending, int64_t deadline) except -1
+    cdef int _raise_corrupt(self) except -1
+    cdef void _finish_close(self)
+    cdef void _abandon(self)
+    cdef int _close(self) except -1
+
+
+cdef class Sender(_End):
+    cdef object serializer
+    cdef WriteBuffer wbuf
+    cdef Py_ssize_t publish_every
+
+    cdef int _put(self, object msg) except -1
+    cdef int _raise_too_long(self, Py_ssize_t n) except -1
+
+
+cdef class Receiver(_End):
+    cdef object deserializer
+    cdef object on_message
+    cdef object on_error
+    cdef ReadBuffer rbuf
+    cdef object thread
+    cdef object error
+
+    cdef object _take(self)
+    cdef int _enter_pull(self) except -1

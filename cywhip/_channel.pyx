@@ -1,0 +1,761 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Python-facing ends of a channel: Sender, Receiver, WriteBuffer, ReadBuffer.
+
+Nothing here touches a cursor directly: the ring's inline functions do.
+Each end is used by one thread at a time (a second concurrent call raises
+instead of corrupting the ring); close() from another thread ends a blocked
+call.
+"""
+import atexit
+import ctypes
+import os
+import threading
+import weakref
+
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
+from cpython.exc cimport PyErr_CheckSignals
+from libc.stdint cimport uint32_t, uint64_t, int64_t
+from libc.string cimport memcpy
+
+from cywhip._region cimport Region, END_SENDER, END_RECEIVER
+from cywhip._ring cimport (
+    ring_t, ring_attach, ring_wait, ring_interrupt, monotonic_ns,
+    ring_free, ring_write_slot, ring_commit, ring_publish,
+    ring_available, ring_read_length, ring_read_slot, ring_consume, ring_release,
+    WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_AGAIN, WAIT_STOPPED,
+)
+
+from cywhip._region import check_geometry
+from cywhip.errors import (
+    ChannelClosedError, ChannelCorruptError, MessageTooLongError, ReceiveTimeout, SendTimeout,
+)
+
+# Copies at least this long run with the GIL released.
+DEF NOGIL_COPY_BYTES = 65536
+# Longest accepted timeout or spin, in seconds (keeps nanosecond deadlines in range).
+DEF MAX_SECONDS = 1e9
+
+DEFAULT_MAX_QUEUED_MESSAGES = 1024
+DEFAULT_SPIN_TIME = 50e-6
+
+# ctypes types whose instances may be written to and read from a message.
+# Pointers are left out: an address means nothing in another process.
+_CTYPES_BASES = (ctypes.Structure, ctypes.Union, ctypes.Array, ctypes._SimpleCData)
+
+
+# ------------------------------------------------------------------ fork safety
+
+# Bumped in every child after os.fork(); an end created under another value
+# belongs to an ancestor process and refuses to work.
+cdef unsigned long _fork_generation = 0
+_live_ends = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    global _fork_generation
+    _fork_generation += 1
+    for end in list(_live_ends):
+        (<_End>end)._abandon()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _close_all_at_exit():
+    for end in list(_live_ends):
+        try:
+            end.close()
+        except Exception:
+            pass
+
+
+# ---------------------------------------------------------------------- helpers
+
+cdef int64_t _deadline(object timeout) except -2:
+    """Absolute CLOCK_MONOTONIC deadline in ns for a timeout in seconds; -1 for None."""
+    if timeout is None:
+        return -1
+    cdef double t
+    try:
+        t = timeout
+    except TypeError:
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__} ({timeout!r})") from None
+    if not t >= 0:
+        raise ValueError(f"timeout must be a non-negative number of seconds or None, got {timeout!r}")
+    if t > MAX_SECONDS:
+        t = MAX_SECONDS
+    return monotonic_ns() + <int64_t>(t * 1e9)
+
+
+cdef int64_t _spin_ns(object spin_time) except -1:
+    cdef double t
+    try:
+        t = spin_time
+    except TypeError:
+        raise TypeError(f"spin_time must be a number of seconds, not {type(spin_time).__name__} ({spin_time!r})") from None
+    if not (0 <= t <= 1):
+        raise ValueError(f"spin_time must be between 0 and 1 second, got {spin_time!r}")
+    return <int64_t>(t * 1e9)
+
+
+cdef object _check_mode(object mode):
+    if isinstance(mode, bool) or not isinstance(mode, int):
+        raise TypeError(f"mode must be an int, not {type(mode).__name__} ({mode!r})")
+    if mode & ~0o660 or not mode & 0o600 == 0o600:
+        raise ValueError(f"mode must be 0o600 or 0o6x0 (owner read-write, optionally group), got {mode:#o}")
+    return mode
+
+
+cdef object _check_ctype(object ctype):
+    if not (isinstance(ctype, type) and issubclass(ctype, _CTYPES_BASES)):
+        raise TypeError(f"expected a ctypes type (Structure, Union, Array or simple type), got {ctype!r}")
+
+
+# ----------------------------------------------------------------------- buffers
+
+cdef class WriteBuffer:
+    """Where a ``message_serializer`` writes one message, straight into its slot.
+
+    Valid only during the serializer call it is passed to.
+    """
+
+    def __cinit__(self):
+        self.data = NULL
+        self.pos = 0
+        self.limit = 0
+
+    cdef inline void _lend(self, char *data, Py_ssize_t limit) noexcept:
+        self.data = data
+        self.pos = 0
+        self.limit = limit
+
+    cdef inline Py_ssize_t _take_back(self) noexcept:
+        cdef Py_ssize_t n = self.pos
+        self.data = NULL
+        self.pos = 0
+        self.limit = 0
+        return n
+
+    cdef int _append(self, const char *src, Py_ssize_t n) except -1:
+        if self.data == NULL:
+            raise ChannelClosedError("a WriteBuffer is valid only inside the message_serializer call it was passed to")
+        if n > self.limit - self.pos:
+            raise MessageTooLongError(
+                f"writing {n} bytes at offset {self.pos} makes the message {self.pos + n} bytes "
+                f"long; message_length is {self.limit}")
+        memcpy(self.data + self.pos, src, n)
+        self.pos += n
+        return 0
+
+    def write(self, obj):
+        """Append the bytes of a ctypes instance (structure, array, simple type) or a bytes-like object."""
+        cdef Py_buffer view
+        if PyBytes_CheckExact(obj):
+            self._append(PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj))
+            return
+        if isinstance(obj, ctypes._Pointer):
+            raise TypeError(f"cannot write a ctypes pointer ({type(obj).__name__}): an address means nothing in another process")
+        try:
+            PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE)
+        except (TypeError, BufferError):
+            raise TypeError(f"write() needs a ctypes instance or a contiguous bytes-like object, "
+                            f"not {type(obj).__name__}") from None
+        try:
+            self._append(<const char *>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+
+    def write_bytes(self, data):
+        """Append a bytes-like object."""
+        cdef Py_buffer view
+        try:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        except (TypeError, BufferError):
+            raise TypeError(f"write_bytes() needs a contiguous bytes-like object, not {type(data).__name__}") from None
+        try:
+            self._append(<const char *>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+
+    @property
+    def position(self):
+        """Bytes written so far."""
+        return self.pos
+
+    @property
+    def remaining(self):
+        """Bytes that may still be written."""
+        return self.limit - self.pos
+
+
+cdef class ReadBuffer:
+    """What a ``message_deserializer`` reads one message from.
+
+    Valid only during the deserializer call it is passed to.
+    """
+
+    def __cinit__(self):
+        self.data = NULL
+        self.pos = 0
+        self.length = 0
+
+    cdef inline void _lend(self, const char *data, Py_ssize_t length) noexcept:
+        self.data = data
+        self.pos = 0
+        self.length = length
+
+    cdef inline void _take_back(self) noexcept:
+        self.data = NULL
+        self.pos = 0
+        self.length = 0
+
+    cdef int _check(self, Py_ssize_t n, object what) except -1:
+        if self.data == NULL:
+            raise ChannelClosedError("a ReadBuffer is valid only inside the message_deserializer call it was passed to")
+        if n > self.length - self.pos:
+            raise ValueError(f"reading {what} ({n} bytes) at offset {self.pos} runs past the end "
+                             f"of the {self.length}-byte message")
+        return 0
+
+    def read(self, ctype):
+        """Read the next ``sizeof(ctype)`` bytes as a new instance of the ctypes type ``ctype``."""
+        cdef Py_buffer view
+        _check_ctype(ctype)
+        obj = ctype.__new__(ctype)
+        PyObject_GetBuffer(obj, &view, PyBUF_WRITABLE)
+        try:
+            self._check(view.len, ctype.__name__)
+            memcpy(view.buf, self.data + self.pos, view.len)
+            self.pos += view.len
+        finally:
+            PyBuffer_Release(&view)
+        return obj
+
+    def read_bytes(self, n=None):
+        """Read the next ``n`` bytes (all that remain if ``n`` is None) as ``bytes``."""
+        cdef Py_ssize_t k
+        if n is None:
+            k = self.length - self.pos
+        else:
+            k = n
+            if k < 0:
+                raise ValueError(f"read_bytes() needs a non-negative count, got {n}")
+        self._check(k, "bytes")
+        out = PyBytes_FromStringAndSize(self.data + self.pos, k)
+        self.pos += k
+        return out
+
+    def __len__(self):
+        return self.length
+
+    @property
+    def position(self):
+        """Bytes read so far."""
+        return self.pos
+
+    @property
+    def remaining(self):
+        """Bytes of the message not read yet."""
+        return self.length - self.pos
+
+
+# -------------------------------------------------------------------------- ends
+
+cdef class _End:
+    """What a Sender and a Receiver share: the region, the ring, closing, fork safety."""
+
+    def __cinit__(self):
+        self.region = None
+        self.generation = _fork_generation
+        self.owner_pid = os.getpid()
+        self.busy = 0
+        self.closing = 0
+        self.forked = 0
+
+    cdef int _open(self, name, message_length, max_queued_messages, int end,
+                   object spin_time, object mode) except -1:
+        if self.region is not None:
+            raise RuntimeError(f"{type(self).__name__} is already open")
+        cdef int64_t spin_ns = _spin_ns(spin_time)
+        message_length, max_queued_messages = check_geometry(message_length, max_queued_messages)
+        cdef Region region = Region.open(name, message_length, max_queued_messages, end,
+                                         mode=_check_mode(mode))
+        if ring_attach(&self.ring, region.hdr, spin_ns) != 0:
+            write, read = region.hdr.write_cursor, region.hdr.read_cursor
+            region.close()
+            raise ChannelCorruptError(
+                f"channel {region.name!r} is corrupt: write cursor {write}, read cursor {read}, "
+                f"max_queued_messages {max_queued_messages}")
+        self.region = region
+        self.name = region.name
+        self.message_length = message_length
+        self.max_queued_messages = max_queued_messages
+        _live_ends.add(self)
+        return 0
+
+    cdef int _raise_closed(self) except -1:
+        kind = type(self).__name__
+        if self.forked:
+            raise ChannelClosedError(
+                f"{kind} {self.name!r} belongs to process {self.owner_pid}; it cannot be used in "
+                f"process {os.getpid()}, which was forked from it. Open a new {kind} in the child.")
+        if self.region is None and self.name is None:
+            raise ChannelClosedError(f"{kind} was never opened")
+        raise ChannelClosedError(f"{kind} {self.name!r} is closed")
+
+    cdef inline int _enter(self) except -1:
+        if self.region is None or self.generation != _fork_generation or self.closing:
+            self._raise_closed()
+        if self.busy:
+            raise RuntimeError(
+                f"{type(self).__name__} {self.name!r} is already in use by another call; "
+                f"an end may be used by one thread at a time")
+        self.busy = 1
+        return 0
+
+    cdef inline int _leave(self) except -1:
+        self.busy = 0
+        if self.closing:
+            self._finish_close()
+        return 0
+
+    cdef int _wait(self, bint sending, int64_t deadline) except -1:
+        """Wait for room (sending) or a message; 1 when ready, 0 on timeout."""
+        cdef int st
+        while True:
+            with nogil:
+                st = ring_wait(&self.ring, sending, deadline)
+            if st == WAIT_READY:
+                return 1
+            if st == WAIT_TIMEOUT:
+                return 0
+            if st == WAIT_CORRUPT:
+                self._raise_corrupt()
+            if st == WAIT_STOPPED:
+                self._raise_closed()
+            # WAIT_AGAIN: a slice of sleep ended or a signal arrived.
+            PyErr_CheckSignals()
+
+    cdef int _raise_corrupt(self) except -1:
+        cdef Region region = self.region
+        raise ChannelCorruptError(
+            f"channel {self.name!r} is corrupt: write cursor {region.hdr.write_cursor}, "
+            f"read cursor {region.hdr.read_cursor}, max_queued_messages {self.max_queued_messages}")
+
+    cdef void _finish_close(self):
+        region = self.region
+        self.region = None
+        self.ring.hdr = NULL
+        if region is not None:
+            region.close()
+        _live_ends.discard(self)
+
+    cdef void _abandon(self):
+        """In a forked child: drop this process's copy of the mapping without touching shared memory."""
+        self.forked = 1
+        if self.region is not None:
+            (<Region>self.region).unmap()
+            self.region = None
+            self.ring.hdr = NULL
+
+    cdef int _close(self) except -1:
+        """Close now, or, while another call is using the end, stop it and let it close on the way out."""
+        if self.region is None:
+            return 0
+        if self.generation != _fork_generation:
+            self._abandon()
+            return 0
+        if self.busy:
+            self.closing = 1
+            ring_interrupt(&self.ring)
+            return 0
+        self._finish_close()
+        return 0
+
+    def __enter__(self):
+        if self.region is None:
+            self._raise_closed()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def closed(self):
+        """True once close() has run (or in a process forked after this end was opened)."""
+        return self.region is None or self.generation != _fork_generation
+
+    @property
+    def depth(self):
+        """Messages in the ring right now (a snapshot)."""
+        if self.region is None or self.generation != _fork_generation:
+            self._raise_closed()
+        cdef Region region = self.region
+        return region.hdr.write_cursor - region.hdr.read_cursor
+
+    def __repr__(self):
+        state = "closed" if self.closed else "open"
+        return (f"<{type(self).__name__} {self.name!r} message_length={self.message_length} "
+                f"max_queued_messages={self.max_queued_messages} {state}>")
+
+
+cdef class Sender(_End):
+    """The sending end of channel ``name``.
+
+    ``message_serializer(msg, write_buffer)`` writes a message into its slot;
+    without one, messages are bytes-like objects copied as they are.
+    """
+
+    def __init__(self, name, message_serializer=None, message_length=None,
+                 max_queued_messages=DEFAULT_MAX_QUEUED_MESSAGES, *,
+                 spin_time=DEFAULT_SPIN_TIME, mode=0o600):
+        if message_length is None:
+            raise TypeError("Sender() needs message_length, the largest message in bytes")
+        if message_serializer is not None and not callable(message_serializer):
+            raise TypeError(f"message_serializer must be callable, got {message_serializer!r}")
+        self.serializer = message_serializer
+        self.wbuf = WriteBuffer()
+        self.publish_every = 0
+        self._open(name, message_length, max_queued_messages, END_SENDER, spin_time, mode)
+        # Publish a long send_many() in steps, so the receiver starts early.
+        self.publish_every = max(1, min(self.max_queued_messages // 4, 256))
+
+    cdef int _put(self, object msg) except -1:
+        """Write msg into the slot at the write cursor and commit it (not yet published)."""
+        cdef char *slot = ring_write_slot(&self.ring)
+        cdef const char *src
+        cdef Py_ssize_t n
+        cdef Py_buffer view
+        cdef WriteBuffer wb
+        if self.serializer is None:
+            if PyBytes_CheckExact(msg):
+                n = PyBytes_GET_SIZE(msg)
+                if n > self.message_length:
+                    self._raise_too_long(n)
+                src = PyBytes_AS_STRING(msg)
+                if n < NOGIL_COPY_BYTES:
+                    memcpy(slot, src, n)
+                else:
+                    with nogil:
+                        memcpy(slot, src, n)
+            else:
+                try:
+                    PyObject_GetBuffer(msg, &view, PyBUF_SIMPLE)
+                except (TypeError, BufferError):
+                    raise TypeError(f"without a message_serializer, messages must be contiguous "
+                                    f"bytes-like objects, not {type(msg).__name__}") from None
+                try:
+                    n = view.len
+                    if n > self.message_length:
+                        self._raise_too_long(n)
+                    if n < NOGIL_COPY_BYTES:
+                        memcpy(slot, view.buf, n)
+                    else:
+                        with nogil:
+                            memcpy(slot, view.buf, n)
+                finally:
+                    PyBuffer_Release(&view)
+        else:
+            wb = self.wbuf
+            wb._lend(slot, self.message_length)
+            try:
+                self.serializer(msg, wb)
+            finally:
+                n = wb._take_back()
+        ring_commit(&self.ring, <uint32_t>n)
+        return 0
+
+    cdef int _raise_too_long(self, Py_ssize_t n) except -1:
+        raise MessageTooLongError(f"message is {n} bytes, longer than message_length={self.message_length} "
+                                  f"of channel {self.name!r}")
+
+    def send(self, msg, timeout=None):
+        """Send one message; wait while the ring is full (raise SendTimeout, a queue.Full, after timeout seconds)."""
+        self._enter()
+        try:
+            if ring_free(&self.ring) <= 0:
+                if not self._wait(True, _deadline(timeout)):
+                    raise SendTimeout(f"channel {self.name!r} stayed full "
+                                      f"({self.max_queued_messages} messages queued) for {timeout} s")
+            self._put(msg)
+            ring_publish(&self.ring)
+        finally:
+            self._leave()
+
+    def try_send(self, msg):
+        """Send one message if there is room right now; return whether it was sent."""
+        cdef int64_t free
+        self._enter()
+        try:
+            free = ring_free(&self.ring)
+            if free < 0:
+                self._raise_corrupt()
+            if free == 0:
+                return False
+            self._put(msg)
+            ring_publish(&self.ring)
+            return True
+        finally:
+            self._leave()
+
+    def send_many(self, messages, timeout=None):
+        """Send every message of an iterable, publishing in batches; return how many were sent.
+
+        Waits while the ring is full.  If ``timeout`` seconds pass first, raises
+        SendTimeout whose ``sent`` says how many went out.  If the serializer
+        raises, the messages before the failing one are sent.
+        """
+        cdef int64_t free
+        cdef Py_ssize_t pending = 0, sent = 0
+        cdef Py_ssize_t publish_every = self.publish_every
+        cdef int64_t deadline = -1
+        cdef bint have_deadline = False
+        self._enter()
+        try:
+            free = ring_free(&self.ring)
+            for msg in messages:
+                if free <= 0:
+                    if pending:
+                        ring_publish(&self.ring)
+                        pending = 0
+                    free = ring_free(&self.ring)
+                    if free <= 0:
+                        if not have_deadline:
+                            deadline = _deadline(timeout)
+                            have_deadline = True
+                        if not self._wait(True, deadline):
+                            raise SendTimeout(
+                                f"channel {self.name!r} stayed full ({self.max_queued_messages} messages "
+                                f"queued) for {timeout} s; {sent} messages of this call were sent",
+                                sent=sent)
+                        free = ring_free(&self.ring)
+                self._put(msg)
+                free -= 1
+                sent += 1
+                pending += 1
+                if pending >= publish_every:
+                    ring_publish(&self.ring)
+                    pending = 0
+            return sent
+        finally:
+            if pending:
+                ring_publish(&self.ring)
+            self._leave()
+
+    def close(self):
+        """Close this end.  Queued messages stay in the channel for a receiver."""
+        self._close()
+
+
+cdef class Receiver(_End):
+    """The receiving end of channel ``name``.
+
+    With ``on_message``, a background thread calls ``on_message(msg)`` for
+    each message in order; otherwise call ``recv()``, ``try_recv()``,
+    ``recv_many()`` or iterate.  ``message_deserializer(read_buffer)``
+    builds a message; without one, messages arrive as ``bytes``.
+    """
+
+    def __init__(self, name, message_deserializer=None, message_length=None,
+                 max_queued_messages=DEFAULT_MAX_QUEUED_MESSAGES, on_message=None, *,
+                 on_error=None, spin_time=DEFAULT_SPIN_TIME, mode=0o600):
+        if message_length is None:
+            raise TypeError("Receiver() needs message_length, the largest message in bytes")
+        for what, fn in (("message_deserializer", message_deserializer),
+                         ("on_message", on_message), ("on_error", on_error)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{what} must be callable, got {fn!r}")
+        if on_error is not None and on_message is None:
+            raise TypeError("on_error applies only to a Receiver with on_message")
+        self.deserializer = message_deserializer
+        self.on_message = on_message
+        self.on_error = on_error
+        self.rbuf = ReadBuffer()
+        self.thread = None
+        self.error = None
+        self._open(name, message_length, max_queued_messages, END_RECEIVER, spin_time, mode)
+        if on_message is not None:
+            self.busy = 1
+            self.thread = threading.Thread(target=self._run, name=f"cywhip-receiver-{self.name}",
+                                           daemon=True)
+            self.thread.start()
+
+    cdef object _take(self):
+        """Build the message at the read cursor (caller saw one available); does not consume it."""
+        cdef int64_t n = ring_read_length(&self.ring)
+        cdef const char *slot = ring_read_slot(&self.ring)
+        cdef char *dst
+        cdef ReadBuffer rb
+        if n < 0:
+            raise ChannelCorruptError(
+                f"channel {self.name!r} is corrupt: the message at cursor {self.ring.read} claims a "
+                f"length over message_length={self.message_length}")
+        if self.deserializer is None:
+            if n < NOGIL_COPY_BYTES:
+                return PyBytes_FromStringAndSize(slot, n)
+            out = PyBytes_FromStringAndSize(NULL, n)
+            dst = PyBytes_AS_STRING(out)
+            with nogil:
+                memcpy(dst, slot, n)
+            return out
+        rb = self.rbuf
+        rb._lend(slot, n)
+        try:
+            return self.deserializer(rb)
+        finally:
+            rb._take_back()
+
+    cdef int _enter_pull(self) except -1:
+        if self.on_message is not None:
+            if self.region is None or self.generation != _fork_generation:
+                self._raise_closed()
+            raise RuntimeError(f"Receiver {self.name!r} delivers its messages to on_message; "
+                               f"recv() and friends are for a Receiver without on_message")
+        return self._enter()
+
+    def recv(self, timeout=None):
+        """Take the next message; wait for one (raise ReceiveTimeout, a queue.Empty, after timeout seconds)."""
+        self._enter_pull()
+        try:
+            if ring_available(&self.ring) <= 0:
+                if not self._wait(False, _deadline(timeout)):
+                    raise ReceiveTimeout(f"no message arrived on channel {self.name!r} within {timeout} s")
+            msg = self._take()
+            ring_consume(&self.ring)
+            ring_release(&self.ring)
+            return msg
+        finally:
+            self._leave()
+
+    def try_recv(self):
+        """Take the next message if one is waiting, else return None."""
+        cdef int64_t avail
+        self._enter_pull()
+        try:
+            avail = ring_available(&self.ring)
+            if avail < 0:
+                self._raise_corrupt()
+            if avail == 0:
+                return None
+            msg = self._take()
+            ring_consume(&self.ring)
+            ring_release(&self.ring)
+            return msg
+        finally:
+            self._leave()
+
+    def recv_many(self, max_count, timeout=None):
+        """Wait for at least one message, then take all that are waiting, up to ``max_count``; return a list.
+
+        If the deserializer raises after some messages were built, those are
+        returned and the failing message stays first in line.
+        """
+        cdef Py_ssize_t k, i, limit
+        cdef int64_t avail
+        cdef list out
+        if isinstance(max_count, bool) or not isinstance(max_count, int):
+            raise TypeError(f"max_count must be an int, not {type(max_count).__name__} ({max_count!r})")
+        if max_count < 1:
+            raise ValueError(f"max_count must be at least 1, got {max_count}")
+        limit = min(max_count, self.max_queued_messages)
+        self._enter_pull()
+        try:
+            avail = ring_available(&self.ring)
+            if avail <= 0:
+                if not self._wait(False, _deadline(timeout)):
+                    raise ReceiveTimeout(f"no message arrived on channel {self.name!r} within {timeout} s")
+                avail = ring_available(&self.ring)
+            k = avail if avail < limit else limit
+            out = []
+            for i in range(k):
+                try:
+                    msg = self._take()
+                except Exception:
+                    if i == 0:
+                        raise
+                    break
+                out.append(msg)
+                ring_consume(&self.ring)
+            return out
+        finally:
+            ring_release(&self.ring)
+            self._leave()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        """The next message, waiting as long as it takes; stops when the receiver is closed."""
+        try:
+            return self.recv()
+        except ChannelClosedError:
+            if self.closed or self.closing:
+                raise StopIteration from None
+            raise
+
+    def _run(self):
+        """The on_message thread: wait with the GIL released, deliver, release one message at a time."""
+        cdef int64_t avail
+        cdef int st
+        try:
+            while not self.ring.stop:
+                avail = ring_available(&self.ring)
+                if avail == 0:
+                    with nogil:
+                        st = ring_wait(&self.ring, False, -1)
+                    if st == WAIT_CORRUPT:
+                        self._raise_corrupt()
+                    continue
+                if avail < 0:
+                    self._raise_corrupt()
+                try:
+                    self.on_message(self._take())
+                except Exception as exc:
+                    if self.on_error is None:
+                        raise
+                    # The error hook has seen it: the message counts as taken.
+                    self.on_error(exc)
+                ring_consume(&self.ring)
+                ring_release(&self.ring)
+        except BaseException as exc:
+            # The message that failed stays in the ring for the next receiver;
+            # close() re-raises the error in the caller.
+            self.error = exc
+        finally:
+            self.busy = 0
+            if self.closing:
+                self._finish_close()
+
+    @property
+    def running(self):
+        """True while the on_message thread is delivering messages."""
+        return self.thread is not None and self.thread.is_alive()
+
+    @property
+    def exception(self):
+        """The error that stopped the on_message thread, if one did."""
+        return self.error
+
+    def close(self):
+        """Close this end; stop and join the on_message thread.
+
+        Messages not yet taken stay in the channel for the next receiver.  If
+        the on_message thread stopped on an error, close() raises it.
+        """
+        thread = self.thread
+        if thread is not None and self.region is not None and self.generation == _fork_generation:
+            self.closing = 1
+            ring_interrupt(&self.ring)
+            if thread is not threading.current_thread():
+                thread.join()
+            if not self.busy:
+                # The thread has ended (perhaps long ago, on an error).
+                self._finish_close()
+        else:
+            self._close()
+        err = self.error
+        if err is not None:
+            self.error = None
+            raise err

@@ -1,0 +1,27 @@
+# cython: language_level=3
+from libc.stdint cimport uint64_t, int64_t
+from cywhip.includes.c_layout cimport cw_header
+
+cdef enum:
+    END_SENDER = 0
+    END_RECEIVER = 1
+
+cdef class Region:
+    cdef int fd
+    cdef cw_header *hdr
+    cdef size_t size
+    cdef readonly str name
+    cdef readonly str path
+    cdef readonly int end
+    cdef readonly long pid
+
+    cdef void unmap(self) noexcept
+    cdef bint _open_existing(self, uint64_t message_length, uint64_t capacity,
+                             uint64_t type_fingerprint, uint64_t type_size, uint64_t size) except -1
+    cdef int _map(self, size_t size) except -1
+    cdef int _check_header(self, uint64_t message_length, uint64_t capacity,
+                           uint64_t type_fingerprint, uint64_t type_size,
+                           uint64_t size, uint64_t st_size) except -1
+    cdef bint _create(self, uint64_t message_length, uint64_t capacity,
+                      uint64_t type_fingerprint, uint64_t type_size, uint64_t size, int mode) except -1
+    cdef int _claim_end(self) except -1

@@ -1,0 +1,317 @@
+# cython: language_level=3
+"""One named shared-memory file: create-or-open, check, map, lock an end, unlink.
+
+Knows the header's geometry fields and the liveness fields, nothing of
+messages.  Every value read from an existing file is checked before use.
+"""
+import os
+import secrets
+
+from libc.errno cimport errno, EEXIST, ENOENT, EAGAIN, EACCES, ELOOP, ENOSPC
+from libc.stdint cimport uint64_t, int64_t
+from libc.string cimport memset
+from posix.fcntl cimport open as c_open, O_RDWR, O_CREAT, O_EXCL
+from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAILED
+from posix.stat cimport struct_stat, fstat, fchmod, S_ISREG
+from posix.unistd cimport close as c_close, unlink as c_unlink, link as c_link, geteuid, getpid
+
+from cywhip.includes.c_atomics cimport cw_store_relaxed_i64, cw_load_relaxed_i64, cw_fetch_add_relaxed_u64
+from cywhip.includes.c_layout cimport (
+    cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION,
+    CW_SLOT_HEADER_SIZE, CW_SLOT_ALIGN, CW_MAX_MESSAGE_LENGTH,
+    CW_SENDER_LOCK_BYTE, CW_RECEIVER_LOCK_BYTE,
+)
+from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_is_locked
+
+from cywhip.errors import ChannelBusyError, ChannelCorruptError, ChannelMismatchError
+
+cdef extern from "<fcntl.h>" nogil:
+    enum:
+        O_NOFOLLOW
+        O_CLOEXEC
+    int posix_fallocate(int fd, long offset, long length)
+
+cdef extern from "<sys/mman.h>" nogil:
+    enum:
+        MAP_POPULATE
+
+SHM_DIR = "/dev/shm"
+FILE_PREFIX = "cywhip."
+# NAME_MAX is 255; leave room for the prefix and the temporary suffix.
+MAX_NAME_BYTES = 200
+# Upper bound on max_queued_messages: keeps every size computation far from overflow.
+MAX_CAPACITY = 1 << 40
+_GLOBAL_PREFIX = "Global\\"
+
+END_NAMES = ("sender", "receiver")
+
+
+def channel_name(name):
+    """Validate a channel name and return it without any ``Global\\`` prefix."""
+    if not isinstance(name, str):
+        raise TypeError(f"channel name must be a str, not {type(name).__name__} ({name!r})")
+    if name.startswith(_GLOBAL_PREFIX):
+        name = name[len(_GLOBAL_PREFIX):]
+    if not name:
+        raise ValueError("channel name must not be empty")
+    if "/" in name or "\0" in name:
+        raise ValueError(f"channel name must not contain '/' or NUL: {name!r}")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise ValueError(f"channel name is {len(name.encode('utf-8', 'surrogateescape'))} bytes, "
+                         f"the limit is {MAX_NAME_BYTES}: {name[:40]!r}...")
+    return name
+
+
+def channel_path(name):
+    """The shared-memory file that holds channel ``name``."""
+    return os.path.join(SHM_DIR, FILE_PREFIX + channel_name(name))
+
+
+def slot_size_for(uint64_t message_length):
+    return CW_SLOT_HEADER_SIZE + (message_length + CW_SLOT_ALIGN - 1) // CW_SLOT_ALIGN * CW_SLOT_ALIGN
+
+
+def file_size_for(uint64_t message_length, uint64_t capacity):
+    cdef uint64_t size = CW_HEADER_SIZE + capacity * slot_size_for(message_length)
+    return (size + CW_PAGE_SIZE - 1) // CW_PAGE_SIZE * CW_PAGE_SIZE
+
+
+def check_geometry(message_length, max_queued_messages):
+    """Validate the two sizes a channel is made of; return them as ints."""
+    for what, value, top in (("message_length", message_length, CW_MAX_MESSAGE_LENGTH),
+                             ("max_queued_messages", max_queued_messages, MAX_CAPACITY)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{what} must be an int, not {type(value).__name__} ({value!r})")
+        if value < 1:
+            raise ValueError(f"{what} must be at least 1, got {value}")
+        if value > top:
+            raise ValueError(f"{what} must be at most {top}, got {value}")
+    return int(message_length), int(max_queued_messages)
+
+
+def unlink(name, *, missing_ok=False):
+    """Remove channel ``name``'s shared memory.
+
+    Ends that have it open keep their mapping; a later end creates a new,
+    empty channel under the name.
+    """
+    path = channel_path(name)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        if not missing_ok:
+            raise FileNotFoundError(f"no channel named {name!r} ({path} does not exist)") from None
+
+
+cdef object _os_error(int err, str what, str path):
+    return OSError(err, f"{what}: {os.strerror(err)}", path)
+
+
+cdef class Region:
+    """A mapped channel file with one end's lock held."""
+
+    def __cinit__(self):
+        self.fd = -1
+        self.hdr = NULL
+        self.size = 0
+
+    def __dealloc__(self):
+        self.unmap()
+
+    cdef void unmap(self) noexcept:
+        """Drop the mapping and the descriptor (and with it this end's lock)."""
+        if self.hdr != NULL:
+            munmap(<void *>self.hdr, self.size)
+            self.hdr = NULL
+        if self.fd >= 0:
+            c_close(self.fd)
+            self.fd = -1
+
+    @staticmethod
+    def open(name, uint64_t message_length, uint64_t capacity, int end,
+             uint64_t type_fingerprint=0, uint64_t type_size=0, int mode=0o600):
+        """Create or open channel ``name`` and claim its ``end``; return the Region."""
+        cdef Region self = Region.__new__(Region)
+        self.name = channel_name(name)
+        self.path = channel_path(name)
+        self.end = end
+        self.pid = getpid()
+        cdef uint64_t size = file_size_for(message_length, capacity)
+        for attempt in range(8):
+            if self._open_existing(message_length, capacity, type_fingerprint, type_size, size):
+                break
+            if self._create(message_length, capacity, type_fingerprint, type_size, size, mode):
+                break
+        else:
+            raise ChannelCorruptError(f"channel {self.name!r}: {self.path} keeps appearing and vanishing")
+        self._claim_end()
+        return self
+
+    cdef bint _open_existing(self, uint64_t message_length, uint64_t capacity,
+                             uint64_t type_fingerprint, uint64_t type_size, uint64_t size) except -1:
+        cdef bytes path = os.fsencode(self.path)
+        cdef int fd = c_open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+        cdef struct_stat st
+        if fd < 0:
+            if errno == ENOENT:
+                return False
+            if errno == ELOOP:
+                raise PermissionError(f"channel {self.name!r}: {self.path} is a symbolic link; refusing to open it")
+            raise _os_error(errno, f"cannot open channel {self.name!r}", self.path)
+        self.fd = fd
+        if fstat(fd, &st) != 0:
+            raise _os_error(errno, f"cannot stat channel {self.name!r}", self.path)
+        if not S_ISREG(st.st_mode):
+            raise PermissionError(f"channel {self.name!r}: {self.path} is not a regular file; refusing to open it")
+        if st.st_uid != geteuid():
+            raise PermissionError(f"channel {self.name!r}: {self.path} is owned by uid {st.st_uid}, "
+                                  f"not by this process's uid {geteuid()}; refusing to open it")
+        if <uint64_t>st.st_size < CW_HEADER_SIZE:
+            raise ChannelCorruptError(f"channel {self.name!r}: {self.path} is {st.st_size} bytes, "
+                                      f"too small for the {CW_HEADER_SIZE}-byte header")
+        # A file shorter than this end expects is either a mismatch (the
+        # header says so) or truncated: map only what exists and let the
+        # header check tell which.
+        self._map(min(<uint64_t>st.st_size, size))
+        self._check_header(message_length, capacity, type_fingerprint, type_size, size, st.st_size)
+        return True
+
+    cdef int _map(self, size_t size) except -1:
+        cdef void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, self.fd, 0)
+        if p == MAP_FAILED:
+            raise _os_error(errno, f"cannot map channel {self.name!r}", self.path)
+        if self.hdr != NULL:
+            munmap(<void *>self.hdr, self.size)
+        self.hdr = <cw_header *>p
+        self.size = size
+        return 0
+
+    cdef int _check_header(self, uint64_t message_length, uint64_t capacity,
+                           uint64_t type_fingerprint, uint64_t type_size,
+                           uint64_t size, uint64_t st_size) except -1:
+        cdef cw_header *h = self.hdr
+        what = f"channel {self.name!r} ({self.path})"
+        if h.magic != CW_MAGIC:
+            raise ChannelCorruptError(f"{what} is not a cywhip channel (magic {h.magic:#018x}, "
+                                      f"expected {CW_MAGIC:#018x})")
+        if h.version != CW_LAYOUT_VERSION:
+            raise ChannelMismatchError(f"{what} has layout version {h.version}, "
+                                       f"this cywhip uses {CW_LAYOUT_VERSION}")
+        if h.message_length != message_length:
+            raise ChannelMismatchError(f"{what} exists with message_length={h.message_length}, "
+                                       f"this end asked for message_length={message_length}")
+        if h.capacity != capacity:
+            raise ChannelMismatchError(f"{what} exists with max_queued_messages={h.capacity}, "
+                                       f"this end asked for max_queued_messages={capacity}")
+        if h.type_fingerprint != type_fingerprint or h.type_size != type_size:
+            raise ChannelMismatchError(
+                f"{what} exists with message type {_describe_type(h.type_fingerprint, h.type_size)}, "
+                f"this end asked for {_describe_type(type_fingerprint, type_size)}")
+        if (h.header_size != CW_HEADER_SIZE or h.slot_size != slot_size_for(message_length)
+                or h.file_size != size):
+            raise ChannelCorruptError(
+                f"{what} has an inconsistent header: header_size={h.header_size}, "
+                f"slot_size={h.slot_size}, file_size={h.file_size}; expected {CW_HEADER_SIZE}, "
+                f"{slot_size_for(message_length)}, {size}")
+        if st_size < size:
+            raise ChannelCorruptError(f"{what} is {st_size} bytes, its header needs {size}")
+        return 0
+
+    cdef bint _create(self, uint64_t message_length, uint64_t capacity,
+                      uint64_t type_fingerprint, uint64_t type_size, uint64_t size, int mode) except -1:
+        """Build the file under a private name, then link it into place.
+
+        link() fails if the name exists, so the file appears under its name
+        only fully initialised, and of two ends starting at once exactly one
+        creates it; the other opens what that one made.
+        """
+        free = _shm_free_bytes()
+        if size > free:
+            raise OSError(ENOSPC, f"channel {self.name!r} needs {size} bytes of shared memory "
+                                  f"(message_length={message_length}, max_queued_messages={capacity}); "
+                                  f"{SHM_DIR} has {free} bytes free", self.path)
+        tmp = os.path.join(SHM_DIR, f".{FILE_PREFIX}{os.getpid()}.{secrets.token_hex(6)}.tmp")
+        cdef bytes btmp = os.fsencode(tmp)
+        cdef bytes bpath = os.fsencode(self.path)
+        cdef int fd = c_open(btmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        cdef int rc
+        cdef cw_header *h
+        if fd < 0:
+            raise _os_error(errno, f"cannot create channel {self.name!r}", tmp)
+        self.fd = fd
+        try:
+            # The umask may have narrowed the mode; the caller's choice wins.
+            if fchmod(fd, mode) != 0:
+                raise _os_error(errno, f"cannot set the mode of channel {self.name!r}", tmp)
+            # Reserve every page now, so that a full /dev/shm is an error
+            # here rather than a SIGBUS on some later write.
+            rc = posix_fallocate(fd, 0, size)
+            if rc != 0:
+                raise _os_error(rc, f"cannot allocate {size} bytes for channel {self.name!r}", tmp)
+            self._map(size)
+            h = self.hdr
+            h.magic = CW_MAGIC
+            h.version = CW_LAYOUT_VERSION
+            h.header_size = CW_HEADER_SIZE
+            h.message_length = message_length
+            h.capacity = capacity
+            h.slot_size = slot_size_for(message_length)
+            h.file_size = size
+            h.type_fingerprint = type_fingerprint
+            h.type_size = type_size
+            h.creator_pid = getpid()
+            h.created_ns = _realtime_ns()
+            if c_link(btmp, bpath) != 0:
+                if errno == EEXIST:
+                    self.unmap()
+                    return False
+                raise _os_error(errno, f"cannot name channel {self.name!r}", self.path)
+            return True
+        except BaseException:
+            self.unmap()
+            raise
+        finally:
+            c_unlink(btmp)
+
+    cdef int _claim_end(self) except -1:
+        cdef long byte = CW_SENDER_LOCK_BYTE if self.end == 0 else CW_RECEIVER_LOCK_BYTE
+        cdef int64_t *pid_field = &self.hdr.sender_pid if self.end == 0 else &self.hdr.receiver_pid
+        cdef int rc = cw_ofd_trylock(self.fd, byte)
+        if rc == EAGAIN or rc == EACCES:
+            holder = cw_load_relaxed_i64(pid_field)
+            self.unmap()
+            raise ChannelBusyError(
+                f"channel {self.name!r} already has a {END_NAMES[self.end]}: process {holder} holds it",
+                pid=holder)
+        if rc != 0:
+            self.unmap()
+            raise _os_error(rc, f"cannot lock channel {self.name!r}", self.path)
+        cw_store_relaxed_i64(pid_field, getpid())
+        cw_fetch_add_relaxed_u64(&self.hdr.sender_starts if self.end == 0 else &self.hdr.receiver_starts, 1)
+        return 0
+
+    def close(self):
+        """Clear this end's pid and drop the mapping and the lock."""
+        if self.hdr != NULL and self.pid == getpid():
+            cw_store_relaxed_i64(&self.hdr.sender_pid if self.end == 0 else &self.hdr.receiver_pid, 0)
+        self.unmap()
+
+    @property
+    def closed(self):
+        return self.hdr == NULL
+
+
+def _describe_type(uint64_t fingerprint, uint64_t size):
+    if fingerprint == 0 and size == 0:
+        return "bytes (untyped)"
+    return f"a {size}-byte record with layout fingerprint {fingerprint:#018x}"
+
+
+def _shm_free_bytes():
+    st = os.statvfs(SHM_DIR)
+    return st.f_bavail * st.f_frsize
+
+
+def _realtime_ns():
+    import time
+    return time.time_ns()

@@ -1,0 +1,216 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Waiting on a ring, and a single-process model of it for tests."""
+from libc.errno cimport EINTR, ETIMEDOUT
+from libc.stdint cimport uint32_t, uint64_t, int64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+from cywhip.includes.c_atomics cimport (
+    cw_load_relaxed_u64, cw_store_relaxed_u32, cw_exchange_u32,
+    cw_fence_seq_cst, cw_cpu_relax,
+)
+from cywhip.includes.c_futex cimport cw_futex_wait, cw_futex_wake
+from cywhip.includes.c_layout cimport (
+    cw_header, CW_HEADER_SIZE, CW_SLOT_HEADER_SIZE, CW_SLOT_ALIGN,
+)
+
+# A sleep lasts at most this long before ring_wait() returns WAIT_AGAIN, so
+# that a blocked call in the main thread notices Ctrl-C within this time
+# even when the signal was delivered to another thread.
+DEF SLEEP_SLICE_NS = 100_000_000
+
+
+cdef int64_t monotonic_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+
+
+cdef int ring_attach(ring_t *r, cw_header *hdr, int64_t spin_ns) noexcept nogil:
+    """Point r at a validated header; load both cursors. -1 if they are impossible."""
+    cdef uint64_t w = cw_load_relaxed_u64(&hdr.write_cursor)
+    cdef uint64_t rd = cw_load_relaxed_u64(&hdr.read_cursor)
+    r.hdr = hdr
+    r.slots = (<char *>hdr) + CW_HEADER_SIZE
+    r.capacity = hdr.capacity
+    r.message_length = hdr.message_length
+    r.slot_size = hdr.slot_size
+    r.spin_ns = spin_ns
+    r.stop = 0
+    r.write = w
+    r.write_index = w % r.capacity
+    r.read_cache = rd
+    r.read = rd
+    r.read_index = rd % r.capacity
+    r.write_cache = rd
+    if w - rd > r.capacity:
+        return -1
+    return 0
+
+
+cdef inline int64_t _ready(ring_t *r, bint sending) noexcept nogil:
+    if sending:
+        return ring_refresh_free(r)
+    return ring_available(r)
+
+
+cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
+    """Wait for free slots (sending) or messages (not sending).
+
+    Spins for r.spin_ns, then sleeps on this end's waiting word for at most
+    one slice.  deadline_ns < 0 means no deadline.
+    """
+    cdef uint32_t *word = &r.hdr.sender_waiting if sending else &r.hdr.receiver_waiting
+    cdef int64_t n, now, remaining
+    cdef int64_t spin_end
+    cdef unsigned int i = 0
+    cdef timespec ts
+    cdef int rc
+
+    now = monotonic_ns()
+    spin_end = now + r.spin_ns
+    while True:
+        n = _ready(r, sending)
+        if n != 0:
+            return WAIT_READY if n > 0 else WAIT_CORRUPT
+        if r.stop:
+            return WAIT_STOPPED
+        if deadline_ns >= 0 and now >= deadline_ns:
+            return WAIT_TIMEOUT
+        if now >= spin_end:
+            break
+        cw_cpu_relax()
+        i += 1
+        if (i & 15) == 0:
+            now = monotonic_ns()
+
+    # Announce the sleep, then look once more: the fence orders our store
+    # of the waiting word before our reload of the other end's cursor, and
+    # the other end fences between storing its cursor and loading the
+    # waiting word, so either we see its progress or it sees us waiting.
+    cw_store_relaxed_u32(word, 1)
+    cw_fence_seq_cst()
+    n = _ready(r, sending)
+    if n != 0 or r.stop:
+        cw_store_relaxed_u32(word, 0)
+        if r.stop:
+            return WAIT_STOPPED
+        return WAIT_READY if n > 0 else WAIT_CORRUPT
+    remaining = SLEEP_SLICE_NS
+    if deadline_ns >= 0:
+        now = monotonic_ns()
+        if now >= deadline_ns:
+            cw_store_relaxed_u32(word, 0)
+            return WAIT_TIMEOUT
+        if deadline_ns - now < remaining:
+            remaining = deadline_ns - now
+    ts.tv_sec = remaining // 1_000_000_000
+    ts.tv_nsec = remaining % 1_000_000_000
+    rc = cw_futex_wait(word, 1, &ts)
+    cw_store_relaxed_u32(word, 0)
+    if r.stop:
+        return WAIT_STOPPED
+    n = _ready(r, sending)
+    if n != 0:
+        return WAIT_READY if n > 0 else WAIT_CORRUPT
+    return WAIT_AGAIN
+
+
+cdef void ring_interrupt(ring_t *r) noexcept nogil:
+    """End any wait on r in another thread of this process (used by close())."""
+    r.stop = 1
+    cw_fence_seq_cst()
+    if r.hdr != NULL:
+        cw_futex_wake(&r.hdr.sender_waiting, 1 << 30)
+        cw_futex_wake(&r.hdr.receiver_waiting, 1 << 30)
+
+
+cdef class RingModel:
+    """Both ends of one ring in private memory, driven from Python by tests.
+
+    Exercises the same inline functions the channel uses: cursor arithmetic,
+    index wrap-around, the free/available checks and the slot lengths.
+    """
+    cdef ring_t tx
+    cdef ring_t rx
+    cdef cw_header *hdr
+    cdef size_t size
+
+    def __cinit__(self, uint64_t capacity, uint64_t message_length, uint64_t start=0):
+        if capacity < 1 or message_length < 1:
+            raise ValueError(f"capacity and message_length must be >= 1, got {capacity} and {message_length}")
+        cdef uint64_t slot_size = CW_SLOT_HEADER_SIZE + (message_length + CW_SLOT_ALIGN - 1) // CW_SLOT_ALIGN * CW_SLOT_ALIGN
+        self.size = CW_HEADER_SIZE + capacity * slot_size
+        self.hdr = <cw_header *>calloc(1, self.size)
+        if self.hdr == NULL:
+            raise MemoryError()
+        self.hdr.capacity = capacity
+        self.hdr.message_length = message_length
+        self.hdr.slot_size = slot_size
+        self.hdr.write_cursor = start
+        self.hdr.read_cursor = start
+        ring_attach(&self.tx, self.hdr, 0)
+        ring_attach(&self.rx, self.hdr, 0)
+
+    def __dealloc__(self):
+        free(self.hdr)
+
+    @property
+    def write_cursor(self):
+        return self.hdr.write_cursor
+
+    @property
+    def read_cursor(self):
+        return self.hdr.read_cursor
+
+    @property
+    def write_index(self):
+        return self.tx.write_index
+
+    @property
+    def read_index(self):
+        return self.rx.read_index
+
+    def free(self):
+        return ring_free(&self.tx)
+
+    def available(self):
+        return ring_available(&self.rx)
+
+    def send_batch(self, list messages):
+        """Commit as many messages as fit and publish once; return how many."""
+        cdef Py_ssize_t k = 0
+        cdef bytes m
+        for m in messages:
+            if ring_free(&self.tx) <= 0:
+                break
+            if <uint64_t>len(m) > self.tx.message_length:
+                raise ValueError(f"message of {len(m)} bytes, message_length is {self.tx.message_length}")
+            memcpy(ring_write_slot(&self.tx), <char *>m, len(m))
+            ring_commit(&self.tx, <uint32_t>len(m))
+            k += 1
+        ring_publish(&self.tx)
+        return k
+
+    def recv_batch(self, Py_ssize_t max_count):
+        """Take up to max_count messages and release once."""
+        cdef list out = []
+        cdef int64_t n
+        while len(out) < max_count and ring_available(&self.rx) > 0:
+            n = ring_read_length(&self.rx)
+            if n < 0:
+                raise ValueError("corrupt slot length")
+            out.append(ring_read_slot(&self.rx)[:n])
+            ring_consume(&self.rx)
+        ring_release(&self.rx)
+        return out
+
+    def reattach(self):
+        """Reattach both ends from the shared cursors, as a restarted process would."""
+        if ring_attach(&self.tx, self.hdr, 0) or ring_attach(&self.rx, self.hdr, 0):
+            raise ValueError("impossible cursors")
+
+    def corrupt_cursors(self, uint64_t write, uint64_t read):
+        self.hdr.write_cursor = write
+        self.hdr.read_cursor = read

@@ -1,0 +1,15 @@
+from libc.stdint cimport uint32_t, uint64_t, int64_t
+
+cdef extern from "atomics.h" nogil:
+    uint64_t cw_load_acquire_u64(const uint64_t *p) noexcept
+    uint64_t cw_load_relaxed_u64(const uint64_t *p) noexcept
+    void cw_store_release_u64(uint64_t *p, uint64_t v) noexcept
+    void cw_store_relaxed_u64(uint64_t *p, uint64_t v) noexcept
+    uint64_t cw_fetch_add_relaxed_u64(uint64_t *p, uint64_t v) noexcept
+    uint32_t cw_load_relaxed_u32(const uint32_t *p) noexcept
+    void cw_store_relaxed_u32(uint32_t *p, uint32_t v) noexcept
+    uint32_t cw_exchange_u32(uint32_t *p, uint32_t v) noexcept
+    int64_t cw_load_relaxed_i64(const int64_t *p) noexcept
+    void cw_store_relaxed_i64(int64_t *p, int64_t v) noexcept
+    void cw_fence_seq_cst() noexcept
+    void cw_cpu_relax() noexcept

@@ -1,0 +1,39 @@
+from libc.stdint cimport uint32_t, uint64_t, int64_t
+
+cdef extern from "layout.h" nogil:
+    enum:
+        CW_CACHE_LINE
+        CW_HEADER_SIZE
+        CW_PAGE_SIZE
+        CW_LAYOUT_VERSION
+        CW_SLOT_HEADER_SIZE
+        CW_SLOT_ALIGN
+        CW_SENDER_LOCK_BYTE
+        CW_RECEIVER_LOCK_BYTE
+    const uint64_t CW_MAGIC
+    const uint64_t CW_MAX_MESSAGE_LENGTH
+
+    ctypedef struct cw_header:
+        uint64_t magic
+        uint32_t version
+        uint32_t header_size
+        uint64_t message_length
+        uint64_t capacity
+        uint64_t slot_size
+        uint64_t file_size
+        uint64_t type_fingerprint
+        uint64_t type_size
+        int64_t creator_pid
+        uint64_t created_ns
+        uint64_t write_cursor
+        uint64_t read_cursor
+        uint32_t sender_waiting
+        uint32_t receiver_waiting
+        int64_t sender_pid
+        int64_t receiver_pid
+        uint64_t sender_starts
+        uint64_t receiver_starts
+
+    ctypedef struct cw_slot_header:
+        uint32_t length
+        uint32_t reserved

@@ -1,0 +1,40 @@
+"""The compiled modules and their directives; the project itself is described in pyproject.toml."""
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+# CYWHIP_DEBUG=1 builds with assertions, line tracing and AddressSanitizer/UBSan.
+DEBUG = os.environ.get("CYWHIP_DEBUG") == "1"
+
+compile_args = ["-O3", "-std=gnu11"]
+link_args = []
+macros = []
+directives = {"language_level": "3", "embedsignature": True}
+if DEBUG:
+    compile_args = ["-O1", "-g", "-std=gnu11", "-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+    link_args = ["-fsanitize=address,undefined"]
+    macros = [("CYTHON_TRACE_NOGIL", "1")]
+    directives.update(linetrace=True, boundscheck=True, wraparound=True)
+else:
+    macros = [("NDEBUG", "1")]
+
+
+def ext(name):
+    return Extension(
+        f"cywhip.{name}",
+        [f"cywhip/{name}.pyx"],
+        include_dirs=["cywhip/includes"],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        define_macros=macros,
+    )
+
+
+setup(
+    ext_modules=cythonize(
+        [ext("_region"), ext("_ring"), ext("_channel")],
+        compiler_directives=directives,
+        include_path=["."],
+    ),
+)
