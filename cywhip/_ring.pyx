@@ -214,3 +214,34 @@ cdef class RingModel:
     def corrupt_cursors(self, uint64_t write, uint64_t read):
         self.hdr.write_cursor = write
         self.hdr.read_cursor = read
+
+
+def layout():
+    """Offsets and sizes of the shared layout as the compiler laid it out (for tests and docs)."""
+    cdef cw_header h
+    cdef char *base = <char *>&h
+    return {
+        "header_size": CW_HEADER_SIZE,
+        "slot_header_size": CW_SLOT_HEADER_SIZE,
+        "slot_align": CW_SLOT_ALIGN,
+        "magic": <char *>&h.magic - base,
+        "version": <char *>&h.version - base,
+        "header_size_field": <char *>&h.header_size - base,
+        "message_length": <char *>&h.message_length - base,
+        "capacity": <char *>&h.capacity - base,
+        "slot_size": <char *>&h.slot_size - base,
+        "file_size": <char *>&h.file_size - base,
+        "type_fingerprint": <char *>&h.type_fingerprint - base,
+        "type_size": <char *>&h.type_size - base,
+        "creator_pid": <char *>&h.creator_pid - base,
+        "created_ns": <char *>&h.created_ns - base,
+        "write_cursor": <char *>&h.write_cursor - base,
+        "read_cursor": <char *>&h.read_cursor - base,
+        "sender_waiting": <char *>&h.sender_waiting - base,
+        "receiver_waiting": <char *>&h.receiver_waiting - base,
+        "sender_pid": <char *>&h.sender_pid - base,
+        "receiver_pid": <char *>&h.receiver_pid - base,
+        "sender_starts": <char *>&h.sender_starts - base,
+        "receiver_starts": <char *>&h.receiver_starts - base,
+        "sizeof_header": sizeof(cw_header),
+    }

@@ -1,0 +1,81 @@
+"""Fixtures: a per-test timeout, a unique channel name, and peer processes that are always reaped."""
+import os
+import signal
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+import cywhip
+
+DEFAULT_TIMEOUT = 60
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "timeout(seconds): fail the test if it runs longer than this")
+
+
+@pytest.fixture(autouse=True)
+def per_test_timeout(request):
+    """Fail a test that hangs instead of stalling the suite (SIGALRM in the main thread)."""
+    marker = request.node.get_closest_marker("timeout")
+    seconds = marker.args[0] if marker else DEFAULT_TIMEOUT
+
+    def on_alarm(signum, frame):
+        raise TimeoutError(f"{request.node.nodeid} ran longer than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def channel():
+    """A channel name no other test uses; its shared memory is removed afterwards."""
+    name = f"test-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    yield name
+    cywhip.unlink(name, missing_ok=True)
+
+
+class Peers:
+    """Starts peer programs (cywhip._testing.peer or a -c script) and kills any left at the end."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, *args, script=None, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
+        if script is not None:
+            cmd = [sys.executable, "-c", script, *map(str, args)]
+        else:
+            cmd = [sys.executable, "-m", "cywhip._testing.peer", *map(str, args)]
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, text=True)
+        self.procs.append(proc)
+        return proc
+
+    def finish(self, proc, timeout=60):
+        """Wait for proc; return (returncode, stdout, stderr)."""
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+
+    def cleanup(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            try:
+                proc.communicate(timeout=10)
+            except Exception:
+                pass
+
+
+@pytest.fixture
+def peers():
+    p = Peers()
+    try:
+        yield p
+    finally:
+        p.cleanup()
