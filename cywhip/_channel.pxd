@@ -1,4 +1,5 @@
 # cython: language_level=3
+cimport cython
 from libc.stdint cimport int64_t
 from cywhip._ring cimport ring_t
 
@@ -39,8 +40,7 @@ cdef class _End:
     cdef int _open(self, name, message_length, max_queued_messages, int end,
                    object spin_time, object mode) except -1
     cdef int _raise_closed(self) except -1
-    cdef int _enter(self) except -1
-    cdef int _leave(self) except -1
+    cdef int _refuse(self) except -1
     cdef int _wait(self, bint sending, int64_t deadline) except -1
     cdef int _raise_corrupt(self) except -1
     cdef void _finish_close(self)
@@ -48,15 +48,18 @@ cdef class _End:
     cdef int _close(self) except -1
 
 
+@cython.final
 cdef class Sender(_End):
     cdef object serializer
     cdef WriteBuffer wbuf
     cdef Py_ssize_t publish_every
 
     cdef int _put(self, object msg) except -1
+    cdef int _put_general(self, object msg) except -1
     cdef int _raise_too_long(self, Py_ssize_t n) except -1
 
 
+@cython.final
 cdef class Receiver(_End):
     cdef object deserializer
     cdef object on_message
@@ -66,4 +69,5 @@ cdef class Receiver(_End):
     cdef object error
 
     cdef object _take(self)
+    cdef list _take_bytes(self, Py_ssize_t k)
     cdef int _enter_pull(self) except -1

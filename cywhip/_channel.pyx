@@ -15,6 +15,8 @@ import weakref
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.ref cimport Py_INCREF
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy
 
@@ -305,21 +307,13 @@ cdef class _End:
             raise ChannelClosedError(f"{kind} was never opened")
         raise ChannelClosedError(f"{kind} {self.name!r} is closed")
 
-    cdef inline int _enter(self) except -1:
+    cdef int _refuse(self) except -1:
+        """Raise for a call that _enter() turned away."""
         if self.region is None or self.generation != _fork_generation or self.closing:
             self._raise_closed()
-        if self.busy:
-            raise RuntimeError(
-                f"{type(self).__name__} {self.name!r} is already in use by another call; "
-                f"an end may be used by one thread at a time")
-        self.busy = 1
-        return 0
-
-    cdef inline int _leave(self) except -1:
-        self.busy = 0
-        if self.closing:
-            self._finish_close()
-        return 0
+        raise RuntimeError(
+            f"{type(self).__name__} {self.name!r} is already in use by another call; "
+            f"an end may be used by one thread at a time")
 
     cdef int _wait(self, bint sending, int64_t deadline) except -1:
         """Wait for room (sending) or a message; 1 when ready, 0 on timeout."""
@@ -401,6 +395,23 @@ cdef class _End:
                 f"max_queued_messages={self.max_queued_messages} {state}>")
 
 
+# ------------------------------------------------------------ entering an end
+
+cdef inline int _enter(_End end) except -1:
+    """Start a call on an end: it must be open, ours (not a fork's) and not in use."""
+    if end.region is None or end.generation != _fork_generation or end.closing or end.busy:
+        end._refuse()
+    end.busy = 1
+    return 0
+
+
+cdef inline int _leave(_End end) except -1:
+    end.busy = 0
+    if end.closing:
+        end._finish_close()
+    return 0
+
+
 cdef class Sender(_End):
     """The sending end of channel ``name``.
 
@@ -422,48 +433,49 @@ cdef class Sender(_End):
         # Publish a long send_many() in steps, so the receiver starts early.
         self.publish_every = max(1, min(self.max_queued_messages // 4, 256))
 
-    cdef int _put(self, object msg) except -1:
+    cdef inline int _put(self, object msg) except -1:
         """Write msg into the slot at the write cursor and commit it (not yet published)."""
+        cdef Py_ssize_t n
+        if self.serializer is None and PyBytes_CheckExact(msg):
+            n = PyBytes_GET_SIZE(msg)
+            if n <= self.message_length and n < NOGIL_COPY_BYTES:
+                memcpy(ring_write_slot(&self.ring), PyBytes_AS_STRING(msg), n)
+                ring_commit(&self.ring, <uint32_t>n)
+                return 0
+        return self._put_general(msg)
+
+    cdef int _put_general(self, object msg) except -1:
+        """_put() for serializers, other bytes-like objects and long messages."""
         cdef char *slot = ring_write_slot(&self.ring)
         cdef const char *src
         cdef Py_ssize_t n
         cdef Py_buffer view
         cdef WriteBuffer wb
-        if self.serializer is None:
-            if PyBytes_CheckExact(msg):
-                n = PyBytes_GET_SIZE(msg)
-                if n > self.message_length:
-                    self._raise_too_long(n)
-                src = PyBytes_AS_STRING(msg)
-                if n < NOGIL_COPY_BYTES:
-                    memcpy(slot, src, n)
-                else:
-                    with nogil:
-                        memcpy(slot, src, n)
-            else:
-                try:
-                    PyObject_GetBuffer(msg, &view, PyBUF_SIMPLE)
-                except (TypeError, BufferError):
-                    raise TypeError(f"without a message_serializer, messages must be contiguous "
-                                    f"bytes-like objects, not {type(msg).__name__}") from None
-                try:
-                    n = view.len
-                    if n > self.message_length:
-                        self._raise_too_long(n)
-                    if n < NOGIL_COPY_BYTES:
-                        memcpy(slot, view.buf, n)
-                    else:
-                        with nogil:
-                            memcpy(slot, view.buf, n)
-                finally:
-                    PyBuffer_Release(&view)
-        else:
+        if self.serializer is not None:
             wb = self.wbuf
             wb._lend(slot, self.message_length)
             try:
                 self.serializer(msg, wb)
             finally:
                 n = wb._take_back()
+        else:
+            try:
+                PyObject_GetBuffer(msg, &view, PyBUF_SIMPLE)
+            except (TypeError, BufferError):
+                raise TypeError(f"without a message_serializer, messages must be contiguous "
+                                f"bytes-like objects, not {type(msg).__name__}") from None
+            try:
+                n = view.len
+                if n > self.message_length:
+                    self._raise_too_long(n)
+                src = <const char *>view.buf
+                if n < NOGIL_COPY_BYTES:
+                    memcpy(slot, src, n)
+                else:
+                    with nogil:
+                        memcpy(slot, src, n)
+            finally:
+                PyBuffer_Release(&view)
         ring_commit(&self.ring, <uint32_t>n)
         return 0
 
@@ -473,7 +485,7 @@ cdef class Sender(_End):
 
     def send(self, msg, timeout=None):
         """Send one message; wait while the ring is full (raise SendTimeout, a queue.Full, after timeout seconds)."""
-        self._enter()
+        _enter(self)
         try:
             if ring_free(&self.ring) <= 0:
                 if not self._wait(True, _deadline(timeout)):
@@ -482,12 +494,12 @@ cdef class Sender(_End):
             self._put(msg)
             ring_publish(&self.ring)
         finally:
-            self._leave()
+            _leave(self)
 
     def try_send(self, msg):
         """Send one message if there is room right now; return whether it was sent."""
         cdef int64_t free
-        self._enter()
+        _enter(self)
         try:
             free = ring_free(&self.ring)
             if free < 0:
@@ -498,7 +510,7 @@ cdef class Sender(_End):
             ring_publish(&self.ring)
             return True
         finally:
-            self._leave()
+            _leave(self)
 
     def send_many(self, messages, timeout=None):
         """Send every message of an iterable, publishing in batches; return how many were sent.
@@ -512,7 +524,7 @@ cdef class Sender(_End):
         cdef Py_ssize_t publish_every = self.publish_every
         cdef int64_t deadline = -1
         cdef bint have_deadline = False
-        self._enter()
+        _enter(self)
         try:
             free = ring_free(&self.ring)
             for msg in messages:
@@ -542,7 +554,7 @@ cdef class Sender(_End):
         finally:
             if pending:
                 ring_publish(&self.ring)
-            self._leave()
+            _leave(self)
 
     def close(self):
         """Close this end.  Queued messages stay in the channel for a receiver."""
@@ -607,13 +619,30 @@ cdef class Receiver(_End):
         finally:
             rb._take_back()
 
+    cdef list _take_bytes(self, Py_ssize_t k):
+        """Consume k available messages (k >= 1) as a list of bytes."""
+        cdef list out = PyList_New(k)
+        cdef Py_ssize_t i
+        cdef int64_t n
+        cdef object b
+        for i in range(k):
+            n = ring_read_length(&self.ring)
+            if n < 0 or n >= NOGIL_COPY_BYTES:
+                b = self._take()
+            else:
+                b = PyBytes_FromStringAndSize(ring_read_slot(&self.ring), n)
+            Py_INCREF(b)
+            PyList_SET_ITEM(out, i, b)
+            ring_consume(&self.ring)
+        return out
+
     cdef int _enter_pull(self) except -1:
         if self.on_message is not None:
             if self.region is None or self.generation != _fork_generation:
                 self._raise_closed()
             raise RuntimeError(f"Receiver {self.name!r} delivers its messages to on_message; "
                                f"recv() and friends are for a Receiver without on_message")
-        return self._enter()
+        return _enter(self)
 
     def recv(self, timeout=None):
         """Take the next message; wait for one (raise ReceiveTimeout, a queue.Empty, after timeout seconds)."""
@@ -627,7 +656,7 @@ cdef class Receiver(_End):
             ring_release(&self.ring)
             return msg
         finally:
-            self._leave()
+            _leave(self)
 
     def try_recv(self):
         """Take the next message if one is waiting, else return None."""
@@ -644,7 +673,7 @@ cdef class Receiver(_End):
             ring_release(&self.ring)
             return msg
         finally:
-            self._leave()
+            _leave(self)
 
     def recv_many(self, max_count, timeout=None):
         """Wait for at least one message, then take all that are waiting, up to ``max_count``; return a list.
@@ -668,6 +697,8 @@ cdef class Receiver(_End):
                     raise ReceiveTimeout(f"no message arrived on channel {self.name!r} within {timeout} s")
                 avail = ring_available(&self.ring)
             k = avail if avail < limit else limit
+            if self.deserializer is None:
+                return self._take_bytes(k)
             out = []
             for i in range(k):
                 try:
@@ -681,7 +712,7 @@ cdef class Receiver(_End):
             return out
         finally:
             ring_release(&self.ring)
-            self._leave()
+            _leave(self)
 
     def __iter__(self):
         return self
