@@ -28,7 +28,7 @@ from cywhip.errors import (  # noqa: E402
 
 try:
     from cywhip._channel import ReadBuffer, Receiver, Sender, WriteBuffer  # noqa: E402
-    from cywhip._region import unlink  # noqa: E402
+    from cywhip._region import ChannelInfo, channels, remove_stale, unlink  # noqa: E402
 except ImportError as _exc:  # pragma: no cover - only on a broken install
     raise ImportError(
         f"cywhip's compiled core could not be loaded ({_exc}); install cywhip with "
@@ -42,6 +42,9 @@ __all__ = [
     "WriteBuffer",
     "ReadBuffer",
     "unlink",
+    "channels",
+    "remove_stale",
+    "ChannelInfo",
     "CywhipError",
     "ChannelBusyError",
     "ChannelClosedError",

@@ -389,6 +389,10 @@ cdef class _End:
         cdef Region region = self.region
         return region.hdr.write_cursor - region.hdr.read_cursor
 
+    def __reduce__(self):
+        raise TypeError(f"a {type(self).__name__} cannot be pickled or sent to another process; "
+                        f"open one there by the channel name ({self.name!r})")
+
     def __repr__(self):
         state = "closed" if self.closed else "open"
         return (f"<{type(self).__name__} {self.name!r} message_length={self.message_length} "
@@ -555,6 +559,17 @@ cdef class Sender(_End):
             if pending:
                 ring_publish(&self.ring)
             _leave(self)
+
+    @property
+    def published(self):
+        """Messages ever published on this channel (its write cursor).
+
+        A restarted sender can resume a numbered stream from here: every
+        message below it reached the ring, none above it did.
+        """
+        if self.region is None or self.generation != _fork_generation:
+            self._raise_closed()
+        return self.ring.write
 
     def close(self):
         """Close this end.  Queued messages stay in the channel for a receiver."""
@@ -758,6 +773,13 @@ cdef class Receiver(_End):
             self.busy = 0
             if self.closing:
                 self._finish_close()
+
+    @property
+    def taken(self):
+        """Messages ever taken from this channel (its read cursor)."""
+        if self.region is None or self.generation != _fork_generation:
+            self._raise_closed()
+        return (<Region>self.region).hdr.read_cursor
 
     @property
     def running(self):

@@ -315,3 +315,110 @@ def _shm_free_bytes():
 def _realtime_ns():
     import time
     return time.time_ns()
+
+
+# ------------------------------------------------------------------ channels()
+
+from collections import namedtuple
+
+ChannelInfo = namedtuple("ChannelInfo", [
+    "name", "path", "message_length", "max_queued_messages", "depth",
+    "sender_alive", "receiver_alive", "sender_pid", "receiver_pid", "file_size", "problem",
+])
+ChannelInfo.__doc__ = """One channel in /dev/shm, as channels() found it.
+
+``sender_alive``/``receiver_alive`` say whether a live process holds that end
+(the kernel drops the claim when the process dies).  ``sender_pid`` and
+``receiver_pid`` are the last pids recorded, 0 after a clean close.  ``depth`` is
+the number of queued messages.  ``problem`` is None for a sound channel, else
+why the file could not be read as one (the geometry fields are then None).
+"""
+
+
+cdef object _inspect(str name, str path):
+    cdef bytes bpath = os.fsencode(path)
+    cdef int fd = c_open(bpath, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+    cdef struct_stat st
+    cdef cw_header *h
+    cdef void *p
+    cdef int s_locked, r_locked
+    if fd < 0:
+        return None if errno == ENOENT else ChannelInfo(
+            name, path, None, None, None, False, False, 0, 0, None, os.strerror(errno))
+    try:
+        if fstat(fd, &st) != 0:
+            return ChannelInfo(name, path, None, None, None, False, False, 0, 0, None, os.strerror(errno))
+        if not S_ISREG(st.st_mode):
+            return ChannelInfo(name, path, None, None, None, False, False, 0, 0, None, "not a regular file")
+        if st.st_uid != geteuid():
+            return ChannelInfo(name, path, None, None, None, False, False, 0, 0, st.st_size,
+                               f"owned by uid {st.st_uid}")
+        s_locked = cw_ofd_is_locked(fd, CW_SENDER_LOCK_BYTE)
+        r_locked = cw_ofd_is_locked(fd, CW_RECEIVER_LOCK_BYTE)
+        if <uint64_t>st.st_size < CW_HEADER_SIZE:
+            return ChannelInfo(name, path, None, None, None, s_locked == 1, r_locked == 1, 0, 0,
+                               st.st_size, "too small for a header")
+        p = mmap(NULL, CW_HEADER_SIZE, PROT_READ, MAP_SHARED, fd, 0)
+        if p == MAP_FAILED:
+            return ChannelInfo(name, path, None, None, None, s_locked == 1, r_locked == 1, 0, 0,
+                               st.st_size, os.strerror(errno))
+        h = <cw_header *>p
+        try:
+            if h.magic != CW_MAGIC or h.version != CW_LAYOUT_VERSION:
+                return ChannelInfo(name, path, None, None, None, s_locked == 1, r_locked == 1, 0, 0,
+                                   st.st_size, "not a cywhip channel of this layout version")
+            depth = h.write_cursor - h.read_cursor
+            return ChannelInfo(name, path, h.message_length, h.capacity,
+                               depth if depth <= h.capacity else None,
+                               s_locked == 1, r_locked == 1, h.sender_pid, h.receiver_pid, st.st_size,
+                               None if depth <= h.capacity else "impossible cursors")
+        finally:
+            munmap(p, CW_HEADER_SIZE)
+    finally:
+        c_close(fd)
+
+
+def channels():
+    """List the channels in /dev/shm with their state (a list of ChannelInfo, sorted by name)."""
+    out = []
+    for entry in sorted(os.listdir(SHM_DIR)):
+        if not entry.startswith(FILE_PREFIX):
+            continue
+        info = _inspect(entry[len(FILE_PREFIX):], os.path.join(SHM_DIR, entry))
+        if info is not None:
+            out.append(info)
+    return out
+
+
+def remove_stale(names=None):
+    """Remove channels whose ends are all dead; return the names removed.
+
+    With ``names`` (a name or a list of names), only those are considered and
+    one with a live end raises ChannelBusyError; without, every stale channel
+    in /dev/shm goes.  Queued messages in a removed channel are lost.  Both
+    end bytes are locked while the file is unlinked, so an end cannot claim
+    the channel in between.
+    """
+    explicit = names is not None
+    if isinstance(names, str):
+        names = [names]
+    if names is None:
+        names = [info.name for info in channels()]
+    removed = []
+    for name in names:
+        path = channel_path(name)
+        fd = c_open(os.fsencode(path), O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0:
+            if explicit:
+                raise _os_error(errno, f"cannot open channel {name!r}", path)
+            continue
+        try:
+            if cw_ofd_trylock(fd, CW_SENDER_LOCK_BYTE) or cw_ofd_trylock(fd, CW_RECEIVER_LOCK_BYTE):
+                if explicit:
+                    raise ChannelBusyError(f"channel {name!r} has a live end; not removing it")
+                continue
+            os.unlink(path)
+            removed.append(channel_name(name))
+        finally:
+            c_close(fd)
+    return removed

@@ -232,3 +232,12 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def spawn_receive(name, count, results):
+    """Target for a multiprocessing child (spawn start method): receive count messages, report them."""
+    with Receiver(name, message_length=32, max_queued_messages=1024) as receiver:
+        got = []
+        while len(got) < count:
+            got.extend(receiver.recv_many(count - len(got), timeout=30))
+    results.put(got)
