@@ -1,6 +1,8 @@
 """Command line: ``python -m cywhip demo`` and friends.
 
     python -m cywhip demo [--count N]      two processes talk; the receiver reports
+    python -m cywhip channels              list the channels in /dev/shm and their state
+    python -m cywhip channels --remove-stale   also remove those whose ends are all dead
 """
 import argparse
 import json
@@ -55,6 +57,27 @@ def demo(count, length):
     return 0 if ok else 1
 
 
+def list_channels(remove):
+    import cywhip
+
+    rows = cywhip.channels()
+    if not rows:
+        print("no channels in /dev/shm")
+    for c in rows:
+        if c.problem:
+            print(f"{c.name}: {c.problem} ({c.path})")
+            continue
+        ends = ", ".join(f"{end} {'alive' if alive else 'dead'}" + (f" (pid {pid})" if alive else "")
+                         for end, alive, pid in (("sender", c.sender_alive, c.sender_pid),
+                                                 ("receiver", c.receiver_alive, c.receiver_pid)))
+        print(f"{c.name}: {c.depth}/{c.max_queued_messages} queued, message_length {c.message_length}, "
+              f"{c.file_size:,} bytes; {ends}")
+    if remove:
+        removed = cywhip.remove_stale()
+        print(f"removed {len(removed)} stale channel(s)" + (": " + ", ".join(removed) if removed else ""))
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m cywhip", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,7 +85,11 @@ def main(argv=None):
     p = sub.add_parser("demo", help="two processes pass numbered messages; the receiver reports")
     p.add_argument("--count", type=int, default=1_000_000)
     p.add_argument("--length", type=int, default=32, help="message_length in bytes (a multiple of 8)")
+    p = sub.add_parser("channels", help="list channels in /dev/shm and their state")
+    p.add_argument("--remove-stale", action="store_true", help="remove channels whose ends are all dead")
     args = parser.parse_args(argv)
+    if args.command == "channels":
+        return list_channels(args.remove_stale)
     if args.command == "demo":
         if args.count < 1 or args.length < 8 or args.length % 8:
             parser.error(f"--count must be >= 1 and --length a multiple of 8 >= 8, "

@@ -35,10 +35,14 @@ cdef class _End:
     cdef readonly str name
     cdef readonly Py_ssize_t message_length
     cdef readonly Py_ssize_t max_queued_messages
+    cdef object rtype
+    cdef object ctype
+    cdef Py_ssize_t record_size
+    cdef int leases_held
     cdef object __weakref__
 
     cdef int _open(self, name, message_length, max_queued_messages, int end,
-                   object spin_time, object mode) except -1
+                   object spin_time, object mode, object message_type) except -1
     cdef int _raise_closed(self) except -1
     cdef int _refuse(self) except -1
     cdef int _wait(self, bint sending, int64_t deadline) except -1
@@ -46,6 +50,7 @@ cdef class _End:
     cdef void _finish_close(self)
     cdef void _abandon(self)
     cdef int _close(self) except -1
+    cdef int _check_array(self, object arr, str what) except -1
 
 
 @cython.final
@@ -57,6 +62,7 @@ cdef class Sender(_End):
     cdef int _put(self, object msg) except -1
     cdef int _put_general(self, object msg) except -1
     cdef int _raise_too_long(self, Py_ssize_t n) except -1
+    cdef int _put_record(self, object msg) except -1
 
 
 @cython.final
@@ -64,10 +70,35 @@ cdef class Receiver(_End):
     cdef object deserializer
     cdef object on_message
     cdef object on_error
+    cdef object on_batch
     cdef ReadBuffer rbuf
     cdef object thread
     cdef object error
 
     cdef object _take(self)
+    cdef object _take_record(self, int64_t n, const char *slot)
+    cdef int _raise_corrupt_length(self, int64_t n) except -1
+    cdef int _raise_bad_record(self, int64_t n) except -1
+    cdef int64_t _await(self, object timeout) except -1
+    cdef Py_ssize_t _copy_records(self, char *dst, Py_ssize_t stride, Py_ssize_t k) except -1
+    cdef void _release(self) noexcept
+    cdef int _deliver_batch(self, int64_t avail) except -1
     cdef list _take_bytes(self, Py_ssize_t k)
     cdef int _enter_pull(self) except -1
+
+
+cdef class _Lease:
+    cdef Receiver receiver
+    cdef object region
+    cdef object max_count
+    cdef object timeout
+    cdef const char *base
+    cdef Py_ssize_t count
+    cdef Py_ssize_t span
+    cdef Py_ssize_t one
+    cdef int exports
+    cdef int entered
+    cdef int exited
+    cdef list views
+
+    cdef void _unhold(self)

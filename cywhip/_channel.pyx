@@ -12,7 +12,10 @@ import os
 import threading
 import weakref
 
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
+from cpython.buffer cimport (
+    PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE, PyBUF_STRIDED, PyBUF_STRIDED_RO,
+    PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES,
+)
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.list cimport PyList_New, PyList_SET_ITEM
@@ -21,14 +24,18 @@ from libc.stdint cimport uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy
 
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER
+from cywhip.includes.c_atomics cimport cw_load_relaxed_u32
+from cywhip.includes.c_layout cimport cw_slot_header, CW_SLOT_HEADER_SIZE
 from cywhip._ring cimport (
     ring_t, ring_attach, ring_wait, ring_interrupt, monotonic_ns,
     ring_free, ring_write_slot, ring_commit, ring_publish,
     ring_available, ring_read_length, ring_read_slot, ring_consume, ring_release,
+    ring_write_records, ring_read_records,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_AGAIN, WAIT_STOPPED,
 )
 
 from cywhip._region import check_geometry
+from cywhip._types import record_type
 from cywhip.errors import (
     ChannelClosedError, ChannelCorruptError, MessageTooLongError, ReceiveTimeout, SendTimeout,
 )
@@ -108,6 +115,22 @@ cdef object _check_mode(object mode):
     if mode & ~0o660 or not mode & 0o600 == 0o600:
         raise ValueError(f"mode must be 0o600 or 0o6x0 (owner read-write, optionally group), got {mode:#o}")
     return mode
+
+
+cdef int _check_count(object max_count) except -1:
+    if isinstance(max_count, bool) or not isinstance(max_count, int):
+        raise TypeError(f"max_count must be an int, not {type(max_count).__name__} ({max_count!r})")
+    if max_count < 1:
+        raise ValueError(f"max_count must be at least 1, got {max_count}")
+    return 0
+
+
+cdef object _numpy():
+    try:
+        import numpy
+    except ImportError:
+        raise ModuleNotFoundError("this needs NumPy: pip install cywhip[numpy]") from None
+    return numpy
 
 
 cdef object _check_ctype(object ctype):
@@ -275,15 +298,28 @@ cdef class _End:
         self.busy = 0
         self.closing = 0
         self.forked = 0
+        self.leases_held = 0
 
     cdef int _open(self, name, message_length, max_queued_messages, int end,
-                   object spin_time, object mode) except -1:
+                   object spin_time, object mode, object message_type) except -1:
         if self.region is not None:
             raise RuntimeError(f"{type(self).__name__} is already open")
         cdef int64_t spin_ns = _spin_ns(spin_time)
+        rtype = None
+        if message_type is not None:
+            rtype = record_type(message_type)
+            if message_length is None:
+                message_length = rtype.size
+            elif message_length != rtype.size:
+                raise ValueError(f"message_length={message_length!r} disagrees with message_type "
+                                 f"{message_type!r}, whose records are {rtype.size} bytes; "
+                                 f"leave message_length out")
+        elif message_length is None:
+            raise TypeError(f"{type(self).__name__}() needs message_length (the largest message "
+                            f"in bytes) or message_type")
         message_length, max_queued_messages = check_geometry(message_length, max_queued_messages)
         cdef Region region = Region.open(name, message_length, max_queued_messages, end,
-                                         mode=_check_mode(mode))
+                                         rtype=rtype, mode=_check_mode(mode))
         if ring_attach(&self.ring, region.hdr, spin_ns) != 0:
             write, read = region.hdr.write_cursor, region.hdr.read_cursor
             region.close()
@@ -294,8 +330,27 @@ cdef class _End:
         self.name = region.name
         self.message_length = message_length
         self.max_queued_messages = max_queued_messages
+        self.rtype = rtype
+        self.record_size = rtype.size if rtype is not None else 0
+        self.ctype = rtype.ctype if rtype is not None else None
         _live_ends.add(self)
         return 0
+
+    cdef int _check_array(self, object arr, str what) except -1:
+        """arr must be an array of this channel's records."""
+        if self.record_size == 0:
+            raise TypeError(f"{what}() needs a typed channel: open the end with message_type=...")
+        dt = getattr(arr, "dtype", None)
+        if dt is None or not self.rtype.accepts_dtype(dt):
+            got = type(arr).__name__ + (f" of dtype {dt}" if dt is not None else "")
+            raise TypeError(f"{what}() needs a NumPy array of the channel's records "
+                            f"({self.rtype.description}), got {got}")
+        return 0
+
+    @property
+    def message_type(self):
+        """The ctypes type or NumPy dtype of a typed end; None for an untyped one."""
+        return self.rtype.source if self.rtype is not None else None
 
     cdef int _raise_closed(self) except -1:
         kind = type(self).__name__
@@ -343,7 +398,9 @@ cdef class _End:
         self.region = None
         self.ring.hdr = NULL
         if region is not None:
-            region.close()
+            # Records lent by borrow() may still be viewed: keep the mapping
+            # until the last view goes (the Region's own deallocation).
+            region.close(keep_mapping=self.leases_held > 0)
         _live_ends.discard(self)
 
     cdef void _abandon(self):
@@ -424,23 +481,23 @@ cdef class Sender(_End):
     """
 
     def __init__(self, name, message_serializer=None, message_length=None,
-                 max_queued_messages=DEFAULT_MAX_QUEUED_MESSAGES, *,
+                 max_queued_messages=DEFAULT_MAX_QUEUED_MESSAGES, *, message_type=None,
                  spin_time=DEFAULT_SPIN_TIME, mode=0o600):
-        if message_length is None:
-            raise TypeError("Sender() needs message_length, the largest message in bytes")
         if message_serializer is not None and not callable(message_serializer):
             raise TypeError(f"message_serializer must be callable, got {message_serializer!r}")
+        if message_serializer is not None and message_type is not None:
+            raise TypeError("a typed Sender takes no message_serializer: its records are copied as they are")
         self.serializer = message_serializer
         self.wbuf = WriteBuffer()
         self.publish_every = 0
-        self._open(name, message_length, max_queued_messages, END_SENDER, spin_time, mode)
+        self._open(name, message_length, max_queued_messages, END_SENDER, spin_time, mode, message_type)
         # Publish a long send_many() in steps, so the receiver starts early.
         self.publish_every = max(1, min(self.max_queued_messages // 4, 256))
 
     cdef inline int _put(self, object msg) except -1:
         """Write msg into the slot at the write cursor and commit it (not yet published)."""
         cdef Py_ssize_t n
-        if self.serializer is None and PyBytes_CheckExact(msg):
+        if self.serializer is None and PyBytes_CheckExact(msg) and self.record_size == 0:
             n = PyBytes_GET_SIZE(msg)
             if n <= self.message_length and n < NOGIL_COPY_BYTES:
                 memcpy(ring_write_slot(&self.ring), PyBytes_AS_STRING(msg), n)
@@ -455,6 +512,8 @@ cdef class Sender(_End):
         cdef Py_ssize_t n
         cdef Py_buffer view
         cdef WriteBuffer wb
+        if self.record_size:
+            return self._put_record(msg)
         if self.serializer is not None:
             wb = self.wbuf
             wb._lend(slot, self.message_length)
@@ -482,6 +541,88 @@ cdef class Sender(_End):
                 PyBuffer_Release(&view)
         ring_commit(&self.ring, <uint32_t>n)
         return 0
+
+    cdef int _put_record(self, object msg) except -1:
+        """_put() for typed channels: msg must be one record of the channel's type."""
+        cdef Py_buffer view
+        if self.ctype is not None:
+            if not isinstance(msg, self.ctype):
+                raise TypeError(f"channel {self.name!r} carries {self.ctype.__name__} records, "
+                                f"not {type(msg).__name__}")
+        else:
+            dt = getattr(msg, "dtype", None)
+            if dt is None or getattr(msg, "size", 1) != 1 or not self.rtype.accepts_dtype(dt):
+                got = type(msg).__name__ + (f" of dtype {dt}" if dt is not None else "")
+                raise TypeError(f"channel {self.name!r} carries single records of dtype {self.rtype.dtype}, "
+                                f"got {got}; use send_array() for arrays")
+        PyObject_GetBuffer(msg, &view, PyBUF_SIMPLE)
+        try:
+            if view.len != self.record_size:
+                raise TypeError(f"a {type(msg).__name__} of {view.len} bytes is not one "
+                                f"{self.record_size}-byte record")
+            memcpy(ring_write_slot(&self.ring), view.buf, self.record_size)
+        finally:
+            PyBuffer_Release(&view)
+        ring_commit(&self.ring, <uint32_t>self.record_size)
+        return 0
+
+    def send_array(self, arr, timeout=None):
+        """Send every record of a 1-D NumPy array of the channel's record type; return how many.
+
+        The array may be strided.  Records are copied straight into the ring
+        with the GIL released, published once per run of free slots.  Waits
+        while the ring is full; after ``timeout`` seconds raises SendTimeout,
+        whose ``sent`` says how many records went out.
+        """
+        cdef Py_buffer view
+        cdef Py_ssize_t i = 0, n, k, stride, chunk
+        cdef int64_t free, deadline
+        cdef int st = WAIT_READY
+        cdef uint32_t size = <uint32_t>self.record_size
+        cdef const char *base
+        self._check_array(arr, "send_array")
+        PyObject_GetBuffer(arr, &view, PyBUF_STRIDED_RO)
+        try:
+            if view.ndim != 1:
+                raise ValueError(f"send_array() needs a 1-D array of records, got shape {arr.shape}")
+            n = view.shape[0]
+            stride = view.strides[0]
+            base = <const char *>view.buf
+            chunk = max(1, min(self.max_queued_messages // 4, 4096))
+            _enter(self)
+            try:
+                deadline = _deadline(timeout)
+                while i < n:
+                    with nogil:
+                        while i < n:
+                            free = ring_free(&self.ring)
+                            if free <= 0:
+                                st = ring_wait(&self.ring, True, deadline)
+                                if st != WAIT_READY:
+                                    break
+                                continue
+                            k = n - i
+                            if k > free:
+                                k = free
+                            if k > chunk:
+                                k = chunk
+                            ring_write_records(&self.ring, base + i * stride, stride, k, size)
+                            ring_publish(&self.ring)
+                            i += k
+                    if i < n:
+                        if st == WAIT_TIMEOUT:
+                            raise SendTimeout(f"channel {self.name!r} stayed full for {timeout} s; "
+                                              f"{i} of {n} records were sent", sent=i)
+                        if st == WAIT_CORRUPT:
+                            self._raise_corrupt()
+                        if st == WAIT_STOPPED:
+                            self._raise_closed()
+                        PyErr_CheckSignals()
+                return n
+            finally:
+                _leave(self)
+        finally:
+            PyBuffer_Release(&view)
 
     cdef int _raise_too_long(self, Py_ssize_t n) except -1:
         raise MessageTooLongError(f"message is {n} bytes, longer than message_length={self.message_length} "
@@ -587,23 +728,27 @@ cdef class Receiver(_End):
 
     def __init__(self, name, message_deserializer=None, message_length=None,
                  max_queued_messages=DEFAULT_MAX_QUEUED_MESSAGES, on_message=None, *,
-                 on_error=None, spin_time=DEFAULT_SPIN_TIME, mode=0o600):
-        if message_length is None:
-            raise TypeError("Receiver() needs message_length, the largest message in bytes")
-        for what, fn in (("message_deserializer", message_deserializer),
-                         ("on_message", on_message), ("on_error", on_error)):
+                 message_type=None, on_batch=None, on_error=None,
+                 spin_time=DEFAULT_SPIN_TIME, mode=0o600):
+        for what, fn in (("message_deserializer", message_deserializer), ("on_message", on_message),
+                         ("on_batch", on_batch), ("on_error", on_error)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"{what} must be callable, got {fn!r}")
-        if on_error is not None and on_message is None:
-            raise TypeError("on_error applies only to a Receiver with on_message")
+        if on_message is not None and on_batch is not None:
+            raise TypeError("give on_message or on_batch, not both")
+        if on_error is not None and on_message is None and on_batch is None:
+            raise TypeError("on_error applies only to a Receiver with on_message or on_batch")
+        if message_deserializer is not None and message_type is not None:
+            raise TypeError("a typed Receiver takes no message_deserializer: its records are built directly")
         self.deserializer = message_deserializer
         self.on_message = on_message
+        self.on_batch = on_batch
         self.on_error = on_error
         self.rbuf = ReadBuffer()
         self.thread = None
         self.error = None
-        self._open(name, message_length, max_queued_messages, END_RECEIVER, spin_time, mode)
-        if on_message is not None:
+        self._open(name, message_length, max_queued_messages, END_RECEIVER, spin_time, mode, message_type)
+        if on_message is not None or on_batch is not None:
             self.busy = 1
             self.thread = threading.Thread(target=self._run, name=f"cywhip-receiver-{self.name}",
                                            daemon=True)
@@ -619,6 +764,8 @@ cdef class Receiver(_End):
             raise ChannelCorruptError(
                 f"channel {self.name!r} is corrupt: the message at cursor {self.ring.read} claims a "
                 f"length over message_length={self.message_length}")
+        if self.record_size:
+            return self._take_record(n, slot)
         if self.deserializer is None:
             if n < NOGIL_COPY_BYTES:
                 return PyBytes_FromStringAndSize(slot, n)
@@ -633,6 +780,121 @@ cdef class Receiver(_End):
             return self.deserializer(rb)
         finally:
             rb._take_back()
+
+    cdef object _take_record(self, int64_t n, const char *slot):
+        """One record of a typed channel as a ctypes instance or a NumPy record."""
+        cdef Py_buffer view
+        if n != self.record_size:
+            self._raise_bad_record(n)
+        if self.ctype is not None:
+            out = self.ctype.__new__(self.ctype)
+        else:
+            out = _numpy().empty(1, self.rtype.dtype)
+        PyObject_GetBuffer(out, &view, PyBUF_WRITABLE)
+        memcpy(view.buf, slot, n)
+        PyBuffer_Release(&view)
+        return out if self.ctype is not None else out[0]
+
+    cdef int _raise_corrupt_length(self, int64_t n) except -1:
+        raise ChannelCorruptError(
+            f"channel {self.name!r} is corrupt: the message at cursor {self.ring.read} claims "
+            f"{n} bytes, over message_length={self.message_length}")
+
+    cdef int _raise_bad_record(self, int64_t n) except -1:
+        raise ChannelCorruptError(
+            f"channel {self.name!r} is corrupt: the message at cursor {self.ring.read} is {n} bytes, "
+            f"but its records are {self.record_size} bytes")
+
+    cdef int64_t _await(self, object timeout) except -1:
+        """Wait for at least one message; return how many are waiting."""
+        cdef int64_t avail = ring_available(&self.ring)
+        if avail > 0:
+            return avail
+        if not self._wait(False, _deadline(timeout)):
+            raise ReceiveTimeout(f"no message arrived on channel {self.name!r} within {timeout} s")
+        return ring_available(&self.ring)
+
+    cdef Py_ssize_t _copy_records(self, char *dst, Py_ssize_t stride, Py_ssize_t k) except -1:
+        """Take k waiting records into dst (GIL released); a wrong-sized slot stops the run."""
+        cdef Py_ssize_t got
+        cdef uint32_t size = <uint32_t>self.record_size
+        with nogil:
+            got = ring_read_records(&self.ring, dst, stride, k, size)
+        if got:
+            self._release()
+        else:
+            self._raise_bad_record(ring_read_length(&self.ring))
+        return got
+
+    def recv_into(self, out, timeout=None):
+        """Fill a 1-D NumPy array of the channel's records with waiting records; return how many.
+
+        Waits for at least one; takes as many as are waiting and fit, copied
+        with the GIL released.
+        """
+        cdef Py_buffer view
+        cdef Py_ssize_t room
+        self._check_array(out, "recv_into")
+        try:
+            PyObject_GetBuffer(out, &view, PyBUF_STRIDED | PyBUF_WRITABLE)
+        except BufferError:
+            raise ValueError("recv_into() needs a writable array") from None
+        try:
+            if view.ndim != 1:
+                raise ValueError(f"recv_into() needs a 1-D array of records, got shape {out.shape}")
+            room = view.shape[0]
+            if room < 1:
+                raise ValueError("recv_into() needs room for at least one record, got an empty array")
+            self._enter_pull()
+            try:
+                room = min(room, self._await(timeout))
+                return self._copy_records(<char *>view.buf, view.strides[0], room)
+            finally:
+                _leave(self)
+        finally:
+            PyBuffer_Release(&view)
+
+    def recv_array(self, max_count, timeout=None):
+        """Wait for at least one record, then take all waiting up to ``max_count`` as a new NumPy array."""
+        cdef Py_buffer view
+        cdef Py_ssize_t k, got
+        if self.record_size == 0:
+            raise TypeError("recv_array() needs a typed channel: open the end with message_type=...")
+        _check_count(max_count)
+        np = _numpy()
+        dtype = self.rtype.dtype
+        self._enter_pull()
+        try:
+            k = min(max_count, self._await(timeout))
+            out = np.empty(k, dtype)
+            PyObject_GetBuffer(out, &view, PyBUF_STRIDED | PyBUF_WRITABLE)
+            try:
+                got = self._copy_records(<char *>view.buf, view.strides[0], k)
+            finally:
+                PyBuffer_Release(&view)
+            return out if got == k else out[:got]
+        finally:
+            _leave(self)
+
+    def borrow(self, max_count=None, timeout=None):
+        """Lend waiting messages without copying: ``with receiver.borrow(n) as batch: ...``.
+
+        ``batch`` is a read-only NumPy array over the ring for NumPy channels,
+        else a list of read-only memoryviews, one per message.  Entering waits
+        for at least one message and lends up to ``max_count`` (at most up to
+        the ring's end).  The messages are taken when the block exits; the
+        views lent are released then, so using them afterwards raises.  An
+        array or view derived from them keeps the messages from being taken
+        (the sender cannot overwrite them) until it is gone.
+        """
+        if max_count is not None:
+            _check_count(max_count)
+        return _Lease(self, max_count, timeout)
+
+    cdef inline void _release(self) noexcept:
+        """Hand taken messages back to the sender, unless borrowed views still hold the ring."""
+        if self.leases_held == 0:
+            ring_release(&self.ring)
 
     cdef list _take_bytes(self, Py_ssize_t k):
         """Consume k available messages (k >= 1) as a list of bytes."""
@@ -652,11 +914,11 @@ cdef class Receiver(_End):
         return out
 
     cdef int _enter_pull(self) except -1:
-        if self.on_message is not None:
+        if self.thread is not None:
             if self.region is None or self.generation != _fork_generation:
                 self._raise_closed()
-            raise RuntimeError(f"Receiver {self.name!r} delivers its messages to on_message; "
-                               f"recv() and friends are for a Receiver without on_message")
+            raise RuntimeError(f"Receiver {self.name!r} delivers its messages to on_message/on_batch; "
+                               f"recv() and friends are for a Receiver without them")
         return _enter(self)
 
     def recv(self, timeout=None):
@@ -668,7 +930,7 @@ cdef class Receiver(_End):
                     raise ReceiveTimeout(f"no message arrived on channel {self.name!r} within {timeout} s")
             msg = self._take()
             ring_consume(&self.ring)
-            ring_release(&self.ring)
+            self._release()
             return msg
         finally:
             _leave(self)
@@ -685,7 +947,7 @@ cdef class Receiver(_End):
                 return None
             msg = self._take()
             ring_consume(&self.ring)
-            ring_release(&self.ring)
+            self._release()
             return msg
         finally:
             _leave(self)
@@ -699,10 +961,7 @@ cdef class Receiver(_End):
         cdef Py_ssize_t k, i, limit
         cdef int64_t avail
         cdef list out
-        if isinstance(max_count, bool) or not isinstance(max_count, int):
-            raise TypeError(f"max_count must be an int, not {type(max_count).__name__} ({max_count!r})")
-        if max_count < 1:
-            raise ValueError(f"max_count must be at least 1, got {max_count}")
+        _check_count(max_count)
         limit = min(max_count, self.max_queued_messages)
         self._enter_pull()
         try:
@@ -712,7 +971,7 @@ cdef class Receiver(_End):
                     raise ReceiveTimeout(f"no message arrived on channel {self.name!r} within {timeout} s")
                 avail = ring_available(&self.ring)
             k = avail if avail < limit else limit
-            if self.deserializer is None:
+            if self.deserializer is None and self.record_size == 0:
                 return self._take_bytes(k)
             out = []
             for i in range(k):
@@ -726,7 +985,7 @@ cdef class Receiver(_End):
                 ring_consume(&self.ring)
             return out
         finally:
-            ring_release(&self.ring)
+            self._release()
             _leave(self)
 
     def __iter__(self):
@@ -756,6 +1015,9 @@ cdef class Receiver(_End):
                     continue
                 if avail < 0:
                     self._raise_corrupt()
+                if self.on_batch is not None:
+                    self._deliver_batch(avail)
+                    continue
                 try:
                     self.on_message(self._take())
                 except Exception as exc:
@@ -764,7 +1026,7 @@ cdef class Receiver(_End):
                     # The error hook has seen it: the message counts as taken.
                     self.on_error(exc)
                 ring_consume(&self.ring)
-                ring_release(&self.ring)
+                self._release()
         except BaseException as exc:
             # The message that failed stays in the ring for the next receiver;
             # close() re-raises the error in the caller.
@@ -773,6 +1035,43 @@ cdef class Receiver(_End):
             self.busy = 0
             if self.closing:
                 self._finish_close()
+
+    cdef int _deliver_batch(self, int64_t avail) except -1:
+        """Build everything waiting into one batch and hand it to on_batch; take it once that returns."""
+        cdef uint64_t read = self.ring.read, read_index = self.ring.read_index
+        cdef Py_ssize_t k = min(avail, self.max_queued_messages)
+        cdef Py_ssize_t i
+        cdef Py_buffer view
+        try:
+            if self.rtype is not None and self.rtype.kind == "numpy":
+                batch = _numpy().empty(k, self.rtype.dtype)
+                PyObject_GetBuffer(batch, &view, PyBUF_STRIDED | PyBUF_WRITABLE)
+                try:
+                    with nogil:
+                        k = ring_read_records(&self.ring, <char *>view.buf, view.strides[0], k,
+                                              <uint32_t>self.record_size)
+                finally:
+                    PyBuffer_Release(&view)
+                if k == 0:
+                    self._raise_bad_record(ring_read_length(&self.ring))
+                batch = batch[:k]
+            elif self.deserializer is None and self.record_size == 0:
+                batch = self._take_bytes(k)
+            else:
+                batch = []
+                for i in range(k):
+                    batch.append(self._take())
+                    ring_consume(&self.ring)
+            self.on_batch(batch)
+        except Exception as exc:
+            if self.on_error is None:
+                # Nothing of the batch is taken: it is delivered again to the next receiver.
+                self.ring.read = read
+                self.ring.read_index = read_index
+                raise
+            self.on_error(exc)
+        self._release()
+        return 0
 
     @property
     def taken(self):
@@ -812,3 +1111,122 @@ cdef class Receiver(_End):
         if err is not None:
             self.error = None
             raise err
+
+
+cdef class _Lease:
+    """The context manager borrow() returns: lends waiting messages in place, takes them on exit.
+
+    It is also the buffer exporter the lent views are made from: it counts
+    the views alive, so that messages still viewed are not handed back to the
+    sender, and it keeps the mapping alive while they are.
+    """
+
+    def __cinit__(self, Receiver receiver, object max_count, object timeout):
+        self.receiver = receiver
+        self.max_count = max_count
+        self.timeout = timeout
+        self.base = NULL
+        self.count = 0
+        self.span = 0
+        self.one = 1
+        self.exports = 0
+        self.entered = 0
+        self.exited = 0
+        self.views = None
+
+    def __getbuffer__(self, Py_buffer *buffer, int flags):
+        if self.base == NULL or self.exited:
+            raise ValueError("these borrowed messages were already taken; use them inside the with block")
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("borrowed messages are read-only")
+        buffer.buf = <void *>self.base
+        buffer.obj = self
+        buffer.len = self.span
+        buffer.readonly = 1
+        buffer.itemsize = 1
+        buffer.format = NULL
+        if flags & PyBUF_FORMAT:
+            buffer.format = b"B"
+        buffer.ndim = 1
+        buffer.shape = &self.span if flags & PyBUF_ND else NULL
+        buffer.strides = &self.one if flags & PyBUF_STRIDES else NULL
+        buffer.suboffsets = NULL
+        buffer.internal = NULL
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *buffer):
+        self.exports -= 1
+        if self.exports == 0 and self.exited:
+            self._unhold()
+
+    cdef void _unhold(self):
+        """The last view of messages taken earlier is gone: hand them back to the sender now."""
+        cdef Receiver r = self.receiver
+        r.leases_held -= 1
+        if r.leases_held == 0 and r.region is not None and r.generation == _fork_generation:
+            ring_release(&r.ring)
+        self.region = None
+
+    def __enter__(self):
+        cdef Receiver r = self.receiver
+        cdef Py_ssize_t k, i, slot_size, offset
+        cdef int64_t n
+        if self.entered:
+            raise RuntimeError("a borrow() can be entered once")
+        r._enter_pull()
+        try:
+            k = r._await(self.timeout)
+            if self.max_count is not None and k > self.max_count:
+                k = self.max_count
+            # One contiguous run of slots: stop at the end of the ring.
+            if <uint64_t>k > r.ring.capacity - r.ring.read_index:
+                k = r.ring.capacity - r.ring.read_index
+            slot_size = r.ring.slot_size
+            lengths = []
+            for i in range(k):
+                n = cw_load_relaxed_u32(&(<cw_slot_header *>(r.ring.slots + (r.ring.read_index + i) * slot_size)).length)
+                if n > r.message_length or (r.record_size and n != r.record_size):
+                    if i == 0:
+                        r._raise_bad_record(n) if r.record_size else r._raise_corrupt_length(n)
+                    k = i
+                    break
+                lengths.append(n)
+            self.base = r.ring.slots + r.ring.read_index * slot_size + CW_SLOT_HEADER_SIZE
+            self.span = (k - 1) * slot_size + r.message_length
+            self.count = k
+            self.region = r.region
+            whole = memoryview(self)
+            if r.rtype is not None and r.rtype.kind == "numpy":
+                batch = _numpy().ndarray((k,), r.rtype.dtype, buffer=whole, strides=(slot_size,))
+                self.views = [whole]
+            else:
+                batch = [whole[i * slot_size:i * slot_size + lengths[i]] for i in range(k)]
+                self.views = [whole] + batch
+            self.entered = 1
+            return batch
+        except BaseException:
+            self.base = NULL
+            _leave(r)
+            raise
+
+    def __exit__(self, *exc):
+        cdef Receiver r = self.receiver
+        cdef uint64_t index
+        if not self.entered or self.exited:
+            return
+        for view in self.views:
+            try:
+                view.release()
+            except BufferError:
+                pass   # something derived from it is alive; the exporter count covers it
+        self.views = None
+        self.exited = 1
+        index = r.ring.read_index + self.count
+        r.ring.read += self.count
+        r.ring.read_index = 0 if index == r.ring.capacity else index
+        if self.exports == 0:
+            r._release()
+            self.region = None
+        else:
+            r.leases_held += 1
+        _leave(r)

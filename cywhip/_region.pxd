@@ -14,6 +14,8 @@ cdef class Region:
     cdef readonly str path
     cdef readonly int end
     cdef readonly long pid
+    cdef bytes description
+    cdef uint64_t type_size
 
     cdef void unmap(self) noexcept
     cdef bint _open_existing(self, uint64_t message_length, uint64_t capacity,
@@ -22,6 +24,8 @@ cdef class Region:
     cdef int _check_header(self, uint64_t message_length, uint64_t capacity,
                            uint64_t type_fingerprint, uint64_t type_size,
                            uint64_t size, uint64_t st_size) except -1
+    cdef int _check_types(self, cw_header *h, uint64_t message_length, uint64_t type_fingerprint,
+                          str what) except -1
     cdef bint _create(self, uint64_t message_length, uint64_t capacity,
                       uint64_t type_fingerprint, uint64_t type_size, uint64_t size, int mode) except -1
     cdef int _claim_end(self) except -1

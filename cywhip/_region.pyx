@@ -9,7 +9,7 @@ import secrets
 
 from libc.errno cimport errno, EEXIST, ENOENT, EAGAIN, EACCES, ELOOP, ENOSPC
 from libc.stdint cimport uint64_t, int64_t
-from libc.string cimport memset
+from libc.string cimport memset, memcpy
 from posix.fcntl cimport open as c_open, O_RDWR, O_CREAT, O_EXCL
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAILED
 from posix.stat cimport struct_stat, fstat, fchmod, S_ISREG
@@ -19,11 +19,12 @@ from cywhip.includes.c_atomics cimport cw_store_relaxed_i64, cw_load_relaxed_i64
 from cywhip.includes.c_layout cimport (
     cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION,
     CW_SLOT_HEADER_SIZE, CW_SLOT_ALIGN, CW_MAX_MESSAGE_LENGTH,
-    CW_SENDER_LOCK_BYTE, CW_RECEIVER_LOCK_BYTE,
+    CW_SENDER_LOCK_BYTE, CW_RECEIVER_LOCK_BYTE, CW_TYPE_DESCRIPTION_SIZE,
 )
 from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_is_locked
 
 from cywhip.errors import ChannelBusyError, ChannelCorruptError, ChannelMismatchError
+from cywhip._types import first_difference
 
 cdef extern from "<fcntl.h>" nogil:
     enum:
@@ -128,14 +129,24 @@ cdef class Region:
             self.fd = -1
 
     @staticmethod
-    def open(name, uint64_t message_length, uint64_t capacity, int end,
-             uint64_t type_fingerprint=0, uint64_t type_size=0, int mode=0o600):
-        """Create or open channel ``name`` and claim its ``end``; return the Region."""
+    def open(name, uint64_t message_length, uint64_t capacity, int end, rtype=None, int mode=0o600):
+        """Create or open channel ``name`` and claim its ``end``; return the Region.
+
+        ``rtype`` is the RecordType of a typed end, None for an untyped one.
+        """
         cdef Region self = Region.__new__(Region)
         self.name = channel_name(name)
         self.path = channel_path(name)
         self.end = end
         self.pid = getpid()
+        cdef uint64_t type_fingerprint = 0, type_size = 0
+        if rtype is not None:
+            type_fingerprint = rtype.fingerprint
+            type_size = rtype.size
+            self.description = rtype.description.encode()[:CW_TYPE_DESCRIPTION_SIZE - 1]
+        else:
+            self.description = b""
+        self.type_size = type_size
         cdef uint64_t size = file_size_for(message_length, capacity)
         for attempt in range(8):
             if self._open_existing(message_length, capacity, type_fingerprint, type_size, size):
@@ -197,16 +208,14 @@ cdef class Region:
         if h.version != CW_LAYOUT_VERSION:
             raise ChannelMismatchError(f"{what} has layout version {h.version}, "
                                        f"this cywhip uses {CW_LAYOUT_VERSION}")
+        if h.type_fingerprint != type_fingerprint or h.type_size != type_size:
+            self._check_types(h, message_length, type_fingerprint, what)
         if h.message_length != message_length:
             raise ChannelMismatchError(f"{what} exists with message_length={h.message_length}, "
                                        f"this end asked for message_length={message_length}")
         if h.capacity != capacity:
             raise ChannelMismatchError(f"{what} exists with max_queued_messages={h.capacity}, "
                                        f"this end asked for max_queued_messages={capacity}")
-        if h.type_fingerprint != type_fingerprint or h.type_size != type_size:
-            raise ChannelMismatchError(
-                f"{what} exists with message type {_describe_type(h.type_fingerprint, h.type_size)}, "
-                f"this end asked for {_describe_type(type_fingerprint, type_size)}")
         if (h.header_size != CW_HEADER_SIZE or h.slot_size != slot_size_for(message_length)
                 or h.file_size != size):
             raise ChannelCorruptError(
@@ -216,6 +225,25 @@ cdef class Region:
         if st_size < size:
             raise ChannelCorruptError(f"{what} is {st_size} bytes, its header needs {size}")
         return 0
+
+    cdef int _check_types(self, cw_header *h, uint64_t message_length, uint64_t type_fingerprint,
+                          str what) except -1:
+        """The channel's record type differs from this end's: allowed only for an untyped receiver."""
+        theirs = _read_description(h)
+        ours = self.description.decode()
+        if type_fingerprint == 0:
+            if self.end == 1 and h.type_size == message_length:
+                return 0   # an untyped receiver takes each record as bytes: always safe
+            raise ChannelMismatchError(
+                f"{what} holds typed records ({theirs}); an untyped sender could write records of "
+                f"another layout: open it with the same message_type")
+        if h.type_fingerprint == 0:
+            raise ChannelMismatchError(
+                f"{what} was created untyped (bytes); this end's message_type is {ours}. "
+                f"A typed end needs a typed channel: start a typed end first, or unlink the channel")
+        raise ChannelMismatchError(
+            f"{what} holds records {theirs} ({h.type_size} bytes); this end's message_type is "
+            f"{ours} ({self.type_size} bytes); they differ at {first_difference(theirs, ours)}")
 
     cdef bint _create(self, uint64_t message_length, uint64_t capacity,
                       uint64_t type_fingerprint, uint64_t type_size, uint64_t size, int mode) except -1:
@@ -259,6 +287,7 @@ cdef class Region:
             h.file_size = size
             h.type_fingerprint = type_fingerprint
             h.type_size = type_size
+            memcpy(h.type_description, <const char *>self.description, len(self.description))
             h.creator_pid = getpid()
             h.created_ns = _realtime_ns()
             if c_link(btmp, bpath) != 0:
@@ -290,21 +319,30 @@ cdef class Region:
         cw_fetch_add_relaxed_u64(&self.hdr.sender_starts if self.end == 0 else &self.hdr.receiver_starts, 1)
         return 0
 
-    def close(self):
-        """Clear this end's pid and drop the mapping and the lock."""
-        if self.hdr != NULL and self.pid == getpid():
+    def close(self, keep_mapping=False):
+        """Clear this end's pid and drop the lock and the mapping.
+
+        With keep_mapping, the mapping stays until this Region is deallocated
+        (borrowed views may still point into it).
+        """
+        if self.hdr != NULL and self.pid == getpid() and self.fd >= 0:
             cw_store_relaxed_i64(&self.hdr.sender_pid if self.end == 0 else &self.hdr.receiver_pid, 0)
-        self.unmap()
+        if keep_mapping:
+            if self.fd >= 0:
+                c_close(self.fd)
+                self.fd = -1
+        else:
+            self.unmap()
 
     @property
     def closed(self):
         return self.hdr == NULL
 
 
-def _describe_type(uint64_t fingerprint, uint64_t size):
-    if fingerprint == 0 and size == 0:
-        return "bytes (untyped)"
-    return f"a {size}-byte record with layout fingerprint {fingerprint:#018x}"
+cdef str _read_description(cw_header *h):
+    """The channel's type description, read within its field whatever the file holds."""
+    cdef bytes raw = h.type_description[:CW_TYPE_DESCRIPTION_SIZE]
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace") or "(none)"
 
 
 def _shm_free_bytes():

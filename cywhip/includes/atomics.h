@@ -81,4 +81,10 @@ static inline void cw_cpu_relax(void)
 #endif
 }
 
+/* Ask for the cache line at p in a writable state ahead of a store. */
+static inline void cw_prefetch_write(const void *p)
+{
+    __builtin_prefetch(p, 1, 3);
+}
+
 #endif

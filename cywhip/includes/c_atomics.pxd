@@ -13,3 +13,4 @@ cdef extern from "atomics.h" nogil:
     void cw_store_relaxed_i64(int64_t *p, int64_t v) noexcept
     void cw_fence_seq_cst() noexcept
     void cw_cpu_relax() noexcept
+    void cw_prefetch_write(const void *p) noexcept

@@ -10,6 +10,7 @@ cdef extern from "layout.h" nogil:
         CW_SLOT_ALIGN
         CW_SENDER_LOCK_BYTE
         CW_RECEIVER_LOCK_BYTE
+        CW_TYPE_DESCRIPTION_SIZE
     const uint64_t CW_MAGIC
     const uint64_t CW_MAX_MESSAGE_LENGTH
 
@@ -33,6 +34,7 @@ cdef extern from "layout.h" nogil:
         int64_t receiver_pid
         uint64_t sender_starts
         uint64_t receiver_starts
+        char type_description[2048]
 
     ctypedef struct cw_slot_header:
         uint32_t length

@@ -28,6 +28,7 @@
 #define CW_SLOT_HEADER_SIZE 8
 #define CW_SLOT_ALIGN 8
 #define CW_MAX_MESSAGE_LENGTH 0x7FFFFFF0ULL
+#define CW_TYPE_DESCRIPTION_SIZE 2048
 
 typedef struct {
     /* Geometry: written once by the creator before the file gets its name. */
@@ -57,6 +58,9 @@ typedef struct {
     int64_t receiver_pid;                             /* 648 */
     uint64_t sender_starts;                           /* 656 */
     uint64_t receiver_starts;                         /* 664 */
+    /* Typed channels: the canonical layout description, NUL-terminated
+     * (cywhip/_types.py); empty for untyped channels. */
+    alignas(1024) char type_description[CW_TYPE_DESCRIPTION_SIZE]; /* 1024 */
 } cw_header;
 
 typedef struct {
@@ -70,6 +74,7 @@ _Static_assert(offsetof(cw_header, sender_waiting) == 384, "sender_waiting offse
 _Static_assert(offsetof(cw_header, receiver_waiting) == 512, "receiver_waiting offset");
 _Static_assert(offsetof(cw_header, sender_pid) == 640, "sender_pid offset");
 _Static_assert(offsetof(cw_header, receiver_pid) == 648, "receiver_pid offset");
+_Static_assert(offsetof(cw_header, type_description) == 1024, "type_description offset");
 _Static_assert(sizeof(cw_header) <= CW_HEADER_SIZE, "header fits its page");
 _Static_assert(sizeof(cw_slot_header) == CW_SLOT_HEADER_SIZE, "slot header size");
 
