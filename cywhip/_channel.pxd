@@ -38,7 +38,6 @@ cdef class _End:
     cdef object rtype
     cdef object ctype
     cdef Py_ssize_t record_size
-    cdef int leases_held
     cdef object __weakref__
 
     cdef int _open(self, name, message_length, max_queued_messages, int end,
@@ -89,16 +88,14 @@ cdef class Receiver(_End):
 
 cdef class _Lease:
     cdef Receiver receiver
-    cdef object region
     cdef object max_count
     cdef object timeout
+    cdef void *map
+    cdef size_t map_size
     cdef const char *base
     cdef Py_ssize_t count
     cdef Py_ssize_t span
     cdef Py_ssize_t one
-    cdef int exports
     cdef int entered
     cdef int exited
     cdef list views
-
-    cdef void _unhold(self)

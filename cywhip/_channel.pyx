@@ -25,7 +25,13 @@ from libc.string cimport memcpy
 
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER
 from cywhip.includes.c_atomics cimport cw_load_relaxed_u32
-from cywhip.includes.c_layout cimport cw_slot_header, CW_SLOT_HEADER_SIZE
+from cywhip.includes.c_layout cimport cw_slot_header, CW_SLOT_HEADER_SIZE, CW_HEADER_SIZE, CW_PAGE_SIZE
+from libc.errno cimport errno
+from posix.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_FAILED
+
+cdef extern from "<sys/mman.h>" nogil:
+    enum:
+        MAP_ANONYMOUS
 from cywhip._ring cimport (
     ring_t, ring_attach, ring_wait, ring_interrupt, monotonic_ns,
     ring_free, ring_write_slot, ring_commit, ring_publish,
@@ -298,7 +304,6 @@ cdef class _End:
         self.busy = 0
         self.closing = 0
         self.forked = 0
-        self.leases_held = 0
 
     cdef int _open(self, name, message_length, max_queued_messages, int end,
                    object spin_time, object mode, object message_type) except -1:
@@ -398,9 +403,7 @@ cdef class _End:
         self.region = None
         self.ring.hdr = NULL
         if region is not None:
-            # Records lent by borrow() may still be viewed: keep the mapping
-            # until the last view goes (the Region's own deallocation).
-            region.close(keep_mapping=self.leases_held > 0)
+            region.close()
         _live_ends.discard(self)
 
     cdef void _abandon(self):
@@ -837,7 +840,7 @@ cdef class Receiver(_End):
         self._check_array(out, "recv_into")
         try:
             PyObject_GetBuffer(out, &view, PyBUF_STRIDED | PyBUF_WRITABLE)
-        except BufferError:
+        except (BufferError, ValueError):
             raise ValueError("recv_into() needs a writable array") from None
         try:
             if view.ndim != 1:
@@ -882,19 +885,20 @@ cdef class Receiver(_End):
         ``batch`` is a read-only NumPy array over the ring for NumPy channels,
         else a list of read-only memoryviews, one per message.  Entering waits
         for at least one message and lends up to ``max_count`` (at most up to
-        the ring's end).  The messages are taken when the block exits; the
-        views lent are released then, so using them afterwards raises.  An
-        array or view derived from them keeps the messages from being taken
-        (the sender cannot overwrite them) until it is gone.
+        the ring's end).  The messages are taken when the block exits.  Then
+        the memoryviews lent are released, so using them raises ValueError;
+        an array (which NumPy cannot revoke), or anything derived from the
+        views, reads zeros from then on -- never slots the sender may be
+        rewriting.  A borrow costs three system calls (a private mapping of
+        the lent slots), so it pays off for large batches.
         """
         if max_count is not None:
             _check_count(max_count)
         return _Lease(self, max_count, timeout)
 
     cdef inline void _release(self) noexcept:
-        """Hand taken messages back to the sender, unless borrowed views still hold the ring."""
-        if self.leases_held == 0:
-            ring_release(&self.ring)
+        """Hand taken messages back to the sender."""
+        ring_release(&self.ring)
 
     cdef list _take_bytes(self, Py_ssize_t k):
         """Consume k available messages (k >= 1) as a list of bytes."""
@@ -1116,23 +1120,30 @@ cdef class Receiver(_End):
 cdef class _Lease:
     """The context manager borrow() returns: lends waiting messages in place, takes them on exit.
 
-    It is also the buffer exporter the lent views are made from: it counts
-    the views alive, so that messages still viewed are not handed back to the
-    sender, and it keeps the mapping alive while they are.
+    The messages are lent through a read-only mapping of just their pages,
+    made for this lease.  On exit that mapping is replaced, in one mmap call,
+    by zero pages, and only then are the messages handed back to the sender:
+    a view kept past the block can never read a slot being rewritten, nor
+    memory that is gone.
     """
 
     def __cinit__(self, Receiver receiver, object max_count, object timeout):
         self.receiver = receiver
         self.max_count = max_count
         self.timeout = timeout
+        self.map = NULL
+        self.map_size = 0
         self.base = NULL
         self.count = 0
         self.span = 0
         self.one = 1
-        self.exports = 0
         self.entered = 0
         self.exited = 0
         self.views = None
+
+    def __dealloc__(self):
+        if self.map != NULL:
+            munmap(self.map, self.map_size)
 
     def __getbuffer__(self, Py_buffer *buffer, int flags):
         if self.base == NULL or self.exited:
@@ -1152,25 +1163,16 @@ cdef class _Lease:
         buffer.strides = &self.one if flags & PyBUF_STRIDES else NULL
         buffer.suboffsets = NULL
         buffer.internal = NULL
-        self.exports += 1
 
     def __releasebuffer__(self, Py_buffer *buffer):
-        self.exports -= 1
-        if self.exports == 0 and self.exited:
-            self._unhold()
-
-    cdef void _unhold(self):
-        """The last view of messages taken earlier is gone: hand them back to the sender now."""
-        cdef Receiver r = self.receiver
-        r.leases_held -= 1
-        if r.leases_held == 0 and r.region is not None and r.generation == _fork_generation:
-            ring_release(&r.ring)
-        self.region = None
+        pass
 
     def __enter__(self):
         cdef Receiver r = self.receiver
-        cdef Py_ssize_t k, i, slot_size, offset
+        cdef Region region
+        cdef Py_ssize_t k, i, slot_size, offset, first
         cdef int64_t n
+        cdef void *m
         if self.entered:
             raise RuntimeError("a borrow() can be entered once")
         r._enter_pull()
@@ -1184,17 +1186,27 @@ cdef class _Lease:
             slot_size = r.ring.slot_size
             lengths = []
             for i in range(k):
-                n = cw_load_relaxed_u32(&(<cw_slot_header *>(r.ring.slots + (r.ring.read_index + i) * slot_size)).length)
+                n = cw_load_relaxed_u32(&(<cw_slot_header *>(
+                    r.ring.slots + (r.ring.read_index + i) * slot_size)).length)
                 if n > r.message_length or (r.record_size and n != r.record_size):
                     if i == 0:
-                        r._raise_bad_record(n) if r.record_size else r._raise_corrupt_length(n)
+                        if r.record_size:
+                            r._raise_bad_record(n)
+                        r._raise_corrupt_length(n)
                     k = i
                     break
                 lengths.append(n)
-            self.base = r.ring.slots + r.ring.read_index * slot_size + CW_SLOT_HEADER_SIZE
+            region = r.region
+            first = CW_HEADER_SIZE + r.ring.read_index * slot_size + CW_SLOT_HEADER_SIZE
+            offset = first % CW_PAGE_SIZE
             self.span = (k - 1) * slot_size + r.message_length
+            self.map_size = (offset + self.span + CW_PAGE_SIZE - 1) // CW_PAGE_SIZE * CW_PAGE_SIZE
+            m = mmap(NULL, self.map_size, PROT_READ, MAP_SHARED, region.fd, first - offset)
+            if m == MAP_FAILED:
+                raise OSError(errno, f"cannot map borrowed messages of channel {r.name!r}")
+            self.map = m
+            self.base = <const char *>m + offset
             self.count = k
-            self.region = r.region
             whole = memoryview(self)
             if r.rtype is not None and r.rtype.kind == "numpy":
                 batch = _numpy().ndarray((k,), r.rtype.dtype, buffer=whole, strides=(slot_size,))
@@ -1212,21 +1224,26 @@ cdef class _Lease:
     def __exit__(self, *exc):
         cdef Receiver r = self.receiver
         cdef uint64_t index
+        cdef void *m
         if not self.entered or self.exited:
             return
+        self.exited = 1
         for view in self.views:
             try:
                 view.release()
             except BufferError:
-                pass   # something derived from it is alive; the exporter count covers it
+                pass   # a view derived from it lives on; it will read zeros
         self.views = None
-        self.exited = 1
-        index = r.ring.read_index + self.count
-        r.ring.read += self.count
-        r.ring.read_index = 0 if index == r.ring.capacity else index
-        if self.exports == 0:
+        # Zero pages over the lent ones, in one step, before the sender may
+        # rewrite the slots.  Should that fail, dropping the mapping is the
+        # safe fallback: the sender's writes can then never be seen.
+        m = mmap(self.map, self.map_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+        if m == MAP_FAILED:
+            munmap(self.map, self.map_size)
+            self.map = NULL
+        if r.region is not None and r.generation == _fork_generation:
+            index = r.ring.read_index + self.count
+            r.ring.read += self.count
+            r.ring.read_index = 0 if index == r.ring.capacity else index
             r._release()
-            self.region = None
-        else:
-            r.leases_held += 1
         _leave(r)

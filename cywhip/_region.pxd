@@ -7,7 +7,7 @@ cdef enum:
     END_RECEIVER = 1
 
 cdef class Region:
-    cdef int fd
+    cdef readonly int fd
     cdef cw_header *hdr
     cdef size_t size
     cdef readonly str name

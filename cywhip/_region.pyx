@@ -319,20 +319,11 @@ cdef class Region:
         cw_fetch_add_relaxed_u64(&self.hdr.sender_starts if self.end == 0 else &self.hdr.receiver_starts, 1)
         return 0
 
-    def close(self, keep_mapping=False):
-        """Clear this end's pid and drop the lock and the mapping.
-
-        With keep_mapping, the mapping stays until this Region is deallocated
-        (borrowed views may still point into it).
-        """
-        if self.hdr != NULL and self.pid == getpid() and self.fd >= 0:
+    def close(self):
+        """Clear this end's pid and drop the mapping and the lock."""
+        if self.hdr != NULL and self.pid == getpid():
             cw_store_relaxed_i64(&self.hdr.sender_pid if self.end == 0 else &self.hdr.receiver_pid, 0)
-        if keep_mapping:
-            if self.fd >= 0:
-                c_close(self.fd)
-                self.fd = -1
-        else:
-            self.unmap()
+        self.unmap()
 
     @property
     def closed(self):

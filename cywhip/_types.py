@@ -59,6 +59,9 @@ def _ctypes_desc(t, order):
             # A byte-swapped type (as used by a foreign-endian structure).
             order = ">" if _NATIVE == "<" else "<"
         return _leaf(_CTYPES_CODES[code], ctypes.sizeof(t), order)
+    if isinstance(t, type) and issubclass(t, ctypes._Pointer):
+        raise TypeError(f"ctypes pointer type {t.__name__} cannot be sent: an address means nothing "
+                        f"in another process")
     raise TypeError(f"expected a ctypes Structure, Union, Array or simple type, got {t!r}")
 
 
@@ -92,6 +95,8 @@ class RecordType:
         self.source = source
         self.ctype = None
         self._dtype = None
+        if isinstance(source, type) and issubclass(source, ctypes._Pointer):
+            _ctypes_desc(source, _NATIVE)   # raises, naming the pointer type
         if isinstance(source, type) and issubclass(source, _CTYPES_BASES):
             self.kind = "ctypes"
             self.ctype = source

@@ -66,12 +66,27 @@ def _mutate(rng, mm, capacity, slot_size, count):
             mm[off] = rng.randrange(256)
 
 
+def _numpy():
+    try:
+        import numpy
+    except ImportError:
+        return None
+    return numpy
+
+
 def _case(rng, name):
     length = rng.choice([1, 8, 13, 32, 100])
     capacity = rng.choice([1, 2, 3, 7, 16])
-    with Sender(name, message_length=length, max_queued_messages=capacity) as s:
+    np = _numpy()
+    # A third of the cases use a typed channel (NumPy records), read with the array paths.
+    dtype = np.dtype([("x", "u1", (length,))]) if np is not None and rng.random() < 0.33 else None
+    kw = dict(message_type=dtype) if dtype is not None else dict(message_length=length)
+    with Sender(name, max_queued_messages=capacity, **kw) as s:
         for i in range(rng.randint(0, capacity)):
-            s.try_send(bytes([i % 256]) * rng.randint(0, length))
+            if dtype is not None:
+                s.try_send(np.full(1, i % 256, dtype)[0])
+            else:
+                s.try_send(bytes([i % 256]) * rng.randint(0, length))
     path = channel_path(name)
     slot_size = 8 + (length + 7) // 8 * 8
     fd = os.open(path, os.O_RDWR)
@@ -87,8 +102,8 @@ def _case(rng, name):
         _mutate(rng, mm, capacity, slot_size, rng.randint(1, 4))
     ends = []
     try:
-        for make in (lambda: Receiver(name, message_length=length, max_queued_messages=capacity),
-                     lambda: Sender(name, message_length=length, max_queued_messages=capacity)):
+        for make in (lambda: Receiver(name, max_queued_messages=capacity, **kw),
+                     lambda: Sender(name, max_queued_messages=capacity, **kw)):
             try:
                 ends.append(make())
             except EXPECTED_ERRORS:
@@ -96,11 +111,27 @@ def _case(rng, name):
         for step in range(rng.randint(1, 12)):
             for end in ends:
                 try:
-                    if isinstance(end, Receiver):
+                    if isinstance(end, Receiver) and dtype is not None:
+                        how = rng.random()
+                        if how < 0.4:
+                            got = end.recv_array(capacity + 1, timeout=0)
+                            if got.dtype != dtype or len(got) > capacity:
+                                os._exit(BAD_MESSAGE)
+                        elif how < 0.7:
+                            out = np.zeros(capacity + 1, dtype)
+                            if not 1 <= end.recv_into(out, timeout=0) <= capacity:
+                                os._exit(BAD_MESSAGE)
+                        else:
+                            with end.borrow(capacity, timeout=0) as batch:
+                                if len(batch) > capacity or int(batch["x"].sum()) < 0:
+                                    os._exit(BAD_MESSAGE)
+                    elif isinstance(end, Receiver):
                         msgs = end.recv_many(capacity + 1, timeout=0) if rng.random() < 0.5 else [end.try_recv()]
                         for m in msgs:
                             if m is not None and (type(m) is not bytes or len(m) > length):
                                 os._exit(BAD_MESSAGE)
+                    elif dtype is not None:
+                        end.try_send(np.zeros(1, dtype)[0])
                     else:
                         end.try_send(b"z" * rng.randint(0, length))
                 except EXPECTED_ERRORS:
@@ -120,6 +151,9 @@ def run(cases, seed=0, progress=None):
     """Run the cases; return a report with the failures (case seed and how it failed)."""
     failures = []
     name = f"fuzz-{os.getpid()}"
+    # Import NumPy once, single-threaded, before forking: each child then has it for free.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    _numpy()
     t0 = time.monotonic()
     for case in range(cases):
         case_seed = seed * 1_000_003 + case
