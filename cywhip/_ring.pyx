@@ -243,5 +243,6 @@ def layout():
         "receiver_pid": <char *>&h.receiver_pid - base,
         "sender_starts": <char *>&h.sender_starts - base,
         "receiver_starts": <char *>&h.receiver_starts - base,
+        "type_description": <char *>&h.type_description[0] - base,
         "sizeof_header": sizeof(cw_header),
     }
