@@ -3,6 +3,7 @@
     python -m cywhip demo [--count N]      two processes talk; the receiver reports
     python -m cywhip channels              list the channels in /dev/shm and their state
     python -m cywhip channels --remove-stale   also remove those whose ends are all dead
+    python -m cywhip bench [--quick] [--json]  cywhip against its peers, each in two processes
 """
 import argparse
 import json
@@ -79,12 +80,17 @@ def list_channels(remove):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from cywhip._bench import main as bench_main
+        return bench_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m cywhip", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="two processes pass numbered messages; the receiver reports")
     p.add_argument("--count", type=int, default=1_000_000)
     p.add_argument("--length", type=int, default=32, help="message_length in bytes (a multiple of 8)")
+    sub.add_parser("bench", help="cywhip against its peers and raw C floors (see bench --help)")
     p = sub.add_parser("channels", help="list channels in /dev/shm and their state")
     p.add_argument("--remove-stale", action="store_true", help="remove channels whose ends are all dead")
     args = parser.parse_args(argv)

@@ -1,0 +1,20 @@
+from typing import NamedTuple, Optional, Sequence, Union
+
+class ChannelInfo(NamedTuple):
+    name: str
+    path: str
+    message_length: Optional[int]
+    max_queued_messages: Optional[int]
+    depth: Optional[int]
+    sender_alive: bool
+    receiver_alive: bool
+    sender_pid: int
+    receiver_pid: int
+    file_size: Optional[int]
+    problem: Optional[str]
+
+def unlink(name: str, *, missing_ok: bool = ...) -> None: ...
+def channels() -> list[ChannelInfo]: ...
+def remove_stale(names: Union[str, Sequence[str], None] = ...) -> list[str]: ...
+def channel_name(name: str) -> str: ...
+def channel_path(name: str) -> str: ...
