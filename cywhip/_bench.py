@@ -485,15 +485,17 @@ def workloads(quick=False):
     add(single, "pyzmq ipc://", "PUSH/PULL send/recv", "msg/s", "rate",
         lambda: run_pair(_w_zmq, {"name": _name("z"), "count": n // 2, "size": MESSAGE}), needs="zmq")
     add(single, "cloudtoid-interprocess", "try_send/receive", "msg/s", "rate",
-        lambda: run_pair(_w_cloudtoid, {"name": _name("c"), "dir": "/dev/shm", "count": n, "size": MESSAGE}),
+        lambda: _in_dir(lambda d: run_pair(_w_cloudtoid, {"name": _name("c"), "dir": d, "count": n,
+                                                           "size": MESSAGE})),
         needs="cloudtoid_interprocess")
 
     batch = "batches, 32 B"
     add(batch, "cywhip", "send_many/recv_many", "msg/s", "rate",
         lambda: run_pair(_w_cywhip_stream, {"name": _name("m"), "count": n * 2, "size": MESSAGE, "mode": "many"}))
     add(batch, "cloudtoid-interprocess", "try_send_batch/receive", "msg/s", "rate",
-        lambda: run_pair(_w_cloudtoid, {"name": _name("c"), "dir": "/dev/shm", "count": n, "size": MESSAGE,
-                                        "batch": True}), needs="cloudtoid_interprocess", versus="send_many")
+        lambda: _in_dir(lambda d: run_pair(_w_cloudtoid, {"name": _name("c"), "dir": d, "count": n,
+                                                           "size": MESSAGE, "batch": True})),
+        needs="cloudtoid_interprocess", versus="send_many")
     add(batch, "faster-fifo", "put_many/get_many", "msg/s", "rate",
         lambda: run_pair(_w_queue, {"count": n, "size": MESSAGE, "batch": True}, shared=_faster_fifo()),
         needs="faster_fifo", versus="send_many")
@@ -532,6 +534,17 @@ def workloads(quick=False):
     add(idle, "cywhip", "wake-up after 50 ms idle (p50)", "µs", "p50_us",
         lambda: run_pair(_w_cywhip_wakeup, {"name": _name("w"), "count": 20 if quick else 100, "idle": 0.05}))
     return rows
+
+
+def _in_dir(fn):
+    """Run fn with a fresh directory in /dev/shm for a peer's files; remove it afterwards."""
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="cywhip-bench-peer-", dir="/dev/shm")
+    try:
+        return fn(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _gbps(result, size):

@@ -12,6 +12,7 @@ cdef class WriteBuffer:
     cdef void _lend(self, char *data, Py_ssize_t limit) noexcept
     cdef Py_ssize_t _take_back(self) noexcept
     cdef int _append(self, const char *src, Py_ssize_t n) except -1
+    cdef int _append_object(self, object obj, str what) except -1
 
 
 cdef class ReadBuffer:

@@ -180,35 +180,31 @@ cdef class WriteBuffer:
         self.pos += n
         return 0
 
-    def write(self, obj):
-        """Append the bytes of a ctypes instance (structure, array, simple type) or a bytes-like object."""
+    cdef int _append_object(self, object obj, str what) except -1:
         cdef Py_buffer view
-        if PyBytes_CheckExact(obj):
-            self._append(PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj))
-            return
-        if isinstance(obj, ctypes._Pointer):
-            raise TypeError(f"cannot write a ctypes pointer ({type(obj).__name__}): an address means nothing in another process")
         try:
             PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE)
         except (TypeError, BufferError):
-            raise TypeError(f"write() needs a ctypes instance or a contiguous bytes-like object, "
+            raise TypeError(f"{what} needs a ctypes instance or a contiguous bytes-like object, "
                             f"not {type(obj).__name__}") from None
         try:
             self._append(<const char *>view.buf, view.len)
         finally:
             PyBuffer_Release(&view)
+        return 0
+
+    def write(self, obj):
+        """Append the bytes of a ctypes instance (structure, array, simple type) or a bytes-like object."""
+        if PyBytes_CheckExact(obj):
+            self._append(PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj))
+            return
+        if isinstance(obj, ctypes._Pointer):
+            raise TypeError(f"cannot write a ctypes pointer ({type(obj).__name__}): an address means nothing in another process")
+        self._append_object(obj, "write()")
 
     def write_bytes(self, data):
         """Append a bytes-like object."""
-        cdef Py_buffer view
-        try:
-            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-        except (TypeError, BufferError):
-            raise TypeError(f"write_bytes() needs a contiguous bytes-like object, not {type(data).__name__}") from None
-        try:
-            self._append(<const char *>view.buf, view.len)
-        finally:
-            PyBuffer_Release(&view)
+        self._append_object(data, "write_bytes()")
 
     @property
     def position(self):
