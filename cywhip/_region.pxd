@@ -1,5 +1,6 @@
 # cython: language_level=3
 from libc.stdint cimport uint64_t, int64_t
+from posix.stat cimport struct_stat
 from cywhip.includes.c_layout cimport cw_header
 
 cdef enum:
@@ -14,12 +15,14 @@ cdef class Region:
     cdef readonly str path
     cdef readonly int end
     cdef readonly long pid
+    cdef int mode
     cdef bytes description
     cdef uint64_t type_size
 
     cdef void unmap(self) noexcept
     cdef bint _open_existing(self, uint64_t message_length, uint64_t capacity,
                              uint64_t type_fingerprint, uint64_t type_size, uint64_t size) except -1
+    cdef bint _group_may_share(self, struct_stat st)
     cdef int _map(self, size_t size) except -1
     cdef int _check_header(self, uint64_t message_length, uint64_t capacity,
                            uint64_t type_fingerprint, uint64_t type_size,

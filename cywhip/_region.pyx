@@ -135,6 +135,7 @@ cdef class Region:
         ``rtype`` is the RecordType of a typed end, None for an untyped one.
         """
         cdef Region self = Region.__new__(Region)
+        self.mode = mode
         self.name = channel_name(name)
         self.path = channel_path(name)
         self.end = end
@@ -174,9 +175,10 @@ cdef class Region:
             raise _os_error(errno, f"cannot stat channel {self.name!r}", self.path)
         if not S_ISREG(st.st_mode):
             raise PermissionError(f"channel {self.name!r}: {self.path} is not a regular file; refusing to open it")
-        if st.st_uid != geteuid():
+        if st.st_uid != geteuid() and not self._group_may_share(st):
             raise PermissionError(f"channel {self.name!r}: {self.path} is owned by uid {st.st_uid}, "
-                                  f"not by this process's uid {geteuid()}; refusing to open it")
+                                  f"not by this process's uid {geteuid()}; refusing to open it "
+                                  f"(a channel shared with a group needs mode=0o660 on both ends)")
         if <uint64_t>st.st_size < CW_HEADER_SIZE:
             raise ChannelCorruptError(f"channel {self.name!r}: {self.path} is {st.st_size} bytes, "
                                       f"too small for the {CW_HEADER_SIZE}-byte header")
@@ -186,6 +188,12 @@ cdef class Region:
         self._map(min(<uint64_t>st.st_size, size))
         self._check_header(message_length, capacity, type_fingerprint, type_size, size, st.st_size)
         return True
+
+    cdef bint _group_may_share(self, struct_stat st):
+        """Another user's file is trusted only when this end asked for group sharing and the file
+        is shared with a group of ours and nobody else."""
+        return (self.mode & 0o060 == 0o060 and st.st_mode & 0o777 == self.mode
+                and (st.st_gid == os.getegid() or st.st_gid in os.getgroups()))
 
     cdef int _map(self, size_t size) except -1:
         cdef void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, self.fd, 0)
@@ -433,6 +441,7 @@ def remove_stale(names=None):
         names = [names]
     if names is None:
         names = [info.name for info in channels()]
+        _remove_orphaned_temporaries()
     removed = []
     for name in names:
         path = channel_path(name)
@@ -451,3 +460,21 @@ def remove_stale(names=None):
         finally:
             c_close(fd)
     return removed
+
+
+def _remove_orphaned_temporaries():
+    """Unlink the private files of channel creations whose process died before naming them."""
+    for entry in os.listdir(SHM_DIR):
+        parts = entry.split(".")
+        # .cywhip.<pid>.<random>.tmp
+        if not (entry.startswith("." + FILE_PREFIX) and entry.endswith(".tmp") and len(parts) == 5):
+            continue
+        try:
+            os.kill(int(parts[2]), 0)
+        except ProcessLookupError:
+            try:
+                os.unlink(os.path.join(SHM_DIR, entry))
+            except FileNotFoundError:
+                pass
+        except (ValueError, PermissionError):
+            pass

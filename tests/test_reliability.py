@@ -203,3 +203,37 @@ def test_a_serializer_that_raises_sends_nothing_and_the_sender_stays_usable(chan
         s.send("ok2")
         assert r.recv_many(10) == [b"partial", b"partial"]
         assert s.published == 2 and r.taken == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a file owned by someone else")
+def test_a_group_shared_channel_of_another_user_opens_only_for_group_sharing_ends(channel):
+    with Sender(channel, message_length=8, max_queued_messages=2, mode=0o660) as s:
+        s.send(b"shared")
+    os.chown(channel_path(channel), 65534, os.getegid())
+    with pytest.raises(PermissionError, match="needs mode=0o660 on both ends"):
+        Receiver(channel, message_length=8, max_queued_messages=2)
+    with Receiver(channel, message_length=8, max_queued_messages=2, mode=0o660) as r:
+        assert r.recv(timeout=1) == b"shared"
+
+
+def test_a_fifo_in_place_of_a_channel_is_refused(channel):
+    os.mkfifo(channel_path(channel), 0o600)
+    with pytest.raises(PermissionError, match="not a regular file"):
+        Receiver(channel, message_length=8, max_queued_messages=2)
+
+
+def test_remove_stale_also_removes_temporaries_of_dead_creators(peers):
+    proc = peers.start(script="pass")
+    peers.finish(proc)
+    orphan = f"/dev/shm/.cywhip.{proc.pid}.abcdef.tmp"
+    mine = f"/dev/shm/.cywhip.{os.getpid()}.abcdef.tmp"
+    for path in (orphan, mine):
+        open(path, "wb").close()
+    try:
+        cywhip.remove_stale()
+        assert not os.path.exists(orphan)
+        assert os.path.exists(mine)      # its creator is alive
+    finally:
+        for path in (orphan, mine):
+            if os.path.exists(path):
+                os.unlink(path)

@@ -53,9 +53,10 @@ def test_ten_million_records_round_trip_through_send_array_and_recv_into(channel
     assert peers.finish(sender)[0] == 0
 
 
-def test_on_batch_receives_every_record_in_order_across_processes(channel, peers):
+@pytest.mark.parametrize("mode", ["on_batch", "borrow"])
+def test_every_record_arrives_in_order_across_processes_through(channel, peers, mode):
     count = 300_000
-    receiver = peers.start("recv", channel, "--count", count, "--mode", "on_batch", "--capacity", 4096)
+    receiver = peers.start("recv", channel, "--count", count, "--mode", mode, "--capacity", 4096)
     sender = peers.start("send", channel, "--count", count, "--mode", "send_array", "--capacity", 4096)
     rc, out, err = peers.finish(receiver)
     assert rc == 0, err

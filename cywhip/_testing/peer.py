@@ -20,7 +20,7 @@ import zlib
 from cywhip import Receiver, Sender
 
 SEND_MODES = ("send", "send_many", "example", "send_array")
-RECV_MODES = ("recv", "recv_many", "on_message", "example", "recv_into", "on_batch")
+RECV_MODES = ("recv", "recv_many", "on_message", "example", "recv_into", "on_batch", "borrow")
 # Typed modes move records of four int64 fields, all equal to the record's number:
 # byte for byte the same as payload(i, 32).
 RECORD_FIELDS = [("seq", "<i8"), ("a", "<i8"), ("b", "<i8"), ("c", "<i8")]
@@ -236,6 +236,12 @@ def _receive_records(name, count, mode, capacity, start, timeout):
         finally:
             receiver.close()
         return tally.report(start, count)
+    if mode == "borrow":
+        with Receiver(name, message_type=RECORD_FIELDS, max_queued_messages=capacity) as receiver:
+            while tally.next < end:
+                with receiver.borrow(end - tally.next, timeout) as batch:
+                    tally.check(batch)
+        return tally.report(start, count)
     out = np.empty(min(count, 1 << 16), RECORD_FIELDS)
     with Receiver(name, message_type=RECORD_FIELDS, max_queued_messages=capacity) as receiver:
         while tally.next < end:
@@ -249,7 +255,7 @@ def run_receiver(name, count, mode="recv_many", length=32, capacity=1024, start=
     """Receive ``count`` messages, checking each; return the report (a dict)."""
     if mode not in RECV_MODES:
         raise ValueError(f"unknown receive mode {mode!r}; choose from {RECV_MODES}")
-    if mode in ("recv_into", "on_batch"):
+    if mode in ("recv_into", "on_batch", "borrow"):
         return _receive_records(name, count, mode, capacity, start, timeout)
     tally = _Tally(start, length)
     end = start + count
