@@ -333,10 +333,6 @@ cdef class Region:
             cw_store_relaxed_i64(&self.hdr.sender_pid if self.end == 0 else &self.hdr.receiver_pid, 0)
         self.unmap()
 
-    @property
-    def closed(self):
-        return self.hdr == NULL
-
 
 cdef str _read_description(cw_header *h):
     """The channel's type description, read within its field whatever the file holds."""

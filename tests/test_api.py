@@ -318,14 +318,24 @@ def test_close_from_another_thread_ends_a_blocked_recv(channel):
 
 def test_an_end_used_from_two_threads_at_once_refuses_the_second(channel):
     _, r = pair(channel)
+    outcome = []
+
+    def blocked():
+        try:
+            r.recv()
+        except Exception as exc:
+            outcome.append(exc)
+
     with r:
-        t = threading.Thread(target=lambda: pytest.raises(ChannelClosedError, r.recv))
+        t = threading.Thread(target=blocked)
         t.start()
         time.sleep(0.1)
         with pytest.raises(RuntimeError, match="one thread at a time"):
             r.try_recv()
         r.close()
         t.join(5)
+    assert not t.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], ChannelClosedError)
 
 
 def test_on_message_receiver_delivers_in_order_and_close_joins_its_thread(channel):
