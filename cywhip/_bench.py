@@ -31,6 +31,15 @@ def _percentiles(values):
     return values[n // 2], values[min(n - 1, (n * 99) // 100)]
 
 
+def _timed_receive(receive, n, *args):
+    """Receive n messages; the clock starts at the first. Return the rate in messages/s."""
+    receive(*args)
+    t0 = time.perf_counter()
+    for _ in range(n - 1):
+        receive(*args)
+    return {"rate": (n - 1) / (time.perf_counter() - t0)}
+
+
 class _Shm:
     """A file in /dev/shm shared by the floor workers, removed by whoever created it."""
 
@@ -83,16 +92,12 @@ def _w_cywhip_stream(role, p, ready, results, shared):
     with Receiver(name, message_length=size, max_queued_messages=cap) as r:
         ready.set()
         if mode == "single":
-            recv = r.recv
-            recv(timeout=60)
-            t0 = time.perf_counter()
-            for _ in range(n - 1):
-                recv()
-        else:
-            got = len(r.recv_many(8192, timeout=60))
-            t0 = time.perf_counter()
-            while got < n:
-                got += len(r.recv_many(8192))
+            results.put(_timed_receive(r.recv, n, 60))
+            return
+        got = len(r.recv_many(8192, timeout=60))
+        t0 = time.perf_counter()
+        while got < n:
+            got += len(r.recv_many(8192))
         results.put({"rate": (n - 1) / (time.perf_counter() - t0)})
 
 
@@ -243,12 +248,7 @@ def _w_queue(role, p, ready, results, shared):
             got += len(q.get_many(timeout=60, max_messages_to_get=4096))
         results.put({"rate": (got - 1) / (time.perf_counter() - t0)})
         return
-    get = q.get
-    get(timeout=60)
-    t0 = time.perf_counter()
-    for _ in range(n - 1):
-        get()
-    results.put({"rate": (n - 1) / (time.perf_counter() - t0)})
+    results.put(_timed_receive(q.get, n, True, 60))
 
 
 def _w_pipe(role, p, ready, results, shared):
@@ -262,12 +262,7 @@ def _w_pipe(role, p, ready, results, shared):
             send(msg)
         return
     ready.set()
-    recv = recv_end.recv_bytes
-    recv()
-    t0 = time.perf_counter()
-    for _ in range(n - 1):
-        recv()
-    results.put({"rate": (n - 1) / (time.perf_counter() - t0)})
+    results.put(_timed_receive(recv_end.recv_bytes, n))
 
 
 def _w_zmq(role, p, ready, results, shared):
@@ -290,12 +285,7 @@ def _w_zmq(role, p, ready, results, shared):
         sock.setsockopt(zmq.RCVHWM, 100_000)
         sock.bind(addr)
         ready.set()
-        recv = sock.recv
-        recv()
-        t0 = time.perf_counter()
-        for _ in range(n - 1):
-            recv()
-        results.put({"rate": (n - 1) / (time.perf_counter() - t0)})
+        results.put(_timed_receive(sock.recv, n))
         sock.close(linger=0)
         try:
             os.unlink(addr[len("ipc://"):])
@@ -328,12 +318,7 @@ def _w_cloudtoid(role, p, ready, results, shared):
         return
     with ci.Subscriber(name, capacity, path=p["dir"]) as sub:
         ready.set()
-        receive = sub.receive
-        receive(60)
-        t0 = time.perf_counter()
-        for _ in range(n - 1):
-            receive(60)
-        results.put({"rate": (n - 1) / (time.perf_counter() - t0)})
+        results.put(_timed_receive(sub.receive, n, 60))
 
 
 def _w_iceoryx2_pingpong(role, p, ready, results, shared):

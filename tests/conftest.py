@@ -1,6 +1,7 @@
 """Fixtures: a per-test timeout, a unique channel name, and peer processes that are always reaped."""
 import os
 import signal
+import threading
 import subprocess
 import sys
 import uuid
@@ -79,3 +80,27 @@ def peers():
         yield p
     finally:
         p.cleanup()
+
+
+@pytest.fixture
+def in_thread():
+    """Start fn in a thread; return the thread and a list that receives fn's result or exception."""
+    started = []
+
+    def start(fn):
+        outcome = []
+
+        def run():
+            try:
+                outcome.append(fn())
+            except Exception as exc:
+                outcome.append(exc)
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        started.append(t)
+        return t, outcome
+
+    yield start
+    for t in started:
+        t.join(10)

@@ -296,39 +296,21 @@ def test_every_use_of_a_closed_end_raises(channel):
     assert s.closed and r.closed
 
 
-def test_close_from_another_thread_ends_a_blocked_recv(channel):
+def test_close_from_another_thread_ends_a_blocked_recv(channel, in_thread):
     _, r = pair(channel)
-    errors = []
-
-    def blocked():
-        try:
-            r.recv()
-        except Exception as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=blocked)
-    t.start()
+    t, outcome = in_thread(r.recv)
     time.sleep(0.1)
     r.close()
     t.join(5)
     assert not t.is_alive()
-    assert len(errors) == 1 and isinstance(errors[0], ChannelClosedError)
+    assert len(outcome) == 1 and isinstance(outcome[0], ChannelClosedError)
     assert r.closed
 
 
-def test_an_end_used_from_two_threads_at_once_refuses_the_second(channel):
+def test_an_end_used_from_two_threads_at_once_refuses_the_second(channel, in_thread):
     _, r = pair(channel)
-    outcome = []
-
-    def blocked():
-        try:
-            r.recv()
-        except Exception as exc:
-            outcome.append(exc)
-
     with r:
-        t = threading.Thread(target=blocked)
-        t.start()
+        t, outcome = in_thread(r.recv)
         time.sleep(0.1)
         with pytest.raises(RuntimeError, match="one thread at a time"):
             r.try_recv()

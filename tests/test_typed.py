@@ -431,19 +431,10 @@ def test_a_receiving_thread_leaves_the_main_thread_most_of_its_speed(channel, pe
     assert peers.finish(sender)[0] == 0
 
 
-def test_a_receive_blocked_in_one_thread_does_not_stall_the_others(channel):
+def test_a_receive_blocked_in_one_thread_does_not_stall_the_others(channel, in_thread):
     r = Receiver(channel, message_length=8, max_queued_messages=4)
-    outcome = []
-
-    def blocked():
-        try:
-            r.recv()
-        except Exception as exc:
-            outcome.append(exc)
-
     solo = _spin_rate(0.3)
-    t = threading.Thread(target=blocked)
-    t.start()
+    t, outcome = in_thread(r.recv)
     time.sleep(0.05)
     beside = _spin_rate(0.3)
     r.close()
