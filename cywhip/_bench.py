@@ -367,6 +367,39 @@ def _w_iceoryx2_pingpong(role, p, ready, results, shared):
         pub.loan_uninit().write_payload(Msg(seq=seq)).send()
 
 
+def _w_iceoryx2_stream(role, p, ready, results, shared):
+    """iceoryx2 publish-subscribe of 32-byte ctypes records, nothing dropped: the publisher
+    retries while the subscriber's buffer is full, the subscriber busy-polls."""
+    import ctypes
+    import iceoryx2 as iox2
+
+    class Msg(ctypes.Structure):
+        _fields_ = [("seq", ctypes.c_int64), ("pad", ctypes.c_uint8 * (MESSAGE - 8))]
+
+    n, name = p["count"], p["name"]
+    node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)
+    service = node.service_builder(iox2.ServiceName.new(name)).publish_subscribe(Msg) \
+        .enable_safe_overflow(False).subscriber_max_buffer_size(1024).open_or_create()
+    if role == "producer":
+        pub = service.publisher_builder() \
+            .backpressure_strategy(iox2.BackpressureStrategy.RetryUntilDelivered).create()
+        ready.wait(60)
+        time.sleep(0.2)  # let the subscriber's port connect
+        for i in range(n):
+            pub.loan_uninit().write_payload(Msg(seq=i)).send()
+        return
+    sub = service.subscriber_builder().buffer_size(1024).create()
+    ready.set()
+
+    def receive():
+        while True:
+            sample = sub.receive()
+            if sample is not None:
+                return sample
+
+    results.put(_timed_receive(receive, n))
+
+
 def _w_floor_ring(role, p, ready, results, shared):
     from cywhip import _floor
     size, n = p["size"], p["count"]
@@ -473,6 +506,9 @@ def workloads(quick=False):
         lambda: _in_dir(lambda d: run_pair(_w_cloudtoid, {"name": _name("c"), "dir": d, "count": n,
                                                            "size": MESSAGE})),
         needs="cloudtoid_interprocess")
+
+    add(single, "iceoryx2", "loan/send + busy-poll receive", "msg/s", "rate",
+        lambda: run_pair(_w_iceoryx2_stream, {"name": _name("j"), "count": n // 4}), needs="iceoryx2")
 
     batch = "batches, 32 B"
     add(batch, "cywhip", "send_many/recv_many", "msg/s", "rate",
