@@ -467,3 +467,13 @@ def test_a_file_that_is_not_a_channel_is_refused(channel):
     os.chmod(channel_path(channel), 0o600)
     with pytest.raises(cywhip.ChannelCorruptError, match="not a cywhip channel"):
         Receiver(channel, message_length=8, max_queued_messages=2)
+
+
+def test_import_on_an_unsupported_platform_fails_with_a_clear_message():
+    import subprocess
+    import sys
+    code = "import sys; sys.platform = 'darwin'; import cywhip"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "ImportError: cywhip needs CPython 3.10 or newer on Linux (x86-64 or aarch64); this is" in out.stderr
+    assert "darwin" in out.stderr

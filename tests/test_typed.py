@@ -442,3 +442,21 @@ def test_a_receive_blocked_in_one_thread_does_not_stall_the_others(channel, in_t
     assert not t.is_alive()
     assert len(outcome) == 1 and isinstance(outcome[0], cywhip.ChannelClosedError)
     assert beside >= 0.7 * solo, (beside, solo)
+
+
+def test_on_batch_on_a_ctypes_channel_gets_lists_of_instances(channel):
+    got = []
+    done = threading.Event()
+
+    def on_batch(batch):
+        got.extend(batch)
+        if len(got) >= 50:
+            done.set()
+
+    with Sender(channel, message_type=Point, max_queued_messages=16) as s:
+        r = Receiver(channel, message_type=Point, max_queued_messages=16, on_batch=on_batch)
+        s.send_many((Point(i, i / 2, 0, -i) for i in range(50)), timeout=10)
+        assert done.wait(10)
+        r.close()
+    assert all(isinstance(p, Point) for p in got)
+    assert [(p.seq, p.x, p.k) for p in got] == [(i, i / 2, -i) for i in range(50)]
