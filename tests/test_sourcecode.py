@@ -1,0 +1,51 @@
+"""The type stubs describe what the compiled modules really export."""
+import ast
+import pathlib
+
+import cywhip
+from cywhip import _channel, _region
+
+PKG = pathlib.Path(cywhip.__file__).resolve().parent
+
+
+def stub_names(stub):
+    """{class or function name: set of member names} from a .pyi file."""
+    tree = ast.parse((PKG / stub).read_text())
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            members = set()
+            for n in node.body:
+                if isinstance(n, ast.FunctionDef):
+                    members.add(n.name)
+                elif isinstance(n, ast.AnnAssign):
+                    members.add(n.target.id)
+            out[node.name] = members
+        elif isinstance(node, ast.FunctionDef):
+            out[node.name] = set()
+    return out
+
+
+def test_every_name_in_the_channel_stub_exists_at_run_time():
+    for name, members in stub_names("_channel.pyi").items():
+        obj = getattr(_channel, name)
+        missing = [m for m in members if not hasattr(obj, m)]
+        assert not missing, (name, missing)
+
+
+def test_every_public_method_of_the_ends_is_in_the_stub():
+    stubs = stub_names("_channel.pyi")
+    for cls in (cywhip.Sender, cywhip.Receiver, cywhip.WriteBuffer, cywhip.ReadBuffer):
+        documented = stubs[cls.__name__] | stubs.get("_End", set())
+        public = {m for m in dir(cls) if not m.startswith("_")}
+        assert public <= documented, (cls.__name__, sorted(public - documented))
+
+
+def test_every_name_in_the_region_stub_exists_at_run_time():
+    for name in stub_names("_region.pyi"):
+        assert hasattr(_region, name), name
+
+
+def test_the_package_ships_its_stubs_and_py_typed():
+    assert (PKG / "py.typed").exists()
+    assert (PKG / "_channel.pyi").exists() and (PKG / "_region.pyi").exists()
