@@ -19,8 +19,9 @@ from cywhip._testing.peer import spawn_receive
 
 @pytest.mark.timeout(240)
 def test_a_hundred_and_twenty_random_sigkills_lose_tear_and_wedge_nothing(tmp_path):
-    report = crash.soak(kills=120, seed=int(time.time()) % 10_000, workdir=str(tmp_path), timeout=200)
-    assert report["errors"] == [], report
+    seed = int(time.time()) % 10_000
+    report = crash.soak(kills=120, seed=seed, workdir=str(tmp_path), timeout=200)
+    assert report["errors"] == [], (seed, report)
     assert report["ok"] and report["kills"] >= 120
     assert report["sender_kills"] > 0 and report["receiver_kills"] > 0
     assert report["torn"] == 0

@@ -383,14 +383,15 @@ RECEIVING_PROCESS = textwrap.dedent("""
                 n += 1
         return n / seconds
 
-    solo = spin(0.5)
+    # Best of short measures: noise on a shared machine only ever slows a measure down.
+    solo = max(spin(0.1) for _ in range(5))
     got = [0]
     r = cywhip.Receiver(name, message_type=dt, max_queued_messages=65536,
                         on_batch=lambda b: got.__setitem__(0, got[0] + len(b)))
     print("ready", flush=True)
     while got[0] == 0:
         time.sleep(0.001)
-    busy = spin(0.5)
+    busy = max(spin(0.1) for _ in range(5))
     during = got[0]
     deadline = time.monotonic() + 60
     while got[0] < total and time.monotonic() < deadline:
@@ -433,10 +434,11 @@ def test_a_receiving_thread_leaves_the_main_thread_most_of_its_speed(channel, pe
 
 def test_a_receive_blocked_in_one_thread_does_not_stall_the_others(channel, in_thread):
     r = Receiver(channel, message_length=8, max_queued_messages=4)
-    solo = _spin_rate(0.3)
+    # Best of several short measures: noise on a shared machine only ever slows a measure down.
+    solo = max(_spin_rate(0.1) for _ in range(5))
     t, outcome = in_thread(r.recv)
     time.sleep(0.05)
-    beside = _spin_rate(0.3)
+    beside = max(_spin_rate(0.1) for _ in range(5))
     r.close()
     t.join(5)
     assert not t.is_alive()
