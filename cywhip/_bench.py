@@ -9,7 +9,6 @@ method: a worker imports only what its system needs.
 import json
 import multiprocessing
 import os
-import statistics
 import sys
 import time
 import uuid

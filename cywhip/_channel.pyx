@@ -41,7 +41,7 @@ from cywhip._ring cimport (
 )
 
 from cywhip._region import check_geometry
-from cywhip._types import record_type
+from cywhip._types import record_type, _numpy as _types_numpy
 from cywhip.errors import (
     ChannelClosedError, ChannelCorruptError, MessageTooLongError, ReceiveTimeout, SendTimeout,
 )
@@ -132,11 +132,10 @@ cdef int _check_count(object max_count) except -1:
 
 
 cdef object _numpy():
-    try:
-        import numpy
-    except ImportError:
-        raise ModuleNotFoundError("this needs NumPy: pip install cywhip[numpy]") from None
-    return numpy
+    np = _types_numpy()
+    if np is None:
+        raise ModuleNotFoundError("this needs NumPy: pip install cywhip[numpy]")
+    return np
 
 
 cdef object _check_ctype(object ctype):
@@ -1159,9 +1158,6 @@ cdef class _Lease:
         buffer.strides = &self.one if flags & PyBUF_STRIDES else NULL
         buffer.suboffsets = NULL
         buffer.internal = NULL
-
-    def __releasebuffer__(self, Py_buffer *buffer):
-        pass
 
     def __enter__(self):
         cdef Receiver r = self.receiver

@@ -9,7 +9,7 @@ import secrets
 
 from libc.errno cimport errno, EEXIST, ENOENT, EAGAIN, EACCES, ELOOP, ENOSPC
 from libc.stdint cimport uint64_t, int64_t
-from libc.string cimport memset, memcpy
+from libc.string cimport memcpy
 from posix.fcntl cimport open as c_open, O_RDWR, O_CREAT, O_EXCL
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAILED
 from posix.stat cimport struct_stat, fstat, fchmod, S_ISREG

@@ -57,7 +57,7 @@ def test_ten_million_records_round_trip_through_send_array_and_recv_into(channel
 def test_every_record_arrives_in_order_across_processes_through(channel, peers, mode):
     count = 300_000
     receiver = peers.start("recv", channel, "--count", count, "--mode", mode, "--capacity", 4096)
-    sender = peers.start("send", channel, "--count", count, "--mode", "send_array", "--capacity", 4096)
+    peers.start("send", channel, "--count", count, "--mode", "send_array", "--capacity", 4096)
     rc, out, err = peers.finish(receiver)
     assert rc == 0, err
     report = json.loads(out)
