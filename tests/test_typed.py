@@ -359,13 +359,12 @@ def test_a_failing_on_batch_leaves_its_batch_for_the_next_receiver(channel):
 
 # ------------------------------------------------------------- nogil beside threads
 
-def _spin_rate(seconds):
-    n = 0
+def _spin(seconds):
+    """Pure-Python work for a while: it runs only while this thread holds the GIL."""
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         for _ in range(1000):
-            n += 1
-    return n / seconds
+            pass
 
 
 RECEIVING_PROCESS = textwrap.dedent("""
@@ -375,24 +374,27 @@ RECEIVING_PROCESS = textwrap.dedent("""
     name, total = sys.argv[1], int(sys.argv[2])
     dt = np.dtype([("seq", "<i8"), ("a", "<i8"), ("b", "<i8"), ("c", "<i8")])
 
-    def spin(seconds):
-        n = 0
-        end = time.perf_counter() + seconds
+    def share(seconds):
+        # The part of a spell of pure-Python spinning this thread spent on a CPU: it sleeps
+        # (and the share drops) whenever another thread holds the GIL.
+        cpu, wall = time.thread_time(), time.perf_counter()
+        end = wall + seconds
         while time.perf_counter() < end:
             for _ in range(1000):
-                n += 1
-        return n / seconds
+                pass
+        return (time.thread_time() - cpu) / (time.perf_counter() - wall)
 
-    # Best of short measures: noise on a shared machine only ever slows a measure down.
-    solo = max(spin(0.1) for _ in range(5))
+    # Best of short measures: noise on a shared machine only ever lowers a measure.
+    solo = max(share(0.1) for _ in range(5))
     got = [0]
     r = cywhip.Receiver(name, message_type=dt, max_queued_messages=65536,
                         on_batch=lambda b: got.__setitem__(0, got[0] + len(b)))
     print("ready", flush=True)
     while got[0] == 0:
         time.sleep(0.001)
-    busy = max(spin(0.1) for _ in range(5))
-    during = got[0]
+    before = got[0]
+    busy = max(share(0.1) for _ in range(10))
+    during = got[0] - before
     deadline = time.monotonic() + 60
     while got[0] < total and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -416,7 +418,7 @@ STREAMING_SENDER = textwrap.dedent("""
 
 
 @pytest.mark.timeout(120)
-def test_a_receiving_thread_leaves_the_main_thread_most_of_its_speed(channel, peers):
+def test_a_receiving_thread_leaves_the_main_thread_on_the_cpu(channel, peers):
     total = 4_000_000
     receiver = peers.start(channel, total, script=RECEIVING_PROCESS)
     assert receiver.stdout.readline().strip() == "ready"
@@ -425,25 +427,32 @@ def test_a_receiving_thread_leaves_the_main_thread_most_of_its_speed(channel, pe
     assert rc == 0, err
     report = json.loads(out)
     assert report["received"] == total
-    # Records flowed at millions a second while the main thread spun ...
+    # Records kept arriving while the main thread spun ...
     assert report["during"] > 0
-    # ... and the main thread kept a generous share of its solo speed.
-    assert report["busy"] >= 0.5 * report["solo"], report
+    # ... and the main thread stayed on a CPU nearly as much as alone (a receive loop that held
+    # the GIL, even one sharing it turn about, would leave it half or less).
+    assert report["busy"] >= 0.6 * report["solo"], report
     assert peers.finish(sender)[0] == 0
 
 
 def test_a_receive_blocked_in_one_thread_does_not_stall_the_others(channel, in_thread):
     r = Receiver(channel, message_length=8, max_queued_messages=4)
-    # Best of several short measures: noise on a shared machine only ever slows a measure down.
-    solo = max(_spin_rate(0.1) for _ in range(5))
     t, outcome = in_thread(r.recv)
-    time.sleep(0.05)
-    beside = max(_spin_rate(0.1) for _ in range(5))
+    time.sleep(0.05)  # past the spin phase: the receiver now sleeps in the kernel
+    clock = time.pthread_getcpuclockid(t.ident)
+    cpu_before, wall_before = time.clock_gettime(clock), time.perf_counter()
+    # Pure-Python work in this thread: it can only run while the blocked receive has let go of
+    # the GIL (a receive that kept the GIL would stall it until the end of the test).
+    _spin(0.3)
+    cpu = time.clock_gettime(clock) - cpu_before
+    wall = time.perf_counter() - wall_before
+    assert t.is_alive() and outcome == []
     r.close()
     t.join(5)
     assert not t.is_alive()
     assert len(outcome) == 1 and isinstance(outcome[0], cywhip.ChannelClosedError)
-    assert beside >= 0.7 * solo, (beside, solo)
+    # The blocked thread sleeps rather than spins: coarse, a tenth of a core at most.
+    assert cpu < 0.1 * wall, (cpu, wall)
 
 
 def test_on_batch_on_a_ctypes_channel_gets_lists_of_instances(channel):
