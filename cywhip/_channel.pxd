@@ -31,6 +31,8 @@ cdef class _End:
     cdef unsigned long generation
     cdef long owner_pid
     cdef int busy
+    cdef unsigned long busy_thread
+    cdef bint sending
     cdef int closing
     cdef int forked
     cdef readonly str name
@@ -50,7 +52,8 @@ cdef class _End:
     cdef void _finish_close(self)
     cdef void _abandon(self)
     cdef int _close(self) except -1
-    cdef int _check_array(self, object arr, str what) except -1
+    cdef int _await_release(self) except -1
+    cdef int _get_records(self, object arr, Py_buffer *view, int flags, str what) except -1
 
 
 @cython.final
@@ -75,9 +78,12 @@ cdef class Receiver(_End):
     cdef object thread
     cdef object error
 
+    cdef object take_error
     cdef object _take(self)
+    cdef object _take_at(self, int64_t n)
+    cdef list _take_list(self, Py_ssize_t k)
     cdef object _take_record(self, int64_t n, const char *slot)
-    cdef int _raise_corrupt_length(self, int64_t n) except -1
+    cdef int _raise_corrupt_length(self) except -1
     cdef int _raise_bad_record(self, int64_t n) except -1
     cdef int64_t _await(self, object timeout) except -1
     cdef Py_ssize_t _copy_records(self, char *dst, Py_ssize_t stride, Py_ssize_t k) except -1

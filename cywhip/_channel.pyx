@@ -10,6 +10,7 @@ import atexit
 import ctypes
 import os
 import threading
+import time
 import weakref
 
 from cpython.buffer cimport (
@@ -20,28 +21,35 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.ref cimport Py_INCREF
+from cpython.pythread cimport PyThread_get_thread_ident
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy
 
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER
 from cywhip.includes.c_atomics cimport cw_load_relaxed_u32
-from cywhip.includes.c_layout cimport cw_slot_header, CW_SLOT_HEADER_SIZE, CW_HEADER_SIZE, CW_PAGE_SIZE
+from cywhip.includes.c_layout cimport cw_slot_header, CW_SLOT_HEADER_SIZE, CW_HEADER_SIZE
 from libc.errno cimport errno
-from posix.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_FAILED
+from posix.mman cimport mmap, munmap, madvise, PROT_READ, MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_FAILED
+from posix.unistd cimport sysconf, _SC_PAGESIZE
 
 cdef extern from "<sys/mman.h>" nogil:
     enum:
         MAP_ANONYMOUS
+        MADV_DONTFORK
+
+# Mapping offsets must be multiples of the kernel's page size, which is not
+# 4096 everywhere (aarch64 kernels use 16 KiB or 64 KiB pages).
+cdef Py_ssize_t _page_size = sysconf(_SC_PAGESIZE)
 from cywhip._ring cimport (
-    ring_t, ring_attach, ring_wait, ring_interrupt, monotonic_ns,
+    ring_t, ring_attach, ring_wait, ring_interrupt, ring_depth, ring_taken, monotonic_ns,
     ring_free, ring_write_slot, ring_commit, ring_publish,
-    ring_available, ring_read_length, ring_read_slot, ring_consume, ring_release,
+    ring_available, ring_read_length, ring_read_slot, ring_consume, ring_rewind, ring_release,
     ring_write_records, ring_read_records,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_AGAIN, WAIT_STOPPED,
 )
 
 from cywhip._region import check_geometry
-from cywhip._types import record_type, _numpy as _types_numpy
+from cywhip._types import _CTYPES_BASES, check_pointer_free, record_type, _numpy as _types_numpy
 from cywhip.errors import (
     ChannelClosedError, ChannelCorruptError, MessageTooLongError, ReceiveTimeout, SendTimeout,
 )
@@ -54,9 +62,8 @@ DEF MAX_SECONDS = 1e9
 DEFAULT_MAX_QUEUED_MESSAGES = 1024
 DEFAULT_SPIN_TIME = 50e-6
 
-# ctypes types whose instances may be written to and read from a message.
-# Pointers are left out: an address means nothing in another process.
-_CTYPES_BASES = (ctypes.Structure, ctypes.Union, ctypes.Array, ctypes._SimpleCData)
+# Every ctypes instance, pointers included: their types are checked for pointers.
+_CTYPES_ANY = _CTYPES_BASES + (ctypes._Pointer, ctypes._CFuncPtr)
 
 
 # ------------------------------------------------------------------ fork safety
@@ -197,8 +204,8 @@ cdef class WriteBuffer:
         if PyBytes_CheckExact(obj):
             self._append(PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj))
             return
-        if isinstance(obj, ctypes._Pointer):
-            raise TypeError(f"cannot write a ctypes pointer ({type(obj).__name__}): an address means nothing in another process")
+        if isinstance(obj, _CTYPES_ANY):
+            check_pointer_free(type(obj))
         self._append_object(obj, "write()")
 
     def write_bytes(self, data):
@@ -246,9 +253,15 @@ cdef class ReadBuffer:
         return 0
 
     def read(self, ctype):
-        """Read the next ``sizeof(ctype)`` bytes as a new instance of the ctypes type ``ctype``."""
+        """Read the next ``sizeof(ctype)`` bytes as a new instance of the ctypes type ``ctype``.
+
+        Types that hold pointers anywhere (``c_char_p``, ``c_void_p``,
+        ``py_object``, pointer fields) are refused: the peer would choose an
+        address this process then follows.
+        """
         cdef Py_buffer view
         _check_ctype(ctype)
+        check_pointer_free(ctype)
         obj = ctype.__new__(ctype)
         PyObject_GetBuffer(obj, &view, PyBUF_WRITABLE)
         try:
@@ -297,6 +310,7 @@ cdef class _End:
         self.generation = _fork_generation
         self.owner_pid = os.getpid()
         self.busy = 0
+        self.busy_thread = 0
         self.closing = 0
         self.forked = 0
 
@@ -320,12 +334,13 @@ cdef class _End:
         message_length, max_queued_messages = check_geometry(message_length, max_queued_messages)
         cdef Region region = Region.open(name, message_length, max_queued_messages, end,
                                          rtype=rtype, mode=_check_mode(mode))
-        if ring_attach(&self.ring, region.hdr, spin_ns) != 0:
-            write, read = region.hdr.write_cursor, region.hdr.read_cursor
+        # The geometry is the one this end asked for and the region checked:
+        # never read again from the header, where it could change under us.
+        if ring_attach(&self.ring, region.hdr, max_queued_messages, message_length, spin_ns) != 0:
             region.close()
             raise ChannelCorruptError(
-                f"channel {region.name!r} is corrupt: write cursor {write}, read cursor {read}, "
-                f"max_queued_messages {max_queued_messages}")
+                f"channel {region.name!r} is corrupt: write cursor {self.ring.bad_cursor}, "
+                f"read cursor {self.ring.read}, max_queued_messages {max_queued_messages}")
         self.region = region
         self.name = region.name
         self.message_length = message_length
@@ -336,15 +351,40 @@ cdef class _End:
         _live_ends.add(self)
         return 0
 
-    cdef int _check_array(self, object arr, str what) except -1:
-        """arr must be an array of this channel's records."""
+    cdef int _get_records(self, object arr, Py_buffer *view, int flags, str what) except -1:
+        """Export arr's buffer as a 1-D run of this channel's records, judged by the buffer itself.
+
+        Only NumPy's own ndarray exports exactly what its dtype attribute says;
+        anything else (a subclass may override __buffer__, any object may carry
+        a dtype attribute) is read through the buffer it exports, and the
+        record size is checked on the exported buffer in every case.
+        """
         if self.record_size == 0:
             raise TypeError(f"{what}() needs a typed channel: open the end with message_type=...")
-        dt = getattr(arr, "dtype", None)
+        np = _numpy()
+        src = arr
+        if type(arr) is not np.ndarray:
+            try:
+                src = np.asarray(memoryview(arr))
+            except (TypeError, ValueError, BufferError, NotImplementedError):
+                src = None
+        dt = getattr(src, "dtype", None) if src is not None else None
         if dt is None or not self.rtype.accepts_dtype(dt):
-            got = type(arr).__name__ + (f" of dtype {dt}" if dt is not None else "")
             raise TypeError(f"{what}() needs a NumPy array of the channel's records "
-                            f"({self.rtype.description}), got {got}")
+                            f"({self.rtype.description}, {self.record_size}-byte records), got "
+                            f"{type(arr).__name__}" + (f" exporting {dt}" if dt is not None else ""))
+        try:
+            PyObject_GetBuffer(src, view, flags)
+        except (BufferError, ValueError) as exc:
+            need = "a writable array" if flags & PyBUF_WRITABLE else "an array whose buffer it can read"
+            raise ValueError(f"{what}() needs {need}: {exc}") from None
+        ndim, itemsize = view.ndim, view.itemsize
+        if ndim != 1 or itemsize != self.record_size:
+            PyBuffer_Release(view)
+            if ndim != 1:
+                raise ValueError(f"{what}() needs a 1-D array of records, got {ndim} dimensions")
+            raise TypeError(f"{what}() needs the channel's {self.record_size}-byte records; the array "
+                            f"exports {itemsize}-byte items")
         return 0
 
     @property
@@ -388,10 +428,14 @@ cdef class _End:
             PyErr_CheckSignals()
 
     cdef int _raise_corrupt(self) except -1:
-        cdef Region region = self.region
+        """Raise for impossible cursors: this end's own cursor and the other's as the ring read it."""
+        if self.sending:
+            write, read = self.ring.write, self.ring.bad_cursor
+        else:
+            write, read = self.ring.bad_cursor, self.ring.read
         raise ChannelCorruptError(
-            f"channel {self.name!r} is corrupt: write cursor {region.hdr.write_cursor}, "
-            f"read cursor {region.hdr.read_cursor}, max_queued_messages {self.max_queued_messages}")
+            f"channel {self.name!r} is corrupt: write cursor {write}, "
+            f"read cursor {read}, max_queued_messages {self.max_queued_messages}")
 
     cdef void _finish_close(self):
         region = self.region
@@ -418,9 +462,20 @@ cdef class _End:
             return 0
         if self.busy:
             self.closing = 1
-            ring_interrupt(&self.ring)
+            ring_interrupt(&self.ring, self.sending)
+            if self.busy_thread != PyThread_get_thread_ident():
+                self._await_release()
             return 0
         self._finish_close()
+        return 0
+
+    cdef int _await_release(self) except -1:
+        """Wait until the call in another thread, told to stop, has left the end (and closed it)."""
+        cdef double pause = 0.0001
+        while self.busy and self.generation == _fork_generation:
+            # The GIL is released while sleeping: the other call runs to its end.
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
         return 0
 
     def __enter__(self):
@@ -441,8 +496,10 @@ cdef class _End:
         """Messages in the ring right now (a snapshot)."""
         if self.region is None or self.generation != _fork_generation:
             self._raise_closed()
-        cdef Region region = self.region
-        return region.hdr.write_cursor - region.hdr.read_cursor
+        cdef int64_t d = ring_depth(&self.ring, self.sending)
+        if d < 0:
+            self._raise_corrupt()
+        return d
 
     def __reduce__(self):
         raise TypeError(f"a {type(self).__name__} cannot be pickled or sent to another process; "
@@ -461,6 +518,7 @@ cdef inline int _enter(_End end) except -1:
     if end.region is None or end.generation != _fork_generation or end.closing or end.busy:
         end._refuse()
     end.busy = 1
+    end.busy_thread = PyThread_get_thread_ident()
     return 0
 
 
@@ -486,6 +544,7 @@ cdef class Sender(_End):
         if message_serializer is not None and message_type is not None:
             raise TypeError("a typed Sender takes no message_serializer: its records are copied as they are")
         self.serializer = message_serializer
+        self.sending = 1
         self.wbuf = WriteBuffer()
         self.publish_every = 0
         self._open(name, message_length, max_queued_messages, END_SENDER, spin_time, mode, message_type)
@@ -578,11 +637,8 @@ cdef class Sender(_End):
         cdef int st = WAIT_READY
         cdef uint32_t size = <uint32_t>self.record_size
         cdef const char *base
-        self._check_array(arr, "send_array")
-        PyObject_GetBuffer(arr, &view, PyBUF_STRIDED_RO)
+        self._get_records(arr, &view, PyBUF_STRIDED_RO, "send_array")
         try:
-            if view.ndim != 1:
-                raise ValueError(f"send_array() needs a 1-D array of records, got shape {arr.shape}")
             n = view.shape[0]
             stride = view.strides[0]
             base = <const char *>view.buf
@@ -593,6 +649,9 @@ cdef class Sender(_End):
                 while i < n:
                     with nogil:
                         while i < n:
+                            if self.ring.stop:
+                                st = WAIT_STOPPED
+                                break
                             free = ring_free(&self.ring)
                             if free <= 0:
                                 st = ring_wait(&self.ring, True, deadline)
@@ -671,6 +730,9 @@ cdef class Sender(_End):
         try:
             free = ring_free(&self.ring)
             for msg in messages:
+                if self.closing:
+                    # close() from another thread: it returns once this call has let go.
+                    self._raise_closed()
                 if free <= 0:
                     if pending:
                         ring_publish(&self.ring)
@@ -742,6 +804,7 @@ cdef class Receiver(_End):
         self.on_message = on_message
         self.on_batch = on_batch
         self.on_error = on_error
+        self.sending = 0
         self.rbuf = ReadBuffer()
         self.thread = None
         self.error = None
@@ -754,14 +817,15 @@ cdef class Receiver(_End):
 
     cdef object _take(self):
         """Build the message at the read cursor (caller saw one available); does not consume it."""
-        cdef int64_t n = ring_read_length(&self.ring)
+        return self._take_at(ring_read_length(&self.ring))
+
+    cdef object _take_at(self, int64_t n):
+        """_take() for a slot length already read (once) by ring_read_length()."""
         cdef const char *slot = ring_read_slot(&self.ring)
         cdef char *dst
         cdef ReadBuffer rb
         if n < 0:
-            raise ChannelCorruptError(
-                f"channel {self.name!r} is corrupt: the message at cursor {self.ring.read} claims a "
-                f"length over message_length={self.message_length}")
+            self._raise_corrupt_length()
         if self.record_size:
             return self._take_record(n, slot)
         if self.deserializer is None:
@@ -793,10 +857,11 @@ cdef class Receiver(_End):
         PyBuffer_Release(&view)
         return out if self.ctype is not None else out[0]
 
-    cdef int _raise_corrupt_length(self, int64_t n) except -1:
+    cdef int _raise_corrupt_length(self) except -1:
+        """Raise for the slot length ring_read_length() found over message_length."""
         raise ChannelCorruptError(
             f"channel {self.name!r} is corrupt: the message at cursor {self.ring.read} claims "
-            f"{n} bytes, over message_length={self.message_length}")
+            f"{self.ring.bad_length} bytes, over message_length={self.message_length}")
 
     cdef int _raise_bad_record(self, int64_t n) except -1:
         raise ChannelCorruptError(
@@ -821,7 +886,7 @@ cdef class Receiver(_End):
         if got:
             self._release()
         else:
-            self._raise_bad_record(ring_read_length(&self.ring))
+            self._raise_bad_record(self.ring.bad_length)
         return got
 
     def recv_into(self, out, timeout=None):
@@ -832,14 +897,8 @@ cdef class Receiver(_End):
         """
         cdef Py_buffer view
         cdef Py_ssize_t room
-        self._check_array(out, "recv_into")
+        self._get_records(out, &view, PyBUF_STRIDED | PyBUF_WRITABLE, "recv_into")
         try:
-            PyObject_GetBuffer(out, &view, PyBUF_STRIDED | PyBUF_WRITABLE)
-        except (BufferError, ValueError):
-            raise ValueError("recv_into() needs a writable array") from None
-        try:
-            if view.ndim != 1:
-                raise ValueError(f"recv_into() needs a 1-D array of records, got shape {out.shape}")
             room = view.shape[0]
             if room < 1:
                 raise ValueError("recv_into() needs room for at least one record, got an empty array")
@@ -865,7 +924,7 @@ cdef class Receiver(_End):
         try:
             k = min(max_count, self._await(timeout))
             out = np.empty(k, dtype)
-            PyObject_GetBuffer(out, &view, PyBUF_STRIDED | PyBUF_WRITABLE)
+            self._get_records(out, &view, PyBUF_STRIDED | PyBUF_WRITABLE, "recv_array")
             try:
                 got = self._copy_records(<char *>view.buf, view.strides[0], k)
             finally:
@@ -896,20 +955,34 @@ cdef class Receiver(_End):
         ring_release(&self.ring)
 
     cdef list _take_bytes(self, Py_ssize_t k):
-        """Consume k available messages (k >= 1) as a list of bytes."""
+        """Consume k available messages (k >= 1) as a list of bytes.
+
+        If one cannot be taken (a corrupt length, no memory) after others
+        were, those are returned, it stays first in line and its error is
+        left in self.take_error; if it is the first, the error is raised.  A
+        BaseException leaves every message in the ring.
+        """
+        cdef uint64_t start = self.ring.read
         cdef list out = PyList_New(k)
-        cdef Py_ssize_t i
+        cdef Py_ssize_t i = 0
         cdef int64_t n
         cdef object b
-        for i in range(k):
-            n = ring_read_length(&self.ring)
-            if n < 0 or n >= NOGIL_COPY_BYTES:
-                b = self._take()
-            else:
-                b = PyBytes_FromStringAndSize(ring_read_slot(&self.ring), n)
-            Py_INCREF(b)
-            PyList_SET_ITEM(out, i, b)
-            ring_consume(&self.ring)
+        try:
+            for i in range(k):
+                n = ring_read_length(&self.ring)
+                if n < 0 or n >= NOGIL_COPY_BYTES:
+                    b = self._take_at(n)
+                else:
+                    b = PyBytes_FromStringAndSize(ring_read_slot(&self.ring), n)
+                Py_INCREF(b)
+                PyList_SET_ITEM(out, i, b)
+                ring_consume(&self.ring)
+        except BaseException as exc:
+            if i > 0 and isinstance(exc, Exception):
+                self.take_error = exc
+                return out[:i]   # items 0..i-1 are set; the list's empty tail is never read
+            ring_rewind(&self.ring, start)
+            raise
         return out
 
     cdef int _enter_pull(self) except -1:
@@ -971,21 +1044,43 @@ cdef class Receiver(_End):
                 avail = ring_available(&self.ring)
             k = avail if avail < limit else limit
             if self.deserializer is None and self.record_size == 0:
-                return self._take_bytes(k)
-            out = []
-            for i in range(k):
-                try:
-                    msg = self._take()
-                except Exception:
-                    if i == 0:
-                        raise
-                    break
-                out.append(msg)
-                ring_consume(&self.ring)
+                out = self._take_bytes(k)
+            else:
+                out = self._take_list(k)
+            # A message that failed after others stays first in line; its error
+            # comes from the next call, which starts with it.
+            self.take_error = None
             return out
         finally:
             self._release()
             _leave(self)
+
+    cdef list _take_list(self, Py_ssize_t k):
+        """Consume up to k available messages (k >= 1) through _take().
+
+        If one fails with an Exception after others were built, those are
+        returned, it stays first in line and its error is left in
+        self.take_error.  A BaseException (Ctrl-C's KeyboardInterrupt,
+        SystemExit) leaves every message in the ring.
+        """
+        cdef uint64_t start = self.ring.read
+        cdef Py_ssize_t i
+        cdef list out = []
+        try:
+            for i in range(k):
+                try:
+                    msg = self._take()
+                except Exception as exc:
+                    if i == 0:
+                        raise
+                    self.take_error = exc
+                    break
+                out.append(msg)
+                ring_consume(&self.ring)
+        except BaseException:
+            ring_rewind(&self.ring, start)
+            raise
+        return out
 
     def __iter__(self):
         return self
@@ -995,23 +1090,24 @@ cdef class Receiver(_End):
         try:
             return self.recv()
         except ChannelClosedError:
-            if self.closed or self.closing:
+            # Closed by close() ends the loop; in a forked child the end was
+            # never closed, it is not ours: that is an error, not an end.
+            if not self.forked and self.generation == _fork_generation and (
+                    self.region is None or self.closing):
                 raise StopIteration from None
             raise
 
     def _run(self):
         """The on_message thread: wait with the GIL released, deliver, release one message at a time."""
         cdef int64_t avail
-        cdef int st
+        self.busy_thread = PyThread_get_thread_ident()
         try:
             while not self.ring.stop:
                 avail = ring_available(&self.ring)
                 if avail == 0:
-                    with nogil:
-                        st = ring_wait(&self.ring, False, -1)
-                    if st == WAIT_CORRUPT:
-                        self._raise_corrupt()
-                    continue
+                    if not self._wait(False, -1):
+                        continue
+                    avail = ring_available(&self.ring)
                 if avail < 0:
                     self._raise_corrupt()
                 if self.on_batch is not None:
@@ -1026,6 +1122,9 @@ cdef class Receiver(_End):
                     self.on_error(exc)
                 ring_consume(&self.ring)
                 self._release()
+        except ChannelClosedError:
+            if not self.closing:
+                self.error = ChannelClosedError(f"Receiver {self.name!r} stopped delivering")
         except BaseException as exc:
             # The message that failed stays in the ring for the next receiver;
             # close() re-raises the error in the caller.
@@ -1036,40 +1135,65 @@ cdef class Receiver(_End):
                 self._finish_close()
 
     cdef int _deliver_batch(self, int64_t avail) except -1:
-        """Build everything waiting into one batch and hand it to on_batch; take it once that returns."""
-        cdef uint64_t read = self.ring.read, read_index = self.ring.read_index
+        """Build what is waiting into one batch for on_batch; take it once that returns.
+
+        A message that cannot be built (the deserializer raises, its slot is
+        corrupt) ends the batch before it, and the messages before it are
+        delivered first.  Then with on_error the hook gets that error once and
+        the message counts as taken; without, the thread stops with the
+        message first in line.  If on_batch raises without on_error, none of
+        its batch is taken.
+        """
+        cdef uint64_t start = self.ring.read
         cdef Py_ssize_t k = min(avail, self.max_queued_messages)
-        cdef Py_ssize_t i
+        cdef Py_ssize_t got
         cdef Py_buffer view
-        try:
-            if self.rtype is not None and self.rtype.kind == "numpy":
-                batch = _numpy().empty(k, self.rtype.dtype)
-                PyObject_GetBuffer(batch, &view, PyBUF_STRIDED | PyBUF_WRITABLE)
+        failure = None
+        if self.rtype is not None and self.rtype.kind == "numpy":
+            batch = _numpy().empty(k, self.rtype.dtype)
+            self._get_records(batch, &view, PyBUF_STRIDED | PyBUF_WRITABLE, "on_batch")
+            try:
+                with nogil:
+                    got = ring_read_records(&self.ring, <char *>view.buf, view.strides[0], k,
+                                            <uint32_t>self.record_size)
+            finally:
+                PyBuffer_Release(&view)
+            if got < k:
+                batch = batch[:got]
                 try:
-                    with nogil:
-                        k = ring_read_records(&self.ring, <char *>view.buf, view.strides[0], k,
-                                              <uint32_t>self.record_size)
-                finally:
-                    PyBuffer_Release(&view)
-                if k == 0:
-                    self._raise_bad_record(ring_read_length(&self.ring))
-                batch = batch[:k]
-            elif self.deserializer is None and self.record_size == 0:
-                batch = self._take_bytes(k)
+                    self._raise_bad_record(self.ring.bad_length)
+                except ChannelCorruptError as exc:
+                    failure = exc
+        else:
+            self.take_error = None
+            try:
+                if self.deserializer is None and self.record_size == 0:
+                    batch = self._take_bytes(k)
+                else:
+                    batch = self._take_list(k)
+            except Exception as exc:
+                batch, failure = [], exc
             else:
-                batch = []
-                for i in range(k):
-                    batch.append(self._take())
-                    ring_consume(&self.ring)
-            self.on_batch(batch)
-        except Exception as exc:
-            if self.on_error is None:
+                failure, self.take_error = self.take_error, None
+        if len(batch):
+            try:
+                try:
+                    self.on_batch(batch)
+                except Exception as exc:
+                    if self.on_error is None:
+                        raise
+                    self.on_error(exc)
+            except BaseException:
                 # Nothing of the batch is taken: it is delivered again to the next receiver.
-                self.ring.read = read
-                self.ring.read_index = read_index
+                ring_rewind(&self.ring, start)
                 raise
-            self.on_error(exc)
-        self._release()
+            self._release()
+        if failure is not None:
+            if self.on_error is None:
+                raise failure
+            self.on_error(failure)
+            ring_consume(&self.ring)
+            self._release()
         return 0
 
     @property
@@ -1077,7 +1201,7 @@ cdef class Receiver(_End):
         """Messages ever taken from this channel (its read cursor)."""
         if self.region is None or self.generation != _fork_generation:
             self._raise_closed()
-        return (<Region>self.region).hdr.read_cursor
+        return ring_taken(&self.ring)
 
     @property
     def running(self):
@@ -1098,7 +1222,7 @@ cdef class Receiver(_End):
         thread = self.thread
         if thread is not None and self.region is not None and self.generation == _fork_generation:
             self.closing = 1
-            ring_interrupt(&self.ring)
+            ring_interrupt(&self.ring, self.sending)
             if thread is not threading.current_thread():
                 thread.join()
             if not self.busy:
@@ -1184,19 +1308,24 @@ cdef class _Lease:
                     if i == 0:
                         if r.record_size:
                             r._raise_bad_record(n)
-                        r._raise_corrupt_length(n)
+                        r.ring.bad_length = n
+                        r._raise_corrupt_length()
                     k = i
                     break
                 lengths.append(n)
             region = r.region
             first = CW_HEADER_SIZE + r.ring.read_index * slot_size + CW_SLOT_HEADER_SIZE
-            offset = first % CW_PAGE_SIZE
+            offset = first % _page_size
             self.span = (k - 1) * slot_size + r.message_length
-            self.map_size = (offset + self.span + CW_PAGE_SIZE - 1) // CW_PAGE_SIZE * CW_PAGE_SIZE
+            self.map_size = (offset + self.span + _page_size - 1) // _page_size * _page_size
             m = mmap(NULL, self.map_size, PROT_READ, MAP_SHARED, region.fd, first - offset)
             if m == MAP_FAILED:
                 raise OSError(errno, f"cannot map borrowed messages of channel {r.name!r}")
             self.map = m
+            # A child forked meanwhile must not inherit the lent pages: the mapping
+            # holds the channel file open, and with it this receiver's lock.
+            if madvise(m, self.map_size, MADV_DONTFORK) != 0:
+                raise OSError(errno, f"cannot keep borrowed messages of channel {r.name!r} from forks")
             self.base = <const char *>m + offset
             self.count = k
             whole = memoryview(self)

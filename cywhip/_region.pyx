@@ -208,7 +208,13 @@ cdef class Region:
     cdef int _check_header(self, uint64_t message_length, uint64_t capacity,
                            uint64_t type_fingerprint, uint64_t type_size,
                            uint64_t size, uint64_t st_size) except -1:
-        cdef cw_header *h = self.hdr
+        # Read once: another process may rewrite the header while we check it,
+        # so the checks (and the messages) use this private copy, and nothing
+        # later reads the geometry from shared memory again (the ends use the
+        # values they asked for, which this check found in the copy).
+        cdef cw_header snapshot
+        memcpy(&snapshot, self.hdr, sizeof(cw_header))
+        cdef cw_header *h = &snapshot
         what = f"channel {self.name!r} ({self.path})"
         if h.magic != CW_MAGIC:
             raise ChannelCorruptError(f"{what} is not a cywhip channel (magic {h.magic:#018x}, "

@@ -42,10 +42,17 @@ cdef struct ring_t:
     uint64_t write_cache   # last write_cursor seen
     # Set by close() from another thread to end a wait.
     uint32_t stop
+    # The impossible values behind the last WAIT_CORRUPT / -1, for error messages:
+    # a cursor or a slot length as it was read (once) from shared memory.
+    uint64_t bad_cursor
+    uint64_t bad_length
 
-cdef int ring_attach(ring_t *r, cw_header *hdr, int64_t spin_ns) noexcept nogil
+cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t capacity, uint64_t message_length,
+                     int64_t spin_ns) noexcept nogil
 cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil
-cdef void ring_interrupt(ring_t *r) noexcept nogil
+cdef void ring_interrupt(ring_t *r, bint sending) noexcept nogil
+cdef int64_t ring_depth(ring_t *r, bint sending) noexcept nogil
+cdef uint64_t ring_taken(ring_t *r) noexcept nogil
 cdef int64_t monotonic_ns() noexcept nogil
 
 
@@ -58,6 +65,7 @@ cdef inline int64_t ring_refresh_free(ring_t *r) noexcept nogil:
     cdef uint64_t rd = cw_load_acquire_u64(&r.hdr.read_cursor)
     # Unsigned: also catches rd > write.
     if r.write - rd > r.capacity:
+        r.bad_cursor = rd
         return -1
     r.read_cache = rd
     return <int64_t>(r.capacity - (r.write - rd))
@@ -105,6 +113,7 @@ cdef inline int64_t ring_available(ring_t *r) noexcept nogil:
     # before w are fully written once we see w.
     w = cw_load_acquire_u64(&r.hdr.write_cursor)
     if w - r.read > r.capacity:
+        r.bad_cursor = w
         return -1
     r.write_cache = w
     return <int64_t>(w - r.read)
@@ -114,6 +123,7 @@ cdef inline int64_t ring_read_length(ring_t *r) noexcept nogil:
     cdef uint32_t n = cw_load_relaxed_u32(
         &(<cw_slot_header *>(r.slots + r.read_index * r.slot_size)).length)
     if n > r.message_length:
+        r.bad_length = n
         return -1
     return n
 
@@ -126,6 +136,11 @@ cdef inline void ring_consume(ring_t *r) noexcept nogil:
     r.read_index += 1
     if r.read_index == r.capacity:
         r.read_index = 0
+
+cdef inline void ring_rewind(ring_t *r, uint64_t read) noexcept nogil:
+    """Un-consume back to cursor read (taken before, not yet released): those messages stay first in line."""
+    r.read = read
+    r.read_index = read % r.capacity
 
 cdef inline void ring_release(ring_t *r) noexcept nogil:
     """Hand every consumed slot back to the sender with one store; wake a sleeping sender."""
@@ -183,9 +198,12 @@ cdef inline Py_ssize_t ring_read_records(ring_t *r, char *dst, Py_ssize_t stride
     saw count available).  Stops before a slot whose length is not size; returns how many."""
     cdef Py_ssize_t i
     cdef const char *slot
+    cdef uint32_t n
     for i in range(count):
         slot = r.slots + r.read_index * r.slot_size
-        if cw_load_relaxed_u32(&(<cw_slot_header *>slot).length) != size:
+        n = cw_load_relaxed_u32(&(<cw_slot_header *>slot).length)
+        if n != size:
+            r.bad_length = n
             return i
         _copy_record(dst + i * stride, slot + CW_SLOT_HEADER_SIZE, size)
         r.read += 1

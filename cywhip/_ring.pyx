@@ -7,7 +7,7 @@ from libc.string cimport memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from cywhip.includes.c_atomics cimport (
-    cw_load_relaxed_u64, cw_store_relaxed_u32, cw_exchange_u32,
+    cw_load_relaxed_u64, cw_load_acquire_u64, cw_store_relaxed_u32, cw_exchange_u32,
     cw_fence_seq_cst, cw_cpu_relax,
 )
 from cywhip.includes.c_futex cimport cw_futex_wait, cw_futex_wake
@@ -27,26 +27,60 @@ cdef int64_t monotonic_ns() noexcept nogil:
     return <int64_t>ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 
 
-cdef int ring_attach(ring_t *r, cw_header *hdr, int64_t spin_ns) noexcept nogil:
-    """Point r at a validated header; load both cursors. -1 if they are impossible."""
-    cdef uint64_t w = cw_load_relaxed_u64(&hdr.write_cursor)
-    cdef uint64_t rd = cw_load_relaxed_u64(&hdr.read_cursor)
+cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t capacity, uint64_t message_length,
+                     int64_t spin_ns) noexcept nogil:
+    """Point r at a header whose geometry was validated; load both cursors. -1 if they are impossible.
+
+    capacity and message_length are the values this end opened with and
+    checked against the header: the geometry is never read from shared
+    memory again, where another process could have changed it since.
+    """
+    # Acquire: a restarted sender must see the slots the receiver finished
+    # reading before it released read_cursor (pairs with ring_release), and
+    # a restarted receiver the slots published before write_cursor (pairs
+    # with ring_publish).
+    cdef uint64_t rd = cw_load_acquire_u64(&hdr.read_cursor)
+    cdef uint64_t w = cw_load_acquire_u64(&hdr.write_cursor)
     r.hdr = hdr
     r.slots = (<char *>hdr) + CW_HEADER_SIZE
-    r.capacity = hdr.capacity
-    r.message_length = hdr.message_length
-    r.slot_size = hdr.slot_size
+    r.capacity = capacity
+    r.message_length = message_length
+    r.slot_size = CW_SLOT_HEADER_SIZE + (message_length + CW_SLOT_ALIGN - 1) // CW_SLOT_ALIGN * CW_SLOT_ALIGN
     r.spin_ns = spin_ns
     r.stop = 0
+    r.bad_cursor = 0
+    r.bad_length = 0
     r.write = w
-    r.write_index = w % r.capacity
+    r.write_index = w % capacity
     r.read_cache = rd
     r.read = rd
-    r.read_index = rd % r.capacity
+    r.read_index = rd % capacity
     r.write_cache = rd
-    if w - rd > r.capacity:
+    if w - rd > capacity:
+        r.bad_cursor = w
         return -1
     return 0
+
+
+cdef int64_t ring_depth(ring_t *r, bint sending) noexcept nogil:
+    """Messages queued now, from this end's own cursor and one load of the other's; -1 if impossible."""
+    cdef uint64_t other
+    cdef uint64_t d
+    if sending:
+        other = cw_load_acquire_u64(&r.hdr.read_cursor)
+        d = r.write - other
+    else:
+        other = cw_load_acquire_u64(&r.hdr.write_cursor)
+        d = other - r.read
+    if d > r.capacity:
+        r.bad_cursor = other
+        return -1
+    return <int64_t>d
+
+
+cdef uint64_t ring_taken(ring_t *r) noexcept nogil:
+    """The read cursor as this receiver last released it."""
+    return cw_load_relaxed_u64(&r.hdr.read_cursor)
 
 
 cdef inline int64_t _ready(ring_t *r, bint sending) noexcept nogil:
@@ -117,13 +151,20 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
     return WAIT_AGAIN
 
 
-cdef void ring_interrupt(ring_t *r) noexcept nogil:
+cdef void ring_interrupt(ring_t *r, bint sending) noexcept nogil:
     """End any wait on r in another thread of this process (used by close())."""
+    cdef uint32_t *word
     r.stop = 1
+    # Orders the store of stop before the store to the waiting word; the
+    # waiter fences between announcing its sleep and checking stop.  Either
+    # the waiter sees stop, or our clearing of its word comes after its
+    # announcement, and the futex wait finds the word changed and returns
+    # at once, instead of sleeping out its slice.
     cw_fence_seq_cst()
     if r.hdr != NULL:
-        cw_futex_wake(&r.hdr.sender_waiting, 1 << 30)
-        cw_futex_wake(&r.hdr.receiver_waiting, 1 << 30)
+        word = &r.hdr.sender_waiting if sending else &r.hdr.receiver_waiting
+        cw_store_relaxed_u32(word, 0)
+        cw_futex_wake(word, 1 << 30)
 
 
 cdef class RingModel:
@@ -150,8 +191,8 @@ cdef class RingModel:
         self.hdr.slot_size = slot_size
         self.hdr.write_cursor = start
         self.hdr.read_cursor = start
-        ring_attach(&self.tx, self.hdr, 0)
-        ring_attach(&self.rx, self.hdr, 0)
+        ring_attach(&self.tx, self.hdr, capacity, message_length, 0)
+        ring_attach(&self.rx, self.hdr, capacity, message_length, 0)
 
     def __dealloc__(self):
         free(self.hdr)
@@ -208,8 +249,28 @@ cdef class RingModel:
 
     def reattach(self):
         """Reattach both ends from the shared cursors, as a restarted process would."""
-        if ring_attach(&self.tx, self.hdr, 0) or ring_attach(&self.rx, self.hdr, 0):
+        if (ring_attach(&self.tx, self.hdr, self.tx.capacity, self.tx.message_length, 0)
+                or ring_attach(&self.rx, self.hdr, self.rx.capacity, self.rx.message_length, 0)):
             raise ValueError("impossible cursors")
+
+    def interrupt_then_sleep(self, bint sending, double timeout):
+        """Announce a sleep, let close() land, then sleep as ring_wait() would: the window
+        between ring_wait()'s last check of stop and its futex wait.  Returns how the sleep
+        ended: "woken" (the word had changed) or "timed out"."""
+        cdef ring_t *r = &self.tx if sending else &self.rx
+        cdef uint32_t *word = &r.hdr.sender_waiting if sending else &r.hdr.receiver_waiting
+        cdef timespec ts
+        cdef int rc
+        r.stop = 0
+        cw_store_relaxed_u32(word, 1)
+        cw_fence_seq_cst()
+        ring_interrupt(r, sending)
+        ts.tv_sec = <long>timeout
+        ts.tv_nsec = <long>((timeout - ts.tv_sec) * 1e9)
+        rc = cw_futex_wait(word, 1, &ts)
+        cw_store_relaxed_u32(word, 0)
+        r.stop = 0
+        return "timed out" if rc == ETIMEDOUT else "woken"
 
     def corrupt_cursors(self, uint64_t write, uint64_t read):
         self.hdr.write_cursor = write

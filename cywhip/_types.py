@@ -11,7 +11,7 @@ import ctypes
 import hashlib
 import sys
 
-__all__ = ["RecordType", "record_type"]
+__all__ = ["RecordType", "record_type", "check_pointer_free"]
 
 _NATIVE = "<" if sys.byteorder == "little" else ">"
 _CTYPES_BASES = (ctypes.Structure, ctypes.Union, ctypes.Array, ctypes._SimpleCData)
@@ -65,6 +65,46 @@ def _ctypes_desc(t, order):
     raise TypeError(f"expected a ctypes Structure, Union, Array or simple type, got {t!r}")
 
 
+_POINTER_CODES = {"z": "c_char_p", "Z": "c_wchar_p", "P": "c_void_p", "O": "py_object"}
+_pointer_free = {}
+
+
+def _pointer_in(t):
+    """Where ctypes type t holds a pointer, as a phrase; None if nowhere."""
+    if isinstance(t, type) and issubclass(t, (ctypes._Pointer, ctypes._CFuncPtr)):
+        return f"{t.__name__} is a pointer"
+    if isinstance(t, type) and issubclass(t, (ctypes.Structure, ctypes.Union)):
+        for field in t._fields_:
+            inner = _pointer_in(field[1])
+            if inner is not None:
+                return f"field {field[0]!r}: {inner}"
+        return None
+    if isinstance(t, type) and issubclass(t, ctypes.Array):
+        inner = _pointer_in(t._type_)
+        return None if inner is None else f"its items: {inner}"
+    if isinstance(t, type) and issubclass(t, ctypes._SimpleCData):
+        code = getattr(t, "_type_", None)
+        if code in _POINTER_CODES:
+            return f"{t.__name__} holds an address ({_POINTER_CODES[code]})"
+    return None
+
+
+def check_pointer_free(t):
+    """Raise TypeError if ctypes type t holds a pointer anywhere: an address from another
+    process must never be followed here, nor one of ours handed out."""
+    try:
+        found = _pointer_free[t]
+    except (KeyError, TypeError):
+        found = _pointer_in(t)
+        try:
+            _pointer_free[t] = found
+        except TypeError:
+            pass
+    if found is not None:
+        raise TypeError(f"ctypes type {t.__name__} cannot cross processes: {found}; "
+                        f"an address means nothing in another process")
+
+
 def _numpy_desc(dt):
     if dt.fields is not None:
         parts = []
@@ -83,7 +123,12 @@ def _numpy_desc(dt):
     order = dt.byteorder
     if order == "=":
         order = _NATIVE
-    return _leaf(dt.kind, dt.itemsize, order)
+    leaf = _leaf(dt.kind, dt.itemsize, order)
+    if dt.kind in "mM":
+        # The unit is part of the value's meaning: M8[s] and M8[ns] must not meet.
+        unit, count = _numpy().datetime_data(dt)
+        leaf += f"[{count if count != 1 else ''}{unit}]"
+    return leaf
 
 
 class RecordType:
