@@ -27,7 +27,8 @@ from cywhip.errors import (  # noqa: E402
 )
 
 try:
-    from cywhip._channel import ReadBuffer, Receiver, Sender, WriteBuffer  # noqa: E402
+    from cywhip._channel import Receiver, Sender  # noqa: E402
+    from cywhip._codec import ReadBuffer, WriteBuffer  # noqa: E402
     from cywhip._region import ChannelInfo, channels, remove_stale, unlink  # noqa: E402
 except ImportError as _exc:  # pragma: no cover - only on a broken install
     raise ImportError(

@@ -32,3 +32,7 @@ cdef class Region:
     cdef bint _create(self, uint64_t message_length, uint64_t capacity,
                       uint64_t type_fingerprint, uint64_t type_size, uint64_t size, int mode) except -1
     cdef int _claim_end(self) except -1
+    cdef const char *lend_pages(self, uint64_t offset, size_t length, void **mapping, size_t *mapping_size) except NULL
+
+
+cdef int unlend_pages(void *mapping, size_t mapping_size) noexcept

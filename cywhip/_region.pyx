@@ -11,7 +11,10 @@ from libc.errno cimport errno, EEXIST, ENOENT, EAGAIN, EACCES, ELOOP, ENOSPC
 from libc.stdint cimport uint64_t, int64_t
 from libc.string cimport memcpy
 from posix.fcntl cimport open as c_open, O_RDWR, O_CREAT, O_EXCL
-from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAILED
+from posix.mman cimport (
+    mmap, munmap, madvise, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_FAILED,
+)
+from posix.unistd cimport sysconf, _SC_PAGESIZE
 from posix.stat cimport struct_stat, fstat, fchmod, S_ISREG
 from posix.unistd cimport close as c_close, unlink as c_unlink, link as c_link, geteuid, getpid
 
@@ -35,6 +38,12 @@ cdef extern from "<fcntl.h>" nogil:
 cdef extern from "<sys/mman.h>" nogil:
     enum:
         MAP_POPULATE
+        MAP_ANONYMOUS
+        MADV_DONTFORK
+
+# Mapping offsets must be multiples of the kernel's page size, which is not
+# 4096 everywhere (aarch64 kernels use 16 KiB or 64 KiB pages).
+cdef size_t _page_size = sysconf(_SC_PAGESIZE)
 
 SHM_DIR = "/dev/shm"
 FILE_PREFIX = "cywhip."
@@ -333,11 +342,45 @@ cdef class Region:
         cw_fetch_add_relaxed_u64(&self.hdr.sender_starts if self.end == 0 else &self.hdr.receiver_starts, 1)
         return 0
 
+    cdef const char *lend_pages(self, uint64_t offset, size_t length, void **mapping,
+                                size_t *mapping_size) except NULL:
+        """A private read-only mapping of length bytes of the file from offset (borrow()).
+
+        The mapping covers whole pages of the kernel's page size; the return
+        value points at offset inside it.  A child forked while it exists does
+        not inherit it: the mapping holds the file open, and with it this
+        end's lock.
+        """
+        cdef uint64_t skip = offset % _page_size
+        cdef size_t size = (skip + length + _page_size - 1) // _page_size * _page_size
+        cdef void *m = mmap(NULL, size, PROT_READ, MAP_SHARED, self.fd, offset - skip)
+        if m == MAP_FAILED:
+            raise _os_error(errno, f"cannot map borrowed messages of channel {self.name!r}", self.path)
+        if madvise(m, size, MADV_DONTFORK) != 0:
+            err = errno
+            munmap(m, size)
+            raise _os_error(err, f"cannot keep borrowed messages of channel {self.name!r} from forks", self.path)
+        mapping[0] = m
+        mapping_size[0] = size
+        return <const char *>m + skip
+
     def close(self):
         """Clear this end's pid and drop the mapping and the lock."""
         if self.hdr != NULL and self.pid == getpid():
             cw_store_relaxed_i64(&self.hdr.sender_pid if self.end == 0 else &self.hdr.receiver_pid, 0)
         self.unmap()
+
+
+cdef int unlend_pages(void *mapping, size_t mapping_size) noexcept:
+    """Replace a lend_pages() mapping with zero pages in one step, so that anything still
+    viewing it reads zeros from now on, never what the sender writes next.  Should that
+    fail, drop the mapping (the sender's writes can then never be seen) and return -1;
+    otherwise the zero pages stay mapped until munmap()."""
+    cdef void *m = mmap(mapping, mapping_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+    if m == MAP_FAILED:
+        munmap(mapping, mapping_size)
+        return -1
+    return 0
 
 
 cdef str _read_description(cw_header *h):

@@ -15,7 +15,7 @@ from cywhip.includes.c_atomics cimport (
     cw_exchange_u32, cw_fence_seq_cst, cw_prefetch_write,
 )
 from cywhip.includes.c_futex cimport cw_futex_wake
-from cywhip.includes.c_layout cimport cw_header, cw_slot_header, CW_SLOT_HEADER_SIZE
+from cywhip.includes.c_layout cimport cw_header, cw_slot_header, CW_SLOT_HEADER_SIZE, CW_HEADER_SIZE
 
 # Results of ring_wait().
 cdef enum:
@@ -141,6 +141,37 @@ cdef inline void ring_rewind(ring_t *r, uint64_t read) noexcept nogil:
     """Un-consume back to cursor read (taken before, not yet released): those messages stay first in line."""
     r.read = read
     r.read_index = read % r.capacity
+
+cdef inline Py_ssize_t ring_lend_run(ring_t *r, Py_ssize_t k, uint32_t record_size,
+                                     uint32_t *lengths) noexcept nogil:
+    """Check the next k available messages (k >= 1) for a borrow, stopping at the ring's end.
+
+    Each slot length is read once into lengths[i] and checked (at most
+    message_length; exactly record_size if that is not 0).  Returns how many
+    form the run; 0 if the first is impossible (its length in r.bad_length).
+    """
+    cdef Py_ssize_t i
+    cdef uint32_t n
+    if <uint64_t>k > r.capacity - r.read_index:
+        k = <Py_ssize_t>(r.capacity - r.read_index)
+    for i in range(k):
+        n = cw_load_relaxed_u32(&(<cw_slot_header *>(r.slots + (r.read_index + i) * r.slot_size)).length)
+        if n > r.message_length or (record_size != 0 and n != record_size):
+            r.bad_length = n
+            return i
+        lengths[i] = n
+    return k
+
+cdef inline uint64_t ring_read_offset(ring_t *r) noexcept nogil:
+    """Where in the channel file the payload at the read cursor starts."""
+    return CW_HEADER_SIZE + r.read_index * r.slot_size + CW_SLOT_HEADER_SIZE
+
+cdef inline void ring_consume_run(ring_t *r, uint64_t k) noexcept nogil:
+    """Step past k messages lent by ring_lend_run(); the sender may reuse them after ring_release()."""
+    r.read += k
+    r.read_index += k
+    if r.read_index == r.capacity:
+        r.read_index = 0
 
 cdef inline void ring_release(ring_t *r) noexcept nogil:
     """Hand every consumed slot back to the sender with one store; wake a sleeping sender."""

@@ -12,13 +12,14 @@ from cywhip.includes.c_atomics cimport (
 )
 from cywhip.includes.c_futex cimport cw_futex_wait, cw_futex_wake
 from cywhip.includes.c_layout cimport (
-    cw_header, CW_HEADER_SIZE, CW_SLOT_HEADER_SIZE, CW_SLOT_ALIGN,
+    CW_SLOT_ALIGN,
 )
 
 # A sleep lasts at most this long before ring_wait() returns WAIT_AGAIN, so
 # that a blocked call in the main thread notices Ctrl-C within this time
 # even when the signal was delivered to another thread.
-DEF SLEEP_SLICE_NS = 100_000_000
+cdef enum:
+    SLEEP_SLICE_NS = 100_000_000
 
 
 cdef int64_t monotonic_ns() noexcept nogil:

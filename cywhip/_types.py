@@ -11,10 +11,11 @@ import ctypes
 import hashlib
 import sys
 
-__all__ = ["RecordType", "record_type", "check_pointer_free"]
+__all__ = ["RecordType", "record_type", "check_pointer_free", "require_numpy", "CTYPES_BASES"]
 
 _NATIVE = "<" if sys.byteorder == "little" else ">"
-_CTYPES_BASES = (ctypes.Structure, ctypes.Union, ctypes.Array, ctypes._SimpleCData)
+# ctypes types whose instances may cross processes (once checked for pointers).
+CTYPES_BASES = (ctypes.Structure, ctypes.Union, ctypes.Array, ctypes._SimpleCData)
 
 # ctypes simple type codes -> (kind, size); kinds follow NumPy's dtype.kind.
 _CTYPES_CODES = {
@@ -142,7 +143,7 @@ class RecordType:
         self._dtype = None
         if isinstance(source, type) and issubclass(source, ctypes._Pointer):
             _ctypes_desc(source, _NATIVE)   # raises, naming the pointer type
-        if isinstance(source, type) and issubclass(source, _CTYPES_BASES):
+        if isinstance(source, type) and issubclass(source, CTYPES_BASES):
             self.kind = "ctypes"
             self.ctype = source
             self.size = ctypes.sizeof(source)
@@ -171,10 +172,7 @@ class RecordType:
     def dtype(self):
         """The NumPy dtype of these records (NumPy required; for ctypes types, NumPy's equivalent)."""
         if self._dtype is None:
-            np = _numpy()
-            if np is None:
-                raise ModuleNotFoundError("this needs NumPy: pip install cywhip[numpy]")
-            self._dtype = np.dtype(self.ctype)
+            self._dtype = require_numpy().dtype(self.ctype)
         return self._dtype
 
     def accepts_dtype(self, dt):
@@ -220,6 +218,14 @@ def _numpy():
     except ImportError:
         return None
     return numpy
+
+
+def require_numpy():
+    """NumPy, or ModuleNotFoundError saying how to install it."""
+    np = _numpy()
+    if np is None:
+        raise ModuleNotFoundError("this needs NumPy: pip install cywhip[numpy]")
+    return np
 
 
 def first_difference(a, b):

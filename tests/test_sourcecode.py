@@ -3,7 +3,7 @@ import ast
 import pathlib
 
 import cywhip
-from cywhip import _channel, _region
+from cywhip import _channel, _codec, _end, _region
 
 PKG = pathlib.Path(cywhip.__file__).resolve().parent
 
@@ -26,15 +26,26 @@ def stub_names(stub):
     return out
 
 
-def test_every_name_in_the_channel_stub_exists_at_run_time():
-    for name, members in stub_names("_channel.pyi").items():
-        obj = getattr(_channel, name)
-        missing = [m for m in members if not hasattr(obj, m)]
-        assert not missing, (name, missing)
+STUBS = {"_channel.pyi": _channel, "_codec.pyi": _codec, "_end.pyi": _end}
 
 
-def test_every_public_method_of_the_ends_is_in_the_stub():
-    stubs = stub_names("_channel.pyi")
+def all_stubs():
+    out = {}
+    for stub in STUBS:
+        out.update(stub_names(stub))
+    return out
+
+
+def test_every_name_in_the_module_stubs_exists_at_run_time():
+    for stub, module in STUBS.items():
+        for name, members in stub_names(stub).items():
+            obj = getattr(module, name)
+            missing = [m for m in members if not hasattr(obj, m)]
+            assert not missing, (stub, name, missing)
+
+
+def test_every_public_method_of_the_ends_is_in_the_stubs():
+    stubs = all_stubs()
     for cls in (cywhip.Sender, cywhip.Receiver, cywhip.WriteBuffer, cywhip.ReadBuffer):
         documented = stubs[cls.__name__] | stubs.get("_End", set())
         public = {m for m in dir(cls) if not m.startswith("_")}
@@ -48,4 +59,5 @@ def test_every_name_in_the_region_stub_exists_at_run_time():
 
 def test_the_package_ships_its_stubs_and_py_typed():
     assert (PKG / "py.typed").exists()
-    assert (PKG / "_channel.pyi").exists() and (PKG / "_region.pyi").exists()
+    for stub in (*STUBS, "_region.pyi"):
+        assert (PKG / stub).exists(), stub

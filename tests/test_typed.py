@@ -130,8 +130,10 @@ def test_send_array_blocks_on_a_full_ring_and_times_out_saying_how_many_went(cha
 def test_recv_array_and_recv_into_wait_for_one_and_take_what_is_waiting(channel):
     s, r = typed_pair(channel, RECORD, capacity=64)
     with s, r:
-        threading.Timer(0.1, s.send_array, (np.ones(5, RECORD),)).start()
+        timer = threading.Timer(0.1, s.send_array, (np.ones(5, RECORD),))
+        timer.start()
         assert len(r.recv_array(100, timeout=5)) == 5
+        timer.join(5)   # the sending thread may still be on its way out of send_array()
         s.send_array(np.ones(9, RECORD))
         out = np.zeros(4, RECORD)
         assert r.recv_into(out) == 4

@@ -1,0 +1,61 @@
+# cython: language_level=3
+"""The lifecycle every kind of end shares: open, claim, one thread at a time, fork, close."""
+from libc.stdint cimport int64_t
+from cpython.pythread cimport PyThread_get_thread_ident
+
+from cywhip._codec cimport Codec
+from cywhip._ring cimport ring_t
+
+
+cdef class _End:
+    cdef ring_t ring
+    # The Region (shared file, mapping, claimed place); None once closed or in a forked child.
+    cdef object region
+    cdef Codec codec
+    cdef long owner_pid
+    # The one-thread-at-a-time guard: 1 while a call uses the end, and which thread.
+    cdef int busy
+    cdef unsigned long busy_thread
+    cdef bint sending
+    # close() asked a call in progress to stop; the call closes the end on its way out.
+    cdef int closing
+    # The end was inherited by a forked child: it belongs to the parent.
+    cdef int forked
+    cdef readonly str name
+    cdef readonly Py_ssize_t message_length
+    cdef readonly Py_ssize_t max_queued_messages
+    cdef Py_ssize_t record_size
+    cdef object __weakref__
+
+    cdef int _open(self, name, message_length, max_queued_messages, int end, object spin_time,
+                   object mode, object message_type, object serializer, object deserializer) except -1
+    cdef int _check_open(self) except -1
+    cdef int _raise_closed(self) except -1
+    cdef int _refuse(self) except -1
+    cdef int _wait(self, int64_t deadline) except -1
+    cdef int _raise_corrupt(self) except -1
+    cdef void _finish_close(self)
+    cdef void _abandon(self)
+    cdef int _close(self) except -1
+    cdef int _await_release(self) except -1
+
+
+cdef int64_t deadline_ns(object timeout) except -2
+cdef int check_count(object max_count) except -1
+
+
+cdef inline int _enter(_End end) except -1:
+    """Start a call on an end: it must be open, not closing and not in use by another call."""
+    if end.region is None or end.closing or end.busy:
+        end._refuse()
+    end.busy = 1
+    end.busy_thread = PyThread_get_thread_ident()
+    return 0
+
+
+cdef inline int _leave(_End end) except -1:
+    """End a call; if close() came meanwhile, close now."""
+    end.busy = 0
+    if end.closing:
+        end._finish_close()
+    return 0

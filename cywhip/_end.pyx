@@ -1,0 +1,283 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""What every kind of end shares: opening (region, ring, codec), the one-thread guard,
+waiting, fork safety and closing from any thread.
+
+A kind of end (Sender, Receiver, and those to come) subclasses _End, brackets
+each call with _enter()/_leave() (inline, in _end.pxd), waits through _wait(),
+and never decides for itself whether it is open or how to close.
+"""
+import atexit
+import os
+import time
+import weakref
+
+from cpython.exc cimport PyErr_CheckSignals
+from libc.stdint cimport int64_t
+
+from cywhip._codec cimport choose_codec
+from cywhip._region cimport Region
+from cywhip._ring cimport (
+    ring_attach, ring_wait, ring_interrupt, ring_depth, monotonic_ns,
+    WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
+)
+
+from cywhip._region import check_geometry
+from cywhip._types import record_type
+from cywhip.errors import ChannelClosedError, ChannelCorruptError
+
+# Longest accepted timeout, in seconds (keeps nanosecond deadlines in range).
+MAX_SECONDS = 1e9
+
+
+# ------------------------------------------------------------------ fork safety
+
+# Every open end of this process.  In a forked child each is abandoned: the
+# child drops its copy of the mapping and the claim without touching shared
+# memory, and the end refuses to work there.
+_live_ends = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    for end in list(_live_ends):
+        (<_End>end)._abandon()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _close_all_at_exit():
+    for end in list(_live_ends):
+        try:
+            end.close()
+        except Exception:
+            pass
+
+
+# ---------------------------------------------------------------------- checks
+
+cdef int64_t deadline_ns(object timeout) except -2:
+    """Absolute CLOCK_MONOTONIC deadline in ns for a timeout in seconds; -1 for None."""
+    if timeout is None:
+        return -1
+    cdef double t
+    try:
+        t = timeout
+    except TypeError:
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__} ({timeout!r})") from None
+    if not t >= 0:
+        raise ValueError(f"timeout must be a non-negative number of seconds or None, got {timeout!r}")
+    if t > MAX_SECONDS:
+        t = MAX_SECONDS
+    return monotonic_ns() + <int64_t>(t * 1e9)
+
+
+cdef int64_t _spin_ns(object spin_time) except -1:
+    cdef double t
+    try:
+        t = spin_time
+    except TypeError:
+        raise TypeError(f"spin_time must be a number of seconds, not {type(spin_time).__name__} ({spin_time!r})") from None
+    if not (0 <= t <= 1):
+        raise ValueError(f"spin_time must be between 0 and 1 second, got {spin_time!r}")
+    return <int64_t>(t * 1e9)
+
+
+cdef object _check_mode(object mode):
+    if isinstance(mode, bool) or not isinstance(mode, int):
+        raise TypeError(f"mode must be an int, not {type(mode).__name__} ({mode!r})")
+    if mode & ~0o660 or not mode & 0o600 == 0o600:
+        raise ValueError(f"mode must be 0o600 or 0o6x0 (owner read-write, optionally group), got {mode:#o}")
+    return mode
+
+
+cdef int check_count(object max_count) except -1:
+    if isinstance(max_count, bool) or not isinstance(max_count, int):
+        raise TypeError(f"max_count must be an int, not {type(max_count).__name__} ({max_count!r})")
+    if max_count < 1:
+        raise ValueError(f"max_count must be at least 1, got {max_count}")
+    return 0
+
+
+# -------------------------------------------------------------------------- ends
+
+cdef class _End:
+    """What a Sender and a Receiver share: the region, the ring, the codec, closing, fork safety."""
+
+    def __cinit__(self):
+        self.region = None
+        self.owner_pid = os.getpid()
+        self.busy = 0
+        self.busy_thread = 0
+        self.closing = 0
+        self.forked = 0
+
+    cdef int _open(self, name, message_length, max_queued_messages, int end, object spin_time,
+                   object mode, object message_type, object serializer, object deserializer) except -1:
+        """Open (or create) the channel, claim this end's place, attach the ring, choose the codec."""
+        if self.region is not None:
+            raise RuntimeError(f"{type(self).__name__} is already open")
+        cdef int64_t spin_ns = _spin_ns(spin_time)
+        rtype = None
+        if message_type is not None:
+            rtype = record_type(message_type)
+            if message_length is None:
+                message_length = rtype.size
+            elif message_length != rtype.size:
+                raise ValueError(f"message_length={message_length!r} disagrees with message_type "
+                                 f"{message_type!r}, whose records are {rtype.size} bytes; "
+                                 f"leave message_length out")
+        elif message_length is None:
+            raise TypeError(f"{type(self).__name__}() needs message_length (the largest message "
+                            f"in bytes) or message_type")
+        message_length, max_queued_messages = check_geometry(message_length, max_queued_messages)
+        cdef Region region = Region.open(name, message_length, max_queued_messages, end,
+                                         rtype=rtype, mode=_check_mode(mode))
+        # The geometry is the one this end asked for and the region checked:
+        # never read again from the header, where it could change under us.
+        if ring_attach(&self.ring, region.hdr, max_queued_messages, message_length, spin_ns) != 0:
+            region.close()
+            raise ChannelCorruptError(
+                f"channel {region.name!r} is corrupt: write cursor {self.ring.bad_cursor}, "
+                f"read cursor {self.ring.read}, max_queued_messages {max_queued_messages}")
+        self.region = region
+        self.name = region.name
+        self.message_length = message_length
+        self.max_queued_messages = max_queued_messages
+        self.codec = choose_codec(region.name, message_length, rtype, serializer, deserializer)
+        self.record_size = self.codec.record_size
+        _live_ends.add(self)
+        return 0
+
+    @property
+    def message_type(self):
+        """The ctypes type or NumPy dtype of a typed end; None for an untyped one."""
+        return self.codec.rtype.source if self.codec is not None and self.codec.rtype is not None else None
+
+    cdef int _check_open(self) except -1:
+        """Raise unless this end is open (and ours, not a forked child's)."""
+        if self.region is None:
+            self._raise_closed()
+        return 0
+
+    cdef int _raise_closed(self) except -1:
+        kind = type(self).__name__
+        if self.forked:
+            raise ChannelClosedError(
+                f"{kind} {self.name!r} belongs to process {self.owner_pid}; it cannot be used in "
+                f"process {os.getpid()}, which was forked from it. Open a new {kind} in the child.")
+        if self.name is None:
+            raise ChannelClosedError(f"{kind} was never opened")
+        raise ChannelClosedError(f"{kind} {self.name!r} is closed")
+
+    cdef int _refuse(self) except -1:
+        """Raise for a call that _enter() turned away."""
+        if self.region is None or self.closing:
+            self._raise_closed()
+        raise RuntimeError(
+            f"{type(self).__name__} {self.name!r} is already in use by another call; "
+            f"an end may be used by one thread at a time")
+
+    cdef int _wait(self, int64_t deadline) except -1:
+        """Wait for room (a sender) or a message (a receiver); 1 when ready, 0 on timeout."""
+        cdef int st
+        cdef bint sending = self.sending
+        while True:
+            with nogil:
+                st = ring_wait(&self.ring, sending, deadline)
+            if st == WAIT_READY:
+                return 1
+            if st == WAIT_TIMEOUT:
+                return 0
+            if st == WAIT_CORRUPT:
+                self._raise_corrupt()
+            if st == WAIT_STOPPED:
+                self._raise_closed()
+            # WAIT_AGAIN: a slice of sleep ended or a signal arrived.
+            PyErr_CheckSignals()
+
+    cdef int _raise_corrupt(self) except -1:
+        """Raise for impossible cursors: this end's own cursor and the other's as the ring read it."""
+        if self.sending:
+            write, read = self.ring.write, self.ring.bad_cursor
+        else:
+            write, read = self.ring.bad_cursor, self.ring.read
+        raise ChannelCorruptError(
+            f"channel {self.name!r} is corrupt: write cursor {write}, "
+            f"read cursor {read}, max_queued_messages {self.max_queued_messages}")
+
+    cdef void _finish_close(self):
+        region = self.region
+        self.region = None
+        self.ring.hdr = NULL
+        if region is not None:
+            region.close()
+        _live_ends.discard(self)
+
+    cdef void _abandon(self):
+        """In a forked child: drop this process's copy of the mapping without touching shared memory."""
+        self.forked = 1
+        if self.region is not None:
+            (<Region>self.region).unmap()
+            self.region = None
+            self.ring.hdr = NULL
+
+    cdef int _close(self) except -1:
+        """Close now; while a call is using the end, stop it and return once it has let go.
+
+        From inside that call's own thread (a callback of it), only ask: the
+        call closes the end on its way out.
+        """
+        if self.region is None:
+            return 0
+        if self.busy:
+            self.closing = 1
+            ring_interrupt(&self.ring, self.sending)
+            if self.busy_thread != PyThread_get_thread_ident():
+                self._await_release()
+            return 0
+        self._finish_close()
+        return 0
+
+    cdef int _await_release(self) except -1:
+        """Wait until the call in another thread, told to stop, has left the end (and closed it)."""
+        cdef double pause = 0.0001
+        while self.busy and not self.forked:
+            # The GIL is released while sleeping: the other call runs to its end.
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
+        return 0
+
+    def __enter__(self):
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Close this end."""
+        self._close()
+
+    @property
+    def closed(self):
+        """True once close() has run (or in a process forked after this end was opened)."""
+        return self.region is None
+
+    @property
+    def depth(self):
+        """Messages in the ring right now (a snapshot)."""
+        self._check_open()
+        cdef int64_t d = ring_depth(&self.ring, self.sending)
+        if d < 0:
+            self._raise_corrupt()
+        return d
+
+    def __reduce__(self):
+        raise TypeError(f"a {type(self).__name__} cannot be pickled or sent to another process; "
+                        f"open one there by the channel name ({self.name!r})")
+
+    def __repr__(self):
+        state = "closed" if self.closed else "open"
+        return (f"<{type(self).__name__} {self.name!r} message_length={self.message_length} "
+                f"max_queued_messages={self.max_queued_messages} {state}>")
