@@ -1,0 +1,163 @@
+"""cywhip's own workers: each runs as consumer or producer in a spawned process."""
+import time
+
+from cywhip._bench.common import MESSAGE, _percentiles, _timed_receive
+
+# ------------------------------------------------------------------ workers
+# Each worker runs in its own spawned process: (role, params, ready, results, shared).
+# Consumers set `ready` once they can receive; producers wait for it.
+
+
+def _w_cywhip_stream(role, p, ready, results, shared):
+    from cywhip import Receiver, Sender
+    name, n, size, mode = p["name"], p["count"], p["size"], p["mode"]
+    cap = p.get("capacity", 1024)
+    if role == "producer":
+        msg = b"x" * size
+        ready.wait(60)
+        with Sender(name, message_length=size, max_queued_messages=cap) as s:
+            if mode == "single":
+                send = s.send
+                for _ in range(n):
+                    send(msg)
+            else:
+                batch = [msg] * 4096
+                left = n
+                while left:
+                    k = min(left, 4096)
+                    s.send_many(batch if k == 4096 else batch[:k])
+                    left -= k
+        return
+    with Receiver(name, message_length=size, max_queued_messages=cap) as r:
+        ready.set()
+        if mode == "single":
+            results.put(_timed_receive(r.recv, n, 60))
+            return
+        got = len(r.recv_many(8192, timeout=60))
+        t0 = time.perf_counter()
+        while got < n:
+            got += len(r.recv_many(8192))
+        results.put({"rate": (n - 1) / (time.perf_counter() - t0)})
+
+
+def _w_cywhip_callback(role, p, ready, results, shared):
+    """on_message with a trivial serializer and deserializer."""
+    import threading
+    from cywhip import Receiver, Sender
+    name, n, size = p["name"], p["count"], p["size"]
+    if role == "producer":
+        msg = b"x" * size
+        ready.wait(60)
+        with Sender(name, message_serializer=lambda m, b: b.write_bytes(m), message_length=size,
+                    max_queued_messages=1024) as s:
+            batch = [msg] * 4096
+            for _ in range(n // 4096):
+                s.send_many(batch)
+        return
+    done = threading.Event()
+    state = {"count": 0, "t0": None}
+
+    def on_message(msg):
+        if state["t0"] is None:
+            state["t0"] = time.perf_counter()
+        state["count"] += 1
+        if state["count"] >= n // 4096 * 4096:
+            done.set()
+
+    r = Receiver(name, message_deserializer=lambda b: b.read_bytes(), message_length=size,
+                 max_queued_messages=1024, on_message=on_message)
+    ready.set()
+    done.wait(120)
+    elapsed = time.perf_counter() - state["t0"]
+    r.close()
+    results.put({"rate": (state["count"] - 1) / elapsed})
+
+
+def _w_cywhip_array(role, p, ready, results, shared):
+    import numpy as np
+    from cywhip import Receiver, Sender
+    name, n, cap = p["name"], p["count"], p.get("capacity", 65536)
+    dt = np.dtype([("seq", "<i8"), ("a", "<i8"), ("b", "<i8"), ("c", "<i8")])
+    if role == "producer":
+        arr = np.zeros(min(n, 1 << 20), dt)
+        ready.wait(60)
+        with Sender(name, message_type=dt, max_queued_messages=cap) as s:
+            left = n
+            while left:
+                k = min(left, len(arr))
+                s.send_array(arr[:k])
+                left -= k
+        return
+    out = np.empty(65536, dt)
+    with Receiver(name, message_type=dt, max_queued_messages=cap) as r:
+        ready.set()
+        got = r.recv_into(out, timeout=60)
+        t0 = time.perf_counter()
+        while got < n:
+            got += r.recv_into(out)
+        results.put({"rate": (n - 1) / (time.perf_counter() - t0)})
+
+
+def _w_cywhip_pingpong(role, p, ready, results, shared):
+    from cywhip import Receiver, Sender
+    name, n, spin = p["name"], p["count"], p["spin"]
+    a, b = name + "-a", name + "-b"
+    msg = b"x" * MESSAGE
+    if role == "producer":      # the pinging side
+        ready.wait(60)
+        with Sender(a, message_length=MESSAGE, max_queued_messages=16, spin_time=spin) as s, \
+                Receiver(b, message_length=MESSAGE, max_queued_messages=16, spin_time=spin) as r:
+            send, recv, clock = s.send, r.recv, time.perf_counter_ns
+            rtts = [0] * n
+            for _ in range(min(1000, n)):       # warm up
+                send(msg)
+                recv()
+            for i in range(n):
+                t0 = clock()
+                send(msg)
+                recv()
+                rtts[i] = clock() - t0
+        p50, p99 = _percentiles(rtts)
+        results.put({"p50_us": p50 / 1000, "p99_us": p99 / 1000})
+        return
+    with Receiver(a, message_length=MESSAGE, max_queued_messages=16, spin_time=spin) as r, \
+            Sender(b, message_length=MESSAGE, max_queued_messages=16, spin_time=spin) as s:
+        ready.set()
+        send, recv = s.send, r.recv
+        for _ in range(n + min(1000, n)):
+            send(recv(timeout=60))
+
+
+def _w_cywhip_wakeup(role, p, ready, results, shared):
+    """A receiver idle between messages: CPU while idle, and how late it wakes."""
+    from cywhip import Receiver, Sender
+    name, n, idle = p["name"], p["count"], p["idle"]
+    if role == "producer":
+        ready.wait(60)
+        with Sender(name, message_length=16, max_queued_messages=16) as s:
+            for _ in range(n):
+                time.sleep(idle)
+                s.send(time.perf_counter_ns().to_bytes(8, "little"))
+        return
+    with Receiver(name, message_length=16, max_queued_messages=16) as r:
+        ready.set()
+        lat = []
+        for _ in range(n):
+            sent = int.from_bytes(r.recv(timeout=60), "little")
+            lat.append(time.perf_counter_ns() - sent)
+        p50, p99 = _percentiles(lat)
+        results.put({"p50_us": p50 / 1000, "p99_us": p99 / 1000})
+
+
+def _w_cywhip_idle(role, p, ready, results, shared):
+    from cywhip import Receiver, ReceiveTimeout
+    if role == "producer":
+        return
+    with Receiver(p["name"], message_length=16, max_queued_messages=16) as r:
+        ready.set()
+        cpu, wall = time.process_time(), time.perf_counter()
+        try:
+            r.recv(timeout=p["seconds"])
+        except ReceiveTimeout:
+            pass
+        results.put({"cpu_percent": 100 * (time.process_time() - cpu) / (time.perf_counter() - wall)})

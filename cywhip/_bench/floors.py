@@ -1,0 +1,40 @@
+"""The raw C floors built with the package (cywhip._floor): a spinning memcpy ring, a futex ping-pong."""
+
+from cywhip._bench.common import _Shm, _percentiles
+
+
+def _w_floor_ring(role, p, ready, results, shared):
+    from cywhip import _floor
+    size, n = p["size"], p["count"]
+    if role == "producer":
+        ready.wait(60)
+    shm = _Shm(p["name"], _floor.ring_bytes(size), create=(role == "consumer"))
+    try:
+        if role == "producer":
+            _floor.ring_send(shm.map, n, size)
+            return
+        ready.set()
+        seconds = _floor.ring_recv(shm.map, n, size)
+        results.put({"rate": n / seconds})
+    finally:
+        shm.close()
+
+
+def _w_floor_futex(role, p, ready, results, shared):
+    from array import array
+    from cywhip import _floor
+    n = p["count"]
+    if role == "producer":
+        ready.wait(60)
+    shm = _Shm(p["name"], 4096, create=(role == "consumer"))
+    try:
+        if role == "producer":
+            rtt = array("q", bytes(8 * n))
+            _floor.futex_pingpong(shm.map, n, True, rtt)
+            p50, p99 = _percentiles(rtt.tolist())
+            results.put({"p50_us": p50 / 1000, "p99_us": p99 / 1000})
+            return
+        ready.set()
+        _floor.futex_pingpong(shm.map, n, False)
+    finally:
+        shm.close()

@@ -1,0 +1,1 @@
+"""One module per peer system the benchmarks compare cywhip with."""

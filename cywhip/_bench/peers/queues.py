@@ -1,0 +1,54 @@
+"""multiprocessing.Queue and Pipe, and faster-fifo (which takes the Queue worker)."""
+import time
+
+from cywhip._bench.common import _timed_receive
+
+
+def _w_queue(role, p, ready, results, shared):
+    """multiprocessing.Queue, or faster_fifo.Queue (same interface), one put/get per message."""
+    q = shared
+    n, size, batch = p["count"], p["size"], p.get("batch", False)
+    if role == "producer":
+        msg = b"x" * size
+        ready.wait(60)
+        if batch:
+            chunk = [msg] * 1024
+            for _ in range(n // 1024):
+                q.put_many(chunk, timeout=60)
+        else:
+            put = q.put
+            for _ in range(n):
+                put(msg)
+        return
+    ready.set()
+    if batch:
+        got = len(q.get_many(timeout=60, max_messages_to_get=4096))
+        t0 = time.perf_counter()
+        while got < n // 1024 * 1024:
+            got += len(q.get_many(timeout=60, max_messages_to_get=4096))
+        results.put({"rate": (got - 1) / (time.perf_counter() - t0)})
+        return
+    results.put(_timed_receive(q.get, n, True, 60))
+
+
+def _w_pipe(role, p, ready, results, shared):
+    recv_end, send_end = shared
+    n, size = p["count"], p["size"]
+    if role == "producer":
+        msg = b"x" * size
+        ready.wait(60)
+        send = send_end.send_bytes
+        for _ in range(n):
+            send(msg)
+        return
+    ready.set()
+    results.put(_timed_receive(recv_end.recv_bytes, n))
+
+
+def _faster_fifo():
+    import faster_fifo
+    return faster_fifo.Queue(max_size_bytes=64 * 1024 * 1024)
+
+
+# Targets of the benchmarks issue: (description, cywhip row, peer row, test on cywhip ÷ peer).
+# A row is (group, system, part of its label).

@@ -1,0 +1,138 @@
+"""Running the table, checking the speed targets, and printing the report."""
+import json
+import os
+import sys
+import time
+
+from cywhip._bench.common import HIGHER_IS_BETTER, _available
+from cywhip._bench.workloads import workloads
+
+
+# The speed cywhip is held to: (what is promised, cywhip's row, the row it is measured against,
+# the test on cywhip's figure divided by that row's). A row is (group, system, part of its label).
+TARGETS = [
+    ("single send/recv ≥ 3× cloudtoid try_send/receive", ("single send/recv, 32 B", "cywhip", "send/recv"),
+     ("single send/recv, 32 B", "cloudtoid-interprocess", ""), lambda r: r >= 3),
+    ("single send/recv ≥ 50× multiprocessing.Queue", ("single send/recv, 32 B", "cywhip", "send/recv"),
+     ("single send/recv, 32 B", "multiprocessing.Queue", ""), lambda r: r >= 50),
+    ("send_many/recv_many ≥ 10× cloudtoid try_send_batch", ("batches, 32 B", "cywhip", "send_many"),
+     ("batches, 32 B", "cloudtoid-interprocess", ""), lambda r: r >= 10),
+    ("send_array/recv_into ≥ ½ raw C ring", ("typed records, 32 B", "cywhip", ""),
+     ("typed records, 32 B", "raw C ring (floor)", ""), lambda r: r >= 0.5),
+    ("round trip p50 ≤ ⅕ iceoryx2 busy-poll", ("round trip, 32 B", "cywhip", "default"),
+     ("round trip, 32 B", "iceoryx2", ""), lambda r: r <= 0.2),
+    ("blocking round trip p50 ≤ 1.2× futex floor", ("round trip, 32 B", "cywhip", "spin_time=0"),
+     ("round trip, 32 B", "futex ping-pong (floor)", ""), lambda r: r <= 1.2),
+]
+
+
+def run(quick=False, progress=None):
+    """Run every workload; return the rows with their figures (or why they were skipped)."""
+    out = []
+    for row in workloads(quick):
+        rec = {k: v for k, v in row.items() if k != "run"}
+        if row["needs"] and not _available(row["needs"]):
+            rec["skipped"] = f"{row['needs']} is not installed (pip install -e '.[bench]')"
+        else:
+            if progress:
+                progress(f"{row['group']}: {row['system']} {row['label']} ...")
+            t0 = time.perf_counter()
+            try:
+                values = [row["run"]()[row["key"]]]
+                # Short figures are taken best of three: this is a shared machine, and noise
+                # only ever makes a run slower.
+                if not quick and time.perf_counter() - t0 < 5:
+                    values += [row["run"]()[row["key"]] for _ in range(2)]
+                rec["value"] = max(values) if row["unit"] in HIGHER_IS_BETTER else min(values)
+                rec["runs"] = len(values)
+            except Exception as exc:      # a peer that breaks must not sink the table
+                rec["skipped"] = f"failed: {exc}"
+            rec["seconds"] = round(time.perf_counter() - t0, 1)
+        out.append(rec)
+    return out
+
+
+def _find(rows, group, system, label_part=""):
+    for r in rows:
+        if r["group"] == group and r["system"] == system and label_part in r["label"] and "value" in r:
+            return r
+    return None
+
+
+def targets(rows):
+    """Each target with the measured figure (a ratio, or GB/s, or % of a core) and whether it holds."""
+    out = []
+    for desc, mine, peer, ok in TARGETS:
+        a, b = _find(rows, *mine), _find(rows, *peer)
+        ratio = a["value"] / b["value"] if a is not None and b is not None else None
+        out.append({"target": desc, "measured": ratio, "met": None if ratio is None else bool(ok(ratio))})
+    for desc, row, ok in (("1 MiB messages ≥ 5 GB/s", ("1 MiB messages", "cywhip", ""), lambda v: v >= 5),
+                          ("idle receiver < 1% of a core", ("idle receiver", "cywhip", "CPU"), lambda v: v < 1)):
+        r = _find(rows, *row)
+        out.append({"target": desc, "measured": r and r["value"], "met": None if r is None else bool(ok(r["value"]))})
+    return out
+
+
+def _fmt(value, unit):
+    if unit in ("msg/s", "rec/s"):
+        return f"{value / 1e6:,.2f} M {unit}"
+    if unit == "GB/s":
+        return f"{value:.2f} GB/s"
+    if unit == "µs":
+        return f"{value:.2f} µs"
+    return f"{value:.2f} {unit}"
+
+
+def table(rows):
+    """The results as a Markdown table, with cywhip's ratio to each peer in its group."""
+    lines = ["| workload | system | API | figure | cywhip ÷ this |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        if "value" not in r:
+            lines.append(f"| {r['group']} | {r['system']} | {r['label']} | skipped: {r['skipped']} | |")
+            continue
+        ratio = ""
+        if r["system"] != "cywhip":
+            mine = _find(rows, r["group"], "cywhip", r["versus"] or "")
+            if mine is not None:
+                ratio = f"{mine['value'] / r['value']:.2f}×"
+        lines.append(f"| {r['group']} | {r['system']} | {r['label']} | {_fmt(r['value'], r['unit'])} | {ratio} |")
+    return "\n".join(lines)
+
+
+def machine():
+    import platform
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def main(argv):
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m cywhip bench",
+                                     description="cywhip against its peers and raw C floors, "
+                                                 "each workload in two processes")
+    parser.add_argument("--quick", action="store_true", help="fewer messages per figure (a smoke run)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    rows = run(args.quick, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    checks = targets(rows)
+    if args.json:
+        print(json.dumps({"machine": machine(), "rows": rows, "targets": checks}, indent=1))
+        return 0
+    print(f"\nMachine: {machine()}\n")
+    print(table(rows))
+    print("\n| target | measured | met |\n| --- | --- | --- |")
+    for t in checks:
+        measured = "n/a" if t["measured"] is None else f"{t['measured']:.2f}"
+        met = "n/a" if t["met"] is None else ("yes" if t["met"] else "no")
+        print(f"| {t['target']} | {measured} | {met} |")
+    return 0

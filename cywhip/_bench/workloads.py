@@ -1,0 +1,92 @@
+"""The benchmark table: every workload, for cywhip and each peer, as rows to run."""
+from cywhip._bench.common import BATCH_RING, MESSAGE, SPAWN, _gbps, _in_dir, _name, run_pair
+from cywhip._bench.cywhip_workers import (
+    _w_cywhip_array, _w_cywhip_callback, _w_cywhip_idle, _w_cywhip_pingpong, _w_cywhip_stream,
+    _w_cywhip_wakeup,
+)
+from cywhip._bench.floors import _w_floor_futex, _w_floor_ring
+from cywhip._bench.peers.cloudtoid import _w_cloudtoid
+from cywhip._bench.peers.iceoryx2 import _w_iceoryx2_pingpong, _w_iceoryx2_stream
+from cywhip._bench.peers.pyzmq import _w_zmq
+from cywhip._bench.peers.queues import _faster_fifo, _w_pipe, _w_queue
+
+
+def workloads(quick=False):
+    """The benchmark table: (group, label, system, runner, unit, figure key, higher_is_better)."""
+    n = 200_000 if quick else 2_000_000
+    rt = 20_000 if quick else 500_000        # round trips: 2 messages each
+    blocking_rt = 5_000 if quick else 500_000
+    rows = []
+
+    def add(group, system, label, unit, key, fn, needs=None, versus=None):
+        # versus: part of the label of the cywhip row a peer is compared with (default: the first).
+        rows.append({"group": group, "system": system, "label": label, "unit": unit, "key": key,
+                     "run": fn, "needs": needs, "versus": versus})
+
+    single = "single send/recv, 32 B"
+    add(single, "cywhip", "send/recv", "msg/s", "rate",
+        lambda: run_pair(_w_cywhip_stream, {"name": _name("s"), "count": n, "size": MESSAGE, "mode": "single"}))
+    add(single, "multiprocessing.Queue", "put/get", "msg/s", "rate",
+        lambda: run_pair(_w_queue, {"count": max(n // 10, 100_000) if quick else 1_000_000, "size": MESSAGE},
+                         shared=SPAWN.Queue()))
+    add(single, "multiprocessing.Pipe", "send_bytes/recv_bytes", "msg/s", "rate",
+        lambda: run_pair(_w_pipe, {"count": n // 2, "size": MESSAGE}, shared=SPAWN.Pipe(duplex=False)))
+    add(single, "faster-fifo", "put/get", "msg/s", "rate",
+        lambda: run_pair(_w_queue, {"count": n // 2, "size": MESSAGE}, shared=_faster_fifo()),
+        needs="faster_fifo")
+    add(single, "pyzmq ipc://", "PUSH/PULL send/recv", "msg/s", "rate",
+        lambda: run_pair(_w_zmq, {"name": _name("z"), "count": n // 2, "size": MESSAGE}), needs="zmq")
+    add(single, "cloudtoid-interprocess", "try_send/receive", "msg/s", "rate",
+        lambda: _in_dir(lambda d: run_pair(_w_cloudtoid, {"name": _name("c"), "dir": d, "count": n,
+                                                           "size": MESSAGE})),
+        needs="cloudtoid_interprocess")
+
+    add(single, "iceoryx2", "loan/send + busy-poll receive", "msg/s", "rate",
+        lambda: run_pair(_w_iceoryx2_stream, {"name": _name("j"), "count": n // 4}), needs="iceoryx2")
+
+    batch = "batches, 32 B"
+    add(batch, "cywhip", "send_many/recv_many", "msg/s", "rate",
+        lambda: run_pair(_w_cywhip_stream, {"name": _name("m"), "count": n * 2, "size": MESSAGE, "mode": "many",
+                                            "capacity": BATCH_RING}))
+    add(batch, "cloudtoid-interprocess", "try_send_batch/receive", "msg/s", "rate",
+        lambda: _in_dir(lambda d: run_pair(_w_cloudtoid, {"name": _name("c"), "dir": d, "count": n,
+                                                           "size": MESSAGE, "batch": True})),
+        needs="cloudtoid_interprocess", versus="send_many")
+    add(batch, "faster-fifo", "put_many/get_many", "msg/s", "rate",
+        lambda: run_pair(_w_queue, {"count": n, "size": MESSAGE, "batch": True}, shared=_faster_fifo()),
+        needs="faster_fifo", versus="send_many")
+    add(batch, "cywhip", "on_message, trivial (de)serializer", "msg/s", "rate",
+        lambda: run_pair(_w_cywhip_callback, {"name": _name("o"), "count": n, "size": MESSAGE}))
+
+    typed = "typed records, 32 B"
+    add(typed, "cywhip", "send_array/recv_into", "rec/s", "rate",
+        lambda: run_pair(_w_cywhip_array, {"name": _name("t"), "count": n * 10}), needs="numpy")
+    add(typed, "raw C ring (floor)", "memcpy ring, spinning", "rec/s", "rate",
+        lambda: run_pair(_w_floor_ring, {"name": "cywhip-" + _name("f"), "count": n * 10, "size": MESSAGE}))
+
+    rtt = "round trip, 32 B"
+    add(rtt, "cywhip", "send+recv, default wait (p50)", "µs", "p50_us",
+        lambda: run_pair(_w_cywhip_pingpong, {"name": _name("p"), "count": rt, "spin": 50e-6}))
+    add(rtt, "iceoryx2", "loan/send + busy-poll receive (p50)", "µs", "p50_us",
+        lambda: run_pair(_w_iceoryx2_pingpong, {"name": _name("i"), "count": rt}), needs="iceoryx2",
+        versus="default")
+    add(rtt, "cywhip", "send+recv, spin_time=0 (p50)", "µs", "p50_us",
+        lambda: run_pair(_w_cywhip_pingpong, {"name": _name("q"), "count": blocking_rt, "spin": 0.0}))
+    add(rtt, "futex ping-pong (floor)", "pure blocking (p50)", "µs", "p50_us",
+        lambda: run_pair(_w_floor_futex, {"name": "cywhip-" + _name("x"), "count": blocking_rt}),
+        versus="spin_time=0")
+
+    big = "1 MiB messages"
+    add(big, "cywhip", "send/recv", "GB/s", "rate",
+        lambda: _gbps(run_pair(_w_cywhip_stream, {"name": _name("b"), "count": 500 if quick else 4000,
+                                                   "size": 1 << 20, "mode": "single", "capacity": 16}), 1 << 20))
+    add(big, "multiprocessing.Pipe", "send_bytes/recv_bytes", "GB/s", "rate",
+        lambda: _gbps(run_pair(_w_pipe, {"count": 200 if quick else 2000, "size": 1 << 20},
+                               shared=SPAWN.Pipe(duplex=False)), 1 << 20))
+
+    idle = "idle receiver"
+    add(idle, "cywhip", "CPU of a receiver idle 2 s", "% core", "cpu_percent",
+        lambda: run_pair(_w_cywhip_idle, {"name": _name("d"), "seconds": 2.0}))
+    add(idle, "cywhip", "wake-up after 50 ms idle (p50)", "µs", "p50_us",
+        lambda: run_pair(_w_cywhip_wakeup, {"name": _name("w"), "count": 20 if quick else 100, "idle": 0.05}))
+    return rows
