@@ -79,13 +79,9 @@ cdef class Sender(_End):
 
     def try_send(self, msg):
         """Send one message if there is room right now; return whether it was sent."""
-        cdef int64_t free
         _enter(self)
         try:
-            free = ring_free(&self.ring)
-            if free < 0:
-                self._raise_corrupt()
-            if free == 0:
+            if not self._ready_now():
                 return False
             self._put(msg)
             ring_publish(&self.ring)
@@ -338,13 +334,9 @@ cdef class Receiver(_End):
 
     def try_recv(self):
         """Take the next message if one is waiting, else return None."""
-        cdef int64_t avail
         self._enter_pull()
         try:
-            avail = ring_available(&self.ring)
-            if avail < 0:
-                self._raise_corrupt()
-            if avail == 0:
+            if not self._ready_now():
                 return None
             msg = self._take()
             ring_consume(&self.ring)

@@ -17,7 +17,7 @@ from libc.stdint cimport int64_t
 from cywhip._codec cimport choose_codec
 from cywhip._region cimport Region
 from cywhip._ring cimport (
-    ring_attach, ring_wait, ring_interrupt, ring_depth, monotonic_ns,
+    ring_attach, ring_wait, ring_interrupt, ring_depth, ring_free, ring_available, monotonic_ns,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
 )
 
@@ -195,6 +195,13 @@ cdef class _End:
                 self._raise_closed()
             # WAIT_AGAIN: a slice of sleep ended or a signal arrived.
             PyErr_CheckSignals()
+
+    cdef int _ready_now(self) except -1:
+        """Whether there is room (a sender) or a message (a receiver) right now, without waiting."""
+        cdef int64_t n = ring_free(&self.ring) if self.sending else ring_available(&self.ring)
+        if n < 0:
+            self._raise_corrupt()
+        return n > 0
 
     cdef int _raise_corrupt(self) except -1:
         """Raise for impossible cursors: this end's own cursor and the other's as the ring read it."""
