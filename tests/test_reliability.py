@@ -41,6 +41,22 @@ def test_ten_thousand_corruptions_of_shared_memory_never_crash_or_hang(peers):
     assert rc == 0
 
 
+@pytest.mark.timeout(120)
+def test_corrupting_shared_memory_while_ends_open_send_receive_and_close_never_crashes_or_hangs(peers):
+    # Another process rewrites the header (geometry included), cursors, waiting
+    # words and slot lengths while this one's ends are in the middle of their calls.
+    seed = int(time.time()) % 10_000
+    command = f"python -m cywhip._testing.fuzz --race --seconds 8 --seed {seed}"
+    proc = peers.start(script="import sys; from cywhip._testing.fuzz import main; sys.exit(main(sys.argv[1:]))",
+                       *command.split()[3:])
+    rc, out, err = peers.finish(proc, timeout=100)
+    report = json.loads(out)
+    assert report["rounds"] > 0 and report["ends_opened"] > 0, (command, report, err[-2000:])
+    assert report["failures"] == [], (f"{command} found {len(report['failures'])} failures; the first: "
+                                      f"{report['failures'][:3]}; stderr: {err[-2000:]}")
+    assert rc == 0
+
+
 HOLD = textwrap.dedent("""
     import sys, threading, cywhip
     kind = getattr(cywhip, sys.argv[2])
