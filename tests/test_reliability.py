@@ -254,3 +254,13 @@ def test_remove_stale_also_removes_temporaries_of_dead_creators(peers):
         for path in (orphan, mine):
             if os.path.exists(path):
                 os.unlink(path)
+
+
+@pytest.mark.parametrize("mode", [0o620, 0o640, 0o200, 0o400, 0o060])
+def test_a_mode_no_other_end_could_use_is_refused_naming_it(channel, mode):
+    # Only 0o600 (this user) and 0o660 (this user and the group, both read-write) can work:
+    # an end needs to read and write the channel.
+    with pytest.raises(ValueError, match=f"{mode:#o}"):
+        Sender(channel, message_length=8, max_queued_messages=2, mode=mode)
+    assert not os.path.exists(channel_path(channel))
+
