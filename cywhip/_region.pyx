@@ -40,8 +40,11 @@ SHM_DIR = "/dev/shm"
 FILE_PREFIX = "cywhip."
 # NAME_MAX is 255; leave room for the prefix and the temporary suffix.
 MAX_NAME_BYTES = 200
-# Upper bound on max_queued_messages: keeps every size computation far from overflow.
+# Upper bound on max_queued_messages.
 MAX_CAPACITY = 1 << 40
+# The largest file size (off_t is signed 64-bit).  A smaller file that does not fit
+# in /dev/shm is refused when it is created, with ENOSPC.
+MAX_FILE_SIZE = (1 << 63) - 1
 _GLOBAL_PREFIX = "Global\\"
 
 END_NAMES = ("sender", "receiver")
@@ -68,13 +71,26 @@ def channel_path(name):
     return os.path.join(SHM_DIR, FILE_PREFIX + channel_name(name))
 
 
-def slot_size_for(uint64_t message_length):
-    return CW_SLOT_HEADER_SIZE + (message_length + CW_SLOT_ALIGN - 1) // CW_SLOT_ALIGN * CW_SLOT_ALIGN
+def slot_size_for(message_length):
+    """Bytes per slot (computed in Python ints: no size wraps or overflows)."""
+    return CW_SLOT_HEADER_SIZE + (int(message_length) + CW_SLOT_ALIGN - 1) // CW_SLOT_ALIGN * CW_SLOT_ALIGN
 
 
-def file_size_for(uint64_t message_length, uint64_t capacity):
-    cdef uint64_t size = CW_HEADER_SIZE + capacity * slot_size_for(message_length)
+def file_size_for(message_length, capacity):
+    """Bytes of a channel's file: the header page and the slots, rounded up to a page."""
+    size = CW_HEADER_SIZE + int(capacity) * slot_size_for(message_length)
     return (size + CW_PAGE_SIZE - 1) // CW_PAGE_SIZE * CW_PAGE_SIZE
+
+
+def _checked_file_size(message_length, capacity):
+    """file_size_for(), refused with a ValueError when no file can be that large."""
+    size = file_size_for(message_length, capacity)
+    if size > MAX_FILE_SIZE:
+        raise ValueError(
+            f"message_length={message_length} with max_queued_messages={capacity} needs a "
+            f"{size}-byte channel file, more than the largest file a process can have "
+            f"({MAX_FILE_SIZE} bytes); {SHM_DIR} has {_shm_free_bytes()} bytes free")
+    return size
 
 
 def check_geometry(message_length, max_queued_messages):
@@ -87,6 +103,7 @@ def check_geometry(message_length, max_queued_messages):
             raise ValueError(f"{what} must be at least 1, got {value}")
         if value > top:
             raise ValueError(f"{what} must be at most {top}, got {value}")
+    _checked_file_size(message_length, max_queued_messages)
     return int(message_length), int(max_queued_messages)
 
 
@@ -148,7 +165,7 @@ cdef class Region:
         else:
             self.description = b""
         self.type_size = type_size
-        cdef uint64_t size = file_size_for(message_length, capacity)
+        cdef uint64_t size = _checked_file_size(message_length, capacity)
         for attempt in range(8):
             if self._open_existing(message_length, capacity, type_fingerprint, type_size, size):
                 break

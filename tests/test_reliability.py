@@ -264,3 +264,12 @@ def test_a_mode_no_other_end_could_use_is_refused_naming_it(channel, mode):
         Sender(channel, message_length=8, max_queued_messages=2, mode=mode)
     assert not os.path.exists(channel_path(channel))
 
+
+def test_the_largest_geometry_raises_a_value_error_naming_the_sizes(channel):
+    with pytest.raises(ValueError) as info:
+        Sender(channel, message_length=0x7FFFFFF0, max_queued_messages=1 << 40)
+    message = str(info.value)
+    assert "message_length=2147483632" in message and "max_queued_messages=1099511627776" in message
+    assert f"{(4096 + (1 << 40) * (8 + 0x7FFFFFF0)):,}".replace(",", "") in message.replace(",", "")
+    assert "/dev/shm" in message and "free" in message
+    assert not os.path.exists(channel_path(channel))
