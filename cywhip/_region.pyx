@@ -15,7 +15,10 @@ from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAI
 from posix.stat cimport struct_stat, fstat, fchmod, S_ISREG
 from posix.unistd cimport close as c_close, unlink as c_unlink, link as c_link, geteuid, getpid
 
-from cywhip.includes.c_atomics cimport cw_store_relaxed_i64, cw_load_relaxed_i64, cw_fetch_add_relaxed_u64
+from cywhip.includes.c_atomics cimport (
+    cw_store_relaxed_i64, cw_load_relaxed_i64, cw_fetch_add_relaxed_u64,
+    cw_load_acquire_u64, cw_load_relaxed_u64, cw_load_relaxed_u32,
+)
 from cywhip.includes.c_layout cimport (
     cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION,
     CW_SLOT_HEADER_SIZE, CW_SLOT_ALIGN, CW_MAX_MESSAGE_LENGTH,
@@ -414,14 +417,28 @@ cdef object _inspect(str name, str path):
                                st.st_size, os.strerror(errno))
         h = <cw_header *>p
         try:
-            if h.magic != CW_MAGIC or h.version != CW_LAYOUT_VERSION:
+            # Each field is read once; only these locals are used.
+            magic = cw_load_relaxed_u64(&h.magic)
+            version = cw_load_relaxed_u32(&h.version)
+            if magic != CW_MAGIC or version != CW_LAYOUT_VERSION:
                 return ChannelInfo(name, path, None, None, None, s_locked == 1, r_locked == 1, 0, 0,
                                    st.st_size, "not a cywhip channel of this layout version")
-            depth = h.write_cursor - h.read_cursor
-            return ChannelInfo(name, path, h.message_length, h.capacity,
-                               depth if depth <= h.capacity else None,
-                               s_locked == 1, r_locked == 1, h.sender_pid, h.receiver_pid, st.st_size,
-                               None if depth <= h.capacity else "impossible cursors")
+            message_length = cw_load_relaxed_u64(&h.message_length)
+            capacity = cw_load_relaxed_u64(&h.capacity)
+            # The ends move the cursors while we look: read the read cursor, then the
+            # write cursor, then the read cursor again, each with acquire so the three
+            # loads happen in this order.  Both cursors only grow and a sound channel
+            # keeps read <= write <= read + capacity at every moment, so then
+            # read_1 <= write <= read_2 + capacity, whatever the ends did in between.
+            read_1 = cw_load_acquire_u64(&h.read_cursor)
+            write = cw_load_acquire_u64(&h.write_cursor)
+            read_2 = cw_load_acquire_u64(&h.read_cursor)
+            sound = read_1 <= write <= read_2 + capacity and read_1 <= read_2
+            return ChannelInfo(name, path, message_length, capacity,
+                               max(0, write - read_2) if sound else None,
+                               s_locked == 1, r_locked == 1,
+                               cw_load_relaxed_i64(&h.sender_pid), cw_load_relaxed_i64(&h.receiver_pid),
+                               st.st_size, None if sound else "impossible cursors")
         finally:
             munmap(p, CW_HEADER_SIZE)
     finally:
