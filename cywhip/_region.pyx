@@ -6,6 +6,8 @@ messages.  Every value read from an existing file is checked before use.
 """
 import os
 import secrets
+import time
+import warnings
 
 from libc.errno cimport errno, EEXIST, ENOENT, EAGAIN, EACCES, ELOOP, ENOSPC
 from libc.stdint cimport uint64_t, int64_t
@@ -22,7 +24,7 @@ from cywhip.includes.c_atomics cimport (
 from cywhip.includes.c_layout cimport (
     cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION,
     CW_SLOT_HEADER_SIZE, CW_SLOT_ALIGN, CW_MAX_MESSAGE_LENGTH,
-    CW_SENDER_LOCK_BYTE, CW_RECEIVER_LOCK_BYTE, CW_TYPE_DESCRIPTION_SIZE,
+    CW_SENDER_LOCK_BYTE, CW_RECEIVER_LOCK_BYTE, CW_LIFECYCLE_LOCK_BYTE, CW_TYPE_DESCRIPTION_SIZE,
 )
 from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_is_locked
 
@@ -51,6 +53,21 @@ MAX_FILE_SIZE = (1 << 63) - 1
 _GLOBAL_PREFIX = "Global\\"
 
 END_NAMES = ("sender", "receiver")
+
+# Region._claim_end() results.
+cdef enum:
+    CLAIMED = 0
+    CLAIM_REPLACED = 1    # the file lost its name before this end held its byte
+    CLAIM_REMOVING = 2    # the byte is held while the channel is being removed
+# How often an end opens again a channel that vanished or was replaced under it,
+# and how long it waits for a removal under way to finish.
+_MAX_OPEN_ATTEMPTS = 100
+_REMOVAL_WAIT = 1.0
+
+# Tests set this to a callable(point, path) to act at a precise moment:
+# "claim" (an end has the file open and mapped, and is about to lock its byte)
+# and "remove" (remove_stale() holds a channel's lock bytes, about to unlink it).
+_test_hook = None
 
 
 def channel_name(name):
@@ -169,15 +186,29 @@ cdef class Region:
             self.description = b""
         self.type_size = type_size
         cdef uint64_t size = _checked_file_size(message_length, capacity)
-        for attempt in range(8):
-            if self._open_existing(message_length, capacity, type_fingerprint, type_size, size):
-                break
-            if self._create(message_length, capacity, type_fingerprint, type_size, size, mode):
-                break
-        else:
-            raise ChannelCorruptError(f"channel {self.name!r}: {self.path} keeps appearing and vanishing")
-        self._claim_end()
-        return self
+        cdef int claimed
+        deadline = None
+        for attempt in range(_MAX_OPEN_ATTEMPTS):
+            for _ in range(8):
+                if self._open_existing(message_length, capacity, type_fingerprint, type_size, size):
+                    break
+                if self._create(message_length, capacity, type_fingerprint, type_size, size, mode):
+                    break
+            else:
+                raise ChannelCorruptError(f"channel {self.name!r}: {self.path} keeps appearing and vanishing")
+            if _test_hook is not None:
+                _test_hook("claim", self.path)
+            claimed = self._claim_end(deadline is not None and time.monotonic() >= deadline)
+            if claimed == CLAIMED:
+                return self
+            # The file was removed before we held our byte, or is being removed
+            # now: open again, and find the channel that has the name.
+            if claimed == CLAIM_REMOVING:
+                if deadline is None:
+                    deadline = time.monotonic() + _REMOVAL_WAIT
+                time.sleep(0.001)
+        raise ChannelCorruptError(f"channel {self.name!r}: {self.path} keeps being replaced "
+                                  f"while this end opens it")
 
     cdef bint _open_existing(self, uint64_t message_length, uint64_t capacity,
                              uint64_t type_fingerprint, uint64_t type_size, uint64_t size) except -1:
@@ -330,12 +361,26 @@ cdef class Region:
         finally:
             c_unlink(btmp)
 
-    cdef int _claim_end(self) except -1:
+    cdef int _claim_end(self, bint last_try) except -1:
+        """Lock this end's byte, after checking the file still has the channel's name.
+
+        Returns CLAIMED; or, with the mapping dropped, CLAIM_REPLACED when the file
+        was unlinked or replaced before the lock was ours, and CLAIM_REMOVING when
+        the byte is held by remove_stale() (or by an end that has not yet written
+        its pid) and ``last_try`` is false.  Raises ChannelBusyError for a live end.
+        """
         cdef long byte = CW_SENDER_LOCK_BYTE if self.end == 0 else CW_RECEIVER_LOCK_BYTE
         cdef int64_t *pid_field = &self.hdr.sender_pid if self.end == 0 else &self.hdr.receiver_pid
         cdef int rc = cw_ofd_trylock(self.fd, byte)
+        cdef int64_t holder
         if rc == EAGAIN or rc == EACCES:
             holder = cw_load_relaxed_i64(pid_field)
+            if not self._still_named():
+                self.unmap()
+                return CLAIM_REPLACED
+            if not last_try and (holder == 0 or cw_ofd_is_locked(self.fd, CW_LIFECYCLE_LOCK_BYTE) == 1):
+                self.unmap()
+                return CLAIM_REMOVING
             self.unmap()
             raise ChannelBusyError(
                 f"channel {self.name!r} already has a {END_NAMES[self.end]}: process {holder} holds it",
@@ -343,9 +388,22 @@ cdef class Region:
         if rc != 0:
             self.unmap()
             raise _os_error(rc, f"cannot lock channel {self.name!r}", self.path)
+        # remove_stale() unlinks a channel only while it holds both end bytes, so
+        # from now on the name stays ours; but it may have gone just before.
+        if not self._still_named():
+            self.unmap()
+            return CLAIM_REPLACED
         cw_store_relaxed_i64(pid_field, getpid())
         cw_fetch_add_relaxed_u64(&self.hdr.sender_starts if self.end == 0 else &self.hdr.receiver_starts, 1)
-        return 0
+        return CLAIMED
+
+    cdef bint _still_named(self) except -1:
+        """True if the channel's path names the file this Region has open."""
+        try:
+            return _names_file(self.path, self.fd)
+        except BaseException:
+            self.unmap()
+            raise
 
     def close(self):
         """Clear this end's pid and drop the mapping and the lock."""
@@ -462,9 +520,10 @@ def remove_stale(names=None):
 
     With ``names`` (a name or a list of names), only those are considered and
     one with a live end raises ChannelBusyError; without, every stale channel
-    in /dev/shm goes.  Queued messages in a removed channel are lost.  Both
-    end bytes are locked while the file is unlinked, so an end cannot claim
-    the channel in between.
+    in /dev/shm goes.  Queued messages in a removed channel are lost.  The
+    channel's lifecycle byte and both end bytes are locked while the file is
+    unlinked, so an end cannot claim the channel in between; an end that starts
+    meanwhile waits for the removal and then opens or creates the channel anew.
     """
     explicit = names is not None
     if isinstance(names, str):
@@ -474,22 +533,56 @@ def remove_stale(names=None):
         _remove_orphaned_temporaries()
     removed = []
     for name in names:
-        path = channel_path(name)
+        if _remove_if_stale(name, explicit):
+            removed.append(channel_name(name))
+    return removed
+
+
+cdef bint _remove_if_stale(name, bint explicit) except -1:
+    """Unlink channel ``name`` if no end is alive; True if it was removed."""
+    path = channel_path(name)
+    cdef int fd
+    for attempt in range(3):
         fd = c_open(os.fsencode(path), O_RDWR | O_NOFOLLOW | O_CLOEXEC)
         if fd < 0:
             if explicit:
                 raise _os_error(errno, f"cannot open channel {name!r}", path)
-            continue
+            return False
         try:
+            # The lifecycle byte first: an end that finds its own byte taken while
+            # this one is held knows the channel is going, and waits for it to go.
+            if cw_ofd_trylock(fd, CW_LIFECYCLE_LOCK_BYTE):
+                if explicit:
+                    raise ChannelBusyError(f"channel {name!r} is being created or removed by another "
+                                           f"process; not removing it")
+                return False
             if cw_ofd_trylock(fd, CW_SENDER_LOCK_BYTE) or cw_ofd_trylock(fd, CW_RECEIVER_LOCK_BYTE):
                 if explicit:
                     raise ChannelBusyError(f"channel {name!r} has a live end; not removing it")
+                return False
+            # The file we locked may have lost its name since we opened it, and the
+            # name may now be a new channel whose end we hold no lock against.
+            if not _names_file(path, fd):
                 continue
+            if _test_hook is not None:
+                _test_hook("remove", path)
             os.unlink(path)
-            removed.append(channel_name(name))
+            return True
         finally:
             c_close(fd)
-    return removed
+    return False
+
+
+cdef bint _names_file(str path, int fd) except -1:
+    """True if ``path`` (not followed if a link) names the file open as ``fd``."""
+    cdef struct_stat st
+    if fstat(fd, &st) != 0:
+        raise _os_error(errno, "cannot stat", path)
+    try:
+        named = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return named.st_dev == st.st_dev and named.st_ino == st.st_ino
 
 
 def _remove_orphaned_temporaries():
