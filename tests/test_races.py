@@ -14,18 +14,20 @@ from cywhip import Receiver, Sender, _region
 # nearly full (each free slot is filled right after it is freed).  Both cursors of
 # each channel move millions of times a second while the test lists them.
 STREAM = textwrap.dedent("""
-    import sys, cywhip
+    import os, sys, cywhip
     empty, full = sys.argv[1], sys.argv[2]
+    parent = os.getppid()
     kw = dict(message_length=8, max_queued_messages=4)
     with cywhip.Sender(empty, **kw) as s1, cywhip.Receiver(empty, **kw) as r1, \\
             cywhip.Sender(full, **kw) as s2, cywhip.Receiver(full, **kw) as r2:
         s2.send_many([b"x"] * 3)
         print("ready", flush=True)
-        while True:
-            s1.send(b"12345678")
-            r1.recv()
-            s2.send(b"12345678")
-            r2.recv()
+        while os.getppid() == parent:      # stop if the test is gone
+            for _ in range(10000):
+                s1.send(b"12345678")
+                r1.recv()
+                s2.send(b"12345678")
+                r2.recv()
 """)
 
 
