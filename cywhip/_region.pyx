@@ -65,8 +65,10 @@ _MAX_OPEN_ATTEMPTS = 100
 _REMOVAL_WAIT = 1.0
 
 # Tests set this to a callable(point, path) to act at a precise moment:
-# "claim" (an end has the file open and mapped, and is about to lock its byte)
-# and "remove" (remove_stale() holds a channel's lock bytes, about to unlink it).
+# "create" (a creator has built the file under its temporary name, about to link it;
+# the path is the temporary's), "claim" (an end has the file open and mapped, and is
+# about to lock its byte) and "remove" (remove_stale() holds a channel's lock bytes,
+# about to unlink it).
 _test_hook = None
 
 
@@ -349,6 +351,8 @@ cdef class Region:
             memcpy(h.type_description, <const char *>self.description, len(self.description))
             h.creator_pid = getpid()
             h.created_ns = _realtime_ns()
+            if _test_hook is not None:
+                _test_hook("create", tmp)
             if c_link(btmp, bpath) != 0:
                 if errno == EEXIST:
                     self.unmap()
@@ -524,6 +528,10 @@ def remove_stale(names=None):
     channel's lifecycle byte and both end bytes are locked while the file is
     unlinked, so an end cannot claim the channel in between; an end that starts
     meanwhile waits for the removal and then opens or creates the channel anew.
+    Without ``names``, the temporary files of creations that did not finish go
+    too, and a file this process may not unlink (another user's channel shared
+    with our group, in the sticky /dev/shm) is skipped with a RuntimeWarning that
+    names it; with ``names``, that error is raised.
     """
     explicit = names is not None
     if isinstance(names, str):
@@ -566,7 +574,17 @@ cdef bint _remove_if_stale(name, bint explicit) except -1:
                 continue
             if _test_hook is not None:
                 _test_hook("remove", path)
-            os.unlink(path)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                # Another user's channel shared with our group, in the sticky /dev/shm.
+                if explicit:
+                    raise
+                warnings.warn(f"cywhip.remove_stale(): cannot remove stale channel {channel_name(name)!r} "
+                              f"({path}): {exc.strerror}; skipped it", RuntimeWarning)
+                return False
             return True
         finally:
             c_close(fd)
@@ -586,7 +604,10 @@ cdef bint _names_file(str path, int fd) except -1:
 
 
 def _remove_orphaned_temporaries():
-    """Unlink the private files of channel creations whose process died before naming them."""
+    """Unlink the private files of channel creations whose process died before naming them.
+
+    One this process may not unlink is skipped with a RuntimeWarning.
+    """
     for entry in os.listdir(SHM_DIR):
         parts = entry.split(".")
         # .cywhip.<pid>.<random>.tmp
@@ -595,9 +616,13 @@ def _remove_orphaned_temporaries():
         try:
             os.kill(int(parts[2]), 0)
         except ProcessLookupError:
+            path = os.path.join(SHM_DIR, entry)
             try:
-                os.unlink(os.path.join(SHM_DIR, entry))
+                os.unlink(path)
             except FileNotFoundError:
                 pass
+            except OSError as exc:
+                warnings.warn(f"cywhip.remove_stale(): cannot remove {path}, left by a channel creation "
+                              f"that did not finish: {exc.strerror}; skipped it", RuntimeWarning)
         except (ValueError, PermissionError):
             pass

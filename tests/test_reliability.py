@@ -1,4 +1,5 @@
 """Crashes, hostile shared memory, stale channels, permissions, fork and spawn."""
+import errno
 import json
 import multiprocessing
 import os
@@ -7,11 +8,12 @@ import signal
 import stat
 import textwrap
 import time
+import warnings
 
 import pytest
 
 import cywhip
-from cywhip import ChannelBusyError, ChannelClosedError, Receiver, Sender
+from cywhip import ChannelBusyError, ChannelClosedError, Receiver, Sender, _region
 from cywhip._region import channel_path
 from cywhip._testing import crash
 from cywhip._testing.peer import spawn_receive
@@ -273,3 +275,88 @@ def test_the_largest_geometry_raises_a_value_error_naming_the_sizes(channel):
     assert f"{(4096 + (1 << 40) * (8 + 0x7FFFFFF0)):,}".replace(",", "") in message.replace(",", "")
     assert "/dev/shm" in message and "free" in message
     assert not os.path.exists(channel_path(channel))
+
+
+def test_remove_stale_skips_a_channel_it_may_not_remove_warns_naming_it_and_goes_on(channel, monkeypatch):
+    names = [channel + suffix for suffix in ("-a", "-b", "-c")]
+    try:
+        for name in names:
+            Sender(name, message_length=8, max_queued_messages=2).close()
+        refused = channel_path(names[1])
+        real_unlink, real_channels = os.unlink, cywhip.channels
+
+        def unlink(path, *args, **kwargs):
+            if path == refused:
+                raise PermissionError(errno.EPERM, "Operation not permitted", path)
+            return real_unlink(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "unlink", unlink)
+        monkeypatch.setattr(_region, "channels", lambda: [c for c in real_channels() if c.name in names])
+        with pytest.warns(RuntimeWarning, match=rf"{refused}.*Operation not permitted"):
+            removed = cywhip.remove_stale()
+        assert sorted(removed) == [names[0], names[2]]
+        assert os.path.exists(refused)
+        monkeypatch.undo()
+        with pytest.raises(PermissionError):     # named explicitly, the error is the caller's
+            monkeypatch.setattr(os, "unlink", unlink)
+            cywhip.remove_stale(names[1])
+    finally:
+        monkeypatch.undo()
+        for name in names:
+            cywhip.unlink(name, missing_ok=True)
+
+
+def _as_another_user(uid, gid, fn):
+    """Run fn() in a forked child that has switched to uid (in group gid); return what it returned."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([gid])
+            os.setgid(gid)
+            os.setuid(uid)
+            result = fn()
+            code = 0
+        except BaseException as exc:
+            result = f"{type(exc).__name__}: {exc}"
+        finally:
+            os.write(write_fd, json.dumps(result).encode())
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    return os.WEXITSTATUS(status), json.loads(data)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a process as another user")
+def test_remove_stale_run_by_a_group_member_skips_what_the_sticky_dev_shm_keeps_it_from_removing(
+        channel, peers):
+    # A stale channel and an orphaned temporary, both shared with the group (0660)
+    # and owned by this user: a member of the group may open and lock them, but
+    # /dev/shm's sticky bit keeps it from unlinking them.
+    with Sender(channel, message_length=8, max_queued_messages=2, mode=0o660):
+        pass
+    proc = peers.start(script="pass")
+    peers.finish(proc)
+    orphan = f"/dev/shm/.cywhip.{proc.pid}.fedcba.tmp"
+    fd = os.open(orphan, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o660)
+    os.fchmod(fd, 0o660)
+    os.close(fd)
+
+    def remove_stale():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            removed = cywhip.remove_stale()
+        return {"uid": os.geteuid(), "removed": removed, "warnings": [str(w.message) for w in caught]}
+
+    try:
+        code, report = _as_another_user(65534, os.getegid(), remove_stale)
+        assert code == 0, report
+        assert report["uid"] == 65534 and channel not in report["removed"]
+        text = "\n".join(report["warnings"])
+        assert channel_path(channel) in text and orphan in text, report
+        assert os.path.exists(channel_path(channel)) and os.path.exists(orphan)
+    finally:
+        os.unlink(orphan)
