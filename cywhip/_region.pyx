@@ -26,7 +26,7 @@ from cywhip.includes.c_layout cimport (
     CW_SLOT_HEADER_SIZE, CW_SLOT_ALIGN, CW_MAX_MESSAGE_LENGTH,
     CW_SENDER_LOCK_BYTE, CW_RECEIVER_LOCK_BYTE, CW_LIFECYCLE_LOCK_BYTE, CW_TYPE_DESCRIPTION_SIZE,
 )
-from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_is_locked
+from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_unlock, cw_ofd_is_locked
 
 from cywhip.errors import ChannelBusyError, ChannelCorruptError, ChannelMismatchError
 from cywhip._types import first_difference
@@ -329,6 +329,15 @@ cdef class Region:
             raise _os_error(errno, f"cannot create channel {self.name!r}", tmp)
         self.fd = fd
         try:
+            # Hold the lifecycle byte while the file has only its private name:
+            # remove_stale() removes a temporary only if it can take this lock,
+            # which the kernel drops if this process dies.  (The pid in the name
+            # says nothing in another PID namespace sharing /dev/shm.)  If the
+            # lock is taken already, a remove_stale() found the file in the
+            # instant before we locked it and is unlinking it: start again.
+            if cw_ofd_trylock(fd, CW_LIFECYCLE_LOCK_BYTE) != 0:
+                self.unmap()
+                return False
             # The umask may have narrowed the mode; the caller's choice wins.
             if fchmod(fd, mode) != 0:
                 raise _os_error(errno, f"cannot set the mode of channel {self.name!r}", tmp)
@@ -354,10 +363,14 @@ cdef class Region:
             if _test_hook is not None:
                 _test_hook("create", tmp)
             if c_link(btmp, bpath) != 0:
-                if errno == EEXIST:
+                # EEXIST: another end created the channel first; open it.  ENOENT:
+                # the temporary was removed under us before we held its lock.
+                if errno == EEXIST or errno == ENOENT:
                     self.unmap()
                     return False
                 raise _os_error(errno, f"cannot name channel {self.name!r}", self.path)
+            # Named now: the byte means "being removed" from here on.
+            cw_ofd_unlock(fd, CW_LIFECYCLE_LOCK_BYTE)
             return True
         except BaseException:
             self.unmap()
@@ -606,17 +619,28 @@ cdef bint _names_file(str path, int fd) except -1:
 def _remove_orphaned_temporaries():
     """Unlink the private files of channel creations whose process died before naming them.
 
-    One this process may not unlink is skipped with a RuntimeWarning.
+    A creator holds the lifecycle byte of its temporary file until the file has
+    the channel's name, so a temporary whose lock can be taken is an orphan.
+    One this process may not open is not judged; one it may not unlink is
+    skipped with a RuntimeWarning.
     """
+    cdef int fd
+    cdef struct_stat st
     for entry in os.listdir(SHM_DIR):
-        parts = entry.split(".")
         # .cywhip.<pid>.<random>.tmp
-        if not (entry.startswith("." + FILE_PREFIX) and entry.endswith(".tmp") and len(parts) == 5):
+        if not (entry.startswith("." + FILE_PREFIX) and entry.endswith(".tmp") and len(entry.split(".")) == 5):
+            continue
+        path = os.path.join(SHM_DIR, entry)
+        fd = c_open(os.fsencode(path), O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0:
             continue
         try:
-            os.kill(int(parts[2]), 0)
-        except ProcessLookupError:
-            path = os.path.join(SHM_DIR, entry)
+            if fstat(fd, &st) != 0 or not S_ISREG(st.st_mode):
+                continue
+            if cw_ofd_trylock(fd, CW_LIFECYCLE_LOCK_BYTE) != 0:
+                continue      # its creator is alive and still building it
+            if not _names_file(path, fd):
+                continue
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -624,5 +648,5 @@ def _remove_orphaned_temporaries():
             except OSError as exc:
                 warnings.warn(f"cywhip.remove_stale(): cannot remove {path}, left by a channel creation "
                               f"that did not finish: {exc.strerror}; skipped it", RuntimeWarning)
-        except (ValueError, PermissionError):
-            pass
+        finally:
+            c_close(fd)

@@ -1,11 +1,13 @@
 """Crashes, hostile shared memory, stale channels, permissions, fork and spawn."""
 import errno
+import fcntl
 import json
 import multiprocessing
 import os
 import pickle
 import signal
 import stat
+import struct
 import textwrap
 import time
 import warnings
@@ -241,23 +243,6 @@ def test_a_fifo_in_place_of_a_channel_is_refused(channel):
         Receiver(channel, message_length=8, max_queued_messages=2)
 
 
-def test_remove_stale_also_removes_temporaries_of_dead_creators(peers):
-    proc = peers.start(script="pass")
-    peers.finish(proc)
-    orphan = f"/dev/shm/.cywhip.{proc.pid}.abcdef.tmp"
-    mine = f"/dev/shm/.cywhip.{os.getpid()}.abcdef.tmp"
-    for path in (orphan, mine):
-        open(path, "wb").close()
-    try:
-        cywhip.remove_stale()
-        assert not os.path.exists(orphan)
-        assert os.path.exists(mine)      # its creator is alive
-    finally:
-        for path in (orphan, mine):
-            if os.path.exists(path):
-                os.unlink(path)
-
-
 @pytest.mark.parametrize("mode", [0o620, 0o640, 0o200, 0o400, 0o060])
 def test_a_mode_no_other_end_could_use_is_refused_naming_it(channel, mode):
     # Only 0o600 (this user) and 0o660 (this user and the group, both read-write) can work:
@@ -275,6 +260,61 @@ def test_the_largest_geometry_raises_a_value_error_naming_the_sizes(channel):
     assert f"{(4096 + (1 << 40) * (8 + 0x7FFFFFF0)):,}".replace(",", "") in message.replace(",", "")
     assert "/dev/shm" in message and "free" in message
     assert not os.path.exists(channel_path(channel))
+
+
+def _ofd_lock(fd, offset, command=fcntl.F_OFD_SETLK, kind=fcntl.F_WRLCK):
+    """An open-file-description lock on one byte (struct flock of 64-bit Linux); returns l_type."""
+    packed = struct.pack("hhxxxxqqixxxx", kind, os.SEEK_SET, offset, 1, 0)
+    return struct.unpack("hhxxxxqqixxxx", fcntl.fcntl(fd, command, packed))[0]
+
+
+LIFECYCLE_BYTE = 64     # creator_pid's offset: held while a file is built or removed
+
+
+def test_remove_stale_judges_temporaries_by_their_creators_lock_not_by_the_pid_in_their_name(
+        peers, monkeypatch):
+    # The pid in a temporary's name means nothing across PID namespaces that share
+    # /dev/shm: a live creator may carry a pid that is free here, a dead one a pid in use.
+    proc = peers.start(script="pass")
+    peers.finish(proc)
+    building = f"/dev/shm/.cywhip.{proc.pid}.abcdef.tmp"      # its creator is alive elsewhere
+    orphan = f"/dev/shm/.cywhip.{os.getpid()}.abcdef.tmp"     # its creator is gone
+    for path in (building, orphan):
+        open(path, "wb").close()
+    fd = os.open(building, os.O_RDWR)
+    monkeypatch.setattr(_region, "channels", lambda: [])     # leave other channels in /dev/shm alone
+    try:
+        _ofd_lock(fd, LIFECYCLE_BYTE)
+        cywhip.remove_stale()
+        assert os.path.exists(building)
+        assert not os.path.exists(orphan)
+    finally:
+        os.close(fd)
+        for path in (building, orphan):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+def test_a_creator_holds_the_lifecycle_lock_of_its_temporary_until_it_is_named(channel, monkeypatch):
+    seen = []
+
+    def hook(point, path):
+        if point == "create":
+            fd = os.open(path, os.O_RDWR)
+            try:
+                seen.append(_ofd_lock(fd, LIFECYCLE_BYTE, fcntl.F_OFD_GETLK))
+            finally:
+                os.close(fd)
+            cywhip.remove_stale()
+            seen.append(os.path.exists(path))
+
+    monkeypatch.setattr(_region, "channels", lambda: [])
+    monkeypatch.setattr(_region, "_test_hook", hook)
+    with Sender(channel, message_length=8, max_queued_messages=2) as s:
+        s.send(b"made")
+    assert seen == [fcntl.F_WRLCK, True]
+    with Receiver(channel, message_length=8, max_queued_messages=2) as r:
+        assert r.recv(timeout=1) == b"made"
 
 
 def test_remove_stale_skips_a_channel_it_may_not_remove_warns_naming_it_and_goes_on(channel, monkeypatch):
