@@ -86,8 +86,11 @@ cdef int64_t _spin_ns(object spin_time) except -1:
 cdef object _check_mode(object mode):
     if isinstance(mode, bool) or not isinstance(mode, int):
         raise TypeError(f"mode must be an int, not {type(mode).__name__} ({mode!r})")
-    if mode & ~0o660 or not mode & 0o600 == 0o600:
-        raise ValueError(f"mode must be 0o600 or 0o6x0 (owner read-write, optionally group), got {mode:#o}")
+    # An end reads and writes the channel: only the owner (0o600), or the owner and
+    # the group (0o660), can ever use it.  0o620 or 0o640 would let no group member open it.
+    if mode != 0o600 and mode != 0o660:
+        raise ValueError(f"mode must be 0o600 (this user) or 0o660 (this user and the file's "
+                         f"group, both read-write), got {mode:#o}")
     return mode
 
 

@@ -31,7 +31,8 @@ cdef class Region:
                           str what) except -1
     cdef bint _create(self, uint64_t message_length, uint64_t capacity,
                       uint64_t type_fingerprint, uint64_t type_size, uint64_t size, int mode) except -1
-    cdef int _claim_end(self) except -1
+    cdef int _claim_end(self, bint last_try) except -1
+    cdef bint _still_named(self) except -1
     cdef const char *lend_pages(self, uint64_t offset, size_t length, void **mapping, size_t *mapping_size) except NULL
 
 

@@ -6,6 +6,8 @@ messages.  Every value read from an existing file is checked before use.
 """
 import os
 import secrets
+import time
+import warnings
 
 from libc.errno cimport errno, EEXIST, ENOENT, EAGAIN, EACCES, ELOOP, ENOSPC
 from libc.stdint cimport uint64_t, int64_t
@@ -18,13 +20,16 @@ from posix.unistd cimport sysconf, _SC_PAGESIZE
 from posix.stat cimport struct_stat, fstat, fchmod, S_ISREG
 from posix.unistd cimport close as c_close, unlink as c_unlink, link as c_link, geteuid, getpid
 
-from cywhip.includes.c_atomics cimport cw_store_relaxed_i64, cw_load_relaxed_i64, cw_fetch_add_relaxed_u64
+from cywhip.includes.c_atomics cimport (
+    cw_store_relaxed_i64, cw_load_relaxed_i64, cw_fetch_add_relaxed_u64,
+    cw_load_acquire_u64, cw_load_relaxed_u64, cw_load_relaxed_u32,
+)
 from cywhip.includes.c_layout cimport (
     cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION,
     CW_SLOT_HEADER_SIZE, CW_SLOT_ALIGN, CW_MAX_MESSAGE_LENGTH,
-    CW_SENDER_LOCK_BYTE, CW_RECEIVER_LOCK_BYTE, CW_TYPE_DESCRIPTION_SIZE,
+    CW_SENDER_LOCK_BYTE, CW_RECEIVER_LOCK_BYTE, CW_LIFECYCLE_LOCK_BYTE, CW_TYPE_DESCRIPTION_SIZE,
 )
-from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_is_locked
+from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_unlock, cw_ofd_is_locked
 
 from cywhip.errors import ChannelBusyError, ChannelCorruptError, ChannelMismatchError
 from cywhip._types import first_difference
@@ -49,11 +54,31 @@ SHM_DIR = "/dev/shm"
 FILE_PREFIX = "cywhip."
 # NAME_MAX is 255; leave room for the prefix and the temporary suffix.
 MAX_NAME_BYTES = 200
-# Upper bound on max_queued_messages: keeps every size computation far from overflow.
+# Upper bound on max_queued_messages.
 MAX_CAPACITY = 1 << 40
+# The largest file size (off_t is signed 64-bit).  A smaller file that does not fit
+# in /dev/shm is refused when it is created, with ENOSPC.
+MAX_FILE_SIZE = (1 << 63) - 1
 _GLOBAL_PREFIX = "Global\\"
 
 END_NAMES = ("sender", "receiver")
+
+# Region._claim_end() results.
+cdef enum:
+    CLAIMED = 0
+    CLAIM_REPLACED = 1    # the file lost its name before this end held its byte
+    CLAIM_REMOVING = 2    # the byte is held while the channel is being removed
+# How often an end opens again a channel that vanished or was replaced under it,
+# and how long it waits for a removal under way to finish.
+_MAX_OPEN_ATTEMPTS = 100
+_REMOVAL_WAIT = 1.0
+
+# Tests set this to a callable(point, path) to act at a precise moment:
+# "create" (a creator has built the file under its temporary name, about to link it;
+# the path is the temporary's), "claim" (an end has the file open and mapped, and is
+# about to lock its byte) and "remove" (remove_stale() holds a channel's lock bytes,
+# about to unlink it).
+_test_hook = None
 
 
 def channel_name(name):
@@ -77,13 +102,26 @@ def channel_path(name):
     return os.path.join(SHM_DIR, FILE_PREFIX + channel_name(name))
 
 
-def slot_size_for(uint64_t message_length):
-    return CW_SLOT_HEADER_SIZE + (message_length + CW_SLOT_ALIGN - 1) // CW_SLOT_ALIGN * CW_SLOT_ALIGN
+def slot_size_for(message_length):
+    """Bytes per slot (computed in Python ints: no size wraps or overflows)."""
+    return CW_SLOT_HEADER_SIZE + (int(message_length) + CW_SLOT_ALIGN - 1) // CW_SLOT_ALIGN * CW_SLOT_ALIGN
 
 
-def file_size_for(uint64_t message_length, uint64_t capacity):
-    cdef uint64_t size = CW_HEADER_SIZE + capacity * slot_size_for(message_length)
+def file_size_for(message_length, capacity):
+    """Bytes of a channel's file: the header page and the slots, rounded up to a page."""
+    size = CW_HEADER_SIZE + int(capacity) * slot_size_for(message_length)
     return (size + CW_PAGE_SIZE - 1) // CW_PAGE_SIZE * CW_PAGE_SIZE
+
+
+def _checked_file_size(message_length, capacity):
+    """file_size_for(), refused with a ValueError when no file can be that large."""
+    size = file_size_for(message_length, capacity)
+    if size > MAX_FILE_SIZE:
+        raise ValueError(
+            f"message_length={message_length} with max_queued_messages={capacity} needs a "
+            f"{size}-byte channel file, more than the largest file a process can have "
+            f"({MAX_FILE_SIZE} bytes); {SHM_DIR} has {_shm_free_bytes()} bytes free")
+    return size
 
 
 def check_geometry(message_length, max_queued_messages):
@@ -96,6 +134,7 @@ def check_geometry(message_length, max_queued_messages):
             raise ValueError(f"{what} must be at least 1, got {value}")
         if value > top:
             raise ValueError(f"{what} must be at most {top}, got {value}")
+    _checked_file_size(message_length, max_queued_messages)
     return int(message_length), int(max_queued_messages)
 
 
@@ -157,16 +196,30 @@ cdef class Region:
         else:
             self.description = b""
         self.type_size = type_size
-        cdef uint64_t size = file_size_for(message_length, capacity)
-        for attempt in range(8):
-            if self._open_existing(message_length, capacity, type_fingerprint, type_size, size):
-                break
-            if self._create(message_length, capacity, type_fingerprint, type_size, size, mode):
-                break
-        else:
-            raise ChannelCorruptError(f"channel {self.name!r}: {self.path} keeps appearing and vanishing")
-        self._claim_end()
-        return self
+        cdef uint64_t size = _checked_file_size(message_length, capacity)
+        cdef int claimed
+        deadline = None
+        for attempt in range(_MAX_OPEN_ATTEMPTS):
+            for _ in range(8):
+                if self._open_existing(message_length, capacity, type_fingerprint, type_size, size):
+                    break
+                if self._create(message_length, capacity, type_fingerprint, type_size, size, mode):
+                    break
+            else:
+                raise ChannelCorruptError(f"channel {self.name!r}: {self.path} keeps appearing and vanishing")
+            if _test_hook is not None:
+                _test_hook("claim", self.path)
+            claimed = self._claim_end(deadline is not None and time.monotonic() >= deadline)
+            if claimed == CLAIMED:
+                return self
+            # The file was removed before we held our byte, or is being removed
+            # now: open again, and find the channel that has the name.
+            if claimed == CLAIM_REMOVING:
+                if deadline is None:
+                    deadline = time.monotonic() + _REMOVAL_WAIT
+                time.sleep(0.001)
+        raise ChannelCorruptError(f"channel {self.name!r}: {self.path} keeps being replaced "
+                                  f"while this end opens it")
 
     cdef bint _open_existing(self, uint64_t message_length, uint64_t capacity,
                              uint64_t type_fingerprint, uint64_t type_size, uint64_t size) except -1:
@@ -291,6 +344,15 @@ cdef class Region:
             raise _os_error(errno, f"cannot create channel {self.name!r}", tmp)
         self.fd = fd
         try:
+            # Hold the lifecycle byte while the file has only its private name:
+            # remove_stale() removes a temporary only if it can take this lock,
+            # which the kernel drops if this process dies.  (The pid in the name
+            # says nothing in another PID namespace sharing /dev/shm.)  If the
+            # lock is taken already, a remove_stale() found the file in the
+            # instant before we locked it and is unlinking it: start again.
+            if cw_ofd_trylock(fd, CW_LIFECYCLE_LOCK_BYTE) != 0:
+                self.unmap()
+                return False
             # The umask may have narrowed the mode; the caller's choice wins.
             if fchmod(fd, mode) != 0:
                 raise _os_error(errno, f"cannot set the mode of channel {self.name!r}", tmp)
@@ -313,11 +375,17 @@ cdef class Region:
             memcpy(h.type_description, <const char *>self.description, len(self.description))
             h.creator_pid = getpid()
             h.created_ns = _realtime_ns()
+            if _test_hook is not None:
+                _test_hook("create", tmp)
             if c_link(btmp, bpath) != 0:
-                if errno == EEXIST:
+                # EEXIST: another end created the channel first; open it.  ENOENT:
+                # the temporary was removed under us before we held its lock.
+                if errno == EEXIST or errno == ENOENT:
                     self.unmap()
                     return False
                 raise _os_error(errno, f"cannot name channel {self.name!r}", self.path)
+            # Named now: the byte means "being removed" from here on.
+            cw_ofd_unlock(fd, CW_LIFECYCLE_LOCK_BYTE)
             return True
         except BaseException:
             self.unmap()
@@ -325,12 +393,26 @@ cdef class Region:
         finally:
             c_unlink(btmp)
 
-    cdef int _claim_end(self) except -1:
+    cdef int _claim_end(self, bint last_try) except -1:
+        """Lock this end's byte, after checking the file still has the channel's name.
+
+        Returns CLAIMED; or, with the mapping dropped, CLAIM_REPLACED when the file
+        was unlinked or replaced before the lock was ours, and CLAIM_REMOVING when
+        the byte is held by remove_stale() (or by an end that has not yet written
+        its pid) and ``last_try`` is false.  Raises ChannelBusyError for a live end.
+        """
         cdef long byte = CW_SENDER_LOCK_BYTE if self.end == 0 else CW_RECEIVER_LOCK_BYTE
         cdef int64_t *pid_field = &self.hdr.sender_pid if self.end == 0 else &self.hdr.receiver_pid
         cdef int rc = cw_ofd_trylock(self.fd, byte)
+        cdef int64_t holder
         if rc == EAGAIN or rc == EACCES:
             holder = cw_load_relaxed_i64(pid_field)
+            if not self._still_named():
+                self.unmap()
+                return CLAIM_REPLACED
+            if not last_try and (holder == 0 or cw_ofd_is_locked(self.fd, CW_LIFECYCLE_LOCK_BYTE) == 1):
+                self.unmap()
+                return CLAIM_REMOVING
             self.unmap()
             raise ChannelBusyError(
                 f"channel {self.name!r} already has a {END_NAMES[self.end]}: process {holder} holds it",
@@ -338,9 +420,22 @@ cdef class Region:
         if rc != 0:
             self.unmap()
             raise _os_error(rc, f"cannot lock channel {self.name!r}", self.path)
+        # remove_stale() unlinks a channel only while it holds both end bytes, so
+        # from now on the name stays ours; but it may have gone just before.
+        if not self._still_named():
+            self.unmap()
+            return CLAIM_REPLACED
         cw_store_relaxed_i64(pid_field, getpid())
         cw_fetch_add_relaxed_u64(&self.hdr.sender_starts if self.end == 0 else &self.hdr.receiver_starts, 1)
-        return 0
+        return CLAIMED
+
+    cdef bint _still_named(self) except -1:
+        """True if the channel's path names the file this Region has open."""
+        try:
+            return _names_file(self.path, self.fd)
+        except BaseException:
+            self.unmap()
+            raise
 
     cdef const char *lend_pages(self, uint64_t offset, size_t length, void **mapping,
                                 size_t *mapping_size) except NULL:
@@ -446,14 +541,28 @@ cdef object _inspect(str name, str path):
                                st.st_size, os.strerror(errno))
         h = <cw_header *>p
         try:
-            if h.magic != CW_MAGIC or h.version != CW_LAYOUT_VERSION:
+            # Each field is read once; only these locals are used.
+            magic = cw_load_relaxed_u64(&h.magic)
+            version = cw_load_relaxed_u32(&h.version)
+            if magic != CW_MAGIC or version != CW_LAYOUT_VERSION:
                 return ChannelInfo(name, path, None, None, None, s_locked == 1, r_locked == 1, 0, 0,
                                    st.st_size, "not a cywhip channel of this layout version")
-            depth = h.write_cursor - h.read_cursor
-            return ChannelInfo(name, path, h.message_length, h.capacity,
-                               depth if depth <= h.capacity else None,
-                               s_locked == 1, r_locked == 1, h.sender_pid, h.receiver_pid, st.st_size,
-                               None if depth <= h.capacity else "impossible cursors")
+            message_length = cw_load_relaxed_u64(&h.message_length)
+            capacity = cw_load_relaxed_u64(&h.capacity)
+            # The ends move the cursors while we look: read the read cursor, then the
+            # write cursor, then the read cursor again, each with acquire so the three
+            # loads happen in this order.  Both cursors only grow and a sound channel
+            # keeps read <= write <= read + capacity at every moment, so then
+            # read_1 <= write <= read_2 + capacity, whatever the ends did in between.
+            read_1 = cw_load_acquire_u64(&h.read_cursor)
+            write = cw_load_acquire_u64(&h.write_cursor)
+            read_2 = cw_load_acquire_u64(&h.read_cursor)
+            sound = read_1 <= write <= read_2 + capacity and read_1 <= read_2
+            return ChannelInfo(name, path, message_length, capacity,
+                               max(0, write - read_2) if sound else None,
+                               s_locked == 1, r_locked == 1,
+                               cw_load_relaxed_i64(&h.sender_pid), cw_load_relaxed_i64(&h.receiver_pid),
+                               st.st_size, None if sound else "impossible cursors")
         finally:
             munmap(p, CW_HEADER_SIZE)
     finally:
@@ -477,9 +586,14 @@ def remove_stale(names=None):
 
     With ``names`` (a name or a list of names), only those are considered and
     one with a live end raises ChannelBusyError; without, every stale channel
-    in /dev/shm goes.  Queued messages in a removed channel are lost.  Both
-    end bytes are locked while the file is unlinked, so an end cannot claim
-    the channel in between.
+    in /dev/shm goes.  Queued messages in a removed channel are lost.  The
+    channel's lifecycle byte and both end bytes are locked while the file is
+    unlinked, so an end cannot claim the channel in between; an end that starts
+    meanwhile waits for the removal and then opens or creates the channel anew.
+    Without ``names``, the temporary files of creations that did not finish go
+    too, and a file this process may not unlink (another user's channel shared
+    with our group, in the sticky /dev/shm) is skipped with a RuntimeWarning that
+    names it; with ``names``, that error is raised.
     """
     explicit = names is not None
     if isinstance(names, str):
@@ -489,37 +603,99 @@ def remove_stale(names=None):
         _remove_orphaned_temporaries()
     removed = []
     for name in names:
-        path = channel_path(name)
+        if _remove_if_stale(name, explicit):
+            removed.append(channel_name(name))
+    return removed
+
+
+cdef bint _remove_if_stale(name, bint explicit) except -1:
+    """Unlink channel ``name`` if no end is alive; True if it was removed."""
+    path = channel_path(name)
+    cdef int fd
+    for attempt in range(3):
         fd = c_open(os.fsencode(path), O_RDWR | O_NOFOLLOW | O_CLOEXEC)
         if fd < 0:
             if explicit:
                 raise _os_error(errno, f"cannot open channel {name!r}", path)
-            continue
+            return False
         try:
+            # The lifecycle byte first: an end that finds its own byte taken while
+            # this one is held knows the channel is going, and waits for it to go.
+            if cw_ofd_trylock(fd, CW_LIFECYCLE_LOCK_BYTE):
+                if explicit:
+                    raise ChannelBusyError(f"channel {name!r} is being created or removed by another "
+                                           f"process; not removing it")
+                return False
             if cw_ofd_trylock(fd, CW_SENDER_LOCK_BYTE) or cw_ofd_trylock(fd, CW_RECEIVER_LOCK_BYTE):
                 if explicit:
                     raise ChannelBusyError(f"channel {name!r} has a live end; not removing it")
+                return False
+            # The file we locked may have lost its name since we opened it, and the
+            # name may now be a new channel whose end we hold no lock against.
+            if not _names_file(path, fd):
                 continue
-            os.unlink(path)
-            removed.append(channel_name(name))
+            if _test_hook is not None:
+                _test_hook("remove", path)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                # Another user's channel shared with our group, in the sticky /dev/shm.
+                if explicit:
+                    raise
+                warnings.warn(f"cywhip.remove_stale(): cannot remove stale channel {channel_name(name)!r} "
+                              f"({path}): {exc.strerror}; skipped it", RuntimeWarning)
+                return False
+            return True
         finally:
             c_close(fd)
-    return removed
+    return False
+
+
+cdef bint _names_file(str path, int fd) except -1:
+    """True if ``path`` (not followed if a link) names the file open as ``fd``."""
+    cdef struct_stat st
+    if fstat(fd, &st) != 0:
+        raise _os_error(errno, "cannot stat", path)
+    try:
+        named = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return named.st_dev == st.st_dev and named.st_ino == st.st_ino
 
 
 def _remove_orphaned_temporaries():
-    """Unlink the private files of channel creations whose process died before naming them."""
+    """Unlink the private files of channel creations whose process died before naming them.
+
+    A creator holds the lifecycle byte of its temporary file until the file has
+    the channel's name, so a temporary whose lock can be taken is an orphan.
+    One this process may not open is not judged; one it may not unlink is
+    skipped with a RuntimeWarning.
+    """
+    cdef int fd
+    cdef struct_stat st
     for entry in os.listdir(SHM_DIR):
-        parts = entry.split(".")
         # .cywhip.<pid>.<random>.tmp
-        if not (entry.startswith("." + FILE_PREFIX) and entry.endswith(".tmp") and len(parts) == 5):
+        if not (entry.startswith("." + FILE_PREFIX) and entry.endswith(".tmp") and len(entry.split(".")) == 5):
+            continue
+        path = os.path.join(SHM_DIR, entry)
+        fd = c_open(os.fsencode(path), O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0:
             continue
         try:
-            os.kill(int(parts[2]), 0)
-        except ProcessLookupError:
+            if fstat(fd, &st) != 0 or not S_ISREG(st.st_mode):
+                continue
+            if cw_ofd_trylock(fd, CW_LIFECYCLE_LOCK_BYTE) != 0:
+                continue      # its creator is alive and still building it
+            if not _names_file(path, fd):
+                continue
             try:
-                os.unlink(os.path.join(SHM_DIR, entry))
+                os.unlink(path)
             except FileNotFoundError:
                 pass
-        except (ValueError, PermissionError):
-            pass
+            except OSError as exc:
+                warnings.warn(f"cywhip.remove_stale(): cannot remove {path}, left by a channel creation "
+                              f"that did not finish: {exc.strerror}; skipped it", RuntimeWarning)
+        finally:
+            c_close(fd)

@@ -1,17 +1,21 @@
 """Crashes, hostile shared memory, stale channels, permissions, fork and spawn."""
+import errno
+import fcntl
 import json
 import multiprocessing
 import os
 import pickle
 import signal
 import stat
+import struct
 import textwrap
 import time
+import warnings
 
 import pytest
 
 import cywhip
-from cywhip import ChannelBusyError, ChannelClosedError, Receiver, Sender
+from cywhip import ChannelBusyError, ChannelClosedError, Receiver, Sender, _region
 from cywhip._region import channel_path
 from cywhip._testing import crash
 from cywhip._testing.peer import spawn_receive
@@ -38,6 +42,22 @@ def test_ten_thousand_corruptions_of_shared_memory_never_crash_or_hang(peers):
     report = json.loads(out)
     assert report["cases"] == 10_000
     assert report["failures"] == [], (seed, report["failures"][:10], err[-2000:])
+    assert rc == 0
+
+
+@pytest.mark.timeout(120)
+def test_corrupting_shared_memory_while_ends_open_send_receive_and_close_never_crashes_or_hangs(peers):
+    # Another process rewrites the header (geometry included), cursors, waiting
+    # words and slot lengths while this one's ends are in the middle of their calls.
+    seed = int(time.time()) % 10_000
+    command = f"python -m cywhip._testing.fuzz --race --seconds 8 --seed {seed}"
+    proc = peers.start(script="import sys; from cywhip._testing.fuzz import main; sys.exit(main(sys.argv[1:]))",
+                       *command.split()[3:])
+    rc, out, err = peers.finish(proc, timeout=100)
+    report = json.loads(out)
+    assert report["rounds"] > 0 and report["ends_opened"] > 0, (command, report, err[-2000:])
+    assert report["failures"] == [], (f"{command} found {len(report['failures'])} failures; the first: "
+                                      f"{report['failures'][:3]}; stderr: {err[-2000:]}")
     assert rc == 0
 
 
@@ -223,18 +243,160 @@ def test_a_fifo_in_place_of_a_channel_is_refused(channel):
         Receiver(channel, message_length=8, max_queued_messages=2)
 
 
-def test_remove_stale_also_removes_temporaries_of_dead_creators(peers):
+@pytest.mark.parametrize("mode", [0o620, 0o640, 0o200, 0o400, 0o060])
+def test_a_mode_no_other_end_could_use_is_refused_naming_it(channel, mode):
+    # Only 0o600 (this user) and 0o660 (this user and the group, both read-write) can work:
+    # an end needs to read and write the channel.
+    with pytest.raises(ValueError, match=f"{mode:#o}"):
+        Sender(channel, message_length=8, max_queued_messages=2, mode=mode)
+    assert not os.path.exists(channel_path(channel))
+
+
+def test_the_largest_geometry_raises_a_value_error_naming_the_sizes(channel):
+    with pytest.raises(ValueError) as info:
+        Sender(channel, message_length=0x7FFFFFF0, max_queued_messages=1 << 40)
+    message = str(info.value)
+    assert "message_length=2147483632" in message and "max_queued_messages=1099511627776" in message
+    assert f"{(4096 + (1 << 40) * (8 + 0x7FFFFFF0)):,}".replace(",", "") in message.replace(",", "")
+    assert "/dev/shm" in message and "free" in message
+    assert not os.path.exists(channel_path(channel))
+
+
+def _ofd_lock(fd, offset, command=fcntl.F_OFD_SETLK, kind=fcntl.F_WRLCK):
+    """An open-file-description lock on one byte (struct flock of 64-bit Linux); returns l_type."""
+    packed = struct.pack("hhxxxxqqixxxx", kind, os.SEEK_SET, offset, 1, 0)
+    return struct.unpack("hhxxxxqqixxxx", fcntl.fcntl(fd, command, packed))[0]
+
+
+LIFECYCLE_BYTE = 64     # creator_pid's offset: held while a file is built or removed
+
+
+def test_remove_stale_judges_temporaries_by_their_creators_lock_not_by_the_pid_in_their_name(
+        peers, monkeypatch):
+    # The pid in a temporary's name means nothing across PID namespaces that share
+    # /dev/shm: a live creator may carry a pid that is free here, a dead one a pid in use.
     proc = peers.start(script="pass")
     peers.finish(proc)
-    orphan = f"/dev/shm/.cywhip.{proc.pid}.abcdef.tmp"
-    mine = f"/dev/shm/.cywhip.{os.getpid()}.abcdef.tmp"
-    for path in (orphan, mine):
+    building = f"/dev/shm/.cywhip.{proc.pid}.abcdef.tmp"      # its creator is alive elsewhere
+    orphan = f"/dev/shm/.cywhip.{os.getpid()}.abcdef.tmp"     # its creator is gone
+    for path in (building, orphan):
         open(path, "wb").close()
+    fd = os.open(building, os.O_RDWR)
+    monkeypatch.setattr(_region, "channels", lambda: [])     # leave other channels in /dev/shm alone
     try:
+        _ofd_lock(fd, LIFECYCLE_BYTE)
         cywhip.remove_stale()
+        assert os.path.exists(building)
         assert not os.path.exists(orphan)
-        assert os.path.exists(mine)      # its creator is alive
     finally:
-        for path in (orphan, mine):
+        os.close(fd)
+        for path in (building, orphan):
             if os.path.exists(path):
                 os.unlink(path)
+
+
+def test_a_creator_holds_the_lifecycle_lock_of_its_temporary_until_it_is_named(channel, monkeypatch):
+    seen = []
+
+    def hook(point, path):
+        if point == "create":
+            fd = os.open(path, os.O_RDWR)
+            try:
+                seen.append(_ofd_lock(fd, LIFECYCLE_BYTE, fcntl.F_OFD_GETLK))
+            finally:
+                os.close(fd)
+            cywhip.remove_stale()
+            seen.append(os.path.exists(path))
+
+    monkeypatch.setattr(_region, "channels", lambda: [])
+    monkeypatch.setattr(_region, "_test_hook", hook)
+    with Sender(channel, message_length=8, max_queued_messages=2) as s:
+        s.send(b"made")
+    assert seen == [fcntl.F_WRLCK, True]
+    with Receiver(channel, message_length=8, max_queued_messages=2) as r:
+        assert r.recv(timeout=1) == b"made"
+
+
+def test_remove_stale_skips_a_channel_it_may_not_remove_warns_naming_it_and_goes_on(channel, monkeypatch):
+    names = [channel + suffix for suffix in ("-a", "-b", "-c")]
+    try:
+        for name in names:
+            Sender(name, message_length=8, max_queued_messages=2).close()
+        refused = channel_path(names[1])
+        real_unlink, real_channels = os.unlink, cywhip.channels
+
+        def unlink(path, *args, **kwargs):
+            if path == refused:
+                raise PermissionError(errno.EPERM, "Operation not permitted", path)
+            return real_unlink(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "unlink", unlink)
+        monkeypatch.setattr(_region, "channels", lambda: [c for c in real_channels() if c.name in names])
+        with pytest.warns(RuntimeWarning, match=rf"{refused}.*Operation not permitted"):
+            removed = cywhip.remove_stale()
+        assert sorted(removed) == [names[0], names[2]]
+        assert os.path.exists(refused)
+        monkeypatch.undo()
+        with pytest.raises(PermissionError):     # named explicitly, the error is the caller's
+            monkeypatch.setattr(os, "unlink", unlink)
+            cywhip.remove_stale(names[1])
+    finally:
+        monkeypatch.undo()
+        for name in names:
+            cywhip.unlink(name, missing_ok=True)
+
+
+def _as_another_user(uid, gid, fn):
+    """Run fn() in a forked child that has switched to uid (in group gid); return what it returned."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([gid])
+            os.setgid(gid)
+            os.setuid(uid)
+            result = fn()
+            code = 0
+        except BaseException as exc:
+            result = f"{type(exc).__name__}: {exc}"
+        finally:
+            os.write(write_fd, json.dumps(result).encode())
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    return os.WEXITSTATUS(status), json.loads(data)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a process as another user")
+def test_remove_stale_run_by_a_group_member_skips_what_the_sticky_dev_shm_keeps_it_from_removing(
+        channel, peers):
+    # A stale channel and an orphaned temporary, both shared with the group (0660)
+    # and owned by this user: a member of the group may open and lock them, but
+    # /dev/shm's sticky bit keeps it from unlinking them.
+    with Sender(channel, message_length=8, max_queued_messages=2, mode=0o660):
+        pass
+    proc = peers.start(script="pass")
+    peers.finish(proc)
+    orphan = f"/dev/shm/.cywhip.{proc.pid}.fedcba.tmp"
+    fd = os.open(orphan, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o660)
+    os.fchmod(fd, 0o660)
+    os.close(fd)
+
+    def remove_stale():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            removed = cywhip.remove_stale()
+        return {"uid": os.geteuid(), "removed": removed, "warnings": [str(w.message) for w in caught]}
+
+    try:
+        code, report = _as_another_user(65534, os.getegid(), remove_stale)
+        assert code == 0, report
+        assert report["uid"] == 65534 and channel not in report["removed"]
+        text = "\n".join(report["warnings"])
+        assert channel_path(channel) in text and orphan in text, report
+        assert os.path.exists(channel_path(channel)) and os.path.exists(orphan)
+    finally:
+        os.unlink(orphan)

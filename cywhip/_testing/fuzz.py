@@ -1,6 +1,7 @@
-"""Hostile shared memory: random mutations of a channel's header and slots, one child per case.
+"""Hostile shared memory: a channel's header and slots corrupted between calls, or while they run.
 
     python -m cywhip._testing.fuzz --cases 10000 [--seed N]
+    python -m cywhip._testing.fuzz --race --seconds 60 [--seed N]
 
 Each case runs in a forked child: it fills a channel, corrupts the file (the
 header's geometry, cursors, waiting words, pids, slot lengths and payloads, or
@@ -9,6 +10,17 @@ calls, as a hostile process sharing the mapping could. Every call must either
 work, with messages no longer than message_length, or raise a clear error; a
 child killed by a signal (a crash), one that hangs (5 s alarm) or one that sees
 an impossible message is a failure.
+
+With ``--race``, the corruption happens while the calls run: each round, one
+process maps the channel file and rewrites its header (every geometry field and
+the type description, flipped to a wrong value and back, again and again), its
+cursors, waiting words, pid and start fields and slot lengths continuously,
+while another process opens ends, sends and receives through every path
+(send, try_send, send_many, send_array, recv, try_recv, recv_many, recv_into,
+recv_array, borrow, an on_message thread) and closes them, in a loop.  The file
+is never truncated: a mapped file that shrinks raises SIGBUS by design.  The
+same failures count; a failure names the round's seed (``--round-seed`` runs
+that round's choices again, though the interleaving differs from run to run).
 """
 import argparse
 import json
@@ -20,7 +32,7 @@ import struct
 import sys
 import time
 
-from cywhip import CywhipError, Receiver, Sender, unlink
+from cywhip import CywhipError, Receiver, Sender, channels, unlink
 from cywhip._region import channel_path
 from cywhip._ring import layout
 
@@ -184,13 +196,358 @@ def run(cases, seed=0, progress=None):
     return {"cases": cases, "failures": failures, "seconds": round(time.monotonic() - t0, 1)}
 
 
+# ------------------------------------------------------------------ racing mode
+
+RACE_HANG_SECONDS = 10
+# The page a racing victim shares with the runner: four counters, the call under
+# way (so a crash names it), and the detail of a failure.
+_DURING, _DETAIL, _DETAIL_SIZE = 32, 96, 928
+_SIGNAL_NAMES = {int(s): s.name for s in signal.Signals}
+# Geometry fields a racing mutator flips; the first three are what the ring is built from.
+_RACE_GEOMETRY = ("capacity", "message_length", "slot_size", "file_size", "header_size_field",
+                  "version", "magic", "type_fingerprint", "type_size")
+_RACE_STATE = ("write_cursor", "read_cursor", "sender_waiting", "receiver_waiting",
+               "sender_pid", "receiver_pid", "sender_starts", "receiver_starts")
+
+
+def _how(status):
+    """Describe a non-zero wait status of a racing victim."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = _SIGNAL_NAMES.get(sig, str(sig))
+        if sig == signal.SIGALRM:
+            return f"hung (no progress for {RACE_HANG_SECONDS} s, killed by SIGALRM)"
+        return f"killed by signal {sig} ({name})"
+    code = os.WEXITSTATUS(status)
+    return {BAD_MESSAGE: "an impossible message (longer than message_length or of the wrong type)",
+            UNEXPECTED_ERROR: "an unexpected exception"}.get(code, f"exit status {code}")
+
+
+def _race_mutator(path, rng, capacity, slot_size, description_length):
+    """Rewrite the channel's header and slot lengths without pause, until killed.
+
+    Time goes in short phases.  A geometry phase flips one geometry field (or
+    a byte of the type description) between a wrong value and the right one
+    as fast as it can, so that opens pass their checks some of the time and
+    race what follows them.  A state phase overwrites cursors, waiting words,
+    pids, start counts and slot lengths, putting the old value back or leaving
+    the wrong one for a while; a repair of the header every few steps lets the
+    ring work again.  The round's mix of the two, and whether it rests between
+    steps, is drawn from its seed.
+    """
+    lay = layout()
+    fd = os.open(path, os.O_RDWR)
+    try:
+        mm = mmap.mmap(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    parent = os.getppid()
+    size_of = {"version": 4, "header_size_field": 4, "sender_waiting": 4, "receiver_waiting": 4}
+    geometry = [(lay[f], size_of.get(f, 8)) for f in _RACE_GEOMETRY]
+    # The fields the ring is built from come up three times as often as the others.
+    geometry = geometry[:3] * 3 + geometry
+    cursors = [(lay[f], 8) for f in _RACE_STATE[:2]]
+    state = [(lay[f], size_of.get(f, 8)) for f in _RACE_STATE[2:]]
+    slots = [(lay["header_size"] + i * slot_size, 4) for i in range(capacity)]
+    desc = lay["type_description"]
+    pristine = bytes(mm[:lay["write_cursor"]])
+    pristine_desc = bytes(mm[desc:desc + 2048])
+    w_off, r_off = lay["write_cursor"], lay["read_cursor"]
+
+    def bad_values(size, current):
+        top = (1 << (size * 8)) - 1
+        return [v & top for v in (0, 1, top, top >> 1, current + 1, current - 1, current * 2,
+                                  current // 2, current + capacity, 1 << 32, rng.randrange(top + 1))]
+
+    def repair():
+        mm[:len(pristine)] = pristine
+        mm[desc:desc + 2048] = pristine_desc
+        w, r = struct.unpack_from("<Q", mm, w_off)[0], struct.unpack_from("<Q", mm, r_off)[0]
+        if (w - r) % (1 << 64) > capacity:
+            struct.pack_into("<Q", mm, r_off, w)
+        for off, _ in slots:
+            if struct.unpack_from("<I", mm, off)[0] > slot_size - 8:
+                struct.pack_into("<I", mm, off, slot_size - 8)
+
+    geometry_share = rng.choice([0.2, 0.5, 0.8])
+    rest = rng.choice([0, 0, 0, 0.0001, 0.001])
+    while True:
+        if os.getppid() != parent:
+            os._exit(0)
+        phase_end = time.monotonic() + rng.choice([0.001, 0.005, 0.02])
+        if rng.random() < geometry_share:
+            repair()
+            if rng.random() < 0.9:
+                off, size = rng.choice(geometry)
+                good = pristine[off:off + size]
+                fmt = "<Q" if size == 8 else "<I"
+                # Zero half the time: the value a division or a modulo trips on.
+                value = 0 if rng.random() < 0.5 else rng.choice(bad_values(size, struct.unpack(fmt, good)[0]))
+                bad = struct.pack(fmt, value)
+            else:
+                # One byte of the type description, the NUL terminator included.
+                off, size = desc + rng.randrange(description_length + 1), 1
+                good = pristine_desc[off - desc:off - desc + 1]
+                bad = bytes([rng.randrange(256)])
+            hold = rng.choice([0, 0, 0.0001, 0.001])
+            while time.monotonic() < phase_end:
+                for _ in range(64):
+                    mm[off:off + size] = bad
+                    mm[off:off + size] = good
+                if hold:
+                    mm[off:off + size] = bad
+                    time.sleep(hold)
+                    mm[off:off + size] = good
+        else:
+            while time.monotonic() < phase_end:
+                pick = rng.random()
+                off, size = rng.choice(cursors if pick < 0.2 else state if pick < 0.6 else slots)
+                fmt = "<Q" if size == 8 else "<I"
+                old = mm[off:off + size]
+                current = struct.unpack(fmt, old)[0]
+                for _ in range(rng.randint(1, 20)):
+                    struct.pack_into(fmt, mm, off, rng.choice(bad_values(size, current)))
+                if rng.random() < 0.7:
+                    mm[off:off + size] = old
+                if rest:
+                    time.sleep(rest)
+                if rng.random() < 0.3:
+                    repair()
+
+
+def _race_victim(name, rng, length, capacity, dtype, seconds, counters):
+    """Open, use and close ends in a loop for ``seconds``; exit with a failure code on an impossible result."""
+    np = _numpy() if dtype is not None else None
+    kw = dict(message_type=dtype) if dtype is not None else dict(message_length=length)
+    limit = capacity + 1
+    seen = [0, 0, 0, 0]        # iterations, calls, calls that raised an expected error, ends opened
+
+    def fail(code, detail):
+        # The runner reads the detail from the shared page after this process is gone.
+        raw = detail.encode("utf-8", "replace")[:_DETAIL_SIZE]
+        counters[_DETAIL:_DETAIL + _DETAIL_SIZE] = raw.ljust(_DETAIL_SIZE, b"\0")
+        os._exit(code)
+
+    def check(msg):
+        if dtype is not None:
+            if getattr(msg, "dtype", None) != dtype:
+                fail(BAD_MESSAGE, f"expected a record of {dtype}, got {msg!r:.200}")
+        elif type(msg) is not bytes or len(msg) > length:
+            fail(BAD_MESSAGE, f"expected bytes of at most {length}, got {type(msg).__name__} "
+                              f"of {len(msg) if hasattr(msg, '__len__') else '?'}: {msg!r:.200}")
+
+    def check_array(arr, most):
+        if getattr(arr, "dtype", None) != dtype or len(arr) > most:
+            fail(BAD_MESSAGE, f"expected at most {most} records of {dtype}, got {arr!r:.200}")
+
+    def on_message(msg):
+        check(msg)
+
+    def open_receiver():
+        how = rng.random()
+        if how < 0.2:
+            return Receiver(name, max_queued_messages=capacity, on_message=on_message, **kw)
+        return Receiver(name, max_queued_messages=capacity, **kw)
+
+    def open_sender():
+        return Sender(name, max_queued_messages=capacity, **kw)
+
+    def doing(what):
+        counters[_DURING:_DETAIL] = what.encode()[:_DETAIL - _DURING].ljust(_DETAIL - _DURING, b"\0")
+
+    def receive(end):
+        if end.running:
+            doing("on_message thread at work")
+            time.sleep(rng.choice([0, 0.0005, 0.002]))
+            return
+        how = rng.random()
+        timeout = rng.choice([0, 0, 0.0005, 0.002])
+        if dtype is not None and how < 0.45:
+            if how < 0.15:
+                doing("recv_array")
+                check_array(end.recv_array(limit, timeout=timeout), limit)
+            elif how < 0.3:
+                doing("recv_into")
+                out = np.zeros(limit, dtype)
+                got = end.recv_into(out, timeout=timeout)
+                if not 1 <= got <= limit:
+                    fail(BAD_MESSAGE, f"recv_into() into {limit} records returned {got}")
+            else:
+                doing("borrow")
+                with end.borrow(limit, timeout=timeout) as batch:
+                    check_array(batch, min(limit, capacity))
+                    int(batch["x"].sum())
+        elif how < 0.6:
+            doing("recv_many")
+            for msg in end.recv_many(limit, timeout=timeout):
+                check(msg)
+        elif how < 0.8:
+            doing("try_recv")
+            msg = end.try_recv()
+            if msg is not None:
+                check(msg)
+        else:
+            doing("recv")
+            check(end.recv(timeout=timeout))
+
+    def send(end):
+        how = rng.random()
+        timeout = rng.choice([0, 0.0005, 0.002])
+        if dtype is not None:
+            if how < 0.4:
+                doing("send_array")
+                end.send_array(np.zeros(rng.randint(1, 2 * capacity), dtype), timeout=timeout)
+                return
+            one = lambda: np.full(1, rng.randrange(256), dtype)[0]
+        else:
+            one = lambda: b"z" * rng.randint(0, length)
+        if how < 0.6:
+            doing("send_many")
+            end.send_many([one() for _ in range(rng.randint(1, 2 * capacity))], timeout=timeout)
+        elif how < 0.8:
+            doing("try_send")
+            end.try_send(one())
+        else:
+            doing("send")
+            end.send(one(), timeout=timeout)
+
+    def call(fn, *args):
+        seen[1] += 1
+        doing(fn.__name__)
+        try:
+            return fn(*args)
+        except EXPECTED_ERRORS:
+            seen[2] += 1
+            return None
+        except Exception:
+            import traceback
+            traceback.print_exc()
+            fail(UNEXPECTED_ERROR, traceback.format_exc(limit=-3))
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        signal.alarm(RACE_HANG_SECONDS)
+        makers = [open_receiver, open_sender]
+        rng.shuffle(makers)
+        ends = [end for end in (call(make) for make in makers[:rng.randint(1, 2)]) if end is not None]
+        seen[3] += len(ends)
+        for _ in range(rng.choice([0, 0, 1, 2, 4, 8])):
+            for end in ends:
+                call(receive if isinstance(end, Receiver) else send, end)
+        if rng.random() < 0.05:
+            call(channels)
+        for end in ends:
+            call(end.close)
+        seen[0] += 1
+        struct.pack_into("<4Q", counters, 0, *seen)
+        doing("")
+    signal.alarm(0)
+
+
+def race(seconds, seed=0, progress=None, round_seed=None):
+    """Race a mutating process against ends in use for ``seconds``; return a report.
+
+    The report counts rounds, iterations (ends opened, used and closed), calls,
+    calls that raised an expected error and ends opened, and lists the failures
+    with their round seed, the call under way and how long into the run each came.
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    np = _numpy()
+    name = f"race-{os.getpid()}"
+    path = channel_path(name)
+    counters = mmap.mmap(-1, _DETAIL + _DETAIL_SIZE)     # shared with the forked victims
+    failures = []
+    totals = {"rounds": 0, "iterations": 0, "calls": 0, "calls_refused": 0, "ends_opened": 0}
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        rs = round_seed if round_seed is not None else seed * 1_000_003 + totals["rounds"]
+        rng = random.Random(rs)
+        length = rng.choice([1, 8, 13, 32, 100])
+        capacity = rng.choice([1, 2, 3, 4, 7, 16])
+        dtype = np.dtype([("x", "u1", (length,))]) if np is not None and rng.random() < 0.33 else None
+        kw = dict(message_type=dtype) if dtype is not None else dict(message_length=length)
+        unlink(name, missing_ok=True)
+        with Sender(name, max_queued_messages=capacity, **kw) as s:
+            for i in range(rng.randint(0, capacity)):
+                s.try_send(np.full(1, i, dtype)[0] if dtype is not None else bytes([i]) * (i % (length + 1)))
+        with open(path, "rb") as f:
+            f.seek(layout()["type_description"])
+            description_length = len(f.read(2048).split(b"\0", 1)[0])
+        slot_size = 8 + (length + 7) // 8 * 8
+        round_seconds = min(rng.uniform(0.2, 1.0), max(0.05, seconds - (time.monotonic() - t0)))
+        counters[:] = bytes(len(counters))
+        mutator_rng = random.Random(rs ^ 0x5A5A5A5A)
+        children = []
+        try:
+            mutator = os.fork()
+            if mutator == 0:
+                try:
+                    _race_mutator(path, mutator_rng, capacity, slot_size, description_length)
+                finally:
+                    os._exit(0)
+            children.append(mutator)
+            victim = os.fork()
+            if victim == 0:
+                status = 0
+                try:
+                    _race_victim(name, rng, length, capacity, dtype, round_seconds, counters)
+                except BaseException:
+                    import traceback
+                    traceback.print_exc()
+                    status = UNEXPECTED_ERROR
+                os._exit(status)
+            children.append(victim)
+            round_start = time.monotonic()
+            _, status = os.waitpid(victim, 0)
+            children.remove(victim)
+            ended = time.monotonic()
+        finally:
+            for pid in children:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            unlink(name, missing_ok=True)
+        iterations, calls, refused, opened = struct.unpack_from("<4Q", counters, 0)
+        totals["rounds"] += 1
+        totals["iterations"] += iterations
+        totals["calls"] += calls
+        totals["calls_refused"] += refused
+        totals["ends_opened"] += opened
+        if status != 0:
+            during = counters[_DURING:_DETAIL].rstrip(b"\0").decode()
+            detail = counters[_DETAIL:].rstrip(b"\0").decode("utf-8", "replace")
+            failures.append({"round_seed": rs, "failure": _how(status),
+                             "during": during or None, "detail": detail or None,
+                             "after_seconds": round(ended - t0, 2),
+                             "into_round_seconds": round(ended - round_start, 3),
+                             "iterations_in_round": iterations,
+                             "geometry": {"message_length": length, "max_queued_messages": capacity,
+                                          "typed": dtype is not None}})
+        if progress and totals["rounds"] % progress == 0:
+            print(f"{totals['rounds']} rounds, {totals['iterations']} iterations, {len(failures)} failures, "
+                  f"{time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+    elapsed = time.monotonic() - t0
+    return {"mode": "race", "seed": seed, **totals, "seconds": round(elapsed, 1),
+            "iterations_per_second": round(totals["iterations"] / elapsed, 1) if elapsed else 0,
+            "calls_per_second": round(totals["calls"] / elapsed, 1) if elapsed else 0,
+            "first_failure_seconds": failures[0]["after_seconds"] if failures else None,
+            "failures": failures}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m cywhip._testing.fuzz", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--race", action="store_true",
+                        help="corrupt shared memory while ends open, send, receive and close")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long a --race run lasts")
+    parser.add_argument("--round-seed", type=int, default=None,
+                        help="with --race: play only this round's choices, again and again")
     args = parser.parse_args(argv)
-    report = run(args.cases, args.seed, progress=10_000)
+    if args.race:
+        report = race(args.seconds, args.seed, progress=100, round_seed=args.round_seed)
+    else:
+        report = run(args.cases, args.seed, progress=10_000)
     print(json.dumps(report, indent=1))
     return 0 if not report["failures"] else 1
 

@@ -10,6 +10,7 @@ cdef extern from "layout.h" nogil:
         CW_SLOT_ALIGN
         CW_SENDER_LOCK_BYTE
         CW_RECEIVER_LOCK_BYTE
+        CW_LIFECYCLE_LOCK_BYTE
         CW_TYPE_DESCRIPTION_SIZE
     const uint64_t CW_MAGIC
     const uint64_t CW_MAX_MESSAGE_LENGTH

@@ -80,5 +80,8 @@ _Static_assert(sizeof(cw_slot_header) == CW_SLOT_HEADER_SIZE, "slot header size"
 
 #define CW_SENDER_LOCK_BYTE (offsetof(cw_header, sender_pid))
 #define CW_RECEIVER_LOCK_BYTE (offsetof(cw_header, receiver_pid))
+/* Held while the file is being built under its temporary name (by its creator)
+ * or removed (by remove_stale(), together with both end bytes). */
+#define CW_LIFECYCLE_LOCK_BYTE (offsetof(cw_header, creator_pid))
 
 #endif

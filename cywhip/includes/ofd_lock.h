@@ -34,6 +34,20 @@ static inline int cw_ofd_trylock(int fd, long offset)
     return errno;
 }
 
+/* Release this open file description's lock on one byte.  0 on success, else errno. */
+static inline int cw_ofd_unlock(int fd, long offset)
+{
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_UNLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = offset;
+    fl.l_len = 1;
+    if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+        return 0;
+    return errno;
+}
+
 /* 1 if some other open file description holds a lock on the byte, 0 if
  * not, -errno on failure. */
 static inline int cw_ofd_is_locked(int fd, long offset)
