@@ -29,7 +29,7 @@ from cywhip.errors import (  # noqa: E402
 try:
     from cywhip._channel import Receiver, Sender  # noqa: E402
     from cywhip._codec import ReadBuffer, WriteBuffer  # noqa: E402
-    from cywhip._region import ChannelInfo, channels, remove_stale, unlink  # noqa: E402
+    from cywhip._region import ChannelInfo, PlaceInfo, channels, remove_stale, unlink  # noqa: E402
 except ImportError as _exc:  # pragma: no cover - only on a broken install
     raise ImportError(
         f"cywhip's compiled core could not be loaded ({_exc}); install cywhip with "
@@ -46,6 +46,7 @@ __all__ = [
     "channels",
     "remove_stale",
     "ChannelInfo",
+    "PlaceInfo",
     "CywhipError",
     "ChannelBusyError",
     "ChannelClosedError",

@@ -138,7 +138,8 @@ cdef class _End:
                                          rtype=rtype, mode=_check_mode(mode))
         # The geometry is the one this end asked for and the region checked:
         # never read again from the header, where it could change under us.
-        if ring_attach(&self.ring, region.hdr, max_queued_messages, message_length, spin_ns) != 0:
+        if ring_attach(&self.ring, region.hdr, region.slots_offset, max_queued_messages, message_length,
+                       spin_ns) != 0:
             region.close()
             raise ChannelCorruptError(
                 f"channel {region.name!r} is corrupt: write cursor {self.ring.bad_cursor}, "

@@ -1,7 +1,7 @@
 # cython: language_level=3
-from libc.stdint cimport uint64_t, int64_t
+from libc.stdint cimport uint32_t, uint64_t, int64_t
 from posix.stat cimport struct_stat
-from cywhip.includes.c_layout cimport cw_header
+from cywhip.includes.c_layout cimport cw_header, cw_place
 
 cdef enum:
     END_SENDER = 0
@@ -18,6 +18,13 @@ cdef class Region:
     cdef int mode
     cdef bytes description
     cdef uint64_t type_size
+    # Geometry of the places, as this end asked for it (and found it in the header).
+    cdef readonly uint32_t max_senders
+    cdef readonly uint32_t max_receivers
+    cdef readonly uint32_t topology
+    cdef readonly uint64_t slots_offset
+    # This end's place among those of its kind; -1 until claimed.
+    cdef readonly int place
 
     cdef void unmap(self) noexcept
     cdef bint _open_existing(self, uint64_t message_length, uint64_t capacity,
@@ -33,6 +40,7 @@ cdef class Region:
                       uint64_t type_fingerprint, uint64_t type_size, uint64_t size, int mode) except -1
     cdef int _claim_end(self, bint last_try) except -1
     cdef bint _still_named(self) except -1
+    cdef cw_place *_place(self, uint64_t index) noexcept
     cdef const char *lend_pages(self, uint64_t offset, size_t length, void **mapping, size_t *mapping_size) except NULL
 
 

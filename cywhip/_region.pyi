@@ -1,5 +1,9 @@
 from typing import NamedTuple, Optional, Sequence, Union
 
+class PlaceInfo(NamedTuple):
+    pid: int
+    alive: bool
+
 class ChannelInfo(NamedTuple):
     name: str
     path: str
@@ -12,6 +16,8 @@ class ChannelInfo(NamedTuple):
     receiver_pid: int
     file_size: Optional[int]
     problem: Optional[str]
+    senders: tuple[PlaceInfo, ...]
+    receivers: tuple[PlaceInfo, ...]
 
 def unlink(name: str, *, missing_ok: bool = ...) -> None: ...
 def channels() -> list[ChannelInfo]: ...

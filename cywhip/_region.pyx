@@ -18,7 +18,7 @@ from posix.mman cimport (
 )
 from posix.unistd cimport sysconf, _SC_PAGESIZE
 from posix.stat cimport struct_stat, fstat, fchmod, S_ISREG
-from posix.unistd cimport close as c_close, unlink as c_unlink, link as c_link, geteuid, getpid
+from posix.unistd cimport close as c_close, unlink as c_unlink, link as c_link, geteuid, getpid, pread
 
 from cywhip.includes.c_atomics cimport (
     cw_store_relaxed_i64, cw_load_relaxed_i64, cw_fetch_add_relaxed_u64,
@@ -27,7 +27,8 @@ from cywhip.includes.c_atomics cimport (
 from cywhip.includes.c_layout cimport (
     cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION,
     CW_SLOT_HEADER_SIZE, CW_SLOT_ALIGN, CW_MAX_MESSAGE_LENGTH,
-    CW_SENDER_LOCK_BYTE, CW_RECEIVER_LOCK_BYTE, CW_LIFECYCLE_LOCK_BYTE, CW_TYPE_DESCRIPTION_SIZE,
+    CW_LIFECYCLE_LOCK_BYTE, CW_TYPE_DESCRIPTION_SIZE, CW_PLACE_SIZE, CW_MAX_PLACES,
+    CW_TOPOLOGY_ONE_TO_ONE, cw_place, cw_slots_offset, cw_place_offset,
 )
 from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_unlock, cw_ofd_is_locked
 
@@ -62,6 +63,7 @@ MAX_FILE_SIZE = (1 << 63) - 1
 _GLOBAL_PREFIX = "Global\\"
 
 END_NAMES = ("sender", "receiver")
+TOPOLOGY_NAMES = {CW_TOPOLOGY_ONE_TO_ONE: "one sender, one receiver"}
 
 # Region._claim_end() results.
 cdef enum:
@@ -107,15 +109,20 @@ def slot_size_for(message_length):
     return CW_SLOT_HEADER_SIZE + (int(message_length) + CW_SLOT_ALIGN - 1) // CW_SLOT_ALIGN * CW_SLOT_ALIGN
 
 
-def file_size_for(message_length, capacity):
-    """Bytes of a channel's file: the header page and the slots, rounded up to a page."""
-    size = CW_HEADER_SIZE + int(capacity) * slot_size_for(message_length)
+def slots_offset_for(max_senders=1, max_receivers=1):
+    """Where the slots start: after the header page and the pages of the end places."""
+    return cw_slots_offset(max_senders, max_receivers)
+
+
+def file_size_for(message_length, capacity, max_senders=1, max_receivers=1):
+    """Bytes of a channel's file: header, places and slots, rounded up to a page."""
+    size = slots_offset_for(max_senders, max_receivers) + int(capacity) * slot_size_for(message_length)
     return (size + CW_PAGE_SIZE - 1) // CW_PAGE_SIZE * CW_PAGE_SIZE
 
 
-def _checked_file_size(message_length, capacity):
+def _checked_file_size(message_length, capacity, max_senders=1, max_receivers=1):
     """file_size_for(), refused with a ValueError when no file can be that large."""
-    size = file_size_for(message_length, capacity)
+    size = file_size_for(message_length, capacity, max_senders, max_receivers)
     if size > MAX_FILE_SIZE:
         raise ValueError(
             f"message_length={message_length} with max_queued_messages={capacity} needs a "
@@ -177,12 +184,24 @@ cdef class Region:
             self.fd = -1
 
     @staticmethod
-    def open(name, uint64_t message_length, uint64_t capacity, int end, rtype=None, int mode=0o600):
-        """Create or open channel ``name`` and claim its ``end``; return the Region.
+    def open(name, uint64_t message_length, uint64_t capacity, int end, rtype=None, int mode=0o600,
+             uint32_t max_senders=1, uint32_t max_receivers=1, uint32_t topology=CW_TOPOLOGY_ONE_TO_ONE):
+        """Create or open channel ``name`` and claim a place of its ``end`` kind; return the Region.
 
         ``rtype`` is the RecordType of a typed end, None for an untyped one.
+        ``max_senders``/``max_receivers`` are the numbers of places of each kind
+        and ``topology`` the kind of channel: part of the geometry, which every
+        end must agree on.
         """
         cdef Region self = Region.__new__(Region)
+        for what, value in (("max_senders", max_senders), ("max_receivers", max_receivers)):
+            if not 1 <= value <= CW_MAX_PLACES:
+                raise ValueError(f"{what} must be between 1 and {CW_MAX_PLACES}, got {value}")
+        self.max_senders = max_senders
+        self.max_receivers = max_receivers
+        self.topology = topology
+        self.slots_offset = cw_slots_offset(max_senders, max_receivers)
+        self.place = -1
         self.mode = mode
         self.name = channel_name(name)
         self.path = channel_path(name)
@@ -196,7 +215,7 @@ cdef class Region:
         else:
             self.description = b""
         self.type_size = type_size
-        cdef uint64_t size = _checked_file_size(message_length, capacity)
+        cdef uint64_t size = _checked_file_size(message_length, capacity, max_senders, max_receivers)
         cdef int claimed
         deadline = None
         for attempt in range(_MAX_OPEN_ATTEMPTS):
@@ -292,12 +311,23 @@ cdef class Region:
         if h.capacity != capacity:
             raise ChannelMismatchError(f"{what} exists with max_queued_messages={h.capacity}, "
                                        f"this end asked for max_queued_messages={capacity}")
-        if (h.header_size != CW_HEADER_SIZE or h.slot_size != slot_size_for(message_length)
-                or h.file_size != size):
+        if h.topology != self.topology:
+            raise ChannelMismatchError(f"{what} exists with topology {h.topology} "
+                                       f"({TOPOLOGY_NAMES.get(h.topology, 'unknown')}), this end asked "
+                                       f"for topology {self.topology} "
+                                       f"({TOPOLOGY_NAMES.get(self.topology, 'unknown')})")
+        if h.max_senders != self.max_senders:
+            raise ChannelMismatchError(f"{what} exists with max_senders={h.max_senders}, "
+                                       f"this end asked for max_senders={self.max_senders}")
+        if h.max_receivers != self.max_receivers:
+            raise ChannelMismatchError(f"{what} exists with max_receivers={h.max_receivers}, "
+                                       f"this end asked for max_receivers={self.max_receivers}")
+        if (h.header_size != self.slots_offset or h.slot_size != slot_size_for(message_length)
+                or h.file_size != size or h.place_size != CW_PLACE_SIZE):
             raise ChannelCorruptError(
                 f"{what} has an inconsistent header: header_size={h.header_size}, "
-                f"slot_size={h.slot_size}, file_size={h.file_size}; expected {CW_HEADER_SIZE}, "
-                f"{slot_size_for(message_length)}, {size}")
+                f"slot_size={h.slot_size}, file_size={h.file_size}, place_size={h.place_size}; "
+                f"expected {self.slots_offset}, {slot_size_for(message_length)}, {size}, {CW_PLACE_SIZE}")
         if st_size < size:
             raise ChannelCorruptError(f"{what} is {st_size} bytes, its header needs {size}")
         return 0
@@ -365,7 +395,11 @@ cdef class Region:
             h = self.hdr
             h.magic = CW_MAGIC
             h.version = CW_LAYOUT_VERSION
-            h.header_size = CW_HEADER_SIZE
+            h.header_size = <uint32_t>self.slots_offset
+            h.topology = self.topology
+            h.max_senders = self.max_senders
+            h.max_receivers = self.max_receivers
+            h.place_size = CW_PLACE_SIZE
             h.message_length = message_length
             h.capacity = capacity
             h.slot_size = slot_size_for(message_length)
@@ -394,40 +428,57 @@ cdef class Region:
             c_unlink(btmp)
 
     cdef int _claim_end(self, bint last_try) except -1:
-        """Lock this end's byte, after checking the file still has the channel's name.
+        """Lock the byte of a free place of this end's kind, after checking the file still
+        has the channel's name.
 
-        Returns CLAIMED; or, with the mapping dropped, CLAIM_REPLACED when the file
-        was unlinked or replaced before the lock was ours, and CLAIM_REMOVING when
-        the byte is held by remove_stale() (or by an end that has not yet written
-        its pid) and ``last_try`` is false.  Raises ChannelBusyError for a live end.
+        Returns CLAIMED (self.place is the place's index among its kind); or, with
+        the mapping dropped, CLAIM_REPLACED when the file was unlinked or replaced
+        before the lock was ours, and CLAIM_REMOVING when every place is held and
+        remove_stale() is removing the channel (or an end holding one has not yet
+        written its pid) and ``last_try`` is false.  Raises ChannelBusyError when
+        every place is held by a live end.
         """
-        cdef long byte = CW_SENDER_LOCK_BYTE if self.end == 0 else CW_RECEIVER_LOCK_BYTE
-        cdef int64_t *pid_field = &self.hdr.sender_pid if self.end == 0 else &self.hdr.receiver_pid
-        cdef int rc = cw_ofd_trylock(self.fd, byte)
-        cdef int64_t holder
-        if rc == EAGAIN or rc == EACCES:
-            holder = cw_load_relaxed_i64(pid_field)
-            if not self._still_named():
+        cdef uint32_t count = self.max_senders if self.end == END_SENDER else self.max_receivers
+        cdef uint64_t first = 0 if self.end == END_SENDER else self.max_senders
+        cdef uint32_t i
+        cdef int rc
+        cdef cw_place *place
+        holders = []
+        for i in range(count):
+            place = self._place(first + i)
+            rc = cw_ofd_trylock(self.fd, cw_place_offset(first + i))
+            if rc == 0:
+                # remove_stale() unlinks a channel only while it holds every place's
+                # byte, so from now on the name stays ours; but it may have gone just before.
+                if not self._still_named():
+                    self.unmap()
+                    return CLAIM_REPLACED
+                self.place = i
+                cw_store_relaxed_i64(&place.pid, getpid())
+                cw_fetch_add_relaxed_u64(&place.starts, 1)
+                return CLAIMED
+            if rc != EAGAIN and rc != EACCES:
                 self.unmap()
-                return CLAIM_REPLACED
-            if not last_try and (holder == 0 or cw_ofd_is_locked(self.fd, CW_LIFECYCLE_LOCK_BYTE) == 1):
-                self.unmap()
-                return CLAIM_REMOVING
-            self.unmap()
-            raise ChannelBusyError(
-                f"channel {self.name!r} already has a {END_NAMES[self.end]}: process {holder} holds it",
-                pid=holder)
-        if rc != 0:
-            self.unmap()
-            raise _os_error(rc, f"cannot lock channel {self.name!r}", self.path)
-        # remove_stale() unlinks a channel only while it holds both end bytes, so
-        # from now on the name stays ours; but it may have gone just before.
+                raise _os_error(rc, f"cannot lock channel {self.name!r}", self.path)
+            holders.append(cw_load_relaxed_i64(&place.pid))
         if not self._still_named():
             self.unmap()
             return CLAIM_REPLACED
-        cw_store_relaxed_i64(pid_field, getpid())
-        cw_fetch_add_relaxed_u64(&self.hdr.sender_starts if self.end == 0 else &self.hdr.receiver_starts, 1)
-        return CLAIMED
+        if not last_try and (0 in holders or cw_ofd_is_locked(self.fd, CW_LIFECYCLE_LOCK_BYTE) == 1):
+            self.unmap()
+            return CLAIM_REMOVING
+        self.unmap()
+        kind = END_NAMES[self.end]
+        if count == 1:
+            message = f"channel {self.name!r} already has a {kind}: process {holders[0]} holds it"
+        else:
+            message = (f"channel {self.name!r} already has its {count} {kind}s (max_{kind}s={count}): "
+                       f"processes {', '.join(map(str, holders))} hold them")
+        raise ChannelBusyError(message, pid=holders[0], pids=holders)
+
+    cdef cw_place *_place(self, uint64_t index) noexcept:
+        """Place index of the table (senders first, then receivers), in the mapping."""
+        return <cw_place *>((<char *>self.hdr) + cw_place_offset(index))
 
     cdef bint _still_named(self) except -1:
         """True if the channel's path names the file this Region has open."""
@@ -460,9 +511,9 @@ cdef class Region:
         return <const char *>m + skip
 
     def close(self):
-        """Clear this end's pid and drop the mapping and the lock."""
-        if self.hdr != NULL and self.pid == getpid():
-            cw_store_relaxed_i64(&self.hdr.sender_pid if self.end == 0 else &self.hdr.receiver_pid, 0)
+        """Clear this end's pid in its place and drop the mapping and the lock."""
+        if self.hdr != NULL and self.pid == getpid() and self.place >= 0:
+            cw_store_relaxed_i64(&self._place(self.place + (0 if self.end == END_SENDER else self.max_senders)).pid, 0)
         self.unmap()
 
 
@@ -501,70 +552,98 @@ from collections import namedtuple
 ChannelInfo = namedtuple("ChannelInfo", [
     "name", "path", "message_length", "max_queued_messages", "depth",
     "sender_alive", "receiver_alive", "sender_pid", "receiver_pid", "file_size", "problem",
-])
+    "senders", "receivers",
+], defaults=((), ()))
 ChannelInfo.__doc__ = """One channel in /dev/shm, as channels() found it.
 
-``sender_alive``/``receiver_alive`` say whether a live process holds that end
-(the kernel drops the claim when the process dies).  ``sender_pid`` and
-``receiver_pid`` are the last pids recorded, 0 after a clean close.  ``depth`` is
-the number of queued messages.  ``problem`` is None for a sound channel, else
-why the file could not be read as one (the geometry fields are then None).
+``senders`` and ``receivers`` hold one PlaceInfo(pid, alive) per place of
+that kind: ``alive`` says whether a live process holds the place (the kernel
+drops the claim when the process dies), ``pid`` is the last pid recorded
+there, 0 after a clean close.  ``sender_alive``/``receiver_alive`` say whether
+any place of the kind is held, ``sender_pid``/``receiver_pid`` are the first
+place's pid.  ``depth`` is the number of queued messages.  ``problem`` is None
+for a sound channel, else why the file could not be read as one (the geometry
+fields are then None).
 """
+
+PlaceInfo = namedtuple("PlaceInfo", ["pid", "alive"])
+PlaceInfo.__doc__ = "One end's place: the last pid recorded there, and whether a live process holds it."
+
+
+cdef object _broken(str name, str path, file_size, str problem):
+    return ChannelInfo(name, path, None, None, None, False, False, 0, 0, file_size, problem)
+
+
+cdef int _read_header(int fd, cw_header *h) except -1:
+    """Copy the header page's fields once into h (pread: no mapping that could fault)."""
+    cdef ssize_t n = pread(fd, h, sizeof(cw_header), 0)
+    if n != <ssize_t>sizeof(cw_header):
+        return -1
+    return 0
+
+
+cdef bint _places_sound(cw_header *h, uint64_t st_size):
+    """Whether a header copy's place geometry is one this version makes and the file holds."""
+    return (h.magic == CW_MAGIC and h.version == CW_LAYOUT_VERSION
+            and 1 <= h.max_senders <= CW_MAX_PLACES and 1 <= h.max_receivers <= CW_MAX_PLACES
+            and h.place_size == CW_PLACE_SIZE
+            and h.header_size == cw_slots_offset(h.max_senders, h.max_receivers)
+            and st_size >= h.header_size)
 
 
 cdef object _inspect(str name, str path):
     cdef bytes bpath = os.fsencode(path)
     cdef int fd = c_open(bpath, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
     cdef struct_stat st
-    cdef cw_header *h
+    cdef cw_header snapshot
+    cdef cw_header *h = &snapshot
+    cdef cw_header *live
+    cdef cw_place *place
     cdef void *p
-    cdef int s_locked, r_locked
+    cdef uint64_t i, size
     if fd < 0:
-        return None if errno == ENOENT else ChannelInfo(
-            name, path, None, None, None, False, False, 0, 0, None, os.strerror(errno))
+        return None if errno == ENOENT else _broken(name, path, None, os.strerror(errno))
     try:
         if fstat(fd, &st) != 0:
-            return ChannelInfo(name, path, None, None, None, False, False, 0, 0, None, os.strerror(errno))
+            return _broken(name, path, None, os.strerror(errno))
         if not S_ISREG(st.st_mode):
-            return ChannelInfo(name, path, None, None, None, False, False, 0, 0, None, "not a regular file")
+            return _broken(name, path, None, "not a regular file")
         if st.st_uid != geteuid():
-            return ChannelInfo(name, path, None, None, None, False, False, 0, 0, st.st_size,
-                               f"owned by uid {st.st_uid}")
-        s_locked = cw_ofd_is_locked(fd, CW_SENDER_LOCK_BYTE)
-        r_locked = cw_ofd_is_locked(fd, CW_RECEIVER_LOCK_BYTE)
-        if <uint64_t>st.st_size < CW_HEADER_SIZE:
-            return ChannelInfo(name, path, None, None, None, s_locked == 1, r_locked == 1, 0, 0,
-                               st.st_size, "too small for a header")
-        p = mmap(NULL, CW_HEADER_SIZE, PROT_READ, MAP_SHARED, fd, 0)
+            return _broken(name, path, st.st_size, f"owned by uid {st.st_uid}")
+        if <uint64_t>st.st_size < CW_HEADER_SIZE or _read_header(fd, h) != 0:
+            return _broken(name, path, st.st_size, "too small for a header")
+        # The geometry is read once, in this copy, and checked before it sizes anything.
+        if not _places_sound(h, st.st_size):
+            return _broken(name, path, st.st_size, "not a cywhip channel of this layout version")
+        size = h.header_size
+        p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0)
         if p == MAP_FAILED:
-            return ChannelInfo(name, path, None, None, None, s_locked == 1, r_locked == 1, 0, 0,
-                               st.st_size, os.strerror(errno))
-        h = <cw_header *>p
+            return _broken(name, path, st.st_size, os.strerror(errno))
+        live = <cw_header *>p
         try:
-            # Each field is read once; only these locals are used.
-            magic = cw_load_relaxed_u64(&h.magic)
-            version = cw_load_relaxed_u32(&h.version)
-            if magic != CW_MAGIC or version != CW_LAYOUT_VERSION:
-                return ChannelInfo(name, path, None, None, None, s_locked == 1, r_locked == 1, 0, 0,
-                                   st.st_size, "not a cywhip channel of this layout version")
-            message_length = cw_load_relaxed_u64(&h.message_length)
-            capacity = cw_load_relaxed_u64(&h.capacity)
+            places = []
+            for i in range(h.max_senders + h.max_receivers):
+                place = <cw_place *>((<char *>p) + cw_place_offset(i))
+                places.append(PlaceInfo(cw_load_relaxed_i64(&place.pid),
+                                        cw_ofd_is_locked(fd, cw_place_offset(i)) == 1))
+            senders, receivers = tuple(places[:h.max_senders]), tuple(places[h.max_senders:])
+            capacity = h.capacity
             # The ends move the cursors while we look: read the read cursor, then the
             # write cursor, then the read cursor again, each with acquire so the three
             # loads happen in this order.  Both cursors only grow and a sound channel
             # keeps read <= write <= read + capacity at every moment, so then
             # read_1 <= write <= read_2 + capacity, whatever the ends did in between.
-            read_1 = cw_load_acquire_u64(&h.read_cursor)
-            write = cw_load_acquire_u64(&h.write_cursor)
-            read_2 = cw_load_acquire_u64(&h.read_cursor)
+            read_1 = cw_load_acquire_u64(&live.read_cursor)
+            write = cw_load_acquire_u64(&live.write_cursor)
+            read_2 = cw_load_acquire_u64(&live.read_cursor)
             sound = read_1 <= write <= read_2 + capacity and read_1 <= read_2
-            return ChannelInfo(name, path, message_length, capacity,
+            return ChannelInfo(name, path, h.message_length, capacity,
                                max(0, write - read_2) if sound else None,
-                               s_locked == 1, r_locked == 1,
-                               cw_load_relaxed_i64(&h.sender_pid), cw_load_relaxed_i64(&h.receiver_pid),
-                               st.st_size, None if sound else "impossible cursors")
+                               any(pl.alive for pl in senders), any(pl.alive for pl in receivers),
+                               senders[0].pid, receivers[0].pid,
+                               st.st_size, None if sound else "impossible cursors", senders, receivers)
         finally:
-            munmap(p, CW_HEADER_SIZE)
+            munmap(p, size)
     finally:
         c_close(fd)
 
@@ -626,7 +705,7 @@ cdef bint _remove_if_stale(name, bint explicit) except -1:
                     raise ChannelBusyError(f"channel {name!r} is being created or removed by another "
                                            f"process; not removing it")
                 return False
-            if cw_ofd_trylock(fd, CW_SENDER_LOCK_BYTE) or cw_ofd_trylock(fd, CW_RECEIVER_LOCK_BYTE):
+            if not _lock_every_place(fd):
                 if explicit:
                     raise ChannelBusyError(f"channel {name!r} has a live end; not removing it")
                 return False
@@ -651,6 +730,29 @@ cdef bint _remove_if_stale(name, bint explicit) except -1:
         finally:
             c_close(fd)
     return False
+
+
+cdef bint _lock_every_place(int fd) except -1:
+    """Lock the byte of every end place the file has; False if any is held.
+
+    The places are found from one copy of the header.  A file whose header is
+    not of this layout version gets the bytes its first places would have,
+    and those where layout versions 1 and 2 kept their two ends (offsets 640
+    and 648), so that no end of an older cywhip is removed from under it.
+    """
+    cdef cw_header snapshot
+    cdef struct_stat st
+    cdef uint64_t i
+    if fstat(fd, &st) != 0:
+        raise OSError(errno, os.strerror(errno))
+    if _read_header(fd, &snapshot) == 0 and _places_sound(&snapshot, st.st_size):
+        offsets = [cw_place_offset(i) for i in range(snapshot.max_senders + snapshot.max_receivers)]
+    else:
+        offsets = [cw_place_offset(0), cw_place_offset(1), 640, 648]
+    for offset in offsets:
+        if cw_ofd_trylock(fd, offset) != 0:
+            return False
+    return True
 
 
 cdef bint _names_file(str path, int fd) except -1:

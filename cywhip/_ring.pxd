@@ -15,7 +15,7 @@ from cywhip.includes.c_atomics cimport (
     cw_exchange_u32, cw_fence_seq_cst, cw_prefetch_write,
 )
 from cywhip.includes.c_futex cimport cw_futex_wake
-from cywhip.includes.c_layout cimport cw_header, cw_slot_header, CW_SLOT_HEADER_SIZE, CW_HEADER_SIZE
+from cywhip.includes.c_layout cimport cw_header, cw_slot_header, CW_SLOT_HEADER_SIZE
 
 # Results of ring_wait().
 cdef enum:
@@ -28,6 +28,7 @@ cdef enum:
 cdef struct ring_t:
     cw_header *hdr
     char *slots
+    uint64_t slots_offset
     uint64_t capacity
     uint64_t message_length
     uint64_t slot_size
@@ -47,8 +48,8 @@ cdef struct ring_t:
     uint64_t bad_cursor
     uint64_t bad_length
 
-cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t capacity, uint64_t message_length,
-                     int64_t spin_ns) noexcept nogil
+cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t capacity,
+                     uint64_t message_length, int64_t spin_ns) noexcept nogil
 cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil
 cdef void ring_interrupt(ring_t *r, bint sending) noexcept nogil
 cdef int64_t ring_depth(ring_t *r, bint sending) noexcept nogil
@@ -164,7 +165,7 @@ cdef inline Py_ssize_t ring_lend_run(ring_t *r, Py_ssize_t k, uint32_t record_si
 
 cdef inline uint64_t ring_read_offset(ring_t *r) noexcept nogil:
     """Where in the channel file the payload at the read cursor starts."""
-    return CW_HEADER_SIZE + r.read_index * r.slot_size + CW_SLOT_HEADER_SIZE
+    return r.slots_offset + r.read_index * r.slot_size + CW_SLOT_HEADER_SIZE
 
 cdef inline void ring_consume_run(ring_t *r, uint64_t k) noexcept nogil:
     """Step past k messages lent by ring_lend_run(); the sender may reuse them after ring_release()."""

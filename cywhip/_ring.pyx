@@ -12,7 +12,7 @@ from cywhip.includes.c_atomics cimport (
 )
 from cywhip.includes.c_futex cimport cw_futex_wait, cw_futex_wake
 from cywhip.includes.c_layout cimport (
-    CW_SLOT_ALIGN,
+    CW_SLOT_ALIGN, CW_HEADER_SIZE, CW_PLACE_SIZE, cw_place, cw_place_offset, cw_slots_offset,
 )
 
 # A sleep lasts at most this long before ring_wait() returns WAIT_AGAIN, so
@@ -28,13 +28,13 @@ cdef int64_t monotonic_ns() noexcept nogil:
     return <int64_t>ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 
 
-cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t capacity, uint64_t message_length,
-                     int64_t spin_ns) noexcept nogil:
+cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t capacity,
+                     uint64_t message_length, int64_t spin_ns) noexcept nogil:
     """Point r at a header whose geometry was validated; load both cursors. -1 if they are impossible.
 
-    capacity and message_length are the values this end opened with and
-    checked against the header: the geometry is never read from shared
-    memory again, where another process could have changed it since.
+    slots_offset, capacity and message_length are the values this end opened
+    with and checked against the header: the geometry is never read from
+    shared memory again, where another process could have changed it since.
     """
     # Acquire: a restarted sender must see the slots the receiver finished
     # reading before it released read_cursor (pairs with ring_release), and
@@ -43,7 +43,8 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t capacity, uint64_t mess
     cdef uint64_t rd = cw_load_acquire_u64(&hdr.read_cursor)
     cdef uint64_t w = cw_load_acquire_u64(&hdr.write_cursor)
     r.hdr = hdr
-    r.slots = (<char *>hdr) + CW_HEADER_SIZE
+    r.slots = (<char *>hdr) + slots_offset
+    r.slots_offset = slots_offset
     r.capacity = capacity
     r.message_length = message_length
     r.slot_size = CW_SLOT_HEADER_SIZE + (message_length + CW_SLOT_ALIGN - 1) // CW_SLOT_ALIGN * CW_SLOT_ALIGN
@@ -192,8 +193,8 @@ cdef class RingModel:
         self.hdr.slot_size = slot_size
         self.hdr.write_cursor = start
         self.hdr.read_cursor = start
-        ring_attach(&self.tx, self.hdr, capacity, message_length, 0)
-        ring_attach(&self.rx, self.hdr, capacity, message_length, 0)
+        ring_attach(&self.tx, self.hdr, CW_HEADER_SIZE, capacity, message_length, 0)
+        ring_attach(&self.rx, self.hdr, CW_HEADER_SIZE, capacity, message_length, 0)
 
     def __dealloc__(self):
         free(self.hdr)
@@ -250,8 +251,8 @@ cdef class RingModel:
 
     def reattach(self):
         """Reattach both ends from the shared cursors, as a restarted process would."""
-        if (ring_attach(&self.tx, self.hdr, self.tx.capacity, self.tx.message_length, 0)
-                or ring_attach(&self.rx, self.hdr, self.rx.capacity, self.rx.message_length, 0)):
+        if (ring_attach(&self.tx, self.hdr, CW_HEADER_SIZE, self.tx.capacity, self.tx.message_length, 0)
+                or ring_attach(&self.rx, self.hdr, CW_HEADER_SIZE, self.rx.capacity, self.rx.message_length, 0)):
             raise ValueError("impossible cursors")
 
     def interrupt_then_sleep(self, bint sending, double timeout):
@@ -281,6 +282,7 @@ cdef class RingModel:
 def layout():
     """Offsets and sizes of the shared layout as the compiler laid it out (for tests and docs)."""
     cdef cw_header h
+    cdef cw_place p
     cdef char *base = <char *>&h
     return {
         "header_size": CW_HEADER_SIZE,
@@ -301,10 +303,19 @@ def layout():
         "read_cursor": <char *>&h.read_cursor - base,
         "sender_waiting": <char *>&h.sender_waiting - base,
         "receiver_waiting": <char *>&h.receiver_waiting - base,
-        "sender_pid": <char *>&h.sender_pid - base,
-        "receiver_pid": <char *>&h.receiver_pid - base,
-        "sender_starts": <char *>&h.sender_starts - base,
-        "receiver_starts": <char *>&h.receiver_starts - base,
+        "topology": <char *>&h.topology - base,
+        "max_senders": <char *>&h.max_senders - base,
+        "max_receivers": <char *>&h.max_receivers - base,
+        "place_size": <char *>&h.place_size - base,
+        "place_pid": <char *>&p.pid - <char *>&p,
+        "place_starts": <char *>&p.starts - <char *>&p,
+        "sizeof_place": sizeof(cw_place),
+        "places": cw_place_offset(0),
+        "place_bytes": CW_PLACE_SIZE,
+        # A channel of one sender and one receiver: its two places and its first slot.
+        "sender_place": cw_place_offset(0),
+        "receiver_place": cw_place_offset(1),
+        "slots": cw_slots_offset(1, 1),
         "type_description": <char *>&h.type_description[0] - base,
         "sizeof_header": sizeof(cw_header),
     }

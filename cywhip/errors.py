@@ -32,11 +32,16 @@ class ChannelCorruptError(CywhipError):
 
 
 class ChannelBusyError(CywhipError):
-    """The channel already has an end of this kind; ``pid`` is the process holding it."""
+    """Every place for an end of this kind is held.
 
-    def __init__(self, message, pid=None):
+    ``pids`` lists the processes holding them (as last recorded; 0 for a place
+    whose end has not yet recorded its pid), ``pid`` is the first of them.
+    """
+
+    def __init__(self, message, pid=None, pids=None):
         super().__init__(message)
         self.pid = pid
+        self.pids = list(pids) if pids is not None else ([pid] if pid is not None else [])
 
 
 class ChannelClosedError(CywhipError, ValueError):

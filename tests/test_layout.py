@@ -2,7 +2,7 @@
 import pathlib
 import re
 
-from cywhip._region import file_size_for, slot_size_for
+from cywhip._region import file_size_for, slot_size_for, slots_offset_for
 from cywhip._ring import layout
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
@@ -16,7 +16,7 @@ def documented_fields():
 def test_every_documented_header_field_is_where_the_compiler_put_it():
     fields = documented_fields()
     actual = layout()
-    assert len(fields) == 20
+    assert len(fields) == 22
     for name, (offset, _size) in fields.items():
         key = "header_size_field" if name == "header_size" else name
         assert actual[key] == offset, name
@@ -25,14 +25,81 @@ def test_every_documented_header_field_is_where_the_compiler_put_it():
 def test_fields_written_by_different_ends_sit_on_different_128_byte_lines():
     actual = layout()
     lines = {name: actual[name] // 128 for name in
-             ("message_length", "write_cursor", "read_cursor", "sender_waiting", "receiver_waiting", "sender_pid")}
+             ("message_length", "write_cursor", "read_cursor", "sender_waiting", "receiver_waiting",
+              "sender_place", "receiver_place")}
     assert len(set(lines.values())) == len(lines)
     assert actual["sizeof_header"] <= actual["header_size"] == 4096
+    # Each place is a line of its own, after the header page.
+    assert actual["sizeof_place"] == actual["place_bytes"] == 128
+    assert actual["places"] == 4096 and actual["receiver_place"] - actual["sender_place"] == 128
 
 
 def test_slot_and_file_sizes_follow_the_documented_formulas():
     assert slot_size_for(32) == 40
     assert slot_size_for(1) == 16
     assert slot_size_for(33) == 48
-    assert file_size_for(32, 200) == 4096 + 8192
-    assert file_size_for(8, 1) == 8192
+    assert slots_offset_for(1, 1) == layout()["slots"] == 8192
+    assert slots_offset_for(16, 16) == 4096 + 4096
+    assert slots_offset_for(17, 16) == 4096 + 8192
+    assert file_size_for(32, 200) == 8192 + 8192
+    assert file_size_for(8, 1) == 12288
+    assert file_size_for(8, 1, 32, 1) == 4096 + 8192 + 4096
+
+
+# ------------------------------------------------------------------ end places
+
+import os  # noqa: E402
+
+import pytest  # noqa: E402
+
+import cywhip  # noqa: E402
+from cywhip import ChannelBusyError, ChannelMismatchError, Receiver, Sender  # noqa: E402
+from cywhip._region import Region  # noqa: E402
+
+SENDER, RECEIVER = 0, 1
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"max_senders": 3}, "max_senders=3, this end asked for max_senders=1"),
+    ({"max_receivers": 2}, "max_receivers=2, this end asked for max_receivers=1"),
+    ({"topology": 7}, r"topology 7 \(unknown\), this end asked for topology 1 \(one sender, one receiver\)"),
+])
+def test_a_channel_made_with_other_places_or_topology_is_refused_naming_both_values(channel, kwargs, message):
+    held = Region.open(channel, 8, 4, RECEIVER, **kwargs)
+    try:
+        with pytest.raises(ChannelMismatchError, match=message):
+            Sender(channel, message_length=8, max_queued_messages=4)
+    finally:
+        held.close()
+
+
+def test_ends_claim_free_places_in_order_and_one_more_names_every_holder(channel):
+    regions = [Region.open(channel, 8, 4, SENDER, max_senders=3) for _ in range(3)]
+    try:
+        assert [r.place for r in regions] == [0, 1, 2]
+        with pytest.raises(ChannelBusyError, match=r"already has its 3 senders \(max_senders=3\): "
+                                                    rf"processes {os.getpid()}, {os.getpid()}, {os.getpid()}") as info:
+            Region.open(channel, 8, 4, SENDER, max_senders=3)
+        assert info.value.pids == [os.getpid()] * 3
+        [listed] = [c for c in cywhip.channels() if c.name == channel]
+        assert [p.alive for p in listed.senders] == [True, True, True]
+        assert listed.receivers == (cywhip.PlaceInfo(0, False),)
+        # A freed place is taken again by the next end.
+        regions[1].close()
+        again = Region.open(channel, 8, 4, SENDER, max_senders=3)
+        assert again.place == 1
+        regions[1] = again
+        with pytest.raises(ChannelBusyError):
+            cywhip.remove_stale(channel)
+    finally:
+        for r in regions:
+            r.close()
+    assert cywhip.remove_stale(channel) == [channel]
+
+
+def test_channels_lists_one_place_per_end_of_a_one_to_one_channel(channel):
+    with Sender(channel, message_length=8, max_queued_messages=4):
+        [listed] = [c for c in cywhip.channels() if c.name == channel]
+        assert listed.senders == (cywhip.PlaceInfo(os.getpid(), True),)
+        assert listed.receivers == (cywhip.PlaceInfo(0, False),)
+        assert listed.sender_alive and not listed.receiver_alive

@@ -18,6 +18,9 @@ from cywhip._ring import layout
 
 np = pytest.importorskip("numpy")
 
+# Where slot 0 starts in a channel of one sender and one receiver.
+SLOTS = layout()["slots"]
+
 
 def _wait_for(predicate, seconds=10):
     deadline = time.monotonic() + seconds
@@ -127,7 +130,7 @@ def test_numpy_on_batch_with_on_error_skips_a_slot_of_the_wrong_length_once(chan
         # Shorten the second slot's length, as a hostile or broken peer could.
         mm = _map_whole(channel)
         slot_size = 16
-        struct.pack_into("<I", mm, 4096 + 1 * slot_size, 3)
+        struct.pack_into("<I", mm, SLOTS + 1 * slot_size, 3)
         batches, errors = [], []
         r = Receiver(channel, message_type=dt, max_queued_messages=16,
                      on_batch=lambda b: batches.append(b["x"].tolist()), on_error=errors.append)
@@ -180,7 +183,7 @@ def test_recv_many_of_bytes_returns_what_came_before_a_corrupt_slot_and_loses_no
         s.send_many([b"a", b"b", b"c"])
         mm = _map_whole(channel)
         try:
-            struct.pack_into("<I", mm, 4096 + 16, 1000)   # slot 1 claims 1000 bytes
+            struct.pack_into("<I", mm, SLOTS + 16, 1000)   # slot 1 claims 1000 bytes
             assert r.recv_many(10) == [b"a"]
             assert r.taken == 1
             with pytest.raises(ChannelCorruptError, match="claims 1000 bytes"):
@@ -381,7 +384,7 @@ def test_a_corrupt_slot_length_is_named_in_the_error(channel):
         s.send(b"abc")
         mm = _map_whole(channel)
         try:
-            struct.pack_into("<I", mm, 4096, 1000)
+            struct.pack_into("<I", mm, SLOTS, 1000)
             with pytest.raises(ChannelCorruptError, match="1000 bytes"):
                 r.recv(timeout=1)
         finally:
@@ -395,7 +398,7 @@ def test_a_bad_record_length_is_named_in_the_error(channel):
         s.send_array(np.zeros(1, dt))
         mm = _map_whole(channel)
         try:
-            struct.pack_into("<I", mm, 4096, 1000)
+            struct.pack_into("<I", mm, SLOTS, 1000)
             with pytest.raises(ChannelCorruptError, match="is 1000 bytes"):
                 r.recv_array(4, timeout=1)
             with pytest.raises(ChannelCorruptError, match="is 1000 bytes"):

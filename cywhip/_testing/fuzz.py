@@ -41,15 +41,28 @@ BAD_MESSAGE = 3
 UNEXPECTED_ERROR = 4
 
 
+# 4-byte fields of the header; the others are 8 bytes.
+_U32_FIELDS = ("version", "header_size_field", "sender_waiting", "receiver_waiting",
+               "topology", "max_senders", "max_receivers", "place_size")
+
+
+def _offsets(lay):
+    """Offsets by field name: the header's, and the two places of a one-to-one channel."""
+    out = dict(lay)
+    for end in ("sender", "receiver"):
+        out[f"{end}_pid"] = lay[f"{end}_place"] + lay["place_pid"]
+        out[f"{end}_starts"] = lay[f"{end}_place"] + lay["place_starts"]
+    return out
+
+
 def _targets(capacity, slot_size):
-    lay = layout()
+    lay = _offsets(layout())
     fields = [(lay[f], 8) for f in ("magic", "message_length", "capacity", "slot_size", "file_size",
                                     "type_fingerprint", "type_size", "write_cursor", "read_cursor",
                                     "sender_pid", "receiver_pid", "sender_starts", "receiver_starts")]
-    fields += [(lay["version"], 4), (lay["header_size_field"], 4),
-               (lay["sender_waiting"], 4), (lay["receiver_waiting"], 4)]
-    slots = [(lay["header_size"] + i * slot_size, 4) for i in range(capacity)]
-    payloads = [(lay["header_size"] + i * slot_size + 8, slot_size - 8) for i in range(capacity)]
+    fields += [(lay[f], 4) for f in _U32_FIELDS]
+    slots = [(lay["slots"] + i * slot_size, 4) for i in range(capacity)]
+    payloads = [(lay["slots"] + i * slot_size + 8, slot_size - 8) for i in range(capacity)]
     return fields, slots, payloads
 
 
@@ -205,7 +218,8 @@ _DURING, _DETAIL, _DETAIL_SIZE = 32, 96, 928
 _SIGNAL_NAMES = {int(s): s.name for s in signal.Signals}
 # Geometry fields a racing mutator flips; the first three are what the ring is built from.
 _RACE_GEOMETRY = ("capacity", "message_length", "slot_size", "file_size", "header_size_field",
-                  "version", "magic", "type_fingerprint", "type_size")
+                  "version", "magic", "type_fingerprint", "type_size", "topology", "max_senders",
+                  "max_receivers", "place_size")
 _RACE_STATE = ("write_cursor", "read_cursor", "sender_waiting", "receiver_waiting",
                "sender_pid", "receiver_pid", "sender_starts", "receiver_starts")
 
@@ -235,20 +249,20 @@ def _race_mutator(path, rng, capacity, slot_size, description_length):
     ring work again.  The round's mix of the two, and whether it rests between
     steps, is drawn from its seed.
     """
-    lay = layout()
+    lay = _offsets(layout())
     fd = os.open(path, os.O_RDWR)
     try:
         mm = mmap.mmap(fd, os.fstat(fd).st_size)
     finally:
         os.close(fd)
     parent = os.getppid()
-    size_of = {"version": 4, "header_size_field": 4, "sender_waiting": 4, "receiver_waiting": 4}
+    size_of = {f: 4 for f in _U32_FIELDS}
     geometry = [(lay[f], size_of.get(f, 8)) for f in _RACE_GEOMETRY]
     # The fields the ring is built from come up three times as often as the others.
     geometry = geometry[:3] * 3 + geometry
     cursors = [(lay[f], 8) for f in _RACE_STATE[:2]]
     state = [(lay[f], size_of.get(f, 8)) for f in _RACE_STATE[2:]]
-    slots = [(lay["header_size"] + i * slot_size, 4) for i in range(capacity)]
+    slots = [(lay["slots"] + i * slot_size, 4) for i in range(capacity)]
     desc = lay["type_description"]
     pristine = bytes(mm[:lay["write_cursor"]])
     pristine_desc = bytes(mm[desc:desc + 2048])

@@ -8,10 +8,11 @@ cdef extern from "layout.h" nogil:
         CW_LAYOUT_VERSION
         CW_SLOT_HEADER_SIZE
         CW_SLOT_ALIGN
-        CW_SENDER_LOCK_BYTE
-        CW_RECEIVER_LOCK_BYTE
         CW_LIFECYCLE_LOCK_BYTE
         CW_TYPE_DESCRIPTION_SIZE
+        CW_PLACE_SIZE
+        CW_MAX_PLACES
+        CW_TOPOLOGY_ONE_TO_ONE
     const uint64_t CW_MAGIC
     const uint64_t CW_MAX_MESSAGE_LENGTH
 
@@ -27,16 +28,23 @@ cdef extern from "layout.h" nogil:
         uint64_t type_size
         int64_t creator_pid
         uint64_t created_ns
+        uint32_t topology
+        uint32_t max_senders
+        uint32_t max_receivers
+        uint32_t place_size
         uint64_t write_cursor
         uint64_t read_cursor
         uint32_t sender_waiting
         uint32_t receiver_waiting
-        int64_t sender_pid
-        int64_t receiver_pid
-        uint64_t sender_starts
-        uint64_t receiver_starts
         char type_description[2048]
+
+    ctypedef struct cw_place:
+        int64_t pid
+        uint64_t starts
 
     ctypedef struct cw_slot_header:
         uint32_t length
         uint32_t reserved
+
+    uint64_t cw_slots_offset(uint64_t max_senders, uint64_t max_receivers)
+    uint64_t cw_place_offset(uint64_t index)

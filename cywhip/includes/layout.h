@@ -11,7 +11,19 @@
  * draws the same table; tests/test_layout.py checks both against each other.
  *
  *   file:  [ header page: cw_header, zero-padded to CW_HEADER_SIZE ]
+ *          [ places: max_senders sender places, then max_receivers receiver
+ *            places, CW_PLACE_SIZE bytes each, padded to a page ]
  *          [ slot 0 ][ slot 1 ] ... [ slot capacity-1 ]   (padded to a page)
+ *
+ *   The slots start at header_size = CW_HEADER_SIZE
+ *       + round_up((max_senders + max_receivers) * CW_PLACE_SIZE, CW_PAGE_SIZE).
+ *
+ *   place:  0               8               16                         128
+ *          +---------------+---------------+----------------------------+
+ *          | pid (i64)     | starts (u64)  | reserved (0)               |
+ *          +---------------+---------------+----------------------------+
+ *          The place's first byte is also the byte its end holds an
+ *          open-file-description lock on: the kernel drops it when the end dies.
  *
  *   slot:   0               4               8
  *          +---------------+---------------+----------------------------+
@@ -24,25 +36,35 @@
 #define CW_HEADER_SIZE 4096
 #define CW_PAGE_SIZE 4096
 #define CW_MAGIC 0x5049485759574321ULL /* "!CYWHIP" + 'P', little-endian */
-#define CW_LAYOUT_VERSION 2
+#define CW_LAYOUT_VERSION 3
 #define CW_SLOT_HEADER_SIZE 8
 #define CW_SLOT_ALIGN 8
 #define CW_MAX_MESSAGE_LENGTH 0x7FFFFFF0ULL
 #define CW_TYPE_DESCRIPTION_SIZE 2048
+#define CW_PLACE_SIZE 128
+/* Places of one side at most (max_senders, max_receivers). */
+#define CW_MAX_PLACES 4096
+
+/* Topologies: what the places mean and which protocol the ring runs. */
+#define CW_TOPOLOGY_ONE_TO_ONE 1
 
 typedef struct {
     /* Geometry: written once by the creator before the file gets its name. */
     uint64_t magic;              /*   0 */
     uint32_t version;            /*   8 */
-    uint32_t header_size;        /*  12 */
+    uint32_t header_size;        /*  12  where the slots start */
     uint64_t message_length;     /*  16 */
     uint64_t capacity;           /*  24  max_queued_messages */
     uint64_t slot_size;          /*  32 */
     uint64_t file_size;          /*  40 */
     uint64_t type_fingerprint;   /*  48  0: untyped bytes */
     uint64_t type_size;          /*  56  0: untyped bytes */
-    int64_t creator_pid;         /*  64 */
+    int64_t creator_pid;         /*  64  also the lifecycle lock byte */
     uint64_t created_ns;         /*  72  CLOCK_REALTIME */
+    uint32_t topology;           /*  80  CW_TOPOLOGY_* */
+    uint32_t max_senders;        /*  84  sender places */
+    uint32_t max_receivers;      /*  88  receiver places */
+    uint32_t place_size;         /*  92  CW_PLACE_SIZE */
 
     /* Written only by the sender. */
     alignas(CW_CACHE_LINE) uint64_t write_cursor;     /* 128 */
@@ -52,36 +74,47 @@ typedef struct {
     alignas(CW_CACHE_LINE) uint32_t sender_waiting;   /* 384 */
     /* Set by a receiver about to sleep on an empty ring; cleared by whoever wakes it. */
     alignas(CW_CACHE_LINE) uint32_t receiver_waiting; /* 512 */
-    /* Liveness: each end's pid; the byte at each field's offset is also the
-     * byte that end holds an open-file-description lock on. */
-    alignas(CW_CACHE_LINE) int64_t sender_pid;        /* 640 */
-    int64_t receiver_pid;                             /* 648 */
-    uint64_t sender_starts;                           /* 656 */
-    uint64_t receiver_starts;                         /* 664 */
     /* Typed channels: the canonical layout description, NUL-terminated
      * (cywhip/_types.py); empty for untyped channels. */
     alignas(1024) char type_description[CW_TYPE_DESCRIPTION_SIZE]; /* 1024 */
 } cw_header;
+
+/* One end's place: written only by the end that holds its lock byte. */
+typedef struct {
+    alignas(CW_CACHE_LINE) int64_t pid;  /*   0  0 after a clean close; the lock byte */
+    uint64_t starts;                     /*   8  ends that have held this place */
+} cw_place;
 
 typedef struct {
     uint32_t length;
     uint32_t reserved;
 } cw_slot_header;
 
+_Static_assert(offsetof(cw_header, topology) == 80, "topology offset");
 _Static_assert(offsetof(cw_header, write_cursor) == 128, "write_cursor offset");
 _Static_assert(offsetof(cw_header, read_cursor) == 256, "read_cursor offset");
 _Static_assert(offsetof(cw_header, sender_waiting) == 384, "sender_waiting offset");
 _Static_assert(offsetof(cw_header, receiver_waiting) == 512, "receiver_waiting offset");
-_Static_assert(offsetof(cw_header, sender_pid) == 640, "sender_pid offset");
-_Static_assert(offsetof(cw_header, receiver_pid) == 648, "receiver_pid offset");
 _Static_assert(offsetof(cw_header, type_description) == 1024, "type_description offset");
 _Static_assert(sizeof(cw_header) <= CW_HEADER_SIZE, "header fits its page");
+_Static_assert(sizeof(cw_place) == CW_PLACE_SIZE, "place size");
 _Static_assert(sizeof(cw_slot_header) == CW_SLOT_HEADER_SIZE, "slot header size");
 
-#define CW_SENDER_LOCK_BYTE (offsetof(cw_header, sender_pid))
-#define CW_RECEIVER_LOCK_BYTE (offsetof(cw_header, receiver_pid))
 /* Held while the file is being built under its temporary name (by its creator)
- * or removed (by remove_stale(), together with both end bytes). */
+ * or removed (by remove_stale(), together with every place's byte). */
 #define CW_LIFECYCLE_LOCK_BYTE (offsetof(cw_header, creator_pid))
+
+/* Where the slots start for a channel with these places. */
+static inline uint64_t cw_slots_offset(uint64_t max_senders, uint64_t max_receivers)
+{
+    uint64_t places = (max_senders + max_receivers) * CW_PLACE_SIZE;
+    return CW_HEADER_SIZE + (places + CW_PAGE_SIZE - 1) / CW_PAGE_SIZE * CW_PAGE_SIZE;
+}
+
+/* Offset of sender place i (receiver: i counts on after the max_senders sender places). */
+static inline uint64_t cw_place_offset(uint64_t index)
+{
+    return CW_HEADER_SIZE + index * CW_PLACE_SIZE;
+}
 
 #endif
