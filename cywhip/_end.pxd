@@ -1,7 +1,9 @@
 # cython: language_level=3
 """The lifecycle every kind of end shares: open, claim, one thread at a time, fork, close."""
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 from cpython.pythread cimport PyThread_get_thread_ident
+
+from cywhip.includes.c_atomics cimport cw_cas_acquire_i32, cw_store_release_i32
 
 from cywhip._codec cimport Codec
 from cywhip._ring cimport ring_t
@@ -13,8 +15,9 @@ cdef class _End:
     cdef object region
     cdef Codec codec
     cdef long owner_pid
-    # The one-thread-at-a-time guard: 1 while a call uses the end, and which thread.
-    cdef int busy
+    # The one-thread-at-a-time guard: 1 while a call uses the end (taken by a
+    # compare-and-swap, so two threads can never both get it, GIL or not), and which thread.
+    cdef int32_t busy
     cdef unsigned long busy_thread
     cdef bint sending
     # close() asked a call in progress to stop; the call closes the end on its way out.
@@ -47,16 +50,19 @@ cdef int check_count(object max_count) except -1
 
 cdef inline int _enter(_End end) except -1:
     """Start a call on an end: it must be open, not closing and not in use by another call."""
-    if end.region is None or end.closing or end.busy:
+    if end.region is None or end.closing or not cw_cas_acquire_i32(&end.busy, 0, 1):
         end._refuse()
-    end.busy = 1
     end.busy_thread = PyThread_get_thread_ident()
+    if end.region is None or end.closing:
+        # Closed between the check and the guard: give the guard back.
+        _leave(end)
+        end._raise_closed()
     return 0
 
 
 cdef inline int _leave(_End end) except -1:
     """End a call; if close() came meanwhile, close now."""
-    end.busy = 0
+    cw_store_release_i32(&end.busy, 0)
     if end.closing:
         end._finish_close()
     return 0

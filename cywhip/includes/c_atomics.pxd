@@ -1,4 +1,4 @@
-from libc.stdint cimport uint32_t, uint64_t, int64_t
+from libc.stdint cimport int32_t, uint32_t, uint64_t, int64_t
 
 cdef extern from "atomics.h" nogil:
     uint64_t cw_load_acquire_u64(const uint64_t *p) noexcept
@@ -14,3 +14,5 @@ cdef extern from "atomics.h" nogil:
     void cw_fence_seq_cst() noexcept
     void cw_cpu_relax() noexcept
     void cw_prefetch_write(const void *p) noexcept
+    bint cw_cas_acquire_i32(int32_t *p, int32_t expected, int32_t desired) noexcept
+    void cw_store_release_i32(int32_t *p, int32_t v) noexcept
