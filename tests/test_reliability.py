@@ -21,6 +21,7 @@ from cywhip._testing import crash
 from cywhip._testing.peer import spawn_receive
 
 
+@pytest.mark.soak
 @pytest.mark.timeout(240)
 def test_a_hundred_and_twenty_random_sigkills_lose_tear_and_wedge_nothing(tmp_path):
     seed = int(time.time()) % 10_000
@@ -32,6 +33,7 @@ def test_a_hundred_and_twenty_random_sigkills_lose_tear_and_wedge_nothing(tmp_pa
     assert report["delivered"] == report["messages"] > 0
 
 
+@pytest.mark.soak
 @pytest.mark.timeout(240)
 def test_ten_thousand_corruptions_of_shared_memory_never_crash_or_hang(peers):
     # A fresh, small process forks the cases faster than the test process could.
