@@ -14,10 +14,12 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.pythread cimport PyThread_get_thread_ident
 from posix.mman cimport munmap
+
+from cywhip.includes.c_atomics cimport cw_load_acquire_i32, cw_store_release_i32
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 
 from cywhip._codec cimport Codec, ReadBuffer, WriteBuffer
-from cywhip._end cimport _End, _enter, _leave, deadline_ns, check_count
+from cywhip._end cimport _End, _enter, _leave, _closing, deadline_ns, check_count
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER, unlend_pages
 from cywhip._ring cimport (
     ring_wait, ring_free, ring_write_slot, ring_commit, ring_publish,
@@ -105,7 +107,7 @@ cdef class Sender(_End):
         try:
             free = ring_free(&self.ring)
             for msg in messages:
-                if self.closing:
+                if _closing(self):
                     # close() from another thread: it returns once this call has let go.
                     self._raise_closed()
                 if free <= 0:
@@ -374,7 +376,7 @@ cdef class Receiver(_End):
         except ChannelClosedError:
             # Closed by close() ends the loop; in a forked child the end was
             # never closed, it is not ours: that is an error, not an end.
-            if not self.forked and (self.region is None or self.closing):
+            if not self.forked and (self.region is None or _closing(self)):
                 raise StopIteration from None
             raise
 
@@ -465,15 +467,15 @@ cdef class Receiver(_End):
                 ring_consume(&self.ring)
                 ring_release(&self.ring)
         except ChannelClosedError:
-            if not self.closing:
+            if not _closing(self):
                 self.error = ChannelClosedError(f"Receiver {self.name!r} stopped delivering")
         except BaseException as exc:
             # The message that failed stays in the ring for the next receiver;
             # close() re-raises the error in the caller.
             self.error = exc
         finally:
-            self.busy = 0
-            if self.closing:
+            cw_store_release_i32(&self.busy, 0)
+            if _closing(self):
                 self._finish_close()
 
     cdef int _deliver_batch(self, int64_t avail) except -1:
@@ -561,11 +563,11 @@ cdef class Receiver(_End):
         """
         thread = self.thread
         if thread is not None and self.region is not None:
-            self.closing = 1
+            cw_store_release_i32(&self.closing, 1)
             ring_interrupt(&self.ring, False)
             if thread is not threading.current_thread():
                 thread.join()
-            if not self.busy:
+            if not cw_load_acquire_i32(&self.busy):
                 # The thread has ended (perhaps long ago, on an error).
                 self._finish_close()
         else:

@@ -3,7 +3,7 @@
 from libc.stdint cimport int32_t, int64_t
 from cpython.pythread cimport PyThread_get_thread_ident
 
-from cywhip.includes.c_atomics cimport cw_cas_acquire_i32, cw_store_release_i32
+from cywhip.includes.c_atomics cimport cw_cas_acquire_i32, cw_store_release_i32, cw_load_acquire_i32
 
 from cywhip._codec cimport Codec
 from cywhip._ring cimport ring_t
@@ -21,7 +21,8 @@ cdef class _End:
     cdef unsigned long busy_thread
     cdef bint sending
     # close() asked a call in progress to stop; the call closes the end on its way out.
-    cdef int closing
+    # Written by the closing thread, read by the call's: atomic (_closing(), _ask_to_close()).
+    cdef int32_t closing
     # The end was inherited by a forked child: it belongs to the parent.
     cdef int forked
     cdef readonly str name
@@ -48,12 +49,17 @@ cdef int64_t deadline_ns(object timeout) except -2
 cdef int check_count(object max_count) except -1
 
 
+cdef inline bint _closing(_End end) noexcept:
+    """Whether close() has asked the call in progress to stop."""
+    return cw_load_acquire_i32(&end.closing) != 0
+
+
 cdef inline int _enter(_End end) except -1:
     """Start a call on an end: it must be open, not closing and not in use by another call."""
-    if end.region is None or end.closing or not cw_cas_acquire_i32(&end.busy, 0, 1):
+    if end.region is None or _closing(end) or not cw_cas_acquire_i32(&end.busy, 0, 1):
         end._refuse()
     end.busy_thread = PyThread_get_thread_ident()
-    if end.region is None or end.closing:
+    if end.region is None or _closing(end):
         # Closed between the check and the guard: give the guard back.
         _leave(end)
         end._raise_closed()
@@ -63,6 +69,6 @@ cdef inline int _enter(_End end) except -1:
 cdef inline int _leave(_End end) except -1:
     """End a call; if close() came meanwhile, close now."""
     cw_store_release_i32(&end.busy, 0)
-    if end.closing:
+    if _closing(end):
         end._finish_close()
     return 0

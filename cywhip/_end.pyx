@@ -176,7 +176,7 @@ cdef class _End:
 
     cdef int _refuse(self) except -1:
         """Raise for a call that _enter() turned away."""
-        if self.region is None or self.closing:
+        if self.region is None or _closing(self):
             self._raise_closed()
         raise RuntimeError(
             f"{type(self).__name__} {self.name!r} is already in use by another call; "
@@ -241,8 +241,8 @@ cdef class _End:
         """
         if self.region is None:
             return 0
-        if self.busy:
-            self.closing = 1
+        if cw_load_acquire_i32(&self.busy):
+            cw_store_release_i32(&self.closing, 1)
             ring_interrupt(&self.ring, self.sending)
             if self.busy_thread != PyThread_get_thread_ident():
                 self._await_release()
@@ -253,7 +253,7 @@ cdef class _End:
     cdef int _await_release(self) except -1:
         """Wait until the call in another thread, told to stop, has left the end (and closed it)."""
         cdef double pause = 0.0001
-        while self.busy and not self.forked:
+        while cw_load_acquire_i32(&self.busy) and not self.forked:
             # The GIL is released while sleeping: the other call runs to its end.
             time.sleep(pause)
             pause = min(pause * 2, 0.005)
@@ -279,7 +279,7 @@ cdef class _End:
     def depth(self):
         """Messages in the ring right now (a snapshot)."""
         self._check_open()
-        cdef int64_t d = ring_depth(&self.ring, self.sending)
+        cdef int64_t d = ring_depth(&self.ring)
         if d < 0:
             self._raise_corrupt()
         return d

@@ -17,10 +17,11 @@ from cywhip._ring cimport monotonic_ns
 
 # Layout of the floor ring: head (written by the sender) at 0, tail (written
 # by the receiver) at 128, slots from 256.
-DEF HEAD = 0
-DEF TAIL = 128
-DEF SLOTS = 256
-DEF CAP = 65536
+cdef enum:
+    HEAD = 0
+    TAIL = 128
+    SLOTS = 256
+    CAP = 65536
 RING_SLOTS = CAP
 MAX_RECORD = 256
 

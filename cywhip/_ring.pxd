@@ -52,7 +52,7 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
                      uint64_t message_length, int64_t spin_ns) noexcept nogil
 cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil
 cdef void ring_interrupt(ring_t *r, bint sending) noexcept nogil
-cdef int64_t ring_depth(ring_t *r, bint sending) noexcept nogil
+cdef int64_t ring_depth(ring_t *r) noexcept nogil
 cdef uint64_t ring_taken(ring_t *r) noexcept nogil
 cdef int64_t monotonic_ns() noexcept nogil
 

@@ -64,20 +64,22 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     return 0
 
 
-cdef int64_t ring_depth(ring_t *r, bint sending) noexcept nogil:
-    """Messages queued now, from this end's own cursor and one load of the other's; -1 if impossible."""
-    cdef uint64_t other
-    cdef uint64_t d
-    if sending:
-        other = cw_load_acquire_u64(&r.hdr.read_cursor)
-        d = r.write - other
-    else:
-        other = cw_load_acquire_u64(&r.hdr.write_cursor)
-        d = other - r.read
-    if d > r.capacity:
-        r.bad_cursor = other
+cdef int64_t ring_depth(ring_t *r) noexcept nogil:
+    """Messages published and not yet taken, from the shared cursors alone; -1 if impossible.
+
+    Reads no private cursor, so any thread may ask while another uses the
+    end.  The ends move the cursors meanwhile: load read_cursor, then
+    write_cursor, then read_cursor again (acquire keeps the three loads in
+    order).  Both only grow and a sound channel keeps read <= write <= read +
+    capacity at every moment, so read_1 <= write <= read_2 + capacity.
+    """
+    cdef uint64_t read_1 = cw_load_acquire_u64(&r.hdr.read_cursor)
+    cdef uint64_t write = cw_load_acquire_u64(&r.hdr.write_cursor)
+    cdef uint64_t read_2 = cw_load_acquire_u64(&r.hdr.read_cursor)
+    if read_2 < read_1 or write < read_1 or write - read_1 > r.capacity + (read_2 - read_1):
+        r.bad_cursor = write
         return -1
-    return <int64_t>d
+    return <int64_t>(write - read_2) if write > read_2 else 0
 
 
 cdef uint64_t ring_taken(ring_t *r) noexcept nogil:

@@ -65,6 +65,11 @@ static inline void cw_store_release_i32(int32_t *p, int32_t v)
     __atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 
+static inline int32_t cw_load_acquire_i32(const int32_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
 static inline int64_t cw_load_relaxed_i64(const int64_t *p)
 {
     return __atomic_load_n(p, __ATOMIC_RELAXED);
