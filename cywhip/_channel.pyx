@@ -11,11 +11,14 @@ import threading
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_STRIDED, PyBUF_STRIDED_RO, PyBUF_WRITABLE
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.ref cimport Py_INCREF
 from cpython.pythread cimport PyThread_get_thread_ident
 from posix.mman cimport munmap
 
 from cywhip.includes.c_atomics cimport cw_load_acquire_i32, cw_store_release_i32
+from cywhip.includes.c_guard cimport cw_guard_give
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 
 from cywhip._codec cimport Codec, ReadBuffer, WriteBuffer
@@ -250,42 +253,49 @@ cdef class Receiver(_End):
     cdef object _take(self):
         """Build the message at the read cursor (caller saw one available); does not consume it."""
         cdef int64_t n = ring_read_length(&self.ring)
+        if n < 0 or (self.record_size and n != self.record_size):
+            self._raise_bad_length(n)
+        return self.codec.decode(ring_read_slot(&self.ring), n)
+
+    cdef int _raise_bad_length(self, int64_t n) except -1:
+        """Raise for the slot at the read cursor: n < 0 (its length, over message_length, is in
+        the ring's bad_length) or a length that is not the channel's record size."""
         if n < 0:
             raise ChannelCorruptError(
                 f"channel {self.name!r} is corrupt: the message at cursor {self.ring.read} claims "
                 f"{self.ring.bad_length} bytes, over message_length={self.message_length}")
-        if self.record_size and n != self.record_size:
-            self._raise_bad_record(n)
-        return self.codec.decode(ring_read_slot(&self.ring), n)
-
-    cdef int _raise_bad_record(self, int64_t n) except -1:
         raise ChannelCorruptError(
             f"channel {self.name!r} is corrupt: the message at cursor {self.ring.read} is {n} bytes, "
             f"but its records are {self.record_size} bytes")
 
     cdef list _take_list(self, Py_ssize_t k):
-        """Consume up to k available messages (k >= 1).
+        """Consume k available messages (k >= 1) into a list.
 
-        If one fails with an Exception after others were built, those are
-        returned, it stays first in line and its error is left in
-        self.take_error.  A BaseException (Ctrl-C's KeyboardInterrupt,
+        If one cannot be built (the deserializer raises, a corrupt slot, no
+        memory) after others were, those are returned, it stays first in line
+        and its error is left in self.take_error; if it is the first, its
+        error is raised.  A BaseException (Ctrl-C's KeyboardInterrupt,
         SystemExit) leaves every message in the ring.
         """
         cdef uint64_t start = self.ring.read
-        cdef Py_ssize_t i
-        cdef list out = []
+        cdef list out = PyList_New(k)
+        cdef Py_ssize_t i = 0
+        cdef int64_t n
+        cdef Codec codec = self.codec
+        cdef Py_ssize_t record_size = self.record_size
         try:
             for i in range(k):
-                try:
-                    msg = self._take()
-                except Exception as exc:
-                    if i == 0:
-                        raise
-                    self.take_error = exc
-                    break
-                out.append(msg)
+                n = ring_read_length(&self.ring)
+                if n < 0 or (record_size and n != record_size):
+                    self._raise_bad_length(n)
+                msg = codec.decode(ring_read_slot(&self.ring), n)
+                Py_INCREF(msg)
+                PyList_SET_ITEM(out, i, msg)
                 ring_consume(&self.ring)
-        except BaseException:
+        except BaseException as exc:
+            if i > 0 and isinstance(exc, Exception):
+                self.take_error = exc
+                return out[:i]   # items 0..i-1 are set; the list's empty tail is never read
             ring_rewind(&self.ring, start)
             raise
         return out
@@ -299,7 +309,7 @@ cdef class Receiver(_End):
         if got:
             ring_release(&self.ring)
         else:
-            self._raise_bad_record(self.ring.bad_length)
+            self._raise_bad_length(self.ring.bad_length)
         return got
 
     # -------------------------------------------------------------- pulling
@@ -474,7 +484,7 @@ cdef class Receiver(_End):
             # close() re-raises the error in the caller.
             self.error = exc
         finally:
-            cw_store_release_i32(&self.busy, 0)
+            cw_guard_give(&self.busy)
             if _closing(self):
                 self._finish_close()
 
@@ -505,7 +515,7 @@ cdef class Receiver(_End):
             if got < k:
                 batch = batch[:got]
                 try:
-                    self._raise_bad_record(self.ring.bad_length)
+                    self._raise_bad_length(self.ring.bad_length)
                 except ChannelCorruptError as exc:
                     failure = exc
         else:
@@ -643,7 +653,7 @@ cdef class _Lease:
             k = ring_lend_run(&r.ring, k, <uint32_t>r.record_size, lengths)
             if k == 0:
                 if r.record_size:
-                    r._raise_bad_record(r.ring.bad_length)
+                    r._raise_bad_length(r.ring.bad_length)
                 raise ChannelCorruptError(
                     f"channel {r.name!r} is corrupt: the message at cursor {r.ring.read} claims "
                     f"{r.ring.bad_length} bytes, over message_length={r.message_length}")

@@ -3,7 +3,8 @@
 from libc.stdint cimport int32_t, int64_t
 from cpython.pythread cimport PyThread_get_thread_ident
 
-from cywhip.includes.c_atomics cimport cw_cas_acquire_i32, cw_store_release_i32, cw_load_acquire_i32
+from cywhip.includes.c_atomics cimport cw_load_acquire_i32, cw_store_release_i32
+from cywhip.includes.c_guard cimport cw_guard_take, cw_guard_give
 
 from cywhip._codec cimport Codec
 from cywhip._ring cimport ring_t
@@ -15,8 +16,8 @@ cdef class _End:
     cdef object region
     cdef Codec codec
     cdef long owner_pid
-    # The one-thread-at-a-time guard: 1 while a call uses the end (taken by a
-    # compare-and-swap, so two threads can never both get it, GIL or not), and which thread.
+    # The one-thread-at-a-time guard: 1 while a call uses the end (includes/guard.h:
+    # taken so that two threads can never both get it, GIL or not), and which thread.
     cdef int32_t busy
     cdef unsigned long busy_thread
     cdef bint sending
@@ -56,7 +57,7 @@ cdef inline bint _closing(_End end) noexcept:
 
 cdef inline int _enter(_End end) except -1:
     """Start a call on an end: it must be open, not closing and not in use by another call."""
-    if end.region is None or _closing(end) or not cw_cas_acquire_i32(&end.busy, 0, 1):
+    if end.region is None or _closing(end) or not cw_guard_take(&end.busy):
         end._refuse()
     end.busy_thread = PyThread_get_thread_ident()
     if end.region is None or _closing(end):
@@ -68,7 +69,7 @@ cdef inline int _enter(_End end) except -1:
 
 cdef inline int _leave(_End end) except -1:
     """End a call; if close() came meanwhile, close now."""
-    cw_store_release_i32(&end.busy, 0)
+    cw_guard_give(&end.busy)
     if _closing(end):
         end._finish_close()
     return 0

@@ -52,14 +52,6 @@ static inline uint32_t cw_exchange_u32(uint32_t *p, uint32_t v)
     return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
 }
 
-/* Set *p from expected to desired if it holds expected; whether it did.  Acquire on
- * success (what the previous owner released is visible), so a guard taken this way
- * and dropped with cw_store_release_i32 orders the calls it separates. */
-static inline int cw_cas_acquire_i32(int32_t *p, int32_t expected, int32_t desired)
-{
-    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
-}
-
 static inline void cw_store_release_i32(int32_t *p, int32_t v)
 {
     __atomic_store_n(p, v, __ATOMIC_RELEASE);

@@ -14,6 +14,5 @@ cdef extern from "atomics.h" nogil:
     void cw_fence_seq_cst() noexcept
     void cw_cpu_relax() noexcept
     void cw_prefetch_write(const void *p) noexcept
-    bint cw_cas_acquire_i32(int32_t *p, int32_t expected, int32_t desired) noexcept
     void cw_store_release_i32(int32_t *p, int32_t v) noexcept
     int32_t cw_load_acquire_i32(const int32_t *p) noexcept
