@@ -257,6 +257,13 @@ cdef class Receiver(_End):
             self._raise_bad_length(n)
         return self.codec.decode(ring_read_slot(&self.ring), n)
 
+    cdef object _take_one(self):
+        """Take the message at the read cursor (caller saw one available) and hand its slot back."""
+        msg = self._take()
+        ring_consume(&self.ring)
+        ring_release(&self.ring)
+        return msg
+
     cdef int _raise_bad_length(self, int64_t n) except -1:
         """Raise for the slot at the read cursor: n < 0 (its length, over message_length, is in
         the ring's bad_length) or a length that is not the channel's record size."""
@@ -337,10 +344,7 @@ cdef class Receiver(_End):
         self._enter_pull()
         try:
             self._await(timeout)
-            msg = self._take()
-            ring_consume(&self.ring)
-            ring_release(&self.ring)
-            return msg
+            return self._take_one()
         finally:
             _leave(self)
 
@@ -348,12 +352,7 @@ cdef class Receiver(_End):
         """Take the next message if one is waiting, else return None."""
         self._enter_pull()
         try:
-            if not self._ready_now():
-                return None
-            msg = self._take()
-            ring_consume(&self.ring)
-            ring_release(&self.ring)
-            return msg
+            return self._take_one() if self._ready_now() else None
         finally:
             _leave(self)
 

@@ -19,16 +19,23 @@
 #define F_OFD_SETLK 37
 #endif
 
+/* A request of the given type (F_WRLCK, F_UNLCK) for the one byte at offset. */
+static inline struct flock cw_ofd_byte(short type, long offset)
+{
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = offset;
+    fl.l_len = 1;
+    return fl;
+}
+
 /* Try to take a write lock on one byte.  0 on success, else errno
  * (EAGAIN/EACCES: someone else holds it). */
 static inline int cw_ofd_trylock(int fd, long offset)
 {
-    struct flock fl;
-    memset(&fl, 0, sizeof fl);
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    fl.l_start = offset;
-    fl.l_len = 1;
+    struct flock fl = cw_ofd_byte(F_WRLCK, offset);
     if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
         return 0;
     return errno;
@@ -37,12 +44,7 @@ static inline int cw_ofd_trylock(int fd, long offset)
 /* Release this open file description's lock on one byte.  0 on success, else errno. */
 static inline int cw_ofd_unlock(int fd, long offset)
 {
-    struct flock fl;
-    memset(&fl, 0, sizeof fl);
-    fl.l_type = F_UNLCK;
-    fl.l_whence = SEEK_SET;
-    fl.l_start = offset;
-    fl.l_len = 1;
+    struct flock fl = cw_ofd_byte(F_UNLCK, offset);
     if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
         return 0;
     return errno;
@@ -52,12 +54,7 @@ static inline int cw_ofd_unlock(int fd, long offset)
  * not, -errno on failure. */
 static inline int cw_ofd_is_locked(int fd, long offset)
 {
-    struct flock fl;
-    memset(&fl, 0, sizeof fl);
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    fl.l_start = offset;
-    fl.l_len = 1;
+    struct flock fl = cw_ofd_byte(F_WRLCK, offset);
     if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
         return -errno;
     return fl.l_type != F_UNLCK;
