@@ -176,35 +176,37 @@ proctype receiver()
        :: else ->
            if
            :: claim > r ->                /* R4 load claim cursor (acquire): a hole */
-               live = false;
                q = 0;
                do
                :: q < NS ->
                    if
                    :: rec_busy[q] && rec_start[q] == r ->  /* load the record (acquire) */
 #ifdef NO_LOCK_CHECK
-                       skip
+                       q++
 #else
                        if
-                       :: alive[q] -> live = true          /* test its lock (F_OFD_GETLK) */
-                       :: else -> skip
+                       :: alive[q] -> live = true; break   /* test its lock (F_OFD_GETLK) */
+                       :: else -> q++
                        fi
 #endif
-                   :: else -> skip
-                   fi;
-                   q++
+                   :: else -> q++
+                   fi
                :: else -> break
                od;
-               q = 0;
                if
-               :: live -> live = false    /* a live claimer covers r: wait for it */
+               :: live ->                 /* a live claimer covers r: wait for it. Scanning
+                                           * again gives the same answer until that claimer
+                                           * publishes, dies or withdraws, so the model
+                                           * waits for exactly that (the code re-scans). */
+                   (seqw[s] == r + 1 || !alive[q] || !rec_busy[q] || rec_start[q] != r);
+                   atomic { live = false; q = 0 }
 #ifdef NO_RECHECK
                :: else ->
 #else
-               :: !live && seqw[s] == r + 1 -> skip    /* published meanwhile: read it */
+               :: !live && seqw[s] == r + 1 -> q = 0   /* published meanwhile: read it */
                :: !live && seqw[s] != r + 1 ->          /* R5 skip: only dead claimers */
 #endif
-                   atomic { r++; rd = r }
+                   atomic { r++; rd = r; q = 0 }
                fi
            :: else ->                     /* empty: wait (futex) until something changes */
                if
