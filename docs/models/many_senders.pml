@@ -10,7 +10,8 @@
  *   slot sequence word              seqw[slot]      (c + 1 once message c is published)
  *   slot payload                    pa[slot], pb[slot]  (two separate writes: a torn
  *                                                        message has pa != pb)
- *   place claim record (one word)   rec_start[p], rec_busy[p]  (stored together)
+ *   place intent word               rec_start[p], rec_busy[p]  (stored together:
+ *                                   intent = rec_busy ? rec_start + 1 : 0)
  *   place lock byte (OFD lock)      alive[p]        (false from the instant of death)
  *
  * A crash: the killer process sets alive[p] = false (the kernel drops the lock at
@@ -27,10 +28,12 @@
  *                              every published (returned) message was delivered
  *   (b') no unfinished message seen: assert at delivery: the message was published
  *   (c) no double delivery:    as (b), id strictly increasing per place
- *   (d) nobody stuck:          -DSAFETY run finds no invalid end state (a blocked
- *                              sender or receiver); ltl `done` under weak fairness:
- *                              the receiver eventually reads everything claimed and
- *                              every sender ends, whatever the crashes.
+ *   (d) nobody stuck:          the -DSAFETY run finds no invalid end state (a blocked
+ *                              sender or receiver: every wait is a blocking guard);
+ *                              the -DNP run (no progress labels) finds no cycle at
+ *                              all, so every run ends, and ends validly.  ltl `done`
+ *                              (check.sh --full, weak fairness): the receiver
+ *                              eventually reads everything and stops.
  *
  * Mutants (each must FAIL; check.sh requires it):
  *   BROKEN_ORDER   claim with fetch-add, then record the claim (invisible claim window)
@@ -98,7 +101,7 @@ start:
 #else
             n++;                          /* this attempt sends message id n */
             do
-            :: atomic { c = claim;        /* S1 load claim cursor (acquire), then */
+            :: atomic { c = claim;        /* S1 load claim cursor, then */
                         (c - rd < CAP) }  /*    wait while full (load read_cursor, acquire) */
                atomic { rec_start[p] = c; rec_busy[p] = true };   /* S2 record intent */
                if
