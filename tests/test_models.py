@@ -13,11 +13,8 @@ CHECK = pathlib.Path(__file__).resolve().parent.parent / "docs" / "models" / "ch
 
 
 def _compiler():
-    cc = os.environ.get("CC", "cc").split()[0] if os.environ.get("CC") else None
-    for name in ([cc] if cc else []) + ["cc", "gcc", "clang"]:
-        if shutil.which(name):
-            return name
-    return None
+    candidates = os.environ.get("CC", "").split()[:1] + ["cc", "gcc", "clang"]
+    return next((name for name in candidates if shutil.which(name)), None)
 
 
 @pytest.mark.timeout(120)

@@ -100,6 +100,9 @@ start:
             atomic { rec_start[p] = c; rec_busy[p] = true };   /* then record */
 #else
             n++;                          /* this attempt sends message id n */
+            /* S1's first load of read_cursor follows the claim load at once; a later
+             * load could only see a larger read_cursor, which the blocking guard
+             * waits for anyway. */
             do
             :: atomic { c = claim;        /* S1 load claim cursor, then */
                         (c - rd < CAP) }  /*    wait while full (load read_cursor, acquire) */
