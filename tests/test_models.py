@@ -17,8 +17,9 @@ def _compiler():
     return next((name for name in candidates if shutil.which(name)), None)
 
 
+@pytest.mark.model
 @pytest.mark.timeout(120)
-def test_many_senders_model():
+def test_many_senders_model_passes_its_checks_and_catches_every_mutant():
     if not CHECK.is_file():
         pytest.skip(f"{CHECK} is not in this tree (installed without the docs)")
     if shutil.which("spin") is None:
