@@ -53,7 +53,7 @@ import os  # noqa: E402
 import pytest  # noqa: E402
 
 import cywhip  # noqa: E402
-from cywhip import ChannelBusyError, ChannelMismatchError, Receiver, Sender  # noqa: E402
+from cywhip import ChannelBusyError, ChannelMismatchError, Sender  # noqa: E402
 from cywhip._region import Region  # noqa: E402
 
 SENDER, RECEIVER = 0, 1

@@ -2,17 +2,15 @@
 import ctypes
 import mmap
 import os
-import signal
 import struct
 import sys
 import textwrap
-import threading
 import time
 
 import pytest
 
 import cywhip
-from cywhip import ChannelBusyError, ChannelClosedError, ChannelCorruptError, Receiver, Sender
+from cywhip import ChannelClosedError, ChannelCorruptError, Receiver, Sender
 from cywhip._region import channel_path
 from cywhip._ring import layout
 
