@@ -8,7 +8,7 @@ cursors, lengths and lent pages are the ring's and the region's.
 """
 import threading
 
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_STRIDED, PyBUF_STRIDED_RO, PyBUF_WRITABLE
+from cpython.buffer cimport PyBuffer_Release, PyBUF_STRIDED, PyBUF_STRIDED_RO, PyBUF_WRITABLE
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.list cimport PyList_New, PyList_SET_ITEM
@@ -21,7 +21,7 @@ from cywhip.includes.c_atomics cimport cw_load_acquire_i32, cw_store_release_i32
 from cywhip.includes.c_guard cimport cw_guard_give
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 
-from cywhip._codec cimport Codec, ReadBuffer, WriteBuffer
+from cywhip._codec cimport Codec
 from cywhip._end cimport _End, _enter, _leave, _closing, deadline_ns, check_count
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER, unlend_pages
 from cywhip._ring cimport (

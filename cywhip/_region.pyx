@@ -10,7 +10,7 @@ import time
 import warnings
 
 from libc.errno cimport errno, EEXIST, ENOENT, EAGAIN, EACCES, ELOOP, ENOSPC
-from libc.stdint cimport uint64_t, int64_t
+from libc.stdint cimport uint64_t
 from libc.string cimport memcpy
 from posix.fcntl cimport open as c_open, O_RDWR, O_CREAT, O_EXCL
 from posix.mman cimport (
@@ -22,7 +22,7 @@ from posix.unistd cimport close as c_close, unlink as c_unlink, link as c_link, 
 
 from cywhip.includes.c_atomics cimport (
     cw_store_relaxed_i64, cw_load_relaxed_i64, cw_fetch_add_relaxed_u64,
-    cw_load_acquire_u64, cw_load_relaxed_u64, cw_load_relaxed_u32,
+    cw_load_acquire_u64,
 )
 from cywhip.includes.c_layout cimport (
     cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION,

@@ -1,13 +1,13 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Waiting on a ring, and a single-process model of it for tests."""
-from libc.errno cimport EINTR, ETIMEDOUT
+from libc.errno cimport ETIMEDOUT
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from cywhip.includes.c_atomics cimport (
-    cw_load_relaxed_u64, cw_load_acquire_u64, cw_store_relaxed_u32, cw_exchange_u32,
+    cw_load_relaxed_u64, cw_load_acquire_u64, cw_store_relaxed_u32,
     cw_fence_seq_cst, cw_cpu_relax,
 )
 from cywhip.includes.c_futex cimport cw_futex_wait, cw_futex_wake
