@@ -10,6 +10,8 @@ cdef class Sender(_End):
 
     cdef int _raise_timeout(self, object timeout, object sent) except -1
     cdef int _put(self, object msg) except -1
+    cdef int _put_claimed(self, object msg) except -1
+    cdef int64_t _claim(self, int64_t deadline, object timeout, object sent) except -1
 
 
 @cython.final

@@ -25,7 +25,8 @@ from cywhip._codec cimport Codec
 from cywhip._end cimport _End, _enter, _leave, _closing, deadline_ns, check_count
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER, unlend_pages
 from cywhip._ring cimport (
-    ring_wait, ring_free, ring_write_slot, ring_commit, ring_publish,
+    ring_wait, ring_claim, ring_write_slot, ring_commit, ring_commit_void, ring_publish, ring_published,
+    ring_write_records_many,
     ring_available, ring_read_length, ring_read_slot, ring_consume, ring_rewind, ring_release,
     ring_write_records, ring_read_records, ring_lend_run, ring_read_offset, ring_consume_run,
     ring_taken, ring_interrupt, WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
@@ -46,7 +47,7 @@ cdef class Sender(_End):
 
     def __init__(self, name, message_serializer=None, message_length=None,
                  max_queued_messages=DEFAULT_MAX_QUEUED_MESSAGES, *, message_type=None,
-                 spin_time=DEFAULT_SPIN_TIME, mode=0o600):
+                 max_senders=1, spin_time=DEFAULT_SPIN_TIME, mode=0o600):
         if message_serializer is not None and not callable(message_serializer):
             raise TypeError(f"message_serializer must be callable, got {message_serializer!r}")
         if message_serializer is not None and message_type is not None:
@@ -54,7 +55,7 @@ cdef class Sender(_End):
         self.sending = 1
         self.publish_every = 0
         self._open(name, message_length, max_queued_messages, END_SENDER, spin_time, mode, message_type,
-                   message_serializer, None)
+                   message_serializer, None, max_senders)
         # Publish a long send_many() in steps, so the receiver starts early.
         self.publish_every = max(1, min(self.max_queued_messages // 4, 256))
 
@@ -66,17 +67,43 @@ cdef class Sender(_End):
                           f"queued) for {timeout} s; {sent} messages of this call were sent", sent=sent)
 
     cdef inline int _put(self, object msg) except -1:
-        """Encode msg into the slot at the write cursor and commit it (not yet published)."""
+        """Encode msg into the slot at the write cursor and commit it (one sender: not yet published)."""
+        if self.ring.many:
+            return self._put_claimed(msg)
         ring_commit(&self.ring, <uint32_t>self.codec.encode(ring_write_slot(&self.ring), msg))
         return 0
+
+    cdef int _put_claimed(self, object msg) except -1:
+        """Many senders: the slot is claimed, so it must be published whatever happens; if msg
+        cannot be encoded, publish it void (the receiver steps over it) and raise."""
+        cdef Py_ssize_t n
+        try:
+            n = self.codec.encode(ring_write_slot(&self.ring), msg)
+        except BaseException:
+            ring_commit_void(&self.ring)
+            raise
+        ring_commit(&self.ring, <uint32_t>n)
+        return 0
+
+    cdef int64_t _claim(self, int64_t deadline, object timeout, object sent) except -1:
+        """Wait until there is room (and, with many senders, a slot claimed); return the slots
+        ring_claim() gave.  Raise SendTimeout after the deadline."""
+        cdef int64_t n
+        while True:
+            n = ring_claim(&self.ring)
+            if n > 0:
+                return n
+            if n < 0:
+                self._raise_corrupt()
+            if not self._wait(deadline):
+                self._raise_timeout(timeout, sent)
 
     def send(self, msg, timeout=None):
         """Send one message; wait while the ring is full (raise SendTimeout, a queue.Full, after timeout seconds)."""
         _enter(self)
         try:
-            if ring_free(&self.ring) <= 0:
-                if not self._wait(deadline_ns(timeout)):
-                    self._raise_timeout(timeout, None)
+            if ring_claim(&self.ring) <= 0:
+                self._claim(deadline_ns(timeout), timeout, None)
             self._put(msg)
             ring_publish(&self.ring)
         finally:
@@ -101,30 +128,29 @@ cdef class Sender(_End):
         SendTimeout whose ``sent`` says how many went out.  If the serializer
         raises, the messages before the failing one are sent.
         """
-        cdef int64_t free
+        cdef int64_t free = 0
         cdef Py_ssize_t pending = 0, sent = 0
         cdef Py_ssize_t publish_every = self.publish_every
         cdef int64_t deadline = -1
         cdef bint have_deadline = False
         _enter(self)
         try:
-            free = ring_free(&self.ring)
             for msg in messages:
                 if _closing(self):
                     # close() from another thread: it returns once this call has let go.
                     self._raise_closed()
                 if free <= 0:
-                    if pending:
-                        ring_publish(&self.ring)
-                        pending = 0
-                    free = ring_free(&self.ring)
+                    # One sender: the free slots, filled without asking again.  Many
+                    # senders: one claimed slot, claimed only now that msg is in hand.
+                    free = ring_claim(&self.ring)
                     if free <= 0:
+                        if pending:
+                            ring_publish(&self.ring)
+                            pending = 0
                         if not have_deadline:
                             deadline = deadline_ns(timeout)
                             have_deadline = True
-                        if not self._wait(deadline):
-                            self._raise_timeout(timeout, sent)
-                        free = ring_free(&self.ring)
+                        free = self._claim(deadline, timeout, sent)
                 self._put(msg)
                 free -= 1
                 sent += 1
@@ -148,7 +174,8 @@ cdef class Sender(_End):
         """
         cdef Py_buffer view
         cdef Py_ssize_t i = 0, n, k, stride, chunk
-        cdef int64_t free, deadline
+        cdef int64_t free, deadline, claimed = 1
+        cdef bint many = self.ring.many
         cdef int st = WAIT_READY
         cdef uint32_t size = <uint32_t>self.record_size
         cdef const char *base
@@ -167,7 +194,25 @@ cdef class Sender(_End):
                             if self.ring.stop:
                                 st = WAIT_STOPPED
                                 break
-                            free = ring_free(&self.ring)
+                            if many:
+                                # One claim per record; a wake-up per chunk.
+                                k = ring_write_records_many(&self.ring, base + i * stride, stride,
+                                                            min(n - i, chunk), size, &claimed)
+                                i += k
+                                if k:
+                                    ring_publish(&self.ring)
+                                if claimed < 0:
+                                    st = WAIT_CORRUPT
+                                    break
+                                if claimed == 0:
+                                    st = ring_wait(&self.ring, True, deadline)
+                                    if st != WAIT_READY:
+                                        break
+                                continue
+                            free = ring_claim(&self.ring)
+                            if free < 0:
+                                st = WAIT_CORRUPT
+                                break
                             if free <= 0:
                                 st = ring_wait(&self.ring, True, deadline)
                                 if st != WAIT_READY:
@@ -204,7 +249,7 @@ cdef class Sender(_End):
         message below it reached the ring, none above it did.
         """
         self._check_open()
-        return self.ring.write
+        return ring_published(&self.ring)
 
     def close(self):
         """Close this end.  Queued messages stay in the channel for a receiver."""
@@ -222,7 +267,7 @@ cdef class Receiver(_End):
 
     def __init__(self, name, message_deserializer=None, message_length=None,
                  max_queued_messages=DEFAULT_MAX_QUEUED_MESSAGES, on_message=None, *,
-                 message_type=None, on_batch=None, on_error=None,
+                 message_type=None, on_batch=None, on_error=None, max_senders=1,
                  spin_time=DEFAULT_SPIN_TIME, mode=0o600):
         for what, fn in (("message_deserializer", message_deserializer), ("on_message", on_message),
                          ("on_batch", on_batch), ("on_error", on_error)):
@@ -241,7 +286,7 @@ cdef class Receiver(_End):
         self.thread = None
         self.error = None
         self._open(name, message_length, max_queued_messages, END_RECEIVER, spin_time, mode, message_type,
-                   None, message_deserializer)
+                   None, message_deserializer, max_senders)
         if on_message is not None or on_batch is not None:
             self.busy = 1
             self.thread = threading.Thread(target=self._run, name=f"cywhip-receiver-{self.name}",

@@ -4,6 +4,7 @@ class _End:
     name: str
     message_length: int
     max_queued_messages: int
+    max_senders: int
     @property
     def message_type(self) -> Any: ...
     @property

@@ -12,12 +12,13 @@ import time
 import weakref
 
 from cpython.exc cimport PyErr_CheckSignals
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 from cywhip._codec cimport choose_codec
-from cywhip._region cimport Region
+from cywhip._region cimport Region, END_SENDER
+from cywhip.includes.c_layout cimport CW_MAX_PLACES
 from cywhip._ring cimport (
-    ring_attach, ring_wait, ring_interrupt, ring_depth, ring_free, ring_available, monotonic_ns,
+    ring_attach, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now, monotonic_ns,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
 )
 
@@ -94,6 +95,15 @@ cdef object _check_mode(object mode):
     return mode
 
 
+cdef int _check_places(str what, object value) except -1:
+    """max_senders and the like: a whole number of places, 1 to CW_MAX_PLACES."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__} ({value!r})")
+    if not 1 <= value <= CW_MAX_PLACES:
+        raise ValueError(f"{what} must be between 1 and {CW_MAX_PLACES}, got {value}")
+    return 0
+
+
 cdef int check_count(object max_count) except -1:
     if isinstance(max_count, bool) or not isinstance(max_count, int):
         raise TypeError(f"max_count must be an int, not {type(max_count).__name__} ({max_count!r})")
@@ -116,10 +126,12 @@ cdef class _End:
         self.forked = 0
 
     cdef int _open(self, name, message_length, max_queued_messages, int end, object spin_time,
-                   object mode, object message_type, object serializer, object deserializer) except -1:
+                   object mode, object message_type, object serializer, object deserializer,
+                   object max_senders=1) except -1:
         """Open (or create) the channel, claim this end's place, attach the ring, choose the codec."""
         if self.region is not None:
             raise RuntimeError(f"{type(self).__name__} is already open")
+        _check_places("max_senders", max_senders)
         cdef int64_t spin_ns = _spin_ns(spin_time)
         rtype = None
         if message_type is not None:
@@ -135,11 +147,15 @@ cdef class _End:
                             f"in bytes) or message_type")
         message_length, max_queued_messages = check_geometry(message_length, max_queued_messages)
         cdef Region region = Region.open(name, message_length, max_queued_messages, end,
-                                         rtype=rtype, mode=_check_mode(mode))
+                                         rtype=rtype, mode=_check_mode(mode), max_senders=max_senders)
+        # A sender of many: its place's intent word (the ring clears it: step S0).
+        cdef uint64_t *intent = NULL
+        if end == END_SENDER and max_senders > 1:
+            intent = &region._place(region.place).intent
         # The geometry is the one this end asked for and the region checked:
         # never read again from the header, where it could change under us.
         if ring_attach(&self.ring, region.hdr, region.slots_offset, max_queued_messages, message_length,
-                       spin_ns) != 0:
+                       spin_ns, max_senders, region.fd, intent) != 0:
             region.close()
             raise ChannelCorruptError(
                 f"channel {region.name!r} is corrupt: write cursor {self.ring.bad_cursor}, "
@@ -148,6 +164,7 @@ cdef class _End:
         self.name = region.name
         self.message_length = message_length
         self.max_queued_messages = max_queued_messages
+        self.max_senders = max_senders
         self.codec = choose_codec(region.name, message_length, rtype, serializer, deserializer)
         self.record_size = self.codec.record_size
         _live_ends.add(self)
@@ -201,8 +218,9 @@ cdef class _End:
             PyErr_CheckSignals()
 
     cdef int _ready_now(self) except -1:
-        """Whether there is room (a sender) or a message (a receiver) right now, without waiting."""
-        cdef int64_t n = ring_free(&self.ring) if self.sending else ring_available(&self.ring)
+        """Whether there is room (a sender: with many senders, a slot claimed for it to fill at
+        once) or a message (a receiver) right now, without waiting."""
+        cdef int64_t n = ring_claim(&self.ring) if self.sending else ring_available_now(&self.ring)
         if n < 0:
             self._raise_corrupt()
         return n > 0
@@ -210,7 +228,7 @@ cdef class _End:
     cdef int _raise_corrupt(self) except -1:
         """Raise for impossible cursors: this end's own cursor and the other's as the ring read it."""
         if self.sending:
-            write, read = self.ring.write, self.ring.bad_cursor
+            write, read = self.ring.bad_write, self.ring.bad_cursor
         else:
             write, read = self.ring.bad_cursor, self.ring.read
         raise ChannelCorruptError(
@@ -290,5 +308,6 @@ cdef class _End:
 
     def __repr__(self):
         state = "closed" if self.closed else "open"
+        senders = f" max_senders={self.max_senders}" if self.max_senders > 1 else ""
         return (f"<{type(self).__name__} {self.name!r} message_length={self.message_length} "
-                f"max_queued_messages={self.max_queued_messages} {state}>")
+                f"max_queued_messages={self.max_queued_messages}{senders} {state}>")

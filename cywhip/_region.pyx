@@ -28,7 +28,7 @@ from cywhip.includes.c_layout cimport (
     cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION,
     CW_SLOT_HEADER_SIZE, CW_SLOT_ALIGN, CW_MAX_MESSAGE_LENGTH,
     CW_LIFECYCLE_LOCK_BYTE, CW_TYPE_DESCRIPTION_SIZE, CW_PLACE_SIZE, CW_MAX_PLACES,
-    CW_TOPOLOGY_ONE_TO_ONE, cw_place, cw_slots_offset, cw_place_offset,
+    CW_TOPOLOGY_ONE_TO_ONE, cw_place, cw_slots_offset, cw_place_offset, cw_slot_header_size,
 )
 from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_unlock, cw_ofd_is_locked
 
@@ -104,9 +104,10 @@ def channel_path(name):
     return os.path.join(SHM_DIR, FILE_PREFIX + channel_name(name))
 
 
-def slot_size_for(message_length):
+def slot_size_for(message_length, max_senders=1):
     """Bytes per slot (computed in Python ints: no size wraps or overflows)."""
-    return CW_SLOT_HEADER_SIZE + (int(message_length) + CW_SLOT_ALIGN - 1) // CW_SLOT_ALIGN * CW_SLOT_ALIGN
+    return (cw_slot_header_size(max_senders)
+            + (int(message_length) + CW_SLOT_ALIGN - 1) // CW_SLOT_ALIGN * CW_SLOT_ALIGN)
 
 
 def slots_offset_for(max_senders=1, max_receivers=1):
@@ -116,7 +117,8 @@ def slots_offset_for(max_senders=1, max_receivers=1):
 
 def file_size_for(message_length, capacity, max_senders=1, max_receivers=1):
     """Bytes of a channel's file: header, places and slots, rounded up to a page."""
-    size = slots_offset_for(max_senders, max_receivers) + int(capacity) * slot_size_for(message_length)
+    size = (slots_offset_for(max_senders, max_receivers)
+            + int(capacity) * slot_size_for(message_length, max_senders))
     return (size + CW_PAGE_SIZE - 1) // CW_PAGE_SIZE * CW_PAGE_SIZE
 
 
@@ -322,12 +324,13 @@ cdef class Region:
         if h.max_receivers != self.max_receivers:
             raise ChannelMismatchError(f"{what} exists with max_receivers={h.max_receivers}, "
                                        f"this end asked for max_receivers={self.max_receivers}")
-        if (h.header_size != self.slots_offset or h.slot_size != slot_size_for(message_length)
+        slot_size = slot_size_for(message_length, self.max_senders)
+        if (h.header_size != self.slots_offset or h.slot_size != slot_size
                 or h.file_size != size or h.place_size != CW_PLACE_SIZE):
             raise ChannelCorruptError(
                 f"{what} has an inconsistent header: header_size={h.header_size}, "
                 f"slot_size={h.slot_size}, file_size={h.file_size}, place_size={h.place_size}; "
-                f"expected {self.slots_offset}, {slot_size_for(message_length)}, {size}, {CW_PLACE_SIZE}")
+                f"expected {self.slots_offset}, {slot_size}, {size}, {CW_PLACE_SIZE}")
         if st_size < size:
             raise ChannelCorruptError(f"{what} is {st_size} bytes, its header needs {size}")
         return 0
@@ -402,7 +405,7 @@ cdef class Region:
             h.place_size = CW_PLACE_SIZE
             h.message_length = message_length
             h.capacity = capacity
-            h.slot_size = slot_size_for(message_length)
+            h.slot_size = slot_size_for(message_length, self.max_senders)
             h.file_size = size
             h.type_fingerprint = type_fingerprint
             h.type_size = type_size

@@ -1,21 +1,26 @@
 # cython: language_level=3
-"""The single-producer/single-consumer protocol over a channel's slots.
+"""The protocols over a channel's slots: one sender, or many senders, into one receiver.
 
 Nothing here touches a Python object: every function is ``nogil`` and
-``noexcept`` and reports through its return value.  The sender owns
-``write_cursor``; the receiver owns ``read_cursor``; each keeps a private
-copy of the other's cursor and refreshes it only when the copy says the ring
-is full (sender) or empty (receiver).  See docs/protocol.md.
+``noexcept`` and reports through its return value.  With one sender
+(``r.many`` false) the sender owns ``write_cursor``; the receiver owns
+``read_cursor``; each keeps a private copy of the other's cursor and
+refreshes it only when the copy says the ring is full (sender) or empty
+(receiver).  With many senders, ``write_cursor`` is the claim cursor, moved
+only by compare-and-swap; each slot carries the sequence number it was
+published with and each sender's place the sequence it is filling, so the
+receiver can tell a slot still being filled from one whose sender died.
+The ends call the same functions either way.  See docs/protocol.md.
 """
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy
 
 from cywhip.includes.c_atomics cimport (
-    cw_load_acquire_u64, cw_store_release_u64, cw_load_relaxed_u32,
-    cw_exchange_u32, cw_fence_seq_cst, cw_prefetch_write,
+    cw_load_acquire_u64, cw_load_relaxed_u64, cw_store_release_u64, cw_store_relaxed_u64,
+    cw_load_relaxed_u32, cw_exchange_u32, cw_fence_seq_cst, cw_prefetch_write, cw_cas_acq_rel_u64,
 )
 from cywhip.includes.c_futex cimport cw_futex_wake
-from cywhip.includes.c_layout cimport cw_header, cw_slot_header, CW_SLOT_HEADER_SIZE
+from cywhip.includes.c_layout cimport cw_header, cw_slot_header, cw_many_slot_header, CW_VOID_LENGTH
 
 # Results of ring_wait().
 cdef enum:
@@ -32,25 +37,41 @@ cdef struct ring_t:
     uint64_t capacity
     uint64_t message_length
     uint64_t slot_size
+    uint64_t slot_header   # bytes before each payload: 8, or 16 with many senders (seq)
     int64_t spin_ns
-    # Sender-private.
+    # Many senders (max_senders > 1): the claim/publish/skip protocol.
+    bint many
+    uint32_t max_senders
+    char *places           # the sender places (receiver: to find a hole's claimer)
+    uint64_t *intent       # this sender's place's intent word (many senders; else NULL)
+    int fd                 # the channel file, to test a sender place's lock
+    int wake_count         # waiting senders one release wakes: 1, or all of them
+    # Sender-private.  With many senders, write is the sequence last claimed.
     uint64_t write         # next cursor to fill; == write_cursor after a publish
     uint64_t write_index   # write % capacity
     uint64_t read_cache    # last read_cursor seen
     # Receiver-private.
     uint64_t read          # next cursor to take; read_cursor lags it until a release
     uint64_t read_index    # read % capacity
-    uint64_t write_cache   # last write_cursor seen
+    uint64_t write_cache   # end of the messages known to be published (>= read)
+    bint hole              # many senders: the last look found read claimed but not published
+    uint64_t skipped       # many senders: slots stepped over (a dead claimer's, or void)
     # Set by close() from another thread to end a wait.
     uint32_t stop
     # The impossible values behind the last WAIT_CORRUPT / -1, for error messages:
-    # a cursor or a slot length as it was read (once) from shared memory.
+    # a cursor or a slot length as it was read (once) from shared memory, and
+    # the sender's write (claim) cursor it was checked against.
     uint64_t bad_cursor
+    uint64_t bad_write
     uint64_t bad_length
 
 cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t capacity,
-                     uint64_t message_length, int64_t spin_ns) noexcept nogil
+                     uint64_t message_length, int64_t spin_ns, uint32_t max_senders,
+                     int fd, uint64_t *intent) noexcept nogil
 cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil
+cdef int64_t ring_scan(ring_t *r) noexcept nogil
+cdef int ring_resolve_hole(ring_t *r) noexcept nogil
+cdef int64_t ring_available_now(ring_t *r) noexcept nogil
 cdef void ring_interrupt(ring_t *r, bint sending) noexcept nogil
 cdef int64_t ring_depth(ring_t *r) noexcept nogil
 cdef uint64_t ring_taken(ring_t *r) noexcept nogil
@@ -59,45 +80,169 @@ cdef int64_t monotonic_ns() noexcept nogil
 
 # ---------------------------------------------------------------- sender side
 
+cdef inline int64_t ring_unclaimed(ring_t *r) noexcept nogil:
+    """Many senders: the slots no sender has claimed, from a consistent look at both cursors;
+    -1 if they are impossible."""
+    cdef uint64_t c = cw_load_acquire_u64(&r.hdr.write_cursor)
+    cdef uint64_t rd, again
+    cdef int tries
+    for tries in range(64):
+        # Acquire keeps the three loads in order.  The claim cursor unchanged
+        # around the load of read_cursor: that was the claim cursor when read
+        # was loaded, so read <= claim <= read + capacity in a sound channel.
+        rd = cw_load_acquire_u64(&r.hdr.read_cursor)
+        again = cw_load_acquire_u64(&r.hdr.write_cursor)
+        if again == c:
+            if c - rd > r.capacity:
+                r.bad_cursor = rd
+                r.bad_write = c
+                return -1
+            r.read_cache = rd
+            return <int64_t>(r.capacity - (c - rd))
+        c = again
+    # Other senders keep claiming: there was room a moment ago; ring_claim_many() decides.
+    return 1
+
 cdef inline int64_t ring_refresh_free(ring_t *r) noexcept nogil:
     """Reload read_cursor; return the free slots, or -1 if the cursors are impossible."""
+    if r.many:
+        return ring_unclaimed(r)
     # Acquire pairs with the receiver's release of read_cursor: once we see
     # it, the receiver has finished reading every slot before it.
     cdef uint64_t rd = cw_load_acquire_u64(&r.hdr.read_cursor)
     # Unsigned: also catches rd > write.
     if r.write - rd > r.capacity:
         r.bad_cursor = rd
+        r.bad_write = r.write
         return -1
     r.read_cache = rd
     return <int64_t>(r.capacity - (r.write - rd))
 
 cdef inline int64_t ring_free(ring_t *r) noexcept nogil:
-    """Free slots, from the cached read cursor while it says there are some."""
+    """Free slots, from the cached read cursor while it says there are some (one sender)."""
     cdef uint64_t used = r.write - r.read_cache
     if used < r.capacity:
         return <int64_t>(r.capacity - used)
     return ring_refresh_free(r)
 
+cdef inline void ring_claim_intent(ring_t *r, uint64_t c) noexcept nogil:
+    """Many senders, step S2: say in this sender's place that it is claiming sequence c."""
+    # Relaxed: the compare-and-swap of S3 (acq_rel) orders it before the claim.
+    cw_store_relaxed_u64(r.intent, c + 1)
+
+cdef inline bint ring_claim_cas(ring_t *r, uint64_t *c) noexcept nogil:
+    """Many senders, step S3: move the claim cursor from c[0] to c[0] + 1.  On success this
+    sender owns sequence c[0] (r.write, r.write_index); on failure c[0] is the cursor now."""
+    cdef uint64_t mine = c[0]
+    cdef uint64_t ahead
+    # Acq_rel: the release orders S2's intent before the claim for a receiver
+    # that acquires the claim cursor (R4).
+    if not cw_cas_acq_rel_u64(&r.hdr.write_cursor, c, mine + 1):
+        return False
+    # The index of mine, from the last claim's without a division while it is near.
+    ahead = mine - r.write
+    if ahead < r.capacity:
+        ahead += r.write_index
+        r.write_index = ahead - r.capacity if ahead >= r.capacity else ahead
+    else:
+        r.write_index = mine % r.capacity
+    r.write = mine
+    return True
+
+cdef inline int64_t ring_claim_many(ring_t *r) noexcept nogil:
+    """Many senders, steps S1-S3: claim the next sequence for this sender.
+
+    1 when claimed (its slot is r.write_index); 0 when the ring is full, with
+    this sender's intent withdrawn (so it may wait); -1 if the cursors are
+    impossible.
+    """
+    # S1.  Relaxed: the compare-and-swap below checks it.
+    cdef uint64_t c = cw_load_relaxed_u64(&r.hdr.write_cursor)
+    cdef uint64_t rd
+    while True:
+        if c - r.read_cache >= r.capacity:
+            # Acquire pairs with the receiver's release of read_cursor.
+            rd = cw_load_acquire_u64(&r.hdr.read_cursor)
+            if rd > c:
+                # c is old: others claimed, published and were read since.  A
+                # claim cursor loaded now is at least rd, or the cursors are impossible.
+                c = cw_load_acquire_u64(&r.hdr.write_cursor)
+                if rd > c:
+                    cw_store_release_u64(r.intent, 0)
+                    r.bad_cursor = rd
+                    r.bad_write = c
+                    return -1
+                continue
+            # c was loaded before rd: c <= rd + capacity in a sound channel.
+            if c - rd > r.capacity:
+                cw_store_release_u64(r.intent, 0)
+                r.bad_cursor = rd
+                r.bad_write = c
+                return -1
+            r.read_cache = rd
+            if c - rd == r.capacity:
+                # Full.  A stale intent left while waiting for room would make the
+                # receiver wait for this sender while this sender waits for it.
+                cw_store_release_u64(r.intent, 0)
+                return 0
+        ring_claim_intent(r, c)                # S2
+        if ring_claim_cas(r, &c):              # S3
+            return 1
+        # Another sender claimed c first; c is the cursor now: try there.
+
+cdef inline int64_t ring_claim(ring_t *r) noexcept nogil:
+    """Slots the caller may fill from the write cursor on before asking again: the free slots
+    (one sender), or 1 after claiming one (many senders); 0 when full, -1 if impossible."""
+    if r.many:
+        return ring_claim_many(r)
+    return ring_free(r)
+
+cdef inline uint64_t ring_published(ring_t *r) noexcept nogil:
+    """One sender: messages it ever published (its write cursor).  Many senders: sequences
+    ever claimed by any of them (the claim cursor), a few perhaps still being filled."""
+    if r.many:
+        return cw_load_relaxed_u64(&r.hdr.write_cursor)
+    return r.write
+
 cdef inline char *ring_write_slot(ring_t *r) noexcept nogil:
-    """Payload of the slot at the write cursor (caller checked ring_free() > 0)."""
-    return r.slots + r.write_index * r.slot_size + CW_SLOT_HEADER_SIZE
+    """Payload of the slot at the write cursor (caller checked ring_claim() > 0)."""
+    return r.slots + r.write_index * r.slot_size + r.slot_header
 
 cdef inline void ring_commit(ring_t *r, uint32_t length) noexcept nogil:
-    """Finish the slot at the write cursor; invisible to the receiver until ring_publish()."""
-    (<cw_slot_header *>(r.slots + r.write_index * r.slot_size)).length = length
+    """Finish the slot at the write cursor.
+
+    One sender: invisible to the receiver until ring_publish().  Many senders:
+    visible at once (S5: store-release seq), then the intent is cleared (S6);
+    ring_publish() only wakes the receiver.
+    """
+    cdef char *slot = r.slots + r.write_index * r.slot_size
+    (<cw_slot_header *>slot).length = length
+    if r.many:
+        # S5.  Release publishes the payload and length written before it;
+        # pairs with the receiver's acquire load of seq (R1, R5).
+        cw_store_release_u64(&(<cw_many_slot_header *>slot).seq, r.write + 1)
+        # S6.  Release: whoever sees the intent gone sees the message published.
+        cw_store_release_u64(r.intent, 0)
+        return
     r.write += 1
     r.write_index += 1
     if r.write_index == r.capacity:
         r.write_index = 0
 
+cdef inline void ring_commit_void(ring_t *r) noexcept nogil:
+    """Many senders: publish the claimed slot as holding no message (its message could not
+    be built); the receiver steps over it."""
+    ring_commit(r, CW_VOID_LENGTH)
+
 cdef inline void ring_publish(ring_t *r) noexcept nogil:
-    """Make every committed slot visible with one store; wake a sleeping receiver."""
+    """Make every committed slot visible with one store (one sender); wake a sleeping receiver."""
     # Release publishes the slot payloads and lengths written before it;
     # pairs with the receiver's acquire load of write_cursor.
-    cw_store_release_u64(&r.hdr.write_cursor, r.write)
-    # Orders that store before the load of receiver_waiting below; pairs
-    # with the receiver's fence between setting receiver_waiting and
-    # re-reading write_cursor, so one of the two always sees the other.
+    if not r.many:
+        cw_store_release_u64(&r.hdr.write_cursor, r.write)
+    # Orders that store (many senders: the seq stores) before the load of
+    # receiver_waiting below; pairs with the receiver's fence between setting
+    # receiver_waiting and looking again, so one of the two sees the other.
     cw_fence_seq_cst()
     if cw_load_relaxed_u32(&r.hdr.receiver_waiting) and cw_exchange_u32(&r.hdr.receiver_waiting, 0):
         cw_futex_wake(&r.hdr.receiver_waiting, 1)
@@ -106,10 +251,18 @@ cdef inline void ring_publish(ring_t *r) noexcept nogil:
 # -------------------------------------------------------------- receiver side
 
 cdef inline int64_t ring_available(ring_t *r) noexcept nogil:
-    """Messages waiting, reloading write_cursor only when the cached copy is used up; -1 if impossible."""
+    """Messages waiting, reloading write_cursor only when the cached copy is used up; -1 if impossible.
+
+    Many senders: the published messages in a row from the read cursor
+    (ring_scan()); 0 at a hole too (r.hole), which ring_wait() and
+    ring_available_now() resolve.  Call it only with every consumed message
+    released (or rewound): a scan may step over void slots and release them.
+    """
     cdef uint64_t w = r.write_cache
     if w != r.read:
         return <int64_t>(w - r.read)
+    if r.many:
+        return ring_scan(r)
     # Acquire pairs with the sender's release in ring_publish(): the slots
     # before w are fully written once we see w.
     w = cw_load_acquire_u64(&r.hdr.write_cursor)
@@ -129,7 +282,7 @@ cdef inline int64_t ring_read_length(ring_t *r) noexcept nogil:
     return n
 
 cdef inline char *ring_read_slot(ring_t *r) noexcept nogil:
-    return r.slots + r.read_index * r.slot_size + CW_SLOT_HEADER_SIZE
+    return r.slots + r.read_index * r.slot_size + r.slot_header
 
 cdef inline void ring_consume(ring_t *r) noexcept nogil:
     """Step past the message at the read cursor; the sender may reuse it after ring_release()."""
@@ -165,7 +318,7 @@ cdef inline Py_ssize_t ring_lend_run(ring_t *r, Py_ssize_t k, uint32_t record_si
 
 cdef inline uint64_t ring_read_offset(ring_t *r) noexcept nogil:
     """Where in the channel file the payload at the read cursor starts."""
-    return r.slots_offset + r.read_index * r.slot_size + CW_SLOT_HEADER_SIZE
+    return r.slots_offset + r.read_index * r.slot_size + r.slot_header
 
 cdef inline void ring_consume_run(ring_t *r, uint64_t k) noexcept nogil:
     """Step past k messages lent by ring_lend_run(); the sender may reuse them after ring_release()."""
@@ -182,7 +335,8 @@ cdef inline void ring_release(ring_t *r) noexcept nogil:
     # Same handshake as ring_publish(), mirrored.
     cw_fence_seq_cst()
     if cw_load_relaxed_u32(&r.hdr.sender_waiting) and cw_exchange_u32(&r.hdr.sender_waiting, 0):
-        cw_futex_wake(&r.hdr.sender_waiting, 1)
+        # Many senders share the word: wake them all.
+        cw_futex_wake(&r.hdr.sender_waiting, r.wake_count)
 
 
 # ----------------------------------------------------------- typed record runs
@@ -218,7 +372,7 @@ cdef inline void ring_write_records(ring_t *r, const char *src, Py_ssize_t strid
             ahead %= r.capacity
         cw_prefetch_write(r.slots + ahead * r.slot_size)
         (<cw_slot_header *>slot).length = size
-        _copy_record(slot + CW_SLOT_HEADER_SIZE, src + i * stride, size)
+        _copy_record(slot + r.slot_header, src + i * stride, size)
         r.write += 1
         r.write_index += 1
         if r.write_index == r.capacity:
@@ -237,9 +391,22 @@ cdef inline Py_ssize_t ring_read_records(ring_t *r, char *dst, Py_ssize_t stride
         if n != size:
             r.bad_length = n
             return i
-        _copy_record(dst + i * stride, slot + CW_SLOT_HEADER_SIZE, size)
+        _copy_record(dst + i * stride, slot + r.slot_header, size)
         r.read += 1
         r.read_index += 1
         if r.read_index == r.capacity:
             r.read_index = 0
+    return count
+
+cdef inline Py_ssize_t ring_write_records_many(ring_t *r, const char *src, Py_ssize_t stride,
+                                         Py_ssize_t count, uint32_t size, int64_t *claimed) noexcept nogil:
+    """Many senders: claim and commit up to count records, one claim each; return how many.
+    claimed[0] is the last claim's result: 1, or 0 (full) / -1 (impossible) when it stopped early."""
+    cdef Py_ssize_t i
+    for i in range(count):
+        claimed[0] = ring_claim_many(r)
+        if claimed[0] <= 0:
+            return i
+        _copy_record(ring_write_slot(r), src + i * stride, size)
+        ring_commit(r, size)
     return count

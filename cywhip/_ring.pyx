@@ -12,14 +12,20 @@ from cywhip.includes.c_atomics cimport (
 )
 from cywhip.includes.c_futex cimport cw_futex_wait, cw_futex_wake
 from cywhip.includes.c_layout cimport (
-    CW_SLOT_ALIGN, CW_HEADER_SIZE, CW_PLACE_SIZE, cw_place, cw_place_offset, cw_slots_offset,
+    cw_many_slot_header, CW_SLOT_ALIGN, CW_SLOT_HEADER_SIZE, CW_HEADER_SIZE, CW_PLACE_SIZE, CW_MANY_SLOT_HEADER_SIZE, cw_place,
+    cw_place_offset, cw_slots_offset, cw_slot_header_size,
 )
+from cywhip.includes.c_ofd_lock cimport cw_ofd_is_locked
 
 # A sleep lasts at most this long before ring_wait() returns WAIT_AGAIN, so
 # that a blocked call in the main thread notices Ctrl-C within this time
 # even when the signal was delivered to another thread.
+# A receiver waiting at a hole (a slot claimed by a live sender, not yet
+# published) sleeps at most HOLE_SLICE_NS before it tests the claimer's lock
+# again: the claimer's publish wakes it at once, its death cannot.
 cdef enum:
     SLEEP_SLICE_NS = 100_000_000
+    HOLE_SLICE_NS = 1_000_000
 
 
 cdef int64_t monotonic_ns() noexcept nogil:
@@ -29,12 +35,16 @@ cdef int64_t monotonic_ns() noexcept nogil:
 
 
 cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t capacity,
-                     uint64_t message_length, int64_t spin_ns) noexcept nogil:
+                     uint64_t message_length, int64_t spin_ns, uint32_t max_senders,
+                     int fd, uint64_t *intent) noexcept nogil:
     """Point r at a header whose geometry was validated; load both cursors. -1 if they are impossible.
 
-    slots_offset, capacity and message_length are the values this end opened
-    with and checked against the header: the geometry is never read from
-    shared memory again, where another process could have changed it since.
+    slots_offset, capacity, message_length and max_senders are the values
+    this end opened with and checked against the header: the geometry is
+    never read from shared memory again, where another process could have
+    changed it since.  fd is the channel file (a receiver tests sender places'
+    locks on it); intent is a sender's place's intent word (many senders),
+    else NULL.
     """
     # Acquire: a restarted sender must see the slots the receiver finished
     # reading before it released read_cursor (pairs with ring_release), and
@@ -47,11 +57,24 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.slots_offset = slots_offset
     r.capacity = capacity
     r.message_length = message_length
-    r.slot_size = CW_SLOT_HEADER_SIZE + (message_length + CW_SLOT_ALIGN - 1) // CW_SLOT_ALIGN * CW_SLOT_ALIGN
+    r.slot_header = cw_slot_header_size(max_senders)
+    r.slot_size = r.slot_header + (message_length + CW_SLOT_ALIGN - 1) // CW_SLOT_ALIGN * CW_SLOT_ALIGN
     r.spin_ns = spin_ns
+    r.many = max_senders > 1
+    r.max_senders = max_senders
+    r.places = (<char *>hdr) + CW_HEADER_SIZE
+    r.intent = intent
+    r.fd = fd
+    r.wake_count = (1 << 30) if r.many else 1
+    r.hole = 0
+    r.skipped = 0
     r.stop = 0
     r.bad_cursor = 0
+    r.bad_write = 0
     r.bad_length = 0
+    if intent != NULL:
+        # S0: this place's lock is ours now; a claim a dead sender left in it is void.
+        cw_store_release_u64(intent, 0)
     r.write = w
     r.write_index = w % capacity
     r.read_cache = rd
@@ -60,6 +83,7 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.write_cache = rd
     if w - rd > capacity:
         r.bad_cursor = w
+        r.bad_write = w
         return -1
     return 0
 
@@ -97,9 +121,14 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
     """Wait for free slots (sending) or messages (not sending).
 
     Spins for r.spin_ns, then sleeps on this end's waiting word for at most
-    one slice.  deadline_ns < 0 means no deadline.
+    one slice.  deadline_ns < 0 means no deadline.  A receiver of many
+    senders that finds a hole after spinning resolves it (ring_resolve_hole):
+    steps over it if its claimer is dead, else sleeps one short slice.
     """
     cdef uint32_t *word = &r.hdr.sender_waiting if sending else &r.hdr.receiver_waiting
+    # Many senders share sender_waiting: a sender never clears it (it would
+    # hide another sender's sleep); the receiver clears it and wakes them all.
+    cdef bint shared_word = sending and r.many
     cdef int64_t n, now, remaining
     cdef int64_t spin_end
     cdef unsigned int i = 0
@@ -115,8 +144,12 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
         if r.stop:
             return WAIT_STOPPED
         if deadline_ns >= 0 and now >= deadline_ns:
+            if not sending and r.hole and ring_resolve_hole(r):
+                continue
             return WAIT_TIMEOUT
         if now >= spin_end:
+            if not sending and r.hole and ring_resolve_hole(r):
+                continue
             break
         cw_cpu_relax()
         i += 1
@@ -131,28 +164,131 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
     cw_fence_seq_cst()
     n = _ready(r, sending)
     if n != 0 or r.stop:
-        cw_store_relaxed_u32(word, 0)
+        if not shared_word:
+            cw_store_relaxed_u32(word, 0)
         if r.stop:
             return WAIT_STOPPED
         return WAIT_READY if n > 0 else WAIT_CORRUPT
-    remaining = SLEEP_SLICE_NS
+    remaining = HOLE_SLICE_NS if (not sending and r.hole) else SLEEP_SLICE_NS
     if deadline_ns >= 0:
         now = monotonic_ns()
         if now >= deadline_ns:
-            cw_store_relaxed_u32(word, 0)
+            if not shared_word:
+                cw_store_relaxed_u32(word, 0)
             return WAIT_TIMEOUT
         if deadline_ns - now < remaining:
             remaining = deadline_ns - now
     ts.tv_sec = remaining // 1_000_000_000
     ts.tv_nsec = remaining % 1_000_000_000
     rc = cw_futex_wait(word, 1, &ts)
-    cw_store_relaxed_u32(word, 0)
+    if not shared_word:
+        cw_store_relaxed_u32(word, 0)
     if r.stop:
         return WAIT_STOPPED
     n = _ready(r, sending)
     if n != 0:
         return WAIT_READY if n > 0 else WAIT_CORRUPT
     return WAIT_AGAIN
+
+
+# ------------------------------------------------------ many senders: receiving
+
+cdef inline char *_slot(ring_t *r, uint64_t index) noexcept nogil:
+    return r.slots + index * r.slot_size
+
+
+cdef inline void _step_over(ring_t *r) noexcept nogil:
+    """Pass the slot at the read cursor without delivering it (void, or a dead claimer's)."""
+    r.read += 1
+    r.read_index += 1
+    if r.read_index == r.capacity:
+        r.read_index = 0
+    r.write_cache = r.read
+    r.skipped += 1
+
+
+cdef int64_t ring_scan(ring_t *r) noexcept nogil:
+    """Many senders, step R1 for a run: count the messages published in a row from the read
+    cursor, stepping over void slots at its start (and releasing them).
+
+    Returns the count (its end in r.write_cache); 0 when there is none, with
+    r.hole set if the read cursor is claimed but not published (R4) and clear
+    if the ring is empty; -1 if the claim cursor is impossible.
+    """
+    cdef uint64_t seq = r.read, index = r.read_index, n = 0, c, stepped = 0
+    cdef uint32_t length
+    cdef char *slot
+    while n + stepped < r.capacity:
+        slot = _slot(r, index)
+        # R1.  Acquire pairs with the sender's release of seq (S5): the
+        # payload and length are complete once seq says this lap's message.
+        if cw_load_acquire_u64(&(<cw_many_slot_header *>slot).seq) != seq + 1:
+            break
+        length = cw_load_relaxed_u32(&(<cw_many_slot_header *>slot).length)
+        if length == CW_VOID_LENGTH:
+            if n:
+                break       # deliver the run before it first
+            _step_over(r)
+            stepped += 1
+            seq += 1
+            index = r.read_index
+            continue
+        n += 1
+        seq += 1
+        index += 1
+        if index == r.capacity:
+            index = 0
+    if stepped:
+        ring_release(r)
+    if n:
+        r.hole = False
+        r.write_cache = r.read + n
+        return <int64_t>n
+    # R4.  Acquire pairs with S3's compare-and-swap: a claim seen here
+    # brings its claimer's intent (S2) with it.
+    c = cw_load_acquire_u64(&r.hdr.write_cursor)
+    if c - r.read > r.capacity:
+        r.bad_cursor = c
+        return -1
+    r.hole = c != r.read
+    return 0
+
+
+cdef int ring_resolve_hole(ring_t *r) noexcept nogil:
+    """Many senders, steps R4-R5 at a hole (the read cursor claimed, not published).
+
+    Returns 1 when the hole is gone: its message was published meanwhile, or
+    no live sender holds its claim and it was stepped over (for good: nobody
+    can write that sequence any more); look again.  Returns 0 while a live
+    sender may still fill it (wait for its publish, which wakes the receiver).
+    """
+    cdef uint64_t target = r.read + 1
+    cdef uint32_t p
+    cdef cw_place *place
+    for p in range(r.max_senders):
+        place = <cw_place *>(r.places + p * CW_PLACE_SIZE)
+        # Acquire pairs with S6's release: an intent seen cleared brings the publish (S5).
+        if cw_load_acquire_u64(&place.intent) == target:
+            # Held (1), or the test failed (< 0): presume a live claimer.
+            if cw_ofd_is_locked(r.fd, cw_place_offset(p)) != 0:
+                return 0
+    # R5: no live place claims it.  Published during the scan?
+    if cw_load_acquire_u64(&(<cw_many_slot_header *>_slot(r, r.read_index)).seq) == target:
+        r.hole = False
+        return 1
+    # Its claimer died before publishing: step over it, and hand the slot back.
+    _step_over(r)
+    r.hole = False
+    ring_release(r)
+    return 1
+
+
+cdef int64_t ring_available_now(ring_t *r) noexcept nogil:
+    """ring_available(), resolving a hole at once (the non-waiting receive calls)."""
+    cdef int64_t n = ring_available(r)
+    while n == 0 and r.hole and ring_resolve_hole(r):
+        n = ring_available(r)
+    return n
 
 
 cdef void ring_interrupt(ring_t *r, bint sending) noexcept nogil:
@@ -195,8 +331,8 @@ cdef class RingModel:
         self.hdr.slot_size = slot_size
         self.hdr.write_cursor = start
         self.hdr.read_cursor = start
-        ring_attach(&self.tx, self.hdr, CW_HEADER_SIZE, capacity, message_length, 0)
-        ring_attach(&self.rx, self.hdr, CW_HEADER_SIZE, capacity, message_length, 0)
+        ring_attach(&self.tx, self.hdr, CW_HEADER_SIZE, capacity, message_length, 0, 1, -1, NULL)
+        ring_attach(&self.rx, self.hdr, CW_HEADER_SIZE, capacity, message_length, 0, 1, -1, NULL)
 
     def __dealloc__(self):
         free(self.hdr)
@@ -253,8 +389,10 @@ cdef class RingModel:
 
     def reattach(self):
         """Reattach both ends from the shared cursors, as a restarted process would."""
-        if (ring_attach(&self.tx, self.hdr, CW_HEADER_SIZE, self.tx.capacity, self.tx.message_length, 0)
-                or ring_attach(&self.rx, self.hdr, CW_HEADER_SIZE, self.rx.capacity, self.rx.message_length, 0)):
+        if (ring_attach(&self.tx, self.hdr, CW_HEADER_SIZE, self.tx.capacity, self.tx.message_length,
+                        0, 1, -1, NULL)
+                or ring_attach(&self.rx, self.hdr, CW_HEADER_SIZE, self.rx.capacity, self.rx.message_length,
+                               0, 1, -1, NULL)):
             raise ValueError("impossible cursors")
 
     def interrupt_then_sleep(self, bint sending, double timeout):
@@ -285,10 +423,13 @@ def layout():
     """Offsets and sizes of the shared layout as the compiler laid it out (for tests and docs)."""
     cdef cw_header h
     cdef cw_place p
+    cdef cw_many_slot_header ms
     cdef char *base = <char *>&h
     return {
         "header_size": CW_HEADER_SIZE,
         "slot_header_size": CW_SLOT_HEADER_SIZE,
+        "many_slot_header_size": CW_MANY_SLOT_HEADER_SIZE,
+        "slot_seq": <char *>&ms.seq - <char *>&ms,
         "slot_align": CW_SLOT_ALIGN,
         "magic": <char *>&h.magic - base,
         "version": <char *>&h.version - base,
@@ -311,6 +452,7 @@ def layout():
         "place_size": <char *>&h.place_size - base,
         "place_pid": <char *>&p.pid - <char *>&p,
         "place_starts": <char *>&p.starts - <char *>&p,
+        "place_intent": <char *>&p.intent - <char *>&p,
         "sizeof_place": sizeof(cw_place),
         "places": cw_place_offset(0),
         "place_bytes": CW_PLACE_SIZE,

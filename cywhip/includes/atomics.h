@@ -37,6 +37,15 @@ static inline uint64_t cw_fetch_add_relaxed_u64(uint64_t *p, uint64_t v)
     return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
 }
 
+/* Compare-and-swap: if *p == *expected, store desired and return 1; else
+ * load *p into *expected and return 0.  Acquire-release on success (its
+ * release publishes the stores before it to whoever acquires *p), acquire
+ * on failure. */
+static inline int cw_cas_acq_rel_u64(uint64_t *p, uint64_t *expected, uint64_t desired)
+{
+    return __atomic_compare_exchange_n(p, expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
 static inline uint32_t cw_load_relaxed_u32(const uint32_t *p)
 {
     return __atomic_load_n(p, __ATOMIC_RELAXED);

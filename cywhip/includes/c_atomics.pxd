@@ -5,6 +5,7 @@ cdef extern from "atomics.h" nogil:
     uint64_t cw_load_relaxed_u64(const uint64_t *p) noexcept
     void cw_store_release_u64(uint64_t *p, uint64_t v) noexcept
     void cw_store_relaxed_u64(uint64_t *p, uint64_t v) noexcept
+    bint cw_cas_acq_rel_u64(uint64_t *p, uint64_t *expected, uint64_t desired) noexcept
     uint64_t cw_fetch_add_relaxed_u64(uint64_t *p, uint64_t v) noexcept
     uint32_t cw_load_relaxed_u32(const uint32_t *p) noexcept
     void cw_store_relaxed_u32(uint32_t *p, uint32_t v) noexcept

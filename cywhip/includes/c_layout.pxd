@@ -7,12 +7,14 @@ cdef extern from "layout.h" nogil:
         CW_PAGE_SIZE
         CW_LAYOUT_VERSION
         CW_SLOT_HEADER_SIZE
+        CW_MANY_SLOT_HEADER_SIZE
         CW_SLOT_ALIGN
         CW_LIFECYCLE_LOCK_BYTE
         CW_TYPE_DESCRIPTION_SIZE
         CW_PLACE_SIZE
         CW_MAX_PLACES
         CW_TOPOLOGY_ONE_TO_ONE
+    const uint32_t CW_VOID_LENGTH
     const uint64_t CW_MAGIC
     const uint64_t CW_MAX_MESSAGE_LENGTH
 
@@ -41,10 +43,17 @@ cdef extern from "layout.h" nogil:
     ctypedef struct cw_place:
         int64_t pid
         uint64_t starts
+        uint64_t intent
 
     ctypedef struct cw_slot_header:
         uint32_t length
         uint32_t reserved
 
+    ctypedef struct cw_many_slot_header:
+        uint32_t length
+        uint32_t reserved
+        uint64_t seq
+
     uint64_t cw_slots_offset(uint64_t max_senders, uint64_t max_receivers)
     uint64_t cw_place_offset(uint64_t index)
+    uint64_t cw_slot_header_size(uint64_t max_senders)

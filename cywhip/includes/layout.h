@@ -18,18 +18,28 @@
  *   The slots start at header_size = CW_HEADER_SIZE
  *       + round_up((max_senders + max_receivers) * CW_PLACE_SIZE, CW_PAGE_SIZE).
  *
- *   place:  0               8               16                         128
- *          +---------------+---------------+----------------------------+
- *          | pid (i64)     | starts (u64)  | reserved (0)               |
- *          +---------------+---------------+----------------------------+
+ *   place:  0               8               16              24         128
+ *          +---------------+---------------+---------------+------------+
+ *          | pid (i64)     | starts (u64)  | intent (u64)  | reserved   |
+ *          +---------------+---------------+---------------+------------+
  *          The place's first byte is also the byte its end holds an
  *          open-file-description lock on: the kernel drops it when the end dies.
+ *          intent: a sender of a many-senders channel, c + 1 while it claims
+ *          or fills sequence c, else 0 (unused on one-sender channels).
  *
- *   slot:   0               4               8
+ *   slot (one sender, max_senders == 1):
+ *           0               4               8
  *          +---------------+---------------+----------------------------+
  *          | length (u32)  | reserved (u32)| payload: message_length    |
  *          +---------------+---------------+ bytes, padded to 8         |
  *                                          +----------------------------+
+ *
+ *   slot (many senders, max_senders > 1):
+ *           0               4               8               16
+ *          +---------------+---------------+---------------+------------+
+ *          | length (u32)  | reserved (u32)| seq (u64)     | payload    |
+ *          +---------------+---------------+---------------+------------+
+ *          seq: c + 1 once message c is published in this slot.
  */
 
 #define CW_CACHE_LINE 128
@@ -38,6 +48,12 @@
 #define CW_MAGIC 0x5049485759574321ULL /* "!CYWHIP" + 'P', little-endian */
 #define CW_LAYOUT_VERSION 3
 #define CW_SLOT_HEADER_SIZE 8
+/* The slot header of a many-senders channel: length, reserved, seq. */
+#define CW_MANY_SLOT_HEADER_SIZE 16
+/* A many-senders slot published with this length holds no message: its
+ * sender claimed the slot, then could not build the message (its serializer
+ * raised).  Receivers step over it. */
+#define CW_VOID_LENGTH 0xFFFFFFFFU
 #define CW_SLOT_ALIGN 8
 #define CW_MAX_MESSAGE_LENGTH 0x7FFFFFF0ULL
 #define CW_TYPE_DESCRIPTION_SIZE 2048
@@ -83,12 +99,19 @@ typedef struct {
 typedef struct {
     alignas(CW_CACHE_LINE) int64_t pid;  /*   0  0 after a clean close; the lock byte */
     uint64_t starts;                     /*   8  ends that have held this place */
+    uint64_t intent;                     /*  16  many senders: c + 1 while claiming or filling c */
 } cw_place;
 
 typedef struct {
     uint32_t length;
     uint32_t reserved;
 } cw_slot_header;
+
+typedef struct {
+    uint32_t length;
+    uint32_t reserved;
+    uint64_t seq;                        /*   8  c + 1 once message c is published here */
+} cw_many_slot_header;
 
 _Static_assert(offsetof(cw_header, topology) == 80, "topology offset");
 _Static_assert(offsetof(cw_header, write_cursor) == 128, "write_cursor offset");
@@ -99,6 +122,9 @@ _Static_assert(offsetof(cw_header, type_description) == 1024, "type_description 
 _Static_assert(sizeof(cw_header) <= CW_HEADER_SIZE, "header fits its page");
 _Static_assert(sizeof(cw_place) == CW_PLACE_SIZE, "place size");
 _Static_assert(sizeof(cw_slot_header) == CW_SLOT_HEADER_SIZE, "slot header size");
+_Static_assert(sizeof(cw_many_slot_header) == CW_MANY_SLOT_HEADER_SIZE, "many-senders slot header size");
+_Static_assert(offsetof(cw_many_slot_header, seq) == 8, "seq offset");
+_Static_assert(offsetof(cw_place, intent) == 16, "intent offset");
 
 /* Held while the file is being built under its temporary name (by its creator)
  * or removed (by remove_stale(), together with every place's byte). */
@@ -109,6 +135,12 @@ static inline uint64_t cw_slots_offset(uint64_t max_senders, uint64_t max_receiv
 {
     uint64_t places = (max_senders + max_receivers) * CW_PLACE_SIZE;
     return CW_HEADER_SIZE + (places + CW_PAGE_SIZE - 1) / CW_PAGE_SIZE * CW_PAGE_SIZE;
+}
+
+/* Bytes before the payload in every slot of a channel with max_senders senders. */
+static inline uint64_t cw_slot_header_size(uint64_t max_senders)
+{
+    return max_senders > 1 ? CW_MANY_SLOT_HEADER_SIZE : CW_SLOT_HEADER_SIZE;
 }
 
 /* Offset of sender place i (receiver: i counts on after the max_senders sender places). */
