@@ -55,7 +55,8 @@ cdef struct ring_t:
     uint64_t read_index    # read % capacity
     uint64_t write_cache   # end of the messages known to be published (>= read)
     bint hole              # many senders: the last look found read claimed but not published
-    uint64_t skipped       # many senders: slots stepped over (a dead claimer's, or void)
+    uint64_t skipped       # many senders: holes stepped over (their claimer died before publishing)
+    uint64_t voided        # many senders: void slots stepped over (their message could not be built)
     # Set by close() from another thread to end a wait.
     uint32_t stop
     # The impossible values behind the last WAIT_CORRUPT / -1, for error messages:
@@ -208,21 +209,33 @@ cdef inline char *ring_write_slot(ring_t *r) noexcept nogil:
     """Payload of the slot at the write cursor (caller checked ring_claim() > 0)."""
     return r.slots + r.write_index * r.slot_size + r.slot_header
 
+cdef inline void ring_commit_length(ring_t *r, uint32_t length) noexcept nogil:
+    """Write the length of the message in the slot at the write cursor (step S4's end)."""
+    (<cw_slot_header *>(r.slots + r.write_index * r.slot_size)).length = length
+
+cdef inline void ring_commit_seq(ring_t *r) noexcept nogil:
+    """Many senders, step S5: publish the claimed slot."""
+    # Release publishes the payload and length written before it; pairs with
+    # the receiver's acquire load of seq (R1, R5).
+    cw_store_release_u64(&(<cw_many_slot_header *>(r.slots + r.write_index * r.slot_size)).seq,
+                         r.write + 1)
+
+cdef inline void ring_commit_clear(ring_t *r) noexcept nogil:
+    """Many senders, step S6: withdraw the intent of the published claim."""
+    # Release: whoever sees the intent gone sees the message published (S5).
+    cw_store_release_u64(r.intent, 0)
+
 cdef inline void ring_commit(ring_t *r, uint32_t length) noexcept nogil:
     """Finish the slot at the write cursor.
 
     One sender: invisible to the receiver until ring_publish().  Many senders:
-    visible at once (S5: store-release seq), then the intent is cleared (S6);
-    ring_publish() only wakes the receiver.
+    visible at once (S5), then the intent is cleared (S6); ring_publish() only
+    wakes the receiver.
     """
-    cdef char *slot = r.slots + r.write_index * r.slot_size
-    (<cw_slot_header *>slot).length = length
+    ring_commit_length(r, length)
     if r.many:
-        # S5.  Release publishes the payload and length written before it;
-        # pairs with the receiver's acquire load of seq (R1, R5).
-        cw_store_release_u64(&(<cw_many_slot_header *>slot).seq, r.write + 1)
-        # S6.  Release: whoever sees the intent gone sees the message published.
-        cw_store_release_u64(r.intent, 0)
+        ring_commit_seq(r)
+        ring_commit_clear(r)
         return
     r.write += 1
     r.write_index += 1

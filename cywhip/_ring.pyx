@@ -68,6 +68,7 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.wake_count = (1 << 30) if r.many else 1
     r.hole = 0
     r.skipped = 0
+    r.voided = 0
     r.stop = 0
     r.bad_cursor = 0
     r.bad_write = 0
@@ -204,7 +205,6 @@ cdef inline void _step_over(ring_t *r) noexcept nogil:
     if r.read_index == r.capacity:
         r.read_index = 0
     r.write_cache = r.read
-    r.skipped += 1
 
 
 cdef int64_t ring_scan(ring_t *r) noexcept nogil:
@@ -229,6 +229,7 @@ cdef int64_t ring_scan(ring_t *r) noexcept nogil:
             if n:
                 break       # deliver the run before it first
             _step_over(r)
+            r.voided += 1
             stepped += 1
             seq += 1
             index = r.read_index
@@ -278,6 +279,7 @@ cdef int ring_resolve_hole(ring_t *r) noexcept nogil:
         return 1
     # Its claimer died before publishing: step over it, and hand the slot back.
     _step_over(r)
+    r.skipped += 1
     r.hole = False
     ring_release(r)
     return 1
