@@ -58,6 +58,19 @@ def demo(count, length):
     return 0 if ok else 1
 
 
+def _describe_places(kind, places):
+    """'sender alive (pid 12)', or for several places 'senders 2/3 alive (pids 12, 13)' and
+    any claim a sender left unfinished."""
+    if len(places) == 1:
+        place = places[0]
+        return f"{kind} {'alive' if place.alive else 'dead'}" + (f" (pid {place.pid})" if place.alive else "")
+    alive = [str(p.pid) for p in places if p.alive]
+    text = f"{kind}s {len(alive)}/{len(places)} alive" + (f" (pids {', '.join(alive)})" if alive else "")
+    stuck = [f"place {i} (pid {p.pid}) died filling message {p.claiming}"
+             for i, p in enumerate(places) if p.claiming is not None and not p.alive]
+    return text + "".join(f"; {s}" for s in stuck)
+
+
 def list_channels(remove):
     import cywhip
 
@@ -68,9 +81,8 @@ def list_channels(remove):
         if c.problem:
             print(f"{c.name}: {c.problem} ({c.path})")
             continue
-        ends = ", ".join(f"{end} {'alive' if alive else 'dead'}" + (f" (pid {pid})" if alive else "")
-                         for end, alive, pid in (("sender", c.sender_alive, c.sender_pid),
-                                                 ("receiver", c.receiver_alive, c.receiver_pid)))
+        ends = ", ".join(_describe_places(kind, places) for kind, places in (("sender", c.senders),
+                                                                               ("receiver", c.receivers)))
         print(f"{c.name}: {c.depth}/{c.max_queued_messages} queued, message_length {c.message_length}, "
               f"{c.file_size:,} bytes; {ends}")
     if remove:

@@ -22,7 +22,7 @@ from posix.unistd cimport close as c_close, unlink as c_unlink, link as c_link, 
 
 from cywhip.includes.c_atomics cimport (
     cw_store_relaxed_i64, cw_load_relaxed_i64, cw_fetch_add_relaxed_u64,
-    cw_load_acquire_u64,
+    cw_load_acquire_u64, cw_load_relaxed_u64,
 )
 from cywhip.includes.c_layout cimport (
     cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION,
@@ -569,8 +569,10 @@ for a sound channel, else why the file could not be read as one (the geometry
 fields are then None).
 """
 
-PlaceInfo = namedtuple("PlaceInfo", ["pid", "alive"])
-PlaceInfo.__doc__ = "One end's place: the last pid recorded there, and whether a live process holds it."
+PlaceInfo = namedtuple("PlaceInfo", ["pid", "alive", "claiming"], defaults=(None,))
+PlaceInfo.__doc__ = """One end's place: the last pid recorded there, whether a live process holds it, and
+(a sender of a many-senders channel) the sequence it is claiming or filling, else None.  A
+dead place's ``claiming`` is the slot its sender died filling, until the receiver steps over it."""
 
 
 cdef object _broken(str name, str path, file_size, str problem):
@@ -627,8 +629,10 @@ cdef object _inspect(str name, str path):
             places = []
             for i in range(h.max_senders + h.max_receivers):
                 place = <cw_place *>((<char *>p) + cw_place_offset(i))
+                intent = cw_load_relaxed_u64(&place.intent) if h.max_senders > 1 and i < h.max_senders else 0
                 places.append(PlaceInfo(cw_load_relaxed_i64(&place.pid),
-                                        cw_ofd_is_locked(fd, cw_place_offset(i)) == 1))
+                                        cw_ofd_is_locked(fd, cw_place_offset(i)) == 1,
+                                        intent - 1 if intent else None))
             senders, receivers = tuple(places[:h.max_senders]), tuple(places[h.max_senders:])
             capacity = h.capacity
             # The ends move the cursors while we look: read the read cursor, then the

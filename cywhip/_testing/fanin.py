@@ -148,8 +148,9 @@ def run_stream(name, length, capacity, senders, tag, count, mode):
     print("done", flush=True)
 
 
-def run_step(name, length, capacity, senders, tag, before, step):
-    """Send `before` messages, then do the steps of the next one up to `step`, and die (SIGKILL)."""
+def run_step(name, length, capacity, senders, tag, before, step, hold=False):
+    """Send `before` messages, then do the steps of the next one up to `step`, and die (SIGKILL);
+    with hold, wait there to be killed instead."""
     from cywhip._channel import _SenderSteps
     sender = Sender(name, message_length=length, max_queued_messages=capacity, max_senders=senders)
     for i in range(before):
@@ -176,6 +177,8 @@ def run_step(name, length, capacity, senders, tag, before, step):
         do("clear")
         do("wake")
     print(json.dumps({"done": done}), flush=True)
+    if hold:
+        time.sleep(3600)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -335,8 +338,8 @@ def main(argv=None):
         run_stream(name, int(length), int(capacity), int(senders), int(tag), int(count), mode)
         return 0
     if args.role == "step":
-        name, length, capacity, senders, tag, before, step = args.args
-        run_step(name, int(length), int(capacity), int(senders), int(tag), int(before), step)
+        name, length, capacity, senders, tag, before, step, *hold = args.args
+        run_step(name, int(length), int(capacity), int(senders), int(tag), int(before), step, hold == ["hold"])
         return 0
     t0 = time.monotonic()
     report = soak(args.kills, args.senders, args.seed, args.length, args.capacity, timeout=args.timeout)
