@@ -55,21 +55,42 @@ def _offsets(lay):
     return out
 
 
-def _targets(capacity, slot_size):
+def _slot_header(senders):
+    return 16 if senders > 1 else 8
+
+
+def _intents(lay, senders):
+    """The intent words of a many-senders channel's sender places (none with one sender)."""
+    if senders < 2:
+        return []
+    return [(lay["places"] + i * lay["place_bytes"] + lay["place_intent"], 8) for i in range(senders)]
+
+
+def _slot_words(lay, capacity, slot_size, senders):
+    """Each slot's length, and with many senders its seq."""
+    words = [(lay["slots"] + i * slot_size, 4) for i in range(capacity)]
+    if senders > 1:
+        words += [(lay["slots"] + i * slot_size + lay["slot_seq"], 8) for i in range(capacity)]
+    return words
+
+
+def _targets(capacity, slot_size, senders=1):
     lay = _offsets(layout())
     fields = [(lay[f], 8) for f in ("magic", "message_length", "capacity", "slot_size", "file_size",
                                     "type_fingerprint", "type_size", "write_cursor", "read_cursor",
                                     "sender_pid", "receiver_pid", "sender_starts", "receiver_starts")]
     fields += [(lay[f], 4) for f in _U32_FIELDS]
-    slots = [(lay["slots"] + i * slot_size, 4) for i in range(capacity)]
-    payloads = [(lay["slots"] + i * slot_size + 8, slot_size - 8) for i in range(capacity)]
+    fields += _intents(lay, senders)
+    slots = _slot_words(lay, capacity, slot_size, senders)
+    head = _slot_header(senders)
+    payloads = [(lay["slots"] + i * slot_size + head, slot_size - head) for i in range(capacity)]
     return fields, slots, payloads
 
 
-def _mutate(rng, mm, capacity, slot_size, count):
+def _mutate(rng, mm, capacity, slot_size, count, senders=1):
     fields, slots, payloads = (
         [(off, size) for off, size in group if off + size <= len(mm)]
-        for group in _targets(capacity, slot_size))
+        for group in _targets(capacity, slot_size, senders))
     slots = slots or fields
     payloads = payloads or fields
     for _ in range(count):
@@ -105,7 +126,9 @@ def _case(rng, name):
     np = _numpy()
     # A third of the cases use a typed channel (NumPy records), read with the array paths.
     dtype = np.dtype([("x", "u1", (length,))]) if np is not None and rng.random() < 0.33 else None
+    senders = rng.choice([1, 1, 2, 3])
     kw = dict(message_type=dtype) if dtype is not None else dict(message_length=length)
+    kw["max_senders"] = senders
     with Sender(name, max_queued_messages=capacity, **kw) as s:
         for i in range(rng.randint(0, capacity)):
             if dtype is not None:
@@ -113,7 +136,7 @@ def _case(rng, name):
             else:
                 s.try_send(bytes([i % 256]) * rng.randint(0, length))
     path = channel_path(name)
-    slot_size = 8 + (length + 7) // 8 * 8
+    slot_size = _slot_header(senders) + (length + 7) // 8 * 8
     fd = os.open(path, os.O_RDWR)
     try:
         size = os.fstat(fd).st_size
@@ -124,11 +147,11 @@ def _case(rng, name):
     finally:
         os.close(fd)
     if mm is not None:
-        _mutate(rng, mm, capacity, slot_size, rng.randint(1, 4))
+        _mutate(rng, mm, capacity, slot_size, rng.randint(1, 4), senders)
     ends = []
     try:
-        for make in (lambda: Receiver(name, max_queued_messages=capacity, **kw),
-                     lambda: Sender(name, max_queued_messages=capacity, **kw)):
+        for make in ([lambda: Receiver(name, max_queued_messages=capacity, **kw)]
+                     + [lambda: Sender(name, max_queued_messages=capacity, **kw)] * senders):
             try:
                 ends.append(make())
             except EXPECTED_ERRORS:
@@ -166,7 +189,7 @@ def _case(rng, name):
                     traceback.print_exc()
                     os._exit(UNEXPECTED_ERROR)
             if mm is not None and rng.random() < 0.5:
-                _mutate(rng, mm, capacity, slot_size, 1)
+                _mutate(rng, mm, capacity, slot_size, 1, senders)
     finally:
         for end in ends:
             end.close()
@@ -237,7 +260,7 @@ def _how(status):
             UNEXPECTED_ERROR: "an unexpected exception"}.get(code, f"exit status {code}")
 
 
-def _race_mutator(path, rng, capacity, slot_size, description_length):
+def _race_mutator(path, rng, capacity, slot_size, description_length, senders=1):
     """Rewrite the channel's header and slot lengths without pause, until killed.
 
     Time goes in short phases.  A geometry phase flips one geometry field (or
@@ -261,8 +284,9 @@ def _race_mutator(path, rng, capacity, slot_size, description_length):
     # The fields the ring is built from come up three times as often as the others.
     geometry = geometry[:3] * 3 + geometry
     cursors = [(lay[f], 8) for f in _RACE_STATE[:2]]
-    state = [(lay[f], size_of.get(f, 8)) for f in _RACE_STATE[2:]]
-    slots = [(lay["slots"] + i * slot_size, 4) for i in range(capacity)]
+    state = [(lay[f], size_of.get(f, 8)) for f in _RACE_STATE[2:]] + _intents(lay, senders)
+    slots = _slot_words(lay, capacity, slot_size, senders)
+    head = _slot_header(senders)
     desc = lay["type_description"]
     pristine = bytes(mm[:lay["write_cursor"]])
     pristine_desc = bytes(mm[desc:desc + 2048])
@@ -279,9 +303,9 @@ def _race_mutator(path, rng, capacity, slot_size, description_length):
         w, r = struct.unpack_from("<Q", mm, w_off)[0], struct.unpack_from("<Q", mm, r_off)[0]
         if (w - r) % (1 << 64) > capacity:
             struct.pack_into("<Q", mm, r_off, w)
-        for off, _ in slots:
-            if struct.unpack_from("<I", mm, off)[0] > slot_size - 8:
-                struct.pack_into("<I", mm, off, slot_size - 8)
+        for off, size in slots:
+            if size == 4 and struct.unpack_from("<I", mm, off)[0] > slot_size - head:
+                struct.pack_into("<I", mm, off, slot_size - head)
 
     geometry_share = rng.choice([0.2, 0.5, 0.8])
     rest = rng.choice([0, 0, 0, 0.0001, 0.001])
@@ -329,10 +353,11 @@ def _race_mutator(path, rng, capacity, slot_size, description_length):
                     repair()
 
 
-def _race_victim(name, rng, length, capacity, dtype, seconds, counters):
+def _race_victim(name, rng, length, capacity, dtype, seconds, counters, senders=1):
     """Open, use and close ends in a loop for ``seconds``; exit with a failure code on an impossible result."""
     np = _numpy() if dtype is not None else None
     kw = dict(message_type=dtype) if dtype is not None else dict(message_length=length)
+    kw["max_senders"] = senders
     limit = capacity + 1
     seen = [0, 0, 0, 0]        # iterations, calls, calls that raised an expected error, ends opened
 
@@ -441,9 +466,9 @@ def _race_victim(name, rng, length, capacity, dtype, seconds, counters):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         signal.alarm(RACE_HANG_SECONDS)
-        makers = [open_receiver, open_sender]
+        makers = [open_receiver] + [open_sender] * senders
         rng.shuffle(makers)
-        ends = [end for end in (call(make) for make in makers[:rng.randint(1, 2)]) if end is not None]
+        ends = [end for end in (call(make) for make in makers[:rng.randint(1, len(makers))]) if end is not None]
         seen[3] += len(ends)
         for _ in range(rng.choice([0, 0, 1, 2, 4, 8])):
             for end in ends:
@@ -479,7 +504,9 @@ def race(seconds, seed=0, progress=None, round_seed=None):
         length = rng.choice([1, 8, 13, 32, 100])
         capacity = rng.choice([1, 2, 3, 4, 7, 16])
         dtype = np.dtype([("x", "u1", (length,))]) if np is not None and rng.random() < 0.33 else None
+        senders = rng.choice([1, 1, 2, 3])
         kw = dict(message_type=dtype) if dtype is not None else dict(message_length=length)
+        kw["max_senders"] = senders
         unlink(name, missing_ok=True)
         with Sender(name, max_queued_messages=capacity, **kw) as s:
             for i in range(rng.randint(0, capacity)):
@@ -487,7 +514,7 @@ def race(seconds, seed=0, progress=None, round_seed=None):
         with open(path, "rb") as f:
             f.seek(layout()["type_description"])
             description_length = len(f.read(2048).split(b"\0", 1)[0])
-        slot_size = 8 + (length + 7) // 8 * 8
+        slot_size = _slot_header(senders) + (length + 7) // 8 * 8
         round_seconds = min(rng.uniform(0.2, 1.0), max(0.05, seconds - (time.monotonic() - t0)))
         counters[:] = bytes(len(counters))
         mutator_rng = random.Random(rs ^ 0x5A5A5A5A)
@@ -496,7 +523,7 @@ def race(seconds, seed=0, progress=None, round_seed=None):
             mutator = os.fork()
             if mutator == 0:
                 try:
-                    _race_mutator(path, mutator_rng, capacity, slot_size, description_length)
+                    _race_mutator(path, mutator_rng, capacity, slot_size, description_length, senders)
                 finally:
                     os._exit(0)
             children.append(mutator)
@@ -504,7 +531,7 @@ def race(seconds, seed=0, progress=None, round_seed=None):
             if victim == 0:
                 status = 0
                 try:
-                    _race_victim(name, rng, length, capacity, dtype, round_seconds, counters)
+                    _race_victim(name, rng, length, capacity, dtype, round_seconds, counters, senders)
                 except BaseException:
                     import traceback
                     traceback.print_exc()
@@ -535,7 +562,7 @@ def race(seconds, seed=0, progress=None, round_seed=None):
                              "into_round_seconds": round(ended - round_start, 3),
                              "iterations_in_round": iterations,
                              "geometry": {"message_length": length, "max_queued_messages": capacity,
-                                          "typed": dtype is not None}})
+                                          "max_senders": senders, "typed": dtype is not None}})
         if progress and totals["rounds"] % progress == 0:
             print(f"{totals['rounds']} rounds, {totals['iterations']} iterations, {len(failures)} failures, "
                   f"{time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
