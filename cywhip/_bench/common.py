@@ -62,13 +62,17 @@ class _Shm:
 # ----------------------------------------------------------------- running
 
 
-def run_pair(worker, params, shared=None, timeout=300):
-    """Run worker as consumer and producer in two spawned processes; return the consumer's or
-    producer's result (whichever reports)."""
+def run_pair(worker, params, shared=None, timeout=300, producers=1):
+    """Run worker as consumer and producer(s) in spawned processes; return the consumer's or
+    producer's result (whichever reports).  With several producers each sends params["count"]
+    messages and the consumer receives params["total"] = producers * count."""
     ready = SPAWN.Event()
     results = SPAWN.SimpleQueue()
-    procs = [SPAWN.Process(target=worker, args=(role, params, ready, results, shared), daemon=True)
-             for role in ("consumer", "producer")]
+    if producers > 1:
+        params = dict(params, total=params["count"] * producers)
+    procs = [SPAWN.Process(target=worker, args=(role, dict(params, index=i), ready, results, shared),
+                           daemon=True)
+             for i, role in enumerate(["consumer"] + ["producer"] * producers)]
     for proc in procs:
         proc.start()
     try:

@@ -12,11 +12,12 @@ def _w_cywhip_stream(role, p, ready, results, shared):
     from cywhip import Receiver, Sender
     name, n, size, mode = p["name"], p["count"], p["size"], p["mode"]
     cap = p.get("capacity", 1024)
+    senders = p.get("senders", 1)
     if role == "producer":
         msg = b"x" * size
         ready.wait(60)
-        with Sender(name, message_length=size, max_queued_messages=cap) as s:
-            if mode == "single":
+        with Sender(name, message_length=size, max_queued_messages=cap, max_senders=senders) as s:
+            if mode in ("single", "single_to_many"):
                 send = s.send
                 for _ in range(n):
                     send(msg)
@@ -28,10 +29,20 @@ def _w_cywhip_stream(role, p, ready, results, shared):
                     s.send_many(batch if k == 4096 else batch[:k])
                     left -= k
         return
-    with Receiver(name, message_length=size, max_queued_messages=cap) as r:
+    n = p.get("total", n)
+    with Receiver(name, message_length=size, max_queued_messages=cap, max_senders=senders) as r:
         ready.set()
         if mode == "single":
             results.put(_timed_receive(r.recv, n, 60))
+            return
+        if mode == "single_to_many":
+            # One send per message, received in batches of what is waiting.
+            got = len(r.recv_many(8192, timeout=60))
+            t0 = time.perf_counter()
+            recv_many = r.recv_many
+            while got < n:
+                got += len(recv_many(8192))
+            results.put({"rate": (n - 1) / (time.perf_counter() - t0)})
             return
         got = len(r.recv_many(8192, timeout=60))
         t0 = time.perf_counter()

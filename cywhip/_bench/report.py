@@ -8,6 +8,8 @@ from cywhip._bench.common import HIGHER_IS_BETTER, _available
 from cywhip._bench.workloads import workloads
 
 
+FANIN = "2 senders → 1 receiver, 32 B, one send per message (aggregate)"
+
 # The speed cywhip is held to: (what is promised, cywhip's row, the row it is measured against,
 # the test on cywhip's figure divided by that row's). A row is (group, system, part of its label).
 TARGETS = [
@@ -21,6 +23,13 @@ TARGETS = [
      ("typed records, 32 B", "raw C ring (floor)", ""), lambda r: r >= 0.5),
     ("round trip p50 ≤ ⅕ iceoryx2 busy-poll", ("round trip, 32 B", "cywhip", "default"),
      ("round trip, 32 B", "iceoryx2", ""), lambda r: r <= 0.2),
+    ("one sender, max_senders=4 ≥ 0.8× one-to-one",
+     ("single send/recv, 32 B", "cywhip", "max_senders=4"), ("single send/recv, 32 B", "cywhip", "send/recv"),
+     lambda r: r >= 0.8),
+    ("2 senders → 1 receiver ≥ 2× cykit MPSC", (FANIN, "cywhip", "recv_many"), (FANIN, "cykit 0.1.0", ""),
+     lambda r: r >= 2),
+    ("2 senders → 1 receiver ≥ 3× cloudtoid", (FANIN, "cywhip", "recv_many"),
+     (FANIN, "cloudtoid-interprocess", ""), lambda r: r >= 3),
     ("blocking round trip p50 ≤ 1.2× futex floor", ("round trip, 32 B", "cywhip", "spin_time=0"),
      ("round trip, 32 B", "futex ping-pong (floor)", ""), lambda r: r <= 1.2),
 ]

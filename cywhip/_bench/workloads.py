@@ -6,6 +6,7 @@ from cywhip._bench.cywhip_workers import (
 )
 from cywhip._bench.floors import _w_floor_futex, _w_floor_ring
 from cywhip._bench.peers.cloudtoid import _w_cloudtoid
+from cywhip._bench.peers.cykit import _w_cykit_mpsc
 from cywhip._bench.peers.iceoryx2 import _w_iceoryx2_pingpong, _w_iceoryx2_stream
 from cywhip._bench.peers.pyzmq import _w_zmq
 from cywhip._bench.peers.queues import _faster_fifo, _w_pipe, _w_queue
@@ -43,6 +44,35 @@ def workloads(quick=False):
 
     add(single, "iceoryx2", "loan/send + busy-poll receive", "msg/s", "rate",
         lambda: run_pair(_w_iceoryx2_stream, {"name": _name("j"), "count": n // 4}), needs="iceoryx2")
+    add(single, "cywhip", "send/recv, one sender on a max_senders=4 channel", "msg/s", "rate",
+        lambda: run_pair(_w_cywhip_stream, {"name": _name("s4"), "count": n, "size": MESSAGE, "mode": "single",
+                                            "senders": 4}))
+
+    # Two producer processes and a consumer: three processes on this machine's cores.
+    fanin = "2 senders → 1 receiver, 32 B, one send per message (aggregate)"
+    per = n // 2
+    add(fanin, "cywhip", "send → recv, max_senders=2", "msg/s", "rate",
+        lambda: run_pair(_w_cywhip_stream, {"name": _name("f"), "count": per, "size": MESSAGE, "mode": "single",
+                                            "senders": 2}, producers=2))
+    add(fanin, "cywhip", "send → recv_many, max_senders=2", "msg/s", "rate",
+        lambda: run_pair(_w_cywhip_stream, {"name": _name("g"), "count": per, "size": MESSAGE,
+                                            "mode": "single_to_many", "senders": 2}, producers=2))
+    add(fanin, "cykit 0.1.0", "MPSC push/pop", "msg/s", "rate",
+        lambda: run_pair(_w_cykit_mpsc, {"name": _name("k"), "count": per, "size": MESSAGE}, producers=2),
+        needs="cykit")
+    add(fanin, "cloudtoid-interprocess", "2 publishers try_send/receive", "msg/s", "rate",
+        lambda: _in_dir(lambda d: run_pair(_w_cloudtoid, {"name": _name("c"), "dir": d, "count": per,
+                                                           "size": MESSAGE}, producers=2)),
+        needs="cloudtoid_interprocess")
+    add(fanin, "pyzmq ipc://", "2 PUSH → PULL send/recv", "msg/s", "rate",
+        lambda: run_pair(_w_zmq, {"name": _name("z"), "count": per // 2, "size": MESSAGE}, producers=2),
+        needs="zmq")
+    add(fanin, "faster-fifo", "put/get", "msg/s", "rate",
+        lambda: run_pair(_w_queue, {"count": per // 4, "size": MESSAGE}, shared=_faster_fifo(), producers=2),
+        needs="faster_fifo")
+    add(fanin, "multiprocessing.Queue", "put/get", "msg/s", "rate",
+        lambda: run_pair(_w_queue, {"count": max(per // 10, 50_000), "size": MESSAGE}, shared=SPAWN.Queue(),
+                         producers=2))
 
     batch = "batches, 32 B"
     add(batch, "cywhip", "send_many/recv_many", "msg/s", "rate",

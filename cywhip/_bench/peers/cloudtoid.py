@@ -26,4 +26,4 @@ def _w_cloudtoid(role, p, ready, results, shared):
         return
     with ci.Subscriber(name, capacity, path=p["dir"]) as sub:
         ready.set()
-        results.put(_timed_receive(sub.receive, n, 60))
+        results.put(_timed_receive(sub.receive, p.get("total", n), 60))

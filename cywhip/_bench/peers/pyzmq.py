@@ -24,7 +24,7 @@ def _w_zmq(role, p, ready, results, shared):
         sock.setsockopt(zmq.RCVHWM, 100_000)
         sock.bind(addr)
         ready.set()
-        results.put(_timed_receive(sock.recv, n))
+        results.put(_timed_receive(sock.recv, p.get("total", n)))
         sock.close(linger=0)
         try:
             os.unlink(addr[len("ipc://"):])

@@ -28,7 +28,7 @@ def _w_queue(role, p, ready, results, shared):
             got += len(q.get_many(timeout=60, max_messages_to_get=4096))
         results.put({"rate": (got - 1) / (time.perf_counter() - t0)})
         return
-    results.put(_timed_receive(q.get, n, True, 60))
+    results.put(_timed_receive(q.get, p.get("total", n), True, 60))
 
 
 def _w_pipe(role, p, ready, results, shared):
