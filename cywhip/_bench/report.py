@@ -132,10 +132,13 @@ def main(argv):
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    rows = run(args.quick, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    progress = lambda msg: print(msg, file=sys.stderr, flush=True)
+    rows = run(args.quick, progress=progress)
     checks = targets(rows)
+    from cywhip._bench.crash import crash_markdown, crash_table
+    crashes = crash_table(runs=1 if args.quick else 3, progress=progress)
     if args.json:
-        print(json.dumps({"machine": machine(), "rows": rows, "targets": checks}, indent=1))
+        print(json.dumps({"machine": machine(), "rows": rows, "targets": checks, "crash": crashes}, indent=1))
         return 0
     print(f"\nMachine: {machine()}\n")
     print(table(rows))
@@ -144,4 +147,7 @@ def main(argv):
         measured = "n/a" if t["measured"] is None else f"{t['measured']:.2f}"
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "no")
         print(f"| {t['target']} | {measured} | {met} |")
+    print("\nKilling one of two producers (SIGKILL, one second into a stream of one send per message; "
+          "three processes on this machine's cores):\n")
+    print(crash_markdown(crashes))
     return 0
