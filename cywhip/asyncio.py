@@ -251,8 +251,10 @@ class _AsyncEnd:
     async def _let_loop_run(self):
         """Yield to the loop if this end has kept it for YIELD_AFTER (before a step, never after one)."""
         if _monotonic() - self._ran > YIELD_AFTER:
-            await asyncio.sleep(0)
+            # Counted before yielding: a call cancelled during the yield leaves the next
+            # one free to go straight on, so tiny timeouts cannot starve the end.
             self._ran = _monotonic()
+            await asyncio.sleep(0)
 
     # ------------------------------------------------------------------- waiting
 
