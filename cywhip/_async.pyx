@@ -273,3 +273,4 @@ cdef class Waker:
                 if rc == -ENOSYS:
                     break
         self._unlock()
+

@@ -49,18 +49,18 @@ import itertools
 import os
 import threading
 import weakref
-from time import monotonic as _monotonic
+from time import monotonic as _monotonic, monotonic_ns as _monotonic_ns
 
 from cywhip import _channel
-from cywhip._async import WAKER_SLOTS, Waker, futex_waitv_supported
+from cywhip._async import Waker, futex_waitv_supported
 from cywhip.errors import ChannelClosedError, ReceiveTimeout, SendTimeout
 
 __all__ = ["Sender", "Receiver"]
 
 # Bytes one step copies at most (a few hundred microseconds of copying).
 STEP_BYTES = 1 << 20
-# A call that has not let the loop run for this long yields to it before its next step.
-YIELD_AFTER = 0.002
+# A call that has not let the loop run for this long (ns) yields to it before its next step.
+YIELD_NS = 2_000_000
 
 _SUPPORTED = None
 
@@ -208,16 +208,18 @@ class _AsyncEnd:
 
     def __init__(self, *args, **kwargs):
         _check_kernel()
-        self._end = self._plain(*args, **kwargs)
         self._hub = None
         self._wt = None
         self._slot = -1
         self._gen = 0
         self._fut = None
-        self._busy = False
         self._closed = False
         self._close_lock = threading.Lock()
-        self._ran = _monotonic()
+        self._busy = False
+        # When this end last let the loop run (suspended or yielded), CLOCK_MONOTONIC ns.
+        self._ran = _monotonic_ns()
+        self._end = None
+        self._end = self._plain(*args, **kwargs)
         length = max(1, self._end.message_length)
         self._step = max(1, min(self._end.max_queued_messages, STEP_BYTES // length))
 
@@ -249,11 +251,11 @@ class _AsyncEnd:
         self._busy = True
 
     async def _let_loop_run(self):
-        """Yield to the loop if this end has kept it for YIELD_AFTER (before a step, never after one)."""
-        if _monotonic() - self._ran > YIELD_AFTER:
+        """Yield to the loop if this end has kept it for YIELD_NS (before a step, never after one)."""
+        if _monotonic_ns() - self._ran > YIELD_NS:
             # Counted before yielding: a call cancelled during the yield leaves the next
             # one free to go straight on, so tiny timeouts cannot starve the end.
-            self._ran = _monotonic()
+            self._ran = _monotonic_ns()
             await asyncio.sleep(0)
 
     # ------------------------------------------------------------------- waiting
@@ -319,7 +321,7 @@ class _AsyncEnd:
             if entry is not None and entry[1] is fut:
                 del wt.waits[slot]
             wt.waker.disarm(slot, gen)
-            self._ran = _monotonic()
+            self._ran = _monotonic_ns()
         if self._closed:
             raise ChannelClosedError(f"{type(self).__name__} {self.name!r} is closed")
         return woke
@@ -396,24 +398,33 @@ class Sender(_AsyncEnd):
 
     async def send(self, msg, timeout=None):
         """Send one message; wait while the ring is full (SendTimeout after ``timeout`` seconds)."""
-        self._begin()
+        if self._busy:
+            self._begin()
+        self._busy = True
         try:
-            await self._let_loop_run()
-            end = self._end
-            deadline = None
-            while True:
-                try:
-                    end.send(msg, 0)
-                    return
-                except SendTimeout:
-                    pass
-                if deadline is None:
-                    deadline = self._deadline(timeout)
-                if not await self._sleep(deadline):
-                    raise SendTimeout(f"channel {self.name!r} stayed full "
-                                      f"({self.max_queued_messages} messages queued) for {timeout} s")
+            if _monotonic_ns() - self._ran > YIELD_NS:
+                await self._let_loop_run()
+            # The common case first, inline: there is room.
+            try:
+                return self._end.send(msg, 0)
+            except SendTimeout:
+                pass
+            return await self._send_slow(msg, timeout)
         finally:
             self._busy = False
+
+    async def _send_slow(self, msg, timeout):
+        end = self._end
+        deadline = self._deadline(timeout)
+        while True:
+            if not await self._sleep(deadline):
+                raise SendTimeout(f"channel {self.name!r} stayed full "
+                                  f"({self.max_queued_messages} messages queued) for {timeout} s")
+            try:
+                end.send(msg, 0)
+                return
+            except SendTimeout:
+                pass
 
     async def send_many(self, messages, timeout=None):
         """Send every message of an iterable; return how many were sent.
@@ -542,21 +553,30 @@ class Receiver(_AsyncEnd):
 
     async def recv(self, timeout=None):
         """Take the next message; wait for one (ReceiveTimeout, a queue.Empty, after ``timeout`` s)."""
-        self._begin()
+        if self._busy:
+            self._begin()
+        self._busy = True
         try:
-            await self._let_loop_run()
-            end = self._end
-            deadline = None
-            while True:
-                try:
-                    return end.recv(0)
-                except ReceiveTimeout:
-                    pass
-                if deadline is None:
-                    deadline = self._deadline(timeout)
-                await self._ready(deadline, timeout)
+            if _monotonic_ns() - self._ran > YIELD_NS:
+                await self._let_loop_run()
+            # The common case first, inline: a message is waiting.
+            try:
+                return self._end.recv(0)
+            except ReceiveTimeout:
+                pass
+            return await self._recv_slow(timeout)
         finally:
             self._busy = False
+
+    async def _recv_slow(self, timeout):
+        end = self._end
+        deadline = self._deadline(timeout)
+        while True:
+            await self._ready(deadline, timeout)
+            try:
+                return end.recv(0)
+            except ReceiveTimeout:
+                pass
 
     async def recv_many(self, max_count, timeout=None):
         """Wait for at least one message, then take those waiting, up to ``max_count``; return a list.

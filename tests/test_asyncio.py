@@ -163,7 +163,7 @@ def test_a_waiting_message_is_returned_without_suspending(channel, run):
             with cywhip.Sender(channel, message_length=8) as tx:
                 tx.send(b"a")
                 tx.send(b"b")
-                rx._ran = time.monotonic()      # as if the end had just let the loop run
+                rx._ran = time.monotonic_ns()   # as if the end had just let the loop run
                 coro = rx.recv()
                 with pytest.raises(StopIteration) as stop:
                     coro.send(None)             # completes in one step: no trip through the loop
