@@ -645,3 +645,18 @@ def test_the_package_stub_names_what_the_module_exports():
     from cywhip import _async
     for name in ("Waker", "futex_waitv_supported", "WAKER_SLOTS"):
         assert name in stub.with_name("_async.pyi").read_text() and hasattr(_async, name)
+
+
+@pytest.mark.timeout(60)
+def test_the_asyncio_benchmark_workers_run_and_report():
+    from cywhip import _bench
+    from cywhip._bench import cywhip_workers as w
+    r = _bench.run_pair(w._w_cywhip_async_pingpong, {"name": _bench._name("tap"), "count": 100})
+    assert 0 < r["p50_us"] <= r["p99_us"]
+    r = _bench.run_pair(w._w_cywhip_waiting, {"name": _bench._name("taw"), "count": 2000, "asyncio": True})
+    assert r["rate"] > 0
+    r = _bench.run_pair(w._w_cywhip_async_stream, {"name": _bench._name("tas"), "count": 5000, "size": 32,
+                                                   "mode": "many"})
+    assert r["rate"] > 0
+    labels = [row["label"] for row in _bench.workloads(quick=True)]
+    assert "asyncio recv, messages waiting" in labels and "zmq.asyncio PULL recv, PUSH send" in labels
