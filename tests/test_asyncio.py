@@ -37,8 +37,12 @@ def run(request):
     factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
 
     def run(coro, timeout=50):
-        with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(asyncio.wait_for(coro, timeout))
+        loop = factory()         # not asyncio.Runner: the package supports Python 3.10
+        try:
+            return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
     return run
 
 
