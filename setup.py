@@ -33,7 +33,7 @@ def ext(name):
 
 setup(
     ext_modules=cythonize(
-        [ext("_region"), ext("_ring"), ext("_codec"), ext("_end"), ext("_channel"), ext("_floor")],
+        [ext("_region"), ext("_ring"), ext("_codec"), ext("_end"), ext("_channel"), ext("_floor"), ext("_async")],
         compiler_directives=directives,
         include_path=["."],
     ),

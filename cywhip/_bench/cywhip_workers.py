@@ -172,3 +172,145 @@ def _w_cywhip_idle(role, p, ready, results, shared):
         except ReceiveTimeout:
             pass
         results.put({"cpu_percent": 100 * (time.process_time() - cpu) / (time.perf_counter() - wall)})
+
+
+# ------------------------------------------------------------ asyncio workers
+# The consumer (and, for round trips, both sides) runs on an asyncio event loop;
+# p["loop"] == "uvloop" runs it on uvloop instead.
+
+
+def _run_loop(p, coro):
+    import asyncio
+    if p.get("loop") == "uvloop":
+        import uvloop
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+def _w_cywhip_async_stream(role, p, ready, results, shared):
+    """A plain sender process; an asyncio receiver taking with recv() or recv_many()."""
+    name, n, size, mode = p["name"], p["count"], p["size"], p["mode"]
+    cap = p.get("capacity", 1024)
+    if role == "producer":
+        _w_cywhip_stream(role, p, ready, results, shared)
+        return
+    import cywhip.asyncio as ca
+
+    async def consume():
+        async with ca.Receiver(name, message_length=size, max_queued_messages=cap) as r:
+            ready.set()
+            if mode == "single":
+                recv = r.recv
+                await recv(timeout=60)
+                t0 = time.perf_counter()
+                for _ in range(n - 1):
+                    await recv()
+                return {"rate": (n - 1) / (time.perf_counter() - t0)}
+            got = len(await r.recv_many(8192, timeout=60))
+            t0 = time.perf_counter()
+            while got < n:
+                got += len(await r.recv_many(8192))
+            return {"rate": (n - 1) / (time.perf_counter() - t0)}
+
+    results.put(_run_loop(p, consume()))
+
+
+def _w_cywhip_waiting(role, p, ready, results, shared):
+    """recv() one at a time while the messages are already waiting: the producer fills the
+    ring (as large as the count) and exits; the consumer then times taking them all."""
+    from cywhip import Receiver, Sender
+    name, n, size = p["name"], p["count"], MESSAGE
+    if role == "producer":
+        ready.wait(60)
+        with Sender(name, message_length=size, max_queued_messages=n) as s:
+            msg = b"x" * size
+            s.send_many([msg] * n)
+        return
+    if not p.get("asyncio"):
+        with Receiver(name, message_length=size, max_queued_messages=n) as r:
+            ready.set()
+            while r.depth < n:
+                time.sleep(0.001)
+            recv = r.recv
+            t0 = time.perf_counter()
+            for _ in range(n):
+                recv()
+            results.put({"rate": n / (time.perf_counter() - t0)})
+        return
+    import asyncio
+    import cywhip.asyncio as ca
+
+    async def consume():
+        async with ca.Receiver(name, message_length=size, max_queued_messages=n) as r:
+            ready.set()
+            while r.depth < n:
+                await asyncio.sleep(0.001)
+            recv = r.recv
+            t0 = time.perf_counter()
+            for _ in range(n):
+                await recv()
+            return {"rate": n / (time.perf_counter() - t0)}
+
+    results.put(_run_loop(p, consume()))
+
+
+def _w_cywhip_async_pingpong(role, p, ready, results, shared):
+    """Round trips between two asyncio processes, each awaiting its receive."""
+    import cywhip.asyncio as ca
+    name, n = p["name"], p["count"]
+    a, b = name + "-a", name + "-b"
+    msg = b"x" * MESSAGE
+    kw = {"message_length": MESSAGE, "max_queued_messages": 16}
+
+    async def ping():
+        ready.wait(60)
+        async with ca.Sender(a, **kw) as s, ca.Receiver(b, **kw) as r:
+            clock = time.perf_counter_ns
+            rtts = [0] * n
+            for _ in range(min(1000, n)):
+                await s.send(msg)
+                await r.recv(timeout=60)
+            for i in range(n):
+                t0 = clock()
+                await s.send(msg)
+                await r.recv(timeout=60)
+                rtts[i] = clock() - t0
+        p50, p99 = _percentiles(rtts)
+        return {"p50_us": p50 / 1000, "p99_us": p99 / 1000}
+
+    async def pong():
+        async with ca.Receiver(a, **kw) as r, ca.Sender(b, **kw) as s:
+            ready.set()
+            for _ in range(n + min(1000, n)):
+                await s.send(await r.recv(timeout=60))
+
+    if role == "producer":
+        results.put(_run_loop(p, ping()))
+    else:
+        _run_loop(p, pong())
+
+
+def _w_cywhip_async_wakeup(role, p, ready, results, shared):
+    """An asyncio receiver idle between messages: how late it wakes."""
+    import cywhip.asyncio as ca
+    from cywhip import Sender
+    name, n, idle = p["name"], p["count"], p["idle"]
+    if role == "producer":
+        ready.wait(60)
+        with Sender(name, message_length=16, max_queued_messages=16) as s:
+            for _ in range(n):
+                time.sleep(idle)
+                s.send(time.perf_counter_ns().to_bytes(8, "little"))
+        return
+
+    async def consume():
+        async with ca.Receiver(name, message_length=16, max_queued_messages=16) as r:
+            ready.set()
+            lat = []
+            for _ in range(n):
+                sent = int.from_bytes(await r.recv(timeout=60), "little")
+                lat.append(time.perf_counter_ns() - sent)
+        p50, p99 = _percentiles(lat)
+        return {"p50_us": p50 / 1000, "p99_us": p99 / 1000}
+
+    results.put(_run_loop(p, consume()))

@@ -32,6 +32,14 @@ TARGETS = [
      (FANIN, "cloudtoid-interprocess", ""), lambda r: r >= 3),
     ("blocking round trip p50 ≤ 1.2× futex floor", ("round trip, 32 B", "cywhip", "spin_time=0"),
      ("round trip, 32 B", "futex ping-pong (floor)", ""), lambda r: r <= 1.2),
+    ("asyncio recv_many ≥ ½ plain recv_many", ("asyncio, 32 B", "cywhip", "asyncio recv_many"),
+     ("batches, 32 B", "cywhip", "send_many/recv_many"), lambda r: r >= 0.5),
+    ("asyncio recv with messages waiting ≥ ½ plain recv", ("asyncio, 32 B", "cywhip", "asyncio recv, messages"),
+     ("asyncio, 32 B", "cywhip", "plain recv, messages"), lambda r: r >= 0.5),
+    ("asyncio recv ≥ 5× zmq.asyncio PUSH/PULL", ("asyncio, 32 B", "cywhip", "asyncio recv, plain send"),
+     ("asyncio, 32 B", "pyzmq ipc://", ""), lambda r: r >= 5),
+    ("asyncio round trip p50 ≤ ⅓ zmq.asyncio", ("asyncio round trip, 32 B", "cywhip", ""),
+     ("asyncio round trip, 32 B", "pyzmq ipc://", ""), lambda r: r <= 1 / 3),
 ]
 
 

@@ -1,14 +1,15 @@
 """The benchmark table: every workload, for cywhip and each peer, as rows to run."""
 from cywhip._bench.common import BATCH_RING, MESSAGE, SPAWN, _gbps, _in_dir, _name, run_pair
 from cywhip._bench.cywhip_workers import (
-    _w_cywhip_array, _w_cywhip_callback, _w_cywhip_idle, _w_cywhip_pingpong, _w_cywhip_stream,
+    _w_cywhip_array, _w_cywhip_async_pingpong, _w_cywhip_async_stream, _w_cywhip_async_wakeup,
+    _w_cywhip_callback, _w_cywhip_idle, _w_cywhip_pingpong, _w_cywhip_stream, _w_cywhip_waiting,
     _w_cywhip_wakeup,
 )
 from cywhip._bench.floors import _w_floor_futex, _w_floor_ring
 from cywhip._bench.peers.cloudtoid import _w_cloudtoid
 from cywhip._bench.peers.cykit import _w_cykit_mpsc
 from cywhip._bench.peers.iceoryx2 import _w_iceoryx2_pingpong, _w_iceoryx2_stream
-from cywhip._bench.peers.pyzmq import _w_zmq
+from cywhip._bench.peers.pyzmq import _w_zmq, _w_zmq_asyncio, _w_zmq_asyncio_pingpong
 from cywhip._bench.peers.queues import _faster_fifo, _w_pipe, _w_queue
 
 
@@ -119,4 +120,32 @@ def workloads(quick=False):
         lambda: run_pair(_w_cywhip_idle, {"name": _name("d"), "seconds": 2.0}))
     add(idle, "cywhip", "wake-up after 50 ms idle (p50)", "µs", "p50_us",
         lambda: run_pair(_w_cywhip_wakeup, {"name": _name("w"), "count": 20 if quick else 100, "idle": 0.05}))
+
+    # cywhip.asyncio: the receiver (both sides, for round trips) awaits on asyncio's default loop.
+    aio = "asyncio, 32 B"
+    waiting = 50_000 if quick else 1_000_000
+    add(aio, "cywhip", "plain recv, messages waiting", "msg/s", "rate",
+        lambda: run_pair(_w_cywhip_waiting, {"name": _name("aw"), "count": waiting}))
+    add(aio, "cywhip", "asyncio recv, messages waiting", "msg/s", "rate",
+        lambda: run_pair(_w_cywhip_waiting, {"name": _name("aa"), "count": waiting, "asyncio": True}))
+    add(aio, "cywhip", "asyncio recv_many, plain send_many", "msg/s", "rate",
+        lambda: run_pair(_w_cywhip_async_stream, {"name": _name("am"), "count": n * 2, "size": MESSAGE,
+                                                  "mode": "many", "capacity": BATCH_RING}))
+    add(aio, "cywhip", "asyncio recv, plain send", "msg/s", "rate",
+        lambda: run_pair(_w_cywhip_async_stream, {"name": _name("as"), "count": n, "size": MESSAGE,
+                                                  "mode": "single"}))
+    add(aio, "pyzmq ipc://", "zmq.asyncio PULL recv, PUSH send", "msg/s", "rate",
+        lambda: run_pair(_w_zmq_asyncio, {"name": _name("az"), "count": n // 4, "size": MESSAGE}),
+        needs="zmq", versus="asyncio recv, plain send")
+    art = "asyncio round trip, 32 B"
+    add(art, "cywhip", "asyncio send+recv (p50)", "µs", "p50_us",
+        lambda: run_pair(_w_cywhip_async_pingpong, {"name": _name("ap"), "count": blocking_rt}))
+    add(art, "pyzmq ipc://", "zmq.asyncio PAIR send+recv (p50)", "µs", "p50_us",
+        lambda: run_pair(_w_zmq_asyncio_pingpong, {"name": _name("aq"), "count": blocking_rt}), needs="zmq")
+    add(idle, "cywhip", "asyncio wake-up after 50 ms idle (p50)", "µs", "p50_us",
+        lambda: run_pair(_w_cywhip_async_wakeup, {"name": _name("av"), "count": 20 if quick else 100,
+                                                  "idle": 0.05}))
+    add(idle, "cywhip", "asyncio wake-up after 50 ms idle (p99)", "µs", "p99_us",
+        lambda: run_pair(_w_cywhip_async_wakeup, {"name": _name("ax"), "count": 20 if quick else 100,
+                                                  "idle": 0.05}))
     return rows

@@ -1,0 +1,669 @@
+"""cywhip's channels awaited from asyncio: ``cywhip.asyncio.Sender`` and ``Receiver``.
+
+They take the same arguments as :class:`cywhip.Sender` and :class:`cywhip.Receiver`
+(unknown keyword arguments are passed on unchanged) and raise the same errors;
+only the waiting changes::
+
+    import cywhip.asyncio
+
+    async def consume():
+        async with cywhip.asyncio.Receiver("prices", message_length=64) as rx:
+            async for msg in rx:
+                ...
+
+How it waits.  A call first tries the plain, non-blocking path on the loop
+thread: when messages (or free slots) are there, it takes (or sends) them at
+once, without a system call and without going through the event loop.  Only
+when nothing can be done does the end announce that it sleeps, on the same
+waiting word of the channel a blocking end uses, and await a future.  One
+thread per event loop (per 127 waiting ends) sleeps in ``futex_waitv`` on the
+words of all of that loop's sleeping ends and tells the loop through an
+eventfd when the other end makes progress.  The message is then taken on the
+loop thread.  Waiting and taking are separate steps, so:
+
+- a cancelled ``recv``/``recv_many``/``recv_into`` has taken nothing: the
+  message stays first in line;
+- a cancelled ``send`` has sent its message or not (it raises
+  ``CancelledError`` only if it did not); a cancelled ``send_many`` or
+  ``send_array`` raises ``CancelledError`` with ``sent`` set to how many
+  messages (records) went out, and for a ``send_many`` of a one-shot iterator,
+  ``unsent`` holding the messages drawn from it that did not;
+- on ``timeout``, ``SendTimeout`` (a ``queue.Full``) carries ``sent`` as the
+  plain one does; ``ReceiveTimeout`` is a ``queue.Empty``.
+
+So that the loop is never held, one call copies at most about 1 MiB (or, for
+messages longer than that, one message) between yields to the loop:
+``send_many`` and ``send_array`` go out in such steps, yielding to the loop
+between them when the loop has not run for 2 ms; ``recv_many`` and
+``recv_into`` take at most one step's worth per call (they return what they
+took, like their plain forms, which already stop at the ring's capacity).  A
+stream that never lets the end wait still yields to the loop every 2 ms.
+
+An end is used by one task at a time (as a plain end is used by one thread at
+a time); ``close()`` may be called from any task or thread and ends a wait
+with ``ChannelClosedError`` (an ``async for`` stops).
+"""
+import asyncio
+import atexit
+import itertools
+import os
+import threading
+import weakref
+from time import monotonic as _monotonic, monotonic_ns as _monotonic_ns
+
+from cywhip import _channel
+from cywhip._async import Waker, futex_waitv_supported
+from cywhip.errors import ChannelClosedError, ReceiveTimeout, SendTimeout
+
+__all__ = ["Sender", "Receiver"]
+
+# Bytes one step copies at most (a few hundred microseconds of copying).
+STEP_BYTES = 1 << 20
+# A call that has not let the loop run for this long (ns) yields to it before its next step.
+YIELD_NS = 2_000_000
+
+_SUPPORTED = None
+
+
+def _check_kernel():
+    global _SUPPORTED
+    if _SUPPORTED is None:
+        _SUPPORTED = futex_waitv_supported()
+    if not _SUPPORTED:
+        raise OSError("cywhip.asyncio needs futex_waitv, which Linux has from version 5.16; "
+                      f"this kernel is {os.uname().release}")
+
+
+# ------------------------------------------------------------------ wakers
+
+
+class _WakerThread:
+    """One Waker, its thread and its eventfd, registered with one loop."""
+
+    def __init__(self, hub):
+        self.hub = hub
+        self.efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.waker = Waker(self.efd)
+        # slot -> (gen, future) of the wait in progress
+        self.waits = {}
+        # slot -> the plain end bound there: an end is never collected (and unmapped) while bound
+        self.ends = {}
+        self.thread = threading.Thread(target=self.waker.run, name="cywhip-asyncio-waker", daemon=True)
+        self.thread.start()
+        hub.loop.add_reader(self.efd, self._on_fired)
+
+    def _on_fired(self):
+        try:
+            os.read(self.efd, 8)
+        except BlockingIOError:
+            pass
+        waits = self.waits
+        for slot, gen in self.waker.collect():
+            entry = waits.get(slot)
+            if entry is not None and entry[0] == gen and not entry[1].done():
+                entry[1].set_result(True)
+
+    def stop(self, on_loop_thread):
+        """End the thread and unregister the eventfd (on the loop thread, or scheduled there)."""
+        self.waker.stop()
+        self.thread.join(5)
+        loop = self.hub.loop
+        if on_loop_thread or loop.is_closed():
+            _drop_reader(loop, self.efd)
+        else:
+            try:
+                loop.call_soon_threadsafe(_drop_reader, loop, self.efd)
+            except RuntimeError:      # closed meanwhile
+                _drop_reader(loop, self.efd)
+
+
+def _drop_reader(loop, efd):
+    if not loop.is_closed():
+        try:
+            loop.remove_reader(efd)
+        except Exception:
+            pass
+    os.close(efd)
+
+
+class _Hub:
+    """The waker threads of one event loop: one per WAKER_SLOTS ends that use the loop."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.threads = []
+        self.pid = os.getpid()
+
+    def bind(self, end):
+        """A slot for a plain end: (waker thread, slot, gen).  On the loop thread."""
+        with self.lock:
+            for wt in self.threads:
+                got = wt.waker.bind()
+                if got is not None:
+                    break
+            else:
+                wt = _WakerThread(self)
+                self.threads.append(wt)
+                got = wt.waker.bind()
+            wt.ends[got[0]] = end
+            return wt, got[0], got[1]
+
+    def unbind(self, wt, slot, gen, on_loop_thread):
+        """Give a slot up, from any thread; stop its thread when it serves no end."""
+        with self.lock:
+            wt.waker.close_slot(slot, gen)
+            entry = wt.waits.get(slot)
+            if entry is not None and entry[0] == gen:
+                del wt.waits[slot]
+            wt.ends.pop(slot, None)
+            stop = wt.waker.bound == 0 and wt in self.threads
+            if stop:
+                self.threads.remove(wt)
+        if stop:
+            wt.stop(on_loop_thread)
+
+
+_hubs = weakref.WeakKeyDictionary()
+_hubs_lock = threading.Lock()
+
+
+def _hub(loop):
+    with _hubs_lock:
+        hub = _hubs.get(loop)
+        if hub is None:
+            hub = _hubs[loop] = _Hub(loop)
+        return hub
+
+
+def _forget_after_fork():
+    # The threads did not survive the fork; the ends are the parent's (a child opens its own).
+    global _hubs, _hubs_lock
+    _hubs = weakref.WeakKeyDictionary()
+    _hubs_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+@atexit.register
+def _stop_all_at_exit():
+    # Runs before cywhip._end's own exit handler closes (and unmaps) every plain end,
+    # so no waker thread still reads a waiting word then.
+    for hub in list(_hubs.values()):
+        if hub.pid != os.getpid():
+            continue
+        for wt in list(hub.threads):
+            wt.waker.stop()
+            wt.thread.join(5)
+
+
+# --------------------------------------------------------------------- ends
+
+
+class _AsyncEnd:
+    """What the asyncio Sender and Receiver share: the plain end, the slot, waiting, closing."""
+
+    _plain = None
+
+    def __init__(self, *args, **kwargs):
+        _check_kernel()
+        self._hub = None
+        self._wt = None
+        self._slot = -1
+        self._gen = 0
+        self._fut = None
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._busy = False
+        # When this end last let the loop run (suspended or yielded), CLOCK_MONOTONIC ns.
+        self._ran = _monotonic_ns()
+        self._end = None
+        self._end = self._plain(*args, **kwargs)
+        length = max(1, self._end.message_length)
+        self._step = max(1, min(self._end.max_queued_messages, STEP_BYTES // length))
+
+    # --------------------------------------------------------- the plain end's state
+
+    name = property(lambda self: self._end.name)
+    message_length = property(lambda self: self._end.message_length)
+    max_queued_messages = property(lambda self: self._end.max_queued_messages)
+    message_type = property(lambda self: self._end.message_type)
+    depth = property(lambda self: self._end.depth)
+
+    @property
+    def closed(self):
+        return self._closed or self._end.closed
+
+    def __repr__(self):
+        return f"<cywhip.asyncio.{type(self).__name__} of {self._end!r}>"
+
+    def __reduce__(self):
+        raise TypeError(f"a {type(self).__name__} cannot be pickled or sent to another process; "
+                        f"open one there by the channel name ({self.name!r})")
+
+    # ------------------------------------------------------------------ one task
+
+    def _begin(self):
+        if self._busy:
+            raise RuntimeError(f"{type(self).__name__} {self.name!r} is already in use by another "
+                               f"task; an end may be used by one task at a time")
+        self._busy = True
+
+    async def _let_loop_run(self):
+        """Yield to the loop if this end has kept it for YIELD_NS (before a step, never after one)."""
+        if _monotonic_ns() - self._ran > YIELD_NS:
+            # Counted before yielding: a call cancelled during the yield leaves the next
+            # one free to go straight on, so tiny timeouts cannot starve the end.
+            self._ran = _monotonic_ns()
+            await asyncio.sleep(0)
+
+    # ------------------------------------------------------------------- waiting
+
+    def _bind(self, loop):
+        """Hold a slot of this loop's wakers (moving from another loop's if need be)."""
+        with self._close_lock:
+            if self._closed:
+                self._end.close()
+                return
+            if self._wt is not None:
+                old, slot, gen = self._wt, self._slot, self._gen
+                self._wt = None
+                old.hub.unbind(old, slot, gen, False)
+            self._hub = _hub(loop)
+            self._wt, self._slot, self._gen = self._hub.bind(self._end)
+
+    def _deadline(self, timeout):
+        if timeout is None:
+            return None
+        try:
+            t = float(timeout)
+        except (TypeError, ValueError):
+            raise TypeError(f"timeout must be a number of seconds or None, not "
+                            f"{type(timeout).__name__} ({timeout!r})") from None
+        if not t >= 0:
+            raise ValueError(f"timeout must be a non-negative number of seconds or None, got {timeout!r}")
+        return _monotonic() + t
+
+    async def _sleep(self, deadline):
+        """Wait until the other end may have made progress: True; False once deadline passes.
+
+        Raises ChannelClosedError once closed.  Takes nothing: the caller
+        takes afterwards, so a cancellation here loses nothing.
+        """
+        if deadline is not None and _monotonic() >= deadline:
+            return False
+        loop = asyncio.get_running_loop()
+        if self._wt is None or self._hub.loop is not loop:
+            self._bind(loop)
+        wt, slot, gen = self._wt, self._slot, self._gen
+        if wt is None:
+            raise ChannelClosedError(f"{type(self).__name__} {self.name!r} is closed")
+        st = wt.waker.arm(slot, gen, self._end)
+        if st == 0:
+            return True
+        if st < 0:
+            # The slot was given up: close() ran in another thread.
+            raise ChannelClosedError(f"{type(self).__name__} {self.name!r} is closed")
+        fut = loop.create_future()
+        wt.waits[slot] = (gen, fut)
+        self._fut = fut
+        timer = None
+        if deadline is not None:
+            timer = loop.call_later(max(0.0, deadline - _monotonic()), _expire, fut)
+        try:
+            woke = await fut
+        finally:
+            self._fut = None
+            if timer is not None:
+                timer.cancel()
+            entry = wt.waits.get(slot)
+            if entry is not None and entry[1] is fut:
+                del wt.waits[slot]
+            wt.waker.disarm(slot, gen)
+            self._ran = _monotonic_ns()
+        if self._closed:
+            raise ChannelClosedError(f"{type(self).__name__} {self.name!r} is closed")
+        return woke
+
+    # ------------------------------------------------------------------- closing
+
+    def close(self):
+        """Close this end, from any task or thread; a wait in progress raises ChannelClosedError."""
+        with self._close_lock:
+            first = not self._closed
+            self._closed = True
+            wt, slot, gen, fut = self._wt, self._slot, self._gen, self._fut
+            self._wt = None
+        if first and wt is not None and wt.hub.pid == os.getpid():
+            loop = wt.hub.loop
+            on_loop = _running_loop() is loop
+            # Before the plain end unmaps: the waker thread lets go of the word.
+            wt.hub.unbind(wt, slot, gen, on_loop)
+            if fut is not None:
+                if on_loop:
+                    _wake(fut)
+                elif not loop.is_closed():
+                    try:
+                        loop.call_soon_threadsafe(_wake, fut)
+                    except RuntimeError:
+                        pass
+        self._end.close()
+
+    def __del__(self):
+        try:
+            if not self._closed and getattr(self, "_wt", None) is not None:
+                self.close()
+        except Exception:
+            pass
+
+    async def __aenter__(self):
+        if self.closed:
+            raise ChannelClosedError(f"{type(self).__name__} {self.name!r} is closed")
+        return self
+
+    async def __aexit__(self, *exc):
+        self.close()
+
+
+def _expire(fut):
+    if not fut.done():
+        fut.set_result(False)
+
+
+def _wake(fut):
+    if not fut.done():
+        fut.set_result(True)
+
+
+def _running_loop():
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class Sender(_AsyncEnd):
+    """The sending end of channel ``name``, awaited: same arguments as :class:`cywhip.Sender`."""
+
+    _plain = _channel.Sender
+
+    @property
+    def published(self):
+        return self._end.published
+
+    def try_send(self, msg):
+        """Send one message if there is room right now; return whether it was sent (no waiting)."""
+        return self._end.try_send(msg)
+
+    async def send(self, msg, timeout=None):
+        """Send one message; wait while the ring is full (SendTimeout after ``timeout`` seconds)."""
+        if self._busy:
+            self._begin()
+        self._busy = True
+        try:
+            if _monotonic_ns() - self._ran > YIELD_NS:
+                await self._let_loop_run()
+            # The common case first, inline: there is room.
+            try:
+                return self._end.send(msg, 0)
+            except SendTimeout:
+                pass
+            return await self._send_slow(msg, timeout)
+        finally:
+            self._busy = False
+
+    async def _send_slow(self, msg, timeout):
+        end = self._end
+        deadline = self._deadline(timeout)
+        while True:
+            if not await self._sleep(deadline):
+                raise SendTimeout(f"channel {self.name!r} stayed full "
+                                  f"({self.max_queued_messages} messages queued) for {timeout} s")
+            try:
+                end.send(msg, 0)
+                return
+            except SendTimeout:
+                pass
+
+    async def send_many(self, messages, timeout=None):
+        """Send every message of an iterable; return how many were sent.
+
+        On timeout raises SendTimeout whose ``sent`` says how many went out;
+        if cancelled, the CancelledError carries ``sent`` too (and ``unsent``:
+        messages drawn from a one-shot iterator that did not go out).
+        """
+        self._begin()
+        end = self._end
+        step = self._step
+        sent = 0
+        deadline = None
+        chunk = []
+        is_seq = isinstance(messages, (list, tuple))
+        it = None if is_seq else iter(messages)
+        pos = 0
+        try:
+            while True:
+                if not chunk:
+                    if is_seq:
+                        chunk = messages[pos:pos + step]
+                        pos += len(chunk)
+                    else:
+                        chunk = list(itertools.islice(it, step))
+                    if not chunk:
+                        return sent
+                await self._let_loop_run()
+                try:
+                    k = end.send_many(chunk, 0)
+                except SendTimeout as exc:
+                    k = exc.sent
+                sent += k
+                chunk = chunk[k:] if k < len(chunk) else []
+                if chunk:
+                    if deadline is None:
+                        deadline = self._deadline(timeout)
+                    if not await self._sleep(deadline):
+                        raise SendTimeout(f"channel {self.name!r} stayed full ({self.max_queued_messages} "
+                                          f"messages queued) for {timeout} s; {sent} messages of this "
+                                          f"call were sent", sent=sent)
+        except asyncio.CancelledError as exc:
+            exc.sent = sent
+            exc.unsent = [] if is_seq else list(chunk)
+            raise
+        finally:
+            self._busy = False
+
+    async def send_array(self, arr, timeout=None):
+        """Send every record of a 1-D NumPy array of the channel's record type; return how many.
+
+        Copies in steps of about 1 MiB on the loop thread, yielding between
+        them.  On timeout raises SendTimeout, on cancellation CancelledError,
+        either with ``sent``: how many records went out.
+        """
+        self._begin()
+        end = self._end
+        sent = 0
+        try:
+            try:
+                n = len(arr)
+            except TypeError:
+                n = None
+            if n is None or n == 0:
+                # Not an array (the plain call says what is wrong), or nothing to send.
+                return end.send_array(arr, 0)
+            size = max(1, end.message_length)
+            step = max(1, STEP_BYTES // size)
+            deadline = None
+            while sent < n:
+                await self._let_loop_run()
+                part = arr[sent:sent + step]
+                try:
+                    sent += end.send_array(part, 0)
+                    continue
+                except SendTimeout as exc:
+                    sent += exc.sent
+                if deadline is None:
+                    deadline = self._deadline(timeout)
+                if not await self._sleep(deadline):
+                    raise SendTimeout(f"channel {self.name!r} stayed full for {timeout} s; "
+                                      f"{sent} of {n} records were sent", sent=sent)
+            return sent
+        except asyncio.CancelledError as exc:
+            exc.sent = sent
+            raise
+        finally:
+            self._busy = False
+
+    def close(self):
+        """Close this end.  Queued messages stay in the channel for a receiver."""
+        super().close()
+
+
+def _check_count(max_count):
+    if isinstance(max_count, bool) or not isinstance(max_count, int):
+        raise TypeError(f"max_count must be an int, not {type(max_count).__name__} ({max_count!r})")
+    if max_count < 1:
+        raise ValueError(f"max_count must be at least 1, got {max_count}")
+
+
+class Receiver(_AsyncEnd):
+    """The receiving end of channel ``name``, awaited: same arguments as :class:`cywhip.Receiver`
+    (without ``on_message``/``on_batch``: iterate with ``async for`` instead)."""
+
+    _plain = _channel.Receiver
+
+    def __init__(self, *args, **kwargs):
+        if len(args) > 4 or kwargs.get("on_message") is not None or kwargs.get("on_batch") is not None:
+            raise TypeError("cywhip.asyncio.Receiver takes no on_message/on_batch: "
+                            "use 'async for msg in receiver' or recv()")
+        super().__init__(*args, **kwargs)
+
+    @property
+    def taken(self):
+        return self._end.taken
+
+    def try_recv(self):
+        """Take the next message if one is waiting, else return None (no waiting)."""
+        return self._end.try_recv()
+
+    async def _ready(self, deadline, timeout):
+        """Sleep until a message may be there; ReceiveTimeout once the deadline passes."""
+        if not await self._sleep(deadline):
+            raise ReceiveTimeout(f"no message arrived on channel {self.name!r} within {timeout} s")
+
+    async def recv(self, timeout=None):
+        """Take the next message; wait for one (ReceiveTimeout, a queue.Empty, after ``timeout`` s)."""
+        if self._busy:
+            self._begin()
+        self._busy = True
+        try:
+            if _monotonic_ns() - self._ran > YIELD_NS:
+                await self._let_loop_run()
+            # The common case first, inline: a message is waiting.
+            try:
+                return self._end.recv(0)
+            except ReceiveTimeout:
+                pass
+            return await self._recv_slow(timeout)
+        finally:
+            self._busy = False
+
+    async def _recv_slow(self, timeout):
+        end = self._end
+        deadline = self._deadline(timeout)
+        while True:
+            await self._ready(deadline, timeout)
+            try:
+                return end.recv(0)
+            except ReceiveTimeout:
+                pass
+
+    async def recv_many(self, max_count, timeout=None):
+        """Wait for at least one message, then take those waiting, up to ``max_count``; return a list.
+
+        Takes at most about 1 MiB of messages per call, so that the loop is
+        not held; call again for more.
+        """
+        _check_count(max_count)
+        self._begin()
+        try:
+            await self._let_loop_run()
+            end = self._end
+            k = min(max_count, self._step)
+            deadline = None
+            while True:
+                try:
+                    return end.recv_many(k, 0)
+                except ReceiveTimeout:
+                    pass
+                if deadline is None:
+                    deadline = self._deadline(timeout)
+                await self._ready(deadline, timeout)
+        finally:
+            self._busy = False
+
+    async def recv_into(self, out, timeout=None):
+        """Fill a 1-D NumPy array of the channel's records with waiting records; return how many.
+
+        Waits for at least one; copies at most about 1 MiB per call.
+        """
+        self._begin()
+        try:
+            await self._let_loop_run()
+            end = self._end
+            try:
+                n = len(out)
+            except TypeError:
+                n = None
+            if n is not None and n > 0:
+                step = max(1, STEP_BYTES // max(1, end.message_length))
+                if n > step:
+                    out = out[:step]
+            deadline = None
+            while True:
+                try:
+                    return end.recv_into(out, 0)
+                except ReceiveTimeout:
+                    pass
+                if deadline is None:
+                    deadline = self._deadline(timeout)
+                await self._ready(deadline, timeout)
+        finally:
+            self._busy = False
+
+    async def recv_array(self, max_count, timeout=None):
+        """Wait for at least one record, then take those waiting up to ``max_count`` (at most about
+        1 MiB) as a new NumPy array."""
+        _check_count(max_count)
+        self._begin()
+        try:
+            await self._let_loop_run()
+            end = self._end
+            k = min(max_count, max(1, STEP_BYTES // max(1, end.message_length)))
+            deadline = None
+            while True:
+                try:
+                    return end.recv_array(k, 0)
+                except ReceiveTimeout:
+                    pass
+                if deadline is None:
+                    deadline = self._deadline(timeout)
+                await self._ready(deadline, timeout)
+        finally:
+            self._busy = False
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        """The next message, waiting as long as it takes; stops once the receiver is closed."""
+        try:
+            return await self.recv()
+        except ChannelClosedError:
+            if self._closed:
+                raise StopAsyncIteration from None
+            raise
+
+    def close(self):
+        """Close this end.  Messages not yet taken stay in the channel for the next receiver."""
+        super().close()
