@@ -53,6 +53,7 @@ cdef struct slot_t:
     uint64_t gen      # which holder: a slot reused by another end gets a new number
     int state
     int listed        # the word is in the futex_waitv the thread sleeps in now
+    bint shared       # a many-senders channel's sender_waiting: never cleared by a waiter
 
 
 def futex_waitv_supported():
@@ -128,6 +129,7 @@ cdef class Waker:
                 self.slots[i].gen = gen
                 self.slots[i].state = IDLE
                 self.slots[i].word = NULL
+                self.slots[i].shared = False
                 self.bound += 1
                 self._unlock()
                 return i, gen
@@ -143,6 +145,7 @@ cdef class Waker:
         cdef uint32_t *word
         cdef int ready
         cdef bint poke = False
+        cdef bint shared
         _enter(end)
         try:
             if end.ring.hdr == NULL:
@@ -150,22 +153,30 @@ cdef class Waker:
             word = &end.ring.hdr.sender_waiting if end.sending else &end.ring.hdr.receiver_waiting
             # As ring_wait: announce, fence, re-check.  The other end stores its
             # cursor, fences, then loads this word: one of the two sees the other.
+            # Several senders of one channel share sender_waiting: as in ring_wait, a
+            # sender never clears it (that could hide another's sleep); the receiver does.
+            shared = end.sending and end.ring.many
             cw_store_relaxed_u32(word, 1)
             cw_fence_seq_cst()
             try:
-                ready = end._ready_now()
+                # Claims nothing: the caller sends or takes afterwards, by the ordinary calls.
+                ready = end._ready_peek()
             except BaseException:
-                cw_store_relaxed_u32(word, 0)
+                if not shared:
+                    cw_store_relaxed_u32(word, 0)
                 raise
             if ready:
-                cw_store_relaxed_u32(word, 0)
+                if not shared:
+                    cw_store_relaxed_u32(word, 0)
                 return 0
             self._lock()
             if not self._holds(slot, gen):
                 self._unlock()
-                cw_store_relaxed_u32(word, 0)
+                if not shared:
+                    cw_store_relaxed_u32(word, 0)
                 return -1
             self.slots[slot].word = word
+            self.slots[slot].shared = shared
             self.slots[slot].state = ARMED
             if not self.slots[slot].listed:
                 self._bump()
@@ -186,7 +197,7 @@ cdef class Waker:
         """
         self._lock()
         if self._holds(slot, gen):
-            if self.slots[slot].state == ARMED:
+            if self.slots[slot].state == ARMED and not self.slots[slot].shared:
                 # Armed means the end is open and its mapping in place (close_slot()
                 # disarms under this lock before any unmapping).
                 cw_store_relaxed_u32(self.slots[slot].word, 0)
@@ -197,7 +208,7 @@ cdef class Waker:
         """Give the slot up (the end closes): from any thread, before the end unmaps."""
         self._lock()
         if self._holds(slot, gen):
-            if self.slots[slot].state == ARMED:
+            if self.slots[slot].state == ARMED and not self.slots[slot].shared:
                 cw_store_relaxed_u32(self.slots[slot].word, 0)
             self.slots[slot].state = UNUSED
             self.slots[slot].word = NULL

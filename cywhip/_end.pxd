@@ -41,6 +41,7 @@ cdef class _End:
     cdef int _refuse(self) except -1
     cdef int _wait(self, int64_t deadline) except -1
     cdef int _ready_now(self) except -1
+    cdef int _ready_peek(self) except -1
     cdef int _raise_corrupt(self) except -1
     cdef void _finish_close(self)
     cdef void _abandon(self)

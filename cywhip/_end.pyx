@@ -18,7 +18,8 @@ from cywhip._codec cimport choose_codec
 from cywhip._region cimport Region, END_SENDER
 from cywhip.includes.c_layout cimport CW_MAX_PLACES
 from cywhip._ring cimport (
-    ring_attach, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now, monotonic_ns,
+    ring_attach, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now, ring_refresh_free,
+    monotonic_ns,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
 )
 
@@ -221,6 +222,14 @@ cdef class _End:
         """Whether there is room (a sender: with many senders, a slot claimed for it to fill at
         once) or a message (a receiver) right now, without waiting."""
         cdef int64_t n = ring_claim(&self.ring) if self.sending else ring_available_now(&self.ring)
+        if n < 0:
+            self._raise_corrupt()
+        return n > 0
+
+    cdef int _ready_peek(self) except -1:
+        """Whether there is room (a sender) or a message (a receiver) right now, claiming
+        nothing: for a waiter that takes later, through the ordinary calls."""
+        cdef int64_t n = ring_refresh_free(&self.ring) if self.sending else ring_available_now(&self.ring)
         if n < 0:
             self._raise_corrupt()
         return n > 0

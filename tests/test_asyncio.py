@@ -664,3 +664,87 @@ def test_the_asyncio_benchmark_workers_run_and_report():
     assert r["rate"] > 0
     labels = [row["label"] for row in _bench.workloads(quick=True)]
     assert "asyncio recv, messages waiting" in labels and "zmq.asyncio PULL recv, PUSH send" in labels
+
+
+# ------------------------------------------------------------- many senders
+
+
+@pytest.mark.timeout(120)
+def test_asyncio_senders_of_a_many_senders_channel_share_a_full_ring_and_lose_nothing(channel, run):
+    from cywhip._testing.fanin import Tally, payload as fan_payload
+    n, length = 5000, 64
+
+    async def main():
+        receiver = cywhip.Receiver(channel, message_length=length, max_queued_messages=4, max_senders=3)
+        senders = [ca.Sender(channel, message_length=length, max_queued_messages=4, max_senders=3)
+                   for _ in range(2)]
+        plain = cywhip.Sender(channel, message_length=length, max_queued_messages=4, max_senders=3)
+        tally = Tally(length)
+        stop = threading.Event()
+
+        def receive():
+            # A slow receiver: the ring is full most of the time, so every sender sleeps on
+            # the one waiting word they share.
+            while tally.count < 3 * n and not stop.is_set():
+                try:
+                    for m in receiver.recv_many(3, timeout=0.5):
+                        tally.add(m)
+                except cywhip.ReceiveTimeout:
+                    pass
+
+        def send_plain():
+            for i in range(n):
+                plain.send(fan_payload(2, i, length), timeout=30)
+
+        async def send(tag, s):
+            for i in range(n):
+                if i % 2:
+                    await s.send(fan_payload(tag, i, length), timeout=30)
+                else:
+                    assert await s.send_many([fan_payload(tag, i, length)], timeout=30) == 1
+
+        threads = [threading.Thread(target=receive), threading.Thread(target=send_plain)]
+        for t in threads:
+            t.start()
+        try:
+            await asyncio.gather(*(send(tag, s) for tag, s in enumerate(senders)))
+        finally:
+            for t in threads[1:]:
+                t.join(60)
+            threads[0].join(60)
+            stop.set()
+            for s in senders:
+                s.close()
+            plain.close()
+            depth = receiver.depth
+            skipped = receiver._skipped
+            receiver.close()
+        assert tally.errors == []
+        assert tally.next == {0: n, 1: n, 2: n}
+        assert depth == 0
+        # No sender died and no serializer raised: no slot was claimed and left empty.
+        assert skipped == (0, 0)
+    run(main(), timeout=110)
+
+
+@pytest.mark.timeout(120)
+def test_an_asyncio_receiver_takes_three_sender_processes_in_each_senders_order(channel, peers, run):
+    from cywhip._testing.fanin import Tally
+    n, length = 20_000, 64
+
+    async def main():
+        tally = Tally(length)
+        async with ca.Receiver(channel, message_length=length, max_queued_messages=64, max_senders=3) as r:
+            procs = [peers.start(*("--role", "stream", channel, length, 64, 3, tag, n, "send"),
+                                 script="import sys; from cywhip._testing.fanin import main; "
+                                        "sys.exit(main(sys.argv[1:]))")
+                     for tag in range(3)]
+            while tally.count < 3 * n:
+                for m in await r.recv_many(1000, timeout=60):
+                    tally.add(m)
+        return procs, tally
+    procs, tally = run(main(), timeout=110)
+    for proc in procs:
+        rc, out, err = peers.finish(proc, timeout=30)
+        assert rc == 0, err
+    assert tally.errors == [] and tally.next == {0: n, 1: n, 2: n}
