@@ -16,7 +16,7 @@ def documented_fields():
 def test_every_documented_header_field_is_where_the_compiler_put_it():
     fields = documented_fields()
     actual = layout()
-    assert len(fields) == 22
+    assert len(fields) == 23
     for name, (offset, _size) in fields.items():
         key = "header_size_field" if name == "header_size" else name
         assert actual[key] == offset, name
@@ -38,6 +38,10 @@ def test_slot_and_file_sizes_follow_the_documented_formulas():
     assert slot_size_for(32) == 40
     assert slot_size_for(1) == 16
     assert slot_size_for(33) == 48
+    # Many senders: length, reserved, then seq at 8; the payload at 16.
+    assert layout()["many_slot_header_size"] == 16 and layout()["slot_seq"] == 8
+    assert slot_size_for(32, 2) == 48 and slot_size_for(1, 4) == 24
+    assert file_size_for(32, 200, 2, 1) == 8192 + 200 * 48 + (-(200 * 48) % 4096)
     assert slots_offset_for(1, 1) == layout()["slots"] == 8192
     assert slots_offset_for(16, 16) == 4096 + 4096
     assert slots_offset_for(17, 16) == 4096 + 8192
