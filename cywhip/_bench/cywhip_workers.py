@@ -139,16 +139,22 @@ def _w_cywhip_pingpong(role, p, ready, results, shared):
             send(recv(timeout=60))
 
 
+def _wakeup_producer(name, n, idle, ready):
+    """Send n timestamps (perf_counter_ns), each after idle seconds of nothing."""
+    from cywhip import Sender
+    ready.wait(60)
+    with Sender(name, message_length=16, max_queued_messages=16) as s:
+        for _ in range(n):
+            time.sleep(idle)
+            s.send(time.perf_counter_ns().to_bytes(8, "little"))
+
+
 def _w_cywhip_wakeup(role, p, ready, results, shared):
     """A receiver idle between messages: CPU while idle, and how late it wakes."""
-    from cywhip import Receiver, Sender
+    from cywhip import Receiver
     name, n, idle = p["name"], p["count"], p["idle"]
     if role == "producer":
-        ready.wait(60)
-        with Sender(name, message_length=16, max_queued_messages=16) as s:
-            for _ in range(n):
-                time.sleep(idle)
-                s.send(time.perf_counter_ns().to_bytes(8, "little"))
+        _wakeup_producer(name, n, idle, ready)
         return
     with Receiver(name, message_length=16, max_queued_messages=16) as r:
         ready.set()
@@ -293,14 +299,9 @@ def _w_cywhip_async_pingpong(role, p, ready, results, shared):
 def _w_cywhip_async_wakeup(role, p, ready, results, shared):
     """An asyncio receiver idle between messages: how late it wakes."""
     import cywhip.asyncio as ca
-    from cywhip import Sender
     name, n, idle = p["name"], p["count"], p["idle"]
     if role == "producer":
-        ready.wait(60)
-        with Sender(name, message_length=16, max_queued_messages=16) as s:
-            for _ in range(n):
-                time.sleep(idle)
-                s.send(time.perf_counter_ns().to_bytes(8, "little"))
+        _wakeup_producer(name, n, idle, ready)
         return
 
     async def consume():

@@ -194,11 +194,16 @@ def soak(kills, seed=0, length=256, capacity=32, max_messages=20_000_000, workdi
         smap.close()
         unlink(name, missing_ok=True)
         if own_dir:
-            for f in (slog, rlog, stop):
-                if os.path.exists(f):
-                    os.unlink(f)
-            os.rmdir(workdir)
+            _remove_workdir(workdir, (slog, rlog, stop))
         report["ok"] = not report["errors"]
+
+
+def _remove_workdir(workdir, files):
+    """Remove a soak's own working directory and the files it made there."""
+    for f in files:
+        if os.path.exists(f):
+            os.unlink(f)
+    os.rmdir(workdir)
 
 
 def main(argv=None):

@@ -16,7 +16,6 @@ message mixed from two others shows.
 """
 import argparse
 import json
-import mmap
 import os
 import random
 import signal
@@ -28,6 +27,7 @@ import threading
 import time
 
 from cywhip import Receiver, Sender, unlink
+from cywhip._testing.crash import _map, _remove_workdir
 from cywhip.errors import ReceiveTimeout
 
 HEAD = struct.Struct("<IQ")
@@ -70,16 +70,6 @@ class Tally:
             self.errors.append(f"tag {tag}: message {i} arrived where {expect} was next")
         self.next[tag] = i + 1
         self.count += 1
-
-
-def _map(path, words):
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        if os.fstat(fd).st_size < words * 8:
-            os.ftruncate(fd, words * 8)
-        return mmap.mmap(fd, words * 8)
-    finally:
-        os.close(fd)
 
 
 def run_sender(name, length, capacity, senders, tag, log_path, words, stop_path, seed):
@@ -309,10 +299,7 @@ def soak(kills, senders=3, seed=0, length=64, capacity=16, workdir=None, timeout
         log.close()
         unlink(name, missing_ok=True)
         if own_dir:
-            for f in (log_path, stop):
-                if os.path.exists(f):
-                    os.unlink(f)
-            os.rmdir(workdir)
+            _remove_workdir(workdir, (log_path, stop))
         report["ok"] = not report["errors"]
 
 
