@@ -29,7 +29,9 @@ from cywhip.errors import (  # noqa: E402
 try:
     from cywhip._channel import Receiver, Sender  # noqa: E402
     from cywhip._codec import ReadBuffer, WriteBuffer  # noqa: E402
-    from cywhip._region import ChannelInfo, PlaceInfo, channels, remove_stale, unlink  # noqa: E402
+    from cywhip._region import (  # noqa: E402
+        ChannelInfo, GroupInfo, PlaceInfo, channels, remove_group, remove_stale, unlink,
+    )
 except ImportError as _exc:  # pragma: no cover - only on a broken install
     raise ImportError(
         f"cywhip's compiled core could not be loaded ({_exc}); install cywhip with "
@@ -47,6 +49,8 @@ __all__ = [
     "remove_stale",
     "ChannelInfo",
     "PlaceInfo",
+    "GroupInfo",
+    "remove_group",
     "CywhipError",
     "ChannelBusyError",
     "ChannelClosedError",

@@ -49,7 +49,7 @@ cdef class Sender(_End):
 
     def __init__(self, name, message_serializer=None, message_length=None,
                  max_queued_messages=DEFAULT_MAX_QUEUED_MESSAGES, *, message_type=None,
-                 max_senders=1, spin_time=DEFAULT_SPIN_TIME, mode=0o600):
+                 max_senders=1, max_receivers=1, spin_time=DEFAULT_SPIN_TIME, mode=0o600):
         if message_serializer is not None and not callable(message_serializer):
             raise TypeError(f"message_serializer must be callable, got {message_serializer!r}")
         if message_serializer is not None and message_type is not None:
@@ -57,7 +57,7 @@ cdef class Sender(_End):
         self.sending = 1
         self.publish_every = 0
         self._open(name, message_length, max_queued_messages, END_SENDER, spin_time, mode, message_type,
-                   message_serializer, None, max_senders)
+                   message_serializer, None, max_senders, max_receivers)
         # Publish a long send_many() in steps, so the receiver starts early.
         self.publish_every = max(1, min(self.max_queued_messages // 4, 256))
 
@@ -270,6 +270,7 @@ cdef class Receiver(_End):
     def __init__(self, name, message_deserializer=None, message_length=None,
                  max_queued_messages=DEFAULT_MAX_QUEUED_MESSAGES, on_message=None, *,
                  message_type=None, on_batch=None, on_error=None, max_senders=1,
+                 max_receivers=1, group="", durable=True,
                  spin_time=DEFAULT_SPIN_TIME, mode=0o600):
         for what, fn in (("message_deserializer", message_deserializer), ("on_message", on_message),
                          ("on_batch", on_batch), ("on_error", on_error)):
@@ -288,7 +289,7 @@ cdef class Receiver(_End):
         self.thread = None
         self.error = None
         self._open(name, message_length, max_queued_messages, END_RECEIVER, spin_time, mode, message_type,
-                   None, message_deserializer, max_senders)
+                   None, message_deserializer, max_senders, max_receivers, group, durable)
         if on_message is not None or on_batch is not None:
             self.busy = 1
             self.thread = threading.Thread(target=self._run, name=f"cywhip-receiver-{self.name}",
@@ -596,8 +597,19 @@ cdef class Receiver(_End):
     # ------------------------------------------------------------- the rest
 
     @property
+    def group(self):
+        """The receiver group this end belongs to ("" by default)."""
+        return self.region.group if self.region is not None else None
+
+    @property
+    def durable(self):
+        """Whether this end's group keeps its place when all its members are gone."""
+        return self.region.durable if self.region is not None else None
+
+    @property
     def taken(self):
-        """Messages ever taken from this channel (its read cursor)."""
+        """Messages ever taken from this channel (its read cursor; a group member: its
+        group's first message not taken)."""
         self._check_open()
         return ring_taken(&self.ring)
 

@@ -30,12 +30,14 @@ cdef class _End:
     cdef readonly Py_ssize_t message_length
     cdef readonly Py_ssize_t max_queued_messages
     cdef readonly Py_ssize_t max_senders
+    cdef readonly Py_ssize_t max_receivers
     cdef Py_ssize_t record_size
     cdef object __weakref__
 
     cdef int _open(self, name, message_length, max_queued_messages, int end, object spin_time,
                    object mode, object message_type, object serializer, object deserializer,
-                   object max_senders=*) except -1
+                   object max_senders=*, object max_receivers=*, object group=*,
+                   object durable=*) except -1
     cdef int _check_open(self) except -1
     cdef int _raise_closed(self) except -1
     cdef int _refuse(self) except -1

@@ -5,6 +5,7 @@ class _End:
     message_length: int
     max_queued_messages: int
     max_senders: int
+    max_receivers: int
     @property
     def message_type(self) -> Any: ...
     @property

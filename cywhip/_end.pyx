@@ -15,15 +15,17 @@ from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport int64_t, uint64_t
 
 from cywhip._codec cimport choose_codec
-from cywhip._region cimport Region, END_SENDER
-from cywhip.includes.c_layout cimport CW_MAX_PLACES
+from cywhip._region cimport Region, END_SENDER, END_RECEIVER
+from cywhip.includes.c_layout cimport (
+    CW_MAX_PLACES, CW_TOPOLOGY_GROUPS, CW_TOPOLOGY_ONE_TO_ONE, cw_group, cw_group_offset,
+)
 from cywhip._ring cimport (
-    ring_attach, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now, ring_refresh_free,
+    ring_attach, ring_attach_groups, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now, ring_refresh_free,
     monotonic_ns,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
 )
 
-from cywhip._region import check_geometry
+from cywhip._region import check_geometry, check_group
 from cywhip._types import record_type
 from cywhip.errors import ChannelClosedError, ChannelCorruptError
 
@@ -128,11 +130,18 @@ cdef class _End:
 
     cdef int _open(self, name, message_length, max_queued_messages, int end, object spin_time,
                    object mode, object message_type, object serializer, object deserializer,
-                   object max_senders=1) except -1:
+                   object max_senders=1, object max_receivers=1, object group="",
+                   object durable=True) except -1:
         """Open (or create) the channel, claim this end's place, attach the ring, choose the codec."""
         if self.region is not None:
             raise RuntimeError(f"{type(self).__name__} is already open")
         _check_places("max_senders", max_senders)
+        _check_places("max_receivers", max_receivers)
+        check_group(group, durable, max_receivers)
+        if max_senders > 1 and max_receivers > 1:
+            raise ValueError(f"max_senders={max_senders} with max_receivers={max_receivers}: receiver "
+                             f"groups take one sender for now; give max_senders=1 or max_receivers=1")
+        topology = CW_TOPOLOGY_GROUPS if max_receivers > 1 else CW_TOPOLOGY_ONE_TO_ONE
         cdef int64_t spin_ns = _spin_ns(spin_time)
         rtype = None
         if message_type is not None:
@@ -148,7 +157,9 @@ cdef class _End:
                             f"in bytes) or message_type")
         message_length, max_queued_messages = check_geometry(message_length, max_queued_messages)
         cdef Region region = Region.open(name, message_length, max_queued_messages, end,
-                                         rtype=rtype, mode=_check_mode(mode), max_senders=max_senders)
+                                         rtype=rtype, mode=_check_mode(mode), max_senders=max_senders,
+                                         max_receivers=max_receivers, topology=topology,
+                                         group=group, durable=durable)
         # A sender of many: its place's intent word (the ring clears it: step S0).
         cdef uint64_t *intent = NULL
         if end == END_SENDER and max_senders > 1:
@@ -156,16 +167,30 @@ cdef class _End:
         # The geometry is the one this end asked for and the region checked:
         # never read again from the header, where it could change under us.
         if ring_attach(&self.ring, region.hdr, region.slots_offset, max_queued_messages, message_length,
-                       spin_ns, max_senders, region.fd, intent) != 0:
+                       spin_ns, max_senders, region.fd, intent, max_receivers) != 0:
             region.close()
             raise ChannelCorruptError(
                 f"channel {region.name!r} is corrupt: write cursor {self.ring.bad_cursor}, "
                 f"read cursor {self.ring.read}, max_queued_messages {max_queued_messages}")
+        if topology == CW_TOPOLOGY_GROUPS:
+            member = end == END_RECEIVER
+            if ring_attach_groups(
+                    &self.ring, max_receivers,
+                    <cw_group *>((<char *>region.hdr) + cw_group_offset(max_senders, max_receivers, region.group_index))
+                    if member else NULL,
+                    region.group_index if member else 0,
+                    region._place(max_senders + region.place) if member else NULL,
+                    region.place if member else 0) != 0:
+                region.close()
+                raise ChannelCorruptError(
+                    f"channel {region.name!r} is corrupt: the claim in receiver place {region.place} is "
+                    f"{self.ring.bad_cursor}..{self.ring.bad_write}, max_queued_messages {max_queued_messages}")
         self.region = region
         self.name = region.name
         self.message_length = message_length
         self.max_queued_messages = max_queued_messages
         self.max_senders = max_senders
+        self.max_receivers = max_receivers
         self.codec = choose_codec(region.name, message_length, rtype, serializer, deserializer)
         self.record_size = self.codec.record_size
         _live_ends.add(self)
@@ -247,6 +272,9 @@ cdef class _End:
     cdef void _finish_close(self):
         region = self.region
         self.region = None
+        if region is not None and self.ring.groups and self.ring.group != NULL:
+            # A member may have moved into a dead member's place to finish its claim.
+            (<Region>region).place = self.ring.place_index
         self.ring.hdr = NULL
         if region is not None:
             region.close()
@@ -318,5 +346,9 @@ cdef class _End:
     def __repr__(self):
         state = "closed" if self.closed else "open"
         senders = f" max_senders={self.max_senders}" if self.max_senders > 1 else ""
+        if self.max_receivers > 1:
+            senders += f" max_receivers={self.max_receivers}"
+            if not self.sending and self.region is not None:
+                senders += f" group={(<Region>self.region).group!r}"
         return (f"<{type(self).__name__} {self.name!r} message_length={self.message_length} "
                 f"max_queued_messages={self.max_queued_messages}{senders} {state}>")

@@ -24,7 +24,11 @@ cdef class Region:
     cdef readonly uint32_t topology
     cdef readonly uint64_t slots_offset
     # This end's place among those of its kind; -1 until claimed.
-    cdef readonly int place
+    cdef public int place
+    # Receiver groups (topology 2): a member's group, its entry's index, durability.
+    cdef readonly str group
+    cdef readonly bint durable
+    cdef readonly int group_index
 
     cdef void unmap(self) noexcept
     cdef bint _open_existing(self, uint64_t message_length, uint64_t capacity,
@@ -39,6 +43,10 @@ cdef class Region:
     cdef bint _create(self, uint64_t message_length, uint64_t capacity,
                       uint64_t type_fingerprint, uint64_t type_size, uint64_t size, int mode) except -1
     cdef int _claim_end(self, bint last_try) except -1
+    cdef int _claim_member(self, bint last_try) except -1
+    cdef int _find_group(self) except -1
+    cdef int _take_member_place(self, int gi) except -1
+    cdef void _leave_group(self) noexcept
     cdef bint _still_named(self) except -1
     cdef cw_place *_place(self, uint64_t index) noexcept
     cdef const char *lend_pages(self, uint64_t offset, size_t length, void **mapping, size_t *mapping_size) except NULL

@@ -3,6 +3,15 @@ from typing import NamedTuple, Optional, Sequence, Union
 class PlaceInfo(NamedTuple):
     pid: int
     alive: bool
+    claiming: Optional[int]
+
+class GroupInfo(NamedTuple):
+    name: str
+    position: int
+    depth: int
+    durable: bool
+    members: tuple[int, ...]
+    holding_back: bool
 
 class ChannelInfo(NamedTuple):
     name: str
@@ -18,9 +27,11 @@ class ChannelInfo(NamedTuple):
     problem: Optional[str]
     senders: tuple[PlaceInfo, ...]
     receivers: tuple[PlaceInfo, ...]
+    groups: tuple[GroupInfo, ...]
 
 def unlink(name: str, *, missing_ok: bool = ...) -> None: ...
 def channels() -> list[ChannelInfo]: ...
+def remove_group(name: str, group: str) -> None: ...
 def remove_stale(names: Union[str, Sequence[str], None] = ...) -> list[str]: ...
 def channel_name(name: str) -> str: ...
 def channel_path(name: str) -> str: ...

@@ -22,14 +22,18 @@ from posix.unistd cimport close as c_close, unlink as c_unlink, link as c_link, 
 
 from cywhip.includes.c_atomics cimport (
     cw_store_relaxed_i64, cw_load_relaxed_i64, cw_fetch_add_relaxed_u64,
-    cw_load_acquire_u64, cw_load_relaxed_u64,
+    cw_load_acquire_u64, cw_load_relaxed_u64, cw_store_release_u64, cw_store_relaxed_u64,
+    cw_load_acquire_u32, cw_store_release_u32, cw_fence_seq_cst,
 )
 from cywhip.includes.c_layout cimport (
     cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION,
     CW_SLOT_HEADER_SIZE, CW_SLOT_ALIGN, CW_MAX_MESSAGE_LENGTH,
     CW_LIFECYCLE_LOCK_BYTE, CW_TYPE_DESCRIPTION_SIZE, CW_PLACE_SIZE, CW_MAX_PLACES,
     CW_TOPOLOGY_ONE_TO_ONE, cw_place, cw_slots_offset, cw_place_offset, cw_slot_header_size,
+    CW_TOPOLOGY_GROUPS, CW_GROUP_NAME_SIZE, CW_GROUPS_LOCK_BYTE, CW_GROUP_IN_USE, CW_GROUP_DURABLE,
+    cw_group, cw_group_offset,
 )
+from cywhip._ring cimport groups_min, group_position, group_remove, group_resolve_lock
 from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_unlock, cw_ofd_is_locked
 
 from cywhip.errors import ChannelBusyError, ChannelCorruptError, ChannelMismatchError
@@ -63,7 +67,9 @@ MAX_FILE_SIZE = (1 << 63) - 1
 _GLOBAL_PREFIX = "Global\\"
 
 END_NAMES = ("sender", "receiver")
-TOPOLOGY_NAMES = {CW_TOPOLOGY_ONE_TO_ONE: "one sender, one receiver"}
+TOPOLOGY_NAMES = {CW_TOPOLOGY_ONE_TO_ONE: "one sender, one receiver", CW_TOPOLOGY_GROUPS: "receiver groups"}
+# How long a join, close or removal waits for another one to finish with the groups.
+_GROUPS_LOCK_WAIT = 5.0
 
 # Region._claim_end() results.
 cdef enum:
@@ -187,7 +193,8 @@ cdef class Region:
 
     @staticmethod
     def open(name, uint64_t message_length, uint64_t capacity, int end, rtype=None, int mode=0o600,
-             uint32_t max_senders=1, uint32_t max_receivers=1, uint32_t topology=CW_TOPOLOGY_ONE_TO_ONE):
+             uint32_t max_senders=1, uint32_t max_receivers=1, uint32_t topology=CW_TOPOLOGY_ONE_TO_ONE,
+             str group="", bint durable=True):
         """Create or open channel ``name`` and claim a place of its ``end`` kind; return the Region.
 
         ``rtype`` is the RecordType of a typed end, None for an untyped one.
@@ -202,6 +209,9 @@ cdef class Region:
         self.max_senders = max_senders
         self.max_receivers = max_receivers
         self.topology = topology
+        self.group = group
+        self.durable = durable
+        self.group_index = -1
         self.slots_offset = cw_slots_offset(max_senders, max_receivers)
         self.place = -1
         self.mode = mode
@@ -230,7 +240,10 @@ cdef class Region:
                 raise ChannelCorruptError(f"channel {self.name!r}: {self.path} keeps appearing and vanishing")
             if _test_hook is not None:
                 _test_hook("claim", self.path)
-            claimed = self._claim_end(deadline is not None and time.monotonic() >= deadline)
+            if self.topology == CW_TOPOLOGY_GROUPS and end == END_RECEIVER:
+                claimed = self._claim_member(deadline is not None and time.monotonic() >= deadline)
+            else:
+                claimed = self._claim_end(deadline is not None and time.monotonic() >= deadline)
             if claimed == CLAIMED:
                 return self
             # The file was removed before we held our byte, or is being removed
@@ -479,6 +492,162 @@ cdef class Region:
                        f"processes {', '.join(map(str, holders))} hold them")
         raise ChannelBusyError(message, pid=holders[0], pids=holders)
 
+    cdef int _claim_member(self, bint last_try) except -1:
+        """Join a receiver group (steps J1-J3, under the groups lock): find the group, or
+        create it; take a member place, preferring a dead member's of this group with a claim
+        to finish.  Returns as _claim_end()."""
+        if not _lock_groups(self.fd, self.name):
+            self.unmap()
+            return CLAIM_REMOVING if not last_try else CLAIM_REPLACED
+        try:
+            if not self._still_named():
+                self.unmap()
+                return CLAIM_REPLACED
+            gi = self._find_group()
+            return self._take_member_place(gi)
+        finally:
+            if self.fd >= 0:
+                cw_ofd_unlock(self.fd, CW_GROUPS_LOCK_BYTE)
+
+    cdef int _find_group(self) except -1:
+        """J1: the index of this end's group, created if it is not in use."""
+        cdef cw_header *h = self.hdr
+        cdef uint32_t g, mr = self.max_receivers
+        cdef cw_group *e
+        cdef int free_entry = -1
+        cdef bint any
+        cdef uint64_t start, gen
+        cdef bytes want = self.group.encode()
+        existing = []
+        for g in range(mr):
+            e = _group_entry(h, self.max_senders, mr, g)
+            if not (cw_load_acquire_u32(&e.flags) & CW_GROUP_IN_USE):
+                if free_entry < 0:
+                    free_entry = g
+                continue
+            name = _group_name(e)
+            existing.append(name)
+            if name == self.group:
+                durable = bool(cw_load_acquire_u32(&e.flags) & CW_GROUP_DURABLE)
+                if durable != self.durable:
+                    self.unmap()
+                    raise ChannelMismatchError(
+                        f"channel {self.name!r}: group {self.group!r} exists with durable={durable}, "
+                        f"this receiver asked for durable={bool(self.durable)}")
+                self.group_index = g
+                return g
+        if free_entry < 0:
+            self.unmap()
+            raise ChannelBusyError(
+                f"channel {self.name!r} has its {mr} groups (max_receivers={mr}): "
+                f"{', '.join(map(repr, existing))}; cannot add group {self.group!r} "
+                f"(cywhip.remove_group() drops one that is not coming back)", pid=0, pids=[])
+        e = _group_entry(h, self.max_senders, mr, free_entry)
+        # A sequence lock against senders computing how far they may write: the
+        # new group starts at the oldest message some group still holds.
+        gen = cw_load_relaxed_u64(&h.groups_gen)
+        cw_store_relaxed_u64(&h.groups_gen, gen + 1)
+        cw_fence_seq_cst()
+        start = groups_min(h, (<char *>h) + cw_place_offset(self.max_senders),
+                           (<char *>h) + cw_group_offset(self.max_senders, mr, 0), mr, &any)
+        if not any:
+            start = cw_load_acquire_u64(&h.read_cursor)
+        cw_store_relaxed_u64(&e.next, start)
+        cw_store_relaxed_u64(&e.lock, 0)
+        cw_store_relaxed_u64(&e.members, 0)
+        cw_store_relaxed_u64(&e.epoch, cw_load_relaxed_u64(&e.epoch) + 1)
+        memcpy(e.name, <const char *>want, len(want))
+        e.name_len = len(want)
+        cw_store_release_u32(&e.flags, CW_GROUP_IN_USE | (CW_GROUP_DURABLE if self.durable else 0))
+        cw_fence_seq_cst()
+        cw_store_release_u64(&h.groups_gen, gen + 2)
+        self.group_index = free_entry
+        return free_entry
+
+    cdef int _take_member_place(self, int gi) except -1:
+        """J2-J3: lock a member place for group gi.  A dead member's place of this group
+        with a claim comes first (this member finishes that claim); then places of no group,
+        or of a group that is gone.  Never a place that holds another group's claim."""
+        cdef cw_header *h = self.hdr
+        cdef uint32_t mr = self.max_receivers, q
+        cdef cw_group *e = _group_entry(h, self.max_senders, mr, gi)
+        cdef uint64_t tag = (cw_load_relaxed_u64(&e.epoch) << 32) | <uint64_t>(gi + 1)
+        cdef cw_place *place
+        cdef uint64_t ptag
+        cdef int rc
+        finish, free = [], []
+        for q in range(mr):
+            place = self._place(self.max_senders + q)
+            ptag = cw_load_relaxed_u64(&place.group)
+            if ptag == tag:
+                (finish if cw_load_acquire_u64(&place.hold_start) else free).append(q)
+            elif ptag == 0 or not _tag_in_use(h, self.max_senders, mr, ptag):
+                free.append(q)
+        holders = []
+        for q in finish + free:
+            place = self._place(self.max_senders + q)
+            rc = cw_ofd_trylock(self.fd, cw_place_offset(self.max_senders + q))
+            if rc == EAGAIN or rc == EACCES:
+                holders.append(cw_load_relaxed_i64(&place.pid))
+                continue
+            if rc != 0:
+                self.unmap()
+                raise _os_error(rc, f"cannot lock channel {self.name!r}", self.path)
+            # Ours.  A claim lock this place's dead member held is settled first (L).
+            group_resolve_lock(e, place, q)
+            if cw_load_relaxed_u64(&place.group) != tag:
+                cw_store_release_u64(&place.hold_start, 0)
+                cw_store_release_u64(&place.group, tag)
+            self.place = q
+            cw_store_relaxed_i64(&place.pid, getpid())
+            cw_fetch_add_relaxed_u64(&place.starts, 1)
+            cw_fetch_add_relaxed_u64(&e.members, 1)
+            return CLAIMED
+        pids = [cw_load_relaxed_i64(&self._place(self.max_senders + q).pid) for q in range(mr)]
+        self.unmap()
+        held = f"processes {', '.join(map(str, pids))} hold them"
+        raise ChannelBusyError(
+            f"channel {self.name!r} already has its {mr} receivers (max_receivers={mr}): {held}, "
+            f"or keep the messages a dead member of another group had claimed, until a member "
+            f"of that group opens or the group is removed", pid=pids[0], pids=pids)
+
+    cdef void _leave_group(self) noexcept:
+        """Step X: a member closing.  Its claim, if it did not take all of it, stays in its
+        place for another member to finish; a non-durable group whose last member this was
+        is removed (R)."""
+        cdef cw_header *h = self.hdr
+        cdef uint32_t mr = self.max_receivers, q
+        cdef cw_place *place = self._place(self.max_senders + self.place)
+        cdef cw_group *e
+        cdef uint64_t tag
+        cdef int64_t pid
+        cdef bint alive = False
+        if self.group_index < 0:
+            return
+        e = _group_entry(h, self.max_senders, mr, self.group_index)
+        tag = (cw_load_relaxed_u64(&e.epoch) << 32) | <uint64_t>(self.group_index + 1)
+        if cw_load_relaxed_u64(&place.group) != tag:
+            return
+        if cw_load_acquire_u64(&place.hold_start) == 0:
+            cw_store_release_u64(&place.group, 0)
+        cw_store_relaxed_i64(&place.pid, 0)
+        try:
+            locked = _lock_groups(self.fd, self.name)
+        except BaseException:
+            return
+        if not locked:
+            return
+        if cw_load_relaxed_u64(&e.members) > 0:
+            cw_fetch_add_relaxed_u64(&e.members, <uint64_t>-1)
+        if not (cw_load_acquire_u32(&e.flags) & CW_GROUP_DURABLE):
+            for q in range(mr):
+                if <int>q != self.place and cw_load_relaxed_u64(&self._place(self.max_senders + q).group) == tag \
+                        and cw_ofd_is_locked(self.fd, cw_place_offset(self.max_senders + q)) != 0:
+                    alive = True
+            if not alive:
+                group_remove(h, self.fd, self.max_senders, mr, self.group_index, self.place, &pid)
+        cw_ofd_unlock(self.fd, CW_GROUPS_LOCK_BYTE)
+
     cdef cw_place *_place(self, uint64_t index) noexcept:
         """Place index of the table (senders first, then receivers), in the mapping."""
         return <cw_place *>((<char *>self.hdr) + cw_place_offset(index))
@@ -515,7 +684,9 @@ cdef class Region:
 
     def close(self):
         """Clear this end's pid in its place and drop the mapping and the lock."""
-        if self.hdr != NULL and self.pid == getpid() and self.place >= 0:
+        if self.hdr != NULL and self.pid == getpid() and self.place >= 0 and self.group_index >= 0:
+            self._leave_group()
+        elif self.hdr != NULL and self.pid == getpid() and self.place >= 0:
             cw_store_relaxed_i64(&self._place(self.place + (0 if self.end == END_SENDER else self.max_senders)).pid, 0)
         self.unmap()
 
@@ -530,6 +701,63 @@ cdef int unlend_pages(void *mapping, size_t mapping_size) noexcept:
         munmap(mapping, mapping_size)
         return -1
     return 0
+
+
+cdef inline cw_group *_group_entry(cw_header *h, uint32_t max_senders, uint32_t max_receivers, uint32_t g) noexcept:
+    return <cw_group *>((<char *>h) + cw_group_offset(max_senders, max_receivers, g))
+
+
+cdef str _group_name(cw_group *e):
+    """A group entry's name, read once and bounded."""
+    cdef uint32_t n = e.name_len
+    if n > CW_GROUP_NAME_SIZE:
+        n = CW_GROUP_NAME_SIZE
+    return (<bytes>e.name[:n]).decode("utf-8", "replace")
+
+
+cdef bint _tag_in_use(cw_header *h, uint32_t max_senders, uint32_t max_receivers, uint64_t tag) noexcept:
+    """Whether a place's group tag names a group in use now (not one removed since)."""
+    cdef uint32_t gi = <uint32_t>tag
+    cdef cw_group *e
+    if gi == 0 or gi > max_receivers:
+        return False
+    e = _group_entry(h, max_senders, max_receivers, gi - 1)
+    return bool(cw_load_acquire_u32(&e.flags) & CW_GROUP_IN_USE) and \
+        ((cw_load_relaxed_u64(&e.epoch) << 32) | gi) == tag
+
+
+cdef bint _lock_groups(int fd, str name) except -1:
+    """Take the groups lock (joins, closes and removals of receiver groups take turns);
+    False if another process held it for _GROUPS_LOCK_WAIT seconds."""
+    cdef int rc
+    deadline = time.monotonic() + _GROUPS_LOCK_WAIT
+    while True:
+        rc = cw_ofd_trylock(fd, CW_GROUPS_LOCK_BYTE)
+        if rc == 0:
+            return True
+        if rc != EAGAIN and rc != EACCES:
+            raise OSError(rc, f"cannot lock the groups of channel {name!r}: {os.strerror(rc)}")
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.0005)
+
+
+def check_group(group, durable, max_receivers):
+    """Validate a receiver's group arguments; return the group name."""
+    if not isinstance(group, str):
+        raise TypeError(f"group must be a str, not {type(group).__name__} ({group!r})")
+    if not isinstance(durable, bool):
+        raise TypeError(f"durable must be a bool, not {type(durable).__name__} ({durable!r})")
+    raw = group.encode("utf-8", "surrogatepass")
+    if len(raw) > CW_GROUP_NAME_SIZE:
+        raise ValueError(f"group name {group!r} is {len(raw)} bytes in UTF-8; at most {CW_GROUP_NAME_SIZE}")
+    if "\0" in group:
+        raise ValueError(f"group name {group!r} contains a NUL character")
+    if max_receivers == 1 and (group != "" or not durable):
+        what = f"group={group!r}" if group != "" else "durable=False"
+        raise ValueError(f"{what} needs a channel with receiver groups: max_receivers=1 is one "
+                         f"receiver; give every end max_receivers=N > 1")
+    return group
 
 
 cdef str _read_description(cw_header *h):
@@ -555,8 +783,8 @@ from collections import namedtuple
 ChannelInfo = namedtuple("ChannelInfo", [
     "name", "path", "message_length", "max_queued_messages", "depth",
     "sender_alive", "receiver_alive", "sender_pid", "receiver_pid", "file_size", "problem",
-    "senders", "receivers",
-], defaults=((), ()))
+    "senders", "receivers", "groups",
+], defaults=((), (), ()))
 ChannelInfo.__doc__ = """One channel in /dev/shm, as channels() found it.
 
 ``senders`` and ``receivers`` hold one PlaceInfo(pid, alive) per place of
@@ -568,6 +796,15 @@ place's pid.  ``depth`` is the number of queued messages.  ``problem`` is None
 for a sound channel, else why the file could not be read as one (the geometry
 fields are then None).
 """
+
+GroupInfo = namedtuple("GroupInfo", ["name", "position", "depth", "durable", "members", "holding_back"])
+GroupInfo.__doc__ = """One receiver group of a channel with groups (``ChannelInfo.groups``).
+
+``position`` is the group's first message not taken (a cursor), ``depth`` how
+many messages wait for it, ``members`` the pids of its live members, and
+``holding_back`` whether the senders wait for it: it is the slowest group and
+the ring is full for it.  A durable group with no member keeps its place, and
+holds the senders back once the ring fills."""
 
 PlaceInfo = namedtuple("PlaceInfo", ["pid", "alive", "claiming"], defaults=(None,))
 PlaceInfo.__doc__ = """One end's place: the last pid recorded there, whether a live process holds it, and
@@ -635,6 +872,13 @@ cdef object _inspect(str name, str path):
                                         intent - 1 if intent else None))
             senders, receivers = tuple(places[:h.max_senders]), tuple(places[h.max_senders:])
             capacity = h.capacity
+            if h.topology == CW_TOPOLOGY_GROUPS and h.max_receivers > 1:
+                groups, depth = _inspect_groups(live, h.max_senders, h.max_receivers, capacity, receivers)
+                return ChannelInfo(name, path, h.message_length, capacity, depth,
+                                   any(pl.alive for pl in senders), any(pl.alive for pl in receivers),
+                                   senders[0].pid, receivers[0].pid, st.st_size,
+                                   None if depth is not None else "impossible cursors",
+                                   senders, receivers, groups)
             # The ends move the cursors while we look: read the read cursor, then the
             # write cursor, then the read cursor again, each with acquire so the three
             # loads happen in this order.  Both cursors only grow and a sound channel
@@ -655,6 +899,44 @@ cdef object _inspect(str name, str path):
         c_close(fd)
 
 
+cdef tuple _inspect_groups(cw_header *live, uint32_t ms, uint32_t mr, uint64_t capacity, tuple receivers):
+    """The groups of a channel with groups, and the depth for its senders (None if impossible)."""
+    cdef char *rplaces = (<char *>live) + cw_place_offset(ms)
+    cdef char *gtable = (<char *>live) + cw_group_offset(ms, mr, 0)
+    cdef cw_group *e
+    cdef uint32_t g, q
+    cdef uint64_t tag, pos, w
+    cdef bint any
+    w = cw_load_acquire_u64(&live.write_cursor)
+    rows = []
+    for g in range(mr):
+        e = <cw_group *>(gtable + g * sizeof(cw_group))
+        flags = cw_load_acquire_u32(&e.flags)
+        if not flags & CW_GROUP_IN_USE:
+            continue
+        tag = (cw_load_relaxed_u64(&e.epoch) << 32) | (g + 1)
+        pos = group_position(rplaces, mr, e, tag)
+        members = []
+        for q in range(mr):
+            if receivers[q].alive and cw_load_relaxed_u64(&(<cw_place *>(rplaces + q * CW_PLACE_SIZE)).group) == tag:
+                members.append(receivers[q].pid)
+        members = tuple(members)
+        rows.append([_group_name(e), pos, bool(flags & CW_GROUP_DURABLE), members])
+    if rows:
+        bound = min(row[1] for row in rows)
+    else:
+        bound = cw_load_acquire_u64(&live.read_cursor)
+    # The groups move while we look: a group ahead of the write cursor loaded
+    # before it just took what came meanwhile.
+    w = max(w, cw_load_acquire_u64(&live.write_cursor))
+    if w < bound or w - bound > capacity:
+        return (), None
+    groups = tuple(GroupInfo(name, pos, max(0, w - pos), durable, members,
+                             pos == bound and w - pos >= capacity)
+                   for name, pos, durable, members in rows)
+    return groups, w - bound
+
+
 def channels():
     """List the channels in /dev/shm with their state (a list of ChannelInfo, sorted by name)."""
     out = []
@@ -665,6 +947,64 @@ def channels():
         if info is not None:
             out.append(info)
     return out
+
+
+def remove_group(name, group):
+    """Remove receiver group ``group`` of channel ``name``: a group that is not coming back.
+
+    Senders stop waiting for it at once; the messages only it had not taken
+    are dropped for it (other groups keep theirs).  Its members must all be
+    gone: one alive raises ChannelBusyError naming its pid.  A group not in the
+    channel raises KeyError; a channel without groups, ValueError.
+    """
+    if not isinstance(group, str):
+        raise TypeError(f"group must be a str, not {type(group).__name__} ({group!r})")
+    path = channel_path(name)
+    cdef int fd = c_open(os.fsencode(path), O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+    cdef struct_stat st
+    cdef cw_header snapshot
+    cdef cw_header *h = &snapshot
+    cdef void *p = MAP_FAILED
+    cdef size_t size = 0
+    cdef uint32_t g
+    cdef cw_group *e
+    cdef int64_t pid = 0
+    cdef int rc
+    if fd < 0:
+        raise _os_error(errno, f"cannot open channel {name!r}", path)
+    try:
+        if fstat(fd, &st) != 0:
+            raise _os_error(errno, f"cannot stat channel {name!r}", path)
+        if not S_ISREG(st.st_mode) or _read_header(fd, h) != 0 or not _places_sound(h, st.st_size):
+            raise ChannelCorruptError(f"channel {name!r} ({path}) is not a cywhip channel of this layout version")
+        if h.topology != CW_TOPOLOGY_GROUPS or h.max_receivers < 2:
+            raise ValueError(f"channel {name!r} has no receiver groups (max_receivers={h.max_receivers})")
+        size = h.header_size
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        if p == MAP_FAILED:
+            raise _os_error(errno, f"cannot map channel {name!r}", path)
+        if not _lock_groups(fd, channel_name(name)):
+            raise ChannelBusyError(f"channel {name!r}: another process kept its groups locked "
+                                   f"for {_GROUPS_LOCK_WAIT} s", pid=0, pids=[])
+        names = []
+        for g in range(h.max_receivers):
+            e = _group_entry(<cw_header *>p, h.max_senders, h.max_receivers, g)
+            if not cw_load_acquire_u32(&e.flags) & CW_GROUP_IN_USE:
+                continue
+            names.append(_group_name(e))
+            if names[-1] != group:
+                continue
+            rc = group_remove(<cw_header *>p, fd, h.max_senders, h.max_receivers, g, -1, &pid)
+            if rc != 0:
+                raise ChannelBusyError(f"channel {name!r}: group {group!r} has a live member, "
+                                       f"process {pid}; not removing it", pid=pid, pids=[pid])
+            return None
+        raise KeyError(f"channel {name!r} has no group {group!r} (its groups: "
+                       f"{', '.join(map(repr, names)) or 'none'})")
+    finally:
+        if p != MAP_FAILED:
+            munmap(p, size)
+        c_close(fd)
 
 
 def remove_stale(names=None):

@@ -20,7 +20,9 @@ from cywhip.includes.c_atomics cimport (
     cw_load_relaxed_u32, cw_exchange_u32, cw_fence_seq_cst, cw_prefetch_write, cw_cas_acq_rel_u64,
 )
 from cywhip.includes.c_futex cimport cw_futex_wake
-from cywhip.includes.c_layout cimport cw_header, cw_slot_header, cw_many_slot_header, CW_VOID_LENGTH
+from cywhip.includes.c_layout cimport (
+    cw_header, cw_slot_header, cw_many_slot_header, cw_place, cw_group, CW_VOID_LENGTH,
+)
 
 # Results of ring_wait().
 cdef enum:
@@ -57,6 +59,23 @@ cdef struct ring_t:
     bint hole              # many senders: the last look found read claimed but not published
     uint64_t skipped       # many senders: holes stepped over (their claimer died before publishing)
     uint64_t voided        # many senders: void slots stepped over (their message could not be built)
+    # Receiver groups (max_receivers > 1): senders wait for the slowest group;
+    # a member claims runs of messages for itself under its group's claim lock
+    # and records them in its place (hold_start, hold_end).  A member's
+    # write_cache is the end of its claim.
+    bint groups
+    uint32_t max_receivers
+    char *rplaces          # the receiver places
+    char *gtable           # the group entries
+    cw_group *group        # a member's group; NULL for a sender
+    uint32_t group_index
+    uint64_t group_tag     # epoch << 32 | group_index + 1, as its places carry it
+    cw_place *place        # a member's place (it moves into a dead member's place to finish its claim)
+    uint32_t place_index   # among the receiver places
+    uint64_t want          # a member claims at most this many while others share its group
+    int receiver_wake_count  # waiting receivers one publish wakes: 1, or all members
+    int64_t detect_ns      # a member's last look for dead members' claims
+    uint64_t adopted       # claims of dead members this member took over
     # Set by close() from another thread to end a wait.
     uint32_t stop
     # The impossible values behind the last WAIT_CORRUPT / -1, for error messages:
@@ -68,7 +87,7 @@ cdef struct ring_t:
 
 cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t capacity,
                      uint64_t message_length, int64_t spin_ns, uint32_t max_senders,
-                     int fd, uint64_t *intent) noexcept nogil
+                     int fd, uint64_t *intent, uint32_t max_receivers=*) noexcept nogil
 cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil
 cdef int64_t ring_scan(ring_t *r) noexcept nogil
 cdef int ring_resolve_hole(ring_t *r) noexcept nogil
@@ -77,6 +96,18 @@ cdef void ring_interrupt(ring_t *r, bint sending) noexcept nogil
 cdef int64_t ring_depth(ring_t *r) noexcept nogil
 cdef uint64_t ring_taken(ring_t *r) noexcept nogil
 cdef int64_t monotonic_ns() noexcept nogil
+cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, cw_group *group, uint32_t group_index,
+                            cw_place *place, uint32_t place_index) noexcept nogil
+cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil
+cdef int64_t ring_group_claim(ring_t *r) noexcept nogil
+cdef int ring_group_detect(ring_t *r) noexcept nogil
+cdef int ring_groups_release_dead(ring_t *r) noexcept nogil
+cdef uint64_t groups_min(cw_header *hdr, char *rplaces, char *gtable, uint32_t max_receivers,
+                         bint *any) noexcept nogil
+cdef uint64_t group_position(char *rplaces, uint32_t max_receivers, cw_group *g, uint64_t tag) noexcept nogil
+cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max_receivers,
+                      uint32_t gi, int own_place, int64_t *live_pid) noexcept nogil
+cdef int group_resolve_lock(cw_group *g, cw_place *q, uint32_t q_index) noexcept nogil
 
 
 # ---------------------------------------------------------------- sender side
@@ -108,6 +139,8 @@ cdef inline int64_t ring_refresh_free(ring_t *r) noexcept nogil:
     """Reload read_cursor; return the free slots, or -1 if the cursors are impossible."""
     if r.many:
         return ring_unclaimed(r)
+    if r.groups:
+        return ring_groups_bound(r)
     # Acquire pairs with the receiver's release of read_cursor: once we see
     # it, the receiver has finished reading every slot before it.
     cdef uint64_t rd = cw_load_acquire_u64(&r.hdr.read_cursor)
@@ -258,7 +291,8 @@ cdef inline void ring_publish(ring_t *r) noexcept nogil:
     # receiver_waiting and looking again, so one of the two sees the other.
     cw_fence_seq_cst()
     if cw_load_relaxed_u32(&r.hdr.receiver_waiting) and cw_exchange_u32(&r.hdr.receiver_waiting, 0):
-        cw_futex_wake(&r.hdr.receiver_waiting, 1)
+        # The members of receiver groups share the word: wake them all.
+        cw_futex_wake(&r.hdr.receiver_waiting, r.receiver_wake_count)
 
 
 # -------------------------------------------------------------- receiver side
@@ -276,6 +310,8 @@ cdef inline int64_t ring_available(ring_t *r) noexcept nogil:
         return <int64_t>(w - r.read)
     if r.many:
         return ring_scan(r)
+    if r.groups:
+        return ring_group_claim(r)
     # Acquire pairs with the sender's release in ring_publish(): the slots
     # before w are fully written once we see w.
     w = cw_load_acquire_u64(&r.hdr.write_cursor)
@@ -343,8 +379,13 @@ cdef inline void ring_consume_run(ring_t *r, uint64_t k) noexcept nogil:
 cdef inline void ring_release(ring_t *r) noexcept nogil:
     """Hand every consumed slot back to the sender with one store; wake a sleeping sender."""
     # Release: our reads of the consumed slots happen before the sender
-    # can see them free; pairs with the sender's acquire of read_cursor.
-    cw_store_release_u64(&r.hdr.read_cursor, r.read)
+    # can see them free; pairs with the sender's acquire of read_cursor
+    # (groups: of hold_start, in ring_groups_bound()).
+    if r.groups:
+        # Step T: the claim's first message not taken, + 1; 0 once all are taken.
+        cw_store_release_u64(&r.place.hold_start, r.read + 1 if r.read != r.write_cache else 0)
+    else:
+        cw_store_release_u64(&r.hdr.read_cursor, r.read)
     # Same handshake as ring_publish(), mirrored.
     cw_fence_seq_cst()
     if cw_load_relaxed_u32(&r.hdr.sender_waiting) and cw_exchange_u32(&r.hdr.sender_waiting, 0):

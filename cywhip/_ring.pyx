@@ -6,16 +6,20 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
+from posix.unistd cimport getpid
 from cywhip.includes.c_atomics cimport (
-    cw_load_relaxed_u64, cw_load_acquire_u64, cw_store_relaxed_u32,
+    cw_load_relaxed_u64, cw_load_acquire_u64, cw_store_relaxed_u32, cw_store_release_u64,
+    cw_store_relaxed_u64, cw_cas_acq_rel_u64, cw_fetch_add_relaxed_u64, cw_load_relaxed_u32,
+    cw_load_acquire_u32, cw_store_release_u32, cw_exchange_u32, cw_store_relaxed_i64,
     cw_fence_seq_cst, cw_cpu_relax,
 )
 from cywhip.includes.c_futex cimport cw_futex_wait, cw_futex_wake
 from cywhip.includes.c_layout cimport (
     cw_many_slot_header, CW_SLOT_ALIGN, CW_SLOT_HEADER_SIZE, CW_HEADER_SIZE, CW_PLACE_SIZE, CW_MANY_SLOT_HEADER_SIZE, cw_place,
-    cw_place_offset, cw_slots_offset, cw_slot_header_size,
+    cw_place_offset, cw_slots_offset, cw_slot_header_size, cw_group, cw_group_offset,
+    CW_GROUP_IN_USE, CW_GROUP_DURABLE, CW_GROUPS_LOCK_BYTE,
 )
-from cywhip.includes.c_ofd_lock cimport cw_ofd_is_locked
+from cywhip.includes.c_ofd_lock cimport cw_ofd_is_locked, cw_ofd_trylock, cw_ofd_unlock
 
 # A sleep lasts at most this long before ring_wait() returns WAIT_AGAIN, so
 # that a blocked call in the main thread notices Ctrl-C within this time
@@ -26,6 +30,14 @@ from cywhip.includes.c_ofd_lock cimport cw_ofd_is_locked
 cdef enum:
     SLEEP_SLICE_NS = 100_000_000
     HOLE_SLICE_NS = 1_000_000
+    # Receiver groups: a member sleeps at most this long while another member
+    # of its group holds a claim (its death wakes nobody), and a sender on a
+    # full ring while a group holds it back (its last member's death neither).
+    GROUP_SLICE_NS = 10_000_000
+    # A member looks for dead members' claims at most this often when it polls.
+    DETECT_EVERY_NS = 1_000_000
+    # Spins on a group's claim lock before testing its holder's place lock.
+    CLAIM_LOCK_SPINS = 4096
 
 
 cdef int64_t monotonic_ns() noexcept nogil:
@@ -36,7 +48,7 @@ cdef int64_t monotonic_ns() noexcept nogil:
 
 cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t capacity,
                      uint64_t message_length, int64_t spin_ns, uint32_t max_senders,
-                     int fd, uint64_t *intent) noexcept nogil:
+                     int fd, uint64_t *intent, uint32_t max_receivers=1) noexcept nogil:
     """Point r at a header whose geometry was validated; load both cursors. -1 if they are impossible.
 
     slots_offset, capacity, message_length and max_senders are the values
@@ -66,6 +78,19 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.intent = intent
     r.fd = fd
     r.wake_count = (1 << 30) if r.many else 1
+    r.groups = False
+    r.max_receivers = 1
+    r.rplaces = NULL
+    r.gtable = NULL
+    r.group = NULL
+    r.group_index = 0
+    r.group_tag = 0
+    r.place = NULL
+    r.place_index = 0
+    r.want = 1
+    r.receiver_wake_count = 1
+    r.detect_ns = 0
+    r.adopted = 0
     r.hole = 0
     r.skipped = 0
     r.voided = 0
@@ -82,6 +107,12 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.read = rd
     r.read_index = rd % capacity
     r.write_cache = rd
+    if max_receivers > 1:
+        # Groups: read_cursor is only where a first group starts; a sender
+        # learns how far the groups are on its first look for room, which the
+        # cache forces (ring_attach_groups() sets a member's cursors).
+        r.read_cache = w - capacity
+        return 0
     if w - rd > capacity:
         r.bad_cursor = w
         r.bad_write = w
@@ -98,8 +129,20 @@ cdef int64_t ring_depth(ring_t *r) noexcept nogil:
     order).  Both only grow and a sound channel keeps read <= write <= read +
     capacity at every moment, so read_1 <= write <= read_2 + capacity.
     """
-    cdef uint64_t read_1 = cw_load_acquire_u64(&r.hdr.read_cursor)
-    cdef uint64_t write = cw_load_acquire_u64(&r.hdr.write_cursor)
+    cdef uint64_t read_1, write, m
+    cdef bint any
+    if r.groups:
+        # A member: what its group has not taken; a sender: what the slowest group has not.
+        write = cw_load_acquire_u64(&r.hdr.write_cursor)
+        if r.group != NULL:
+            m = group_position(r.rplaces, r.max_receivers, r.group, r.group_tag)
+        else:
+            m = groups_min(r.hdr, r.rplaces, r.gtable, r.max_receivers, &any)
+            if not any:
+                m = cw_load_acquire_u64(&r.hdr.read_cursor)
+        return <int64_t>(write - m) if write > m else 0
+    read_1 = cw_load_acquire_u64(&r.hdr.read_cursor)
+    write = cw_load_acquire_u64(&r.hdr.write_cursor)
     cdef uint64_t read_2 = cw_load_acquire_u64(&r.hdr.read_cursor)
     if read_2 < read_1 or write < read_1 or write - read_1 > r.capacity + (read_2 - read_1):
         r.bad_cursor = write
@@ -108,7 +151,10 @@ cdef int64_t ring_depth(ring_t *r) noexcept nogil:
 
 
 cdef uint64_t ring_taken(ring_t *r) noexcept nogil:
-    """The read cursor as this receiver last released it."""
+    """The read cursor as this receiver last released it (a group member: its group's
+    first message not taken)."""
+    if r.groups and r.group != NULL:
+        return group_position(r.rplaces, r.max_receivers, r.group, r.group_tag)
     return cw_load_relaxed_u64(&r.hdr.read_cursor)
 
 
@@ -129,7 +175,8 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
     cdef uint32_t *word = &r.hdr.sender_waiting if sending else &r.hdr.receiver_waiting
     # Many senders share sender_waiting: a sender never clears it (it would
     # hide another sender's sleep); the receiver clears it and wakes them all.
-    cdef bint shared_word = sending and r.many
+    # So do the members of receiver groups share receiver_waiting.
+    cdef bint shared_word = (sending and r.many) or (not sending and r.groups)
     cdef int64_t n, now, remaining
     cdef int64_t spin_end
     cdef unsigned int i = 0
@@ -151,6 +198,8 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
         if now >= spin_end:
             if not sending and r.hole and ring_resolve_hole(r):
                 continue
+            if r.groups and _group_unstick(r, sending):
+                continue
             break
         cw_cpu_relax()
         i += 1
@@ -171,6 +220,8 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
             return WAIT_STOPPED
         return WAIT_READY if n > 0 else WAIT_CORRUPT
     remaining = HOLE_SLICE_NS if (not sending and r.hole) else SLEEP_SLICE_NS
+    if r.groups and remaining > GROUP_SLICE_NS:
+        remaining = GROUP_SLICE_NS
     if deadline_ns >= 0:
         now = monotonic_ns()
         if now >= deadline_ns:
@@ -189,7 +240,21 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
     n = _ready(r, sending)
     if n != 0:
         return WAIT_READY if n > 0 else WAIT_CORRUPT
+    if r.groups and _group_unstick(r, sending):
+        n = _ready(r, sending)
+        if n != 0:
+            return WAIT_READY if n > 0 else WAIT_CORRUPT
     return WAIT_AGAIN
+
+
+cdef int _group_unstick(ring_t *r, bint sending) noexcept nogil:
+    """Groups, after a spin or a sleep slice found nothing: a member looks for dead members'
+    claims to finish (D); a sender for a non-durable group with no live member holding it
+    back (R).  1 if something changed: look again."""
+    if sending:
+        return ring_groups_release_dead(r)
+    r.detect_ns = monotonic_ns()
+    return ring_group_detect(r)
 
 
 # ------------------------------------------------------ many senders: receiving
@@ -293,6 +358,385 @@ cdef int64_t ring_available_now(ring_t *r) noexcept nogil:
     return n
 
 
+# ------------------------------------------------------------ receiver groups
+
+cdef inline cw_place *_rplace(char *rplaces, uint32_t q) noexcept nogil:
+    return <cw_place *>(rplaces + q * CW_PLACE_SIZE)
+
+
+cdef inline cw_group *_gentry(char *gtable, uint32_t g) noexcept nogil:
+    return <cw_group *>(gtable + g * sizeof(cw_group))
+
+
+cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, cw_group *group, uint32_t group_index,
+                            cw_place *place, uint32_t place_index) noexcept nogil:
+    """After ring_attach(): the channel has receiver groups.  A member passes its group and
+    place (a sender NULL): it goes on with the claim found in its place (one it took over
+    from a dead member), or claims anew.  -1 if the claim found is impossible."""
+    cdef uint64_t h, e, n
+    r.groups = True
+    r.max_receivers = max_receivers
+    r.rplaces = (<char *>r.hdr) + cw_place_offset(r.max_senders)
+    r.gtable = (<char *>r.hdr) + cw_group_offset(r.max_senders, max_receivers, 0)
+    r.receiver_wake_count = 1 << 30
+    r.wake_count = 1 << 30
+    r.group = group
+    r.place = place
+    r.place_index = place_index
+    r.group_index = group_index
+    if group == NULL:
+        return 0
+    r.group_tag = (cw_load_relaxed_u64(&group.epoch) << 32) | (group_index + 1)
+    n = cw_load_acquire_u64(&group.next)
+    h = cw_load_acquire_u64(&place.hold_start)
+    e = cw_load_relaxed_u64(&place.hold_end)
+    if h != 0:
+        return _take_over_hold(r, h, e)
+    r.read = n
+    r.read_index = n % r.capacity
+    r.write_cache = n
+    return 0
+
+
+cdef int _take_over_hold(ring_t *r, uint64_t h, uint64_t e) noexcept nogil:
+    """Go on with a claim [h - 1, e) found in this member's place (checked first)."""
+    cdef uint64_t w = cw_load_acquire_u64(&r.hdr.write_cursor)
+    if e < h or e > w or w - (h - 1) > r.capacity:
+        r.bad_cursor = h - 1
+        r.bad_write = e
+        return -1
+    r.read = h - 1
+    r.read_index = r.read % r.capacity
+    r.write_cache = e
+    return 0
+
+
+cdef uint64_t group_position(char *rplaces, uint32_t max_receivers, cw_group *g, uint64_t tag) noexcept nogil:
+    """The group's first message not taken: its claim cursor, or an older claim still held."""
+    # Acquire pairs with C6: a claim seen handed out brings its hold (C5).
+    cdef uint64_t m = cw_load_acquire_u64(&g.next)
+    cdef uint64_t h
+    cdef uint32_t q
+    cdef cw_place *p
+    for q in range(max_receivers):
+        p = _rplace(rplaces, q)
+        h = cw_load_acquire_u64(&p.hold_start)
+        if h != 0 and h - 1 < m and cw_load_relaxed_u64(&p.group) == tag:
+            m = h - 1
+    return m
+
+
+cdef uint64_t groups_min(cw_header *hdr, char *rplaces, char *gtable, uint32_t max_receivers,
+                         bint *any) noexcept nogil:
+    """The oldest message some group in use has not taken (any[0] false: no group in use).
+
+    Every group's claim cursor is loaded before any place: a claim handed out
+    after that load starts at or past the value loaded."""
+    cdef uint64_t m = <uint64_t>-1, v, h, tag
+    cdef uint32_t g, q, gi
+    cdef cw_group *e
+    cdef cw_place *p
+    any[0] = False
+    for g in range(max_receivers):
+        e = _gentry(gtable, g)
+        if cw_load_acquire_u32(&e.flags) & CW_GROUP_IN_USE:
+            any[0] = True
+            v = cw_load_acquire_u64(&e.next)
+            if v < m:
+                m = v
+    if not any[0]:
+        return 0
+    for q in range(max_receivers):
+        p = _rplace(rplaces, q)
+        h = cw_load_acquire_u64(&p.hold_start)
+        if h == 0 or h - 1 >= m:
+            continue
+        tag = cw_load_relaxed_u64(&p.group)
+        gi = <uint32_t>tag
+        if gi == 0 or gi > max_receivers:
+            continue
+        e = _gentry(gtable, gi - 1)
+        # A claim counts while its group is the one it was made in.
+        if (cw_load_acquire_u32(&e.flags) & CW_GROUP_IN_USE) and (cw_load_relaxed_u64(&e.epoch) << 32 | gi) == tag:
+            m = h - 1
+    return m
+
+
+cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil:
+    """A sender of a channel with groups: reload how far the slowest group is (into
+    r.read_cache); return the free slots, or -1 if impossible.
+
+    A sequence lock against group creation (groups_gen odd while a group is
+    made): a new group starts at the oldest message some group still holds,
+    and must not be overtaken by a sender that computed its bound without it."""
+    cdef uint64_t g1, g2, m
+    cdef bint any
+    cdef int tries = 0
+    while True:
+        g1 = cw_load_acquire_u64(&r.hdr.groups_gen)
+        if g1 & 1:
+            cw_cpu_relax()
+            continue
+        m = groups_min(r.hdr, r.rplaces, r.gtable, r.max_receivers, &any)
+        if not any:
+            # No group: the floor, where the last group removed had got to.
+            m = cw_load_acquire_u64(&r.hdr.read_cursor)
+        cw_fence_seq_cst()
+        g2 = cw_load_relaxed_u64(&r.hdr.groups_gen)
+        if g1 == g2:
+            break
+    if r.write - m > r.capacity:
+        r.bad_cursor = m
+        r.bad_write = r.write
+        return -1
+    r.read_cache = m
+    return <int64_t>(r.capacity - (r.write - m))
+
+
+cdef int group_resolve_lock(cw_group *g, cw_place *q, uint32_t q_index) noexcept nogil:
+    """Step L: the group's claim lock names place q, whose member died; the caller holds q's
+    place lock now.  Decide whether q's claim was handed out (C6 done: it stands) or not
+    (drop it), and free the claim lock."""
+    cdef uint64_t h, e, n
+    if cw_load_acquire_u64(&g.lock) != q_index + 1:
+        return 0
+    h = cw_load_acquire_u64(&q.hold_start)
+    e = cw_load_relaxed_u64(&q.hold_end)
+    n = cw_load_acquire_u64(&g.next)
+    if h != 0 and n != e:
+        # C5 done, C6 not: nothing was handed out.
+        cw_store_release_u64(&q.hold_start, 0)
+    cw_store_release_u64(&g.lock, 0)
+    return 1
+
+
+cdef int _adopt(ring_t *r, uint32_t qi) noexcept nogil:
+    """Steps L and A: take over dead member place qi of this member's group.  The caller's
+    own claim is all taken.  1 if this member now goes on with qi's claim."""
+    cdef cw_place *q = _rplace(r.rplaces, qi)
+    cdef cw_place *old = r.place
+    cdef uint64_t h, e
+    cdef uint64_t off = cw_place_offset(r.max_senders + qi)
+    if cw_ofd_trylock(r.fd, off) != 0:
+        return 0        # alive, or another member is taking it over
+    group_resolve_lock(r.group, q, qi)
+    h = cw_load_acquire_u64(&q.hold_start)
+    e = cw_load_relaxed_u64(&q.hold_end)
+    if h == 0 or cw_load_relaxed_u64(&q.group) != r.group_tag:
+        # Nothing of ours to finish: leave the place clean for whoever comes.
+        if cw_load_relaxed_u64(&q.group) == r.group_tag:
+            cw_store_release_u64(&q.group, 0)
+        cw_ofd_unlock(r.fd, off)
+        return 0
+    if _take_over_hold(r, h, e) != 0:
+        cw_ofd_unlock(r.fd, off)
+        return 0
+    # Move into the dead member's place; leave ours empty.
+    cw_store_relaxed_i64(&q.pid, getpid())
+    cw_fetch_add_relaxed_u64(&q.starts, 1)
+    cw_store_release_u64(&old.hold_start, 0)
+    cw_store_release_u64(&old.group, 0)
+    cw_store_relaxed_i64(&old.pid, 0)
+    cw_ofd_unlock(r.fd, cw_place_offset(r.max_senders + r.place_index))
+    r.place = q
+    r.place_index = qi
+    r.adopted += 1
+    if cw_load_relaxed_u64(&r.group.members) > 1:
+        cw_fetch_add_relaxed_u64(&r.group.members, <uint64_t>-1)
+    return 1
+
+
+cdef int ring_group_detect(ring_t *r) noexcept nogil:
+    """Step D: a member with nothing to claim looks for the claims of its group's dead
+    members (and a dead member holding the claim lock).  1 if it took one over.
+
+    Sets r.hole while another live member holds a claim (the caller then
+    sleeps in short slices: that member's death wakes nobody)."""
+    cdef uint32_t qi
+    cdef cw_place *q
+    cdef uint64_t lock = cw_load_acquire_u64(&r.group.lock)
+    cdef int rc
+    r.hole = False
+    if r.read != r.write_cache:
+        return 0
+    for qi in range(r.max_receivers):
+        if qi == r.place_index:
+            continue
+        q = _rplace(r.rplaces, qi)
+        if lock != qi + 1 and (cw_load_acquire_u64(&q.hold_start) == 0
+                               or cw_load_relaxed_u64(&q.group) != r.group_tag):
+            continue
+        rc = cw_ofd_is_locked(r.fd, cw_place_offset(r.max_senders + qi))
+        if rc != 0:
+            r.hole = True       # alive (or the test failed: presume so)
+            continue
+        if _adopt(r, qi):
+            r.hole = False
+            return 1
+    return 0
+
+
+cdef int64_t ring_group_claim(ring_t *r) noexcept nogil:
+    """Steps C1-C7: claim for this member the next messages its group has not handed out
+    (at most r.want while others share the group).  Its own claim must be all taken.
+
+    Returns how many (r.read .. r.write_cache), 0 if none, -1 if impossible."""
+    cdef cw_group *g = r.group
+    cdef uint64_t mine = r.place_index + 1
+    cdef uint64_t n, w, k, free_lock, lock
+    cdef int spins = 0
+    cdef int64_t now
+    while True:
+        n = cw_load_acquire_u64(&g.next)                         # C1
+        # Acquire pairs with the sender's release in ring_publish().
+        w = cw_load_acquire_u64(&r.hdr.write_cursor)             # C2
+        if w - n > r.capacity:
+            r.bad_cursor = n
+            r.bad_write = w
+            return -1
+        if w == n:
+            if r.rplaces != NULL and r.read == r.write_cache:
+                now = monotonic_ns()
+                if now - r.detect_ns >= DETECT_EVERY_NS:
+                    r.detect_ns = now
+                    if ring_group_detect(r):
+                        return <int64_t>(r.write_cache - r.read)
+            return 0
+        free_lock = 0
+        if cw_cas_acq_rel_u64(&g.lock, &free_lock, mine):        # C3
+            break
+        # Another member is claiming: a few instructions, unless it was preempted or died.
+        spins += 1
+        if spins < CLAIM_LOCK_SPINS:
+            cw_cpu_relax()
+            continue
+        spins = 0
+        lock = free_lock
+        if lock != 0 and lock <= r.max_receivers and lock != mine:
+            if cw_ofd_is_locked(r.fd, cw_place_offset(r.max_senders + lock - 1)) == 0:
+                _adopt(r, <uint32_t>(lock - 1))
+                if r.read != r.write_cache:
+                    return <int64_t>(r.write_cache - r.read)
+        if r.stop:
+            return 0
+    n = cw_load_relaxed_u64(&g.next)                             # C4
+    if w - n > r.capacity or n > w:
+        cw_store_release_u64(&g.lock, 0)
+        if n > w:
+            return 0
+        r.bad_cursor = n
+        r.bad_write = w
+        return -1
+    k = w - n
+    if k > r.want and cw_load_relaxed_u64(&g.members) > 1:
+        k = r.want
+    if k == 0:
+        cw_store_release_u64(&g.lock, 0)
+        return 0
+    cw_store_relaxed_u64(&r.place.hold_end, n + k)               # C5
+    cw_store_release_u64(&r.place.hold_start, n + 1)
+    cw_store_release_u64(&g.next, n + k)                         # C6
+    cw_store_release_u64(&g.lock, 0)                             # C7
+    r.read = n
+    r.read_index = n % r.capacity
+    r.write_cache = n + k
+    return <int64_t>k
+
+
+cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max_receivers,
+                      uint32_t gi, int own_place, int64_t *live_pid) noexcept nogil:
+    """Step R, under the groups lock: remove group gi, whose members are all gone (own_place,
+    the caller's own place of that group, or -1, is not tested).  0 on success; 1 if a
+    live member holds a place of it (its pid in live_pid[0])."""
+    cdef char *rplaces = (<char *>hdr) + cw_place_offset(max_senders)
+    cdef char *gtable = (<char *>hdr) + cw_group_offset(max_senders, max_receivers, 0)
+    cdef cw_group *e = _gentry(gtable, gi)
+    cdef uint64_t tag = (cw_load_relaxed_u64(&e.epoch) << 32) | (gi + 1)
+    cdef uint64_t pos = group_position(rplaces, max_receivers, e, tag)
+    cdef uint32_t q, g
+    cdef cw_place *p
+    cdef bint others = False
+    cdef uint64_t taken[64]
+    cdef int ntaken = 0, i
+    for q in range(max_receivers):
+        p = _rplace(rplaces, q)
+        if <int>q == own_place or cw_load_relaxed_u64(&p.group) != tag:
+            continue
+        if cw_ofd_trylock(fd, cw_place_offset(max_senders + q)) != 0:
+            live_pid[0] = cw_load_relaxed_u64(<uint64_t *>&p.pid)
+            for i in range(ntaken):
+                cw_ofd_unlock(fd, cw_place_offset(max_senders + taken[i]))
+            return 1
+        if ntaken == 64:
+            # Clean the places taken so far, and go on with room for more.
+            for i in range(ntaken):
+                p = _rplace(rplaces, <uint32_t>taken[i])
+                if cw_load_relaxed_u64(&p.group) == tag:
+                    cw_store_release_u64(&p.hold_start, 0)
+                    cw_store_release_u64(&p.group, 0)
+                cw_ofd_unlock(fd, cw_place_offset(max_senders + taken[i]))
+            ntaken = 0
+        taken[ntaken] = q
+        ntaken += 1
+    for g in range(max_receivers):
+        if g != gi and cw_load_acquire_u32(&_gentry(gtable, g).flags) & CW_GROUP_IN_USE:
+            others = True
+    if not others:
+        # R2: the last group: later groups start where it had got to.
+        cw_store_release_u64(&hdr.read_cursor, pos)
+    for i in range(ntaken):
+        p = _rplace(rplaces, <uint32_t>taken[i])
+        cw_store_release_u64(&p.hold_start, 0)
+        cw_store_release_u64(&p.group, 0)
+        cw_ofd_unlock(fd, cw_place_offset(max_senders + taken[i]))
+    if own_place >= 0:
+        p = _rplace(rplaces, <uint32_t>own_place)
+        cw_store_release_u64(&p.hold_start, 0)
+        cw_store_release_u64(&p.group, 0)
+    cw_store_release_u64(&e.lock, 0)
+    cw_store_relaxed_u64(&e.members, 0)
+    cw_store_release_u32(&e.flags, 0)                            # R3
+    cw_fence_seq_cst()
+    if cw_load_relaxed_u32(&hdr.sender_waiting) and cw_exchange_u32(&hdr.sender_waiting, 0):
+        cw_futex_wake(&hdr.sender_waiting, 1 << 30)
+    return 0
+
+
+cdef int ring_groups_release_dead(ring_t *r) noexcept nogil:
+    """A sender on a full ring: remove each non-durable group that holds it back and has no
+    live member (step R).  1 if one was removed."""
+    cdef uint32_t g, q
+    cdef cw_group *e
+    cdef cw_place *p
+    cdef uint64_t tag
+    cdef bint alive
+    cdef int removed = 0
+    cdef int64_t pid
+    for g in range(r.max_receivers):
+        e = _gentry(r.gtable, g)
+        if (cw_load_acquire_u32(&e.flags) & (CW_GROUP_IN_USE | CW_GROUP_DURABLE)) != CW_GROUP_IN_USE:
+            continue
+        tag = (cw_load_relaxed_u64(&e.epoch) << 32) | (g + 1)
+        if group_position(r.rplaces, r.max_receivers, e, tag) != r.read_cache:
+            continue
+        alive = False
+        for q in range(r.max_receivers):
+            p = _rplace(r.rplaces, q)
+            if cw_load_relaxed_u64(&p.group) == tag and cw_ofd_is_locked(r.fd, cw_place_offset(r.max_senders + q)) != 0:
+                alive = True
+                break
+        if alive:
+            continue
+        if cw_ofd_trylock(r.fd, CW_GROUPS_LOCK_BYTE) != 0:
+            continue        # a join, close or removal is under way: look again later
+        if (cw_load_acquire_u32(&e.flags) & (CW_GROUP_IN_USE | CW_GROUP_DURABLE)) == CW_GROUP_IN_USE and \
+                (cw_load_relaxed_u64(&e.epoch) << 32 | (g + 1)) == tag:
+            if group_remove(r.hdr, r.fd, r.max_senders, r.max_receivers, g, -1, &pid) == 0:
+                removed = 1
+        cw_ofd_unlock(r.fd, CW_GROUPS_LOCK_BYTE)
+    return removed
+
+
 cdef void ring_interrupt(ring_t *r, bint sending) noexcept nogil:
     """End any wait on r in another thread of this process (used by close())."""
     cdef uint32_t *word
@@ -305,6 +749,8 @@ cdef void ring_interrupt(ring_t *r, bint sending) noexcept nogil:
     cw_fence_seq_cst()
     if r.hdr != NULL:
         word = &r.hdr.sender_waiting if sending else &r.hdr.receiver_waiting
+        # Several ends may share the word (many senders, groups): clearing it
+        # costs the others one spurious look, never a lost wake-up.
         cw_store_relaxed_u32(word, 0)
         cw_futex_wake(word, 1 << 30)
 

@@ -43,8 +43,12 @@ def test_slot_and_file_sizes_follow_the_documented_formulas():
     assert slot_size_for(32, 2) == 48 and slot_size_for(1, 4) == 24
     assert file_size_for(32, 200, 2, 1) == 8192 + 200 * 48 + (-(200 * 48) % 4096)
     assert slots_offset_for(1, 1) == layout()["slots"] == 8192
-    assert slots_offset_for(16, 16) == 4096 + 4096
-    assert slots_offset_for(17, 16) == 4096 + 8192
+    assert slots_offset_for(16, 1) == 4096 + 4096
+    assert slots_offset_for(31, 1) == 4096 + 4096 and slots_offset_for(32, 1) == 4096 + 8192
+    # Receiver groups (max_receivers > 1): the group entries follow the places.
+    assert slots_offset_for(1, 2) == 4096 + 4096
+    assert slots_offset_for(16, 16) == 4096 + 8192     # 32 places and 16 groups: 6144 bytes
+    assert slots_offset_for(1, 15) == 4096 + 4096 and slots_offset_for(1, 16) == 4096 + 8192
     assert file_size_for(32, 200) == 8192 + 8192
     assert file_size_for(8, 1) == 12288
     assert file_size_for(8, 1, 32, 1) == 4096 + 8192 + 4096

@@ -8,6 +8,8 @@ cdef extern from "atomics.h" nogil:
     bint cw_cas_acq_rel_u64(uint64_t *p, uint64_t *expected, uint64_t desired) noexcept
     uint64_t cw_fetch_add_relaxed_u64(uint64_t *p, uint64_t v) noexcept
     uint32_t cw_load_relaxed_u32(const uint32_t *p) noexcept
+    uint32_t cw_load_acquire_u32(const uint32_t *p) noexcept
+    void cw_store_release_u32(uint32_t *p, uint32_t v) noexcept
     void cw_store_relaxed_u32(uint32_t *p, uint32_t v) noexcept
     uint32_t cw_exchange_u32(uint32_t *p, uint32_t v) noexcept
     int64_t cw_load_relaxed_i64(const int64_t *p) noexcept

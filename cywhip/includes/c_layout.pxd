@@ -14,6 +14,12 @@ cdef extern from "layout.h" nogil:
         CW_PLACE_SIZE
         CW_MAX_PLACES
         CW_TOPOLOGY_ONE_TO_ONE
+        CW_TOPOLOGY_GROUPS
+        CW_GROUP_SIZE
+        CW_GROUP_NAME_SIZE
+        CW_GROUPS_LOCK_BYTE
+    const uint32_t CW_GROUP_IN_USE
+    const uint32_t CW_GROUP_DURABLE
     const uint32_t CW_VOID_LENGTH
     const uint64_t CW_MAGIC
     const uint64_t CW_MAX_MESSAGE_LENGTH
@@ -38,12 +44,25 @@ cdef extern from "layout.h" nogil:
         uint64_t read_cursor
         uint32_t sender_waiting
         uint32_t receiver_waiting
+        uint64_t groups_gen
         char type_description[2048]
 
     ctypedef struct cw_place:
         int64_t pid
         uint64_t starts
         uint64_t intent
+        uint64_t group
+        uint64_t hold_start
+        uint64_t hold_end
+
+    ctypedef struct cw_group:
+        uint64_t next
+        uint64_t lock
+        uint64_t epoch
+        uint64_t members
+        uint32_t flags
+        uint32_t name_len
+        char name[64]
 
     ctypedef struct cw_slot_header:
         uint32_t length
@@ -57,3 +76,4 @@ cdef extern from "layout.h" nogil:
     uint64_t cw_slots_offset(uint64_t max_senders, uint64_t max_receivers)
     uint64_t cw_place_offset(uint64_t index)
     uint64_t cw_slot_header_size(uint64_t max_senders)
+    uint64_t cw_group_offset(uint64_t max_senders, uint64_t max_receivers, uint64_t g)

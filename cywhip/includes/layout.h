@@ -26,6 +26,17 @@
  *          open-file-description lock on: the kernel drops it when the end dies.
  *          intent: a sender of a many-senders channel, c + 1 while it claims
  *          or fills sequence c, else 0 (unused on one-sender channels).
+ *          Receiver places of a channel with groups (max_receivers > 1) also hold
+ *          from 24 on: group (u64: epoch << 32 | group index + 1, 0 none),
+ *          hold_start (u64: first claimed message not yet taken + 1, 0 none),
+ *          hold_end (u64: end of the claim).
+ *
+ *   groups (max_receivers > 1 only): max_receivers entries of CW_GROUP_SIZE
+ *          bytes right after the places (before the page padding):
+ *           0       8       16      24        32      36        40         104  128
+ *          +-------+-------+-------+---------+-------+---------+----------+----+
+ *          | next  | lock  | epoch | members | flags | name_len| name[64] | .. |
+ *          +-------+-------+-------+---------+-------+---------+----------+----+
  *
  *   slot (one sender, max_senders == 1):
  *           0               4               8
@@ -63,6 +74,16 @@
 
 /* Topologies: what the places mean and which protocol the ring runs. */
 #define CW_TOPOLOGY_ONE_TO_ONE 1
+/* Receiver groups: max_receivers > 1 member places and as many group entries. */
+#define CW_TOPOLOGY_GROUPS 2
+
+#define CW_GROUP_SIZE 128
+#define CW_GROUP_NAME_SIZE 64
+/* Group flags. */
+#define CW_GROUP_IN_USE 1U
+#define CW_GROUP_DURABLE 2U
+/* The byte of the groups lock, held while groups are created, joined, left or removed. */
+#define CW_GROUPS_LOCK_BYTE 96
 
 typedef struct {
     /* Geometry: written once by the creator before the file gets its name. */
@@ -90,6 +111,9 @@ typedef struct {
     alignas(CW_CACHE_LINE) uint32_t sender_waiting;   /* 384 */
     /* Set by a receiver about to sleep on an empty ring; cleared by whoever wakes it. */
     alignas(CW_CACHE_LINE) uint32_t receiver_waiting; /* 512 */
+    /* Channels with groups: odd while a group is being created (a sequence lock
+     * for senders computing how far they may write); written under the groups lock. */
+    alignas(CW_CACHE_LINE) uint64_t groups_gen;       /* 640 */
     /* Typed channels: the canonical layout description, NUL-terminated
      * (cywhip/_types.py); empty for untyped channels. */
     alignas(1024) char type_description[CW_TYPE_DESCRIPTION_SIZE]; /* 1024 */
@@ -100,7 +124,21 @@ typedef struct {
     alignas(CW_CACHE_LINE) int64_t pid;  /*   0  0 after a clean close; the lock byte */
     uint64_t starts;                     /*   8  ends that have held this place */
     uint64_t intent;                     /*  16  many senders: c + 1 while claiming or filling c */
+    uint64_t group;                      /*  24  groups: epoch << 32 | index + 1, 0 none */
+    uint64_t hold_start;                 /*  32  groups: first claimed message not taken + 1, 0 none */
+    uint64_t hold_end;                   /*  40  groups: end of the claim */
 } cw_place;
+
+/* A receiver group (channels with max_receivers > 1). */
+typedef struct {
+    alignas(CW_CACHE_LINE) uint64_t next; /*   0  messages below were handed to members */
+    uint64_t lock;                       /*   8  member place + 1 claiming, 0 free */
+    uint64_t epoch;                      /*  16  counts the group's creations in this entry */
+    uint64_t members;                    /*  24  live members (a hint) */
+    uint32_t flags;                      /*  32  CW_GROUP_IN_USE | CW_GROUP_DURABLE */
+    uint32_t name_len;                   /*  36 */
+    char name[CW_GROUP_NAME_SIZE];       /*  40  UTF-8, not NUL-terminated */
+} cw_group;
 
 typedef struct {
     uint32_t length;
@@ -125,6 +163,13 @@ _Static_assert(sizeof(cw_slot_header) == CW_SLOT_HEADER_SIZE, "slot header size"
 _Static_assert(sizeof(cw_many_slot_header) == CW_MANY_SLOT_HEADER_SIZE, "many-senders slot header size");
 _Static_assert(offsetof(cw_many_slot_header, seq) == 8, "seq offset");
 _Static_assert(offsetof(cw_place, intent) == 16, "intent offset");
+_Static_assert(offsetof(cw_place, group) == 24, "group offset");
+_Static_assert(offsetof(cw_place, hold_start) == 32, "hold_start offset");
+_Static_assert(offsetof(cw_place, hold_end) == 40, "hold_end offset");
+_Static_assert(offsetof(cw_header, groups_gen) == 640, "groups_gen offset");
+_Static_assert(sizeof(cw_group) == CW_GROUP_SIZE, "group size");
+_Static_assert(offsetof(cw_group, flags) == 32, "flags offset");
+_Static_assert(offsetof(cw_group, name) == 40, "name offset");
 
 /* Held while the file is being built under its temporary name (by its creator)
  * or removed (by remove_stale(), together with every place's byte). */
@@ -133,7 +178,8 @@ _Static_assert(offsetof(cw_place, intent) == 16, "intent offset");
 /* Where the slots start for a channel with these places. */
 static inline uint64_t cw_slots_offset(uint64_t max_senders, uint64_t max_receivers)
 {
-    uint64_t places = (max_senders + max_receivers) * CW_PLACE_SIZE;
+    uint64_t places = (max_senders + max_receivers) * CW_PLACE_SIZE
+                      + (max_receivers > 1 ? max_receivers * CW_GROUP_SIZE : 0);
     return CW_HEADER_SIZE + (places + CW_PAGE_SIZE - 1) / CW_PAGE_SIZE * CW_PAGE_SIZE;
 }
 
@@ -147,6 +193,12 @@ static inline uint64_t cw_slot_header_size(uint64_t max_senders)
 static inline uint64_t cw_place_offset(uint64_t index)
 {
     return CW_HEADER_SIZE + index * CW_PLACE_SIZE;
+}
+
+/* Offset of group entry g of a channel with groups. */
+static inline uint64_t cw_group_offset(uint64_t max_senders, uint64_t max_receivers, uint64_t g)
+{
+    return CW_HEADER_SIZE + (max_senders + max_receivers) * CW_PLACE_SIZE + g * CW_GROUP_SIZE;
 }
 
 #endif
