@@ -3,6 +3,7 @@
     python -m cywhip demo [--count N]      two processes talk; the receiver reports
     python -m cywhip channels              list the channels in /dev/shm and their state
     python -m cywhip channels --remove-stale   also remove those whose ends are all dead
+    python -m cywhip remove-group NAME GROUP   drop a receiver group that is not coming back
     python -m cywhip bench [--quick] [--json]  cywhip against its peers, each in two processes
 """
 import argparse
@@ -85,6 +86,11 @@ def list_channels(remove):
                                                                                ("receiver", c.receivers)))
         print(f"{c.name}: {c.depth}/{c.max_queued_messages} queued, message_length {c.message_length}, "
               f"{c.file_size:,} bytes; {ends}")
+        for grp in c.groups:
+            members = (f"members {' '.join(map(str, grp.members))}" if grp.members else "no live member")
+            print(f"  group {grp.name!r}: position {grp.position}, depth {grp.depth}, "
+                  f"{'durable' if grp.durable else 'not durable'}, {members}"
+                  + ("; holding the senders back" if grp.holding_back else ""))
     if remove:
         removed = cywhip.remove_stale()
         print(f"removed {len(removed)} stale channel(s)" + (": " + ", ".join(removed) if removed else ""))
@@ -105,9 +111,22 @@ def main(argv=None):
     sub.add_parser("bench", help="cywhip against its peers and raw C floors (see bench --help)")
     p = sub.add_parser("channels", help="list channels in /dev/shm and their state")
     p.add_argument("--remove-stale", action="store_true", help="remove channels whose ends are all dead")
+    p = sub.add_parser("remove-group", help="remove a receiver group that is not coming back")
+    p.add_argument("name", help="the channel")
+    p.add_argument("group", help="the group")
     args = parser.parse_args(argv)
     if args.command == "channels":
         return list_channels(args.remove_stale)
+    if args.command == "remove-group":
+        import cywhip
+        try:
+            cywhip.remove_group(args.name, args.group)
+        except (KeyError, ValueError, OSError, cywhip.CywhipError) as exc:
+            print(f"cannot remove group {args.group!r} of channel {args.name!r}: "
+                  f"{exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+            return 1
+        print(f"removed group {args.group!r} of channel {args.name!r}")
+        return 0
     if args.command == "demo":
         if args.count < 1 or args.length < 8 or args.length % 8:
             parser.error(f"--count must be >= 1 and --length a multiple of 8 >= 8, "

@@ -415,6 +415,7 @@ cdef class Receiver(_End):
         k = min(max_count, self.max_queued_messages)
         self._enter_pull()
         try:
+            self.ring.want = k      # what a member claims at most while others share its group
             k = min(k, self._await(timeout))
             out = self._take_list(k)
             self.take_error = None
@@ -452,6 +453,7 @@ cdef class Receiver(_End):
                 raise ValueError("recv_into() needs room for at least one record, got an empty array")
             self._enter_pull()
             try:
+                self.ring.want = room
                 room = min(room, self._await(timeout))
                 return self._copy_records(<char *>view.buf, view.strides[0], room)
             finally:
@@ -468,6 +470,7 @@ cdef class Receiver(_End):
         check_count(max_count)
         self._enter_pull()
         try:
+            self.ring.want = max_count
             k = min(max_count, self._await(timeout))
             out = self.codec.new_batch(k)
             self.codec.get_records(out, &view, PyBUF_STRIDED | PyBUF_WRITABLE, "recv_array")
@@ -502,6 +505,8 @@ cdef class Receiver(_End):
         """The on_message/on_batch thread: wait with the GIL released, deliver, release."""
         cdef int64_t avail
         self.busy_thread = PyThread_get_thread_ident()
+        if self.on_batch is not None:
+            self.ring.want = self.max_queued_messages
         try:
             while not self.ring.stop:
                 avail = ring_available(&self.ring)
@@ -708,6 +713,7 @@ cdef class _Lease:
             raise RuntimeError("a borrow() can be entered once")
         r._enter_pull()
         try:
+            r.ring.want = self.max_count if self.max_count is not None else r.max_queued_messages
             k = r._await(self.timeout)
             if self.max_count is not None and k > self.max_count:
                 k = self.max_count

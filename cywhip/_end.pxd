@@ -74,6 +74,7 @@ cdef inline int _enter(_End end) except -1:
 
 cdef inline int _leave(_End end) except -1:
     """End a call; if close() came meanwhile, close now."""
+    end.ring.want = 1
     cw_guard_give(&end.busy)
     if _closing(end):
         end._finish_close()

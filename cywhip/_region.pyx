@@ -326,17 +326,17 @@ cdef class Region:
         if h.capacity != capacity:
             raise ChannelMismatchError(f"{what} exists with max_queued_messages={h.capacity}, "
                                        f"this end asked for max_queued_messages={capacity}")
-        if h.topology != self.topology:
-            raise ChannelMismatchError(f"{what} exists with topology {h.topology} "
-                                       f"({TOPOLOGY_NAMES.get(h.topology, 'unknown')}), this end asked "
-                                       f"for topology {self.topology} "
-                                       f"({TOPOLOGY_NAMES.get(self.topology, 'unknown')})")
         if h.max_senders != self.max_senders:
             raise ChannelMismatchError(f"{what} exists with max_senders={h.max_senders}, "
                                        f"this end asked for max_senders={self.max_senders}")
         if h.max_receivers != self.max_receivers:
             raise ChannelMismatchError(f"{what} exists with max_receivers={h.max_receivers}, "
                                        f"this end asked for max_receivers={self.max_receivers}")
+        if h.topology != self.topology:
+            raise ChannelMismatchError(f"{what} exists with topology {h.topology} "
+                                       f"({TOPOLOGY_NAMES.get(h.topology, 'unknown')}), this end asked "
+                                       f"for topology {self.topology} "
+                                       f"({TOPOLOGY_NAMES.get(self.topology, 'unknown')})")
         slot_size = slot_size_for(message_length, self.max_senders)
         if (h.header_size != self.slots_offset or h.slot_size != slot_size
                 or h.file_size != size or h.place_size != CW_PLACE_SIZE):

@@ -1,0 +1,381 @@
+"""Receiver groups (max_receivers > 1): the API, broadcast and shared work between separately
+started processes, members killed with messages in hand, durable and non-durable groups,
+remove_group(), channels(), and the SIGKILL soak."""
+import os
+import signal
+import time
+
+import pytest
+
+import cywhip
+from cywhip import ChannelBusyError, ChannelMismatchError, Receiver, Sender
+from cywhip._testing import groups as g
+from cywhip.errors import SendTimeout
+
+LENGTH = 32
+
+
+def _tx(name, receivers=4, capacity=16, **kw):
+    return Sender(name, message_length=LENGTH, max_queued_messages=capacity, max_receivers=receivers, **kw)
+
+
+def _rx(name, group="", receivers=4, capacity=16, **kw):
+    return Receiver(name, message_length=LENGTH, max_queued_messages=capacity, max_receivers=receivers,
+                    group=group, **kw)
+
+
+def _numbers(msgs):
+    return [g.number(m, LENGTH) for m in msgs]
+
+
+def _drain(rx, count, timeout=5):
+    """The numbers of the next count messages (a member may hand them out over several calls)."""
+    out = []
+    while len(out) < count:
+        out += _numbers(rx.recv_many(count - len(out), timeout=timeout))
+    return out
+
+
+def _send(tx, start, stop):
+    tx.send_many((g.payload(i, LENGTH) for i in range(start, stop)), timeout=10)
+
+
+@pytest.fixture
+def work(tmp_path):
+    """A directory for member logs and the stop file; stops every member at the end."""
+    procs = []
+    stop = str(tmp_path / "stop")
+
+    def member(name, group, mode, log, **kw):
+        proc = g.spawn_member(name, LENGTH, kw.pop("capacity", 16), kw.pop("receivers", 4), group, mode,
+                              str(tmp_path / log), stop, **kw)
+        procs.append(proc)
+        return proc
+
+    member.path = lambda log: str(tmp_path / log)
+    member.stop = lambda: open(stop, "w").close()
+    yield member
+    open(stop, "w").close()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except Exception:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_for(predicate, timeout=20, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+# ------------------------------------------------------------------------ API
+
+
+def test_group_arguments_are_checked_and_named(channel):
+    with pytest.raises(ValueError, match=r"group='a' needs a channel with receiver groups: max_receivers=1"):
+        Receiver(channel, message_length=LENGTH, group="a")
+    with pytest.raises(ValueError, match="durable=False needs a channel with receiver groups"):
+        Receiver(channel, message_length=LENGTH, durable=False)
+    with pytest.raises(TypeError, match=r"group must be a str, not int \(3\)"):
+        _rx(channel, group=3)
+    with pytest.raises(TypeError, match=r"durable must be a bool, not int \(1\)"):
+        _rx(channel, durable=1)
+    with pytest.raises(ValueError, match="is 65 bytes in UTF-8; at most 64"):
+        _rx(channel, group="x" * 65)
+    with pytest.raises(ValueError, match="contains a NUL"):
+        _rx(channel, group="a\0b")
+    with pytest.raises(ValueError, match="max_receivers must be between 1 and 4096, got 0"):
+        _rx(channel, receivers=0)
+    with pytest.raises(TypeError, match=r"max_receivers must be an int, not bool \(True\)"):
+        _tx(channel, receivers=True)
+    with pytest.raises(ValueError, match="max_senders=2 with max_receivers=3"):
+        Sender(channel, message_length=LENGTH, max_senders=2, max_receivers=3)
+    assert not os.path.exists(f"/dev/shm/cywhip.{channel}")
+
+
+def test_a_different_max_receivers_or_durability_is_a_mismatch_naming_both(channel):
+    with _tx(channel, receivers=3), _rx(channel, "a", receivers=3):
+        with pytest.raises(ChannelMismatchError, match="max_receivers=3, this end asked for max_receivers=2"):
+            _rx(channel, "a", receivers=2)
+        with pytest.raises(ChannelMismatchError, match="max_receivers=3, this end asked for max_receivers=1"):
+            Receiver(channel, message_length=LENGTH, max_queued_messages=16)
+        with pytest.raises(ChannelMismatchError,
+                           match="group 'a' exists with durable=True, this receiver asked for durable=False"):
+            _rx(channel, "a", receivers=3, durable=False)
+
+
+def test_one_receiver_more_than_max_receivers_is_busy_and_names_the_holders(channel):
+    with _tx(channel, receivers=2), _rx(channel, "a", receivers=2) as a, _rx(channel, "a", receivers=2):
+        with pytest.raises(ChannelBusyError, match=r"already has its 2 receivers \(max_receivers=2\)") as e:
+            _rx(channel, "a", receivers=2)
+        assert e.value.pids == [os.getpid(), os.getpid()]
+        assert a.group == "a" and a.durable is True and a.max_receivers == 2
+        assert "max_receivers=2 group='a'" in repr(a)
+
+
+def test_more_groups_than_max_receivers_is_busy_and_names_the_groups(channel):
+    with _tx(channel, receivers=2):
+        _rx(channel, "a", receivers=2).close()
+        _rx(channel, "b", receivers=2).close()
+        with pytest.raises(ChannelBusyError, match=r"has its 2 groups \(max_receivers=2\): 'a', 'b'; "
+                                                   r"cannot add group 'c'"):
+            _rx(channel, "c", receivers=2)
+        cywhip.remove_group(channel, "a")
+        _rx(channel, "c", receivers=2).close()
+
+
+# ------------------------------------------------------------ in one process
+
+
+def test_every_group_gets_every_message_and_members_share_theirs(channel):
+    with _tx(channel) as tx, _rx(channel, "a") as a, _rx(channel, "b") as b1, _rx(channel, "b") as b2:
+        _send(tx, 0, 10)
+        assert _numbers(a.recv_many(100)) == list(range(10))
+        got1 = _numbers([b1.recv(1), b1.recv(1)])
+        got2 = _numbers(b2.recv_many(100))
+        got1 += _numbers(b1.recv_many(100, timeout=0.01) if b1.depth else [])
+        assert sorted(got1 + got2) == list(range(10)) and len(set(got1 + got2)) == 10
+        assert got1 == sorted(got1) and got2 == sorted(got2)
+        assert a.taken == b1.taken == 10 and tx.depth == 0
+
+
+def test_senders_wait_for_the_slowest_group(channel):
+    with _tx(channel, capacity=4) as tx, _rx(channel, "fast", capacity=4) as fast, \
+            _rx(channel, "slow", capacity=4) as slow:
+        _send(tx, 0, 4)
+        assert _numbers(fast.recv_many(10)) == [0, 1, 2, 3]
+        assert not tx.try_send(g.payload(4, LENGTH))
+        with pytest.raises(SendTimeout):
+            tx.send(g.payload(4, LENGTH), timeout=0.05)
+        info = next(c for c in cywhip.channels() if c.name == channel)
+        rows = {row.name: row for row in info.groups}
+        assert rows["slow"].holding_back and not rows["fast"].holding_back
+        assert rows["slow"].depth == 4 and rows["fast"].depth == 0 and info.depth == 4
+        assert _numbers([slow.recv(1)]) == [0]
+        assert tx.try_send(g.payload(4, LENGTH))
+        assert _numbers(fast.recv_many(10)) == [4]
+        assert _numbers(slow.recv_many(10) + slow.recv_many(10)) == [1, 2, 3, 4]
+
+
+def test_a_new_group_starts_at_the_oldest_message_still_held(channel):
+    with _tx(channel) as tx, _rx(channel, "a") as a:
+        _send(tx, 0, 6)
+        assert _numbers(a.recv_many(2)) == [0, 1]
+        with _rx(channel, "b") as b:
+            assert _numbers(b.recv_many(100)) == [2, 3, 4, 5]
+
+
+def test_every_receive_call_works_in_a_group(channel):
+    np = pytest.importorskip("numpy")
+    dtype = np.dtype([("i", "<i8"), ("x", "<f8")])
+    kw = dict(message_type=dtype, max_queued_messages=16, max_receivers=3)
+    with Sender(channel, **kw) as tx, Receiver(channel, group="a", **kw) as a, \
+            Receiver(channel, group="b", **kw) as b:
+        tx.send_array(np.array([(i, i / 2) for i in range(12)], dtype=dtype))
+        got = list(a.recv_array(3)["i"])
+        out = np.zeros(3, dtype)
+        assert a.recv_into(out) == 3
+        got += list(out["i"])
+        with a.borrow(2) as lent:
+            got += list(lent["i"])
+        got += [a.recv()["i"], a.try_recv()["i"]]
+        got += [m["i"] for m in a.recv_many(100)]
+        assert got == list(range(12))
+        assert list(b.recv_array(100)["i"]) == list(range(12))
+    batches = []
+    with _tx(channel + "x", receivers=2) as tx:
+        with _rx(channel + "x", "a", receivers=2, on_batch=batches.append) as rx:
+            _send(tx, 0, 8)
+            _wait_for(lambda: sum(map(len, batches)) == 8, what="the batches")
+            assert _numbers(m for batch in batches for m in batch) == list(range(8))
+            assert rx.running
+    cywhip.unlink(channel + "x", missing_ok=True)
+
+
+# ------------------------------------------------------- separate processes
+
+
+@pytest.mark.parametrize("mode", ["recv", "recv_many", "on_message", "borrow"])
+def test_two_groups_in_other_processes_each_get_the_whole_stream_in_order(channel, work, mode):
+    tx = _tx(channel)
+    try:
+        work(channel, "a", mode, "a.log")
+        work(channel, "b", "on_batch", "b.log")
+        _send(tx, 0, 3000)
+        _wait_for(lambda: len(g.read_log(work.path("a.log"))) >= 3000
+                  and len(g.read_log(work.path("b.log"))) >= 3000, what="both groups")
+        assert g.read_log(work.path("a.log")) == list(range(3000))
+        assert g.read_log(work.path("b.log")) == list(range(3000))
+    finally:
+        work.stop()
+        tx.close()
+
+
+@pytest.mark.parametrize("members, modes", [
+    (2, ("recv", "recv_many")),
+    (3, ("on_message", "try_recv", "iterate")),
+])
+def test_a_group_of_members_in_other_processes_splits_a_stream_exactly(channel, work, members, modes):
+    tx = _tx(channel, receivers=4)
+    logs = [f"m{k}.log" for k in range(members)]
+    try:
+        for log, mode in zip(logs, modes):
+            work(channel, "w", mode, log, pause=0.0002)
+        total = 2000
+        _send(tx, 0, total)
+        _wait_for(lambda: sum(len(g.read_log(work.path(x))) for x in logs) >= total, what="the split")
+        time.sleep(0.05)
+        per = [g.read_log(work.path(x)) for x in logs]
+        union = sorted(n for p in per for n in p)
+        assert union == list(range(total))              # each message once, none lost
+        assert all(p == sorted(p) for p in per)          # each member's share in order
+        assert sum(1 for p in per if p) >= 2             # shared, not one member taking all
+    finally:
+        work.stop()
+        tx.close()
+
+
+def test_a_member_killed_mid_callback_gives_its_message_back_to_the_other_member(channel, work):
+    tx = _tx(channel)
+    try:
+        slow = work(channel, "w", "on_message", "slow.log", pause=5.0)   # sits in its callback
+        _send(tx, 0, 1)
+        _wait_for(lambda: g.read_log(work.path("slow.log")) == [0], what="the slow member's message")
+        work(channel, "w", "recv", "other.log")
+        # The ring holds 16: message 0, held by the slow member, and 15 more.
+        _send(tx, 1, 16)
+        _wait_for(lambda: len(g.read_log(work.path("other.log"))) >= 15, what="the other member")
+        assert g.read_log(work.path("other.log")) == list(range(1, 16))
+        assert not tx.try_send(g.payload(16, LENGTH))
+        slow.send_signal(signal.SIGKILL)
+        slow.wait()
+        # Message 0 was in flight at the dead member: the live member finishes its claim.
+        _wait_for(lambda: 0 in g.read_log(work.path("other.log")), what="the message given back")
+        _send(tx, 16, 200)
+        _wait_for(lambda: len(g.read_log(work.path("other.log"))) >= 200, what="the rest")
+        missing, dup = g.account([work.path("slow.log"), work.path("other.log")], 200)
+        assert missing == [] and dup == [0]
+        assert tx.depth == 0
+    finally:
+        work.stop()
+        tx.close()
+
+
+def test_a_killed_members_claim_waits_for_the_next_member_of_a_durable_group(channel, work):
+    tx = _tx(channel)
+    try:
+        _rx(channel, "w").close()        # the group exists; its messages wait for it
+        _send(tx, 0, 5)
+        only = work(channel, "w", "on_batch", "first.log", pause=5.0)   # one batch, then sits in on_batch
+        _wait_for(lambda: g.read_log(work.path("first.log")) == [0, 1, 2, 3, 4], what="the first batch")
+        only.send_signal(signal.SIGKILL)
+        only.wait()
+        _send(tx, 5, 8)
+        with _rx(channel, "w") as again:
+            assert _numbers(again.recv_many(100, timeout=5)) == [0, 1, 2, 3, 4]
+            assert _numbers(again.recv_many(100, timeout=5)) == [5, 6, 7]
+    finally:
+        work.stop()
+        tx.close()
+
+
+def test_a_durable_group_gone_and_back_continues_and_holds_the_sender_meanwhile(channel):
+    with _tx(channel, capacity=4) as tx:
+        with _rx(channel, "d", capacity=4) as d, _rx(channel, "e", capacity=4) as e:
+            _send(tx, 0, 2)
+            assert _numbers(d.recv_many(1)) == [0]
+            assert _numbers(e.recv_many(10)) == [0, 1]
+        _send(tx, 2, 5)
+        assert not tx.try_send(g.payload(5, LENGTH))        # d (durable, no member) holds it
+        info = next(c for c in cywhip.channels() if c.name == channel)
+        rows = {row.name: row for row in info.groups}
+        assert rows["d"].holding_back and rows["d"].members == () and rows["d"].position == 1
+        with _rx(channel, "d", capacity=4) as d:
+            # The first member's claim (0 and 1) was not all taken when it closed: finished first.
+            assert _numbers(d.recv_many(10)) == [1]
+            assert _numbers(d.recv_many(10)) == [2, 3, 4]
+
+
+def test_a_non_durable_group_goes_with_its_last_member(channel, work):
+    with _tx(channel, capacity=4) as tx, _rx(channel, "keep", capacity=4) as keep:
+        with _rx(channel, "dash", capacity=4, durable=False):
+            _send(tx, 0, 4)
+            assert not tx.try_send(g.payload(4, LENGTH))
+        # Closed: the group is removed at once, the sender goes on.
+        assert tx.try_send(g.payload(4, LENGTH)) is False    # "keep" has not taken anything yet
+        assert _numbers(keep.recv_many(2)) == [0, 1]
+        assert tx.try_send(g.payload(4, LENGTH))
+        names = [row.name for row in next(c for c in cywhip.channels() if c.name == channel).groups]
+        assert names == ["keep"]
+        # A killed last member: the sender on the full ring finds it and removes the group.
+        proc = work(channel, "dash", "on_message", "dash.log", capacity=4, durable=False, pause=5.0)
+        _send(tx, 5, 6)
+        _wait_for(lambda: g.read_log(work.path("dash.log")) == [2], what="the member's first message")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert _drain(keep, 4) == [2, 3, 4, 5]
+        _send(tx, 6, 10)           # would block for ever on a dead durable group
+        assert [row.name for row in next(c for c in cywhip.channels() if c.name == channel).groups] == ["keep"]
+
+
+def test_remove_group(channel):
+    with _tx(channel, capacity=4) as tx, _rx(channel, "live", capacity=4) as live:
+        _rx(channel, "gone", capacity=4).close()
+        with pytest.raises(ChannelBusyError, match=r"group 'live' has a live member, process \d+"):
+            cywhip.remove_group(channel, "live")
+        with pytest.raises(KeyError, match=r"has no group 'nope' \(its groups: 'live', 'gone'\)"):
+            cywhip.remove_group(channel, "nope")
+        _send(tx, 0, 4)
+        assert _numbers(live.recv_many(10)) == [0, 1, 2, 3]
+        assert not tx.try_send(g.payload(4, LENGTH))        # "gone" holds the sender back
+        cywhip.remove_group(channel, "gone")
+        assert tx.try_send(g.payload(4, LENGTH))
+    with pytest.raises(ValueError, match="has no receiver groups"):
+        with Sender(channel + "-1to1", message_length=LENGTH):
+            cywhip.remove_group(channel + "-1to1", "a")
+    cywhip.unlink(channel + "-1to1", missing_ok=True)
+
+
+def test_a_group_removed_and_made_again_does_not_inherit_old_claims(channel):
+    with _tx(channel) as tx, _rx(channel, "b"):
+        a = _rx(channel, "a")
+        _send(tx, 0, 4)
+        with a.borrow(1):
+            pass
+        a.close()                      # leaves its claim of 1..3 in its place
+        cywhip.remove_group(channel, "a")
+        with _rx(channel, "a") as again:
+            # A new group: from the oldest message still held ("b" has taken nothing), in order,
+            # not the old group's leftover claim first.
+            assert _drain(again, 4) == [0, 1, 2, 3]
+            assert again.try_recv() is None
+
+
+def test_the_command_line_lists_groups(channel, capsys):
+    from cywhip.__main__ import main
+    with _tx(channel, capacity=4) as tx, _rx(channel, "alpha", capacity=4), _rx(channel, "beta", capacity=4) as b:
+        _send(tx, 0, 4)
+        b.recv_many(10)
+        main(["channels"])
+        out = capsys.readouterr().out
+        assert "group 'alpha': position 0, depth 4, durable, members" in out
+        assert "holding the senders back" in out
+        assert "group 'beta': position 4, depth 0" in out
+    assert main(["remove-group", channel, "beta"]) == 0
+    assert capsys.readouterr().out == f"removed group 'beta' of channel {channel!r}\n"
+    assert main(["remove-group", channel, "beta"]) == 1
+    assert "has no group 'beta' (its groups: 'alpha')" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ soak
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(600)
+def test_sigkill_soak_of_members_mid_callback_and_mid_batch():
+    summary = g.soak(kills=120, seed=7, count=60_000)
+    assert summary["kills"] == 120
