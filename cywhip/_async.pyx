@@ -155,7 +155,8 @@ cdef class Waker:
             # cursor, fences, then loads this word: one of the two sees the other.
             # Several senders of one channel share sender_waiting: as in ring_wait, a
             # sender never clears it (that could hide another's sleep); the receiver does.
-            shared = end.sending and end.ring.many
+            # So do the members of receiver groups share receiver_waiting.
+            shared = (end.sending and end.ring.many) or (not end.sending and end.ring.groups)
             cw_store_relaxed_u32(word, 1)
             cw_fence_seq_cst()
             try:

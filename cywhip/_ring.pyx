@@ -872,6 +872,7 @@ def layout():
     cdef cw_header h
     cdef cw_place p
     cdef cw_many_slot_header ms
+    cdef cw_group gr
     cdef char *base = <char *>&h
     return {
         "header_size": CW_HEADER_SIZE,
@@ -910,4 +911,17 @@ def layout():
         "slots": cw_slots_offset(1, 1),
         "type_description": <char *>&h.type_description[0] - base,
         "sizeof_header": sizeof(cw_header),
+        "groups_gen": <char *>&h.groups_gen - base,
+        "place_group": <char *>&p.group - <char *>&p,
+        "place_hold_start": <char *>&p.hold_start - <char *>&p,
+        "place_hold_end": <char *>&p.hold_end - <char *>&p,
+        "group_next": <char *>&gr.next - <char *>&gr,
+        "group_lock": <char *>&gr.lock - <char *>&gr,
+        "group_epoch": <char *>&gr.epoch - <char *>&gr,
+        "group_members": <char *>&gr.members - <char *>&gr,
+        "group_flags": <char *>&gr.flags - <char *>&gr,
+        "group_name_len": <char *>&gr.name_len - <char *>&gr,
+        "group_name": <char *>&gr.name[0] - <char *>&gr,
+        "sizeof_group": sizeof(cw_group),
+        "groups_lock_byte": CW_GROUPS_LOCK_BYTE,
     }

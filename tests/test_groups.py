@@ -371,6 +371,61 @@ def test_the_command_line_lists_groups(channel, capsys):
     assert "has no group 'beta' (its groups: 'alpha')" in capsys.readouterr().err
 
 
+# ---------------------------------------------------------------- asyncio
+
+
+@pytest.mark.parametrize("loop_factory", ["asyncio", "uvloop"])
+def test_asyncio_receivers_in_groups_broadcast_and_share(channel, loop_factory):
+    import asyncio
+    import threading
+
+    import cywhip.asyncio as aio
+    if loop_factory == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        new_loop = uvloop.new_event_loop
+    else:
+        new_loop = asyncio.new_event_loop
+    total = 3000
+
+    async def main():
+        kw = dict(message_length=LENGTH, max_queued_messages=16, max_receivers=4)
+        async with aio.Receiver(channel, group="all", **kw) as whole, \
+                aio.Receiver(channel, group="w", **kw) as w1, aio.Receiver(channel, group="w", **kw) as w2:
+            def produce():
+                with _tx(channel) as tx:
+                    for i in range(total):
+                        tx.send(g.payload(i, LENGTH), timeout=10)
+            thread = threading.Thread(target=produce)
+            thread.start()
+            shares = [[], []]
+
+            async def member(rx, out):
+                # Each waits on the members' shared word: none may sleep through the others' wakes.
+                while sum(map(len, shares)) < total:
+                    try:
+                        out.append(g.number(await rx.recv(timeout=0.2), LENGTH))
+                    except Exception as exc:
+                        if type(exc).__name__ != "ReceiveTimeout":
+                            raise
+            everything = []
+
+            async def broadcast():
+                while len(everything) < total:
+                    everything.extend(_numbers(await whole.recv_many(100, timeout=10)))
+            await asyncio.wait_for(asyncio.gather(member(w1, shares[0]), member(w2, shares[1]), broadcast()), 60)
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+            return everything, shares
+
+    loop = new_loop()
+    try:
+        everything, shares = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert everything == list(range(total))
+    assert sorted(shares[0] + shares[1]) == list(range(total))
+    assert shares[0] == sorted(shares[0]) and shares[1] == sorted(shares[1])
+
+
 # ------------------------------------------------------------------ soak
 
 
