@@ -499,6 +499,10 @@ cdef class Region:
         if not _lock_groups(self.fd, self.name):
             self.unmap()
             return CLAIM_REMOVING if not last_try else CLAIM_REPLACED
+        cdef uint64_t gen = cw_load_relaxed_u64(&self.hdr.groups_gen)
+        if gen & 1:
+            # A creator died between its two steps of the sequence lock.
+            cw_store_release_u64(&self.hdr.groups_gen, gen + 1)
         try:
             if not self._still_named():
                 self.unmap()

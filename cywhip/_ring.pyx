@@ -475,8 +475,17 @@ cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil:
     while True:
         g1 = cw_load_acquire_u64(&r.hdr.groups_gen)
         if g1 & 1:
-            cw_cpu_relax()
-            continue
+            # A group is being created: a few stores.  Unless its creator died
+            # midway (the groups lock is free then; the next to take it makes the
+            # number even again): every state the creator leaves is one to read.
+            tries += 1
+            if tries < CLAIM_LOCK_SPINS:
+                cw_cpu_relax()
+                continue
+            if cw_ofd_is_locked(r.fd, CW_GROUPS_LOCK_BYTE) != 0:
+                tries = 0
+                continue
+            # Read as it is; a creation that starts meanwhile changes the number.
         m = groups_min(r.hdr, r.rplaces, r.gtable, r.max_receivers, &any)
         if not any:
             # No group: the floor, where the last group removed had got to.
@@ -606,19 +615,27 @@ cdef int64_t ring_group_claim(ring_t *r) noexcept nogil:
         if cw_cas_acq_rel_u64(&g.lock, &free_lock, mine):        # C3
             break
         # Another member is claiming: a few instructions, unless it was preempted or died.
+        lock = free_lock
+        if lock == 0:
+            continue
+        if lock > r.max_receivers or lock == mine:
+            # No member place has that number, or it names this member, which is not claiming.
+            r.bad_cursor = lock
+            r.bad_write = w
+            return -1
         spins += 1
         if spins < CLAIM_LOCK_SPINS:
             cw_cpu_relax()
             continue
-        spins = 0
-        lock = free_lock
-        if lock != 0 and lock <= r.max_receivers and lock != mine:
-            if cw_ofd_is_locked(r.fd, cw_place_offset(r.max_senders + lock - 1)) == 0:
-                _adopt(r, <uint32_t>(lock - 1))
-                if r.read != r.write_cache:
-                    return <int64_t>(r.write_cache - r.read)
-        if r.stop:
-            return 0
+        if cw_ofd_is_locked(r.fd, cw_place_offset(r.max_senders + lock - 1)) == 0:
+            _adopt(r, <uint32_t>(lock - 1))
+            if r.read != r.write_cache:
+                return <int64_t>(r.write_cache - r.read)
+            spins = 0
+            continue
+        # Alive, and long in its claim (preempted): wait in short slices rather than spin.
+        r.hole = True
+        return 0
     n = cw_load_relaxed_u64(&g.next)                             # C4
     if w - n > r.capacity or n > w:
         cw_store_release_u64(&g.lock, 0)

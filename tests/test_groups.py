@@ -322,6 +322,26 @@ def test_a_non_durable_group_goes_with_its_last_member(channel, work):
         assert [row.name for row in next(c for c in cywhip.channels() if c.name == channel).groups] == ["keep"]
 
 
+def test_a_group_creator_that_died_midway_holds_nobody_up(channel):
+    import mmap
+    with _tx(channel, capacity=4) as tx, _rx(channel, "a", capacity=4) as a:
+        fd = os.open(f"/dev/shm/cywhip.{channel}", os.O_RDWR)
+        try:
+            with mmap.mmap(fd, 4096) as header:
+                gen = int.from_bytes(header[640:648], "little")
+                assert gen % 2 == 0 and gen >= 2
+                # As if a creator died between making the sequence number odd and even again.
+                header[640:648] = (gen + 1).to_bytes(8, "little")
+                _send(tx, 0, 4)
+                assert _numbers(a.recv_many(10)) == [0, 1, 2, 3]
+                _send(tx, 4, 8)           # the sender's next look for room, with the number odd
+                assert _drain(a, 4) == [4, 5, 6, 7]
+                with _rx(channel, "b", capacity=4):   # the next join makes it even again
+                    assert int.from_bytes(header[640:648], "little") == gen + 4
+        finally:
+            os.close(fd)
+
+
 def test_remove_group(channel):
     with _tx(channel, capacity=4) as tx, _rx(channel, "live", capacity=4) as live:
         _rx(channel, "gone", capacity=4).close()
