@@ -138,9 +138,6 @@ cdef class _End:
         _check_places("max_senders", max_senders)
         _check_places("max_receivers", max_receivers)
         check_group(group, durable, max_receivers)
-        if max_senders > 1 and max_receivers > 1:
-            raise ValueError(f"max_senders={max_senders} with max_receivers={max_receivers}: receiver "
-                             f"groups take one sender for now; give max_senders=1 or max_receivers=1")
         topology = CW_TOPOLOGY_GROUPS if max_receivers > 1 else CW_TOPOLOGY_ONE_TO_ONE
         cdef int64_t spin_ns = _spin_ns(spin_time)
         rtype = None

@@ -76,6 +76,7 @@ cdef struct ring_t:
     int receiver_wake_count  # waiting receivers one publish wakes: 1, or all members
     int64_t detect_ns      # a member's last look for dead members' claims
     uint64_t adopted       # claims of dead members this member took over
+    bint resolve_now       # a member at a hole tests its claimer's lock (ring_resolve_hole())
     # Set by close() from another thread to end a wait.
     uint32_t stop
     # The impossible values behind the last WAIT_CORRUPT / -1, for error messages:
@@ -99,6 +100,7 @@ cdef int64_t monotonic_ns() noexcept nogil
 cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, cw_group *group, uint32_t group_index,
                             cw_place *place, uint32_t place_index) noexcept nogil
 cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil
+cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil
 cdef int64_t ring_group_claim(ring_t *r) noexcept nogil
 cdef int ring_group_detect(ring_t *r) noexcept nogil
 cdef int ring_groups_release_dead(ring_t *r) noexcept nogil
@@ -112,6 +114,13 @@ cdef int group_resolve_lock(cw_group *g, cw_place *q, uint32_t q_index) noexcept
 
 # ---------------------------------------------------------------- sender side
 
+cdef inline uint64_t ring_read_floor(ring_t *r) noexcept nogil:
+    """Many senders: the first message not yet taken by every receiver (acquire: they have
+    finished with the slots before it).  With groups, the slowest group's."""
+    if r.groups:
+        return ring_groups_floor(r)
+    return cw_load_acquire_u64(&r.hdr.read_cursor)
+
 cdef inline int64_t ring_unclaimed(ring_t *r) noexcept nogil:
     """Many senders: the slots no sender has claimed, from a consistent look at both cursors;
     -1 if they are impossible."""
@@ -122,7 +131,7 @@ cdef inline int64_t ring_unclaimed(ring_t *r) noexcept nogil:
         # Acquire keeps the three loads in order.  The claim cursor unchanged
         # around the load of read_cursor: that was the claim cursor when read
         # was loaded, so read <= claim <= read + capacity in a sound channel.
-        rd = cw_load_acquire_u64(&r.hdr.read_cursor)
+        rd = ring_read_floor(r)
         again = cw_load_acquire_u64(&r.hdr.write_cursor)
         if again == c:
             if c - rd > r.capacity:
@@ -196,7 +205,7 @@ cdef inline int64_t ring_claim_many(ring_t *r) noexcept nogil:
     while True:
         if c - r.read_cache >= r.capacity:
             # Acquire pairs with the receiver's release of read_cursor.
-            rd = cw_load_acquire_u64(&r.hdr.read_cursor)
+            rd = ring_read_floor(r)
             if rd > c:
                 # c is old: others claimed, published and were read since.  A
                 # claim cursor loaded now is at least rd, or the cursors are impossible.
@@ -308,10 +317,10 @@ cdef inline int64_t ring_available(ring_t *r) noexcept nogil:
     cdef uint64_t w = r.write_cache
     if w != r.read:
         return <int64_t>(w - r.read)
-    if r.many:
-        return ring_scan(r)
     if r.groups:
         return ring_group_claim(r)
+    if r.many:
+        return ring_scan(r)
     # Acquire pairs with the sender's release in ring_publish(): the slots
     # before w are fully written once we see w.
     w = cw_load_acquire_u64(&r.hdr.write_cursor)

@@ -91,6 +91,7 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.receiver_wake_count = 1
     r.detect_ns = 0
     r.adopted = 0
+    r.resolve_now = False
     r.hole = 0
     r.skipped = 0
     r.voided = 0
@@ -331,6 +332,17 @@ cdef int ring_resolve_hole(ring_t *r) noexcept nogil:
     cdef uint64_t target = r.read + 1
     cdef uint32_t p
     cdef cw_place *place
+    cdef int64_t got
+    if r.groups:
+        # A member at a hole of its group (ring_group_claim), or waiting while another
+        # member holds a claim: test the locks now.
+        r.resolve_now = True
+        r.hole = False
+        got = ring_group_claim(r)
+        r.resolve_now = False
+        if got == 0 and not r.hole and r.read == r.write_cache:
+            got = ring_group_detect(r)
+        return got != 0
     for p in range(r.max_senders):
         place = <cw_place *>(r.places + p * CW_PLACE_SIZE)
         # Acquire pairs with S6's release: an intent seen cleared brings the publish (S5).
@@ -462,9 +474,9 @@ cdef uint64_t groups_min(cw_header *hdr, char *rplaces, char *gtable, uint32_t m
     return m
 
 
-cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil:
-    """A sender of a channel with groups: reload how far the slowest group is (into
-    r.read_cache); return the free slots, or -1 if impossible.
+cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil:
+    """A sender of a channel with groups: the first message the slowest group has not taken
+    (the floor if no group is in use): messages before it are free to overwrite.
 
     A sequence lock against group creation (groups_gen odd while a group is
     made): a new group starts at the oldest message some group still holds,
@@ -493,7 +505,13 @@ cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil:
         cw_fence_seq_cst()
         g2 = cw_load_relaxed_u64(&r.hdr.groups_gen)
         if g1 == g2:
-            break
+            return m
+
+
+cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil:
+    """A sender of one: reload how far the slowest group is (into r.read_cache); return the
+    free slots, or -1 if impossible."""
+    cdef uint64_t m = ring_groups_floor(r)
     if r.write - m > r.capacity:
         r.bad_cursor = m
         r.bad_write = r.write
@@ -595,6 +613,7 @@ cdef int64_t ring_group_claim(ring_t *r) noexcept nogil:
     cdef uint64_t n, w, k, free_lock, lock
     cdef int spins = 0
     cdef int64_t now
+    cdef int at = RUN
     while True:
         n = cw_load_acquire_u64(&g.next)                         # C1
         # Acquire pairs with the sender's release in ring_publish().
@@ -617,9 +636,33 @@ cdef int64_t ring_group_claim(ring_t *r) noexcept nogil:
                     if ring_group_detect(r):
                         return <int64_t>(r.write_cache - r.read)
             return 0
+        if r.many:
+            # The claim cursor counts slots claimed, not all published: the run of
+            # published messages from n (R1), or what stops it at n.
+            at = _group_run(r, n, &w)
         free_lock = 0
         if cw_cas_acq_rel_u64(&g.lock, &free_lock, mine):        # C3
-            break
+            if not r.many:
+                break
+            if cw_load_relaxed_u64(&g.next) != n:
+                cw_store_release_u64(&g.lock, 0)                 # another member moved on first
+                continue
+            if at == RUN:
+                break
+            if at == HOLE and not _group_hole_dead(r, n):
+                cw_store_release_u64(&g.lock, 0)
+                r.hole = True
+                return 0
+            # A void slot, or a hole whose claimer died: nobody will ever take it.
+            # Hand it out to nobody (C6 without a claim), and look on.
+            if at == VOID:
+                r.voided += 1
+            else:
+                r.skipped += 1
+            cw_store_release_u64(&g.next, n + 1)
+            cw_store_release_u64(&g.lock, 0)
+            spins = 0
+            continue
         # Another member is claiming: a few instructions, unless it was preempted or died.
         lock = free_lock
         if lock == 0:
@@ -664,6 +707,56 @@ cdef int64_t ring_group_claim(ring_t *r) noexcept nogil:
     r.read_index = n % r.capacity
     r.write_cache = n + k
     return <int64_t>k
+
+
+cdef enum:
+    RUN = 0      # published messages from n
+    VOID = 1     # n is published without a message
+    HOLE = 2     # n is claimed and not published
+
+
+cdef int _group_run(ring_t *r, uint64_t n, uint64_t *w) noexcept nogil:
+    """Many senders and groups, R1 from the group's claim cursor n: w[0] becomes the end of
+    the published messages in a row from n (at most the claim cursor w[0]); returns RUN when
+    there is at least one, else VOID or HOLE for what is at n."""
+    cdef uint64_t seq = n, end = w[0]
+    cdef uint64_t index = n % r.capacity
+    cdef char *slot
+    while seq != end:
+        slot = _slot(r, index)
+        # Acquire pairs with the sender's release of seq (S5).
+        if cw_load_acquire_u64(&(<cw_many_slot_header *>slot).seq) != seq + 1:
+            break
+        if cw_load_relaxed_u32(&(<cw_many_slot_header *>slot).length) == CW_VOID_LENGTH:
+            if seq == n:
+                w[0] = n + 1
+                return VOID
+            break
+        seq += 1
+        index += 1
+        if index == r.capacity:
+            index = 0
+    w[0] = seq
+    return RUN if seq != n else HOLE
+
+
+cdef int _group_hole_dead(ring_t *r, uint64_t n) noexcept nogil:
+    """R4-R5 for a group at a hole n (under its claim lock): 1 if no live sender can ever
+    publish n (its claimer died), 0 while one may (or when n was published meanwhile: look
+    again).  Only when asked (r.resolve_now: after a spin, at once in try_recv); else 0."""
+    cdef uint32_t p
+    cdef cw_place *place
+    if not r.resolve_now:
+        return 0
+    for p in range(r.max_senders):
+        place = <cw_place *>(r.places + p * CW_PLACE_SIZE)
+        if cw_load_acquire_u64(&place.intent) == n + 1:
+            if cw_ofd_is_locked(r.fd, cw_place_offset(p)) != 0:
+                return 0
+    # Published during the scan?  Then it is no hole: the caller looks again.
+    if cw_load_acquire_u64(&(<cw_many_slot_header *>_slot(r, n % r.capacity)).seq) == n + 1:
+        return 0
+    return 1
 
 
 cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max_receivers,

@@ -10,6 +10,7 @@ import pytest
 import cywhip
 from cywhip import ChannelBusyError, ChannelMismatchError, Receiver, Sender
 from cywhip._testing import groups as g
+from cywhip._testing.fanin import payload as _fanin_payload
 from cywhip.errors import SendTimeout
 
 LENGTH = 32
@@ -22,6 +23,10 @@ def _tx(name, receivers=4, capacity=16, **kw):
 def _rx(name, group="", receivers=4, capacity=16, **kw):
     return Receiver(name, message_length=LENGTH, max_queued_messages=capacity, max_receivers=receivers,
                     group=group, **kw)
+
+
+def fanin_payload(tag, i):
+    return _fanin_payload(tag, i, LENGTH)
 
 
 def _numbers(msgs):
@@ -92,8 +97,6 @@ def test_group_arguments_are_checked_and_named(channel):
         _rx(channel, receivers=0)
     with pytest.raises(TypeError, match=r"max_receivers must be an int, not bool \(True\)"):
         _tx(channel, receivers=True)
-    with pytest.raises(ValueError, match="max_senders=2 with max_receivers=3"):
-        Sender(channel, message_length=LENGTH, max_senders=2, max_receivers=3)
     assert not os.path.exists(f"/dev/shm/cywhip.{channel}")
 
 
@@ -389,6 +392,74 @@ def test_the_command_line_lists_groups(channel, capsys):
     assert capsys.readouterr().out == f"removed group 'beta' of channel {channel!r}\n"
     assert main(["remove-group", channel, "beta"]) == 1
     assert "has no group 'beta' (its groups: 'alpha')" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- many senders
+
+
+def test_with_many_senders_every_group_sees_the_channels_one_order(channel):
+    import threading
+    kw = dict(message_length=LENGTH, max_queued_messages=16, max_receivers=4, max_senders=3)
+    n = 5000
+    got = {"a": [], "b": [], "w1": [], "w2": []}
+    with Sender(channel, **kw) as s1, Sender(channel, **kw) as s2, \
+            Receiver(channel, group="a", **kw) as a, Receiver(channel, group="b", **kw) as b, \
+            Receiver(channel, group="w", **kw) as w1, Receiver(channel, group="w", **kw) as w2:
+        def produce(tx, tag):
+            for i in range(n):
+                tx.send(fanin_payload(tag, i), timeout=10)
+
+        def consume(rx, key, share):
+            deadline = time.monotonic() + 60
+            while sum(len(got[k]) for k in share) < 2 * n and time.monotonic() < deadline:
+                try:
+                    got[key].extend(bytes(m) for m in rx.recv_many(50, timeout=0.1))
+                except Exception as exc:
+                    if type(exc).__name__ != "ReceiveTimeout":
+                        raise
+        threads = [threading.Thread(target=produce, args=(s1, 1)), threading.Thread(target=produce, args=(s2, 2)),
+                   threading.Thread(target=consume, args=(a, "a", ["a"])),
+                   threading.Thread(target=consume, args=(b, "b", ["b"])),
+                   threading.Thread(target=consume, args=(w1, "w1", ["w1", "w2"])),
+                   threading.Thread(target=consume, args=(w2, "w2", ["w1", "w2"]))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+    assert len(got["a"]) == 2 * n and got["a"] == got["b"]          # one order, the same for both
+    for tag in (1, 2):                                             # each sender's order kept
+        assert [m for m in got["a"] if m[:4] == tag.to_bytes(4, "little")] == [fanin_payload(tag, i) for i in range(n)]
+    assert sorted(got["w1"] + got["w2"]) == sorted(got["a"])        # shared: each message once
+    order = {m: k for k, m in enumerate(got["a"])}
+    assert [order[m] for m in got["w1"]] == sorted(order[m] for m in got["w1"])
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("step", ["claimed", "half", "written", "published"])
+def test_a_sender_killed_mid_send_is_stepped_over_by_every_group_alike(channel, step):
+    import json
+    import subprocess
+    import sys
+    kw = dict(message_length=LENGTH, max_queued_messages=16, max_receivers=3, max_senders=2)
+    with Receiver(channel, group="a", **kw) as a, Receiver(channel, group="b", **kw) as b:
+        code = ("from cywhip._testing.fanin import run_step; "
+                f"run_step({channel!r}, {LENGTH}, 16, 2, 0, 2, {step!r}, receivers=3)")
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert json.loads(proc.stdout.readline())["done"]
+        proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        with Sender(channel, **kw) as tx:
+            for i in range(3):
+                tx.send(fanin_payload(1, i), timeout=5)
+            published = step == "published"
+            want = [fanin_payload(0, i) for i in range(2 + published)] + [fanin_payload(1, i) for i in range(3)]
+            for rx in (a, b):
+                out = []
+                while len(out) < len(want):
+                    out += [bytes(m) for m in rx.recv_many(100, timeout=5)]
+                assert out == want
+                assert rx.try_recv() is None
+                assert rx._skipped == (0 if published else 1, 0)
 
 
 # ---------------------------------------------------------------- asyncio
