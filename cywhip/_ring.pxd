@@ -56,7 +56,8 @@ cdef struct ring_t:
     uint64_t read          # next cursor to take; read_cursor lags it until a release
     uint64_t read_index    # read % capacity
     uint64_t write_cache   # end of the messages known to be published (>= read)
-    bint hole              # many senders: the last look found read claimed but not published
+    bint hole              # many senders: the last look found read claimed but not published;
+                           # a group member: another live member holds a claim or the claim lock
     uint64_t skipped       # many senders: holes stepped over (their claimer died before publishing)
     uint64_t voided        # many senders: void slots stepped over (their message could not be built)
     # Receiver groups (max_receivers > 1): senders wait for the slowest group;

@@ -38,6 +38,8 @@ cdef enum:
     DETECT_EVERY_NS = 1_000_000
     # Spins on a group's claim lock before testing its holder's place lock.
     CLAIM_LOCK_SPINS = 4096
+    # A sender's reads of the groups' positions that a group creation may invalidate, in a row.
+    GROUPS_BOUND_LOOKS = 64
 
 
 cdef int64_t monotonic_ns() noexcept nogil:
@@ -133,6 +135,7 @@ cdef int64_t ring_depth(ring_t *r) noexcept nogil:
     cdef bint any
     if r.groups:
         # A member: what its group has not taken; a sender: what the slowest group has not.
+        # Positions only grow, and were at most capacity behind write when it was loaded.
         write = cw_load_acquire_u64(&r.hdr.write_cursor)
         if r.group != NULL:
             m = group_position(r.rplaces, r.max_receivers, r.group, r.group_tag)
@@ -140,7 +143,13 @@ cdef int64_t ring_depth(ring_t *r) noexcept nogil:
             m = groups_min(r.hdr, r.rplaces, r.gtable, r.max_receivers, &any)
             if not any:
                 m = cw_load_acquire_u64(&r.hdr.read_cursor)
-        return <int64_t>(write - m) if write > m else 0
+        if write <= m:
+            return 0
+        if write - m > r.capacity:
+            r.bad_cursor = m if r.group == NULL else write
+            r.bad_write = write
+            return -1
+        return <int64_t>(write - m)
     read_1 = cw_load_acquire_u64(&r.hdr.read_cursor)
     write = cw_load_acquire_u64(&r.hdr.write_cursor)
     cdef uint64_t read_2 = cw_load_acquire_u64(&r.hdr.read_cursor)
@@ -192,11 +201,11 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
         if r.stop:
             return WAIT_STOPPED
         if deadline_ns >= 0 and now >= deadline_ns:
-            if not sending and r.hole and ring_resolve_hole(r):
+            if not sending and r.many and r.hole and ring_resolve_hole(r):
                 continue
             return WAIT_TIMEOUT
         if now >= spin_end:
-            if not sending and r.hole and ring_resolve_hole(r):
+            if not sending and r.many and r.hole and ring_resolve_hole(r):
                 continue
             if r.groups and _group_unstick(r, sending):
                 continue
@@ -353,7 +362,8 @@ cdef int ring_resolve_hole(ring_t *r) noexcept nogil:
 cdef int64_t ring_available_now(ring_t *r) noexcept nogil:
     """ring_available(), resolving a hole at once (the non-waiting receive calls)."""
     cdef int64_t n = ring_available(r)
-    while n == 0 and r.hole and ring_resolve_hole(r):
+    # r.hole of a group member means another member holds a claim: nothing to resolve.
+    while n == 0 and r.many and r.hole and ring_resolve_hole(r):
         n = ring_available(r)
     return n
 
@@ -468,10 +478,14 @@ cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil:
 
     A sequence lock against group creation (groups_gen odd while a group is
     made): a new group starts at the oldest message some group still holds,
-    and must not be overtaken by a sender that computed its bound without it."""
+    and must not be overtaken by a sender that computed its bound without it.
+
+    Returns 0 (no room known: the caller waits, by its deadline, and asks
+    again) while a live creator holds the groups lock with the number odd, or
+    when the number keeps changing under the reads."""
     cdef uint64_t g1, g2, m
     cdef bint any
-    cdef int tries = 0
+    cdef int tries = 0, looks = 0
     while True:
         g1 = cw_load_acquire_u64(&r.hdr.groups_gen)
         if g1 & 1:
@@ -483,8 +497,8 @@ cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil:
                 cw_cpu_relax()
                 continue
             if cw_ofd_is_locked(r.fd, CW_GROUPS_LOCK_BYTE) != 0:
-                tries = 0
-                continue
+                # Alive, and long in its creation (preempted or stopped).
+                return 0
             # Read as it is; a creation that starts meanwhile changes the number.
         m = groups_min(r.hdr, r.rplaces, r.gtable, r.max_receivers, &any)
         if not any:
@@ -494,6 +508,9 @@ cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil:
         g2 = cw_load_relaxed_u64(&r.hdr.groups_gen)
         if g1 == g2:
             break
+        looks += 1
+        if looks == GROUPS_BOUND_LOOKS:
+            return 0
     if r.write - m > r.capacity:
         r.bad_cursor = m
         r.bad_write = r.write
