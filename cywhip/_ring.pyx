@@ -379,10 +379,11 @@ cdef inline cw_group *_gentry(char *gtable, uint32_t g) noexcept nogil:
 
 
 cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, cw_group *group, uint32_t group_index,
-                            cw_place *place, uint32_t place_index) noexcept nogil:
-    """After ring_attach(): the channel has receiver groups.  A member passes its group and
-    place (a sender NULL): it goes on with the claim found in its place (one it took over
-    from a dead member), or claims anew.  -1 if the claim found is impossible."""
+                            uint64_t group_tag, cw_place *place, uint32_t place_index) noexcept nogil:
+    """After ring_attach(): the channel has receiver groups.  A member passes its group, the
+    tag it joined with (its place carries it) and its place (a sender NULL): it goes on with
+    the claim found in its place (one it took over from a dead member), or claims anew.
+    -1 if the claim found is impossible."""
     cdef uint64_t h, e, n
     r.groups = True
     r.max_receivers = max_receivers
@@ -396,7 +397,7 @@ cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, cw_group *group, 
     r.group_index = group_index
     if group == NULL:
         return 0
-    r.group_tag = (cw_load_relaxed_u64(&group.epoch) << 32) | (group_index + 1)
+    r.group_tag = group_tag
     n = cw_load_acquire_u64(&group.next)
     h = cw_load_acquire_u64(&place.hold_start)
     e = cw_load_relaxed_u64(&place.hold_end)
@@ -678,14 +679,14 @@ cdef int64_t ring_group_claim(ring_t *r) noexcept nogil:
 
 
 cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max_receivers,
-                      uint32_t gi, int own_place, int64_t *live_pid) noexcept nogil:
+                      uint32_t gi, uint64_t tag, int own_place, int64_t *live_pid) noexcept nogil:
     """Step R, under the groups lock: remove group gi, whose members are all gone (own_place,
-    the caller's own place of that group, or -1, is not tested).  0 on success; 1 if a
-    live member holds a place of it (its pid in live_pid[0])."""
+    the caller's own place of that group, or -1, is not tested).  tag is the group's tag as
+    the caller found it (epoch << 32 | gi + 1).  0 on success; 1 if a live member holds a
+    place of it (its pid in live_pid[0])."""
     cdef char *rplaces = (<char *>hdr) + cw_place_offset(max_senders)
     cdef char *gtable = (<char *>hdr) + cw_group_offset(max_senders, max_receivers, 0)
     cdef cw_group *e = _gentry(gtable, gi)
-    cdef uint64_t tag = (cw_load_relaxed_u64(&e.epoch) << 32) | (gi + 1)
     cdef uint64_t pos = group_position(rplaces, max_receivers, e, tag)
     cdef uint32_t q, g
     cdef cw_place *p
@@ -765,7 +766,7 @@ cdef int ring_groups_release_dead(ring_t *r) noexcept nogil:
             continue        # a join, close or removal is under way: look again later
         if (cw_load_acquire_u32(&e.flags) & (CW_GROUP_IN_USE | CW_GROUP_DURABLE)) == CW_GROUP_IN_USE and \
                 (cw_load_relaxed_u64(&e.epoch) << 32 | (g + 1)) == tag:
-            if group_remove(r.hdr, r.fd, r.max_senders, r.max_receivers, g, -1, &pid) == 0:
+            if group_remove(r.hdr, r.fd, r.max_senders, r.max_receivers, g, tag, -1, &pid) == 0:
                 removed = 1
         cw_ofd_unlock(r.fd, CW_GROUPS_LOCK_BYTE)
     return removed

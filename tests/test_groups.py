@@ -13,7 +13,7 @@ import time
 import pytest
 
 import cywhip
-from cywhip import ChannelBusyError, ChannelMismatchError, Receiver, Sender
+from cywhip import ChannelBusyError, ChannelMismatchError, Receiver, Sender, _region
 from cywhip._ring import layout
 from cywhip._testing import groups as g
 from cywhip.errors import SendTimeout
@@ -517,6 +517,45 @@ def test_impossible_group_positions_make_depth_corrupt(channel):
                 a.depth
             struct.pack_into("<Q", mm, layout()["write_cursor"], 4)
         assert tx.depth == a.depth == 4
+
+
+def test_a_join_finding_the_groups_locked_too_long_is_busy_at_once(channel, monkeypatch):
+    monkeypatch.setattr(_region, "_GROUPS_LOCK_WAIT", 0.05)
+    with _tx(channel, receivers=2):
+        fd = os.open(f"/dev/shm/cywhip.{channel}", os.O_RDWR)
+        try:
+            _lock_byte(fd, layout()["groups_lock_byte"])
+            started = time.monotonic()
+            with pytest.raises(ChannelBusyError, match="another process kept its groups locked for 0.05 s"):
+                _rx(channel, "a", receivers=2)
+            assert time.monotonic() - started < 1.0
+            _lock_byte(fd, layout()["groups_lock_byte"], lock=False)
+            _rx(channel, "a", receivers=2).close()
+        finally:
+            os.close(fd)
+
+
+def test_a_group_name_that_utf8_cannot_encode_is_refused_before_anything_is_made(channel):
+    with pytest.raises(ValueError, match="cannot be encoded in UTF-8"):
+        _rx(channel, "\ud800")
+    assert not os.path.exists(f"/dev/shm/cywhip.{channel}")
+
+
+def test_a_member_leaves_by_the_tag_it_joined_with(channel):
+    # Its group's epoch rewritten while it is open: it still leaves its own group, which,
+    # not durable and without other members, goes; the sender is not held back by it.
+    with _tx(channel, receivers=3, capacity=2) as tx, _rx(channel, "k", receivers=3, capacity=2) as keep:
+        rx = _rx(channel, "n", receivers=3, capacity=2, durable=False)
+        _send(tx, 0, 2)
+        assert _numbers(keep.recv_many(10)) == [0, 1]
+        assert not tx.try_send(g.payload(2, LENGTH))          # "n" holds it back
+        with _file(channel) as mm:
+            epoch = _group_word(3, 1, "group_epoch")
+            struct.pack_into("<Q", mm, epoch, struct.unpack_from("<Q", mm, epoch)[0] + 1)
+        rx.close()
+        info = next(c for c in cywhip.channels() if c.name == channel)
+        assert [row.name for row in info.groups] == ["k"] and info.receivers[1].pid == 0
+        assert tx.try_send(g.payload(2, LENGTH))
 
 
 # ---------------------------------------------------------------- asyncio
