@@ -176,6 +176,7 @@ cdef class _End:
                     <cw_group *>((<char *>region.hdr) + cw_group_offset(max_senders, max_receivers, region.group_index))
                     if member else NULL,
                     region.group_index if member else 0,
+                    region.group_tag if member else 0,
                     region._place(max_senders + region.place) if member else NULL,
                     region.place if member else 0) != 0:
                 region.close()

@@ -29,6 +29,8 @@ cdef class Region:
     cdef readonly str group
     cdef readonly bint durable
     cdef readonly int group_index
+    # The tag a member joined with (epoch << 32 | group_index + 1): its place carries it.
+    cdef readonly uint64_t group_tag
 
     cdef void unmap(self) noexcept
     cdef bint _open_existing(self, uint64_t message_length, uint64_t capacity,

@@ -497,8 +497,10 @@ cdef class Region:
         create it; take a member place, preferring a dead member's of this group with a claim
         to finish.  Returns as _claim_end()."""
         if not _lock_groups(self.fd, self.name):
+            # Held that long by a live process (no removal of the channel takes it).
             self.unmap()
-            return CLAIM_REMOVING if not last_try else CLAIM_REPLACED
+            raise ChannelBusyError(f"channel {self.name!r}: another process kept its groups locked "
+                                   f"for {_GROUPS_LOCK_WAIT} s", pid=0, pids=[])
         cdef uint64_t gen = cw_load_relaxed_u64(&self.hdr.groups_gen)
         if gen & 1:
             # A creator died between its two steps of the sequence lock.
@@ -521,18 +523,20 @@ cdef class Region:
         cdef int free_entry = -1
         cdef bint any
         cdef uint64_t start, gen
+        cdef uint32_t flags
         cdef bytes want = self.group.encode()
         existing = []
         for g in range(mr):
             e = _group_entry(h, self.max_senders, mr, g)
-            if not (cw_load_acquire_u32(&e.flags) & CW_GROUP_IN_USE):
+            flags = cw_load_acquire_u32(&e.flags)
+            if not (flags & CW_GROUP_IN_USE):
                 if free_entry < 0:
                     free_entry = g
                 continue
             name = _group_name(e)
             existing.append(name)
             if name == self.group:
-                durable = bool(cw_load_acquire_u32(&e.flags) & CW_GROUP_DURABLE)
+                durable = bool(flags & CW_GROUP_DURABLE)
                 if durable != self.durable:
                     self.unmap()
                     raise ChannelMismatchError(
@@ -603,6 +607,7 @@ cdef class Region:
                 cw_store_release_u64(&place.hold_start, 0)
                 cw_store_release_u64(&place.group, tag)
             self.place = q
+            self.group_tag = tag
             cw_store_relaxed_i64(&place.pid, getpid())
             cw_fetch_add_relaxed_u64(&place.starts, 1)
             cw_fetch_add_relaxed_u64(&e.members, 1)
@@ -623,13 +628,12 @@ cdef class Region:
         cdef uint32_t mr = self.max_receivers, q
         cdef cw_place *place = self._place(self.max_senders + self.place)
         cdef cw_group *e
-        cdef uint64_t tag
+        cdef uint64_t tag = self.group_tag
         cdef int64_t pid
         cdef bint alive = False
         if self.group_index < 0:
             return
         e = _group_entry(h, self.max_senders, mr, self.group_index)
-        tag = (cw_load_relaxed_u64(&e.epoch) << 32) | <uint64_t>(self.group_index + 1)
         if cw_load_relaxed_u64(&place.group) != tag:
             return
         if cw_load_acquire_u64(&place.hold_start) == 0:
@@ -649,7 +653,7 @@ cdef class Region:
                         and cw_ofd_is_locked(self.fd, cw_place_offset(self.max_senders + q)) != 0:
                     alive = True
             if not alive:
-                group_remove(h, self.fd, self.max_senders, mr, self.group_index, self.place, &pid)
+                group_remove(h, self.fd, self.max_senders, mr, self.group_index, tag, self.place, &pid)
         cw_ofd_unlock(self.fd, CW_GROUPS_LOCK_BYTE)
 
     cdef cw_place *_place(self, uint64_t index) noexcept:
@@ -752,7 +756,10 @@ def check_group(group, durable, max_receivers):
         raise TypeError(f"group must be a str, not {type(group).__name__} ({group!r})")
     if not isinstance(durable, bool):
         raise TypeError(f"durable must be a bool, not {type(durable).__name__} ({durable!r})")
-    raw = group.encode("utf-8", "surrogatepass")
+    try:
+        raw = group.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"group name {group!r} cannot be encoded in UTF-8: {exc.reason}") from None
     if len(raw) > CW_GROUP_NAME_SIZE:
         raise ValueError(f"group name {group!r} is {len(raw)} bytes in UTF-8; at most {CW_GROUP_NAME_SIZE}")
     if "\0" in group:
@@ -973,6 +980,7 @@ def remove_group(name, group):
     cdef uint32_t g
     cdef cw_group *e
     cdef int64_t pid = 0
+    cdef uint64_t tag
     cdef int rc
     if fd < 0:
         raise _os_error(errno, f"cannot open channel {name!r}", path)
@@ -998,7 +1006,8 @@ def remove_group(name, group):
             names.append(_group_name(e))
             if names[-1] != group:
                 continue
-            rc = group_remove(<cw_header *>p, fd, h.max_senders, h.max_receivers, g, -1, &pid)
+            tag = (cw_load_relaxed_u64(&e.epoch) << 32) | (g + 1)
+            rc = group_remove(<cw_header *>p, fd, h.max_senders, h.max_receivers, g, tag, -1, &pid)
             if rc != 0:
                 raise ChannelBusyError(f"channel {name!r}: group {group!r} has a live member, "
                                        f"process {pid}; not removing it", pid=pid, pids=[pid])

@@ -56,7 +56,8 @@ cdef struct ring_t:
     uint64_t read          # next cursor to take; read_cursor lags it until a release
     uint64_t read_index    # read % capacity
     uint64_t write_cache   # end of the messages known to be published (>= read)
-    bint hole              # many senders: the last look found read claimed but not published
+    bint hole              # many senders: the last look found read claimed but not published;
+                           # a group member: another live member holds a claim or the claim lock
     uint64_t skipped       # many senders: holes stepped over (their claimer died before publishing)
     uint64_t voided        # many senders: void slots stepped over (their message could not be built)
     # Receiver groups (max_receivers > 1): senders wait for the slowest group;
@@ -98,7 +99,7 @@ cdef int64_t ring_depth(ring_t *r) noexcept nogil
 cdef uint64_t ring_taken(ring_t *r) noexcept nogil
 cdef int64_t monotonic_ns() noexcept nogil
 cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, cw_group *group, uint32_t group_index,
-                            cw_place *place, uint32_t place_index) noexcept nogil
+                            uint64_t group_tag, cw_place *place, uint32_t place_index) noexcept nogil
 cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil
 cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil
 cdef int64_t ring_group_claim(ring_t *r) noexcept nogil
@@ -108,7 +109,7 @@ cdef uint64_t groups_min(cw_header *hdr, char *rplaces, char *gtable, uint32_t m
                          bint *any) noexcept nogil
 cdef uint64_t group_position(char *rplaces, uint32_t max_receivers, cw_group *g, uint64_t tag) noexcept nogil
 cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max_receivers,
-                      uint32_t gi, int own_place, int64_t *live_pid) noexcept nogil
+                      uint32_t gi, uint64_t tag, int own_place, int64_t *live_pid) noexcept nogil
 cdef int group_resolve_lock(cw_group *g, cw_place *q, uint32_t q_index) noexcept nogil
 
 

@@ -38,6 +38,8 @@ cdef enum:
     DETECT_EVERY_NS = 1_000_000
     # Spins on a group's claim lock before testing its holder's place lock.
     CLAIM_LOCK_SPINS = 4096
+    # A sender's reads of the groups' positions that a group creation may invalidate, in a row.
+    GROUPS_BOUND_LOOKS = 64
 
 
 cdef int64_t monotonic_ns() noexcept nogil:
@@ -134,6 +136,7 @@ cdef int64_t ring_depth(ring_t *r) noexcept nogil:
     cdef bint any
     if r.groups:
         # A member: what its group has not taken; a sender: what the slowest group has not.
+        # Positions only grow, and were at most capacity behind write when it was loaded.
         write = cw_load_acquire_u64(&r.hdr.write_cursor)
         if r.group != NULL:
             m = group_position(r.rplaces, r.max_receivers, r.group, r.group_tag)
@@ -141,7 +144,13 @@ cdef int64_t ring_depth(ring_t *r) noexcept nogil:
             m = groups_min(r.hdr, r.rplaces, r.gtable, r.max_receivers, &any)
             if not any:
                 m = cw_load_acquire_u64(&r.hdr.read_cursor)
-        return <int64_t>(write - m) if write > m else 0
+        if write <= m:
+            return 0
+        if write - m > r.capacity:
+            r.bad_cursor = m if r.group == NULL else write
+            r.bad_write = write
+            return -1
+        return <int64_t>(write - m)
     read_1 = cw_load_acquire_u64(&r.hdr.read_cursor)
     write = cw_load_acquire_u64(&r.hdr.write_cursor)
     cdef uint64_t read_2 = cw_load_acquire_u64(&r.hdr.read_cursor)
@@ -193,11 +202,11 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
         if r.stop:
             return WAIT_STOPPED
         if deadline_ns >= 0 and now >= deadline_ns:
-            if not sending and r.hole and ring_resolve_hole(r):
+            if not sending and r.many and r.hole and ring_resolve_hole(r):
                 continue
             return WAIT_TIMEOUT
         if now >= spin_end:
-            if not sending and r.hole and ring_resolve_hole(r):
+            if not sending and r.many and r.hole and ring_resolve_hole(r):
                 continue
             if r.groups and _group_unstick(r, sending):
                 continue
@@ -365,7 +374,8 @@ cdef int ring_resolve_hole(ring_t *r) noexcept nogil:
 cdef int64_t ring_available_now(ring_t *r) noexcept nogil:
     """ring_available(), resolving a hole at once (the non-waiting receive calls)."""
     cdef int64_t n = ring_available(r)
-    while n == 0 and r.hole and ring_resolve_hole(r):
+    # r.hole of a group member means another member holds a claim: nothing to resolve.
+    while n == 0 and r.many and r.hole and ring_resolve_hole(r):
         n = ring_available(r)
     return n
 
@@ -381,10 +391,11 @@ cdef inline cw_group *_gentry(char *gtable, uint32_t g) noexcept nogil:
 
 
 cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, cw_group *group, uint32_t group_index,
-                            cw_place *place, uint32_t place_index) noexcept nogil:
-    """After ring_attach(): the channel has receiver groups.  A member passes its group and
-    place (a sender NULL): it goes on with the claim found in its place (one it took over
-    from a dead member), or claims anew.  -1 if the claim found is impossible."""
+                            uint64_t group_tag, cw_place *place, uint32_t place_index) noexcept nogil:
+    """After ring_attach(): the channel has receiver groups.  A member passes its group, the
+    tag it joined with (its place carries it) and its place (a sender NULL): it goes on with
+    the claim found in its place (one it took over from a dead member), or claims anew.
+    -1 if the claim found is impossible."""
     cdef uint64_t h, e, n
     r.groups = True
     r.max_receivers = max_receivers
@@ -398,7 +409,7 @@ cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, cw_group *group, 
     r.group_index = group_index
     if group == NULL:
         return 0
-    r.group_tag = (cw_load_relaxed_u64(&group.epoch) << 32) | (group_index + 1)
+    r.group_tag = group_tag
     n = cw_load_acquire_u64(&group.next)
     h = cw_load_acquire_u64(&place.hold_start)
     e = cw_load_relaxed_u64(&place.hold_end)
@@ -480,10 +491,15 @@ cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil:
 
     A sequence lock against group creation (groups_gen odd while a group is
     made): a new group starts at the oldest message some group still holds,
-    and must not be overtaken by a sender that computed its bound without it."""
+    and must not be overtaken by a sender that computed its bound without it.
+
+    While a live creator holds the groups lock with the number odd, or when
+    the number keeps changing under the reads, returns the bound last seen
+    (r.read_cache): no room known, so the caller waits, by its deadline, and
+    asks again."""
     cdef uint64_t g1, g2, m
     cdef bint any
-    cdef int tries = 0
+    cdef int tries = 0, looks = 0
     while True:
         g1 = cw_load_acquire_u64(&r.hdr.groups_gen)
         if g1 & 1:
@@ -495,8 +511,8 @@ cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil:
                 cw_cpu_relax()
                 continue
             if cw_ofd_is_locked(r.fd, CW_GROUPS_LOCK_BYTE) != 0:
-                tries = 0
-                continue
+                # Alive, and long in its creation (preempted or stopped).
+                return r.read_cache
             # Read as it is; a creation that starts meanwhile changes the number.
         m = groups_min(r.hdr, r.rplaces, r.gtable, r.max_receivers, &any)
         if not any:
@@ -506,11 +522,14 @@ cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil:
         g2 = cw_load_relaxed_u64(&r.hdr.groups_gen)
         if g1 == g2:
             return m
+        looks += 1
+        if looks == GROUPS_BOUND_LOOKS:
+            return r.read_cache
 
 
 cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil:
     """A sender of one: reload how far the slowest group is (into r.read_cache); return the
-    free slots, or -1 if impossible."""
+    free slots (0 when no room is known, see ring_groups_floor()), or -1 if impossible."""
     cdef uint64_t m = ring_groups_floor(r)
     if r.write - m > r.capacity:
         r.bad_cursor = m
@@ -760,14 +779,14 @@ cdef int _group_hole_dead(ring_t *r, uint64_t n) noexcept nogil:
 
 
 cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max_receivers,
-                      uint32_t gi, int own_place, int64_t *live_pid) noexcept nogil:
+                      uint32_t gi, uint64_t tag, int own_place, int64_t *live_pid) noexcept nogil:
     """Step R, under the groups lock: remove group gi, whose members are all gone (own_place,
-    the caller's own place of that group, or -1, is not tested).  0 on success; 1 if a
-    live member holds a place of it (its pid in live_pid[0])."""
+    the caller's own place of that group, or -1, is not tested).  tag is the group's tag as
+    the caller found it (epoch << 32 | gi + 1).  0 on success; 1 if a live member holds a
+    place of it (its pid in live_pid[0])."""
     cdef char *rplaces = (<char *>hdr) + cw_place_offset(max_senders)
     cdef char *gtable = (<char *>hdr) + cw_group_offset(max_senders, max_receivers, 0)
     cdef cw_group *e = _gentry(gtable, gi)
-    cdef uint64_t tag = (cw_load_relaxed_u64(&e.epoch) << 32) | (gi + 1)
     cdef uint64_t pos = group_position(rplaces, max_receivers, e, tag)
     cdef uint32_t q, g
     cdef cw_place *p
@@ -847,7 +866,7 @@ cdef int ring_groups_release_dead(ring_t *r) noexcept nogil:
             continue        # a join, close or removal is under way: look again later
         if (cw_load_acquire_u32(&e.flags) & (CW_GROUP_IN_USE | CW_GROUP_DURABLE)) == CW_GROUP_IN_USE and \
                 (cw_load_relaxed_u64(&e.epoch) << 32 | (g + 1)) == tag:
-            if group_remove(r.hdr, r.fd, r.max_senders, r.max_receivers, g, -1, &pid) == 0:
+            if group_remove(r.hdr, r.fd, r.max_senders, r.max_receivers, g, tag, -1, &pid) == 0:
                 removed = 1
         cw_ofd_unlock(r.fd, CW_GROUPS_LOCK_BYTE)
     return removed

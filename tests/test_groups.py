@@ -1,14 +1,20 @@
 """Receiver groups (max_receivers > 1): the API, broadcast and shared work between separately
 started processes, members killed with messages in hand, durable and non-durable groups,
 remove_group(), channels(), and the SIGKILL soak."""
+import fcntl
+import json
+import mmap
 import os
 import signal
+import struct
+import textwrap
 import time
 
 import pytest
 
 import cywhip
-from cywhip import ChannelBusyError, ChannelMismatchError, Receiver, Sender
+from cywhip import ChannelBusyError, ChannelMismatchError, Receiver, Sender, _region
+from cywhip._ring import layout
 from cywhip._testing import groups as g
 from cywhip._testing.fanin import payload as _fanin_payload
 from cywhip.errors import SendTimeout
@@ -460,6 +466,166 @@ def test_a_sender_killed_mid_send_is_stepped_over_by_every_group_alike(channel, 
                 assert out == want
                 assert rx.try_recv() is None
                 assert rx._skipped == (0 if published else 1, 0)
+
+# ------------------------------------------------------- hostile shared memory
+
+
+def _file(channel):
+    """A writable mapping of the channel's header and places, as a hostile process would hold it."""
+    fd = os.open(f"/dev/shm/cywhip.{channel}", os.O_RDWR)
+    try:
+        return mmap.mmap(fd, 8192)
+    finally:
+        os.close(fd)
+
+
+def _group_word(receivers, g, field):
+    """Offset of a field of group entry g of a channel with one sender and these member places."""
+    lay = layout()
+    return lay["places"] + (1 + receivers) * lay["place_bytes"] + g * lay["sizeof_group"] + lay[field]
+
+
+def _lock_byte(fd, offset, lock=True):
+    """An open-file-description lock on one byte, as a live end holds its place's."""
+    packed = struct.pack("hhxxxxqqixxxx", fcntl.F_WRLCK if lock else fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0)
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, packed)
+
+
+CLAIM_LOCK_OF_A_LIVE_MEMBER = textwrap.dedent("""
+    import json, mmap, os, sys, time
+    from cywhip import Receiver, ReceiveTimeout, Sender
+    name, lock = sys.argv[1], int(sys.argv[2])
+    kw = dict(message_length=8, max_queued_messages=8, max_receivers=3)
+    with Sender(name, **kw) as tx, Receiver(name, group="g", **kw) as a, Receiver(name, group="g", **kw) as b:
+        tx.send_many([b"0", b"1", b"2"])
+        fd = os.open("/dev/shm/cywhip." + name, os.O_RDWR)
+        mm = mmap.mmap(fd, 8192)
+        # The group's claim lock names a's place (0): a live member, as if stopped in its claim.
+        mm[lock:lock + 8] = (1).to_bytes(8, "little")
+        started = time.monotonic()
+        assert b.try_recv() is None
+        try:
+            b.recv(timeout=0.2)
+        except ReceiveTimeout:
+            pass
+        took = time.monotonic() - started
+        mm[lock:lock + 8] = bytes(8)
+        got = b.recv_many(10, timeout=1)
+        print(json.dumps({"took": took, "skipped": b._skipped, "got": sorted(m.decode() for m in got)}))
+""")
+
+
+@pytest.mark.timeout(60)
+def test_a_member_waiting_on_a_live_members_claim_lock_returns_by_its_deadline_and_skips_nothing(
+        channel, peers):
+    # A member whose group's claim lock is held by another live member waits for it in short
+    # slices, by its deadline; try_recv() returns at once.  It steps over no message.
+    proc = peers.start(channel, _group_word(3, 0, "group_lock"), script=CLAIM_LOCK_OF_A_LIVE_MEMBER)
+    rc, out, err = peers.finish(proc, timeout=20)
+    assert rc == 0, err[-2000:]
+    report = json.loads(out)
+    assert report["took"] < 1.5
+    assert report["skipped"] == [0, 0] and report["got"] == ["0", "1", "2"]
+
+
+STALLED_GROUP_CREATOR = textwrap.dedent("""
+    import fcntl, mmap, os, struct, sys, threading, time
+    from cywhip import Receiver, SendTimeout, Sender
+    name = sys.argv[1]
+    kw = dict(message_length=8, max_queued_messages=2, max_receivers=2)
+    with Sender(name, **kw) as tx, Receiver(name, group="g", **kw) as rx:
+        tx.send_many([b"0", b"1"])
+        fd = os.open("/dev/shm/cywhip." + name, os.O_RDWR)
+        mm = mmap.mmap(fd, 4096)
+        # A live process holds the groups lock with groups_gen odd: a creator stopped midway.
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhxxxxqqixxxx", fcntl.F_WRLCK, os.SEEK_SET, 96, 1, 0))
+        gen = int.from_bytes(mm[640:648], "little")
+        mm[640:648] = (gen | 1).to_bytes(8, "little")
+        assert rx.recv_many(2) == [b"0", b"1"]
+        started = time.monotonic()
+        assert tx.try_send(b"2") is False
+        try:
+            tx.send(b"2", timeout=0.2)
+        except SendTimeout:
+            pass
+        took = time.monotonic() - started
+        # close() from another thread ends a send that waits without a deadline.
+        threading.Timer(0.2, tx.close).start()
+        try:
+            tx.send(b"2")
+        except Exception as exc:
+            print(type(exc).__name__, end=" ")
+        closed = time.monotonic() - started - took
+        mm[640:648] = (gen + 2).to_bytes(8, "little")
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhxxxxqqixxxx", fcntl.F_UNLCK, os.SEEK_SET, 96, 1, 0))
+        with Sender(name, **kw) as again:
+            assert again.try_send(b"2")
+        print(round(took, 3), round(closed, 3), flush=True)
+""")
+
+
+@pytest.mark.timeout(60)
+def test_a_sender_returns_by_its_deadline_while_a_live_group_creator_holds_the_groups_lock(channel, peers):
+    proc = peers.start(channel, script=STALLED_GROUP_CREATOR)
+    rc, out, err = peers.finish(proc, timeout=20)
+    assert rc == 0, err[-2000:]
+    error, took, closed = out.split()
+    assert error == "ChannelClosedError"
+    assert float(took) < 1.5 and float(closed) < 1.5
+
+
+def test_impossible_group_positions_make_depth_corrupt(channel):
+    with _tx(channel, receivers=2, capacity=4) as tx, _rx(channel, "a", receivers=2, capacity=4) as a:
+        _send(tx, 0, 4)
+        assert tx.depth == a.depth == 4
+        with _file(channel) as mm:
+            # The write cursor more than a ring ahead of the group's position.
+            struct.pack_into("<Q", mm, layout()["write_cursor"], 1 << 40)
+            with pytest.raises(cywhip.ChannelCorruptError, match=f"write cursor {1 << 40}"):
+                tx.depth
+            with pytest.raises(cywhip.ChannelCorruptError, match=f"write cursor {1 << 40}"):
+                a.depth
+            struct.pack_into("<Q", mm, layout()["write_cursor"], 4)
+        assert tx.depth == a.depth == 4
+
+
+def test_a_join_finding_the_groups_locked_too_long_is_busy_at_once(channel, monkeypatch):
+    monkeypatch.setattr(_region, "_GROUPS_LOCK_WAIT", 0.05)
+    with _tx(channel, receivers=2):
+        fd = os.open(f"/dev/shm/cywhip.{channel}", os.O_RDWR)
+        try:
+            _lock_byte(fd, layout()["groups_lock_byte"])
+            started = time.monotonic()
+            with pytest.raises(ChannelBusyError, match="another process kept its groups locked for 0.05 s"):
+                _rx(channel, "a", receivers=2)
+            assert time.monotonic() - started < 1.0
+            _lock_byte(fd, layout()["groups_lock_byte"], lock=False)
+            _rx(channel, "a", receivers=2).close()
+        finally:
+            os.close(fd)
+
+
+def test_a_group_name_that_utf8_cannot_encode_is_refused_before_anything_is_made(channel):
+    with pytest.raises(ValueError, match="cannot be encoded in UTF-8"):
+        _rx(channel, "\ud800")
+    assert not os.path.exists(f"/dev/shm/cywhip.{channel}")
+
+
+def test_a_member_leaves_by_the_tag_it_joined_with(channel):
+    # Its group's epoch rewritten while it is open: it still leaves its own group, which,
+    # not durable and without other members, goes; the sender is not held back by it.
+    with _tx(channel, receivers=3, capacity=2) as tx, _rx(channel, "k", receivers=3, capacity=2) as keep:
+        rx = _rx(channel, "n", receivers=3, capacity=2, durable=False)
+        _send(tx, 0, 2)
+        assert _numbers(keep.recv_many(10)) == [0, 1]
+        assert not tx.try_send(g.payload(2, LENGTH))          # "n" holds it back
+        with _file(channel) as mm:
+            epoch = _group_word(3, 1, "group_epoch")
+            struct.pack_into("<Q", mm, epoch, struct.unpack_from("<Q", mm, epoch)[0] + 1)
+        rx.close()
+        info = next(c for c in cywhip.channels() if c.name == channel)
+        assert [row.name for row in info.groups] == ["k"] and info.receivers[1].pid == 0
+        assert tx.try_send(g.payload(2, LENGTH))
 
 
 # ---------------------------------------------------------------- asyncio

@@ -1,7 +1,7 @@
 """Hostile shared memory: a channel's header and slots corrupted between calls, or while they run.
 
-    python -m cywhip._testing.fuzz --cases 10000 [--seed N]
-    python -m cywhip._testing.fuzz --race --seconds 60 [--seed N]
+    python -m cywhip._testing.fuzz --cases 10000 [--seed N] [--groups mix|only|none]
+    python -m cywhip._testing.fuzz --race --seconds 60 [--seed N] [--groups mix|only|none]
 
 Each case runs in a forked child: it fills a channel, corrupts the file (the
 header's geometry, cursors, waiting words, pids, slot lengths and payloads, or
@@ -11,18 +11,33 @@ work, with messages no longer than message_length, or raise a clear error; a
 child killed by a signal (a crash), one that hangs (5 s alarm) or one that sees
 an impossible message is a failure.
 
+Channels with receiver groups (``--groups``: a share of the cases and rounds,
+all of them, or none) have one to three groups of one or two members each,
+durable or not.  Their cases leave claims in members' places (a member closed
+with a claim not all taken, a member process that died holding one), then
+corrupt the group entries (claim cursor, claim lock, epoch, members, flags,
+name length and name), the receiver places (group tag, hold_start, hold_end,
+pid), groups_gen and the cursors, and between calls of the sender and the
+members also join, leave, remove groups (remove_group) and list the channel
+(channels()).
+
 With ``--race``, the corruption happens while the calls run: each round, one
 process maps the channel file and rewrites its header (every geometry field and
 the type description, flipped to a wrong value and back, again and again), its
 cursors, waiting words, pid and start fields and slot lengths continuously,
 while another process opens ends, sends and receives through every path
 (send, try_send, send_many, send_array, recv, try_recv, recv_many, recv_into,
-recv_array, borrow, an on_message thread) and closes them, in a loop.  The file
+recv_array, borrow, an on_message thread) and closes them, in a loop; with
+groups, the mutator also rewrites the group entries, the members' places and
+groups_gen, and now and then holds the groups lock (groups_gen left odd, as a
+creator stopped midway) or a member place's lock (as a live member), while the
+victim's members join, claim, take, leave and remove groups.  The file
 is never truncated: a mapped file that shrinks raises SIGBUS by design.  The
 same failures count; a failure names the round's seed (``--round-seed`` runs
 that round's choices again, though the interleaving differs from run to run).
 """
 import argparse
+import fcntl
 import json
 import mmap
 import os
@@ -32,8 +47,8 @@ import struct
 import sys
 import time
 
-from cywhip import CywhipError, Receiver, Sender, channels, unlink
-from cywhip._region import channel_path
+from cywhip import CywhipError, Receiver, Sender, channels, remove_group, unlink
+from cywhip._region import channel_path, slots_offset_for
 from cywhip._ring import layout
 
 EXPECTED_ERRORS = (CywhipError, OSError, RuntimeError)
@@ -66,34 +81,40 @@ def _intents(lay, senders):
     return [(lay["places"] + i * lay["place_bytes"] + lay["place_intent"], 8) for i in range(senders)]
 
 
-def _slot_words(lay, capacity, slot_size, senders):
+def _slot_words(lay, capacity, slot_size, senders, receivers=1):
     """Each slot's length, and with many senders its seq."""
-    words = [(lay["slots"] + i * slot_size, 4) for i in range(capacity)]
+    first = slots_offset_for(senders, receivers)
+    words = [(first + i * slot_size, 4) for i in range(capacity)]
     if senders > 1:
-        words += [(lay["slots"] + i * slot_size + lay["slot_seq"], 8) for i in range(capacity)]
+        words += [(first + i * slot_size + lay["slot_seq"], 8) for i in range(capacity)]
     return words
 
 
-def _targets(capacity, slot_size, senders=1):
+def _targets(capacity, slot_size, senders=1, receivers=1):
     lay = _offsets(layout())
     fields = [(lay[f], 8) for f in ("magic", "message_length", "capacity", "slot_size", "file_size",
                                     "type_fingerprint", "type_size", "write_cursor", "read_cursor",
                                     "sender_pid", "receiver_pid", "sender_starts", "receiver_starts")]
     fields += [(lay[f], 4) for f in _U32_FIELDS]
     fields += _intents(lay, senders)
-    slots = _slot_words(lay, capacity, slot_size, senders)
+    slots = _slot_words(lay, capacity, slot_size, senders, receivers)
     head = _slot_header(senders)
-    payloads = [(lay["slots"] + i * slot_size + head, slot_size - head) for i in range(capacity)]
+    first = slots_offset_for(senders, receivers)
+    payloads = [(first + i * slot_size + head, slot_size - head) for i in range(capacity)]
     return fields, slots, payloads
 
 
-def _mutate(rng, mm, capacity, slot_size, count, senders=1):
+def _mutate(rng, mm, capacity, slot_size, count, senders=1, receivers=1):
     fields, slots, payloads = (
         [(off, size) for off, size in group if off + size <= len(mm)]
-        for group in _targets(capacity, slot_size, senders))
+        for group in _targets(capacity, slot_size, senders, receivers))
     slots = slots or fields
     payloads = payloads or fields
     for _ in range(count):
+        if receivers > 1 and rng.random() < 0.6:
+            # A channel with groups: most corruptions hit what the groups' protocol reads.
+            _mutate_group_word(rng, mm, capacity, senders, receivers)
+            continue
         kind = rng.random()
         if kind < 0.45:
             off, size = rng.choice(fields)
@@ -110,6 +131,294 @@ def _mutate(rng, mm, capacity, slot_size, count, senders=1):
             struct.pack_into("<Q" if size == 8 else "<I", mm, off, value & top)
         else:
             mm[off] = rng.randrange(256)
+
+
+# ------------------------------------------------------------ receiver groups
+
+# Words of a group entry: (layout name, size, kind of value that goes there).
+_GROUP_WORDS = (("group_next", 8, "next"), ("group_lock", 8, "lock"), ("group_epoch", 8, "epoch"),
+                ("group_members", 8, "members"), ("group_flags", 4, "flags"),
+                ("group_name_len", 4, "name_len"))
+_GROUP_NAMES = ("", "g1", "work", "x" * 64, "\u00fcn\u00efc\u00f6de")
+_GROUP_NAME_SIZE = 64
+# The share of cases and rounds on channels with groups when they are mixed with the others.
+GROUP_SHARE = 0.4
+
+
+def _group_offset(lay, senders, receivers, g):
+    """Offset of group entry g (the entries follow the places)."""
+    return lay["places"] + (senders + receivers) * lay["place_bytes"] + g * lay["sizeof_group"]
+
+
+def _group_targets(senders, receivers):
+    """(offset, size, kind) of the words a channel with groups adds to what its ends read: each
+    receiver place's pid, group tag, hold_start and hold_end; each group entry's fields and its
+    name (kind "name": a byte of it is drawn); groups_gen; and both cursors (read: the floor)."""
+    lay = layout()
+    out = [(lay["groups_gen"], 8, "gen"), (lay["write_cursor"], 8, "cursor"), (lay["read_cursor"], 8, "cursor")]
+    for q in range(receivers):
+        base = lay["places"] + (senders + q) * lay["place_bytes"]
+        out += [(base + lay["place_pid"], 8, "pid"), (base + lay["place_group"], 8, "tag"),
+                (base + lay["place_hold_start"], 8, "hold_start"), (base + lay["place_hold_end"], 8, "hold_end")]
+    for g in range(receivers):
+        base = _group_offset(lay, senders, receivers, g)
+        out += [(base + lay[f], size, kind) for f, size, kind in _GROUP_WORDS]
+        out.append((base + lay["group_name"], 1, "name"))
+    return out
+
+
+def _word(mm, off, size):
+    return struct.unpack_from("<Q" if size == 8 else "<I", mm, off)[0]
+
+
+def _group_value(rng, mm, off, size, kind, capacity, senders, receivers):
+    """A value for one word of a channel with groups: as often one the protocol could mistake for
+    sound (a cursor or a claim near the write cursor or a group's claim cursor, the tag of a
+    group's epoch, a lock naming a member place) as a wild one."""
+    lay = layout()
+    top = (1 << (size * 8)) - 1
+    current = _word(mm, off, size)
+    w = _word(mm, lay["write_cursor"], 8)
+    entries = [_group_offset(lay, senders, receivers, g) for g in range(receivers)]
+    nxt = _word(mm, rng.choice(entries) + lay["group_next"], 8)
+    near = [w, w + 1, w - 1, w + 2, w - capacity, w - capacity + 1, w - capacity - 1, w + capacity,
+            nxt, nxt + 1, nxt - 1]
+    if kind == "tag":
+        g = rng.randrange(receivers + 1)          # receivers: no such group
+        epoch = _word(mm, entries[g % receivers] + lay["group_epoch"], 8)
+        epoch = (epoch + rng.choice([0, 0, 0, 1, -1])) & 0xFFFFFFFF
+        choices = [(epoch << 32) | (g + 1), epoch << 32, (epoch << 32) | 0xFFFFFFFF, g + 1]
+    elif kind == "hold_start":
+        choices = [0, 0] + [v + 1 for v in near] + near
+    elif kind in ("hold_end", "next", "cursor"):
+        choices = near
+    elif kind == "lock":
+        choices = list(range(receivers + 2))      # 0 free, q + 1 place q claiming, receivers + 1 none
+    elif kind == "epoch":
+        choices = [current + 1, current - 1, 0, 1 << 32]
+    elif kind == "members":
+        choices = [0, 1, 2, top]
+    elif kind == "flags":
+        choices = [0, 1, 2, 3, 4, top]
+    elif kind == "name_len":
+        choices = [0, 1, 2, 63, 64, 65, 1 << 31, top]
+    elif kind == "gen":
+        choices = [current + 1, current + 2, current - 1, current | 1, 0, 1, top]
+    else:   # pid
+        choices = [0, 1, os.getpid(), os.getppid(), top, top >> 1]
+    if rng.random() < 0.75:
+        value = rng.choice(choices)
+    else:
+        value = rng.choice([0, 1, top, top >> 1, current + 1, current - 1, rng.randrange(top + 1)])
+    return value & top
+
+
+def _mutate_group_word(rng, mm, capacity, senders, receivers):
+    """Rewrite one word (or one name byte) of a channel with groups."""
+    off, size, kind = rng.choice(_group_targets(senders, receivers))
+    if kind == "name":
+        mm[off + rng.randrange(_GROUP_NAME_SIZE)] = rng.randrange(256)
+        return
+    value = _group_value(rng, mm, off, size, kind, capacity, senders, receivers)
+    struct.pack_into("<Q" if size == 8 else "<I", mm, off, value)
+
+
+def _group_spec(rng):
+    """1 to 3 groups of 1 or 2 members, each durable or not; and max_receivers for them."""
+    names = rng.sample(_GROUP_NAMES, rng.randint(1, 3))
+    groups = [(gname, rng.random() < 0.5, rng.randint(1, 2)) for gname in names]
+    receivers = max(2, sum(m for _, _, m in groups) + rng.choice([0, 0, 1]))
+    return groups, receivers
+
+
+def _ofd_lock(fd, offset, lock=True):
+    """Take (or drop) an open-file-description lock on one byte, as an end does; True if taken."""
+    packed = struct.pack("hhxxxxqqixxxx", fcntl.F_WRLCK if lock else fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0)
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, packed)
+    except OSError:
+        return False
+    return True
+
+
+def _check_listing(name, fail):
+    """channels() on a corrupted channel: listed as broken, or with figures a sound channel of the
+    geometry its header shows could have (the header's geometry is as corrupt as the rest)."""
+    for info in channels():
+        if info.name != name or info.problem is not None:
+            continue
+        most = info.max_queued_messages
+        if info.depth is None or not 0 <= info.depth <= most:
+            fail(f"channels() lists depth {info.depth!r} with max_queued_messages={most}")
+        for row in info.groups:
+            if type(row.name) is not str or not 0 <= row.depth <= most or type(row.durable) is not bool:
+                fail(f"channels() lists group {row!r} with max_queued_messages={most}")
+
+
+def _remove_group(name, gname):
+    """remove_group(); a group that is gone (KeyError) or a header that says no groups (ValueError)
+    is an answer, not a failure."""
+    try:
+        remove_group(name, gname)
+    except (KeyError, ValueError):
+        pass
+
+
+def _group_case(rng, name):
+    """A channel with groups: a history that leaves claims in places (members closed with a claim
+    not all taken, a member process that died holding one), corruption, then a sender and the
+    members at work, joining, leaving, removing groups and listing, corrupted between calls."""
+    length = rng.choice([1, 8, 13, 32, 100])
+    capacity = rng.choice([1, 2, 3, 7, 16])
+    np = _numpy()
+    dtype = np.dtype([("x", "u1", (length,))]) if np is not None and rng.random() < 0.33 else None
+    groups, receivers = _group_spec(rng)
+    kw = dict(message_type=dtype) if dtype is not None else dict(message_length=length)
+    kw.update(max_queued_messages=capacity, max_receivers=receivers)
+
+    def bad(detail):
+        sys.stderr.write(f"{detail}\n")
+        os._exit(BAD_MESSAGE)
+
+    def member(gname, durable):
+        return Receiver(name, group=gname, durable=durable, **kw)
+
+    def one(i):
+        if dtype is not None:
+            return np.full(1, i % 256, dtype)[0]
+        return bytes([i % 256]) * rng.randint(0, length)
+
+    def check(msg):
+        if dtype is not None:
+            if getattr(msg, "dtype", None) != dtype:
+                bad(f"expected a record of {dtype}, got {msg!r:.200}")
+        elif type(msg) is not bytes or len(msg) > length:
+            bad(f"expected bytes of at most {length}, got {msg!r:.200}")
+
+    def receive(m):
+        how = rng.random()
+        if dtype is not None and how < 0.4:
+            if how < 0.15:
+                got = m.recv_array(capacity + 1, timeout=0)
+                if got.dtype != dtype or len(got) > capacity:
+                    bad(f"recv_array() returned {got!r:.200}")
+            elif how < 0.3:
+                out = np.zeros(capacity + 1, dtype)
+                got = m.recv_into(out, timeout=0)
+                if not 1 <= got <= capacity:
+                    bad(f"recv_into() into {capacity + 1} records returned {got}")
+            else:
+                with m.borrow(capacity, timeout=0) as batch:
+                    if len(batch) > capacity or int(batch["x"].sum()) < 0:
+                        bad(f"borrow() lent {batch!r:.200}")
+        elif how < 0.35:
+            for msg in m.recv_many(rng.randint(1, capacity + 1), timeout=0):
+                check(msg)
+        elif how < 0.6:
+            msg = m.try_recv()
+            if msg is not None:
+                check(msg)
+        elif how < 0.75:
+            check(m.recv(timeout=rng.choice([0, 0.001])))
+        elif how < 0.9 and dtype is None:
+            with m.borrow(rng.randint(1, capacity), timeout=0) as batch:
+                if not 1 <= len(batch) <= capacity or any(len(v) > length for v in batch):
+                    bad(f"borrow() lent {len(batch)} views of {[len(v) for v in batch]} bytes")
+        else:
+            depth = m.depth
+            if not 0 <= depth <= capacity:
+                bad(f"a member's depth is {depth} with max_queued_messages={capacity}")
+            m.taken
+
+    # The history, on a sound channel: claims taken in part, members closed or dead with claims.
+    with Sender(name, **kw) as s:
+        members = [member(gname, durable) for gname, durable, count in groups for _ in range(count)]
+        sent = 0
+        for _ in range(rng.randint(0, 4)):
+            for _ in range(rng.randint(0, capacity)):
+                sent += bool(s.try_send(one(sent)))
+            for m in members:
+                if m.closed:
+                    continue
+                how = rng.random()
+                try:
+                    if how < 0.5:
+                        receive(m)
+                    elif how < 0.6:
+                        m.close()
+                except EXPECTED_ERRORS:
+                    pass
+        if rng.random() < 0.3:
+            # A member process that dies holding a claim (its place keeps its pid and claim).
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    gname, durable, _ = rng.choice(groups)
+                    member(gname, durable).try_recv()
+                finally:
+                    os._exit(0)
+            os.waitpid(pid, 0)
+        for m in members:
+            m.close()
+    path = channel_path(name)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        mm = mmap.mmap(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    slot_size = _slot_header(1) + (length + 7) // 8 * 8
+
+    def corrupt(count):
+        _mutate(rng, mm, capacity, slot_size, count, 1, receivers)
+
+    corrupt(rng.randint(1, 4))
+    opened = []
+    makers = [lambda: Sender(name, **kw)]
+    makers += [(lambda gname=gname, durable=durable: member(gname, durable))
+               for gname, durable, count in groups for _ in range(count)]
+    try:
+        for make in makers:
+            try:
+                opened.append([make, make()])
+            except EXPECTED_ERRORS:
+                opened.append([make, None])
+        for _ in range(rng.randint(1, 12)):
+            for entry in opened:
+                make, end = entry
+                try:
+                    if end is None or end.closed:
+                        if rng.random() < 0.3:
+                            entry[1] = make()
+                        continue
+                    if rng.random() < 0.1:
+                        end.close()
+                    elif isinstance(end, Receiver):
+                        receive(end)
+                    else:
+                        how = rng.random()
+                        if how < 0.4:
+                            end.try_send(one(sent))
+                        elif how < 0.6:
+                            end.send(one(sent), timeout=rng.choice([0, 0.001]))
+                        elif how < 0.9:
+                            end.send_many([one(sent) for _ in range(rng.randint(1, capacity + 1))], timeout=0)
+                        elif not 0 <= end.depth <= capacity:
+                            bad(f"the sender's depth is {end.depth} with max_queued_messages={capacity}")
+                except EXPECTED_ERRORS:
+                    pass
+            try:
+                if rng.random() < 0.15:
+                    _remove_group(name, rng.choice(groups)[0])
+                if rng.random() < 0.15:
+                    _check_listing(name, bad)
+            except EXPECTED_ERRORS:
+                pass
+            if rng.random() < 0.5:
+                corrupt(1)
+    finally:
+        for _, end in opened:
+            if end is not None:
+                end.close()
 
 
 def _numpy():
@@ -195,9 +504,21 @@ def _case(rng, name):
             end.close()
 
 
-def run(cases, seed=0, progress=None):
-    """Run the cases; return a report with the failures (case seed and how it failed)."""
+def _grouped(round_seed, groups):
+    """Whether a case or round of this seed uses a channel with groups (drawn apart from its
+    other choices, so a seed without groups plays as it did before groups existed)."""
+    if groups == "mix":
+        return random.Random(round_seed ^ 0x67726F7570).random() < GROUP_SHARE
+    return groups == "only"
+
+
+def run(cases, seed=0, progress=None, groups="mix"):
+    """Run the cases; return a report with the failures (case seed and how it failed).
+
+    ``groups``: "mix" (a share of the cases on channels with receiver groups),
+    "only" or "none"."""
     failures = []
+    grouped = 0
     name = f"fuzz-{os.getpid()}"
     # Import NumPy once, single-threaded, before forking: each child then has it for free.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -205,12 +526,14 @@ def run(cases, seed=0, progress=None):
     t0 = time.monotonic()
     for case in range(cases):
         case_seed = seed * 1_000_003 + case
+        with_groups = _grouped(case_seed, groups)
+        grouped += with_groups
         pid = os.fork()
         if pid == 0:
             status = 0
             try:
                 signal.alarm(5)
-                _case(random.Random(case_seed), name)
+                (_group_case if with_groups else _case)(random.Random(case_seed), name)
             except EXPECTED_ERRORS:
                 status = 0
             except BaseException:
@@ -222,19 +545,27 @@ def run(cases, seed=0, progress=None):
         unlink(name, missing_ok=True)
         if status != 0:
             how = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-                   else {BAD_MESSAGE: "a message longer than message_length or not bytes",
+                   else {BAD_MESSAGE: "an impossible message (longer than message_length or not bytes) "
+                                      "or figure",
                          UNEXPECTED_ERROR: "an unexpected exception"}.get(os.WEXITSTATUS(status),
                                                                        f"exit status {os.WEXITSTATUS(status)}"))
-            failures.append({"case_seed": case_seed, "failure": how})
+            failures.append({"case_seed": case_seed, "failure": how, "groups": with_groups})
         if progress and (case + 1) % progress == 0:
             print(f"{case + 1} cases, {len(failures)} failures, {time.monotonic() - t0:.0f} s",
                   file=sys.stderr, flush=True)
-    return {"cases": cases, "failures": failures, "seconds": round(time.monotonic() - t0, 1)}
+    return {"cases": cases, "group_cases": grouped, "failures": failures,
+            "seconds": round(time.monotonic() - t0, 1)}
 
 
 # ------------------------------------------------------------------ racing mode
 
 RACE_HANG_SECONDS = 10
+# A call with a timeout (0 for try_send/try_recv) that returns this much later than its
+# timeout failed: it overran its deadline.  Generous, for a loaded machine; the mutator's
+# stalls (a lock held with groups_gen odd, as a creator stopped midway) last longer.
+RACE_LATE_SECONDS = 2.0
+RACE_STALL_SECONDS = 4.0
+LATE = 5
 # The page a racing victim shares with the runner: four counters, the call under
 # way (so a crash names it), and the detail of a failure.
 _DURING, _DETAIL, _DETAIL_SIZE = 32, 96, 928
@@ -256,11 +587,13 @@ def _how(status):
             return f"hung (no progress for {RACE_HANG_SECONDS} s, killed by SIGALRM)"
         return f"killed by signal {sig} ({name})"
     code = os.WEXITSTATUS(status)
-    return {BAD_MESSAGE: "an impossible message (longer than message_length or of the wrong type)",
-            UNEXPECTED_ERROR: "an unexpected exception"}.get(code, f"exit status {code}")
+    return {BAD_MESSAGE: "an impossible message (longer than message_length or of the wrong type) or figure",
+            UNEXPECTED_ERROR: "an unexpected exception",
+            LATE: f"a call returned more than {RACE_LATE_SECONDS} s after its timeout"}.get(
+                code, f"exit status {code}")
 
 
-def _race_mutator(path, rng, capacity, slot_size, description_length, senders=1):
+def _race_mutator(path, rng, capacity, slot_size, description_length, senders=1, receivers=1):
     """Rewrite the channel's header and slot lengths without pause, until killed.
 
     Time goes in short phases.  A geometry phase flips one geometry field (or
@@ -271,13 +604,18 @@ def _race_mutator(path, rng, capacity, slot_size, description_length, senders=1)
     the wrong one for a while; a repair of the header every few steps lets the
     ring work again.  The round's mix of the two, and whether it rests between
     steps, is drawn from its seed.
+
+    A channel with groups (receivers > 1) also has its group entries, the
+    members' places and groups_gen rewritten in state phases; and now and then
+    the mutator holds a lock as a live end would: the groups lock (half the
+    time with groups_gen odd, as a group creator stopped midway) or a member
+    place's (half the time with a group's claim lock naming that place, as a
+    member stopped in its claim), mostly briefly, once in a while for
+    RACE_STALL_SECONDS.
     """
     lay = _offsets(layout())
     fd = os.open(path, os.O_RDWR)
-    try:
-        mm = mmap.mmap(fd, os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
+    mm = mmap.mmap(fd, os.fstat(fd).st_size)      # fd stays open: the locks the mutator holds are on it
     parent = os.getppid()
     size_of = {f: 4 for f in _U32_FIELDS}
     geometry = [(lay[f], size_of.get(f, 8)) for f in _RACE_GEOMETRY]
@@ -285,9 +623,10 @@ def _race_mutator(path, rng, capacity, slot_size, description_length, senders=1)
     geometry = geometry[:3] * 3 + geometry
     cursors = [(lay[f], 8) for f in _RACE_STATE[:2]]
     state = [(lay[f], size_of.get(f, 8)) for f in _RACE_STATE[2:]] + _intents(lay, senders)
-    slots = _slot_words(lay, capacity, slot_size, senders)
+    slots = _slot_words(lay, capacity, slot_size, senders, receivers)
     head = _slot_header(senders)
     desc = lay["type_description"]
+    group_words = _group_targets(senders, receivers) if receivers > 1 else []
     pristine = bytes(mm[:lay["write_cursor"]])
     pristine_desc = bytes(mm[desc:desc + 2048])
     w_off, r_off = lay["write_cursor"], lay["read_cursor"]
@@ -306,6 +645,47 @@ def _race_mutator(path, rng, capacity, slot_size, description_length, senders=1)
         for off, size in slots:
             if size == 4 and struct.unpack_from("<I", mm, off)[0] > slot_size - head:
                 struct.pack_into("<I", mm, off, slot_size - head)
+
+    def group_word():
+        """Rewrite one word of the groups' state for a while; put it back most of the time."""
+        off, size, kind = rng.choice(group_words)
+        if kind == "name":
+            off, size = off + rng.randrange(_GROUP_NAME_SIZE), 1
+        old = mm[off:off + size]
+        for _ in range(rng.randint(1, 20)):
+            if size == 1:
+                mm[off] = rng.randrange(256)
+            else:
+                struct.pack_into("<Q" if size == 8 else "<I", mm, off,
+                                 _group_value(rng, mm, off, size, kind, capacity, senders, receivers))
+        if rng.random() < 0.7:
+            mm[off:off + size] = old
+
+    def stall():
+        """Hold the groups lock or a member place's lock for a while, as a live end stopped there."""
+        hold = RACE_STALL_SECONDS if rng.random() < 0.03 else rng.choice([0.001, 0.01, 0.05])
+        restore = []
+        if rng.random() < 0.5:
+            byte = lay["groups_lock_byte"]
+            if not _ofd_lock(fd, byte):
+                return
+            gen = struct.unpack_from("<Q", mm, lay["groups_gen"])[0]
+            if rng.random() < 0.5:
+                struct.pack_into("<Q", mm, lay["groups_gen"], gen | 1)
+                restore.append((lay["groups_gen"], gen))
+        else:
+            q = rng.randrange(receivers)
+            byte = lay["places"] + (senders + q) * lay["place_bytes"]
+            if not _ofd_lock(fd, byte):
+                return
+            if rng.random() < 0.5:
+                lock_off = _group_offset(lay, senders, receivers, rng.randrange(receivers)) + lay["group_lock"]
+                restore.append((lock_off, struct.unpack_from("<Q", mm, lock_off)[0]))
+                struct.pack_into("<Q", mm, lock_off, q + 1)
+        time.sleep(hold)
+        for off, value in restore:
+            struct.pack_into("<Q", mm, off, value)
+        _ofd_lock(fd, byte, lock=False)
 
     geometry_share = rng.choice([0.2, 0.5, 0.8])
     rest = rng.choice([0, 0, 0, 0.0001, 0.001])
@@ -336,8 +716,15 @@ def _race_mutator(path, rng, capacity, slot_size, description_length, senders=1)
                     mm[off:off + size] = bad
                     time.sleep(hold)
                     mm[off:off + size] = good
+        elif group_words and rng.random() < 0.05:
+            stall()
         else:
             while time.monotonic() < phase_end:
+                if group_words and rng.random() < 0.5:
+                    group_word()
+                    if rest:
+                        time.sleep(rest)
+                    continue
                 pick = rng.random()
                 off, size = rng.choice(cursors if pick < 0.2 else state if pick < 0.6 else slots)
                 fmt = "<Q" if size == 8 else "<I"
@@ -353,13 +740,19 @@ def _race_mutator(path, rng, capacity, slot_size, description_length, senders=1)
                     repair()
 
 
-def _race_victim(name, rng, length, capacity, dtype, seconds, counters, senders=1):
-    """Open, use and close ends in a loop for ``seconds``; exit with a failure code on an impossible result."""
+def _race_victim(name, rng, length, capacity, dtype, seconds, counters, senders=1, groups=None, receivers=1):
+    """Open, use and close ends in a loop for ``seconds``; exit with a failure code on an impossible result.
+
+    ``groups``: a channel with receiver groups, [(name, durable, members)], of
+    ``receivers`` member places; its members join, take, leave, and remove groups."""
     np = _numpy() if dtype is not None else None
     kw = dict(message_type=dtype) if dtype is not None else dict(message_length=length)
     kw["max_senders"] = senders
+    if groups:
+        kw["max_receivers"] = receivers
     limit = capacity + 1
     seen = [0, 0, 0, 0]        # iterations, calls, calls that raised an expected error, ends opened
+    timed = [None]             # the timeout of the call under way, if it has one
 
     def fail(code, detail):
         # The runner reads the detail from the shared page after this process is gone.
@@ -382,11 +775,23 @@ def _race_victim(name, rng, length, capacity, dtype, seconds, counters, senders=
     def on_message(msg):
         check(msg)
 
-    def open_receiver():
+    def open_receiver(gname="", durable=True):
         how = rng.random()
+        more = dict(group=gname, durable=durable) if groups else {}
         if how < 0.2:
-            return Receiver(name, max_queued_messages=capacity, on_message=on_message, **kw)
-        return Receiver(name, max_queued_messages=capacity, **kw)
+            return Receiver(name, max_queued_messages=capacity, on_message=on_message, **kw, **more)
+        return Receiver(name, max_queued_messages=capacity, **kw, **more)
+
+    def open_member(gname, durable):
+        def open_member():
+            return open_receiver(gname, durable)
+        return open_member
+
+    def remove_a_group():
+        _remove_group(name, rng.choice(groups)[0])
+
+    def list_channels():
+        _check_listing(name, lambda detail: fail(BAD_MESSAGE, detail))
 
     def open_sender():
         return Sender(name, max_queued_messages=capacity, **kw)
@@ -401,6 +806,7 @@ def _race_victim(name, rng, length, capacity, dtype, seconds, counters, senders=
             return
         how = rng.random()
         timeout = rng.choice([0, 0, 0.0005, 0.002])
+        timed[0] = timeout
         if dtype is not None and how < 0.45:
             if how < 0.15:
                 doing("recv_array")
@@ -432,6 +838,7 @@ def _race_victim(name, rng, length, capacity, dtype, seconds, counters, senders=
     def send(end):
         how = rng.random()
         timeout = rng.choice([0, 0.0005, 0.002])
+        timed[0] = timeout
         if dtype is not None:
             if how < 0.4:
                 doing("send_array")
@@ -453,6 +860,8 @@ def _race_victim(name, rng, length, capacity, dtype, seconds, counters, senders=
     def call(fn, *args):
         seen[1] += 1
         doing(fn.__name__)
+        timed[0] = None
+        started = time.monotonic()
         try:
             return fn(*args)
         except EXPECTED_ERRORS:
@@ -462,19 +871,30 @@ def _race_victim(name, rng, length, capacity, dtype, seconds, counters, senders=
             import traceback
             traceback.print_exc()
             fail(UNEXPECTED_ERROR, traceback.format_exc(limit=-3))
+        finally:
+            took = time.monotonic() - started
+            if timed[0] is not None and took > timed[0] + RACE_LATE_SECONDS:
+                during = counters[_DURING:_DETAIL].rstrip(b"\0").decode()
+                fail(LATE, f"{during} with a timeout of {timed[0]} s returned after {took:.3f} s")
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         signal.alarm(RACE_HANG_SECONDS)
-        makers = [open_receiver] + [open_sender] * senders
+        if groups:
+            makers = [open_member(gname, durable) for gname, durable, count in groups for _ in range(count)]
+            makers.append(open_sender)
+        else:
+            makers = [open_receiver] + [open_sender] * senders
         rng.shuffle(makers)
         ends = [end for end in (call(make) for make in makers[:rng.randint(1, len(makers))]) if end is not None]
         seen[3] += len(ends)
         for _ in range(rng.choice([0, 0, 1, 2, 4, 8])):
             for end in ends:
                 call(receive if isinstance(end, Receiver) else send, end)
+        if groups and rng.random() < 0.1:
+            call(remove_a_group)
         if rng.random() < 0.05:
-            call(channels)
+            call(list_channels if groups else channels)
         for end in ends:
             call(end.close)
         seen[0] += 1
@@ -483,12 +903,14 @@ def _race_victim(name, rng, length, capacity, dtype, seconds, counters, senders=
     signal.alarm(0)
 
 
-def race(seconds, seed=0, progress=None, round_seed=None):
+def race(seconds, seed=0, progress=None, round_seed=None, groups="mix"):
     """Race a mutating process against ends in use for ``seconds``; return a report.
 
-    The report counts rounds, iterations (ends opened, used and closed), calls,
-    calls that raised an expected error and ends opened, and lists the failures
-    with their round seed, the call under way and how long into the run each came.
+    The report counts rounds (and those on channels with receiver groups:
+    ``groups`` is "mix", "only" or "none"), iterations (ends opened, used and
+    closed), calls, calls that raised an expected error and ends opened, and
+    lists the failures with their round seed, the call under way and how long
+    into the run each came.
     """
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     np = _numpy()
@@ -496,7 +918,8 @@ def race(seconds, seed=0, progress=None, round_seed=None):
     path = channel_path(name)
     counters = mmap.mmap(-1, _DETAIL + _DETAIL_SIZE)     # shared with the forked victims
     failures = []
-    totals = {"rounds": 0, "iterations": 0, "calls": 0, "calls_refused": 0, "ends_opened": 0}
+    totals = {"rounds": 0, "group_rounds": 0, "iterations": 0, "calls": 0, "calls_refused": 0,
+              "ends_opened": 0}
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
         rs = round_seed if round_seed is not None else seed * 1_000_003 + totals["rounds"]
@@ -505,10 +928,21 @@ def race(seconds, seed=0, progress=None, round_seed=None):
         capacity = rng.choice([1, 2, 3, 4, 7, 16])
         dtype = np.dtype([("x", "u1", (length,))]) if np is not None and rng.random() < 0.33 else None
         senders = rng.choice([1, 1, 2, 3])
+        spec, receivers = None, 1
+        if _grouped(rs, groups):
+            # Receiver groups take one sender.
+            senders = 1
+            spec, receivers = _group_spec(rng)
         kw = dict(message_type=dtype) if dtype is not None else dict(message_length=length)
         kw["max_senders"] = senders
+        if spec:
+            kw["max_receivers"] = receivers
         unlink(name, missing_ok=True)
         with Sender(name, max_queued_messages=capacity, **kw) as s:
+            for gname, durable, _ in spec or ():
+                if rng.random() < 0.5:
+                    # The group exists from the start (a durable one stays without members).
+                    Receiver(name, max_queued_messages=capacity, group=gname, durable=durable, **kw).close()
             for i in range(rng.randint(0, capacity)):
                 s.try_send(np.full(1, i, dtype)[0] if dtype is not None else bytes([i]) * (i % (length + 1)))
         with open(path, "rb") as f:
@@ -523,7 +957,8 @@ def race(seconds, seed=0, progress=None, round_seed=None):
             mutator = os.fork()
             if mutator == 0:
                 try:
-                    _race_mutator(path, mutator_rng, capacity, slot_size, description_length, senders)
+                    _race_mutator(path, mutator_rng, capacity, slot_size, description_length, senders,
+                                  receivers)
                 finally:
                     os._exit(0)
             children.append(mutator)
@@ -531,7 +966,8 @@ def race(seconds, seed=0, progress=None, round_seed=None):
             if victim == 0:
                 status = 0
                 try:
-                    _race_victim(name, rng, length, capacity, dtype, round_seconds, counters, senders)
+                    _race_victim(name, rng, length, capacity, dtype, round_seconds, counters, senders,
+                                 spec, receivers)
                 except BaseException:
                     import traceback
                     traceback.print_exc()
@@ -549,6 +985,7 @@ def race(seconds, seed=0, progress=None, round_seed=None):
             unlink(name, missing_ok=True)
         iterations, calls, refused, opened = struct.unpack_from("<4Q", counters, 0)
         totals["rounds"] += 1
+        totals["group_rounds"] += spec is not None
         totals["iterations"] += iterations
         totals["calls"] += calls
         totals["calls_refused"] += refused
@@ -562,7 +999,8 @@ def race(seconds, seed=0, progress=None, round_seed=None):
                              "into_round_seconds": round(ended - round_start, 3),
                              "iterations_in_round": iterations,
                              "geometry": {"message_length": length, "max_queued_messages": capacity,
-                                          "max_senders": senders, "typed": dtype is not None}})
+                                          "max_senders": senders, "typed": dtype is not None,
+                                          "groups": spec, "max_receivers": receivers}})
         if progress and totals["rounds"] % progress == 0:
             print(f"{totals['rounds']} rounds, {totals['iterations']} iterations, {len(failures)} failures, "
                   f"{time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
@@ -584,11 +1022,14 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=60.0, help="how long a --race run lasts")
     parser.add_argument("--round-seed", type=int, default=None,
                         help="with --race: play only this round's choices, again and again")
+    parser.add_argument("--groups", choices=("mix", "only", "none"), default="mix",
+                        help="channels with receiver groups: a share of the cases and rounds (mix), "
+                             "all of them, or none")
     args = parser.parse_args(argv)
     if args.race:
-        report = race(args.seconds, args.seed, progress=100, round_seed=args.round_seed)
+        report = race(args.seconds, args.seed, progress=100, round_seed=args.round_seed, groups=args.groups)
     else:
-        report = run(args.cases, args.seed, progress=10_000)
+        report = run(args.cases, args.seed, progress=10_000, groups=args.groups)
     print(json.dumps(report, indent=1))
     return 0 if not report["failures"] else 1
 
