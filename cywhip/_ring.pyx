@@ -591,9 +591,15 @@ cdef int64_t ring_group_claim(ring_t *r) noexcept nogil:
         # Acquire pairs with the sender's release in ring_publish().
         w = cw_load_acquire_u64(&r.hdr.write_cursor)             # C2
         if w - n > r.capacity:
-            r.bad_cursor = n
-            r.bad_write = w
-            return -1
+            # n may be old: this member was preempted between C1 and C2 while the others
+            # claimed on and the sender followed them.  Only a claim cursor loaded after w
+            # shows impossible cursors (the sender never runs more than capacity ahead of it).
+            n = cw_load_acquire_u64(&g.next)
+            if n <= w and w - n > r.capacity:
+                r.bad_cursor = n
+                r.bad_write = w
+                return -1
+            continue
         if w == n:
             if r.rplaces != NULL and r.read == r.write_cache:
                 now = monotonic_ns()
