@@ -18,6 +18,38 @@ def test_the_futex_floor_and_cywhip_ping_pong_report_percentiles():
         assert 0 < r["p50_us"] <= r["p99_us"]
 
 
+def test_receiver_group_rows_report_per_receiver_and_shared_figures_with_exactly_once_checked():
+    from cywhip._bench.common import SPAWN, _aggregate, _per_consumer
+    n = 20_000
+    for mode in ("recv_many", "recv"):
+        broadcast = _bench.run_pair(_bench._w_cywhip_groups, {"name": _bench._name("tgb"), "count": n, "size": 32,
+                                                              "mode": mode}, consumers=2)
+        result = _per_consumer(broadcast, n)
+        assert result["received"] == [n, n] and result["rate"] > 0 and "note" not in result
+    shared = _bench.run_pair(_bench._w_cywhip_groups, {"name": _bench._name("tgs"), "count": n, "size": 32,
+                                                       "mode": "recv_many", "share": True},
+                             shared=SPAWN.Value("i", 0), consumers=2)
+    result = _aggregate(shared, n)
+    assert result["exactly_once"] and sum(result["received"]) == n and result["rate"] > 0
+
+
+def test_the_shared_work_check_counts_duplicates_and_missing_messages():
+    from array import array
+    from cywhip._bench.common import _aggregate
+    one = {"count": 3, "t0": 0.0, "t1": 1.0, "seqs": array("q", [0, 1, 2]).tobytes()}
+    two = {"count": 2, "t0": 0.5, "t1": 2.0, "seqs": array("q", [2, 4]).tobytes()}
+    result = _aggregate([one, two], 6)
+    assert result["duplicated"] == 1 and result["missing"] == 2 and not result["exactly_once"]
+    assert result["note"].startswith("NOT exactly once") and result["rate"] == 2.0
+
+
+def test_killing_one_of_two_durable_groups_receivers_holds_the_sender_back_until_its_group_is_removed():
+    from cywhip._bench import crash
+    r = crash.consumer_crash_run(crash.BROADCAST, "cywhip, 2 durable groups")
+    assert not r["hang"] and r["survivor_complete"] and r["lost"] == 0
+    assert "g0 holding_back" in r["note"] and "groups left: g1" in r["note"]
+
+
 def test_the_table_shows_cywhips_ratio_to_each_peer_and_skipped_peers():
     rows = [
         {"group": "g", "system": "cywhip", "label": "send_many", "unit": "msg/s", "value": 40e6, "versus": None},
@@ -26,8 +58,11 @@ def test_the_table_shows_cywhips_ratio_to_each_peer_and_skipped_peers():
         {"group": "g", "system": "gone", "label": "x", "unit": "msg/s", "skipped": "gone is not installed",
          "versus": None},
     ]
+    rows[2]["note"] = "each message exactly once (checked)"
+    rows[0]["processes"] = 3
     text = _bench.table(rows)
-    assert "| g | peer | batch | 4.00 M msg/s | 10.00× |" in text
+    assert "| g | peer | batch | 4.00 M msg/s; each message exactly once (checked) | 10.00× | 2 |" in text
+    assert "| g | cywhip | send_many | 40.00 M msg/s |  | 3 |" in text
     assert "skipped: gone is not installed" in text
 
 
@@ -42,6 +77,20 @@ def test_targets_are_judged_from_the_measured_ratios():
     assert batch["measured"] == 7.5 and batch["met"] is False
     assert found["idle receiver < 1% of a core"]["met"] is False
     assert found["single send/recv ≥ 3× cloudtoid try_send/receive"]["met"] is None
+    from cywhip._bench.workloads import BROADCAST, SHARING
+    rows = [
+        {"group": BROADCAST, "system": "cywhip", "label": "2 groups of 1, send → recv_many", "value": 4e6},
+        {"group": BROADCAST, "system": "cywhip", "label": "2 groups of 1, send → recv", "value": 1e6},
+        {"group": BROADCAST, "system": "cywhip", "label": "one-to-one send → recv_many (no groups)", "value": 10e6},
+        {"group": BROADCAST, "system": "cykit 0.1.0", "label": "SPMC push/pop", "value": 1e6},
+        {"group": SHARING, "system": "cywhip", "label": "1 group of 2 members, send → recv_many", "value": 3e6},
+        {"group": SHARING, "system": "multiprocessing.Queue", "label": "put → 2 getters", "value": 0.2e6},
+    ]
+    found = {t["target"]: t for t in _bench.targets(rows)}
+    assert found["broadcast to 2 groups, per group ≥ 3× cykit SPMC"]["measured"] == 4
+    assert found["broadcast to 2 groups, per group ≥ ½ one-to-one"]["met"] is False
+    assert found["a group of 2 sharing work, aggregate ≥ 30× multiprocessing.Queue"]["measured"] == 15
+    assert found["a group of 2 sharing work, aggregate ≥ 2× cloudtoid"]["met"] is None
 
 
 def test_the_bench_command_describes_itself():

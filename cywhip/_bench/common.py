@@ -62,28 +62,67 @@ class _Shm:
 # ----------------------------------------------------------------- running
 
 
-def run_pair(worker, params, shared=None, timeout=300, producers=1):
-    """Run worker as consumer and producer(s) in spawned processes; return the consumer's or
+class _AllReady:
+    """An Event for several consumers: set() by each, wait() returns once all have."""
+
+    def __init__(self, need):
+        self.need = need
+        self.count = SPAWN.Value("i", 0)
+        self.event = SPAWN.Event()
+
+    def set(self):
+        with self.count.get_lock():
+            self.count.value += 1
+            if self.count.value >= self.need:
+                self.event.set()
+
+    def wait(self, timeout=None):
+        return self.event.wait(timeout)
+
+
+def run_pair(worker, params, shared=None, timeout=300, producers=1, consumers=1):
+    """Run worker as consumer(s) and producer(s) in spawned processes; return the consumer's or
     producer's result (whichever reports).  With several producers each sends params["count"]
-    messages and the consumer receives params["total"] = producers * count."""
-    ready = SPAWN.Event()
+    messages and the consumer receives params["total"] = producers * count.  With several
+    consumers (params["index"] 0, 1, ...; params["consumers"] says how many) the producers wait
+    until all are ready, and the result is the list of the consumers' results."""
+    ready = SPAWN.Event() if consumers == 1 else _AllReady(consumers)
     results = SPAWN.SimpleQueue()
     if producers > 1:
         params = dict(params, total=params["count"] * producers)
+    params = dict(params, consumers=consumers)
     procs = [SPAWN.Process(target=worker, args=(role, dict(params, index=i), ready, results, shared),
                            daemon=True)
-             for i, role in enumerate(["consumer"] + ["producer"] * producers)]
+             for i, role in enumerate(["consumer"] * consumers + ["producer"] * producers)]
     for proc in procs:
         proc.start()
+    out = []
     try:
         deadline = time.monotonic() + timeout
+        # Results are taken as they come: a large one fills the pipe, and its sender
+        # would not exit before it is read.
+        # One that failed ends the run: the others may wait for it forever.
+        failed = lambda: any(proc.exitcode for proc in procs)
+        while any(proc.is_alive() for proc in procs) and time.monotonic() < deadline and not failed():
+            if results.empty():
+                time.sleep(0.01)
+            else:
+                out.append(results.get())
         for proc in procs:
+            if failed():
+                break
             proc.join(max(0.1, deadline - time.monotonic()))
-        if any(proc.is_alive() for proc in procs) or any(proc.exitcode for proc in procs):
+        if any(proc.is_alive() for proc in procs) or failed():
             raise RuntimeError(f"{worker.__name__} failed: exit codes {[proc.exitcode for proc in procs]}")
-        if results.empty():
+        while not results.empty():
+            out.append(results.get())
+        if not out:
             raise RuntimeError(f"{worker.__name__} reported nothing")
-        return results.get()
+        if consumers == 1:
+            return out[0]
+        if len(out) != consumers:
+            raise RuntimeError(f"{worker.__name__}: {len(out)} of {consumers} consumers reported")
+        return out
     finally:
         for proc in procs:
             if proc.is_alive():
@@ -117,3 +156,75 @@ def _in_dir(fn):
 
 def _gbps(result, size):
     return {"rate": result["rate"] * size / 1e9}
+
+
+# ------------------------------------------------- several consumers: groups of rows
+# A consumer of these rows reports {"count": messages, "t0": clock at its first, "t1": clock at
+# its last} (time.perf_counter: CLOCK_MONOTONIC, the same clock in every process), and for work
+# sharing "seqs": the numbers of the messages it got, for the coordinator's exactly-once check.
+
+END = b""      # after the numbered messages of a work-sharing stream: one per consumer
+
+
+def _numbered(n, size=MESSAGE):
+    """n distinct messages of size bytes, message i starting with i (8 bytes, little-endian)."""
+    pad = b"." * (size - 8)
+    return [i.to_bytes(8, "little") + pad for i in range(n)]
+
+
+def _seqs(kept, size=MESSAGE):
+    """The numbers of messages from _numbered(), as the bytes of an array of int64."""
+    from array import array
+    words = array("q")
+    words.frombytes(b"".join(kept))
+    return words[::size // 8].tobytes()
+
+
+def _send_ends(send_end, done, consumers, repeat=False):
+    """After a work-sharing stream: one END per consumer; with repeat, more (send_end must not
+    block) until every consumer is done: a system may hand two ENDs to one consumer, or drop one."""
+    for _ in range(consumers):
+        send_end()
+    deadline = time.monotonic() + 60
+    while repeat and done.value < consumers and time.monotonic() < deadline:
+        time.sleep(0.001)
+        send_end()
+
+
+def _consumer_done(done):
+    with done.get_lock():
+        done.value += 1
+
+
+def _per_consumer(results, sent):
+    """Broadcast: each consumer's messages per second from its first message to its last,
+    averaged over the consumers.  A note says what share of the messages arrived if not all."""
+    rates = [(r["count"] - 1) / (r["t1"] - r["t0"]) for r in results]
+    got = [r["count"] for r in results]
+    out = {"rate": sum(rates) / len(rates), "rates": rates, "received": got}
+    if min(got) < sent:
+        out["note"] = "received " + " and ".join(f"{g / sent:.1%}" for g in got) + f" of {sent:,}"
+    return out
+
+
+def _aggregate(results, sent):
+    """Work sharing: all the consumers' messages per second, from the first message any of them
+    got to the last; each message must have arrived exactly once across them."""
+    from array import array
+    total = sum(r["count"] for r in results)
+    span = max(r["t1"] for r in results) - min(r["t0"] for r in results)
+    out = {"rate": (total - 1) / span, "received": [r["count"] for r in results]}
+    if all("seqs" in r for r in results):
+        seen = array("q")
+        for r in results:
+            seen.frombytes(r["seqs"])
+        distinct = set(seen)
+        duplicated = len(seen) - len(distinct)
+        missing = sent - len(distinct & set(range(sent)))
+        out["duplicated"], out["missing"] = duplicated, missing
+        out["exactly_once"] = duplicated == 0 and missing == 0 and len(distinct) == sent
+        out["note"] = ("each message exactly once (checked)" if out["exactly_once"] else
+                       f"NOT exactly once: {duplicated:,} duplicated, {missing:,} missing of {sent:,}")
+    elif total != sent:
+        raise RuntimeError(f"the consumers got {total:,} messages of {sent:,} sent")
+    return out

@@ -1,21 +1,23 @@
-"""Killing one of two producers, beside the peers: who hangs, who loses what, how long the
-consumer stalls.
+"""Killing one of two producers, and one of two consumers, beside the peers: who hangs, who
+loses what, how long the others stall.
 
-Each run: a consumer (this process) and two producer processes, each sending numbered 32-byte
+Killing a producer, each run: a consumer (this process) and two producer processes, each sending numbered 32-byte
 messages one call per message and recording, after each call returns, how many it has sent
 ("confirmed").  One second into the stream producer A is SIGKILLed; a second later producer B
 is told to stop.  The run then checks: did B stop and the consumer get all of B's confirmed
 messages (else: a hang), how many confirmed messages of either producer never arrived, and the
 consumer's longest gap between two messages in the second after the kill against its longest
-in the second before it.
+in the second before it.  Killing a consumer: see consumer_crash_run().
 """
 import os
 import queue
 import signal
 import struct
 import time
+from functools import partial
 
 from cywhip._bench.common import SPAWN, _available, _name
+from cywhip._bench.peers.pyzmq import GROUP_HWM
 
 HEAD = struct.Struct("<IQ")
 SIZE = 32
@@ -287,4 +289,456 @@ def crash_markdown(rows):
         lines.append(f"| {r['system']} | {r['runs']} | {r['hangs']} | {r['lost']} | "
                      f"{r['survivor_complete']} of {r['runs']} | {r['stall_after_ms']:.2f} ms | "
                      f"{r['gap_before_ms']:.2f} ms |")
+    return "\n".join(lines)
+
+
+# ================================================= killing one of two consumers
+# Each run: a producer process sending numbered 32-byte messages one call per message (recording
+# how many calls returned: "confirmed") and two consumer processes, A and B, each recording the
+# number and arrival time of every message it gets, in shared memory (a consumer may hang in a
+# peer's receive call; this process only watches).  KILL_AFTER seconds after B's first message A
+# is SIGKILLed; RUN_AFTER_KILL seconds later the producer is told to stop.
+#   broadcast (every consumer gets every message): B's stream must be complete: every confirmed
+#     message, in order.
+#   work sharing (each message to one of them): every confirmed message must have reached A
+#     (recorded before its death) or B; a message both got is a duplicate.  A killed inside a
+#     receive call may have got one message it never recorded (counted lost, and said so).
+# A stall after the kill (nothing moves for STALL_SECONDS) is handed to the system's own tool
+# where it has one.  A hang: B gets nothing for CONSUMER_HANG_SECONDS, or the producer does not
+# stop within that time after being told; everything is killed.
+
+CONSUMER_HANG_SECONDS = 2.0
+KILL_AFTER = 0.5
+RUN_AFTER_KILL = 0.7
+# A stall after the kill this long (no message for B, the producer not getting on) is looked
+# into by the system's own tools where it has some (cywhip: channels() and remove_group();
+# iceoryx2: the cleanup of dead nodes).
+STALL_SECONDS = 0.3
+HELLO = b"h"
+
+
+def _cywhip_member(durable, name, shared, index, share=False):
+    from cywhip import Receiver, ReceiveTimeout
+    r = Receiver(name, message_length=SIZE, max_queued_messages=1024, max_receivers=2,
+                 group="work" if share else f"g{index}", durable=durable)
+
+    def recv(timeout):
+        try:
+            return r.recv(timeout=timeout)
+        except ReceiveTimeout:
+            return None
+    return recv, r.close
+
+
+def _cywhip_group_producer(name, shared):
+    from cywhip import Sender
+    return Sender(name, message_length=SIZE, max_queued_messages=1024, max_receivers=2).send
+
+
+def _cywhip_release(name):
+    """A stall after the kill: what channels() shows of the groups, then remove_group() of the
+    dead consumer's group."""
+    from cywhip import channels, remove_group
+    info = [c for c in channels() if c.name == name]
+    held = [g.name for g in info[0].groups if g.holding_back] if info else []
+    remove_group(name, "g0")
+    return (f"producer held back; channels(): {', '.join(held) or 'no group'} holding_back; "
+            f"released by remove_group()")
+
+
+def _cywhip_groups_left(name):
+    from cywhip import channels
+    info = [c for c in channels() if c.name == name]
+    return "groups left: " + (", ".join(g.name for g in info[0].groups) or "none") if info else ""
+
+
+def _cykit_spmc_consumer(name, shared, index):
+    from cykit.ipc import Consumer, ShmMode
+    c = Consumer(name, block_count=1024, block_size=64, mode=ShmMode.SPMC)
+
+    def recv(timeout):
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                msg = c.try_pop()
+            except Exception:
+                msg = None
+            if msg:
+                return msg
+            if time.monotonic() >= end:
+                return None
+            time.sleep(0.00005)
+    return recv, lambda: None
+
+
+def _cykit_spmc_producer(name, shared):
+    from cykit.ipc import MsgKind, Producer, ShmMode
+    return Producer(name, block_count=1024, block_size=64, mode=ShmMode.SPMC, msg_kind=MsgKind.BYTES).push
+
+
+def _iceoryx2_service(name):
+    import ctypes
+    import iceoryx2 as iox2
+
+    class Msg(ctypes.Structure):
+        _fields_ = [("data", ctypes.c_uint8 * SIZE)]
+
+    node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)
+    service = node.service_builder(iox2.ServiceName.new(name)).publish_subscribe(Msg) \
+        .enable_safe_overflow(False).subscriber_max_buffer_size(1024).max_subscribers(2).open_or_create()
+    return iox2, node, service, Msg
+
+
+def _iceoryx2_consumer(name, shared, index):
+    iox2, node, service, Msg = _iceoryx2_service(name)
+    sub = service.subscriber_builder().buffer_size(1024).create()
+
+    def recv(timeout):
+        end = time.monotonic() + timeout
+        while True:
+            sample = sub.receive()
+            if sample is not None:
+                return bytes(sample.payload().contents.data)
+            if time.monotonic() >= end:
+                return None
+            time.sleep(0.00005)
+
+    def close():
+        node.try_cleanup_dead_nodes()      # the killed consumer's and producer's resources
+    return recv, close
+
+
+def _iceoryx2_release(name):
+    """A stall after the kill: remove the dead nodes' resources (iceoryx2's own tool)."""
+    import iceoryx2 as iox2
+    iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc).try_cleanup_dead_nodes()
+    return "publisher held back; Node.try_cleanup_dead_nodes() called"
+
+
+def _iceoryx2_producer(name, shared):
+    iox2, node, service, Msg = _iceoryx2_service(name)
+    pub = service.publisher_builder().backpressure_strategy(iox2.BackpressureStrategy.RetryUntilDelivered).create()
+    deadline = time.monotonic() + 10
+    while service.dynamic_config.number_of_subscribers < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pub.update_connections()
+
+    def send(msg):
+        pub.loan_uninit().write_payload(Msg.from_buffer_copy(msg)).send()
+    return send
+
+
+def _zmq_consumer_of(kind, name, shared, index):
+    """A SUB or PULL binding an address of its own; the producer connects to both. A SUB tells
+    the producer (shared: a Value) when it sees the first HELLO and drops HELLOs."""
+    import zmq
+    ctx = zmq.Context()
+    sock = ctx.socket(kind)
+    if kind == zmq.SUB:
+        # High-water marks far above what a run sends: a PUB drops past them, whoever is alive.
+        sock.setsockopt(zmq.RCVHWM, GROUP_HWM)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+    addr = f"/tmp/{name}-{index}.zmq"
+    sock.bind("ipc://" + addr)
+    joined = [False]
+
+    def recv(timeout):
+        end = time.monotonic() + timeout
+        while sock.poll(max(0, int((end - time.monotonic()) * 1000))):
+            msg = sock.recv()
+            if msg != HELLO:
+                return msg
+            if not joined[0]:
+                joined[0] = True
+                with shared.get_lock():
+                    shared.value += 1
+        return None
+
+    def close():
+        sock.close(linger=0)
+        ctx.term()
+        for i in (0, 1):
+            try:
+                os.unlink(f"/tmp/{name}-{i}.zmq")
+            except FileNotFoundError:
+                pass
+    return recv, close
+
+
+def _zmq_sub_consumer(name, shared, index):
+    import zmq
+    return _zmq_consumer_of(zmq.SUB, name, shared, index)
+
+
+def _zmq_pull_consumer(name, shared, index):
+    import zmq
+    return _zmq_consumer_of(zmq.PULL, name, shared, index)
+
+
+def _zmq_producer_of(kind, name, shared):
+    import zmq
+    sock = zmq.Context().socket(kind)
+    if kind == zmq.PUB:
+        sock.setsockopt(zmq.SNDHWM, GROUP_HWM)
+    # At exit, a second to hand over what is queued: a dead peer's queue would hold it forever.
+    sock.setsockopt(zmq.LINGER, 1000)
+    for i in (0, 1):
+        sock.connect(f"ipc:///tmp/{name}-{i}.zmq")
+    if kind == zmq.PUB:
+        # The slow joiner: HELLO until both SUBs have seen one.
+        deadline = time.monotonic() + 10
+        while shared.value < 2 and time.monotonic() < deadline:
+            sock.send(HELLO)
+            time.sleep(0.001)
+    return sock.send
+
+
+def _zmq_pub_producer(name, shared):
+    import zmq
+    return _zmq_producer_of(zmq.PUB, name, shared)
+
+
+def _zmq_push_producer(name, shared):
+    import zmq
+    return _zmq_producer_of(zmq.PUSH, name, shared)
+
+
+def _cloudtoid_member(name, shared, index):
+    return _cloudtoid_consumer(name, shared)
+
+
+def _queue_member(name, shared, index):
+    return _queue_consumer(name, shared)
+
+
+def _value():
+    return SPAWN.Value("i", 0)
+
+
+# (scenario, system, module it needs, consumer(name, shared, index), producer(name, shared),
+#  shared object factory, what to do about a stall after the kill, what to say at the end)
+BROADCAST, SHARING = "broadcast, 2 consumers", "work sharing, 2 consumers"
+CONSUMER_SYSTEMS = [
+    (BROADCAST, "cywhip, 2 durable groups", None, partial(_cywhip_member, True), _cywhip_group_producer,
+     None, _cywhip_release, _cywhip_groups_left),
+    (BROADCAST, "cywhip, 2 groups, durable=False", None, partial(_cywhip_member, False),
+     _cywhip_group_producer, None, None, _cywhip_groups_left),
+    (BROADCAST, "cykit 0.1.0 SPMC", "cykit", _cykit_spmc_consumer, _cykit_spmc_producer, None, None, None),
+    (BROADCAST, "iceoryx2 publish-subscribe", "iceoryx2", _iceoryx2_consumer, _iceoryx2_producer, None,
+     _iceoryx2_release, None),
+    (BROADCAST, "pyzmq ipc:// PUB/SUB", "zmq", _zmq_sub_consumer, _zmq_pub_producer, _value, None, None),
+    (SHARING, "cywhip, 1 group of 2", None, partial(_cywhip_member, True, share=True), _cywhip_group_producer,
+     None, None, _cywhip_groups_left),
+    (SHARING, "cloudtoid-interprocess", "cloudtoid_interprocess", _cloudtoid_member, _cloudtoid_producer,
+     None, None, None),
+    (SHARING, "pyzmq ipc:// PUSH/PULL", "zmq", _zmq_pull_consumer, _zmq_push_producer, None, None, None),
+    (SHARING, "faster-fifo", "faster_fifo", _queue_member, _queue_producer, _faster_fifo_queue, None, None),
+    (SHARING, "multiprocessing.Queue", None, _queue_member, _queue_producer, lambda: SPAWN.Queue(maxsize=1024),
+     None, None),
+]
+
+
+def _consume(make, name, shared, index, seen, times, count, opened, busy, finish):
+    """A consumer process: record the number (and the arrival time) of each message it gets,
+    then how many it has got, until told to finish.  busy is 1 from a receive call until what
+    it returned is recorded: a consumer killed then may have got a message it did not record."""
+    recv, close = make(name, shared, index)
+    opened.value = 1
+    n, room = 0, len(seen)
+    try:
+        while not finish.value:
+            busy.value = 1
+            msg = recv(0.05)
+            if msg is not None:
+                if n < room:
+                    seen[n] = HEAD.unpack_from(msg)[1]
+                    times[n] = time.monotonic()
+                n += 1
+                count.value = n
+            busy.value = 0
+    finally:
+        close()
+
+
+class _Consumer:
+    """One consumer process and what it records (in shared memory: it may die or hang)."""
+
+    def __init__(self, make, name, shared, index, finish, room=1 << 22):
+        self.seen = SPAWN.RawArray("q", room)
+        self.times = SPAWN.RawArray("d", room)
+        self.count = SPAWN.Value("q", 0, lock=False)
+        self.opened = SPAWN.Value("b", 0, lock=False)
+        self.busy = SPAWN.Value("b", 0, lock=False)
+        self.proc = SPAWN.Process(target=_consume, args=(make, name, shared, index, self.seen, self.times,
+                                                         self.count, self.opened, self.busy, finish),
+                                  daemon=True)
+
+    def recorded(self):
+        return self.seen[:min(self.count.value, len(self.seen))]
+
+
+def consumer_crash_run(scenario, system):
+    """One run of killing consumer A (see "killing one of two consumers" above): returns a dict
+    of what happened."""
+    _, _, _, make_consumer, make_producer, make_shared, on_stall, at_end = [
+        s for s in CONSUMER_SYSTEMS if s[:2] == (scenario, system)][0]
+    share = scenario == SHARING
+    name = _name("kill")
+    shared = make_shared() if make_shared else None
+    confirmed = SPAWN.Array("q", 4, lock=False)
+    stop = SPAWN.Value("b", 0, lock=False)
+    finish = SPAWN.Value("b", 0, lock=False)
+    a, b = (_Consumer(make_consumer, name, shared, i, finish) for i in (0, 1))
+    producer = SPAWN.Process(target=_produce, args=(make_producer, name, shared, 0, confirmed, stop), daemon=True)
+    out = {"hang": False, "lost": 0, "duplicated": 0, "survivor_complete": False, "note": ""}
+
+    def owed():
+        """Confirmed messages that have not arrived (work sharing: recorded by A, or at B)."""
+        if share:
+            return confirmed[0] - len(set(a.recorded()) | set(b.recorded()))
+        return confirmed[0] - b.count.value
+
+    try:
+        for c in (a, b):
+            c.proc.start()
+        deadline = time.monotonic() + 30
+        while not (a.opened.value and b.opened.value) and time.monotonic() < deadline:
+            if not (a.proc.is_alive() and b.proc.is_alive()):
+                raise RuntimeError("a consumer failed to start")
+            time.sleep(0.001)
+        producer.start()
+        kill_at = stop_at = kill_time = None
+        last = last_progress = time.monotonic()
+        last_count = last_confirmed = 0
+        stalled = False
+        while True:
+            time.sleep(0.001)
+            now = time.monotonic()
+            if b.count.value != last_count:
+                last_count, last = b.count.value, now
+                if kill_at is None:
+                    kill_at = now + KILL_AFTER
+            if confirmed[0] != last_confirmed:
+                last_confirmed, last_progress = confirmed[0], now
+            if kill_at is not None and stop_at is None and now >= kill_at:
+                os.kill(a.proc.pid, signal.SIGKILL)
+                a.proc.join()
+                kill_time = now
+                stop_at = now + RUN_AFTER_KILL
+            if (on_stall and not stalled and kill_time is not None and not stop.value
+                    and now - max(last, last_progress) > STALL_SECONDS):
+                stalled = True
+                out["note"] = on_stall(name)
+            if stop_at is not None and now >= stop_at and not stop.value:
+                stop.value = 1
+            if stop.value and not producer.is_alive():
+                if now - last > 0.5 or (now - last > 0.05 and owed() <= 0):
+                    break
+            elif stop.value and now - stop_at > CONSUMER_HANG_SECONDS:
+                out["hang"] = "the producer did not stop"
+                break
+            elif now - last > CONSUMER_HANG_SECONDS:
+                out["hang"] = (f"nothing for consumer B in {CONSUMER_HANG_SECONDS:g} s"
+                               + (", the producer stuck" if now - last_progress > CONSUMER_HANG_SECONDS else ""))
+                break
+            elif kill_at is None and now > deadline:
+                out["hang"] = "no message arrived"
+                break
+        if at_end and not out["hang"]:
+            out["note"] = "; ".join(n for n in (out["note"], at_end(name)) if n)
+        finish.value = 1
+        b.proc.join(CONSUMER_HANG_SECONDS)
+        if b.proc.is_alive():
+            out["hang"] = out["hang"] or "consumer B did not finish"
+        sent, got = confirmed[0], b.recorded()
+        if b.count.value > len(b.seen):
+            out["note"] = "; ".join(n for n in (out["note"], "B's records overflowed") if n)
+        if share:
+            both = set(got) | set(a.recorded())
+            out["lost"] = sum(1 for i in range(sent) if i not in both)
+            out["duplicated"] = len(got) + len(a.recorded()) - len(both)
+            # Killed inside a receive call, A may have got one message it never recorded.
+            out["in_receive"] = bool(a.busy.value)
+        else:
+            out["lost"] = max(0, sent - len(set(got)))
+            out["order_errors"] = sum(1 for k, i in enumerate(got) if i != k)
+        out["survivor_complete"] = not out["hang"] and out["lost"] == 0 and not out.get("order_errors")
+        if kill_time is not None:
+            times = b.times[:len(got)]
+            before = [y - x for x, y in zip(times, times[1:]) if kill_time - KILL_AFTER <= x and y < kill_time]
+            after = [y - x for x, y in zip(times, times[1:]) if y >= kill_time and x < kill_time + RUN_AFTER_KILL]
+            # The first message after the kill: its gap from the last one before counts too.
+            out["gap_before_ms"] = 1000 * max(before, default=0)
+            out["stall_after_ms"] = 1000 * max(after, default=0)
+        out["messages"] = sent
+        return out
+    finally:
+        for p in (producer, a.proc, b.proc):
+            if p.is_alive():
+                p.kill()
+            if p.pid is not None:
+                p.join()
+        _clean_up(name, system)
+
+
+def _clean_up(name, system):
+    """Remove what the killed (or hung) processes of a run left behind."""
+    from cywhip import unlink
+    unlink(name, missing_ok=True)
+    for d in ("/dev/shm", "/tmp"):
+        for entry in os.listdir(d):
+            if name in entry:
+                try:
+                    os.unlink(os.path.join(d, entry))
+                except OSError:
+                    pass
+    if system.startswith("iceoryx2"):
+        import iceoryx2 as iox2
+        iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc).try_cleanup_dead_nodes()
+
+
+def consumer_crash_table(runs=1, progress=None):
+    """Run every installed system's consumer-kill scenario `runs` times; one summary row each."""
+    rows = []
+    for scenario, system, needs, *_ in CONSUMER_SYSTEMS:
+        row = {"scenario": scenario, "system": system}
+        if needs and not _available(needs):
+            rows.append(dict(row, skipped=f"{needs} is not installed"))
+            continue
+        results = []
+        for k in range(runs):
+            if progress:
+                progress(f"crash: killing a consumer, {scenario}: {system}, run {k + 1} of {runs} ...")
+            try:
+                results.append(consumer_crash_run(scenario, system))
+            except Exception as exc:
+                results.append({"hang": f"failed: {exc}", "lost": 0, "duplicated": 0, "survivor_complete": False,
+                                "note": ""})
+        rows.append(dict(
+            row, runs=runs,
+            hangs=sum(1 for r in results if r["hang"]),
+            lost=sum(r["lost"] for r in results),
+            # Runs where A died inside a receive call: one lost message each may have reached it.
+            maybe_at_a=sum(1 for r in results if r.get("in_receive") and r["lost"]),
+            duplicated=sum(r["duplicated"] for r in results),
+            survivor_complete=sum(1 for r in results if r["survivor_complete"]),
+            stall_after_ms=max((r.get("stall_after_ms", 0) for r in results), default=0),
+            gap_before_ms=max((r.get("gap_before_ms", 0) for r in results), default=0),
+            notes="; ".join(dict.fromkeys(r["hang"] or r["note"] for r in results if r["hang"] or r["note"])),
+        ))
+    return rows
+
+
+def consumer_crash_markdown(rows):
+    lines = ["| scenario | system | runs | hangs | confirmed messages lost | duplicates | stream complete | "
+             "longest stall after the kill | longest gap in the half second before | what happened |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['scenario']} | {r['system']} | skipped: {r['skipped']} | | | | | | | |")
+            continue
+        lost = f"{r['lost']:,}" + (f" ({r['maybe_at_a']} may have reached A unrecorded)" if r["maybe_at_a"] else "")
+        lines.append(f"| {r['scenario']} | {r['system']} | {r['runs']} | {r['hangs']} | {lost} | "
+                     f"{r['duplicated']} | {r['survivor_complete']} of {r['runs']} | {r['stall_after_ms']:.2f} ms | "
+                     f"{r['gap_before_ms']:.2f} ms | {r['notes']} |")
     return "\n".join(lines)

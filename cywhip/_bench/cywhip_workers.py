@@ -1,7 +1,9 @@
 """cywhip's own workers: each runs as consumer or producer in a spawned process."""
 import time
 
-from cywhip._bench.common import MESSAGE, _percentiles, _timed_receive
+from cywhip._bench.common import (
+    END, MESSAGE, _consumer_done, _numbered, _percentiles, _send_ends, _seqs, _timed_receive,
+)
 
 # ------------------------------------------------------------------ workers
 # Each worker runs in its own spawned process: (role, params, ready, results, shared).
@@ -49,6 +51,73 @@ def _w_cywhip_stream(role, p, ready, results, shared):
         while got < n:
             got += len(r.recv_many(8192))
         results.put({"rate": (n - 1) / (time.perf_counter() - t0)})
+
+
+def _w_cywhip_groups(role, p, ready, results, shared):
+    """Receiver groups, one sender and p["consumers"] receivers taking with recv() or recv_many()
+    (p["mode"]): each in a group of its own (broadcast: every receiver gets all p["count"]
+    messages), or with p["share"] all members of one group (each message to one of them:
+    numbered messages, then ENDs; shared is a Value counting the members done)."""
+    from cywhip import Receiver, Sender
+    name, n, size, mode, k = p["name"], p["count"], p["size"], p["mode"], p["consumers"]
+    share = p.get("share", False)
+    cap = p.get("capacity", 1024)
+    kw = {"message_length": size, "max_queued_messages": cap, "max_receivers": k}
+    if role == "producer":
+        msgs = _numbered(n, size) if share else None
+        msg = b"x" * size
+        ready.wait(60)
+        with Sender(name, **kw) as s:
+            send = s.send
+            if share:
+                for m in msgs:
+                    send(m)
+                # A member's recv_many may claim two ENDs: send more until all are done.
+                _send_ends(lambda: s.try_send(END), shared, k, repeat=True)
+            else:
+                for _ in range(n):
+                    send(msg)
+        return
+    group = "work" if share else f"g{p['index']}"
+    kept = []
+    with Receiver(name, group=group, **kw) as r:
+        ready.set()
+        if mode == "recv_many":
+            recv_many = r.recv_many
+            batch = recv_many(8192, timeout=60)
+            t0 = time.perf_counter()
+            got = 0
+            if share:
+                keep = kept.extend
+                while batch[-1]:
+                    keep(batch)
+                    batch = recv_many(8192)
+                keep(batch[:batch.index(END)])
+                got = len(kept)
+            else:
+                got = len(batch)
+                while got < n:
+                    got += len(recv_many(8192))
+        else:
+            recv = r.recv
+            m = recv(60)
+            t0 = time.perf_counter()
+            if share:
+                keep = kept.append
+                while m:
+                    keep(m)
+                    m = recv()
+                got = len(kept)
+            else:
+                for _ in range(n - 1):
+                    recv()
+                got = n
+        t1 = time.perf_counter()
+    out = {"count": got, "t0": t0, "t1": t1}
+    if share:
+        _consumer_done(shared)
+        out["seqs"] = _seqs(kept, size)
+    results.put(out)
 
 
 def _w_cywhip_callback(role, p, ready, results, shared):

@@ -1,29 +1,37 @@
 """The benchmark table: every workload, for cywhip and each peer, as rows to run."""
-from cywhip._bench.common import BATCH_RING, MESSAGE, SPAWN, _gbps, _in_dir, _name, run_pair
+from cywhip._bench.common import (
+    BATCH_RING, MESSAGE, SPAWN, _aggregate, _gbps, _in_dir, _name, _per_consumer, run_pair,
+)
 from cywhip._bench.cywhip_workers import (
     _w_cywhip_array, _w_cywhip_async_pingpong, _w_cywhip_async_stream, _w_cywhip_async_wakeup,
-    _w_cywhip_callback, _w_cywhip_idle, _w_cywhip_pingpong, _w_cywhip_stream, _w_cywhip_waiting,
-    _w_cywhip_wakeup,
+    _w_cywhip_callback, _w_cywhip_groups, _w_cywhip_idle, _w_cywhip_pingpong, _w_cywhip_stream,
+    _w_cywhip_waiting, _w_cywhip_wakeup,
 )
 from cywhip._bench.floors import _w_floor_futex, _w_floor_ring
-from cywhip._bench.peers.cloudtoid import _w_cloudtoid
-from cywhip._bench.peers.cykit import _w_cykit_mpsc
-from cywhip._bench.peers.iceoryx2 import _w_iceoryx2_pingpong, _w_iceoryx2_stream
-from cywhip._bench.peers.pyzmq import _w_zmq, _w_zmq_asyncio, _w_zmq_asyncio_pingpong
-from cywhip._bench.peers.queues import _faster_fifo, _w_pipe, _w_queue
+from cywhip._bench.peers.cloudtoid import _w_cloudtoid, _w_cloudtoid_shared
+from cywhip._bench.peers.cykit import _w_cykit_mpsc, _w_cykit_spmc
+from cywhip._bench.peers.iceoryx2 import _w_iceoryx2_broadcast, _w_iceoryx2_pingpong, _w_iceoryx2_stream
+from cywhip._bench.peers.pyzmq import (
+    GROUP_HWM, _w_zmq, _w_zmq_asyncio, _w_zmq_asyncio_pingpong, _w_zmq_pubsub, _w_zmq_shared,
+)
+from cywhip._bench.peers.queues import _faster_fifo, _w_pipe, _w_queue, _w_queue_shared
+
+BROADCAST = "broadcast to 2 consumers, 32 B, per consumer"
+SHARING = "a group of 2 sharing work, 32 B, aggregate"
 
 
 def workloads(quick=False):
-    """The benchmark table: (group, label, system, runner, unit, figure key, higher_is_better)."""
+    """The benchmark table: (group, label, system, runner, unit, figure key, higher_is_better,
+    processes: how many ran on the machine's cores at once)."""
     n = 200_000 if quick else 2_000_000
     rt = 20_000 if quick else 500_000        # round trips: 2 messages each
     blocking_rt = 5_000 if quick else 500_000
     rows = []
 
-    def add(group, system, label, unit, key, fn, needs=None, versus=None):
+    def add(group, system, label, unit, key, fn, needs=None, versus=None, processes=2):
         # versus: part of the label of the cywhip row a peer is compared with (default: the first).
         rows.append({"group": group, "system": system, "label": label, "unit": unit, "key": key,
-                     "run": fn, "needs": needs, "versus": versus})
+                     "run": fn, "needs": needs, "versus": versus, "processes": processes})
 
     single = "single send/recv, 32 B"
     add(single, "cywhip", "send/recv", "msg/s", "rate",
@@ -54,26 +62,85 @@ def workloads(quick=False):
     per = n // 2
     add(fanin, "cywhip", "send → recv, max_senders=2", "msg/s", "rate",
         lambda: run_pair(_w_cywhip_stream, {"name": _name("f"), "count": per, "size": MESSAGE, "mode": "single",
-                                            "senders": 2}, producers=2))
+                                            "senders": 2}, producers=2), processes=3)
     add(fanin, "cywhip", "send → recv_many, max_senders=2", "msg/s", "rate",
         lambda: run_pair(_w_cywhip_stream, {"name": _name("g"), "count": per, "size": MESSAGE,
-                                            "mode": "single_to_many", "senders": 2}, producers=2))
+                                            "mode": "single_to_many", "senders": 2}, producers=2), processes=3)
     add(fanin, "cykit 0.1.0", "MPSC push/pop", "msg/s", "rate",
         lambda: run_pair(_w_cykit_mpsc, {"name": _name("k"), "count": per, "size": MESSAGE}, producers=2),
-        needs="cykit")
+        needs="cykit", processes=3)
     add(fanin, "cloudtoid-interprocess", "2 publishers try_send/receive", "msg/s", "rate",
         lambda: _in_dir(lambda d: run_pair(_w_cloudtoid, {"name": _name("c"), "dir": d, "count": per,
                                                            "size": MESSAGE}, producers=2)),
-        needs="cloudtoid_interprocess")
+        needs="cloudtoid_interprocess", processes=3)
     add(fanin, "pyzmq ipc://", "2 PUSH → PULL send/recv", "msg/s", "rate",
         lambda: run_pair(_w_zmq, {"name": _name("z"), "count": per // 2, "size": MESSAGE}, producers=2),
-        needs="zmq")
+        needs="zmq", processes=3)
     add(fanin, "faster-fifo", "put/get", "msg/s", "rate",
         lambda: run_pair(_w_queue, {"count": per // 4, "size": MESSAGE}, shared=_faster_fifo(), producers=2),
-        needs="faster_fifo")
+        needs="faster_fifo", processes=3)
     add(fanin, "multiprocessing.Queue", "put/get", "msg/s", "rate",
         lambda: run_pair(_w_queue, {"count": max(per // 10, 50_000), "size": MESSAGE}, shared=SPAWN.Queue(),
-                         producers=2))
+                         producers=2), processes=3)
+
+    # Receiver groups: one sender and two receivers, three processes on this machine's cores.
+    # Broadcast: each receiver in a group of its own gets every message; the figure is per
+    # receiver, beside a one-to-one channel's in the same run.
+    add(BROADCAST, "cywhip", "2 groups of 1, send → recv_many", "msg/s", "rate",
+        lambda: _per_consumer(run_pair(_w_cywhip_groups, {"name": _name("ba"), "count": n, "size": MESSAGE,
+                                                          "mode": "recv_many"}, consumers=2), n),
+        processes=3)
+    add(BROADCAST, "cywhip", "2 groups of 1, send → recv", "msg/s", "rate",
+        lambda: _per_consumer(run_pair(_w_cywhip_groups, {"name": _name("bb"), "count": n, "size": MESSAGE,
+                                                          "mode": "recv"}, consumers=2), n),
+        processes=3)
+    add(BROADCAST, "cywhip", "one-to-one send → recv_many (no groups)", "msg/s", "rate",
+        lambda: run_pair(_w_cywhip_stream, {"name": _name("bc"), "count": n, "size": MESSAGE,
+                                            "mode": "single_to_many"}))
+    add(BROADCAST, "cykit 0.1.0", "SPMC push/pop", "msg/s", "rate",
+        lambda: _per_consumer(run_pair(_w_cykit_spmc, {"name": _name("bk"), "count": n // 2, "size": MESSAGE},
+                                       consumers=2), n // 2),
+        needs="cykit", processes=3)
+    add(BROADCAST, "pyzmq ipc://", f"PUB → 2 SUB send/recv, high-water marks {GROUP_HWM:,}", "msg/s", "rate",
+        lambda: _per_consumer(run_pair(_w_zmq_pubsub, {"name": _name("bz"), "count": n // 4, "size": MESSAGE},
+                                       shared=(SPAWN.Value("i", 0), SPAWN.Value("i", 0)), consumers=2), n // 4),
+        needs="zmq", processes=3)
+    add(BROADCAST, "iceoryx2", "publish-subscribe, loan/send + busy-poll receive", "msg/s", "rate",
+        lambda: _per_consumer(run_pair(_w_iceoryx2_broadcast, {"name": _name("bj"), "count": n // 10},
+                                       consumers=2), n // 10),
+        needs="iceoryx2", processes=3)
+
+    # Work sharing: two receivers split one stream of numbered messages; the figure is both
+    # together, and every message must arrive exactly once across them (checked).
+    share = n // 2
+    add(SHARING, "cywhip", "1 group of 2 members, send → recv_many", "msg/s", "rate",
+        lambda: _aggregate(run_pair(_w_cywhip_groups, {"name": _name("wa"), "count": share, "size": MESSAGE,
+                                                       "mode": "recv_many", "share": True},
+                                    shared=SPAWN.Value("i", 0), consumers=2), share),
+        processes=3)
+    add(SHARING, "cywhip", "1 group of 2 members, send → recv", "msg/s", "rate",
+        lambda: _aggregate(run_pair(_w_cywhip_groups, {"name": _name("wb"), "count": share, "size": MESSAGE,
+                                                       "mode": "recv", "share": True},
+                                    shared=SPAWN.Value("i", 0), consumers=2), share),
+        processes=3)
+    add(SHARING, "cloudtoid-interprocess", "2 subscribers, try_send/receive", "msg/s", "rate",
+        lambda: _in_dir(lambda d: _aggregate(run_pair(_w_cloudtoid_shared, {"name": _name("wc"), "dir": d,
+                                                                             "count": share, "size": MESSAGE},
+                                                      shared=SPAWN.Value("i", 0), consumers=2), share)),
+        needs="cloudtoid_interprocess", processes=3)
+    add(SHARING, "pyzmq ipc://", "PUSH → 2 PULL send/recv", "msg/s", "rate",
+        lambda: _aggregate(run_pair(_w_zmq_shared, {"name": _name("wz"), "count": share // 2, "size": MESSAGE},
+                                    shared=SPAWN.Value("i", 0), consumers=2), share // 2),
+        needs="zmq", processes=3)
+    add(SHARING, "faster-fifo", "put → 2 getters", "msg/s", "rate",
+        lambda: _aggregate(run_pair(_w_queue_shared, {"count": n // 10, "size": MESSAGE},
+                                    shared=(_faster_fifo(), SPAWN.Value("i", 0)), consumers=2), n // 10),
+        needs="faster_fifo", processes=3)
+    add(SHARING, "multiprocessing.Queue", "put → 2 getters", "msg/s", "rate",
+        lambda: _aggregate(run_pair(_w_queue_shared, {"count": max(n // 20, 20_000), "size": MESSAGE},
+                                    shared=(SPAWN.Queue(), SPAWN.Value("i", 0)), consumers=2),
+                           max(n // 20, 20_000)),
+        processes=3)
 
     batch = "batches, 32 B"
     add(batch, "cywhip", "send_many/recv_many", "msg/s", "rate",

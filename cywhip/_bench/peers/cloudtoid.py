@@ -1,6 +1,7 @@
-"""cloudtoid-interprocess."""
+"""cloudtoid-interprocess: one subscriber, and several competing for one queue."""
+import time
 
-from cywhip._bench.common import _timed_receive
+from cywhip._bench.common import END, _consumer_done, _numbered, _seqs, _send_ends, _timed_receive
 
 
 def _w_cloudtoid(role, p, ready, results, shared):
@@ -27,3 +28,34 @@ def _w_cloudtoid(role, p, ready, results, shared):
     with ci.Subscriber(name, capacity, path=p["dir"]) as sub:
         ready.set()
         results.put(_timed_receive(sub.receive, p.get("total", n), 60))
+
+
+def _w_cloudtoid_shared(role, p, ready, results, shared):
+    """p["consumers"] Subscribers competing for one queue's messages: numbered messages, then
+    END until every subscriber is done (shared: a Value counting them)."""
+    import cloudtoid_interprocess as ci
+    n, size, name, k = p["count"], p["size"], p["name"], p["consumers"]
+    capacity = 1 << 20
+    if role == "producer":
+        msgs = _numbered(n, size)
+        ready.wait(60)
+        with ci.Publisher(name, capacity, path=p["dir"]) as pub:
+            send = pub.try_send
+            for m in msgs:
+                while not send(m):
+                    pass
+            _send_ends(lambda: pub.try_send(END), shared, k, repeat=True)
+        return
+    with ci.Subscriber(name, capacity, path=p["dir"]) as sub:
+        ready.set()
+        kept = []
+        keep = kept.append
+        receive = sub.receive
+        m = receive(60)
+        t0 = time.perf_counter()
+        while m:
+            keep(m)
+            m = receive()
+        t1 = time.perf_counter()
+    _consumer_done(shared)
+    results.put({"count": len(kept), "t0": t0, "t1": t1, "seqs": _seqs(kept, size)})

@@ -1,4 +1,4 @@
-"""iceoryx2 publish-subscribe: round trips and a stream."""
+"""iceoryx2 publish-subscribe: round trips, a stream, a broadcast to several subscribers."""
 import time
 
 from cywhip._bench.common import MESSAGE, _percentiles, _timed_receive
@@ -81,3 +81,46 @@ def _w_iceoryx2_stream(role, p, ready, results, shared):
                 return sample
 
     results.put(_timed_receive(receive, n))
+
+
+def _w_iceoryx2_broadcast(role, p, ready, results, shared):
+    """iceoryx2 publish-subscribe to p["consumers"] subscribers, nothing dropped: the publisher
+    starts once it sees them all and retries while a subscriber's buffer is full; each
+    subscriber busy-polls."""
+    import ctypes
+    import iceoryx2 as iox2
+
+    class Msg(ctypes.Structure):
+        _fields_ = [("seq", ctypes.c_int64), ("pad", ctypes.c_uint8 * (MESSAGE - 8))]
+
+    n, name, k = p["count"], p["name"], p["consumers"]
+    node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)
+    service = node.service_builder(iox2.ServiceName.new(name)).publish_subscribe(Msg) \
+        .enable_safe_overflow(False).subscriber_max_buffer_size(1024).max_subscribers(max(2, k)) \
+        .open_or_create()
+    if role == "producer":
+        pub = service.publisher_builder() \
+            .backpressure_strategy(iox2.BackpressureStrategy.RetryUntilDelivered).create()
+        ready.wait(60)
+        deadline = time.monotonic() + 60
+        while service.dynamic_config.number_of_subscribers < k and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pub.update_connections()
+        for i in range(n):
+            pub.loan_uninit().write_payload(Msg(seq=i)).send()
+        return
+    sub = service.subscriber_builder().buffer_size(1024).create()
+    ready.set()
+    receive = sub.receive
+
+    def take():
+        while True:
+            sample = receive()
+            if sample is not None:
+                return sample
+
+    take()
+    t0 = time.perf_counter()
+    for _ in range(n - 1):
+        take()
+    results.put({"count": n, "t0": t0, "t1": time.perf_counter()})

@@ -1,8 +1,10 @@
-"""pyzmq PUSH/PULL over ipc://, blocking and with zmq.asyncio."""
+"""pyzmq over ipc://: PUSH/PULL (blocking and with zmq.asyncio), PUB/SUB, PUSH to several PULLs."""
 import os
 import time
 
-from cywhip._bench.common import MESSAGE, _percentiles, _timed_receive
+from cywhip._bench.common import (
+    END, MESSAGE, _consumer_done, _numbered, _percentiles, _send_ends, _seqs, _timed_receive,
+)
 
 
 def _w_zmq(role, p, ready, results, shared):
@@ -118,3 +120,119 @@ def _w_zmq_asyncio_pingpong(role, p, ready, results, shared):
         results.put(asyncio.run(ping()))
     else:
         asyncio.run(pong())
+
+
+HELLO = b"h"
+# High-water marks far above what a figure sends: PUB drops, PUSH blocks, only past them.
+GROUP_HWM = 1_000_000
+
+
+def _unlink_ipc(addr):
+    try:
+        os.unlink(addr[len("ipc://"):])
+    except FileNotFoundError:
+        pass
+
+
+def _w_zmq_pubsub(role, p, ready, results, shared):
+    """PUB/SUB over ipc://, one PUB and p["consumers"] SUBs, each SUB counting what arrives (PUB
+    drops for a SUB whose queue is at its high-water mark).  Against the slow joiner, the PUB
+    sends HELLO until every SUB has seen one, then the stream, then END until every SUB is
+    done.  shared: (Value of SUBs joined, Value of SUBs done)."""
+    import zmq
+    n, size, k, addr = p["count"], p["size"], p["consumers"], f"ipc:///tmp/{p['name']}.zmq"
+    joined, done = shared
+    ctx = zmq.Context()
+    try:
+        if role == "producer":
+            sock = ctx.socket(zmq.PUB)
+            sock.setsockopt(zmq.SNDHWM, GROUP_HWM)
+            sock.bind(addr)
+            ready.wait(60)
+            deadline = time.monotonic() + 60
+            while joined.value < k and time.monotonic() < deadline:
+                sock.send(HELLO)
+                time.sleep(0.001)
+            msg = b"x" * size
+            send = sock.send
+            for _ in range(n):
+                send(msg)
+            while done.value < k and time.monotonic() < deadline + 60:
+                sock.send(END)
+                time.sleep(0.001)
+            sock.close(linger=0)
+            _unlink_ipc(addr)
+            return
+        sock = ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.RCVHWM, GROUP_HWM)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(addr)
+        ready.set()
+        recv = sock.recv
+        m = recv()
+        with joined.get_lock():
+            joined.value += 1
+        while m == HELLO:
+            m = recv()
+        t0 = time.perf_counter()
+        got = 0
+        while m:
+            got += 1
+            m = recv()
+        t1 = time.perf_counter()
+        _consumer_done(done)
+        sock.close(linger=0)
+        results.put({"count": got, "t0": t0, "t1": t1})
+    finally:
+        ctx.term()
+
+
+def _w_zmq_shared(role, p, ready, results, shared):
+    """PUSH/PULL over ipc:// with p["consumers"] PULLs sharing the stream: each PULL binds an
+    address of its own and the PUSH connects to them all, so that its round robin covers them
+    from the first message.  Numbered messages, then END until every PULL is done (shared: a
+    Value counting them)."""
+    import zmq
+    n, size, k = p["count"], p["size"], p["consumers"]
+    addrs = [f"ipc:///tmp/{p['name']}-{i}.zmq" for i in range(k)]
+    ctx = zmq.Context()
+    try:
+        if role == "producer":
+            msgs = _numbered(n, size)
+            sock = ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.SNDHWM, GROUP_HWM // k)
+            ready.wait(60)
+            for addr in addrs:
+                sock.connect(addr)
+            send = sock.send
+            for m in msgs:
+                send(m)
+
+            def send_end():
+                try:
+                    sock.send(END, zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
+            _send_ends(send_end, shared, k, repeat=True)
+            sock.close(linger=0)
+            return
+        addr = addrs[p["index"]]
+        sock = ctx.socket(zmq.PULL)
+        sock.setsockopt(zmq.RCVHWM, GROUP_HWM // k)
+        sock.bind(addr)
+        ready.set()
+        kept = []
+        keep = kept.append
+        recv = sock.recv
+        m = recv()
+        t0 = time.perf_counter()
+        while m:
+            keep(m)
+            m = recv()
+        t1 = time.perf_counter()
+        _consumer_done(shared)
+        sock.close(linger=0)
+        _unlink_ipc(addr)
+        results.put({"count": len(kept), "t0": t0, "t1": t1, "seqs": _seqs(kept, size)})
+    finally:
+        ctx.term()

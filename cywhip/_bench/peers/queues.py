@@ -1,7 +1,7 @@
 """multiprocessing.Queue and Pipe, and faster-fifo (which takes the Queue worker)."""
 import time
 
-from cywhip._bench.common import _timed_receive
+from cywhip._bench.common import END, _consumer_done, _numbered, _send_ends, _seqs, _timed_receive
 
 
 def _w_queue(role, p, ready, results, shared):
@@ -31,6 +31,34 @@ def _w_queue(role, p, ready, results, shared):
     results.put(_timed_receive(q.get, p.get("total", n), True, 60))
 
 
+def _w_queue_shared(role, p, ready, results, shared):
+    """multiprocessing.Queue or faster_fifo.Queue with p["consumers"] getters sharing its
+    messages: numbered messages, then one END per getter (a get takes one message).
+    shared: (the queue, a Value counting the getters done)."""
+    q, done = shared
+    n, size, k = p["count"], p["size"], p["consumers"]
+    if role == "producer":
+        msgs = _numbered(n, size)
+        ready.wait(60)
+        put = q.put
+        for m in msgs:
+            put(m)
+        _send_ends(lambda: put(END), done, k)
+        return
+    ready.set()
+    kept = []
+    keep = kept.append
+    get = q.get
+    m = get(True, 60)
+    t0 = time.perf_counter()
+    while m:
+        keep(m)
+        m = get()
+    t1 = time.perf_counter()
+    _consumer_done(done)
+    results.put({"count": len(kept), "t0": t0, "t1": t1, "seqs": _seqs(kept, size)})
+
+
 def _w_pipe(role, p, ready, results, shared):
     recv_end, send_end = shared
     n, size = p["count"], p["size"]
@@ -48,7 +76,3 @@ def _w_pipe(role, p, ready, results, shared):
 def _faster_fifo():
     import faster_fifo
     return faster_fifo.Queue(max_size_bytes=64 * 1024 * 1024)
-
-
-# Targets of the benchmarks issue: (description, cywhip row, peer row, test on cywhip ÷ peer).
-# A row is (group, system, part of its label).

@@ -1,0 +1,25 @@
+"""Receiver groups, one sender and two receivers (three processes): a broadcast to two groups,
+per receiver, and one group of two members sharing the messages, both together."""
+from cywhip import _bench
+
+
+class Groups:
+    timeout = 180
+
+    def track_broadcast_2_groups_recv_many_per_group(self):
+        n = 1_000_000
+        return _bench._per_consumer(_bench.run_pair(_bench._w_cywhip_groups, {
+            "name": _bench._name("asv-gb"), "count": n, "size": 32, "mode": "recv_many"}, consumers=2), n)["rate"]
+
+    track_broadcast_2_groups_recv_many_per_group.unit = "messages/s"
+
+    def track_1_group_of_2_sharing_recv_many_aggregate(self):
+        n = 500_000
+        result = _bench._aggregate(_bench.run_pair(_bench._w_cywhip_groups, {
+            "name": _bench._name("asv-gs"), "count": n, "size": 32, "mode": "recv_many", "share": True},
+            shared=_bench.SPAWN.Value("i", 0), consumers=2), n)
+        if not result["exactly_once"]:
+            raise AssertionError(result["note"])
+        return result["rate"]
+
+    track_1_group_of_2_sharing_recv_many_aggregate.unit = "messages/s"
