@@ -691,39 +691,34 @@ cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max
     cdef uint32_t q, g
     cdef cw_place *p
     cdef bint others = False
-    cdef uint64_t taken[64]
-    cdef int ntaken = 0, i
+    cdef uint64_t off
+    # R1: a member of it alive holds its place's lock.  Members join only under the groups
+    # lock, which the caller holds, so once every place of the group was found free, none
+    # of them is taken by a member of it until the group is gone.
     for q in range(max_receivers):
         p = _rplace(rplaces, q)
         if <int>q == own_place or cw_load_relaxed_u64(&p.group) != tag:
             continue
-        if cw_ofd_trylock(fd, cw_place_offset(max_senders + q)) != 0:
+        if cw_ofd_is_locked(fd, cw_place_offset(max_senders + q)) != 0:
             live_pid[0] = cw_load_relaxed_u64(<uint64_t *>&p.pid)
-            for i in range(ntaken):
-                cw_ofd_unlock(fd, cw_place_offset(max_senders + taken[i]))
             return 1
-        if ntaken == 64:
-            # Clean the places taken so far, and go on with room for more.
-            for i in range(ntaken):
-                p = _rplace(rplaces, <uint32_t>taken[i])
-                if cw_load_relaxed_u64(&p.group) == tag:
-                    cw_store_release_u64(&p.hold_start, 0)
-                    cw_store_release_u64(&p.group, 0)
-                cw_ofd_unlock(fd, cw_place_offset(max_senders + taken[i]))
-            ntaken = 0
-        taken[ntaken] = q
-        ntaken += 1
     for g in range(max_receivers):
         if g != gi and cw_load_acquire_u32(&_gentry(gtable, g).flags) & CW_GROUP_IN_USE:
             others = True
     if not others:
         # R2: the last group: later groups start where it had got to.
         cw_store_release_u64(&hdr.read_cursor, pos)
-    for i in range(ntaken):
-        p = _rplace(rplaces, <uint32_t>taken[i])
+    for q in range(max_receivers):
+        p = _rplace(rplaces, q)
+        if <int>q == own_place or cw_load_relaxed_u64(&p.group) != tag:
+            continue
+        # Clear the claims its members left, each under its place's lock.
+        off = cw_place_offset(max_senders + q)
+        if cw_ofd_trylock(fd, off) != 0:
+            continue
         cw_store_release_u64(&p.hold_start, 0)
         cw_store_release_u64(&p.group, 0)
-        cw_ofd_unlock(fd, cw_place_offset(max_senders + taken[i]))
+        cw_ofd_unlock(fd, off)
     if own_place >= 0:
         p = _rplace(rplaces, <uint32_t>own_place)
         cw_store_release_u64(&p.hold_start, 0)

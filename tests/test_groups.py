@@ -401,10 +401,10 @@ def test_the_command_line_lists_groups(channel, capsys):
 
 
 def _file(channel):
-    """A writable mapping of the channel's header and places, as a hostile process would hold it."""
+    """A writable mapping of the channel's file, as a hostile process would hold it."""
     fd = os.open(f"/dev/shm/cywhip.{channel}", os.O_RDWR)
     try:
-        return mmap.mmap(fd, 8192)
+        return mmap.mmap(fd, 0)
     finally:
         os.close(fd)
 
@@ -556,6 +556,33 @@ def test_a_member_leaves_by_the_tag_it_joined_with(channel):
         info = next(c for c in cywhip.channels() if c.name == channel)
         assert [row.name for row in info.groups] == ["k"] and info.receivers[1].pid == 0
         assert tx.try_send(g.payload(2, LENGTH))
+
+
+def test_a_removal_refused_for_a_live_member_keeps_every_claim_of_the_group(channel):
+    # More than 64 places hold claims of dead members of group "a", and its last place a live
+    # member: remove_group() refuses, and drops none of the claims (the dead members' messages
+    # still go to the group).
+    members, receivers = 68, 70
+    kw = dict(receivers=receivers, capacity=256)
+    with _tx(channel, **kw) as tx, _rx(channel, "keep", **kw):
+        group = [_rx(channel, "a", **kw) for _ in range(members)]
+        _send(tx, 0, 2 * members)
+        live = group.pop()
+        for rx in group:
+            rx.close()
+        with _file(channel) as mm:
+            lay = layout()
+            epoch = struct.unpack_from("<Q", mm, _group_word(receivers, 1, "group_epoch"))[0]
+            places = [lay["places"] + (1 + q) * lay["place_bytes"] for q in range(1, members)]
+            for q, place in enumerate(places, 1):
+                # What a member that died holding message q leaves in its place.
+                struct.pack_into("<QQQ", mm, place + lay["place_group"], epoch << 32 | 2, q + 1, q + 1)
+            with pytest.raises(ChannelBusyError, match=rf"group 'a' has a live member, process {os.getpid()}"):
+                cywhip.remove_group(channel, "a")
+            assert all(struct.unpack_from("<Q", mm, place + lay["place_hold_start"])[0] for place in places)
+        live.close()
+        cywhip.remove_group(channel, "a")
+        assert [row.name for row in next(c for c in cywhip.channels() if c.name == channel).groups] == ["keep"]
 
 
 # ---------------------------------------------------------------- asyncio
