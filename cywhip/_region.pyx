@@ -602,7 +602,7 @@ cdef class Region:
                 self.unmap()
                 raise _os_error(rc, f"cannot lock channel {self.name!r}", self.path)
             # Ours.  A claim lock this place's dead member held is settled first (L).
-            group_resolve_lock(e, place, q)
+            group_resolve_lock(e, tag, place, q)
             if cw_load_relaxed_u64(&place.group) != tag:
                 cw_store_release_u64(&place.hold_start, 0)
                 cw_store_release_u64(&place.group, tag)

@@ -520,17 +520,18 @@ cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil:
     return <int64_t>(r.capacity - (r.write - m))
 
 
-cdef int group_resolve_lock(cw_group *g, cw_place *q, uint32_t q_index) noexcept nogil:
-    """Step L: the group's claim lock names place q, whose member died; the caller holds q's
-    place lock now.  Decide whether q's claim was handed out (C6 done: it stands) or not
-    (drop it), and free the claim lock."""
+cdef int group_resolve_lock(cw_group *g, uint64_t tag, cw_place *q, uint32_t q_index) noexcept nogil:
+    """Step L: the claim lock of group g (tag: its tag) names place q, whose member died; the
+    caller holds q's place lock now.  Decide whether q's claim was handed out (C6 done: it
+    stands) or not (drop it), and free the claim lock.  A claim q holds for another group
+    is that group's: a lock naming q does not touch it."""
     cdef uint64_t h, e, n
     if cw_load_acquire_u64(&g.lock) != q_index + 1:
         return 0
     h = cw_load_acquire_u64(&q.hold_start)
     e = cw_load_relaxed_u64(&q.hold_end)
     n = cw_load_acquire_u64(&g.next)
-    if h != 0 and n != e:
+    if h != 0 and n != e and cw_load_relaxed_u64(&q.group) == tag:
         # C5 done, C6 not: nothing was handed out.
         cw_store_release_u64(&q.hold_start, 0)
     cw_store_release_u64(&g.lock, 0)
@@ -546,7 +547,7 @@ cdef int _adopt(ring_t *r, uint32_t qi) noexcept nogil:
     cdef uint64_t off = cw_place_offset(r.max_senders + qi)
     if cw_ofd_trylock(r.fd, off) != 0:
         return 0        # alive, or another member is taking it over
-    group_resolve_lock(r.group, q, qi)
+    group_resolve_lock(r.group, r.group_tag, q, qi)
     h = cw_load_acquire_u64(&q.hold_start)
     e = cw_load_relaxed_u64(&q.hold_end)
     if h == 0 or cw_load_relaxed_u64(&q.group) != r.group_tag:

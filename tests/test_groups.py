@@ -585,6 +585,24 @@ def test_a_removal_refused_for_a_live_member_keeps_every_claim_of_the_group(chan
         assert [row.name for row in next(c for c in cywhip.channels() if c.name == channel).groups] == ["keep"]
 
 
+def test_a_claim_lock_naming_another_groups_dead_member_leaves_that_members_claim_alone(channel):
+    with _tx(channel, receivers=3) as tx, _rx(channel, "g", receivers=3) as g:
+        h = _rx(channel, "h", receivers=3)                    # place 1
+        _send(tx, 0, 3)
+        assert _numbers(g.recv_many(10)) == [0, 1, 2]
+        assert _numbers([h.recv()]) == [0]                    # claims 0..2 (its group's only member)
+        h.close()                                             # its claim of 1 and 2 stays in place 1
+        _send(tx, 3, 5)
+        assert _numbers(g.recv_many(10)) == [3, 4]
+        _send(tx, 5, 6)
+        with _file(channel) as mm:
+            # Group g's claim lock rewritten to name place 1, which holds group h's claim.
+            struct.pack_into("<Q", mm, _group_word(3, 0, "group_lock"), 2)
+        assert _numbers(g.recv_many(10, timeout=5)) == [5]
+        with _rx(channel, "h", receivers=3) as again:
+            assert _drain(again, 5) == [1, 2, 3, 4, 5]
+
+
 # ---------------------------------------------------------------- asyncio
 
 
