@@ -504,6 +504,48 @@ def test_a_sender_returns_by_its_deadline_while_a_live_group_creator_holds_the_g
     assert float(took) < 1.5 and float(closed) < 1.5
 
 
+STOPPED_CREATOR_AND_AN_ASYNC_SENDER = textwrap.dedent("""
+    import asyncio, fcntl, mmap, os, struct, sys, time
+    import cywhip.asyncio as aio
+    from cywhip import Receiver
+    name = sys.argv[1]
+    kw = dict(message_length=8, max_queued_messages=2, max_receivers=3)
+
+    def lock(fd, kind):
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhxxxxqqixxxx", kind, os.SEEK_SET, 96, 1, 0))
+
+    async def main():
+        async with aio.Sender(name, **kw) as tx:
+            with Receiver(name, group="a", **kw) as a:
+                await tx.send_many([b"0", b"1"])
+                fd = os.open("/dev/shm/cywhip." + name, os.O_RDWR)
+                mm = mmap.mmap(fd, 4096)
+                # A group creator stopped between its two steps: groups lock held, groups_gen odd.
+                lock(fd, fcntl.F_WRLCK)
+                mm[640:648] = (int.from_bytes(mm[640:648], "little") | 1).to_bytes(8, "little")
+                send = asyncio.ensure_future(tx.send(b"2"))
+                await asyncio.sleep(0.1)
+                assert a.recv_many(10) == [b"0", b"1"] and not send.done()
+                await asyncio.sleep(0.1)
+                assert not send.done()          # the creator still holds its lock
+                lock(fd, fcntl.F_UNLCK)         # and dies; the next join finishes its work
+                started = time.monotonic()
+                Receiver(name, group="b", **kw).close()
+                await asyncio.wait_for(send, 5)
+                print(round(time.monotonic() - started, 3), flush=True)
+
+    asyncio.run(main())
+""")
+
+
+@pytest.mark.timeout(60)
+def test_an_async_sender_asleep_while_a_group_creator_is_stopped_goes_on_after_the_next_join(channel, peers):
+    proc = peers.start(channel, script=STOPPED_CREATOR_AND_AN_ASYNC_SENDER)
+    rc, out, err = peers.finish(proc, timeout=30)
+    assert rc == 0, err[-2000:]
+    assert float(out) < 1.0
+
+
 def test_impossible_group_positions_make_depth_corrupt(channel):
     with _tx(channel, receivers=2, capacity=4) as tx, _rx(channel, "a", receivers=2, capacity=4) as a:
         _send(tx, 0, 4)
