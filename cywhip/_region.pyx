@@ -23,8 +23,9 @@ from posix.unistd cimport close as c_close, unlink as c_unlink, link as c_link, 
 from cywhip.includes.c_atomics cimport (
     cw_store_relaxed_i64, cw_load_relaxed_i64, cw_fetch_add_relaxed_u64,
     cw_load_acquire_u64, cw_load_relaxed_u64, cw_store_release_u64, cw_store_relaxed_u64,
-    cw_load_acquire_u32, cw_store_release_u32, cw_fence_seq_cst,
+    cw_load_acquire_u32, cw_store_release_u32, cw_fence_seq_cst, cw_load_relaxed_u32, cw_exchange_u32,
 )
+from cywhip.includes.c_futex cimport cw_futex_wake
 from cywhip.includes.c_layout cimport (
     cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION,
     CW_SLOT_HEADER_SIZE, CW_SLOT_ALIGN, CW_MAX_MESSAGE_LENGTH,
@@ -505,6 +506,7 @@ cdef class Region:
         if gen & 1:
             # A creator died between its two steps of the sequence lock.
             cw_store_release_u64(&self.hdr.groups_gen, gen + 1)
+            _wake_senders(self.hdr)
         try:
             if not self._still_named():
                 self.unmap()
@@ -569,6 +571,7 @@ cdef class Region:
         cw_store_release_u32(&e.flags, CW_GROUP_IN_USE | (CW_GROUP_DURABLE if self.durable else 0))
         cw_fence_seq_cst()
         cw_store_release_u64(&h.groups_gen, gen + 2)
+        _wake_senders(h)
         self.group_index = free_entry
         return free_entry
 
@@ -602,7 +605,7 @@ cdef class Region:
                 self.unmap()
                 raise _os_error(rc, f"cannot lock channel {self.name!r}", self.path)
             # Ours.  A claim lock this place's dead member held is settled first (L).
-            group_resolve_lock(e, place, q)
+            group_resolve_lock(e, tag, place, q)
             if cw_load_relaxed_u64(&place.group) != tag:
                 cw_store_release_u64(&place.hold_start, 0)
                 cw_store_release_u64(&place.group, tag)
@@ -709,6 +712,14 @@ cdef int unlend_pages(void *mapping, size_t mapping_size) noexcept:
         munmap(mapping, mapping_size)
         return -1
     return 0
+
+
+cdef inline void _wake_senders(cw_header *h) noexcept:
+    """Wake senders asleep while groups_gen was odd: a sender that found a live creator at work
+    took the ring as full, and nothing else may wake it (the handshake of receive step 5)."""
+    cw_fence_seq_cst()
+    if cw_load_relaxed_u32(&h.sender_waiting) and cw_exchange_u32(&h.sender_waiting, 0):
+        cw_futex_wake(&h.sender_waiting, 1 << 30)
 
 
 cdef inline cw_group *_group_entry(cw_header *h, uint32_t max_senders, uint32_t max_receivers, uint32_t g) noexcept:

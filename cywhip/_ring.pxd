@@ -110,7 +110,7 @@ cdef uint64_t groups_min(cw_header *hdr, char *rplaces, char *gtable, uint32_t m
 cdef uint64_t group_position(char *rplaces, uint32_t max_receivers, cw_group *g, uint64_t tag) noexcept nogil
 cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max_receivers,
                       uint32_t gi, uint64_t tag, int own_place, int64_t *live_pid) noexcept nogil
-cdef int group_resolve_lock(cw_group *g, cw_place *q, uint32_t q_index) noexcept nogil
+cdef int group_resolve_lock(cw_group *g, uint64_t tag, cw_place *q, uint32_t q_index) noexcept nogil
 
 
 # ---------------------------------------------------------------- sender side

@@ -539,17 +539,18 @@ cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil:
     return <int64_t>(r.capacity - (r.write - m))
 
 
-cdef int group_resolve_lock(cw_group *g, cw_place *q, uint32_t q_index) noexcept nogil:
-    """Step L: the group's claim lock names place q, whose member died; the caller holds q's
-    place lock now.  Decide whether q's claim was handed out (C6 done: it stands) or not
-    (drop it), and free the claim lock."""
+cdef int group_resolve_lock(cw_group *g, uint64_t tag, cw_place *q, uint32_t q_index) noexcept nogil:
+    """Step L: the claim lock of group g (tag: its tag) names place q, whose member died; the
+    caller holds q's place lock now.  Decide whether q's claim was handed out (C6 done: it
+    stands) or not (drop it), and free the claim lock.  A claim q holds for another group
+    is that group's: a lock naming q does not touch it."""
     cdef uint64_t h, e, n
     if cw_load_acquire_u64(&g.lock) != q_index + 1:
         return 0
     h = cw_load_acquire_u64(&q.hold_start)
     e = cw_load_relaxed_u64(&q.hold_end)
     n = cw_load_acquire_u64(&g.next)
-    if h != 0 and n != e:
+    if h != 0 and n != e and cw_load_relaxed_u64(&q.group) == tag:
         # C5 done, C6 not: nothing was handed out.
         cw_store_release_u64(&q.hold_start, 0)
     cw_store_release_u64(&g.lock, 0)
@@ -565,7 +566,7 @@ cdef int _adopt(ring_t *r, uint32_t qi) noexcept nogil:
     cdef uint64_t off = cw_place_offset(r.max_senders + qi)
     if cw_ofd_trylock(r.fd, off) != 0:
         return 0        # alive, or another member is taking it over
-    group_resolve_lock(r.group, q, qi)
+    group_resolve_lock(r.group, r.group_tag, q, qi)
     h = cw_load_acquire_u64(&q.hold_start)
     e = cw_load_relaxed_u64(&q.hold_end)
     if h == 0 or cw_load_relaxed_u64(&q.group) != r.group_tag:
@@ -791,39 +792,34 @@ cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max
     cdef uint32_t q, g
     cdef cw_place *p
     cdef bint others = False
-    cdef uint64_t taken[64]
-    cdef int ntaken = 0, i
+    cdef uint64_t off
+    # R1: a member of it alive holds its place's lock.  Members join only under the groups
+    # lock, which the caller holds, so once every place of the group was found free, none
+    # of them is taken by a member of it until the group is gone.
     for q in range(max_receivers):
         p = _rplace(rplaces, q)
         if <int>q == own_place or cw_load_relaxed_u64(&p.group) != tag:
             continue
-        if cw_ofd_trylock(fd, cw_place_offset(max_senders + q)) != 0:
+        if cw_ofd_is_locked(fd, cw_place_offset(max_senders + q)) != 0:
             live_pid[0] = cw_load_relaxed_u64(<uint64_t *>&p.pid)
-            for i in range(ntaken):
-                cw_ofd_unlock(fd, cw_place_offset(max_senders + taken[i]))
             return 1
-        if ntaken == 64:
-            # Clean the places taken so far, and go on with room for more.
-            for i in range(ntaken):
-                p = _rplace(rplaces, <uint32_t>taken[i])
-                if cw_load_relaxed_u64(&p.group) == tag:
-                    cw_store_release_u64(&p.hold_start, 0)
-                    cw_store_release_u64(&p.group, 0)
-                cw_ofd_unlock(fd, cw_place_offset(max_senders + taken[i]))
-            ntaken = 0
-        taken[ntaken] = q
-        ntaken += 1
     for g in range(max_receivers):
         if g != gi and cw_load_acquire_u32(&_gentry(gtable, g).flags) & CW_GROUP_IN_USE:
             others = True
     if not others:
         # R2: the last group: later groups start where it had got to.
         cw_store_release_u64(&hdr.read_cursor, pos)
-    for i in range(ntaken):
-        p = _rplace(rplaces, <uint32_t>taken[i])
+    for q in range(max_receivers):
+        p = _rplace(rplaces, q)
+        if <int>q == own_place or cw_load_relaxed_u64(&p.group) != tag:
+            continue
+        # Clear the claims its members left, each under its place's lock.
+        off = cw_place_offset(max_senders + q)
+        if cw_ofd_trylock(fd, off) != 0:
+            continue
         cw_store_release_u64(&p.hold_start, 0)
         cw_store_release_u64(&p.group, 0)
-        cw_ofd_unlock(fd, cw_place_offset(max_senders + taken[i]))
+        cw_ofd_unlock(fd, off)
     if own_place >= 0:
         p = _rplace(rplaces, <uint32_t>own_place)
         cw_store_release_u64(&p.hold_start, 0)

@@ -471,10 +471,10 @@ def test_a_sender_killed_mid_send_is_stepped_over_by_every_group_alike(channel, 
 
 
 def _file(channel):
-    """A writable mapping of the channel's header and places, as a hostile process would hold it."""
+    """A writable mapping of the channel's file, as a hostile process would hold it."""
     fd = os.open(f"/dev/shm/cywhip.{channel}", os.O_RDWR)
     try:
-        return mmap.mmap(fd, 8192)
+        return mmap.mmap(fd, 0)
     finally:
         os.close(fd)
 
@@ -574,6 +574,48 @@ def test_a_sender_returns_by_its_deadline_while_a_live_group_creator_holds_the_g
     assert float(took) < 1.5 and float(closed) < 1.5
 
 
+STOPPED_CREATOR_AND_AN_ASYNC_SENDER = textwrap.dedent("""
+    import asyncio, fcntl, mmap, os, struct, sys, time
+    import cywhip.asyncio as aio
+    from cywhip import Receiver
+    name = sys.argv[1]
+    kw = dict(message_length=8, max_queued_messages=2, max_receivers=3)
+
+    def lock(fd, kind):
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhxxxxqqixxxx", kind, os.SEEK_SET, 96, 1, 0))
+
+    async def main():
+        async with aio.Sender(name, **kw) as tx:
+            with Receiver(name, group="a", **kw) as a:
+                await tx.send_many([b"0", b"1"])
+                fd = os.open("/dev/shm/cywhip." + name, os.O_RDWR)
+                mm = mmap.mmap(fd, 4096)
+                # A group creator stopped between its two steps: groups lock held, groups_gen odd.
+                lock(fd, fcntl.F_WRLCK)
+                mm[640:648] = (int.from_bytes(mm[640:648], "little") | 1).to_bytes(8, "little")
+                send = asyncio.ensure_future(tx.send(b"2"))
+                await asyncio.sleep(0.1)
+                assert a.recv_many(10) == [b"0", b"1"] and not send.done()
+                await asyncio.sleep(0.1)
+                assert not send.done()          # the creator still holds its lock
+                lock(fd, fcntl.F_UNLCK)         # and dies; the next join finishes its work
+                started = time.monotonic()
+                Receiver(name, group="b", **kw).close()
+                await asyncio.wait_for(send, 5)
+                print(round(time.monotonic() - started, 3), flush=True)
+
+    asyncio.run(main())
+""")
+
+
+@pytest.mark.timeout(60)
+def test_an_async_sender_asleep_while_a_group_creator_is_stopped_goes_on_after_the_next_join(channel, peers):
+    proc = peers.start(channel, script=STOPPED_CREATOR_AND_AN_ASYNC_SENDER)
+    rc, out, err = peers.finish(proc, timeout=30)
+    assert rc == 0, err[-2000:]
+    assert float(out) < 1.0
+
+
 def test_impossible_group_positions_make_depth_corrupt(channel):
     with _tx(channel, receivers=2, capacity=4) as tx, _rx(channel, "a", receivers=2, capacity=4) as a:
         _send(tx, 0, 4)
@@ -626,6 +668,51 @@ def test_a_member_leaves_by_the_tag_it_joined_with(channel):
         info = next(c for c in cywhip.channels() if c.name == channel)
         assert [row.name for row in info.groups] == ["k"] and info.receivers[1].pid == 0
         assert tx.try_send(g.payload(2, LENGTH))
+
+
+def test_a_removal_refused_for_a_live_member_keeps_every_claim_of_the_group(channel):
+    # More than 64 places hold claims of dead members of group "a", and its last place a live
+    # member: remove_group() refuses, and drops none of the claims (the dead members' messages
+    # still go to the group).
+    members, receivers = 68, 70
+    kw = dict(receivers=receivers, capacity=256)
+    with _tx(channel, **kw) as tx, _rx(channel, "keep", **kw):
+        group = [_rx(channel, "a", **kw) for _ in range(members)]
+        _send(tx, 0, 2 * members)
+        live = group.pop()
+        for rx in group:
+            rx.close()
+        with _file(channel) as mm:
+            lay = layout()
+            epoch = struct.unpack_from("<Q", mm, _group_word(receivers, 1, "group_epoch"))[0]
+            places = [lay["places"] + (1 + q) * lay["place_bytes"] for q in range(1, members)]
+            for q, place in enumerate(places, 1):
+                # What a member that died holding message q leaves in its place.
+                struct.pack_into("<QQQ", mm, place + lay["place_group"], epoch << 32 | 2, q + 1, q + 1)
+            with pytest.raises(ChannelBusyError, match=rf"group 'a' has a live member, process {os.getpid()}"):
+                cywhip.remove_group(channel, "a")
+            assert all(struct.unpack_from("<Q", mm, place + lay["place_hold_start"])[0] for place in places)
+        live.close()
+        cywhip.remove_group(channel, "a")
+        assert [row.name for row in next(c for c in cywhip.channels() if c.name == channel).groups] == ["keep"]
+
+
+def test_a_claim_lock_naming_another_groups_dead_member_leaves_that_members_claim_alone(channel):
+    with _tx(channel, receivers=3) as tx, _rx(channel, "g", receivers=3) as g:
+        h = _rx(channel, "h", receivers=3)                    # place 1
+        _send(tx, 0, 3)
+        assert _numbers(g.recv_many(10)) == [0, 1, 2]
+        assert _numbers([h.recv()]) == [0]                    # claims 0..2 (its group's only member)
+        h.close()                                             # its claim of 1 and 2 stays in place 1
+        _send(tx, 3, 5)
+        assert _numbers(g.recv_many(10)) == [3, 4]
+        _send(tx, 5, 6)
+        with _file(channel) as mm:
+            # Group g's claim lock rewritten to name place 1, which holds group h's claim.
+            struct.pack_into("<Q", mm, _group_word(3, 0, "group_lock"), 2)
+        assert _numbers(g.recv_many(10, timeout=5)) == [5]
+        with _rx(channel, "h", receivers=3) as again:
+            assert _drain(again, 5) == [1, 2, 3, 4, 5]
 
 
 # ---------------------------------------------------------------- asyncio

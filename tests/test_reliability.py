@@ -63,6 +63,24 @@ def test_corrupting_shared_memory_while_ends_open_send_receive_and_close_never_c
     assert rc == 0
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["cases", "race"])
+def test_corrupting_channels_with_receiver_groups_never_crashes_or_hangs(peers, mode):
+    # Group entries, member places, groups_gen and cursors rewritten between calls (cases) or
+    # while members join, claim, take, leave and remove groups (race, with stopped lock holders).
+    seed = int(time.time()) % 10_000
+    args = ["--cases", 400] if mode == "cases" else ["--race", "--seconds", 6]
+    command = f"python -m cywhip._testing.fuzz {' '.join(map(str, args))} --groups only --seed {seed}"
+    proc = peers.start(script="import sys; from cywhip._testing.fuzz import main; sys.exit(main(sys.argv[1:]))",
+                       *command.split()[3:])
+    rc, out, err = peers.finish(proc, timeout=100)
+    report = json.loads(out)
+    assert report.get("group_cases", report.get("group_rounds")) > 0, (command, report, err[-2000:])
+    assert report["failures"] == [], (f"{command} found {len(report['failures'])} failures; the first: "
+                                      f"{report['failures'][:3]}; stderr: {err[-2000:]}")
+    assert rc == 0
+
+
 HOLD = textwrap.dedent("""
     import sys, threading, cywhip
     kind = getattr(cywhip, sys.argv[2])

@@ -564,7 +564,7 @@ RACE_HANG_SECONDS = 10
 # timeout failed: it overran its deadline.  Generous, for a loaded machine; the mutator's
 # stalls (a lock held with groups_gen odd, as a creator stopped midway) last longer.
 RACE_LATE_SECONDS = 2.0
-RACE_STALL_SECONDS = 4.0
+RACE_STALL_SECONDS = 3.0
 LATE = 5
 # The page a racing victim shares with the runner: four counters, the call under
 # way (so a crash names it), and the detail of a failure.
@@ -609,9 +609,9 @@ def _race_mutator(path, rng, capacity, slot_size, description_length, senders=1,
     members' places and groups_gen rewritten in state phases; and now and then
     the mutator holds a lock as a live end would: the groups lock (half the
     time with groups_gen odd, as a group creator stopped midway) or a member
-    place's (half the time with a group's claim lock naming that place, as a
-    member stopped in its claim), mostly briefly, once in a while for
-    RACE_STALL_SECONDS.
+    place's (mostly with that place a member of a group in use whose claim
+    lock names it, as a member stopped in its claim): briefly, and in some
+    rounds once for RACE_STALL_SECONDS early on.
     """
     lay = _offsets(layout())
     fd = os.open(path, os.O_RDWR)
@@ -661,9 +661,8 @@ def _race_mutator(path, rng, capacity, slot_size, description_length, senders=1,
         if rng.random() < 0.7:
             mm[off:off + size] = old
 
-    def stall():
+    def stall(hold):
         """Hold the groups lock or a member place's lock for a while, as a live end stopped there."""
-        hold = RACE_STALL_SECONDS if rng.random() < 0.03 else rng.choice([0.001, 0.01, 0.05])
         restore = []
         if rng.random() < 0.5:
             byte = lay["groups_lock_byte"]
@@ -674,12 +673,22 @@ def _race_mutator(path, rng, capacity, slot_size, description_length, senders=1,
                 struct.pack_into("<Q", mm, lay["groups_gen"], gen | 1)
                 restore.append((lay["groups_gen"], gen))
         else:
-            q = rng.randrange(receivers)
-            byte = lay["places"] + (senders + q) * lay["place_bytes"]
-            if not _ofd_lock(fd, byte):
+            # A place no end of the victim holds.
+            for q in rng.sample(range(receivers), receivers):
+                byte = lay["places"] + (senders + q) * lay["place_bytes"]
+                if _ofd_lock(fd, byte):
+                    break
+            else:
                 return
-            if rng.random() < 0.5:
-                lock_off = _group_offset(lay, senders, receivers, rng.randrange(receivers)) + lay["group_lock"]
+            if rng.random() < 0.75:
+                # A member of a group in use, stopped in its claim: its place carries the
+                # group's tag (so the group cannot be removed) and the claim lock names it.
+                entries = [(g, _group_offset(lay, senders, receivers, g)) for g in range(receivers)]
+                g, entry = rng.choice([e for e in entries if _word(mm, e[1] + lay["group_flags"], 4) & 1]
+                                      or entries)
+                tag = (_word(mm, entry + lay["group_epoch"], 8) << 32 | (g + 1)) & ((1 << 64) - 1)
+                struct.pack_into("<Q", mm, byte + lay["place_group"], tag)
+                lock_off = entry + lay["group_lock"]
                 restore.append((lock_off, struct.unpack_from("<Q", mm, lock_off)[0]))
                 struct.pack_into("<Q", mm, lock_off, q + 1)
         time.sleep(hold)
@@ -688,7 +697,19 @@ def _race_mutator(path, rng, capacity, slot_size, description_length, senders=1,
         _ofd_lock(fd, byte, lock=False)
 
     geometry_share = rng.choice([0.2, 0.5, 0.8])
+    if group_words:
+        # Opens refused by a flipped geometry leave fewer members at work.
+        geometry_share = rng.choice([0.1, 0.3, 0.5])
     rest = rng.choice([0, 0, 0, 0.0001, 0.001])
+    if group_words:
+        # Groups are a state the ends build up: corruption written too fast leaves nothing
+        # sound enough to race (every open refused).
+        rest = rng.choice([0, 0.0001, 0.001, 0.005])
+        if rng.random() < 0.3:
+            # A long stall early in the round, on a channel not yet corrupted, while the victim
+            # is at work: then the rest of the round as any other.
+            time.sleep(rng.uniform(0.01, 0.15))
+            stall(RACE_STALL_SECONDS)
     while True:
         if os.getppid() != parent:
             os._exit(0)
@@ -717,7 +738,7 @@ def _race_mutator(path, rng, capacity, slot_size, description_length, senders=1,
                     time.sleep(hold)
                     mm[off:off + size] = good
         elif group_words and rng.random() < 0.05:
-            stall()
+            stall(rng.choice([0.001, 0.01, 0.05]))
         else:
             while time.monotonic() < phase_end:
                 if group_words and rng.random() < 0.5:
