@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Waiting on a ring, and a single-process model of it for tests."""
-from libc.errno cimport ETIMEDOUT
+from libc.errno cimport ETIMEDOUT, EINTR
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
@@ -189,7 +189,9 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
     n = _ready(r, sending)
     if n != 0:
         return WAIT_READY if n > 0 else WAIT_CORRUPT
-    return WAIT_AGAIN
+    # A signal handled by this thread while it slept: its caller checks signals now
+    # (the Cython API returns INTERRUPTED), not at the end of a slice.
+    return WAIT_INTERRUPTED if rc == EINTR else WAIT_AGAIN
 
 
 # ------------------------------------------------------ many senders: receiving
