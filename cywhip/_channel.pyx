@@ -26,13 +26,13 @@ from cywhip._codec cimport Codec
 from cywhip._end cimport _End, _enter, _leave, _closing, deadline_ns, check_count, WAITED_AGAIN
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER, unlend_pages
 from cywhip._ring cimport (
-    ring_wait, ring_claim, ring_write_slot, ring_commit, ring_commit_void, ring_publish, ring_published,
+    ring_claim, ring_write_slot, ring_commit, ring_commit_void, ring_publish, ring_published,
     ring_write_records_many, ring_claim_intent, ring_claim_cas, ring_commit_length, ring_commit_seq,
     ring_commit_clear, ring_unclaimed,
     ring_available, ring_read_length, ring_read_slot, ring_consume, ring_rewind, ring_release,
     ring_write_records, ring_read_records, ring_lend_run, ring_read_offset, ring_consume_run,
     ring_t, ring_taken, ring_interrupt, WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
-    ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek, ring_recv_done, ring_recv_records,
+    SLEEP_SLICE_NS, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek, ring_recv_done, ring_recv_records,
 )
 
 from cywhip.errors import ChannelClosedError, ChannelCorruptError, ReceiveTimeout, SendTimeout
@@ -95,7 +95,7 @@ cdef class Sender(_End):
         cdef int st, outcome
         while True:
             with nogil:
-                st = ring_send_wait(&self.ring, deadline, &free)
+                st = ring_send_wait(&self.ring, deadline, SLEEP_SLICE_NS, &free)
             outcome = self._waited(st)
             if outcome == 1:
                 return free
@@ -193,7 +193,8 @@ cdef class Sender(_End):
                 deadline = deadline_ns(timeout)
                 while i < n:
                     with nogil:
-                        st = ring_send_records(&self.ring, base, stride, n, size, chunk, deadline, &i)
+                        st = ring_send_records(&self.ring, base, stride, n, size, chunk, deadline,
+                                               SLEEP_SLICE_NS, &i)
                     if i < n and self._waited(st) == 0:
                         raise SendTimeout(f"channel {self.name!r} stayed full for {timeout} s; "
                                           f"{i} of {n} records were sent", sent=i)
@@ -345,7 +346,7 @@ cdef class Receiver(_End):
         deadline = deadline_ns(timeout)
         while True:
             with nogil:
-                st = ring_recv_wait(&self.ring, deadline, &avail)
+                st = ring_recv_wait(&self.ring, deadline, SLEEP_SLICE_NS, &avail)
             outcome = self._waited(st)
             if outcome == 1:
                 return avail

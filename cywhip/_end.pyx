@@ -22,7 +22,7 @@ from cywhip.includes.c_layout cimport CW_MAX_PLACES
 from cywhip.includes.c_guard cimport cw_guard_holder
 from cywhip._ring cimport (
     ring_attach, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now, ring_refresh_free,
-    monotonic_ns,
+    monotonic_ns, SLEEP_SLICE_NS,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
 )
 
@@ -210,7 +210,7 @@ cdef class _End:
         cdef bint sending = self.sending
         while True:
             with nogil:
-                st = ring_wait(&self.ring, sending, deadline)
+                st = ring_wait(&self.ring, sending, deadline, SLEEP_SLICE_NS)
             outcome = self._waited(st)
             if outcome != WAITED_AGAIN:
                 return outcome

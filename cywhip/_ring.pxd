@@ -22,12 +22,18 @@ from cywhip.includes.c_atomics cimport (
 from cywhip.includes.c_futex cimport cw_futex_wake
 from cywhip.includes.c_layout cimport cw_header, cw_slot_header, cw_many_slot_header, CW_VOID_LENGTH
 
+# How long the Python ends sleep at most before ring_wait() returns WAIT_AGAIN,
+# so that a blocked call in the main thread runs signal handlers (Ctrl-C)
+# within this time even when the signal was delivered to another thread.
+cdef enum:
+    SLEEP_SLICE_NS = 100_000_000
+
 # Results of ring_wait().
 cdef enum:
     WAIT_READY = 1      # the condition holds: free slots (sender) or messages (receiver)
     WAIT_TIMEOUT = 0    # the deadline passed
     WAIT_CORRUPT = -1   # a cursor read from shared memory is impossible
-    WAIT_AGAIN = -2     # slept one slice: check signals, call again
+    WAIT_AGAIN = -2     # slept a slice (or a wake-up found nothing): check signals, call again
     WAIT_STOPPED = -3   # ring.stop was set by close()
     WAIT_INTERRUPTED = -4   # a signal interrupted the sleep (futex wait returned EINTR): check signals, call again
 
@@ -70,7 +76,7 @@ cdef struct ring_t:
 cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t capacity,
                      uint64_t message_length, int64_t spin_ns, uint32_t max_senders,
                      int fd, uint64_t *intent) noexcept nogil
-cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil
+cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_ns) noexcept nogil
 cdef int64_t ring_scan(ring_t *r) noexcept nogil
 cdef int ring_resolve_hole(ring_t *r) noexcept nogil
 cdef int64_t ring_available_now(ring_t *r) noexcept nogil
@@ -434,9 +440,10 @@ cdef inline Py_ssize_t ring_write_records_many(ring_t *r, const char *src, Py_ss
 # (the values read are in r.bad_*), WAIT_STOPPED (close() from another
 # thread), WAIT_AGAIN (a slice of sleep ended) or WAIT_INTERRUPTED (a signal
 # interrupted the sleep); after the last two the caller checks signals as it
-# can and calls again.
+# can and calls again.  slice_ns is ring_wait()'s: SLEEP_SLICE_NS for the
+# Python ends, 0 (sleep until woken or the deadline) for the Cython API.
 
-cdef inline int ring_send_wait(ring_t *r, int64_t deadline_ns, int64_t *free) noexcept nogil:
+cdef inline int ring_send_wait(ring_t *r, int64_t deadline_ns, int64_t slice_ns, int64_t *free) noexcept nogil:
     """Until this sender may fill the slot at its write cursor: WAIT_READY with free[0] the
     slots ring_claim() gave (many senders: 1, claimed; fill and commit it), or why not."""
     cdef int64_t n
@@ -448,14 +455,14 @@ cdef inline int ring_send_wait(ring_t *r, int64_t deadline_ns, int64_t *free) no
             return WAIT_READY
         if n < 0:
             return WAIT_CORRUPT
-        st = ring_wait(r, True, deadline_ns)
+        st = ring_wait(r, True, deadline_ns, slice_ns)
         if st != WAIT_READY:
             return st
 
 
 cdef inline int ring_send_records(ring_t *r, const char *src, Py_ssize_t stride, Py_ssize_t count,
                                   uint32_t size, Py_ssize_t chunk, int64_t deadline_ns,
-                                  Py_ssize_t *done) noexcept nogil:
+                                  int64_t slice_ns, Py_ssize_t *done) noexcept nogil:
     """Send records done[0] .. count - 1, each size bytes taken every stride bytes from src;
     publish (and wake the receiver) at least every chunk records.  done[0] counts the records
     sent.  WAIT_READY once all are, else why it stopped (WAIT_STOPPED also when close() came
@@ -477,7 +484,7 @@ cdef inline int ring_send_records(ring_t *r, const char *src, Py_ssize_t stride,
                 st = WAIT_CORRUPT
                 break
             if claimed == 0:
-                st = ring_wait(r, True, deadline_ns)
+                st = ring_wait(r, True, deadline_ns, slice_ns)
                 if st != WAIT_READY:
                     break
             continue
@@ -486,7 +493,7 @@ cdef inline int ring_send_records(ring_t *r, const char *src, Py_ssize_t stride,
             st = WAIT_CORRUPT
             break
         if free == 0:
-            st = ring_wait(r, True, deadline_ns)
+            st = ring_wait(r, True, deadline_ns, slice_ns)
             if st != WAIT_READY:
                 break
             continue
@@ -502,7 +509,7 @@ cdef inline int ring_send_records(ring_t *r, const char *src, Py_ssize_t stride,
     return st
 
 
-cdef inline int ring_recv_wait(ring_t *r, int64_t deadline_ns, int64_t *avail) noexcept nogil:
+cdef inline int ring_recv_wait(ring_t *r, int64_t deadline_ns, int64_t slice_ns, int64_t *avail) noexcept nogil:
     """Until a message is first in line: WAIT_READY with avail[0] messages waiting, or why not."""
     cdef int64_t n
     cdef int st
@@ -513,7 +520,7 @@ cdef inline int ring_recv_wait(ring_t *r, int64_t deadline_ns, int64_t *avail) n
             return WAIT_READY
         if n < 0:
             return WAIT_CORRUPT
-        st = ring_wait(r, False, deadline_ns)
+        st = ring_wait(r, False, deadline_ns, slice_ns)
         if st != WAIT_READY:
             return st
 

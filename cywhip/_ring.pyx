@@ -17,14 +17,12 @@ from cywhip.includes.c_layout cimport (
 )
 from cywhip.includes.c_ofd_lock cimport cw_ofd_is_locked
 
-# A sleep lasts at most this long before ring_wait() returns WAIT_AGAIN, so
-# that a blocked call in the main thread notices Ctrl-C within this time
-# even when the signal was delivered to another thread.
 # A receiver waiting at a hole (a slot claimed by a live sender, not yet
 # published) sleeps at most HOLE_SLICE_NS before it tests the claimer's lock
-# again: the claimer's publish wakes it at once, its death cannot.
+# again: the claimer's publish wakes it at once, its death cannot.  (How long
+# other sleeps last is the caller's: SLEEP_SLICE_NS in _ring.pxd for the
+# Python ends, none for the Cython API.)
 cdef enum:
-    SLEEP_SLICE_NS = 100_000_000
     HOLE_SLICE_NS = 1_000_000
 
 
@@ -118,19 +116,21 @@ cdef inline int64_t _ready(ring_t *r, bint sending) noexcept nogil:
     return ring_available(r)
 
 
-cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
+cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_ns) noexcept nogil:
     """Wait for free slots (sending) or messages (not sending).
 
-    Spins for r.spin_ns, then sleeps on this end's waiting word for at most
-    one slice.  deadline_ns < 0 means no deadline.  A receiver of many
-    senders that finds a hole after spinning resolves it (ring_resolve_hole):
-    steps over it if its claimer is dead, else sleeps one short slice.
+    Spins for r.spin_ns, then sleeps on this end's waiting word until woken,
+    until the deadline (deadline_ns < 0: none) or, if slice_ns > 0, for at
+    most slice_ns.  A receiver of many senders that finds a hole after
+    spinning resolves it (ring_resolve_hole): steps over it if its claimer is
+    dead, else sleeps at most HOLE_SLICE_NS.
     """
     cdef uint32_t *word = &r.hdr.sender_waiting if sending else &r.hdr.receiver_waiting
     # Many senders share sender_waiting: a sender never clears it (it would
     # hide another sender's sleep); the receiver clears it and wakes them all.
     cdef bint shared_word = sending and r.many
     cdef int64_t n, now, remaining
+    cdef const timespec *timeout
     cdef int64_t spin_end
     cdef unsigned int i = 0
     cdef timespec ts
@@ -170,18 +170,23 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
         if r.stop:
             return WAIT_STOPPED
         return WAIT_READY if n > 0 else WAIT_CORRUPT
-    remaining = HOLE_SLICE_NS if (not sending and r.hole) else SLEEP_SLICE_NS
+    # remaining < 0: no limit.
+    remaining = HOLE_SLICE_NS if (not sending and r.hole) else (slice_ns if slice_ns > 0 else -1)
     if deadline_ns >= 0:
         now = monotonic_ns()
         if now >= deadline_ns:
             if not shared_word:
                 cw_store_relaxed_u32(word, 0)
             return WAIT_TIMEOUT
-        if deadline_ns - now < remaining:
+        if remaining < 0 or deadline_ns - now < remaining:
             remaining = deadline_ns - now
-    ts.tv_sec = remaining // 1_000_000_000
-    ts.tv_nsec = remaining % 1_000_000_000
-    rc = cw_futex_wait(word, 1, &ts)
+    timeout = &ts
+    if remaining < 0:
+        timeout = NULL
+    else:
+        ts.tv_sec = remaining // 1_000_000_000
+        ts.tv_nsec = remaining % 1_000_000_000
+    rc = cw_futex_wait(word, 1, timeout)
     if not shared_word:
         cw_store_relaxed_u32(word, 0)
     if r.stop:
