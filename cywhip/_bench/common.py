@@ -62,6 +62,10 @@ class _Shm:
 # ----------------------------------------------------------------- running
 
 
+class Hung(RuntimeError):
+    """A run with a process still running at its deadline (it was killed)."""
+
+
 def run_pair(worker, params, shared=None, timeout=300, producers=1):
     """Run worker as consumer and producer(s) in spawned processes; return the consumer's or
     producer's result (whichever reports).  With several producers each sends params["count"]
@@ -79,7 +83,10 @@ def run_pair(worker, params, shared=None, timeout=300, producers=1):
         deadline = time.monotonic() + timeout
         for proc in procs:
             proc.join(max(0.1, deadline - time.monotonic()))
-        if any(proc.is_alive() for proc in procs) or any(proc.exitcode for proc in procs):
+        if any(proc.is_alive() for proc in procs):
+            raise Hung(f"{worker.__name__} still running after {timeout} s: exit codes "
+                       f"{[proc.exitcode for proc in procs]}")
+        if any(proc.exitcode for proc in procs):
             raise RuntimeError(f"{worker.__name__} failed: exit codes {[proc.exitcode for proc in procs]}")
         if results.empty():
             raise RuntimeError(f"{worker.__name__} reported nothing")
