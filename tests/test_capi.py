@@ -352,6 +352,39 @@ def test_many_senders_in_threads_each_keep_their_order_into_one_receiver(built, 
     assert [v - (1 << 40) for v in values if v >= 1 << 40] == list(range(n))
 
 
+@pytest.mark.timeout(60)
+def test_a_producer_killed_mid_stream_leaves_a_whole_ordered_prefix(built, peers, channel):
+    shim = built.shim
+    with Receiver(channel, message_length=16, max_queued_messages=4096) as rx:
+        sender = peers.start(channel, 100_000_000, "one", script=PRODUCER, cwd=built.example)
+        wait_until(lambda: rx.depth > 0, timeout=30)
+        time.sleep(0.2)
+        sender.kill()
+        sender.wait()
+        seq = 0
+        while True:
+            st, n, data = shim.recv(rx, 16, 200_000_000)
+            if st != "OK":
+                break
+            assert n == 16 and struct.unpack("<qd", data) == (seq, 100.0 + 0.25 * (seq % 1000))
+            seq += 1
+        assert st == "TIMEOUT" and seq > 0
+
+
+def test_in_a_forked_child_the_handles_of_inherited_ends_say_closed(built, channel):
+    shim = built.shim
+    with Sender(channel, message_length=8) as tx, Receiver(channel, message_length=8) as rx:
+        tx_h, rx_h = shim.handle_address(tx), shim.handle_address(rx)
+        pid = os.fork()
+        if pid == 0:
+            ok = shim.try_send(tx_h, b"child") == "CLOSED" and shim.try_recv(rx_h, 8)[0] == "CLOSED"
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert shim.try_send(tx_h, b"parent") == "OK"
+        assert rx.recv(timeout=1) == b"parent"
+
+
 # ------------------------------------------------------------------- threads, closing, signals
 
 @pytest.mark.parametrize("side", ["recv", "send"])
