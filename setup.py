@@ -24,7 +24,8 @@ def ext(name):
     return Extension(
         f"cywhip.{name}",
         [f"cywhip/{name}.pyx"],
-        include_dirs=["cywhip/includes"],
+        # "." for cywhip/api.h, the public header, included by that name as users' modules do.
+        include_dirs=["cywhip/includes", "."],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         define_macros=macros,
@@ -33,7 +34,8 @@ def ext(name):
 
 setup(
     ext_modules=cythonize(
-        [ext("_region"), ext("_ring"), ext("_codec"), ext("_end"), ext("_channel"), ext("_floor"), ext("_async")],
+        [ext("_region"), ext("_ring"), ext("_codec"), ext("_end"), ext("_channel"), ext("_floor"), ext("_async"),
+         ext("api")],
         compiler_directives=directives,
         include_path=["."],
     ),

@@ -26,7 +26,7 @@ cdef class Receiver(_End):
 
     cdef object _take(self)
     cdef object _take_one(self)
-    cdef int _raise_bad_length(self, int64_t n) except -1
+    cdef int _raise_bad_length(self) except -1
     cdef list _take_list(self, Py_ssize_t k)
     cdef Py_ssize_t _copy_records(self, char *dst, Py_ssize_t stride, Py_ssize_t k) except -1
     cdef int _enter_pull(self) except -1

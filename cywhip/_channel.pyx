@@ -18,20 +18,21 @@ from cpython.pythread cimport PyThread_get_thread_ident
 from posix.mman cimport munmap
 
 from cywhip.includes.c_atomics cimport cw_load_acquire_i32, cw_store_release_i32, cw_load_relaxed_u64
-from cywhip.includes.c_guard cimport cw_guard_give
+from cywhip.includes.c_guard cimport cw_guard_give, CW_GUARD_CALL
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy
 
 from cywhip._codec cimport Codec
-from cywhip._end cimport _End, _enter, _leave, _closing, deadline_ns, check_count
+from cywhip._end cimport _End, _enter, _leave, _closing, deadline_ns, check_count, WAITED_AGAIN
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER, unlend_pages
 from cywhip._ring cimport (
-    ring_wait, ring_claim, ring_write_slot, ring_commit, ring_commit_void, ring_publish, ring_published,
+    ring_claim, ring_write_slot, ring_commit, ring_commit_void, ring_publish, ring_published,
     ring_write_records_many, ring_claim_intent, ring_claim_cas, ring_commit_length, ring_commit_seq,
     ring_commit_clear, ring_unclaimed,
     ring_available, ring_read_length, ring_read_slot, ring_consume, ring_rewind, ring_release,
     ring_write_records, ring_read_records, ring_lend_run, ring_read_offset, ring_consume_run,
     ring_t, ring_taken, ring_interrupt, WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
+    SLEEP_SLICE_NS, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek, ring_recv_done, ring_recv_records,
 )
 
 from cywhip.errors import ChannelClosedError, ChannelCorruptError, ReceiveTimeout, SendTimeout
@@ -90,14 +91,15 @@ cdef class Sender(_End):
     cdef int64_t _claim(self, int64_t deadline, object timeout, object sent) except -1:
         """Wait until there is room (and, with many senders, a slot claimed); return the slots
         ring_claim() gave.  Raise SendTimeout after the deadline."""
-        cdef int64_t n
+        cdef int64_t free = 0
+        cdef int st, outcome
         while True:
-            n = ring_claim(&self.ring)
-            if n > 0:
-                return n
-            if n < 0:
-                self._raise_corrupt()
-            if not self._wait(deadline):
+            with nogil:
+                st = ring_send_wait(&self.ring, deadline, SLEEP_SLICE_NS, &free)
+            outcome = self._waited(st)
+            if outcome == 1:
+                return free
+            if outcome == 0:
                 self._raise_timeout(timeout, sent)
 
     def send(self, msg, timeout=None):
@@ -175,9 +177,8 @@ cdef class Sender(_End):
         whose ``sent`` says how many records went out.
         """
         cdef Py_buffer view
-        cdef Py_ssize_t i = 0, n, k, stride, chunk
-        cdef int64_t free, deadline, claimed = 1
-        cdef bint many = self.ring.many
+        cdef Py_ssize_t i = 0, n, stride, chunk
+        cdef int64_t deadline
         cdef int st = WAIT_READY
         cdef uint32_t size = <uint32_t>self.record_size
         cdef const char *base
@@ -192,51 +193,11 @@ cdef class Sender(_End):
                 deadline = deadline_ns(timeout)
                 while i < n:
                     with nogil:
-                        while i < n:
-                            if self.ring.stop:
-                                st = WAIT_STOPPED
-                                break
-                            if many:
-                                # One claim per record; a wake-up per chunk.
-                                k = ring_write_records_many(&self.ring, base + i * stride, stride,
-                                                            min(n - i, chunk), size, &claimed)
-                                i += k
-                                if k:
-                                    ring_publish(&self.ring)
-                                if claimed < 0:
-                                    st = WAIT_CORRUPT
-                                    break
-                                if claimed == 0:
-                                    st = ring_wait(&self.ring, True, deadline)
-                                    if st != WAIT_READY:
-                                        break
-                                continue
-                            free = ring_claim(&self.ring)
-                            if free < 0:
-                                st = WAIT_CORRUPT
-                                break
-                            if free <= 0:
-                                st = ring_wait(&self.ring, True, deadline)
-                                if st != WAIT_READY:
-                                    break
-                                continue
-                            k = n - i
-                            if k > free:
-                                k = free
-                            if k > chunk:
-                                k = chunk
-                            ring_write_records(&self.ring, base + i * stride, stride, k, size)
-                            ring_publish(&self.ring)
-                            i += k
-                    if i < n:
-                        if st == WAIT_TIMEOUT:
-                            raise SendTimeout(f"channel {self.name!r} stayed full for {timeout} s; "
-                                              f"{i} of {n} records were sent", sent=i)
-                        if st == WAIT_CORRUPT:
-                            self._raise_corrupt()
-                        if st == WAIT_STOPPED:
-                            self._raise_closed()
-                        PyErr_CheckSignals()
+                        st = ring_send_records(&self.ring, base, stride, n, size, chunk, deadline,
+                                               SLEEP_SLICE_NS, &i)
+                    if i < n and self._waited(st) == 0:
+                        raise SendTimeout(f"channel {self.name!r} stayed full for {timeout} s; "
+                                          f"{i} of {n} records were sent", sent=i)
                 return n
             finally:
                 _leave(self)
@@ -291,7 +252,8 @@ cdef class Receiver(_End):
         self._open(name, message_length, max_queued_messages, END_RECEIVER, spin_time, mode, message_type,
                    None, message_deserializer, max_senders, max_receivers, group, durable)
         if on_message is not None or on_batch is not None:
-            self.busy = 1
+            # The delivering thread holds the guard for as long as it runs.
+            self.busy = CW_GUARD_CALL
             self.thread = threading.Thread(target=self._run, name=f"cywhip-receiver-{self.name}",
                                            daemon=True)
             self.thread.start()
@@ -300,28 +262,27 @@ cdef class Receiver(_End):
 
     cdef object _take(self):
         """Build the message at the read cursor (caller saw one available); does not consume it."""
-        cdef int64_t n = ring_read_length(&self.ring)
-        if n < 0 or (self.record_size and n != self.record_size):
-            self._raise_bad_length(n)
+        cdef int64_t n = ring_recv_peek(&self.ring, <uint32_t>self.record_size)
+        if n < 0:
+            self._raise_bad_length()
         return self.codec.decode(ring_read_slot(&self.ring), n)
 
     cdef object _take_one(self):
         """Take the message at the read cursor (caller saw one available) and hand its slot back."""
         msg = self._take()
-        ring_consume(&self.ring)
-        ring_release(&self.ring)
+        ring_recv_done(&self.ring)
         return msg
 
-    cdef int _raise_bad_length(self, int64_t n) except -1:
-        """Raise for the slot at the read cursor: n < 0 (its length, over message_length, is in
-        the ring's bad_length) or a length that is not the channel's record size."""
-        if n < 0:
+    cdef int _raise_bad_length(self) except -1:
+        """Raise for the slot at the read cursor, whose length (in the ring's bad_length) is
+        over message_length or not the channel's record size."""
+        if self.record_size == 0:
             raise ChannelCorruptError(
                 f"channel {self.name!r} is corrupt: the message at cursor {self.ring.read} claims "
                 f"{self.ring.bad_length} bytes, over message_length={self.message_length}")
         raise ChannelCorruptError(
-            f"channel {self.name!r} is corrupt: the message at cursor {self.ring.read} is {n} bytes, "
-            f"but its records are {self.record_size} bytes")
+            f"channel {self.name!r} is corrupt: the message at cursor {self.ring.read} is "
+            f"{self.ring.bad_length} bytes, but its records are {self.record_size} bytes")
 
     cdef list _take_list(self, Py_ssize_t k):
         """Consume k available messages (k >= 1) into a list.
@@ -337,12 +298,12 @@ cdef class Receiver(_End):
         cdef Py_ssize_t i = 0
         cdef int64_t n
         cdef Codec codec = self.codec
-        cdef Py_ssize_t record_size = self.record_size
+        cdef uint32_t record_size = <uint32_t>self.record_size
         try:
             for i in range(k):
-                n = ring_read_length(&self.ring)
-                if n < 0 or (record_size and n != record_size):
-                    self._raise_bad_length(n)
+                n = ring_recv_peek(&self.ring, record_size)
+                if n < 0:
+                    self._raise_bad_length()
                 msg = codec.decode(ring_read_slot(&self.ring), n)
                 Py_INCREF(msg)
                 PyList_SET_ITEM(out, i, msg)
@@ -360,11 +321,9 @@ cdef class Receiver(_End):
         cdef Py_ssize_t got
         cdef uint32_t size = <uint32_t>self.record_size
         with nogil:
-            got = ring_read_records(&self.ring, dst, stride, k, size)
-        if got:
-            ring_release(&self.ring)
-        else:
-            self._raise_bad_length(self.ring.bad_length)
+            got = ring_recv_records(&self.ring, dst, stride, k, size)
+        if not got:
+            self._raise_bad_length()
         return got
 
     # -------------------------------------------------------------- pulling
@@ -379,13 +338,21 @@ cdef class Receiver(_End):
     cdef int64_t _await(self, object timeout) except -1:
         """Wait for at least one message; return how many are waiting."""
         cdef int64_t avail = ring_available(&self.ring)
+        cdef int64_t deadline
+        cdef int st, outcome
         if avail > 0:
             return avail
         if avail < 0:
             self._raise_corrupt()
-        if not self._wait(deadline_ns(timeout)):
-            raise ReceiveTimeout(f"no message arrived on channel {self.name!r} within {timeout} s")
-        return ring_available(&self.ring)
+        deadline = deadline_ns(timeout)
+        while True:
+            with nogil:
+                st = ring_recv_wait(&self.ring, deadline, SLEEP_SLICE_NS, &avail)
+            outcome = self._waited(st)
+            if outcome == 1:
+                return avail
+            if outcome == 0:
+                raise ReceiveTimeout(f"no message arrived on channel {self.name!r} within {timeout} s")
 
     def recv(self, timeout=None):
         """Take the next message; wait for one (raise ReceiveTimeout, a queue.Empty, after timeout seconds)."""
@@ -536,9 +503,9 @@ cdef class Receiver(_End):
             # close() re-raises the error in the caller.
             self.error = exc
         finally:
-            cw_guard_give(&self.busy)
             if _closing(self):
                 self._finish_close()
+            cw_guard_give(&self.busy)
 
     cdef int _deliver_batch(self, int64_t avail) except -1:
         """Build what is waiting into one batch for on_batch; take it once that returns.
@@ -567,7 +534,7 @@ cdef class Receiver(_End):
             if got < k:
                 batch = batch[:got]
                 try:
-                    self._raise_bad_length(self.ring.bad_length)
+                    self._raise_bad_length()
                 except ChannelCorruptError as exc:
                     failure = exc
         else:
@@ -647,9 +614,8 @@ cdef class Receiver(_End):
             ring_interrupt(&self.ring, False)
             if thread is not threading.current_thread():
                 thread.join()
-            if not cw_load_acquire_i32(&self.busy):
-                # The thread has ended (perhaps long ago, on an error).
-                self._finish_close()
+                # The thread has ended (perhaps long ago, on an error): close, unless it did.
+                self._close()
         else:
             self._close()
         err = self.error
@@ -723,11 +689,7 @@ cdef class _Lease:
             # One contiguous run of slots, each length read once and checked.
             k = ring_lend_run(&r.ring, k, <uint32_t>r.record_size, lengths)
             if k == 0:
-                if r.record_size:
-                    r._raise_bad_length(r.ring.bad_length)
-                raise ChannelCorruptError(
-                    f"channel {r.name!r} is corrupt: the message at cursor {r.ring.read} claims "
-                    f"{r.ring.bad_length} bytes, over message_length={r.message_length}")
+                r._raise_bad_length()
             slot_size = r.ring.slot_size
             self.span = (k - 1) * slot_size + r.message_length
             self.base = (<Region>r.region).lend_pages(ring_read_offset(&r.ring), self.span,

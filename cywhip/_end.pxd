@@ -1,13 +1,25 @@
 # cython: language_level=3
 """The lifecycle every kind of end shares: open, claim, one thread at a time, fork, close."""
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t
 from cpython.pythread cimport PyThread_get_thread_ident
 
 from cywhip.includes.c_atomics cimport cw_load_acquire_i32, cw_store_release_i32
-from cywhip.includes.c_guard cimport cw_guard_take, cw_guard_give
+from cywhip.includes.c_guard cimport cw_guard_take, cw_guard_give, CW_GUARD_CALL
 
 from cywhip._codec cimport Codec
 from cywhip._ring cimport ring_t
+
+
+# What a handle of the Cython API (cywhip.api) points at: the C struct behind the opaque
+# cywhip_handle of api.h.  Users' modules see only a pointer, so its layout may change
+# freely.  It lives inside its end (_End.handle) and is filled by cywhip.api.handle().
+cdef struct cw_handle:
+    ring_t *ring
+    int32_t *busy          # the end's one-thread guard
+    int32_t *closing       # the end's request to stop
+    uint32_t sending
+    uint32_t record_size   # typed channels: every message is exactly this long; else 0
+    uint32_t chunk         # send_records publishes (and wakes the receiver) every chunk records
 
 
 cdef class _End:
@@ -16,8 +28,10 @@ cdef class _End:
     cdef object region
     cdef Codec codec
     cdef long owner_pid
-    # The one-thread-at-a-time guard: 1 while a call uses the end (includes/guard.h:
-    # taken so that two threads can never both get it, GIL or not), and which thread.
+    # The one-thread-at-a-time guard (includes/guard.h): CW_GUARD_CALL while a Python call
+    # (or a closing thread) holds it, CW_GUARD_NOGIL while a call of the Cython API does;
+    # taken by compare-and-swap, so two threads never both get it, GIL or not.  busy_thread
+    # is the thread of the Python call that holds it.
     cdef int32_t busy
     cdef unsigned long busy_thread
     cdef bint sending
@@ -32,6 +46,10 @@ cdef class _End:
     cdef readonly Py_ssize_t max_senders
     cdef readonly Py_ssize_t max_receivers
     cdef Py_ssize_t record_size
+    # The Cython API's handle of this end (cywhip.api.handle()); while it is held the
+    # end holds a reference to itself, dropped when it closes.
+    cdef cw_handle handle
+    cdef bint handle_held
     cdef object __weakref__
 
     cdef int _open(self, name, message_length, max_queued_messages, int end, object spin_time,
@@ -42,13 +60,20 @@ cdef class _End:
     cdef int _raise_closed(self) except -1
     cdef int _refuse(self) except -1
     cdef int _wait(self, int64_t deadline) except -1
+    cdef int _waited(self, int st) except -1
     cdef int _ready_now(self) except -1
     cdef int _ready_peek(self) except -1
     cdef int _raise_corrupt(self) except -1
     cdef void _finish_close(self)
+    cdef void _drop_handle_reference(self)
     cdef void _abandon(self)
     cdef int _close(self) except -1
-    cdef int _await_release(self) except -1
+    cdef int _close_when_free(self) except -1
+
+
+# _End._waited(): wait again.
+cdef enum:
+    WAITED_AGAIN = 2
 
 
 cdef int64_t deadline_ns(object timeout) except -2
@@ -62,7 +87,7 @@ cdef inline bint _closing(_End end) noexcept:
 
 cdef inline int _enter(_End end) except -1:
     """Start a call on an end: it must be open, not closing and not in use by another call."""
-    if end.region is None or _closing(end) or not cw_guard_take(&end.busy):
+    if end.region is None or _closing(end) or not cw_guard_take(&end.busy, CW_GUARD_CALL):
         end._refuse()
     end.busy_thread = PyThread_get_thread_ident()
     if end.region is None or _closing(end):
@@ -73,9 +98,10 @@ cdef inline int _enter(_End end) except -1:
 
 
 cdef inline int _leave(_End end) except -1:
-    """End a call; if close() came meanwhile, close now."""
+    """End a call; if close() came meanwhile, close now, before giving the guard back (a
+    call of the Cython API in another thread may take it the moment it is free)."""
     end.ring.want = 1
-    cw_guard_give(&end.busy)
     if _closing(end):
         end._finish_close()
+    cw_guard_give(&end.busy)
     return 0

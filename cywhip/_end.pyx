@@ -12,6 +12,8 @@ import time
 import weakref
 
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.pythread cimport PyThread_get_thread_ident
+from cpython.ref cimport Py_DECREF
 from libc.stdint cimport int64_t, uint64_t
 
 from cywhip._codec cimport choose_codec
@@ -19,9 +21,10 @@ from cywhip._region cimport Region, END_SENDER, END_RECEIVER
 from cywhip.includes.c_layout cimport (
     CW_MAX_PLACES, CW_TOPOLOGY_GROUPS, CW_TOPOLOGY_ONE_TO_ONE, cw_group, cw_group_offset,
 )
+from cywhip.includes.c_guard cimport cw_guard_holder
 from cywhip._ring cimport (
-    ring_attach, ring_attach_groups, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now, ring_refresh_free,
-    monotonic_ns,
+    ring_attach, ring_attach_groups, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now,
+    ring_refresh_free, monotonic_ns, SLEEP_SLICE_NS,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
 )
 
@@ -127,6 +130,7 @@ cdef class _End:
         self.busy_thread = 0
         self.closing = 0
         self.forked = 0
+        self.handle_held = 0
 
     cdef int _open(self, name, message_length, max_queued_messages, int end, object spin_time,
                    object mode, object message_type, object serializer, object deserializer,
@@ -225,21 +229,30 @@ cdef class _End:
 
     cdef int _wait(self, int64_t deadline) except -1:
         """Wait for room (a sender) or a message (a receiver); 1 when ready, 0 on timeout."""
-        cdef int st
+        cdef int st, outcome
         cdef bint sending = self.sending
         while True:
             with nogil:
-                st = ring_wait(&self.ring, sending, deadline)
-            if st == WAIT_READY:
-                return 1
-            if st == WAIT_TIMEOUT:
-                return 0
-            if st == WAIT_CORRUPT:
-                self._raise_corrupt()
-            if st == WAIT_STOPPED:
-                self._raise_closed()
-            # WAIT_AGAIN: a slice of sleep ended or a signal arrived.
-            PyErr_CheckSignals()
+                st = ring_wait(&self.ring, sending, deadline, SLEEP_SLICE_NS)
+            outcome = self._waited(st)
+            if outcome != WAITED_AGAIN:
+                return outcome
+
+    cdef int _waited(self, int st) except -1:
+        """What a wait's result (a WAIT_* of the ring) means for a Python call: 1 ready, 0 timed
+        out, WAITED_AGAIN wait again (after running signal handlers: Ctrl-C raises here).
+        Raises for impossible cursors and for close() from another thread."""
+        if st == WAIT_READY:
+            return 1
+        if st == WAIT_TIMEOUT:
+            return 0
+        if st == WAIT_CORRUPT:
+            self._raise_corrupt()
+        if st == WAIT_STOPPED:
+            self._raise_closed()
+        # WAIT_AGAIN (a slice of sleep ended) or WAIT_INTERRUPTED (a signal arrived).
+        PyErr_CheckSignals()
+        return WAITED_AGAIN
 
     cdef int _ready_now(self) except -1:
         """Whether there is room (a sender: with many senders, a slot claimed for it to fill at
@@ -268,6 +281,8 @@ cdef class _End:
             f"read cursor {read}, max_queued_messages {self.max_queued_messages}")
 
     cdef void _finish_close(self):
+        """Unmap and let go of the channel.  Only a thread that holds the guard (or the last
+        thread of a forked child) gets here, so no call is inside the mapping."""
         region = self.region
         self.region = None
         if region is not None and self.ring.groups and self.ring.group != NULL:
@@ -277,36 +292,62 @@ cdef class _End:
         if region is not None:
             region.close()
         _live_ends.discard(self)
+        self._drop_handle_reference()
+
+    cdef void _drop_handle_reference(self):
+        """An end with a Cython API handle held a reference to itself while open (so that the
+        handle could not outlive it unnoticed); closed, it lets go.  Every caller holds a
+        reference of its own, so this never frees the end under it."""
+        if self.handle_held:
+            self.handle_held = 0
+            Py_DECREF(self)
 
     cdef void _abandon(self):
         """In a forked child: drop this process's copy of the mapping without touching shared memory."""
         self.forked = 1
+        # Calls of the Cython API in the child get CLOSED.
+        cw_store_release_i32(&self.closing, 1)
         if self.region is not None:
             (<Region>self.region).unmap()
             self.region = None
             self.ring.hdr = NULL
+        self._drop_handle_reference()
 
     cdef int _close(self) except -1:
         """Close now; while a call is using the end, stop it and return once it has let go.
 
         From inside that call's own thread (a callback of it), only ask: the
-        call closes the end on its way out.
+        call closes the end on its way out.  The end is unmapped only by a
+        thread holding the guard, so a call of the Cython API in another
+        thread never finds its mapping gone.
         """
         if self.region is None:
             return 0
-        if cw_load_acquire_i32(&self.busy):
-            cw_store_release_i32(&self.closing, 1)
-            ring_interrupt(&self.ring, self.sending)
-            if self.busy_thread != PyThread_get_thread_ident():
-                self._await_release()
+        # From here on calls refuse to start: Python calls raise ChannelClosedError,
+        # calls of the Cython API return CLOSED.
+        cw_store_release_i32(&self.closing, 1)
+        if cw_guard_take(&self.busy, CW_GUARD_CALL):
+            # No call in progress, and none can start while this thread holds the guard.
+            self.busy_thread = PyThread_get_thread_ident()
+            self._finish_close()
+            cw_guard_give(&self.busy)
             return 0
-        self._finish_close()
-        return 0
+        # Wake the call in progress from any wait (it then sees ring.stop).
+        ring_interrupt(&self.ring, self.sending)
+        if cw_guard_holder(&self.busy) == CW_GUARD_CALL and self.busy_thread == PyThread_get_thread_ident():
+            return 0
+        return self._close_when_free()
 
-    cdef int _await_release(self) except -1:
-        """Wait until the call in another thread, told to stop, has left the end (and closed it)."""
+    cdef int _close_when_free(self) except -1:
+        """Wait until the call in another thread, told to stop, has let go of the end; then
+        close it holding the guard (nothing to do if that call closed it on its way out)."""
         cdef double pause = 0.0001
-        while cw_load_acquire_i32(&self.busy) and not self.forked:
+        while not self.forked:
+            if cw_guard_take(&self.busy, CW_GUARD_CALL):
+                self.busy_thread = PyThread_get_thread_ident()
+                self._finish_close()
+                cw_guard_give(&self.busy)
+                return 0
             # The GIL is released while sleeping: the other call runs to its end.
             time.sleep(pause)
             pause = min(pause * 2, 0.005)

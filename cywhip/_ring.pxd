@@ -24,13 +24,20 @@ from cywhip.includes.c_layout cimport (
     cw_header, cw_slot_header, cw_many_slot_header, cw_place, cw_group, CW_VOID_LENGTH,
 )
 
+# How long the Python ends sleep at most before ring_wait() returns WAIT_AGAIN,
+# so that a blocked call in the main thread runs signal handlers (Ctrl-C)
+# within this time even when the signal was delivered to another thread.
+cdef enum:
+    SLEEP_SLICE_NS = 100_000_000
+
 # Results of ring_wait().
 cdef enum:
     WAIT_READY = 1      # the condition holds: free slots (sender) or messages (receiver)
     WAIT_TIMEOUT = 0    # the deadline passed
     WAIT_CORRUPT = -1   # a cursor read from shared memory is impossible
-    WAIT_AGAIN = -2     # slept one slice or a signal arrived: check signals, call again
+    WAIT_AGAIN = -2     # slept a slice (or a wake-up found nothing): check signals, call again
     WAIT_STOPPED = -3   # ring.stop was set by close()
+    WAIT_INTERRUPTED = -4   # a signal interrupted the sleep (futex wait returned EINTR): check signals, call again
 
 cdef struct ring_t:
     cw_header *hdr
@@ -90,7 +97,7 @@ cdef struct ring_t:
 cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t capacity,
                      uint64_t message_length, int64_t spin_ns, uint32_t max_senders,
                      int fd, uint64_t *intent, uint32_t max_receivers=*) noexcept nogil
-cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil
+cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_ns) noexcept nogil
 cdef int64_t ring_scan(ring_t *r) noexcept nogil
 cdef int ring_resolve_hole(ring_t *r) noexcept nogil
 cdef int64_t ring_available_now(ring_t *r) noexcept nogil
@@ -474,3 +481,125 @@ cdef inline Py_ssize_t ring_write_records_many(ring_t *r, const char *src, Py_ss
         _copy_record(ring_write_slot(r), src + i * stride, size)
         ring_commit(r, size)
     return count
+
+
+# --------------------------------------------------------------------- calls
+# The steps of every send and receive call, composed once: the Python ends
+# (_channel) and the Cython API (api) both call these, so a change to how a
+# message is claimed, waited for, checked or taken reaches both.  Each returns
+# a WAIT_* result: WAIT_READY, or why it stopped: WAIT_TIMEOUT, WAIT_CORRUPT
+# (the values read are in r.bad_*), WAIT_STOPPED (close() from another
+# thread), WAIT_AGAIN (a slice of sleep ended) or WAIT_INTERRUPTED (a signal
+# interrupted the sleep); after the last two the caller checks signals as it
+# can and calls again.  slice_ns is ring_wait()'s: SLEEP_SLICE_NS for the
+# Python ends, 0 (sleep until woken or the deadline) for the Cython API.
+
+cdef inline int ring_send_wait(ring_t *r, int64_t deadline_ns, int64_t slice_ns, int64_t *free) noexcept nogil:
+    """Until this sender may fill the slot at its write cursor: WAIT_READY with free[0] the
+    slots ring_claim() gave (many senders: 1, claimed; fill and commit it), or why not."""
+    cdef int64_t n
+    cdef int st
+    while True:
+        n = ring_claim(r)
+        if n > 0:
+            free[0] = n
+            return WAIT_READY
+        if n < 0:
+            return WAIT_CORRUPT
+        st = ring_wait(r, True, deadline_ns, slice_ns)
+        if st != WAIT_READY:
+            return st
+
+
+cdef inline int ring_send_records(ring_t *r, const char *src, Py_ssize_t stride, Py_ssize_t count,
+                                  uint32_t size, Py_ssize_t chunk, int64_t deadline_ns,
+                                  int64_t slice_ns, Py_ssize_t *done) noexcept nogil:
+    """Send records done[0] .. count - 1, each size bytes taken every stride bytes from src;
+    publish (and wake the receiver) at least every chunk records.  done[0] counts the records
+    sent.  WAIT_READY once all are, else why it stopped (WAIT_STOPPED also when close() came
+    while it never had to wait)."""
+    cdef Py_ssize_t i = done[0], k
+    cdef int64_t free, claimed = 1
+    cdef int st = WAIT_READY
+    while i < count:
+        if r.stop:
+            st = WAIT_STOPPED
+            break
+        if r.many:
+            # One claim per record; a wake-up per chunk.
+            k = ring_write_records_many(r, src + i * stride, stride, min(count - i, chunk), size, &claimed)
+            i += k
+            if k:
+                ring_publish(r)
+            if claimed < 0:
+                st = WAIT_CORRUPT
+                break
+            if claimed == 0:
+                st = ring_wait(r, True, deadline_ns, slice_ns)
+                if st != WAIT_READY:
+                    break
+            continue
+        free = ring_claim(r)
+        if free < 0:
+            st = WAIT_CORRUPT
+            break
+        if free == 0:
+            st = ring_wait(r, True, deadline_ns, slice_ns)
+            if st != WAIT_READY:
+                break
+            continue
+        k = count - i
+        if k > free:
+            k = free
+        if k > chunk:
+            k = chunk
+        ring_write_records(r, src + i * stride, stride, k, size)
+        ring_publish(r)
+        i += k
+    done[0] = i
+    return st
+
+
+cdef inline int ring_recv_wait(ring_t *r, int64_t deadline_ns, int64_t slice_ns, int64_t *avail) noexcept nogil:
+    """Until a message is first in line: WAIT_READY with avail[0] messages waiting, or why not."""
+    cdef int64_t n
+    cdef int st
+    while True:
+        n = ring_available(r)
+        if n > 0:
+            avail[0] = n
+            return WAIT_READY
+        if n < 0:
+            return WAIT_CORRUPT
+        st = ring_wait(r, False, deadline_ns, slice_ns)
+        if st != WAIT_READY:
+            return st
+
+
+cdef inline int64_t ring_recv_peek(ring_t *r, uint32_t record_size) noexcept nogil:
+    """The length of the message first in line (the caller saw one available), read once and
+    checked: at most message_length, and exactly record_size unless that is 0.  -1 if it is
+    impossible (the length read is in r.bad_length).  Its payload is at ring_read_slot()."""
+    cdef int64_t n = ring_read_length(r)
+    if n >= 0 and record_size != 0 and n != record_size:
+        r.bad_length = <uint64_t>n
+        return -1
+    return n
+
+
+cdef inline void ring_recv_done(ring_t *r) noexcept nogil:
+    """Take the message first in line: step past it and hand its slot back to the sender."""
+    ring_consume(r)
+    ring_release(r)
+
+
+cdef inline Py_ssize_t ring_recv_records(ring_t *r, char *dst, Py_ssize_t stride, Py_ssize_t count,
+                                         uint32_t size) noexcept nogil:
+    """Take up to count waiting records (the caller saw count available) of exactly size bytes
+    into dst every stride bytes, and hand their slots back at once.  Stops before a slot of
+    another length; returns how many were taken (0: the first is not size bytes long, its
+    length in r.bad_length)."""
+    cdef Py_ssize_t got = ring_read_records(r, dst, stride, count, size)
+    if got:
+        ring_release(r)
+    return got

@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Waiting on a ring, and a single-process model of it for tests."""
-from libc.errno cimport ETIMEDOUT
+from libc.errno cimport ETIMEDOUT, EINTR
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
@@ -21,14 +21,12 @@ from cywhip.includes.c_layout cimport (
 )
 from cywhip.includes.c_ofd_lock cimport cw_ofd_is_locked, cw_ofd_trylock, cw_ofd_unlock
 
-# A sleep lasts at most this long before ring_wait() returns WAIT_AGAIN, so
-# that a blocked call in the main thread notices Ctrl-C within this time
-# even when the signal was delivered to another thread.
 # A receiver waiting at a hole (a slot claimed by a live sender, not yet
 # published) sleeps at most HOLE_SLICE_NS before it tests the claimer's lock
-# again: the claimer's publish wakes it at once, its death cannot.
+# again: the claimer's publish wakes it at once, its death cannot.  (How long
+# other sleeps last is the caller's: SLEEP_SLICE_NS in _ring.pxd for the
+# Python ends, none for the Cython API.)
 cdef enum:
-    SLEEP_SLICE_NS = 100_000_000
     HOLE_SLICE_NS = 1_000_000
     # Receiver groups: a member sleeps at most this long while another member
     # of its group holds a claim (its death wakes nobody), and a sender on a
@@ -174,13 +172,14 @@ cdef inline int64_t _ready(ring_t *r, bint sending) noexcept nogil:
     return ring_available(r)
 
 
-cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
+cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_ns) noexcept nogil:
     """Wait for free slots (sending) or messages (not sending).
 
-    Spins for r.spin_ns, then sleeps on this end's waiting word for at most
-    one slice.  deadline_ns < 0 means no deadline.  A receiver of many
-    senders that finds a hole after spinning resolves it (ring_resolve_hole):
-    steps over it if its claimer is dead, else sleeps one short slice.
+    Spins for r.spin_ns, then sleeps on this end's waiting word until woken,
+    until the deadline (deadline_ns < 0: none) or, if slice_ns > 0, for at
+    most slice_ns.  A receiver of many senders that finds a hole after
+    spinning resolves it (ring_resolve_hole): steps over it if its claimer is
+    dead, else sleeps at most HOLE_SLICE_NS.
     """
     cdef uint32_t *word = &r.hdr.sender_waiting if sending else &r.hdr.receiver_waiting
     # Many senders share sender_waiting: a sender never clears it (it would
@@ -188,6 +187,7 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
     # So do the members of receiver groups share receiver_waiting.
     cdef bint shared_word = (sending and r.many) or (not sending and r.groups)
     cdef int64_t n, now, remaining
+    cdef const timespec *timeout
     cdef int64_t spin_end
     cdef unsigned int i = 0
     cdef timespec ts
@@ -229,8 +229,11 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
         if r.stop:
             return WAIT_STOPPED
         return WAIT_READY if n > 0 else WAIT_CORRUPT
-    remaining = HOLE_SLICE_NS if (not sending and r.hole) else SLEEP_SLICE_NS
-    if r.groups and remaining > GROUP_SLICE_NS:
+    # remaining < 0: no limit.
+    remaining = HOLE_SLICE_NS if (not sending and r.hole) else (slice_ns if slice_ns > 0 else -1)
+    # Groups: a member's or a sender's sleep is also in slices, whoever calls: the death of
+    # whom it waits for wakes nobody.
+    if r.groups and (remaining < 0 or remaining > GROUP_SLICE_NS):
         remaining = GROUP_SLICE_NS
     if deadline_ns >= 0:
         now = monotonic_ns()
@@ -238,11 +241,15 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
             if not shared_word:
                 cw_store_relaxed_u32(word, 0)
             return WAIT_TIMEOUT
-        if deadline_ns - now < remaining:
+        if remaining < 0 or deadline_ns - now < remaining:
             remaining = deadline_ns - now
-    ts.tv_sec = remaining // 1_000_000_000
-    ts.tv_nsec = remaining % 1_000_000_000
-    rc = cw_futex_wait(word, 1, &ts)
+    timeout = &ts
+    if remaining < 0:
+        timeout = NULL
+    else:
+        ts.tv_sec = remaining // 1_000_000_000
+        ts.tv_nsec = remaining % 1_000_000_000
+    rc = cw_futex_wait(word, 1, timeout)
     if not shared_word:
         cw_store_relaxed_u32(word, 0)
     if r.stop:
@@ -250,6 +257,10 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns) noexcept nogil:
     n = _ready(r, sending)
     if n != 0:
         return WAIT_READY if n > 0 else WAIT_CORRUPT
+    # A signal handled by this thread while it slept: its caller checks signals now
+    # (the Cython API returns INTERRUPTED), not at the end of a slice.
+    if rc == EINTR:
+        return WAIT_INTERRUPTED
     if r.groups and _group_unstick(r, sending):
         n = _ready(r, sending)
         if n != 0:
@@ -640,10 +651,21 @@ cdef int64_t ring_group_claim(ring_t *r) noexcept nogil:
         w = cw_load_acquire_u64(&r.hdr.write_cursor)             # C2
         if w - n > r.capacity:
             # n may be old: this member was preempted between C1 and C2 while the others
-            # claimed on and the sender followed them.  Only a claim cursor loaded after w
-            # shows impossible cursors (the sender never runs more than capacity ahead of it).
+            # claimed on and the sender followed them.  But it was loaded before w, so it is
+            # at most w in a sound channel; and a claim cursor loaded after w is at most
+            # capacity behind it (the sender never runs further ahead of any group).
+            if n > w:
+                r.bad_cursor = n
+                r.bad_write = w
+                return -1
             n = cw_load_acquire_u64(&g.next)
             if n <= w and w - n > r.capacity:
+                r.bad_cursor = n
+                r.bad_write = w
+                return -1
+            spins += 1
+            if spins >= CLAIM_LOCK_SPINS:
+                # The group's claim cursor keeps moving past what the sender published.
                 r.bad_cursor = n
                 r.bad_write = w
                 return -1

@@ -11,6 +11,12 @@ def test_the_raw_c_ring_floor_moves_records_between_two_processes():
     assert result["rate"] > 0
 
 
+def test_the_raw_c_ring_floor_publishing_per_message_moves_records_between_two_processes():
+    result = _bench.run_pair(_bench._w_floor_ring_each, {"name": "cywhip-" + _bench._name("te"),
+                                                         "count": 200_000, "size": 32})
+    assert result["rate"] > 0
+
+
 def test_the_futex_floor_and_cywhip_ping_pong_report_percentiles():
     floor = _bench.run_pair(_bench._w_floor_futex, {"name": "cywhip-" + _bench._name("tx"), "count": 200})
     mine = _bench.run_pair(_bench._w_cywhip_pingpong, {"name": _bench._name("tp"), "count": 200, "spin": 0.0})
@@ -97,3 +103,4 @@ def test_the_bench_command_describes_itself():
     out = subprocess.run([sys.executable, "-m", "cywhip", "bench", "--help"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and "--quick" in out.stdout and "--json" in out.stdout
+    assert "--hangs" in out.stdout and "--only" in out.stdout

@@ -59,6 +59,14 @@ def test_the_installed_package_holds_the_declarations_stubs_and_headers_of_the_c
 
 
 @expect_installed
+def test_get_include_names_the_installed_package_and_its_cython_api():
+    include = pathlib.Path(cywhip.get_include()).resolve()
+    assert include == PKG.parent
+    for rel in ("cywhip/api.pxd", "cywhip/api.h"):
+        assert (include / rel).read_bytes() == (CHECKOUT / rel).read_bytes(), rel
+
+
+@expect_installed
 def test_the_installed_package_holds_no_generated_c():
     assert not list(PKG.rglob("*.c"))
 

@@ -62,6 +62,10 @@ class _Shm:
 # ----------------------------------------------------------------- running
 
 
+class Hung(RuntimeError):
+    """A run with a process still running at its deadline (it was killed)."""
+
+
 class _AllReady:
     """An Event for several consumers: set() by each, wait() returns once all have."""
 
@@ -112,8 +116,11 @@ def run_pair(worker, params, shared=None, timeout=300, producers=1, consumers=1)
             if failed():
                 break
             proc.join(max(0.1, deadline - time.monotonic()))
-        if any(proc.is_alive() for proc in procs) or failed():
+        if failed():
             raise RuntimeError(f"{worker.__name__} failed: exit codes {[proc.exitcode for proc in procs]}")
+        if any(proc.is_alive() for proc in procs):
+            raise Hung(f"{worker.__name__} still running after {timeout} s: exit codes "
+                       f"{[proc.exitcode for proc in procs]}")
         while not results.empty():
             out.append(results.get())
         if not out:

@@ -38,3 +38,21 @@ def _w_floor_futex(role, p, ready, results, shared):
         _floor.futex_pingpong(shm.map, n, False)
     finally:
         shm.close()
+
+
+def _w_floor_ring_each(role, p, ready, results, shared):
+    """The floor ring one record at a time: a publish (and a release) per record."""
+    from cywhip import _floor
+    size, n = p["size"], p["count"]
+    if role == "producer":
+        ready.wait(60)
+    shm = _Shm(p["name"], _floor.ring_bytes(size), create=(role == "consumer"))
+    try:
+        if role == "producer":
+            _floor.ring_send_each(shm.map, n, size)
+            return
+        ready.set()
+        seconds = _floor.ring_recv_each(shm.map, n, size)
+        results.put({"rate": n / seconds})
+    finally:
+        shm.close()

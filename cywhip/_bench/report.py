@@ -11,6 +11,7 @@ from cywhip._bench.workloads import BROADCAST, SHARING, workloads
 FANIN = "2 senders → 1 receiver, 32 B, one send per message (aggregate)"
 GROUPS_BROADCAST = (BROADCAST, "cywhip", "2 groups of 1, send → recv_many")
 GROUP_SHARING = (SHARING, "cywhip", "1 group of 2 members, send → recv_many")
+CAPI = "Cython API, 32 B, nogil loops"
 
 # The speed cywhip is held to: (what is promised, cywhip's row, the row it is measured against,
 # the test on cywhip's figure divided by that row's). A row is (group, system, part of its label).
@@ -54,16 +55,26 @@ TARGETS = [
      ("asyncio, 32 B", "pyzmq ipc://", ""), lambda r: r >= 5),
     ("asyncio round trip p50 ≤ ⅓ zmq.asyncio", ("asyncio round trip, 32 B", "cywhip", ""),
      ("asyncio round trip, 32 B", "pyzmq ipc://", ""), lambda r: r <= 1 / 3),
+    ("Cython API, one message per call ≥ ½ raw C ring publishing per message",
+     (CAPI, "cywhip", "one message per call"), (CAPI, "raw C ring (floor)", ""), lambda r: r >= 0.5),
+    ("Cython API, one message per call ≥ 2× cykit's Cython API", (CAPI, "cywhip", "one message per call"),
+     (CAPI, "cykit 0.1.0", ""), lambda r: r >= 2),
 ]
 
 
-def run(quick=False, progress=None):
-    """Run every workload; return the rows with their figures (or why they were skipped)."""
+def run(quick=False, progress=None, only=None):
+    """Run every workload (or those whose group contains `only`); return the rows with their
+    figures (or why they were skipped)."""
     out = []
     for row in workloads(quick):
+        if only and only not in row["group"]:
+            continue
         rec = {k: v for k, v in row.items() if k != "run"}
-        if row["needs"] and not _available(row["needs"]):
-            rec["skipped"] = f"{row['needs']} is not installed (pip install -e '.[bench]')"
+        needs = row["needs"] if isinstance(row["needs"], tuple) else (row["needs"],) if row["needs"] else ()
+        missing = [m for m in needs if not _available(m)]
+        if missing:
+            rec["needs"] = ", ".join(needs)
+            rec["skipped"] = f"{', '.join(missing)} is not installed (pip install -e '.[bench]')"
         else:
             if progress:
                 progress(f"{row['group']}: {row['system']} {row['label']} ...")
@@ -164,18 +175,39 @@ def main(argv):
                                                  "each workload in processes of its own")
     parser.add_argument("--quick", action="store_true", help="fewer messages per figure (a smoke run)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--only", metavar="TEXT", help="run only the workloads whose group contains TEXT "
+                        "(and not the crash table)")
+    parser.add_argument("--hangs", type=int, metavar="N",
+                        help="instead of the table: N short streams through each Cython API (cywhip's, "
+                             "cykit's), one message per call, counting those that never finish")
+    parser.add_argument("--hang-count", type=int, default=100_000, metavar="M",
+                        help="messages per stream for --hangs (default 100,000)")
+    parser.add_argument("--hang-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="how long a stream of --hangs may take before it counts as hung (default 10)")
+    parser.add_argument("--hang-systems", default="cywhip,cykit", metavar="LIST",
+                        help="which of cywhip,cykit --hangs runs (default both)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     progress = lambda msg: print(msg, file=sys.stderr, flush=True)
-    rows = run(args.quick, progress=progress)
+    if args.hangs:
+        from cywhip._bench.capi import hang_markdown, hang_table
+        hangs = hang_table(args.hangs, count=args.hang_count, timeout=args.hang_timeout,
+                           systems=tuple(args.hang_systems.split(",")), progress=progress)
+        if args.json:
+            print(json.dumps({"machine": machine(), "hangs": hangs}, indent=1))
+        else:
+            print(f"\nMachine: {machine()}\n")
+            print(hang_markdown(hangs))
+        return 0
+    rows = run(args.quick, progress=progress, only=args.only)
     checks = targets(rows)
     from cywhip._bench.crash import (
         CONSUMER_HANG_SECONDS, KILL_AFTER, RUN_AFTER_KILL, consumer_crash_markdown, consumer_crash_table,
         crash_markdown, crash_table,
     )
-    crashes = crash_table(runs=1 if args.quick else 3, progress=progress)
+    crashes = [] if args.only else crash_table(runs=1 if args.quick else 3, progress=progress)
     # One run per system: most are a couple of seconds, a hang costs its timeout.
-    consumer_crashes = consumer_crash_table(runs=1, progress=progress)
+    consumer_crashes = [] if args.only else consumer_crash_table(runs=1, progress=progress)
     if args.json:
         print(json.dumps({"machine": machine(), "rows": rows, "targets": checks, "crash": crashes,
                           "consumer_crash": consumer_crashes}, indent=1))
@@ -187,14 +219,16 @@ def main(argv):
         measured = "n/a" if t["measured"] is None else f"{t['measured']:.2f}"
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "no")
         print(f"| {t['target']} | {measured} | {met} |")
-    print("\nKilling one of two producers (SIGKILL, one second into a stream of one send per message; "
-          "three processes on this machine's cores):\n")
-    print(crash_markdown(crashes))
-    print(f"\nKilling one of two consumers (SIGKILL {KILL_AFTER:g} s into a stream of one send per message, "
-          f"the producer stopped {RUN_AFTER_KILL:g} s later; three processes on this machine's cores). "
-          f"Broadcast: the survivor must get every confirmed message, in order. Work sharing: every "
-          f"confirmed message must reach the survivor or have been recorded by the dead consumer; one it "
-          f"got inside the receive call it was killed in may be counted lost. A hang: nothing for the "
-          f"survivor, or the producer not stopping, for {CONSUMER_HANG_SECONDS:g} s.\n")
-    print(consumer_crash_markdown(consumer_crashes))
+    if crashes:
+        print("\nKilling one of two producers (SIGKILL, one second into a stream of one send per message; "
+              "three processes on this machine's cores):\n")
+        print(crash_markdown(crashes))
+    if consumer_crashes:
+        print(f"\nKilling one of two consumers (SIGKILL {KILL_AFTER:g} s into a stream of one send per "
+              f"message, the producer stopped {RUN_AFTER_KILL:g} s later; three processes on this machine's "
+              f"cores). Broadcast: the survivor must get every confirmed message, in order. Work sharing: "
+              f"every confirmed message must reach the survivor or have been recorded by the dead consumer; "
+              f"one it got inside the receive call it was killed in may be counted lost. A hang: nothing for "
+              f"the survivor, or the producer not stopping, for {CONSUMER_HANG_SECONDS:g} s.\n")
+        print(consumer_crash_markdown(consumer_crashes))
     return 0

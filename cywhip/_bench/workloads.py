@@ -7,7 +7,8 @@ from cywhip._bench.cywhip_workers import (
     _w_cywhip_callback, _w_cywhip_groups, _w_cywhip_idle, _w_cywhip_pingpong, _w_cywhip_stream,
     _w_cywhip_waiting, _w_cywhip_wakeup,
 )
-from cywhip._bench.floors import _w_floor_futex, _w_floor_ring
+from cywhip._bench import capi
+from cywhip._bench.floors import _w_floor_futex, _w_floor_ring, _w_floor_ring_each
 from cywhip._bench.peers.cloudtoid import _w_cloudtoid, _w_cloudtoid_shared
 from cywhip._bench.peers.cykit import _w_cykit_mpsc, _w_cykit_spmc
 from cywhip._bench.peers.iceoryx2 import _w_iceoryx2_broadcast, _w_iceoryx2_pingpong, _w_iceoryx2_stream
@@ -161,6 +162,20 @@ def workloads(quick=False):
         lambda: run_pair(_w_cywhip_array, {"name": _name("t"), "count": n * 10}), needs="numpy")
     add(typed, "raw C ring (floor)", "memcpy ring, spinning", "rec/s", "rate",
         lambda: run_pair(_w_floor_ring, {"name": "cywhip-" + _name("f"), "count": n * 10, "size": MESSAGE}))
+
+    # Nogil loops of an extension built against each Cython API (cywhip._bench.capi builds them).
+    cy = "Cython API, 32 B, nogil loops"
+    add(cy, "cywhip", "api.send/api.recv, one message per call", "msg/s", "rate",
+        lambda: capi.run_capi({"name": _name("ca"), "count": n * 2, "size": MESSAGE}), needs="Cython")
+    add(cy, "cywhip", f"api.send_records/api.recv_records, blocks of {capi.BLOCK}", "msg/s", "rate",
+        lambda: capi.run_capi({"name": _name("cb"), "count": n * 5, "size": MESSAGE, "block": capi.BLOCK}),
+        needs="Cython")
+    add(cy, "raw C ring (floor)", "memcpy ring, a publish per message", "msg/s", "rate",
+        lambda: run_pair(_w_floor_ring_each, {"name": "cywhip-" + _name("fe"), "count": n * 2, "size": MESSAGE}),
+        versus="one message per call")
+    add(cy, "cykit 0.1.0", "ipc_spmc_push/ipc_spmc_pop through its .pxd, one message per call", "msg/s", "rate",
+        lambda: capi.run_cykit({"count": n, "size": MESSAGE}), needs=("cykit", "Cython"),
+        versus="one message per call")
 
     rtt = "round trip, 32 B"
     add(rtt, "cywhip", "send+recv, default wait (p50)", "µs", "p50_us",

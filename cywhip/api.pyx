@@ -1,0 +1,296 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The Cython API's calls (declared in api.pxd, documented in docs/api.md).
+
+Each call takes the end's one-thread guard by compare-and-swap (as a Python
+call does), runs the ring's call steps (_ring.pxd, "calls": the same ones the
+Python Sender and Receiver run) and gives the guard back.  Nothing here holds
+or needs the GIL, except handle().
+"""
+import cywhip
+
+from cpython.ref cimport Py_INCREF
+from libc.stdint cimport int64_t, uint32_t, uint64_t, INT64_MAX
+from libc.string cimport memcpy
+
+from cywhip.includes.c_atomics cimport cw_load_acquire_i32
+from cywhip.includes.c_guard cimport cw_guard_take, cw_guard_give, CW_GUARD_NOGIL
+from cywhip._end cimport _End, cw_handle
+from cywhip._channel cimport Sender, Receiver
+from cywhip._ring cimport (
+    ring_t, ring_claim, ring_write_slot, ring_commit, ring_publish, ring_available, ring_available_now,
+    ring_read_slot, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek, ring_recv_done,
+    ring_recv_records, monotonic_ns,
+    WAIT_READY, WAIT_TIMEOUT, WAIT_STOPPED, WAIT_AGAIN, WAIT_INTERRUPTED,
+)
+
+
+# ----------------------------------------------------------------- the handle
+
+cdef Handle *_handle(object end, int version) except NULL:
+    cdef _End e
+    if version != API_VERSION:
+        raise ImportError(
+            f"a module compiled against version {version} of cywhip's Cython API cannot use "
+            f"cywhip {cywhip.__version__}, whose Cython API is version {API_VERSION}: compile "
+            f"it again against this cywhip (cywhip.get_include())")
+    if isinstance(end, Receiver):
+        if (<Receiver>end).thread is not None:
+            raise TypeError(
+                f"cywhip.api.handle() needs a Receiver without on_message/on_batch; "
+                f"Receiver {(<Receiver>end).name!r} delivers its messages to a thread of its own")
+    elif not isinstance(end, Sender):
+        raise TypeError(f"cywhip.api.handle() takes a cywhip Sender or Receiver, not "
+                        f"{type(end).__name__}")
+    e = <_End>end
+    e._check_open()
+    if not e.handle_held:
+        e.handle.ring = &e.ring
+        e.handle.busy = &e.busy
+        e.handle.closing = &e.closing
+        e.handle.sending = e.sending
+        e.handle.record_size = <uint32_t>e.record_size
+        e.handle.chunk = <uint32_t>max(1, min(e.max_queued_messages // 4, 4096))
+        # The handle lives inside the end: the end stays alive until it closes.
+        Py_INCREF(e)
+        e.handle_held = 1
+    return <Handle *>&e.handle
+
+
+# ------------------------------------------------------------------- helpers
+
+cdef inline int _begin(cw_handle *c) noexcept nogil:
+    """Take the end's guard for this call: OK, BUSY (another call holds it) or CLOSED."""
+    if not cw_guard_take(c.busy, CW_GUARD_NOGIL):
+        # close() sets closing before it takes the guard itself.
+        return CLOSED if cw_load_acquire_i32(c.closing) else BUSY
+    # The guard's acquire brings what its last holder did: a close (ring.hdr NULL), or
+    # the request of a close() waiting for the guard.
+    if cw_load_acquire_i32(c.closing) or c.ring.hdr == NULL:
+        cw_guard_give(c.busy)
+        return CLOSED
+    return OK
+
+
+cdef inline int _end(cw_handle *c, int status) noexcept nogil:
+    """Give the guard back (its release publishes this call's changes to the ring)."""
+    c.ring.want = 1
+    cw_guard_give(c.busy)
+    return status
+
+
+cdef inline int64_t _deadline(int64_t timeout_ns) noexcept nogil:
+    """The CLOCK_MONOTONIC deadline of a relative timeout; -1 (none) for a negative one."""
+    cdef int64_t now
+    if timeout_ns < 0:
+        return -1
+    now = monotonic_ns()
+    if timeout_ns > INT64_MAX - now:
+        return -1
+    return now + timeout_ns
+
+
+cdef inline int _status(int waited) noexcept nogil:
+    """The status of a wait that did not end ready (WAIT_AGAIN is waited out by the caller)."""
+    if waited == WAIT_TIMEOUT:
+        return TIMEOUT
+    if waited == WAIT_STOPPED:
+        return CLOSED
+    if waited == WAIT_INTERRUPTED:
+        return INTERRUPTED
+    return CORRUPT
+
+
+cdef inline int _send_wait(ring_t *r, int64_t timeout_ns) noexcept nogil:
+    """Wait for room (with many senders: claim a slot); OK or why not."""
+    cdef int64_t deadline = _deadline(timeout_ns), free
+    cdef int waited
+    while True:
+        waited = ring_send_wait(r, deadline, 0, &free)
+        if waited == WAIT_READY:
+            return OK
+        if waited != WAIT_AGAIN:
+            return _status(waited)
+
+
+cdef inline int _recv_wait(ring_t *r, int64_t timeout_ns, int64_t *avail) noexcept nogil:
+    """Wait for a message; OK (avail[0] waiting) or why not."""
+    cdef int64_t deadline = _deadline(timeout_ns)
+    cdef int waited
+    while True:
+        waited = ring_recv_wait(r, deadline, 0, avail)
+        if waited == WAIT_READY:
+            return OK
+        if waited != WAIT_AGAIN:
+            return _status(waited)
+
+
+cdef inline int _check_send(cw_handle *c, size_t n) noexcept nogil:
+    if not c.sending:
+        return WRONG_END
+    if n > c.ring.message_length:
+        return TOO_LONG
+    if c.record_size != 0 and n != c.record_size:
+        return WRONG_LENGTH
+    return OK
+
+
+cdef inline int _put(ring_t *r, const void *data, size_t n) noexcept nogil:
+    """Fill the slot at the write cursor (room seen, or claimed) and publish it."""
+    memcpy(ring_write_slot(r), data, n)
+    ring_commit(r, <uint32_t>n)
+    ring_publish(r)
+    return OK
+
+
+cdef inline int _take(cw_handle *c, ring_t *r, void *dst, size_t capacity, size_t *n) noexcept nogil:
+    """Copy out the message first in line (one is waiting) and take it; a message longer than
+    capacity stays first in line (TOO_LONG, n[0] its length)."""
+    cdef int64_t length = ring_recv_peek(r, c.record_size)
+    if length < 0:
+        return CORRUPT
+    n[0] = <size_t>length
+    if <size_t>length > capacity:
+        return TOO_LONG
+    memcpy(dst, ring_read_slot(r), <size_t>length)
+    ring_recv_done(r)
+    return OK
+
+
+# --------------------------------------------------------------------- sending
+
+cdef int send(Handle *h, const void *data, size_t n, int64_t timeout_ns) noexcept nogil:
+    cdef cw_handle *c = <cw_handle *>h
+    cdef ring_t *r = c.ring
+    cdef int64_t free
+    cdef int st = _begin(c)
+    if st != OK:
+        return st
+    st = _check_send(c, n)
+    if st != OK:
+        return _end(c, st)
+    free = ring_claim(r)
+    if free <= 0:
+        if free < 0:
+            return _end(c, CORRUPT)
+        st = _send_wait(r, timeout_ns)
+        if st != OK:
+            return _end(c, st)
+    return _end(c, _put(r, data, n))
+
+
+cdef int try_send(Handle *h, const void *data, size_t n) noexcept nogil:
+    cdef cw_handle *c = <cw_handle *>h
+    cdef ring_t *r = c.ring
+    cdef int64_t free
+    cdef int st = _begin(c)
+    if st != OK:
+        return st
+    st = _check_send(c, n)
+    if st != OK:
+        return _end(c, st)
+    free = ring_claim(r)
+    if free <= 0:
+        return _end(c, FULL if free == 0 else CORRUPT)
+    return _end(c, _put(r, data, n))
+
+
+cdef int send_records(Handle *h, const void *src, size_t count, size_t stride, size_t *sent,
+                      int64_t timeout_ns) noexcept nogil:
+    cdef cw_handle *c = <cw_handle *>h
+    cdef ring_t *r = c.ring
+    cdef Py_ssize_t done = 0
+    cdef int64_t deadline
+    cdef int waited
+    cdef uint32_t size
+    cdef int st = _begin(c)
+    sent[0] = 0
+    if st != OK:
+        return st
+    if not c.sending:
+        return _end(c, WRONG_END)
+    size = c.record_size if c.record_size != 0 else <uint32_t>r.message_length
+    deadline = _deadline(timeout_ns) if count else -1
+    while True:
+        waited = ring_send_records(r, <const char *>src, <Py_ssize_t>stride, <Py_ssize_t>count, size,
+                                   c.chunk, deadline, 0, &done)
+        if waited != WAIT_AGAIN:
+            break
+    sent[0] = <size_t>done
+    return _end(c, OK if waited == WAIT_READY else _status(waited))
+
+
+# ------------------------------------------------------------------- receiving
+
+cdef int recv(Handle *h, void *dst, size_t capacity, size_t *n, int64_t timeout_ns) noexcept nogil:
+    cdef cw_handle *c = <cw_handle *>h
+    cdef ring_t *r = c.ring
+    cdef int64_t avail
+    cdef int st = _begin(c)
+    n[0] = 0
+    if st != OK:
+        return st
+    if c.sending:
+        return _end(c, WRONG_END)
+    avail = ring_available(r)
+    if avail <= 0:
+        if avail < 0:
+            return _end(c, CORRUPT)
+        st = _recv_wait(r, timeout_ns, &avail)
+        if st != OK:
+            return _end(c, st)
+    return _end(c, _take(c, r, dst, capacity, n))
+
+
+cdef int try_recv(Handle *h, void *dst, size_t capacity, size_t *n) noexcept nogil:
+    cdef cw_handle *c = <cw_handle *>h
+    cdef ring_t *r = c.ring
+    cdef int64_t avail
+    cdef int st = _begin(c)
+    n[0] = 0
+    if st != OK:
+        return st
+    if c.sending:
+        return _end(c, WRONG_END)
+    # As try_recv() in Python: a hole left by a dead sender is resolved at once.
+    avail = ring_available_now(r)
+    if avail <= 0:
+        return _end(c, EMPTY if avail == 0 else CORRUPT)
+    return _end(c, _take(c, r, dst, capacity, n))
+
+
+cdef int recv_records(Handle *h, void *dst, size_t max_count, size_t stride, size_t *got,
+                      int64_t timeout_ns) noexcept nogil:
+    cdef cw_handle *c = <cw_handle *>h
+    cdef ring_t *r = c.ring
+    cdef int64_t avail
+    cdef Py_ssize_t k
+    cdef uint32_t size
+    cdef int st = _begin(c)
+    got[0] = 0
+    if st != OK:
+        return st
+    if c.sending:
+        return _end(c, WRONG_END)
+    if max_count == 0:
+        return _end(c, OK)
+    # A member of a receiver group claims up to this many while others share its group.
+    r.want = max_count
+    avail = ring_available(r)
+    if avail <= 0:
+        if avail < 0:
+            return _end(c, CORRUPT)
+        st = _recv_wait(r, timeout_ns, &avail)
+        if st != OK:
+            return _end(c, st)
+    k = <Py_ssize_t>avail if <uint64_t>avail < max_count else <Py_ssize_t>max_count
+    size = c.record_size if c.record_size != 0 else <uint32_t>r.message_length
+    k = ring_recv_records(r, <char *>dst, <Py_ssize_t>stride, k, size)
+    if k == 0:
+        # The first message waiting is not a whole record.  On a typed channel, or over
+        # message_length, that is corruption; on an untyped channel, a shorter message,
+        # left first in line for recv().
+        if c.record_size != 0 or r.bad_length > r.message_length:
+            return _end(c, CORRUPT)
+        return _end(c, WRONG_LENGTH)
+    got[0] = <size_t>k
+    return _end(c, OK)

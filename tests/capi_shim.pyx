@@ -1,0 +1,157 @@
+# cython: language_level=3
+"""Each call of cywhip's Cython API, reachable from Python for tests/test_capi.py.
+
+Built by the tests as a user's module is (cimport cywhip.api, cywhip.get_include()).  Every
+wrapper takes the end, gets its handle and makes one call with the GIL released; it returns
+the call's status (and what it produced).
+"""
+from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+
+from cywhip cimport api
+from cywhip.api cimport Handle
+
+STATUS = {
+    api.OK: "OK", api.TIMEOUT: "TIMEOUT", api.FULL: "FULL", api.EMPTY: "EMPTY",
+    api.CLOSED: "CLOSED", api.TOO_LONG: "TOO_LONG", api.CORRUPT: "CORRUPT",
+    api.INTERRUPTED: "INTERRUPTED", api.BUSY: "BUSY", api.WRONG_LENGTH: "WRONG_LENGTH",
+    api.WRONG_END: "WRONG_END",
+}
+API_VERSION = api.API_VERSION
+
+
+def handle_address(end):
+    """The handle's address (the same for every call on one end).  Every wrapper below takes
+    an end, or such an address: a handle kept from before its end closed."""
+    return <size_t>api.handle(end)
+
+
+cdef Handle *_h(end) except NULL:
+    if isinstance(end, int):
+        return <Handle *><size_t>end
+    return api.handle(end)
+
+
+def send(end, bytes data, int64_t timeout_ns=-1):
+    cdef Handle *h = _h(end)
+    cdef const char *p = data
+    cdef size_t n = len(data)
+    cdef int st
+    with nogil:
+        st = api.send(h, p, n, timeout_ns)
+    return STATUS[st]
+
+
+def try_send(end, bytes data):
+    cdef Handle *h = _h(end)
+    cdef const char *p = data
+    cdef size_t n = len(data)
+    cdef int st
+    with nogil:
+        st = api.try_send(h, p, n)
+    return STATUS[st]
+
+
+def send_records(end, bytes data, size_t count, size_t stride, int64_t timeout_ns=-1):
+    """Send count records taken every stride bytes of data; return (status, sent)."""
+    cdef Handle *h = _h(end)
+    cdef const char *p = data
+    cdef size_t sent = 12345
+    cdef int st
+    if count and (count - 1) * stride >= <size_t>len(data):
+        raise ValueError("data is too short for count records")
+    with nogil:
+        st = api.send_records(h, p, count, stride, &sent, timeout_ns)
+    return STATUS[st], sent
+
+
+def recv(end, size_t capacity, int64_t timeout_ns=-1):
+    """Return (status, n, the bytes copied out, or None unless OK)."""
+    cdef Handle *h = _h(end)
+    cdef char *buf = <char *>malloc(capacity + 1)
+    cdef size_t n = 12345
+    cdef int st
+    if buf == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            st = api.recv(h, buf, capacity, &n, timeout_ns)
+        return STATUS[st], n, buf[:n] if st == api.OK else None
+    finally:
+        free(buf)
+
+
+def try_recv(end, size_t capacity):
+    cdef Handle *h = _h(end)
+    cdef char *buf = <char *>malloc(capacity + 1)
+    cdef size_t n = 12345
+    cdef int st
+    if buf == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            st = api.try_recv(h, buf, capacity, &n)
+        return STATUS[st], n, buf[:n] if st == api.OK else None
+    finally:
+        free(buf)
+
+
+def recv_records(end, size_t max_count, size_t stride, int64_t timeout_ns=-1):
+    """Return (status, got, the got * stride bytes filled)."""
+    cdef Handle *h = _h(end)
+    cdef char *buf = <char *>malloc(max_count * stride + 1)
+    cdef size_t got = 12345
+    cdef int st
+    if buf == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            st = api.recv_records(h, buf, max_count, stride, &got, timeout_ns)
+        return STATUS[st], got, buf[:got * stride]
+    finally:
+        free(buf)
+
+
+def send_numbered(end, int64_t first, int64_t count, size_t size=8):
+    """Send count messages of size bytes carrying first, first + 1, ... in their first 8 bytes,
+    one api.send() each, in one nogil loop; return (status, how many were sent)."""
+    cdef Handle *h = _h(end)
+    cdef char buf[64]
+    cdef int64_t i = 0, v
+    cdef int st = api.OK
+    if not 8 <= size <= 64:
+        raise ValueError("size must be 8 to 64")
+    with nogil:
+        while i < count:
+            v = first + i
+            memcpy(buf, &v, 8)
+            st = api.send(h, buf, size, -1)
+            if st != api.OK:
+                break
+            i += 1
+    return STATUS[st], i
+
+
+def recv_numbers(end, int64_t count):
+    """Receive count messages, one api.recv() each, in one nogil loop; return (status, the
+    numbers in their first 8 bytes, as one bytes object of native int64s)."""
+    cdef Handle *h = _h(end)
+    cdef int64_t *out = <int64_t *>malloc(<size_t>count * 8 + 8)
+    cdef char buf[64]
+    cdef size_t n
+    cdef int64_t i = 0
+    cdef int st = api.OK
+    if out == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            while i < count:
+                st = api.recv(h, buf, sizeof(buf), &n, -1)
+                if st != api.OK:
+                    break
+                memcpy(&out[i], buf, 8)
+                i += 1
+        return STATUS[st], (<char *>out)[:i * 8]
+    finally:
+        free(out)

@@ -1,0 +1,468 @@
+"""The Cython API (cywhip.api), called from extensions built here as users build theirs.
+
+Once per session, two builds run side by side in a temporary directory, each with Cython and
+setuptools against the installed cywhip (cywhip.get_include(), its api.pxd and api.h):
+README.md's worked example (producer.pyx, consumer.pyx and its setup.py, taken from the README
+itself), and capi_shim.pyx (beside this file: each call reachable from Python) with a module
+compiled against an api.h whose version was changed.
+"""
+import ctypes
+import gc
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import types
+import weakref
+
+import pytest
+
+import cywhip
+from cywhip import ChannelClosedError, Receiver, Sender
+
+HERE = pathlib.Path(__file__).resolve().parent
+README = HERE.parent / "README.md"
+
+SHIM_SETUP = """
+import cywhip
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+# Quick to compile: these modules make one call at a time.
+quick = ["-O0", "-g0"]
+setup(script_args=["build_ext", "--inplace"], ext_modules=cythonize([
+    Extension("capi_shim", ["capi_shim.pyx"], include_dirs=[cywhip.get_include()], extra_compile_args=quick),
+    # The fake api.h comes first: the module is compiled against another API_VERSION.
+    Extension("capi_fake_version", ["capi_fake_version.pyx"], include_dirs=["fake", cywhip.get_include()],
+              extra_compile_args=quick),
+], include_path=[cywhip.get_include()], quiet=True))
+"""
+
+FAKE_VERSION_PYX = """# cython: language_level=3
+from cywhip cimport api
+
+def handle(end):
+    return <size_t>api.handle(end)
+"""
+
+
+def readme_example():
+    """The files of README.md's Cython API example: each fenced block of that section whose
+    first line is '# <file name>'."""
+    text = README.read_text()
+    start = text.index("### Cython API\n")
+    section = text[start:text.index("\n### ", start + 1)]
+    files = {m.group(2): m.group(1) for m in re.finditer(r"```\w*\n(# (\S+\.(?:pyx|py))\n.*?)```", section, re.S)}
+    assert set(files) == {"producer.pyx", "consumer.pyx", "setup.py"}, files.keys()
+    return files
+
+
+def api_version(header):
+    return int(re.search(r"#define CYWHIP_API_VERSION (\d+)", header).group(1))
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """Build the README's example and the shim once; their directories come first on sys.path."""
+    root = tmp_path_factory.mktemp("capi")
+    example, shim = root / "example", root / "shim"
+    example.mkdir()
+    (shim / "fake" / "cywhip").mkdir(parents=True)
+    for name, body in readme_example().items():
+        (example / name).write_text(body)
+    shutil.copy(HERE / "capi_shim.pyx", shim)
+    (shim / "capi_fake_version.pyx").write_text(FAKE_VERSION_PYX)
+    header = (pathlib.Path(cywhip.get_include()) / "cywhip" / "api.h").read_text()
+    version = api_version(header)
+    fake = version + 1
+    (shim / "fake" / "cywhip" / "api.h").write_text(
+        header.replace(f"#define CYWHIP_API_VERSION {version}\n", f"#define CYWHIP_API_VERSION {fake}\n"))
+    builds = [subprocess.Popen([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=example,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+              subprocess.Popen([sys.executable, "-c", SHIM_SETUP], cwd=shim,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+    for proc in builds:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out[-6000:]
+    sys.path[:0] = [str(example), str(shim)]
+    import capi_shim
+    yield types.SimpleNamespace(example=example, shim=capi_shim, version=version, fake=fake)
+    for d in (str(example), str(shim)):
+        sys.path.remove(d)
+
+
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.001)
+
+
+def start(fn, *args):
+    """Run fn(*args) in a thread; return the thread and a list that gets its result."""
+    out = []
+    t = threading.Thread(target=lambda: out.append(fn(*args)), daemon=True)
+    t.start()
+    return t, out
+
+
+def status(result):
+    return result if isinstance(result, str) else result[0]
+
+
+def start_call(fn, *args):
+    """Run the shim call fn(*args) in a thread, calling again while it finds the end BUSY (the
+    probes of wait_busy() hold it for a moment); return the thread and a list for its result."""
+    def call():
+        while True:
+            result = fn(*args)
+            if status(result) != "BUSY":
+                return result
+    return start(call)
+
+
+def wait_busy(shim, end, data=None):
+    """Wait until a call in another thread holds end: a try call here then gets BUSY."""
+    probe = (lambda: shim.try_recv(end, 64)) if data is None else (lambda: shim.try_send(end, data))
+    wait_until(lambda: status(probe()) == "BUSY")
+
+
+# ------------------------------------------------------ the README's example, between processes
+
+CONSUMER = """
+import json, sys, time
+import cywhip, consumer
+name, count, blocks = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "blocks"
+with cywhip.Receiver(name, message_length=16, max_queued_messages=4096) as rx:
+    t0 = time.perf_counter()
+    bad = (consumer.consume_blocks if blocks else consumer.consume)(rx, count)
+    print(json.dumps({"bad": bad, "taken": rx.taken, "seconds": time.perf_counter() - t0}))
+"""
+
+PRODUCER = """
+import sys
+import cywhip, producer
+name, count, blocks = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "blocks"
+with cywhip.Sender(name, message_length=16, max_queued_messages=4096) as tx:
+    print((producer.produce_blocks if blocks else producer.produce)(tx, count))
+"""
+
+
+def run_example(built, peers, channel, count, mode):
+    receiver = peers.start(channel, count, mode, script=CONSUMER, cwd=built.example)
+    sender = peers.start(channel, count, mode, script=PRODUCER, cwd=built.example)
+    rc, out, err = peers.finish(receiver, timeout=100)
+    assert rc == 0, err
+    report = json.loads(out)
+    rc, sent, err = peers.finish(sender)
+    assert rc == 0, err
+    assert int(sent) == count
+    return report
+
+
+@pytest.mark.timeout(120)
+def test_ten_million_ticks_cross_between_processes_one_call_each_every_one_checked(built, peers, channel):
+    report = run_example(built, peers, channel, 10_000_000, "one")
+    assert report["bad"] == 0 and report["taken"] == 10_000_000, report
+
+
+@pytest.mark.timeout(120)
+def test_ten_million_ticks_cross_between_processes_in_blocks_every_one_checked(built, peers, channel):
+    report = run_example(built, peers, channel, 10_000_000, "blocks")
+    assert report["bad"] == 0 and report["taken"] == 10_000_000, report
+
+
+@pytest.mark.timeout(60)
+def test_a_nogil_receive_loop_in_a_thread_leaves_python_running_beside_it(built, peers, channel):
+    import consumer
+    count = 2_000_000
+    with Receiver(channel, message_length=16, max_queued_messages=4096) as rx:
+        t, out = start(consumer.consume, rx, count)
+        sender = peers.start(channel, count, "one", script=PRODUCER, cwd=built.example)
+        # Python work in this thread while the other receives: count loop turns, and
+        # note how far the receive had got (rx.taken reads the shared cursor) at each.
+        turns, seen = 0, set()
+        while t.is_alive():
+            turns += 1
+            if turns % 1000 == 0:
+                seen.add(rx.taken)
+        t.join()
+        assert peers.finish(sender)[0] == 0
+        assert out == [0] and rx.taken == count
+    mid = {v for v in seen if 0 < v < count}
+    assert turns > 10_000 and len(mid) >= 2, (turns, sorted(seen)[:10])
+
+
+# -------------------------------------------------------------------------------- the handle
+
+def test_handle_takes_a_sender_or_a_pulling_receiver_and_nothing_else(built, channel):
+    shim = built.shim
+    with pytest.raises(TypeError, match="takes a cywhip Sender or Receiver, not object"):
+        shim.handle_address(object())
+    with Sender(channel, message_length=8) as tx, Receiver(channel, message_length=8) as rx:
+        assert shim.handle_address(tx) == shim.handle_address(tx) != shim.handle_address(rx)
+    with pytest.raises(ChannelClosedError):
+        shim.handle_address(tx)
+    with Receiver(channel, message_length=8, on_message=lambda m: None) as pushing:
+        with pytest.raises(TypeError, match="without on_message/on_batch"):
+            shim.handle_address(pushing)
+
+
+def test_a_module_compiled_against_another_api_version_is_refused_naming_both(built, channel):
+    import capi_fake_version
+    with Sender(channel, message_length=8) as tx:
+        with pytest.raises(ImportError) as err:
+            capi_fake_version.handle(tx)
+    assert f"version {built.fake} of cywhip's Cython API" in str(err.value)
+    assert f"Cython API is version {built.version}" in str(err.value)
+    assert built.version == built.shim.API_VERSION
+
+
+def test_an_end_with_a_handle_stays_alive_until_closed_and_its_handle_then_says_closed(built, channel):
+    shim = built.shim
+    tx = Sender(channel, message_length=8)
+    address = shim.handle_address(tx)
+    ref = weakref.ref(tx)
+    del tx
+    gc.collect()
+    assert ref() is not None
+    assert shim.send(address, b"12345678") == "OK"
+    ref().close()
+    gc.collect()
+    assert ref() is None or ref().closed
+
+
+# -------------------------------------------------------------------------- calls, statuses
+
+def test_sent_messages_keep_their_bytes_and_lengths_whichever_api_sends_or_receives(built, channel):
+    shim = built.shim
+    with Sender(channel, message_length=32) as tx, Receiver(channel, message_length=32) as rx:
+        for msg in (b"", b"a", b"x" * 31, b"y" * 32):
+            assert shim.send(tx, msg) == "OK"
+            assert rx.recv(timeout=1) == msg
+            tx.send(msg)
+            assert shim.recv(rx, 32, 0) == ("OK", len(msg), msg)
+        assert shim.try_send(tx, b"try") == "OK"
+        assert shim.try_recv(rx, 32) == ("OK", 3, b"try")
+
+
+def test_timeouts_and_the_calls_that_never_wait(built, channel):
+    shim = built.shim
+    with Sender(channel, message_length=8, max_queued_messages=4, spin_time=0) as tx, \
+            Receiver(channel, message_length=8, max_queued_messages=4, spin_time=0) as rx:
+        assert shim.try_recv(rx, 8) == ("EMPTY", 0, None)
+        assert shim.recv(rx, 8, 0) == ("TIMEOUT", 0, None)
+        t0 = time.monotonic()
+        assert shim.recv(rx, 8, 50_000_000) == ("TIMEOUT", 0, None)
+        assert time.monotonic() - t0 >= 0.05
+        for i in range(4):
+            assert shim.send(tx, bytes([i]) * 8, 0) == "OK"
+        assert shim.try_send(tx, b"full") == "FULL"
+        assert shim.send(tx, b"full", 0) == "TIMEOUT"
+        t0 = time.monotonic()
+        assert shim.send(tx, b"full", 50_000_000) == "TIMEOUT"
+        assert time.monotonic() - t0 >= 0.05
+        rx.recv()
+        assert shim.send_records(tx, b"r" * 8 * 3, 3, 8, 20_000_000) == ("TIMEOUT", 1)
+        assert rx.depth == 4
+
+
+def test_a_message_over_message_length_is_not_sent_and_one_over_capacity_stays_first(built, channel):
+    shim = built.shim
+    with Sender(channel, message_length=16) as tx, Receiver(channel, message_length=16) as rx:
+        assert shim.send(tx, b"z" * 17) == "TOO_LONG"
+        assert shim.try_send(tx, b"z" * 17) == "TOO_LONG"
+        assert rx.depth == 0
+        tx.send(b"sixteen bytes!!!")
+        assert shim.recv(rx, 4, 0) == ("TOO_LONG", 16, None)
+        assert shim.try_recv(rx, 15) == ("TOO_LONG", 16, None)
+        assert shim.recv(rx, 16, 0) == ("OK", 16, b"sixteen bytes!!!")
+
+
+def test_a_call_for_the_other_direction_is_refused(built, channel):
+    shim = built.shim
+    with Sender(channel, message_length=8) as tx, Receiver(channel, message_length=8) as rx:
+        assert shim.send(rx, b"x") == "WRONG_END"
+        assert shim.send_records(rx, b"x" * 8, 1, 8) == ("WRONG_END", 0)
+        assert shim.recv(tx, 8) == ("WRONG_END", 0, None)
+        assert shim.recv_records(tx, 1, 8) == ("WRONG_END", 0, b"")
+
+
+def test_records_in_blocks_and_a_shorter_message_left_for_recv(built, channel):
+    shim = built.shim
+    with Sender(channel, message_length=8, max_queued_messages=64) as tx, \
+            Receiver(channel, message_length=8, max_queued_messages=64) as rx:
+        data = b"".join(struct.pack("<q", i) for i in range(40))
+        # Every other record of data: a stride of two records.
+        assert shim.send_records(tx, data, 20, 16) == ("OK", 20)
+        tx.send(b"short")
+        assert shim.send_records(tx, data, 3, 8) == ("OK", 3)
+        status, got, out = shim.recv_records(rx, 64, 8, 0)
+        assert (status, got) == ("OK", 20)
+        assert struct.unpack("<20q", out) == tuple(range(0, 40, 2))
+        assert shim.recv_records(rx, 64, 8, 0) == ("WRONG_LENGTH", 0, b"")
+        assert shim.recv(rx, 8, 0) == ("OK", 5, b"short")
+        status, got, out = shim.recv_records(rx, 2, 12, 0)     # a stride wider than a record
+        assert (status, got) == ("OK", 2) and out[:8] == data[:8] and out[12:20] == data[8:16]
+        assert shim.recv_records(rx, 0, 8, 0) == ("OK", 0, b"")
+
+
+class Tick(ctypes.Structure):
+    _fields_ = [("seq", ctypes.c_int64), ("price", ctypes.c_double)]
+
+
+def test_a_typed_channel_takes_whole_records_from_either_api(built, channel):
+    shim = built.shim
+    with Sender(channel, message_type=Tick, max_queued_messages=16) as tx, \
+            Receiver(channel, message_type=Tick, max_queued_messages=16) as rx:
+        assert shim.send(tx, bytes(Tick(1, 1.5))[:15]) == "WRONG_LENGTH"
+        assert shim.send(tx, bytes(Tick(1, 1.5)) + b"!") == "TOO_LONG"
+        assert shim.send(tx, bytes(Tick(1, 1.5))) == "OK"
+        got = rx.recv(timeout=1)
+        assert (got.seq, got.price) == (1, 1.5)
+        ticks = (Tick * 3)(Tick(2, 2.5), Tick(3, 3.5), Tick(4, 4.5))
+        assert shim.send_records(tx, bytes(ticks), 3, ctypes.sizeof(Tick)) == ("OK", 3)
+        tx.send(Tick(5, 5.5))
+        status, got, out = shim.recv_records(rx, 8, ctypes.sizeof(Tick), 0)
+        assert (status, got) == ("OK", 4)
+        assert [(t.seq, t.price) for t in (Tick * 4).from_buffer_copy(out)] == [(i, i + 0.5) for i in range(2, 6)]
+
+
+def test_many_senders_in_threads_each_keep_their_order_into_one_receiver(built, channel):
+    shim = built.shim
+    n = 200_000
+    with Sender(channel, message_length=8, max_senders=2) as a, \
+            Sender(channel, message_length=8, max_senders=2) as b, \
+            Receiver(channel, message_length=8, max_senders=2) as rx:
+        threads = [start(shim.send_numbered, a, 0, n), start(shim.send_numbered, b, 1 << 40, n)]
+        status, raw = shim.recv_numbers(rx, 2 * n)
+        for t, out in threads:
+            t.join()
+            assert out == [("OK", n)]
+    assert status == "OK"
+    values = struct.unpack(f"{2 * n}q", raw)
+    assert [v for v in values if v < 1 << 40] == list(range(n))
+    assert [v - (1 << 40) for v in values if v >= 1 << 40] == list(range(n))
+
+
+@pytest.mark.timeout(60)
+def test_a_producer_killed_mid_stream_leaves_a_whole_ordered_prefix(built, peers, channel):
+    shim = built.shim
+    with Receiver(channel, message_length=16, max_queued_messages=4096) as rx:
+        sender = peers.start(channel, 100_000_000, "one", script=PRODUCER, cwd=built.example)
+        wait_until(lambda: rx.depth > 0, timeout=30)
+        time.sleep(0.2)
+        sender.kill()
+        sender.wait()
+        seq = 0
+        while True:
+            st, n, data = shim.recv(rx, 16, 200_000_000)
+            if st != "OK":
+                break
+            assert n == 16 and struct.unpack("<qd", data) == (seq, 100.0 + 0.25 * (seq % 1000))
+            seq += 1
+        assert st == "TIMEOUT" and seq > 0
+
+
+def test_in_a_forked_child_the_handles_of_inherited_ends_say_closed(built, channel):
+    shim = built.shim
+    with Sender(channel, message_length=8) as tx, Receiver(channel, message_length=8) as rx:
+        tx_h, rx_h = shim.handle_address(tx), shim.handle_address(rx)
+        pid = os.fork()
+        if pid == 0:
+            ok = shim.try_send(tx_h, b"child") == "CLOSED" and shim.try_recv(rx_h, 8)[0] == "CLOSED"
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert shim.try_send(tx_h, b"parent") == "OK"
+        assert rx.recv(timeout=1) == b"parent"
+
+
+# ------------------------------------------------------------------- threads, closing, signals
+
+@pytest.mark.parametrize("side", ["recv", "send"])
+def test_close_from_another_thread_ends_a_wait_with_closed(built, channel, side):
+    shim = built.shim
+    with Sender(channel, message_length=8, max_queued_messages=2) as tx, \
+            Receiver(channel, message_length=8, max_queued_messages=2) as rx:
+        end = rx if side == "recv" else tx
+        address = shim.handle_address(end)
+        if side == "send":
+            tx.send(b"1")
+            tx.send(b"2")
+            t, out = start_call(shim.send, tx, b"3", -1)
+            wait_busy(shim, tx, b"x")
+        else:
+            t, out = start_call(shim.recv, rx, 8, -1)
+            wait_busy(shim, rx)
+        end.close()
+        # close() returned once the call had let go of the end (the thread ends soon after).
+        assert end.closed
+        t.join(5)
+        assert status(out[0]) == "CLOSED"
+        # Its handle, kept, says so; handle() refuses a closed end.
+        assert status(shim.try_send(address, b"x") if side == "send" else shim.try_recv(address, 8)) == "CLOSED"
+        with pytest.raises(ChannelClosedError):
+            shim.handle_address(end)
+        # Its replacement opens at once.
+        kind = Receiver if side == "recv" else Sender
+        kind(channel, message_length=8, max_queued_messages=2).close()
+
+
+def test_a_second_concurrent_call_gets_busy_and_the_first_goes_on(built, channel):
+    shim = built.shim
+    with Sender(channel, message_length=8) as tx, Receiver(channel, message_length=8) as rx:
+        t, out = start_call(shim.recv, rx, 8, 10_000_000_000)
+        wait_busy(shim, rx)
+        assert shim.recv(rx, 8, 0) == ("BUSY", 0, None)
+        assert shim.recv_records(rx, 4, 8, 0) == ("BUSY", 0, b"")
+        with pytest.raises(RuntimeError, match="already in use by another call"):
+            rx.recv(timeout=0)
+        tx.send(b"go on")
+        t.join(5)
+        assert out == [("OK", 5, b"go on")]
+        assert shim.try_recv(rx, 8) == ("EMPTY", 0, None)
+
+
+@pytest.mark.parametrize("side", ["recv", "send"])
+def test_a_signal_during_a_wait_returns_interrupted_and_python_runs_its_handler(built, channel, side):
+    shim = built.shim
+    caught = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: caught.append(signum))
+    try:
+        with Sender(channel, message_length=8, max_queued_messages=2, spin_time=0) as tx, \
+                Receiver(channel, message_length=8, max_queued_messages=2, spin_time=0) as rx:
+            if side == "send":
+                tx.send(b"1")
+                tx.send(b"2")
+            timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
+            timer.start()
+            t0 = time.monotonic()
+            result = shim.recv(rx, 8, 5_000_000_000) if side == "recv" else shim.send(tx, b"3", 5_000_000_000)
+            elapsed = time.monotonic() - t0
+            timer.join()
+            assert result in ("INTERRUPTED", ("INTERRUPTED", 0, None)) and elapsed < 4, (result, elapsed)
+            assert caught == [signal.SIGUSR1]
+            # The end is fine: call again.
+            if side == "send":
+                rx.recv()
+                assert shim.send(tx, b"3", 0) == "OK"
+            else:
+                tx.send(b"after")
+                assert shim.recv(rx, 8, 0) == ("OK", 5, b"after")
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_a_wait_without_a_signal_outlasts_its_sleep_slices(built, channel):
+    with Receiver(channel, message_length=8, spin_time=0) as rx:
+        t0 = time.monotonic()
+        assert built.shim.recv(rx, 8, 350_000_000) == ("TIMEOUT", 0, None)
+        assert time.monotonic() - t0 >= 0.35
