@@ -19,7 +19,8 @@ corrupt the group entries (claim cursor, claim lock, epoch, members, flags,
 name length and name), the receiver places (group tag, hold_start, hold_end,
 pid), groups_gen and the cursors, and between calls of the sender and the
 members also join, leave, remove groups (remove_group) and list the channel
-(channels()).
+(channels()); a depth beyond max_queued_messages (an end's, or one channels()
+lists for a channel it finds sound) is an impossible figure, a failure too.
 
 With ``--race``, the corruption happens while the calls run: each round, one
 process maps the channel file and rewrites its header (every geometry field and
@@ -33,7 +34,8 @@ groups_gen, and now and then holds the groups lock (groups_gen left odd, as a
 creator stopped midway) or a member place's lock (as a live member), while the
 victim's members join, claim, take, leave and remove groups.  The file
 is never truncated: a mapped file that shrinks raises SIGBUS by design.  The
-same failures count; a failure names the round's seed (``--round-seed`` runs
+same failures count, and a call with a timeout (0 for try_send and try_recv)
+that returns more than RACE_LATE_SECONDS after it; a failure names the round's seed (``--round-seed`` runs
 that round's choices again, though the interleaving differs from run to run).
 """
 import argparse
