@@ -19,7 +19,8 @@ corrupt the group entries (claim cursor, claim lock, epoch, members, flags,
 name length and name), the receiver places (group tag, hold_start, hold_end,
 pid), groups_gen and the cursors, and between calls of the sender and the
 members also join, leave, remove groups (remove_group) and list the channel
-(channels()).
+(channels()); a depth beyond max_queued_messages (an end's, or one channels()
+lists for a channel it finds sound) is an impossible figure, a failure too.
 
 With ``--race``, the corruption happens while the calls run: each round, one
 process maps the channel file and rewrites its header (every geometry field and
@@ -33,7 +34,8 @@ groups_gen, and now and then holds the groups lock (groups_gen left odd, as a
 creator stopped midway) or a member place's lock (as a live member), while the
 victim's members join, claim, take, leave and remove groups.  The file
 is never truncated: a mapped file that shrinks raises SIGBUS by design.  The
-same failures count; a failure names the round's seed (``--round-seed`` runs
+same failures count, and a call with a timeout (0 for try_send and try_recv)
+that returns more than RACE_LATE_SECONDS after it; a failure names the round's seed (``--round-seed`` runs
 that round's choices again, though the interleaving differs from run to run).
 """
 import argparse
@@ -280,8 +282,22 @@ def _group_case(rng, name):
         sys.stderr.write(f"{detail}\n")
         os._exit(BAD_MESSAGE)
 
-    def member(gname, durable):
+    def member(gname, durable, pushed=False):
+        if pushed and rng.random() < 0.5:
+            return Receiver(name, group=gname, durable=durable, on_message=check, **kw)
+        if pushed:
+            return Receiver(name, group=gname, durable=durable, on_batch=check_batch, **kw)
         return Receiver(name, group=gname, durable=durable, **kw)
+
+    def check_batch(batch):
+        if dtype is not None:
+            if getattr(batch, "dtype", None) != dtype or not 1 <= len(batch) <= capacity:
+                bad(f"on_batch() got {batch!r:.200}")
+            return
+        if type(batch) is not list or not 1 <= len(batch) <= capacity:
+            bad(f"on_batch() got {batch!r:.200}")
+        for msg in batch:
+            check(msg)
 
     def one(i):
         if dtype is not None:
@@ -374,7 +390,8 @@ def _group_case(rng, name):
     corrupt(rng.randint(1, 4))
     opened = []
     makers = [lambda: Sender(name, **kw)]
-    makers += [(lambda gname=gname, durable=durable: member(gname, durable))
+    # Some members deliver to on_message or on_batch from their thread, while the others run.
+    makers += [(lambda gname=gname, durable=durable: member(gname, durable, rng.random() < 0.15))
                for gname, durable, count in groups for _ in range(count)]
     try:
         for make in makers:
@@ -393,10 +410,15 @@ def _group_case(rng, name):
                     if rng.random() < 0.1:
                         end.close()
                     elif isinstance(end, Receiver):
-                        receive(end)
+                        if end.running:
+                            time.sleep(0.0005)
+                        else:
+                            receive(end)
                     else:
                         how = rng.random()
-                        if how < 0.4:
+                        if dtype is not None and how < 0.1:
+                            end.send_array(np.zeros(rng.randint(1, capacity + 1), dtype), timeout=0)
+                        elif how < 0.4:
                             end.try_send(one(sent))
                         elif how < 0.6:
                             end.send(one(sent), timeout=rng.choice([0, 0.001]))
