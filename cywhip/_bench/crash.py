@@ -1,13 +1,16 @@
 """Killing one of two producers, and one of two consumers, beside the peers: who hangs, who
 loses what, how long the others stall.
 
-Killing a producer, each run: a consumer (this process) and two producer processes, each sending numbered 32-byte
-messages one call per message and recording, after each call returns, how many it has sent
-("confirmed").  One second into the stream producer A is SIGKILLed; a second later producer B
-is told to stop.  The run then checks: did B stop and the consumer get all of B's confirmed
-messages (else: a hang), how many confirmed messages of either producer never arrived, and the
-consumer's longest gap between two messages in the second after the kill against its longest
-in the second before it.  Killing a consumer: see consumer_crash_run().
+Killing a producer, each run: a consumer process and two producer processes, each producer
+sending numbered 32-byte messages one call per message and recording, after each call returns,
+how many it has sent ("confirmed").  One second into the stream producer A is SIGKILLed; a
+second later producer B is told to stop.  The run then checks: did B stop and the consumer get
+all of B's confirmed messages (else: a hang), how many confirmed messages of either producer
+never arrived, and the consumer's longest gap between two messages in the second after the kill
+against its longest in the second before it.  The consumer records what it gets in shared
+memory and this process only watches: a consumer stuck in a peer's receive call (a lock the
+killed producer held) is a hang to report, not one of the bench.  Killing a consumer: see
+consumer_crash_run().
 """
 import os
 import queue
@@ -17,7 +20,6 @@ import time
 from functools import partial
 
 from cywhip._bench.common import SPAWN, _available, _name
-from cywhip._bench.peers.pyzmq import GROUP_HWM
 
 HEAD = struct.Struct("<IQ")
 SIZE = 32
@@ -166,6 +168,89 @@ def _produce(make, name, shared, tag, confirmed, stop):
             return
 
 
+def _consume(make, name, shared, index, rec, finish):
+    """A consumer process: record the tag and number (tag << 40 | number) and the arrival time
+    of each message it gets, then how many it has got and, per tag, the number after the last,
+    until told to finish; then what its close() noted.  rec.busy is 1 from a receive call until
+    what it returned is recorded: a consumer killed then may have got a message it did not
+    record."""
+    recv, close = make(name, shared, index)
+    rec.opened.value = 1
+    seen, times, count, last, busy = rec.seen, rec.times, rec.count, rec.last, rec.busy
+    n, room = 0, len(seen)
+    try:
+        while not finish.value:
+            busy.value = 1
+            msg = recv(0.05)
+            if msg is not None:
+                tag, i = HEAD.unpack_from(msg)
+                if n < room:
+                    seen[n] = tag << 40 | i
+                    times[n] = time.monotonic()
+                n += 1
+                count.value = n
+                if tag < 2:
+                    last[tag] = i + 1
+            busy.value = 0
+    finally:
+        _notes.clear()
+        close()
+        rec.notes.put(dict(_notes))
+
+
+class _Consumer:
+    """One consumer process and what it records, in shared memory: it may die, or hang in a
+    peer's receive call while this process watches."""
+
+    def __init__(self, make, name, shared, index, finish, room=1 << 22):
+        self.seen = SPAWN.RawArray("q", room)
+        self.times = SPAWN.RawArray("d", room)
+        self.count = SPAWN.Value("q", 0, lock=False)
+        self.last = SPAWN.Array("q", 2, lock=False)
+        self.opened = SPAWN.Value("b", 0, lock=False)
+        self.busy = SPAWN.Value("b", 0, lock=False)
+        self.notes = SPAWN.SimpleQueue()
+        self.proc = SPAWN.Process(target=_consume, args=(make, name, shared, index, self, finish), daemon=True)
+
+    def __getstate__(self):
+        # What the consumer process needs (the Process object stays here).
+        return {k: v for k, v in self.__dict__.items() if k != "proc"}
+
+    def recorded(self):
+        """The words recorded, in order of arrival."""
+        return self.seen[:min(self.count.value, len(self.seen))]
+
+    def overflowed(self):
+        return self.count.value > len(self.seen)
+
+    def start(self, deadline):
+        """Start the process; return once it has opened its end."""
+        self.proc.start()
+        while not self.opened.value:
+            if not self.proc.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("a consumer failed to open its end")
+            time.sleep(0.001)
+
+    def finish_notes(self, finish, wait):
+        """Tell the process to finish; return what its close() noted ({} if it did not finish)."""
+        finish.value = 1
+        self.proc.join(wait)
+        return {} if self.proc.is_alive() or self.notes.empty() else self.notes.get()
+
+
+def _one(make, name, shared, index):
+    """A make_consumer(name, shared) of the producer-kill table as make(name, shared, index)."""
+    return make(name, shared)
+
+
+def _gaps(times, kill_time, before, after):
+    """The longest gap between two arrivals in the `before` seconds before kill_time, and in the
+    `after` seconds from it (the first arrival after the kill counts from the last before), in ms."""
+    b = [y - x for x, y in zip(times, times[1:]) if kill_time - before <= x and y < kill_time]
+    a = [y - x for x, y in zip(times, times[1:]) if y >= kill_time and x < kill_time + after]
+    return 1000 * max(b, default=0), 1000 * max(a, default=0)
+
+
 def crash_run(system, seconds=1.0):
     """One run: returns a dict of what happened (see the module's docstring)."""
     _, _, make_consumer, make_producer, make_shared = [s for s in SYSTEMS if s[0] == system][0]
@@ -173,40 +258,32 @@ def crash_run(system, seconds=1.0):
     shared = make_shared() if make_shared else None
     confirmed = SPAWN.Array("q", 4, lock=False)
     stop = SPAWN.Value("b", 0, lock=False)
-    recv, close = make_consumer(name, shared)
+    finish = SPAWN.Value("b", 0, lock=False)
+    consumer = _Consumer(partial(_one, make_consumer), name, shared, 0, finish, room=1 << 23)
     procs = [SPAWN.Process(target=_produce, args=(make_producer, name, shared, tag, confirmed, stop), daemon=True)
              for tag in (0, 1)]
     out = {"hang": False, "lost": 0, "survivor_complete": False}
-    got = [0, 0]
-    order_errors = 0
-    times = []
     try:
+        deadline = time.monotonic() + 30
+        consumer.start(deadline)
         for p in procs:
             p.start()
-        deadline = time.monotonic() + 30
         while not (confirmed[2] and confirmed[3]) and time.monotonic() < deadline:
             time.sleep(0.001)
-        kill_at = stop_at = None
-        last = time.monotonic()
+        kill_at = stop_at = kill_time = None
+        last, last_count = time.monotonic(), 0
+        got = consumer.last
         while True:
-            msg = recv(0.05)
+            time.sleep(0.001)
             now = time.monotonic()
-            if msg is not None:
-                tag, i = HEAD.unpack_from(msg)
-                if tag > 1 or i != got[tag]:
-                    order_errors += 1
-                got[tag] = i + 1 if tag <= 1 else got[tag]
-                times.append(now)
-                last = now
-                if kill_at is None and len(times) == 1:
+            if consumer.count.value != last_count:
+                last_count, last = consumer.count.value, now
+                if kill_at is None:
                     kill_at = now + seconds
-            if kill_at is not None and stop_at is None:
-                if now >= kill_at:
-                    os.kill(procs[0].pid, signal.SIGKILL)
-                    kill_time = now
-                    stop_at = now + seconds
-                    # The consumer's own time in kill() is not a stall of the channel's.
-                    times.append(time.monotonic())
+            if kill_at is not None and stop_at is None and now >= kill_at:
+                os.kill(procs[0].pid, signal.SIGKILL)
+                kill_time = now
+                stop_at = now + seconds
             if stop_at is not None and now >= stop_at and not stop.value:
                 stop.value = 1      # B stops after its current batch of 64; keep receiving meanwhile
             if stop.value and not procs[1].is_alive():
@@ -217,38 +294,33 @@ def crash_run(system, seconds=1.0):
                 out["hang"] = "producer B did not stop"
                 break
             if now - last > HANG_SECONDS:
-                out["hang"] = "the consumer got nothing for 3 s with messages owed"
+                out["hang"] = f"the consumer got nothing for {HANG_SECONDS:g} s with messages owed"
                 break
+        out.update(consumer.finish_notes(finish, 1.0 if out["hang"] else HANG_SECONDS))
+        if consumer.proc.is_alive():
+            out["hang"] = out["hang"] or "the consumer did not finish"
+        got, order_errors = [0, 0], 0
+        for word in consumer.recorded():
+            tag, i = word >> 40, word & ((1 << 40) - 1)
+            if tag > 1 or i != got[tag]:
+                order_errors += 1
+            if tag <= 1:
+                got[tag] = i + 1
         out["lost"] = max(0, confirmed[0] - got[0]) + max(0, confirmed[1] - got[1])
-        out["survivor_complete"] = not out["hang"] and got[1] == confirmed[1]
+        out["survivor_complete"] = not out["hang"] and got[1] == confirmed[1] and not consumer.overflowed()
         out["order_errors"] = order_errors
-        if stop_at is not None:
-            before = [b - a for a, b in zip(times, times[1:]) if kill_time - seconds <= a and b < kill_time]
-            after = [b - a for a, b in zip(times, times[1:]) if b >= kill_time and a < kill_time + seconds]
-            out["gap_before_ms"] = 1000 * max(before, default=0)
-            out["stall_after_ms"] = 1000 * max(after, default=0)
+        if kill_time is not None:
+            out["gap_before_ms"], out["stall_after_ms"] = _gaps(consumer.times[:len(consumer.recorded())],
+                                                                kill_time, seconds, seconds)
         out["messages"] = sum(got)
         return out
     finally:
-        for p in procs:
+        for p in procs + [consumer.proc]:
             if p.is_alive():
                 p.kill()
-            p.join()
-        try:
-            _notes.clear()
-            close()
-            out.update(_notes)
-        except Exception:
-            pass
-        from cywhip import unlink
-        unlink(name, missing_ok=True)
-        # Files some peers leave behind when a producer is killed.
-        for entry in os.listdir("/dev/shm"):
-            if name in entry:
-                try:
-                    os.unlink(os.path.join("/dev/shm", entry))
-                except OSError:
-                    pass
+            if p.pid is not None:
+                p.join()
+        _clean_up(name, system)
 
 
 def crash_table(runs=3, progress=None):
@@ -315,6 +387,9 @@ RUN_AFTER_KILL = 0.7
 # iceoryx2: the cleanup of dead nodes).
 STALL_SECONDS = 0.3
 HELLO = b"h"
+# PUB/SUB high-water marks: a PUB drops past them, for a live SUB too.  Higher, a survivor that
+# fell behind would drain its backlog for seconds after the stop.
+PUBSUB_HWM = 100_000
 
 
 def _cywhip_member(durable, name, shared, index, share=False):
@@ -435,8 +510,7 @@ def _zmq_consumer_of(kind, name, shared, index):
     ctx = zmq.Context()
     sock = ctx.socket(kind)
     if kind == zmq.SUB:
-        # High-water marks far above what a run sends: a PUB drops past them, whoever is alive.
-        sock.setsockopt(zmq.RCVHWM, GROUP_HWM)
+        sock.setsockopt(zmq.RCVHWM, PUBSUB_HWM)
         sock.setsockopt(zmq.SUBSCRIBE, b"")
     addr = f"/tmp/{name}-{index}.zmq"
     sock.bind("ipc://" + addr)
@@ -470,6 +544,10 @@ def _zmq_sub_consumer(name, shared, index):
     return _zmq_consumer_of(zmq.SUB, name, shared, index)
 
 
+def _zmq_pub_note(name):
+    return f"PUB drops past its high-water mark ({PUBSUB_HWM:,}) for a live SUB that falls behind too"
+
+
 def _zmq_pull_consumer(name, shared, index):
     import zmq
     return _zmq_consumer_of(zmq.PULL, name, shared, index)
@@ -479,7 +557,7 @@ def _zmq_producer_of(kind, name, shared):
     import zmq
     sock = zmq.Context().socket(kind)
     if kind == zmq.PUB:
-        sock.setsockopt(zmq.SNDHWM, GROUP_HWM)
+        sock.setsockopt(zmq.SNDHWM, PUBSUB_HWM)
     # At exit, a second to hand over what is queued: a dead peer's queue would hold it forever.
     sock.setsockopt(zmq.LINGER, 1000)
     for i in (0, 1):
@@ -526,7 +604,7 @@ CONSUMER_SYSTEMS = [
     (BROADCAST, "cykit 0.1.0 SPMC", "cykit", _cykit_spmc_consumer, _cykit_spmc_producer, None, None, None),
     (BROADCAST, "iceoryx2 publish-subscribe", "iceoryx2", _iceoryx2_consumer, _iceoryx2_producer, None,
      _iceoryx2_release, None),
-    (BROADCAST, "pyzmq ipc:// PUB/SUB", "zmq", _zmq_sub_consumer, _zmq_pub_producer, _value, None, None),
+    (BROADCAST, "pyzmq ipc:// PUB/SUB", "zmq", _zmq_sub_consumer, _zmq_pub_producer, _value, None, _zmq_pub_note),
     (SHARING, "cywhip, 1 group of 2", None, partial(_cywhip_member, True, share=True), _cywhip_group_producer,
      None, None, _cywhip_groups_left),
     (SHARING, "cloudtoid-interprocess", "cloudtoid_interprocess", _cloudtoid_member, _cloudtoid_producer,
@@ -536,45 +614,6 @@ CONSUMER_SYSTEMS = [
     (SHARING, "multiprocessing.Queue", None, _queue_member, _queue_producer, lambda: SPAWN.Queue(maxsize=1024),
      None, None),
 ]
-
-
-def _consume(make, name, shared, index, seen, times, count, opened, busy, finish):
-    """A consumer process: record the number (and the arrival time) of each message it gets,
-    then how many it has got, until told to finish.  busy is 1 from a receive call until what
-    it returned is recorded: a consumer killed then may have got a message it did not record."""
-    recv, close = make(name, shared, index)
-    opened.value = 1
-    n, room = 0, len(seen)
-    try:
-        while not finish.value:
-            busy.value = 1
-            msg = recv(0.05)
-            if msg is not None:
-                if n < room:
-                    seen[n] = HEAD.unpack_from(msg)[1]
-                    times[n] = time.monotonic()
-                n += 1
-                count.value = n
-            busy.value = 0
-    finally:
-        close()
-
-
-class _Consumer:
-    """One consumer process and what it records (in shared memory: it may die or hang)."""
-
-    def __init__(self, make, name, shared, index, finish, room=1 << 22):
-        self.seen = SPAWN.RawArray("q", room)
-        self.times = SPAWN.RawArray("d", room)
-        self.count = SPAWN.Value("q", 0, lock=False)
-        self.opened = SPAWN.Value("b", 0, lock=False)
-        self.busy = SPAWN.Value("b", 0, lock=False)
-        self.proc = SPAWN.Process(target=_consume, args=(make, name, shared, index, self.seen, self.times,
-                                                         self.count, self.opened, self.busy, finish),
-                                  daemon=True)
-
-    def recorded(self):
-        return self.seen[:min(self.count.value, len(self.seen))]
 
 
 def consumer_crash_run(scenario, system):
@@ -599,13 +638,9 @@ def consumer_crash_run(scenario, system):
         return confirmed[0] - b.count.value
 
     try:
-        for c in (a, b):
-            c.proc.start()
         deadline = time.monotonic() + 30
-        while not (a.opened.value and b.opened.value) and time.monotonic() < deadline:
-            if not (a.proc.is_alive() and b.proc.is_alive()):
-                raise RuntimeError("a consumer failed to start")
-            time.sleep(0.001)
+        for c in (a, b):
+            c.start(deadline)
         producer.start()
         kill_at = stop_at = kill_time = None
         last = last_progress = time.monotonic()
@@ -646,12 +681,11 @@ def consumer_crash_run(scenario, system):
                 break
         if at_end and not out["hang"]:
             out["note"] = "; ".join(n for n in (out["note"], at_end(name)) if n)
-        finish.value = 1
-        b.proc.join(CONSUMER_HANG_SECONDS)
+        b.finish_notes(finish, 1.0 if out["hang"] else CONSUMER_HANG_SECONDS)
         if b.proc.is_alive():
             out["hang"] = out["hang"] or "consumer B did not finish"
         sent, got = confirmed[0], b.recorded()
-        if b.count.value > len(b.seen):
+        if b.overflowed():
             out["note"] = "; ".join(n for n in (out["note"], "B's records overflowed") if n)
         if share:
             both = set(got) | set(a.recorded())
@@ -664,12 +698,8 @@ def consumer_crash_run(scenario, system):
             out["order_errors"] = sum(1 for k, i in enumerate(got) if i != k)
         out["survivor_complete"] = not out["hang"] and out["lost"] == 0 and not out.get("order_errors")
         if kill_time is not None:
-            times = b.times[:len(got)]
-            before = [y - x for x, y in zip(times, times[1:]) if kill_time - KILL_AFTER <= x and y < kill_time]
-            after = [y - x for x, y in zip(times, times[1:]) if y >= kill_time and x < kill_time + RUN_AFTER_KILL]
-            # The first message after the kill: its gap from the last one before counts too.
-            out["gap_before_ms"] = 1000 * max(before, default=0)
-            out["stall_after_ms"] = 1000 * max(after, default=0)
+            out["gap_before_ms"], out["stall_after_ms"] = _gaps(b.times[:len(got)], kill_time, KILL_AFTER,
+                                                                RUN_AFTER_KILL)
         out["messages"] = sent
         return out
     finally:
