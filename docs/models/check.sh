@@ -124,8 +124,9 @@ check_groups() {
     for m in SENDER_IGNORES_HOLDS NO_SEQLOCK STALE_W; do
         check "groups: mutant $m" fail "-D$m -DMAXCRASH=0" "-O0 -DSAFETY -DNOCLAIM" ""
     done
-    check "groups: mutant NO_GEN_REPAIR" fail "-DNO_GEN_REPAIR -DMAXCRASH=1 -DKILLABLE=4" \
-        "-O0 -DSAFETY -DNOCLAIM" ""
+    for m in NO_GEN_REPAIR NO_JOIN_REPAIR; do
+        check "groups: mutant $m" fail "-D$m -DMAXCRASH=1 -DKILLABLE=4" "-O0 -DSAFETY -DNOCLAIM" ""
+    done
     check "groups: mutant J2_AS_SPEC" fail "-DJ2_AS_SPEC -DMAXCRASH=2" "-O0 -DSAFETY -DNOCLAIM" ""
 }
 

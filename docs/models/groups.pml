@@ -45,7 +45,9 @@
  *      unused otherwise); a sender that finds it odd with the groups lock free takes
  *      the groups lock to do so.  Otherwise senders retry their bound forever, and
  *      the next creation runs with groups_gen even, so the seqlock hides it from a
- *      sender reading its bound meanwhile.                            (NO_GEN_REPAIR)
+ *      sender reading its bound meanwhile.            (NO_GEN_REPAIR; NO_JOIN_REPAIR:
+ *      the senders' repair alone is not enough.  The model's runs do not need the
+ *      senders' repair, as a member of the group always joins again.)
  *   J2 may take a free place that holds nothing (hold_start 0) whatever its tag,
  *      clearing the lock_g of its tag's group if that names it (a claimer dead before
  *      C5).  The spec's "never a free place tagged with another in-use group" leaves a
@@ -86,6 +88,8 @@
  *   NO_DETECT             a member with nothing to claim never looks for dead places
  *   J2_NO_RESOLVE         a join ignores a lock_g that names the place it takes
  *   NO_SEQLOCK            the sender reads its bound without groups_gen
+ *   NO_JOIN_REPAIR        only senders make an odd groups_gen even, joins do not: the
+ *                         next creation then runs with groups_gen even
  *   STALE_W, NO_GEN_REPAIR, J2_AS_SPEC, UNLOCK_PLACE_FIRST   the spec as written
  *
  * Steps.  A step is one atomic action; the model joins into one step only actions
@@ -332,7 +336,7 @@ start:
         :: p == NPL ->                     /* join */
             atomic {
                 glk == 0 -> glk = m + 1    /* the groups lock */
-#ifndef NO_GEN_REPAIR
+#if !defined(NO_GEN_REPAIR) && !defined(NO_JOIN_REPAIR)
                 ;
                 if
                 :: gen % 2 == 1 -> gen++   /* its last holder died in J1 */
