@@ -1,16 +1,24 @@
 #!/bin/sh
-# Model-checks docs/models/many_senders.pml with SPIN.
+# Model-checks the SPIN models of docs/models.
 #
-#   docs/models/check.sh          the model's checks and its mutants (about 30 s, < 1.2 GB)
-#   docs/models/check.sh --full   also the LTL property under weak fairness (about 30 s more)
+#   docs/models/check.sh [--full] [MODEL...]     MODEL: many_senders, groups (default: both)
 #
-# Every check of the model must report "errors: 0" over a complete search; every mutant
-# must report an error, so the checks cannot pass vacuously. Exits non-zero otherwise.
+#   many_senders   the many-senders protocol: its checks and mutants (about 30 s, < 1.2 GB)
+#   groups         receiver groups: its checks and mutants (about 45 s, < 1 GB)
+#   --full         also, many_senders: the LTL property under weak fairness (about 30 s);
+#                  groups: 2 crashes of any member, termination with a group created
+#                  mid-run, 4 messages, and bitstate searches of 2 crashes with a group
+#                  created mid-run (about 6 min, each search < 2 min and 1.5 GB)
+#
+# Every check of a model must report "errors: 0" over a complete search (the groups
+# bitstate searches of --full visit nearly every state, not surely every one); every
+# mutant must report an error, so the checks cannot pass vacuously. Exits non-zero
+# otherwise.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-model="$here/many_senders.pml"
 full=0
-[ "${1:-}" = "--full" ] && full=1
+[ "${1:-}" = "--full" ] && { full=1; shift; }
+models=${*:-many_senders groups}
 SPIN=${SPIN:-spin}
 CC=${CC:-cc}
 work=$(mktemp -d "${TMPDIR:-/tmp}/cywhip-spin.XXXXXX") || exit 2
@@ -18,18 +26,18 @@ trap 'rm -rf "$work"' EXIT INT TERM
 failures=0
 n=0
 
-# check NAME EXPECT("pass"|"fail") "SPIN -D FLAGS" "CC FLAGS" "PAN ARGS"
+# check NAME EXPECT("pass"|"fail") "SPIN -D FLAGS" "CC FLAGS" "PAN ARGS"   (model: $base)
 check() {
     name=$1 expect=$2 sflags=$3 cflags=$4 pargs=$5
     n=$((n + 1))
     dir="$work/$n"
-    mkdir "$dir" && cp "$model" "$dir/" || { failures=$((failures + 1)); return; }
+    mkdir "$dir" && cp "$here/$base" "$dir/" || { failures=$((failures + 1)); return; }
     start=$(date +%s.%N)
-    if ! (cd "$dir" && $SPIN $sflags -a many_senders.pml >spin.out 2>&1); then
+    if ! (cd "$dir" && $SPIN $sflags -a "$base" >spin.out 2>&1); then
         echo "FAIL  $name: spin -a failed"; sed 's/^/      /' "$dir/spin.out"
         failures=$((failures + 1)); return
     fi
-    if ! (cd "$dir" && $CC -O2 -DMEMLIM=1800 $cflags -o pan pan.c >cc.out 2>&1); then
+    if ! (cd "$dir" && $CC -O2 -DMEMLIM=$memlim $cflags -o pan pan.c >cc.out 2>&1); then
         echo "FAIL  $name: compiling pan failed"; sed 's/^/      /' "$dir/cc.out"
         failures=$((failures + 1)); return
     fi
@@ -50,7 +58,7 @@ check() {
             echo "ok    $name: errors: 0, $states states, ${secs}s"
         else
             echo "FAIL  $name: errors: $errors, $states states, ${secs}s ${first}${incomplete}"
-            (cd "$dir" && [ -f many_senders.pml.trail ] && $SPIN $sflags -t -p many_senders.pml | tail -n 40)
+            (cd "$dir" && [ -f "$base.trail" ] && $SPIN $sflags -t -p "$base" | tail -n 40)
             failures=$((failures + 1))
         fi
     else
@@ -63,23 +71,74 @@ check() {
     fi
 }
 
+check_many_senders() {
+    base=many_senders.pml memlim=1800
+    # The protocol: 2 senders, 2 messages per place, capacity 2, 2 crashes, a new sender on a dead place.
+    check "safety (assertions, no invalid end state)" pass "" "-DSAFETY -DNOCLAIM" ""
+    # Without progress labels, any cycle is a non-progress cycle: none means every run ends,
+    # and with the safety check every end is a valid end with everything delivered.
+    check "termination (no cycle at all)" pass "" "-DNP -DNOCLAIM" "-l"
+    check "safety, 3 messages per place, 1 crash" pass "-DNM=3 -DMAXCRASH=1" "-DSAFETY -DNOCLAIM" ""
+    if [ "$full" = 1 ]; then
+        check "ltl done: <> rdone under weak fairness" pass "" "" "-a -f -N done"
+    fi
+
+    # Mutants: each breaks one rule of the protocol and must be caught.
+    for m in BROKEN_ORDER NO_LOCK_CHECK NO_RECHECK NO_RESET KEEP_STALE EARLY_PUBLISH; do
+        check "mutant $m" fail "-D$m" "-DSAFETY -DNOCLAIM" ""
+    done
+}
+
+check_groups() {
+    base=groups.pml memlim=1500
+    safe="-DSAFETY -DNOCLAIM -DCOLLAPSE"
+    # One sender, 3 messages, capacity 2; group 0 with 2 members, group 1 (1 member)
+    # created mid-run; a crash of any member at any step; a new member on a dead place.
+    check "groups: safety, 1 crash of any member" pass "-DMAXCRASH=1" "$safe" ""
+    check "groups: safety, 2 crashes of the broadcast member (durable group, J1 creator)" \
+        pass "-DMAXCRASH=2 -DKILLABLE=4" "$safe" ""
+    # No progress labels: any cycle is a non-progress cycle; none means every run ends.
+    check "groups: termination (no cycle at all), 1 crash, group 1 from the start" \
+        pass "-DMAXCRASH=1 -DNOCREATE" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+    if [ "$full" = 1 ]; then
+        check "groups: safety, 2 crashes of any member, group 1 from the start" \
+            pass "-DMAXCRASH=2 -DNOCREATE" "$safe" ""
+        check "groups: termination (no cycle at all), 1 crash" \
+            pass "-DMAXCRASH=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+        check "groups: safety, 4 messages, 1 crash" pass "-DM=4 -DMAXCRASH=1" "$safe" ""
+        # 2 crashes with group 1 created mid-run: too many states to store them all in
+        # 1.5 GB, so a bitstate search for each pair of members that may crash (a run
+        # with 2 crashes kills at most 2 members); hash factor about 90-125.
+        bits="-DSAFETY -DNOCLAIM -DBITSTATE"
+        check "groups: safety, 2 crashes of members 0 and 1, bitstate" pass "-DKILLABLE=3" "$bits" "-w32"
+        check "groups: safety, 2 crashes of members 0 and 2, bitstate" pass "-DKILLABLE=5" "$bits" "-w32"
+        check "groups: safety, 2 crashes of members 1 and 2, bitstate" pass "-DKILLABLE=6" "$bits" "-w32"
+    fi
+
+    # Mutants, each in the smallest run that shows it (a few thousand states mostly;
+    # compiled without optimization: compiling is most of their time).
+    for m in NEXT_BEFORE_HOLD NO_LOCK RESOLVE_ALWAYS_ADOPT RESOLVE_NEVER_ADOPT TAKE_BEFORE_COPY \
+             ADOPT_WITHOUT_LOCK NO_DETECT J2_NO_RESOLVE UNLOCK_PLACE_FIRST; do
+        check "groups: mutant $m" fail "-D$m -DMAXCRASH=1" "-O0 -DSAFETY -DNOCLAIM" ""
+    done
+    for m in SENDER_IGNORES_HOLDS NO_SEQLOCK STALE_W; do
+        check "groups: mutant $m" fail "-D$m -DMAXCRASH=0" "-O0 -DSAFETY -DNOCLAIM" ""
+    done
+    for m in NO_GEN_REPAIR NO_JOIN_REPAIR; do
+        check "groups: mutant $m" fail "-D$m -DMAXCRASH=1 -DKILLABLE=4" "-O0 -DSAFETY -DNOCLAIM" ""
+    done
+    check "groups: mutant J2_AS_SPEC" fail "-DJ2_AS_SPEC -DMAXCRASH=2" "-O0 -DSAFETY -DNOCLAIM" ""
+}
+
 command -v "$SPIN" >/dev/null 2>&1 || { echo "spin not found" >&2; exit 2; }
 command -v "$CC" >/dev/null 2>&1 || { echo "C compiler $CC not found" >&2; exit 2; }
 t0=$(date +%s)
 
-# The protocol: 2 senders, 2 messages per place, capacity 2, 2 crashes, a new sender on a dead place.
-check "safety (assertions, no invalid end state)" pass "" "-DSAFETY -DNOCLAIM" ""
-# Without progress labels, any cycle is a non-progress cycle: none means every run ends,
-# and with the safety check every end is a valid end with everything delivered.
-check "termination (no cycle at all)" pass "" "-DNP -DNOCLAIM" "-l"
-check "safety, 3 messages per place, 1 crash" pass "-DNM=3 -DMAXCRASH=1" "-DSAFETY -DNOCLAIM" ""
-if [ "$full" = 1 ]; then
-    check "ltl done: <> rdone under weak fairness" pass "" "" "-a -f -N done"
-fi
-
-# Mutants: each breaks one rule of the protocol and must be caught.
-for m in BROKEN_ORDER NO_LOCK_CHECK NO_RECHECK NO_RESET KEEP_STALE EARLY_PUBLISH; do
-    check "mutant $m" fail "-D$m" "-DSAFETY -DNOCLAIM" ""
+for model in $models; do
+    case $model in
+    many_senders|groups) check_$model ;;
+    *) echo "unknown model: $model (many_senders, groups)" >&2; exit 2 ;;
+    esac
 done
 
 echo "$n checks, $failures failed, $(($(date +%s) - t0)) s"
