@@ -442,14 +442,25 @@ def test_a_signal_during_a_wait_returns_interrupted_and_python_runs_its_handler(
             if side == "send":
                 tx.send(b"1")
                 tx.send(b"2")
-            timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
-            timer.start()
+            # Signal this process every 0.2 s until the call returns: one of them comes while the
+            # call sleeps, even if this thread was slow to get there.
+            done = threading.Event()
+
+            def kill_until_done():
+                while not done.wait(0.2):
+                    os.kill(os.getpid(), signal.SIGUSR1)
+
+            killer = threading.Thread(target=kill_until_done)
+            killer.start()
             t0 = time.monotonic()
-            result = shim.recv(rx, 8, 5_000_000_000) if side == "recv" else shim.send(tx, b"3", 5_000_000_000)
-            elapsed = time.monotonic() - t0
-            timer.join()
-            assert result in ("INTERRUPTED", ("INTERRUPTED", 0, None)) and elapsed < 4, (result, elapsed)
-            assert caught == [signal.SIGUSR1]
+            try:
+                result = shim.recv(rx, 8, 5_000_000_000) if side == "recv" else shim.send(tx, b"3", 5_000_000_000)
+            finally:
+                elapsed = time.monotonic() - t0
+                done.set()
+                killer.join()
+            assert status(result) == "INTERRUPTED" and elapsed < 4, (result, elapsed)
+            assert caught and set(caught) == {signal.SIGUSR1}
             # The end is fine: call again.
             if side == "send":
                 rx.recv()
