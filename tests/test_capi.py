@@ -346,6 +346,10 @@ def test_many_senders_in_threads_each_keep_their_order_into_one_receiver(built, 
         for t, out in threads:
             t.join()
             assert out == [("OK", n)]
+        # Records in blocks on a channel of many senders: one claim each.
+        data = struct.pack("<5q", *range(5))
+        assert shim.send_records(b, data, 5, 8) == ("OK", 5)
+        assert shim.recv_records(rx, 8, 8, 0) == ("OK", 5, data)
     assert status == "OK"
     values = struct.unpack(f"{2 * n}q", raw)
     assert [v for v in values if v < 1 << 40] == list(range(n))
