@@ -346,6 +346,10 @@ def test_many_senders_in_threads_each_keep_their_order_into_one_receiver(built, 
         for t, out in threads:
             t.join()
             assert out == [("OK", n)]
+        # Records in blocks on a channel of many senders: one claim each.
+        data = struct.pack("<5q", *range(5))
+        assert shim.send_records(b, data, 5, 8) == ("OK", 5)
+        assert shim.recv_records(rx, 8, 8, 0) == ("OK", 5, data)
     assert status == "OK"
     values = struct.unpack(f"{2 * n}q", raw)
     assert [v for v in values if v < 1 << 40] == list(range(n))
@@ -442,14 +446,25 @@ def test_a_signal_during_a_wait_returns_interrupted_and_python_runs_its_handler(
             if side == "send":
                 tx.send(b"1")
                 tx.send(b"2")
-            timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
-            timer.start()
+            # Signal this process every 0.2 s until the call returns: one of them comes while the
+            # call sleeps, even if this thread was slow to get there.
+            done = threading.Event()
+
+            def kill_until_done():
+                while not done.wait(0.2):
+                    os.kill(os.getpid(), signal.SIGUSR1)
+
+            killer = threading.Thread(target=kill_until_done)
+            killer.start()
             t0 = time.monotonic()
-            result = shim.recv(rx, 8, 5_000_000_000) if side == "recv" else shim.send(tx, b"3", 5_000_000_000)
-            elapsed = time.monotonic() - t0
-            timer.join()
-            assert result in ("INTERRUPTED", ("INTERRUPTED", 0, None)) and elapsed < 4, (result, elapsed)
-            assert caught == [signal.SIGUSR1]
+            try:
+                result = shim.recv(rx, 8, 5_000_000_000) if side == "recv" else shim.send(tx, b"3", 5_000_000_000)
+            finally:
+                elapsed = time.monotonic() - t0
+                done.set()
+                killer.join()
+            assert status(result) == "INTERRUPTED" and elapsed < 4, (result, elapsed)
+            assert caught and set(caught) == {signal.SIGUSR1}
             # The end is fine: call again.
             if side == "send":
                 rx.recv()

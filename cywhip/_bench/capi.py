@@ -178,7 +178,7 @@ def run_cykit(params, timeout=300):
 # -------------------------------------------------------------------- hangs
 
 
-def hang_table(runs, count=100_000, timeout=10.0, systems=("cywhip", "cykit"), progress=None):
+def hang_table(runs, count=1_000_000, timeout=10.0, systems=("cywhip", "cykit"), progress=None):
     """For each system, run `runs` streams of `count` 32-byte messages, one call per message,
     each with `timeout` seconds to finish; return {system: {"runs", "hangs", "failed",
     "median_rate"}}.  cywhip's ends do not spin (spin_time=0), so every empty or full ring

@@ -180,8 +180,8 @@ def main(argv):
     parser.add_argument("--hangs", type=int, metavar="N",
                         help="instead of the table: N short streams through each Cython API (cywhip's, "
                              "cykit's), one message per call, counting those that never finish")
-    parser.add_argument("--hang-count", type=int, default=100_000, metavar="M",
-                        help="messages per stream for --hangs (default 100,000)")
+    parser.add_argument("--hang-count", type=int, default=1_000_000, metavar="M",
+                        help="messages per stream for --hangs (default 1,000,000)")
     parser.add_argument("--hang-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="how long a stream of --hangs may take before it counts as hung (default 10)")
     parser.add_argument("--hang-systems", default="cywhip,cykit", metavar="LIST",
