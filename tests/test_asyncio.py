@@ -186,6 +186,158 @@ def test_a_waiting_message_is_returned_without_suspending(channel, run):
     run(main())
 
 
+def test_send_and_async_for_complete_in_their_first_step_when_they_can(channel, run):
+    async def main():
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            rx._ran = tx._ran = time.monotonic_ns()
+            with pytest.raises(StopIteration) as stop:
+                tx.send(b"a").send(None)
+            assert stop.value.value is None and rx.depth == 1
+            with pytest.raises(StopIteration) as stop:
+                rx.__anext__().send(None)
+            assert stop.value.value == b"a"
+            tx.try_send(b"b")
+            with pytest.raises(StopIteration) as stop:
+                rx.recv_many(5).send(None)
+            assert stop.value.value == [b"b"]
+    run(main())
+
+
+# ------------------------------------------------------- a call's first step
+
+
+def test_a_call_is_a_coroutine_to_asyncio_and_is_awaited_once(channel, run):
+    async def main():
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            call = tx.send(b"a")
+            assert asyncio.iscoroutine(call)
+            await call
+            with pytest.raises(RuntimeError, match="already awaited"):
+                await call
+            call = rx.recv()
+            assert await asyncio.get_running_loop().create_task(call) == b"a"
+            with pytest.raises(RuntimeError, match="already awaited"):
+                call.send(None)
+            call = rx.recv()
+            with pytest.raises(TypeError, match="non-None"):
+                call.send(1)
+            call.close()
+    run(main())
+
+
+def test_a_call_never_awaited_takes_and_sends_nothing_and_warns(channel, run):
+    async def main():
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            tx.try_send(b"first")
+            with pytest.warns(RuntimeWarning, match=r"Receiver\.recv\(\) was never awaited"):
+                rx.recv()
+            with pytest.warns(RuntimeWarning, match=r"Sender\.send\(\) was never awaited"):
+                tx.send(b"never")
+            with pytest.warns(RuntimeWarning, match=r"Receiver\.recv_many\(\) was never awaited"):
+                rx.recv_many(10)
+            assert rx.depth == 1
+            assert await rx.recv() == b"first"
+            assert rx.try_recv() is None
+    run(main())
+
+
+def test_a_call_closed_before_its_first_step_takes_nothing(channel, run):
+    async def main():
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            tx.try_send(b"first")
+            for call in (rx.recv(), rx.recv_many(3), rx.__anext__(), tx.send(b"closed")):
+                call.close()
+                call.close()
+                with pytest.raises(RuntimeError, match="already awaited"):
+                    await call
+            assert rx.depth == 1
+            assert [m async for m in _take(rx, 1)] == [b"first"]
+    run(main())
+
+
+async def _take(rx, n):
+    async for msg in rx:
+        yield msg
+        n -= 1
+        if not n:
+            return
+
+
+def test_throw_into_a_call_before_its_first_step_raises_there_and_takes_nothing(channel, run):
+    async def main():
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            tx.try_send(b"first")
+            with pytest.raises(ValueError, match="one"):
+                rx.recv().throw(ValueError("one"))
+            with pytest.raises(KeyError):
+                rx.recv_many(2).throw(KeyError)
+            with pytest.raises(ValueError, match="three"):
+                tx.send(b"x").throw(ValueError, ValueError("three"), None)
+            with pytest.raises(TypeError):
+                rx.recv().throw(42)
+            assert rx.depth == 1 and not rx._busy
+            assert await rx.recv() == b"first"
+    run(main())
+
+
+def test_a_task_cancelled_before_its_first_step_takes_and_sends_nothing(channel, run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            tx.try_send(b"first")
+            tasks = [loop.create_task(rx.recv()), loop.create_task(tx.send(b"cancelled")),
+                     loop.create_task(rx.recv_many(5))]
+            for task in tasks:
+                task.cancel()                 # before the task ever ran
+            for task in tasks:
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            with pytest.raises((TimeoutError, asyncio.TimeoutError)):
+                await asyncio.wait_for(rx.recv(), 0)    # wait_for(..., 0) cancels it unstarted
+            assert rx.depth == 1
+            assert await rx.recv() == b"first"
+            assert rx.try_recv() is None
+    run(main())
+
+
+def test_a_waiting_call_passes_send_throw_and_close_to_its_wait(channel, run):
+    async def main():
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            call = rx.recv()
+            call.send(None)                    # nothing waiting: the call now waits
+            assert rx._busy
+            with pytest.raises(RuntimeError, match="one task at a time"):
+                await rx.recv()
+            tx.try_send(b"first")
+            with pytest.raises(asyncio.CancelledError):
+                call.throw(asyncio.CancelledError())
+            assert not rx._busy and rx.depth == 1     # the cancelled wait took nothing
+            with pytest.raises(RuntimeError, match="already awaited"):
+                call.send(None)
+
+            call = rx.recv_many(4)
+            assert await call == [b"first"]
+            call = rx.recv()
+            call.send(None)
+            call.close()                       # ends the wait; the end is free again
+            assert not rx._busy
+            tx.try_send(b"second")
+            assert await rx.recv() == b"second"
+    run(main())
+
+
+def test_a_message_that_deserializes_to_none_is_returned_as_none(channel, run):
+    async def main():
+        async with ca.Receiver(channel, lambda buf: None, message_length=8) as rx, \
+                ca.Sender(channel, message_length=8) as tx:
+            await tx.send(b"a")
+            await tx.send(b"b")
+            assert await rx.recv() is None
+            assert [m async for m in _take(rx, 1)] == [None]
+            assert rx.depth == 0
+    run(main())
+
+
 # ------------------------------------------------------------ cancellation
 
 
