@@ -361,6 +361,20 @@ cdef class _Core:
         self._every = CLOCK_EVERY if end.message_length <= CLOCK_EVERY_BYTES else 1
         self._left = 0
 
+    def _ready_now(self):
+        """Whether there is a message (receiver) or room (sender) right now; claims nothing."""
+        cdef _End end = self._end
+        _enter(end)
+        try:
+            return end._ready_peek() != 0
+        finally:
+            _leave(end)
+
+    @property
+    def _spin_ns(self):
+        """The plain end's spin_time, in ns."""
+        return self._end.ring.spin_ns
+
     cdef inline bint _owes_loop(self) noexcept:
         """Whether the loop has not run for YIELD_NS since this end last let it (looking at the
         clock once every _every calls)."""

@@ -48,7 +48,9 @@ import atexit
 import itertools
 import os
 import threading
+import types
 import weakref
+from os import sched_yield as _sched_yield
 from time import monotonic_ns as _monotonic_ns
 
 from cywhip import _channel
@@ -59,6 +61,9 @@ __all__ = ["Sender", "Receiver"]
 
 # Bytes one step copies at most (a few hundred microseconds of copying).
 STEP_BYTES = 1 << 20
+# An end looks again for spin_time before it sleeps only if its previous wait was shorter than
+# this (ns): the other end answers quickly.  One that waits for rare messages sleeps at once.
+SPIN_AFTER_NS = 1_000_000
 
 _SUPPORTED = None
 
@@ -199,6 +204,14 @@ def _stop_all_at_exit():
 # --------------------------------------------------------------------- ends
 
 
+@types.coroutine
+def _one_round():
+    """Let the loop run one round (the task is scheduled again at once), and first any thread
+    of this machine that waits for the CPU: most likely the other end, about to answer."""
+    _sched_yield()
+    yield
+
+
 class _AsyncEnd(_Core):
     """What the asyncio Sender and Receiver share: the plain end, the slot, waiting, closing.
 
@@ -220,7 +233,10 @@ class _AsyncEnd(_Core):
         self._busy = False
         # When this end last let the loop run (suspended or yielded), CLOCK_MONOTONIC ns.
         self._ran = _monotonic_ns()
+        # How long its last wait lasted (ns): whether the next one spins first.
+        self._waited = 0
         self._attach(self._plain(*args, **kwargs))
+        self._spin = self._spin_ns
         length = max(1, self._end.message_length)
         self._step = max(1, min(self._end.max_queued_messages, STEP_BYTES // length))
 
@@ -296,8 +312,33 @@ class _AsyncEnd(_Core):
         Raises ChannelClosedError once closed.  Takes nothing: the caller
         takes afterwards, so a cancellation here loses nothing.
         """
-        if deadline is not None and _monotonic_ns() >= deadline:
+        start = _monotonic_ns()
+        if deadline is not None and start >= deadline:
             return False
+        try:
+            if self._spin and self._waited < SPIN_AFTER_NS:
+                # Look again after each round of the loop, for spin_time: an answer that comes
+                # that soon costs no wake-up of the waker thread or of the loop.
+                until = start + self._spin
+                if deadline is not None and deadline < until:
+                    until = deadline
+                while True:
+                    await _one_round()
+                    now = self._ran = _monotonic_ns()
+                    if self._closed:
+                        self._raise_closed()
+                    if self._ready_now():
+                        return True
+                    if now >= until:
+                        break
+                if deadline is not None and now >= deadline:
+                    return False
+            return await self._sleep_armed(deadline)
+        finally:
+            self._waited = _monotonic_ns() - start
+
+    async def _sleep_armed(self, deadline):
+        """_sleep() past its spin: arm the waker and await a future it resolves."""
         loop = asyncio.get_running_loop()
         if self._wt is None or self._hub.loop is not loop:
             self._bind(loop)

@@ -338,6 +338,70 @@ def test_a_message_that_deserializes_to_none_is_returned_as_none(channel, run):
     run(main())
 
 
+# ------------------------------------------------------------------ spinning
+
+
+def test_a_message_that_comes_while_the_end_spins_is_taken_without_the_waker(channel, run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            for word in (b"one", b"two", b"three"):
+                loop.call_soon(tx.try_send, word)      # runs in the loop's next round
+                assert await rx.recv(timeout=5) == word
+            assert rx._wt is None and waker_threads() == []   # it never had to sleep
+            loop.call_later(0.02, tx.try_send, b"late")    # long after the spin: the end sleeps
+            assert await rx.recv(timeout=5) == b"late"
+            assert rx._wt is not None
+    run(main())
+
+
+def test_an_end_sleeps_without_spinning_after_a_long_wait_or_with_spin_time_zero(channel, run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            rx._waited = 10 ** 9                      # its last wait lasted a second
+            loop.call_soon(tx.try_send, b"one")
+            assert await rx.recv(timeout=5) == b"one"
+            assert rx._wt is not None                  # it slept at once
+        async with ca.Receiver(channel + "-0", message_length=8, spin_time=0) as rx, \
+                ca.Sender(channel + "-0", message_length=8) as tx:
+            loop.call_soon(tx.try_send, b"two")
+            assert await rx.recv(timeout=5) == b"two"
+            assert rx._wt is not None
+        cywhip.unlink(channel + "-0", missing_ok=True)
+    run(main())
+
+
+def test_a_spinning_receive_cancelled_or_closed_takes_nothing(channel, run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            task = loop.create_task(rx.recv())
+            await asyncio.sleep(0)                     # the task has looked once and spins
+            assert rx._busy and rx._wt is None
+            tx.try_send(b"first")
+            task.cancel()                              # before its next look
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert rx.depth == 1 and not rx._busy
+
+            assert await rx.recv() == b"first"
+
+            # A timeout shorter than the spin ends it.
+            t0 = time.monotonic()
+            with pytest.raises(cywhip.ReceiveTimeout):
+                await rx.recv(timeout=0.00001)
+            assert time.monotonic() - t0 < 0.5 and rx._wt is None
+
+            # close() from another task ends the spin.
+            task = loop.create_task(rx.recv())
+            await asyncio.sleep(0)
+            rx.close()
+            with pytest.raises(cywhip.ChannelClosedError):
+                await task
+    run(main())
+
+
 # ------------------------------------------------------------ cancellation
 
 
