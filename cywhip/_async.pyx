@@ -1,5 +1,13 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Waking ends awaited from asyncio: one thread sleeps on many ends' waiting words at once.
+"""What cywhip.asyncio needs in C: the fast calls' awaitable, and one thread that sleeps on
+many ends' waiting words at once.
+
+``recv``, ``recv_many``, ``send`` and ``__anext__`` of an asyncio end (``_ReceiverCore``,
+``_SenderCore``) return a ``_Call``.  Its first step takes (or sends) at once through the
+plain end's non-blocking calls when it can, and returns its result through the type's
+``am_send`` slot (includes/awaitable.h): no coroutine is made and no StopIteration raised.
+Otherwise it hands over to the end's waiting coroutine (cywhip/asyncio.py) and steps it from
+then on.  Nothing happens before the first step.
 
 A ``Waker`` serves up to ``WAKER_SLOTS`` ends of one event loop.  An end that
 finds nothing to do *arms* its slot (``arm``): it announces its sleep on the

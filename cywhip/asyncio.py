@@ -11,16 +11,28 @@ only the waiting changes::
             async for msg in rx:
                 ...
 
-How it waits.  A call first tries the plain, non-blocking path on the loop
-thread: when messages (or free slots) are there, it takes (or sends) them at
-once, without a system call and without going through the event loop.  Only
-when nothing can be done does the end announce that it sleeps, on the same
-waiting word of the channel a blocking end uses, and await a future.  One
-thread per event loop (per 127 waiting ends) sleeps in ``futex_waitv`` on the
-words of all of that loop's sleeping ends and tells the loop through an
-eventfd when the other end makes progress.  The message is then taken on the
-loop thread.  Waiting and taking are separate steps, so:
+How it waits.  A call does nothing until it is awaited.  ``recv``,
+``recv_many``, ``send`` and ``async for`` return a small compiled awaitable
+(cywhip._async), the other calls are coroutines.  The first step of either
+tries the plain, non-blocking path on the loop thread: when messages (or free
+slots) are there, it takes (or sends) them at once, without a system call and
+without going through the event loop; the awaitable then returns without
+suspending and without making a coroutine.  When nothing can be done, the end
+first looks again after each round of the loop, for ``spin_time`` (the plain
+ends' argument, 50 µs by default); each round first yields the CPU to any
+thread waiting for it (most likely the other end, about to answer), and the
+loop runs its other tasks between looks.  An end whose previous wait lasted
+over 1 ms sleeps at once, as does one with ``spin_time=0``.  Only then does
+the end announce that it sleeps, on the same waiting word of the channel a
+blocking end uses, and await a future.  One thread per event loop (per 127
+waiting ends) sleeps in ``futex_waitv`` on the words of all of that loop's
+sleeping ends and tells the loop through an eventfd when the other end makes
+progress.  The message is then taken on the loop thread.  Waiting and taking
+are separate steps, so:
 
+- a call never awaited, or closed or cancelled before its first step, has
+  taken (or sent) nothing; one freed without being awaited warns
+  (``RuntimeWarning``), as a coroutine does;
 - a cancelled ``recv``/``recv_many``/``recv_into`` has taken nothing: the
   message stays first in line;
 - a cancelled ``send`` has sent its message or not (it raises
@@ -37,7 +49,9 @@ messages longer than that, one message) between yields to the loop:
 between them when the loop has not run for 2 ms; ``recv_many`` and
 ``recv_into`` take at most one step's worth per call (they return what they
 took, like their plain forms, which already stop at the ring's capacity).  A
-stream that never lets the end wait still yields to the loop every 2 ms.
+stream that never lets the end wait still yields to the loop every 2 ms (for
+messages of up to 4 KiB the fast calls look at the clock once every 16 calls,
+so up to 15 more short messages may go first).
 
 An end is used by one task at a time (as a plain end is used by one thread at
 a time); ``close()`` may be called from any task or thread and ends a wait
