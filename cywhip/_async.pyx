@@ -462,6 +462,15 @@ cdef class _Call:
     def __await__(self):
         return self
 
+    @property
+    def __qualname__(self):
+        """What the call is, as in a task's repr: ``Receiver.recv``."""
+        return f"{type(self.core).__name__}.{_KIND_NAMES[self.kind]}"
+
+    @property
+    def __name__(self):
+        return _KIND_NAMES[self.kind]
+
     cdef object _step(self, object arg):
         """One step: the value yielded (self.yielded = 1) or returned (0); raises when the call does."""
         if self.state == WAITING:

@@ -21,8 +21,8 @@ suspending and without making a coroutine.  When nothing can be done, the end
 first looks again after each round of the loop, for ``spin_time`` (the plain
 ends' argument, 50 µs by default); each round first yields the CPU to any
 thread waiting for it (most likely the other end, about to answer), and the
-loop runs its other tasks between looks.  An end whose previous wait lasted
-over 1 ms sleeps at once, as does one with ``spin_time=0``.  Only then does
+loop runs its other tasks between looks.  An end whose previous wait slept
+for over 1 ms sleeps at once, as does one with ``spin_time=0``.  Only then does
 the end announce that it sleeps, on the same waiting word of the channel a
 blocking end uses, and await a future.  One thread per event loop (per 127
 waiting ends) sleeps in ``futex_waitv`` on the words of all of that loop's
@@ -75,8 +75,8 @@ __all__ = ["Sender", "Receiver"]
 
 # Bytes one step copies at most (a few hundred microseconds of copying).
 STEP_BYTES = 1 << 20
-# An end looks again for spin_time before it sleeps only if its previous wait was shorter than
-# this (ns): the other end answers quickly.  One that waits for rare messages sleeps at once.
+# An end looks again for spin_time before it sleeps unless its previous wait went to sleep for
+# longer than this (ns): one that waits for rare messages sleeps at once.
 SPIN_AFTER_NS = 1_000_000
 
 _SUPPORTED = None
@@ -247,8 +247,9 @@ class _AsyncEnd(_Core):
         self._busy = False
         # When this end last let the loop run (suspended or yielded), CLOCK_MONOTONIC ns.
         self._ran = _monotonic_ns()
-        # How long its last wait lasted (ns): whether the next one spins first.
-        self._waited = 0
+        # How long its last wait that went to sleep lasted, or 0 if the last wait ended in its
+        # spin (ns): whether the next one spins first.
+        self._slept = 0
         self._attach(self._plain(*args, **kwargs))
         self._spin = self._spin_ns
         length = max(1, self._end.message_length)
@@ -329,27 +330,28 @@ class _AsyncEnd(_Core):
         start = _monotonic_ns()
         if deadline is not None and start >= deadline:
             return False
+        if self._spin and self._slept < SPIN_AFTER_NS:
+            # Look again after each round of the loop, for spin_time: an answer that comes
+            # that soon costs no wake-up of the waker thread or of the loop.
+            until = start + self._spin
+            if deadline is not None and deadline < until:
+                until = deadline
+            while True:
+                await _one_round()
+                now = self._ran = _monotonic_ns()
+                if self._closed:
+                    self._raise_closed()
+                if self._ready_now():
+                    self._slept = 0
+                    return True
+                if now >= until:
+                    break
+            if deadline is not None and now >= deadline:
+                return False
         try:
-            if self._spin and self._waited < SPIN_AFTER_NS:
-                # Look again after each round of the loop, for spin_time: an answer that comes
-                # that soon costs no wake-up of the waker thread or of the loop.
-                until = start + self._spin
-                if deadline is not None and deadline < until:
-                    until = deadline
-                while True:
-                    await _one_round()
-                    now = self._ran = _monotonic_ns()
-                    if self._closed:
-                        self._raise_closed()
-                    if self._ready_now():
-                        return True
-                    if now >= until:
-                        break
-                if deadline is not None and now >= deadline:
-                    return False
             return await self._sleep_armed(deadline)
         finally:
-            self._waited = _monotonic_ns() - start
+            self._slept = _monotonic_ns() - start
 
     async def _sleep_armed(self, deadline):
         """_sleep() past its spin: arm the waker and await a future it resolves."""

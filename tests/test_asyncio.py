@@ -210,12 +210,14 @@ def test_a_call_is_a_coroutine_to_asyncio_and_is_awaited_once(channel, run):
     async def main():
         async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
             call = tx.send(b"a")
-            assert asyncio.iscoroutine(call)
+            assert asyncio.iscoroutine(call) and call.__qualname__ == "Sender.send"
             await call
             with pytest.raises(RuntimeError, match="already awaited"):
                 await call
             call = rx.recv()
-            assert await asyncio.get_running_loop().create_task(call) == b"a"
+            task = asyncio.get_running_loop().create_task(call)
+            assert "Receiver.recv" in repr(task)
+            assert await task == b"a"
             with pytest.raises(RuntimeError, match="already awaited"):
                 call.send(None)
             call = rx.recv()
@@ -359,7 +361,7 @@ def test_an_end_sleeps_without_spinning_after_a_long_wait_or_with_spin_time_zero
     async def main():
         loop = asyncio.get_running_loop()
         async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
-            rx._waited = 10 ** 9                      # its last wait lasted a second
+            rx._slept = 10 ** 9                       # its last wait slept for a second
             loop.call_soon(tx.try_send, b"one")
             assert await rx.recv(timeout=5) == b"one"
             assert rx._wt is not None                  # it slept at once
