@@ -13,7 +13,10 @@
  */
 typedef int (*cw_send_t)(PyObject *self, PyObject *arg, PyObject **result);
 
-/* Before the type is first used: t's tp_as_async must exist (Cython fills it in for __await__). */
+static PyObject *cw_iternext_by_am_send(PyObject *self);
+
+/* Before the type is first used: t's tp_as_async must exist (Cython fills it in for __await__).
+ * t's tp_iternext then steps through f too (cw_iternext_by_am_send, below). */
 static inline int cw_set_am_send(PyTypeObject *t, cw_send_t f)
 {
     if (t->tp_as_async == NULL) {
@@ -21,8 +24,45 @@ static inline int cw_set_am_send(PyTypeObject *t, cw_send_t f)
         return -1;
     }
     t->tp_as_async->am_send = (sendfunc)f;
+    t->tp_iternext = cw_iternext_by_am_send;
     PyType_Modified(t);
     return 0;
+}
+
+/* Raise StopIteration carrying value (a tuple or an exception too, as a generator's return
+ * does), without the traceback entry Cython's raise adds.  Returns NULL. */
+static inline PyObject *cw_stop_with(PyObject *value)
+{
+    PyObject *stop;
+    if (value == Py_None) {
+        PyErr_SetNone(PyExc_StopIteration);
+        return NULL;
+    }
+    stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+    if (stop != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, stop);
+        Py_DECREF(stop);
+    }
+    return NULL;
+}
+
+/*
+ * From Python 3.12 on, `await x` steps x through tp_iternext, not am_send: this tp_iternext
+ * makes the step through the type's am_send and ends the iteration with the value returned.
+ * A value of None ends it without an exception at all (the caller reads that as None).
+ */
+static PyObject *cw_iternext_by_am_send(PyObject *self)
+{
+    PyObject *result = NULL;
+    PySendResult st = Py_TYPE(self)->tp_as_async->am_send(self, Py_None, &result);
+    if (st == PYGEN_NEXT)
+        return result;
+    if (st == PYGEN_RETURN) {
+        if (result != Py_None)
+            cw_stop_with(result);
+        Py_DECREF(result);
+    }
+    return NULL;
 }
 
 /* One step of iter (a coroutine or any awaited iterator) with arg: the value it yielded
