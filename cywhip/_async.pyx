@@ -313,7 +313,8 @@ cdef class Waker:
 # and otherwise hands over to the end's waiting coroutine (cywhip/asyncio.py), stepping it
 # from then on.  Nothing happens before that first step: a call never awaited, closed or
 # cancelled before it has taken nothing.  Through its am_send slot the first step returns
-# its value without raising StopIteration or making a coroutine.
+# its value without making a coroutine or raising StopIteration (from Python 3.12 on, await
+# steps it through tp_iternext instead, which ends with a StopIteration made in C).
 
 # A call that has not let the loop run for this long (ns) yields to it before its next step.
 YIELD_NS = 2_000_000
@@ -550,6 +551,7 @@ cdef class _Call:
         raise StopIteration(out)
 
     def __next__(self):
+        # Called by name only: the type's tp_iternext is includes/awaitable.h's, through am_send.
         out = self._step(None)
         if self.yielded:
             return out
@@ -579,7 +581,6 @@ cdef class _Call:
             waiting.close()
         self.state = DONE
         self.unawaited = 0
-
 
 
 cdef int _raise_thrown(tuple args) except -1:
