@@ -177,7 +177,9 @@ def test_a_waiting_message_is_returned_without_suspending(channel, run):
             with cywhip.Sender(channel, message_length=8) as tx:
                 tx.send(b"a")
                 tx.send(b"b")
-                rx._ran = time.monotonic_ns()   # as if the end had just let the loop run
+                # As if the end had just let the loop run (and would not owe it a turn for a
+                # second, however long this process waits for a CPU).
+                rx._ran = time.monotonic_ns() + 10 ** 9
                 coro = rx.recv()
                 with pytest.raises(StopIteration) as stop:
                     coro.send(None)             # completes in one step: no trip through the loop
@@ -189,7 +191,7 @@ def test_a_waiting_message_is_returned_without_suspending(channel, run):
 def test_send_and_async_for_complete_in_their_first_step_when_they_can(channel, run):
     async def main():
         async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
-            rx._ran = tx._ran = time.monotonic_ns()
+            rx._ran = tx._ran = time.monotonic_ns() + 10 ** 9    # owing the loop no turn
             with pytest.raises(StopIteration) as stop:
                 tx.send(b"a").send(None)
             assert stop.value.value is None and rx.depth == 1
