@@ -1,5 +1,13 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Waking ends awaited from asyncio: one thread sleeps on many ends' waiting words at once.
+"""What cywhip.asyncio needs in C: the fast calls' awaitable, and one thread that sleeps on
+many ends' waiting words at once.
+
+``recv``, ``recv_many``, ``send`` and ``__anext__`` of an asyncio end (``_ReceiverCore``,
+``_SenderCore``) return a ``_Call``.  Its first step takes (or sends) at once through the
+plain end's non-blocking calls when it can, and returns its result through the type's
+``am_send`` slot (includes/awaitable.h): no coroutine is made and no StopIteration raised.
+Otherwise it hands over to the end's waiting coroutine (cywhip/asyncio.py) and steps it from
+then on.  Nothing happens before the first step.
 
 A ``Waker`` serves up to ``WAKER_SLOTS`` ends of one event loop.  An end that
 finds nothing to do *arms* its slot (``arm``): it announces its sleep on the
@@ -22,20 +30,31 @@ a stale address in a ``futex_waitv`` that began before; ``close_slot`` bumps
 
 See docs/protocol.md ("Waiting from asyncio") and docs/architecture.md.
 """
+cimport cython
+from cpython.exc cimport PyErr_WarnEx
+from cpython.object cimport PyObject, PyTypeObject
 from cpython.pythread cimport (
     PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
     PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK,
 )
+from cpython.ref cimport Py_INCREF
 from libc.errno cimport EAGAIN, EINTR, ENOSYS
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from posix.unistd cimport write
 
+from cywhip.includes.c_awaitable cimport cw_set_am_send, cw_iter_send, cw_set_unawaited_hook
 from cywhip.includes.c_atomics cimport cw_load_relaxed_u32, cw_store_relaxed_u32, cw_fence_seq_cst
 from cywhip.includes.c_futex cimport cw_futex_wake
 from cywhip.includes.c_waitv cimport cw_waitv_t, cw_waitv_set, cw_futex_waitv, CW_WAITV_MAX
 
-from cywhip._end cimport _End, _enter, _leave
+from cywhip._channel cimport Receiver as PlainReceiver, Sender as PlainSender
+from cywhip._end cimport _End, _enter, _leave, check_count
+from cywhip._ring cimport monotonic_ns
+
+import collections.abc
+
+from cywhip.errors import ChannelClosedError
 
 # Slots of a waker: futex_waitv takes at most 128 words, one of them rearm.
 WAKER_SLOTS = CW_WAITV_MAX - 1
@@ -286,3 +305,337 @@ cdef class Waker:
                     break
         self._unlock()
 
+
+
+# ------------------------------------------------------------------ fast calls
+#
+# recv(), recv_many(), send() and async for of cywhip.asyncio's ends return a _Call: an
+# awaitable whose first step takes (or sends) at once when messages (or room) are waiting
+# and otherwise hands over to the end's waiting coroutine (cywhip/asyncio.py), stepping it
+# from then on.  Nothing happens before that first step: a call never awaited, closed or
+# cancelled before it has taken nothing.  Through its am_send slot the first step returns
+# its value without making a coroutine or raising StopIteration (from Python 3.12 on, await
+# steps it through tp_iternext instead, which ends with a StopIteration made in C).
+
+# A call that has not let the loop run for this long (ns) yields to it before its next step.
+YIELD_NS = 2_000_000
+cdef int64_t YIELD_LIMIT_NS = YIELD_NS
+# Fast calls look at the clock once every CLOCK_EVERY calls if their messages are at most
+# CLOCK_EVERY_BYTES long (copying 16 of them takes a few microseconds), else at every call.
+cdef enum:
+    CLOCK_EVERY = 16
+    CLOCK_EVERY_BYTES = 4096
+
+cdef enum:
+    # What a _Call does.
+    RECV = 0
+    RECV_MANY = 1
+    ANEXT = 2
+    SEND = 3
+    # How far it is.
+    NEW = 0           # not stepped yet: has taken nothing
+    WAITING = 1       # stepping the end's waiting coroutine
+    DONE = 2          # returned, raised, or closed
+
+# What _recv_now() returns when nothing is waiting (no deserializer can return it).
+cdef object NOTHING = object()
+
+_KIND_NAMES = ("recv", "recv_many", "__anext__", "send")
+
+
+@cython.auto_pickle(False)
+cdef class _Core:
+    """What the fast calls of a cywhip.asyncio end read from C: the plain end, whether a task
+    is using the end, and when it last let the loop run.  Sender and Receiver subclass it."""
+    # The plain end (a cywhip Receiver for _ReceiverCore, a Sender for _SenderCore).
+    cdef readonly _End _end
+    # A task is using the end (from its first step to its end).
+    cdef public bint _busy
+    # close() was called.
+    cdef public bint _closed
+    # When this end last let the loop run (suspended or yielded), CLOCK_MONOTONIC ns.
+    cdef public int64_t _ran
+    # The most one recv_many() takes (about 1 MiB of messages).
+    cdef public Py_ssize_t _step
+    # Fast calls between two looks at the clock, and those left before the next look.
+    cdef int _every
+    cdef int _left
+
+    def _attach(self, _End end not None):
+        """Hold ``end``, the plain end this one awaits."""
+        if type(end) is not (PlainReceiver if isinstance(self, _ReceiverCore) else PlainSender):
+            raise TypeError(f"{type(self).__name__} cannot hold a {type(end).__name__}")
+        self._end = end
+        # Reading the clock costs about as much as taking a short message: look every
+        # CLOCK_EVERY calls when each copies at most CLOCK_EVERY_BYTES, else at every call.
+        self._every = CLOCK_EVERY if end.message_length <= CLOCK_EVERY_BYTES else 1
+        self._left = 0
+
+    def _ready_now(self):
+        """Whether there is a message (receiver) or room (sender) right now; claims nothing."""
+        cdef _End end = self._end
+        _enter(end)
+        try:
+            return end._ready_peek() != 0
+        finally:
+            _leave(end)
+
+    @property
+    def _spin_ns(self):
+        """The plain end's spin_time, in ns."""
+        return self._end.ring.spin_ns
+
+    cdef inline bint _owes_loop(self) noexcept:
+        """Whether the loop has not run for YIELD_NS since this end last let it (looking at the
+        clock once every _every calls)."""
+        if self._left > 0:
+            self._left -= 1
+            return False
+        if monotonic_ns() - self._ran > YIELD_LIMIT_NS:
+            return True
+        self._left = self._every - 1
+        return False
+
+
+@cython.binding(False)
+cdef class _ReceiverCore(_Core):
+    """cywhip.asyncio.Receiver's fast calls."""
+
+    def recv(self, timeout=None):
+        """Take the next message; wait for one (ReceiveTimeout, a queue.Empty, after ``timeout`` s).
+
+        Returns an awaitable: the message is taken when it is awaited, never before.
+        """
+        return _new_call(self, RECV, None, timeout)
+
+    def recv_many(self, max_count, timeout=None):
+        """Wait for at least one message, then take those waiting, up to ``max_count``; return a list.
+
+        Takes at most about 1 MiB of messages per call, so that the loop is
+        not held; call again for more.  Returns an awaitable, as recv() does.
+        """
+        return _new_call(self, RECV_MANY, max_count, timeout)
+
+    def __anext__(self):
+        """The next message, waiting as long as it takes; stops once the receiver is closed."""
+        return _new_call(self, ANEXT, None, None)
+
+
+@cython.binding(False)
+cdef class _SenderCore(_Core):
+    """cywhip.asyncio.Sender's fast calls."""
+
+    def send(self, msg, timeout=None):
+        """Send one message; wait while the ring is full (SendTimeout after ``timeout`` seconds).
+
+        Returns an awaitable: the message is sent when it is awaited, never before.
+        """
+        return _new_call(self, SEND, msg, timeout)
+
+
+cdef inline _Call _new_call(_Core core, int kind, object arg, object timeout):
+    cdef _Call call = _Call.__new__(_Call)
+    call.core = core
+    call.kind = kind
+    call.arg = arg
+    call.timeout = timeout
+    call.unawaited = 1
+    return call
+
+
+@cython.final
+@cython.freelist(16)
+@cython.auto_pickle(False)
+cdef class _Call:
+    """One awaited call of a cywhip.asyncio end (recv, recv_many, send, async for's next).
+
+    Awaited, it behaves as a coroutine does: send(), throw() and close(), and a second await
+    raises RuntimeError.
+    """
+    cdef _Core core
+    cdef object arg           # send: the message; recv_many: max_count
+    cdef object timeout
+    cdef object waiting       # the end's waiting coroutine, once handed over to
+    cdef int kind
+    cdef int state
+    cdef int yielded          # the last step yielded (1) or returned (0) its value
+    cdef int unawaited        # made, and neither stepped nor closed (see _warn_unawaited)
+
+    def __await__(self):
+        return self
+
+    @property
+    def __qualname__(self):
+        """What the call is, as in a task's repr: ``Receiver.recv``."""
+        return f"{type(self.core).__name__}.{_KIND_NAMES[self.kind]}"
+
+    @property
+    def __name__(self):
+        return _KIND_NAMES[self.kind]
+
+    cdef object _step(self, object arg):
+        """One step: the value yielded (self.yielded = 1) or returned (0); raises when the call does."""
+        if self.state == WAITING:
+            return self._forward(arg)
+        if self.state == DONE:
+            raise RuntimeError(f"cannot reuse an already awaited {_KIND_NAMES[self.kind]}()")
+        if arg is not None:
+            raise TypeError("can't send a non-None value to a just-started call")
+        self.state = DONE
+        self.unawaited = 0
+        self.yielded = 0
+        cdef _Core core = self.core
+        if core._busy:
+            core._begin()          # raises: another task is using the end
+        if core._end is None:
+            raise ChannelClosedError(f"{type(core).__name__} was never opened")
+        if not core._owes_loop():
+            # The common case, at once: messages (room) are waiting.
+            if self.kind == RECV:
+                msg = (<PlainReceiver>core._end)._recv_now(NOTHING)
+                if msg is not NOTHING:
+                    return msg
+            elif self.kind == SEND:
+                if (<PlainSender>core._end)._send_now(self.arg):
+                    return None
+            elif self.kind == RECV_MANY:
+                got = self._recv_many_now()
+                if got:
+                    return got
+            else:
+                try:
+                    msg = (<PlainReceiver>core._end)._recv_now(NOTHING)
+                except ChannelClosedError:
+                    if core._closed:
+                        raise StopAsyncIteration from None
+                    raise
+                if msg is not NOTHING:
+                    return msg
+        # Nothing to do now (or the loop is owed a turn): the end's waiting coroutine takes over.
+        if self.kind == RECV:
+            self.waiting = core._recv_waiting(self.timeout)
+        elif self.kind == SEND:
+            self.waiting = core._send_waiting(self.arg, self.timeout)
+        elif self.kind == RECV_MANY:
+            self.waiting = core._recv_many_waiting(self.arg, self.timeout)
+        else:
+            self.waiting = core._anext_waiting()
+        self.state = WAITING
+        return self._forward(None)
+
+    cdef list _recv_many_now(self):
+        check_count(self.arg)
+        cdef Py_ssize_t k = self.core._step
+        if self.arg < k:
+            k = self.arg
+        return (<PlainReceiver>self.core._end)._recv_many_now(k)
+
+    cdef object _forward(self, object arg):
+        cdef int yielded = 0
+        try:
+            value = cw_iter_send(self.waiting, arg, &yielded)
+        except BaseException:
+            self.state = DONE
+            self.waiting = None
+            raise
+        self.yielded = yielded
+        if not yielded:
+            self.state = DONE
+            self.waiting = None
+        return value
+
+    def send(self, value):
+        """Step the call: what it yields; StopIteration with its result once it returns."""
+        out = self._step(value)
+        if self.yielded:
+            return out
+        raise StopIteration(out)
+
+    def __next__(self):
+        # Called by name only: the type's tp_iternext is includes/awaitable.h's, through am_send.
+        out = self._step(None)
+        if self.yielded:
+            return out
+        raise StopIteration(out)
+
+    def throw(self, *args):
+        """Raise an exception inside the call (a cancellation): into the waiting coroutine if the
+        call is waiting, else here, before anything was taken or sent."""
+        if self.state == WAITING:
+            try:
+                return self.waiting.throw(*args)
+            except BaseException:
+                self.state = DONE
+                self.waiting = None
+                raise
+        self.state = DONE
+        self.unawaited = 0
+        _raise_thrown(args)
+
+    def close(self):
+        """End the call: close the waiting coroutine if it is waiting; a call not yet stepped
+        takes nothing."""
+        if self.state == WAITING:
+            waiting = self.waiting
+            self.state = DONE
+            self.waiting = None
+            waiting.close()
+        self.state = DONE
+        self.unawaited = 0
+
+
+cdef int _raise_thrown(tuple args) except -1:
+    """Raise what throw() was given: an exception, or (type[, value[, traceback]])."""
+    if not 1 <= len(args) <= 3:
+        raise TypeError(f"throw expected 1 to 3 arguments, got {len(args)}")
+    typ = args[0]
+    val = args[1] if len(args) > 1 else None
+    tb = args[2] if len(args) > 2 else None
+    if isinstance(typ, type) and issubclass(typ, BaseException):
+        if isinstance(val, typ):
+            exc = val
+        elif val is None:
+            exc = typ()
+        elif isinstance(val, tuple):
+            exc = typ(*val)
+        else:
+            exc = typ(val)
+    elif isinstance(typ, BaseException):
+        if val is not None:
+            raise TypeError("instance exception may not have a separate value")
+        exc = typ
+    else:
+        raise TypeError(f"exceptions must be classes or instances deriving from BaseException, "
+                        f"not {type(typ).__name__}")
+    if tb is not None:
+        exc = exc.with_traceback(tb)
+    raise exc
+
+
+cdef int _call_am_send(PyObject *op, PyObject *arg, PyObject **result) except -1:
+    cdef _Call call = <_Call>op
+    result[0] = NULL
+    value = call._step(<object>arg)
+    Py_INCREF(value)
+    result[0] = <PyObject *>value
+    return call.yielded
+
+
+cdef void _warn_unawaited(PyObject *op) noexcept:
+    """A _Call freed before it was awaited: warn as for a coroutine never awaited (most likely
+    an await is missing; a send() not awaited sent nothing)."""
+    cdef _Call call = <_Call>op
+    what = f"{type(call.core).__name__}.{_KIND_NAMES[call.kind]}() was never awaited"
+    PyErr_WarnEx(RuntimeWarning, what.encode(), 1)
+
+
+cdef int _install() except -1:
+    cdef _Call probe = _Call.__new__(_Call)
+    cw_set_am_send(<PyTypeObject *>_Call, _call_am_send)
+    cw_set_unawaited_hook(<PyTypeObject *>_Call, <char *>&probe.unawaited - <char *><PyObject *>probe,
+                          _warn_unawaited)
+    return 0
+
+
+_install()
+collections.abc.Coroutine.register(_Call)

@@ -12,6 +12,7 @@ cdef class Sender(_End):
     cdef int _put(self, object msg) except -1
     cdef int _put_claimed(self, object msg) except -1
     cdef int64_t _claim(self, int64_t deadline, object timeout, object sent) except -1
+    cdef bint _send_now(self, object msg) except -1
 
 
 @cython.final
@@ -26,6 +27,8 @@ cdef class Receiver(_End):
 
     cdef object _take(self)
     cdef object _take_one(self)
+    cdef object _recv_now(self, object nothing)
+    cdef list _recv_many_now(self, Py_ssize_t max_count)
     cdef int _raise_bad_length(self) except -1
     cdef list _take_list(self, Py_ssize_t k)
     cdef Py_ssize_t _copy_records(self, char *dst, Py_ssize_t stride, Py_ssize_t k) except -1

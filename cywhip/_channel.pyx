@@ -29,7 +29,7 @@ from cywhip._ring cimport (
     ring_claim, ring_write_slot, ring_commit, ring_commit_void, ring_publish, ring_published,
     ring_write_records_many, ring_claim_intent, ring_claim_cas, ring_commit_length, ring_commit_seq,
     ring_commit_clear, ring_unclaimed,
-    ring_available, ring_read_length, ring_read_slot, ring_consume, ring_rewind, ring_release,
+    ring_available, ring_available_now, ring_read_length, ring_read_slot, ring_consume, ring_rewind, ring_release,
     ring_write_records, ring_read_records, ring_lend_run, ring_read_offset, ring_consume_run,
     ring_t, ring_taken, ring_interrupt, WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
     SLEEP_SLICE_NS, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek, ring_recv_done, ring_recv_records,
@@ -115,6 +115,10 @@ cdef class Sender(_End):
 
     def try_send(self, msg):
         """Send one message if there is room right now; return whether it was sent."""
+        return self._send_now(msg)
+
+    cdef bint _send_now(self, object msg) except -1:
+        """try_send(), for callers in C (cywhip.asyncio's fast path)."""
         _enter(self)
         try:
             if not self._ready_now():
@@ -365,10 +369,35 @@ cdef class Receiver(_End):
 
     def try_recv(self):
         """Take the next message if one is waiting, else return None."""
+        return self._recv_now(None)
+
+    cdef object _recv_now(self, object nothing):
+        """Take the next message if one is waiting, else return ``nothing`` (a message may be None:
+        callers in C pass an object no deserializer returns)."""
         self._enter_pull()
         try:
-            return self._take_one() if self._ready_now() else None
+            return self._take_one() if self._ready_now() else nothing
         finally:
+            _leave(self)
+
+    cdef list _recv_many_now(self, Py_ssize_t max_count):
+        """recv_many(max_count, timeout=0), but an empty list instead of ReceiveTimeout when nothing
+        is waiting (for callers in C); max_count >= 1."""
+        cdef int64_t avail
+        cdef Py_ssize_t k = min(max_count, self.max_queued_messages)
+        self._enter_pull()
+        try:
+            self.ring.want = k      # what a member claims at most while others share its group
+            avail = ring_available_now(&self.ring)
+            if avail < 0:
+                self._raise_corrupt()
+            if avail == 0:
+                return []
+            out = self._take_list(min(k, avail))
+            self.take_error = None
+            return out
+        finally:
+            ring_release(&self.ring)
             _leave(self)
 
     def recv_many(self, max_count, timeout=None):

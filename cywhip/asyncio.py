@@ -11,16 +11,28 @@ only the waiting changes::
             async for msg in rx:
                 ...
 
-How it waits.  A call first tries the plain, non-blocking path on the loop
-thread: when messages (or free slots) are there, it takes (or sends) them at
-once, without a system call and without going through the event loop.  Only
-when nothing can be done does the end announce that it sleeps, on the same
-waiting word of the channel a blocking end uses, and await a future.  One
-thread per event loop (per 127 waiting ends) sleeps in ``futex_waitv`` on the
-words of all of that loop's sleeping ends and tells the loop through an
-eventfd when the other end makes progress.  The message is then taken on the
-loop thread.  Waiting and taking are separate steps, so:
+How it waits.  A call does nothing until it is awaited.  ``recv``,
+``recv_many``, ``send`` and ``async for`` return a small compiled awaitable
+(cywhip._async), the other calls are coroutines.  The first step of either
+tries the plain, non-blocking path on the loop thread: when messages (or free
+slots) are there, it takes (or sends) them at once, without a system call and
+without going through the event loop; the awaitable then returns without
+suspending and without making a coroutine.  When nothing can be done, the end
+first looks again after each round of the loop, for ``spin_time`` (the plain
+ends' argument, 50 µs by default); each round first yields the CPU to any
+thread waiting for it (most likely the other end, about to answer), and the
+loop runs its other tasks between looks.  An end whose previous wait slept
+for over 1 ms sleeps at once, as does one with ``spin_time=0``.  Only then does
+the end announce that it sleeps, on the same waiting word of the channel a
+blocking end uses, and await a future.  One thread per event loop (per 127
+waiting ends) sleeps in ``futex_waitv`` on the words of all of that loop's
+sleeping ends and tells the loop through an eventfd when the other end makes
+progress.  The message is then taken on the loop thread.  Waiting and taking
+are separate steps, so:
 
+- a call never awaited, or closed or cancelled before its first step, has
+  taken (or sent) nothing; one freed without being awaited warns
+  (``RuntimeWarning``), as a coroutine does;
 - a cancelled ``recv``/``recv_many``/``recv_into`` has taken nothing: the
   message stays first in line;
 - a cancelled ``send`` has sent its message or not (it raises
@@ -37,7 +49,9 @@ messages longer than that, one message) between yields to the loop:
 between them when the loop has not run for 2 ms; ``recv_many`` and
 ``recv_into`` take at most one step's worth per call (they return what they
 took, like their plain forms, which already stop at the ring's capacity).  A
-stream that never lets the end wait still yields to the loop every 2 ms.
+stream that never lets the end wait still yields to the loop every 2 ms (for
+messages of up to 4 KiB the fast calls look at the clock once every 16 calls,
+so up to 15 more short messages may go first).
 
 An end is used by one task at a time (as a plain end is used by one thread at
 a time); ``close()`` may be called from any task or thread and ends a wait
@@ -48,19 +62,22 @@ import atexit
 import itertools
 import os
 import threading
+import types
 import weakref
-from time import monotonic as _monotonic, monotonic_ns as _monotonic_ns
+from os import sched_yield as _sched_yield
+from time import monotonic_ns as _monotonic_ns
 
 from cywhip import _channel
-from cywhip._async import Waker, futex_waitv_supported
+from cywhip._async import YIELD_NS, Waker, _Core, _ReceiverCore, _SenderCore, futex_waitv_supported
 from cywhip.errors import ChannelClosedError, ReceiveTimeout, SendTimeout
 
 __all__ = ["Sender", "Receiver"]
 
 # Bytes one step copies at most (a few hundred microseconds of copying).
 STEP_BYTES = 1 << 20
-# A call that has not let the loop run for this long (ns) yields to it before its next step.
-YIELD_NS = 2_000_000
+# An end looks again for spin_time before it sleeps unless its previous wait went to sleep for
+# longer than this (ns): one that waits for rare messages sleeps at once.
+SPIN_AFTER_NS = 1_000_000
 
 _SUPPORTED = None
 
@@ -201,8 +218,20 @@ def _stop_all_at_exit():
 # --------------------------------------------------------------------- ends
 
 
-class _AsyncEnd:
-    """What the asyncio Sender and Receiver share: the plain end, the slot, waiting, closing."""
+@types.coroutine
+def _one_round():
+    """Let the loop run one round (the task is scheduled again at once), and first any thread
+    of this machine that waits for the CPU: most likely the other end, about to answer."""
+    _sched_yield()
+    yield
+
+
+class _AsyncEnd(_Core):
+    """What the asyncio Sender and Receiver share: the plain end, the slot, waiting, closing.
+
+    The fields the fast calls read from C (``_end``, ``_busy``, ``_closed``, ``_ran``,
+    ``_step``) are declared by ``cywhip._async._Core``.
+    """
 
     _plain = None
 
@@ -218,8 +247,11 @@ class _AsyncEnd:
         self._busy = False
         # When this end last let the loop run (suspended or yielded), CLOCK_MONOTONIC ns.
         self._ran = _monotonic_ns()
-        self._end = None
-        self._end = self._plain(*args, **kwargs)
+        # How long its last wait that went to sleep lasted, or 0 if the last wait ended in its
+        # spin (ns): whether the next one spins first.
+        self._slept = 0
+        self._attach(self._plain(*args, **kwargs))
+        self._spin = self._spin_ns
         length = max(1, self._end.message_length)
         self._step = max(1, min(self._end.max_queued_messages, STEP_BYTES // length))
 
@@ -274,6 +306,7 @@ class _AsyncEnd:
             self._wt, self._slot, self._gen = self._hub.bind(self._end)
 
     def _deadline(self, timeout):
+        """The CLOCK_MONOTONIC deadline (ns) of a timeout in seconds; None for None."""
         if timeout is None:
             return None
         try:
@@ -283,7 +316,10 @@ class _AsyncEnd:
                             f"{type(timeout).__name__} ({timeout!r})") from None
         if not t >= 0:
             raise ValueError(f"timeout must be a non-negative number of seconds or None, got {timeout!r}")
-        return _monotonic() + t
+        return _monotonic_ns() + int(min(t, 1e9) * 1e9)
+
+    def _raise_closed(self):
+        raise ChannelClosedError(f"{type(self).__name__} {self.name!r} is closed")
 
     async def _sleep(self, deadline):
         """Wait until the other end may have made progress: True; False once deadline passes.
@@ -291,26 +327,52 @@ class _AsyncEnd:
         Raises ChannelClosedError once closed.  Takes nothing: the caller
         takes afterwards, so a cancellation here loses nothing.
         """
-        if deadline is not None and _monotonic() >= deadline:
+        start = _monotonic_ns()
+        if deadline is not None and start >= deadline:
             return False
+        if self._spin and self._slept < SPIN_AFTER_NS:
+            # Look again after each round of the loop, for spin_time: an answer that comes
+            # that soon costs no wake-up of the waker thread or of the loop.
+            until = start + self._spin
+            if deadline is not None and deadline < until:
+                until = deadline
+            while True:
+                await _one_round()
+                now = self._ran = _monotonic_ns()
+                if self._closed:
+                    self._raise_closed()
+                if self._ready_now():
+                    self._slept = 0
+                    return True
+                if now >= until:
+                    break
+            if deadline is not None and now >= deadline:
+                return False
+        try:
+            return await self._sleep_armed(deadline)
+        finally:
+            self._slept = _monotonic_ns() - start
+
+    async def _sleep_armed(self, deadline):
+        """_sleep() past its spin: arm the waker and await a future it resolves."""
         loop = asyncio.get_running_loop()
         if self._wt is None or self._hub.loop is not loop:
             self._bind(loop)
         wt, slot, gen = self._wt, self._slot, self._gen
         if wt is None:
-            raise ChannelClosedError(f"{type(self).__name__} {self.name!r} is closed")
+            self._raise_closed()
         st = wt.waker.arm(slot, gen, self._end)
         if st == 0:
             return True
         if st < 0:
             # The slot was given up: close() ran in another thread.
-            raise ChannelClosedError(f"{type(self).__name__} {self.name!r} is closed")
+            self._raise_closed()
         fut = loop.create_future()
         wt.waits[slot] = (gen, fut)
         self._fut = fut
         timer = None
         if deadline is not None:
-            timer = loop.call_later(max(0.0, deadline - _monotonic()), _expire, fut)
+            timer = loop.call_later(max(0.0, (deadline - _monotonic_ns()) / 1e9), _expire, fut)
         try:
             woke = await fut
         finally:
@@ -323,7 +385,7 @@ class _AsyncEnd:
             wt.waker.disarm(slot, gen)
             self._ran = _monotonic_ns()
         if self._closed:
-            raise ChannelClosedError(f"{type(self).__name__} {self.name!r} is closed")
+            self._raise_closed()
         return woke
 
     # ------------------------------------------------------------------- closing
@@ -383,8 +445,11 @@ def _running_loop():
         return None
 
 
-class Sender(_AsyncEnd):
-    """The sending end of channel ``name``, awaited: same arguments as :class:`cywhip.Sender`."""
+class Sender(_AsyncEnd, _SenderCore):
+    """The sending end of channel ``name``, awaited: same arguments as :class:`cywhip.Sender`.
+
+    ``send`` (of ``_SenderCore``) sends at once when there is room; otherwise it waits here.
+    """
 
     _plain = _channel.Sender
 
@@ -396,35 +461,24 @@ class Sender(_AsyncEnd):
         """Send one message if there is room right now; return whether it was sent (no waiting)."""
         return self._end.try_send(msg)
 
-    async def send(self, msg, timeout=None):
-        """Send one message; wait while the ring is full (SendTimeout after ``timeout`` seconds)."""
-        if self._busy:
-            self._begin()
-        self._busy = True
+    async def _send_waiting(self, msg, timeout):
+        """send() once its first step found the ring full (or owed the loop a turn)."""
+        self._begin()
         try:
+            end = self._end
             if _monotonic_ns() - self._ran > YIELD_NS:
                 await self._let_loop_run()
-            # The common case first, inline: there is room.
-            try:
-                return self._end.send(msg, 0)
-            except SendTimeout:
-                pass
-            return await self._send_slow(msg, timeout)
+                if end.try_send(msg):
+                    return
+            deadline = self._deadline(timeout)
+            while True:
+                if not await self._sleep(deadline):
+                    raise SendTimeout(f"channel {self.name!r} stayed full "
+                                      f"({self.max_queued_messages} messages queued) for {timeout} s")
+                if end.try_send(msg):
+                    return
         finally:
             self._busy = False
-
-    async def _send_slow(self, msg, timeout):
-        end = self._end
-        deadline = self._deadline(timeout)
-        while True:
-            if not await self._sleep(deadline):
-                raise SendTimeout(f"channel {self.name!r} stayed full "
-                                  f"({self.max_queued_messages} messages queued) for {timeout} s")
-            try:
-                end.send(msg, 0)
-                return
-            except SendTimeout:
-                pass
 
     async def send_many(self, messages, timeout=None):
         """Send every message of an iterable; return how many were sent.
@@ -526,9 +580,13 @@ def _check_count(max_count):
         raise ValueError(f"max_count must be at least 1, got {max_count}")
 
 
-class Receiver(_AsyncEnd):
+class Receiver(_AsyncEnd, _ReceiverCore):
     """The receiving end of channel ``name``, awaited: same arguments as :class:`cywhip.Receiver`
-    (without ``on_message``/``on_batch``: iterate with ``async for`` instead)."""
+    (without ``on_message``/``on_batch``: iterate with ``async for`` instead).
+
+    ``recv``, ``recv_many`` and ``__anext__`` (of ``_ReceiverCore``) take at once what is
+    waiting; otherwise they wait here.
+    """
 
     _plain = _channel.Receiver
 
@@ -551,54 +609,47 @@ class Receiver(_AsyncEnd):
         if not await self._sleep(deadline):
             raise ReceiveTimeout(f"no message arrived on channel {self.name!r} within {timeout} s")
 
-    async def recv(self, timeout=None):
-        """Take the next message; wait for one (ReceiveTimeout, a queue.Empty, after ``timeout`` s)."""
-        if self._busy:
-            self._begin()
-        self._busy = True
+    async def _recv_waiting(self, timeout):
+        """recv() once its first step found nothing waiting (or owed the loop a turn)."""
+        self._begin()
         try:
+            end = self._end
             if _monotonic_ns() - self._ran > YIELD_NS:
                 await self._let_loop_run()
-            # The common case first, inline: a message is waiting.
-            try:
-                return self._end.recv(0)
-            except ReceiveTimeout:
-                pass
-            return await self._recv_slow(timeout)
+                try:
+                    return end.recv(0)
+                except ReceiveTimeout:
+                    pass
+            deadline = self._deadline(timeout)
+            while True:
+                await self._ready(deadline, timeout)
+                try:
+                    return end.recv(0)
+                except ReceiveTimeout:
+                    pass
         finally:
             self._busy = False
 
-    async def _recv_slow(self, timeout):
-        end = self._end
-        deadline = self._deadline(timeout)
-        while True:
-            await self._ready(deadline, timeout)
-            try:
-                return end.recv(0)
-            except ReceiveTimeout:
-                pass
-
-    async def recv_many(self, max_count, timeout=None):
-        """Wait for at least one message, then take those waiting, up to ``max_count``; return a list.
-
-        Takes at most about 1 MiB of messages per call, so that the loop is
-        not held; call again for more.
-        """
+    async def _recv_many_waiting(self, max_count, timeout):
+        """recv_many() once its first step found nothing waiting (or owed the loop a turn)."""
         _check_count(max_count)
         self._begin()
         try:
-            await self._let_loop_run()
             end = self._end
             k = min(max_count, self._step)
-            deadline = None
-            while True:
+            if _monotonic_ns() - self._ran > YIELD_NS:
+                await self._let_loop_run()
                 try:
                     return end.recv_many(k, 0)
                 except ReceiveTimeout:
                     pass
-                if deadline is None:
-                    deadline = self._deadline(timeout)
+            deadline = self._deadline(timeout)
+            while True:
                 await self._ready(deadline, timeout)
+                try:
+                    return end.recv_many(k, 0)
+                except ReceiveTimeout:
+                    pass
         finally:
             self._busy = False
 
@@ -655,10 +706,10 @@ class Receiver(_AsyncEnd):
     def __aiter__(self):
         return self
 
-    async def __anext__(self):
-        """The next message, waiting as long as it takes; stops once the receiver is closed."""
+    async def _anext_waiting(self):
+        """async for's next message once its first step found nothing waiting."""
         try:
-            return await self.recv()
+            return await self._recv_waiting(None)
         except ChannelClosedError:
             if self._closed:
                 raise StopAsyncIteration from None

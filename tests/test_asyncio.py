@@ -177,12 +177,232 @@ def test_a_waiting_message_is_returned_without_suspending(channel, run):
             with cywhip.Sender(channel, message_length=8) as tx:
                 tx.send(b"a")
                 tx.send(b"b")
-                rx._ran = time.monotonic_ns()   # as if the end had just let the loop run
+                # As if the end had just let the loop run (and would not owe it a turn for a
+                # second, however long this process waits for a CPU).
+                rx._ran = time.monotonic_ns() + 10 ** 9
                 coro = rx.recv()
                 with pytest.raises(StopIteration) as stop:
                     coro.send(None)             # completes in one step: no trip through the loop
                 assert stop.value.value == b"a"
                 assert await rx.recv() == b"b"
+    run(main())
+
+
+def test_send_and_async_for_complete_in_their_first_step_when_they_can(channel, run):
+    async def main():
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            rx._ran = tx._ran = time.monotonic_ns() + 10 ** 9    # owing the loop no turn
+            with pytest.raises(StopIteration) as stop:
+                tx.send(b"a").send(None)
+            assert stop.value.value is None and rx.depth == 1
+            with pytest.raises(StopIteration) as stop:
+                rx.__anext__().send(None)
+            assert stop.value.value == b"a"
+            tx.try_send(b"b")
+            with pytest.raises(StopIteration) as stop:
+                rx.recv_many(5).send(None)
+            assert stop.value.value == [b"b"]
+    run(main())
+
+
+# ------------------------------------------------------- a call's first step
+
+
+def test_a_call_is_a_coroutine_to_asyncio_and_is_awaited_once(channel, run):
+    async def main():
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            call = tx.send(b"a")
+            assert asyncio.iscoroutine(call) and call.__qualname__ == "Sender.send"
+            await call
+            with pytest.raises(RuntimeError, match="already awaited"):
+                await call
+            call = rx.recv()
+            task = asyncio.get_running_loop().create_task(call)
+            assert "Receiver.recv" in repr(task)
+            assert await task == b"a"
+            with pytest.raises(RuntimeError, match="already awaited"):
+                call.send(None)
+            call = rx.recv()
+            with pytest.raises(TypeError, match="non-None"):
+                call.send(1)
+            call.close()
+    run(main())
+
+
+def test_a_call_never_awaited_takes_and_sends_nothing_and_warns(channel, run):
+    async def main():
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            tx.try_send(b"first")
+            with pytest.warns(RuntimeWarning, match=r"Receiver\.recv\(\) was never awaited"):
+                rx.recv()
+            with pytest.warns(RuntimeWarning, match=r"Sender\.send\(\) was never awaited"):
+                tx.send(b"never")
+            with pytest.warns(RuntimeWarning, match=r"Receiver\.recv_many\(\) was never awaited"):
+                rx.recv_many(10)
+            assert rx.depth == 1
+            assert await rx.recv() == b"first"
+            assert rx.try_recv() is None
+    run(main())
+
+
+def test_a_call_closed_before_its_first_step_takes_nothing(channel, run):
+    async def main():
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            tx.try_send(b"first")
+            for call in (rx.recv(), rx.recv_many(3), rx.__anext__(), tx.send(b"closed")):
+                call.close()
+                call.close()
+                with pytest.raises(RuntimeError, match="already awaited"):
+                    await call
+            assert rx.depth == 1
+            assert [m async for m in _take(rx, 1)] == [b"first"]
+    run(main())
+
+
+async def _take(rx, n):
+    async for msg in rx:
+        yield msg
+        n -= 1
+        if not n:
+            return
+
+
+def test_throw_into_a_call_before_its_first_step_raises_there_and_takes_nothing(channel, run):
+    async def main():
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            tx.try_send(b"first")
+            with pytest.raises(ValueError, match="one"):
+                rx.recv().throw(ValueError("one"))
+            with pytest.raises(KeyError):
+                rx.recv_many(2).throw(KeyError)
+            with pytest.raises(ValueError, match="three"):
+                tx.send(b"x").throw(ValueError, ValueError("three"), None)
+            with pytest.raises(TypeError):
+                rx.recv().throw(42)
+            assert rx.depth == 1 and not rx._busy
+            assert await rx.recv() == b"first"
+    run(main())
+
+
+def test_a_task_cancelled_before_its_first_step_takes_and_sends_nothing(channel, run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            tx.try_send(b"first")
+            tasks = [loop.create_task(rx.recv()), loop.create_task(tx.send(b"cancelled")),
+                     loop.create_task(rx.recv_many(5))]
+            for task in tasks:
+                task.cancel()                 # before the task ever ran
+            for task in tasks:
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            with pytest.raises((TimeoutError, asyncio.TimeoutError)):
+                await asyncio.wait_for(rx.recv(), 0)    # wait_for(..., 0) cancels it unstarted
+            assert rx.depth == 1
+            assert await rx.recv() == b"first"
+            assert rx.try_recv() is None
+    run(main())
+
+
+def test_a_waiting_call_passes_send_throw_and_close_to_its_wait(channel, run):
+    async def main():
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            call = rx.recv()
+            call.send(None)                    # nothing waiting: the call now waits
+            assert rx._busy
+            with pytest.raises(RuntimeError, match="one task at a time"):
+                await rx.recv()
+            tx.try_send(b"first")
+            with pytest.raises(asyncio.CancelledError):
+                call.throw(asyncio.CancelledError())
+            assert not rx._busy and rx.depth == 1     # the cancelled wait took nothing
+            with pytest.raises(RuntimeError, match="already awaited"):
+                call.send(None)
+
+            call = rx.recv_many(4)
+            assert await call == [b"first"]
+            call = rx.recv()
+            call.send(None)
+            call.close()                       # ends the wait; the end is free again
+            assert not rx._busy
+            tx.try_send(b"second")
+            assert await rx.recv() == b"second"
+    run(main())
+
+
+def test_a_message_that_deserializes_to_none_is_returned_as_none(channel, run):
+    async def main():
+        async with ca.Receiver(channel, lambda buf: None, message_length=8) as rx, \
+                ca.Sender(channel, message_length=8) as tx:
+            await tx.send(b"a")
+            await tx.send(b"b")
+            assert await rx.recv() is None
+            assert [m async for m in _take(rx, 1)] == [None]
+            assert rx.depth == 0
+    run(main())
+
+
+# ------------------------------------------------------------------ spinning
+
+
+def test_a_message_that_comes_while_the_end_spins_is_taken_without_the_waker(channel, run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            for word in (b"one", b"two", b"three"):
+                loop.call_soon(tx.try_send, word)      # runs in the loop's next round
+                assert await rx.recv(timeout=5) == word
+            assert rx._wt is None and waker_threads() == []   # it never had to sleep
+            loop.call_later(0.02, tx.try_send, b"late")    # long after the spin: the end sleeps
+            assert await rx.recv(timeout=5) == b"late"
+            assert rx._wt is not None
+    run(main())
+
+
+def test_an_end_sleeps_without_spinning_after_a_long_wait_or_with_spin_time_zero(channel, run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            rx._slept = 10 ** 9                       # its last wait slept for a second
+            loop.call_soon(tx.try_send, b"one")
+            assert await rx.recv(timeout=5) == b"one"
+            assert rx._wt is not None                  # it slept at once
+        async with ca.Receiver(channel + "-0", message_length=8, spin_time=0) as rx, \
+                ca.Sender(channel + "-0", message_length=8) as tx:
+            loop.call_soon(tx.try_send, b"two")
+            assert await rx.recv(timeout=5) == b"two"
+            assert rx._wt is not None
+        cywhip.unlink(channel + "-0", missing_ok=True)
+    run(main())
+
+
+def test_a_spinning_receive_cancelled_or_closed_takes_nothing(channel, run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            task = loop.create_task(rx.recv())
+            await asyncio.sleep(0)                     # the task has looked once and spins
+            assert rx._busy and rx._wt is None
+            tx.try_send(b"first")
+            task.cancel()                              # before its next look
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert rx.depth == 1 and not rx._busy
+
+            assert await rx.recv() == b"first"
+
+            # A timeout shorter than the spin ends it.
+            t0 = time.monotonic()
+            with pytest.raises(cywhip.ReceiveTimeout):
+                await rx.recv(timeout=0.00001)
+            assert time.monotonic() - t0 < 0.5 and rx._wt is None
+
+            # close() from another task ends the spin.
+            task = loop.create_task(rx.recv())
+            await asyncio.sleep(0)
+            rx.close()
+            with pytest.raises(cywhip.ChannelClosedError):
+                await task
     run(main())
 
 
