@@ -577,22 +577,25 @@ cdef class Region:
 
     cdef int _take_member_place(self, int gi) except -1:
         """J2-J3: lock a member place for group gi.  A dead member's place of this group
-        with a claim comes first (this member finishes that claim); then places of no group,
-        or of a group that is gone.  Never a place that holds another group's claim."""
+        with a claim comes first (this member finishes that claim); then any place that holds
+        no claim, whatever group it was last in; then a place whose claim belongs to a group
+        that is gone.  Never a place that holds another group's claim."""
         cdef cw_header *h = self.hdr
         cdef uint32_t mr = self.max_receivers, q
         cdef cw_group *e = _group_entry(h, self.max_senders, mr, gi)
+        cdef cw_group *other
         cdef uint64_t tag = (cw_load_relaxed_u64(&e.epoch) << 32) | <uint64_t>(gi + 1)
         cdef cw_place *place
-        cdef uint64_t ptag
+        cdef uint64_t ptag, hold
         cdef int rc
         finish, free = [], []
         for q in range(mr):
             place = self._place(self.max_senders + q)
             ptag = cw_load_relaxed_u64(&place.group)
+            hold = cw_load_acquire_u64(&place.hold_start)
             if ptag == tag:
-                (finish if cw_load_acquire_u64(&place.hold_start) else free).append(q)
-            elif ptag == 0 or not _tag_in_use(h, self.max_senders, mr, ptag):
+                (finish if hold else free).append(q)
+            elif hold == 0 or ptag == 0 or not _tag_in_use(h, self.max_senders, mr, ptag):
                 free.append(q)
         holders = []
         for q in finish + free:
@@ -604,7 +607,20 @@ cdef class Region:
             if rc != 0:
                 self.unmap()
                 raise _os_error(rc, f"cannot lock channel {self.name!r}", self.path)
-            # Ours.  A claim lock this place's dead member held is settled first (L).
+            # Ours: nobody else writes it now.  Read once what its last member left.
+            ptag = cw_load_relaxed_u64(&place.group)
+            hold = cw_load_acquire_u64(&place.hold_start)
+            if ptag != tag and ptag != 0 and _tag_in_use(h, self.max_senders, mr, ptag):
+                if hold != 0:
+                    # Another group's claim after all: it waits for that group's members.
+                    cw_ofd_unlock(self.fd, cw_place_offset(self.max_senders + q))
+                    continue
+                # Its member of another group died between taking that group's claim
+                # lock and recording a claim (C3-C5): nothing was handed out; free the lock
+                # before this place can take the same number for a claim of its own.
+                other = _group_entry(h, self.max_senders, mr, <uint32_t>ptag - 1)
+                group_resolve_lock(other, ptag, place, q)
+            # A claim lock this place's dead member held is settled first (L).
             group_resolve_lock(e, tag, place, q)
             if cw_load_relaxed_u64(&place.group) != tag:
                 cw_store_release_u64(&place.hold_start, 0)

@@ -351,6 +351,19 @@ def test_a_group_creator_that_died_midway_holds_nobody_up(channel):
             os.close(fd)
 
 
+def test_a_dead_members_empty_place_is_free_for_any_group(channel, work):
+    with _tx(channel, receivers=2) as tx, _rx(channel, "b", receivers=2):
+        proc = work(channel, "a", "recv", "a.log", receivers=2)
+        _send(tx, 0, 3)
+        _wait_for(lambda: g.read_log(work.path("a.log")) == [0, 1, 2], what="the member of 'a'")
+        time.sleep(0.1)                    # its last recv has released its claim
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # Its place holds no claim: a member of another group may take it.
+        with _rx(channel, "b", receivers=2) as b2:
+            assert b2.group == "b"
+
+
 def test_remove_group(channel):
     with _tx(channel, capacity=4) as tx, _rx(channel, "live", capacity=4) as live:
         _rx(channel, "gone", capacity=4).close()
