@@ -736,8 +736,13 @@ cdef int64_t ring_group_claim(ring_t *r) noexcept nogil:
         r.bad_write = w
         return -1
     k = w - n
-    if k > r.want and cw_load_relaxed_u64(&g.members) > 1:
-        k = r.want
+    if cw_load_relaxed_u64(&g.members) > 1:
+        # Others share the group: what the call takes, and at most a quarter of the ring,
+        # so that the sender and the other members go on while this member copies.
+        if k > r.want:
+            k = r.want
+        if k > r.capacity // 4 and r.capacity >= 4:
+            k = r.capacity // 4
     if k == 0:
         cw_store_release_u64(&g.lock, 0)
         return 0

@@ -523,7 +523,9 @@ CLAIM_LOCK_OF_A_LIVE_MEMBER = textwrap.dedent("""
             pass
         took = time.monotonic() - started
         mm[lock:lock + 8] = bytes(8)
-        got = b.recv_many(10, timeout=1)
+        got = []
+        while len(got) < 3:       # a member that shares its group claims at most a quarter ring
+            got += b.recv_many(10, timeout=1)
         print(json.dumps({"took": took, "skipped": b._skipped, "got": sorted(m.decode() for m in got)}))
 """)
 
