@@ -314,6 +314,31 @@ def test_records_in_blocks_and_a_shorter_message_left_for_recv(built, channel):
         assert shim.recv_records(rx, 0, 8, 0) == ("OK", 0, b"")
 
 
+def test_a_slot_length_no_correct_sender_writes_is_corrupt_and_nothing_is_taken(built, channel):
+    import mmap
+    from cywhip._region import channel_path
+    from cywhip._ring import layout
+    shim = built.shim
+    with Sender(channel, message_length=16, max_queued_messages=4) as tx, \
+            Receiver(channel, message_length=16, max_queued_messages=4) as rx:
+        tx.send(b"first")
+        fd = os.open(channel_path(channel), os.O_RDWR)
+        try:
+            mm = mmap.mmap(fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+        try:
+            struct.pack_into("<I", mm, layout()["slots"], 1000)     # slot 0 claims 1000 bytes
+            assert shim.recv(rx, 2000, 0) == ("CORRUPT", 0, None)
+            assert shim.try_recv(rx, 2000) == ("CORRUPT", 0, None)
+            assert shim.recv_records(rx, 4, 16, 0) == ("CORRUPT", 0, b"")
+            assert rx.taken == 0
+            struct.pack_into("<I", mm, layout()["slots"], 5)
+            assert shim.recv(rx, 16, 0) == ("OK", 5, b"first")
+        finally:
+            mm.close()
+
+
 class Tick(ctypes.Structure):
     _fields_ = [("seq", ctypes.c_int64), ("price", ctypes.c_double)]
 
