@@ -381,6 +381,38 @@ def test_many_senders_in_threads_each_keep_their_order_into_one_receiver(built, 
     assert [v - (1 << 40) for v in values if v >= 1 << 40] == list(range(n))
 
 
+def test_receiver_groups_through_the_api_broadcast_and_share(built, channel):
+    shim = built.shim
+    n = 20_000
+    kw = dict(message_length=8, max_queued_messages=64, max_receivers=3)
+    with Sender(channel, **kw) as tx, Receiver(channel, group="all", **kw) as whole, \
+            Receiver(channel, group="w", **kw) as w1, Receiver(channel, group="w", **kw) as w2:
+        sender = start(shim.send_numbered, tx, 0, n)
+        broadcast = start(shim.recv_numbers, whole, n)
+        shares = [[], []]
+
+        def member(rx, out):
+            # One message per call, until the group's share is all taken.
+            while len(shares[0]) + len(shares[1]) < n:
+                st, got, data = shim.recv(rx, 8, 100_000_000)
+                if st == "OK":
+                    out.append(struct.unpack("<q", data)[0])
+                else:
+                    assert st == "TIMEOUT", st
+        members = [threading.Thread(target=member, args=(rx, out)) for rx, out in ((w1, shares[0]), (w2, shares[1]))]
+        for t in members:
+            t.start()
+        for t in members:
+            t.join(60)
+        for t, out in (sender, broadcast):
+            t.join(60)
+    assert sender[1] == [("OK", n)]
+    status_, raw = broadcast[1][0]
+    assert status_ == "OK" and list(struct.unpack(f"{n}q", raw)) == list(range(n))
+    assert sorted(shares[0] + shares[1]) == list(range(n))           # each message once
+    assert shares[0] == sorted(shares[0]) and shares[1] == sorted(shares[1])
+
+
 @pytest.mark.timeout(60)
 def test_a_producer_killed_mid_stream_leaves_a_whole_ordered_prefix(built, peers, channel):
     shim = built.shim
