@@ -38,7 +38,7 @@ from cpython.pythread cimport (
     PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK,
 )
 from cpython.ref cimport Py_INCREF
-from libc.errno cimport EAGAIN, EINTR, ENOSYS
+from libc.errno cimport EAGAIN, EINTR, ENOSYS, ETIMEDOUT
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from posix.unistd cimport write
@@ -46,7 +46,9 @@ from posix.unistd cimport write
 from cywhip.includes.c_awaitable cimport cw_set_am_send, cw_iter_send, cw_set_unawaited_hook
 from cywhip.includes.c_atomics cimport cw_load_relaxed_u32, cw_store_relaxed_u32, cw_fence_seq_cst
 from cywhip.includes.c_futex cimport cw_futex_wake
-from cywhip.includes.c_waitv cimport cw_waitv_t, cw_waitv_set, cw_futex_waitv, CW_WAITV_MAX
+from cywhip.includes.c_waitv cimport (
+    cw_waitv_t, cw_waitv_set, cw_futex_waitv, cw_futex_waitv_for, CW_WAITV_MAX,
+)
 
 from cywhip._channel cimport Receiver as PlainReceiver, Sender as PlainSender
 from cywhip._end cimport _End, _enter, _leave, check_count
@@ -58,6 +60,11 @@ from cywhip.errors import ChannelClosedError
 
 # Slots of a waker: futex_waitv takes at most 128 words, one of them rearm.
 WAKER_SLOTS = CW_WAITV_MAX - 1
+
+cdef enum:
+    # While an armed end shares its word with other ends, the thread sleeps at most this
+    # long (ns) and then has those ends look again (as ring_wait's slices for groups).
+    SHARED_SLICE_NS = 10_000_000
 
 cdef enum:
     SLOTS = 127
@@ -265,8 +272,9 @@ cdef class Waker:
 
     cdef void _run(self) noexcept nogil:
         cdef cw_waitv_t vec[CW_WAITV_MAX]
-        cdef int which[CW_WAITV_MAX]
         cdef int i, n, rc = -EAGAIN, fired
+        cdef bint shared, expired
+        cdef uint32_t *woken
         cdef uint64_t one = 1
         self._lock()
         while not self.stopping:
@@ -274,32 +282,45 @@ cdef class Waker:
             # Fire every armed slot whose word the other end cleared (or close()'s
             # interrupt did), and the one the kernel said it woke: another waiter
             # of the same word may have set it to 1 again since.
+            # A word shared by several ends (many senders, the members of receiver groups)
+            # may be set to 1 again by one of them between the other end's clearing and this
+            # look: their ends look again after each slice, as a plain end of theirs does.
+            expired = rc == -ETIMEDOUT
             for i in range(SLOTS):
-                if self.slots[i].state == ARMED and cw_load_relaxed_u32(self.slots[i].word) != 1:
+                if self.slots[i].state == ARMED and (cw_load_relaxed_u32(self.slots[i].word) != 1
+                                                     or (expired and self.slots[i].shared)):
                     self.slots[i].state = FIRED
                     fired += 1
             if rc > 0:
-                i = which[rc]
-                if self.slots[i].state == ARMED and self.slots[i].word == <uint32_t *><size_t>vec[rc].uaddr:
-                    self.slots[i].state = FIRED
-                    fired += 1
+                # The kernel names one entry, but every armed slot on that word was woken:
+                # ends that share a word (many senders, the members of receiver groups)
+                # are listed once each, and the wake is for all of them.
+                woken = <uint32_t *><size_t>vec[rc].uaddr
+                for i in range(SLOTS):
+                    if self.slots[i].state == ARMED and self.slots[i].word == woken:
+                        self.slots[i].state = FIRED
+                        fired += 1
             if fired:
                 write(self.efd, &one, sizeof(one))
             # Rebuild the list: rearm first, with the value it has now, so any
             # change after this point makes the wait return at once.
             cw_waitv_set(&vec[0], self.rearm, self.rearm[0])
             n = 1
+            shared = False
             for i in range(SLOTS):
                 self.slots[i].listed = self.slots[i].state == ARMED
                 if self.slots[i].listed:
                     cw_waitv_set(&vec[n], self.slots[i].word, 1)
-                    which[n] = i
                     n += 1
+                    shared = shared or self.slots[i].shared
             self._unlock()
-            rc = cw_futex_waitv(vec, n)
+            if shared:
+                rc = cw_futex_waitv_for(vec, n, SHARED_SLICE_NS)
+            else:
+                rc = cw_futex_waitv(vec, n)
             self._lock()
             self.wakeups += 1
-            if rc < 0 and rc != -EAGAIN and rc != -EINTR:
+            if rc < 0 and rc != -EAGAIN and rc != -EINTR and rc != -ETIMEDOUT:
                 self.error = -rc
                 if rc == -ENOSYS:
                     break

@@ -1,4 +1,4 @@
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport uint32_t, uint64_t, int64_t
 
 cdef extern from "waitv.h" nogil:
     enum:
@@ -10,3 +10,4 @@ cdef extern from "waitv.h" nogil:
         uint32_t reserved
     void cw_waitv_set(cw_waitv_t *w, uint32_t *addr, uint32_t expected) noexcept
     int cw_futex_waitv(cw_waitv_t *waiters, unsigned int n) noexcept
+    int cw_futex_waitv_for(cw_waitv_t *waiters, unsigned int n, int64_t timeout_ns) noexcept
