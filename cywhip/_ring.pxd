@@ -83,7 +83,6 @@ cdef struct ring_t:
     uint64_t want          # a member claims at most this many while others share its group
     int receiver_wake_count  # waiting receivers one publish wakes: 1, or all members
     int64_t detect_ns      # a member's last look for dead members' claims
-    uint64_t adopted       # claims of dead members this member took over
     bint resolve_now       # a member at a hole tests its claimer's lock (ring_resolve_hole())
     # Set by close() from another thread to end a wait.
     uint32_t stop

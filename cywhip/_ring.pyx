@@ -90,7 +90,6 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.want = 1
     r.receiver_wake_count = 1
     r.detect_ns = 0
-    r.adopted = 0
     r.resolve_now = False
     r.hole = 0
     r.skipped = 0
@@ -598,7 +597,6 @@ cdef int _adopt(ring_t *r, uint32_t qi) noexcept nogil:
     cw_ofd_unlock(r.fd, cw_place_offset(r.max_senders + r.place_index))
     r.place = q
     r.place_index = qi
-    r.adopted += 1
     if cw_load_relaxed_u64(&r.group.members) > 1:
         cw_fetch_add_relaxed_u64(&r.group.members, <uint64_t>-1)
     return 1

@@ -134,6 +134,17 @@ cdef inline int _check_send(cw_handle *c, size_t n) noexcept nogil:
     return OK
 
 
+cdef inline int _begin_send(cw_handle *c, size_t n) noexcept nogil:
+    """_begin() a send of n bytes: OK with the guard held, or why not (the guard not held)."""
+    cdef int st = _begin(c)
+    if st != OK:
+        return st
+    st = _check_send(c, n)
+    if st != OK:
+        return _end(c, st)
+    return OK
+
+
 cdef inline int _put(ring_t *r, const void *data, size_t n) noexcept nogil:
     """Fill the slot at the write cursor (room seen, or claimed) and publish it."""
     memcpy(ring_write_slot(r), data, n)
@@ -162,12 +173,9 @@ cdef int send(Handle *h, const void *data, size_t n, int64_t timeout_ns) noexcep
     cdef cw_handle *c = <cw_handle *>h
     cdef ring_t *r = c.ring
     cdef int64_t free
-    cdef int st = _begin(c)
+    cdef int st = _begin_send(c, n)
     if st != OK:
         return st
-    st = _check_send(c, n)
-    if st != OK:
-        return _end(c, st)
     free = ring_claim(r)
     if free <= 0:
         if free < 0:
@@ -182,12 +190,9 @@ cdef int try_send(Handle *h, const void *data, size_t n) noexcept nogil:
     cdef cw_handle *c = <cw_handle *>h
     cdef ring_t *r = c.ring
     cdef int64_t free
-    cdef int st = _begin(c)
+    cdef int st = _begin_send(c, n)
     if st != OK:
         return st
-    st = _check_send(c, n)
-    if st != OK:
-        return _end(c, st)
     free = ring_claim(r)
     if free <= 0:
         return _end(c, FULL if free == 0 else CORRUPT)
