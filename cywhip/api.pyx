@@ -13,7 +13,10 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t, INT64_MAX
 from libc.string cimport memcpy
 
 from cywhip.includes.c_atomics cimport cw_load_acquire_i32
-from cywhip.includes.c_guard cimport cw_guard_take, cw_guard_give, CW_GUARD_NOGIL
+from cywhip.includes.c_guard cimport (
+    cw_guard_take, cw_guard_give, cw_guard_take_biased, cw_guard_give_biased, cw_guard_bias_to,
+    cw_bias_rec, cw_bias_init, cw_bias_mine, CW_GUARD_NOGIL,
+)
 from cywhip._end cimport _End, cw_handle
 from cywhip._channel cimport Sender, Receiver
 from cywhip._ring cimport (
@@ -46,6 +49,7 @@ cdef Handle *_handle(object end, int version) except NULL:
     if not e.handle_held:
         e.handle.ring = &e.ring
         e.handle.busy = &e.busy
+        e.handle.bias = &e.bias
         e.handle.closing = &e.closing
         e.handle.sending = e.sending
         e.handle.record_size = <uint32_t>e.record_size
@@ -58,23 +62,42 @@ cdef Handle *_handle(object end, int version) except NULL:
 
 # ------------------------------------------------------------------- helpers
 
+# Whether ends may be biased to a thread in this process (includes/guard.h).
+_biased = bool(cw_bias_init())
+
+
 cdef inline int _begin(cw_handle *c) noexcept nogil:
-    """Take the end's guard for this call: OK, BUSY (another call holds it) or CLOSED."""
-    if not cw_guard_take(c.busy, CW_GUARD_NOGIL):
+    """Take the end's guard for this call: OK, BUSY (another call holds it) or CLOSED.
+
+    The thread the end is biased to takes it without a compare-and-swap; any
+    other takes it the slow way (includes/guard.h)."""
+    if not cw_guard_take_biased(c.busy, c.bias) and not cw_guard_take(c.busy, c.bias, CW_GUARD_NOGIL):
         # close() sets closing before it takes the guard itself.
         return CLOSED if cw_load_acquire_i32(c.closing) else BUSY
     # The guard's acquire brings what its last holder did: a close (ring.hdr NULL), or
     # the request of a close() waiting for the guard.
     if cw_load_acquire_i32(c.closing) or c.ring.hdr == NULL:
-        cw_guard_give(c.busy)
+        _give(c)
         return CLOSED
     return OK
 
 
-cdef inline int _end(cw_handle *c, int status) noexcept nogil:
-    """Give the guard back (its release publishes this call's changes to the ring)."""
-    c.ring.want = 1
+cdef inline void _give(cw_handle *c) noexcept nogil:
+    """Give the guard back (its release publishes this call's changes to the ring); a call
+    that took it the slow way first biases the end to its thread."""
+    cdef cw_bias_rec *rec
+    if cw_guard_give_biased(c.busy, c.bias):
+        return
+    rec = cw_bias_mine()
+    if rec != NULL:
+        cw_guard_bias_to(c.bias, rec)
     cw_guard_give(c.busy)
+
+
+cdef inline int _end(cw_handle *c, int status) noexcept nogil:
+    """Give the guard back."""
+    c.ring.want = 1
+    _give(c)
     return status
 
 

@@ -492,6 +492,71 @@ def test_a_second_concurrent_call_gets_busy_and_the_first_goes_on(built, channel
         assert shim.try_recv(rx, 8) == ("EMPTY", 0, None)
 
 
+def test_calls_from_several_threads_in_turn_each_get_the_end_and_nothing_is_lost(built, channel):
+    # The guard is biased to the thread of the last call of the Cython API: each change of
+    # thread, and each Python call between, moves or ends the bias (includes/guard.h).
+    shim = built.shim
+    with Sender(channel, message_length=8, max_queued_messages=64) as tx, \
+            Receiver(channel, message_length=8, max_queued_messages=64) as rx:
+        expected, first = [], 0
+        for turn in range(6):
+            if turn % 3 == 2:
+                tx.send(first.to_bytes(8, "little"))
+                got = [int.from_bytes(rx.recv(timeout=5), "little")]
+                count = 1
+            else:
+                count = 40
+                t, out = start(shim.send_numbered, tx, first, count)
+                t.join(10)
+                assert out == [("OK", count)]
+                r, got_out = start(shim.recv_numbers, rx, count)
+                r.join(10)
+                status_, raw = got_out[0]
+                assert status_ == "OK"
+                got = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
+            expected += range(first, first + count)
+            assert got == list(range(first, first + count))
+            first += count
+        assert rx.taken == len(expected)
+        assert shim.try_recv(rx, 8) == ("EMPTY", 0, None)
+
+
+def test_two_threads_sending_through_one_end_at_once_never_both_hold_it(built, channel):
+    # Two nogil loops race for one Sender, each sending its own numbers and trying again on
+    # BUSY, into a ring with room for all (so they run side by side, never waiting).  Both
+    # holding the end at once would lose, repeat or reorder a thread's numbers.
+    shim = built.shim
+    per_thread = 30_000
+    with Sender(channel, message_length=8, max_queued_messages=65_536) as tx, \
+            Receiver(channel, message_length=8, max_queued_messages=65_536) as rx:
+        a = start(shim.send_numbered_busy, tx, 0, per_thread, 0)
+        b = start(shim.send_numbered_busy, tx, 1 << 40, per_thread, 0)
+        for t, _ in (a, b):
+            t.join(30)
+        assert a[1][0][:2] == ("OK", per_thread) and b[1][0][:2] == ("OK", per_thread)
+        status_, raw = shim.recv_numbers(rx, 2 * per_thread)
+        assert status_ == "OK"
+        got = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
+        assert [v for v in got if v < 1 << 40] == list(range(per_thread))
+        assert [v - (1 << 40) for v in got if v >= 1 << 40] == list(range(per_thread))
+        assert shim.try_recv(rx, 8) == ("EMPTY", 0, None)
+
+
+def test_a_python_call_while_a_biased_thread_is_inside_gets_busy(built, channel):
+    shim = built.shim
+    with Sender(channel, message_length=8) as tx, Receiver(channel, message_length=8) as rx:
+        # Two calls from one thread: the end is now biased to it, and its next call, a wait,
+        # holds the guard without a compare-and-swap.
+        t, out = start(lambda: (shim.try_recv(rx, 8), shim.recv(rx, 8, 10_000_000_000)))
+        wait_busy(shim, rx)
+        with pytest.raises(RuntimeError, match="already in use by another call"):
+            rx.recv(timeout=0)
+        assert shim.try_recv(rx, 8) == ("BUSY", 0, None)
+        tx.send(b"go on")
+        t.join(5)
+        assert out == [(("EMPTY", 0, None), ("OK", 5, b"go on"))]
+
+
 @pytest.mark.parametrize("side", ["recv", "send"])
 def test_a_signal_during_a_wait_returns_interrupted_and_python_runs_its_handler(built, channel, side):
     shim = built.shim
