@@ -209,7 +209,8 @@ cdef class Waker:
             # The kernel refused the barrier: look again after each slice, as ring_wait does.
             self.slots[slot].sliced = shared or not fenced
             self.slots[slot].state = ARMED
-            if not self.slots[slot].listed:
+            if not self.slots[slot].listed or not fenced:
+                # Not in the thread's sleep yet, or it must now sleep in slices.
                 self._bump()
                 poke = True
             self._unlock()

@@ -31,7 +31,8 @@ cdef class _End:
     cdef long owner_pid
     # The one-thread-at-a-time guard (includes/guard.h): CW_GUARD_CALL while a Python call
     # (or a closing thread) holds it, CW_GUARD_NOGIL while a call of the Cython API does;
-    # taken by compare-and-swap, so two threads never both get it, GIL or not.  busy_thread
+    # taken by compare-and-swap (or, by the thread bias names, by the handshake of
+    # includes/guard.h), so two threads never both get it, GIL or not.  busy_thread
     # is the thread of the Python call that holds it.
     cdef int32_t busy
     cdef unsigned long busy_thread

@@ -108,6 +108,7 @@ cdef int64_t ring_depth(ring_t *r) noexcept nogil
 cdef uint64_t ring_taken(ring_t *r) noexcept nogil
 cdef int64_t monotonic_ns() noexcept nogil
 cdef bint light_publish() noexcept nogil
+cdef bint membarrier_refused() noexcept nogil
 cdef bint ring_announce_sleep(uint32_t *word) noexcept nogil
 cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, cw_group *group, uint32_t group_index,
                             uint64_t group_tag, cw_place *place, uint32_t place_index) noexcept nogil

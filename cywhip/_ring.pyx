@@ -51,12 +51,19 @@ cdef enum:
 cdef int _light = -1
 
 
+cdef bint membarrier_refused() noexcept nogil:
+    """CYWHIP_NO_MEMBARRIER set to anything but "" or "0": this process keeps the full fence
+    on every publish and takes every one-thread guard by compare-and-swap."""
+    cdef const char *v = getenv("CYWHIP_NO_MEMBARRIER")
+    return v != NULL and v[0] != 0 and not (v[0] == 48 and v[1] == 0)
+
+
 cdef bint light_publish() noexcept nogil:
     """Register this process for membarrier's global expedited barriers, once; whether it is
-    registered.  CYWHIP_PUBLISH_FENCE=1 in the environment keeps the full fence."""
+    registered (not with CYWHIP_NO_MEMBARRIER)."""
     global _light
     if _light < 0:
-        _light = 0 if getenv("CYWHIP_PUBLISH_FENCE") != NULL else cw_membarrier_register()
+        _light = 0 if membarrier_refused() else cw_membarrier_register()
     return _light == 1
 
 
@@ -70,11 +77,12 @@ cdef bint ring_announce_sleep(uint32_t *word) noexcept nogil:
     """Announce a sleep on word and order it before the look that follows (the waiter's half
     of the wake-up handshake).  The full fence pairs with an end that fences when it
     publishes; the barrier membarrier(2) runs on every CPU of a registered process pairs
-    with an end that does not.  False if the kernel refused that barrier: the caller then
-    sleeps at most UNFENCED_SLICE_NS."""
+    with an end that does not.  False if the kernel refused that barrier though it has it
+    (a filter): the caller then sleeps at most UNFENCED_SLICE_NS.  A kernel without it has
+    no registered process either."""
     cw_store_relaxed_u32(word, 1)
     cw_fence_seq_cst()
-    return cw_membarrier_global() == 0
+    return cw_membarrier_global() >= 0
 
 
 cdef int64_t monotonic_ns() noexcept nogil:

@@ -29,13 +29,34 @@ static void cw_bias_release(void *p)
     __atomic_store_n(&rec->claimed, 0, __ATOMIC_RELEASE);
 }
 
-/* Once, when cywhip.api is imported: whether ends may be biased in this process (the
- * kernel's private expedited membarrier, and a thread-exit hook to give records back). */
-static int cw_bias_init(void)
+/* In a forked child only the forking thread lives on: give the others' records back. */
+static void cw_bias_after_fork(void)
 {
-    if (cw_membarrier_register_private() && pthread_key_create(&cw_bias_key, cw_bias_release) == 0)
+    int i;
+    for (i = 0; i < CW_BIAS_RECS; i++)
+        if (cw_bias_recs[i].claimed && !pthread_equal(cw_bias_recs[i].thread, pthread_self()))
+            cw_bias_release(&cw_bias_recs[i]);
+}
+
+/* Once, when cywhip.api is imported: whether ends may be biased in this process (not if
+ * refused, CYWHIP_NO_MEMBARRIER; else the kernel's private expedited membarrier, and a
+ * thread-exit hook to give records back). */
+static int cw_bias_init(int refused)
+{
+    if (!refused && cw_membarrier_register_private()
+            && pthread_key_create(&cw_bias_key, cw_bias_release) == 0
+            && pthread_atfork(NULL, NULL, cw_bias_after_fork) == 0)
         cw_bias_on = 1;
     return cw_bias_on;
+}
+
+/* How many records threads hold now (for tests). */
+static int cw_bias_records_claimed(void)
+{
+    int i, n = 0;
+    for (i = 0; i < CW_BIAS_RECS; i++)
+        n += __atomic_load_n(&cw_bias_recs[i].claimed, __ATOMIC_RELAXED) != 0;
+    return n;
 }
 
 /* This thread's record, claimed when it first takes a guard the slow way (the fast path

@@ -6,14 +6,10 @@ cdef extern from "guard.h" nogil:
         CW_GUARD_CALL
         CW_GUARD_NOGIL
     ctypedef struct cw_bias_rec:
-        pass
+        void *in_call
     bint cw_guard_take(int32_t *busy, cw_bias_rec **bias, int32_t who) noexcept
     void cw_guard_give(int32_t *busy) noexcept
     bint cw_guard_take_biased(int32_t *busy, cw_bias_rec **bias) noexcept
-    bint cw_guard_give_biased(int32_t *busy, cw_bias_rec **bias) noexcept
+    bint cw_guard_give_biased(cw_bias_rec **bias) noexcept
     void cw_guard_bias_to(cw_bias_rec **bias, cw_bias_rec *rec) noexcept
     int32_t cw_guard_holder(const int32_t *busy) noexcept
-
-cdef extern from "bias_rec.h" nogil:
-    int cw_bias_init() noexcept
-    cw_bias_rec *cw_bias_mine() noexcept

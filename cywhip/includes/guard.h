@@ -31,8 +31,9 @@
  * a barrier on every CPU of this process (membarrier(2)) before it loads the
  * owner's in_call: either the owner sees busy taken, or the taker sees the
  * owner inside (a Dekker handshake whose one fence is the taker's, made
- * heavy).  Both may see the other and both give way: two calls at once, one
- * gets BUSY, as before.  A taker that finds the owner idle ends the bias;
+ * heavy).  If both see the other, the owner gives way and the taker waits a
+ * moment for it to (an owner really inside a call makes it give way: BUSY).
+ * A taker that finds the owner idle ends the bias;
  * a call of the Cython API that took the guard the slow way sets it to its
  * own thread before giving the guard back.
  *
@@ -45,11 +46,29 @@
 
 enum { CW_GUARD_FREE = 0, CW_GUARD_CALL = 1, CW_GUARD_NOGIL = 2 };
 
+static inline void cw_guard_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ __volatile__("pause" ::: "memory");
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
+/* Each in a pair of cache lines of its own (the adjacent-line prefetcher moves lines in
+ * pairs), as the header's cursors are. */
 typedef struct cw_bias_rec {
     void *in_call;          /* the busy word of the end this thread is in a call on, or NULL */
     pthread_t thread;       /* the thread that holds this record; 0 while none does */
     int32_t claimed;        /* a thread holds this record */
-} __attribute__((aligned(64))) cw_bias_rec;
+} __attribute__((aligned(128))) cw_bias_rec;
+
+/* How long a taker waits for an owner it saw inside to leave: an owner on its way in that
+ * saw the taker gives way within a few instructions; one really inside makes the taker
+ * give way (BUSY) after this many pauses. */
+enum { CW_GUARD_SPINS = 1024 };
 
 /* Take the guard the slow way: 1 if taken, 0 if another call holds it (or the end's owner
  * is inside a call of its own). */
@@ -57,16 +76,27 @@ static inline int cw_guard_take(int32_t *busy, cw_bias_rec **bias, int32_t who)
 {
     int32_t expected = CW_GUARD_FREE;
     cw_bias_rec *owner;
+    int i;
     if (!__atomic_compare_exchange_n(busy, &expected, who, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
         return 0;
     owner = __atomic_load_n(bias, __ATOMIC_RELAXED);
     if (owner != NULL) {
         /* Our store of busy, a barrier on every CPU of this process, then the owner's
-         * in_call; acquire: if it is not inside, we see what its last call did. */
-        if (cw_membarrier_private() != 0
-                || __atomic_load_n(&owner->in_call, __ATOMIC_ACQUIRE) == (void *)busy) {
+         * in_call.  The owner's own thread (a call nested in a signal handler, or one whose
+         * fast path found busy taken) sees its record in program order, and needs none. */
+        if (!pthread_equal(__atomic_load_n(&owner->thread, __ATOMIC_RELAXED), pthread_self())
+                && cw_membarrier_private() != 0) {
             __atomic_store_n(busy, CW_GUARD_FREE, __ATOMIC_RELEASE);
             return 0;
+        }
+        /* From here on the owner's fast path sees busy taken and gives way; wait a little
+         * for one on its way in to do so.  Acquire: once it is out, we see its last call. */
+        for (i = 0; __atomic_load_n(&owner->in_call, __ATOMIC_ACQUIRE) == (void *)busy; i++) {
+            if (i == CW_GUARD_SPINS) {
+                __atomic_store_n(busy, CW_GUARD_FREE, __ATOMIC_RELEASE);
+                return 0;
+            }
+            cw_guard_pause();
         }
         __atomic_store_n(bias, NULL, __ATOMIC_RELAXED);
     }
@@ -92,7 +122,9 @@ static inline cw_bias_rec *cw_guard_owned(cw_bias_rec **bias)
 static inline int cw_guard_take_biased(int32_t *busy, cw_bias_rec **bias)
 {
     cw_bias_rec *rec = cw_guard_owned(bias);
-    if (rec == NULL)
+    /* in_call already set: a call nested in one of this thread's (a signal handler's);
+     * the slow way refuses it on the same end. */
+    if (rec == NULL || rec->in_call != NULL)
         return 0;
     __atomic_store_n(&rec->in_call, (void *)busy, __ATOMIC_RELAXED);
     /* The compiler keeps the store before the loads; the CPU may not, and a taker's
@@ -107,13 +139,14 @@ static inline int cw_guard_take_biased(int32_t *busy, cw_bias_rec **bias)
     return 0;
 }
 
-/* Give the guard back if this thread holds it by the fast path (release: the next holder
- * sees this call's work): 1 if it did, 0 if it holds it the slow way. */
-static inline int cw_guard_give_biased(int32_t *busy, cw_bias_rec **bias)
+/* Give the guard back if the caller, which holds it, holds it by the fast path (release:
+ * the next holder sees this call's work): 1 if it did, 0 if it holds it the slow way.
+ * While the slow way holds it, bias is NULL (the taker cleared it, and only a holder sets
+ * it); while the fast path does, it names the holder's record and nobody changes it. */
+static inline int cw_guard_give_biased(cw_bias_rec **bias)
 {
-    /* While it is held by the fast path, nobody changes the bias. */
-    cw_bias_rec *rec = cw_guard_owned(bias);
-    if (rec == NULL || rec->in_call != (void *)busy)
+    cw_bias_rec *rec = __atomic_load_n(bias, __ATOMIC_RELAXED);
+    if (rec == NULL)
         return 0;
     __atomic_store_n(&rec->in_call, NULL, __ATOMIC_RELEASE);
     return 1;

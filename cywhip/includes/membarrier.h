@@ -2,6 +2,7 @@
 #ifndef CYWHIP_MEMBARRIER_H
 #define CYWHIP_MEMBARRIER_H
 
+#include <errno.h>
 #include <unistd.h>
 #include <sys/syscall.h>
 
@@ -22,6 +23,7 @@
  */
 enum {
     CW_MEMBARRIER_CMD_QUERY = 0,
+    CW_MEMBARRIER_CMD_GLOBAL = 1 << 0,
     CW_MEMBARRIER_CMD_GLOBAL_EXPEDITED = 1 << 1,
     CW_MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED = 1 << 2,
     CW_MEMBARRIER_CMD_PRIVATE_EXPEDITED = 1 << 3,
@@ -46,15 +48,19 @@ static inline int cw_membarrier_register(void)
 }
 
 /* A full memory barrier on every CPU now running a registered process, and
- * on this one.  0, or -1 if the kernel refused (no membarrier, or a filter
- * forbids it): then a registered publisher may not have seen this end's
- * announcement, and the caller must not sleep for long. */
+ * on this one.  0; 1 if this kernel has no such barrier (then no process on it
+ * can have registered, and no publisher skips its fence); -1 if the kernel
+ * refused it (a filter forbids it, or it failed): then a registered publisher
+ * may not have seen this end's announcement, and the caller must not sleep
+ * for long. */
 static inline int cw_membarrier_global(void)
 {
 #ifdef SYS_membarrier
-    return syscall(SYS_membarrier, CW_MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0 ? 0 : -1;
+    if (syscall(SYS_membarrier, CW_MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0)
+        return 0;
+    return (errno == ENOSYS || errno == EINVAL) ? 1 : -1;
 #else
-    return -1;
+    return 1;
 #endif
 }
 
@@ -73,12 +79,16 @@ static inline int cw_membarrier_register_private(void)
 #endif
 }
 
-/* A full memory barrier on every CPU now running a thread of this process.  0, or -1
- * (not registered, or refused). */
+/* A full memory barrier on every CPU now running a thread of this process: the
+ * expedited one, or, should the kernel refuse it, the slow one every kernel with
+ * membarrier has (it waits for every CPU to pass a barrier).  0, or -1 if both
+ * were refused. */
 static inline int cw_membarrier_private(void)
 {
 #ifdef SYS_membarrier
-    return syscall(SYS_membarrier, CW_MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0 ? 0 : -1;
+    if (syscall(SYS_membarrier, CW_MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
+        return 0;
+    return syscall(SYS_membarrier, CW_MEMBARRIER_CMD_GLOBAL, 0, 0) == 0 ? 0 : -1;
 #else
     return -1;
 #endif
