@@ -44,7 +44,7 @@ from libc.stdlib cimport calloc, free
 from posix.unistd cimport write
 
 from cywhip.includes.c_awaitable cimport cw_set_am_send, cw_iter_send, cw_set_unawaited_hook
-from cywhip.includes.c_atomics cimport cw_load_relaxed_u32, cw_store_relaxed_u32, cw_fence_seq_cst
+from cywhip.includes.c_atomics cimport cw_load_relaxed_u32, cw_store_relaxed_u32
 from cywhip.includes.c_futex cimport cw_futex_wake
 from cywhip.includes.c_waitv cimport (
     cw_waitv_t, cw_waitv_set, cw_futex_waitv, cw_futex_waitv_for, CW_WAITV_MAX,
@@ -52,7 +52,7 @@ from cywhip.includes.c_waitv cimport (
 
 from cywhip._channel cimport Receiver as PlainReceiver, Sender as PlainSender
 from cywhip._end cimport _End, _enter, _leave, check_count
-from cywhip._ring cimport monotonic_ns
+from cywhip._ring cimport monotonic_ns, ring_announce_sleep
 
 import collections.abc
 
@@ -80,6 +80,7 @@ cdef struct slot_t:
     int state
     int listed        # the word is in the futex_waitv the thread sleeps in now
     bint shared       # a many-senders channel's sender_waiting: never cleared by a waiter
+    bint sliced       # the thread sleeps in slices while it is armed (shared, or unfenced)
 
 
 def futex_waitv_supported():
@@ -156,6 +157,7 @@ cdef class Waker:
                 self.slots[i].state = IDLE
                 self.slots[i].word = NULL
                 self.slots[i].shared = False
+                self.slots[i].sliced = False
                 self.bound += 1
                 self._unlock()
                 return i, gen
@@ -171,20 +173,20 @@ cdef class Waker:
         cdef uint32_t *word
         cdef int ready
         cdef bint poke = False
-        cdef bint shared
+        cdef bint shared, fenced
         _enter(end)
         try:
             if end.ring.hdr == NULL:
                 end._raise_closed()
             word = &end.ring.hdr.sender_waiting if end.sending else &end.ring.hdr.receiver_waiting
-            # As ring_wait: announce, fence, re-check.  The other end stores its
-            # cursor, fences, then loads this word: one of the two sees the other.
+            # As ring_wait: announce, barrier, re-check.  The other end stores its
+            # cursor, orders it (ring_publish_order()), then loads this word: one of
+            # the two sees the other.
             # Several senders of one channel share sender_waiting: as in ring_wait, a
             # sender never clears it (that could hide another's sleep); the receiver does.
             # So do the members of receiver groups share receiver_waiting.
             shared = (end.sending and end.ring.many) or (not end.sending and end.ring.groups)
-            cw_store_relaxed_u32(word, 1)
-            cw_fence_seq_cst()
+            fenced = ring_announce_sleep(word)
             try:
                 # Claims nothing: the caller sends or takes afterwards, by the ordinary calls.
                 ready = end._ready_peek()
@@ -204,8 +206,11 @@ cdef class Waker:
                 return -1
             self.slots[slot].word = word
             self.slots[slot].shared = shared
+            # The kernel refused the barrier: look again after each slice, as ring_wait does.
+            self.slots[slot].sliced = shared or not fenced
             self.slots[slot].state = ARMED
-            if not self.slots[slot].listed:
+            if not self.slots[slot].listed or not fenced:
+                # Not in the thread's sleep yet, or it must now sleep in slices.
                 self._bump()
                 poke = True
             self._unlock()
@@ -288,7 +293,7 @@ cdef class Waker:
             expired = rc == -ETIMEDOUT
             for i in range(SLOTS):
                 if self.slots[i].state == ARMED and (cw_load_relaxed_u32(self.slots[i].word) != 1
-                                                     or (expired and self.slots[i].shared)):
+                                                     or (expired and self.slots[i].sliced)):
                     self.slots[i].state = FIRED
                     fired += 1
             if rc > 0:
@@ -312,7 +317,7 @@ cdef class Waker:
                 if self.slots[i].listed:
                     cw_waitv_set(&vec[n], self.slots[i].word, 1)
                     n += 1
-                    shared = shared or self.slots[i].shared
+                    shared = shared or self.slots[i].sliced
             self._unlock()
             if shared:
                 rc = cw_futex_waitv_for(vec, n, SHARED_SLICE_NS)

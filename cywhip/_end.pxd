@@ -4,7 +4,7 @@ from libc.stdint cimport int32_t, int64_t, uint32_t
 from cpython.pythread cimport PyThread_get_thread_ident
 
 from cywhip.includes.c_atomics cimport cw_load_acquire_i32, cw_store_release_i32
-from cywhip.includes.c_guard cimport cw_guard_take, cw_guard_give, CW_GUARD_CALL
+from cywhip.includes.c_guard cimport cw_guard_take, cw_guard_give, cw_bias_rec, CW_GUARD_CALL
 
 from cywhip._codec cimport Codec
 from cywhip._ring cimport ring_t
@@ -16,6 +16,7 @@ from cywhip._ring cimport ring_t
 cdef struct cw_handle:
     ring_t *ring
     int32_t *busy          # the end's one-thread guard
+    cw_bias_rec **bias     # the thread the guard is biased to (includes/guard.h)
     int32_t *closing       # the end's request to stop
     uint32_t sending
     uint32_t record_size   # typed channels: every message is exactly this long; else 0
@@ -30,10 +31,14 @@ cdef class _End:
     cdef long owner_pid
     # The one-thread-at-a-time guard (includes/guard.h): CW_GUARD_CALL while a Python call
     # (or a closing thread) holds it, CW_GUARD_NOGIL while a call of the Cython API does;
-    # taken by compare-and-swap, so two threads never both get it, GIL or not.  busy_thread
+    # taken by compare-and-swap (or, by the thread bias names, by the handshake of
+    # includes/guard.h), so two threads never both get it, GIL or not.  busy_thread
     # is the thread of the Python call that holds it.
     cdef int32_t busy
     cdef unsigned long busy_thread
+    # The thread that takes the guard without a compare-and-swap (its record), or NULL:
+    # set by a call of the Cython API, ended by any other taker (includes/guard.h).
+    cdef cw_bias_rec *bias
     cdef bint sending
     # close() asked a call in progress to stop; the call closes the end on its way out.
     # Written by the closing thread, read by the call's: atomic (_closing(), _ask_to_close()).
@@ -87,7 +92,7 @@ cdef inline bint _closing(_End end) noexcept:
 
 cdef inline int _enter(_End end) except -1:
     """Start a call on an end: it must be open, not closing and not in use by another call."""
-    if end.region is None or _closing(end) or not cw_guard_take(&end.busy, CW_GUARD_CALL):
+    if end.region is None or _closing(end) or not cw_guard_take(&end.busy, &end.bias, CW_GUARD_CALL):
         end._refuse()
     end.busy_thread = PyThread_get_thread_ident()
     if end.region is None or _closing(end):

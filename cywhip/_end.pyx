@@ -128,6 +128,7 @@ cdef class _End:
         self.owner_pid = os.getpid()
         self.busy = 0
         self.busy_thread = 0
+        self.bias = NULL
         self.closing = 0
         self.forked = 0
         self.handle_held = 0
@@ -326,7 +327,7 @@ cdef class _End:
         # From here on calls refuse to start: Python calls raise ChannelClosedError,
         # calls of the Cython API return CLOSED.
         cw_store_release_i32(&self.closing, 1)
-        if cw_guard_take(&self.busy, CW_GUARD_CALL):
+        if cw_guard_take(&self.busy, &self.bias, CW_GUARD_CALL):
             # No call in progress, and none can start while this thread holds the guard.
             self.busy_thread = PyThread_get_thread_ident()
             self._finish_close()
@@ -343,7 +344,7 @@ cdef class _End:
         close it holding the guard (nothing to do if that call closed it on its way out)."""
         cdef double pause = 0.0001
         while not self.forked:
-            if cw_guard_take(&self.busy, CW_GUARD_CALL):
+            if cw_guard_take(&self.busy, &self.bias, CW_GUARD_CALL):
                 self.busy_thread = PyThread_get_thread_ident()
                 self._finish_close()
                 cw_guard_give(&self.busy)

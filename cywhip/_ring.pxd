@@ -17,7 +17,7 @@ from libc.string cimport memcpy
 
 from cywhip.includes.c_atomics cimport (
     cw_load_acquire_u64, cw_load_relaxed_u64, cw_store_release_u64, cw_store_relaxed_u64,
-    cw_load_relaxed_u32, cw_exchange_u32, cw_fence_seq_cst, cw_prefetch_write, cw_cas_acq_rel_u64,
+    cw_load_relaxed_u32, cw_exchange_u32, cw_fence_seq_cst, cw_compiler_fence, cw_prefetch_write, cw_cas_acq_rel_u64,
 )
 from cywhip.includes.c_futex cimport cw_futex_wake
 from cywhip.includes.c_layout cimport (
@@ -48,6 +48,9 @@ cdef struct ring_t:
     uint64_t slot_size
     uint64_t slot_header   # bytes before each payload: 8, or 16 with many senders (seq)
     int64_t spin_ns
+    # This process is registered for membarrier's global expedited barriers: its
+    # publishes and releases skip the full fence (ring_publish_order()).
+    bint light
     # Many senders (max_senders > 1): the claim/publish/skip protocol.
     bint many
     uint32_t max_senders
@@ -104,6 +107,9 @@ cdef void ring_interrupt(ring_t *r, bint sending) noexcept nogil
 cdef int64_t ring_depth(ring_t *r) noexcept nogil
 cdef uint64_t ring_taken(ring_t *r) noexcept nogil
 cdef int64_t monotonic_ns() noexcept nogil
+cdef bint light_publish() noexcept nogil
+cdef bint membarrier_refused() noexcept nogil
+cdef bint ring_announce_sleep(uint32_t *word) noexcept nogil
 cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, cw_group *group, uint32_t group_index,
                             uint64_t group_tag, cw_place *place, uint32_t place_index) noexcept nogil
 cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil
@@ -120,6 +126,19 @@ cdef int group_resolve_lock(cw_group *g, uint64_t tag, cw_place *q, uint32_t q_i
 
 
 # ---------------------------------------------------------------- sender side
+
+cdef inline void ring_publish_order(ring_t *r) noexcept nogil:
+    """Between storing a cursor and loading the other end's waiting word (the wake-up
+    handshake, docs/protocol.md): a full fence; or, in a process registered for
+    membarrier's global expedited barriers, a compiler barrier only: an end about to
+    sleep has the kernel run a full barrier on every CPU of a registered process before
+    it looks again (ring_announce_sleep()), which orders our store and load as the fence
+    would."""
+    if r.light:
+        cw_compiler_fence()
+    else:
+        cw_fence_seq_cst()
+
 
 cdef inline uint64_t ring_read_floor(ring_t *r) noexcept nogil:
     """Many senders: the first message not yet taken by every receiver (acquire: they have
@@ -303,9 +322,9 @@ cdef inline void ring_publish(ring_t *r) noexcept nogil:
     if not r.many:
         cw_store_release_u64(&r.hdr.write_cursor, r.write)
     # Orders that store (many senders: the seq stores) before the load of
-    # receiver_waiting below; pairs with the receiver's fence between setting
+    # receiver_waiting below; pairs with the receiver's barrier between setting
     # receiver_waiting and looking again, so one of the two sees the other.
-    cw_fence_seq_cst()
+    ring_publish_order(r)
     if cw_load_relaxed_u32(&r.hdr.receiver_waiting) and cw_exchange_u32(&r.hdr.receiver_waiting, 0):
         # The members of receiver groups share the word: wake them all.
         cw_futex_wake(&r.hdr.receiver_waiting, r.receiver_wake_count)
@@ -403,7 +422,7 @@ cdef inline void ring_release(ring_t *r) noexcept nogil:
     else:
         cw_store_release_u64(&r.hdr.read_cursor, r.read)
     # Same handshake as ring_publish(), mirrored.
-    cw_fence_seq_cst()
+    ring_publish_order(r)
     if cw_load_relaxed_u32(&r.hdr.sender_waiting) and cw_exchange_u32(&r.hdr.sender_waiting, 0):
         # Many senders share the word: wake them all.
         cw_futex_wake(&r.hdr.sender_waiting, r.wake_count)

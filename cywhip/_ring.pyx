@@ -14,6 +14,8 @@ from cywhip.includes.c_atomics cimport (
     cw_fence_seq_cst, cw_cpu_relax,
 )
 from cywhip.includes.c_futex cimport cw_futex_wait, cw_futex_wake
+from cywhip.includes.c_membarrier cimport cw_membarrier_register, cw_membarrier_global
+from libc.stdlib cimport getenv
 from cywhip.includes.c_layout cimport (
     cw_many_slot_header, CW_SLOT_ALIGN, CW_SLOT_HEADER_SIZE, CW_HEADER_SIZE, CW_PLACE_SIZE, CW_MANY_SLOT_HEADER_SIZE, cw_place,
     cw_place_offset, cw_slots_offset, cw_slot_header_size, cw_group, cw_group_offset,
@@ -38,6 +40,49 @@ cdef enum:
     CLAIM_LOCK_SPINS = 4096
     # A sender's reads of the groups' positions that a group creation may invalidate, in a row.
     GROUPS_BOUND_LOOKS = 64
+    # An end about to sleep whose barrier the kernel refused (no membarrier here, or a
+    # filter forbids it) sleeps at most this long: a registered process's publish may not
+    # have seen it waiting.
+    UNFENCED_SLICE_NS = 1_000_000
+
+
+# Whether this process publishes with a compiler barrier only (ring_publish_order()):
+# -1 not yet asked, 0 no, 1 yes.  Registering is per process and kept across fork.
+cdef int _light = -1
+
+
+cdef bint membarrier_refused() noexcept nogil:
+    """CYWHIP_NO_MEMBARRIER set to anything but "" or "0": this process keeps the full fence
+    on every publish and takes every one-thread guard by compare-and-swap."""
+    cdef const char *v = getenv("CYWHIP_NO_MEMBARRIER")
+    return v != NULL and v[0] != 0 and not (v[0] == 48 and v[1] == 0)
+
+
+cdef bint light_publish() noexcept nogil:
+    """Register this process for membarrier's global expedited barriers, once; whether it is
+    registered (not with CYWHIP_NO_MEMBARRIER)."""
+    global _light
+    if _light < 0:
+        _light = 0 if membarrier_refused() else cw_membarrier_register()
+    return _light == 1
+
+
+def publish_mode():
+    """How this process orders a publish before its look at the other end's waiting word:
+    "membarrier" (a compiler barrier; ends about to sleep run membarrier(2)) or "fence"."""
+    return "membarrier" if light_publish() else "fence"
+
+
+cdef bint ring_announce_sleep(uint32_t *word) noexcept nogil:
+    """Announce a sleep on word and order it before the look that follows (the waiter's half
+    of the wake-up handshake).  The full fence pairs with an end that fences when it
+    publishes; the barrier membarrier(2) runs on every CPU of a registered process pairs
+    with an end that does not.  False if the kernel refused that barrier though it has it
+    (a filter): the caller then sleeps at most UNFENCED_SLICE_NS.  A kernel without it has
+    no registered process either."""
+    cw_store_relaxed_u32(word, 1)
+    cw_fence_seq_cst()
+    return cw_membarrier_global() >= 0
 
 
 cdef int64_t monotonic_ns() noexcept nogil:
@@ -72,6 +117,7 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.slot_header = cw_slot_header_size(max_senders)
     r.slot_size = r.slot_header + (message_length + CW_SLOT_ALIGN - 1) // CW_SLOT_ALIGN * CW_SLOT_ALIGN
     r.spin_ns = spin_ns
+    r.light = light_publish()
     r.many = max_senders > 1
     r.max_senders = max_senders
     r.places = (<char *>hdr) + CW_HEADER_SIZE
@@ -191,6 +237,7 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_n
     cdef unsigned int i = 0
     cdef timespec ts
     cdef int rc
+    cdef bint fenced
 
     now = monotonic_ns()
     spin_end = now + r.spin_ns
@@ -215,12 +262,12 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_n
         if (i & 15) == 0:
             now = monotonic_ns()
 
-    # Announce the sleep, then look once more: the fence orders our store
+    # Announce the sleep, then look once more: the barrier orders our store
     # of the waiting word before our reload of the other end's cursor, and
-    # the other end fences between storing its cursor and loading the
-    # waiting word, so either we see its progress or it sees us waiting.
-    cw_store_relaxed_u32(word, 1)
-    cw_fence_seq_cst()
+    # the other end orders its store of its cursor before its load of the
+    # waiting word (ring_publish_order()), so either we see its progress or
+    # it sees us waiting.
+    fenced = ring_announce_sleep(word)
     n = _ready(r, sending)
     if n != 0 or r.stop:
         if not shared_word:
@@ -234,6 +281,8 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_n
     # whom it waits for wakes nobody.
     if r.groups and (remaining < 0 or remaining > GROUP_SLICE_NS):
         remaining = GROUP_SLICE_NS
+    if not fenced and (remaining < 0 or remaining > UNFENCED_SLICE_NS):
+        remaining = UNFENCED_SLICE_NS
     if deadline_ns >= 0:
         now = monotonic_ns()
         if now >= deadline_ns:

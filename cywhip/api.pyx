@@ -1,25 +1,30 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The Cython API's calls (declared in api.pxd, documented in docs/api.md).
 
-Each call takes the end's one-thread guard by compare-and-swap (as a Python
-call does), runs the ring's call steps (_ring.pxd, "calls": the same ones the
-Python Sender and Receiver run) and gives the guard back.  Nothing here holds
+Each call takes the end's one-thread guard (without a compare-and-swap in the
+thread the end is biased to, else by one, as a Python call does), runs the
+ring's call steps (_ring.pxd, "calls": the same ones the Python Sender and
+Receiver run) and gives the guard back.  Nothing here holds
 or needs the GIL, except handle().
 """
 import cywhip
 
 from cpython.ref cimport Py_INCREF
 from libc.stdint cimport int64_t, uint32_t, uint64_t, INT64_MAX
-from libc.string cimport memcpy
+from cywhip.includes.c_copy cimport cw_copy
 
 from cywhip.includes.c_atomics cimport cw_load_acquire_i32
-from cywhip.includes.c_guard cimport cw_guard_take, cw_guard_give, CW_GUARD_NOGIL
+from cywhip.includes.c_guard cimport (
+    cw_guard_take, cw_guard_give, cw_guard_take_biased, cw_guard_give_biased, cw_guard_bias_to,
+    cw_bias_rec, cw_guard_holder, CW_GUARD_NOGIL,
+)
+from cywhip.includes.c_bias_rec cimport cw_bias_init, cw_bias_mine, cw_bias_records_claimed
 from cywhip._end cimport _End, cw_handle
 from cywhip._channel cimport Sender, Receiver
 from cywhip._ring cimport (
     ring_t, ring_claim, ring_write_slot, ring_commit, ring_publish, ring_available, ring_available_now,
     ring_read_slot, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek, ring_recv_done,
-    ring_recv_records, monotonic_ns,
+    ring_recv_records, monotonic_ns, membarrier_refused,
     WAIT_READY, WAIT_TIMEOUT, WAIT_STOPPED, WAIT_AGAIN, WAIT_INTERRUPTED,
 )
 
@@ -46,6 +51,7 @@ cdef Handle *_handle(object end, int version) except NULL:
     if not e.handle_held:
         e.handle.ring = &e.ring
         e.handle.busy = &e.busy
+        e.handle.bias = &e.bias
         e.handle.closing = &e.closing
         e.handle.sending = e.sending
         e.handle.record_size = <uint32_t>e.record_size
@@ -58,23 +64,58 @@ cdef Handle *_handle(object end, int version) except NULL:
 
 # ------------------------------------------------------------------- helpers
 
+# Whether ends may be biased to a thread in this process (includes/guard.h).
+_biased = bool(cw_bias_init(membarrier_refused()))
+
+
+def _guard_state(end):
+    """For tests: how end's one-thread guard is held now: "fast" (by the thread the end is
+    biased to, without a compare-and-swap), "slow" (by compare-and-swap) or "free"; and
+    whether the end is biased to a thread."""
+    cdef _End e = <_End?>end
+    cdef cw_bias_rec *rec = e.bias
+    if rec != NULL and rec.in_call == <void *>&e.busy:
+        return "fast", True
+    return ("slow" if cw_guard_holder(&e.busy) else "free"), rec != NULL
+
+
+def _records_claimed():
+    """For tests: how many threads of this process hold a guard record now."""
+    return cw_bias_records_claimed()
+
+
 cdef inline int _begin(cw_handle *c) noexcept nogil:
-    """Take the end's guard for this call: OK, BUSY (another call holds it) or CLOSED."""
-    if not cw_guard_take(c.busy, CW_GUARD_NOGIL):
+    """Take the end's guard for this call: OK, BUSY (another call holds it) or CLOSED.
+
+    The thread the end is biased to takes it without a compare-and-swap; any
+    other takes it the slow way (includes/guard.h)."""
+    if not cw_guard_take_biased(c.busy, c.bias) and not cw_guard_take(c.busy, c.bias, CW_GUARD_NOGIL):
         # close() sets closing before it takes the guard itself.
         return CLOSED if cw_load_acquire_i32(c.closing) else BUSY
     # The guard's acquire brings what its last holder did: a close (ring.hdr NULL), or
     # the request of a close() waiting for the guard.
     if cw_load_acquire_i32(c.closing) or c.ring.hdr == NULL:
-        cw_guard_give(c.busy)
+        _give(c)
         return CLOSED
     return OK
 
 
-cdef inline int _end(cw_handle *c, int status) noexcept nogil:
-    """Give the guard back (its release publishes this call's changes to the ring)."""
-    c.ring.want = 1
+cdef inline void _give(cw_handle *c) noexcept nogil:
+    """Give the guard back (its release publishes this call's changes to the ring); a call
+    that took it the slow way first biases the end to its thread."""
+    cdef cw_bias_rec *rec
+    if cw_guard_give_biased(c.bias):
+        return
+    rec = cw_bias_mine()
+    if rec != NULL:
+        cw_guard_bias_to(c.bias, rec)
     cw_guard_give(c.busy)
+
+
+cdef inline int _end(cw_handle *c, int status) noexcept nogil:
+    """Give the guard back."""
+    c.ring.want = 1
+    _give(c)
     return status
 
 
@@ -147,7 +188,7 @@ cdef inline int _begin_send(cw_handle *c, size_t n) noexcept nogil:
 
 cdef inline int _put(ring_t *r, const void *data, size_t n) noexcept nogil:
     """Fill the slot at the write cursor (room seen, or claimed) and publish it."""
-    memcpy(ring_write_slot(r), data, n)
+    cw_copy(ring_write_slot(r), data, n)
     ring_commit(r, <uint32_t>n)
     ring_publish(r)
     return OK
@@ -162,7 +203,7 @@ cdef inline int _take(cw_handle *c, ring_t *r, void *dst, size_t capacity, size_
     n[0] = <size_t>length
     if <size_t>length > capacity:
         return TOO_LONG
-    memcpy(dst, ring_read_slot(r), <size_t>length)
+    cw_copy(dst, ring_read_slot(r), <size_t>length)
     ring_recv_done(r)
     return OK
 

@@ -155,3 +155,22 @@ def recv_numbers(end, int64_t count):
         return STATUS[st], (<char *>out)[:i * 8]
     finally:
         free(out)
+
+
+def send_numbered_busy(end, int64_t first, int64_t count, int64_t timeout_ns=-1):
+    """As send_numbered() with 8-byte messages, but a send that finds the end BUSY (another
+    thread's call holds it) is tried again; return (status, how many were sent, BUSY count)."""
+    cdef Handle *h = _h(end)
+    cdef int64_t i = 0, v, busy = 0
+    cdef int st = api.OK
+    with nogil:
+        while i < count:
+            v = first + i
+            st = api.send(h, &v, 8, timeout_ns)
+            if st == api.BUSY:
+                busy += 1
+                continue
+            if st != api.OK:
+                break
+            i += 1
+    return STATUS[st], i, busy

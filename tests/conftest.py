@@ -49,12 +49,14 @@ class Peers:
     def __init__(self):
         self.procs = []
 
-    def start(self, *args, script=None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=None):
+    def start(self, *args, script=None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=None, env=None):
         if script is not None:
             cmd = [sys.executable, "-c", script, *map(str, args)]
         else:
             cmd = [sys.executable, "-m", "cywhip._testing.peer", *map(str, args)]
-        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, text=True, cwd=cwd)
+        if env is not None:
+            env = {**os.environ, **env}
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, text=True, cwd=cwd, env=env)
         self.procs.append(proc)
         return proc
 

@@ -93,7 +93,7 @@ def built(tmp_path_factory):
         assert proc.returncode == 0, out[-6000:]
     sys.path[:0] = [str(example), str(shim)]
     import capi_shim
-    yield types.SimpleNamespace(example=example, shim=capi_shim, version=version, fake=fake)
+    yield types.SimpleNamespace(example=example, shim=capi_shim, shim_dir=shim, version=version, fake=fake)
     for d in (str(example), str(shim)):
         sys.path.remove(d)
 
@@ -251,6 +251,19 @@ def test_sent_messages_keep_their_bytes_and_lengths_whichever_api_sends_or_recei
             assert shim.recv(rx, 32, 0) == ("OK", len(msg), msg)
         assert shim.try_send(tx, b"try") == "OK"
         assert shim.try_recv(rx, 32) == ("OK", 3, b"try")
+
+
+def test_every_length_up_to_message_length_keeps_its_bytes_both_ways(built, channel):
+    # Short messages are copied without memcpy, in moves of a size class each (includes/copy.h):
+    # every length, across each class's edges, with bytes that differ by position.
+    shim = built.shim
+    with Sender(channel, message_length=100) as tx, Receiver(channel, message_length=100) as rx:
+        for n in range(101):
+            msg = bytes((i * 37 + n) % 256 for i in range(n))
+            assert shim.send(tx, msg) == "OK"
+            assert rx.recv(timeout=1) == msg
+            tx.send(msg)
+            assert shim.recv(rx, 100, 0) == ("OK", n, msg)
 
 
 def test_timeouts_and_the_calls_that_never_wait(built, channel):
@@ -490,6 +503,128 @@ def test_a_second_concurrent_call_gets_busy_and_the_first_goes_on(built, channel
         t.join(5)
         assert out == [("OK", 5, b"go on")]
         assert shim.try_recv(rx, 8) == ("EMPTY", 0, None)
+
+
+def test_calls_from_several_threads_in_turn_each_get_the_end_and_nothing_is_lost(built, channel):
+    # The guard is biased to the thread of the last call of the Cython API: each change of
+    # thread, and each Python call between, moves or ends the bias (includes/guard.h).
+    shim = built.shim
+    with Sender(channel, message_length=8, max_queued_messages=64) as tx, \
+            Receiver(channel, message_length=8, max_queued_messages=64) as rx:
+        expected, first = [], 0
+        for turn in range(6):
+            if turn % 3 == 2:
+                tx.send(first.to_bytes(8, "little"))
+                got = [int.from_bytes(rx.recv(timeout=5), "little")]
+                count = 1
+            else:
+                count = 40
+                t, out = start(shim.send_numbered, tx, first, count)
+                t.join(10)
+                assert out == [("OK", count)]
+                r, got_out = start(shim.recv_numbers, rx, count)
+                r.join(10)
+                status_, raw = got_out[0]
+                assert status_ == "OK"
+                got = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
+            expected += range(first, first + count)
+            assert got == list(range(first, first + count))
+            first += count
+        assert rx.taken == len(expected)
+        assert shim.try_recv(rx, 8) == ("EMPTY", 0, None)
+
+
+def test_two_threads_sending_through_one_end_at_once_never_both_hold_it(built, channel):
+    # Two nogil loops race for one Sender, each sending its own numbers and trying again on
+    # BUSY, into a ring with room for all (so they run side by side, never waiting).  Both
+    # holding the end at once would lose, repeat or reorder a thread's numbers.
+    shim = built.shim
+    per_thread = 30_000
+    with Sender(channel, message_length=8, max_queued_messages=65_536) as tx, \
+            Receiver(channel, message_length=8, max_queued_messages=65_536) as rx:
+        a = start(shim.send_numbered_busy, tx, 0, per_thread, 0)
+        b = start(shim.send_numbered_busy, tx, 1 << 40, per_thread, 0)
+        for t, _ in (a, b):
+            t.join(30)
+        assert a[1][0][:2] == ("OK", per_thread) and b[1][0][:2] == ("OK", per_thread)
+        status_, raw = shim.recv_numbers(rx, 2 * per_thread)
+        assert status_ == "OK"
+        got = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
+        assert [v for v in got if v < 1 << 40] == list(range(per_thread))
+        assert [v - (1 << 40) for v in got if v >= 1 << 40] == list(range(per_thread))
+        assert shim.try_recv(rx, 8) == ("EMPTY", 0, None)
+
+
+def test_a_python_call_while_a_biased_thread_is_inside_gets_busy(built, channel):
+    from cywhip import api
+    shim = built.shim
+    with Sender(channel, message_length=8) as tx, Receiver(channel, message_length=8) as rx:
+        # Two calls from one thread: the first biases the end to it, the second, a wait,
+        # holds the guard without a compare-and-swap.
+        t, out = start(lambda: (shim.try_recv(rx, 8), shim.recv(rx, 8, 10_000_000_000)))
+        wait_until(lambda: api._guard_state(rx) == ("fast", True))
+        with pytest.raises(RuntimeError, match="already in use by another call"):
+            rx.recv(timeout=0)
+        assert shim.try_recv(rx, 8) == ("BUSY", 0, None)
+        assert api._guard_state(rx) == ("fast", True)
+        tx.send(b"go on")
+        t.join(5)
+        assert out == [(("EMPTY", 0, None), ("OK", 5, b"go on"))]
+        # A Python call now ends the bias; the next API call biases the end to its thread.
+        assert rx.try_recv() is None
+        assert api._guard_state(rx) == ("free", False)
+        assert shim.try_recv(rx, 8) == ("EMPTY", 0, None)
+        assert api._guard_state(rx) == ("free", True)
+
+
+RECORDS = """
+import os, sys, threading
+sys.path.insert(0, sys.argv[2])
+import cywhip, capi_shim
+from cywhip import api
+name = sys.argv[1]
+with cywhip.Sender(name, message_length=8) as tx:
+    before = api._records_claimed()
+    go, done = threading.Event(), threading.Event()
+    def worker():
+        assert capi_shim.try_send(tx, b"x") in ("OK", "FULL")
+        go.set()
+        done.wait(10)
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+        go.wait(10)
+        go.clear()
+    held = api._records_claimed()
+    pid = os.fork()
+    if pid == 0:
+        # Only this thread lives on in the child: the workers' records are given back.
+        os._exit(0 if api._records_claimed() == before else 1)
+    _, status = os.waitpid(pid, 0)
+    done.set()
+    for t in threads:
+        t.join(10)
+    after = api._records_claimed()
+print(before, held, os.waitstatus_to_exitcode(status), after)
+"""
+
+
+def test_threads_give_their_guard_records_back_when_they_exit_and_in_a_forked_child(built, channel):
+    out = subprocess.run([sys.executable, "-c", RECORDS, channel, str(built.shim_dir)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    before, held, child, after = map(int, out.stdout.split())
+    assert held == before + 3
+    assert child == 0
+    assert after == before
+
+
+def test_cywhip_no_membarrier_keeps_the_fence_and_the_compare_and_swap():
+    out = subprocess.run(
+        [sys.executable, "-c", "from cywhip import api, _ring; print(_ring.publish_mode(), api._biased)"],
+        env={**os.environ, "CYWHIP_NO_MEMBARRIER": "1"}, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["fence", "False"]
 
 
 @pytest.mark.parametrize("side", ["recv", "send"])

@@ -98,6 +98,11 @@ static inline void cw_fence_seq_cst(void)
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
+static inline void cw_compiler_fence(void)
+{
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
 /* A pause for spin loops; also a compiler barrier, so loop conditions are reloaded. */
 static inline void cw_cpu_relax(void)
 {

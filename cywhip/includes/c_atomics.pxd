@@ -15,6 +15,7 @@ cdef extern from "atomics.h" nogil:
     int64_t cw_load_relaxed_i64(const int64_t *p) noexcept
     void cw_store_relaxed_i64(int64_t *p, int64_t v) noexcept
     void cw_fence_seq_cst() noexcept
+    void cw_compiler_fence() noexcept
     void cw_cpu_relax() noexcept
     void cw_prefetch_write(const void *p) noexcept
     void cw_store_release_i32(int32_t *p, int32_t v) noexcept
