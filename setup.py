@@ -1,8 +1,14 @@
 """The compiled modules and their directives; the project itself is described in pyproject.toml."""
+import glob
 import os
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+# Both steps use every core: Cython translates the modules in parallel, the compiler builds them
+# in parallel (unless build_ext is given --parallel).
+JOBS = os.cpu_count() or 1
 
 # CYWHIP_DEBUG=1 builds with assertions, line tracing and AddressSanitizer/UBSan.
 DEBUG = os.environ.get("CYWHIP_DEBUG") == "1"
@@ -29,14 +35,25 @@ def ext(name):
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         define_macros=macros,
+        # A change to a C helper rebuilds every module (they inline them).
+        depends=sorted(glob.glob("cywhip/includes/*.h")) + ["cywhip/api.h"],
     )
 
 
+class parallel_build_ext(build_ext):
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = JOBS
+
+
 setup(
+    cmdclass={"build_ext": parallel_build_ext},
     ext_modules=cythonize(
         [ext("_region"), ext("_ring"), ext("_codec"), ext("_end"), ext("_channel"), ext("_floor"), ext("_async"),
          ext("api")],
         compiler_directives=directives,
         include_path=["."],
+        nthreads=JOBS,
     ),
 )
