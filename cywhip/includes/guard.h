@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "atomics.h"
 #include "membarrier.h"
 
 /*
@@ -46,17 +47,6 @@
 
 enum { CW_GUARD_FREE = 0, CW_GUARD_CALL = 1, CW_GUARD_NOGIL = 2 };
 
-static inline void cw_guard_pause(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __asm__ __volatile__("pause" ::: "memory");
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#else
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-#endif
-}
-
 /* Each in a pair of cache lines of its own (the adjacent-line prefetcher moves lines in
  * pairs), as the header's cursors are. */
 typedef struct cw_bias_rec {
@@ -96,7 +86,7 @@ static inline int cw_guard_take(int32_t *busy, cw_bias_rec **bias, int32_t who)
                 __atomic_store_n(busy, CW_GUARD_FREE, __ATOMIC_RELEASE);
                 return 0;
             }
-            cw_guard_pause();
+            cw_cpu_relax();
         }
         __atomic_store_n(bias, NULL, __ATOMIC_RELAXED);
     }

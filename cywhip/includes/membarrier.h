@@ -30,21 +30,30 @@ enum {
     CW_MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED = 1 << 4,
 };
 
+/* Register this process for the expedited barriers of command cmd, if the kernel has both
+ * it and its registration reg: 1 if registered, 0 if not. */
+static inline int cw_membarrier_register_for(long cmd, long reg)
+{
+#ifdef SYS_membarrier
+    long q = syscall(SYS_membarrier, CW_MEMBARRIER_CMD_QUERY, 0, 0);
+    if (q < 0 || (q & (cmd | reg)) != (cmd | reg))
+        return 0;
+    return syscall(SYS_membarrier, reg, 0, 0) == 0;
+#else
+    (void)cmd;
+    (void)reg;
+    return 0;
+#endif
+}
+
 /* Register this process to take part in others' global expedited barriers.
  * 1 if it is registered (its publishes may skip the fence), 0 if not.  The
  * registration belongs to the address space: it is kept across fork (the
  * child's is a copy) and dropped at exec. */
 static inline int cw_membarrier_register(void)
 {
-#ifdef SYS_membarrier
-    long q = syscall(SYS_membarrier, CW_MEMBARRIER_CMD_QUERY, 0, 0);
-    long both = CW_MEMBARRIER_CMD_GLOBAL_EXPEDITED | CW_MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED;
-    if (q < 0 || (q & both) != both)
-        return 0;
-    return syscall(SYS_membarrier, CW_MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
-#else
-    return 0;
-#endif
+    return cw_membarrier_register_for(CW_MEMBARRIER_CMD_GLOBAL_EXPEDITED,
+                                      CW_MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED);
 }
 
 /* A full memory barrier on every CPU now running a registered process, and
@@ -68,15 +77,8 @@ static inline int cw_membarrier_global(void)
  * guard, guard.h).  1 if registered, 0 if not. */
 static inline int cw_membarrier_register_private(void)
 {
-#ifdef SYS_membarrier
-    long q = syscall(SYS_membarrier, CW_MEMBARRIER_CMD_QUERY, 0, 0);
-    long both = CW_MEMBARRIER_CMD_PRIVATE_EXPEDITED | CW_MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED;
-    if (q < 0 || (q & both) != both)
-        return 0;
-    return syscall(SYS_membarrier, CW_MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
-#else
-    return 0;
-#endif
+    return cw_membarrier_register_for(CW_MEMBARRIER_CMD_PRIVATE_EXPEDITED,
+                                      CW_MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
 }
 
 /* A full memory barrier on every CPU now running a thread of this process: the
