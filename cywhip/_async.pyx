@@ -278,7 +278,7 @@ cdef class Waker:
     cdef void _run(self) noexcept nogil:
         cdef cw_waitv_t vec[CW_WAITV_MAX]
         cdef int i, n, rc = -EAGAIN, fired
-        cdef bint shared, expired
+        cdef bint sliced, expired
         cdef uint32_t *woken
         cdef uint64_t one = 1
         self._lock()
@@ -311,15 +311,15 @@ cdef class Waker:
             # change after this point makes the wait return at once.
             cw_waitv_set(&vec[0], self.rearm, self.rearm[0])
             n = 1
-            shared = False
+            sliced = False
             for i in range(SLOTS):
                 self.slots[i].listed = self.slots[i].state == ARMED
                 if self.slots[i].listed:
                     cw_waitv_set(&vec[n], self.slots[i].word, 1)
                     n += 1
-                    shared = shared or self.slots[i].sliced
+                    sliced = sliced or self.slots[i].sliced
             self._unlock()
-            if shared:
+            if sliced:
                 rc = cw_futex_waitv_for(vec, n, SHARED_SLICE_NS)
             else:
                 rc = cw_futex_waitv(vec, n)

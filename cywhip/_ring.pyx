@@ -40,7 +40,7 @@ cdef enum:
     CLAIM_LOCK_SPINS = 4096
     # A sender's reads of the groups' positions that a group creation may invalidate, in a row.
     GROUPS_BOUND_LOOKS = 64
-    # An end about to sleep whose barrier the kernel refused (no membarrier here, or a
+    # An end about to sleep whose barrier the kernel refused though it has membarrier (a
     # filter forbids it) sleeps at most this long: a registered process's publish may not
     # have seen it waiting.
     UNFENCED_SLICE_NS = 1_000_000

@@ -74,8 +74,13 @@ static inline int cw_guard_take(int32_t *busy, cw_bias_rec **bias, int32_t who)
         /* Our store of busy, a barrier on every CPU of this process, then the owner's
          * in_call.  The owner's own thread (a call nested in a signal handler, or one whose
          * fast path found busy taken) sees its record in program order, and needs none. */
-        if (!pthread_equal(__atomic_load_n(&owner->thread, __ATOMIC_RELAXED), pthread_self())
-                && cw_membarrier_private() != 0) {
+        if (pthread_equal(__atomic_load_n(&owner->thread, __ATOMIC_RELAXED), pthread_self())) {
+            /* Its own call is inside and cannot leave while this one waits. */
+            if (owner->in_call == (void *)busy) {
+                __atomic_store_n(busy, CW_GUARD_FREE, __ATOMIC_RELEASE);
+                return 0;
+            }
+        } else if (cw_membarrier_private() != 0) {
             __atomic_store_n(busy, CW_GUARD_FREE, __ATOMIC_RELEASE);
             return 0;
         }
