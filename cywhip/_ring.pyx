@@ -7,6 +7,8 @@ from libc.string cimport memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from posix.unistd cimport getpid
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
 from cywhip.includes.c_atomics cimport (
     cw_load_relaxed_u64, cw_load_acquire_u64, cw_store_relaxed_u32, cw_store_release_u64,
     cw_store_relaxed_u64, cw_cas_acq_rel_u64, cw_fetch_add_relaxed_u64, cw_load_relaxed_u32,
@@ -44,6 +46,12 @@ cdef enum:
     # filter forbids it) sleeps at most this long: a registered process's publish may not
     # have seen it waiting.
     UNFENCED_SLICE_NS = 1_000_000
+    # A waiting end spins with a CPU pause between looks for this long; for the rest of its
+    # spin_time it yields its core between looks instead.  A peer that runs at all is usually
+    # seen within the pauses; when more ends run than the machine has cores (a sender and two
+    # receiver groups on two cores), the yield hands the core to the peer this end waits for,
+    # where a pause would hold it.  On an idle core the yield returns at once.
+    SPIN_PAUSE_NS = 2_000
 
 
 # Whether this process publishes with a compiler barrier only (ring_publish_order()):
@@ -220,7 +228,8 @@ cdef inline int64_t _ready(ring_t *r, bint sending) noexcept nogil:
 cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_ns) noexcept nogil:
     """Wait for free slots (sending) or messages (not sending).
 
-    Spins for r.spin_ns, then sleeps on this end's waiting word until woken,
+    Spins for r.spin_ns (a CPU pause between looks for the first SPIN_PAUSE_NS, a yield of
+    the core after that), then sleeps on this end's waiting word until woken,
     until the deadline (deadline_ns < 0: none) or, if slice_ns > 0, for at
     most slice_ns.  A receiver of many senders that finds a hole after
     spinning resolves it (ring_resolve_hole): steps over it if its claimer is
@@ -234,6 +243,7 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_n
     cdef int64_t n, now, remaining
     cdef const timespec *timeout
     cdef int64_t spin_end
+    cdef int64_t pause_end
     cdef unsigned int i = 0
     cdef timespec ts
     cdef int rc
@@ -241,6 +251,7 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_n
 
     now = monotonic_ns()
     spin_end = now + r.spin_ns
+    pause_end = now + SPIN_PAUSE_NS
     while True:
         n = _ready(r, sending)
         if n != 0:
@@ -257,9 +268,13 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_n
             if r.groups and _group_unstick(r, sending):
                 continue
             break
-        cw_cpu_relax()
-        i += 1
-        if (i & 15) == 0:
+        if now < pause_end:
+            cw_cpu_relax()
+            i += 1
+            if (i & 15) == 0:
+                now = monotonic_ns()
+        else:
+            sched_yield()
             now = monotonic_ns()
 
     # Announce the sleep, then look once more: the barrier orders our store
