@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from cywhip import Receiver, Sender, unlink
@@ -101,13 +102,20 @@ def run_member(name, length, capacity, receivers, group, mode, log_path, stop_pa
                     if type(exc).__name__ != "ReceiveTimeout":
                         raise
             elif mode == "iterate":
+                # The loop waits as long as it takes: a thread closes the receiver once the
+                # stop file appears, which ends the loop.
+                threading.Thread(target=_close_when, args=(rx, stop_path), daemon=True).start()
                 for m in rx:
                     one(m)
-                    if os.path.exists(stop_path):
-                        break
     finally:
         rx.close()
         os.close(fd)
+
+
+def _close_when(rx, stop_path):
+    while not os.path.exists(stop_path):
+        time.sleep(0.01)
+    rx.close()
 
 
 def read_log(path):
