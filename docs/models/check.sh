@@ -3,7 +3,7 @@
 #
 #   docs/models/check.sh [--full] [MODEL...]     MODEL: many_senders, groups (default: both)
 #
-#   many_senders   the many-senders protocol: its checks and mutants (about 30 s, < 1.2 GB)
+#   many_senders   the many-senders protocol: its checks and mutants (about 30 s, < 1.2 GB a check)
 #   groups         receiver groups: its checks and mutants (about 45 s, < 1 GB)
 #   --full         also, many_senders: the LTL property under weak fairness (about 30 s);
 #                  groups: 2 crashes of any member, termination with a group created
@@ -13,7 +13,8 @@
 # Every check of a model must report "errors: 0" over a complete search (the groups
 # bitstate searches of --full visit nearly every state, not surely every one); every
 # mutant must report an error, so the checks cannot pass vacuously. Exits non-zero
-# otherwise.
+# otherwise. Checks run side by side, as many as there are CPUs (CYWHIP_SPIN_JOBS=N sets
+# how many); each needs the memory said above.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 full=0
@@ -26,20 +27,36 @@ trap 'rm -rf "$work"' EXIT INT TERM
 failures=0
 n=0
 
+# Checks run $jobs at a time (CYWHIP_SPIN_JOBS, default: the number of CPUs), each in a
+# directory of its own; their reports are printed in order once all have finished.
+jobs=${CYWHIP_SPIN_JOBS:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)}
+running=0
+
 # check NAME EXPECT("pass"|"fail") "SPIN -D FLAGS" "CC FLAGS" "PAN ARGS"   (model: $base)
 check() {
-    name=$1 expect=$2 sflags=$3 cflags=$4 pargs=$5
     n=$((n + 1))
     dir="$work/$n"
-    mkdir "$dir" && cp "$here/$base" "$dir/" || { failures=$((failures + 1)); return; }
+    mkdir "$dir" && cp "$here/$base" "$dir/" || { touch "$work/setup-failed"; return; }
+    if [ "$running" -ge "$jobs" ]; then
+        wait
+        running=0
+    fi
+    (run_check "$@" >"$dir/report" 2>&1 || touch "$dir/failed") &
+    running=$((running + 1))
+}
+
+# run_check: one check in $dir; prints its report line(s); fails if the check failed.
+run_check() {
+    name=$1 expect=$2 sflags=$3 cflags=$4 pargs=$5
+    failures=0
     start=$(date +%s.%N)
     if ! (cd "$dir" && $SPIN $sflags -a "$base" >spin.out 2>&1); then
         echo "FAIL  $name: spin -a failed"; sed 's/^/      /' "$dir/spin.out"
-        failures=$((failures + 1)); return
+        return 1
     fi
     if ! (cd "$dir" && $CC -O2 -DMEMLIM=$memlim $cflags -o pan pan.c >cc.out 2>&1); then
         echo "FAIL  $name: compiling pan failed"; sed 's/^/      /' "$dir/cc.out"
-        failures=$((failures + 1)); return
+        return 1
     fi
     (cd "$dir" && ./pan -m100000 $pargs >pan.out 2>&1)
     end=$(date +%s.%N)
@@ -51,7 +68,7 @@ check() {
     incomplete=$(grep -E 'reached -DMEMLIM bound|max search depth too small|search not completed' "$out" | head -n 1)
     if [ -z "$errors" ]; then
         echo "FAIL  $name: no 'errors:' line from pan"; sed 's/^/      /' "$out"
-        failures=$((failures + 1)); return
+        return 1
     fi
     if [ "$expect" = pass ]; then
         if [ "$errors" -eq 0 ] && [ -z "$incomplete" ]; then
@@ -69,6 +86,7 @@ check() {
             failures=$((failures + 1))
         fi
     fi
+    [ "$failures" -eq 0 ]
 }
 
 check_many_senders() {
@@ -141,5 +159,13 @@ for model in $models; do
     esac
 done
 
+wait
+[ -e "$work/setup-failed" ] && { echo "FAIL  a check's directory could not be made"; failures=$((failures + 1)); }
+k=1
+while [ "$k" -le "$n" ]; do
+    cat "$work/$k/report" 2>/dev/null
+    [ -e "$work/$k/failed" ] && failures=$((failures + 1))
+    k=$((k + 1))
+done
 echo "$n checks, $failures failed, $(($(date +%s) - t0)) s"
 [ "$failures" -eq 0 ]
