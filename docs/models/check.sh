@@ -13,8 +13,8 @@
 # Every check of a model must report "errors: 0" over a complete search (the groups
 # bitstate searches of --full visit nearly every state, not surely every one); every
 # mutant must report an error, so the checks cannot pass vacuously. Exits non-zero
-# otherwise. Checks run side by side, as many as there are CPUs (CYWHIP_SPIN_JOBS=N sets
-# how many); each needs the memory said above.
+# otherwise. Checks run side by side, as many as there are CPUs up to 4 (CYWHIP_SPIN_JOBS=N
+# sets how many); each needs the memory said above.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 full=0
@@ -27,9 +27,10 @@ trap 'rm -rf "$work"' EXIT INT TERM
 failures=0
 n=0
 
-# Checks run $jobs at a time (CYWHIP_SPIN_JOBS, default: the number of CPUs), each in a
+# Checks run $jobs at a time (CYWHIP_SPIN_JOBS, default: the number of CPUs, at most 4), each in a
 # directory of its own; their reports are printed in order once all have finished.
 jobs=${CYWHIP_SPIN_JOBS:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)}
+[ -n "${CYWHIP_SPIN_JOBS:-}" ] || [ "$jobs" -le 4 ] || jobs=4
 running=0
 
 # check NAME EXPECT("pass"|"fail") "SPIN -D FLAGS" "CC FLAGS" "PAN ARGS"   (model: $base)
