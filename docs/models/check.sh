@@ -28,7 +28,8 @@ failures=0
 n=0
 
 # Checks run $jobs at a time (CYWHIP_SPIN_JOBS, default: the number of CPUs, at most 4), each in a
-# directory of its own; their reports are printed in order once all have finished.
+# directory of its own; their reports are printed in order once all have finished. A check
+# counts as passed only if it left its mark: one that died, or could not start, has failed.
 jobs=${CYWHIP_SPIN_JOBS:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)}
 [ -n "${CYWHIP_SPIN_JOBS:-}" ] || [ "$jobs" -le 4 ] || jobs=4
 running=0
@@ -37,12 +38,12 @@ running=0
 check() {
     n=$((n + 1))
     dir="$work/$n"
-    mkdir "$dir" && cp "$here/$base" "$dir/" || { touch "$work/setup-failed"; return; }
+    mkdir "$dir" && cp "$here/$base" "$dir/" || return
     if [ "$running" -ge "$jobs" ]; then
         wait
         running=0
     fi
-    (run_check "$@" >"$dir/report" 2>&1 || touch "$dir/failed") &
+    (run_check "$@" >"$dir/report" 2>&1 && touch "$dir/passed") &
     running=$((running + 1))
 }
 
@@ -161,11 +162,13 @@ for model in $models; do
 done
 
 wait
-[ -e "$work/setup-failed" ] && { echo "FAIL  a check's directory could not be made"; failures=$((failures + 1)); }
 k=1
 while [ "$k" -le "$n" ]; do
     cat "$work/$k/report" 2>/dev/null
-    [ -e "$work/$k/failed" ] && failures=$((failures + 1))
+    if [ ! -e "$work/$k/passed" ]; then
+        failures=$((failures + 1))
+        [ -s "$work/$k/report" ] || echo "FAIL  check $k: it ended without a report"
+    fi
     k=$((k + 1))
 done
 echo "$n checks, $failures failed, $(($(date +%s) - t0)) s"
