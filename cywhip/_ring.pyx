@@ -7,8 +7,6 @@ from libc.string cimport memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from posix.unistd cimport getpid
-cdef extern from "<sched.h>" nogil:
-    int sched_yield()
 from cywhip.includes.c_atomics cimport (
     cw_load_relaxed_u64, cw_load_acquire_u64, cw_store_relaxed_u32, cw_store_release_u64,
     cw_store_relaxed_u64, cw_cas_acq_rel_u64, cw_fetch_add_relaxed_u64, cw_load_relaxed_u32,
@@ -24,6 +22,9 @@ from cywhip.includes.c_layout cimport (
     CW_GROUP_IN_USE, CW_GROUP_DURABLE, CW_GROUPS_LOCK_BYTE,
 )
 from cywhip.includes.c_ofd_lock cimport cw_ofd_is_locked, cw_ofd_trylock, cw_ofd_unlock
+
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
 
 # A receiver waiting at a hole (a slot claimed by a live sender, not yet
 # published) sleeps at most HOLE_SLICE_NS before it tests the claimer's lock

@@ -429,7 +429,9 @@ def test_a_ring_larger_than_dev_shm_is_refused_and_leaves_no_file(channel):
     with pytest.raises(OSError, match="bytes free"):
         Sender(channel, message_length=2**30, max_queued_messages=2**20)
     assert not os.path.exists(channel_path(channel))
-    assert not [f for f in os.listdir("/dev/shm") if f.startswith(".cywhip.")]
+    # This process's temporary files only (.cywhip.<pid>.<random>.tmp): tests in other processes
+    # may be creating channels at the same moment.
+    assert not [f for f in os.listdir("/dev/shm") if f.startswith(f".cywhip.{os.getpid()}.")]
 
 
 def test_global_prefix_is_accepted_and_ignored(channel):
