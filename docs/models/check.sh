@@ -3,8 +3,8 @@
 #
 #   docs/models/check.sh [--full] [MODEL...]     MODEL: many_senders, groups (default: both)
 #
-#   many_senders   the many-senders protocol: its checks and mutants (about 30 s, < 1.2 GB a check)
-#   groups         receiver groups: its checks and mutants (about 45 s, < 1 GB)
+#   many_senders   the many-senders protocol: its checks and mutants (about 25 s on 2 CPUs, < 1.2 GB a check)
+#   groups         receiver groups: its checks and mutants (about 25 s on 2 CPUs, < 1 GB a check)
 #   --full         also, many_senders: the LTL property under weak fairness (about 30 s);
 #                  groups: 2 crashes of any member, termination with a group created
 #                  mid-run, 4 messages, and bitstate searches of 2 crashes with a group
