@@ -78,9 +78,11 @@ cdef enum:
     CLAIM_REPLACED = 1    # the file lost its name before this end held its byte
     CLAIM_REMOVING = 2    # the byte is held while the channel is being removed
 # How often an end opens again a channel that vanished or was replaced under it,
-# and how long it waits for a removal under way to finish.
+# and how long it waits for a removal under way to finish.  A removal holds the
+# bytes across one unlink; the wait is long so that a loaded machine, not a stuck
+# remover, does not make an end report a busy channel.
 _MAX_OPEN_ATTEMPTS = 100
-_REMOVAL_WAIT = 1.0
+_REMOVAL_WAIT = 5.0
 
 # Tests set this to a callable(point, path) to act at a precise moment:
 # "create" (a creator has built the file under its temporary name, about to link it;
@@ -231,7 +233,8 @@ cdef class Region:
         cdef uint64_t size = _checked_file_size(message_length, capacity, max_senders, max_receivers)
         cdef int claimed
         deadline = None
-        for attempt in range(_MAX_OPEN_ATTEMPTS):
+        replaced = 0
+        while True:
             for _ in range(8):
                 if self._open_existing(message_length, capacity, type_fingerprint, type_size, size):
                     break
@@ -248,13 +251,18 @@ cdef class Region:
             if claimed == CLAIMED:
                 return self
             # The file was removed before we held our byte, or is being removed
-            # now: open again, and find the channel that has the name.
+            # now: open again, and find the channel that has the name.  A removal
+            # under way is waited for until the deadline (then _claim_*() reports the
+            # channel busy); only replacements count towards _MAX_OPEN_ATTEMPTS.
             if claimed == CLAIM_REMOVING:
                 if deadline is None:
                     deadline = time.monotonic() + _REMOVAL_WAIT
                 time.sleep(0.001)
-        raise ChannelCorruptError(f"channel {self.name!r}: {self.path} keeps being replaced "
-                                  f"while this end opens it")
+                continue
+            replaced += 1
+            if replaced >= _MAX_OPEN_ATTEMPTS:
+                raise ChannelCorruptError(f"channel {self.name!r}: {self.path} keeps being replaced "
+                                          f"while this end opens it")
 
     cdef bint _open_existing(self, uint64_t message_length, uint64_t capacity,
                              uint64_t type_fingerprint, uint64_t type_size, uint64_t size) except -1:

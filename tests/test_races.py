@@ -106,6 +106,9 @@ def test_an_end_starting_while_remove_stale_removes_the_channel_waits_for_it_and
             go.wait(10)
 
     monkeypatch.setattr(_region, "_test_hook", hook)
+    # The end waits for the removal at most _REMOVAL_WAIT; a loaded machine may keep the
+    # timer below from firing for a while, and this test is about the waiting, not its bound.
+    monkeypatch.setattr(_region, "_REMOVAL_WAIT", 60.0)
     remover = threading.Thread(target=lambda: outcome.append(cywhip.remove_stale(channel)))
     remover.start()
     try:
@@ -117,6 +120,34 @@ def test_an_end_starting_while_remove_stale_removes_the_channel_waits_for_it_and
             s.send(b"new")
             with Receiver(channel, message_length=8, max_queued_messages=4) as r:
                 assert r.recv(timeout=2) == b"new"
+    finally:
+        go.set()
+        remover.join(10)
+    assert outcome == [[channel]]
+
+
+def test_an_end_starting_while_a_removal_is_stuck_says_busy_after_the_removal_wait(
+        channel, monkeypatch):
+    # A remover that never finishes (stopped, say) holds the lifecycle byte and the end
+    # bytes: an end waits _REMOVAL_WAIT for it, then reports the channel busy.
+    Sender(channel, message_length=8, max_queued_messages=4).close()
+    holding, go, outcome = threading.Event(), threading.Event(), []
+
+    def hook(point, path):
+        if point == "remove":
+            holding.set()
+            go.wait(10)
+
+    monkeypatch.setattr(_region, "_test_hook", hook)
+    monkeypatch.setattr(_region, "_REMOVAL_WAIT", 0.3)
+    remover = threading.Thread(target=lambda: outcome.append(cywhip.remove_stale(channel)))
+    remover.start()
+    try:
+        assert holding.wait(10)
+        t0 = time.monotonic()
+        with pytest.raises(cywhip.ChannelBusyError, match=f"channel {channel!r} already has a sender"):
+            Sender(channel, message_length=8, max_queued_messages=4)
+        assert time.monotonic() - t0 >= 0.3        # it waited the whole removal wait first
     finally:
         go.set()
         remover.join(10)
