@@ -21,6 +21,8 @@ cdef struct cw_handle:
     uint32_t sending
     uint32_t record_size   # typed channels: every message is exactly this long; else 0
     uint32_t chunk         # send_records publishes (and wakes the receiver) every chunk records
+    uint32_t plain         # a one-to-one channel (one sender, no receiver groups): send and recv
+                           # may take their short way (cywhip.api)
 
 
 cdef class _End:

@@ -13,9 +13,10 @@ from cpython.ref cimport Py_INCREF
 from libc.stdint cimport int64_t, uint32_t, uint64_t, INT64_MAX
 from cywhip.includes.c_copy cimport cw_copy
 
-from cywhip.includes.c_atomics cimport cw_load_acquire_i32
+from cywhip.includes.c_atomics cimport cw_load_acquire_i32, cw_load_acquire_u64, cw_load_relaxed_u32
 from cywhip.includes.c_guard cimport (
     cw_guard_take, cw_guard_give, cw_guard_take_biased, cw_guard_give_biased, cw_guard_bias_to,
+    cw_guard_enter, cw_guard_leave,
     cw_bias_rec, cw_guard_holder, CW_GUARD_NOGIL,
 )
 from cywhip.includes.c_bias_rec cimport cw_bias_init, cw_bias_mine, cw_bias_records_claimed
@@ -24,6 +25,7 @@ from cywhip._channel cimport Sender, Receiver
 from cywhip._ring cimport (
     ring_t, ring_claim, ring_write_slot, ring_commit, ring_publish, ring_available, ring_available_now,
     ring_read_slot, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek, ring_recv_done,
+    ring_consume, ring_release,
     ring_recv_records, monotonic_ns, membarrier_refused,
     WAIT_READY, WAIT_TIMEOUT, WAIT_STOPPED, WAIT_AGAIN, WAIT_INTERRUPTED,
 )
@@ -56,6 +58,7 @@ cdef Handle *_handle(object end, int version) except NULL:
         e.handle.sending = e.sending
         e.handle.record_size = <uint32_t>e.record_size
         e.handle.chunk = <uint32_t>max(1, min(e.max_queued_messages // 4, 4096))
+        e.handle.plain = not e.ring.many and not e.ring.groups
         # The handle lives inside the end: the end stays alive until it closes.
         Py_INCREF(e)
         e.handle_held = 1
@@ -208,13 +211,86 @@ cdef inline int _take(cw_handle *c, ring_t *r, void *dst, size_t capacity, size_
     return OK
 
 
+# ------------------------------------------------------------ the short ways
+# One message per call on a one-to-one channel, from the thread the end is
+# biased to, with room (or a message) already in sight: the steps of the calls
+# below and nothing else, so that a loop of calls keeps many messages in flight.
+# Anything else (another thread, a wait, a closing end, a bad length, a value
+# read from shared memory that fails its check) goes the whole way, which
+# starts over and reads shared memory afresh.
+
+cdef inline cw_bias_rec *_enter(cw_handle *c) noexcept nogil:
+    """The guard taken by the biased thread's fast path, the end open: that thread's record;
+    else NULL (the guard not held)."""
+    cdef cw_bias_rec *rec = cw_guard_enter(c.busy, c.bias)
+    if rec == NULL:
+        return NULL
+    if cw_load_acquire_i32(c.closing) or c.ring.hdr == NULL:
+        cw_guard_leave(rec)
+        return NULL
+    return rec
+
+
+cdef inline bint _send_short(cw_handle *c, const void *data, size_t n) noexcept nogil:
+    """Send by the short way: True if sent, False if the call must go the whole way."""
+    cdef ring_t *r = c.ring
+    cdef cw_bias_rec *rec
+    if not c.plain or not c.sending or n > r.message_length or (c.record_size != 0 and n != c.record_size):
+        return False
+    rec = _enter(c)
+    if rec == NULL:
+        return False
+    if r.write - r.read_cache >= r.capacity:
+        # Full as last seen: the whole way reloads the read cursor (and waits).
+        cw_guard_leave(rec)
+        return False
+    _put(r, data, n)
+    cw_guard_leave(rec)
+    return True
+
+
+cdef inline bint _recv_short(cw_handle *c, void *dst, size_t capacity, size_t *n) noexcept nogil:
+    """Receive by the short way: True if taken (n[0] its length), False if the call must go the
+    whole way."""
+    cdef ring_t *r = c.ring
+    cdef cw_bias_rec *rec
+    cdef uint64_t w
+    cdef uint32_t length
+    if not c.plain or c.sending:
+        return False
+    rec = _enter(c)
+    if rec == NULL:
+        return False
+    if r.write_cache == r.read:
+        # Acquire pairs with the sender's release in ring_publish(), as ring_available().
+        w = cw_load_acquire_u64(&r.hdr.write_cursor)
+        if w == r.read or w - r.read > r.capacity:
+            cw_guard_leave(rec)
+            return False
+        r.write_cache = w
+    # Read once, checked, and only this copy used.
+    length = cw_load_relaxed_u32(<uint32_t *>(r.slots + r.read_index * r.slot_size))
+    if length > r.message_length or length > capacity or (c.record_size != 0 and length != c.record_size):
+        cw_guard_leave(rec)
+        return False
+    cw_copy(dst, ring_read_slot(r), length)
+    n[0] = length
+    ring_consume(r)
+    ring_release(r)
+    cw_guard_leave(rec)
+    return True
+
+
 # --------------------------------------------------------------------- sending
 
 cdef int send(Handle *h, const void *data, size_t n, int64_t timeout_ns) noexcept nogil:
     cdef cw_handle *c = <cw_handle *>h
     cdef ring_t *r = c.ring
     cdef int64_t free
-    cdef int st = _begin_send(c, n)
+    cdef int st
+    if _send_short(c, data, n):
+        return OK
+    st = _begin_send(c, n)
     if st != OK:
         return st
     free = ring_claim(r)
@@ -231,7 +307,10 @@ cdef int try_send(Handle *h, const void *data, size_t n) noexcept nogil:
     cdef cw_handle *c = <cw_handle *>h
     cdef ring_t *r = c.ring
     cdef int64_t free
-    cdef int st = _begin_send(c, n)
+    cdef int st
+    if _send_short(c, data, n):
+        return OK
+    st = _begin_send(c, n)
     if st != OK:
         return st
     free = ring_claim(r)
@@ -271,7 +350,10 @@ cdef int recv(Handle *h, void *dst, size_t capacity, size_t *n, int64_t timeout_
     cdef cw_handle *c = <cw_handle *>h
     cdef ring_t *r = c.ring
     cdef int64_t avail
-    cdef int st = _begin(c)
+    cdef int st
+    if _recv_short(c, dst, capacity, n):
+        return OK
+    st = _begin(c)
     n[0] = 0
     if st != OK:
         return st
@@ -291,7 +373,10 @@ cdef int try_recv(Handle *h, void *dst, size_t capacity, size_t *n) noexcept nog
     cdef cw_handle *c = <cw_handle *>h
     cdef ring_t *r = c.ring
     cdef int64_t avail
-    cdef int st = _begin(c)
+    cdef int st
+    if _recv_short(c, dst, capacity, n):
+        return OK
+    st = _begin(c)
     n[0] = 0
     if st != OK:
         return st

@@ -6,6 +6,7 @@ README.md's worked example (producer.pyx, consumer.pyx and its setup.py, taken f
 itself), and capi_shim.pyx (beside this file: each call reachable from Python) with a module
 compiled against an api.h whose version was changed.
 """
+import contextlib
 import ctypes
 import gc
 import json
@@ -254,7 +255,8 @@ def test_sent_messages_keep_their_bytes_and_lengths_whichever_api_sends_or_recei
 
 
 def test_every_length_up_to_message_length_keeps_its_bytes_both_ways(built, channel):
-    # Short messages are copied without memcpy, in moves of a size class each (includes/copy.h):
+    # Short messages are copied without memcpy, in overlapping moves of at most eight bytes
+    # (includes/copy.h):
     # every length, across each class's edges, with bytes that differ by position.
     shim = built.shim
     with Sender(channel, message_length=100) as tx, Receiver(channel, message_length=100) as rx:
@@ -327,20 +329,29 @@ def test_records_in_blocks_and_a_shorter_message_left_for_recv(built, channel):
         assert shim.recv_records(rx, 0, 8, 0) == ("OK", 0, b"")
 
 
-def test_a_slot_length_no_correct_sender_writes_is_corrupt_and_nothing_is_taken(built, channel):
+@contextlib.contextmanager
+def _mapped(channel):
+    """The channel's file mapped read-write, to change what its ends read."""
     import mmap
     from cywhip._region import channel_path
+    fd = os.open(channel_path(channel), os.O_RDWR)
+    try:
+        mm = mmap.mmap(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    try:
+        yield mm
+    finally:
+        mm.close()
+
+
+def test_a_slot_length_no_correct_sender_writes_is_corrupt_and_nothing_is_taken(built, channel):
     from cywhip._ring import layout
     shim = built.shim
     with Sender(channel, message_length=16, max_queued_messages=4) as tx, \
             Receiver(channel, message_length=16, max_queued_messages=4) as rx:
         tx.send(b"first")
-        fd = os.open(channel_path(channel), os.O_RDWR)
-        try:
-            mm = mmap.mmap(fd, os.fstat(fd).st_size)
-        finally:
-            os.close(fd)
-        try:
+        with _mapped(channel) as mm:
             struct.pack_into("<I", mm, layout()["slots"], 1000)     # slot 0 claims 1000 bytes
             assert shim.recv(rx, 2000, 0) == ("CORRUPT", 0, None)
             assert shim.try_recv(rx, 2000) == ("CORRUPT", 0, None)
@@ -348,8 +359,48 @@ def test_a_slot_length_no_correct_sender_writes_is_corrupt_and_nothing_is_taken(
             assert rx.taken == 0
             struct.pack_into("<I", mm, layout()["slots"], 5)
             assert shim.recv(rx, 16, 0) == ("OK", 5, b"first")
-        finally:
-            mm.close()
+
+
+def test_the_short_way_of_a_biased_thread_checks_what_it_reads_from_shared_memory(built, channel):
+    # Once an end is biased to this thread, a call on a one-to-one channel with a message (or
+    # room) in sight takes the short way (cywhip/api.pyx).  What it reads from shared memory
+    # it checks as the whole way does; a value that fails sends the call the whole way, which
+    # reports it, and nothing is taken.
+    from cywhip import api
+    from cywhip._ring import layout
+    shim = built.shim
+    lay = layout()
+    with Sender(channel, message_length=16, max_queued_messages=4) as tx, \
+            Receiver(channel, message_length=16, max_queued_messages=4) as rx:
+        for msg in (b"one", b"two"):
+            assert shim.send(tx, msg) == "OK"
+        for msg in (b"one", b"two"):
+            assert shim.recv(rx, 16, 0) == ("OK", len(msg), msg)
+        assert api._guard_state(tx)[1] and api._guard_state(rx)[1]     # both biased
+        assert shim.send(tx, b"three") == "OK"
+        with _mapped(channel) as mm:
+            struct.pack_into("<Q", mm, lay["write_cursor"], 3 + 1000)   # further than capacity
+            assert shim.recv(rx, 16, 0) == ("CORRUPT", 0, None)
+            assert shim.try_recv(rx, 16) == ("CORRUPT", 0, None)
+            struct.pack_into("<Q", mm, lay["write_cursor"], 3)
+            slot = lay["slots"] + 2 * (lay["slot_header_size"] + 16)    # message 2's slot
+            struct.pack_into("<I", mm, slot, 17)                        # over message_length
+            assert shim.recv(rx, 2000, 0) == ("CORRUPT", 0, None)
+            struct.pack_into("<I", mm, slot, 5)
+            assert shim.recv(rx, 4, 0) == ("TOO_LONG", 5, None)         # over capacity: kept
+            assert rx.taken == 2
+            assert shim.recv(rx, 16, 0) == ("OK", 5, b"three")
+            # The sender's short way never reads the read cursor: a full ring as last seen
+            # goes the whole way, which reloads and checks it.
+            for msg in (b"4", b"5", b"6", b"7"):
+                assert shim.send(tx, msg) == "OK"
+            assert rx.depth == 4                                        # full
+            struct.pack_into("<Q", mm, lay["read_cursor"], 7 + 1000)
+            assert shim.send(tx, b"8", 0) == "CORRUPT"
+            assert shim.try_send(tx, b"8") == "CORRUPT"
+            struct.pack_into("<Q", mm, lay["read_cursor"], 3)
+            assert shim.send(tx, b"8", 0) == "TIMEOUT"
+            assert shim.send(tx, b"x" * 17) == "TOO_LONG"
 
 
 class Tick(ctypes.Structure):

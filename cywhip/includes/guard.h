@@ -112,15 +112,16 @@ static inline cw_bias_rec *cw_guard_owned(cw_bias_rec **bias)
     return rec;
 }
 
-/* Take the guard by the owner's fast path: 1 if the end is biased to this thread and it
- * took the guard; 0 if it must take it the slow way. */
-static inline int cw_guard_take_biased(int32_t *busy, cw_bias_rec **bias)
+/* Take the guard by the owner's fast path: the calling thread's record if the end is biased
+ * to this thread and it took the guard (give it back with cw_guard_leave() or
+ * cw_guard_give_biased()); NULL if it must take it the slow way. */
+static inline cw_bias_rec *cw_guard_enter(int32_t *busy, cw_bias_rec **bias)
 {
     cw_bias_rec *rec = cw_guard_owned(bias);
     /* in_call already set: a call nested in one of this thread's (a signal handler's);
      * the slow way refuses it on the same end. */
     if (rec == NULL || rec->in_call != NULL)
-        return 0;
+        return NULL;
     __atomic_store_n(&rec->in_call, (void *)busy, __ATOMIC_RELAXED);
     /* The compiler keeps the store before the loads; the CPU may not, and a taker's
      * membarrier covers that. */
@@ -129,9 +130,23 @@ static inline int cw_guard_take_biased(int32_t *busy, cw_bias_rec **bias)
      * owner included. */
     if (__atomic_load_n(busy, __ATOMIC_ACQUIRE) == CW_GUARD_FREE
             && __atomic_load_n(bias, __ATOMIC_RELAXED) == rec)
-        return 1;
+        return rec;
     __atomic_store_n(&rec->in_call, NULL, __ATOMIC_RELEASE);
-    return 0;
+    return NULL;
+}
+
+/* cw_guard_enter() as a yes or no: 1 if the end is biased to this thread and it
+ * took the guard; 0 if it must take it the slow way. */
+static inline int cw_guard_take_biased(int32_t *busy, cw_bias_rec **bias)
+{
+    return cw_guard_enter(busy, bias) != NULL;
+}
+
+/* Give back the guard cw_guard_enter() took with rec (release: the next holder sees this
+ * call's work). */
+static inline void cw_guard_leave(cw_bias_rec *rec)
+{
+    __atomic_store_n(&rec->in_call, NULL, __ATOMIC_RELEASE);
 }
 
 /* Give the guard back if the caller, which holds it, holds it by the fast path (release:
