@@ -655,6 +655,12 @@ with cywhip.Sender(name, message_length=8) as tx:
     done.set()
     for t in threads:
         t.join(10)
+    # join() returns once the Python thread is done; its record goes back a moment later,
+    # when the thread itself exits and its thread-specific data is destroyed.
+    import time
+    deadline = time.monotonic() + 10
+    while api._records_claimed() != before and time.monotonic() < deadline:
+        time.sleep(0.01)
     after = api._records_claimed()
 print(before, held, os.waitstatus_to_exitcode(status), after)
 """
