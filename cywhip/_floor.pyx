@@ -14,33 +14,47 @@ from cywhip.includes.c_atomics cimport (
 )
 from cywhip.includes.c_futex cimport cw_futex_wait, cw_futex_wake
 from cywhip._ring cimport monotonic_ns
+from cywhip.includes.c_copy cimport cw_copy
 
 # Layout of the floor ring: head (written by the sender) at 0, tail (written
-# by the receiver) at 128, slots from 256.
+# by the receiver) at 128, slots from 256.  Its capacity (in records) is a power
+# of two, RING_SLOTS unless the caller gives another: the same on both sides.
 cdef enum:
     HEAD = 0
     TAIL = 128
     SLOTS = 256
-    CAP = 65536
-RING_SLOTS = CAP
+RING_SLOTS = 65536
 MAX_RECORD = 256
 
 
-def ring_bytes(int record_size):
-    """Bytes of shared memory the floor ring needs for records of record_size bytes."""
-    return SLOTS + RING_SLOTS * record_size
+def ring_bytes(int record_size, Py_ssize_t capacity=RING_SLOTS):
+    """Bytes of shared memory the floor ring needs for capacity records of record_size bytes."""
+    return SLOTS + capacity * record_size
 
 
-def ring_send(unsigned char[::1] shm, Py_ssize_t count, int record_size):
+cdef uint64_t _check(unsigned char[::1] shm, int record_size, Py_ssize_t capacity,
+                     int smallest=1) except 0:
+    """The index mask of a ring of capacity records in shm, after checking them."""
+    if not smallest <= record_size <= MAX_RECORD:
+        raise ValueError(f"record size {record_size} is not {smallest} to {MAX_RECORD}")
+    if capacity < 2 or capacity & (capacity - 1):
+        raise ValueError(f"capacity {capacity} is not a power of two of at least 2")
+    if shm.shape[0] < ring_bytes(record_size, capacity):
+        raise ValueError(f"a buffer of {shm.shape[0]} bytes is smaller than a ring of {capacity} "
+                         f"records of {record_size} bytes ({ring_bytes(record_size, capacity)})")
+    return <uint64_t>capacity - 1
+
+
+def ring_send(unsigned char[::1] shm, Py_ssize_t count, int record_size,
+              Py_ssize_t capacity=RING_SLOTS):
     """Send count records of record_size bytes through the floor ring (spinning while full)."""
     cdef char *base = <char *>&shm[0]
     cdef uint64_t *head = <uint64_t *>(base + HEAD)
     cdef uint64_t *tail = <uint64_t *>(base + TAIL)
     cdef char *slots = base + SLOTS
-    cdef uint64_t h = 0, t, free, k, j, cap = CAP
+    cdef uint64_t h = 0, t, free, k, j
     cdef char record[256]
-    if not 0 < record_size <= MAX_RECORD or shm.shape[0] < ring_bytes(record_size):
-        raise ValueError(f"bad record size {record_size} or buffer of {shm.shape[0]} bytes")
+    cdef uint64_t mask = _check(shm, record_size, capacity), cap = mask + 1
     memset(record, 7, sizeof(record))
     with nogil:
         while h < <uint64_t>count:
@@ -55,22 +69,22 @@ def ring_send(unsigned char[::1] shm, Py_ssize_t count, int record_size):
             if k > cap // 4:
                 k = cap // 4
             for j in range(k):
-                memcpy(slots + ((h + j) % CAP) * record_size, record, record_size)
+                memcpy(slots + ((h + j) & mask) * record_size, record, record_size)
             h += k
             cw_store_release_u64(head, h)
 
 
-def ring_recv(unsigned char[::1] shm, Py_ssize_t count, int record_size):
+def ring_recv(unsigned char[::1] shm, Py_ssize_t count, int record_size,
+              Py_ssize_t capacity=RING_SLOTS):
     """Receive count records; return the seconds from the first record to the last."""
     cdef char *base = <char *>&shm[0]
     cdef uint64_t *head = <uint64_t *>(base + HEAD)
     cdef uint64_t *tail = <uint64_t *>(base + TAIL)
     cdef char *slots = base + SLOTS
-    cdef uint64_t t = 0, h, j, cap = CAP
+    cdef uint64_t t = 0, h, j
     cdef int64_t start = 0, end = 0
     cdef char out[256]
-    if not 0 < record_size <= MAX_RECORD or shm.shape[0] < ring_bytes(record_size):
-        raise ValueError(f"bad record size {record_size} or buffer of {shm.shape[0]} bytes")
+    cdef uint64_t mask = _check(shm, record_size, capacity), cap = mask + 1
     with nogil:
         while t < <uint64_t>count:
             h = cw_load_acquire_u64(head)
@@ -80,24 +94,27 @@ def ring_recv(unsigned char[::1] shm, Py_ssize_t count, int record_size):
             if start == 0:
                 start = monotonic_ns()
             for j in range(t, h):
-                memcpy(out, slots + (j % CAP) * record_size, record_size)
+                memcpy(out, slots + (j & mask) * record_size, record_size)
             t = h
             cw_store_release_u64(tail, t)
         end = monotonic_ns()
     return (end - start) / 1e9
 
 
-def ring_send_each(unsigned char[::1] shm, Py_ssize_t count, int record_size):
+def ring_send_each(unsigned char[::1] shm, Py_ssize_t count, int record_size,
+                   Py_ssize_t capacity=RING_SLOTS):
     """Send count records through the floor ring one at a time: a store-release of head after
-    each record (per-message publish), the receiver's tail reloaded only when the ring looks full."""
+    each record (per-message publish), the receiver's tail reloaded only when the ring looks full.
+
+    Each record carries its number in its first 8 bytes, written just before it is copied
+    into its slot, as the benchmark loops through cywhip's Cython API do.  record_size >= 8."""
     cdef char *base = <char *>&shm[0]
     cdef uint64_t *head = <uint64_t *>(base + HEAD)
     cdef uint64_t *tail = <uint64_t *>(base + TAIL)
     cdef char *slots = base + SLOTS
-    cdef uint64_t h = 0, t = 0, cap = CAP
+    cdef uint64_t h = 0, t = 0
     cdef char record[256]
-    if not 0 < record_size <= MAX_RECORD or shm.shape[0] < ring_bytes(record_size):
-        raise ValueError(f"bad record size {record_size} or buffer of {shm.shape[0]} bytes")
+    cdef uint64_t mask = _check(shm, record_size, capacity, 8), cap = mask + 1
     memset(record, 7, sizeof(record))
     with nogil:
         while h < <uint64_t>count:
@@ -106,24 +123,26 @@ def ring_send_each(unsigned char[::1] shm, Py_ssize_t count, int record_size):
                 if h - t == cap:
                     cw_cpu_relax()
                     continue
-            memcpy(slots + (h % CAP) * record_size, record, record_size)
+            (<uint64_t *>record)[0] = h
+            cw_copy(slots + (h & mask) * record_size, record, record_size)
             h += 1
             cw_store_release_u64(head, h)
 
 
-def ring_recv_each(unsigned char[::1] shm, Py_ssize_t count, int record_size):
+def ring_recv_each(unsigned char[::1] shm, Py_ssize_t count, int record_size,
+                   Py_ssize_t capacity=RING_SLOTS):
     """Receive count records one at a time: a store-release of tail after each record, head
-    reloaded only when the records known to be published are used up.  Returns the seconds
-    from the first record to the last."""
+    reloaded only when the records known to be published are used up; each record's number
+    checked.  Returns (the seconds from the first record to the last, records whose number
+    was wrong)."""
     cdef char *base = <char *>&shm[0]
     cdef uint64_t *head = <uint64_t *>(base + HEAD)
     cdef uint64_t *tail = <uint64_t *>(base + TAIL)
     cdef char *slots = base + SLOTS
-    cdef uint64_t t = 0, h = 0, acc = 0
+    cdef uint64_t t = 0, h = 0, wrong = 0
     cdef int64_t start = 0, end = 0
     cdef char out[256]
-    if not 0 < record_size <= MAX_RECORD or shm.shape[0] < ring_bytes(record_size):
-        raise ValueError(f"bad record size {record_size} or buffer of {shm.shape[0]} bytes")
+    cdef uint64_t mask = _check(shm, record_size, capacity, 8), cap = mask + 1
     memset(out, 0, sizeof(out))
     with nogil:
         while t < <uint64_t>count:
@@ -134,15 +153,13 @@ def ring_recv_each(unsigned char[::1] shm, Py_ssize_t count, int record_size):
                     continue
                 if start == 0:
                     start = monotonic_ns()
-            memcpy(out, slots + (t % CAP) * record_size, record_size)
-            # Use what was copied, so that the compiler keeps the copy.
-            acc += (<uint64_t *>out)[0]
+            cw_copy(out, slots + (t & mask) * record_size, record_size)
+            if (<uint64_t *>out)[0] != t:
+                wrong += 1
             t += 1
             cw_store_release_u64(tail, t)
         end = monotonic_ns()
-        # Past the two cursors' lines, inside the 256-byte header.
-        (<uint64_t *>(base + TAIL + 64))[0] = acc
-    return (end - start) / 1e9
+    return (end - start) / 1e9, wrong
 
 
 def futex_pingpong(unsigned char[::1] shm, Py_ssize_t count, bint ping, int64_t[::1] rtt_ns=None):

@@ -12,9 +12,25 @@ def test_the_raw_c_ring_floor_moves_records_between_two_processes():
 
 
 def test_the_raw_c_ring_floor_publishing_per_message_moves_records_between_two_processes():
-    result = _bench.run_pair(_bench._w_floor_ring_each, {"name": "cywhip-" + _bench._name("te"),
-                                                         "count": 200_000, "size": 32})
-    assert result["rate"] > 0
+    # The receiver checks every record's number; a wrong one fails the run.
+    for capacity in (1024, 65536):
+        result = _bench.run_pair(_bench._w_floor_ring_each, {"name": "cywhip-" + _bench._name("te"),
+                                                             "count": 200_000, "size": 32,
+                                                             "capacity": capacity})
+        assert result["rate"] > 0
+
+
+def test_the_floor_ring_refuses_a_capacity_size_or_buffer_it_cannot_use_naming_the_value():
+    import pytest
+    from cywhip import _floor
+    assert _floor.ring_bytes(32, 1024) == 256 + 32 * 1024
+    shm = bytearray(_floor.ring_bytes(32, 1024))
+    with pytest.raises(ValueError, match="capacity 1000 is not a power of two"):
+        _floor.ring_send_each(shm, 1, 32, 1000)
+    with pytest.raises(ValueError, match="record size 4 is not 8 to 256"):
+        _floor.ring_recv_each(shm, 1, 4, 1024)
+    with pytest.raises(ValueError, match="smaller than a ring of 2048 records"):
+        _floor.ring_send(shm, 1, 32, 2048)
 
 
 def test_the_futex_floor_and_cywhip_ping_pong_report_percentiles():

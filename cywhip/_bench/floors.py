@@ -41,18 +41,21 @@ def _w_floor_futex(role, p, ready, results, shared):
 
 
 def _w_floor_ring_each(role, p, ready, results, shared):
-    """The floor ring one record at a time: a publish (and a release) per record."""
+    """The floor ring one record at a time: a publish (and a release) per record, in a ring of
+    p["capacity"] records (default _floor.RING_SLOTS)."""
     from cywhip import _floor
-    size, n = p["size"], p["count"]
+    size, n, cap = p["size"], p["count"], p.get("capacity", _floor.RING_SLOTS)
     if role == "producer":
         ready.wait(60)
-    shm = _Shm(p["name"], _floor.ring_bytes(size), create=(role == "consumer"))
+    shm = _Shm(p["name"], _floor.ring_bytes(size, cap), create=(role == "consumer"))
     try:
         if role == "producer":
-            _floor.ring_send_each(shm.map, n, size)
+            _floor.ring_send_each(shm.map, n, size, cap)
             return
         ready.set()
-        seconds = _floor.ring_recv_each(shm.map, n, size)
-        results.put({"rate": n / seconds})
+        seconds, wrong = _floor.ring_recv_each(shm.map, n, size, cap)
+        if wrong:
+            raise RuntimeError(f"{wrong} of {n} records were wrong")
+        results.put({"rate": (n - 1) / seconds})
     finally:
         shm.close()
