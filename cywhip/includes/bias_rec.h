@@ -24,7 +24,7 @@ static void cw_bias_release(void *p)
     cw_bias_rec *rec = (cw_bias_rec *)p;
     /* An end still biased to this record now names nobody (a later thread that is given
      * the same pthread_t does not hold it), until another thread claims it. */
-    __atomic_store_n(&rec->thread, (pthread_t)0, __ATOMIC_RELAXED);
+    __atomic_store_n(&rec->thread, (uintptr_t)0, __ATOMIC_RELAXED);
     __atomic_store_n(&rec->in_call, NULL, __ATOMIC_RELEASE);
     __atomic_store_n(&rec->claimed, 0, __ATOMIC_RELEASE);
 }
@@ -34,7 +34,7 @@ static void cw_bias_after_fork(void)
 {
     int i;
     for (i = 0; i < CW_BIAS_RECS; i++)
-        if (cw_bias_recs[i].claimed && !pthread_equal(cw_bias_recs[i].thread, pthread_self()))
+        if (cw_bias_recs[i].claimed && cw_bias_recs[i].thread != cw_thread_self())
             cw_bias_release(&cw_bias_recs[i]);
 }
 
@@ -77,7 +77,7 @@ static inline cw_bias_rec *cw_bias_mine(void)
                 && __atomic_compare_exchange_n(&cw_bias_recs[i].claimed, &expected, 1, 0,
                                                __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
             rec = &cw_bias_recs[i];
-            __atomic_store_n(&rec->thread, pthread_self(), __ATOMIC_RELAXED);
+            __atomic_store_n(&rec->thread, cw_thread_self(), __ATOMIC_RELAXED);
             if (pthread_setspecific(cw_bias_key, rec) != 0) {
                 cw_bias_release(rec);
                 return NULL;

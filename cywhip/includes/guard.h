@@ -47,11 +47,28 @@
 
 enum { CW_GUARD_FREE = 0, CW_GUARD_CALL = 1, CW_GUARD_NOGIL = 2 };
 
+/* The calling thread's thread pointer: unique among the threads alive, and read without a
+ * call (the x86-64 and AArch64 ABIs keep it in a register; pthread_self() elsewhere).  A
+ * record names its thread by it. */
+static inline uintptr_t cw_thread_self(void)
+{
+    uintptr_t tp;
+#if defined(__x86_64__) && defined(__GNUC__)
+    /* The x86-64 TLS ABI: the word at %fs:0 is the thread control block's own address. */
+    __asm__("mov %%fs:0, %0" : "=r"(tp));
+#elif defined(__aarch64__) && defined(__GNUC__)
+    __asm__("mrs %0, tpidr_el0" : "=r"(tp));
+#else
+    tp = (uintptr_t)pthread_self();
+#endif
+    return tp;
+}
+
 /* Each in a pair of cache lines of its own (the adjacent-line prefetcher moves lines in
  * pairs), as the header's cursors are. */
 typedef struct cw_bias_rec {
     void *in_call;          /* the busy word of the end this thread is in a call on, or NULL */
-    pthread_t thread;       /* the thread that holds this record; 0 while none does */
+    uintptr_t thread;       /* the thread that holds this record (cw_thread_self()); 0 while none does */
     int32_t claimed;        /* a thread holds this record */
 } __attribute__((aligned(128))) cw_bias_rec;
 
@@ -74,7 +91,7 @@ static inline int cw_guard_take(int32_t *busy, cw_bias_rec **bias, int32_t who)
         /* Our store of busy, a barrier on every CPU of this process, then the owner's
          * in_call.  The owner's own thread (a call nested in a signal handler, or one whose
          * fast path found busy taken) sees its record in program order, and needs none. */
-        if (pthread_equal(__atomic_load_n(&owner->thread, __ATOMIC_RELAXED), pthread_self())) {
+        if (__atomic_load_n(&owner->thread, __ATOMIC_RELAXED) == cw_thread_self()) {
             /* Its own call is inside and cannot leave while this one waits. */
             if (owner->in_call == (void *)busy) {
                 __atomic_store_n(busy, CW_GUARD_FREE, __ATOMIC_RELEASE);
@@ -107,7 +124,7 @@ static inline void cw_guard_give(int32_t *busy)
 static inline cw_bias_rec *cw_guard_owned(cw_bias_rec **bias)
 {
     cw_bias_rec *rec = __atomic_load_n(bias, __ATOMIC_RELAXED);
-    if (rec == NULL || !pthread_equal(__atomic_load_n(&rec->thread, __ATOMIC_RELAXED), pthread_self()))
+    if (rec == NULL || __atomic_load_n(&rec->thread, __ATOMIC_RELAXED) != cw_thread_self())
         return NULL;
     return rec;
 }
