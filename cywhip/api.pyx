@@ -283,40 +283,42 @@ cdef inline bint _recv_short(cw_handle *c, void *dst, size_t capacity, size_t *n
 
 # --------------------------------------------------------------------- sending
 
-cdef int send(Handle *h, const void *data, size_t n, int64_t timeout_ns) noexcept nogil:
-    cdef cw_handle *c = <cw_handle *>h
+cdef int _send_whole(cw_handle *c, const void *data, size_t n, int64_t timeout_ns,
+                     bint trying) noexcept nogil:
+    """send() (or, trying, try_send()) the whole way; kept out of line (called from both),
+    so that the short way in front of it runs without saving registers."""
     cdef ring_t *r = c.ring
     cdef int64_t free
-    cdef int st
-    if _send_short(c, data, n):
-        return OK
-    st = _begin_send(c, n)
+    cdef int st = _begin_send(c, n)
     if st != OK:
         return st
     free = ring_claim(r)
     if free <= 0:
         if free < 0:
             return _end(c, CORRUPT)
+        if trying:
+            return _end(c, FULL)
         st = _send_wait(r, timeout_ns)
         if st != OK:
             return _end(c, st)
     return _end(c, _put(r, data, n))
 
 
-cdef int try_send(Handle *h, const void *data, size_t n) noexcept nogil:
-    cdef cw_handle *c = <cw_handle *>h
-    cdef ring_t *r = c.ring
-    cdef int64_t free
-    cdef int st
-    if _send_short(c, data, n):
+# Called through a pointer set at import, so that the compiler keeps it out of line.
+cdef int (*_send_whole_p)(cw_handle *, const void *, size_t, int64_t, bint) noexcept nogil
+_send_whole_p = _send_whole
+
+
+cdef int send(Handle *h, const void *data, size_t n, int64_t timeout_ns) noexcept nogil:
+    if _send_short(<cw_handle *>h, data, n):
         return OK
-    st = _begin_send(c, n)
-    if st != OK:
-        return st
-    free = ring_claim(r)
-    if free <= 0:
-        return _end(c, FULL if free == 0 else CORRUPT)
-    return _end(c, _put(r, data, n))
+    return _send_whole_p(<cw_handle *>h, data, n, timeout_ns, False)
+
+
+cdef int try_send(Handle *h, const void *data, size_t n) noexcept nogil:
+    if _send_short(<cw_handle *>h, data, n):
+        return OK
+    return _send_whole_p(<cw_handle *>h, data, n, 0, True)
 
 
 cdef int send_records(Handle *h, const void *src, size_t count, size_t stride, size_t *sent,
@@ -346,19 +348,23 @@ cdef int send_records(Handle *h, const void *src, size_t count, size_t stride, s
 
 # ------------------------------------------------------------------- receiving
 
-cdef int recv(Handle *h, void *dst, size_t capacity, size_t *n, int64_t timeout_ns) noexcept nogil:
-    cdef cw_handle *c = <cw_handle *>h
+cdef int _recv_whole(cw_handle *c, void *dst, size_t capacity, size_t *n, int64_t timeout_ns,
+                     bint trying) noexcept nogil:
+    """recv() (or, trying, try_recv()) the whole way; kept out of line, as _send_whole()."""
     cdef ring_t *r = c.ring
     cdef int64_t avail
-    cdef int st
-    if _recv_short(c, dst, capacity, n):
-        return OK
-    st = _begin(c)
+    cdef int st = _begin(c)
     n[0] = 0
     if st != OK:
         return st
     if c.sending:
         return _end(c, WRONG_END)
+    if trying:
+        # As try_recv() in Python: a hole left by a dead sender is resolved at once.
+        avail = ring_available_now(r)
+        if avail <= 0:
+            return _end(c, EMPTY if avail == 0 else CORRUPT)
+        return _end(c, _take(c, r, dst, capacity, n))
     avail = ring_available(r)
     if avail <= 0:
         if avail < 0:
@@ -369,24 +375,20 @@ cdef int recv(Handle *h, void *dst, size_t capacity, size_t *n, int64_t timeout_
     return _end(c, _take(c, r, dst, capacity, n))
 
 
-cdef int try_recv(Handle *h, void *dst, size_t capacity, size_t *n) noexcept nogil:
-    cdef cw_handle *c = <cw_handle *>h
-    cdef ring_t *r = c.ring
-    cdef int64_t avail
-    cdef int st
-    if _recv_short(c, dst, capacity, n):
+cdef int (*_recv_whole_p)(cw_handle *, void *, size_t, size_t *, int64_t, bint) noexcept nogil
+_recv_whole_p = _recv_whole
+
+
+cdef int recv(Handle *h, void *dst, size_t capacity, size_t *n, int64_t timeout_ns) noexcept nogil:
+    if _recv_short(<cw_handle *>h, dst, capacity, n):
         return OK
-    st = _begin(c)
-    n[0] = 0
-    if st != OK:
-        return st
-    if c.sending:
-        return _end(c, WRONG_END)
-    # As try_recv() in Python: a hole left by a dead sender is resolved at once.
-    avail = ring_available_now(r)
-    if avail <= 0:
-        return _end(c, EMPTY if avail == 0 else CORRUPT)
-    return _end(c, _take(c, r, dst, capacity, n))
+    return _recv_whole_p(<cw_handle *>h, dst, capacity, n, timeout_ns, False)
+
+
+cdef int try_recv(Handle *h, void *dst, size_t capacity, size_t *n) noexcept nogil:
+    if _recv_short(<cw_handle *>h, dst, capacity, n):
+        return OK
+    return _recv_whole_p(<cw_handle *>h, dst, capacity, n, 0, True)
 
 
 cdef int recv_records(Handle *h, void *dst, size_t max_count, size_t stride, size_t *got,

@@ -19,8 +19,8 @@ static inline uint64_t cw_load8(const char *p)
 /*
  * Copy n bytes between buffers that do not overlap.  Messages of up to 64
  * bytes, the common case of one message per call, move without a call into
- * libc, in possibly overlapping moves of at most eight bytes, all loaded
- * before any is stored.  Longer ones go through memcpy.
+ * libc, in possibly overlapping moves of at most eight bytes, up to 32 bytes
+ * loaded before any of them is stored.  Longer ones go through memcpy.
  *
  * Why no wider moves: a caller often writes a message field by field just
  * before sending it.  A load is served from those stores, still on their way
@@ -63,17 +63,21 @@ static inline void cw_copy(void *dst, const void *src, size_t n)
         return;
     }
     if (n <= 64) {
+        /* The first 32 bytes, then the last 32 (overlapping them when n < 64): a block's
+         * loads come before its stores, and one block at a time needs few registers. */
         uint64_t a = cw_load8(s), b = cw_load8(s + 8), c = cw_load8(s + 16), e = cw_load8(s + 24);
-        uint64_t f = cw_load8(s + n - 32), g = cw_load8(s + n - 24), h = cw_load8(s + n - 16);
-        uint64_t i = cw_load8(s + n - 8);
         memcpy(d, &a, 8);
         memcpy(d + 8, &b, 8);
         memcpy(d + 16, &c, 8);
         memcpy(d + 24, &e, 8);
-        memcpy(d + n - 32, &f, 8);
-        memcpy(d + n - 24, &g, 8);
-        memcpy(d + n - 16, &h, 8);
-        memcpy(d + n - 8, &i, 8);
+        a = cw_load8(s + n - 32);
+        b = cw_load8(s + n - 24);
+        c = cw_load8(s + n - 16);
+        e = cw_load8(s + n - 8);
+        memcpy(d + n - 32, &a, 8);
+        memcpy(d + n - 24, &b, 8);
+        memcpy(d + n - 16, &c, 8);
+        memcpy(d + n - 8, &e, 8);
         return;
     }
     memcpy(d, s, n);
