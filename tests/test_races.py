@@ -1,4 +1,5 @@
 """Races between ends, channels() and remove_stale(), each made to happen."""
+import contextlib
 import os
 import textwrap
 import threading
@@ -86,6 +87,31 @@ HOLD = textwrap.dedent("""
 """)
 
 
+@contextlib.contextmanager
+def _removal_held(channel, monkeypatch, removal_wait):
+    """remove_stale(channel) in a thread, held inside its removal (both end bytes and the
+    lifecycle byte locked, about to unlink) until the block sets the yielded event or ends;
+    an end waits removal_wait for a removal.  Checks that remove_stale() removed the channel."""
+    holding, go, outcome = threading.Event(), threading.Event(), []
+
+    def hook(point, path):
+        if point == "remove":
+            holding.set()
+            go.wait(10)
+
+    monkeypatch.setattr(_region, "_test_hook", hook)
+    monkeypatch.setattr(_region, "_REMOVAL_WAIT", removal_wait)
+    remover = threading.Thread(target=lambda: outcome.append(cywhip.remove_stale(channel)))
+    remover.start()
+    try:
+        assert holding.wait(10)
+        yield go
+    finally:
+        go.set()
+        remover.join(10)
+    assert outcome == [[channel]]
+
+
 @pytest.mark.parametrize("last_end", ["closed", "killed"])
 def test_an_end_starting_while_remove_stale_removes_the_channel_waits_for_it_and_opens_a_new_one(
         channel, monkeypatch, peers, last_end):
@@ -98,21 +124,9 @@ def test_an_end_starting_while_remove_stale_removes_the_channel_waits_for_it_and
         assert proc.stdout.readline().strip() == "ready"
         proc.kill()
         proc.wait(10)
-    holding, go, outcome = threading.Event(), threading.Event(), []
-
-    def hook(point, path):
-        if point == "remove":
-            holding.set()
-            go.wait(10)
-
-    monkeypatch.setattr(_region, "_test_hook", hook)
-    # The end waits for the removal at most _REMOVAL_WAIT; a loaded machine may keep the
-    # timer below from firing for a while, and this test is about the waiting, not its bound.
-    monkeypatch.setattr(_region, "_REMOVAL_WAIT", 60.0)
-    remover = threading.Thread(target=lambda: outcome.append(cywhip.remove_stale(channel)))
-    remover.start()
-    try:
-        assert holding.wait(10)
+    # A loaded machine may keep the timer below from firing for a while: this test is about
+    # the waiting, not its bound, so the end may wait a minute.
+    with _removal_held(channel, monkeypatch, 60.0) as go:
         threading.Timer(0.1, go.set).start()
         t0 = time.monotonic()
         with Sender(channel, message_length=8, max_queued_messages=4) as s:
@@ -120,10 +134,6 @@ def test_an_end_starting_while_remove_stale_removes_the_channel_waits_for_it_and
             s.send(b"new")
             with Receiver(channel, message_length=8, max_queued_messages=4) as r:
                 assert r.recv(timeout=2) == b"new"
-    finally:
-        go.set()
-        remover.join(10)
-    assert outcome == [[channel]]
 
 
 def test_an_end_starting_while_a_removal_is_stuck_says_busy_after_the_removal_wait(
@@ -131,27 +141,11 @@ def test_an_end_starting_while_a_removal_is_stuck_says_busy_after_the_removal_wa
     # A remover that never finishes (stopped, say) holds the lifecycle byte and the end
     # bytes: an end waits _REMOVAL_WAIT for it, then reports the channel busy.
     Sender(channel, message_length=8, max_queued_messages=4).close()
-    holding, go, outcome = threading.Event(), threading.Event(), []
-
-    def hook(point, path):
-        if point == "remove":
-            holding.set()
-            go.wait(10)
-
-    monkeypatch.setattr(_region, "_test_hook", hook)
-    monkeypatch.setattr(_region, "_REMOVAL_WAIT", 0.3)
-    remover = threading.Thread(target=lambda: outcome.append(cywhip.remove_stale(channel)))
-    remover.start()
-    try:
-        assert holding.wait(10)
+    with _removal_held(channel, monkeypatch, 0.3):
         t0 = time.monotonic()
         with pytest.raises(cywhip.ChannelBusyError, match=f"channel {channel!r} already has a sender"):
             Sender(channel, message_length=8, max_queued_messages=4)
         assert time.monotonic() - t0 >= 0.3        # it waited the whole removal wait first
-    finally:
-        go.set()
-        remover.join(10)
-    assert outcome == [[channel]]
 
 
 REMOVE_LOOP = textwrap.dedent("""
