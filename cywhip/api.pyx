@@ -285,8 +285,8 @@ cdef inline bint _recv_short(cw_handle *c, void *dst, size_t capacity, size_t *n
 
 cdef int _send_whole(cw_handle *c, const void *data, size_t n, int64_t timeout_ns,
                      bint trying) noexcept nogil:
-    """send() (or, trying, try_send()) the whole way; kept out of line (called from both),
-    so that the short way in front of it runs without saving registers."""
+    """send() (or, trying, try_send()) the whole way; kept out of line, so that the short way
+    in front of it saves few registers."""
     cdef ring_t *r = c.ring
     cdef int64_t free
     cdef int st = _begin_send(c, n)
