@@ -23,7 +23,7 @@ static void cw_bias_release(void *p)
 {
     cw_bias_rec *rec = (cw_bias_rec *)p;
     /* An end still biased to this record now names nobody (a later thread that is given
-     * the same pthread_t does not hold it), until another thread claims it. */
+     * the same thread pointer does not hold it), until another thread claims it. */
     __atomic_store_n(&rec->thread, (uintptr_t)0, __ATOMIC_RELAXED);
     __atomic_store_n(&rec->in_call, NULL, __ATOMIC_RELEASE);
     __atomic_store_n(&rec->claimed, 0, __ATOMIC_RELEASE);
