@@ -76,6 +76,20 @@ cdef bint light_publish() noexcept nogil:
     return _light == 1
 
 
+cdef extern from *:
+    """
+    #if defined(CYTHON_TRACE_NOGIL) && CYTHON_TRACE_NOGIL
+    #define CYWHIP_LINE_TRACED 1
+    #else
+    #define CYWHIP_LINE_TRACED 0
+    #endif
+    """
+    const int CYWHIP_LINE_TRACED
+
+# Built with line tracing (CYWHIP_DEBUG=1): nogil code then takes the GIL on every line.
+LINE_TRACED = bool(CYWHIP_LINE_TRACED)
+
+
 def publish_mode():
     """How this process orders a publish before its look at the other end's waiting word:
     "membarrier" (a compiler barrier; ends about to sleep run membarrier(2)) or "fence"."""

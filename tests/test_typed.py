@@ -11,6 +11,7 @@ np = pytest.importorskip("numpy")
 
 import cywhip  # noqa: E402
 from cywhip import ChannelMismatchError, Receiver, Sender  # noqa: E402
+from cywhip._ring import LINE_TRACED  # noqa: E402
 from cywhip._testing.records import Mixed, fields, make, make_array, numpy_dtype  # noqa: E402
 
 RECORD = np.dtype([("seq", "<i8"), ("a", "<i8"), ("b", "<i8"), ("c", "<i8")])
@@ -419,6 +420,8 @@ STREAMING_SENDER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.skipif(LINE_TRACED, reason="a build with line tracing (CYWHIP_DEBUG=1) takes the GIL "
+                                         "on every line of its nogil code")
 @pytest.mark.timeout(120)
 def test_a_receiving_thread_leaves_the_main_thread_on_the_cpu(channel, peers):
     total = 4_000_000
