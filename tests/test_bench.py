@@ -88,6 +88,36 @@ def test_the_table_shows_cywhips_ratio_to_each_peer_and_skipped_peers():
     assert "skipped: gone is not installed" in text
 
 
+def test_short_figures_are_run_in_interleaved_rounds_and_reported_as_their_median(monkeypatch):
+    from cywhip._bench import report
+    now = [0.0]
+    order = []
+    figures = {"a": [5e6, 9e6, 1e6], "b": [2e6, 3e6, 4e6], "slow": [7e6], "c": [1.0, 3.0, 2.0]}
+
+    def row(group, system, unit, seconds, needs=None):
+        def run():
+            order.append(system)
+            now[0] += seconds
+            return {"rate": figures[system][sum(1 for s in order if s == system) - 1]}
+        return {"group": group, "system": system, "label": system, "unit": unit, "key": "rate",
+                "run": run, "needs": needs, "versus": None, "processes": 2}
+
+    rows = [row("g", "a", "msg/s", 1), row("g", "b", "msg/s", 1), row("g", "slow", "msg/s", 9),
+            row("g", "gone", "msg/s", 1, needs="no-such-module-here"), row("h", "c", "µs", 1)]
+    monkeypatch.setattr(report, "workloads", lambda quick: rows)
+    monkeypatch.setattr(report, "_clock", lambda: now[0])
+    out = {r["system"]: r for r in report.run()}
+    # A row's runs alternate with the other short rows of its group; a long one runs once.
+    assert order == ["a", "b", "slow", "a", "b", "a", "b", "c", "c", "c"]
+    assert out["a"]["value"] == 5e6 and out["a"]["values"] == [5e6, 9e6, 1e6] and out["a"]["runs"] == 3
+    assert out["b"]["value"] == 3e6 and out["c"]["value"] == 2.0
+    assert out["slow"]["value"] == 7e6 and out["slow"]["runs"] == 1 and out["slow"]["seconds"] == 9
+    assert "value" not in out["gone"] and "not installed" in out["gone"]["skipped"]
+    text = _bench.table(list(out.values()))
+    assert "| g | a | a | 5.00 M msg/s (median of 3: 1.00 M msg/s to 9.00 M msg/s) |" in text
+    assert "| g | slow | slow | 7.00 M msg/s |" in text
+
+
 def test_targets_are_judged_from_the_measured_ratios():
     rows = [
         {"group": "batches, 32 B", "system": "cywhip", "label": "send_many/recv_many", "value": 30e6},

@@ -4,7 +4,7 @@ import os
 import sys
 import time
 
-from cywhip._bench.common import HIGHER_IS_BETTER, _available
+from cywhip._bench.common import _available
 from cywhip._bench.workloads import BROADCAST, SHARING, workloads
 
 
@@ -62,44 +62,71 @@ TARGETS = [
 ]
 
 
+# A figure whose first run took less than SHORT_SECONDS is run ROUNDS times in all, in rounds
+# that take every such row of its group in turn, and its median is reported.  On this kind of
+# machine noise goes both ways: besides slow runs, a pair of spinning processes sometimes runs
+# several times faster than usual for a while.  A best-of-N figure would take that run for one
+# row and not for the row it is compared with; interleaved rounds and medians compare rows
+# measured side by side.
+ROUNDS = 3
+SHORT_SECONDS = 5.0
+_clock = time.perf_counter
+
+
 def run(quick=False, progress=None, only=None):
     """Run every workload (or those whose group contains `only`); return the rows with their
-    figures (or why they were skipped)."""
-    out = []
-    for row in workloads(quick):
-        if only and only not in row["group"]:
-            continue
+    figures (or why they were skipped): the median of the runs (`values`, in the order run)."""
+    rows = [row for row in workloads(quick) if not only or only in row["group"]]
+    recs = []
+    for row in rows:
         rec = {k: v for k, v in row.items() if k != "run"}
         needs = row["needs"] if isinstance(row["needs"], tuple) else (row["needs"],) if row["needs"] else ()
         missing = [m for m in needs if not _available(m)]
         if missing:
             rec["needs"] = ", ".join(needs)
             rec["skipped"] = f"{', '.join(missing)} is not installed (pip install -e '.[bench]')"
-        else:
-            if progress:
-                progress(f"{row['group']}: {row['system']} {row['label']} ...")
-            t0 = time.perf_counter()
-            try:
-                results = [row["run"]()]
-                # Short figures are taken best of three: this is a shared machine, and noise
-                # only ever makes a run slower.
-                if not quick and time.perf_counter() - t0 < 5:
-                    results += [row["run"]() for _ in range(2)]
-                pick = max if row["unit"] in HIGHER_IS_BETTER else min
-                best = pick(results, key=lambda r: r[row["key"]])
-                rec["value"] = best[row["key"]]
-                rec["runs"] = len(results)
-                # What a run found beside its figure (a check on what arrived): the best run's,
-                # and a failed check of any other run.
-                notes = [best.get("note")] + [r["note"] for r in results
-                                              if r is not best and r.get("note", "").startswith("NOT")]
-                if any(notes):
-                    rec["note"] = "; ".join(dict.fromkeys(n for n in notes if n))
-            except Exception as exc:      # a peer that breaks must not sink the table
-                rec["skipped"] = f"failed: {exc}"
-            rec["seconds"] = round(time.perf_counter() - t0, 1)
-        out.append(rec)
-    return out
+        recs.append(rec)
+    results = [[] for _ in rows]
+    seconds = {}
+
+    def once(i):
+        """Run row i once; return how long it took."""
+        if progress:
+            progress(f"{rows[i]['group']}: {rows[i]['system']} {rows[i]['label']} ...")
+        t0 = _clock()
+        try:
+            results[i].append(rows[i]["run"]())
+        except Exception as exc:      # a peer that breaks must not sink the table
+            recs[i]["skipped"] = f"failed: {exc}"
+        took = _clock() - t0
+        seconds[i] = seconds.get(i, 0.0) + took
+        return took
+
+    for group in dict.fromkeys(row["group"] for row in rows):
+        members = [i for i, row in enumerate(rows) if row["group"] == group and "skipped" not in recs[i]]
+        again = [i for i in members if once(i) < SHORT_SECONDS]
+        for _ in range(0 if quick else ROUNDS - 1):
+            for i in again:
+                if "skipped" not in recs[i]:
+                    once(i)
+
+    for i, (row, rec) in enumerate(zip(rows, recs)):
+        if i in seconds:
+            rec["seconds"] = round(seconds[i], 1)
+        if "skipped" in rec:
+            continue
+        key = row["key"]
+        middle = sorted(results[i], key=lambda r: r[key])[(len(results[i]) - 1) // 2]
+        rec["value"] = middle[key]
+        rec["values"] = [r[key] for r in results[i]]
+        rec["runs"] = len(results[i])
+        # What a run found beside its figure (a check on what arrived): the median run's,
+        # and a failed check of any other run.
+        notes = [middle.get("note")] + [r["note"] for r in results[i]
+                                        if r is not middle and r.get("note", "").startswith("NOT")]
+        if any(notes):
+            rec["note"] = "; ".join(dict.fromkeys(n for n in notes if n))
+    return recs
 
 
 def _find(rows, group, system, label_part=""):
@@ -134,8 +161,9 @@ def _fmt(value, unit):
 
 
 def table(rows):
-    """The results as a Markdown table, with cywhip's ratio to each peer in its group and how
-    many processes shared the machine's cores for each figure."""
+    """The results as a Markdown table, with cywhip's ratio to each peer in its group (of the
+    medians), the range of a figure run more than once, and how many processes shared the
+    machine's cores for each figure."""
     lines = ["| workload | system | API | figure | cywhip ÷ this | processes |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
@@ -148,7 +176,11 @@ def table(rows):
             mine = _find(rows, r["group"], "cywhip", r["versus"] or "")
             if mine is not None:
                 ratio = f"{mine['value'] / r['value']:.2f}×"
-        figure = _fmt(r["value"], r["unit"]) + (f"; {r['note']}" if r.get("note") else "")
+        figure = _fmt(r["value"], r["unit"])
+        values = r.get("values", ())
+        if len(values) > 1:
+            figure += f" (median of {len(values)}: {_fmt(min(values), r['unit'])} to {_fmt(max(values), r['unit'])})"
+        figure += f"; {r['note']}" if r.get("note") else ""
         lines.append(f"| {r['group']} | {r['system']} | {r['label']} | {figure} | {ratio} | {procs} |")
     return "\n".join(lines)
 
