@@ -59,9 +59,11 @@ def _cywhip_producer(name, shared):
     return Sender(name, message_length=SIZE, max_queued_messages=1024, max_senders=2).send
 
 
-def _cykit_consumer(name, shared):
+def _cykit_recv(name, mode):
+    """recv(timeout), polling a cykit Consumer of shared-memory mode `mode` ("MPSC", "SPMC"), and
+    its close."""
     from cykit.ipc import Consumer, ShmMode
-    c = Consumer(name, block_count=1024, block_size=64, mode=ShmMode.MPSC)
+    c = Consumer(name, block_count=1024, block_size=64, mode=getattr(ShmMode, mode))
 
     def recv(timeout):
         end = time.monotonic() + timeout
@@ -78,9 +80,19 @@ def _cykit_consumer(name, shared):
     return recv, lambda: None
 
 
-def _cykit_producer(name, shared):
+def _cykit_push(name, mode):
+    """The push of a cykit Producer of shared-memory mode `mode`."""
     from cykit.ipc import MsgKind, Producer, ShmMode
-    return Producer(name, block_count=1024, block_size=64, mode=ShmMode.MPSC, msg_kind=MsgKind.BYTES).push
+    return Producer(name, block_count=1024, block_size=64, mode=getattr(ShmMode, mode),
+                    msg_kind=MsgKind.BYTES).push
+
+
+def _cykit_consumer(name, shared):
+    return _cykit_recv(name, "MPSC")
+
+
+def _cykit_producer(name, shared):
+    return _cykit_push(name, "MPSC")
 
 
 def _queue_consumer(name, shared):
@@ -428,27 +440,11 @@ def _cywhip_groups_left(name):
 
 
 def _cykit_spmc_consumer(name, shared, index):
-    from cykit.ipc import Consumer, ShmMode
-    c = Consumer(name, block_count=1024, block_size=64, mode=ShmMode.SPMC)
-
-    def recv(timeout):
-        end = time.monotonic() + timeout
-        while True:
-            try:
-                msg = c.try_pop()
-            except Exception:
-                msg = None
-            if msg:
-                return msg
-            if time.monotonic() >= end:
-                return None
-            time.sleep(0.00005)
-    return recv, lambda: None
+    return _cykit_recv(name, "SPMC")
 
 
 def _cykit_spmc_producer(name, shared):
-    from cykit.ipc import MsgKind, Producer, ShmMode
-    return Producer(name, block_count=1024, block_size=64, mode=ShmMode.SPMC, msg_kind=MsgKind.BYTES).push
+    return _cykit_push(name, "SPMC")
 
 
 def _iceoryx2_service(name):
