@@ -133,8 +133,9 @@ cdef class Waker:
 
     cdef inline void _lock_gil(self) noexcept:
         """_lock() from a thread holding the GIL: it waits for the lock without the GIL, so
-        that the thread (run()) never waits for the GIL while holding the lock.  (It takes
-        none in a release build; a build with line tracing takes it on every line.)"""
+        that the waker thread (run()) never waits for the GIL while it holds the lock.  (That
+        thread takes the GIL nowhere in a release build, but on every line in a build with
+        line tracing.)"""
         if not PyThread_acquire_lock(self.lock, NOWAIT_LOCK):
             with nogil:
                 PyThread_acquire_lock(self.lock, WAIT_LOCK)
