@@ -10,7 +10,7 @@ them together (per receiver for a broadcast, all of them for shared work).  Proc
 method: a worker imports only what its system needs.
 """
 from cywhip._bench.common import (  # noqa: F401
-    BATCH_RING, HIGHER_IS_BETTER, MESSAGE, SPAWN, _aggregate, _name, _per_consumer, _percentiles,
+    BATCH_RING, MESSAGE, SPAWN, _aggregate, _name, _per_consumer, _percentiles,
     _timed_receive, run_pair,
 )
 from cywhip._bench.cywhip_workers import (  # noqa: F401

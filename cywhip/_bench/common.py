@@ -8,7 +8,6 @@ MESSAGE = 32
 # Batches of 4,096 go through a ring four times their size: 16,384 slots of 40 bytes (640 KiB),
 # under the 1 MiB buffer the cloudtoid-interprocess figures use.
 BATCH_RING = 16384
-HIGHER_IS_BETTER = ("msg/s", "rec/s", "GB/s")
 SPAWN = multiprocessing.get_context("spawn")
 
 # ------------------------------------------------------------------ helpers
