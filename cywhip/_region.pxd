@@ -47,7 +47,7 @@ cdef class Region:
     cdef int _claim_end(self, bint last_try) except -1
     cdef int _claim_member(self, bint last_try) except -1
     cdef int _find_group(self) except -1
-    cdef int _take_member_place(self, int gi) except -1
+    cdef int _take_member_place(self, int gi, bint last_try) except -1
     cdef void _leave_group(self) noexcept
     cdef bint _still_named(self) except -1
     cdef cw_place *_place(self, uint64_t index) noexcept

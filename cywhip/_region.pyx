@@ -87,8 +87,10 @@ _REMOVAL_WAIT = 5.0
 # Tests set this to a callable(point, path) to act at a precise moment:
 # "create" (a creator has built the file under its temporary name, about to link it;
 # the path is the temporary's), "claim" (an end has the file open and mapped, and is
-# about to lock its byte) and "remove" (remove_stale() holds a channel's lock bytes,
-# about to unlink it).
+# about to lock its byte), "remove" (remove_stale() holds a channel's lock bytes,
+# about to unlink it), "leave" (a group member closing has cleared its place, about
+# to take the groups lock) and "member" (a joining member holds the groups lock and has
+# found its group, about to lock a place).
 _test_hook = None
 
 
@@ -495,10 +497,12 @@ cdef class Region:
         self.unmap()
         kind = END_NAMES[self.end]
         if count == 1:
-            message = f"channel {self.name!r} already has a {kind}: process {holders[0]} holds it"
+            message = f"channel {self.name!r} already has a {kind}: {_holders_text(holders)}"
         else:
             message = (f"channel {self.name!r} already has its {count} {kind}s (max_{kind}s={count}): "
-                       f"processes {', '.join(map(str, holders))} hold them")
+                       f"{_holders_text(holders)}")
+        if getpid() in holders:
+            message += f"; close the {kind} this process has first, or open this one in another process"
         raise ChannelBusyError(message, pid=holders[0], pids=holders)
 
     cdef int _claim_member(self, bint last_try) except -1:
@@ -520,7 +524,7 @@ cdef class Region:
                 self.unmap()
                 return CLAIM_REPLACED
             gi = self._find_group()
-            return self._take_member_place(gi)
+            return self._take_member_place(gi, last_try)
         finally:
             if self.fd >= 0:
                 cw_ofd_unlock(self.fd, CW_GROUPS_LOCK_BYTE)
@@ -583,7 +587,7 @@ cdef class Region:
         self.group_index = free_entry
         return free_entry
 
-    cdef int _take_member_place(self, int gi) except -1:
+    cdef int _take_member_place(self, int gi, bint last_try) except -1:
         """J2-J3: lock a member place for group gi.  A dead member's place of this group
         with a claim comes first (this member finishes that claim); then any place that holds
         no claim, whatever group it was last in; then a place whose claim belongs to a group
@@ -606,6 +610,8 @@ cdef class Region:
             elif hold == 0 or ptag == 0 or not _tag_in_use(h, self.max_senders, mr, ptag):
                 free.append(q)
         holders = []
+        if _test_hook is not None:
+            _test_hook("member", self.path)
         for q in finish + free:
             place = self._place(self.max_senders + q)
             rc = cw_ofd_trylock(self.fd, cw_place_offset(self.max_senders + q))
@@ -615,6 +621,12 @@ cdef class Region:
             if rc != 0:
                 self.unmap()
                 raise _os_error(rc, f"cannot lock channel {self.name!r}", self.path)
+            # remove_stale() unlinks a channel only while it holds every place's byte, so
+            # from now on the name stays ours; but it may have gone just before (as in
+            # _claim_end()).
+            if not self._still_named():
+                self.unmap()
+                return CLAIM_REPLACED
             # Ours: nobody else writes it now.  Read once what its last member left.
             ptag = cw_load_relaxed_u64(&place.group)
             hold = cw_load_acquire_u64(&place.hold_start)
@@ -639,13 +651,20 @@ cdef class Region:
             cw_fetch_add_relaxed_u64(&place.starts, 1)
             cw_fetch_add_relaxed_u64(&e.members, 1)
             return CLAIMED
+        if not self._still_named():
+            self.unmap()
+            return CLAIM_REPLACED
+        if not last_try and (0 in holders or cw_ofd_is_locked(self.fd, CW_LIFECYCLE_LOCK_BYTE) == 1):
+            # remove_stale() holds the places while it removes the channel (or a member
+            # holding one has not yet written its pid): wait for it, as _claim_end() does.
+            self.unmap()
+            return CLAIM_REMOVING
         pids = [cw_load_relaxed_i64(&self._place(self.max_senders + q).pid) for q in range(mr)]
         self.unmap()
-        held = f"processes {', '.join(map(str, pids))} hold them"
         raise ChannelBusyError(
-            f"channel {self.name!r} already has its {mr} receivers (max_receivers={mr}): {held}, "
-            f"or keep the messages a dead member of another group had claimed, until a member "
-            f"of that group opens or the group is removed", pid=pids[0], pids=pids)
+            f"channel {self.name!r} already has its {mr} receivers (max_receivers={mr}): "
+            f"{_holders_text(pids)}, or keep the messages a dead member of another group had claimed, "
+            f"until a member of that group opens or the group is removed", pid=pids[0], pids=pids)
 
     cdef void _leave_group(self) noexcept:
         """Step X: a member closing.  Its claim, if it did not take all of it, stays in its
@@ -666,11 +685,22 @@ cdef class Region:
         if cw_load_acquire_u64(&place.hold_start) == 0:
             cw_store_release_u64(&place.group, 0)
         cw_store_relaxed_i64(&place.pid, 0)
+        if _test_hook is not None:
+            try:
+                _test_hook("leave", self.path)
+            except BaseException:
+                pass
         try:
             locked = _lock_groups(self.fd, self.name)
         except BaseException:
             return
         if not locked:
+            return
+        # X2: until this lock was ours, the group may have been removed (remove_group(),
+        # another member's last close, a sender releasing it) and its entry taken by a
+        # new group: count out and remove only the group this member joined.
+        if not _tag_in_use(h, self.max_senders, mr, tag):
+            cw_ofd_unlock(self.fd, CW_GROUPS_LOCK_BYTE)
             return
         if cw_load_relaxed_u64(&e.members) > 0:
             cw_fetch_add_relaxed_u64(&e.members, <uint64_t>-1)
@@ -736,6 +766,24 @@ cdef int unlend_pages(void *mapping, size_t mapping_size) noexcept:
         munmap(mapping, mapping_size)
         return -1
     return 0
+
+
+def _holders_text(pids):
+    """Who holds a channel's places, each pid once: "process 12 (this process) holds it",
+    "processes 12 (3 places), 40 hold them"."""
+    counts = {}
+    for pid in pids:
+        counts[pid] = counts.get(pid, 0) + 1
+    me = getpid()
+    parts = []
+    for pid, n in counts.items():
+        notes = (["this process"] if pid == me else []) + ([f"{n} places"] if n > 1 else [])
+        parts.append(f"{pid} ({', '.join(notes)})" if notes else str(pid))
+    if len(pids) == 1:
+        return f"process {parts[0]} holds it"
+    if len(counts) == 1:
+        return f"process {parts[0]} holds them"
+    return f"processes {', '.join(parts)} hold them"
 
 
 cdef inline void _wake_senders(cw_header *h) noexcept:
@@ -896,8 +944,8 @@ cdef object _inspect(str name, str path):
             return _broken(name, path, None, os.strerror(errno))
         if not S_ISREG(st.st_mode):
             return _broken(name, path, None, "not a regular file")
-        if st.st_uid != geteuid():
-            return _broken(name, path, st.st_size, f"owned by uid {st.st_uid}")
+        if st.st_uid != geteuid() and not _shared_with_our_group(st):
+            return _broken(name, path, st.st_size, f"owned by uid {st.st_uid}, not shared with a group of ours")
         if <uint64_t>st.st_size < CW_HEADER_SIZE or _read_header(fd, h) != 0:
             return _broken(name, path, st.st_size, "too small for a header")
         # The geometry is read once, in this copy, and checked before it sizes anything.
@@ -920,6 +968,8 @@ cdef object _inspect(str name, str path):
             capacity = h.capacity
             if h.topology == CW_TOPOLOGY_GROUPS and h.max_receivers > 1:
                 groups, depth = _inspect_groups(live, h.max_senders, h.max_receivers, capacity, receivers)
+                senders = _unfinished_claims(senders, min([grp.position for grp in groups],
+                                                          default=cw_load_acquire_u64(&live.read_cursor)))
                 return ChannelInfo(name, path, h.message_length, capacity, depth,
                                    any(pl.alive for pl in senders), any(pl.alive for pl in receivers),
                                    senders[0].pid, receivers[0].pid, st.st_size,
@@ -934,6 +984,7 @@ cdef object _inspect(str name, str path):
             write = cw_load_acquire_u64(&live.write_cursor)
             read_2 = cw_load_acquire_u64(&live.read_cursor)
             sound = read_1 <= write <= read_2 + capacity and read_1 <= read_2
+            senders = _unfinished_claims(senders, read_2)
             return ChannelInfo(name, path, h.message_length, capacity,
                                max(0, write - read_2) if sound else None,
                                any(pl.alive for pl in senders), any(pl.alive for pl in receivers),
@@ -943,6 +994,22 @@ cdef object _inspect(str name, str path):
             munmap(p, size)
     finally:
         c_close(fd)
+
+
+def _unfinished_claims(senders, floor):
+    """The sender places with ``claiming`` kept only where the receivers have not passed it:
+    a dead sender's claim that every receiver (every group) has stepped over is finished
+    business.  A removed group's position no longer counts, so ``floor`` is read after
+    the groups were."""
+    return tuple(p if p.claiming is None or p.claiming >= floor else p._replace(claiming=None)
+                 for p in senders)
+
+
+cdef bint _shared_with_our_group(struct_stat st):
+    """Another user's channel file that this process may use: shared with a group of ours
+    (mode 0o660: group read and write, nothing for others), as ends with mode=0o660 make."""
+    return (st.st_mode & 0o077 == 0o060
+            and (st.st_gid == os.getegid() or st.st_gid in os.getgroups()))
 
 
 cdef tuple _inspect_groups(cw_header *live, uint32_t ms, uint32_t mr, uint64_t capacity, tuple receivers):

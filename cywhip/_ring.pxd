@@ -85,7 +85,10 @@ cdef struct ring_t:
     uint32_t place_index   # among the receiver places
     uint64_t want          # a member claims at most this many while others share its group
     int receiver_wake_count  # waiting receivers one publish wakes: 1, or all members
-    int64_t detect_ns      # a member's last look for dead members' claims
+    int64_t detect_ns      # a member's last look for dead members' claims; a sender's last
+                           # look for dead non-durable groups holding it back
+    bint bound_stale       # a sender of a channel with groups: its last look could not compute
+                           # the bound (a group creation under way, or stalled): no room known
     bint resolve_now       # a member at a hole tests its claimer's lock (ring_resolve_hole())
     # Set by close() from another thread to end a wait.
     uint32_t stop
@@ -117,6 +120,7 @@ cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil
 cdef int64_t ring_group_claim(ring_t *r) noexcept nogil
 cdef int ring_group_detect(ring_t *r) noexcept nogil
 cdef int ring_groups_release_dead(ring_t *r) noexcept nogil
+cdef int ring_groups_release_dead_now(ring_t *r) noexcept nogil
 cdef uint64_t groups_min(cw_header *hdr, char *rplaces, char *gtable, uint32_t max_receivers,
                          bint *any) noexcept nogil
 cdef uint64_t group_position(char *rplaces, uint32_t max_receivers, cw_group *g, uint64_t tag) noexcept nogil
@@ -158,6 +162,10 @@ cdef inline int64_t ring_unclaimed(ring_t *r) noexcept nogil:
         # around the load of read_cursor: that was the claim cursor when read
         # was loaded, so read <= claim <= read + capacity in a sound channel.
         rd = ring_read_floor(r)
+        if r.groups and r.bound_stale:
+            # The bound could not be read (a group creation is under way): no room known,
+            # and rd is an older bound that the claim cursor may have passed since.
+            return 0
         again = cw_load_acquire_u64(&r.hdr.write_cursor)
         if again == c:
             if c - rd > r.capacity:
@@ -174,8 +182,14 @@ cdef inline int64_t ring_refresh_free(ring_t *r) noexcept nogil:
     """Reload read_cursor; return the free slots, or -1 if the cursors are impossible."""
     if r.many:
         return ring_unclaimed(r)
+    cdef int64_t free
     if r.groups:
-        return ring_groups_bound(r)
+        free = ring_groups_bound(r)
+        # A dead non-durable group holding the sender back goes (step R), at most once a
+        # millisecond per sender, whatever call found the ring full.
+        if free == 0 and not r.bound_stale and ring_groups_release_dead_now(r):
+            free = ring_groups_bound(r)
+        return free
     # Acquire pairs with the receiver's release of read_cursor: once we see
     # it, the receiver has finished reading every slot before it.
     cdef uint64_t rd = cw_load_acquire_u64(&r.hdr.read_cursor)
@@ -232,6 +246,11 @@ cdef inline int64_t ring_claim_many(ring_t *r) noexcept nogil:
         if c - r.read_cache >= r.capacity:
             # Acquire pairs with the receiver's release of read_cursor.
             rd = ring_read_floor(r)
+            if r.groups and r.bound_stale:
+                # No bound known (a group creation is under way); rd is an older one,
+                # which the claim cursor may have passed since: full for now.
+                cw_store_release_u64(r.intent, 0)
+                return 0
             if rd > c:
                 # c is old: others claimed, published and were read since.  A
                 # claim cursor loaded now is at least rd, or the cursors are impossible.
@@ -250,6 +269,11 @@ cdef inline int64_t ring_claim_many(ring_t *r) noexcept nogil:
                 return -1
             r.read_cache = rd
             if c - rd == r.capacity:
+                # A dead non-durable group holding the senders back goes (step R), at
+                # most once a millisecond per sender, whatever call found the ring full.
+                if r.groups and ring_groups_release_dead_now(r):
+                    c = cw_load_relaxed_u64(&r.hdr.write_cursor)
+                    continue
                 # Full.  A stale intent left while waiting for room would make the
                 # receiver wait for this sender while this sender waits for it.
                 cw_store_release_u64(r.intent, 0)

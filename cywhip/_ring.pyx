@@ -589,6 +589,7 @@ cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil:
     cdef uint64_t g1, g2, m
     cdef bint any
     cdef int tries = 0, looks = 0
+    r.bound_stale = False
     while True:
         g1 = cw_load_acquire_u64(&r.hdr.groups_gen)
         if g1 & 1:
@@ -601,19 +602,60 @@ cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil:
                 continue
             if cw_ofd_is_locked(r.fd, CW_GROUPS_LOCK_BYTE) != 0:
                 # Alive, and long in its creation (preempted or stopped).
+                r.bound_stale = True
                 return r.read_cache
             # Read as it is; a creation that starts meanwhile changes the number.
         m = groups_min(r.hdr, r.rplaces, r.gtable, r.max_receivers, &any)
         if not any:
-            # No group: the floor, where the last group removed had got to.
-            m = cw_load_acquire_u64(&r.hdr.read_cursor)
+            # No group: the floor, where the last group removed had got to; moved up to
+            # what the senders have published if every group has left.
+            m = _groups_left_floor(r, cw_load_acquire_u64(&r.hdr.read_cursor))
         cw_fence_seq_cst()
         g2 = cw_load_relaxed_u64(&r.hdr.groups_gen)
         if g1 == g2:
             return m
         looks += 1
         if looks == GROUPS_BOUND_LOOKS:
+            r.bound_stale = True
             return r.read_cache
+
+
+cdef uint64_t _groups_left_floor(ring_t *r, uint64_t m) noexcept nogil:
+    """Step F, a sender that found no group in use (inside ring_groups_floor()'s sequence
+    lock): m is the floor.  If groups have been (some entry's epoch is not 0), every group
+    has left, and the channel does not hold its senders: it keeps the most recent messages
+    for a group that joins later.  So move the floor up to the first message that may
+    still be unpublished (one sender: the write cursor; many: the claim cursor, or the
+    oldest sequence a live sender is still filling) and return it.  A channel on which
+    no group was ever made holds its senders at the floor (ends start in any order)."""
+    cdef uint64_t t, intent
+    cdef uint32_t g, p
+    cdef cw_place *place
+    cdef bint been = False
+    for g in range(r.max_receivers):
+        if cw_load_relaxed_u64(&_gentry(r.gtable, g).epoch) != 0:
+            been = True
+            break
+    if not been:
+        return m
+    # Acquire pairs with the claim's compare-and-swap (many) or the publish (one sender):
+    # the intents of claims before t are visible below.
+    t = cw_load_acquire_u64(&r.hdr.write_cursor)
+    if r.many:
+        for p in range(r.max_senders):
+            place = <cw_place *>(r.places + p * CW_PLACE_SIZE)
+            intent = cw_load_acquire_u64(&place.intent)
+            # A live sender filling sequence intent - 1: the floor stays below it, so that
+            # no sender can claim that slot's next lap while it writes.  A dead one's claim
+            # is never written again: it can be overwritten.
+            if intent != 0 and m <= intent - 1 < t and cw_ofd_is_locked(r.fd, cw_place_offset(p)) != 0:
+                t = intent - 1
+    if t <= m or t - m > r.capacity:
+        return m        # nothing to move, or impossible cursors: the caller checks them
+    while not cw_cas_acq_rel_u64(&r.hdr.read_cursor, &m, t):
+        if m >= t:
+            return m    # another sender moved it as far or further
+    return t
 
 
 cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil:
@@ -888,7 +930,9 @@ cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max
     """Step R, under the groups lock: remove group gi, whose members are all gone (own_place,
     the caller's own place of that group, or -1, is not tested).  tag is the group's tag as
     the caller found it (epoch << 32 | gi + 1).  0 on success; 1 if a live member holds a
-    place of it (its pid in live_pid[0])."""
+    place of it (its pid in live_pid[0]); 2 if the entry no longer carries that tag (the
+    group was removed since the caller found it, and the entry perhaps reused by another
+    group, which this call must not touch)."""
     cdef char *rplaces = (<char *>hdr) + cw_place_offset(max_senders)
     cdef char *gtable = (<char *>hdr) + cw_group_offset(max_senders, max_receivers, 0)
     cdef cw_group *e = _gentry(gtable, gi)
@@ -897,6 +941,9 @@ cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max
     cdef cw_place *p
     cdef bint others = False
     cdef uint64_t off
+    if not (cw_load_acquire_u32(&e.flags) & CW_GROUP_IN_USE) or \
+            ((cw_load_relaxed_u64(&e.epoch) << 32) | (gi + 1)) != tag:
+        return 2
     # R1: a member of it alive holds its place's lock.  Members join only under the groups
     # lock, which the caller holds, so once every place of the group was found free, none
     # of them is taken by a member of it until the group is gone.
@@ -970,6 +1017,16 @@ cdef int ring_groups_release_dead(ring_t *r) noexcept nogil:
                 removed = 1
         cw_ofd_unlock(r.fd, CW_GROUPS_LOCK_BYTE)
     return removed
+
+
+cdef int ring_groups_release_dead_now(ring_t *r) noexcept nogil:
+    """ring_groups_release_dead() for a sender call that found the ring full (blocking or
+    not), at most once every DETECT_EVERY_NS per sender: the look tests place locks."""
+    cdef int64_t now = monotonic_ns()
+    if now - r.detect_ns < DETECT_EVERY_NS:
+        return 0
+    r.detect_ns = now
+    return ring_groups_release_dead(r)
 
 
 cdef void ring_interrupt(ring_t *r, bint sending) noexcept nogil:

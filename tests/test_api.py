@@ -274,7 +274,7 @@ def test_a_geometry_mismatch_names_both_values(channel, what, kwargs, message):
 def test_a_second_end_of_the_same_kind_is_refused_naming_the_holder(channel):
     with Sender(channel, message_length=8, max_queued_messages=4), \
             Receiver(channel, message_length=8, max_queued_messages=4):
-        with pytest.raises(ChannelBusyError, match=rf"already has a sender: process {os.getpid()} holds it"):
+        with pytest.raises(ChannelBusyError, match=rf"already has a sender: process {os.getpid()} \(this process\) holds it; close the sender"):
             Sender(channel, message_length=8, max_queued_messages=4)
         with pytest.raises(ChannelBusyError, match="already has a receiver") as info:
             Receiver(channel, message_length=8, max_queued_messages=4)

@@ -460,25 +460,185 @@ def test_a_sender_killed_mid_send_is_stepped_over_by_every_group_alike(channel, 
     import subprocess
     import sys
     kw = dict(message_length=LENGTH, max_queued_messages=16, max_receivers=3, max_senders=2)
-    with Receiver(channel, group="a", **kw) as a, Receiver(channel, group="b", **kw) as b:
+    # The sender that goes on holds place 0 from the start, so that the dead sender's place
+    # is left as it died (the listing tells of it).
+    with Receiver(channel, group="a", **kw) as a, Receiver(channel, group="b", **kw) as b, \
+            Sender(channel, **kw) as tx:
         code = ("from cywhip._testing.fanin import run_step; "
                 f"run_step({channel!r}, {LENGTH}, 16, 2, 0, 2, {step!r}, receivers=3)")
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
         assert json.loads(proc.stdout.readline())["done"]
         proc.wait(timeout=30)
         assert proc.returncode == -signal.SIGKILL
-        with Sender(channel, **kw) as tx:
-            for i in range(3):
-                tx.send(fanin_payload(1, i), timeout=5)
-            published = step == "published"
-            want = [fanin_payload(0, i) for i in range(2 + published)] + [fanin_payload(1, i) for i in range(3)]
-            for rx in (a, b):
-                out = []
-                while len(out) < len(want):
-                    out += [bytes(m) for m in rx.recv_many(100, timeout=5)]
-                assert out == want
-                assert rx.try_recv() is None
-                assert rx._skipped == (0 if published else 1, 0)
+        dead = next(p for p in _listing(channel).senders if p.pid == proc.pid)
+        assert not dead.alive and dead.claiming == 2
+        for i in range(3):
+            tx.send(fanin_payload(1, i), timeout=5)
+        published = step == "published"
+        want = [fanin_payload(0, i) for i in range(2 + published)] + [fanin_payload(1, i) for i in range(3)]
+        for rx in (a, b):
+            out = []
+            while len(out) < len(want):
+                out += [bytes(m) for m in rx.recv_many(100, timeout=5)]
+            assert out == want
+            assert rx.try_recv() is None
+            assert rx._skipped == (0 if published else 1, 0)
+        # Every group has stepped over (or taken) what the dead sender was filling: the
+        # listing no longer says it died filling it.
+        dead = next(p for p in _listing(channel).senders if p.pid == proc.pid)
+        assert dead.claiming is None
+
+def _listing(channel):
+    return next(c for c in cywhip.channels() if c.name == channel)
+
+
+def test_a_closing_member_leaves_alone_a_group_that_took_its_entry_meanwhile(channel, monkeypatch):
+    # A member closing clears its place, then takes the groups lock.  In between, its group
+    # is removed and a new group takes the same entry (with a new epoch): the closing member
+    # must neither count itself out of that group nor remove it.
+    with _tx(channel, receivers=3, capacity=4) as tx:
+        old = _rx(channel, "old", receivers=3, capacity=4, durable=False)
+        new = []
+
+        def hook(point, path):
+            if point == "leave":
+                monkeypatch.setattr(_region, "_test_hook", None)
+                cywhip.remove_group(channel, "old")
+                new.append(_rx(channel, "new", receivers=3, capacity=4, durable=False))
+
+        monkeypatch.setattr(_region, "_test_hook", hook)
+        old.close()
+        assert len(new) == 1
+        with new[0] as member:
+            groups = _listing(channel).groups
+            assert [(grp.name, grp.members) for grp in groups] == [("new", (os.getpid(),))]
+            got = []
+            for start in range(0, 12, 4):
+                _send(tx, start, start + 4)
+                got += _drain(member, 4)
+            assert got == list(range(12))
+            _send(tx, 12, 16)
+            assert not tx.try_send(g.payload(16, LENGTH))     # "new" holds the sender back
+
+
+MEMBER = textwrap.dedent("""
+    import sys, threading
+    from cywhip import Receiver
+    name, durable = sys.argv[1], sys.argv[2] == "durable"
+    rx = Receiver(name, message_length=32, max_queued_messages=4, max_receivers=2, group="n",
+                  durable=durable)
+    print("ready", flush=True)
+    threading.Event().wait()
+""")
+
+
+def _member_killed(channel, peers, durable):
+    """A member of group "n" in another process, SIGKILLed, its place's lock gone."""
+    proc = peers.start(channel, "durable" if durable else "not-durable", script=MEMBER)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def _kill(proc, channel):
+    proc.kill()
+    proc.wait(10)
+    _wait_for(lambda: not any(p.alive and p.pid == proc.pid for p in _listing(channel).receivers),
+              what="the member's lock to go")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("call", ["try_send", "send(timeout=0)", "asyncio send"])
+def test_every_send_call_on_a_full_ring_removes_a_dead_non_durable_group(channel, peers, call):
+    # The member of non-durable group "n" is SIGKILLed with the ring full for it.  Not only
+    # a blocking send removes the group: every call that finds the ring full does.  (Group
+    # "k", durable, has taken everything: the senders then go as far as it lets them.)
+    import asyncio
+    import cywhip.asyncio as aio
+    with _tx(channel, receivers=2, capacity=4) as tx, _rx(channel, "k", receivers=2, capacity=4) as keep:
+        proc = _member_killed(channel, peers, durable=False)
+        _send(tx, 0, 4)
+        assert _drain(keep, 4) == [0, 1, 2, 3]
+        _kill(proc, channel)
+        if call == "try_send":
+            assert tx.try_send(g.payload(4, LENGTH))
+        elif call == "send(timeout=0)":
+            tx.send(g.payload(4, LENGTH), timeout=0)
+        else:
+            tx.close()
+
+            async def main():
+                async with aio.Sender(channel, message_length=LENGTH, max_queued_messages=4,
+                                      max_receivers=2) as atx:
+                    await atx.send(g.payload(4, LENGTH), timeout=2)
+            asyncio.run(main())
+        assert [grp.name for grp in _listing(channel).groups] == ["k"]
+        assert _drain(keep, 1) == [4]
+
+
+def test_when_every_group_has_left_the_senders_go_on_and_a_late_group_gets_the_latest_messages(channel):
+    with _tx(channel, receivers=2, capacity=4) as tx:
+        # No group was ever made: the sender waits for the first (ends start in any order).
+        _send(tx, 0, 4)
+        assert not tx.try_send(g.payload(4, LENGTH))
+        with _rx(channel, "n", receivers=2, capacity=4, durable=False) as rx:
+            assert _drain(rx, 4) == [0, 1, 2, 3]
+        assert _listing(channel).groups == ()          # its last member took "n" with it
+        # Every group has left: the channel does not hold its sender.
+        _send(tx, 4, 14)
+        assert tx.try_send(g.payload(14, LENGTH))
+        # It keeps the most recent messages (at most a ring) for a group that joins later.
+        with _rx(channel, "late", receivers=2, capacity=4, durable=False) as late:
+            got = _drain(late, 1)
+            while got[-1] != 14:
+                got += _drain(late, 1)
+            assert got == list(range(got[0], 15)) and 11 <= got[0] <= 14
+            # A group in use holds the sender again.
+            _send(tx, 15, 19)
+            assert not tx.try_send(g.payload(19, LENGTH))
+
+
+@pytest.mark.timeout(60)
+def test_a_dead_durable_group_still_holds_every_send_call(channel, peers):
+    with _tx(channel, receivers=2, capacity=4) as tx:
+        proc = _member_killed(channel, peers, durable=True)
+        _send(tx, 0, 4)
+        _kill(proc, channel)
+        assert not tx.try_send(g.payload(4, LENGTH))
+        with pytest.raises(SendTimeout):
+            tx.send(g.payload(4, LENGTH), timeout=0.05)
+        assert [grp.name for grp in _listing(channel).groups] == ["n"]
+
+
+def test_many_senders_wait_while_a_group_creation_is_stalled_and_call_no_sound_channel_corrupt(channel):
+    # Two senders of a channel with groups.  Sender a last computed its bound at 0; sender b
+    # has since claimed a whole ring further.  Then a group creator stalls with groups_gen
+    # odd, holding the groups lock: a cannot compute the bound, and must take the ring as
+    # full, not compare the claim cursor with the bound it saw long ago.
+    kw = dict(message_length=8, max_queued_messages=2, max_receivers=2, max_senders=2)
+    with Sender(channel, **kw) as a, Sender(channel, **kw) as b, Receiver(channel, group="g", **kw) as rx:
+        a.send_many([b"0", b"1"], timeout=5)
+        assert rx.recv_many(2, timeout=5) == [b"0", b"1"]
+        b.send_many([b"2", b"3"], timeout=5)
+        assert rx.recv_many(2, timeout=5) == [b"2", b"3"]
+        gen = layout()["groups_gen"]
+        fd = os.open(f"/dev/shm/cywhip.{channel}", os.O_RDWR)
+        try:
+            with mmap.mmap(fd, 4096) as mm:
+                _lock_byte(fd, 96)
+                was = struct.unpack_from("<Q", mm, gen)[0]
+                struct.pack_into("<Q", mm, gen, was | 1)
+                try:
+                    assert a.try_send(b"4") is False
+                    with pytest.raises(SendTimeout):
+                        a.send(b"4", timeout=0.05)
+                finally:
+                    struct.pack_into("<Q", mm, gen, (was | 1) + 1)
+                    _lock_byte(fd, 96, lock=False)
+        finally:
+            os.close(fd)
+        a.send(b"4", timeout=5)
+        assert rx.recv(timeout=5) == b"4"
+
 
 # ------------------------------------------------------- hostile shared memory
 
@@ -669,8 +829,9 @@ def test_a_group_name_that_utf8_cannot_encode_is_refused_before_anything_is_made
 
 
 def test_a_member_leaves_by_the_tag_it_joined_with(channel):
-    # Its group's epoch rewritten while it is open: it still leaves its own group, which,
-    # not durable and without other members, goes; the sender is not held back by it.
+    # Its group's epoch rewritten while it is open: the entry now stands for another group
+    # (as after a removal and a reuse of the entry), which the closing member leaves alone.
+    # That group has no member: not durable, the sender removes it once it holds it back.
     with _tx(channel, receivers=3, capacity=2) as tx, _rx(channel, "k", receivers=3, capacity=2) as keep:
         rx = _rx(channel, "n", receivers=3, capacity=2, durable=False)
         _send(tx, 0, 2)
@@ -681,8 +842,11 @@ def test_a_member_leaves_by_the_tag_it_joined_with(channel):
             struct.pack_into("<Q", mm, epoch, struct.unpack_from("<Q", mm, epoch)[0] + 1)
         rx.close()
         info = next(c for c in cywhip.channels() if c.name == channel)
-        assert [row.name for row in info.groups] == ["k"] and info.receivers[1].pid == 0
-        assert tx.try_send(g.payload(2, LENGTH))
+        assert [row.name for row in info.groups] == ["k", "n"] and info.receivers[1].pid == 0
+        assert info.groups[1].members == ()
+        tx.send(g.payload(2, LENGTH), timeout=5)
+        info = next(c for c in cywhip.channels() if c.name == channel)
+        assert [row.name for row in info.groups] == ["k"]
 
 
 def test_a_removal_refused_for_a_live_member_keeps_every_claim_of_the_group(channel):

@@ -64,7 +64,8 @@ def test_one_sender_more_than_max_senders_is_busy_and_names_the_holders(channel)
             _sender(channel, senders=2)
         pid = os.getpid()
         assert info.value.pids == [pid, pid]
-        assert f"already has its 2 senders (max_senders=2): processes {pid}, {pid} hold them" in str(info.value)
+        assert (f"already has its 2 senders (max_senders=2): process {pid} (this process, 2 places) holds them; "
+                f"close the sender this process has first") in str(info.value)
         # A place given back is free at once.
         ends.pop().close()
         ends.append(_sender(channel, senders=2))

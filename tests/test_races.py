@@ -180,3 +180,56 @@ def test_ends_opening_again_and_again_beside_a_remove_stale_loop_always_meet(cha
     rc, out, err = peers.finish(proc)
     assert rc == 0, err
     assert rounds > 50 and int(out) > 0, (rounds, out)
+
+
+GROUPS = dict(message_length=8, max_queued_messages=4, max_receivers=2)
+
+
+def test_a_member_whose_channel_is_removed_before_it_locks_a_place_joins_the_channel_that_has_the_name(
+        channel, monkeypatch):
+    # A stale channel with receiver groups.  A member has found its group (under the groups
+    # lock, which remove_stale() does not take); before it locks a place, remove_stale()
+    # finds no live end and removes the file.  The member must not go on with the removed
+    # file while the next sender creates a new one.
+    with Sender(channel, **GROUPS) as s, Receiver(channel, group="a", **GROUPS):
+        s.send(b"lost")
+    removed = []
+
+    def hook(point, path):
+        if point == "member" and not removed:
+            removed.append(cywhip.remove_stale(channel))
+
+    monkeypatch.setattr(_region, "_test_hook", hook)
+    with Receiver(channel, group="a", **GROUPS) as r:
+        monkeypatch.setattr(_region, "_test_hook", None)
+        assert removed == [[channel]]
+        with Sender(channel, **GROUPS) as s:
+            s.send(b"found")
+            assert r.recv(timeout=2) == b"found"
+        info = {c.name: c for c in cywhip.channels()}[channel]
+        assert [grp.members for grp in info.groups] == [(os.getpid(),)]
+
+
+def test_a_member_starting_while_remove_stale_removes_the_channel_waits_for_it_and_joins_a_new_one(
+        channel, monkeypatch):
+    # As for the ends of one-to-one channels: the channel is going, not busy, although
+    # every member place is locked (by the remover) and records no live pid.
+    Receiver(channel, group="a", **GROUPS).close()
+    with _removal_held(channel, monkeypatch, 60.0) as go:
+        threading.Timer(0.1, go.set).start()
+        t0 = time.monotonic()
+        with Receiver(channel, group="a", **GROUPS) as r:
+            assert time.monotonic() - t0 >= 0.05       # it waited for the removal
+            with Sender(channel, **GROUPS) as s:
+                s.send(b"new")
+                assert r.recv(timeout=2) == b"new"
+
+
+def test_a_member_starting_while_a_removal_is_stuck_says_busy_after_the_removal_wait(
+        channel, monkeypatch):
+    Receiver(channel, group="a", **GROUPS).close()
+    with _removal_held(channel, monkeypatch, 0.3):
+        t0 = time.monotonic()
+        with pytest.raises(cywhip.ChannelBusyError, match=f"channel {channel!r} already has its 2 receivers"):
+            Receiver(channel, group="a", **GROUPS)
+        assert time.monotonic() - t0 >= 0.3        # it waited the whole removal wait first
