@@ -72,6 +72,13 @@ def _describe_places(kind, places):
     return text + "".join(f"; {s}" for s in stuck)
 
 
+def _shown(text):
+    """A name from /dev/shm or from shared memory as it may be printed: anyone who may create
+    files there chooses it, so characters that could forge or hide lines (newlines, escape
+    sequences, other controls) are shown escaped."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def list_channels(remove):
     import cywhip
 
@@ -80,11 +87,11 @@ def list_channels(remove):
         print("no channels in /dev/shm")
     for c in rows:
         if c.problem:
-            print(f"{c.name}: {c.problem} ({c.path})")
+            print(f"{_shown(c.name)}: {c.problem} ({_shown(c.path)})")
             continue
         ends = ", ".join(_describe_places(kind, places) for kind, places in (("sender", c.senders),
                                                                                ("receiver", c.receivers)))
-        print(f"{c.name}: {c.depth}/{c.max_queued_messages} queued, message_length {c.message_length}, "
+        print(f"{_shown(c.name)}: {c.depth}/{c.max_queued_messages} queued, message_length {c.message_length}, "
               f"{c.file_size:,} bytes; {ends}")
         for grp in c.groups:
             members = (f"members {' '.join(map(str, grp.members))}" if grp.members else "no live member")
@@ -93,7 +100,7 @@ def list_channels(remove):
                   + ("; holding the senders back" if grp.holding_back else ""))
     if remove:
         removed = cywhip.remove_stale()
-        print(f"removed {len(removed)} stale channel(s)" + (": " + ", ".join(removed) if removed else ""))
+        print(f"removed {len(removed)} stale channel(s)" + (": " + ", ".join(map(_shown, removed)) if removed else ""))
     return 0
 
 

@@ -429,3 +429,32 @@ def test_remove_stale_run_by_a_group_member_skips_what_the_sticky_dev_shm_keeps_
         assert os.path.exists(channel_path(channel)) and os.path.exists(orphan)
     finally:
         os.unlink(orphan)
+
+
+def test_the_listing_escapes_names_that_could_forge_or_hide_lines(channel, capsys):
+    # Anyone who may create files in /dev/shm names them: a newline or an escape sequence
+    # in a name must not print as one.
+    from cywhip.__main__ import main
+    evil = channel + "\n" + "fake: 0 of 4 queued\x1b[2K"
+    try:
+        with Sender(evil, message_length=8, max_queued_messages=4):
+            main(["channels"])
+        out = capsys.readouterr().out
+        line = next(row for row in out.splitlines() if row.startswith(channel))
+        assert line.startswith(channel + "\\nfake: 0 of 4 queued\\x1b[2K: 0/4 queued")
+        assert "\x1b" not in out and not any(row.startswith("fake") for row in out.splitlines())
+    finally:
+        cywhip.unlink(evil, missing_ok=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a file owned by someone else")
+def test_the_listing_reads_a_channel_another_user_shares_with_our_group_and_names_one_it_does_not(channel):
+    with Sender(channel, message_length=8, max_queued_messages=2, mode=0o660) as tx:
+        tx.send(b"1")
+    path = channel_path(channel)
+    os.chown(path, 65534, os.getegid())
+    info = {c.name: c for c in cywhip.channels()}[channel]
+    assert info.problem is None and info.depth == 1 and info.message_length == 8
+    os.chmod(path, 0o600)
+    info = {c.name: c for c in cywhip.channels()}[channel]
+    assert info.problem == "owned by uid 65534, not shared with a group of ours"
