@@ -12,6 +12,7 @@ import warnings
 from libc.errno cimport errno, EEXIST, ENOENT, EAGAIN, EACCES, ELOOP, ENOSPC
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy
+from libc.stdlib cimport calloc, free as c_free
 from posix.fcntl cimport open as c_open, O_RDWR, O_CREAT, O_EXCL
 from posix.mman cimport (
     mmap, munmap, madvise, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_FAILED,
@@ -90,7 +91,8 @@ _REMOVAL_WAIT = 5.0
 # about to lock its byte), "remove" (remove_stale() holds a channel's lock bytes,
 # about to unlink it), "leave" (a group member closing has cleared its place, about
 # to take the groups lock) and "member" (a joining member holds the groups lock and has
-# found its group, about to lock a place).
+# found its group, about to lock a place) and "inspect" (channels() has checked a file's
+# header, about to read its places and cursors).
 _test_hook = None
 
 
@@ -927,16 +929,24 @@ cdef bint _places_sound(cw_header *h, uint64_t st_size):
             and st_size >= h.header_size)
 
 
+cdef int _pread_all(int fd, void *dst, size_t n, uint64_t offset) noexcept:
+    """Copy n bytes of the file from offset; -1 if it has fewer (it shrank)."""
+    return 0 if pread(fd, dst, n, offset) == <ssize_t>n else -1
+
+
 cdef object _inspect(str name, str path):
+    """One channel's state, read through the file descriptor (pread), never through a
+    mapping: anyone who may write the file may also shrink it, and a mapped page past the
+    end raises SIGBUS in whoever touches it, here in every process that lists channels."""
     cdef bytes bpath = os.fsencode(path)
     cdef int fd = c_open(bpath, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
     cdef struct_stat st
     cdef cw_header snapshot
     cdef cw_header *h = &snapshot
-    cdef cw_header *live
+    cdef cw_header *copy
     cdef cw_place *place
-    cdef void *p
-    cdef uint64_t i, size
+    cdef char *buf = NULL
+    cdef uint64_t i, size, places_end, read_1, write, read_2, w_after
     if fd < 0:
         return None if errno == ENOENT else _broken(name, path, None, os.strerror(errno))
     try:
@@ -951,48 +961,64 @@ cdef object _inspect(str name, str path):
         # The geometry is read once, in this copy, and checked before it sizes anything.
         if not _places_sound(h, st.st_size):
             return _broken(name, path, st.st_size, "not a cywhip channel of this layout version")
+        if _test_hook is not None:
+            _test_hook("inspect", path)
         size = h.header_size
-        p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0)
-        if p == MAP_FAILED:
-            return _broken(name, path, st.st_size, os.strerror(errno))
-        live = <cw_header *>p
-        try:
-            places = []
-            for i in range(h.max_senders + h.max_receivers):
-                place = <cw_place *>((<char *>p) + cw_place_offset(i))
-                intent = cw_load_relaxed_u64(&place.intent) if h.max_senders > 1 and i < h.max_senders else 0
-                places.append(PlaceInfo(cw_load_relaxed_i64(&place.pid),
-                                        cw_ofd_is_locked(fd, cw_place_offset(i)) == 1,
-                                        intent - 1 if intent else None))
-            senders, receivers = tuple(places[:h.max_senders]), tuple(places[h.max_senders:])
-            capacity = h.capacity
-            if h.topology == CW_TOPOLOGY_GROUPS and h.max_receivers > 1:
-                groups, depth = _inspect_groups(live, h.max_senders, h.max_receivers, capacity, receivers)
-                senders = _unfinished_claims(senders, min([grp.position for grp in groups],
-                                                          default=cw_load_acquire_u64(&live.read_cursor)))
-                return ChannelInfo(name, path, h.message_length, capacity, depth,
-                                   any(pl.alive for pl in senders), any(pl.alive for pl in receivers),
-                                   senders[0].pid, receivers[0].pid, st.st_size,
-                                   None if depth is not None else "impossible cursors",
-                                   senders, receivers, groups)
-            # The ends move the cursors while we look: read the read cursor, then the
-            # write cursor, then the read cursor again, each with acquire so the three
-            # loads happen in this order.  Both cursors only grow and a sound channel
-            # keeps read <= write <= read + capacity at every moment, so then
-            # read_1 <= write <= read_2 + capacity, whatever the ends did in between.
-            read_1 = cw_load_acquire_u64(&live.read_cursor)
-            write = cw_load_acquire_u64(&live.write_cursor)
-            read_2 = cw_load_acquire_u64(&live.read_cursor)
-            sound = read_1 <= write <= read_2 + capacity and read_1 <= read_2
-            senders = _unfinished_claims(senders, read_2)
-            return ChannelInfo(name, path, h.message_length, capacity,
-                               max(0, write - read_2) if sound else None,
+        has_groups = h.topology == CW_TOPOLOGY_GROUPS and h.max_receivers > 1
+        places_end = cw_group_offset(h.max_senders, h.max_receivers, 0) if has_groups else \
+            cw_place_offset(h.max_senders + h.max_receivers)
+        buf = <char *>calloc(1, size)
+        if buf == NULL:
+            raise MemoryError()
+        copy = <cw_header *>buf
+        capacity = h.capacity
+        # Each cursor is read by a pread of its own, in the order the loads of a live
+        # reader would take (see below); the places and group entries as private copies.
+        if has_groups:
+            # As ring_depth() and group_position() load them: the write cursor, then every
+            # group entry, then the places (a claim handed out after the entries were read
+            # starts at or past what they say), the floor, and the write cursor again.
+            if (_pread_all(fd, &copy.write_cursor, 8, <char *>&copy.write_cursor - buf)
+                    or _pread_all(fd, buf + places_end, h.max_receivers * sizeof(cw_group), places_end)
+                    or _pread_all(fd, buf + cw_place_offset(0), places_end - cw_place_offset(0), cw_place_offset(0))
+                    or _pread_all(fd, &copy.read_cursor, 8, <char *>&copy.read_cursor - buf)
+                    or _pread_all(fd, &w_after, 8, <char *>&copy.write_cursor - buf)):
+                return _broken(name, path, None, "shrank while it was read")
+        elif _pread_all(fd, buf + cw_place_offset(0), places_end - cw_place_offset(0), cw_place_offset(0)):
+            return _broken(name, path, None, "shrank while it was read")
+        places = []
+        for i in range(h.max_senders + h.max_receivers):
+            place = <cw_place *>(buf + cw_place_offset(i))
+            intent = place.intent if h.max_senders > 1 and i < h.max_senders else 0
+            places.append(PlaceInfo(place.pid, cw_ofd_is_locked(fd, cw_place_offset(i)) == 1,
+                                    intent - 1 if intent else None))
+        senders, receivers = tuple(places[:h.max_senders]), tuple(places[h.max_senders:])
+        if has_groups:
+            groups, depth = _inspect_groups(copy, h.max_senders, h.max_receivers, capacity, receivers, w_after)
+            senders = _unfinished_claims(senders, min([grp.position for grp in groups], default=copy.read_cursor))
+            return ChannelInfo(name, path, h.message_length, capacity, depth,
                                any(pl.alive for pl in senders), any(pl.alive for pl in receivers),
-                               senders[0].pid, receivers[0].pid,
-                               st.st_size, None if sound else "impossible cursors", senders, receivers)
-        finally:
-            munmap(p, size)
+                               senders[0].pid, receivers[0].pid, st.st_size,
+                               None if depth is not None else "impossible cursors",
+                               senders, receivers, groups)
+        # The ends move the cursors while we look: read the read cursor, then the
+        # write cursor, then the read cursor again, in this order (one pread each).
+        # Both cursors only grow and a sound channel keeps read <= write <= read +
+        # capacity at every moment, so then read_1 <= write <= read_2 + capacity,
+        # whatever the ends did in between.
+        if (_pread_all(fd, &read_1, 8, <char *>&copy.read_cursor - buf)
+                or _pread_all(fd, &write, 8, <char *>&copy.write_cursor - buf)
+                or _pread_all(fd, &read_2, 8, <char *>&copy.read_cursor - buf)):
+            return _broken(name, path, None, "shrank while it was read")
+        sound = read_1 <= write <= read_2 + capacity and read_1 <= read_2
+        senders = _unfinished_claims(senders, read_2)
+        return ChannelInfo(name, path, h.message_length, capacity,
+                           (write - read_2 if write > read_2 else 0) if sound else None,
+                           any(pl.alive for pl in senders), any(pl.alive for pl in receivers),
+                           senders[0].pid, receivers[0].pid,
+                           st.st_size, None if sound else "impossible cursors", senders, receivers)
     finally:
+        c_free(buf)
         c_close(fd)
 
 
@@ -1012,15 +1038,18 @@ cdef bint _shared_with_our_group(struct_stat st):
             and (st.st_gid == os.getegid() or st.st_gid in os.getgroups()))
 
 
-cdef tuple _inspect_groups(cw_header *live, uint32_t ms, uint32_t mr, uint64_t capacity, tuple receivers):
-    """The groups of a channel with groups, and the depth for its senders (None if impossible)."""
+cdef tuple _inspect_groups(cw_header *live, uint32_t ms, uint32_t mr, uint64_t capacity, tuple receivers,
+                           uint64_t w_after):
+    """The groups of a channel with groups, and the depth for its senders (None if impossible),
+    from a private copy of its header, places and group entries (see _inspect()); w_after is
+    the write cursor read after them."""
     cdef char *rplaces = (<char *>live) + cw_place_offset(ms)
     cdef char *gtable = (<char *>live) + cw_group_offset(ms, mr, 0)
     cdef cw_group *e
     cdef uint32_t g, q
     cdef uint64_t tag, pos, w
     cdef bint any
-    w = cw_load_acquire_u64(&live.write_cursor)
+    w = live.write_cursor
     rows = []
     for g in range(mr):
         e = <cw_group *>(gtable + g * sizeof(cw_group))
@@ -1041,7 +1070,7 @@ cdef tuple _inspect_groups(cw_header *live, uint32_t ms, uint32_t mr, uint64_t c
         bound = cw_load_acquire_u64(&live.read_cursor)
     # The groups move while we look: a group ahead of the write cursor loaded
     # before it just took what came meanwhile.
-    w = max(w, cw_load_acquire_u64(&live.write_cursor))
+    w = max(w, w_after)
     if w < bound or w - bound > capacity:
         return (), None
     groups = tuple(GroupInfo(name, pos, max(0, w - pos), durable, members,

@@ -86,7 +86,7 @@ def test_ends_claim_free_places_in_order_and_one_more_names_every_holder(channel
     try:
         assert [r.place for r in regions] == [0, 1, 2]
         with pytest.raises(ChannelBusyError, match=r"already has its 3 senders \(max_senders=3\): "
-                                                    rf"processes {os.getpid()}, {os.getpid()}, {os.getpid()}") as info:
+                                                    rf"process {os.getpid()} \(this process, 3 places\) holds them") as info:
             Region.open(channel, 8, 4, SENDER, max_senders=3)
         assert info.value.pids == [os.getpid()] * 3
         [listed] = [c for c in cywhip.channels() if c.name == channel]

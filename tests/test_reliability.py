@@ -458,3 +458,34 @@ def test_the_listing_reads_a_channel_another_user_shares_with_our_group_and_name
     os.chmod(path, 0o600)
     info = {c.name: c for c in cywhip.channels()}[channel]
     assert info.problem == "owned by uid 65534, not shared with a group of ours"
+
+
+SHRINK_WHILE_LISTED = textwrap.dedent("""
+    import os, sys, cywhip
+    from cywhip import _region
+    name = sys.argv[1]
+    path = _region.channel_path(name)
+
+    def hook(point, where):
+        if point == "inspect" and where == path:
+            os.truncate(path, 4096)     # another process shrinks the file, header checked
+
+    for kw in (dict(), dict(max_receivers=2)):
+        with cywhip.Sender(name, message_length=8, max_queued_messages=4, **kw) as tx:
+            tx.send(b"1")
+        _region._test_hook = hook
+        [info] = [c for c in cywhip.channels() if c.name == name]
+        _region._test_hook = None
+        print(info.problem, flush=True)
+        cywhip.unlink(name)
+""")
+
+
+@pytest.mark.timeout(60)
+def test_listing_a_channel_that_shrinks_meanwhile_names_it_broken_and_never_raises_sigbus(channel, peers):
+    # channels() lists every channel file, including those of other processes, any of which
+    # may shrink a file it can write: the listing reads files, it never touches a mapping.
+    proc = peers.start(channel, script=SHRINK_WHILE_LISTED)
+    rc, out, err = peers.finish(proc, timeout=30)
+    assert rc == 0, (rc, err[-2000:])
+    assert out.split("\n")[:2] == ["shrank while it was read"] * 2
