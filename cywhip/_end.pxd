@@ -54,7 +54,8 @@ cdef class _End:
     cdef readonly Py_ssize_t max_receivers
     cdef Py_ssize_t record_size
     # The Cython API's handle of this end (cywhip.api.handle()); while it is held the
-    # end holds a reference to itself, dropped when it closes.
+    # end holds a reference to itself, dropped when it closes (never in a forked child,
+    # nor when closed by the exit handler: see _drop_handle_reference()).
     cdef cw_handle handle
     cdef bint handle_held
     cdef object __weakref__

@@ -52,8 +52,18 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+# Set once the exit handler below runs: an end closed from then on keeps the reference its
+# Cython API handle holds (_drop_handle_reference()).
+cdef bint _exiting = False
+
+
 @atexit.register
 def _close_all_at_exit():
+    # A thread of another extension may still hold a handle of an end and call through it
+    # while the interpreter finalizes (a C thread, which Python neither joins nor stops):
+    # the ends closed here are never freed, so its calls get CLOSED until the process ends.
+    global _exiting
+    _exiting = True
     for end in list(_live_ends):
         try:
             end.close()
@@ -298,13 +308,19 @@ cdef class _End:
     cdef void _drop_handle_reference(self):
         """An end with a Cython API handle held a reference to itself while open (so that the
         handle could not outlive it unnoticed); closed, it lets go.  Every caller holds a
-        reference of its own, so this never frees the end under it."""
-        if self.handle_held:
+        reference of its own, so this never frees the end under it.
+
+        Not in a forked child, nor once the exit handler has run: there the end was not closed
+        by its user, whose code (a C thread, the child's) may still call through the handle
+        and must get CLOSED, not freed memory; the end then lives as long as the process."""
+        if self.handle_held and not self.forked and not _exiting:
             self.handle_held = 0
             Py_DECREF(self)
 
     cdef void _abandon(self):
-        """In a forked child: drop this process's copy of the mapping without touching shared memory."""
+        """In a forked child: drop this process's copy of the mapping without touching shared
+        memory.  An end with a Cython API handle keeps its reference to itself: the child may
+        hold nothing else of it, and its handle must go on saying CLOSED there."""
         self.forked = 1
         # Calls of the Cython API in the child get CLOSED.
         cw_store_release_i32(&self.closing, 1)
@@ -312,7 +328,6 @@ cdef class _End:
             (<Region>self.region).unmap()
             self.region = None
             self.ring.hdr = NULL
-        self._drop_handle_reference()
 
     cdef int _close(self) except -1:
         """Close now; while a call is using the end, stop it and return once it has let go.

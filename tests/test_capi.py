@@ -510,6 +510,87 @@ def test_in_a_forked_child_the_handles_of_inherited_ends_say_closed(built, chann
         assert rx.recv(timeout=1) == b"parent"
 
 
+HANDLE_ONLY_IN_A_CHILD = """
+import gc, os, sys, weakref
+sys.path.insert(0, sys.argv[2])
+import capi_shim
+from cywhip import ChannelClosedError, Receiver, Sender
+name = sys.argv[1]
+tx, rx = Sender(name, message_length=8), Receiver(name, message_length=8)
+tx_h, rx_h = capi_shim.handle_address(tx), capi_shim.handle_address(rx)
+refs = [weakref.ref(tx), weakref.ref(rx)]
+# From here on each end's only reference is its handle's.
+del tx, rx
+gc.collect()
+pid = os.fork()
+if pid == 0:
+    gc.collect()
+    got = [capi_shim.try_send(tx_h, b"child"), capi_shim.try_recv(rx_h, 8)[0],
+           capi_shim.send(tx_h, b"child", -1), capi_shim.recv(rx_h, 8, -1)[0]]
+    # The Python ends say the same: the child cannot use them.
+    ends = [ref() for ref in refs]
+    try:
+        ends[0].send(b"child")
+    except ChannelClosedError as exc:
+        got.append(str(exc))
+    got.append(all(end is not None and end.closed for end in ends))
+    os.write(1, repr(got).encode() + b"\\n")
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+assert capi_shim.try_send(tx_h, b"parent") == "OK" and refs[1]().recv(timeout=1) == b"parent"
+for ref in refs:
+    ref().close()
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_handle_that_alone_keeps_its_end_alive_says_closed_in_a_forked_child(built, channel):
+    # The inherited ends are abandoned in the child; one kept alive only by its handle must
+    # outlive that, or the handle points at freed memory (PYTHONMALLOC=debug fills it).
+    out = subprocess.run([sys.executable, "-c", HANDLE_ONLY_IN_A_CHILD, channel, str(built.shim_dir)],
+                         env={**os.environ, "PYTHONMALLOC": "debug"}, capture_output=True, text=True,
+                         timeout=100)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    # The child's exit code last (-11: SIGSEGV), after what it printed.
+    assert lines[-1] == "0" and len(lines) == 2, out.stdout
+    got = eval(lines[0])
+    assert got[:4] == ["CLOSED"] * 4, got
+    assert "cannot be used in process" in got[4] and "forked from it" in got[4], got
+    assert got[5] is True
+
+
+HANDLE_ONLY_AT_EXIT = """
+import atexit, gc, sys
+sys.path.insert(0, sys.argv[2])
+
+def after_cywhip_closed_its_ends():
+    # Exit handlers run last registered first: this one runs after cywhip's, which closes
+    # every open end, as a C thread's next call through a handle would.
+    print(capi_shim.try_send(tx_h, b"late"), capi_shim.recv(rx_h, 8, -1)[0], flush=True)
+
+atexit.register(after_cywhip_closed_its_ends)
+import capi_shim
+from cywhip import Receiver, Sender
+name = sys.argv[1]
+tx, rx = Sender(name, message_length=8), Receiver(name, message_length=8)
+tx_h, rx_h = capi_shim.handle_address(tx), capi_shim.handle_address(rx)
+del tx, rx
+gc.collect()
+assert capi_shim.try_send(tx_h, b"early") == "OK"
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_handle_that_alone_keeps_its_end_alive_says_closed_after_the_exit_handlers(built, channel):
+    out = subprocess.run([sys.executable, "-c", HANDLE_ONLY_AT_EXIT, channel, str(built.shim_dir)],
+                         env={**os.environ, "PYTHONMALLOC": "debug"}, capture_output=True, text=True,
+                         timeout=100)
+    assert out.returncode == 0, (out.returncode, out.stderr)
+    assert out.stdout.split() == ["CLOSED", "CLOSED"], out.stdout
+
+
 # ------------------------------------------------------------------- threads, closing, signals
 
 @pytest.mark.parametrize("side", ["recv", "send"])
