@@ -703,7 +703,9 @@ cdef int _adopt(ring_t *r, uint32_t qi) noexcept nogil:
     if h == 0 or cw_load_relaxed_u64(&q.group) != r.group_tag:
         # Nothing of ours to finish: leave the place clean for whoever comes.
         if cw_load_relaxed_u64(&q.group) == r.group_tag:
+            # A member that died holding no claim: it counts no more.
             cw_store_release_u64(&q.group, 0)
+            _group_recount(r)
         cw_ofd_unlock(r.fd, off)
         return 0
     if _take_over_hold(r, h, e) != 0:
@@ -718,20 +720,43 @@ cdef int _adopt(ring_t *r, uint32_t qi) noexcept nogil:
     cw_ofd_unlock(r.fd, cw_place_offset(r.max_senders + r.place_index))
     r.place = q
     r.place_index = qi
-    if cw_load_relaxed_u64(&r.group.members) > 1:
-        cw_fetch_add_relaxed_u64(&r.group.members, <uint64_t>-1)
+    # The dead member counts no more (nor, if it had closed, twice).
+    _group_recount(r)
     return 1
+
+
+cdef inline void _group_set_members(cw_group *g, uint64_t live) noexcept nogil:
+    """Store the hint members = live, unless it says so already (the entry's line is the
+    claimers' too: leave it alone when nothing changes)."""
+    if cw_load_relaxed_u64(&g.members) != live:
+        cw_store_relaxed_u64(&g.members, live)
+
+
+cdef void _group_recount(ring_t *r) noexcept nogil:
+    """Recount the hint members of this member's group: this member, and every other place
+    of its group whose lock is held (a live member; a failed test presumes one)."""
+    cdef uint32_t qi
+    cdef uint64_t live = 1
+    for qi in range(r.max_receivers):
+        if qi != r.place_index and cw_load_relaxed_u64(&_rplace(r.rplaces, qi).group) == r.group_tag \
+                and cw_ofd_is_locked(r.fd, cw_place_offset(r.max_senders + qi)) != 0:
+            live += 1
+    _group_set_members(r.group, live)
 
 
 cdef int ring_group_detect(ring_t *r) noexcept nogil:
     """Step D: a member with nothing to claim looks for the claims of its group's dead
     members (and a dead member holding the claim lock).  1 if it took one over.
 
+    It tests the lock of every other place of its group, so it also finds the members
+    that died holding no claim (their places are cleared) and recounts the hint members.
     Sets r.hole while another live member holds a claim (the caller then
     sleeps in short slices: that member's death wakes nobody)."""
     cdef uint32_t qi
     cdef cw_place *q
     cdef uint64_t lock = cw_load_acquire_u64(&r.group.lock)
+    cdef uint64_t live = 1, hold
+    cdef bint ours
     cdef int rc
     r.hole = False
     if r.read != r.write_cache:
@@ -740,16 +765,22 @@ cdef int ring_group_detect(ring_t *r) noexcept nogil:
         if qi == r.place_index:
             continue
         q = _rplace(r.rplaces, qi)
-        if lock != qi + 1 and (cw_load_acquire_u64(&q.hold_start) == 0
-                               or cw_load_relaxed_u64(&q.group) != r.group_tag):
+        hold = cw_load_acquire_u64(&q.hold_start)
+        ours = cw_load_relaxed_u64(&q.group) == r.group_tag
+        if lock != qi + 1 and not ours:
             continue
         rc = cw_ofd_is_locked(r.fd, cw_place_offset(r.max_senders + qi))
         if rc != 0:
-            r.hole = True       # alive (or the test failed: presume so)
+            # Alive (or the test failed: presume so).
+            if ours:
+                live += 1
+            if lock == qi + 1 or (ours and hold != 0):
+                r.hole = True
             continue
         if _adopt(r, qi):
             r.hole = False
             return 1
+    _group_set_members(r.group, live)
     return 0
 
 

@@ -894,6 +894,52 @@ def test_a_claim_lock_naming_another_groups_dead_member_leaves_that_members_clai
             assert _drain(again, 5) == [1, 2, 3, 4, 5]
 
 
+IDLE_MEMBER = textwrap.dedent("""
+    import signal, sys
+    from cywhip import Receiver
+    with Receiver(sys.argv[1], message_length=32, max_queued_messages=16, max_receivers=4, group="w"):
+        print("joined", flush=True)
+        signal.pause()
+""")
+
+
+def test_a_member_killed_while_idle_is_counted_out_and_the_survivor_claims_whole_runs(channel, peers):
+    with _tx(channel) as tx, _rx(channel, "w") as survivor:
+        proc = peers.start(channel, script=IDLE_MEMBER)
+        assert proc.stdout.readline() == "joined\n", proc.stderr.read()
+        with _file(channel) as mm:
+            members = _group_word(4, 0, "group_members")
+            assert struct.unpack_from("<Q", mm, members)[0] == 2
+            # Killed holding no claim: nobody has its messages to finish.
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            # The survivor, finding nothing to take, looks for dead members (D).
+            assert survivor.try_recv() is None
+            assert struct.unpack_from("<Q", mm, members)[0] == 1
+        _send(tx, 0, 8)
+        # Alone in its group, it claims the whole run: one call takes all 8 (while another
+        # member is counted, a call claims at most a quarter of the ring, 4).
+        assert _numbers(survivor.recv_many(8)) == list(range(8))
+
+
+def test_a_wrong_members_hint_is_recounted_by_a_member_looking_for_dead_members(channel):
+    with _tx(channel) as tx, _rx(channel, "w") as a, _rx(channel, "w") as b:
+        with _file(channel) as mm:
+            members = _group_word(4, 0, "group_members")
+            assert struct.unpack_from("<Q", mm, members)[0] == 2
+            # A hint no correct member writes, too high and then too low: each member's next
+            # look for dead members (when it finds nothing to take) counts the live ones.
+            struct.pack_into("<Q", mm, members, 7)
+            assert a.try_recv() is None
+            assert struct.unpack_from("<Q", mm, members)[0] == 2
+            struct.pack_into("<Q", mm, members, 0)
+            assert b.try_recv() is None
+            assert struct.unpack_from("<Q", mm, members)[0] == 2
+        _send(tx, 0, 8)
+        # Two members counted: each call claims at most what it takes.
+        assert len(a.recv_many(3)) == 3 and len(b.recv_many(8)) == 4
+
+
 # ---------------------------------------------------------------- asyncio
 
 
