@@ -121,7 +121,15 @@ class _WakerThread:
                 entry[1].set_result(True)
 
     def stop(self, on_loop_thread):
-        """End the thread and unregister the eventfd (on the loop thread, or scheduled there)."""
+        """End the thread and unregister the eventfd (on the loop thread, or scheduled there).
+
+        The eventfd is closed even if the join times out (the thread descheduled that long):
+        the thread writes it, and reads the ends' waiting words, only while it holds the
+        waker's lock and within the same hold of it in which it saw ``stopping`` clear
+        (``Waker._run``); ``Waker.stop()`` sets ``stopping`` under that lock, so once it has
+        returned the thread touches neither again, only leaves (``_stop_all_at_exit`` relies
+        on the same).
+        """
         self.waker.stop()
         self.thread.join(5)
         loop = self.hub.loop
