@@ -524,6 +524,8 @@ cdef class _Call:
             core._begin()          # raises: another task is using the end
         if core._end is None:
             raise ChannelClosedError(f"{type(core).__name__} was never opened")
+        if self.timeout is not None:
+            core._deadline(self.timeout)    # a timeout it cannot take is refused at once, waiting or not
         if not core._owes_loop():
             # The common case, at once: messages (room) are waiting.
             if self.kind == RECV:

@@ -6,6 +6,8 @@ _end), moves messages with the ring's functions and converts them with the
 end's codec (_codec).  Nothing here reads a header field or a slot header:
 cursors, lengths and lent pages are the ring's and the region's.
 """
+import difflib
+import logging
 import threading
 
 from cpython.buffer cimport PyBuffer_Release, PyBUF_STRIDED, PyBUF_STRIDED_RO, PyBUF_WRITABLE
@@ -25,6 +27,7 @@ from libc.string cimport memcpy
 from cywhip._codec cimport Codec
 from cywhip._end cimport _End, _enter, _leave, _closing, deadline_ns, check_count, WAITED_AGAIN
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER, unlend_pages
+from cywhip._region import _channel_info
 from cywhip._ring cimport (
     ring_claim, ring_write_slot, ring_commit, ring_commit_void, ring_publish, ring_published,
     ring_write_records_many, ring_claim_intent, ring_claim_cas, ring_commit_length, ring_commit_seq,
@@ -40,6 +43,43 @@ from cywhip.errors import ChannelClosedError, ChannelCorruptError, ReceiveTimeou
 DEFAULT_MAX_QUEUED_MESSAGES = 1024
 DEFAULT_SPIN_TIME = 50e-6
 
+# A receive thread that stops on an error says so here at once (with the traceback); close()
+# raises the error afterwards.  Configure or silence it with the logging module.
+log = logging.getLogger("cywhip")
+
+_SENDER_KEYWORDS = ("name", "message_serializer", "message_length", "max_queued_messages",
+                    "message_type", "max_senders", "max_receivers", "spin_time", "mode")
+_RECEIVER_KEYWORDS = ("name", "message_deserializer", "message_length", "max_queued_messages",
+                      "on_message", "message_type", "on_batch", "on_error", "max_senders",
+                      "max_receivers", "group", "durable", "spin_time", "mode")
+
+
+cdef int _refuse_keywords(str cls, dict unknown, tuple known) except -1:
+    """An unknown keyword argument: name the class, the keyword and the nearest known one."""
+    key = next(iter(unknown))
+    near = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else f"; it takes {', '.join(known)}"
+    raise TypeError(f"{cls}() got an unexpected keyword argument {key!r}{hint}")
+
+
+cdef int _check_callable(str cls, str what, object fn) except -1:
+    """A callback argument: callable or None.  A number in a callback's place is a
+    message_length given by position, where the callback comes second."""
+    if fn is None or callable(fn):
+        return 0
+    if what in ("message_serializer", "message_deserializer") and isinstance(fn, int):
+        raise TypeError(f"{cls}()'s second positional argument is the {what}, got {fn!r}: give "
+                        f"message_length by keyword ({cls}(name, message_length={fn!r}))")
+    raise TypeError(f"{cls}(): {what} must be callable, got {fn!r}")
+
+
+cdef inline int _check_timeout(object timeout) except -1:
+    """Refuse a timeout that is not None or a non-negative number at once, whether or not the
+    call will have to wait."""
+    if timeout is not None:
+        deadline_ns(timeout)
+    return 0
+
 
 cdef class Sender(_End):
     """The sending end of channel ``name``.
@@ -50,9 +90,10 @@ cdef class Sender(_End):
 
     def __init__(self, name, message_serializer=None, message_length=None,
                  max_queued_messages=DEFAULT_MAX_QUEUED_MESSAGES, *, message_type=None,
-                 max_senders=1, max_receivers=1, spin_time=DEFAULT_SPIN_TIME, mode=0o600):
-        if message_serializer is not None and not callable(message_serializer):
-            raise TypeError(f"message_serializer must be callable, got {message_serializer!r}")
+                 max_senders=1, max_receivers=1, spin_time=DEFAULT_SPIN_TIME, mode=0o600, **unknown):
+        if unknown:
+            _refuse_keywords("Sender", unknown, _SENDER_KEYWORDS)
+        _check_callable("Sender", "message_serializer", message_serializer)
         if message_serializer is not None and message_type is not None:
             raise TypeError("a typed Sender takes no message_serializer: its records are copied as they are")
         self.sending = 1
@@ -65,9 +106,37 @@ cdef class Sender(_End):
     cdef int _raise_timeout(self, object timeout, object sent) except -1:
         if sent is None:
             raise SendTimeout(f"channel {self.name!r} stayed full "
-                              f"({self.max_queued_messages} messages queued) for {timeout} s")
+                              f"({self.max_queued_messages} messages queued) for {timeout} s"
+                              f"{self._held_back_by()}")
         raise SendTimeout(f"channel {self.name!r} stayed full ({self.max_queued_messages} messages "
-                          f"queued) for {timeout} s; {sent} messages of this call were sent", sent=sent)
+                          f"queued) for {timeout} s; {sent} messages of this call were sent"
+                          f"{self._held_back_by()}", sent=sent)
+
+    def _held_back_by(self):
+        """For a SendTimeout's message on a channel with receiver groups: which group holds the
+        ring full, and what to do about it ("" if none does now, or on a plain channel)."""
+        if self.max_receivers <= 1:
+            return ""
+        try:
+            info = _channel_info(self.name)
+        except Exception:
+            return ""
+        if info is None or not info.groups:
+            return ""
+        parts = []
+        for g in info.groups:
+            if not g.holding_back:
+                continue
+            if g.members:
+                pids = ", ".join(map(str, g.members))
+                parts.append(f"group {g.name!r} holds it full ({g.depth} messages wait for it; "
+                             f"its members, pid {pids}, are not taking them)")
+            else:
+                parts.append(f"group {g.name!r} holds it full: a durable group with no live member "
+                             f"({g.depth} messages wait for it); start a member of it, or remove it "
+                             f"with cywhip.remove_group({self.name!r}, {g.name!r}) "
+                             f"(python -m cywhip remove-group {self.name} {g.name})")
+        return "; " + "; ".join(parts) if parts else ""
 
     cdef inline int _put(self, object msg) except -1:
         """Encode msg into the slot at the write cursor and commit it (one sender: not yet published)."""
@@ -104,6 +173,7 @@ cdef class Sender(_End):
 
     def send(self, msg, timeout=None):
         """Send one message; wait while the ring is full (raise SendTimeout, a queue.Full, after timeout seconds)."""
+        _check_timeout(timeout)
         _enter(self)
         try:
             if ring_claim(&self.ring) <= 0:
@@ -146,6 +216,7 @@ cdef class Sender(_End):
         cdef Py_ssize_t publish_every = self.publish_every
         cdef int64_t deadline = -1
         cdef bint have_deadline = False
+        _check_timeout(timeout)
         _enter(self)
         try:
             for msg in messages:
@@ -197,16 +268,16 @@ cdef class Sender(_End):
             stride = view.strides[0]
             base = <const char *>view.buf
             chunk = max(1, min(self.max_queued_messages // 4, 4096))
+            deadline = deadline_ns(timeout)
             _enter(self)
             try:
-                deadline = deadline_ns(timeout)
                 while i < n:
                     with nogil:
                         st = ring_send_records(&self.ring, base, stride, n, size, chunk, deadline,
                                                SLEEP_SLICE_NS, &i)
                     if i < n and self._waited(st) == 0:
                         raise SendTimeout(f"channel {self.name!r} stayed full for {timeout} s; "
-                                          f"{i} of {n} records were sent", sent=i)
+                                          f"{i} of {n} records were sent{self._held_back_by()}", sent=i)
                 return n
             finally:
                 _leave(self)
@@ -241,11 +312,12 @@ cdef class Receiver(_End):
                  max_queued_messages=DEFAULT_MAX_QUEUED_MESSAGES, on_message=None, *,
                  message_type=None, on_batch=None, on_error=None, max_senders=1,
                  max_receivers=1, group="", durable=True,
-                 spin_time=DEFAULT_SPIN_TIME, mode=0o600):
+                 spin_time=DEFAULT_SPIN_TIME, mode=0o600, **unknown):
+        if unknown:
+            _refuse_keywords("Receiver", unknown, _RECEIVER_KEYWORDS)
         for what, fn in (("message_deserializer", message_deserializer), ("on_message", on_message),
                          ("on_batch", on_batch), ("on_error", on_error)):
-            if fn is not None and not callable(fn):
-                raise TypeError(f"{what} must be callable, got {fn!r}")
+            _check_callable("Receiver", what, fn)
         if on_message is not None and on_batch is not None:
             raise TypeError("give on_message or on_batch, not both")
         if on_error is not None and on_message is None and on_batch is None:
@@ -365,6 +437,7 @@ cdef class Receiver(_End):
 
     def recv(self, timeout=None):
         """Take the next message; wait for one (raise ReceiveTimeout, a queue.Empty, after timeout seconds)."""
+        _check_timeout(timeout)
         self._enter_pull()
         try:
             self._await(timeout)
@@ -420,6 +493,7 @@ cdef class Receiver(_End):
         """
         cdef Py_ssize_t k
         check_count(max_count)
+        _check_timeout(timeout)
         k = min(max_count, self.max_queued_messages)
         self._enter_pull()
         try:
@@ -454,6 +528,7 @@ cdef class Receiver(_End):
         """
         cdef Py_buffer view
         cdef Py_ssize_t room
+        _check_timeout(timeout)
         self.codec.get_records(out, &view, PyBUF_STRIDED | PyBUF_WRITABLE, "recv_into")
         try:
             room = view.shape[0]
@@ -476,6 +551,7 @@ cdef class Receiver(_End):
         if self.record_size == 0:
             raise TypeError("recv_array() needs a typed channel: open the end with message_type=...")
         check_count(max_count)
+        _check_timeout(timeout)
         self._enter_pull()
         try:
             self.ring.want = max_count
@@ -505,6 +581,7 @@ cdef class Receiver(_End):
         """
         if max_count is not None:
             check_count(max_count)
+        _check_timeout(timeout)
         return _Lease(self, max_count, timeout)
 
     # -------------------------------------------------------------- pushing
@@ -541,8 +618,13 @@ cdef class Receiver(_End):
                 self.error = ChannelClosedError(f"Receiver {self.name!r} stopped delivering")
         except BaseException as exc:
             # The message that failed stays in the ring for the next receiver;
-            # close() re-raises the error in the caller.
+            # close() re-raises the error in the caller.  Say so now, not only then.
             self.error = exc
+            log.error("Receiver %r stopped delivering to %s: %s: %s. What it failed on stays in "
+                      "the channel for the next receiver, and close() raises this error; with "
+                      "on_error=callable, errors go to that hook and delivery goes on",
+                      self.name, "on_batch" if self.on_batch is not None else "on_message",
+                      type(exc).__name__, exc, exc_info=exc)
         finally:
             if _closing(self):
                 self._finish_close()

@@ -326,8 +326,13 @@ cdef class CtypesCodec(Codec):
 
     cdef Py_ssize_t encode(self, char *slot, object msg) except -1:
         if not isinstance(msg, self.ctype):
-            raise TypeError(f"channel {self.name!r} carries {self.ctype.__name__} records, "
-                            f"not {type(msg).__name__}")
+            name = self.ctype.__name__
+            hint = (f": build one from {self.record_size} bytes with {name}.from_buffer_copy(data)"
+                    if isinstance(msg, (bytes, bytearray, memoryview)) else
+                    f": send {name} instances, or a NumPy array of them with send_array()"
+                    if hasattr(msg, "dtype") else f": send {name} instances")
+            raise TypeError(f"channel {self.name!r} carries {name} records "
+                            f"({self.record_size} bytes), not {type(msg).__name__}{hint}")
         _copy_record_in(self, slot, msg)
         return self.record_size
 
@@ -353,8 +358,15 @@ cdef class NumpyCodec(Codec):
         dt = getattr(msg, "dtype", None)
         if dt is None or getattr(msg, "size", 1) != 1 or not self.rtype.accepts_dtype(dt):
             got = type(msg).__name__ + (f" of dtype {dt}" if dt is not None else "")
+            if dt is None and isinstance(msg, (bytes, bytearray, memoryview)):
+                hint = (f"send a record of that dtype (numpy.frombuffer(data, dtype)[0] makes one "
+                        f"from {self.record_size} bytes)")
+            elif dt is not None and getattr(msg, "size", 1) != 1 and self.rtype.accepts_dtype(dt):
+                hint = "send() takes one record: use send_array() for an array of them"
+            else:
+                hint = "send() takes one record of that dtype (send_array() an array of them)"
             raise TypeError(f"channel {self.name!r} carries single records of dtype {self.dtype}, "
-                            f"got {got}; use send_array() for arrays")
+                            f"got {got}: {hint}")
         _copy_record_in(self, slot, msg)
         return self.record_size
 

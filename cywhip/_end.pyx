@@ -83,7 +83,8 @@ cdef int64_t deadline_ns(object timeout) except -2:
     except TypeError:
         raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__} ({timeout!r})") from None
     if not t >= 0:
-        raise ValueError(f"timeout must be a non-negative number of seconds or None, got {timeout!r}")
+        raise ValueError(f"timeout must be a non-negative number of seconds, or None to wait as "
+                         f"long as it takes; got {timeout!r}")
     if t > MAX_SECONDS:
         t = MAX_SECONDS
     return monotonic_ns() + <int64_t>(t * 1e9)

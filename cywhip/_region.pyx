@@ -332,6 +332,16 @@ cdef class Region:
             raise ChannelMismatchError(f"{what} has layout version {h.version}, "
                                        f"this cywhip uses {CW_LAYOUT_VERSION}")
         if h.type_fingerprint != type_fingerprint or h.type_size != type_size:
+            if type_fingerprint == 0 and self.end == 1 and h.type_size != message_length:
+                # An untyped receiver reads the records as bytes only at their size: say which.
+                record_size, their_capacity = h.type_size, h.capacity
+                queued = (f" and max_queued_messages={their_capacity} (this end: {capacity})"
+                          if their_capacity != capacity else "")
+                raise ChannelMismatchError(
+                    f"{what} holds typed records {_read_description(h)} of {record_size} bytes; "
+                    f"this untyped receiver asked for message_length={message_length}: open it "
+                    f"with the same message_type, or read the records as bytes with "
+                    f"message_length={record_size}{queued}")
             self._check_types(h, message_length, type_fingerprint, what)
         if h.message_length != message_length:
             raise ChannelMismatchError(f"{what} exists with message_length={h.message_length}, "
@@ -370,8 +380,9 @@ cdef class Region:
             if self.end == 1 and h.type_size == message_length:
                 return 0   # an untyped receiver takes each record as bytes: always safe
             raise ChannelMismatchError(
-                f"{what} holds typed records ({theirs}); an untyped sender could write records of "
-                f"another layout: open it with the same message_type")
+                f"{what} holds typed records {theirs} of {h.type_size} bytes; this end is untyped "
+                f"(bytes), and an untyped sender could write records of another layout: open it "
+                f"with the same message_type")
         if h.type_fingerprint == 0:
             raise ChannelMismatchError(
                 f"{what} was created untyped (bytes); this end's message_type is {ours}. "
@@ -1089,6 +1100,13 @@ def channels():
         if info is not None:
             out.append(info)
     return out
+
+
+def _channel_info(name):
+    """The ChannelInfo of channel ``name`` alone, None if it does not exist (what a SendTimeout
+    on a channel with groups reads to name the group holding the ring full)."""
+    name = channel_name(name)
+    return _inspect(name, os.path.join(SHM_DIR, FILE_PREFIX + name))
 
 
 def remove_group(name, group):

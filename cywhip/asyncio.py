@@ -323,7 +323,8 @@ class _AsyncEnd(_Core):
             raise TypeError(f"timeout must be a number of seconds or None, not "
                             f"{type(timeout).__name__} ({timeout!r})") from None
         if not t >= 0:
-            raise ValueError(f"timeout must be a non-negative number of seconds or None, got {timeout!r}")
+            raise ValueError(f"timeout must be a non-negative number of seconds, or None to wait as "
+                         f"long as it takes; got {timeout!r}")
         return _monotonic_ns() + int(min(t, 1e9) * 1e9)
 
     def _raise_closed(self):
@@ -482,7 +483,8 @@ class Sender(_AsyncEnd, _SenderCore):
             while True:
                 if not await self._sleep(deadline):
                     raise SendTimeout(f"channel {self.name!r} stayed full "
-                                      f"({self.max_queued_messages} messages queued) for {timeout} s")
+                                      f"({self.max_queued_messages} messages queued) for {timeout} s"
+                                      f"{end._held_back_by()}")
                 if end.try_send(msg):
                     return
         finally:
@@ -495,6 +497,7 @@ class Sender(_AsyncEnd, _SenderCore):
         if cancelled, the CancelledError carries ``sent`` too (and ``unsent``:
         messages drawn from a one-shot iterator that did not go out).
         """
+        self._deadline(timeout)    # a timeout it cannot take is refused at once, waiting or not
         self._begin()
         end = self._end
         step = self._step
@@ -527,7 +530,7 @@ class Sender(_AsyncEnd, _SenderCore):
                     if not await self._sleep(deadline):
                         raise SendTimeout(f"channel {self.name!r} stayed full ({self.max_queued_messages} "
                                           f"messages queued) for {timeout} s; {sent} messages of this "
-                                          f"call were sent", sent=sent)
+                                          f"call were sent{end._held_back_by()}", sent=sent)
         except asyncio.CancelledError as exc:
             exc.sent = sent
             exc.unsent = [] if is_seq else list(chunk)
@@ -542,6 +545,7 @@ class Sender(_AsyncEnd, _SenderCore):
         them.  On timeout raises SendTimeout, on cancellation CancelledError,
         either with ``sent``: how many records went out.
         """
+        self._deadline(timeout)    # a timeout it cannot take is refused at once, waiting or not
         self._begin()
         end = self._end
         sent = 0
@@ -568,7 +572,7 @@ class Sender(_AsyncEnd, _SenderCore):
                     deadline = self._deadline(timeout)
                 if not await self._sleep(deadline):
                     raise SendTimeout(f"channel {self.name!r} stayed full for {timeout} s; "
-                                      f"{sent} of {n} records were sent", sent=sent)
+                                      f"{sent} of {n} records were sent{end._held_back_by()}", sent=sent)
             return sent
         except asyncio.CancelledError as exc:
             exc.sent = sent
@@ -666,6 +670,7 @@ class Receiver(_AsyncEnd, _ReceiverCore):
 
         Waits for at least one; copies at most about 1 MiB per call.
         """
+        self._deadline(timeout)    # a timeout it cannot take is refused at once, waiting or not
         self._begin()
         try:
             await self._let_loop_run()
@@ -694,6 +699,7 @@ class Receiver(_AsyncEnd, _ReceiverCore):
         """Wait for at least one record, then take those waiting up to ``max_count`` (at most about
         1 MiB) as a new NumPy array."""
         _check_count(max_count)
+        self._deadline(timeout)    # a timeout it cannot take is refused at once, waiting or not
         self._begin()
         try:
             await self._let_loop_run()
