@@ -2,8 +2,8 @@
 
 Once per session, two builds run side by side in a temporary directory, each with Cython and
 setuptools against the installed cywhip (cywhip.get_include(), its api.pxd and api.h):
-README.md's worked example (producer.pyx, consumer.pyx and its setup.py, taken from the README
-itself), and capi_shim.pyx (beside this file: each call reachable from Python) with a module
+the worked example of docs/api.md (examples/capi/: producer.pyx, consumer.pyx and its setup.py;
+tests/test_examples.py checks that docs/api.md shows these files), and capi_shim.pyx (beside this file: each call reachable from Python) with a module
 compiled against an api.h whose version was changed.
 """
 import contextlib
@@ -29,7 +29,7 @@ import cywhip
 from cywhip import ChannelClosedError, Receiver, Sender
 
 HERE = pathlib.Path(__file__).resolve().parent
-README = HERE.parent / "README.md"
+EXAMPLE = HERE.parent / "examples" / "capi"
 
 SHIM_SETUP = """
 import cywhip
@@ -54,14 +54,10 @@ def handle(end):
 """
 
 
-def readme_example():
-    """The files of README.md's Cython API example: each fenced block of that section whose
-    first line is '# <file name>'."""
-    text = README.read_text()
-    start = text.index("### Cython API\n")
-    section = text[start:text.index("\n### ", start + 1)]
-    files = {m.group(2): m.group(1) for m in re.finditer(r"```\w*\n(# (\S+\.(?:pyx|py))\n.*?)```", section, re.S)}
-    assert set(files) == {"producer.pyx", "consumer.pyx", "setup.py"}, files.keys()
+def example_files():
+    """The files of the Cython API's worked example (examples/capi/)."""
+    files = {p.name: p.read_text() for p in EXAMPLE.iterdir() if p.suffix in (".pyx", ".py")}
+    assert {"producer.pyx", "consumer.pyx", "setup.py"} <= set(files), files.keys()
     return files
 
 
@@ -71,12 +67,12 @@ def api_version(header):
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory):
-    """Build the README's example and the shim once; their directories come first on sys.path."""
+    """Build the worked example and the shim once; their directories come first on sys.path."""
     root = tmp_path_factory.mktemp("capi")
     example, shim = root / "example", root / "shim"
     example.mkdir()
     (shim / "fake" / "cywhip").mkdir(parents=True)
-    for name, body in readme_example().items():
+    for name, body in example_files().items():
         (example / name).write_text(body)
     shutil.copy(HERE / "capi_shim.pyx", shim)
     (shim / "capi_fake_version.pyx").write_text(FAKE_VERSION_PYX)
@@ -135,7 +131,7 @@ def wait_busy(shim, end, data=None):
     wait_until(lambda: status(probe()) == "BUSY")
 
 
-# ------------------------------------------------------ the README's example, between processes
+# ------------------------------------------------------ the worked example, between processes
 
 CONSUMER = """
 import json, sys, time
@@ -166,6 +162,24 @@ def run_example(built, peers, channel, count, mode):
     assert rc == 0, err
     assert int(sent) == count
     return report
+
+
+@pytest.mark.timeout(120)
+def test_the_worked_examples_scripts_run_as_written_and_remove_their_channel(built, peers):
+    name = "capi-ticks"
+    if os.path.exists(f"/dev/shm/cywhip.{name}"):
+        cywhip.remove_stale([name])    # left by an earlier run that died
+    try:
+        receiver = subprocess.Popen([sys.executable, "receive_ticks.py"], cwd=built.example,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        sender = subprocess.Popen([sys.executable, "send_ticks.py"], cwd=built.example,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        peers.procs += [receiver, sender]
+        assert peers.finish(sender, timeout=100) == (0, "sent 1000000\n", "")
+        assert peers.finish(receiver, timeout=100) == (0, "wrong: 0\n", "")
+        assert not os.path.exists(f"/dev/shm/cywhip.{name}")
+    finally:
+        cywhip.unlink(name, missing_ok=True)
 
 
 @pytest.mark.timeout(120)
