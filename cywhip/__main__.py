@@ -1,10 +1,10 @@
-"""Command line: ``python -m cywhip demo`` and friends.
+"""Command line: python -m cywhip COMMAND.
 
     python -m cywhip demo [--count N]      two processes talk; the receiver reports
     python -m cywhip channels              list the channels in /dev/shm and their state
     python -m cywhip channels --remove-stale   also remove those whose ends are all dead
     python -m cywhip remove-group NAME GROUP   drop a receiver group that is not coming back
-    python -m cywhip bench [--quick] [--json]  cywhip against its peers, each in two processes
+    python -m cywhip bench [--quick] [--only TEXT] [--json]   cywhip against its peers
 """
 import argparse
 import json
@@ -113,7 +113,8 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="two processes pass numbered messages; the receiver reports")
-    p.add_argument("--count", type=int, default=1_000_000)
+    p.add_argument("--count", type=int, default=1_000_000,
+                   help="messages per round (default 1,000,000; three rounds)")
     p.add_argument("--length", type=int, default=32, help="message_length in bytes (a multiple of 8)")
     sub.add_parser("bench", help="cywhip against its peers and raw C floors (see bench --help)")
     p = sub.add_parser("channels", help="list channels in /dev/shm and their state")
@@ -121,6 +122,9 @@ def main(argv=None):
     p = sub.add_parser("remove-group", help="remove a receiver group that is not coming back")
     p.add_argument("name", help="the channel")
     p.add_argument("group", help="the group")
+    if not argv:
+        parser.print_help()
+        return 2
     args = parser.parse_args(argv)
     if args.command == "channels":
         return list_channels(args.remove_stale)

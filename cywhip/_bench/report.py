@@ -207,8 +207,12 @@ def main(argv):
                                                  "each workload in processes of its own")
     parser.add_argument("--quick", action="store_true", help="fewer messages per figure (a smoke run)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    groups = []
+    for row in workloads(True):
+        if row["group"] not in groups:
+            groups.append(row["group"])
     parser.add_argument("--only", metavar="TEXT", help="run only the workloads whose group contains TEXT "
-                        "(and not the crash table)")
+                        "(and not the crash tables); the groups: " + "; ".join(groups))
     parser.add_argument("--hangs", type=int, metavar="N",
                         help="instead of the table: N short streams through each Cython API (cywhip's, "
                              "cykit's), one message per call, counting those that never finish")
