@@ -160,6 +160,21 @@ def _in_dir(fn):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def _removing(name, fn):
+    """Run fn(); then remove what a peer left under its own names in /dev/shm and /tmp (any entry
+    whose name contains `name`, unique to the run), also when a process of the run was killed."""
+    try:
+        return fn()
+    finally:
+        for d in ("/dev/shm", "/tmp"):
+            for entry in os.listdir(d):
+                if name in entry:
+                    try:
+                        os.unlink(os.path.join(d, entry))
+                    except OSError:
+                        pass
+
+
 def _gbps(result, size):
     return {"rate": result["rate"] * size / 1e9}
 
@@ -172,10 +187,12 @@ def _gbps(result, size):
 END = b""      # after the numbered messages of a work-sharing stream: one per consumer
 
 
-def _numbered(n, size=MESSAGE):
-    """n distinct messages of size bytes, message i starting with i (8 bytes, little-endian)."""
+def _numbered(n, size=MESSAGE, tag=0):
+    """n distinct messages of size bytes, message i starting with tag << 40 | i (8 bytes,
+    little-endian): tag tells apart the producers of one stream."""
     pad = b"." * (size - 8)
-    return [i.to_bytes(8, "little") + pad for i in range(n)]
+    base = tag << 40
+    return [(base | i).to_bytes(8, "little") + pad for i in range(n)]
 
 
 def _seqs(kept, size=MESSAGE):
@@ -204,12 +221,73 @@ def _consumer_done(done):
 
 def _per_consumer(results, sent):
     """Broadcast: each consumer's messages per second from its first message to its last,
-    averaged over the consumers.  A note says what share of the messages arrived if not all."""
+    averaged over the consumers.  A note says what share of the messages arrived if not all, and
+    what the check of their numbers found where the consumers checked them (_checked)."""
     rates = [(r["count"] - 1) / (r["t1"] - r["t0"]) for r in results]
     got = [r["count"] for r in results]
     out = {"rate": sum(rates) / len(rates), "rates": rates, "received": got}
-    if min(got) < sent:
+    if all("lost" in r for r in results):
+        out["lost"] = sum(r["lost"] for r in results)
+        bad = [r for r in results if not r["complete"]]
+        out["note"] = ("; ".join(f"consumer {i}: {r['note']}" for i, r in enumerate(results) if not r["complete"])
+                       if bad else f"each consumer got every message, in order (checked, {sent:,})")
+    elif min(got) < sent:
+        out["lost"] = sum(sent - g for g in got)
         out["note"] = "received " + " and ".join(f"{g / sent:.1%}" for g in got) + f" of {sent:,}"
+    return out
+
+
+def _words(kept, size=None):
+    """The first 8 bytes of each message of kept (a list of bytes of one length: a system may
+    hand back its whole slot, longer than what was sent), as a numpy array of int64."""
+    import numpy as np
+    if not kept:
+        return np.zeros(0, "<i8")
+    step = size or len(kept[0])
+    joined = b"".join(kept)
+    if len(joined) != step * len(kept):
+        raise RuntimeError(f"messages of several lengths arrived (the first of {len(kept[0])} bytes)")
+    return np.frombuffer(joined, "u1").reshape(-1, step)[:, :8].copy().view("<i8").ravel()
+
+
+def _checked(words, sent, producers=1):
+    """Check the numbers of what one consumer got (words: tag << 40 | i for i in range(sent) from
+    each of `producers` producers, tags 0, 1, ..., in order of arrival): every message once, each
+    producer's in the order it sent them.  Return {"count", "lost", "duplicated", "disordered",
+    "complete", "note"}; a note starting with NOT says what went wrong (report.run keeps those
+    of every run)."""
+    import numpy as np
+    words = np.asarray(words, "<i8")
+    tags, seqs = words >> 40, words & ((1 << 40) - 1)
+    total = sent * producers
+    lost = duplicated = disordered = strangers = 0
+    for tag in range(producers):
+        mine = seqs[tags == tag]
+        disordered += int(np.count_nonzero(np.diff(mine) <= 0))
+        valid = mine[mine < sent]
+        distinct = len(np.unique(valid))
+        duplicated += len(valid) - distinct
+        lost += sent - distinct
+        strangers += len(mine) - len(valid)
+    strangers += int(np.count_nonzero((tags < 0) | (tags >= producers)))
+    complete = lost == duplicated == disordered == strangers == 0
+    if complete:
+        note = f"every message, in order (checked, {total:,})"
+    else:
+        parts = [f"lost {lost / total:.1%} ({lost:,} of {total:,})"] if lost else []
+        parts += [f"{duplicated:,} duplicated"] if duplicated else []
+        parts += [f"{disordered:,} out of order"] if disordered else []
+        parts += [f"{strangers:,} not sent"] if strangers else []
+        note = "NOT every message: " + ", ".join(parts)
+    return {"count": len(words), "lost": lost, "duplicated": duplicated, "disordered": disordered,
+            "complete": complete, "note": note}
+
+
+def _checked_rate(t0, t1, words, sent, producers=1):
+    """A one-consumer row's result: messages per second from the first to the last that
+    arrived (what was delivered, not what was sent), and the check of their numbers."""
+    out = _checked(words, sent, producers)
+    out["rate"] = (out["count"] - 1) / (t1 - t0)
     return out
 
 

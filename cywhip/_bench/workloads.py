@@ -1,6 +1,6 @@
 """The benchmark table: every workload, for cywhip and each peer, as rows to run."""
 from cywhip._bench.common import (
-    BATCH_RING, MESSAGE, SPAWN, _aggregate, _gbps, _in_dir, _name, _per_consumer, run_pair,
+    BATCH_RING, MESSAGE, SPAWN, _aggregate, _gbps, _in_dir, _name, _per_consumer, _removing, run_pair,
 )
 from cywhip._bench.cywhip_workers import (
     _w_cywhip_array, _w_cywhip_async_pingpong, _w_cywhip_async_stream, _w_cywhip_async_wakeup,
@@ -11,6 +11,12 @@ from cywhip._bench import capi
 from cywhip._bench.floors import _w_floor_futex, _w_floor_ring, _w_floor_ring_each
 from cywhip._bench.peers.cloudtoid import _w_cloudtoid, _w_cloudtoid_shared
 from cywhip._bench.peers.cykit import _w_cykit_mpsc, _w_cykit_spmc
+from cywhip._bench.peers.kickmsg import _w_kickmsg
+from cywhip._bench.peers.msgq import _w_msgq_broadcast
+from cywhip._bench.peers.subetha import (
+    _w_subetha_broadcast, _w_subetha_mpsc, _w_subetha_shared, _w_subetha_spsc,
+)
+from cywhip._bench.peers.zenoh import _removing_segments, _w_zenoh
 from cywhip._bench.peers.iceoryx2 import _w_iceoryx2_broadcast, _w_iceoryx2_pingpong, _w_iceoryx2_stream
 from cywhip._bench.peers.pyzmq import (
     GROUP_HWM, _w_zmq, _w_zmq_asyncio, _w_zmq_asyncio_pingpong, _w_zmq_pubsub, _w_zmq_shared,
@@ -19,6 +25,31 @@ from cywhip._bench.peers.queues import _faster_fifo, _w_pipe, _w_queue, _w_queue
 
 BROADCAST = "broadcast to 2 consumers, 32 B, per consumer"
 SHARING = "a group of 2 sharing work, 32 B, aggregate"
+SUBETHA, KICKMSG, MSGQ, ZENOH = "SubEtha 0.6.0", "kickmsg 0.9.2", "msgq 1.0", "Zenoh 1.10.2"
+
+
+def _subetha(worker, params, **kw):
+    """A SubEtha run, its files in a directory of its own."""
+    return _in_dir(lambda d: run_pair(worker, dict(params, dir=d), **kw))
+
+
+def _kickmsg(params, **kw):
+    """A kickmsg run: its region is /dev/shm/<name>, removed afterwards."""
+    shared = (SPAWN.Event(), SPAWN.Value("i", 0))
+    return _removing(params["name"], lambda: run_pair(_w_kickmsg, params, shared=shared, **kw))
+
+
+def _msgq(params, **kw):
+    """A msgq run: its ring is /dev/shm/msgq_<name>, removed afterwards."""
+    shared = (SPAWN.Event(), SPAWN.Value("i", 0))
+    return _removing(params["name"], lambda: run_pair(_w_msgq_broadcast, params, shared=shared, **kw))
+
+
+def _zenoh(params, **kw):
+    """A Zenoh run: its sockets in a directory of its own, the segments it leaves removed."""
+    shared = (SPAWN.Value("i", 0), SPAWN.Value("i", 0))
+    return _removing_segments(lambda: _in_dir(lambda d: run_pair(_w_zenoh, dict(params, dir=d), shared=shared,
+                                                                 **kw)))
 
 
 def workloads(quick=False):
@@ -54,6 +85,13 @@ def workloads(quick=False):
 
     add(single, "iceoryx2", "loan/send + busy-poll receive", "msg/s", "rate",
         lambda: run_pair(_w_iceoryx2_stream, {"name": _name("j"), "count": n // 4}), needs="iceoryx2")
+    add(single, SUBETHA, "SpscRing push/pop, polling", "msg/s", "rate",
+        lambda: _subetha(_w_subetha_spsc, {"name": _name("es"), "count": n // 2, "mode": "single"}),
+        needs="subetha")
+    add(single, ZENOH, "put/recv, plain, Unix socket", "msg/s", "rate",
+        lambda: _zenoh({"name": _name("zp"), "count": n // 10}), needs="zenoh")
+    add(single, ZENOH, "put/recv, shared memory (a ShmProvider buffer per message)", "msg/s", "rate",
+        lambda: _zenoh({"name": _name("zs"), "count": n // 40, "shm": True}), needs="zenoh")
     add(single, "cywhip", "send/recv, one sender on a max_senders=4 channel", "msg/s", "rate",
         lambda: run_pair(_w_cywhip_stream, {"name": _name("s4"), "count": n, "size": MESSAGE, "mode": "single",
                                             "senders": 4}))
@@ -77,6 +115,11 @@ def workloads(quick=False):
     add(fanin, "pyzmq ipc://", "2 PUSH → PULL send/recv", "msg/s", "rate",
         lambda: run_pair(_w_zmq, {"name": _name("z"), "count": per // 2, "size": MESSAGE}, producers=2),
         needs="zmq", processes=3)
+    add(fanin, SUBETHA, "mpsc_pool, 2 MpscProducer push → MpscConsumer pop", "msg/s", "rate",
+        lambda: _subetha(_w_subetha_mpsc, {"name": _name("em"), "count": per // 2}, producers=2),
+        needs="subetha", processes=3)
+    add(fanin, KICKMSG, "PubSub region, 2 Publisher send → Subscriber try_receive", "msg/s", "rate",
+        lambda: _kickmsg({"name": _name("km"), "count": per // 2}, producers=2), needs="kickmsg", processes=3)
     add(fanin, "faster-fifo", "put/get", "msg/s", "rate",
         lambda: run_pair(_w_queue, {"count": per // 4, "size": MESSAGE}, shared=_faster_fifo(), producers=2),
         needs="faster_fifo", processes=3)
@@ -111,6 +154,23 @@ def workloads(quick=False):
                                        consumers=2), n // 10),
         needs="iceoryx2", processes=3)
 
+    add(BROADCAST, SUBETHA, "BroadcastRing push → recv, polling", "msg/s", "rate",
+        lambda: _per_consumer(_subetha(_w_subetha_broadcast, {"name": _name("eb"), "count": n // 2},
+                                       shared=SPAWN.Event(), consumers=2), n // 2),
+        needs="subetha", processes=3)
+    add(BROADCAST, KICKMSG, "PubSub region, Publisher send → 2 Subscriber try_receive", "msg/s", "rate",
+        lambda: _per_consumer(_kickmsg({"name": _name("kb"), "count": n // 2}, consumers=2), n // 2),
+        needs="kickmsg", processes=3)
+    add(BROADCAST, MSGQ, "PubSocket send → 2 SubSocket receive(non_blocking=True)", "msg/s", "rate",
+        lambda: _per_consumer(_msgq({"name": _name("qb"), "count": n // 20}, consumers=2), n // 20),
+        needs="msgq", processes=3)
+    add(BROADCAST, ZENOH, "put → 2 subscribers recv, plain, Unix sockets", "msg/s", "rate",
+        lambda: _per_consumer(_zenoh({"name": _name("zb"), "count": n // 10}, consumers=2), n // 10),
+        needs="zenoh", processes=3)
+    add(BROADCAST, ZENOH, "put → 2 subscribers recv, shared memory", "msg/s", "rate",
+        lambda: _per_consumer(_zenoh({"name": _name("zc"), "count": n // 40, "shm": True}, consumers=2), n // 40),
+        needs="zenoh", processes=3)
+
     # Work sharing: two receivers split one stream of numbered messages; the figure is both
     # together, and every message must arrive exactly once across them (checked).
     share = n // 2
@@ -133,6 +193,14 @@ def workloads(quick=False):
         lambda: _aggregate(run_pair(_w_zmq_shared, {"name": _name("wz"), "count": share // 2, "size": MESSAGE},
                                     shared=SPAWN.Value("i", 0), consumers=2), share // 2),
         needs="zmq", processes=3)
+    add(SHARING, SUBETHA, "WorkQueue push → 2 thieves steal", "msg/s", "rate",
+        lambda: _aggregate(_subetha(_w_subetha_shared, {"name": _name("ew"), "count": share // 2, "kind": "workqueue"},
+                                    shared=(SPAWN.Event(), SPAWN.Value("i", 0)), consumers=2), share // 2),
+        needs="subetha", processes=3)
+    add(SHARING, SUBETHA, "Channel(readers=2) send → 2 readers recv, polling", "msg/s", "rate",
+        lambda: _aggregate(_subetha(_w_subetha_shared, {"name": _name("ec"), "count": share // 2, "kind": "channel"},
+                                    shared=(SPAWN.Event(), SPAWN.Value("i", 0)), consumers=2), share // 2),
+        needs="subetha", processes=3)
     add(SHARING, "faster-fifo", "put → 2 getters", "msg/s", "rate",
         lambda: _aggregate(run_pair(_w_queue_shared, {"count": n // 10, "size": MESSAGE},
                                     shared=(_faster_fifo(), SPAWN.Value("i", 0)), consumers=2), n // 10),
@@ -154,12 +222,20 @@ def workloads(quick=False):
     add(batch, "faster-fifo", "put_many/get_many", "msg/s", "rate",
         lambda: run_pair(_w_queue, {"count": n, "size": MESSAGE, "batch": True}, shared=_faster_fifo()),
         needs="faster_fifo", versus="send_many")
+    add(batch, SUBETHA, "SpscRing push_many/pop_many, lists of 4,096", "msg/s", "rate",
+        lambda: _subetha(_w_subetha_spsc, {"name": _name("el"), "count": n, "mode": "many",
+                                           "capacity": BATCH_RING}),
+        needs="subetha", versus="send_many")
     add(batch, "cywhip", "on_message, trivial (de)serializer", "msg/s", "rate",
         lambda: run_pair(_w_cywhip_callback, {"name": _name("o"), "count": n, "size": MESSAGE}))
 
     typed = "typed records, 32 B"
     add(typed, "cywhip", "send_array/recv_into", "rec/s", "rate",
         lambda: run_pair(_w_cywhip_array, {"name": _name("t"), "count": n * 10}), needs="numpy")
+    add(typed, SUBETHA, "SpscRing push_buffer/pop_buffer, 4,096 records packed per call", "rec/s", "rate",
+        lambda: _subetha(_w_subetha_spsc, {"name": _name("ep"), "count": n * 5, "mode": "buffer",
+                                           "capacity": BATCH_RING}),
+        needs=("subetha", "numpy"))
     add(typed, "raw C ring (floor)", "memcpy ring, spinning", "rec/s", "rate",
         lambda: run_pair(_w_floor_ring, {"name": "cywhip-" + _name("f"), "count": n * 10, "size": MESSAGE}))
 

@@ -1,0 +1,108 @@
+"""kickmsg: a PubSub region (MPMC publish-subscribe in shared memory) with two publishers and one
+subscriber (fan-in), or one publisher and two subscribers (broadcast).
+
+kickmsg never holds a publisher back for a subscriber: each subscriber has a ring of its own,
+and a publisher overwrites what a slow subscriber has not read yet (the subscriber's `lost`
+counts it).  A publisher only waits when the region's pool of slots is empty (send raises
+BlockingIOError; it is retried).  So the figures here are of what arrived, and each row says
+what share was lost.  Every message is numbered; each subscriber keeps what it gets and checks
+the numbers after its clock stops.  A subscriber polls try_receive; once the producers are done
+(shared: a Value counting them) it takes what is left and stops.
+"""
+import time
+
+from cywhip._bench.common import _checked, _numbered, _words
+
+SUB_RING = 1024
+POOL = 4096
+
+
+def _region_name(p):
+    return "/" + p["name"]
+
+
+def _config(subscribers):
+    import kickmsg
+    cfg = kickmsg.Config()
+    cfg.max_subscribers = subscribers
+    cfg.sub_ring_capacity = SUB_RING
+    cfg.pool_size = POOL
+    cfg.max_payload_size = 64
+    return cfg
+
+
+def _send_all(send, msgs):
+    for m in msgs:
+        while True:
+            try:
+                send(m)
+                break
+            except BlockingIOError:      # the pool of slots is empty: wait for the subscribers
+                pass
+
+
+def _take(sub, finished, producers):
+    """Poll try_receive, keeping every message, until the producers are done and nothing is
+    left; return (kept, clock at the first message, clock at the last)."""
+    kept = []
+    keep = kept.append
+    receive = sub.try_receive
+    give_up = time.monotonic() + 60
+    m = receive()
+    while m is None:
+        if time.monotonic() > give_up:
+            raise RuntimeError("no message arrived in 60 s")
+        m = receive()
+    clock = time.perf_counter
+    t0 = t1 = clock()
+    while True:
+        keep(m)
+        m = receive()
+        if m is None:
+            t1 = clock()
+            while m is None:
+                if finished.value >= producers:
+                    m = receive()        # one more look once they are done
+                    if m is None:
+                        return kept, t0, t1
+                    break
+                m = receive()
+
+
+def _w_kickmsg(role, p, ready, results, shared):
+    """p["producers"] publishers and p["consumers"] subscribers on one PubSub region, made by
+    consumer 0 before any other end opens it (made: an Event); publisher k sends messages
+    numbered k << 40 | i.  shared: (made, a Value counting the publishers done)."""
+    import kickmsg
+    n, consumers = p["count"], p["consumers"]
+    producers = p.get("total", n) // n
+    made, finished = shared
+    if role == "producer":
+        me = p["index"] - consumers
+        msgs = _numbered(n, tag=me)
+        ready.wait(60)
+        pub = kickmsg.Publisher(kickmsg.SharedRegion.open(_region_name(p)))
+        _send_all(pub.send, msgs)
+        with finished.get_lock():
+            finished.value += 1
+        return
+    if p["index"] == 0:
+        region = kickmsg.SharedRegion.create(_region_name(p), kickmsg.ChannelType.PubSub, _config(consumers),
+                                             "cywhip-bench")
+        made.set()
+    else:
+        if not made.wait(60):
+            raise RuntimeError("consumer 0 did not make the region")
+        region = kickmsg.SharedRegion.open(_region_name(p))
+    sub = kickmsg.Subscriber(region)
+    ready.set()
+    try:
+        kept, t0, t1 = _take(sub, finished, producers)
+        out = _checked(_words(kept), n, producers)
+        out.update(t0=t0, t1=t1, ring_lost=sub.lost)
+        if consumers == 1:
+            out["rate"] = (out["count"] - 1) / (t1 - t0)
+        results.put(out)
+    finally:
+        if p["index"] == 0:
+            region.unlink()
