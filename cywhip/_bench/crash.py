@@ -157,6 +157,147 @@ def _faster_fifo_queue():
     return faster_fifo.Queue(max_size_bytes=1 << 20)
 
 
+def _polled(take):
+    """recv(timeout) over a take() that answers None when there is nothing: polled every 50 µs."""
+    def recv(timeout):
+        end = time.monotonic() + timeout
+        while True:
+            msg = take()
+            if msg is not None:
+                return msg
+            if time.monotonic() >= end:
+                return None
+            time.sleep(0.00005)
+    return recv
+
+
+def _counter():
+    return SPAWN.Value("i", 0)
+
+
+def _next(counter):
+    """The next number from a shared counter: which producer (or consumer) this process is."""
+    with counter.get_lock():
+        counter.value += 1
+        return counter.value - 1
+
+
+def _subetha_mpsc_consumer(name, shared):
+    import subetha
+    _, consumer = subetha.mpsc_pool(f"/dev/shm/{name}-pool", 2, 1024)
+    return _polled(consumer.pop), lambda: None
+
+
+def _subetha_mpsc_producer(name, shared):
+    """Producer k of the pool (shared: a counter handing out k) pushes into its own ring,
+    retrying while it is full."""
+    import subetha
+    producers, _ = subetha.mpsc_pool_open(f"/dev/shm/{name}-pool", 2, 1024)
+    push = producers[_next(shared)].push
+
+    def send(msg):
+        while not push(msg):
+            pass
+    return send
+
+
+KICKMSG_SUB_RING = 1024
+
+
+def _kickmsg_region(name, subscribers):
+    import kickmsg
+    cfg = kickmsg.Config()
+    cfg.max_subscribers = subscribers
+    cfg.sub_ring_capacity = KICKMSG_SUB_RING
+    cfg.pool_size = 4096
+    cfg.max_payload_size = 64
+    return kickmsg.SharedRegion.create_or_open("/" + name, kickmsg.ChannelType.PubSub, cfg, "cywhip-bench")
+
+
+def _kickmsg_subscriber(name, subscribers):
+    """A Subscriber of the run's PubSub region (made by the first to come) and its blocking
+    receive."""
+    import kickmsg
+    sub = kickmsg.Subscriber(_kickmsg_region(name, subscribers))
+    return sub.receive, lambda: None
+
+
+def _kickmsg_consumer(name, shared):
+    return _kickmsg_subscriber(name, 1)
+
+
+def _kickmsg_producer(name, shared):
+    """A Publisher of the run's region; a send refused because the pool of slots is empty is
+    retried (kickmsg never waits for a subscriber: a full subscriber ring is overwritten)."""
+    import kickmsg
+    send = kickmsg.Publisher(kickmsg.SharedRegion.open("/" + name)).send
+
+    def publish(msg):
+        while True:
+            try:
+                return send(msg)
+            except BlockingIOError:
+                pass
+    return publish
+
+
+def _zenoh_session(name, shm, listen=(), connect=()):
+    import json
+    import zenoh
+    conf = zenoh.Config()
+    conf.insert_json5("mode", '"peer"')
+    conf.insert_json5("scouting/multicast/enabled", "false")
+    conf.insert_json5("scouting/gossip/enabled", "false")
+    conf.insert_json5("listen/endpoints", json.dumps([f"unixsock-stream//tmp/{name}-{i}.sock" for i in listen]))
+    conf.insert_json5("connect/endpoints", json.dumps([f"unixsock-stream//tmp/{name}-{i}.sock" for i in connect]))
+    conf.insert_json5("transport/shared_memory/enabled", json.dumps(shm))
+    return zenoh.open(conf)
+
+
+def _zenoh_subscriber(name, index, shm=False):
+    """A Zenoh subscriber (FifoChannel) listening on a socket of its own: recv(timeout) polls."""
+    import zenoh
+    session = _zenoh_session(name, shm, listen=[index])
+    sub = session.declare_subscriber(f"cywhip/crash/{name}", zenoh.handlers.FifoChannel(1024))
+    try_recv = sub.try_recv
+
+    def take():
+        sample = try_recv()
+        return None if sample is None else sample.payload.to_bytes()
+    return _polled(take), session.close
+
+
+def _zenoh_consumer(name, shared):
+    return _zenoh_subscriber(name, 0)
+
+
+def _zenoh_publisher(name, consumers, shm=False):
+    """A Zenoh publisher (CongestionControl.BLOCK) connected to each subscriber's socket, once
+    it matches a subscriber; put(bytes), or through a buffer allocated in shared memory."""
+    import zenoh
+    session = _zenoh_session(name, shm, connect=range(consumers))
+    pub = session.declare_publisher(f"cywhip/crash/{name}", congestion_control=zenoh.CongestionControl.BLOCK)
+    deadline = time.monotonic() + 10
+    while not pub.matching_status and time.monotonic() < deadline:
+        time.sleep(0.001)
+    _zenoh_publisher.keep = session      # the session lives as long as the process
+    if not shm:
+        return pub.put
+    import zenoh.shm as zshm
+    provider = zshm.ShmProvider.default_backend(1 << 20)
+    policy = zshm.BlockOn(zshm.GarbageCollect())
+
+    def put(msg):
+        buf = provider.alloc(len(msg), policy=policy)
+        buf[:] = msg
+        pub.put(buf)
+    return put
+
+
+def _zenoh_producer(name, shared):
+    return _zenoh_publisher(name, 1)
+
+
 # (system, module it needs, consumer, producer, shared object factory)
 SYSTEMS = [
     ("cywhip (max_senders=2)", None, _cywhip_consumer, _cywhip_producer, None),
@@ -165,6 +306,13 @@ SYSTEMS = [
     ("pyzmq ipc:// PUSH/PULL", "zmq", _zmq_consumer, _zmq_producer, None),
     ("faster-fifo", "faster_fifo", _queue_consumer, _queue_producer, _faster_fifo_queue),
     ("multiprocessing.Queue", None, _queue_consumer, _queue_producer, lambda: SPAWN.Queue(maxsize=1024)),
+    ("SubEtha 0.6.0 mpsc_pool", "subetha", _subetha_mpsc_consumer, _subetha_mpsc_producer, _counter),
+    ("kickmsg 0.9.2, 2 Publishers → 1 Subscriber", "kickmsg", _kickmsg_consumer, _kickmsg_producer, None),
+    ("Zenoh 1.10.2, 2 publishers → 1 subscriber, plain", "zenoh", _zenoh_consumer, _zenoh_producer, None),
+]
+# Systems of the benchmark that have no two producers of one stream: (system, module, why).
+NO_FANIN = [
+    ("msgq 1.0", "msgq", "one publisher per endpoint: a second one takes it over (the first is refused)"),
 ]
 
 
@@ -312,14 +460,20 @@ def crash_run(system, seconds=1.0):
         if consumer.proc.is_alive():
             out["hang"] = out["hang"] or "the consumer did not finish"
         got, order_errors = [0, 0], 0
+        seen = [set(), set()]
         for word in consumer.recorded():
             tag, i = word >> 40, word & ((1 << 40) - 1)
             if tag > 1 or i != got[tag]:
                 order_errors += 1
             if tag <= 1:
                 got[tag] = i + 1
-        out["lost"] = max(0, confirmed[0] - got[0]) + max(0, confirmed[1] - got[1])
-        out["survivor_complete"] = not out["hang"] and got[1] == confirmed[1] and not consumer.overflowed()
+                seen[tag].add(i)
+        # Lost: confirmed messages that never arrived, a gap in a stream (a system that
+        # overwrites) as well as its end.
+        arrived = [sum(1 for i in seen[t] if i < confirmed[t]) for t in (0, 1)]
+        out["lost"] = (confirmed[0] - arrived[0]) + (confirmed[1] - arrived[1])
+        out["survivor_complete"] = (not out["hang"] and arrived[1] == confirmed[1] == got[1]
+                                    and not consumer.overflowed())
         out["order_errors"] = order_errors
         if kill_time is not None:
             out["gap_before_ms"], out["stall_after_ms"] = _gaps(consumer.times[:len(consumer.recorded())],
@@ -347,7 +501,7 @@ def crash_table(runs=3, progress=None):
             if progress:
                 progress(f"crash: {system}, run {k + 1} of {runs} ...")
             try:
-                results.append(crash_run(system))
+                results.append(_segments_removed(system, partial(crash_run, system)))
             except Exception as exc:
                 results.append({"hang": f"failed: {exc}", "lost": 0, "survivor_complete": False})
         rows.append({
@@ -359,6 +513,8 @@ def crash_table(runs=3, progress=None):
             "gap_before_ms": max((r.get("gap_before_ms", 0) for r in results), default=0),
             "order_errors": sum(r.get("order_errors", 0) for r in results),
         })
+    for system, needs, why in NO_FANIN:
+        rows.append({"system": system, "skipped": why if _available(needs) else f"{needs} is not installed"})
     return rows
 
 
@@ -589,6 +745,147 @@ def _value():
     return SPAWN.Value("i", 0)
 
 
+def _joining(recv, joined):
+    """recv(timeout) of a subscriber that drops HELLOs and counts itself in joined (a shared
+    Value) at the first: the producer sends HELLO until both have."""
+    seen = [False]
+
+    def take(timeout):
+        end = time.monotonic() + timeout
+        while True:
+            msg = recv(max(0.0, end - time.monotonic()))
+            if msg != HELLO:
+                return msg
+            if not seen[0]:
+                seen[0] = True
+                with joined.get_lock():
+                    joined.value += 1
+    return take
+
+
+def _hello_until_joined(send, joined, consumers=2):
+    deadline = time.monotonic() + 10
+    while joined.value < consumers and time.monotonic() < deadline:
+        send(HELLO)
+        time.sleep(0.001)
+
+
+def _subetha_broadcast_consumer(name, shared, index):
+    """A BroadcastRing consumer: the first makes the ring, each registers a position."""
+    import subetha
+    path = f"/dev/shm/{name}-broadcast"
+    ring = subetha.BroadcastRing(path, 1024) if index == 0 else subetha.BroadcastRing.open(path, 1024)
+    me = ring.register_consumer()
+    return _polled(lambda: ring.recv(me)), lambda: ring.unregister_consumer(me)
+
+
+def _subetha_broadcast_producer(name, shared):
+    import subetha
+    ring = subetha.BroadcastRing.open(f"/dev/shm/{name}-broadcast", 1024)
+    ring.wait_for_consumers(2, 10)
+    push = ring.push
+
+    def send(msg):
+        while not push(msg):
+            pass
+    return send
+
+
+def _subetha_release(name):
+    """A stall after the kill: SubEtha keeps no owner of a consumer position, so nothing tells
+    which is the dead one; it is 0 here (the first registered), given back with
+    unregister_consumer()."""
+    import subetha
+    ring = subetha.BroadcastRing.open(f"/dev/shm/{name}-broadcast", 1024)
+    lag = ring.lag(0)
+    ring.unregister_consumer(0)
+    return (f"producer held back (every push refused, the dead consumer's position {lag} behind); "
+            f"released by unregister_consumer() of that position")
+
+
+def _subetha_thief(name, shared, index):
+    """A WorkQueue thief: it attaches with steal_from once the producer, its owner, has made it
+    (shared: a Value set then), and steals."""
+    import subetha
+    thief = []
+
+    def take():
+        if not thief:
+            if not shared.value:
+                return None
+            thief.append(subetha.WorkQueue.steal_from(f"/dev/shm/{name}-work"))
+        return thief[0].steal()
+    return _polled(take), lambda: None
+
+
+def _subetha_owner(name, shared):
+    import subetha
+    queue = subetha.WorkQueue(f"/dev/shm/{name}-work", 1024, thieves=2)
+    shared.value = 1
+    _subetha_owner.keep = queue
+    push = queue.push
+
+    def send(msg):
+        while not push(msg):
+            pass
+    return send
+
+
+def _subetha_channel_reader(name, shared, index):
+    """A reader of a Channel for 1 sender and 2 readers (the first makes it): recv_for(timeout)."""
+    import subetha
+    path = f"/dev/shm/{name}-channel"
+    ch = subetha.Channel(path, 1024, senders=1, readers=2) if index == 0 else subetha.Channel.open(path, 1024)
+    return ch.recv_for, lambda: None
+
+
+def _subetha_channel_sender(name, shared):
+    import subetha
+    ch = subetha.Channel.open(f"/dev/shm/{name}-channel", 1024)
+    _subetha_channel_sender.keep = ch
+    return lambda msg: ch.send_for(msg, None)
+
+
+def _kickmsg_member(name, shared, index):
+    return _kickmsg_subscriber(name, 2)
+
+
+def _kickmsg_note(name):
+    return "a subscriber whose ring is full has its oldest messages overwritten (none is held back)"
+
+
+def _msgq_member(name, shared, index):
+    """A msgq SubSocket (blocking receive, 50 ms at most); HELLOs dropped (shared: joined)."""
+    import msgq
+    sub = msgq.sub_sock(name, conflate=False, timeout=50)
+    return _joining(lambda timeout: sub.receive(), shared), lambda: None
+
+
+def _msgq_producer(name, shared):
+    """The PubSocket (connecting resets the subscribers' places: they join again at their next
+    receive); HELLO until both subscribers have seen one."""
+    import msgq
+    pub = msgq.pub_sock(name)
+    _msgq_producer.keep = pub
+    _hello_until_joined(pub.send, shared)
+    return pub.send
+
+
+def _msgq_note(name):
+    return "a subscriber the publisher laps is reset to the newest message (none is held back)"
+
+
+def _zenoh_member(shm, name, shared, index):
+    recv, close = _zenoh_subscriber(name, index, shm)
+    return _joining(recv, shared), close
+
+
+def _zenoh_group_producer(shm, name, shared):
+    put = _zenoh_publisher(name, 2, shm)
+    _hello_until_joined(put, shared)
+    return put
+
+
 # (scenario, system, module it needs, consumer(name, shared, index), producer(name, shared),
 #  shared object factory, what to do about a stall after the kill, what to say at the end)
 BROADCAST, SHARING = "broadcast, 2 consumers", "work sharing, 2 consumers"
@@ -601,6 +898,15 @@ CONSUMER_SYSTEMS = [
     (BROADCAST, "iceoryx2 publish-subscribe", "iceoryx2", _iceoryx2_consumer, _iceoryx2_producer, None,
      _iceoryx2_release, None),
     (BROADCAST, "pyzmq ipc:// PUB/SUB", "zmq", _zmq_sub_consumer, _zmq_pub_producer, _value, None, _zmq_pub_note),
+    (BROADCAST, "SubEtha 0.6.0 BroadcastRing", "subetha", _subetha_broadcast_consumer, _subetha_broadcast_producer,
+     None, _subetha_release, None),
+    (BROADCAST, "kickmsg 0.9.2 PubSub, 2 Subscribers", "kickmsg", _kickmsg_member, _kickmsg_producer, None, None,
+     _kickmsg_note),
+    (BROADCAST, "msgq 1.0, 2 SubSockets", "msgq", _msgq_member, _msgq_producer, _value, None, _msgq_note),
+    (BROADCAST, "Zenoh 1.10.2, 2 subscribers, plain", "zenoh", partial(_zenoh_member, False),
+     partial(_zenoh_group_producer, False), _value, None, None),
+    (BROADCAST, "Zenoh 1.10.2, 2 subscribers, shared memory", "zenoh", partial(_zenoh_member, True),
+     partial(_zenoh_group_producer, True), _value, None, None),
     (SHARING, "cywhip, 1 group of 2", None, partial(_cywhip_member, True, share=True), _cywhip_group_producer,
      None, None, _cywhip_groups_left),
     (SHARING, "cloudtoid-interprocess", "cloudtoid_interprocess", _cloudtoid_member, _cloudtoid_producer,
@@ -609,6 +915,9 @@ CONSUMER_SYSTEMS = [
     (SHARING, "faster-fifo", "faster_fifo", _queue_member, _queue_producer, _faster_fifo_queue, None, None),
     (SHARING, "multiprocessing.Queue", None, _queue_member, _queue_producer, lambda: SPAWN.Queue(maxsize=1024),
      None, None),
+    (SHARING, "SubEtha 0.6.0 WorkQueue, 2 thieves", "subetha", _subetha_thief, _subetha_owner, _value, None, None),
+    (SHARING, "SubEtha 0.6.0 Channel(readers=2)", "subetha", _subetha_channel_reader, _subetha_channel_sender,
+     None, None, None),
 ]
 
 
@@ -707,6 +1016,15 @@ def consumer_crash_run(scenario, system):
         _clean_up(name, system)
 
 
+def _segments_removed(system, run):
+    """run(); for Zenoh, then remove the shared-memory segments it left (named by number, not by
+    the run)."""
+    if not system.startswith("Zenoh"):
+        return run()
+    from cywhip._bench.peers.zenoh import _removing_segments
+    return _removing_segments(run)
+
+
 def _clean_up(name, system):
     """Remove what the killed (or hung) processes of a run left behind."""
     from cywhip import unlink
@@ -736,7 +1054,7 @@ def consumer_crash_table(runs=1, progress=None):
             if progress:
                 progress(f"crash: killing a consumer, {scenario}: {system}, run {k + 1} of {runs} ...")
             try:
-                results.append(consumer_crash_run(scenario, system))
+                results.append(_segments_removed(system, partial(consumer_crash_run, scenario, system)))
             except Exception as exc:
                 results.append({"hang": f"failed: {exc}", "lost": 0, "duplicated": 0, "survivor_complete": False,
                                 "note": ""})
