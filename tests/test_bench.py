@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 from cywhip import _bench
+from cywhip._bench.common import _available
 
 
 def test_the_raw_c_ring_floor_moves_records_between_two_processes():
@@ -150,3 +151,151 @@ def test_the_bench_command_describes_itself():
                          timeout=60)
     assert out.returncode == 0 and "--quick" in out.stdout and "--json" in out.stdout
     assert "--hangs" in out.stdout and "--only" in out.stdout
+
+
+# ------------------------------------------------------------ the newest peers
+# Each runs when its package is installed (the bench extra), and is skipped otherwise.
+
+def _run_in_dir(worker, params, **kw):
+    from cywhip._bench.common import _in_dir
+    return _in_dir(lambda d: _bench.run_pair(worker, dict(params, dir=d), **kw))
+
+
+def test_the_stream_check_counts_lost_duplicated_reordered_and_foreign_messages():
+    import pytest
+    np = pytest.importorskip("numpy")
+    from cywhip._bench.common import _checked, _words, _numbered
+    whole = _checked(_words(_numbered(5)), 5)
+    assert whole["complete"] and whole["count"] == 5 and whole["note"].startswith("every message")
+    two = _checked(np.array([0, 1 << 40, 1, (1 << 40) | 1]), 2, producers=2)
+    assert two["complete"]
+    # 0, 2, 2, 1 from producer 0 (3 never came), and one from a producer 5 that did not exist.
+    bad = _checked(np.array([0, 2, 2, 1, 5 << 40]), 4)
+    assert (bad["lost"], bad["duplicated"], bad["disordered"]) == (1, 1, 2) and not bad["complete"]
+    assert bad["note"].startswith("NOT every message: lost 25.0% (1 of 4)") and "1 not sent" in bad["note"]
+    # A system that hands back its whole slot: the number is read from the first 8 bytes.
+    padded = [m + bytes(20) for m in _numbered(3)]
+    assert list(_words(padded)) == [0, 1, 2]
+
+
+def test_subetha_rows_deliver_every_message_checked():
+    import pytest
+    pytest.importorskip("subetha")
+    pytest.importorskip("numpy")
+    from cywhip._bench.common import SPAWN, _aggregate, _per_consumer
+    from cywhip._bench.peers import subetha as se
+    for mode, n in (("single", 5_000), ("many", 20_000), ("buffer", 20_000)):
+        r = _run_in_dir(se._w_subetha_spsc, {"name": _bench._name("tse"), "count": n, "mode": mode,
+                                             "capacity": 1024})
+        assert r["complete"] and r["count"] == n and r["rate"] > 0, (mode, r)
+    fanin = _run_in_dir(se._w_subetha_mpsc, {"name": _bench._name("tsm"), "count": 5_000}, producers=2)
+    assert fanin["complete"] and fanin["count"] == 10_000
+    broadcast = _per_consumer(_run_in_dir(se._w_subetha_broadcast, {"name": _bench._name("tsb"), "count": 5_000},
+                                          shared=SPAWN.Event(), consumers=2), 5_000)
+    assert broadcast["received"] == [5_000, 5_000] and broadcast["lost"] == 0
+    for kind in ("workqueue", "channel"):
+        shared = _aggregate(_run_in_dir(se._w_subetha_shared, {"name": _bench._name("tsw"), "count": 5_000,
+                                                               "kind": kind},
+                                        shared=(SPAWN.Event(), SPAWN.Value("i", 0)), consumers=2), 5_000)
+        assert shared["exactly_once"], (kind, shared)
+
+
+def test_kickmsg_and_msgq_rows_report_what_arrived_and_what_was_lost():
+    import pytest
+    pytest.importorskip("numpy")
+    from cywhip._bench.workloads import _kickmsg, _msgq
+    from cywhip._bench.common import _per_consumer
+    runs = []
+    if _available("kickmsg"):
+        runs.append(("kickmsg fan-in", [_kickmsg({"name": _bench._name("tkf"), "count": 3_000}, producers=2)], 6_000))
+        runs.append(("kickmsg broadcast", _kickmsg({"name": _bench._name("tkb"), "count": 3_000}, consumers=2), 3_000))
+    if _available("msgq"):
+        runs.append(("msgq broadcast", _msgq({"name": _bench._name("tqb"), "count": 2_000}, consumers=2), 2_000))
+    if not runs:
+        pytest.skip("neither kickmsg nor msgq is installed")
+    for what, results, sent in runs:
+        for r in results:
+            # These systems drop instead of waiting: whatever arrived is each message once, in
+            # order, and the rest is counted lost.
+            assert r["duplicated"] == r["disordered"] == 0 and r["count"] + r["lost"] == sent, (what, r)
+            assert r["complete"] == (r["lost"] == 0) and r["note"].startswith("every" if r["complete"] else "NOT")
+        if len(results) == 2:
+            out = _per_consumer(results, sent)
+            assert out["lost"] == sum(r["lost"] for r in results)
+    import glob
+    assert not [f for f in glob.glob("/dev/shm/*") if "-tk" in f or "-tq" in f]
+
+
+def test_zenoh_rows_deliver_every_message_plain_and_in_shared_memory():
+    import pytest
+    pytest.importorskip("zenoh")
+    pytest.importorskip("numpy")
+    from cywhip._bench.workloads import _zenoh
+    from cywhip._bench.common import _per_consumer
+    for shm in (False, True):
+        one = _zenoh({"name": _bench._name("tz"), "count": 2_000, "shm": shm})
+        assert one["complete"] and one["count"] == 2_000 and one["rate"] > 0
+        both = _per_consumer(_zenoh({"name": _bench._name("tzb"), "count": 1_000, "shm": shm}, consumers=2), 1_000)
+        assert both["received"] == [1_000, 1_000] and both["lost"] == 0
+
+
+def test_subethas_broadcast_producer_is_held_back_by_a_dead_consumer_until_its_position_is_given_back():
+    import pytest
+    pytest.importorskip("subetha")
+    from cywhip._bench import crash
+    r = crash.consumer_crash_run(crash.BROADCAST, "SubEtha 0.6.0 BroadcastRing")
+    assert not r["hang"] and r["survivor_complete"] and r["lost"] == 0
+    assert "producer held back" in r["note"] and "unregister_consumer()" in r["note"]
+
+
+def test_the_crash_tables_name_the_newest_peers_and_say_why_msgq_has_no_fan_in():
+    from cywhip._bench import crash
+    producers = [s[0] for s in crash.SYSTEMS]
+    consumers = [s[1] for s in crash.CONSUMER_SYSTEMS]
+    for name in ("SubEtha", "kickmsg", "Zenoh"):
+        assert any(name in s for s in producers), name
+    for name in ("SubEtha 0.6.0 BroadcastRing", "SubEtha 0.6.0 WorkQueue", "SubEtha 0.6.0 Channel", "kickmsg",
+                 "msgq", "Zenoh 1.10.2, 2 subscribers, plain", "Zenoh 1.10.2, 2 subscribers, shared memory"):
+        assert any(name in s for s in consumers), name
+    text = crash.crash_markdown([{"system": s, "skipped": why} for s, _, why in crash.NO_FANIN])
+    assert "| msgq 1.0 | skipped: one publisher per endpoint" in text
+
+
+def test_lossy_peers_are_marked_and_are_not_the_best_lossless_peer():
+    from cywhip._bench import report
+    from cywhip._bench.workloads import BROADCAST, SUBETHA
+    rows = [
+        {"group": BROADCAST, "system": "cywhip", "label": "2 groups of 1, send → recv_many", "unit": "msg/s",
+         "value": 9e6, "versus": None},
+        {"group": BROADCAST, "system": "kickmsg 0.9.2", "label": "PubSub", "unit": "msg/s", "value": 8e6,
+         "versus": None, "lossy": True, "note": "NOT every message: lost 40.0%"},
+        {"group": BROADCAST, "system": SUBETHA, "label": "BroadcastRing", "unit": "msg/s", "value": 3e6,
+         "versus": None, "lossy": False},
+        {"group": "typed records, 32 B", "system": "cywhip", "label": "send_array/recv_into", "unit": "rec/s",
+         "value": 50e6, "versus": None},
+        {"group": "typed records, 32 B", "system": SUBETHA, "label": "SpscRing push_buffer/pop_buffer",
+         "unit": "rec/s", "value": 30e6, "versus": None},
+    ]
+    assert report.best_lossless_peer(rows, BROADCAST)["system"] == SUBETHA
+    found = {t["target"]: t for t in report.targets(rows)}
+    mine = found[f"{BROADCAST}: cywhip 2 groups of 1, send → recv_many ≥ 2× the best lossless peer "
+                 f"({SUBETHA} BroadcastRing)"]
+    assert mine["measured"] == 3 and mine["met"] is True
+    packed = found["send_array/recv_into ≥ 2× SubEtha's packed push_buffer/pop_buffer"]
+    assert packed["measured"] == 50 / 30 and packed["met"] is False
+    text = _bench.table(rows)
+    assert "| kickmsg 0.9.2 | PubSub | 8.00 M msg/s; NOT every message: lost 40.0% | 1.12× (lossy) |" in text
+
+
+def test_a_run_that_lost_messages_makes_its_row_lossy(monkeypatch):
+    from cywhip._bench import report
+    results = iter([{"rate": 5.0, "lost": 0}, {"rate": 6.0, "lost": 3, "note": "NOT every message: lost"},
+                    {"rate": 7.0, "lost": 0}])
+
+    def row():
+        return {"group": "g", "system": "peer", "label": "x", "unit": "msg/s", "key": "rate",
+                "run": lambda: next(results), "needs": None, "versus": None, "processes": 2}
+    monkeypatch.setattr(report, "workloads", lambda quick: [row()])
+    monkeypatch.setattr(report, "_clock", lambda: 0.0)
+    out = report.run()[0]
+    assert out["value"] == 6.0 and out["lossy"] and out["note"].startswith("NOT every message")

@@ -70,6 +70,9 @@ TARGETS = [
 PATTERNS = ["single send/recv, 32 B", FANIN, BROADCAST, SHARING, "batches, 32 B"]
 PEER_FACTOR = 2
 
+# Peers whose packages install only on Python 3.11 or later: module → package.
+NEEDS_311 = {"subetha": "subetha-ipc", "msgq": "msgq-ipc"}
+
 # A figure whose first run took less than SHORT_SECONDS is run ROUNDS times in all, in rounds
 # that take every such row of its group in turn, and its median is reported.  On this kind of
 # machine noise goes both ways: besides slow runs, a pair of spinning processes sometimes runs
@@ -93,6 +96,9 @@ def run(quick=False, progress=None, only=None):
         if missing:
             rec["needs"] = ", ".join(needs)
             rec["skipped"] = f"{', '.join(missing)} is not installed (pip install -e '.[bench]')"
+            old = [m for m in missing if m in NEEDS_311] if sys.version_info < (3, 11) else []
+            if old:
+                rec["skipped"] = f"{', '.join(NEEDS_311[m] for m in old)} needs Python 3.11 or later"
         recs.append(rec)
     results = [[] for _ in rows]
     seconds = {}
@@ -157,7 +163,7 @@ def best_lossless_peer(rows, group):
     peers = [r for r in rows if r["group"] == group and _is_peer(r) and "value" in r and not r.get("lossy")]
     if not peers:
         return None
-    return (min if peers[0]["unit"] == "µs" else max)(peers, key=lambda r: r["value"])
+    return (min if peers[0].get("unit") == "µs" else max)(peers, key=lambda r: r["value"])
 
 
 def targets(rows):
