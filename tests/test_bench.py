@@ -175,7 +175,13 @@ def test_the_stream_check_counts_lost_duplicated_reordered_and_foreign_messages(
     assert bad["note"].startswith("NOT every message: lost 25.0% (1 of 4)") and "1 not sent" in bad["note"]
     # A system that hands back its whole slot: the number is read from the first 8 bytes.
     padded = [m + bytes(20) for m in _numbered(3)]
-    assert list(_words(padded)) == [0, 1, 2]
+    assert list(_words(padded)) == [0, 1, 2] and _checked(padded, 3)["complete"]
+    # A consumer that only counted: what did not arrive is lost, and said so.
+    from cywhip._bench.common import _outcome
+    counted = _outcome(0.0, 2.0, 100, count=41, producers=2)
+    assert counted["lost"] == 159 and counted["rate"] == 20.0
+    assert counted["note"] == "NOT every message: lost 79.5% (159 of 200)"
+    assert _outcome(0.0, 1.0, 10, count=10)["note"] is None
 
 
 def test_subetha_rows_deliver_every_message_checked():
@@ -185,14 +191,19 @@ def test_subetha_rows_deliver_every_message_checked():
     from cywhip._bench.common import SPAWN, _aggregate, _per_consumer
     from cywhip._bench.peers import subetha as se
     for mode, n in (("single", 5_000), ("many", 20_000), ("buffer", 20_000)):
-        r = _run_in_dir(se._w_subetha_spsc, {"name": _bench._name("tse"), "count": n, "mode": mode,
-                                             "capacity": 1024})
-        assert r["complete"] and r["count"] == n and r["rate"] > 0, (mode, r)
-    fanin = _run_in_dir(se._w_subetha_mpsc, {"name": _bench._name("tsm"), "count": 5_000}, producers=2)
+        for check in (True, False):
+            r = _run_in_dir(se._w_subetha_spsc, {"name": _bench._name("tse"), "count": n, "mode": mode,
+                                                 "capacity": 1024, "check": check})
+            assert r["complete"] and r["count"] == n and r["rate"] > 0, (mode, r)
+            assert r["note"].startswith("every message, in order (checked") if check else r["note"] is None
+    fanin = _run_in_dir(se._w_subetha_mpsc, {"name": _bench._name("tsm"), "count": 5_000, "check": True},
+                        producers=2)
     assert fanin["complete"] and fanin["count"] == 10_000
-    broadcast = _per_consumer(_run_in_dir(se._w_subetha_broadcast, {"name": _bench._name("tsb"), "count": 5_000},
+    broadcast = _per_consumer(_run_in_dir(se._w_subetha_broadcast, {"name": _bench._name("tsb"), "count": 5_000,
+                                                                         "check": True},
                                           shared=SPAWN.Event(), consumers=2), 5_000)
     assert broadcast["received"] == [5_000, 5_000] and broadcast["lost"] == 0
+    assert broadcast["note"].startswith("each consumer got every message, in order (checked")
     for kind in ("workqueue", "channel"):
         shared = _aggregate(_run_in_dir(se._w_subetha_shared, {"name": _bench._name("tsw"), "count": 5_000,
                                                                "kind": kind},
@@ -207,10 +218,10 @@ def test_kickmsg_and_msgq_rows_report_what_arrived_and_what_was_lost():
     from cywhip._bench.common import _per_consumer
     runs = []
     if _available("kickmsg"):
-        runs.append(("kickmsg fan-in", [_kickmsg({"name": _bench._name("tkf"), "count": 3_000}, producers=2)], 6_000))
-        runs.append(("kickmsg broadcast", _kickmsg({"name": _bench._name("tkb"), "count": 3_000}, consumers=2), 3_000))
+        runs.append(("kickmsg fan-in", [_kickmsg({"name": _bench._name("tkf"), "count": 3_000, "check": True}, producers=2)], 6_000))
+        runs.append(("kickmsg broadcast", _kickmsg({"name": _bench._name("tkb"), "count": 3_000, "check": True}, consumers=2), 3_000))
     if _available("msgq"):
-        runs.append(("msgq broadcast", _msgq({"name": _bench._name("tqb"), "count": 2_000}, consumers=2), 2_000))
+        runs.append(("msgq broadcast", _msgq({"name": _bench._name("tqb"), "count": 2_000, "check": True}, consumers=2), 2_000))
     if not runs:
         pytest.skip("neither kickmsg nor msgq is installed")
     for what, results, sent in runs:
@@ -233,9 +244,10 @@ def test_zenoh_rows_deliver_every_message_plain_and_in_shared_memory():
     from cywhip._bench.workloads import _zenoh
     from cywhip._bench.common import _per_consumer
     for shm in (False, True):
-        one = _zenoh({"name": _bench._name("tz"), "count": 2_000, "shm": shm})
+        one = _zenoh({"name": _bench._name("tz"), "count": 2_000, "shm": shm, "check": True})
         assert one["complete"] and one["count"] == 2_000 and one["rate"] > 0
-        both = _per_consumer(_zenoh({"name": _bench._name("tzb"), "count": 1_000, "shm": shm}, consumers=2), 1_000)
+        both = _per_consumer(_zenoh({"name": _bench._name("tzb"), "count": 1_000, "shm": shm, "check": True},
+                                    consumers=2), 1_000)
         assert both["received"] == [1_000, 1_000] and both["lost"] == 0
 
 

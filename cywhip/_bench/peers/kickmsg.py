@@ -5,13 +5,12 @@ kickmsg never holds a publisher back for a subscriber: each subscriber has a rin
 and a publisher overwrites what a slow subscriber has not read yet (the subscriber's `lost`
 counts it).  A publisher only waits when the region's pool of slots is empty (send raises
 BlockingIOError; it is retried).  So the figures here are of what arrived, and each row says
-what share was lost.  Every message is numbered; each subscriber keeps what it gets and checks
-the numbers after its clock stops.  A subscriber polls try_receive; once the producers are done
-(shared: a Value counting them) it takes what is left and stops.
+what share was lost.  Every message is numbered; a subscriber counts what it gets (with
+p["check"], keeps it and checks the numbers after its clock stops).  A subscriber polls
+try_receive; once the producers are done (a Value counting them) it takes what is left and stops.
 """
-import time
 
-from cywhip._bench.common import _checked, _numbered, _words
+from cywhip._bench.common import _numbered, _outcome, _poll_until_done
 
 SUB_RING = 1024
 POOL = 4096
@@ -39,34 +38,6 @@ def _send_all(send, msgs):
                 break
             except BlockingIOError:      # the pool of slots is empty: wait for the subscribers
                 pass
-
-
-def _take(sub, finished, producers):
-    """Poll try_receive, keeping every message, until the producers are done and nothing is
-    left; return (kept, clock at the first message, clock at the last)."""
-    kept = []
-    keep = kept.append
-    receive = sub.try_receive
-    give_up = time.monotonic() + 60
-    m = receive()
-    while m is None:
-        if time.monotonic() > give_up:
-            raise RuntimeError("no message arrived in 60 s")
-        m = receive()
-    clock = time.perf_counter
-    t0 = t1 = clock()
-    while True:
-        keep(m)
-        m = receive()
-        if m is None:
-            t1 = clock()
-            while m is None:
-                if finished.value >= producers:
-                    m = receive()        # one more look once they are done
-                    if m is None:
-                        return kept, t0, t1
-                    break
-                m = receive()
 
 
 def _w_kickmsg(role, p, ready, results, shared):
@@ -97,11 +68,10 @@ def _w_kickmsg(role, p, ready, results, shared):
     sub = kickmsg.Subscriber(region)
     ready.set()
     try:
-        kept, t0, t1 = _take(sub, finished, producers)
-        out = _checked(_words(kept), n, producers)
-        out.update(t0=t0, t1=t1, ring_lost=sub.lost)
-        if consumers == 1:
-            out["rate"] = (out["count"] - 1) / (t1 - t0)
+        kept = [] if p.get("check") else None
+        got, t0, t1 = _poll_until_done(sub.try_receive, lambda: finished.value >= producers, kept)
+        out = _outcome(t0, t1, n, got, kept, producers, rate=consumers == 1)
+        out["ring_lost"] = sub.lost
         results.put(out)
     finally:
         if p["index"] == 0:

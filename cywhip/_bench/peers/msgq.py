@@ -3,38 +3,12 @@
 msgq never holds its publisher back: a subscriber the publisher laps is reset to the newest
 message, and what it had not read is lost; each send also signals every subscriber (SIGUSR2).
 The figures are of what arrived, and the row says what share was lost.  Every message is
-numbered; each subscriber keeps what it gets and checks the numbers after its clock stops.
+numbered; a subscriber counts what it gets (with p["check"], keeps it and checks the numbers
+after its clock stops), polling receive(non_blocking=True) until the publisher is done.
 """
-import time
+from functools import partial
 
-from cywhip._bench.common import _checked, _numbered, _words
-
-
-def _take(receive, finished):
-    """Poll receive(non_blocking=True), keeping every message, until the publisher is done and
-    nothing is left; return (kept, clock at the first message, clock at the last)."""
-    kept = []
-    keep = kept.append
-    give_up = time.monotonic() + 60
-    m = receive(True)
-    while m is None:
-        if time.monotonic() > give_up:
-            raise RuntimeError("no message arrived in 60 s")
-        m = receive(True)
-    clock = time.perf_counter
-    t0 = t1 = clock()
-    while True:
-        keep(m)
-        m = receive(True)
-        if m is None:
-            t1 = clock()
-            while m is None:
-                if finished.value:
-                    m = receive(True)        # one more look once it is done
-                    if m is None:
-                        return kept, t0, t1
-                    break
-                m = receive(True)
+from cywhip._bench.common import _numbered, _outcome, _poll_until_done
 
 
 def _w_msgq_broadcast(role, p, ready, results, shared):
@@ -58,7 +32,6 @@ def _w_msgq_broadcast(role, p, ready, results, shared):
         raise RuntimeError("the publisher did not connect")
     sub = msgq.sub_sock(name, conflate=False)
     ready.set()
-    kept, t0, t1 = _take(sub.receive, finished)
-    out = _checked(_words(kept), n)
-    out.update(t0=t0, t1=t1)
-    results.put(out)
+    kept = [] if p.get("check") else None
+    got, t0, t1 = _poll_until_done(partial(sub.receive, True), lambda: finished.value, kept)
+    results.put(_outcome(t0, t1, n, got, kept, rate=False))

@@ -4,16 +4,16 @@ through mpsc_pool; broadcast through BroadcastRing; work sharing through WorkQue
 SubEtha's rings answer full with False and empty with None: its producers retry a refused push
 and its consumers poll (the rings have no blocking receive), nothing is dropped.  A slot of a
 SpscRing or an mpsc pool carries 64 bytes and a BroadcastRing's 52, and a receive hands back the
-whole slot: a 32-byte message arrives padded with zeros.  Every message is numbered; consumers
-keep what they get (one list append per message, or per batch) and check the numbers after their
-clock has stopped (common._checked).  Every file lives in a directory of the run's own
-(common._in_dir), given as p["dir"].
+whole slot: a 32-byte message arrives padded with zeros.  Every message is numbered.  A consumer
+counts what it gets, as cywhip's rows do; with p["check"] it keeps every message and checks the
+numbers after its clock stops (common._checked: each once, in order), at the cost of an
+allocation per message.  Work sharing keeps them always (the exactly-once check of every row of
+that pattern).  Every file lives in a directory of the run's own (common._in_dir), p["dir"].
 """
+import functools
 import time
 
-from cywhip._bench.common import (
-    END, MESSAGE, _consumer_done, _checked, _checked_rate, _numbered, _seqs, _send_ends, _words,
-)
+from cywhip._bench.common import END, MESSAGE, _consumer_done, _numbered, _outcome, _seqs, _send_ends
 
 BATCH = 4096
 
@@ -40,8 +40,8 @@ def _push_lists(push_many, msgs):
 def _w_subetha_spsc(role, p, ready, results, shared):
     """SpscRing one-to-one, p["mode"]: "single" (push/pop), "many" (push_many/pop_many of up to
     4,096), "buffer" (push_buffer/pop_buffer: 4,096 messages packed end to end in one bytes object
-    each way, numbered with numpy; the consumer keeps each message's number, read from the buffer
-    with a numpy view, and checks them all after the clock)."""
+    each way, numbered with numpy; with p["check"] the consumer keeps each message's number, read
+    from the buffer through a numpy view)."""
     import subetha
     n, mode, cap = p["count"], p["mode"], p.get("capacity", 1024)
     path = _path(p)
@@ -69,63 +69,78 @@ def _w_subetha_spsc(role, p, ready, results, shared):
         return
     ring = subetha.SpscRing(path, cap)
     ready.set()
-    deadline = time.monotonic() + 60
+    check = p.get("check", False)
     if mode == "buffer":
         import numpy as np
         step = ring.payload_size // 8
-        pop_buffer = ring.pop_buffer
-        frombuffer = np.frombuffer
-        numbers = []
-        keep = numbers.append
+        pop_buffer, frombuffer = ring.pop_buffer, np.frombuffer
+        numbers = [] if check else None
+        data, k = _first(lambda: pop_buffer(BATCH), lambda got: got[1])
+        t0 = time.perf_counter()
         got = 0
         while True:
-            data, k = pop_buffer(BATCH)
             if k:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("no message arrived in 60 s")
-        t0 = time.perf_counter()
-        while True:
-            if k:
-                keep(frombuffer(data, "<i8", k * step)[::step].copy())
+                if check:
+                    numbers.append(frombuffer(data, "<i8", k * step)[::step].copy())
                 got += k
                 if got >= n:
                     break
             data, k = pop_buffer(BATCH)
         t1 = time.perf_counter()
-        results.put(_checked_rate(t0, t1, np.concatenate(numbers), n))
+        results.put(_outcome(t0, t1, n, got, np.concatenate(numbers) if check else None))
         return
-    kept = []
+    kept = [] if check else None
     if mode == "single":
-        pop, keep = ring.pop, kept.append
-        m = pop()
-        while m is None:
-            if time.monotonic() > deadline:
-                raise RuntimeError("no message arrived in 60 s")
-            m = pop()
-        t0 = time.perf_counter()
-        keep(m)
-        for _ in range(n - 1):
-            m = pop()
-            while m is None:
-                m = pop()
-            keep(m)
+        t0 = _poll_n(ring.pop, n, kept)
     else:
-        pop_many, keep = ring.pop_many, kept.extend
-        batch = pop_many(8192)
-        while not batch:
-            if time.monotonic() > deadline:
-                raise RuntimeError("no message arrived in 60 s")
-            batch = pop_many(8192)
+        pop_many = ring.pop_many
+        batch = _first(lambda: pop_many(8192), len)
         t0 = time.perf_counter()
-        keep(batch)
         got = len(batch)
-        while got < n:
-            batch = pop_many(8192)
+        if check:
+            keep = kept.extend
             keep(batch)
-            got += len(batch)
+            while got < n:
+                batch = pop_many(8192)
+                keep(batch)
+                got += len(batch)
+        else:
+            while got < n:
+                got += len(pop_many(8192))
     t1 = time.perf_counter()
-    results.put(_checked_rate(t0, t1, _words(kept), n))
+    results.put(_outcome(t0, t1, n, n, kept))
+
+
+def _first(take, ok, seconds=60):
+    """take() until ok(what it took), at most `seconds`: the first message (or batch) of a run."""
+    deadline = time.monotonic() + seconds
+    got = take()
+    while not ok(got):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no message arrived in {seconds} s")
+        got = take()
+    return got
+
+
+def _poll_n(take, n, kept):
+    """n messages from take() (None: nothing yet), polling; with kept (a list), each is kept.
+    Return the clock at the first."""
+    m = _first(take, lambda m: m is not None)
+    t0 = time.perf_counter()
+    if kept is None:
+        for _ in range(n - 1):
+            m = take()
+            while m is None:
+                m = take()
+        return t0
+    keep = kept.append
+    keep(m)
+    for _ in range(n - 1):
+        m = take()
+        while m is None:
+            m = take()
+        keep(m)
+    return t0
 
 
 def _w_subetha_mpsc(role, p, ready, results, shared):
@@ -143,24 +158,10 @@ def _w_subetha_mpsc(role, p, ready, results, shared):
         return
     _, consumer = subetha.mpsc_pool(path, producers, cap)
     ready.set()
-    total = p["total"]
-    kept = []
-    pop, keep = consumer.pop, kept.append
-    deadline = time.monotonic() + 60
-    m = pop()
-    while m is None:
-        if time.monotonic() > deadline:
-            raise RuntimeError("no message arrived in 60 s")
-        m = pop()
-    t0 = time.perf_counter()
-    keep(m)
-    for _ in range(total - 1):
-        m = pop()
-        while m is None:
-            m = pop()
-        keep(m)
+    kept = [] if p.get("check") else None
+    t0 = _poll_n(consumer.pop, p["total"], kept)
     t1 = time.perf_counter()
-    results.put(_checked_rate(t0, t1, _words(kept), n, producers))
+    results.put(_outcome(t0, t1, n, n * producers, kept, producers))
 
 
 def _w_subetha_broadcast(role, p, ready, results, shared):
@@ -185,26 +186,11 @@ def _w_subetha_broadcast(role, p, ready, results, shared):
     ring = subetha.BroadcastRing.open(path, cap)
     me = ring.register_consumer()
     ready.set()
-    kept = []
-    recv, keep = ring.recv, kept.append
-    deadline = time.monotonic() + 60
-    m = recv(me)
-    while m is None:
-        if time.monotonic() > deadline:
-            raise RuntimeError("no message arrived in 60 s")
-        m = recv(me)
-    t0 = time.perf_counter()
-    keep(m)
-    for _ in range(n - 1):
-        m = recv(me)
-        while m is None:
-            m = recv(me)
-        keep(m)
+    kept = [] if p.get("check") else None
+    t0 = _poll_n(functools.partial(ring.recv, me), n, kept)
     t1 = time.perf_counter()
     ring.unregister_consumer(me)
-    out = _checked(_words(kept), n)
-    out.update(t0=t0, t1=t1)
-    results.put(out)
+    results.put(_outcome(t0, t1, n, n, kept, rate=False))
 
 
 def _w_subetha_shared(role, p, ready, results, shared):

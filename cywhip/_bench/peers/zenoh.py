@@ -5,15 +5,15 @@ allocated from a ShmProvider and written there; only a reference crosses the soc
 The sessions are told of each other by their endpoints alone: no scouting, nothing on a network.
 Publishers use CongestionControl.BLOCK and subscribers a FifoChannel, which hold the publisher
 back instead of dropping, and a subscriber takes with the blocking recv().  Every message is
-numbered; once done, the publisher sends END until every subscriber is done; each subscriber
-keeps what it gets and checks the numbers after its clock stops.
+numbered; once done, the publisher sends END until every subscriber is done; a subscriber counts
+what it gets (with p["check"], keeps it and checks the numbers after its clock stops).
 """
 import glob
 import json
 import os
 import time
 
-from cywhip._bench.common import END, _checked, _numbered, _words
+from cywhip._bench.common import END, _numbered, _outcome
 
 HELLO = b"h"
 QUEUE = 1024
@@ -51,9 +51,10 @@ def _putter(session, pub, shm):
     return put_shm
 
 
-def _take(sub, joined, shared_done):
-    """recv() until END, keeping every numbered message (HELLOs before the stream are counted
-    once in joined); return (kept, clock at the first, clock at the last)."""
+def _take(sub, joined, done, kept=None):
+    """recv() until END, counting the numbered messages or keeping them in kept (a list); HELLOs
+    before the stream count this subscriber in joined once.  Return (how many, clock at the first,
+    clock at the last)."""
     recv = sub.recv
     m = recv().payload.to_bytes()
     if m == HELLO:
@@ -61,16 +62,22 @@ def _take(sub, joined, shared_done):
             joined.value += 1
         while m == HELLO:
             m = recv().payload.to_bytes()
-    kept = []
-    keep = kept.append
-    t0 = t1 = time.perf_counter()
-    while m != END:
-        keep(m)
-        m = recv().payload.to_bytes()
+    t0 = time.perf_counter()
+    got = 0
+    if kept is None:
+        while m != END:
+            got += 1
+            m = recv().payload.to_bytes()
+    else:
+        keep = kept.append
+        while m != END:
+            keep(m)
+            m = recv().payload.to_bytes()
+        got = len(kept)
     t1 = time.perf_counter()
-    with shared_done.get_lock():
-        shared_done.value += 1
-    return kept, t0, t1
+    with done.get_lock():
+        done.value += 1
+    return got, t0, t1
 
 
 def _w_zenoh(role, p, ready, results, shared):
@@ -102,12 +109,9 @@ def _w_zenoh(role, p, ready, results, shared):
     with zenoh.open(_config(shm, listen=[_endpoint(p, p["index"])])) as session:
         sub = session.declare_subscriber(key, zenoh.handlers.FifoChannel(QUEUE))
         ready.set()
-        kept, t0, t1 = _take(sub, joined, done)
-    out = _checked(_words(kept), n)
-    out.update(t0=t0, t1=t1)
-    if k == 1:
-        out["rate"] = (out["count"] - 1) / (t1 - t0)
-    results.put(out)
+        kept = [] if p.get("check") else None
+        got, t0, t1 = _take(sub, joined, done, kept)
+    results.put(_outcome(t0, t1, n, got, kept, rate=k == 1))
 
 
 def _removing_segments(fn):
