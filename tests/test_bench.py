@@ -150,7 +150,16 @@ def test_the_bench_command_describes_itself():
     out = subprocess.run([sys.executable, "-m", "cywhip", "bench", "--help"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and "--quick" in out.stdout and "--json" in out.stdout
-    assert "--hangs" in out.stdout and "--only" in out.stdout
+    assert "--hangs" in out.stdout and "--only" in out.stdout and "--check" in out.stdout
+
+
+def test_check_in_the_environment_makes_the_newest_peers_keep_and_check_every_message(monkeypatch):
+    from cywhip._bench.workloads import CHECK, _checking
+    monkeypatch.delenv(CHECK, raising=False)
+    assert _checking({"count": 1}) == {"count": 1, "check": False}
+    monkeypatch.setenv(CHECK, "1")
+    assert _checking({"count": 1})["check"] is True
+    assert _checking({"count": 1, "check": False})["check"] is False
 
 
 # ------------------------------------------------------------ the newest peers

@@ -255,6 +255,10 @@ def main(argv):
             groups.append(row["group"])
     parser.add_argument("--only", metavar="TEXT", help="run only the workloads whose group contains TEXT "
                         "(and not the crash tables); the groups: " + "; ".join(groups))
+    parser.add_argument("--check", action="store_true",
+                        help="the newest peers (SubEtha, kickmsg, msgq, Zenoh) keep every message and check its "
+                             "number, each once and in order (slower: a Python object kept per message; by "
+                             "default they count what arrives, as cywhip's rows do)")
     parser.add_argument("--hangs", type=int, metavar="N",
                         help="instead of the table: N short streams through each Cython API (cywhip's, "
                              "cykit's), one message per call, counting those that never finish")
@@ -266,6 +270,9 @@ def main(argv):
                         help="which of cywhip,cykit --hangs runs (default both)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if args.check:
+        from cywhip._bench.workloads import CHECK
+        os.environ[CHECK] = "1"
     progress = lambda msg: print(msg, file=sys.stderr, flush=True)
     if args.hangs:
         from cywhip._bench.capi import hang_markdown, hang_table

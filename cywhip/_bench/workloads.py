@@ -1,4 +1,6 @@
 """The benchmark table: every workload, for cywhip and each peer, as rows to run."""
+import os
+
 from cywhip._bench.common import (
     BATCH_RING, MESSAGE, SPAWN, _aggregate, _gbps, _in_dir, _name, _per_consumer, _removing, run_pair,
 )
@@ -28,28 +30,38 @@ SHARING = "a group of 2 sharing work, 32 B, aggregate"
 SUBETHA, KICKMSG, MSGQ, ZENOH = "SubEtha 0.6.0", "kickmsg 0.9.2", "msgq 1.0", "Zenoh 1.10.2"
 
 
+CHECK = "CYWHIP_BENCH_CHECK"
+
+
+def _checking(params):
+    """params, with check=True where the environment says CYWHIP_BENCH_CHECK=1 (python -m cywhip
+    bench --check): the newest peers' consumers then keep every message and check its number,
+    each once and in order, at the cost of a Python object kept per message."""
+    return dict(params, check=params.get("check", os.environ.get(CHECK) == "1"))
+
+
 def _subetha(worker, params, **kw):
     """A SubEtha run, its files in a directory of its own."""
-    return _in_dir(lambda d: run_pair(worker, dict(params, dir=d), **kw))
+    return _in_dir(lambda d: run_pair(worker, dict(_checking(params), dir=d), **kw))
 
 
 def _kickmsg(params, **kw):
     """A kickmsg run: its region is /dev/shm/<name>, removed afterwards."""
     shared = (SPAWN.Event(), SPAWN.Value("i", 0))
-    return _removing(params["name"], lambda: run_pair(_w_kickmsg, params, shared=shared, **kw))
+    return _removing(params["name"], lambda: run_pair(_w_kickmsg, _checking(params), shared=shared, **kw))
 
 
 def _msgq(params, **kw):
     """A msgq run: its ring is /dev/shm/msgq_<name>, removed afterwards."""
     shared = (SPAWN.Event(), SPAWN.Value("i", 0))
-    return _removing(params["name"], lambda: run_pair(_w_msgq_broadcast, params, shared=shared, **kw))
+    return _removing(params["name"], lambda: run_pair(_w_msgq_broadcast, _checking(params), shared=shared, **kw))
 
 
 def _zenoh(params, **kw):
     """A Zenoh run: its sockets in a directory of its own, the segments it leaves removed."""
     shared = (SPAWN.Value("i", 0), SPAWN.Value("i", 0))
-    return _removing_segments(lambda: _in_dir(lambda d: run_pair(_w_zenoh, dict(params, dir=d), shared=shared,
-                                                                 **kw)))
+    return _removing_segments(lambda: _in_dir(lambda d: run_pair(_w_zenoh, dict(_checking(params), dir=d),
+                                                                 shared=shared, **kw)))
 
 
 def workloads(quick=False):
