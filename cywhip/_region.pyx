@@ -106,6 +106,8 @@ def channel_name(name):
         raise ValueError("channel name must not be empty")
     if "/" in name or "\0" in name:
         raise ValueError(f"channel name must not contain '/' or NUL: {name!r}")
+    if name in (".", ".."):
+        raise ValueError(f"channel name must not be {name!r}: choose a name with other characters too")
     if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
         raise ValueError(f"channel name is {len(name.encode('utf-8', 'surrogateescape'))} bytes, "
                          f"the limit is {MAX_NAME_BYTES}: {name[:40]!r}...")
@@ -1214,9 +1216,13 @@ cdef bint _remove_if_stale(name, bint explicit) except -1:
                     raise ChannelBusyError(f"channel {name!r} is being created or removed by another "
                                            f"process; not removing it")
                 return False
-            if not _lock_every_place(fd):
+            held = _lock_every_place(fd)
+            if held >= 0:
                 if explicit:
-                    raise ChannelBusyError(f"channel {name!r} has a live end; not removing it")
+                    pid = _place_pid(fd, held)
+                    who = f"process {pid} holds {_place_name(fd, held)}" if pid > 0 else "a live end holds a place"
+                    raise ChannelBusyError(f"channel {name!r} has a live end ({who}); not removing it",
+                                           pid=pid, pids=[pid])
                 return False
             # The file we locked may have lost its name since we opened it, and the
             # name may now be a new channel whose end we hold no lock against.
@@ -1241,8 +1247,9 @@ cdef bint _remove_if_stale(name, bint explicit) except -1:
     return False
 
 
-cdef bint _lock_every_place(int fd) except -1:
-    """Lock the byte of every end place the file has; False if any is held.
+cdef int64_t _lock_every_place(int fd) except -2:
+    """Lock the byte of every end place the file has; -1 if all are ours now, else the
+    offset of the first one held.
 
     The places are found from one copy of the header.  A file whose header is
     not of this layout version gets the bytes its first places would have,
@@ -1260,8 +1267,29 @@ cdef bint _lock_every_place(int fd) except -1:
         offsets = [cw_place_offset(0), cw_place_offset(1), 640, 648]
     for offset in offsets:
         if cw_ofd_trylock(fd, offset) != 0:
-            return False
-    return True
+            return offset
+    return -1
+
+
+cdef int64_t _place_pid(int fd, uint64_t offset):
+    """The pid recorded in the place at offset (read once, through the descriptor); 0 if none."""
+    cdef int64_t pid = 0
+    if pread(fd, &pid, sizeof(pid), offset) != <ssize_t>sizeof(pid) or pid < 0:
+        return 0
+    return pid
+
+
+cdef str _place_name(int fd, uint64_t offset):
+    """'its sender place 0', 'its receiver place 1', from one copy of the header."""
+    cdef cw_header snapshot
+    cdef struct_stat st
+    if fstat(fd, &st) != 0 or _read_header(fd, &snapshot) != 0 or not _places_sound(&snapshot, st.st_size) \
+            or offset < cw_place_offset(0):
+        return "a place"
+    i = (offset - cw_place_offset(0)) // CW_PLACE_SIZE
+    if i < snapshot.max_senders:
+        return f"its sender place {i}"
+    return f"its receiver place {i - snapshot.max_senders}"
 
 
 cdef bint _names_file(str path, int fd) except -1:

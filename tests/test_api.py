@@ -404,6 +404,9 @@ def test_a_failing_deserializer_in_recv_many_returns_what_came_before_and_keeps_
     ("a\0b", ValueError, "NUL"),
     ("x" * 201, ValueError, "201 bytes, the limit is 200"),
     (b"bytes", TypeError, "must be a str, not bytes"),
+    (".", ValueError, r"must not be '\.': choose a name with other characters too"),
+    ("..", ValueError, r"must not be '\.\.'"),
+    ("Global\\..", ValueError, r"must not be '\.\.'"),
 ])
 def test_invalid_channel_names_are_refused(name, error, message):
     with pytest.raises(error, match=message):

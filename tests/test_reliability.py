@@ -144,8 +144,10 @@ def test_channels_lists_state_and_remove_stale_removes_only_dead_channels(channe
             assert live.sender_alive and not live.receiver_alive and live.sender_pid == os.getpid()
             assert live.problem is None and live.path == channel_path(channel)
             assert not stale.sender_alive and not stale.receiver_alive and stale.depth == 1
-            with pytest.raises(ChannelBusyError, match="has a live end"):
+            with pytest.raises(ChannelBusyError, match=rf"has a live end \(process {os.getpid()} holds its "
+                                                       r"sender place 0\); not removing it") as info:
                 cywhip.remove_stale(channel)
+            assert info.value.pid == os.getpid()
             # Every stale channel goes: of those in /dev/shm, this test's own only (other tests
             # may run beside this one, their channels stale for a moment).
             monkeypatch.setattr(_region, "channels",
