@@ -11,16 +11,19 @@ then on.  Nothing happens before the first step.
 
 A ``Waker`` serves up to ``WAKER_SLOTS`` ends of one event loop.  An end that
 finds nothing to do *arms* its slot (``arm``): it announces its sleep on the
-ring's waiting word exactly as ``ring_wait`` does (store 1, full fence,
-re-check), and if it must still wait, lists the word in its slot.  The waker's
-thread sleeps in one ``futex_waitv`` on every armed word plus a private word,
-``rearm``, that the loop bumps and wakes when the list changes.  When the
-other end publishes (or releases) it clears the word and wakes it, as it does
-for any sleeping end; the thread then marks the slot *fired* and writes the
-loop's eventfd, whose reader callback resolves the end's future
-(``collect``).  Taking the message happens afterwards, on the loop thread,
-through the ordinary non-blocking calls: waiting and taking are separate, so a
-cancelled wait has taken nothing.
+ring's waiting word exactly as ``ring_wait`` does (``ring_announce_sleep``:
+1, or a shared word's token; full fence; re-check), and if it must still wait,
+lists the word and the value it expects in its slot, with a deadline when
+``ring_wait_slice_ns`` says its sleep is in slices.  The waker's thread sleeps
+in one ``futex_waitv`` on every armed word plus a private word, ``rearm``,
+that the loop bumps and wakes when the list changes, until the earliest
+deadline.  When the other end publishes (or releases) it clears the word and
+wakes it, as it does for any sleeping end; the thread then marks the slot
+*fired* (so too a slot whose deadline passed) and writes the loop's eventfd,
+whose reader callback resolves the end's future (``collect``).  Taking the
+message happens afterwards, on the loop thread, through the ordinary
+non-blocking calls: waiting and taking are separate, so a cancelled wait has
+taken nothing.
 
 The thread reads a word only for a slot that is armed, under the waker's lock;
 an end is disarmed under that lock (``close_slot``) before its mapping goes
@@ -47,12 +50,15 @@ from cywhip.includes.c_awaitable cimport cw_set_am_send, cw_iter_send, cw_set_un
 from cywhip.includes.c_atomics cimport cw_load_relaxed_u32, cw_store_relaxed_u32
 from cywhip.includes.c_futex cimport cw_futex_wake
 from cywhip.includes.c_waitv cimport (
-    cw_waitv_t, cw_waitv_set, cw_futex_waitv, cw_futex_waitv_for, CW_WAITV_MAX,
+    cw_waitv_t, cw_waitv_set, cw_futex_waitv, cw_futex_waitv_until, CW_WAITV_MAX,
 )
 
 from cywhip._channel cimport Receiver as PlainReceiver, Sender as PlainSender
 from cywhip._end cimport _End, _enter, _leave, check_count
-from cywhip._ring cimport monotonic_ns, ring_announce_sleep
+from cywhip._ring cimport (
+    monotonic_ns, ring_announce_sleep, ring_wait_slice_ns,
+    SLICE_NONE, SLICE_HOLE, SLICE_MEMBER, SLICE_GROUP, SLICE_CREATOR, SLICE_UNFENCED,
+)
 
 import collections.abc
 
@@ -61,10 +67,9 @@ from cywhip.errors import ChannelClosedError
 # Slots of a waker: futex_waitv takes at most 128 words, one of them rearm.
 WAKER_SLOTS = CW_WAITV_MAX - 1
 
-cdef enum:
-    # While an armed end shares its word with other ends, the thread sleeps at most this
-    # long (ns) and then has those ends look again (as ring_wait's slices for groups).
-    SHARED_SLICE_NS = 10_000_000
+# The names of ring_wait_slice_ns()'s reasons, by value (Waker.armed_slice()).
+_SLICE_NAMES = {SLICE_NONE: "none", SLICE_HOLE: "hole", SLICE_MEMBER: "member", SLICE_GROUP: "group",
+                SLICE_CREATOR: "creator", SLICE_UNFENCED: "unfenced"}
 
 cdef enum:
     SLOTS = 127
@@ -79,8 +84,11 @@ cdef struct slot_t:
     uint64_t gen      # which holder: a slot reused by another end gets a new number
     int state
     int listed        # the word is in the futex_waitv the thread sleeps in now
-    bint shared       # a many-senders channel's sender_waiting: never cleared by a waiter
-    bint sliced       # the thread sleeps in slices while it is armed (shared, or unfenced)
+    uint32_t expect   # the value the end announced (1, or a shared word's token)
+    uint32_t listed_expect  # the value the thread's futex_waitv expects of the word
+    bint shared       # a word several ends share (many senders, group members): never cleared by a waiter
+    int64_t deadline  # CLOCK_MONOTONIC ns by which the armed end must look again; -1: none
+    int why           # the SLICE_* reason of the deadline (for tests)
 
 
 def futex_waitv_supported():
@@ -110,6 +118,8 @@ cdef class Waker:
     # How often the thread returned from futex_waitv, and the last error it met (for tests).
     cdef readonly unsigned long long wakeups
     cdef readonly int error
+    # When the thread's current futex_waitv times out (CLOCK_MONOTONIC ns); -1: it does not.
+    cdef int64_t sleep_until
 
     def __cinit__(self, int efd):
         self.lock = PyThread_allocate_lock()
@@ -122,6 +132,7 @@ cdef class Waker:
         self.bound = 0
         self.wakeups = 0
         self.error = 0
+        self.sleep_until = -1
 
     def __dealloc__(self):
         if self.lock != NULL:
@@ -166,7 +177,8 @@ cdef class Waker:
                 self.slots[i].state = IDLE
                 self.slots[i].word = NULL
                 self.slots[i].shared = False
-                self.slots[i].sliced = False
+                self.slots[i].deadline = -1
+                self.slots[i].why = 0
                 self.bound += 1
                 self._unlock()
                 return i, gen
@@ -180,7 +192,9 @@ cdef class Waker:
         unmap its word) meanwhile.  Raises the end's errors (closed, corrupt).
         """
         cdef uint32_t *word
-        cdef int ready
+        cdef uint32_t expect
+        cdef int ready, why
+        cdef int64_t slice_ns, deadline
         cdef bint poke = False
         cdef bint shared, fenced
         _enter(end)
@@ -193,9 +207,10 @@ cdef class Waker:
             # the two sees the other.
             # Several senders of one channel share sender_waiting: as in ring_wait, a
             # sender never clears it (that could hide another's sleep); the receiver does.
-            # So do the members of receiver groups share receiver_waiting.
+            # So do the members of receiver groups share receiver_waiting.  Sharers
+            # announce with a token (ring_announce_sleep), which a wake-up always changes.
             shared = (end.sending and end.ring.many) or (not end.sending and end.ring.groups)
-            fenced = ring_announce_sleep(word)
+            fenced = ring_announce_sleep(word, shared, &expect)
             try:
                 # Claims nothing: the caller sends or takes afterwards, by the ordinary calls.
                 ready = end._ready_peek()
@@ -207,6 +222,10 @@ cdef class Waker:
                 if not shared:
                     cw_store_relaxed_u32(word, 0)
                 return 0
+            # What no wake-up announces (a hole's claimer, a fellow member or a group
+            # creator dying, ...): the end looks again by this deadline, as ring_wait does.
+            slice_ns = ring_wait_slice_ns(&end.ring, end.sending, fenced, &why)
+            deadline = monotonic_ns() + slice_ns if slice_ns >= 0 else -1
             self._lock_gil()
             if not self._holds(slot, gen):
                 self._unlock()
@@ -214,12 +233,14 @@ cdef class Waker:
                     cw_store_relaxed_u32(word, 0)
                 return -1
             self.slots[slot].word = word
+            self.slots[slot].expect = expect
             self.slots[slot].shared = shared
-            # The kernel refused the barrier: look again after each slice, as ring_wait does.
-            self.slots[slot].sliced = shared or not fenced
+            self.slots[slot].deadline = deadline
+            self.slots[slot].why = why
             self.slots[slot].state = ARMED
-            if not self.slots[slot].listed or not fenced:
-                # Not in the thread's sleep yet, or it must now sleep in slices.
+            if (not self.slots[slot].listed or self.slots[slot].listed_expect != expect
+                    or (deadline >= 0 and (self.sleep_until < 0 or deadline < self.sleep_until))):
+                # Not in the thread's sleep yet (or with another value), or due before it ends.
                 self._bump()
                 poke = True
             self._unlock()
@@ -259,6 +280,22 @@ cdef class Waker:
         self._unlock()
         self._poke()
 
+    def armed_slice(self, int slot, uint64_t gen):
+        """Why an armed slot sleeps in slices ("none", "hole", "member", "group", "creator",
+        "unfenced": ring_wait_slice_ns()) and the ns left to its deadline (None: no deadline);
+        None if the slot is not armed.  For tests."""
+        cdef int why
+        cdef int64_t deadline
+        self._lock_gil()
+        if not self._holds(slot, gen) or self.slots[slot].state != ARMED:
+            self._unlock()
+            return None
+        why = self.slots[slot].why
+        deadline = self.slots[slot].deadline
+        self._unlock()
+        name = _SLICE_NAMES.get(why, str(why))
+        return name, (None if deadline < 0 else deadline - monotonic_ns())
+
     def collect(self):
         """The slots that fired since the last call, as (slot, gen); they become idle."""
         cdef int i
@@ -287,22 +324,22 @@ cdef class Waker:
     cdef void _run(self) noexcept nogil:
         cdef cw_waitv_t vec[CW_WAITV_MAX]
         cdef int i, n, rc = -EAGAIN, fired
-        cdef bint sliced, expired
+        cdef int64_t now, earliest
         cdef uint32_t *woken
         cdef uint64_t one = 1
         self._lock()
         while not self.stopping:
             fired = 0
-            # Fire every armed slot whose word the other end cleared (or close()'s
-            # interrupt did), and the one the kernel said it woke: another waiter
-            # of the same word may have set it to 1 again since.
-            # A word shared by several ends (many senders, the members of receiver groups)
-            # may be set to 1 again by one of them between the other end's clearing and this
-            # look: their ends look again after each slice, as a plain end of theirs does.
-            expired = rc == -ETIMEDOUT
+            # Fire every armed slot whose word no longer holds the value its end announced
+            # (the other end cleared it, or close()'s interrupt did; a word shared by several
+            # ends may hold another sharer's token since: a wake-up came between), every slot
+            # whose deadline passed, whatever woke the thread (other ends' wake-ups do not
+            # postpone it), and the slots on the word the kernel said it woke.
+            now = monotonic_ns()
             for i in range(SLOTS):
-                if self.slots[i].state == ARMED and (cw_load_relaxed_u32(self.slots[i].word) != 1
-                                                     or (expired and self.slots[i].sliced)):
+                if self.slots[i].state == ARMED and (
+                        cw_load_relaxed_u32(self.slots[i].word) != self.slots[i].expect
+                        or (self.slots[i].deadline >= 0 and now >= self.slots[i].deadline)):
                     self.slots[i].state = FIRED
                     fired += 1
             if rc > 0:
@@ -320,16 +357,19 @@ cdef class Waker:
             # change after this point makes the wait return at once.
             cw_waitv_set(&vec[0], self.rearm, self.rearm[0])
             n = 1
-            sliced = False
+            earliest = -1
             for i in range(SLOTS):
                 self.slots[i].listed = self.slots[i].state == ARMED
                 if self.slots[i].listed:
-                    cw_waitv_set(&vec[n], self.slots[i].word, 1)
+                    cw_waitv_set(&vec[n], self.slots[i].word, self.slots[i].expect)
+                    self.slots[i].listed_expect = self.slots[i].expect
                     n += 1
-                    sliced = sliced or self.slots[i].sliced
+                    if self.slots[i].deadline >= 0 and (earliest < 0 or self.slots[i].deadline < earliest):
+                        earliest = self.slots[i].deadline
+            self.sleep_until = earliest
             self._unlock()
-            if sliced:
-                rc = cw_futex_waitv_for(vec, n, SHARED_SLICE_NS)
+            if earliest >= 0:
+                rc = cw_futex_waitv_until(vec, n, earliest)
             else:
                 rc = cw_futex_waitv(vec, n)
             self._lock()

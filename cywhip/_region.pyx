@@ -90,9 +90,11 @@ _REMOVAL_WAIT = 5.0
 # the path is the temporary's), "claim" (an end has the file open and mapped, and is
 # about to lock its byte), "remove" (remove_stale() holds a channel's lock bytes,
 # about to unlink it), "leave" (a group member closing has cleared its place, about
-# to take the groups lock) and "member" (a joining member holds the groups lock and has
-# found its group, about to lock a place) and "inspect" (channels() has checked a file's
-# header, about to read its places and cursors).
+# to take the groups lock), "member" (a joining member holds the groups lock and has
+# found its group, about to lock a place), "inspect" (channels() has checked a file's
+# header, about to read its places and cursors) and "create_group" (a join creating a
+# group holds the groups lock and has made groups_gen odd, about to read where the
+# group starts).
 _test_hook = None
 
 
@@ -585,6 +587,8 @@ cdef class Region:
         gen = cw_load_relaxed_u64(&h.groups_gen)
         cw_store_relaxed_u64(&h.groups_gen, gen + 1)
         cw_fence_seq_cst()
+        if _test_hook is not None:
+            _test_hook("create_group", self.path)
         start = groups_min(h, (<char *>h) + cw_place_offset(self.max_senders),
                            (<char *>h) + cw_group_offset(self.max_senders, mr, 0), mr, &any)
         if not any:

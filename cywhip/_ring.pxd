@@ -30,6 +30,15 @@ from cywhip.includes.c_layout cimport (
 cdef enum:
     SLEEP_SLICE_NS = 100_000_000
 
+# Why a sleep of ring_wait() (or of the asyncio waker) is in slices: ring_wait_slice_ns().
+cdef enum:
+    SLICE_NONE = 0        # no slice: whatever this end waits for wakes it
+    SLICE_HOLE = 1        # many senders: the next message is claimed, not published (its claimer's death wakes nobody)
+    SLICE_MEMBER = 2      # a group member: another member holds a claim or the claim lock (its death wakes nobody)
+    SLICE_GROUP = 3       # a sender: the bound is a non-durable group's (its members' death wakes nobody)
+    SLICE_CREATOR = 4     # a sender: no bound known, a group creation is stalled (its creator's death wakes nobody)
+    SLICE_UNFENCED = 5    # the kernel refused this end's membarrier: a publish may have missed its sleep
+
 # Results of ring_wait().
 cdef enum:
     WAIT_READY = 1      # the condition holds: free slots (sender) or messages (receiver)
@@ -112,7 +121,8 @@ cdef uint64_t ring_taken(ring_t *r) noexcept nogil
 cdef int64_t monotonic_ns() noexcept nogil
 cdef bint light_publish() noexcept nogil
 cdef bint membarrier_refused() noexcept nogil
-cdef bint ring_announce_sleep(uint32_t *word) noexcept nogil
+cdef bint ring_announce_sleep(uint32_t *word, bint shared, uint32_t *expect) noexcept nogil
+cdef int64_t ring_wait_slice_ns(ring_t *r, bint sending, bint fenced, int *why) noexcept nogil
 cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, cw_group *group, uint32_t group_index,
                             uint64_t group_tag, cw_place *place, uint32_t place_index) noexcept nogil
 cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil

@@ -11,7 +11,7 @@ from cywhip.includes.c_atomics cimport (
     cw_load_relaxed_u64, cw_load_acquire_u64, cw_store_relaxed_u32, cw_store_release_u64,
     cw_store_relaxed_u64, cw_cas_acq_rel_u64, cw_fetch_add_relaxed_u64, cw_load_relaxed_u32,
     cw_load_acquire_u32, cw_store_release_u32, cw_exchange_u32, cw_store_relaxed_i64,
-    cw_fence_seq_cst, cw_cpu_relax,
+    cw_fence_seq_cst, cw_cpu_relax, cw_cas_u32,
 )
 from cywhip.includes.c_futex cimport cw_futex_wait, cw_futex_wake
 from cywhip.includes.c_membarrier cimport cw_membarrier_register, cw_membarrier_global
@@ -26,16 +26,19 @@ from cywhip.includes.c_ofd_lock cimport cw_ofd_is_locked, cw_ofd_trylock, cw_ofd
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
 
-# A receiver waiting at a hole (a slot claimed by a live sender, not yet
-# published) sleeps at most HOLE_SLICE_NS before it tests the claimer's lock
-# again: the claimer's publish wakes it at once, its death cannot.  (How long
-# other sleeps last is the caller's: SLEEP_SLICE_NS in _ring.pxd for the
-# Python ends, none for the Cython API.)
+# How long a sleep may last before the end must look again, for what no wake-up
+# announces (ring_wait_slice_ns()).  A receiver waiting at a hole (a slot
+# claimed by a live sender, not yet published), or a group member while
+# another member holds a claim or the claim lock, sleeps at most
+# HOLE_SLICE_NS: that sender's publish (that member's take) wakes it at once,
+# its death cannot.  (The caller may cut every sleep shorter: SLEEP_SLICE_NS
+# in _ring.pxd for the Python ends, none for the Cython API.)
 cdef enum:
     HOLE_SLICE_NS = 1_000_000
-    # Receiver groups: a member sleeps at most this long while another member
-    # of its group holds a claim (its death wakes nobody), and a sender on a
-    # full ring while a group holds it back (its last member's death neither).
+    # Receiver groups: a sender on a full ring sleeps at most this long while only
+    # non-durable groups hold it back (their last member's death wakes nobody: the
+    # sender removes such a group when it looks), or while no bound is known (a
+    # group creation stalled: its creator's death wakes nobody either).
     GROUP_SLICE_NS = 10_000_000
     # A member looks for dead members' claims at most this often when it polls.
     DETECT_EVERY_NS = 1_000_000
@@ -96,14 +99,58 @@ def publish_mode():
     return "membarrier" if light_publish() else "fence"
 
 
-cdef bint ring_announce_sleep(uint32_t *word) noexcept nogil:
+# Tokens of the ends that share a waiting word (many senders, receiver groups): the n-th
+# token this process makes, hashed with its pid.  Counted across fork, so a child's tokens
+# differ from its parent's.
+cdef uint64_t _tokens = 0
+
+
+cdef inline uint32_t _mix32(uint32_t x) noexcept nogil:
+    """murmur3's finalizer: a bijection of 32-bit words that spreads every bit."""
+    x ^= x >> 16
+    x *= 0x85EBCA6BU
+    x ^= x >> 13
+    x *= 0xC2B2AE35U
+    x ^= x >> 16
+    return x
+
+
+cdef uint32_t ring_new_token() noexcept nogil:
+    """A waiting token: never 0 (no sleeper) and, within this process, distinct for 2**32
+    calls in a row; another process's differ but by chance (2**-32)."""
+    cdef uint32_t t = 0
+    while t == 0:
+        t = _mix32(<uint32_t>cw_fetch_add_relaxed_u64(&_tokens, 1) * 0x9E3779B1U
+                   + _mix32(<uint32_t>getpid()))
+    return t
+
+
+cdef bint ring_announce_sleep(uint32_t *word, bint shared, uint32_t *expect) noexcept nogil:
     """Announce a sleep on word and order it before the look that follows (the waiter's half
-    of the wake-up handshake).  The full fence pairs with an end that fences when it
-    publishes; the barrier membarrier(2) runs on every CPU of a registered process pairs
-    with an end that does not.  False if the kernel refused that barrier though it has it
-    (a filter): the caller then sleeps at most UNFENCED_SLICE_NS.  A kernel without it has
-    no registered process either."""
-    cw_store_relaxed_u32(word, 1)
+    of the wake-up handshake); expect[0] is the value to sleep on.  The full fence pairs with
+    an end that fences when it publishes; the barrier membarrier(2) runs on every CPU of a
+    registered process pairs with an end that does not.  False if the kernel refused that
+    barrier though it has it (a filter): the caller then sleeps at most UNFENCED_SLICE_NS.
+    A kernel without it has no registered process either.
+
+    An end alone on its word stores 1.  Ends that share it (shared) never store over a
+    sleeper's value: they join the value there (a compare-and-swap of it with itself, so
+    that the fence orders it as a store), or, finding 0 (no sleeper, or a wake-up just
+    cleared it), store a new token.  A waker's exchange to 0 then always changes what each
+    sleeper expects, even when another end announces again before a sleeper's futex wait:
+    that end stores another token, and the sleeper's wait returns at once.  With 1 for all,
+    the word would read 1 again and the sleeper would sleep through the wake-up."""
+    cdef uint32_t v, mine
+    if shared:
+        v = cw_load_relaxed_u32(word)
+        while True:
+            mine = v if v != 0 else ring_new_token()
+            if cw_cas_u32(word, &v, mine):
+                break
+        expect[0] = mine
+    else:
+        cw_store_relaxed_u32(word, 1)
+        expect[0] = 1
     cw_fence_seq_cst()
     return cw_membarrier_global() >= 0
 
@@ -159,6 +206,7 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.want = 1
     r.receiver_wake_count = 1
     r.detect_ns = 0
+    r.bound_stale = False
     r.resolve_now = False
     r.hole = 0
     r.skipped = 0
@@ -240,15 +288,103 @@ cdef inline int64_t _ready(ring_t *r, bint sending) noexcept nogil:
     return ring_available(r)
 
 
+cdef int64_t ring_wait_slice_ns(ring_t *r, bint sending, bint fenced, int *why) noexcept nogil:
+    """How long an end that announced its sleep (ring_announce_sleep(), which returned
+    fenced) and then found nothing to do may sleep before it must look again, in ns; -1: until
+    woken.  why (unless NULL) says which SLICE_* reason chose it.
+
+    Every other end's progress wakes a sleeper (a publish, a take, a group made or removed,
+    close()); what wakes nobody is a death, and a refused barrier.  So the sleep is in slices
+    only while this end waits for something whose death it must see for itself:
+
+    - a receiver of many senders at a hole: the claim cursor is past its read cursor and that
+      slot is not published (SLICE_HOLE, HOLE_SLICE_NS; its claimer's lock is tested on
+      waking, ring_resolve_hole());
+    - a group member while another place holds a claim of its group, or another member holds
+      its group's claim lock (SLICE_MEMBER, HOLE_SLICE_NS; dead ones are taken over, D), or
+      with many senders at a hole of its group (SLICE_HOLE);
+    - a sender of a channel with groups while no bound is known (ring_groups_floor() gave up:
+      a creation stalled, SLICE_CREATOR), or while every group at its bound is non-durable
+      (SLICE_GROUP: one whose last member died is removed when the sender looks); both
+      GROUP_SLICE_NS;
+    - any end whose membarrier the kernel refused (SLICE_UNFENCED, UNFENCED_SLICE_NS).
+
+    Reads only: every value it reads from shared memory picks a slice length, nothing else.
+    Call it after the look that follows the announcement, so that it sees what that look saw
+    or later."""
+    cdef int64_t ns = -1
+    cdef int reason = SLICE_NONE
+    cdef uint64_t c, n, lock, tag, pos
+    cdef uint32_t q, g, flags
+    cdef cw_place *p
+    cdef cw_group *e
+    cdef bint nondurable = False, durable = False
+    if not sending:
+        if r.groups and r.group != NULL:
+            lock = cw_load_acquire_u64(&r.group.lock)
+            if lock != 0 and lock != r.place_index + 1:
+                reason = SLICE_MEMBER
+            else:
+                for q in range(r.max_receivers):
+                    if q == r.place_index:
+                        continue
+                    p = _rplace(r.rplaces, q)
+                    if cw_load_acquire_u64(&p.hold_start) != 0 and cw_load_relaxed_u64(&p.group) == r.group_tag:
+                        reason = SLICE_MEMBER
+                        break
+            if reason == SLICE_NONE and r.many:
+                n = cw_load_acquire_u64(&r.group.next)
+                c = cw_load_acquire_u64(&r.hdr.write_cursor)
+                if c != n and c - n <= r.capacity and cw_load_acquire_u64(
+                        &(<cw_many_slot_header *>_slot(r, n % r.capacity)).seq) != n + 1:
+                    reason = SLICE_HOLE
+        elif r.many:
+            c = cw_load_acquire_u64(&r.hdr.write_cursor)
+            if c != r.read and c - r.read <= r.capacity and cw_load_acquire_u64(
+                    &(<cw_many_slot_header *>_slot(r, r.read_index)).seq) != r.read + 1:
+                reason = SLICE_HOLE
+        if reason != SLICE_NONE:
+            ns = HOLE_SLICE_NS
+    elif r.groups:
+        if r.bound_stale:
+            reason = SLICE_CREATOR
+        else:
+            for g in range(r.max_receivers):
+                e = _gentry(r.gtable, g)
+                flags = cw_load_acquire_u32(&e.flags)
+                if not (flags & CW_GROUP_IN_USE):
+                    continue
+                tag = (cw_load_relaxed_u64(&e.epoch) << 32) | (g + 1)
+                pos = group_position(r.rplaces, r.max_receivers, e, tag)
+                if pos != r.read_cache:
+                    continue
+                if flags & CW_GROUP_DURABLE:
+                    durable = True
+                else:
+                    nondurable = True
+            # A durable group at the bound holds the sender whatever happens to the others, and
+            # its takes wake the sender.
+            if nondurable and not durable:
+                reason = SLICE_GROUP
+        if reason != SLICE_NONE:
+            ns = GROUP_SLICE_NS
+    if not fenced and (ns < 0 or ns > UNFENCED_SLICE_NS):
+        ns = UNFENCED_SLICE_NS
+        reason = SLICE_UNFENCED
+    if why != NULL:
+        why[0] = reason
+    return ns
+
+
 cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_ns) noexcept nogil:
     """Wait for free slots (sending) or messages (not sending).
 
     Spins for r.spin_ns (a CPU pause between looks for the first SPIN_PAUSE_NS, a yield of
     the core after that), then sleeps on this end's waiting word until woken,
-    until the deadline (deadline_ns < 0: none) or, if slice_ns > 0, for at
-    most slice_ns.  A receiver of many senders that finds a hole after
-    spinning resolves it (ring_resolve_hole): steps over it if its claimer is
-    dead, else sleeps at most HOLE_SLICE_NS.
+    until the deadline (deadline_ns < 0: none), for at most what
+    ring_wait_slice_ns() says and, if slice_ns > 0, for at most slice_ns.  A
+    receiver of many senders that finds a hole after spinning resolves it
+    (ring_resolve_hole): steps over it if its claimer is dead.
     """
     cdef uint32_t *word = &r.hdr.sender_waiting if sending else &r.hdr.receiver_waiting
     # Many senders share sender_waiting: a sender never clears it (it would
@@ -263,6 +399,7 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_n
     cdef timespec ts
     cdef int rc
     cdef bint fenced
+    cdef uint32_t expect
 
     now = monotonic_ns()
     spin_end = now + r.spin_ns
@@ -297,7 +434,7 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_n
     # the other end orders its store of its cursor before its load of the
     # waiting word (ring_publish_order()), so either we see its progress or
     # it sees us waiting.
-    fenced = ring_announce_sleep(word)
+    fenced = ring_announce_sleep(word, shared_word, &expect)
     n = _ready(r, sending)
     if n != 0 or r.stop:
         if not shared_word:
@@ -306,13 +443,9 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_n
             return WAIT_STOPPED
         return WAIT_READY if n > 0 else WAIT_CORRUPT
     # remaining < 0: no limit.
-    remaining = HOLE_SLICE_NS if (not sending and r.hole) else (slice_ns if slice_ns > 0 else -1)
-    # Groups: a member's or a sender's sleep is also in slices, whoever calls: the death of
-    # whom it waits for wakes nobody.
-    if r.groups and (remaining < 0 or remaining > GROUP_SLICE_NS):
-        remaining = GROUP_SLICE_NS
-    if not fenced and (remaining < 0 or remaining > UNFENCED_SLICE_NS):
-        remaining = UNFENCED_SLICE_NS
+    remaining = ring_wait_slice_ns(r, sending, fenced, NULL)
+    if slice_ns > 0 and (remaining < 0 or slice_ns < remaining):
+        remaining = slice_ns
     if deadline_ns >= 0:
         now = monotonic_ns()
         if now >= deadline_ns:
@@ -327,7 +460,7 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_n
     else:
         ts.tv_sec = remaining // 1_000_000_000
         ts.tv_nsec = remaining % 1_000_000_000
-    rc = cw_futex_wait(word, 1, timeout)
+    rc = cw_futex_wait(word, expect, timeout)
     if not shared_word:
         cw_store_relaxed_u32(word, 0)
     if r.stop:
@@ -1183,6 +1316,28 @@ cdef class RingModel:
         rc = cw_futex_wait(word, 1, &ts)
         cw_store_relaxed_u32(word, 0)
         r.stop = 0
+        return "timed out" if rc == ETIMEDOUT else "woken"
+
+    def sleep_after_another_announces(self, bint sending, double timeout):
+        """Two ends that share the waiting word (as many senders, or group members, do): one
+        announces its sleep and found nothing; the other end's progress clears the word and
+        wakes nobody yet; a second sharer announces its own sleep; only then does the first
+        reach its futex wait.  Returns how that wait ended: "woken" (the word had changed) or
+        "timed out" (it slept through the wake-up)."""
+        cdef ring_t *r = &self.tx if sending else &self.rx
+        cdef uint32_t *word = &r.hdr.sender_waiting if sending else &r.hdr.receiver_waiting
+        cdef uint32_t first, second
+        cdef timespec ts
+        cdef int rc
+        cw_store_relaxed_u32(word, 0)
+        ring_announce_sleep(word, True, &first)
+        if cw_load_relaxed_u32(word) and cw_exchange_u32(word, 0):
+            cw_futex_wake(word, 1 << 30)
+        ring_announce_sleep(word, True, &second)
+        ts.tv_sec = <long>timeout
+        ts.tv_nsec = <long>((timeout - ts.tv_sec) * 1e9)
+        rc = cw_futex_wait(word, first, &ts)
+        cw_store_relaxed_u32(word, 0)
         return "timed out" if rc == ETIMEDOUT else "woken"
 
     def corrupt_cursors(self, uint64_t write, uint64_t read):

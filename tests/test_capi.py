@@ -825,3 +825,38 @@ def test_a_wait_without_a_signal_outlasts_its_sleep_slices(built, channel):
         t0 = time.monotonic()
         assert built.shim.recv(rx, 8, 350_000_000) == ("TIMEOUT", 0, None)
         assert time.monotonic() - t0 >= 0.35
+
+
+def _voluntary_switches(tid):
+    """How often thread tid of this process gave up its CPU to sleep (each futex sleep is one)."""
+    with open(f"/proc/self/task/{tid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches in /proc")
+
+
+@pytest.mark.parametrize("side", ["recv", "send"])
+def test_an_idle_wait_of_a_group_member_or_its_sender_sleeps_without_waking(built, channel, side):
+    # A member with nothing to take, and a sender held back by a durable group with a live
+    # member, are woken by a publish or a take: nothing else can change what they wait for.
+    kw = dict(message_length=8, max_queued_messages=2, max_receivers=2)
+    shim = built.shim
+    with Receiver(channel, group="g", **kw) as rx, Sender(channel, **kw) as tx:
+        if side == "send":
+            tx.send_many([b"0", b"1"])
+        out = {}
+
+        def wait():
+            tid = threading.get_native_id()
+            before = _voluntary_switches(tid)
+            out["result"] = shim.recv(rx, 8, 500_000_000) if side == "recv" else shim.send(tx, b"2", 500_000_000)
+            out["sleeps"] = _voluntary_switches(tid) - before
+
+        t = threading.Thread(target=wait)
+        t.start()
+        t.join(10)
+        assert status(out["result"]) == "TIMEOUT"
+        # One sleep until the deadline (and perhaps a wait for the GIL on the way out); sleep
+        # slices of 10 ms would be about 50.
+        assert out["sleeps"] <= 5, out

@@ -71,6 +71,14 @@ static inline uint32_t cw_exchange_u32(uint32_t *p, uint32_t v)
     return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
 }
 
+/* Compare-and-swap of a 32-bit word, sequentially consistent (a read-modify-write even when
+ * desired equals *expected: a later fence orders it as a store).  On failure *expected
+ * becomes the value found. */
+static inline int cw_cas_u32(uint32_t *p, uint32_t *expected, uint32_t desired)
+{
+    return __atomic_compare_exchange_n(p, expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+}
+
 static inline void cw_store_release_i32(int32_t *p, int32_t v)
 {
     __atomic_store_n(p, v, __ATOMIC_RELEASE);

@@ -12,6 +12,7 @@ cdef extern from "atomics.h" nogil:
     void cw_store_release_u32(uint32_t *p, uint32_t v) noexcept
     void cw_store_relaxed_u32(uint32_t *p, uint32_t v) noexcept
     uint32_t cw_exchange_u32(uint32_t *p, uint32_t v) noexcept
+    bint cw_cas_u32(uint32_t *p, uint32_t *expected, uint32_t desired) noexcept
     int64_t cw_load_relaxed_i64(const int64_t *p) noexcept
     void cw_store_relaxed_i64(int64_t *p, int64_t v) noexcept
     void cw_fence_seq_cst() noexcept

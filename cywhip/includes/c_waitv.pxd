@@ -10,4 +10,4 @@ cdef extern from "waitv.h" nogil:
         uint32_t reserved
     void cw_waitv_set(cw_waitv_t *w, uint32_t *addr, uint32_t expected) noexcept
     int cw_futex_waitv(cw_waitv_t *waiters, unsigned int n) noexcept
-    int cw_futex_waitv_for(cw_waitv_t *waiters, unsigned int n, int64_t timeout_ns) noexcept
+    int cw_futex_waitv_until(cw_waitv_t *waiters, unsigned int n, int64_t deadline_ns) noexcept

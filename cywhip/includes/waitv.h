@@ -49,18 +49,16 @@ static inline int cw_futex_waitv(cw_waitv_t *waiters, unsigned int n)
     return -errno;
 }
 
-/* As cw_futex_waitv(), for at most timeout_ns nanoseconds: -ETIMEDOUT when they pass. */
-static inline int cw_futex_waitv_for(cw_waitv_t *waiters, unsigned int n, int64_t timeout_ns)
+/* As cw_futex_waitv(), until CLOCK_MONOTONIC reaches deadline_ns: -ETIMEDOUT then (at once
+ * if it has passed). */
+static inline int cw_futex_waitv_until(cw_waitv_t *waiters, unsigned int n, int64_t deadline_ns)
 {
     struct timespec ts;
     long r;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += timeout_ns / 1000000000;
-    ts.tv_nsec += timeout_ns % 1000000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec += 1;
-        ts.tv_nsec -= 1000000000;
-    }
+    if (deadline_ns < 0)
+        deadline_ns = 0;
+    ts.tv_sec = deadline_ns / 1000000000;
+    ts.tv_nsec = deadline_ns % 1000000000;
     r = syscall(SYS_futex_waitv, waiters, n, 0, &ts, CLOCK_MONOTONIC);
     if (r >= 0)
         return (int)r;

@@ -1,0 +1,267 @@
+"""Sleeping ends wake for each reason their plain wait would, and only for those: a hole whose
+claimer dies, a fellow group member that dies holding a claim, a group creator that dies
+midway; the asyncio waker and the shared waiting words alike."""
+import asyncio
+import json
+import os
+import signal
+import textwrap
+import threading
+import time
+
+import pytest
+
+import cywhip
+import cywhip.asyncio as ca
+from cywhip._ring import RingModel
+from cywhip._testing import groups as g
+from cywhip._testing.fanin import payload
+
+try:
+    import uvloop
+except ImportError:      # pragma: no cover - uvloop is in the test extra
+    uvloop = None
+
+FANIN = "import sys; from cywhip._testing.fanin import main; sys.exit(main(sys.argv[1:]))"
+
+
+@pytest.fixture(params=["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(
+    uvloop is None, reason="uvloop is not installed"))])
+def run(request):
+    """Run a coroutine to its end on a fresh loop of the kind under test."""
+    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
+
+    def run(coro, timeout=50):
+        loop = factory()
+        try:
+            return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+    return run
+
+
+async def _in_thread(fn, *args):
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+def _slice(end):
+    """Why the asyncio end's armed slot sleeps in slices, and how long it has left."""
+    return end._wt.waker.armed_slice(end._slot, end._gen)
+
+
+async def _until_armed(end, timeout=5):
+    """Until the asyncio end sleeps: armed, awaiting its future."""
+    deadline = time.monotonic() + timeout
+    while end._fut is None:
+        if time.monotonic() > deadline:
+            raise AssertionError("the end never went to sleep")
+        await asyncio.sleep(0.001)
+
+
+# ------------------------------------------------------------ shared waiting words
+
+
+@pytest.mark.parametrize("sending", [True, False], ids=["senders", "members"])
+def test_a_sharer_announcing_after_a_wake_up_does_not_hide_it_from_a_sleeper(sending):
+    # One sharer announced and found nothing; the other end's progress cleared the word
+    # before that sharer's futex wait began; another sharer announced meanwhile.  The first
+    # must not sleep through the wake-up (with 1 for every sharer the word would read 1).
+    assert RingModel(4, 8).sleep_after_another_announces(sending, 2.0) == "woken"
+
+
+# ------------------------------------------------------------------ many senders
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("step", ["claimed", "half"])
+def test_an_asyncio_receiver_at_a_live_senders_hole_goes_on_when_that_sender_dies(channel, peers, run, step):
+    kw = dict(message_length=64, max_queued_messages=16, max_senders=2)
+
+    async def main():
+        async with ca.Receiver(channel, **kw) as rx:
+            proc = peers.start("--role", "step", channel, 64, 16, 2, 0, 0, step, "hold", script=FANIN)
+            assert "claim" in json.loads(await _in_thread(proc.stdout.readline))["done"]
+            with cywhip.Sender(channel, **kw) as other:
+                # Published behind the live sender's claim: the receiver waits at the hole.
+                other.send(payload(1, 0, 64))
+                recv = asyncio.ensure_future(rx.recv())
+                await _until_armed(rx)
+                await asyncio.sleep(0.2)
+                assert not recv.done()
+                assert _slice(rx)[0] == "hole"
+                # Its claimer's death wakes nobody: the receiver looks again by itself.
+                proc.kill()
+                await _in_thread(proc.wait)
+                assert await asyncio.wait_for(recv, 5) == payload(1, 0, 64)
+            assert rx._end._skipped == (1, 0)
+
+    run(main())
+
+
+# --------------------------------------------------------------------- groups
+
+
+@pytest.mark.timeout(60)
+def test_a_member_gets_a_dead_members_claim_while_another_end_of_its_loop_is_woken_every_2_ms(
+        channel, tmp_path, run):
+    # The waker's deadline for the member is not put off by the wake-ups of the busy end.
+    busy_name = channel + "-busy"
+    kw = dict(message_length=32, max_queued_messages=16, max_receivers=4)
+    stop_file = str(tmp_path / "stop")
+    log = str(tmp_path / "fellow.log")
+    fellow = None
+    tx = cywhip.Sender(channel, **kw)
+    try:
+        # The fellow member sits in its callback holding message 0.
+        fellow = g.spawn_member(channel, 32, 16, 4, "w", "on_message", log, stop_file, pause=60.0)
+        tx.send(g.payload(0, 32))
+        deadline = time.monotonic() + 20
+        while g.read_log(log) != [0]:
+            assert time.monotonic() < deadline, "the fellow member never took message 0"
+            time.sleep(0.005)
+
+        async def main():
+            feeding = threading.Event()
+            got = []
+
+            async with ca.Receiver(channel, group="w", **kw) as member, \
+                    ca.Receiver(busy_name, message_length=8) as busy:
+                with cywhip.Sender(busy_name, message_length=8) as feed:
+                    def send_every_2_ms():
+                        i = 0
+                        while not feeding.is_set():
+                            feed.try_send(i.to_bytes(8, "little"))
+                            i += 1
+                            time.sleep(0.002)
+
+                    async def consume():
+                        while True:
+                            got.append(await busy.recv())
+
+                    feeder = threading.Thread(target=send_every_2_ms)
+                    feeder.start()
+                    consumer = asyncio.ensure_future(consume())
+                    try:
+                        recv = asyncio.ensure_future(member.recv())
+                        await _until_armed(member)
+                        started = len(got)
+                        await asyncio.sleep(0.2)
+                        assert not recv.done()
+                        assert _slice(member)[0] == "member"
+                        assert len(got) - started >= 20      # the busy end is woken meanwhile
+                        fellow.kill()
+                        await _in_thread(fellow.wait)
+                        msg = await asyncio.wait_for(recv, 1.0)
+                        assert g.number(msg, 32) == 0
+                    finally:
+                        feeding.set()
+                        await _in_thread(feeder.join, 10)
+                        consumer.cancel()
+                        try:
+                            await consumer
+                        except asyncio.CancelledError:
+                            pass
+
+        run(main())
+    finally:
+        open(stop_file, "w").close()
+        if fellow is not None and fellow.poll() is None:
+            fellow.kill()
+            fellow.wait()
+        tx.close()
+        cywhip.unlink(busy_name, missing_ok=True)
+
+
+async def _take(rx, count):
+    """The next count messages (a member hands out a claim over several calls)."""
+    out = []
+    while len(out) < count:
+        out += await rx.recv_many(count - len(out), timeout=5)
+    return out
+
+
+def test_idle_asyncio_members_and_senders_sleep_without_waking(channel, run):
+    kw = dict(message_length=8, max_queued_messages=2, max_receivers=3)
+
+    async def main():
+        async with ca.Receiver(channel, group="d", **kw) as member, ca.Sender(channel, **kw) as tx:
+            # A member with nothing to take, no other member: woken by a publish only.
+            recv = asyncio.ensure_future(member.recv())
+            await _until_armed(member)
+            assert _slice(member) == ("none", None)
+            waker = member._wt.waker
+            before = waker.wakeups
+            await asyncio.sleep(0.3)
+            assert waker.wakeups == before
+            await tx.send(b"0")
+            assert await asyncio.wait_for(recv, 5) == b"0"
+
+            # A sender held back by a durable group: woken by its take only.
+            await tx.send_many([b"1", b"2"])
+            send = asyncio.ensure_future(tx.send(b"3"))
+            await _until_armed(tx)
+            assert _slice(tx) == ("none", None)
+            before = waker.wakeups
+            await asyncio.sleep(0.3)
+            assert waker.wakeups == before and not send.done()
+            assert await member.recv() == b"1"
+            await asyncio.wait_for(send, 5)
+
+            # Held back by a non-durable group alone: the sender looks again in slices, as a
+            # plain one does (its last member's death would wake nobody).
+            with cywhip.Receiver(channel, group="n", durable=False, **kw) as gone:
+                assert await _take(member, 2) == [b"2", b"3"]
+                assert gone.recv_many(10) == [b"2", b"3"]
+                await tx.send_many([b"4", b"5"])
+                assert await _take(member, 2) == [b"4", b"5"]
+                send = asyncio.ensure_future(tx.send(b"6"))
+                await _until_armed(tx)
+                why, left = _slice(tx)
+                assert why == "group" and left <= 10_000_000
+                assert gone.recv_many(10) == [b"4", b"5"]
+                await asyncio.wait_for(send, 5)
+
+    run(main())
+
+
+CREATOR_STOPPED_MIDWAY = textwrap.dedent("""
+    import os, signal, sys
+    from cywhip import Receiver, _region
+
+    def hook(point, path):
+        if point == "create_group":      # groups lock held, groups_gen odd
+            print("creating", flush=True)
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+    _region._test_hook = hook
+    Receiver(sys.argv[1], group="b", message_length=8, max_queued_messages=2, max_receivers=3)
+""")
+
+
+@pytest.mark.timeout(60)
+def test_an_asyncio_sender_asleep_during_a_group_creation_goes_on_when_its_creator_dies(channel, peers, run):
+    kw = dict(message_length=8, max_queued_messages=2, max_receivers=3)
+
+    async def main():
+        async with ca.Sender(channel, **kw) as tx:
+            with cywhip.Receiver(channel, group="a", **kw) as a:
+                await tx.send_many([b"0", b"1"])
+                creator = peers.start(channel, script=CREATOR_STOPPED_MIDWAY)
+                assert (await _in_thread(creator.stdout.readline)).strip() == "creating"
+                _, status = await _in_thread(os.waitpid, creator.pid, os.WUNTRACED)
+                assert os.WIFSTOPPED(status)
+                send = asyncio.ensure_future(tx.send(b"2"))
+                await _until_armed(tx)
+                # Room now, but no bound is known while the creation is under way.
+                assert a.recv_many(10) == [b"0", b"1"]
+                await asyncio.sleep(0.2)
+                assert not send.done()
+                assert _slice(tx)[0] == "creator"
+                # The creator dies between its two steps: nobody wakes the sender.
+                creator.kill()
+                await _in_thread(creator.wait)
+                await asyncio.wait_for(send, 5)
+                assert a.recv(timeout=5) == b"2"
+
+    run(main())
