@@ -45,9 +45,16 @@ async def _in_thread(fn, *args):
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
-def _slice(end):
-    """Why the asyncio end's armed slot sleeps in slices, and how long it has left."""
-    return end._wt.waker.armed_slice(end._slot, end._gen)
+async def _slice(end, timeout=5):
+    """Why the asyncio end's armed slot sleeps in slices, and how long it has left (an end that
+    sleeps in slices is between two of them now and then: let the loop run, look again)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = end._wt.waker.armed_slice(end._slot, end._gen)
+        if got is not None:
+            return got
+        assert time.monotonic() < deadline, "the end is not asleep"
+        await asyncio.sleep(0)
 
 
 async def _until_armed(end, timeout=5):
@@ -89,7 +96,7 @@ def test_an_asyncio_receiver_at_a_live_senders_hole_goes_on_when_that_sender_die
                 await _until_armed(rx)
                 await asyncio.sleep(0.2)
                 assert not recv.done()
-                assert _slice(rx)[0] == "hole"
+                assert (await _slice(rx))[0] == "hole"
                 # Its claimer's death wakes nobody: the receiver looks again by itself.
                 proc.kill()
                 await _in_thread(proc.wait)
@@ -102,9 +109,22 @@ def test_an_asyncio_receiver_at_a_live_senders_hole_goes_on_when_that_sender_die
 # --------------------------------------------------------------------- groups
 
 
+FEED_EVERY_MS = textwrap.dedent("""
+    import os, sys, time
+    from cywhip import Sender
+    with Sender(sys.argv[1], message_length=8) as tx:
+        print("feeding", flush=True)
+        i = 0
+        while not os.path.exists(sys.argv[2]):
+            tx.try_send(i.to_bytes(8, "little"))
+            i += 1
+            time.sleep(float(sys.argv[3]))
+""")
+
+
 @pytest.mark.timeout(60)
-def test_a_member_gets_a_dead_members_claim_while_another_end_of_its_loop_is_woken_every_2_ms(
-        channel, tmp_path, run):
+def test_a_member_gets_a_dead_members_claim_while_another_end_of_its_loop_is_woken_every_ms(
+        channel, tmp_path, peers, run):
     # The waker's deadline for the member is not put off by the wake-ups of the busy end.
     busy_name = channel + "-busy"
     kw = dict(message_length=32, max_queued_messages=16, max_receivers=4)
@@ -122,46 +142,39 @@ def test_a_member_gets_a_dead_members_claim_while_another_end_of_its_loop_is_wok
             time.sleep(0.005)
 
         async def main():
-            feeding = threading.Event()
             got = []
-
             async with ca.Receiver(channel, group="w", **kw) as member, \
                     ca.Receiver(busy_name, message_length=8) as busy:
-                with cywhip.Sender(busy_name, message_length=8) as feed:
-                    def send_every_2_ms():
-                        i = 0
-                        while not feeding.is_set():
-                            feed.try_send(i.to_bytes(8, "little"))
-                            i += 1
-                            time.sleep(0.002)
+                # Another process sends to the busy end every millisecond.
+                feeder = peers.start(busy_name, stop_file, 0.001, script=FEED_EVERY_MS)
+                assert (await _in_thread(feeder.stdout.readline)).strip() == "feeding"
 
-                    async def consume():
-                        while True:
-                            got.append(await busy.recv())
+                async def consume():
+                    while True:
+                        got.append(await busy.recv())
 
-                    feeder = threading.Thread(target=send_every_2_ms)
-                    feeder.start()
-                    consumer = asyncio.ensure_future(consume())
+                consumer = asyncio.ensure_future(consume())
+                try:
+                    recv = asyncio.ensure_future(member.recv())
+                    await _until_armed(member)
+                    started = len(got)
+                    await asyncio.sleep(0.2)
+                    assert not recv.done()
+                    assert (await _slice(member))[0] == "member"
+                    assert len(got) - started >= 20      # the busy end is woken meanwhile
+                    fellow.kill()
+                    await _in_thread(fellow.wait)
+                    # Its place lock is gone: the member takes its claim over within a slice.
+                    msg = await asyncio.wait_for(recv, 0.5)
+                    assert g.number(msg, 32) == 0
+                finally:
+                    open(stop_file, "w").close()
+                    consumer.cancel()
                     try:
-                        recv = asyncio.ensure_future(member.recv())
-                        await _until_armed(member)
-                        started = len(got)
-                        await asyncio.sleep(0.2)
-                        assert not recv.done()
-                        assert _slice(member)[0] == "member"
-                        assert len(got) - started >= 20      # the busy end is woken meanwhile
-                        fellow.kill()
-                        await _in_thread(fellow.wait)
-                        msg = await asyncio.wait_for(recv, 1.0)
-                        assert g.number(msg, 32) == 0
-                    finally:
-                        feeding.set()
-                        await _in_thread(feeder.join, 10)
-                        consumer.cancel()
-                        try:
-                            await consumer
-                        except asyncio.CancelledError:
-                            pass
+                        await consumer
+                    except asyncio.CancelledError:
+                        pass
+                    await _in_thread(feeder.wait, 10)
 
         run(main())
     finally:
@@ -189,7 +202,7 @@ def test_idle_asyncio_members_and_senders_sleep_without_waking(channel, run):
             # A member with nothing to take, no other member: woken by a publish only.
             recv = asyncio.ensure_future(member.recv())
             await _until_armed(member)
-            assert _slice(member) == ("none", None)
+            assert (await _slice(member)) == ("none", None)
             waker = member._wt.waker
             before = waker.wakeups
             await asyncio.sleep(0.3)
@@ -201,7 +214,7 @@ def test_idle_asyncio_members_and_senders_sleep_without_waking(channel, run):
             await tx.send_many([b"1", b"2"])
             send = asyncio.ensure_future(tx.send(b"3"))
             await _until_armed(tx)
-            assert _slice(tx) == ("none", None)
+            assert (await _slice(tx)) == ("none", None)
             before = waker.wakeups
             await asyncio.sleep(0.3)
             assert waker.wakeups == before and not send.done()
@@ -217,7 +230,7 @@ def test_idle_asyncio_members_and_senders_sleep_without_waking(channel, run):
                 assert await _take(member, 2) == [b"4", b"5"]
                 send = asyncio.ensure_future(tx.send(b"6"))
                 await _until_armed(tx)
-                why, left = _slice(tx)
+                why, left = (await _slice(tx))
                 assert why == "group" and left <= 10_000_000
                 assert gone.recv_many(10) == [b"4", b"5"]
                 await asyncio.wait_for(send, 5)
@@ -257,7 +270,7 @@ def test_an_asyncio_sender_asleep_during_a_group_creation_goes_on_when_its_creat
                 assert a.recv_many(10) == [b"0", b"1"]
                 await asyncio.sleep(0.2)
                 assert not send.done()
-                assert _slice(tx)[0] == "creator"
+                assert (await _slice(tx))[0] == "creator"
                 # The creator dies between its two steps: nobody wakes the sender.
                 creator.kill()
                 await _in_thread(creator.wait)
