@@ -4,9 +4,10 @@ midway; the asyncio waker and the shared waiting words alike."""
 import asyncio
 import json
 import os
-import signal
+import pathlib
+import shutil
+import subprocess
 import textwrap
-import threading
 import time
 
 import pytest
@@ -278,3 +279,34 @@ def test_an_asyncio_sender_asleep_during_a_group_creation_goes_on_when_its_creat
                 assert a.recv(timeout=5) == b"2"
 
     run(main())
+
+
+# ---------------------------------------------------------------------- the model
+
+MODEL = pathlib.Path(__file__).resolve().parent.parent / "docs" / "models" / "waiting.pml"
+
+
+def _spin(tmp_path, *defines):
+    if not MODEL.is_file():
+        pytest.skip(f"{MODEL} is not in this tree (installed without the docs)")
+    cc = next((c for c in (os.environ.get("CC", "").split()[:1] + ["cc", "gcc", "clang"]) if shutil.which(c)), None)
+    if shutil.which("spin") is None or cc is None:
+        pytest.skip("spin (the SPIN model checker) or a C compiler is not on PATH")
+    shutil.copy(MODEL, tmp_path)
+    subprocess.run(["spin", *defines, "-a", MODEL.name], cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    subprocess.run([cc, "-O2", "-DVECTORSZ=2048", "-o", "pan", "pan.c"], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=120)
+    return subprocess.run(["./pan"], cwd=tmp_path, capture_output=True, text=True, timeout=120).stdout
+
+
+@pytest.mark.model
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("size", [(2, 2), (3, 3)], ids=["2 sharers 2 messages", "3 sharers 3 messages"])
+def test_the_model_of_shared_waiting_words_loses_no_wake_up_with_tokens_and_one_with_a_flag(tmp_path, size):
+    sharers, messages = size
+    out = _spin(tmp_path, f"-DS={sharers}", f"-DN={messages}")
+    assert "errors: 0" in out and "invalid end states\t+" in out, out
+    flagged = tmp_path / "flag"
+    flagged.mkdir()
+    out = _spin(flagged, "-DFLAG", f"-DS={sharers}", f"-DN={messages}")
+    assert "invalid end state" in out and "errors: 1" in out, out
