@@ -105,9 +105,36 @@ class _WakerThread:
         self.waits = {}
         # slot -> the plain end bound there: an end is never collected (and unmapped) while bound
         self.ends = {}
-        self.thread = threading.Thread(target=self.waker.run, name="cywhip-asyncio-waker", daemon=True)
+        # The eventfd is closed by whichever lets go of it last: the thread, which writes it
+        # until it ends, or the loop side, once it no longer reads it.  A stop() whose join
+        # gave up on a thread still running leaves it open for the thread to close, so the
+        # thread never writes into a descriptor number reused by another file.
+        self._efd_lock = threading.Lock()
+        self._thread_done = False
+        self._efd_dropped = False
+        self.thread = threading.Thread(target=self._run, name="cywhip-asyncio-waker", daemon=True)
         self.thread.start()
         hub.loop.add_reader(self.efd, self._on_fired)
+
+    def _run(self):
+        try:
+            self.waker.run()
+        finally:
+            with self._efd_lock:
+                self._thread_done = True
+                close = self._efd_dropped
+            if close:
+                os.close(self.efd)
+
+    def _drop_efd(self):
+        """The loop side no longer reads the eventfd: close it, or leave that to the thread."""
+        with self._efd_lock:
+            if self._efd_dropped:
+                return
+            self._efd_dropped = True
+            close = self._thread_done
+        if close:
+            os.close(self.efd)
 
     def _on_fired(self):
         try:
@@ -131,24 +158,28 @@ class _WakerThread:
         on the same).
         """
         self.waker.stop()
-        self.thread.join(5)
+        self.thread.join(_STOP_JOIN_S)
         loop = self.hub.loop
         if on_loop_thread or loop.is_closed():
-            _drop_reader(loop, self.efd)
+            _drop_reader(loop, self)
         else:
             try:
-                loop.call_soon_threadsafe(_drop_reader, loop, self.efd)
+                loop.call_soon_threadsafe(_drop_reader, loop, self)
             except RuntimeError:      # closed meanwhile
-                _drop_reader(loop, self.efd)
+                _drop_reader(loop, self)
 
 
-def _drop_reader(loop, efd):
+# How long stop() waits for a waker thread to end (it ends within one wake-up).
+_STOP_JOIN_S = 5
+
+
+def _drop_reader(loop, wt):
     if not loop.is_closed():
         try:
-            loop.remove_reader(efd)
+            loop.remove_reader(wt.efd)
         except Exception:
             pass
-    os.close(efd)
+    wt._drop_efd()
 
 
 class _Hub:

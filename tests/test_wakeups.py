@@ -281,6 +281,46 @@ def test_an_asyncio_sender_asleep_during_a_group_creation_goes_on_when_its_creat
     run(main())
 
 
+# ------------------------------------------------------------ the waker's thread
+
+
+def test_a_waker_thread_that_outlives_stop_keeps_its_eventfd_open_until_it_ends(channel, monkeypatch):
+    # stop() waits a while for the thread; one still running after that (starved, stopped
+    # in a debugger) must not be left writing into a closed descriptor, whose number another
+    # file may have taken meanwhile.
+    import threading
+    from cywhip import asyncio as cywhip_asyncio
+    go = threading.Event()
+    run_waker = cywhip_asyncio._WakerThread._run
+
+    def late(wt):
+        go.wait(30)
+        run_waker(wt)
+
+    monkeypatch.setattr(cywhip_asyncio._WakerThread, "_run", late)
+    monkeypatch.setattr(cywhip_asyncio, "_STOP_JOIN_S", 0)
+    kept = {}
+
+    async def main():
+        async with ca.Receiver(channel, message_length=8) as rx:
+            with pytest.raises(cywhip.ReceiveTimeout):
+                await rx.recv(timeout=0.02)
+            kept["wt"] = rx._wt
+        # Closed: the end let go of its slot and stop() gave up waiting for the thread.
+
+    asyncio.run(main())
+    wt = kept["wt"]
+    try:
+        assert wt.thread.is_alive()
+        assert os.readlink(f"/proc/self/fd/{wt.efd}") == "anon_inode:[eventfd]"
+    finally:
+        go.set()
+        wt.thread.join(10)
+    assert not wt.thread.is_alive()
+    with pytest.raises(FileNotFoundError):
+        os.readlink(f"/proc/self/fd/{wt.efd}")
+
+
 # ---------------------------------------------------------------------- the model
 
 MODEL = pathlib.Path(__file__).resolve().parent.parent / "docs" / "models" / "waiting.pml"
