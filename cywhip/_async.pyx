@@ -56,7 +56,7 @@ from cywhip.includes.c_waitv cimport (
 from cywhip._channel cimport Receiver as PlainReceiver, Sender as PlainSender
 from cywhip._end cimport _End, _enter, _leave, check_count
 from cywhip._ring cimport (
-    monotonic_ns, ring_announce_sleep, ring_wait_slice_ns,
+    monotonic_ns, ring_announce_sleep, ring_waiting_word, ring_wait_slice_ns,
     SLICE_NONE, SLICE_HOLE, SLICE_MEMBER, SLICE_GROUP, SLICE_CREATOR, SLICE_UNFENCED,
 )
 
@@ -201,15 +201,12 @@ cdef class Waker:
         try:
             if end.ring.hdr == NULL:
                 end._raise_closed()
-            word = &end.ring.hdr.sender_waiting if end.sending else &end.ring.hdr.receiver_waiting
+            word = ring_waiting_word(&end.ring, end.sending, &shared)
             # As ring_wait: announce, barrier, re-check.  The other end stores its
             # cursor, orders it (ring_publish_order()), then loads this word: one of
             # the two sees the other.
-            # Several senders of one channel share sender_waiting: as in ring_wait, a
-            # sender never clears it (that could hide another's sleep); the receiver does.
-            # So do the members of receiver groups share receiver_waiting.  Sharers
-            # announce with a token (ring_announce_sleep), which a wake-up always changes.
-            shared = (end.sending and end.ring.many) or (not end.sending and end.ring.groups)
+            # A word several ends share (shared): as in ring_wait, never cleared by a
+            # sleeper, and announced with a token, which a wake-up always changes.
             fenced = ring_announce_sleep(word, shared, &expect)
             try:
                 # Claims nothing: the caller sends or takes afterwards, by the ordinary calls.

@@ -122,6 +122,7 @@ cdef int64_t monotonic_ns() noexcept nogil
 cdef bint light_publish() noexcept nogil
 cdef bint membarrier_refused() noexcept nogil
 cdef bint ring_announce_sleep(uint32_t *word, bint shared, uint32_t *expect) noexcept nogil
+cdef uint32_t *ring_waiting_word(ring_t *r, bint sending, bint *shared) noexcept nogil
 cdef int64_t ring_wait_slice_ns(ring_t *r, bint sending, bint fenced, int *why) noexcept nogil
 cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, cw_group *group, uint32_t group_index,
                             uint64_t group_tag, cw_place *place, uint32_t place_index) noexcept nogil

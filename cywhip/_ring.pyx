@@ -288,6 +288,15 @@ cdef inline int64_t _ready(ring_t *r, bint sending) noexcept nogil:
     return ring_available(r)
 
 
+cdef uint32_t *ring_waiting_word(ring_t *r, bint sending, bint *shared) noexcept nogil:
+    """The word this end sleeps on: sender_waiting or receiver_waiting.  shared[0]: other
+    ends sleep on it too (the senders of a many-senders channel, the members of receiver
+    groups); such an end never clears it (it would hide another's sleep: the other end
+    clears it and wakes them all) and announces with a token (ring_announce_sleep())."""
+    shared[0] = (sending and r.many) or (not sending and r.groups)
+    return &r.hdr.sender_waiting if sending else &r.hdr.receiver_waiting
+
+
 cdef int64_t ring_wait_slice_ns(ring_t *r, bint sending, bint fenced, int *why) noexcept nogil:
     """How long an end that announced its sleep (ring_announce_sleep(), which returned
     fenced) and then found nothing to do may sleep before it must look again, in ns; -1: until
@@ -386,11 +395,8 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_n
     receiver of many senders that finds a hole after spinning resolves it
     (ring_resolve_hole): steps over it if its claimer is dead.
     """
-    cdef uint32_t *word = &r.hdr.sender_waiting if sending else &r.hdr.receiver_waiting
-    # Many senders share sender_waiting: a sender never clears it (it would
-    # hide another sender's sleep); the receiver clears it and wakes them all.
-    # So do the members of receiver groups share receiver_waiting.
-    cdef bint shared_word = (sending and r.many) or (not sending and r.groups)
+    cdef bint shared_word
+    cdef uint32_t *word = ring_waiting_word(r, sending, &shared_word)
     cdef int64_t n, now, remaining
     cdef const timespec *timeout
     cdef int64_t spin_end

@@ -207,7 +207,9 @@ def test_idle_asyncio_members_and_senders_sleep_without_waking(channel, run):
             waker = member._wt.waker
             before = waker.wakeups
             await asyncio.sleep(0.3)
-            assert waker.wakeups == before
+            # At most the thread's wake-up to list the word the end just armed (it may come
+            # after the look above); 10 ms slices would be about 30.
+            assert waker.wakeups - before <= 1
             await tx.send(b"0")
             assert await asyncio.wait_for(recv, 5) == b"0"
 
@@ -218,7 +220,7 @@ def test_idle_asyncio_members_and_senders_sleep_without_waking(channel, run):
             assert (await _slice(tx)) == ("none", None)
             before = waker.wakeups
             await asyncio.sleep(0.3)
-            assert waker.wakeups == before and not send.done()
+            assert waker.wakeups - before <= 1 and not send.done()
             assert await member.recv() == b"1"
             await asyncio.wait_for(send, 5)
 
