@@ -23,7 +23,6 @@ try:
 except ImportError:      # pragma: no cover - uvloop is in the test extra
     uvloop = None
 
-FANIN = "import sys; from cywhip._testing.fanin import main; sys.exit(main(sys.argv[1:]))"
 
 
 @pytest.fixture(params=["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(
@@ -81,14 +80,22 @@ def test_a_sharer_announcing_after_a_wake_up_does_not_hide_it_from_a_sleeper(sen
 # ------------------------------------------------------------------ many senders
 
 
+CLAIM_AND_HOLD = ("import sys; from cywhip._testing.fanin import run_step; "
+                  "run_step(sys.argv[1], 64, 16, 2, 0, 0, sys.argv[2], True, int(sys.argv[3]))")
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("step", ["claimed", "half"])
-def test_an_asyncio_receiver_at_a_live_senders_hole_goes_on_when_that_sender_dies(channel, peers, run, step):
-    kw = dict(message_length=64, max_queued_messages=16, max_senders=2)
+@pytest.mark.parametrize("receiver", ["one receiver", "group member"])
+def test_an_asyncio_receiver_at_a_live_senders_hole_goes_on_when_that_sender_dies(
+        channel, peers, run, step, receiver):
+    member = receiver == "group member"
+    kw = dict(message_length=64, max_queued_messages=16, max_senders=2, max_receivers=4 if member else 1)
 
     async def main():
-        async with ca.Receiver(channel, **kw) as rx:
-            proc = peers.start("--role", "step", channel, 64, 16, 2, 0, 0, step, "hold", script=FANIN)
+        async with ca.Receiver(channel, **kw, **({"group": "g"} if member else {})) as rx:
+            # A sender that claimed the next slot and stops before publishing it.
+            proc = peers.start(channel, step, kw["max_receivers"], script=CLAIM_AND_HOLD)
             assert "claim" in json.loads(await _in_thread(proc.stdout.readline))["done"]
             with cywhip.Sender(channel, **kw) as other:
                 # Published behind the live sender's claim: the receiver waits at the hole.
