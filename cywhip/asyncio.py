@@ -150,12 +150,13 @@ class _WakerThread:
     def stop(self, on_loop_thread):
         """End the thread and unregister the eventfd (on the loop thread, or scheduled there).
 
-        The eventfd is closed even if the join times out (the thread descheduled that long):
-        the thread writes it, and reads the ends' waiting words, only while it holds the
-        waker's lock and within the same hold of it in which it saw ``stopping`` clear
+        The thread writes the eventfd, and reads the ends' waiting words, only while it holds
+        the waker's lock and within the same hold of it in which it saw ``stopping`` clear
         (``Waker._run``); ``Waker.stop()`` sets ``stopping`` under that lock, so once it has
         returned the thread touches neither again, only leaves (``_stop_all_at_exit`` relies
-        on the same).
+        on the same).  Even so the eventfd is closed by whichever of the thread and the loop
+        side lets go of it last (``_drop_efd``), so a join that timed out (the thread
+        descheduled that long) never leaves its number to be reused under it.
         """
         self.waker.stop()
         self.thread.join(_STOP_JOIN_S)
