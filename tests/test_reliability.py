@@ -5,8 +5,9 @@ import json
 import multiprocessing
 import os
 import pickle
-import signal
+import re
 import shutil
+import signal
 import stat
 import struct
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 import cywhip
 from cywhip import ChannelBusyError, ChannelClosedError, Receiver, Sender, _region
 from cywhip._region import channel_path, file_size_for
-from cywhip._testing import crash
+from cywhip._testing import crash, fuzz
 from cywhip._testing.peer import spawn_receive
 
 
@@ -48,7 +49,7 @@ def test_ten_thousand_corruptions_of_shared_memory_never_crash_or_hang(peers):
         rc, out, err = peers.finish(proc, timeout=220)
         report = json.loads(out)
         assert report["cases"] == 5_000
-        assert report["failures"] == [], (s, report["failures"][:10], err[-2000:])
+        assert report["failures"] == [], _failures(f"--cases 5000 --seed {s}", report)
         assert rc == 0
 
 
@@ -63,8 +64,7 @@ def test_corrupting_shared_memory_while_ends_open_send_receive_and_close_never_c
     rc, out, err = peers.finish(proc, timeout=100)
     report = json.loads(out)
     assert report["rounds"] > 0 and report["ends_opened"] > 0, (command, report, err[-2000:])
-    assert report["failures"] == [], (f"{command} found {len(report['failures'])} failures; the first: "
-                                      f"{report['failures'][:3]}; stderr: {err[-2000:]}")
+    assert report["failures"] == [], _failures(command, report)
     assert rc == 0
 
 
@@ -81,9 +81,85 @@ def test_corrupting_channels_with_receiver_groups_never_crashes_or_hangs(peers, 
     rc, out, err = peers.finish(proc, timeout=100)
     report = json.loads(out)
     assert report.get("group_cases", report.get("group_rounds")) > 0, (command, report, err[-2000:])
-    assert report["failures"] == [], (f"{command} found {len(report['failures'])} failures; the first: "
-                                      f"{report['failures'][:3]}; stderr: {err[-2000:]}")
+    assert report["failures"] == [], _failures(command, report)
     assert rc == 0
+
+
+def _failures(command, report, most=3):
+    """The fuzzer's failures as text to read in the test's output: each names its case or round,
+    the call under way, the child's report (faulthandler's tracebacks) and its last steps."""
+    failures = report["failures"]
+    return "\n\n".join([f"{command} found {len(failures)} failures; the first {min(most, len(failures))}:"]
+                       + [fuzz.describe_failure(f) for f in failures[:most]])
+
+
+# A case's child dies by a real SIGBUS in the call to channels(), or hangs in remove_group(),
+# as a product bug would have it do; the runner's failure record must tell where and after what.
+FUZZ_FAILING = textwrap.dedent("""
+    import json, mmap, os, sys, tempfile, time
+    from cywhip._testing import fuzz
+    how, flag = sys.argv[1], sys.argv[2]
+
+    def channels():
+        # Touch a page of a file truncated under its mapping.
+        with tempfile.TemporaryFile() as f:
+            f.truncate(8192)
+            mm = mmap.mmap(f.fileno(), 8192)
+            f.truncate(0)
+            return [mm[4096]]
+
+    def remove_group(name, group):
+        try:
+            os.close(os.open(flag, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return
+        time.sleep(60)               # the first call only: one case hangs
+
+    if how == "sigbus":
+        fuzz.channels = channels
+    else:
+        fuzz.remove_group = remove_group
+    print(json.dumps(fuzz.run(30, seed=11, groups="only")))
+""")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["sigbus", "hang"])
+def test_a_fuzz_failure_names_the_case_the_call_under_way_its_traceback_and_last_steps(peers, tmp_path, how):
+    proc = peers.start(how, tmp_path / "hung-once", script=FUZZ_FAILING)
+    rc, out, err = peers.finish(proc, timeout=50)
+    assert rc == 0, err[-2000:]
+    report = json.loads(out)
+    assert report["failures"], report
+    failure = report["failures"][0]
+    text = json.dumps(failure, indent=1)
+    call = "channels()" if how == "sigbus" else "remove_group("
+    assert failure["groups"] is True and 11 * 1_000_003 <= failure["case_seed"] < 11 * 1_000_003 + 30
+    if how == "sigbus":
+        assert failure["failure"] == "killed by signal 7 (SIGBUS)", text
+        assert "Fatal Python error: Bus error" in failure["report"], text
+        frames = [("<string>", "channels"), ("fuzz.py", "_check_listing"), ("fuzz.py", "_group_case"),
+                  ("fuzz.py", "run")]
+    else:
+        assert failure["failure"] == f"hung (still running after {fuzz.CASE_HANG_SECONDS} s, killed by SIGALRM)"
+        frames = [("<string>", "remove_group"), ("fuzz.py", "_remove_group"), ("fuzz.py", "_group_case"),
+                  ("fuzz.py", "run")]
+    # The call under way, and the Python stack it was in (faulthandler's, innermost first).
+    assert call in failure["during"] and " -> " not in failure["during"], text
+    report_lines = failure["report"].splitlines()
+    at = [next((i for i, line in enumerate(report_lines)
+                if re.fullmatch(rf'\s*File ".*{re.escape(where)}", line \d+ in {fn}', line)), None)
+          for where, fn in frames]
+    assert None not in at and at == sorted(at), text
+    # The steps before it: the ends opened and their calls with their outcomes, and the
+    # corruptions with the field, its offset and the old and new values.
+    trail = failure["trail"]
+    assert trail[-1] == failure["during"] and len(trail) <= fuzz.TRAIL_ENTRIES
+    assert any(" = Receiver(" in step and "group=" in step and "-> returned <Receiver>" in step for step in trail), text
+    assert any(re.search(r"corrupt \S.* @\d+: 0x[0-9a-f]+ -> 0x[0-9a-f]+$", step) for step in trail), text
+    # As the tests print it: with the command that replays the case.
+    text = fuzz.describe_failure(failure)
+    assert f"--case-seed {failure['case_seed']} --groups only" in text and failure["during"] in text
 
 
 HOLD = textwrap.dedent("""

@@ -1,6 +1,7 @@
 """Hostile shared memory: a channel's header and slots corrupted between calls, or while they run.
 
     python -m cywhip._testing.fuzz --cases 10000 [--seed N] [--groups mix|only|none]
+    python -m cywhip._testing.fuzz --case-seed N [--cases K] [--groups only|none]
     python -m cywhip._testing.fuzz --race --seconds 60 [--seed N] [--groups mix|only|none]
 
 Each case runs in a forked child: it fills a channel, corrupts the file (the
@@ -37,8 +38,20 @@ is never truncated: a mapped file that shrinks raises SIGBUS by design.  The
 same failures count, and a call with a timeout (0 for try_send and try_recv)
 that returns more than RACE_LATE_SECONDS after it; a failure names the round's seed (``--round-seed`` runs
 that round's choices again, though the interleaving differs from run to run).
+
+A failure must be diagnosable from the report alone, since replaying its seed
+(``--case-seed``, ``--round-seed``) may not fail again: another process, the
+machine's load or a race had a part in it.  So each failure also names the
+call under way, carries the child's report (faulthandler's Python tracebacks of
+every thread, written on a fatal signal such as SIGSEGV or SIGBUS and on the
+alarm that ends a hang; or the traceback of an unexpected exception; or the
+impossible value) and its last TRAIL_ENTRIES steps: each call into cywhip with
+its arguments and outcome, and each corruption with the field, its offset, the
+old and the new value.  The command prints each failure so (describe_failure())
+on stderr after the JSON report.
 """
 import argparse
+import faulthandler
 import fcntl
 import json
 import mmap
@@ -47,6 +60,7 @@ import random
 import signal
 import struct
 import sys
+import tempfile
 import time
 
 from cywhip import CywhipError, Receiver, Sender, channels, remove_group, unlink
@@ -56,6 +70,265 @@ from cywhip._ring import layout
 EXPECTED_ERRORS = (CywhipError, OSError, RuntimeError)
 BAD_MESSAGE = 3
 UNEXPECTED_ERROR = 4
+
+
+# ------------------------------------------------------------------ the trail
+#
+# A failure must be diagnosable from the runner's report alone: a case that dies by a signal
+# once in a long run may never die so again when its seed is replayed (another process, the
+# machine's load, a race).  So each case's child (and each racing victim) keeps, in a page it
+# shares with the runner, its last TRAIL_ENTRIES steps: every call into cywhip (the end, the
+# call and its arguments, then how it ended) and every corruption (the field, its offset, the
+# old and the new value); the runner reads the page after the child is gone, however it ended.
+# The child also has faulthandler write the Python traceback of every thread to a file the
+# runner reads: on a fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGABRT, SIGILL) at once, and
+# before the alarm that ends a hung case.
+
+TRAIL_ENTRIES = 64
+_TRAIL_ENTRY = 240
+TRAIL_BYTES = 8 + TRAIL_ENTRIES * _TRAIL_ENTRY
+# The Python traceback of a case that still runs this long is written down; the alarm that
+# kills a hung case comes at CASE_HANG_SECONDS.
+CASE_HANG_SECONDS = 5
+_CASE_DUMP_SECONDS = 4
+# How much of the child's report (faulthandler's output, an exception's traceback or the
+# detail of an impossible message) a failure record keeps: its end.
+_REPORT_CHARS = 6000
+
+_trail = None
+_report_file = None
+
+
+class _Trail:
+    """The last TRAIL_ENTRIES steps of one process, in a page shared with the runner: a count of
+    the steps (u64), then the entries, step k in entry k % TRAIL_ENTRIES (UTF-8, ended by a NUL
+    unless it fills the entry)."""
+
+    def __init__(self, page):
+        self.page = page
+        self.count = 0
+        self.texts = {}
+        page[:8] = bytes(8)
+
+    def _put(self, k, text):
+        self.texts[k % TRAIL_ENTRIES] = text
+        raw = text.encode("utf-8", "replace")[:_TRAIL_ENTRY - 1] + b"\0"
+        at = 8 + (k % TRAIL_ENTRIES) * _TRAIL_ENTRY
+        self.page[at:at + len(raw)] = raw
+
+    def note(self, text):
+        """Record a step; returns its number (for ended())."""
+        k = self.count
+        self._put(k, f"{k}: {text}")
+        self.count = k + 1
+        struct.pack_into("<Q", self.page, 0, self.count)
+        return k
+
+    def ended(self, k, outcome):
+        """Add how step k ended to its entry (if no later step has taken the entry since)."""
+        if self.count - k > TRAIL_ENTRIES:
+            return
+        self._put(k, f"{self.texts[k % TRAIL_ENTRIES]} -> {outcome}")
+
+
+def read_trail(page):
+    """The steps a _Trail wrote in page, oldest first (its last TRAIL_ENTRIES)."""
+    count = struct.unpack_from("<Q", page, 0)[0]
+    out = []
+    for k in range(max(0, count - TRAIL_ENTRIES), count):
+        at = 8 + (k % TRAIL_ENTRIES) * _TRAIL_ENTRY
+        out.append(page[at:at + _TRAIL_ENTRY].split(b"\0", 1)[0].decode("utf-8", "replace"))
+    return out
+
+
+def _in_progress(trail):
+    """The last step of a trail if it had not ended (a call the process died or hung in)."""
+    if trail and " -> " not in trail[-1]:
+        return trail[-1]
+    return None
+
+
+def _watch_child(page, report):
+    """In a case's child (or a racing victim): keep the trail in page, and have faulthandler
+    write every thread's Python traceback to the file report on a fatal signal, and on the
+    alarm that ends a hung case before the alarm kills it (chain: SIGALRM's default action
+    then ends the process as before)."""
+    global _trail, _report_file
+    _trail = _Trail(page)
+    _report_file = report
+    faulthandler.enable(file=report, all_threads=True)
+    faulthandler.register(signal.SIGALRM, file=report, all_threads=True, chain=True)
+
+
+def _resync_trail():
+    """After a child forked from this process ended: go on after the steps it noted."""
+    if _trail is not None:
+        _trail.count = struct.unpack_from("<Q", _trail.page, 0)[0]
+
+
+def _fail_case(code, detail):
+    """End this child with a failure code; the detail goes to stderr and to the runner's report."""
+    text = f"{detail}\n"
+    sys.stderr.write(text)
+    sys.stderr.flush()
+    if _report_file is not None:
+        os.write(_report_file.fileno(), text.encode("utf-8", "replace"))
+    os._exit(code)
+
+
+def _child_report(report):
+    """What a child wrote to its report file (the end of it), None if nothing."""
+    text = os.pread(report.fileno(), 1 << 20, 0).decode("utf-8", "replace").strip()
+    if len(text) > _REPORT_CHARS:
+        text = "...\n" + text[-_REPORT_CHARS:]
+    return text or None
+
+
+def _note(text):
+    return _trail.note(text) if _trail is not None else None
+
+
+def _ended(k, outcome):
+    if _trail is not None and k is not None:
+        _trail.ended(k, outcome)
+
+
+def _short(value):
+    """A few characters that say what an argument was (its size, not its bytes)."""
+    if value is None or type(value) in (int, float, bool):
+        return repr(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, list):
+        return f"[{len(value)} items]"
+    if hasattr(value, "dtype") and hasattr(value, "shape"):
+        return f"<array {value.dtype} {value.shape}>"
+    if type(value).__module__.startswith("cywhip"):
+        return f"<{type(value).__name__}>"
+    if callable(value):
+        return getattr(value, "__name__", type(value).__name__)
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _traced(what, fn, *args, **kw):
+    """Call fn, noted in the trail as what(args) with its outcome."""
+    shown = ", ".join([_short(a) for a in args] + [f"{k}={_short(v)}" for k, v in kw.items()])
+    k = _note(f"{what}({shown})")
+    try:
+        result = fn(*args, **kw)
+    except BaseException as exc:
+        _ended(k, f"raised {type(exc).__name__}: {str(exc)[:80]}")
+        raise
+    _ended(k, "returned" if result is None else f"returned {_short(result)}")
+    return result
+
+
+class _TracedEnd:
+    """An end (or a borrow) whose calls, and reads of its properties, are noted in the trail."""
+
+    # Flags the fuzzer reads all the time; they touch no shared memory.
+    _QUIET = frozenset({"closed", "running", "message_type", "name"})
+
+    def __init__(self, end, label):
+        self.end = end
+        self.label = label
+        self.receiving = isinstance(end, Receiver)
+
+    def __getattr__(self, attr):
+        value_type = getattr(type(self.end), attr, None)
+        if attr in self._QUIET or attr.startswith("_"):
+            return getattr(self.end, attr)
+        if not callable(value_type):
+            # A property (depth, taken): its read is a call into the channel too.
+            k = _note(f"{self.label}.{attr}")
+            try:
+                value = getattr(self.end, attr)
+            except BaseException as exc:
+                _ended(k, f"raised {type(exc).__name__}: {str(exc)[:80]}")
+                raise
+            _ended(k, f"is {_short(value)}")
+            return value
+        method = getattr(self.end, attr)
+
+        def call(*args, **kw):
+            result = _traced(f"{self.label}.{attr}", method, *args, **kw)
+            if hasattr(result, "__enter__") and type(result).__module__.startswith("cywhip"):
+                return _TracedEnd(result, f"{self.label}.{attr}()")
+            return result
+        return call
+
+    def __enter__(self):
+        value = _traced(f"{self.label}.__enter__", self.end.__enter__)
+        return self if value is self.end else value
+
+    def __exit__(self, *exc):
+        return _traced(f"{self.label}.__exit__", self.end.__exit__, *exc)
+
+
+def _open_end(label, kind, *args, **kw):
+    """Open an end, noted in the trail, and return it traced."""
+    return _TracedEnd(_traced(f"{label} = {kind.__name__}", kind, *args, **kw), label)
+
+
+def _describe_offset(off, capacity, slot_size, senders=1, receivers=1):
+    """What lies at offset off of a channel file of this geometry: a header field, a place's or a
+    group entry's field, or a slot's."""
+    lay = _layout()
+    if off < lay["places"]:
+        desc = lay["type_description"]
+        if desc <= off < desc + 2048:
+            return f"type_description[{off - desc}]"
+        fields = [f for f in ("magic", "version", "header_size_field", "message_length", "capacity",
+                              "slot_size", "file_size", "type_fingerprint", "type_size", "creator_pid",
+                              "created_ns", "topology", "max_senders", "max_receivers", "place_size",
+                              "write_cursor", "read_cursor", "sender_waiting", "receiver_waiting",
+                              "groups_gen") if lay[f] == off]
+        return f"header.{fields[0]}" if fields else f"header+{off}"
+    places_end = lay["places"] + (senders + receivers) * lay["place_bytes"]
+    if off < places_end:
+        p, within = divmod(off - lay["places"], lay["place_bytes"])
+        who = f"sender place {p}" if p < senders else f"receiver place {p - senders}"
+        fields = [f for f in ("pid", "starts", "intent", "group", "hold_start", "hold_end")
+                  if lay[f"place_{f}"] == within]
+        return f"{who}.{fields[0]}" if fields else f"{who}+{within}"
+    first = slots_offset_for(senders, receivers)
+    if receivers > 1 and off < places_end + receivers * lay["sizeof_group"]:
+        g, within = divmod(off - places_end, lay["sizeof_group"])
+        name_at = lay["group_name"]
+        if name_at <= within < name_at + _GROUP_NAME_SIZE:
+            return f"group {g}.name[{within - name_at}]"
+        fields = [f for f in ("next", "lock", "epoch", "members", "flags", "name_len")
+                  if lay[f"group_{f}"] == within]
+        return f"group {g}.{fields[0]}" if fields else f"group {g}+{within}"
+    if first <= off < first + capacity * slot_size:
+        i, within = divmod(off - first, slot_size)
+        head = _slot_header(senders)
+        if within == 0:
+            return f"slot {i}.length"
+        if senders > 1 and within == lay["slot_seq"]:
+            return f"slot {i}.seq"
+        return f"slot {i}.payload[{within - head}]" if within >= head else f"slot {i}+{within}"
+    return f"file+{off}"
+
+
+_LAYOUT = []
+
+
+def _layout():
+    """layout(), asked once."""
+    if not _LAYOUT:
+        _LAYOUT.append(layout())
+    return _LAYOUT[0]
+
+
+def _note_write(mm, off, size, value, capacity, slot_size, senders, receivers):
+    """Write value (size bytes, or one byte) at off, noted in the trail as a corruption."""
+    fmt = {1: "<B", 4: "<I", 8: "<Q"}[size]
+    old = struct.unpack_from(fmt, mm, off)[0]
+    struct.pack_into(fmt, mm, off, value)
+    _note(f"corrupt {_describe_offset(off, capacity, slot_size, senders, receivers)} @{off}: "
+          f"{old:#x} -> {value:#x}")
 
 
 # 4-byte fields of the header; the others are 8 bytes.
@@ -130,9 +403,9 @@ def _mutate(rng, mm, capacity, slot_size, count, senders=1, receivers=1):
             top = (1 << (size * 8)) - 1
             value = rng.choice([0, 1, top, top >> 1, capacity, capacity + 1, rng.randrange(top + 1),
                                 struct.unpack_from("<Q" if size == 8 else "<I", mm, off)[0] + rng.randint(-3, 3)])
-            struct.pack_into("<Q" if size == 8 else "<I", mm, off, value & top)
+            _note_write(mm, off, size, value & top, capacity, slot_size, senders, receivers)
         else:
-            mm[off] = rng.randrange(256)
+            _note_write(mm, off, 1, rng.randrange(256), capacity, slot_size, senders, receivers)
 
 
 # ------------------------------------------------------------ receiver groups
@@ -219,10 +492,11 @@ def _mutate_group_word(rng, mm, capacity, senders, receivers):
     """Rewrite one word (or one name byte) of a channel with groups."""
     off, size, kind = rng.choice(_group_targets(senders, receivers))
     if kind == "name":
-        mm[off + rng.randrange(_GROUP_NAME_SIZE)] = rng.randrange(256)
+        byte = rng.randrange(256)          # drawn first, as an assignment's value is
+        _note_write(mm, off + rng.randrange(_GROUP_NAME_SIZE), 1, byte, capacity, 0, senders, receivers)
         return
     value = _group_value(rng, mm, off, size, kind, capacity, senders, receivers)
-    struct.pack_into("<Q" if size == 8 else "<I", mm, off, value)
+    _note_write(mm, off, size, value, capacity, 0, senders, receivers)
 
 
 def _group_spec(rng):
@@ -246,7 +520,7 @@ def _ofd_lock(fd, offset, lock=True):
 def _check_listing(name, fail):
     """channels() on a corrupted channel: listed as broken, or with figures a sound channel of the
     geometry its header shows could have (the header's geometry is as corrupt as the rest)."""
-    for info in channels():
+    for info in _traced("channels", channels):
         if info.name != name or info.problem is not None:
             continue
         most = info.max_queued_messages
@@ -261,7 +535,7 @@ def _remove_group(name, gname):
     """remove_group(); a group that is gone (KeyError) or a header that says no groups (ValueError)
     is an answer, not a failure."""
     try:
-        remove_group(name, gname)
+        _traced("remove_group", remove_group, name, gname)
     except (KeyError, ValueError):
         pass
 
@@ -279,15 +553,18 @@ def _group_case(rng, name):
     kw.update(max_queued_messages=capacity, max_receivers=receivers)
 
     def bad(detail):
-        sys.stderr.write(f"{detail}\n")
-        os._exit(BAD_MESSAGE)
+        _fail_case(BAD_MESSAGE, detail)
 
-    def member(gname, durable, pushed=False):
+    opens = [0]
+
+    def member(gname, durable, pushed=False, label=None):
+        opens[0] += 1
+        label = label or f"member{opens[0]}"
         if pushed and rng.random() < 0.5:
-            return Receiver(name, group=gname, durable=durable, on_message=check, **kw)
+            return _open_end(label, Receiver, name, group=gname, durable=durable, on_message=check, **kw)
         if pushed:
-            return Receiver(name, group=gname, durable=durable, on_batch=check_batch, **kw)
-        return Receiver(name, group=gname, durable=durable, **kw)
+            return _open_end(label, Receiver, name, group=gname, durable=durable, on_batch=check_batch, **kw)
+        return _open_end(label, Receiver, name, group=gname, durable=durable, **kw)
 
     def check_batch(batch):
         if dtype is not None:
@@ -347,7 +624,9 @@ def _group_case(rng, name):
             m.taken
 
     # The history, on a sound channel: claims taken in part, members closed or dead with claims.
-    with Sender(name, **kw) as s:
+    _note(f"case: groups {groups}, max_receivers={receivers}, message_length={length}, "
+          f"max_queued_messages={capacity}, typed={dtype is not None}")
+    with _open_end("sender", Sender, name, **kw) as s:
         members = [member(gname, durable) for gname, durable, count in groups for _ in range(count)]
         sent = 0
         for _ in range(rng.randint(0, 4)):
@@ -366,14 +645,17 @@ def _group_case(rng, name):
                     pass
         if rng.random() < 0.3:
             # A member process that dies holding a claim (its place keeps its pid and claim).
+            k = _note("fork: a member process that dies holding a claim")
             pid = os.fork()
             if pid == 0:
                 try:
                     gname, durable, _ = rng.choice(groups)
-                    member(gname, durable).try_recv()
+                    member(gname, durable, label="dying member").try_recv()
                 finally:
                     os._exit(0)
-            os.waitpid(pid, 0)
+            _, status = os.waitpid(pid, 0)
+            _resync_trail()
+            _ended(k, f"it ended: {_how(status)}")
         for m in members:
             m.close()
     path = channel_path(name)
@@ -389,7 +671,7 @@ def _group_case(rng, name):
 
     corrupt(rng.randint(1, 4))
     opened = []
-    makers = [lambda: Sender(name, **kw)]
+    makers = [lambda: _open_end("sender", Sender, name, **kw)]
     # Some members deliver to on_message or on_batch from their thread, while the others run.
     makers += [(lambda gname=gname, durable=durable: member(gname, durable, rng.random() < 0.15))
                for gname, durable, count in groups for _ in range(count)]
@@ -409,7 +691,7 @@ def _group_case(rng, name):
                         continue
                     if rng.random() < 0.1:
                         end.close()
-                    elif isinstance(end, Receiver):
+                    elif end.receiving:
                         if end.running:
                             time.sleep(0.0005)
                         else:
@@ -460,7 +742,9 @@ def _case(rng, name):
     senders = rng.choice([1, 1, 2, 3])
     kw = dict(message_type=dtype) if dtype is not None else dict(message_length=length)
     kw["max_senders"] = senders
-    with Sender(name, max_queued_messages=capacity, **kw) as s:
+    _note(f"case: max_senders={senders}, message_length={length}, max_queued_messages={capacity}, "
+          f"typed={dtype is not None}")
+    with _open_end("sender", Sender, name, max_queued_messages=capacity, **kw) as s:
         for i in range(rng.randint(0, capacity)):
             if dtype is not None:
                 s.try_send(np.full(1, i % 256, dtype)[0])
@@ -472,7 +756,9 @@ def _case(rng, name):
     try:
         size = os.fstat(fd).st_size
         if rng.random() < 0.05:
-            os.ftruncate(fd, rng.choice([0, 100, 4096, size - 4096, size + 4096]))
+            to = rng.choice([0, 100, 4096, size - 4096, size + 4096])
+            _note(f"corrupt the file's size: {size} -> {to} bytes (ftruncate)")
+            os.ftruncate(fd, to)
             size = os.fstat(fd).st_size
         mm = mmap.mmap(fd, max(size, 4096) if size else 4096) if size >= 4096 else None
     finally:
@@ -481,8 +767,9 @@ def _case(rng, name):
         _mutate(rng, mm, capacity, slot_size, rng.randint(1, 4), senders)
     ends = []
     try:
-        for make in ([lambda: Receiver(name, max_queued_messages=capacity, **kw)]
-                     + [lambda: Sender(name, max_queued_messages=capacity, **kw)] * senders):
+        for make in ([lambda: _open_end("receiver", Receiver, name, max_queued_messages=capacity, **kw)]
+                     + [lambda: _open_end(f"sender{len(ends)}", Sender, name, max_queued_messages=capacity, **kw)]
+                     * senders):
             try:
                 ends.append(make())
             except EXPECTED_ERRORS:
@@ -490,25 +777,26 @@ def _case(rng, name):
         for step in range(rng.randint(1, 12)):
             for end in ends:
                 try:
-                    if isinstance(end, Receiver) and dtype is not None:
+                    if end.receiving and dtype is not None:
                         how = rng.random()
                         if how < 0.4:
                             got = end.recv_array(capacity + 1, timeout=0)
                             if got.dtype != dtype or len(got) > capacity:
-                                os._exit(BAD_MESSAGE)
+                                _fail_case(BAD_MESSAGE, f"recv_array() returned {got!r:.200}")
                         elif how < 0.7:
                             out = np.zeros(capacity + 1, dtype)
-                            if not 1 <= end.recv_into(out, timeout=0) <= capacity:
-                                os._exit(BAD_MESSAGE)
+                            got = end.recv_into(out, timeout=0)
+                            if not 1 <= got <= capacity:
+                                _fail_case(BAD_MESSAGE, f"recv_into() into {capacity + 1} records returned {got}")
                         else:
                             with end.borrow(capacity, timeout=0) as batch:
                                 if len(batch) > capacity or int(batch["x"].sum()) < 0:
-                                    os._exit(BAD_MESSAGE)
-                    elif isinstance(end, Receiver):
+                                    _fail_case(BAD_MESSAGE, f"borrow() lent {batch!r:.200}")
+                    elif end.receiving:
                         msgs = end.recv_many(capacity + 1, timeout=0) if rng.random() < 0.5 else [end.try_recv()]
                         for m in msgs:
                             if m is not None and (type(m) is not bytes or len(m) > length):
-                                os._exit(BAD_MESSAGE)
+                                _fail_case(BAD_MESSAGE, f"expected bytes of at most {length}, got {m!r:.200}")
                     elif dtype is not None:
                         end.try_send(np.zeros(1, dtype)[0])
                     else:
@@ -517,8 +805,7 @@ def _case(rng, name):
                     pass
                 except Exception:
                     import traceback
-                    traceback.print_exc()
-                    os._exit(UNEXPECTED_ERROR)
+                    _fail_case(UNEXPECTED_ERROR, traceback.format_exc())
             if mm is not None and rng.random() < 0.5:
                 _mutate(rng, mm, capacity, slot_size, 1, senders)
     finally:
@@ -534,47 +821,55 @@ def _grouped(round_seed, groups):
     return groups == "only"
 
 
-def run(cases, seed=0, progress=None, groups="mix"):
-    """Run the cases; return a report with the failures (case seed and how it failed).
+def run(cases, seed=0, progress=None, groups="mix", case_seed=None):
+    """Run the cases; return a report with the failures.
 
     ``groups``: "mix" (a share of the cases on channels with receiver groups),
-    "only" or "none"."""
+    "only" or "none".  ``case_seed``: run only the case of this seed (a failure's),
+    ``cases`` times.  A failure names its case seed, how it failed, the call
+    under way, the child's report (faulthandler's tracebacks of every thread on a
+    fatal signal or a hang, the traceback of an unexpected exception, or the
+    impossible value) and its last TRAIL_ENTRIES steps (see describe_failure())."""
     failures = []
     grouped = 0
     name = f"fuzz-{os.getpid()}"
     # Import NumPy once, single-threaded, before forking: each child then has it for free.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     _numpy()
+    # Shared with each case's child: its trail, and faulthandler's output (see _watch_child()).
+    page = mmap.mmap(-1, TRAIL_BYTES)
+    report = tempfile.TemporaryFile()
     t0 = time.monotonic()
     for case in range(cases):
-        case_seed = seed * 1_000_003 + case
-        with_groups = _grouped(case_seed, groups)
+        this_seed = seed * 1_000_003 + case if case_seed is None else case_seed
+        with_groups = _grouped(this_seed, groups)
         grouped += with_groups
+        report.seek(0)
+        report.truncate()
         pid = os.fork()
         if pid == 0:
             status = 0
             try:
-                signal.alarm(5)
-                (_group_case if with_groups else _case)(random.Random(case_seed), name)
+                _watch_child(page, report)
+                signal.alarm(CASE_HANG_SECONDS)
+                (_group_case if with_groups else _case)(random.Random(this_seed), name)
             except EXPECTED_ERRORS:
                 status = 0
             except BaseException:
                 import traceback
-                traceback.print_exc()
-                status = UNEXPECTED_ERROR
+                _fail_case(UNEXPECTED_ERROR, traceback.format_exc())
             os._exit(status)
         _, status = os.waitpid(pid, 0)
         unlink(name, missing_ok=True)
         if status != 0:
-            how = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-                   else {BAD_MESSAGE: "an impossible message (longer than message_length or not bytes) "
-                                      "or figure",
-                         UNEXPECTED_ERROR: "an unexpected exception"}.get(os.WEXITSTATUS(status),
-                                                                       f"exit status {os.WEXITSTATUS(status)}"))
-            failures.append({"case_seed": case_seed, "failure": how, "groups": with_groups})
+            trail = read_trail(page)
+            failures.append({"case_seed": this_seed, "failure": _how(status, CASE_HANG_SECONDS),
+                             "groups": with_groups, "during": _in_progress(trail),
+                             "report": _child_report(report), "trail": trail})
         if progress and (case + 1) % progress == 0:
             print(f"{case + 1} cases, {len(failures)} failures, {time.monotonic() - t0:.0f} s",
                   file=sys.stderr, flush=True)
+    report.close()
     return {"cases": cases, "group_cases": grouped, "failures": failures,
             "seconds": round(time.monotonic() - t0, 1)}
 
@@ -600,12 +895,15 @@ _RACE_STATE = ("write_cursor", "read_cursor", "sender_waiting", "receiver_waitin
                "sender_pid", "receiver_pid", "sender_starts", "receiver_starts")
 
 
-def _how(status):
-    """Describe a non-zero wait status of a racing victim."""
+def _how(status, hang_seconds=None):
+    """Describe a non-zero wait status of a case's child (hang_seconds: its alarm) or a racing
+    victim."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         name = _SIGNAL_NAMES.get(sig, str(sig))
         if sig == signal.SIGALRM:
+            if hang_seconds is not None:
+                return f"hung (still running after {hang_seconds} s, killed by SIGALRM)"
             return f"hung (no progress for {RACE_HANG_SECONDS} s, killed by SIGALRM)"
         return f"killed by signal {sig} ({name})"
     code = os.WEXITSTATUS(status)
@@ -839,8 +1137,12 @@ def _race_victim(name, rng, length, capacity, dtype, seconds, counters, senders=
     def open_sender():
         return Sender(name, max_queued_messages=capacity, **kw)
 
+    step = [None]          # the trail's step of the call under way
+
     def doing(what):
         counters[_DURING:_DETAIL] = what.encode()[:_DETAIL - _DURING].ljust(_DETAIL - _DURING, b"\0")
+        if what:
+            step[0] = _note(what)
 
     def receive(end):
         if end.running:
@@ -906,14 +1208,18 @@ def _race_victim(name, rng, length, capacity, dtype, seconds, counters, senders=
         timed[0] = None
         started = time.monotonic()
         try:
-            return fn(*args)
-        except EXPECTED_ERRORS:
+            result = fn(*args)
+        except EXPECTED_ERRORS as exc:
             seen[2] += 1
+            _ended(step[0], f"raised {type(exc).__name__}: {str(exc)[:80]}")
             return None
         except Exception:
             import traceback
             traceback.print_exc()
             fail(UNEXPECTED_ERROR, traceback.format_exc(limit=-3))
+        else:
+            _ended(step[0], "returned")
+            return result
         finally:
             took = time.monotonic() - started
             if timed[0] is not None and took > timed[0] + RACE_LATE_SECONDS:
@@ -960,6 +1266,8 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix"):
     name = f"race-{os.getpid()}"
     path = channel_path(name)
     counters = mmap.mmap(-1, _DETAIL + _DETAIL_SIZE)     # shared with the forked victims
+    page = mmap.mmap(-1, TRAIL_BYTES)                     # a victim's trail (see _watch_child())
+    report = tempfile.TemporaryFile()
     failures = []
     totals = {"rounds": 0, "group_rounds": 0, "iterations": 0, "calls": 0, "calls_refused": 0,
               "ends_opened": 0}
@@ -994,6 +1302,8 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix"):
         slot_size = _slot_header(senders) + (length + 7) // 8 * 8
         round_seconds = min(rng.uniform(0.2, 1.0), max(0.05, seconds - (time.monotonic() - t0)))
         counters[:] = bytes(len(counters))
+        report.seek(0)
+        report.truncate()
         mutator_rng = random.Random(rs ^ 0x5A5A5A5A)
         children = []
         try:
@@ -1009,12 +1319,12 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix"):
             if victim == 0:
                 status = 0
                 try:
+                    _watch_child(page, report)
                     _race_victim(name, rng, length, capacity, dtype, round_seconds, counters, senders,
                                  spec, receivers)
                 except BaseException:
                     import traceback
-                    traceback.print_exc()
-                    status = UNEXPECTED_ERROR
+                    _fail_case(UNEXPECTED_ERROR, traceback.format_exc())
                 os._exit(status)
             children.append(victim)
             round_start = time.monotonic()
@@ -1043,10 +1353,12 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix"):
                              "iterations_in_round": iterations,
                              "geometry": {"message_length": length, "max_queued_messages": capacity,
                                           "max_senders": senders, "typed": dtype is not None,
-                                          "groups": spec, "max_receivers": receivers}})
+                                          "groups": spec, "max_receivers": receivers},
+                             "report": _child_report(report), "trail": read_trail(page)})
         if progress and totals["rounds"] % progress == 0:
             print(f"{totals['rounds']} rounds, {totals['iterations']} iterations, {len(failures)} failures, "
                   f"{time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+    report.close()
     elapsed = time.monotonic() - t0
     return {"mode": "race", "seed": seed, **totals, "seconds": round(elapsed, 1),
             "iterations_per_second": round(totals["iterations"] / elapsed, 1) if elapsed else 0,
@@ -1058,13 +1370,16 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix"):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m cywhip._testing.fuzz", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", type=int, default=10_000)
+    parser.add_argument("--cases", type=int, default=None,
+                        help="how many cases to run (default 10000; with --case-seed, 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--race", action="store_true",
                         help="corrupt shared memory while ends open, send, receive and close")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long a --race run lasts")
     parser.add_argument("--round-seed", type=int, default=None,
                         help="with --race: play only this round's choices, again and again")
+    parser.add_argument("--case-seed", type=int, default=None,
+                        help="without --race: play only this case (a failure's case seed), --cases times")
     parser.add_argument("--groups", choices=("mix", "only", "none"), default="mix",
                         help="channels with receiver groups: a share of the cases and rounds (mix), "
                              "all of them, or none")
@@ -1072,9 +1387,36 @@ def main(argv=None):
     if args.race:
         report = race(args.seconds, args.seed, progress=100, round_seed=args.round_seed, groups=args.groups)
     else:
-        report = run(args.cases, args.seed, progress=10_000, groups=args.groups)
+        cases = args.cases if args.cases is not None else 10_000 if args.case_seed is None else 1
+        report = run(cases, args.seed, progress=10_000, groups=args.groups, case_seed=args.case_seed)
     print(json.dumps(report, indent=1))
+    for failure in report["failures"]:
+        print(describe_failure(failure), file=sys.stderr)
     return 0 if not report["failures"] else 1
+
+
+def describe_failure(failure):
+    """A failure record as text to read: what failed and how, the call it was in, the child's
+    report (faulthandler's tracebacks of every thread, or the exception or the impossible value)
+    and its last steps."""
+    if "case_seed" in failure:
+        head = (f"case seed {failure['case_seed']} (with groups: {failure['groups']}; replay: python -m "
+                f"cywhip._testing.fuzz --case-seed {failure['case_seed']} "
+                f"--groups {'only' if failure['groups'] else 'none'})")
+    else:
+        head = (f"round seed {failure['round_seed']} (--round-seed {failure['round_seed']}), "
+                f"{failure['after_seconds']} s into the run; geometry {failure['geometry']}")
+    lines = [f"FAILED {head}: {failure['failure']}",
+             f"  during: {failure.get('during') or 'no call (between calls, or in a thread)'}"]
+    if failure.get("detail"):
+        lines.append(f"  detail: {failure['detail']}")
+    if failure.get("report"):
+        lines.append("  the child's report (faulthandler, or the error):")
+        lines += ["    " + line for line in failure["report"].splitlines()]
+    if failure.get("trail"):
+        lines.append(f"  its last {len(failure['trail'])} steps, oldest first:")
+        lines += ["    " + step for step in failure["trail"]]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
