@@ -1139,10 +1139,10 @@ def _race_victim(name, rng, length, capacity, dtype, seconds, counters, senders=
 
     step = [None]          # the trail's step of the call under way
 
-    def doing(what):
+    def doing(what, note=True):
         counters[_DURING:_DETAIL] = what.encode()[:_DETAIL - _DURING].ljust(_DETAIL - _DURING, b"\0")
-        if what:
-            step[0] = _note(what)
+        if what and note:
+            step[0] = _note(what if timed[0] is None else f"{what}, timeout {timed[0]} s")
 
     def receive(end):
         if end.running:
@@ -1204,8 +1204,9 @@ def _race_victim(name, rng, length, capacity, dtype, seconds, counters, senders=
 
     def call(fn, *args):
         seen[1] += 1
-        doing(fn.__name__)
         timed[0] = None
+        # receive() and send() note the call they choose.
+        doing(fn.__name__, note=fn is not receive and fn is not send)
         started = time.monotonic()
         try:
             result = fn(*args)
