@@ -49,7 +49,7 @@ def test_ten_thousand_corruptions_of_shared_memory_never_crash_or_hang(peers):
         rc, out, err = peers.finish(proc, timeout=220)
         report = json.loads(out)
         assert report["cases"] == 5_000
-        assert report["failures"] == [], _failures(f"--cases 5000 --seed {s}", report)
+        assert report["failures"] == [], _failures(f"--cases 5000 --seed {s}", report, err)
         assert rc == 0
 
 
@@ -64,7 +64,7 @@ def test_corrupting_shared_memory_while_ends_open_send_receive_and_close_never_c
     rc, out, err = peers.finish(proc, timeout=100)
     report = json.loads(out)
     assert report["rounds"] > 0 and report["ends_opened"] > 0, (command, report, err[-2000:])
-    assert report["failures"] == [], _failures(command, report)
+    assert report["failures"] == [], _failures(command, report, err)
     assert rc == 0
 
 
@@ -81,16 +81,18 @@ def test_corrupting_channels_with_receiver_groups_never_crashes_or_hangs(peers, 
     rc, out, err = peers.finish(proc, timeout=100)
     report = json.loads(out)
     assert report.get("group_cases", report.get("group_rounds")) > 0, (command, report, err[-2000:])
-    assert report["failures"] == [], _failures(command, report)
+    assert report["failures"] == [], _failures(command, report, err)
     assert rc == 0
 
 
-def _failures(command, report, most=3):
+def _failures(command, report, err, most=3):
     """The fuzzer's failures as text to read in the test's output: each names its case or round,
-    the call under way, the child's report (faulthandler's tracebacks) and its last steps."""
+    the call under way, the child's report (faulthandler's tracebacks) and its last steps; then
+    the end of the fuzzer's stderr."""
     failures = report["failures"]
     return "\n\n".join([f"{command} found {len(failures)} failures; the first {min(most, len(failures))}:"]
-                       + [fuzz.describe_failure(f) for f in failures[:most]])
+                       + [fuzz.describe_failure(f) for f in failures[:most]]
+                       + [f"stderr (its end): {err[-2000:]}"])
 
 
 # A case's child dies by a real SIGBUS in the call to channels(), or hangs in remove_group(),
