@@ -1,14 +1,22 @@
 #!/bin/sh
 # Model-checks the SPIN models of docs/models.
 #
-#   docs/models/check.sh [--full] [MODEL...]     MODEL: many_senders, groups (default: both)
+#   docs/models/check.sh [--full] [MODEL...]     MODEL: many_senders, groups, lifecycle
+#                                                (default: all three)
 #
 #   many_senders   the many-senders protocol: its checks and mutants (about 25 s on 2 CPUs, < 1.2 GB a check)
 #   groups         receiver groups: its checks and mutants (about 25 s on 2 CPUs, < 1 GB a check)
+#   lifecycle      the lifecycle of receiver groups (joins, closes, removals, entry reuse): its
+#                  checks, the old steps of a54aea3 (each must fail) and mutants of the fixed
+#                  steps (about 60 s on 2 CPUs, < 250 MB a check)
 #   --full         also, many_senders: the LTL property under weak fairness (about 30 s);
 #                  groups: 2 crashes of any member, termination with a group created
 #                  mid-run, 4 messages, and bitstate searches of 2 crashes with a group
-#                  created mid-run (about 6 min, each search < 2 min and 1.5 GB)
+#                  created mid-run (about 6 min, each search < 2 min and 1.5 GB);
+#                  lifecycle: 1 crash with a ring of 2 and 3 messages, the asyncio sender
+#                  with a ring of 2 and 4 messages, termination with 1 crash for each kind
+#                  of sender, the polling sender, the other safe choice for F9, and each
+#                  of the two tag checks of F1 alone (about 2 min, < 400 MB a check)
 #
 # Every check of a model must report "errors: 0" over a complete search (the groups
 # bitstate searches of --full visit nearly every state, not surely every one); every
@@ -19,7 +27,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 full=0
 [ "${1:-}" = "--full" ] && { full=1; shift; }
-models=${*:-many_senders groups}
+models=${*:-many_senders groups lifecycle}
 SPIN=${SPIN:-spin}
 CC=${CC:-cc}
 work=$(mktemp -d "${TMPDIR:-/tmp}/cywhip-spin.XXXXXX") || exit 2
@@ -150,14 +158,59 @@ check_groups() {
     check "groups: mutant J2_AS_SPEC" fail "-DJ2_AS_SPEC -DMAXCRASH=2" "-O0 -DSAFETY -DNOCLAIM" ""
 }
 
+check_lifecycle() {
+    base=lifecycle.pml memlim=1500
+    safe="-DSAFETY -DNOCLAIM -DCOLLAPSE"
+    small="-DCAP=1 -DM=2"
+    # One sender (SKIND 1: blocking plain sends, 3: asyncio sends); members 0 and 1 joining
+    # "a" (member 1: or "b"), each closing at any point; a crash of any process at any step.
+    check "lifecycle: blocking sender, 1 crash" pass "-DSKIND=1 -DADMIN=0 $small" "$safe" ""
+    check "lifecycle: asyncio sender, 1 crash" pass "-DSKIND=3 -DADMIN=0 $small" "$safe" ""
+    # remove_group on "a" or "b" at any moment; "b" durable.
+    check "lifecycle: remove_group, a durable group" pass "-DSKIND=1 -DADMIN=2 -DBDUR -DMAXCRASH=0 $small" "$safe" ""
+    # A ring of 2, 4 messages: groups joining after every group left, the floor.
+    check "lifecycle: ring of 2, 4 messages" pass "-DSKIND=1 -DADMIN=0 -DCAP=2 -DM=4 -DMAXCRASH=0" "$safe" ""
+    check "lifecycle: termination (no cycle at all)" pass "-DSKIND=1 -DADMIN=0 -DMAXCRASH=0 $small" \
+        "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+    if [ "$full" = 1 ]; then
+        check "lifecycle: ring of 2, 3 messages, 1 crash" pass "-DSKIND=1 -DADMIN=0 -DCAP=2 -DM=3" "$safe" ""
+        check "lifecycle: asyncio sender, ring of 2, 4 messages" pass \
+            "-DSKIND=3 -DADMIN=0 -DCAP=2 -DM=4 -DMAXCRASH=0" "$safe" ""
+        check "lifecycle: polling sender, 1 crash" pass "-DSKIND=2 -DADMIN=0 $small" "$safe" ""
+        check "lifecycle: termination, blocking sender, 1 crash" pass "-DSKIND=1 -DADMIN=0 $small" \
+            "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+        check "lifecycle: termination, asyncio sender, 1 crash" pass "-DSKIND=3 -DADMIN=0 $small" \
+            "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+        check "lifecycle: F9 with a later group starting at the newest message" pass \
+            "-DLEFT_NEWEST -DSKIND=1 -DADMIN=0 -DCAP=2 -DM=4 -DMAXCRASH=0" "$safe" ""
+        check "lifecycle: F1 with the tag checked by X3 alone" pass "-DR_NO_CHECK -DSKIND=1 -DADMIN=0 $small" "$safe" ""
+        check "lifecycle: F1 with the tag checked by group_remove alone" pass \
+            "-DX_NO_CHECK -DSKIND=1 -DADMIN=0 $small" "$safe" ""
+    fi
+
+    # The old steps (a54aea3), one finding each, and mutants of the fixed steps: each must fail.
+    mut="-O0 -DSAFETY -DNOCLAIM"
+    check "lifecycle: old step OLD_LEAVE (finding 1)" fail "-DOLD_LEAVE -DSKIND=1 -DADMIN=0 $small" "$mut" ""
+    check "lifecycle: old step OLD_RELEASE (finding 3)" fail "-DOLD_RELEASE -DSKIND=2 -DADMIN=0 $small" "$mut" ""
+    check "lifecycle: old step OLD_ASYNC_GEN (finding 6)" fail "-DOLD_ASYNC_GEN -DSKIND=3 -DADMIN=0 $small" "$mut" ""
+    check "lifecycle: old step OLD_FLOOR (finding 9)" fail "-DOLD_FLOOR -DSKIND=1 -DADMIN=0 $small" "$mut" ""
+    check "lifecycle: old steps OLD (a54aea3)" fail "-DOLD -DSKIND=3 -DADMIN=0 $small" "$mut" ""
+    for m in START_OLDEST ASYNC_UNSLICED ASYNC_SLICE_NOB; do
+        check "lifecycle: mutant $m" fail "-D$m -DSKIND=$([ $m = START_OLDEST ] && echo 1 || echo 3) -DADMIN=0 $small" "$mut" ""
+    done
+    for m in START_NO_FLOOR LEFT_ROOM_CAP; do
+        check "lifecycle: mutant $m" fail "-D$m -DSKIND=1 -DADMIN=0 -DCAP=2 -DM=4 -DMAXCRASH=0" "$mut" ""
+    done
+}
+
 command -v "$SPIN" >/dev/null 2>&1 || { echo "spin not found" >&2; exit 2; }
 command -v "$CC" >/dev/null 2>&1 || { echo "C compiler $CC not found" >&2; exit 2; }
 t0=$(date +%s)
 
 for model in $models; do
     case $model in
-    many_senders|groups) check_$model ;;
-    *) echo "unknown model: $model (many_senders, groups)" >&2; exit 2 ;;
+    many_senders|groups|lifecycle) check_$model ;;
+    *) echo "unknown model: $model (many_senders, groups, lifecycle)" >&2; exit 2 ;;
     esac
 done
 

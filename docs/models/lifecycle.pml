@@ -179,6 +179,9 @@ bool everg;             /* a group was created (its flags stored) */
 byte mt[NMEM];          /* the tag member m is a live member of (not closing), 0 none */
 bool act[NMEM];         /* member m is in its run of calls */
 bool fin[NMEM];         /* member m finished: its group has every message */
+/* what failed, for the reports: set just before the assertion that tests it */
+bool removes_a_live_group, lost_messages, overwrites_a_needed_message, claims_past_the_ring;
+bool group_removed_under_a_live_member, sender_waits_for_nothing, member_waits_for_nothing;
 bool inlife[NMEM + 1];  /* process m between the start of a join (of remove_group) and its end */
 
 #define TAG(e) (ep[e] * 4 + (e) + 1)
@@ -194,6 +197,8 @@ bool inlife[NMEM + 1];  /* process m between the start of a join (of remove_grou
 #define LEFTB MAX(flr, W + 1 - CAP)
 #if defined(OLD_FLOOR)
 #define NOGROUP flr
+#elif defined(LEFT_NEWEST)
+#define NOGROUP (allgone -> MAX(flr, W) : flr)
 #elif defined(LEFT_ROOM_CAP)
 #define NOGROUP (allgone -> MAX(flr, W) : flr)
 #else
@@ -258,10 +263,12 @@ inline group_remove(e, t, own, ok)
     :: ok ->
         atomic {
             /* (b) no live member of the group it removes */
-            assert(!(live[0] && mt[0] == TAG(e)) && !(live[1] && mt[1] == TAG(e)));
+            removes_a_live_group = (live[0] && mt[0] == TAG(e)) || (live[1] && mt[1] == TAG(e));
+            assert(!removes_a_live_group);
             /* (c) the group took every message up to its position */
-            assert(!inuse[e] || TAG(e) != t ||
-                   (taken[e] & NEEDED(e, POS(e, t))) == NEEDED(e, POS(e, t)));
+            lost_messages = inuse[e] && TAG(e) == t &&
+                            (taken[e] & NEEDED(e, POS(e, t))) != NEEDED(e, POS(e, t));
+            assert(!lost_messages);
             CLEARPL(0, t, own); CLEARPL(1, t, own);
             inuse[e] = false;                                          /* R3 */
             nm[e] = 0; dur[e] = false; taken[e] = 0; gstart[e] = 0;    /* (unread) */
@@ -302,9 +309,10 @@ end_send:
     do
     :: atomic { W < M && W < b + CAP ->      /* room: write message W, publish it */
             /* (c) the message overwritten was taken by every group in use that needs it */
-            assert(W < CAP ||
-                   ((!inuse[0] || W - CAP < gstart[0] || (taken[0] & BIT(W - CAP))) &&
-                    (!inuse[1] || W - CAP < gstart[1] || (taken[1] & BIT(W - CAP)))));
+            overwrites_a_needed_message = W >= CAP &&
+                (inuse[0] && W - CAP >= gstart[0] && !(taken[0] & BIT(W - CAP)) ||
+                 inuse[1] && W - CAP >= gstart[1] && !(taken[1] & BIT(W - CAP)));
+            assert(!overwrites_a_needed_message);
             slot[W % CAP] = W + 1;
             W++
         }
@@ -341,16 +349,20 @@ end_send:
             goto again
         :: else -> skip
         fi;
-        /* sleep */
+        /* sleep (the watchdog judges a sleep that never ends) */
+end_sleep:
         if
-        :: kind != ASYNC -> atomic { LOOK(rel) }
+        :: atomic { kind != ASYNC && LOOK(rel) }
 #if defined(ASYNC_UNSLICED)
-        :: kind == ASYNC -> atomic { sw == 0 -> armed = false }
+        :: atomic { kind == ASYNC && sw == 0 -> armed = false }
+#elif defined(ASYNC_SLICE_NOB)
+        :: atomic { kind == ASYNC && nob && (sw == 0 || LOOK(rel)) -> sw = 0; armed = false }
+        :: atomic { kind == ASYNC && !nob && sw == 0 -> armed = false }
 #elif defined(OLD_ASYNC_GEN)
-        :: kind == ASYNC && nob -> atomic { sw == 0 -> armed = false }
-        :: kind == ASYNC && !nob -> atomic { sw == 0 || LOOK(rel) -> sw = 0; armed = false }
+        :: atomic { kind == ASYNC && nob && sw == 0 -> armed = false }
+        :: atomic { kind == ASYNC && !nob && (sw == 0 || LOOK(rel)) -> sw = 0; armed = false }
 #else
-        :: kind == ASYNC -> atomic { sw == 0 || LOOK(rel) -> sw = 0; armed = false }
+        :: atomic { kind == ASYNC && (sw == 0 || LOOK(rel)) -> sw = 0; armed = false }
 #endif
         fi;
 again:  nob = false
@@ -366,7 +378,9 @@ again:  nob = false
 /* J1: the start of a new group: the smallest position of the groups in use; with none,
  * the floor, or (fixed F9) once every group has left, the oldest message no sender may
  * still overwrite without looking again */
-#if defined(START_OLDEST)
+#if defined(LEFT_NEWEST)
+#define LEFTSTART MAX(flr, W)
+#elif defined(START_OLDEST)
 #define LEFTSTART (W >= CAP -> W - CAP : 0)
 #elif defined(START_NO_FLOOR)
 #define LEFTSTART (W + 1 >= CAP -> W + 1 - CAP : 0)
@@ -454,7 +468,8 @@ end_run:
                 x = hs[p] - 1;
                 /* (a) not overwritten; (b) its group still in use, its own */
                 assert(slot[x % CAP] == x + 1);
-                assert(inuse[e] && TAG(e) == t);
+                group_removed_under_a_live_member = !(inuse[e] && TAG(e) == t);
+                assert(!group_removed_under_a_live_member);
                 TAKE(e, x);
                 hs[p] = (x + 1 < he[p] -> x + 2 : 0);
                 x = 0;
@@ -466,7 +481,8 @@ end_run:
             fi
         :: atomic { hs[p] == 0 && W != nxt[e] ->   /* C1-C7: claim 1 or 2 */
                 n = nxt[e];
-                assert(n < W && W - n <= CAP);    /* (a) */
+                claims_past_the_ring = !(n < W && W - n <= CAP);   /* (a) */
+                assert(!claims_past_the_ring);
                 if :: k = 1 :: W - n >= 2 -> k = 2 fi;
                 he[p] = n + k; hs[p] = n + 1; nxt[e] = n + k;
                 n = 0; k = 0
@@ -567,9 +583,12 @@ proctype watchdog()
 end:
     atomic {
         timeout ->
-        assert(W == M || SLEGIT);
-        assert(MEMOK(0) && MEMOK(1));
-        assert(GROUPOK(0) && GROUPOK(1))
+        sender_waits_for_nothing = !(W == M || SLEGIT);
+        assert(!sender_waits_for_nothing);
+        member_waits_for_nothing = !(MEMOK(0) && MEMOK(1));
+        assert(!member_waits_for_nothing);
+        lost_messages = !(GROUPOK(0) && GROUPOK(1));
+        assert(!lost_messages)
     }
 }
 
