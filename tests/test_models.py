@@ -1,4 +1,5 @@
-"""The SPIN models of docs/models (many senders, receiver groups) pass their checks and catch their mutants.
+"""The SPIN models of docs/models (many senders, receiver groups, the lifecycle of groups) pass their checks
+and catch their mutants.
 
 Runs docs/models/check.sh, one model per test, when `spin` and a C compiler are on PATH; skips otherwise.
 """
@@ -42,3 +43,11 @@ def test_many_senders_model_passes_its_checks_and_catches_every_mutant():
 def test_groups_model_passes_its_checks_and_catches_every_mutant():
     # about 45 s alone; the margin is for a loaded machine
     _check("groups", timeout=230)
+
+
+@pytest.mark.model
+@pytest.mark.timeout(300)
+def test_lifecycle_model_passes_its_checks_and_fails_on_the_old_steps_and_every_mutant():
+    # about 40 s alone on 2 idle CPUs; the old steps of a54aea3 (findings 1, 3, 6, 9 of
+    # issue 24) are among the checks that must fail
+    _check("lifecycle", timeout=290)

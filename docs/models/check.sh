@@ -8,15 +8,16 @@
 #   groups         receiver groups: its checks and mutants (about 25 s on 2 CPUs, < 1 GB a check)
 #   lifecycle      the lifecycle of receiver groups (joins, closes, removals, entry reuse): its
 #                  checks, the old steps of a54aea3 (each must fail) and mutants of the fixed
-#                  steps (about 60 s on 2 CPUs, < 250 MB a check)
+#                  steps (about 40 s on 2 idle CPUs, < 250 MB a check)
 #   --full         also, many_senders: the LTL property under weak fairness (about 30 s);
 #                  groups: 2 crashes of any member, termination with a group created
 #                  mid-run, 4 messages, and bitstate searches of 2 crashes with a group
 #                  created mid-run (about 6 min, each search < 2 min and 1.5 GB);
 #                  lifecycle: 1 crash with a ring of 2 and 3 messages, the asyncio sender
 #                  with a ring of 2 and 4 messages, termination with 1 crash for each kind
-#                  of sender, the polling sender, the other safe choice for F9, and each
-#                  of the two tag checks of F1 alone (about 2 min, < 400 MB a check)
+#                  of sender, the polling sender, remove_group with 1 crash of any process,
+#                  the other safe choice for F9, and each of the two tag checks of F1 alone
+#                  (about 4 min, < 700 MB a check)
 #
 # Every check of a model must report "errors: 0" over a complete search (the groups
 # bitstate searches of --full visit nearly every state, not surely every one); every
@@ -183,6 +184,8 @@ check_lifecycle() {
             "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
         check "lifecycle: F9 with a later group starting at the newest message" pass \
             "-DLEFT_NEWEST -DSKIND=1 -DADMIN=0 -DCAP=2 -DM=4 -DMAXCRASH=0" "$safe" ""
+        check "lifecycle: remove_group on \"a\", 1 crash of any process (the administrator too)" pass \
+            "-DSKIND=1 -DADMIN=1 $small" "$safe" ""
         check "lifecycle: F1 with the tag checked by X3 alone" pass "-DR_NO_CHECK -DSKIND=1 -DADMIN=0 $small" "$safe" ""
         check "lifecycle: F1 with the tag checked by group_remove alone" pass \
             "-DX_NO_CHECK -DSKIND=1 -DADMIN=0 $small" "$safe" ""

@@ -46,30 +46,53 @@
  * lost wake-up leaves the sender asleep for ever.  The wakers: a member after its T,
  * a creator after J1 (and a join repairing an odd groups_gen), R4.
  *
- * The fixed steps, and the old ones (a54aea3) as mutants, one per finding of issue 24:
- *   OLD_LEAVE      F1: X3 acts on whatever group now uses the entry, and group_remove
- *                  does not check the entry's tag: a closer whose group was removed
- *                  meanwhile removes the group that reused its entry (fixed: X3 and R1
- *                  act only if the entry still carries the closer's tag).
+ * The fixed steps (docs/protocol.md), and the old ones of a54aea3 as mutants, one per
+ * finding of issue 24 (each must fail):
+ *   OLD_LEAVE      F1: X3 acts on whatever group now uses the entry, and R1 does not
+ *                  check the entry's tag: a closer whose group was removed meanwhile
+ *                  removes the group that reused its entry (fixed: X3 and R1 act only if
+ *                  the entry still carries the closer's tag).
  *   OLD_RELEASE    F3: only a blocking send releases a dead non-durable group; try_send
- *                  and the asyncio sender never do.
+ *                  and the asyncio sender never do (fixed: every call that finds the
+ *                  ring full).
  *   OLD_ASYNC_GEN  F6: an asyncio sender that could not compute its bound (groups_gen
- *                  odd, the groups lock held by a live creator) sleeps without a slice;
- *                  and no sender repairs an odd groups_gen.
+ *                  odd, the groups lock held by a live creator) sleeps without a slice,
+ *                  and no sender repairs an odd groups_gen (fixed: it sleeps in slices,
+ *                  and repairs groups_gen itself when the groups lock is free).
  *   OLD_FLOOR      F9: once the last group is removed, the senders' bound is the floor
- *                  (where that group had got to): they stop CAP messages later.
- *   OLD            all four: the steps of a54aea3.
- * Mutants of the fixed steps (each must fail too: what the fixes must not leave out):
- *   START_OLDEST   F9 fixed as "a group joining after all left starts at the oldest
- *                  message still in the ring" (W - CAP): the sender may be overwriting it.
- *   LEFT_ROOM_CAP  F9 fixed with a sender that, all groups gone, takes the whole ring as
- *                  free (bound W): it writes CAP messages without looking again.
- *   ASYNC_UNSLICED the asyncio sender sleeps without slices (as at a54aea3) even with
- *                  F6 fixed: the death of a live member holding it back wakes nobody.
- *   X_NO_CHECK     only group_remove checks the tag (X3 does not): enough alone.  And
- *   R_NO_CHECK     only X3 checks it: enough alone.  (Both must PASS: check.sh runs
- *                  them as checks, not as mutants.)
+ *                  (where that group had got to): they stop CAP messages later (fixed:
+ *                  once every group has left, the bound is LEFTB below).
+ *   OLD            all four, and ASYNC_UNSLICED: the steps of a54aea3.
+ * Mutants of the fixed steps (each must fail: what the fixes must not leave out):
+ *   START_OLDEST   F9 with a group that joins after every group left starting at "the
+ *                  oldest message still in the ring", W - CAP: the sender may be writing
+ *                  message W over it at that moment, having looked before the join.
+ *   START_NO_FLOOR F9 with that group starting at W + 1 - CAP, without the floor: a
+ *                  sender that read its bound from the last group's position before R3
+ *                  may still write up to CAP messages past that position, over the new
+ *                  group's first messages.
+ *   LEFT_ROOM_CAP  F9 with a sender that, every group gone, takes the whole ring as
+ *                  free (bound W): it writes CAP messages without looking again, over the
+ *                  messages a group that joins meanwhile starts at.
+ *   ASYNC_UNSLICED the asyncio sender sleeps without slices (as at a54aea3);
+ *   ASYNC_SLICE_NOB  or in slices only when its bound could not be computed (F6 fixed
+ *                  alone): the death of a live member that holds it back, or of a closer
+ *                  between R2 and R3, wakes nobody, and nobody releases the group.
+ * Variants that must pass (check.sh --full):
+ *   R_NO_CHECK     only X3 checks the tag; X_NO_CHECK  only R1 checks it: either alone
+ *                  is enough for F1.
+ *   LEFT_NEWEST    F9 the other way: every group gone, a sender takes the ring as free
+ *                  (bound max(F, W)) and a group that joins starts at max(F, W): it
+ *                  keeps no older message, and senders look once per ring, not per message.
  *
+ * The senders' bound with no group in use, and a new group's start with none (J1):
+ *   no group was ever created (allgone clear): the floor F (0 on a new channel);
+ *   every group has left (allgone set by R2): LEFTB = max(F, W + 1 - CAP).  A sender
+ *   then writes one message per look (the slot of message W - CAP, which no group that
+ *   joins after its look starts at), and a group that joins starts at LEFTB: past every
+ *   bound a sender may still hold (one read from the last group, at most F; one read
+ *   with every group gone, at most its own W + 1 - CAP).
+
  * Properties:
  *   (a) a member copies only the message it claimed: its slot holds it (not overwritten),
  *       and a claim finds at most CAP messages published past the group's claim cursor;
@@ -93,21 +116,26 @@
  *     a death inside them are groups.pml's; here a member claims 1 or 2 messages (any
  *     size, as the members hint allows) and takes them one at a time.
  *   - J1's search of the entries and its first increment of groups_gen are one step (the
- *     search reads what only the groups lock's holder writes); the stores of next,
- *     epoch, name and durability are one step (nobody reads an entry before its flags);
- *     the flags, the second increment and the wake are a step each.  J2, J3 and the
- *     release of the groups lock are one step.  A join that finds groups_gen odd makes
- *     it even and wakes the senders in the step that takes the groups lock.
- *   - R1 and R2 are one step, the clearing of the places and R3 one, R4 (the wake) one.
+ *     search reads what only the groups lock's holder writes); the start S (its loads
+ *     come after that increment), the stores of next, epoch, name and durability and the
+ *     flags are one step (nobody reads an entry before its flags); the second increment
+ *     and the wake are one.  J2, J3 and the release of the groups lock are one step.  A
+ *     join that finds groups_gen odd makes it even and wakes the senders in the step that
+ *     takes the groups lock.  A member's T and its load of sender_waiting are one step,
+ *     its wake (the exchange) another.
+ *   - R1 and R2 are one step; the clearing of the places, R3 and R4 one.  X4 releases
+ *     the groups lock and the place's lock in one step.
  *   - The sender's bound is a seqlock read of two steps: groups_gen and every position,
  *     then groups_gen again (claims are one step, so next and the holds are one read).
  *   - A sender's release (R) tests the entries and takes the groups lock in one step,
  *     then rechecks the entry's flags and tag under the lock (R1).
  *
- * Not modelled: several senders; durability mismatches and a full table of entries
- * (errors raised at J1); the members hint; the claim lock and deaths inside a claim
- * (groups.pml); a death between a copy and its T; the sender's crash; epochs wrapping
- * around; memory ordering (sequentially consistent interleavings).
+ * Not modelled: several senders (the bound of many senders, from the claim cursor, is
+ * argued the same way); durability mismatches and a full table of entries (errors at
+ * J1); the members hint; the claim lock and deaths inside a claim (groups.pml); a death
+ * between a copy and its T; a close that gives up on the groups lock after 5 s (to the
+ * others, a closer that died after X1); the sender's crash; remove_stale; epochs
+ * wrapping around; memory ordering (sequentially consistent interleavings).
  */
 
 #ifndef M
@@ -490,7 +518,7 @@ end_run:
         ADOPT(0)
         ADOPT(1)
         :: atomic { STOP -> fin[m] = true; inlife[m] = false } -> goto end
-        :: lives <= LIVES -> goto close      /* closes, between two calls */
+        :: goto close                        /* closes, between two calls */
         od;
 close:
         atomic {                             /* X1 */
