@@ -8,7 +8,7 @@
 #   groups         receiver groups: its checks and mutants (about 25 s on 2 CPUs, < 1 GB a check)
 #   lifecycle      the lifecycle of receiver groups (joins, closes, removals, entry reuse): its
 #                  checks, the old steps of a54aea3 (each must fail) and mutants of the fixed
-#                  steps (about 40 s on 2 idle CPUs, < 250 MB a check)
+#                  steps (about 45 s on 2 idle CPUs, < 250 MB a check)
 #   --full         also, many_senders: the LTL property under weak fairness (about 30 s);
 #                  groups: 2 crashes of any member, termination with a group created
 #                  mid-run, 4 messages, and bitstate searches of 2 crashes with a group

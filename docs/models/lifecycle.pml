@@ -24,8 +24,8 @@
  *
  * Processes: one sender publishing M messages into a ring of CAP slots; two member
  * processes (member 0 always joins group "a"; member 1 joins "a" or "b", chosen at each
- * join); an administrator that calls remove_group() once, on "a" or "b"; a killer; a
- * watchdog.  Two group entries and two member places (max_receivers = 2).  No group
+ * join); an administrator that calls remove_group() once (ADMIN: 0 never, 1 on "a",
+ * 2 on "a" or "b"); a killer; a watchdog.  Two group entries and two member places (max_receivers = 2).  No group
  * exists at the start.  A member joins (creating its group if it is not in use), takes
  * messages, and at any point between two calls either closes (X) or goes on; a member
  * process that closed or died may join again (up to LIVES joins in all).  Groups are
