@@ -1,0 +1,1320 @@
+"""A lifecycle fuzzer for receiver groups: ends joining, closing, being SIGKILLed and stopped,
+``remove_group`` and ``remove_stale`` running, plain and asyncio ends, one sender or many.
+
+    python -m cywhip._testing.lifecycle --runs N --seconds S [--seed X] [--features LIST]
+
+Each run draws a channel (max_senders 1 to 3, max_receivers 2 to 5, a small ring), one to three
+group names (each durable or not, broadcast -- at most one member at a time -- or work-sharing)
+and a schedule of events, from its seed (run k of ``--seed X`` has seed ``X + k``).  Every end is
+a process of its own, plain or ``cywhip.asyncio``; the driver starts and closes senders and
+members, SIGKILLs them at random moments, stops them (SIGSTOP) for a while and then kills or
+resumes them, calls ``remove_group`` and ``remove_stale`` (also right after killing every end, as
+new ends start), and at the end stops the senders, gives every group left a member, waits until
+every group has taken everything, closes the members and checks every delivery.
+
+Message ``seq`` of sender incarnation ``sid`` is ``<I sid><I seq><I crc>`` followed by a filler
+made from both; the CRC-32 covers the rest, so a torn or invented message shows.  A sender logs
+each call before it starts (the messages it may put in flight) and after it returns (how many
+went out).  A member logs every message it receives to a file of its own, so that a killed
+member's deliveries count up to its death: ``on_message``, ``on_batch`` and ``borrow`` record a
+message before it counts as taken; the other calls (``recv``, ``recv_many``, ``try_recv`` and the
+asyncio ones) after (taken at the return): a member killed inside such a call may have taken
+what it did not record, at most the call's ``max_count``, which the check excuses (and counts).
+
+What each group must have received.  The members of a group name are cut into **segments**: a
+new segment starts at a member whose join may have found the group removed since the segment's
+last member certainly lived (non-durable with no member certainly alive, a ``remove_group`` that
+succeeded, the channel removed by ``remove_stale``).  Within a segment:
+
+- every delivery is whole, of a sender that exists, of a message that sender attempted;
+- a message is delivered at most once, except a copy delivered by a killed member in its last
+  callback, batch or borrow (given back: it may be delivered again);
+- broadcast: each sender's messages arrive in order without gaps (but the excused ones), and
+  every message whose send began after the segment's first member had joined is delivered if any
+  later message of its sender is; two broadcast segments see common messages in the same order;
+- a segment alive at the end (drained) has every message of every sender from the first whose
+  send began after the segment was created (or earlier, from where it started) up to the last
+  confirmed one, without gaps (but the excused ones); all such segments agree on where a killed
+  sender's messages end.
+
+During the run, senders must make progress while no end is stopped, every durable group has a
+member and a sender is open (a ``Sender`` is never held by a group that has left); an end's call
+must not raise (``ChannelCorruptError`` on a sound channel), a join must not report a busy channel
+held by no process; ``remove_stale`` and ``remove_group`` must not remove what a live end uses.
+
+Each failure prints the run's seed, the command that replays its schedule (the timing of the
+processes differs from run to run), what was wrong (the messages) and the trail of events that
+led to it.  Exit status 1 if any run failed.
+
+``--features`` chooses what the schedule does (default: all): ``async`` (asyncio ends),
+``nondurable`` (non-durable groups), ``many`` (max_senders > 1), ``remove_group``,
+``remove_stale``, ``blackout`` (kill every end, then remove_stale while new ends start),
+``stop`` (SIGSTOP then kill or resume), ``kill``, ``nowait`` (try_send and send with timeout 0).
+"""
+import argparse
+import asyncio
+import bisect
+import faulthandler
+import json
+import os
+import random
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+
+import cywhip
+from cywhip import Receiver, Sender, unlink
+from cywhip.errors import ChannelBusyError, ChannelClosedError, ReceiveTimeout, SendTimeout
+from cywhip._testing.crash import _map
+
+FEATURES = ("async", "nondurable", "many", "remove_group", "remove_stale", "blackout", "stop", "kill",
+            "nowait")
+HEAD = struct.Struct("<III")          # sender id, sequence number, CRC-32 of the rest
+REC = struct.Struct("<IIII")          # a member's log: sender id, seq, unit, whole (1) or not (0)
+SREC = struct.Struct("<IIIq")         # a sender's log: kind (ATTEMPT, CONFIRM), first seq, count, ns
+ATTEMPT, CONFIRM = 1, 2
+WORD = struct.Struct("<q")
+# State words of a child (int64, in a file mapped by the child and the driver).
+S_OPEN_START, S_OPEN_END, S_IN_CALL, S_CALL_MAX, S_CLOSE_START, S_CLOSE_END, S_CONFIRMED, \
+    S_ATTEMPTED, S_RESULT, S_COUNT = range(10)
+STATE_WORDS = 16
+R_OK, R_BUSY, R_ERROR = 0, 1, 2
+# Calls whose message counts as taken before the member records it.
+RECORD_BEFORE_TAKE = ("on_message", "on_batch", "borrow")
+PLAIN_MEMBER_MODES = ("on_message", "on_batch", "borrow", "recv", "recv_many", "try_recv")
+ASYNC_MEMBER_MODES = ("arecv", "arecv_many", "aiter")
+PLAIN_SENDER_MODES = ("send", "send_many")
+NOWAIT_SENDER_MODES = ("try_send", "send0")
+ASYNC_SENDER_MODES = ("asend", "asend_many")
+ASYNC_NOWAIT_SENDER_MODES = ("atry_send",)
+STALL_SECONDS = 6.0
+NS = 1_000_000_000
+
+
+def payload(sid, seq, length):
+    """The content of message seq of sender sid."""
+    seed = struct.pack("<II", sid, seq)
+    body = (seed * ((length - HEAD.size) // 8 + 1))[:length - HEAD.size]
+    return HEAD.pack(sid, seq, zlib.crc32(seed + body)) + body
+
+
+def parse(msg, length):
+    """(sid, seq, whole) of a received message."""
+    msg = bytes(msg)
+    if len(msg) != length:
+        return 0xFFFFFFFF, 0, False
+    sid, seq, _ = HEAD.unpack_from(msg)
+    return sid, seq, msg == payload(sid, seq, length)
+
+
+def _now():
+    return time.monotonic_ns()
+
+
+# ------------------------------------------------------------------ the child processes
+
+class _Child:
+    """What a member or sender process shares: its state words, its log, the close command."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.state = _map(spec["state"], STATE_WORDS)
+        self.log = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.stop = threading.Event()
+        self.on_stop = []
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+        delay = spec.get("claim_delay", 0)
+        if delay:
+            # Stretch the window between opening the file and locking a place (a test hook).
+            from cywhip import _region
+            rng = random.Random(spec["seed"] + 1)
+
+            def hook(point, path):
+                if point == "claim":
+                    time.sleep(rng.random() * delay)
+            _region._test_hook = hook
+        threading.Thread(target=self._commands, daemon=True).start()
+
+    def _commands(self):
+        try:
+            sys.stdin.readline()        # "close", or end of file: the driver is gone
+        finally:
+            self.stop.set()
+            for fn in self.on_stop:
+                fn()
+
+    def put(self, word, value):
+        WORD.pack_into(self.state, 8 * word, value)
+
+    def get(self, word):
+        return WORD.unpack_from(self.state, 8 * word)[0]
+
+    def kw(self):
+        s = self.spec
+        kw = dict(message_length=s["length"], max_queued_messages=s["capacity"], max_senders=s["senders"],
+                  max_receivers=s["receivers"])
+        if s["role"] == "member":
+            kw.update(group=s["group"], durable=s["durable"])
+        return kw
+
+    def open(self, cls, **extra):
+        self.put(S_OPEN_START, _now())
+        try:
+            end = cls(self.spec["name"], **self.kw(), **extra)
+        except ChannelBusyError as exc:
+            self.put(S_RESULT, R_BUSY)
+            print(f"busy: {exc} (pids {exc.pids})", file=sys.stderr, flush=True)
+            raise SystemExit(3)
+        self.put(S_OPEN_END, _now())
+        return end
+
+
+def run_member(spec):
+    ch = _Child(spec)
+    length, mode = spec["length"], spec["mode"]
+    rng = random.Random(spec["seed"])
+    timeout = spec["timeout"]
+    unit = [0]
+
+    def record(msgs):
+        unit[0] += 1
+        out = []
+        for m in msgs:
+            sid, seq, ok = parse(m, length)
+            out.append(REC.pack(sid, seq, unit[0], ok))
+        if out:
+            os.write(ch.log, b"".join(out))
+            ch.put(S_COUNT, ch.get(S_COUNT) + len(out))
+
+    def pause():
+        if rng.random() < 0.05:
+            time.sleep(rng.random() * 0.003)   # kills land inside callbacks and blocks too
+
+    if mode in ASYNC_MEMBER_MODES:
+        return _run_async_member(ch, spec, record)
+    if mode in ("on_message", "on_batch"):
+        done = threading.Event()
+
+        def one(msg):
+            record([msg])
+            pause()
+
+        def batch(msgs):
+            record(list(msgs))
+            pause()
+        rx = ch.open(Receiver, **({"on_message": one} if mode == "on_message" else {"on_batch": batch}))
+        ch.on_stop.append(done.set)
+        if ch.stop.is_set():
+            done.set()
+        done.wait()
+        ch.put(S_CLOSE_START, _now())
+        rx.close()
+        ch.put(S_CLOSE_END, _now())
+        if rx.exception is not None:
+            raise rx.exception
+        return
+    rx = ch.open(Receiver)
+
+    def close():
+        ch.put(S_CLOSE_START, _now())
+        rx.close()
+    ch.on_stop.append(close)
+    if ch.stop.is_set():
+        close()
+    many = rng.choice((4, 16, 64))
+    try:
+        while not ch.stop.is_set():
+            if mode == "try_recv":
+                ch.put(S_CALL_MAX, 1)
+                ch.put(S_IN_CALL, 1)
+                m = rx.try_recv()
+                if m is not None:
+                    record([m])
+                ch.put(S_IN_CALL, 0)
+                if m is None:
+                    time.sleep(0.0005)
+                continue
+            if mode == "borrow":
+                try:
+                    with rx.borrow(many, timeout=timeout) as lent:
+                        record(list(lent))
+                        pause()
+                except ReceiveTimeout:
+                    pass
+                continue
+            ch.put(S_CALL_MAX, 1 if mode == "recv" else many)
+            ch.put(S_IN_CALL, 1)
+            try:
+                got = [rx.recv(timeout=timeout)] if mode == "recv" else rx.recv_many(many, timeout=timeout)
+            except ReceiveTimeout:
+                got = []
+            record(got)
+            ch.put(S_IN_CALL, 0)
+    except ChannelClosedError:
+        if not ch.stop.is_set():
+            raise
+    ch.put(S_IN_CALL, 0)
+    ch.put(S_CLOSE_END, _now())
+
+
+def _run_async_member(ch, spec, record):
+    import cywhip.asyncio as ca
+    mode, timeout = spec["mode"], spec["timeout"]
+    many = random.Random(spec["seed"]).choice((4, 16, 64))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        rx = ch.open(ca.Receiver)
+
+        def close():
+            ch.put(S_CLOSE_START, _now())
+            rx.close()
+        ch.on_stop.append(lambda: loop.call_soon_threadsafe(close))
+        if ch.stop.is_set():
+            close()
+        try:
+            if mode == "aiter":
+                ch.put(S_CALL_MAX, 1)
+                ch.put(S_IN_CALL, 1)
+                async for m in rx:
+                    record([m])
+            else:
+                while not ch.stop.is_set():
+                    ch.put(S_CALL_MAX, 1 if mode == "arecv" else many)
+                    ch.put(S_IN_CALL, 1)
+                    try:
+                        got = [await rx.recv(timeout)] if mode == "arecv" else await rx.recv_many(many, timeout)
+                    except ReceiveTimeout:
+                        got = []
+                    record(got)
+                    ch.put(S_IN_CALL, 0)
+        except ChannelClosedError:
+            if not ch.stop.is_set():
+                raise
+        ch.put(S_IN_CALL, 0)
+        ch.put(S_CLOSE_END, _now())
+    _run_loop(spec, main())
+
+
+def _run_loop(spec, coro):
+    if spec.get("uvloop"):
+        try:
+            import uvloop
+            uvloop.run(coro)
+            return
+        except ImportError:
+            pass
+    asyncio.run(coro)
+
+
+def run_sender(spec):
+    ch = _Child(spec)
+    sid, length, cap, mode = spec["sid"], spec["length"], spec["capacity"], spec["mode"]
+    rng = random.Random(spec["seed"])
+    seq = [0]
+
+    def log(kind, first, count):
+        os.write(ch.log, SREC.pack(kind, first, count, _now()))
+
+    def before(n):
+        log(ATTEMPT, seq[0], n)
+        ch.put(S_ATTEMPTED, seq[0] + n)
+        return [payload(sid, s, length) for s in range(seq[0], seq[0] + n)]
+
+    def after(sent):
+        log(CONFIRM, seq[0], sent)
+        seq[0] += sent
+        ch.put(S_CONFIRMED, seq[0])
+
+    def size():
+        return rng.randint(1, 2 * cap) if rng.random() < 0.5 else rng.randint(1, 4)
+
+    def gap():
+        return rng.random() * 0.003 if rng.random() < 0.7 else 0
+
+    if mode in ASYNC_SENDER_MODES + ASYNC_NOWAIT_SENDER_MODES:
+        import cywhip.asyncio as ca
+
+        async def main():
+            tx = ch.open(ca.Sender)
+            while not ch.stop.is_set():
+                if mode == "asend":
+                    msgs = before(1)
+                    try:
+                        await tx.send(msgs[0], rng.choice((0.2, 1.0)))
+                        sent = 1
+                    except SendTimeout:
+                        sent = 0
+                elif mode == "asend_many":
+                    msgs = before(size())
+                    try:
+                        sent = await tx.send_many(msgs, rng.choice((0.2, 1.0)))
+                    except SendTimeout as exc:
+                        sent = exc.sent
+                else:
+                    msgs = before(size())
+                    sent = 0
+                    for m in msgs:
+                        if not tx.try_send(m):
+                            break
+                        sent += 1
+                    if sent < len(msgs):
+                        after(sent)
+                        await asyncio.sleep(0.001)
+                        continue
+                after(sent)
+                await asyncio.sleep(gap())
+            ch.put(S_CLOSE_START, _now())
+            tx.close()
+            ch.put(S_CLOSE_END, _now())
+        _run_loop(spec, main())
+        return
+    tx = ch.open(Sender)
+    while not ch.stop.is_set():
+        if mode == "send":
+            msgs = before(1)
+            try:
+                tx.send(msgs[0], timeout=rng.choice((0.2, 1.0)))
+                sent = 1
+            except SendTimeout:
+                sent = 0
+        elif mode == "send0":
+            msgs = before(1)
+            try:
+                tx.send(msgs[0], timeout=0)
+                sent = 1
+            except SendTimeout:
+                sent = 0
+                time.sleep(0.0005)
+        elif mode == "send_many":
+            msgs = before(size())
+            try:
+                sent = tx.send_many(msgs, timeout=rng.choice((0.2, 1.0)))
+            except SendTimeout as exc:
+                sent = exc.sent
+        else:
+            msgs = before(size())
+            sent = 0
+            for m in msgs:
+                if not tx.try_send(m):
+                    break
+                sent += 1
+            if sent < len(msgs):
+                time.sleep(0.0005)
+        after(sent)
+        d = gap()
+        if d:
+            time.sleep(d)
+    ch.put(S_CLOSE_START, _now())
+    tx.close()
+    ch.put(S_CLOSE_END, _now())
+
+
+def child_main(spec_json):
+    spec = json.loads(spec_json)
+    try:
+        (run_member if spec["role"] == "member" else run_sender)(spec)
+    except SystemExit:
+        raise
+    except BaseException:
+        try:
+            WORD.pack_into(_map(spec["state"], STATE_WORDS), 8 * S_RESULT, R_ERROR)
+        finally:
+            raise
+    return 0
+
+
+# ------------------------------------------------------------------ the driver
+
+class Proc:
+    """One child as the driver sees it."""
+
+    def __init__(self, pid_name, role, spec, popen, err_path, t_spawn):
+        self.id = pid_name
+        self.role = role
+        self.spec = spec
+        self.popen = popen
+        self.err_path = err_path
+        self.state = _map(spec["state"], STATE_WORDS)
+        self.t_spawn = t_spawn
+        self.t_close_cmd = None
+        self.t_kill = None
+        self.stopped_at = None
+        self.fate = None            # what the driver does when it resumes a stopped child
+        self.final = False          # closed in the final close-out, after the drain
+        self.exit_seen = False
+        self.killed_in_call = 0     # a take-then-record call's max_count, if killed inside it
+
+    def get(self, word):
+        return WORD.unpack_from(self.state, 8 * word)[0]
+
+    @property
+    def group(self):
+        return self.spec.get("group")
+
+    @property
+    def mode(self):
+        return self.spec["mode"]
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def opened(self):
+        return self.get(S_OPEN_END) != 0
+
+    def live(self):
+        """Open, not killed, not told to close."""
+        return self.opened() and self.t_kill is None and self.t_close_cmd is None and self.alive()
+
+    def pending(self):
+        """Started, not yet open, not killed or told to close, still running."""
+        return not self.opened() and self.t_kill is None and self.t_close_cmd is None and self.alive()
+
+    def end_start(self):
+        ts = [t for t in (self.t_kill, self.get(S_CLOSE_START) or None, self.t_close_cmd) if t]
+        return min(ts) if ts else None
+
+    def stderr(self):
+        try:
+            with open(self.err_path, errors="replace") as f:
+                return f.read()[-3000:]
+        except OSError:
+            return ""
+
+
+class Failure(Exception):
+    def __init__(self, kind, detail, at=None, finding=None):
+        super().__init__(f"{kind}: {detail}")
+        self.kind, self.detail, self.at, self.finding = kind, detail, at, finding
+
+
+class Run:
+    def __init__(self, seed, seconds, features=FEATURES, log=print, verbose=False):
+        self.seed = seed
+        self.seconds = seconds
+        self.features = set(features)
+        self.log = log
+        self.verbose = verbose
+        rng = self.rng = random.Random(seed)
+        self.name = f"lifecycle-{os.getpid()}-{seed}"
+        self.senders = rng.choice((2, 3)) if "many" in self.features and rng.random() < 0.6 else 1
+        self.receivers = rng.randint(2, 5)
+        self.capacity = rng.choice((8, 16, 64))
+        self.length = rng.choice((32, 64, 200))
+        ngroups = rng.randint(1, min(3, self.receivers))
+        self.groups = {}
+        for k in range(ngroups):
+            durable = not ("nondurable" in self.features and rng.random() < 0.5)
+            broadcast = rng.random() < 0.5
+            self.groups[f"{'b' if broadcast else 'w'}{k}{'' if durable else 'n'}"] = {
+                "durable": durable, "broadcast": broadcast}
+        self.t0 = _now()
+        self.procs = []
+        self.serial = 0
+        self.events = []            # (ns, text)
+        self.admin = []             # (kind, group or None, t_start, t_end, result)
+        self.failures = []
+        self.figures = dict(kills=0, stops=0, joins=0, leaves=0, senders=0, removals=0, remove_group=0,
+                            remove_stale=0, blackouts=0, busy_joins=0, messages=0, excused=0, redelivered=0)
+        self.workdir = tempfile.mkdtemp(prefix="cywhip-lifecycle-")
+        self.admin_thread = None
+        self.progress = (_now(), 0)
+        self.excused_until = _now()
+
+    # -- bookkeeping
+
+    def event(self, text, t=None):
+        t = t or _now()
+        self.events.append((t, text))
+        if self.verbose:
+            self.log(f"  {self.rel(t):8.3f} {text}")
+
+    def rel(self, t):
+        return (t - self.t0) / NS
+
+    def describe(self):
+        return (f"max_senders={self.senders} max_receivers={self.receivers} capacity={self.capacity} "
+                f"length={self.length} groups=" + ", ".join(
+                    f"{g}({'durable' if v['durable'] else 'non-durable'}, "
+                    f"{'broadcast' if v['broadcast'] else 'sharing'})" for g, v in self.groups.items()))
+
+    def spawn(self, role, **spec):
+        self.serial += 1
+        pid_name = f"{'m' if role == 'member' else 's'}{self.serial}"
+        base = os.path.join(self.workdir, pid_name)
+        spec.update(role=role, name=self.name, length=self.length, capacity=self.capacity,
+                    senders=self.senders, receivers=self.receivers, state=base + ".state",
+                    log=base + ".log", seed=self.rng.randrange(1 << 30), sid=self.serial,
+                    uvloop=self.rng.random() < 0.3)
+        _map(spec["state"], STATE_WORDS).close()
+        err = open(base + ".err", "w")
+        popen = subprocess.Popen([sys.executable, "-m", "cywhip._testing.lifecycle", "--child", json.dumps(spec)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        err.close()
+        p = Proc(pid_name, role, spec, popen, base + ".err", _now())
+        self.procs.append(p)
+        what = f"group {spec['group']!r} " if role == "member" else ""
+        self.event(f"start {role} {pid_name} {what}mode {spec['mode']} (pid {popen.pid})")
+        return p
+
+    def members(self, group=None):
+        return [p for p in self.procs if p.role == "member" and (group is None or p.group == group)]
+
+    def senders_(self):
+        return [p for p in self.procs if p.role == "sender"]
+
+    def running(self, procs):
+        return [p for p in procs if p.alive() and p.t_kill is None and p.t_close_cmd is None]
+
+    # -- actions
+
+    def join(self, group, drainer=False):
+        g = self.groups[group]
+        modes = list(PLAIN_MEMBER_MODES)
+        if "async" in self.features:
+            modes += ASYNC_MEMBER_MODES
+        mode = "on_batch" if drainer else self.rng.choice(modes)
+        timeout = self.rng.choice((0.05, 0.5, None)) if mode not in RECORD_BEFORE_TAKE else 0.2
+        if timeout is None and mode in ("try_recv",):
+            timeout = 0.1
+        self.figures["joins"] += 1
+        return self.spawn("member", group=group, durable=g["durable"], mode=mode, timeout=timeout,
+                          claim_delay=self.rng.choice((0, 0, 0.005, 0.02)) if not drainer else 0)
+
+    def start_sender(self):
+        modes = list(PLAIN_SENDER_MODES)
+        if "nowait" in self.features:
+            modes += NOWAIT_SENDER_MODES
+        if "async" in self.features:
+            modes += ASYNC_SENDER_MODES
+            if "nowait" in self.features:
+                modes += ASYNC_NOWAIT_SENDER_MODES
+        self.figures["senders"] += 1
+        return self.spawn("sender", mode=self.rng.choice(modes),
+                          claim_delay=self.rng.choice((0, 0, 0.005)))
+
+    def close(self, p):
+        p.t_close_cmd = _now()
+        self.event(f"close {p.id}")
+        if p.role == "member":
+            self.figures["leaves"] += 1
+        try:
+            p.popen.stdin.write("close\n")
+            p.popen.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass
+
+    def kill(self, p, why="kill"):
+        if p.t_kill is not None:
+            return
+        p.t_kill = _now()
+        p.stopped_at = None
+        try:
+            os.kill(p.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.popen.wait()
+        if p.role == "member" and p.mode not in RECORD_BEFORE_TAKE and p.get(S_IN_CALL):
+            p.killed_in_call = p.get(S_CALL_MAX)
+        self.figures["kills"] += 1
+        self.event(f"{why} {p.id}" + (" (open)" if p.opened() else " (while opening)")
+                   + (f" inside a call taking up to {p.killed_in_call}" if p.killed_in_call else ""))
+
+    def stop(self, p):
+        os.kill(p.popen.pid, signal.SIGSTOP)
+        p.stopped_at = _now()
+        p.fate = (self.rng.choice(("kill", "cont")) if "kill" in self.features else "cont",
+                  _now() + int(self.rng.uniform(0.005, 0.4) * NS))
+        self.figures["stops"] += 1
+        self.event(f"stop {p.id}" + (" (while opening)" if not p.opened() else ""))
+
+    def resume_due(self, force=False):
+        for p in self.procs:
+            if p.stopped_at is None:
+                continue
+            what, due = p.fate
+            if not force and _now() < due:
+                continue
+            p.stopped_at = None
+            if what == "kill":
+                self.kill(p, "kill stopped")
+            else:
+                os.kill(p.popen.pid, signal.SIGCONT)
+                self.event(f"resume {p.id}")
+            self.excused_until = max(self.excused_until, _now() + NS // 2)
+
+    def admin_call(self, kind, group=None):
+        """remove_group or remove_stale in a thread of this process (either may wait for a lock)."""
+        t_start = _now()
+        record = [kind, group, t_start, None, None]
+        self.admin.append(record)
+
+        def call():
+            try:
+                if kind == "remove_group":
+                    cywhip.remove_group(self.name, group)
+                    record[4] = "removed"
+                else:
+                    record[4] = "removed" if cywhip.remove_stale([self.name]) else "nothing"
+            except ChannelBusyError as exc:
+                record[4] = f"busy: {exc}"
+            except (KeyError, FileNotFoundError, ValueError) as exc:
+                record[4] = f"absent: {type(exc).__name__}"
+            except Exception as exc:    # noqa: BLE001 - reported as a failure
+                record[4] = f"error: {type(exc).__name__}: {exc}"
+            record[3] = _now()
+            self.event(f"{kind}{'(' + repr(group) + ')' if group else ''} -> {record[4]}", record[3])
+        self.event(f"{kind}{'(' + repr(group) + ')' if group else ''} starts")
+        self.admin_thread = threading.Thread(target=call, daemon=True)
+        self.admin_thread.start()
+
+    def admin_busy(self):
+        return self.admin_thread is not None and self.admin_thread.is_alive()
+
+    def blackout(self):
+        """Start new ends, then, as they open, kill every other end and remove the channel."""
+        self.figures["blackouts"] += 1
+        old = [p for p in self.procs if p.alive()]
+        self.event("blackout: start new ends, then kill every other one and call remove_stale")
+        for _ in range(self.rng.randint(1, 3)):
+            g = self.rng.choice(sorted(self.groups))
+            if not self.groups[g]["broadcast"]:
+                self.join(g)
+        self.start_sender()
+        time.sleep(self.rng.uniform(0.05, 0.35))
+        for p in old:
+            self.kill(p, "kill (blackout)")
+        self.admin_call("remove_stale")
+        self.excused_until = max(self.excused_until, _now() + 2 * NS)
+
+    # -- the schedule
+
+    def reap(self):
+        for p in self.procs:
+            if p.exit_seen or p.alive():
+                continue
+            p.exit_seen = True
+            rc = p.popen.returncode
+            if p.t_kill is not None:
+                continue
+            res = p.get(S_RESULT)
+            if res == R_BUSY:
+                self.figures["busy_joins"] += 1
+                err = p.stderr()
+                self.event(f"{p.id} could not open: {err.strip().splitlines()[-1] if err.strip() else '?'}")
+                if "processes 0, 0" in err or "(pids [0, 0" in err or "pids [0]" in err:
+                    self.fail("busy held by nobody", f"{p.id} ({p.role}, {p.mode}) was refused a place "
+                              f"that no live process held: {err.strip()[-600:]}", finding=10)
+                continue
+            if rc != 0 or res == R_ERROR:
+                err = p.stderr()
+                finding = 7 if "ChannelCorruptError" in err else None
+                self.fail("end raised", f"{p.id} ({p.role}, mode {p.mode}"
+                          + (f", group {p.group!r}" if p.group else "") + f") exited with {rc}:\n"
+                          + err.strip()[-2500:], finding=finding)
+            elif p.t_close_cmd is None:
+                self.fail("end stopped", f"{p.id} exited by itself ({rc}): {p.stderr()[-1000:]}")
+            else:
+                self.event(f"{p.id} closed")
+
+    def fail(self, kind, detail, at=None, finding=None):
+        f = Failure(kind, detail, at if at is not None else _now(), finding)
+        self.failures.append(f)
+        self.event(f"FAILURE {kind}")
+
+    def certainly_live_members(self, group):
+        return [p for p in self.members(group) if p.live() and p.stopped_at is None]
+
+    def group_present(self, group):
+        """Whether the group may be in the channel (generous: any member ever started)."""
+        return bool(self.members(group))
+
+    def check_progress(self):
+        now = _now()
+        confirmed = sum(p.get(S_CONFIRMED) for p in self.senders_())
+        if confirmed != self.progress[1]:
+            self.progress = (now, confirmed)
+            return
+        excuse = any(p.stopped_at is not None for p in self.procs) or self.admin_busy()
+        excuse = excuse or not any(p.live() for p in self.senders_())
+        # A durable group without a live member holds the senders, as it should; so does any
+        # group whose only members are opening or closing.
+        for g, v in self.groups.items():
+            if not self.certainly_live_members(g) and (v["durable"] and self.group_present(g)
+                                                        or any(p.alive() for p in self.members(g))):
+                excuse = True
+        if excuse:
+            self.excused_until = max(self.excused_until, now)
+            return
+        since = max(self.progress[0], self.excused_until)
+        if now - since > STALL_SECONDS * NS:
+            listing = _groups_listing(self.name)
+            finding = None
+            modes = {p.mode for p in self.senders_() if p.live()}
+            if modes and modes <= set(NOWAIT_SENDER_MODES + ASYNC_SENDER_MODES + ASYNC_NOWAIT_SENDER_MODES):
+                finding = 3
+            if not any(p.alive() for p in self.members()):
+                finding = 9
+            self.dump_stacks()
+            self.fail("stall", f"no sender made progress for {(now - since) / NS:.1f} s with every end "
+                      f"running and every durable group a live member; live senders "
+                      f"{[(p.id, p.mode) for p in self.senders_() if p.live()]}, live members "
+                      f"{[(p.id, p.group, p.mode) for p in self.members() if p.live()]}; groups {listing}"
+                      + self.stacks_text(), at=since, finding=finding)
+            raise _Abort()
+
+    def split_brain(self):
+        """A live end mapping a channel file that has lost its name: remove_stale() removed the
+        channel under it (no end of this run ever unlinks it)."""
+        path = f"/dev/shm/cywhip.{self.name} (deleted)"
+        for p in self.procs:
+            if not p.live() or p.stopped_at is not None:
+                continue
+            try:
+                with open(f"/proc/{p.popen.pid}/maps") as f:
+                    maps = f.read()
+            except OSError:
+                continue
+            if path in maps and p.live():
+                self.fail("split brain", f"{p.id} ({p.role} {p.mode}"
+                          + (f", group {p.group!r}" if p.group else "") + f", opened at "
+                          f"{self.rel(p.get(S_OPEN_END)):.3f} s) works on a channel file that remove_stale() "
+                          f"unlinked: ends opening later cannot reach it", at=p.get(S_OPEN_END),
+                          finding=4 if p.role == "member" else None)
+                return
+
+    def dump_stacks(self):
+        for p in self.procs:
+            if p.alive():
+                try:
+                    os.kill(p.popen.pid, signal.SIGUSR1)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.3)
+
+    def stacks_text(self):
+        out = []
+        for p in self.procs:
+            if p.alive():
+                err = p.stderr()
+                if "Thread" in err:
+                    out.append(f"\n  --- {p.id} ({p.role} {p.mode}) stacks:\n" + err[-1500:])
+        return "".join(out[:4])
+
+    def step(self):
+        rng = self.rng
+        live_senders = self.running(self.senders_())
+        if not live_senders or (len(live_senders) < self.senders and rng.random() < 0.05):
+            self.start_sender()
+        members = self.running(self.members())
+        # Keep a place free for a late join (and the drain).
+        room = self.receivers - len(members) - sum(1 for p in self.members() if p.alive() and p not in members)
+        choices = []
+        for g, v in self.groups.items():
+            gm = self.running(self.members(g))
+            if room > 0 and (not v["broadcast"] or not any(p.alive() for p in self.members(g))):
+                weight = 3 if not gm else 1
+                if v["durable"] and not gm and self.group_present(g):
+                    weight = 8
+                choices += [("join", g)] * weight
+        open_members = [p for p in members if p.stopped_at is None and p.opened()]
+        if open_members:
+            choices += [("close", None)] * 2
+            if "kill" in self.features:
+                choices += [("kill", None)] * 3
+        if "stop" in self.features and [p for p in self.procs if p.alive() and p.stopped_at is None]:
+            choices += [("stop", None)]
+        if len(live_senders) > 0:
+            choices += [("close_sender", None)] * (1 if len(live_senders) > 1 or rng.random() < 0.3 else 0)
+            if "kill" in self.features:
+                choices += [("kill_sender", None)]
+        if not self.admin_busy():
+            if "remove_group" in self.features:
+                choices += [("remove_group", None)] * 2
+            if "remove_stale" in self.features:
+                choices += [("remove_stale", None)]
+            if "blackout" in self.features and rng.random() < 0.15:
+                choices += [("blackout", None)]
+        if not choices:
+            return
+        what, g = rng.choice(choices)
+        if what == "join":
+            self.join(g)
+        elif what == "close":
+            self.close(rng.choice(open_members))
+        elif what == "kill":
+            opening = [p for p in members if not p.opened() and p.stopped_at is None]
+            self.kill(rng.choice(opening if opening and rng.random() < 0.15 else open_members))
+        elif what == "stop":
+            self.stop(rng.choice([p for p in self.procs if p.alive() and p.stopped_at is None
+                                  and p.t_kill is None]))
+        elif what == "close_sender":
+            self.close(rng.choice(live_senders))
+        elif what == "kill_sender":
+            opened = [p for p in live_senders if p.opened()]
+            self.kill(rng.choice(opened if opened and rng.random() < 0.85 else live_senders))
+        elif what == "remove_group":
+            self.figures["remove_group"] += 1
+            self.admin_call("remove_group", rng.choice(sorted(self.groups)))
+        elif what == "remove_stale":
+            self.figures["remove_stale"] += 1
+            self.admin_call("remove_stale")
+        elif what == "blackout":
+            self.figures["remove_stale"] += 1
+            self.blackout()
+
+    def run(self):
+        from cywhip import _region
+        delay_rng = random.Random(self.seed + 2)
+
+        def hook(point, path):
+            if point == "remove" and path.endswith(self.name):
+                time.sleep(delay_rng.random() * 0.02)    # stretch the removal's window
+        _region._test_hook = hook
+        unlink(self.name, missing_ok=True)
+        self.event(f"run seed {self.seed}: {self.describe()}")
+        try:
+            try:
+                deadline = self.t0 + int(self.seconds * NS)
+                while _now() < deadline and not self.failures:
+                    self.reap()
+                    self.resume_due()
+                    self.check_progress()
+                    if any(a[4] == "removed" and _now() - a[3] > NS // 2 for a in self.admin[-3:]):
+                        self.split_brain()
+                    if self.rng.random() < 0.4:
+                        self.step()
+                    time.sleep(self.rng.uniform(0.01, 0.1))
+                if not self.failures:
+                    self.finish()
+                self.reap()
+            except _Abort:
+                pass
+            if not self.failures:
+                self.check()
+        finally:
+            self.cleanup()
+        return self.failures
+
+    def finish(self):
+        """Stop the senders, give every group left a member, wait for the drain, close."""
+        self.event("finish: resume stopped ends, close the senders")
+        self.resume_due(force=True)
+        while self.admin_busy():
+            time.sleep(0.01)
+        for p in self.running(self.senders_()):
+            self.close(p)
+        self.wait_exit(self.senders_(), 15, "sender did not stop")
+        self.reap()
+        if self.failures:
+            return
+        deadline = _now() + 40 * NS
+        while _now() < deadline:
+            self.reap()
+            if self.failures:
+                return
+            listing = _groups_listing(self.name)
+            if listing is None:
+                break
+            if all(depth == 0 for _, depth, _ in listing):
+                break
+            for g, _, _ in listing:
+                if g not in self.groups:
+                    self.fail("unknown group", f"the channel lists group {g!r}, which no member named")
+                    return
+                if not any(p.alive() and p.t_close_cmd is None and p.t_kill is None for p in self.members(g)):
+                    self.join(g, drainer=True)
+            time.sleep(0.2)
+        else:
+            self.dump_stacks()
+            self.fail("drain stalled", f"the groups did not take every message within 40 s of the senders "
+                      f"closing: {_groups_listing(self.name)}" + self.stacks_text())
+            return
+        self.split_brain()
+        self.event("drained: close the members")
+        for p in self.running(self.members()):
+            if p.opened():
+                p.final = True
+                self.close(p)
+        for p in self.members():
+            if p.alive() and not p.final and p.t_close_cmd is None:
+                self.kill(p, "kill (never opened)")
+        self.wait_exit(self.members(), 15, "member did not close")
+
+    def wait_exit(self, procs, seconds, what):
+        deadline = time.monotonic() + seconds
+        for p in procs:
+            try:
+                p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.dump_stacks()
+                self.fail("hang", f"{what}: {p.id} ({p.role} {p.mode}) within {seconds} s" + self.stacks_text())
+                self.kill(p, "kill (hung)")
+
+    def cleanup(self):
+        from cywhip import _region
+        _region._test_hook = None
+        for p in self.procs:
+            if p.alive():
+                try:
+                    os.kill(p.popen.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            p.popen.wait()
+            if p.popen.stdin and not p.popen.stdin.closed:
+                try:
+                    p.popen.stdin.close()
+                except OSError:
+                    pass
+            p.state.close()
+        if self.admin_thread is not None:
+            self.admin_thread.join(10)
+        unlink(self.name, missing_ok=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- the check
+
+    def check(self):
+        senders = {}
+        for p in self.senders_():
+            attempts, confirms = _read_sender_log(p.spec["log"])
+            senders[p.spec["sid"]] = _SenderRecord(p, attempts, confirms)
+        admin = [a for a in self.admin if a[4] == "removed"]
+        for kind, group, t0, t1, _ in admin:
+            live = [p for p in self.procs if p.opened() and p.get(S_OPEN_END) < t0
+                    and (p.end_start() is None or p.end_start() > t1)
+                    and (kind == "remove_stale" or p.group == group)]
+            if live:
+                self.fail(f"{kind} removed a live end's channel" if kind == "remove_stale"
+                          else "remove_group removed a group with a live member",
+                          f"{kind}({group!r}) at {self.rel(t0):.3f}-{self.rel(t1):.3f} s removed while "
+                          f"{[p.id for p in live]} were open", at=t0, finding=4 if kind == "remove_stale" else None)
+        self.figures["removals"] = len(admin)
+        segments = []
+        for g, v in self.groups.items():
+            segments += self.segments(g, v, admin)
+        finals = [s for s in segments if s["final"]]
+        for s in segments:
+            self.check_segment(s, senders)
+        self.check_finals(finals, senders)
+        bcast = [s for s in segments if s["broadcast"] and len(s["order"]) > 1]
+        for i, a in enumerate(bcast):
+            for b in bcast[i + 1:]:
+                self.check_same_order(a, b)
+
+    def segments(self, group, v, admin):
+        members = sorted((p for p in self.members(group) if p.opened()), key=lambda p: p.get(S_OPEN_START))
+        out = []
+        cur = None
+        for p in members:
+            os_, oe = p.get(S_OPEN_START), p.get(S_OPEN_END)
+            if cur is not None and not self.removal_possible(cur, oe, v, group, admin):
+                cur["members"].append(p)
+                cur["cover"].append((oe, p.end_start() or 1 << 62))
+            else:
+                cur = dict(group=group, broadcast=v["broadcast"], durable=v["durable"], members=[p],
+                           start=os_, created=oe, cover=[(os_, p.end_start() or 1 << 62)])
+                out.append(cur)
+        for s in out:
+            s["final"] = any(p.final for p in s["members"])
+            self.read_segment(s)
+        return out
+
+    def removal_possible(self, seg, until, v, group, admin):
+        """Could the segment's group have been removed before ``until``, after it was created?"""
+        start = seg["start"]
+        # The times in [start, until] that no member certainly lived through.
+        gaps = []
+        t = start
+        for a, b in sorted(seg["cover"]):
+            if a > t:
+                gaps.append((t, min(a, until)))
+            t = max(t, b)
+            if t >= until:
+                break
+        if t < until:
+            gaps.append((t, until))
+        gaps = [(a, b) for a, b in gaps if a < b]
+        if not gaps:
+            return False
+        if not v["durable"]:
+            return True
+        for kind, g, t0, t1, _ in admin:
+            if kind == "remove_stale" or g == group:
+                if any(a <= t1 and t0 <= b for a, b in gaps):
+                    return True
+        return False
+
+    def read_segment(self, s):
+        recs = []       # (sid, seq, member, unit, ok, excusable)
+        for p in s["members"]:
+            rows = _read_member_log(p.spec["log"])
+            last_unit = rows[-1][2] if rows else None
+            given_back = p.t_kill is not None and p.mode in RECORD_BEFORE_TAKE
+            for sid, seq, unit, ok in rows:
+                recs.append((sid, seq, p, unit, ok, given_back and unit == last_unit))
+        s["recs"] = recs
+        s["excused"] = sum(p.killed_in_call for p in s["members"])
+        seen = set()
+        order = []
+        for sid, seq, *_ in recs:
+            if (sid, seq) not in seen:
+                seen.add((sid, seq))
+                order.append((sid, seq))
+        s["order"] = order
+        s["set"] = seen
+
+    def seg_name(self, s):
+        return (f"group {s['group']!r} ({'durable' if s['durable'] else 'non-durable'}, "
+                f"{'broadcast' if s['broadcast'] else 'sharing'}) segment from {self.rel(s['start']):.3f} s, "
+                f"members {[p.id for p in s['members']]}")
+
+    def check_segment(self, s, senders):
+        self.figures["messages"] += len(s["recs"])
+        copies = {}
+        for sid, seq, p, unit, ok, excusable in s["recs"]:
+            if not ok:
+                self.fail("torn message", f"{self.seg_name(s)}: {p.id} received a message that is not "
+                          f"whole (reads as sender {sid} message {seq})", at=p.get(S_OPEN_END))
+                return
+            snd = senders.get(sid)
+            if snd is None or seq >= snd.attempted:
+                self.fail("invented message", f"{self.seg_name(s)}: {p.id} received sender {sid}'s message "
+                          f"{seq}, which it never sent", at=p.get(S_OPEN_END))
+                return
+            c = copies.setdefault((sid, seq), [0, 0, []])
+            c[0] += 1
+            c[1] += excusable
+            c[2].append(p.id)
+        twice = [(k, c) for k, c in copies.items() if c[0] - c[1] > 1]
+        self.figures["redelivered"] += sum(c[0] - 1 for c in copies.values() if c[0] > 1)
+        if twice:
+            (sid, seq), c = min(twice)
+            self.fail("delivered twice", f"{self.seg_name(s)}: {len(twice)} messages delivered more than once "
+                      f"and not given back by a killed member, first sender {sid} message {seq} "
+                      f"(by {c[2]}); others {[k for k, _ in sorted(twice)[1:8]]}",
+                      at=senders[sid].start(seq))
+        if s["broadcast"]:
+            # Per sender in order without gaps; the excused gaps of killed take-then-record calls.
+            last = {}
+            gaps = 0
+            for sid, seq in s["order"]:
+                if sid in last and seq != last[sid] + 1:
+                    if seq <= last[sid]:
+                        self.fail("reordered", f"{self.seg_name(s)}: sender {sid} message {seq} after "
+                                  f"{last[sid]}", at=senders[sid].start(seq))
+                        return
+                    gaps += seq - last[sid] - 1
+                    if gaps > s["excused"]:
+                        self.fail("lost", f"{self.seg_name(s)}: sender {sid}'s messages {last[sid] + 1}.."
+                                  f"{seq - 1} missing between {last[sid]} and {seq} (excused: {s['excused']})",
+                                  at=senders[sid].start(last[sid] + 1))
+                        return
+                last[sid] = max(last.get(sid, seq), seq)
+            # What was sent after the segment was created must be there if anything later is.
+            firsts = {}
+            for sid, seq in s["order"]:
+                firsts.setdefault(sid, seq)
+            for sid, snd in senders.items():
+                if sid not in firsts:
+                    continue
+                need = _first_after(snd, s["created"])
+                if need is not None and firsts[sid] > need + s["excused"]:
+                    self.fail("late start", f"{self.seg_name(s)}: sender {sid}'s first message delivered is "
+                              f"{firsts[sid]}, but {need} was sent after the segment was created "
+                              f"(at {self.rel(s['created']):.3f} s)", at=s["created"])
+                    return
+            self.figures["excused"] += gaps
+
+    def check_finals(self, finals, senders):
+        ends = {}
+        for s in finals:
+            missing = []
+            for sid, snd in senders.items():
+                got = sorted(q for (i, q) in s["set"] if i == sid)
+                need = _first_after(snd, s["created"])
+                lo = got[0] if got else need
+                if need is not None and lo is not None:
+                    lo = min(lo, need)
+                if lo is None:
+                    continue
+                hi = snd.confirmed if not snd.killed else max(snd.confirmed, (got[-1] + 1) if got else 0)
+                have = set(got)
+                missing += [(sid, q) for q in range(lo, hi) if q not in have]
+                if snd.killed and got:
+                    ends.setdefault(sid, []).append((got[-1], s))
+            if len(missing) > s["excused"]:
+                sid, q = missing[0]
+                self.fail("lost", f"{self.seg_name(s)} (alive at the end, drained): {len(missing)} messages "
+                          f"never delivered (excused {s['excused']}), first sender {sid} message {q}; "
+                          f"{sorted(missing)[:12]}", at=senders[sid].start(q))
+            self.figures["excused"] += min(len(missing), s["excused"])
+        for sid, lst in ends.items():
+            if len({e for e, _ in lst}) > 1:
+                self.fail("groups disagree", f"killed sender {sid}'s last message differs between groups: "
+                          + ", ".join(f"{e} in {self.seg_name(s)}" for e, s in lst))
+
+    def check_same_order(self, a, b):
+        pos = {k: i for i, k in enumerate(a["order"])}
+        last, prev = -1, None
+        for k in b["order"]:
+            i = pos.get(k)
+            if i is None:
+                continue
+            if i < last:
+                self.fail("orders differ", f"{self.seg_name(a)} has {prev} before {k}, {self.seg_name(b)} "
+                          f"the other way round")
+                return
+            last, prev = i, k
+
+    # -- the report
+
+    def report_failures(self):
+        out = []
+        for f in self.failures:
+            out.append(f"FAILURE seed {self.seed}: {f.kind}"
+                       + (f" (most likely finding {f.finding} of issue 24)" if f.finding else ""))
+            out.append(f"  replay the schedule: python -m cywhip._testing.lifecycle --runs 1 --seed {self.seed} "
+                       f"--seconds {self.seconds:g} --features {','.join(sorted(self.features))}")
+            out.append(f"  channel: {self.describe()}")
+            out.append("  " + f.detail.replace("\n", "\n  "))
+            out.append("  trail (seconds from the start of the run):")
+            at = f.at or self.events[-1][0]
+            window = [e for e in self.events if e[0] <= at + NS]
+            for t, text in ([self.events[0]] if window[:1] != self.events[:1] else []) + window[-45:]:
+                out.append(f"    {self.rel(t):8.3f}  {text}")
+        return "\n".join(out)
+
+
+class _Abort(Exception):
+    pass
+
+
+def _groups_listing(name):
+    """[(group, depth, members)] of the channel, or None if it does not exist."""
+    for c in cywhip.channels():
+        if c.name == name:
+            return [(g.name, g.depth, g.members) for g in c.groups]
+    return None
+
+
+def _first_after(snd, t):
+    """The first message of a sender whose send began after time t and was confirmed (None if none)."""
+    return snd.first_after(t)
+
+
+class _SenderRecord:
+    """A sender incarnation's log: what it attempted (and when each message was first tried), what
+    it confirmed."""
+
+    def __init__(self, proc, attempts, confirms):
+        self.proc = proc
+        self.killed = proc.t_kill is not None
+        self.attempted = max((f + c for f, c, _ in attempts), default=0)
+        self.confirmed = max((f + c for f, c, _ in confirms), default=0)
+        # (time of an attempt, every seq below this was first tried before it)
+        self.times, self.below = [], []
+        hi = 0
+        for first, count, t in attempts:
+            self.times.append(t)
+            self.below.append(hi)
+            hi = max(hi, first + count)
+
+    def first_after(self, t):
+        j = bisect.bisect_right(self.times, t)
+        if j >= len(self.times):
+            return None
+        seq = self.below[j]
+        return seq if seq < self.confirmed else None
+
+    def start(self, seq):
+        """When message seq was first tried (None if never)."""
+        j = bisect.bisect_right(self.below, seq) - 1
+        return self.times[j] if 0 <= j < len(self.times) else None
+
+
+def _read_member_log(path):
+    try:
+        data = open(path, "rb").read()
+    except FileNotFoundError:
+        return []
+    data = data[:len(data) - len(data) % REC.size]
+    return [REC.unpack_from(data, k) for k in range(0, len(data), REC.size)]
+
+
+def _read_sender_log(path):
+    try:
+        data = open(path, "rb").read()
+    except FileNotFoundError:
+        return [], []
+    data = data[:len(data) - len(data) % SREC.size]
+    attempts, confirms = [], []
+    for k in range(0, len(data), SREC.size):
+        kind, first, count, t = SREC.unpack_from(data, k)
+        (attempts if kind == ATTEMPT else confirms).append((first, count, t))
+    return attempts, confirms
+
+
+def fuzz(runs, seconds, seed=0, features=FEATURES, log=print, verbose=False):
+    """Run the fuzzer; return its figures (a dict, with ``failures``: the failure reports)."""
+    totals = dict(runs=0, kills=0, stops=0, joins=0, leaves=0, senders=0, removals=0, remove_group=0,
+                  remove_stale=0, blackouts=0, busy_joins=0, messages=0, excused=0, redelivered=0)
+    reports = []
+    t0 = time.monotonic()
+    for k in range(runs):
+        run = Run(seed + k, seconds, features, log=log, verbose=verbose)
+        failures = run.run()
+        totals["runs"] += 1
+        for key, v in run.figures.items():
+            totals[key] += v
+        if failures:
+            text = run.report_failures()
+            reports.append({"seed": run.seed, "kinds": [f.kind for f in failures],
+                            "findings": [f.finding for f in failures], "text": text})
+            log(text)
+        else:
+            log(f"run seed {run.seed}: ok ({run.describe()}; {run.figures['messages']} deliveries checked, "
+                f"{run.figures['kills']} kills)")
+    totals["failures"] = reports
+    totals["seconds"] = round(time.monotonic() - t0, 1)
+    return totals
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        return child_main(argv[1])
+    ap = argparse.ArgumentParser(prog="python -m cywhip._testing.lifecycle", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--seconds", type=float, default=10.0, help="length of each run's schedule")
+    ap.add_argument("--seed", type=int, default=None, help="seed of the first run (default: random)")
+    ap.add_argument("--features", default=",".join(FEATURES),
+                    help=f"comma-separated, from {', '.join(FEATURES)} (default: all)")
+    ap.add_argument("--verbose", action="store_true", help="print every event as it happens")
+    args = ap.parse_args(argv)
+    features = [f for f in args.features.split(",") if f]
+    unknown = set(features) - set(FEATURES)
+    if unknown:
+        ap.error(f"unknown features {sorted(unknown)}; choose from {', '.join(FEATURES)}")
+    seed = args.seed if args.seed is not None else random.randrange(1 << 31)
+    totals = fuzz(args.runs, args.seconds, seed, features, verbose=args.verbose)
+    failures = totals.pop("failures")
+    print(f"runs {totals['runs']}, kills {totals['kills']}, stops {totals['stops']}, joins {totals['joins']}, "
+          f"leaves {totals['leaves']}, sender starts {totals['senders']}, removals {totals['removals']} "
+          f"(remove_group calls {totals['remove_group']}, remove_stale calls {totals['remove_stale']}, "
+          f"blackouts {totals['blackouts']}), busy joins {totals['busy_joins']}, deliveries checked "
+          f"{totals['messages']} (given back and delivered again {totals['redelivered']}, excused as "
+          f"unrecorded at a kill {totals['excused']}), failures {len(failures)} "
+          f"(seeds {[f['seed'] for f in failures]}), {totals['seconds']} s; first seed {seed}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
