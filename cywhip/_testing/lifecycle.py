@@ -79,6 +79,7 @@ HEAD = struct.Struct("<III")          # sender id, sequence number, CRC-32 of th
 REC = struct.Struct("<IIII")          # a member's log: sender id, seq, unit, whole (1) or not (0)
 SREC = struct.Struct("<IIIq")         # a sender's log: kind (ATTEMPT, CONFIRM), first seq, count, ns
 ATTEMPT, CONFIRM = 1, 2
+FAULTS = ("drop", "dup", "torn", "invent", "reorder")
 WORD = struct.Struct("<q")
 # State words of a child (int64, in a file mapped by the child and the driver).
 S_OPEN_START, S_OPEN_END, S_IN_CALL, S_CALL_MAX, S_CLOSE_START, S_CLOSE_END, S_CONFIRMED, \
@@ -93,7 +94,7 @@ PLAIN_SENDER_MODES = ("send", "send_many")
 NOWAIT_SENDER_MODES = ("try_send", "send0")
 ASYNC_SENDER_MODES = ("asend", "asend_many")
 ASYNC_NOWAIT_SENDER_MODES = ("atry_send",)
-STALL_SECONDS = 6.0
+STALL_SECONDS = 10.0
 NS = 1_000_000_000
 
 
@@ -182,11 +183,27 @@ def run_member(spec):
     timeout = spec["timeout"]
     unit = [0]
 
+    fault = spec.get("fault")
+    seen = [0]
+
     def record(msgs):
         unit[0] += 1
         out = []
         for m in msgs:
             sid, seq, ok = parse(m, length)
+            seen[0] += 1
+            if fault and seen[0] == 50:
+                # The checker's own test: a member that misreports one delivery.
+                if fault == "drop":
+                    continue
+                if fault == "dup":
+                    out.append(REC.pack(sid, seq, unit[0], ok))
+                elif fault == "torn":
+                    ok = False
+                elif fault == "invent":
+                    seq += 1 << 20
+                elif fault == "reorder":
+                    seq -= 2
             out.append(REC.pack(sid, seq, unit[0], ok))
         if out:
             os.write(ch.log, b"".join(out))
@@ -495,8 +512,9 @@ class Failure(Exception):
 
 
 class Run:
-    def __init__(self, seed, seconds, features=FEATURES, log=print, verbose=False):
+    def __init__(self, seed, seconds, features=FEATURES, log=print, verbose=False, fault=None):
         self.seed = seed
+        self.fault = fault
         self.seconds = seconds
         self.features = set(features)
         self.log = log
@@ -585,6 +603,7 @@ class Run:
             timeout = 0.1
         self.figures["joins"] += 1
         return self.spawn("member", group=group, durable=g["durable"], mode=mode, timeout=timeout,
+                          fault=self.fault,
                           claim_delay=self.rng.choice((0, 0, 0.005, 0.02)) if not drainer else 0)
 
     def start_sender(self):
@@ -810,7 +829,8 @@ class Run:
     def step(self):
         rng = self.rng
         live_senders = self.running(self.senders_())
-        if not live_senders or (len(live_senders) < self.senders and rng.random() < 0.05):
+        alive_senders = [p for p in self.senders_() if p.alive() and p.t_kill is None]
+        if len(alive_senders) < self.senders and (not live_senders or rng.random() < 0.05):
             self.start_sender()
         members = self.running(self.members())
         # Keep a place free for a late join (and the drain).
@@ -830,7 +850,8 @@ class Run:
                 choices += [("kill", None)] * 3
         if "stop" in self.features and [p for p in self.procs if p.alive() and p.stopped_at is None]:
             choices += [("stop", None)]
-        if len(live_senders) > 0:
+        opened_senders = [p for p in live_senders if p.opened() and p.stopped_at is None]
+        if opened_senders:
             choices += [("close_sender", None)] * (1 if len(live_senders) > 1 or rng.random() < 0.3 else 0)
             if "kill" in self.features:
                 choices += [("kill_sender", None)]
@@ -855,10 +876,9 @@ class Run:
             self.stop(rng.choice([p for p in self.procs if p.alive() and p.stopped_at is None
                                   and p.t_kill is None]))
         elif what == "close_sender":
-            self.close(rng.choice(live_senders))
+            self.close(rng.choice(opened_senders))
         elif what == "kill_sender":
-            opened = [p for p in live_senders if p.opened()]
-            self.kill(rng.choice(opened if opened and rng.random() < 0.85 else live_senders))
+            self.kill(rng.choice(opened_senders if rng.random() < 0.85 else live_senders))
         elif what == "remove_group":
             self.figures["remove_group"] += 1
             self.admin_call("remove_group", rng.choice(sorted(self.groups)))
@@ -881,7 +901,14 @@ class Run:
         self.event(f"run seed {self.seed}: {self.describe()}")
         try:
             try:
-                deadline = self.t0 + int(self.seconds * NS)
+                # The first ends, open before the schedule's clock starts (processes start
+                # slowly on a loaded machine).
+                first = [self.start_sender()] + [self.join(g) for g in self.groups]
+                limit = _now() + 60 * NS
+                while not all(p.opened() or not p.alive() for p in first) and _now() < limit:
+                    time.sleep(0.02)
+                self.progress = (_now(), 0)
+                deadline = _now() + int(self.seconds * NS)
                 while _now() < deadline and not self.failures:
                     self.reap()
                     self.resume_due()
@@ -1261,14 +1288,14 @@ def _read_sender_log(path):
     return attempts, confirms
 
 
-def fuzz(runs, seconds, seed=0, features=FEATURES, log=print, verbose=False):
+def fuzz(runs, seconds, seed=0, features=FEATURES, log=print, verbose=False, fault=None):
     """Run the fuzzer; return its figures (a dict, with ``failures``: the failure reports)."""
     totals = dict(runs=0, kills=0, stops=0, joins=0, leaves=0, senders=0, removals=0, remove_group=0,
                   remove_stale=0, blackouts=0, busy_joins=0, messages=0, excused=0, redelivered=0)
     reports = []
     t0 = time.monotonic()
     for k in range(runs):
-        run = Run(seed + k, seconds, features, log=log, verbose=verbose)
+        run = Run(seed + k, seconds, features, log=log, verbose=verbose, fault=fault)
         failures = run.run()
         totals["runs"] += 1
         for key, v in run.figures.items():
@@ -1298,13 +1325,19 @@ def main(argv=None):
     ap.add_argument("--features", default=",".join(FEATURES),
                     help=f"comma-separated, from {', '.join(FEATURES)} (default: all)")
     ap.add_argument("--verbose", action="store_true", help="print every event as it happens")
+    ap.add_argument("--fault", choices=FAULTS, default=None,
+                    help="the checker's own test: every member misreports its 50th delivery so")
     args = ap.parse_args(argv)
     features = [f for f in args.features.split(",") if f]
     unknown = set(features) - set(FEATURES)
     if unknown:
         ap.error(f"unknown features {sorted(unknown)}; choose from {', '.join(FEATURES)}")
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
-    totals = fuzz(args.runs, args.seconds, seed, features, verbose=args.verbose)
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)     # through each run's cleanup: no child, no file left
+    signal.signal(signal.SIGTERM, on_term)
+    totals = fuzz(args.runs, args.seconds, seed, features, verbose=args.verbose, fault=args.fault)
     failures = totals.pop("failures")
     print(f"runs {totals['runs']}, kills {totals['kills']}, stops {totals['stops']}, joins {totals['joins']}, "
           f"leaves {totals['leaves']}, sender starts {totals['senders']}, removals {totals['removals']} "
