@@ -49,7 +49,11 @@ led to it.  Exit status 1 if any run failed.
 ``--features`` chooses what the schedule does (default: all): ``async`` (asyncio ends),
 ``nondurable`` (non-durable groups), ``many`` (max_senders > 1), ``remove_group``,
 ``remove_stale``, ``blackout`` (kill every end, then remove_stale while new ends start),
-``stop`` (SIGSTOP then kill or resume), ``kill``, ``nowait`` (try_send and send with timeout 0).
+``stop`` (SIGSTOP then kill or resume), ``kill``, ``nowait`` (try_send and send with timeout 0),
+``jitter`` (every end runs under an LD_PRELOAD shim that sleeps up to a few milliseconds around
+the byte locks of joins, closes and removals, stretching their windows), ``burst`` (close up to
+three members at once, remove a group and join another in the same moment), ``quiet`` (with only
+non-durable groups: close every member and check that the senders go on without any group).
 """
 import argparse
 import asyncio
@@ -74,7 +78,7 @@ from cywhip.errors import ChannelBusyError, ChannelClosedError, ReceiveTimeout, 
 from cywhip._testing.crash import _map
 
 FEATURES = ("async", "nondurable", "many", "remove_group", "remove_stale", "blackout", "stop", "kill",
-            "nowait")
+            "nowait", "jitter", "burst", "quiet")
 HEAD = struct.Struct("<III")          # sender id, sequence number, CRC-32 of the rest
 REC = struct.Struct("<IIII")          # a member's log: sender id, seq, unit, whole (1) or not (0)
 SREC = struct.Struct("<IIIq")         # a sender's log: kind (ATTEMPT, CONFIRM), first seq, count, ns
@@ -96,6 +100,87 @@ ASYNC_SENDER_MODES = ("asend", "asend_many")
 ASYNC_NOWAIT_SENDER_MODES = ("atry_send",)
 STALL_SECONDS = 10.0
 NS = 1_000_000_000
+
+
+# Sleeps around open-file-description byte locks (fcntl F_OFD_SETLK/F_OFD_GETLK), the locks of
+# joins, closes and removals: a random delay before a lock attempt and after a successful one,
+# so that these steps interleave in ways their short windows rarely allow.
+SHIM_SOURCE = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#ifndef F_OFD_GETLK
+#define F_OFD_GETLK 36
+#define F_OFD_SETLK 37
+#endif
+static int (*real_fcntl)(int, int, ...);
+static unsigned seed;
+static long max_us = -1;
+static void jitter(int scale)
+{
+    if (max_us < 0) {
+        const char *e = getenv("CYWHIP_LIFECYCLE_JITTER_US");
+        max_us = e ? atol(e) : 0;
+        seed = (unsigned)getpid() * 2654435761u;
+    }
+    if (max_us <= 0)
+        return;
+    seed = seed * 1103515245u + 12345u;
+    if ((seed >> 16) % 4 != 0)
+        return;
+    seed = seed * 1103515245u + 12345u;
+    long us = (long)((seed >> 8) % (unsigned)(max_us / scale + 1));
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+static int call(int fd, int cmd, void *arg)
+{
+    if (!real_fcntl)
+        real_fcntl = (int (*)(int, int, ...))dlsym(RTLD_NEXT, "fcntl");
+    if (cmd != F_OFD_SETLK && cmd != F_OFD_GETLK)
+        return real_fcntl(fd, cmd, arg);
+    struct flock *fl = arg;
+    int unlock = fl->l_type == F_UNLCK;
+    jitter(cmd == F_OFD_GETLK ? 8 : 1);
+    int rc = real_fcntl(fd, cmd, arg);
+    if (rc == 0 && cmd == F_OFD_SETLK && !unlock)
+        jitter(1);
+    return rc;
+}
+int fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return call(fd, cmd, arg);
+}
+int fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return call(fd, cmd, arg);
+}
+"""
+
+
+def build_shim(directory):
+    """Compile the lock-jitter shim into directory; its path, or None without a C compiler."""
+    src = os.path.join(directory, "jitter.c")
+    out = os.path.join(directory, "jitter.so")
+    with open(src, "w") as f:
+        f.write(SHIM_SOURCE)
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if cc is None:
+        return None
+    rc = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", out, src, "-ldl"], capture_output=True)
+    return out if rc.returncode == 0 else None
 
 
 def payload(sid, seq, length):
@@ -164,10 +249,10 @@ class _Child:
             kw.update(group=s["group"], durable=s["durable"])
         return kw
 
-    def open(self, cls, **extra):
+    def open(self, cls, *args, **extra):
         self.put(S_OPEN_START, _now())
         try:
-            end = cls(self.spec["name"], **self.kw(), **extra)
+            end = cls(self.spec["name"], *args, **self.kw(), **extra)
         except ChannelBusyError as exc:
             self.put(S_RESULT, R_BUSY)
             print(f"busy: {exc} (pids {exc.pids})", file=sys.stderr, flush=True)
@@ -355,11 +440,23 @@ def run_sender(spec):
     def gap():
         return rng.random() * 0.003 if rng.random() < 0.7 else 0
 
+    serializer = None
+    if spec.get("slow"):
+        half = length // 2
+
+        def serializer(msg, buffer):
+            # In two halves, now and then with a pause between (after the claim, before the
+            # publish): a stop or a kill lands mid-copy, leaving a hole.
+            buffer.write(msg[:half])
+            if rng.random() < 0.05:
+                time.sleep(0.0005)
+            buffer.write(msg[half:])
+
     if mode in ASYNC_SENDER_MODES + ASYNC_NOWAIT_SENDER_MODES:
         import cywhip.asyncio as ca
 
         async def main():
-            tx = ch.open(ca.Sender)
+            tx = ch.open(ca.Sender, serializer)
             while not ch.stop.is_set():
                 if mode == "asend":
                     msgs = before(1)
@@ -392,7 +489,7 @@ def run_sender(spec):
             ch.put(S_CLOSE_END, _now())
         _run_loop(spec, main())
         return
-    tx = ch.open(Sender)
+    tx = ch.open(Sender, serializer)
     while not ch.stop.is_set():
         if mode == "send":
             msgs = before(1)
@@ -512,9 +609,11 @@ class Failure(Exception):
 
 
 class Run:
-    def __init__(self, seed, seconds, features=FEATURES, log=print, verbose=False, fault=None):
+    def __init__(self, seed, seconds, features=FEATURES, log=print, verbose=False, fault=None, shim=None):
         self.seed = seed
         self.fault = fault
+        self.shim = shim if "jitter" in features else None
+        self.quiet = None
         self.seconds = seconds
         self.features = set(features)
         self.log = log
@@ -572,8 +671,12 @@ class Run:
                     uvloop=self.rng.random() < 0.3)
         _map(spec["state"], STATE_WORDS).close()
         err = open(base + ".err", "w")
+        env = None
+        if self.shim and self.rng.random() < 0.7:
+            env = dict(os.environ, LD_PRELOAD=self.shim,
+                       CYWHIP_LIFECYCLE_JITTER_US=str(self.rng.choice((300, 2000, 8000))))
         popen = subprocess.Popen([sys.executable, "-m", "cywhip._testing.lifecycle", "--child", json.dumps(spec)],
-                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, text=True)
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, text=True, env=env)
         err.close()
         p = Proc(pid_name, role, spec, popen, base + ".err", _now())
         self.procs.append(p)
@@ -615,7 +718,7 @@ class Run:
             if "nowait" in self.features:
                 modes += ASYNC_NOWAIT_SENDER_MODES
         self.figures["senders"] += 1
-        return self.spawn("sender", mode=self.rng.choice(modes),
+        return self.spawn("sender", mode=self.rng.choice(modes), slow=self.rng.random() < 0.5,
                           claim_delay=self.rng.choice((0, 0, 0.005)))
 
     def close(self, p):
@@ -705,8 +808,14 @@ class Run:
             g = self.rng.choice(sorted(self.groups))
             if not self.groups[g]["broadcast"]:
                 self.join(g)
+        new = [p for p in self.procs if p not in old]
         self.start_sender()
-        time.sleep(self.rng.uniform(0.05, 0.35))
+        # Until one of them is opening (processes start slowly on a loaded machine), then
+        # remove the channel as they open.
+        limit = _now() + 10 * NS
+        while not any(p.get(S_OPEN_START) for p in new) and _now() < limit:
+            time.sleep(0.002)
+        time.sleep(self.rng.random() * 0.01)
         for p in old:
             self.kill(p, "kill (blackout)")
         self.admin_call("remove_stale")
@@ -826,8 +935,62 @@ class Run:
                     out.append(f"\n  --- {p.id} ({p.role} {p.mode}) stacks:\n" + err[-1500:])
         return "".join(out[:4])
 
+    def burst(self, open_members):
+        """Members closing together while a group is removed and another joins."""
+        self.event("burst: close members, remove a group, join another")
+        chosen = self.rng.sample(open_members, min(len(open_members), self.rng.randint(2, 3)))
+        for p in chosen:
+            self.close(p)
+        if not self.admin_busy() and "remove_group" in self.features:
+            self.figures["remove_group"] += 1
+            self.admin_call("remove_group", self.rng.choice([p.group for p in chosen]))
+        others = [g for g in self.groups if g not in {p.group for p in chosen}] or sorted(self.groups)
+        g = self.rng.choice(others)
+        if not self.groups[g]["broadcast"] or not any(p.alive() for p in self.members(g)):
+            self.join(g)
+
+    def start_quiet(self):
+        """Every group non-durable: close every member, join none for a while; the senders
+        must go on (a channel whose groups have all left does not hold them)."""
+        self.event("quiet: close every member, no joins for 2 s")
+        for p in self.running(self.members()):
+            if p.opened():
+                self.close(p)
+            else:
+                self.kill(p, "kill (quiet)")
+        self.quiet = dict(until=_now() + 2 * NS, base=None)
+
+    def check_quiet(self):
+        q = self.quiet
+        now = _now()
+        if any(p.alive() for p in self.members()) or any(p.stopped_at is not None for p in self.procs):
+            q["base"] = None        # not quiet yet
+            q["until"] = max(q["until"], now + NS)
+            if now - q["until"] > 20 * NS:
+                self.quiet = None
+            return True
+        live = [p for p in self.senders_() if p.live() and p.stopped_at is None]
+        if q["base"] is None:
+            q["base"] = (now, {p.id: p.get(S_CONFIRMED) for p in live})
+            q["until"] = now + int(1.5 * NS)
+            return True
+        if now < q["until"]:
+            return True
+        t, base = q["base"]
+        moved = {p.id: p.get(S_CONFIRMED) - base[p.id] for p in live if p.id in base}
+        self.quiet = None
+        if moved and max(moved.values()) <= self.capacity:
+            self.fail("senders held", f"no member and only non-durable groups for {(now - t) / NS:.1f} s, and "
+                      f"the senders sent {moved} (ring of {self.capacity}): the groups that left still "
+                      f"hold them; groups {_groups_listing(self.name)}", at=t, finding=9)
+        else:
+            self.event(f"quiet over: senders sent {moved}")
+        return False
+
     def step(self):
         rng = self.rng
+        if self.quiet is not None and self.check_quiet():
+            return
         live_senders = self.running(self.senders_())
         alive_senders = [p for p in self.senders_() if p.alive() and p.t_kill is None]
         if len(alive_senders) < self.senders and (not live_senders or rng.random() < 0.05):
@@ -862,6 +1025,11 @@ class Run:
                 choices += [("remove_stale", None)]
             if "blackout" in self.features and rng.random() < 0.15:
                 choices += [("blackout", None)]
+            if "burst" in self.features and len(open_members) >= 2:
+                choices += [("burst", None)]
+        if ("quiet" in self.features and open_members and rng.random() < 0.1
+                and not any(v["durable"] for v in self.groups.values())):
+            choices += [("quiet", None)]
         if not choices:
             return
         what, g = rng.choice(choices)
@@ -888,6 +1056,10 @@ class Run:
         elif what == "blackout":
             self.figures["remove_stale"] += 1
             self.blackout()
+        elif what == "burst":
+            self.burst(open_members)
+        elif what == "quiet":
+            self.start_quiet()
 
     def run(self):
         from cywhip import _region
@@ -1294,8 +1466,22 @@ def fuzz(runs, seconds, seed=0, features=FEATURES, log=print, verbose=False, fau
                   remove_stale=0, blackouts=0, busy_joins=0, messages=0, excused=0, redelivered=0)
     reports = []
     t0 = time.monotonic()
+    shim_dir = tempfile.mkdtemp(prefix="cywhip-lifecycle-shim-")
+    try:
+        shim = build_shim(shim_dir) if "jitter" in features else None
+        if "jitter" in features and shim is None:
+            log("no C compiler: running without the lock-jitter shim")
+        _fuzz_runs(runs, seconds, seed, features, log, verbose, fault, shim, totals, reports)
+    finally:
+        shutil.rmtree(shim_dir, ignore_errors=True)
+    totals["failures"] = reports
+    totals["seconds"] = round(time.monotonic() - t0, 1)
+    return totals
+
+
+def _fuzz_runs(runs, seconds, seed, features, log, verbose, fault, shim, totals, reports):
     for k in range(runs):
-        run = Run(seed + k, seconds, features, log=log, verbose=verbose, fault=fault)
+        run = Run(seed + k, seconds, features, log=log, verbose=verbose, fault=fault, shim=shim)
         failures = run.run()
         totals["runs"] += 1
         for key, v in run.figures.items():
@@ -1308,9 +1494,6 @@ def fuzz(runs, seconds, seed=0, features=FEATURES, log=print, verbose=False, fau
         else:
             log(f"run seed {run.seed}: ok ({run.describe()}; {run.figures['messages']} deliveries checked, "
                 f"{run.figures['kills']} kills)")
-    totals["failures"] = reports
-    totals["seconds"] = round(time.monotonic() - t0, 1)
-    return totals
 
 
 def main(argv=None):
