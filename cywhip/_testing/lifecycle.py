@@ -53,7 +53,9 @@ led to it.  Exit status 1 if any run failed.
 ``jitter`` (every end runs under an LD_PRELOAD shim that sleeps up to a few milliseconds around
 the byte locks of joins, closes and removals, stretching their windows), ``burst`` (close up to
 three members at once, remove a group and join another in the same moment), ``quiet`` (with only
-non-durable groups: close every member and check that the senders go on without any group).
+non-durable groups: close every member and check that the senders go on without any group),
+``orphan`` (kill every member of a non-durable group, join none for a while, every other group
+keeping its members: the senders must go on).
 """
 import argparse
 import asyncio
@@ -78,7 +80,7 @@ from cywhip.errors import ChannelBusyError, ChannelClosedError, ReceiveTimeout, 
 from cywhip._testing.crash import _map
 
 FEATURES = ("async", "nondurable", "many", "remove_group", "remove_stale", "blackout", "stop", "kill",
-            "nowait", "jitter", "burst", "quiet")
+            "nowait", "jitter", "burst", "quiet", "orphan")
 HEAD = struct.Struct("<III")          # sender id, sequence number, CRC-32 of the rest
 REC = struct.Struct("<IIII")          # a member's log: sender id, seq, unit, whole (1) or not (0)
 SREC = struct.Struct("<IIIq")         # a sender's log: kind (ATTEMPT, CONFIRM), first seq, count, ns
@@ -295,8 +297,8 @@ def run_member(spec):
             ch.put(S_COUNT, ch.get(S_COUNT) + len(out))
 
     def pause():
-        if rng.random() < 0.05:
-            time.sleep(rng.random() * 0.003)   # kills land inside callbacks and blocks too
+        if rng.random() < 0.2:
+            time.sleep(rng.random() * 0.004)   # kills land inside callbacks and blocks too
 
     if mode in ASYNC_MEMBER_MODES:
         return _run_async_member(ch, spec, record)
@@ -733,15 +735,23 @@ class Run:
             pass
 
     def kill(self, p, why="kill"):
-        if p.t_kill is not None:
-            return
-        p.t_kill = _now()
-        p.stopped_at = None
-        try:
-            os.kill(p.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        p.popen.wait()
+        self.kill_all([p], why)
+
+    def kill_all(self, procs, why="kill"):
+        """SIGKILL every one of procs at once, then reap them."""
+        procs = [p for p in procs if p.t_kill is None]
+        for p in procs:
+            p.t_kill = _now()
+            p.stopped_at = None
+            try:
+                os.kill(p.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            p.popen.wait()
+            self._killed(p, why)
+
+    def _killed(self, p, why):
         if p.role == "member" and p.mode not in RECORD_BEFORE_TAKE and p.get(S_IN_CALL):
             p.killed_in_call = p.get(S_CALL_MAX)
         self.figures["kills"] += 1
@@ -815,9 +825,8 @@ class Run:
         limit = _now() + 10 * NS
         while not any(p.get(S_OPEN_START) for p in new) and _now() < limit:
             time.sleep(0.002)
-        time.sleep(self.rng.random() * 0.01)
-        for p in old:
-            self.kill(p, "kill (blackout)")
+        time.sleep(self.rng.choice((0, 0.002, 0.005, 0.01, 0.02)) * self.rng.random())
+        self.kill_all(old, "kill (blackout)")
         self.admin_call("remove_stale")
         self.excused_until = max(self.excused_until, _now() + 2 * NS)
 
@@ -960,10 +969,26 @@ class Run:
                 self.kill(p, "kill (quiet)")
         self.quiet = dict(until=_now() + 2 * NS, base=None)
 
+    def start_orphan(self, group):
+        """Kill every member of a non-durable group and join none for a while, every other group
+        keeping its members: the senders must go on (a sender finding the dead group on a full
+        ring removes it)."""
+        self.event(f"orphan: kill every member of {group!r}, no joins for 2 s")
+        self.kill_all([p for p in self.members(group) if p.alive()], "kill (orphan)")
+        self.quiet = dict(until=_now() + 2 * NS, base=None, group=group)
+
     def check_quiet(self):
         q = self.quiet
         now = _now()
-        if any(p.alive() for p in self.members()) or any(p.stopped_at is not None for p in self.procs):
+        group = q.get("group")
+        others_ok = all(self.certainly_live_members(h) for h in self.groups if h != group)
+        if group is not None and not others_ok:
+            self.event("orphan abandoned: another group lost its members")
+            self.quiet = None
+            return False
+        busy = (any(p.alive() for p in self.members(group)) if group is not None
+                else any(p.alive() for p in self.members()))
+        if busy or any(p.stopped_at is not None for p in self.procs):
             q["base"] = None        # not quiet yet
             q["until"] = max(q["until"], now + NS)
             if now - q["until"] > 20 * NS:
@@ -979,7 +1004,14 @@ class Run:
         t, base = q["base"]
         moved = {p.id: p.get(S_CONFIRMED) - base[p.id] for p in live if p.id in base}
         self.quiet = None
-        if moved and max(moved.values()) <= self.capacity:
+        if moved and max(moved.values()) <= self.capacity and group is not None:
+            self.dump_stacks()
+            self.fail("senders held", f"group {group!r} (non-durable) has had no live member for "
+                      f"{(now - t) / NS:.1f} s, every other group its members, and the senders "
+                      f"{[(p.id, p.mode) for p in live]} sent {moved} (ring of {self.capacity}): the dead "
+                      f"group still holds them; groups {_groups_listing(self.name)}" + self.stacks_text(),
+                      at=t, finding=3)
+        elif moved and max(moved.values()) <= self.capacity:
             self.fail("senders held", f"no member and only non-durable groups for {(now - t) / NS:.1f} s, and "
                       f"the senders sent {moved} (ring of {self.capacity}): the groups that left still "
                       f"hold them; groups {_groups_listing(self.name)}", at=t, finding=9)
@@ -1023,13 +1055,18 @@ class Run:
                 choices += [("remove_group", None)] * 2
             if "remove_stale" in self.features:
                 choices += [("remove_stale", None)]
-            if "blackout" in self.features and rng.random() < 0.15:
+            if "blackout" in self.features and rng.random() < 0.3:
                 choices += [("blackout", None)]
             if "burst" in self.features and len(open_members) >= 2:
                 choices += [("burst", None)]
         if ("quiet" in self.features and open_members and rng.random() < 0.1
                 and not any(v["durable"] for v in self.groups.values())):
             choices += [("quiet", None)]
+        if "orphan" in self.features and "kill" in self.features and rng.random() < 0.1:
+            orphans = [g for g, v in self.groups.items() if not v["durable"] and self.certainly_live_members(g)
+                       and all(self.certainly_live_members(h) for h in self.groups if h != g)]
+            if orphans and not any(p.stopped_at is not None for p in self.procs):
+                choices += [("orphan", rng.choice(orphans))]
         if not choices:
             return
         what, g = rng.choice(choices)
@@ -1060,6 +1097,8 @@ class Run:
             self.burst(open_members)
         elif what == "quiet":
             self.start_quiet()
+        elif what == "orphan":
+            self.start_orphan(g)
 
     def run(self):
         from cywhip import _region
