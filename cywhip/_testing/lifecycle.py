@@ -1166,7 +1166,10 @@ class Run:
                 if g not in self.groups:
                     self.fail("unknown group", f"the channel lists group {g!r}, which no member named")
                     return
-                if not any(p.alive() and p.t_close_cmd is None and p.t_kill is None for p in self.members(g)):
+                if self.groups[g]["broadcast"]:
+                    if not any(p.alive() for p in self.members(g)):    # one member at a time
+                        self.join(g, drainer=True)
+                elif not any(p.alive() and p.t_close_cmd is None and p.t_kill is None for p in self.members(g)):
                     self.join(g, drainer=True)
             time.sleep(0.2)
         else:
