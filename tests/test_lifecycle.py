@@ -55,7 +55,7 @@ EXPECTED = {"drop": {"lost"}, "dup": {"delivered twice"}, "torn": {"torn message
     *(pytest.param(f, marks=pytest.mark.soak) for f in lifecycle.FAULTS if f != "drop"),
 ])
 def test_the_check_finds_a_member_that_misreports_a_delivery(fault):
-    totals = lifecycle.fuzz(runs=1, seconds=3, seed=5, features=(), fault=fault, log=lambda *a: None)
+    totals = lifecycle.fuzz(runs=1, seconds=2, seed=5, features=(), fault=fault, log=lambda *a: None)
     assert totals["failures"], f"a member misreported ({fault}) and the check found nothing: {totals}"
     kinds = set(totals["failures"][0]["kinds"])
     assert kinds & EXPECTED[fault], _failures(totals)
