@@ -616,6 +616,7 @@ class Run:
         self.fault = fault
         self.shim = shim if "jitter" in features else None
         self.quiet = None
+        self.busy = []              # (proc, its error, when it was seen) of ends refused as busy
         self.seconds = seconds
         self.features = set(features)
         self.log = log
@@ -845,9 +846,7 @@ class Run:
                 self.figures["busy_joins"] += 1
                 err = p.stderr()
                 self.event(f"{p.id} could not open: {err.strip().splitlines()[-1] if err.strip() else '?'}")
-                if "processes 0, 0" in err or "(pids [0, 0" in err or "pids [0]" in err:
-                    self.fail("busy held by nobody", f"{p.id} ({p.role}, {p.mode}) was refused a place "
-                              f"that no live process held: {err.strip()[-600:]}", finding=10)
+                self.busy.append((p, err.strip()[-600:], _now()))
                 continue
             if rc != 0 or res == R_ERROR:
                 err = p.stderr()
@@ -1237,6 +1236,14 @@ class Run:
                           f"{kind}({group!r}) at {self.rel(t0):.3f}-{self.rel(t1):.3f} s removed while "
                           f"{[p.id for p in live]} were open", at=t0, finding=4 if kind == "remove_stale" else None)
         self.figures["removals"] = len(admin)
+        for p, err, seen in self.busy:
+            t_open = p.get(S_OPEN_START) or p.t_spawn
+            during = [a for a in admin if a[0] == "remove_stale" and a[2] <= seen and a[3] >= t_open]
+            if during:
+                self.fail("busy during a removal", f"{p.id} ({p.role}, {p.mode}) opening from "
+                          f"{self.rel(t_open):.3f} s was refused as busy while remove_stale() removed the "
+                          f"channel ({self.rel(during[0][2]):.3f}-{self.rel(during[0][3]):.3f} s) instead of "
+                          f"waiting for the removal: {err}", at=during[0][3], finding=10)
         segments = []
         for g, v in self.groups.items():
             segments += self.segments(g, v, admin)
