@@ -1004,12 +1004,17 @@ class Run:
         moved = {p.id: p.get(S_CONFIRMED) - base[p.id] for p in live if p.id in base}
         self.quiet = None
         if moved and max(moved.values()) <= self.capacity and group is not None:
+            listing = _groups_listing(self.name)
+            # The dead group still listed: nobody removed it (finding 3); gone, or every group
+            # gone, and the senders still held: finding 9.
+            still = listing is not None and any(g == group for g, _, _ in listing)
             self.dump_stacks()
             self.fail("senders held", f"group {group!r} (non-durable) has had no live member for "
                       f"{(now - t) / NS:.1f} s, every other group its members, and the senders "
-                      f"{[(p.id, p.mode) for p in live]} sent {moved} (ring of {self.capacity}): the dead "
-                      f"group still holds them; groups {_groups_listing(self.name)}" + self.stacks_text(),
-                      at=t, finding=3)
+                      f"{[(p.id, p.mode) for p in live]} sent {moved} (ring of {self.capacity}): "
+                      + ("the dead group is still there and holds them" if still else
+                         "the dead group is gone and they are held all the same")
+                      + f"; groups {listing}" + self.stacks_text(), at=t, finding=3 if still else 9)
         elif moved and max(moved.values()) <= self.capacity:
             self.fail("senders held", f"no member and only non-durable groups for {(now - t) / NS:.1f} s, and "
                       f"the senders sent {moved} (ring of {self.capacity}): the groups that left still "
