@@ -589,10 +589,6 @@ class Proc:
         """Open, not killed, not told to close."""
         return self.opened() and self.t_kill is None and self.t_close_cmd is None and self.alive()
 
-    def pending(self):
-        """Started, not yet open, not killed or told to close, still running."""
-        return not self.opened() and self.t_kill is None and self.t_close_cmd is None and self.alive()
-
     def end_start(self):
         ts = [t for t in (self.t_kill, self.get(S_CLOSE_START) or None, self.t_close_cmd) if t]
         return min(ts) if ts else None
@@ -761,7 +757,10 @@ class Run:
                    + (f" inside a call taking up to {p.killed_in_call}" if p.killed_in_call else ""))
 
     def stop(self, p):
-        os.kill(p.popen.pid, signal.SIGSTOP)
+        try:
+            os.kill(p.popen.pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            return
         p.stopped_at = _now()
         p.fate = (self.rng.choice(("kill", "cont")) if "kill" in self.features else "cont",
                   _now() + int(self.rng.uniform(0.005, 0.4) * NS))
@@ -779,7 +778,10 @@ class Run:
             if what == "kill":
                 self.kill(p, "kill stopped")
             else:
-                os.kill(p.popen.pid, signal.SIGCONT)
+                try:
+                    os.kill(p.popen.pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass            # it exited as it was stopped
                 self.event(f"resume {p.id}")
             self.excused_until = max(self.excused_until, _now() + NS // 2)
 
