@@ -742,7 +742,7 @@ class Run:
             p.t_kill = _now()
             p.stopped_at = None
             try:
-                os.kill(p.popen.pid, signal.SIGKILL)
+                p.popen.send_signal(signal.SIGKILL)
             except ProcessLookupError:
                 pass
         for p in procs:
@@ -758,7 +758,7 @@ class Run:
 
     def stop(self, p):
         try:
-            os.kill(p.popen.pid, signal.SIGSTOP)
+            p.popen.send_signal(signal.SIGSTOP)
         except ProcessLookupError:
             return
         p.stopped_at = _now()
@@ -779,7 +779,7 @@ class Run:
                 self.kill(p, "kill stopped")
             else:
                 try:
-                    os.kill(p.popen.pid, signal.SIGCONT)
+                    p.popen.send_signal(signal.SIGCONT)
                 except ProcessLookupError:
                     pass            # it exited as it was stopped
                 self.event(f"resume {p.id}")
@@ -935,7 +935,7 @@ class Run:
         for p in self.procs:
             if p.alive():
                 try:
-                    os.kill(p.popen.pid, signal.SIGUSR1)
+                    p.popen.send_signal(signal.SIGUSR1)
                 except ProcessLookupError:
                     pass
         time.sleep(0.3)
@@ -1214,7 +1214,7 @@ class Run:
         for p in self.procs:
             if p.alive():
                 try:
-                    os.kill(p.popen.pid, signal.SIGKILL)
+                    p.popen.send_signal(signal.SIGKILL)
                 except ProcessLookupError:
                     pass
             p.popen.wait()
