@@ -90,7 +90,7 @@ FAULTS = ("drop", "dup", "torn", "invent", "reorder")
 WORD = struct.Struct("<q")
 # State words of a child (int64, in a file mapped by the child and the driver).
 S_OPEN_START, S_OPEN_END, S_IN_CALL, S_CALL_MAX, S_CLOSE_START, S_CLOSE_END, S_CONFIRMED, \
-    S_ATTEMPTED, S_RESULT, S_COUNT = range(10)
+    S_ATTEMPTED, S_RESULT, S_COUNT, S_AT_GATE, S_GATE_OPEN = range(12)
 STATE_WORDS = 16
 R_OK, R_BUSY, R_ERROR = 0, 1, 2
 # Calls whose message counts as taken before the member records it.
@@ -219,13 +219,21 @@ class _Child:
         self.on_stop = []
         faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
         delay = spec.get("claim_delay", 0)
-        if delay:
-            # Stretch the window between opening the file and locking a place (a test hook).
+        if delay or spec.get("gate"):
+            # Stretch the window between opening the file and locking a place, or wait there
+            # until the driver opens the gate (a test hook).
             from cywhip import _region
             rng = random.Random(spec["seed"] + 1)
 
             def hook(point, path):
-                if point == "claim":
+                if point != "claim":
+                    return
+                if spec.get("gate") and not self.get(S_GATE_OPEN):
+                    self.put(S_AT_GATE, 1)
+                    limit = time.monotonic() + 30
+                    while not self.get(S_GATE_OPEN) and time.monotonic() < limit:
+                        time.sleep(0.0002)
+                if delay:
                     time.sleep(rng.random() * delay)
             _region._test_hook = hook
         threading.Thread(target=self._commands, daemon=True).start()
@@ -695,7 +703,7 @@ class Run:
 
     # -- actions
 
-    def join(self, group, drainer=False):
+    def join(self, group, drainer=False, gate=False):
         g = self.groups[group]
         modes = list(PLAIN_MEMBER_MODES)
         if "async" in self.features:
@@ -706,8 +714,8 @@ class Run:
             timeout = 0.1
         self.figures["joins"] += 1
         return self.spawn("member", group=group, durable=g["durable"], mode=mode, timeout=timeout,
-                          fault=self.fault,
-                          claim_delay=self.rng.choice((0, 0, 0.005, 0.02)) if not drainer else 0)
+                          fault=self.fault, gate=gate,
+                          claim_delay=self.rng.choice((0, 0, 0.005, 0.02)) if not (drainer or gate) else 0)
 
     def start_sender(self):
         modes = list(PLAIN_SENDER_MODES)
@@ -950,18 +958,32 @@ class Run:
         return "".join(out[:4])
 
     def burst(self, open_members):
-        """Members closing together while a group is removed and another joins."""
-        self.event("burst: close members, remove a group, join another")
-        chosen = self.rng.sample(open_members, min(len(open_members), self.rng.randint(2, 3)))
-        for p in chosen:
+        """Members closing together while their group is removed and another group joins: a
+        member of that other group is started first and held just before it joins (at the
+        claim hook) until the closes and the removal are under way."""
+        rng = self.rng
+        chosen = rng.sample(open_members, min(len(open_members), rng.randint(2, 3)))
+        group = rng.choice([p.group for p in chosen])
+        closing = [p for p in open_members if p.group == group] + [p for p in chosen if p.group != group]
+        others = [g for g in self.groups if g != group and (not self.groups[g]["broadcast"]
+                                                          or not any(p.alive() for p in self.members(g)))]
+        gated = None
+        if others:
+            gated = self.join(rng.choice(others), gate=True)
+            limit = _now() + 10 * NS
+            while not gated.get(S_AT_GATE) and gated.alive() and _now() < limit:
+                time.sleep(0.002)
+        self.event(f"burst: close {[p.id for p in closing]}, remove group {group!r}"
+                   + (f", let {gated.id} join {gated.group!r}" if gated else ""))
+        for p in closing:
             self.close(p)
         if not self.admin_busy() and "remove_group" in self.features:
+            time.sleep(rng.random() * 0.003)
             self.figures["remove_group"] += 1
-            self.admin_call("remove_group", self.rng.choice([p.group for p in chosen]))
-        others = [g for g in self.groups if g not in {p.group for p in chosen}] or sorted(self.groups)
-        g = self.rng.choice(others)
-        if not self.groups[g]["broadcast"] or not any(p.alive() for p in self.members(g)):
-            self.join(g)
+            self.admin_call("remove_group", group)
+        if gated is not None:
+            time.sleep(rng.choice((0, 0.001, 0.003, 0.01)) * rng.random())
+            WORD.pack_into(gated.state, 8 * S_GATE_OPEN, 1)
 
     def start_quiet(self):
         """Every group non-durable: close every member, join none for a while; the senders
