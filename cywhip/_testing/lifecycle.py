@@ -822,25 +822,31 @@ class Run:
         return self.admin_thread is not None and self.admin_thread.is_alive()
 
     def blackout(self):
-        """Start new ends, then, as they open, kill every other end and remove the channel."""
+        """Start new ends and hold them (members at the claim hook, just before they join; a
+        sender as it opens), kill every other end, remove the channel and let the new ends go
+        as the removal runs."""
         self.figures["blackouts"] += 1
+        rng = self.rng
         old = [p for p in self.procs if p.alive()]
         self.event("blackout: start new ends, then kill every other one and call remove_stale")
-        for _ in range(self.rng.randint(1, 3)):
-            g = self.rng.choice(sorted(self.groups))
+        gated = []
+        for _ in range(rng.randint(1, 3)):
+            g = rng.choice(sorted(self.groups))
             if not self.groups[g]["broadcast"]:
-                self.join(g)
+                gated.append(self.join(g, gate=True))
         if self.senders > 1:
             self.start_sender()
         new = [p for p in self.procs if p not in old]
-        # Until one of them is opening (processes start slowly on a loaded machine), then
-        # remove the channel as they open.
         limit = _now() + 10 * NS
-        while not any(p.get(S_OPEN_START) for p in new) and _now() < limit:
+        while _now() < limit and not (all(p.get(S_AT_GATE) or not p.alive() for p in gated)
+                                      and any(p.get(S_OPEN_START) for p in new)):
             time.sleep(0.002)
-        time.sleep(self.rng.choice((0, 0.002, 0.005, 0.01, 0.02)) * self.rng.random())
         self.kill_all(old, "kill (blackout)")
         self.admin_call("remove_stale")
+        for p in gated:
+            time.sleep(rng.choice((0, 0.0005, 0.002, 0.005)) * rng.random())
+            WORD.pack_into(p.state, 8 * S_GATE_OPEN, 1)
+        self.event(f"gates open: {[p.id for p in gated]}")
         if self.senders == 1:
             self.start_sender()     # its place is free only now
         self.excused_until = max(self.excused_until, _now() + 2 * NS)
