@@ -969,10 +969,16 @@ class Run:
         claim hook) until the closes and the removal are under way."""
         rng = self.rng
         chosen = rng.sample(open_members, min(len(open_members), rng.randint(2, 3)))
-        group = rng.choice([p.group for p in chosen])
+        # Rather a group with two members or more, closing together.
+        crowded = [p.group for p in open_members if sum(q.group == p.group for q in open_members) > 1]
+        group = rng.choice(crowded or [p.group for p in chosen])
         closing = [p for p in open_members if p.group == group] + [p for p in chosen if p.group != group]
         others = [g for g in self.groups if g != group and (not self.groups[g]["broadcast"]
                                                           or not any(p.alive() for p in self.members(g)))]
+        # Rather a group that is not there (its creation may take the entry of the one going).
+        absent = [g for g in others if not any(p.alive() for p in self.members(g))]
+        if absent and rng.random() < 0.7:
+            others = absent
         gated = None
         if others:
             gated = self.join(rng.choice(others), gate=True)
