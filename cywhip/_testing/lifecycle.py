@@ -1667,6 +1667,8 @@ def main(argv=None):
         ap.error(f"unknown features {sorted(unknown)}; choose from {', '.join(FEATURES)}")
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
 
+    faulthandler.enable()       # a fatal signal still leaves a trail
+
     def on_term(signum, frame):
         raise SystemExit(128 + signum)     # through each run's cleanup: no child, no file left
     signal.signal(signal.SIGTERM, on_term)
