@@ -15,7 +15,9 @@ from cywhip._testing import lifecycle
 #   - "remove_stale", "blackout": remove_stale() racing ends as they open (findings 4 and 10);
 #   - "nowait": try_send and send(timeout=0), which never remove a dead non-durable group
 #     (finding 3; harmless without "nondurable");
-#   - "quiet": needs "nondurable" (finding 9).
+#   - "quiet": needs "nondurable" (finding 9);
+#   - "forever": members waiting with timeout=None, which an asyncio receiver at a dead sender's
+#     hole never leaves (finding 2; with a timeout it steps over the hole at its deadline).
 SUITE_FEATURES = ("async", "many", "remove_group", "stop", "kill", "jitter", "burst")
 # Seeds of the suite's runs: each draws its own channel and schedule.
 SHORT_SEED = 20261206

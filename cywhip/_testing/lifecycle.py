@@ -55,7 +55,8 @@ the byte locks of joins, closes and removals, stretching their windows), ``burst
 three members at once, remove a group and join another in the same moment), ``quiet`` (with only
 non-durable groups: close every member and check that the senders go on without any group),
 ``orphan`` (kill every member of a non-durable group, join none for a while, every other group
-keeping its members: the senders must go on).
+keeping its members: the senders must go on), ``forever`` (some members receive with
+``timeout=None``: only a wake-up ends their wait).
 """
 import argparse
 import asyncio
@@ -81,7 +82,7 @@ from cywhip.errors import ChannelBusyError, ChannelClosedError, ReceiveTimeout, 
 from cywhip._testing.crash import _map
 
 FEATURES = ("async", "nondurable", "many", "remove_group", "remove_stale", "blackout", "stop", "kill",
-            "nowait", "jitter", "burst", "quiet", "orphan")
+            "nowait", "jitter", "burst", "quiet", "orphan", "forever")
 HEAD = struct.Struct("<III")          # sender id, sequence number, CRC-32 of the rest
 REC = struct.Struct("<IIII")          # a member's log: sender id, seq, unit, whole (1) or not (0)
 SREC = struct.Struct("<IIIq")         # a sender's log: kind (ATTEMPT, CONFIRM), first seq, count, ns
@@ -709,7 +710,8 @@ class Run:
         if "async" in self.features:
             modes += ASYNC_MEMBER_MODES
         mode = "on_batch" if drainer else self.rng.choice(modes)
-        timeout = self.rng.choice((0.05, 0.5, None)) if mode not in RECORD_BEFORE_TAKE else 0.2
+        timeout = (self.rng.choice((0.05, 0.5, None) if "forever" in self.features else (0.05, 0.5))
+                   if mode not in RECORD_BEFORE_TAKE else 0.2)
         if timeout is None and mode in ("try_recv",):
             timeout = 0.1
         self.figures["joins"] += 1
