@@ -708,7 +708,8 @@ class Run:
         g = self.groups[group]
         modes = list(PLAIN_MEMBER_MODES)
         if "async" in self.features:
-            modes += ASYNC_MEMBER_MODES
+            # async for waits without a timeout.
+            modes += [m for m in ASYNC_MEMBER_MODES if m != "aiter" or "forever" in self.features]
         mode = "on_batch" if drainer else self.rng.choice(modes)
         timeout = (self.rng.choice((0.05, 0.5, None) if "forever" in self.features else (0.05, 0.5))
                    if mode not in RECORD_BEFORE_TAKE else 0.2)
