@@ -951,7 +951,8 @@ class Run:
 
     def dump_stacks(self):
         for p in self.procs:
-            if p.alive():
+            # Only a child that has set up its handler (it does before it opens its end).
+            if p.alive() and p.get(S_OPEN_START):
                 try:
                     p.popen.send_signal(signal.SIGUSR1)
                 except ProcessLookupError:
@@ -1203,6 +1204,7 @@ class Run:
         if self.failures:
             return
         deadline = _now() + 40 * NS
+        self.drain_start = _now()
         while _now() < deadline:
             self.reap()
             if self.failures:
@@ -1216,6 +1218,24 @@ class Run:
                 if g not in self.groups:
                     self.fail("unknown group", f"the channel lists group {g!r}, which no member named")
                     return
+                refused = sum(1 for q, _, seen in self.busy if q.group == g and seen > self.drain_start)
+                if (not self.groups[g]["durable"] and refused >= 3
+                        and not any(p.alive() for p in self.members(g))):
+                    # No place for it (the others' members hold them all): a non-durable group
+                    # without a member may go, as a sender would remove it.
+                    self.busy = [b for b in self.busy if not (b[0].group == g and b[2] > self.drain_start)]
+                    self.figures["remove_group"] += 1
+                    self.admin_call("remove_group", g)
+                    while self.admin_busy():
+                        time.sleep(0.01)
+                    continue
+                if refused >= 3:
+                    # A durable group must be drained: free a place, closing one member of a group
+                    # that has several.
+                    crowded = [h for h in self.groups if len(self.running(self.members(h))) > 1]
+                    if crowded:
+                        self.close(self.running(self.members(crowded[0]))[0])
+                        self.busy = [b for b in self.busy if not (b[0].group == g and b[2] > self.drain_start)]
                 if self.groups[g]["broadcast"]:
                     if not any(p.alive() for p in self.members(g)):    # one member at a time
                         self.join(g, drainer=True)
