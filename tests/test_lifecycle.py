@@ -7,18 +7,9 @@ import pytest
 
 from cywhip._testing import lifecycle
 
-# What the suite's runs do.  Left out until their fixes land (issue 24), each then to be added
-# back here (lifecycle.FEATURES is everything):
-#   - "nondurable": non-durable groups (findings 1, 3 and 9 of issue 24: a closing member
-#     removing a group that reused its entry, a dead non-durable group that only a blocking send
-#     removes, senders held after the last non-durable group left);
-#   - "remove_stale", "blackout": remove_stale() racing ends as they open (findings 4 and 10);
-#   - "nowait": try_send and send(timeout=0), which never remove a dead non-durable group
-#     (finding 3; harmless without "nondurable");
-#   - "quiet": needs "nondurable" (finding 9);
-#   - "forever": members waiting with timeout=None, which an asyncio receiver at a dead sender's
-#     hole never leaves (finding 2; with a timeout it steps over the hole at its deadline).
-SUITE_FEATURES = ("async", "many", "remove_group", "stop", "kill", "jitter", "burst")
+# What the suite's runs do: everything the fuzzer can do (python -m cywhip._testing.lifecycle
+# --features narrows a run from the command line).
+SUITE_FEATURES = lifecycle.FEATURES
 # Seeds of the suite's runs: each draws its own channel and schedule.
 SHORT_SEED = 20261206
 SOAK_SEED = 777
