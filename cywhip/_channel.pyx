@@ -104,13 +104,25 @@ cdef class Sender(_End):
         self.publish_every = max(1, min(self.max_queued_messages // 4, 256))
 
     cdef int _raise_timeout(self, object timeout, object sent) except -1:
+        raise self._full_error(timeout, sent)
+
+    def _full_error(self, timeout, sent=None):
+        """The SendTimeout of a send that found the ring full for ``timeout`` s; ``sent``: how
+        many messages of the call went out first (None for a call of one message).  The words
+        of this end and of cywhip.asyncio's."""
         if sent is None:
-            raise SendTimeout(f"channel {self.name!r} stayed full "
-                              f"({self.max_queued_messages} messages queued) for {timeout} s"
-                              f"{self._held_back_by()}")
-        raise SendTimeout(f"channel {self.name!r} stayed full ({self.max_queued_messages} messages "
-                          f"queued) for {timeout} s; {sent} messages of this call were sent"
-                          f"{self._held_back_by()}", sent=sent)
+            return SendTimeout(f"channel {self.name!r} stayed full "
+                               f"({self.max_queued_messages} messages queued) for {timeout} s"
+                               f"{self._held_back_by()}")
+        return SendTimeout(f"channel {self.name!r} stayed full ({self.max_queued_messages} messages "
+                           f"queued) for {timeout} s; {sent} messages of this call were sent"
+                           f"{self._held_back_by()}", sent=sent)
+
+    def _records_full_error(self, timeout, sent, n):
+        """The SendTimeout of a send_array() of ``n`` records that found the ring full for
+        ``timeout`` s after ``sent`` of them went out (this end's and cywhip.asyncio's)."""
+        return SendTimeout(f"channel {self.name!r} stayed full for {timeout} s; "
+                           f"{sent} of {n} records were sent{self._held_back_by()}", sent=sent)
 
     def _held_back_by(self):
         """For a SendTimeout's message on a channel with receiver groups: which group holds the
@@ -276,8 +288,7 @@ cdef class Sender(_End):
                         st = ring_send_records(&self.ring, base, stride, n, size, chunk, deadline,
                                                SLEEP_SLICE_NS, &i)
                     if i < n and self._waited(st) == 0:
-                        raise SendTimeout(f"channel {self.name!r} stayed full for {timeout} s; "
-                                          f"{i} of {n} records were sent{self._held_back_by()}", sent=i)
+                        raise self._records_full_error(timeout, i, n)
                 return n
             finally:
                 _leave(self)
@@ -416,6 +427,11 @@ cdef class Receiver(_End):
                                f"recv() and friends are for a Receiver without them")
         return _enter(self)
 
+    def _empty_error(self, timeout):
+        """The ReceiveTimeout of a receive that found nothing for ``timeout`` s (this end's and
+        cywhip.asyncio's)."""
+        return ReceiveTimeout(f"no message arrived on channel {self.name!r} within {timeout} s")
+
     cdef int64_t _await(self, object timeout) except -1:
         """Wait for at least one message; return how many are waiting."""
         cdef int64_t avail = ring_available(&self.ring)
@@ -433,7 +449,7 @@ cdef class Receiver(_End):
             if outcome == 1:
                 return avail
             if outcome == 0:
-                raise ReceiveTimeout(f"no message arrived on channel {self.name!r} within {timeout} s")
+                raise self._empty_error(timeout)
 
     def recv(self, timeout=None):
         """Take the next message; wait for one (raise ReceiveTimeout, a queue.Empty, after timeout seconds)."""

@@ -85,7 +85,7 @@ cdef enum:
 
 
 cdef int64_t deadline_ns(object timeout) except -2
-cdef int check_count(object max_count) except -1
+cpdef int check_count(object max_count) except -1
 
 
 cdef inline bint _closing(_End end) noexcept:

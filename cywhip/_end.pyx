@@ -121,7 +121,7 @@ cdef int _check_places(str what, object value) except -1:
     return 0
 
 
-cdef int check_count(object max_count) except -1:
+cpdef int check_count(object max_count) except -1:
     if isinstance(max_count, bool) or not isinstance(max_count, int):
         raise TypeError(f"max_count must be an int, not {type(max_count).__name__} ({max_count!r})")
     if max_count < 1:
