@@ -54,7 +54,7 @@ from cywhip.includes.c_waitv cimport (
 )
 
 from cywhip._channel cimport Receiver as PlainReceiver, Sender as PlainSender
-from cywhip._end cimport _End, _enter, _leave, check_count
+from cywhip._end cimport _End, _enter, _leave, check_count, deadline_ns
 from cywhip._ring cimport (
     monotonic_ns, ring_announce_sleep, ring_waiting_word, ring_wait_slice_ns,
     SLICE_NONE, SLICE_HOLE, SLICE_MEMBER, SLICE_GROUP, SLICE_CREATOR, SLICE_UNFENCED,
@@ -457,6 +457,42 @@ cdef class _Core:
         """The plain end's spin_time, in ns."""
         return self._end.ring.spin_ns
 
+    def _begin(self):
+        """A task starts using the end: RuntimeError if another one is using it."""
+        if self._busy:
+            raise RuntimeError(f"{type(self).__name__} {self._end.name!r} is already in use by "
+                               f"another task; an end may be used by one task at a time")
+        self._busy = True
+
+    def _deadline(self, timeout):
+        """The CLOCK_MONOTONIC deadline (ns) of a timeout in seconds, checked as the plain
+        end checks it; None for None."""
+        cdef int64_t deadline = deadline_ns(timeout)
+        return None if deadline < 0 else deadline
+
+    def __reduce__(self):
+        # Refused in the plain end's words: an end cannot be pickled.
+        return self._end.__reduce__()
+
+    # The waiting coroutines a _Call hands over to when its first step can do nothing now
+    # (cywhip.asyncio's Receiver supplies the first three, its Sender the last).
+
+    def _recv_waiting(self, timeout):
+        """recv() once its first step found nothing waiting (or owed the loop a turn)."""
+        raise NotImplementedError
+
+    def _recv_many_waiting(self, max_count, timeout):
+        """recv_many() once its first step found nothing waiting (or owed the loop a turn)."""
+        raise NotImplementedError
+
+    def _anext_waiting(self):
+        """async for's next message once its first step found nothing waiting."""
+        raise NotImplementedError
+
+    def _send_waiting(self, msg, timeout):
+        """send() once its first step found the ring full (or owed the loop a turn)."""
+        raise NotImplementedError
+
     cdef inline bint _owes_loop(self) noexcept:
         """Whether the loop has not run for YIELD_NS since this end last let it (looking at the
         clock once every _every calls)."""
@@ -562,7 +598,7 @@ cdef class _Call:
         if core._end is None:
             raise ChannelClosedError(f"{type(core).__name__} was never opened")
         if self.timeout is not None:
-            core._deadline(self.timeout)    # a timeout it cannot take is refused at once, waiting or not
+            deadline_ns(self.timeout)    # a timeout it cannot take is refused at once, waiting or not
         if not core._owes_loop():
             # The common case, at once: messages (room) are waiting.
             if self.kind == RECV:

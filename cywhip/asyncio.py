@@ -69,6 +69,7 @@ from time import monotonic_ns as _monotonic_ns
 
 from cywhip import _channel
 from cywhip._async import YIELD_NS, Waker, _Core, _ReceiverCore, _SenderCore, futex_waitv_supported
+from cywhip._end import check_count
 from cywhip.errors import ChannelClosedError, ReceiveTimeout, SendTimeout
 
 __all__ = ["Sender", "Receiver"]
@@ -270,7 +271,9 @@ class _AsyncEnd(_Core):
     """What the asyncio Sender and Receiver share: the plain end, the slot, waiting, closing.
 
     The fields the fast calls read from C (``_end``, ``_busy``, ``_closed``, ``_ran``,
-    ``_step``) are declared by ``cywhip._async._Core``.
+    ``_step``) are declared by ``cywhip._async._Core``, and so are the methods they call:
+    ``_begin`` and ``_deadline`` (there), and the waiting coroutines the subclasses supply
+    (``_recv_waiting``, ``_recv_many_waiting``, ``_anext_waiting``, ``_send_waiting``).
     """
 
     _plain = None
@@ -310,17 +313,7 @@ class _AsyncEnd(_Core):
     def __repr__(self):
         return f"<cywhip.asyncio.{type(self).__name__} of {self._end!r}>"
 
-    def __reduce__(self):
-        raise TypeError(f"a {type(self).__name__} cannot be pickled or sent to another process; "
-                        f"open one there by the channel name ({self.name!r})")
-
     # ------------------------------------------------------------------ one task
-
-    def _begin(self):
-        if self._busy:
-            raise RuntimeError(f"{type(self).__name__} {self.name!r} is already in use by another "
-                               f"task; an end may be used by one task at a time")
-        self._busy = True
 
     async def _let_loop_run(self):
         """Yield to the loop if this end has kept it for YIELD_NS (before a step, never after one)."""
@@ -344,20 +337,6 @@ class _AsyncEnd(_Core):
                 old.hub.unbind(old, slot, gen, False)
             self._hub = _hub(loop)
             self._wt, self._slot, self._gen = self._hub.bind(self._end)
-
-    def _deadline(self, timeout):
-        """The CLOCK_MONOTONIC deadline (ns) of a timeout in seconds; None for None."""
-        if timeout is None:
-            return None
-        try:
-            t = float(timeout)
-        except (TypeError, ValueError):
-            raise TypeError(f"timeout must be a number of seconds or None, not "
-                            f"{type(timeout).__name__} ({timeout!r})") from None
-        if not t >= 0:
-            raise ValueError(f"timeout must be a non-negative number of seconds, or None to wait as "
-                         f"long as it takes; got {timeout!r}")
-        return _monotonic_ns() + int(min(t, 1e9) * 1e9)
 
     def _raise_closed(self):
         raise ChannelClosedError(f"{type(self).__name__} {self.name!r} is closed")
@@ -429,6 +408,30 @@ class _AsyncEnd(_Core):
             self._raise_closed()
         return woke
 
+    async def _retry(self, attempt, timed_out, timeout, tried):
+        """The waiting loop of the calls that take (or send) at once or not at all: call
+        ``attempt()``, one non-blocking try of the plain end, until it returns anything but
+        ``_NOTHING``, sleeping between tries; raise ``timed_out(timeout)`` (the plain end's
+        timeout error) once ``timeout`` s passed.  ``tried``: the call's first step has just
+        tried, so unless the loop is owed a turn it sleeps before it tries again.
+        """
+        self._begin()
+        try:
+            if not tried or _monotonic_ns() - self._ran > YIELD_NS:
+                await self._let_loop_run()
+                got = attempt()
+                if got is not _NOTHING:
+                    return got
+            deadline = self._deadline(timeout)
+            while True:
+                if not await self._sleep(deadline):
+                    raise timed_out(timeout)
+                got = attempt()
+                if got is not _NOTHING:
+                    return got
+        finally:
+            self._busy = False
+
     # ------------------------------------------------------------------- closing
 
     def close(self):
@@ -462,11 +465,25 @@ class _AsyncEnd(_Core):
 
     async def __aenter__(self):
         if self.closed:
-            raise ChannelClosedError(f"{type(self).__name__} {self.name!r} is closed")
+            self._raise_closed()
         return self
 
     async def __aexit__(self, *exc):
         self.close()
+
+
+# What one try of _retry() returns when it could do nothing now.
+_NOTHING = object()
+
+
+def _taking(take, *args):
+    """One try of a plain receiver's call, ``take(*args, 0)``: what it took, or _NOTHING."""
+    def attempt():
+        try:
+            return take(*args, 0)
+        except ReceiveTimeout:
+            return _NOTHING
+    return attempt
 
 
 def _expire(fut):
@@ -502,25 +519,11 @@ class Sender(_AsyncEnd, _SenderCore):
         """Send one message if there is room right now; return whether it was sent (no waiting)."""
         return self._end.try_send(msg)
 
-    async def _send_waiting(self, msg, timeout):
+    def _send_waiting(self, msg, timeout):
         """send() once its first step found the ring full (or owed the loop a turn)."""
-        self._begin()
-        try:
-            end = self._end
-            if _monotonic_ns() - self._ran > YIELD_NS:
-                await self._let_loop_run()
-                if end.try_send(msg):
-                    return
-            deadline = self._deadline(timeout)
-            while True:
-                if not await self._sleep(deadline):
-                    raise SendTimeout(f"channel {self.name!r} stayed full "
-                                      f"({self.max_queued_messages} messages queued) for {timeout} s"
-                                      f"{end._held_back_by()}")
-                if end.try_send(msg):
-                    return
-        finally:
-            self._busy = False
+        end = self._end
+        return self._retry(lambda: None if end.try_send(msg) else _NOTHING, end._full_error, timeout,
+                           True)
 
     async def send_many(self, messages, timeout=None):
         """Send every message of an iterable; return how many were sent.
@@ -560,9 +563,7 @@ class Sender(_AsyncEnd, _SenderCore):
                     if deadline is None:
                         deadline = self._deadline(timeout)
                     if not await self._sleep(deadline):
-                        raise SendTimeout(f"channel {self.name!r} stayed full ({self.max_queued_messages} "
-                                          f"messages queued) for {timeout} s; {sent} messages of this "
-                                          f"call were sent{end._held_back_by()}", sent=sent)
+                        raise end._full_error(timeout, sent)
         except asyncio.CancelledError as exc:
             exc.sent = sent
             exc.unsent = [] if is_seq else list(chunk)
@@ -603,8 +604,7 @@ class Sender(_AsyncEnd, _SenderCore):
                 if deadline is None:
                     deadline = self._deadline(timeout)
                 if not await self._sleep(deadline):
-                    raise SendTimeout(f"channel {self.name!r} stayed full for {timeout} s; "
-                                      f"{sent} of {n} records were sent{end._held_back_by()}", sent=sent)
+                    raise end._records_full_error(timeout, sent, n)
             return sent
         except asyncio.CancelledError as exc:
             exc.sent = sent
@@ -615,13 +615,6 @@ class Sender(_AsyncEnd, _SenderCore):
     def close(self):
         """Close this end.  Queued messages stay in the channel for a receiver."""
         super().close()
-
-
-def _check_count(max_count):
-    if isinstance(max_count, bool) or not isinstance(max_count, int):
-        raise TypeError(f"max_count must be an int, not {type(max_count).__name__} ({max_count!r})")
-    if max_count < 1:
-        raise ValueError(f"max_count must be at least 1, got {max_count}")
 
 
 class Receiver(_AsyncEnd, _ReceiverCore):
@@ -648,54 +641,17 @@ class Receiver(_AsyncEnd, _ReceiverCore):
         """Take the next message if one is waiting, else return None (no waiting)."""
         return self._end.try_recv()
 
-    async def _ready(self, deadline, timeout):
-        """Sleep until a message may be there; ReceiveTimeout once the deadline passes."""
-        if not await self._sleep(deadline):
-            raise ReceiveTimeout(f"no message arrived on channel {self.name!r} within {timeout} s")
-
-    async def _recv_waiting(self, timeout):
+    def _recv_waiting(self, timeout):
         """recv() once its first step found nothing waiting (or owed the loop a turn)."""
-        self._begin()
-        try:
-            end = self._end
-            if _monotonic_ns() - self._ran > YIELD_NS:
-                await self._let_loop_run()
-                try:
-                    return end.recv(0)
-                except ReceiveTimeout:
-                    pass
-            deadline = self._deadline(timeout)
-            while True:
-                await self._ready(deadline, timeout)
-                try:
-                    return end.recv(0)
-                except ReceiveTimeout:
-                    pass
-        finally:
-            self._busy = False
+        end = self._end
+        return self._retry(_taking(end.recv), end._empty_error, timeout, True)
 
-    async def _recv_many_waiting(self, max_count, timeout):
+    def _recv_many_waiting(self, max_count, timeout):
         """recv_many() once its first step found nothing waiting (or owed the loop a turn)."""
-        _check_count(max_count)
-        self._begin()
-        try:
-            end = self._end
-            k = min(max_count, self._step)
-            if _monotonic_ns() - self._ran > YIELD_NS:
-                await self._let_loop_run()
-                try:
-                    return end.recv_many(k, 0)
-                except ReceiveTimeout:
-                    pass
-            deadline = self._deadline(timeout)
-            while True:
-                await self._ready(deadline, timeout)
-                try:
-                    return end.recv_many(k, 0)
-                except ReceiveTimeout:
-                    pass
-        finally:
-            self._busy = False
+        check_count(max_count)
+        end = self._end
+        return self._retry(_taking(end.recv_many, min(max_count, self._step)), end._empty_error,
+                           timeout, True)
 
     async def recv_into(self, out, timeout=None):
         """Fill a 1-D NumPy array of the channel's records with waiting records; return how many.
@@ -703,51 +659,25 @@ class Receiver(_AsyncEnd, _ReceiverCore):
         Waits for at least one; copies at most about 1 MiB per call.
         """
         self._deadline(timeout)    # a timeout it cannot take is refused at once, waiting or not
-        self._begin()
+        end = self._end
         try:
-            await self._let_loop_run()
-            end = self._end
-            try:
-                n = len(out)
-            except TypeError:
-                n = None
-            if n is not None and n > 0:
-                step = max(1, STEP_BYTES // max(1, end.message_length))
-                if n > step:
-                    out = out[:step]
-            deadline = None
-            while True:
-                try:
-                    return end.recv_into(out, 0)
-                except ReceiveTimeout:
-                    pass
-                if deadline is None:
-                    deadline = self._deadline(timeout)
-                await self._ready(deadline, timeout)
-        finally:
-            self._busy = False
+            n = len(out)
+        except TypeError:
+            n = None
+        if n is not None and n > 0:
+            step = max(1, STEP_BYTES // max(1, end.message_length))
+            if n > step:
+                out = out[:step]
+        return await self._retry(_taking(end.recv_into, out), end._empty_error, timeout, False)
 
     async def recv_array(self, max_count, timeout=None):
         """Wait for at least one record, then take those waiting up to ``max_count`` (at most about
         1 MiB) as a new NumPy array."""
-        _check_count(max_count)
+        check_count(max_count)
         self._deadline(timeout)    # a timeout it cannot take is refused at once, waiting or not
-        self._begin()
-        try:
-            await self._let_loop_run()
-            end = self._end
-            k = min(max_count, max(1, STEP_BYTES // max(1, end.message_length)))
-            deadline = None
-            while True:
-                try:
-                    return end.recv_array(k, 0)
-                except ReceiveTimeout:
-                    pass
-                if deadline is None:
-                    deadline = self._deadline(timeout)
-                await self._ready(deadline, timeout)
-        finally:
-            self._busy = False
+        end = self._end
+        k = min(max_count, max(1, STEP_BYTES // max(1, end.message_length)))
+        return await self._retry(_taking(end.recv_array, k), end._empty_error, timeout, False)
 
     def __aiter__(self):
         return self
