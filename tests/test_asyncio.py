@@ -975,3 +975,84 @@ def test_an_asyncio_receiver_takes_three_sender_processes_in_each_senders_order(
         rc, out, err = peers.finish(proc, timeout=30)
         assert rc == 0, err
     assert tally.errors == [] and tally.next == {0: n, 1: n, 2: n}
+
+
+# ------------------------------------------------------------- one core, one set of words
+
+def test_the_compiled_base_names_every_method_its_fast_calls_call():
+    # _Call (cywhip/_async.pyx) calls methods of its end through the compiled base _Core: each
+    # is declared there (a cdef method, or one a subclass may override), none exists only in
+    # cywhip/asyncio.py's subclasses.
+    import re
+    from pathlib import Path
+    from cywhip._async import _Core
+    source = (Path(ca.__file__).parent / "_async.pyx").read_text()
+    called = set(re.findall(r"\bcore\.(\w+)\(", source))
+    assert {"_recv_waiting", "_send_waiting"} <= called, called
+    cdefs = set(re.findall(r"^\s+cdef[^(\n]*?\b(\w+)\(self\b", source, re.M))
+    missing = sorted(name for name in called - cdefs if name not in vars(_Core))
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("timeout", ["0.5", b"1", [1]])
+def test_a_timeout_an_asyncio_end_cannot_take_is_refused_in_the_plain_ends_words(channel, run, timeout):
+    with cywhip.Receiver(channel, message_length=8) as plain:
+        with pytest.raises(TypeError) as expected:
+            plain.recv(timeout=timeout)
+
+    async def main():
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            calls = [lambda: rx.recv(timeout), lambda: rx.recv_many(4, timeout), lambda: tx.send(b"x", timeout),
+                     lambda: tx.send_many([b"x"], timeout)]
+            for call in calls:
+                with pytest.raises(TypeError) as got:
+                    await asyncio.wait_for(call(), 5)
+                assert str(got.value) == str(expected.value)
+            assert rx.depth == 0
+    run(main())
+
+
+def test_an_asyncio_end_refuses_pickling_in_the_plain_ends_words(channel, run):
+    import pickle
+
+    async def main():
+        async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
+            for end in (rx, tx):
+                with pytest.raises(TypeError) as got:
+                    pickle.dumps(end)
+                with pytest.raises(TypeError) as expected:
+                    end._end.__reduce__()
+                assert str(got.value) == str(expected.value)
+                assert "cannot be pickled" in str(got.value) and repr(channel) in str(got.value)
+    run(main())
+
+
+def test_asyncio_timeouts_say_what_the_plain_ends_say(channel, run):
+    with cywhip.Sender(channel, message_length=8, max_queued_messages=2) as tx, \
+            cywhip.Receiver(channel, message_length=8, max_queued_messages=2) as rx:
+        with pytest.raises(cywhip.ReceiveTimeout) as plain_empty:
+            rx.recv(timeout=0.01)
+        tx.send(b"a")
+        tx.send(b"b")
+        with pytest.raises(cywhip.SendTimeout) as plain_full:
+            tx.send(b"c", timeout=0.01)
+        with pytest.raises(cywhip.SendTimeout) as plain_many:
+            tx.send_many([b"c", b"d"], timeout=0.01)
+        rx.recv_many(2)
+
+    async def main():
+        async with ca.Sender(channel, message_length=8, max_queued_messages=2) as atx, \
+                ca.Receiver(channel, message_length=8, max_queued_messages=2) as arx:
+            for call in (lambda: arx.recv(0.01), lambda: arx.recv_many(2, 0.01)):
+                with pytest.raises(cywhip.ReceiveTimeout) as got:
+                    await call()
+                assert str(got.value) == str(plain_empty.value)
+            await atx.send(b"a")
+            await atx.send(b"b")
+            with pytest.raises(cywhip.SendTimeout) as got:
+                await atx.send(b"c", timeout=0.01)
+            assert str(got.value) == str(plain_full.value) and got.value.sent == 0
+            with pytest.raises(cywhip.SendTimeout) as got:
+                await atx.send_many([b"c", b"d"], timeout=0.01)
+            assert str(got.value) == str(plain_many.value) and got.value.sent == plain_many.value.sent == 0
+    run(main())
