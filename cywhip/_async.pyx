@@ -418,7 +418,9 @@ _KIND_NAMES = ("recv", "recv_many", "__anext__", "send")
 @cython.auto_pickle(False)
 cdef class _Core:
     """What the fast calls of a cywhip.asyncio end read from C: the plain end, whether a task
-    is using the end, and when it last let the loop run.  Sender and Receiver subclass it."""
+    is using the end, and when it last let the loop run; and every method they call: ``_begin``
+    and ``_deadline`` here, the waiting coroutines (``_recv_waiting``, ...) as hooks that
+    cywhip.asyncio's Sender and Receiver, which subclass it, supply."""
     # The plain end (a cywhip Receiver for _ReceiverCore, a Sender for _SenderCore).
     cdef readonly _End _end
     # A task is using the end (from its first step to its end).
