@@ -173,7 +173,15 @@ check_lifecycle() {
     check "lifecycle: ring of 2, 4 messages" pass "-DSKIND=1 -DADMIN=0 -DCAP=2 -DM=4 -DMAXCRASH=0" "$safe" ""
     check "lifecycle: termination (no cycle at all)" pass "-DSKIND=1 -DADMIN=0 -DMAXCRASH=0 $small" \
         "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+    # F9 the other safe way: every group gone, a bound max(floor, W + 1 - capacity) recomputed
+    # at each look, and a new group starting there (the floor never moved by the senders).
+    check "lifecycle: F9 with the bound max(floor, W + 1 - capacity), ring of 2, 4 messages" pass \
+        "-DLEFTB_FLOOR -DSKIND=1 -DADMIN=0 -DCAP=2 -DM=4 -DMAXCRASH=0" "$safe" ""
     if [ "$full" = 1 ]; then
+        check "lifecycle: F9 with the bound max(floor, W + 1 - capacity), blocking sender, 1 crash" pass \
+            "-DLEFTB_FLOOR -DSKIND=1 -DADMIN=0 $small" "$safe" ""
+        check "lifecycle: F9 with the bound max(floor, W + 1 - capacity), asyncio sender, 1 crash" pass \
+            "-DLEFTB_FLOOR -DSKIND=3 -DADMIN=0 $small" "$safe" ""
         check "lifecycle: ring of 2, 3 messages, 1 crash" pass "-DSKIND=1 -DADMIN=0 -DCAP=2 -DM=3" "$safe" ""
         check "lifecycle: asyncio sender, ring of 2, 4 messages" pass \
             "-DSKIND=3 -DADMIN=0 -DCAP=2 -DM=4 -DMAXCRASH=0" "$safe" ""
@@ -203,6 +211,10 @@ check_lifecycle() {
     done
     for m in START_NO_FLOOR LEFT_ROOM_CAP; do
         check "lifecycle: mutant $m" fail "-D$m -DSKIND=1 -DADMIN=0 -DCAP=2 -DM=4 -DMAXCRASH=0" "$mut" ""
+    done
+    # Mutants of F9's floor moved by the senders (the default).
+    for m in FM_NO_STORE FM_NO_G2 FM_G2_BEFORE_CAS FM_FLOOR_FIRST; do
+        check "lifecycle: mutant $m" fail "-D$m -DSKIND=1 -DADMIN=0 $small" "$mut" ""
     done
 }
 

@@ -10,7 +10,7 @@
  *   header write_cursor W                 W
  *   slot payload                          slot[s]       (c + 1 while message c is in it)
  *   header read_cursor (the floor F)      flr
- *   "every group has left" (fixed F9) allgone       (set by R2: no group was left in use)
+ *   "every group has left" (LEFTB_FLOOR) allgone    (set by R2: no group was left in use)
  *   header groups_gen (seqlock)           gen
  *   header sender_waiting                 sw
  *   groups lock (OFD lock byte)           glk           (holder + 1, 0 free)
@@ -61,9 +61,22 @@
  *                  and repairs groups_gen itself when the groups lock is free).
  *   OLD_FLOOR      F9: once the last group is removed, the senders' bound is the floor
  *                  (where that group had got to): they stop CAP messages later (fixed:
- *                  once every group has left, the bound is LEFTB below).
+ *                  once every group has left, a sender moves the floor up, F below).
  *   OLD            all four, and ASYNC_UNSLICED: the steps of a54aea3.
  * Mutants of the fixed steps (each must fail: what the fixes must not leave out):
+ *   FM_NO_STORE    F9 with a sender that, every group gone, takes max(F, W) as its bound
+ *                  without moving the floor: a group that joins starts at the old floor,
+ *                  behind what the sender goes on writing.
+ *   FM_NO_G2       a sender that moved the floor takes the bound without reloading
+ *                  groups_gen: a creator that made groups_gen odd, read the floor and made
+ *                  its group between the sender's look at the entries and its CAS.
+ *   FM_G2_BEFORE_CAS  the sender reloads groups_gen before its CAS: a creator that makes
+ *                  groups_gen odd and reads the floor between the reload and the CAS
+ *                  starts behind the moved floor.
+ *   FM_FLOOR_FIRST the creator reads the floor before it makes groups_gen odd: a sender
+ *                  then moves the floor, reloads groups_gen unchanged, and writes over the
+ *                  new group's start.
+ * Mutants of LEFTB_FLOOR, the other scheme of F9 (each must fail):
  *   START_OLDEST   F9 with a group that joins after every group left starting at "the
  *                  oldest message still in the ring", W - CAP: the sender may be writing
  *                  message W over it at that moment, having looked before the join.
@@ -78,14 +91,32 @@
  *   ASYNC_SLICE_NOB  or in slices only when its bound could not be computed (F6 fixed
  *                  alone): the death of a live member that holds it back, or of a closer
  *                  between R2 and R3, wakes nobody, and nobody releases the group.
- * Variants that must pass (check.sh --full):
+ * Variants that must pass (LEFTB_FLOOR on the ring of 2 by default, the rest check.sh --full):
+ *   LEFTB_FLOOR    F9 without moving the floor: every group gone, the bound is
+ *                  LEFTB = max(F, W + 1 - CAP), recomputed at each look, and a group that
+ *                  joins starts at LEFTB (below).
  *   R_NO_CHECK     only X3 checks the tag; X_NO_CHECK  only R1 checks it: either alone
  *                  is enough for F1.
- *   LEFT_NEWEST    F9 the other way: every group gone, a sender takes the ring as free
- *                  (bound max(F, W)) and a group that joins starts at max(F, W): it
+ *   LEFT_NEWEST    F9 with LEFTB_FLOOR's steps the other way: every group gone, a sender
+ *                  takes the ring as free (bound max(F, W), the floor not moved) and a
+ *                  group that joins starts at max(F, W): it
  *                  keeps no older message, and senders look once per ring, not per message.
  *
- * The senders' bound with no group in use, and a new group's start with none (J1):
+ * The senders' bound with no group in use, and a new group's start with none (J1), as the
+ * product does it (the default, FLOOR_MOVES; cywhip/_ring.pyx ring_groups_floor and
+ * _groups_left_floor, cywhip/_region.pyx _find_group):
+ *   no group was ever created (every entry's epoch 0): the floor F (0 on a new channel),
+ *   not moved: the senders wait for the first group;
+ *   groups have been (an epoch is not 0): F, the sender's step inside the sequence lock of
+ *   its bound: load groups_gen (g1); look at the entries: none in use, load the floor;
+ *   load the epochs and W and move the floor up to W by compare-and-swap (unless it is
+ *   there already); the bound is the floor so moved; reload groups_gen (g2), read again if
+ *   it changed.  The sender then writes up to W + CAP - 1 without looking again.  A group
+ *   that joins starts at the floor as its creator reads it after making groups_gen odd
+ *   (no W term): a move before that read is in the floor it reads, a move after it is
+ *   followed by the mover's reload of groups_gen, which then differs.  R2 sets the floor
+ *   to the last group's position, as before.
+ * The other scheme (LEFTB_FLOOR), which must pass too:
  *   no group was ever created (allgone clear): the floor F (0 on a new channel);
  *   every group has left (allgone set by R2): LEFTB = max(F, W + 1 - CAP).  A sender
  *   then writes one message per look (the slot of message W - CAP, which no group that
@@ -96,6 +127,8 @@
  * Properties:
  *   (a) a member copies only the message it claimed: its slot holds it (not overwritten),
  *       and a claim finds at most CAP messages published past the group's claim cursor;
+ *       a bound the sender reads is never more than CAP behind W (the product would take
+ *       the cursors for corrupt);
  *   (b) a live member's group is never removed: at every copy the member's entry is in
  *       use with the member's tag, and R3 asserts that no live member (not closing) has
  *       the tag of the group it removes;
@@ -125,13 +158,23 @@
  *     its wake (the exchange) another.
  *   - R1 and R2 are one step; the clearing of the places, R3 and R4 one.  X4 releases
  *     the groups lock and the place's lock in one step.
- *   - The sender's bound is a seqlock read of two steps: groups_gen and every position,
- *     then groups_gen again (claims are one step, so next and the holds are one read).
+ *   - The sender's bound is a seqlock read (claims are one step, so next and the holds are
+ *     one read).  FLOOR_MOVES: four steps: the load of groups_gen (g1); the look at the
+ *     entries (the positions, or none in use and the floor); F: the load of the epochs and
+ *     of W and the compare-and-swap loop of the floor (one step: the product's loop retries
+ *     until the floor is at W or past it; whatever else moves the floor in between, R2 of a
+ *     group the look did not see, was created after the look and changed groups_gen); the
+ *     reload of groups_gen (g2).  So a creator can make groups_gen odd and read the floor between the sender's
+ *     look and its CAS, and between its CAS and its reload.  The epochs are loaded with the
+ *     CAS, not with the look: between the two they change only by a creation, which changes
+ *     groups_gen too.  LEFTB_FLOOR and OLD_FLOOR: two steps: groups_gen and every
+ *     position (or the bound with none in use), then groups_gen again.
  *   - A sender's release (R) tests the entries and takes the groups lock in one step,
  *     then rechecks the entry's flags and tag under the lock (R1).
  *
  * Not modelled: several senders (the bound of many senders, from the claim cursor, is
- * argued the same way); durability mismatches and a full table of entries (errors at
+ * argued the same way; the floor moved by many senders, to the claim cursor or the oldest
+ * live claim, likewise); durability mismatches and a full table of entries (errors at
  * J1); the members hint; the claim lock and deaths inside a claim (groups.pml); a death
  * between a copy and its T; a close that gives up on the groups lock after 5 s (to the
  * others, a closer that died after X1); the sender's crash; remove_stale; epochs
@@ -166,6 +209,21 @@
 #define OLD_ASYNC_GEN
 #define OLD_FLOOR
 #define ASYNC_UNSLICED
+#endif
+
+/* F9: the floor moved by the senders (FLOOR_MOVES, the product's steps), unless the old
+ * steps (OLD_FLOOR) or the other scheme, a bound recomputed at each look (LEFTB_FLOOR, and
+ * its variants and mutants), are chosen */
+#if defined(LEFT_NEWEST) || defined(LEFT_ROOM_CAP) || defined(START_OLDEST) || defined(START_NO_FLOOR)
+#ifndef LEFTB_FLOOR
+#define LEFTB_FLOOR
+#endif
+#endif
+#if !defined(LEFTB_FLOOR) && !defined(OLD_FLOOR) && !defined(FLOOR_MOVES)
+#define FLOOR_MOVES
+#endif
+#if defined(FLOOR_MOVES) && (defined(LEFTB_FLOOR) || defined(OLD_FLOOR))
+#error "FLOOR_MOVES excludes LEFTB_FLOOR and OLD_FLOOR"
 #endif
 
 #define NE 2            /* group entries */
@@ -210,6 +268,7 @@ bool fin[NMEM];         /* member m finished: its group has every message */
 /* what failed, for the reports: set just before the assertion that tests it */
 bool removes_a_live_group, lost_messages, overwrites_a_needed_message, claims_past_the_ring;
 bool group_removed_under_a_live_member, sender_waits_for_nothing, member_waits_for_nothing;
+bool bound_behind_the_ring;
 bool inlife[NMEM + 1];  /* process m between the start of a join (of remove_group) and its end */
 
 #define TAG(e) (ep[e] * 4 + (e) + 1)
@@ -225,6 +284,9 @@ bool inlife[NMEM + 1];  /* process m between the start of a join (of remove_grou
 #define LEFTB MAX(flr, W + 1 - CAP)
 #if defined(OLD_FLOOR)
 #define NOGROUP flr
+#elif defined(FLOOR_MOVES)
+/* groups have been (an entry's epoch is not 0): a look moves the floor up to W */
+#define NOGROUP ((ep[0] != 0 || ep[1] != 0) -> MAX(flr, W) : flr)
 #elif defined(LEFT_NEWEST)
 #define NOGROUP (allgone -> MAX(flr, W) : flr)
 #elif defined(LEFT_ROOM_CAP)
@@ -261,7 +323,7 @@ bool inlife[NMEM + 1];  /* process m between the start of a join (of remove_grou
 #else
 #define RTAGOK(e, t) (inuse[e] && TAG(e) == (t))
 #endif
-#ifdef OLD_FLOOR
+#if defined(OLD_FLOOR) || defined(FLOOR_MOVES)
 #define SETLEFT skip
 #else
 #define SETLEFT allgone = true
@@ -321,7 +383,7 @@ inline group_remove(e, t, own, ok)
 proctype sender()
 {
     byte b, v, g1, kind, e, t;
-    bool nob, armed, rel, ok;
+    bool nob, armed, rel, ok, mv, mvd;
 
     if
     :: SKIND == 0 || SKIND == BLOCK -> kind = BLOCK
@@ -349,11 +411,69 @@ end_send:
     :: W < M && W >= b + CAP && (kind != ASYNC || armed) ->
         /* the bound: a seqlock read */
         if
+#ifdef FLOOR_MOVES
+#ifdef FM_NO_G2
+#define FM_G2SKIP mvd       /* a sender that moved the floor does not reload groups_gen */
+#else
+#define FM_G2SKIP false
+#endif
+        :: atomic { CANREAD && !REPAIRABLE -> g1 = gen; nob = false }   /* g1 */
+            atomic {                                                    /* the entries */
+                if
+                :: ANY -> v = MIN(TPOS(0), TPOS(1))
+                :: else -> v = flr; mv = true        /* none in use: the floor (m) */
+                fi
+            }
+#ifdef FM_G2_BEFORE_CAS
+            if
+            :: atomic { gen == g1 -> skip }          /* g2, before the move */
+            :: atomic { gen != g1 -> v = 0; g1 = 0; mv = false } -> goto again
+            fi;
+#endif
+            if
+            :: mv ->
+                atomic {                             /* F: the epochs, W; CAS of the floor */
+#ifndef FM_NO_STORE
+                    if
+                    :: (ep[0] != 0 || ep[1] != 0) && W > v ->
+                        if
+                        :: flr >= W -> v = flr       /* moved as far by another */
+                        :: else -> flr = W; v = W; mvd = true
+                        fi
+                    :: else -> skip                  /* no group ever made, or nothing to move */
+                    fi;
+#else
+                    if
+                    :: (ep[0] != 0 || ep[1] != 0) && W > v -> v = MAX(flr, W)
+                    :: else -> skip
+                    fi;
+#endif
+                    mv = false
+                }
+            :: else -> skip
+            fi;
+#ifdef FM_G2_BEFORE_CAS
+            atomic { bound_behind_the_ring = (W > v + CAP); assert(!bound_behind_the_ring);
+                     b = v; v = 0; g1 = 0; mvd = false }
+#else
+            if
+            :: atomic { gen == g1 || FM_G2SKIP ->    /* g2 */
+                    bound_behind_the_ring = (W > v + CAP);   /* the product's corrupt check */
+                    assert(!bound_behind_the_ring);
+                    b = v; v = 0; g1 = 0; mvd = false }
+            :: atomic { gen != g1 && !FM_G2SKIP -> v = 0; g1 = 0; mvd = false } -> goto again
+            fi
+#endif
+#else
         :: atomic { CANREAD && !REPAIRABLE -> g1 = gen; v = TRUEB; nob = false }
             if
-            :: atomic { gen == g1 -> b = v; v = 0; g1 = 0 }
+            :: atomic { gen == g1 ->
+                    bound_behind_the_ring = (W > v + CAP);
+                    assert(!bound_behind_the_ring);
+                    b = v; v = 0; g1 = 0 }
             :: atomic { gen != g1 -> v = 0; g1 = 0 } -> goto again   /* changed: read again */
             fi
+#endif
         :: atomic { gen % 2 == 1 && glk != 0 -> nob = true }          /* a live creator at work */
 #ifndef OLD_ASYNC_GEN
         :: atomic { REPAIRABLE -> gen++ } -> goto again               /* its creator died */
@@ -415,7 +535,9 @@ again:  nob = false
 #else
 #define LEFTSTART LEFTB
 #endif
-#ifdef OLD_FLOOR
+#if defined(FM_FLOOR_FIRST)
+#define START (ANY -> MIN(TPOS(0), TPOS(1)) : n)     /* n: the floor read before J1 */
+#elif defined(OLD_FLOOR) || defined(FLOOR_MOVES)
 #define START (ANY -> MIN(TPOS(0), TPOS(1)) : flr)
 #else
 #define START (ANY -> MIN(TPOS(0), TPOS(1)) : (allgone -> LEFTSTART : flr))
@@ -458,6 +580,9 @@ join:
             glk == 0 -> glk = m + 1;
             if :: gen % 2 == 1 -> gen++; WAKE :: else -> skip fi
         }
+#ifdef FM_FLOOR_FIRST
+        n = flr;                             /* the floor, before groups_gen is made odd */
+#endif
         atomic {                             /* J1: find the group, or an entry for it */
             create = false;
             if
@@ -479,9 +604,15 @@ join:
                 gstart[e] = nxt[e]; taken[e] = 0;
                 inuse[e] = true; everg = true
             }
+#ifdef FM_FLOOR_FIRST
+            n = 0;
+#endif
             atomic { gen++; WAKE; create = false }   /* even; the senders woken */
         :: else -> skip
         fi;
+#ifdef FM_FLOOR_FIRST
+        n = 0;
+#endif
         t = TAG(e);
         if                                   /* J2, J3: a claim to finish first, then in order */
         :: atomic { J2OK(0) && (tag[0] == t && hs[0] != 0 || !(J2OK(1) && tag[1] == t && hs[1] != 0)) ->
