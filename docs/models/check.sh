@@ -7,8 +7,10 @@
 #   many_senders   the many-senders protocol: its checks and mutants (about 25 s on 2 CPUs, < 1.2 GB a check)
 #   groups         receiver groups: its checks and mutants (about 25 s on 2 CPUs, < 1 GB a check)
 #   lifecycle      the lifecycle of receiver groups (joins, closes, removals, entry reuse): its
-#                  checks, the old steps of a54aea3 (each must fail) and mutants of the fixed
-#                  steps (about 45 s on 2 idle CPUs, < 250 MB a check)
+#                  checks (F9 as the product does it, senders moving the floor; and the other
+#                  scheme, LEFTB_FLOOR, on a ring of 2), the old steps of a54aea3 (each must
+#                  fail) and mutants of the fixed steps (about 100 s on 2 busy CPUs,
+#                  < 350 MB a check)
 #   --full         also, many_senders: the LTL property under weak fairness (about 30 s);
 #                  groups: 2 crashes of any member, termination with a group created
 #                  mid-run, 4 messages, and bitstate searches of 2 crashes with a group
@@ -16,8 +18,8 @@
 #                  lifecycle: 1 crash with a ring of 2 and 3 messages, the asyncio sender
 #                  with a ring of 2 and 4 messages, termination with 1 crash for each kind
 #                  of sender, the polling sender, remove_group with 1 crash of any process,
-#                  the other safe choice for F9, and each of the two tag checks of F1 alone
-#                  (about 4 min, < 700 MB a check)
+#                  LEFTB_FLOOR with 1 crash, the other safe choice for F9 (LEFT_NEWEST), and
+#                  each of the two tag checks of F1 alone (about 8 min, < 1.2 GB a check)
 #
 # Every check of a model must report "errors: 0" over a complete search (the groups
 # bitstate searches of --full visit nearly every state, not surely every one); every

@@ -435,12 +435,13 @@ end_send:
                 atomic {                             /* F: the epochs, W; CAS of the floor */
 #ifndef FM_NO_STORE
                     if
-                    :: (ep[0] != 0 || ep[1] != 0) && W > v ->
+                    :: (ep[0] != 0 || ep[1] != 0) && W > v && W - v <= CAP ->
                         if
                         :: flr >= W -> v = flr       /* moved as far by another */
                         :: else -> flr = W; v = W; mvd = true
                         fi
-                    :: else -> skip                  /* no group ever made, or nothing to move */
+                    :: else -> skip                  /* no group ever made, nothing to move, or
+                                                        cursors the caller finds impossible */
                     fi;
 #else
                     if
