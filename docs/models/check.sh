@@ -19,7 +19,8 @@
 #                  with a ring of 2 and 4 messages, termination with 1 crash for each kind
 #                  of sender, the polling sender, remove_group with 1 crash of any process,
 #                  LEFTB_FLOOR with 1 crash, the other safe choice for F9 (LEFT_NEWEST), and
-#                  each of the two tag checks of F1 alone (about 8 min, < 1.2 GB a check)
+#                  each of the two tag checks of F1 alone (about 10 min on 2 busy CPUs,
+#                  < 1.2 GB a check)
 #
 # Every check of a model must report "errors: 0" over a complete search (the groups
 # bitstate searches of --full visit nearly every state, not surely every one); every
