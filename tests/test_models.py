@@ -48,6 +48,7 @@ def test_groups_model_passes_its_checks_and_catches_every_mutant():
 @pytest.mark.model
 @pytest.mark.timeout(300)
 def test_lifecycle_model_passes_its_checks_and_fails_on_the_old_steps_and_every_mutant():
-    # about 45 s alone on 2 idle CPUs (70 s on a loaded machine); the old steps of a54aea3 (findings 1, 3, 6, 9 of
-    # issue 24) are among the checks that must fail
+    # about 100 s on 2 busy CPUs; the old steps of a54aea3 (findings 1, 3, 6, 9 of the lifecycle
+    # review) are among the checks that must fail, and mutants of F (the floor moved once every
+    # group has left) too
     _check("lifecycle", timeout=290)
