@@ -873,8 +873,9 @@ class Run:
                 continue
             if rc != 0 or res == R_ERROR:
                 err = p.stderr()
-                # ChannelCorruptError on a sound channel: with many senders, finding 7 of the issue.
-                finding = 7 if "ChannelCorruptError" in err and self.senders > 1 else None
+                # ChannelCorruptError on a sound channel: with many senders, a stalled group creation once made
+                # a sender compare the claim cursor with an old bound.
+                finding = "stalled creation called corrupt" if "ChannelCorruptError" in err and self.senders > 1 else None
                 self.fail("end raised", f"{p.id} ({p.role}, mode {p.mode}"
                           + (f", group {p.group!r}" if p.group else "") + f") exited with {rc}:\n"
                           + err.strip()[-2500:], finding=finding)
@@ -918,9 +919,9 @@ class Run:
             finding = None
             modes = {p.mode for p in self.senders_() if p.live()}
             if modes and modes <= set(NOWAIT_SENDER_MODES + ASYNC_SENDER_MODES + ASYNC_NOWAIT_SENDER_MODES):
-                finding = 3
+                finding = "dead group held"
             if not any(p.alive() for p in self.members()):
-                finding = 9
+                finding = "held after every group left"
             self.dump_stacks()
             self.fail("stall", f"no sender made progress for {(now - since) / NS:.1f} s with every end "
                       f"running and every durable group a live member; live senders "
@@ -946,7 +947,7 @@ class Run:
                           + (f", group {p.group!r}" if p.group else "") + f", opened at "
                           f"{self.rel(p.get(S_OPEN_END)):.3f} s) works on a channel file that remove_stale() "
                           f"unlinked: ends opening later cannot reach it", at=p.get(S_OPEN_END),
-                          finding=4 if p.role == "member" else None)
+                          finding="joined an unlinked file" if p.role == "member" else None)
                 return
 
     def dump_stacks(self):
@@ -1050,8 +1051,8 @@ class Run:
         self.quiet = None
         if moved and max(moved.values()) <= self.capacity and group is not None:
             listing = _groups_listing(self.name)
-            # The dead group still listed: nobody removed it (finding 3); gone, or every group
-            # gone, and the senders still held: finding 9.
+            # The dead group still listed: nobody removed it; gone, or every group gone, and the
+            # senders still held: the floor was not moved up (F).
             still = listing is not None and any(g == group for g, _, _ in listing)
             self.dump_stacks()
             self.fail("senders held", f"group {group!r} (non-durable) has had no live member for "
@@ -1059,11 +1060,11 @@ class Run:
                       f"{[(p.id, p.mode) for p in live]} sent {moved} (ring of {self.capacity}): "
                       + ("the dead group is still there and holds them" if still else
                          "the dead group is gone and they are held all the same")
-                      + f"; groups {listing}" + self.stacks_text(), at=t, finding=3 if still else 9)
+                      + f"; groups {listing}" + self.stacks_text(), at=t, finding="dead group held" if still else "held after every group left")
         elif moved and max(moved.values()) <= self.capacity:
             self.fail("senders held", f"no member and only non-durable groups for {(now - t) / NS:.1f} s, and "
                       f"the senders sent {moved} (ring of {self.capacity}): the groups that left still "
-                      f"hold them; groups {_groups_listing(self.name)}", at=t, finding=9)
+                      f"hold them; groups {_groups_listing(self.name)}", at=t, finding="held after every group left")
         else:
             self.event(f"quiet over: senders sent {moved}")
         return False
@@ -1305,7 +1306,7 @@ class Run:
                 self.fail(f"{kind} removed a live end's channel" if kind == "remove_stale"
                           else "remove_group removed a group with a live member",
                           f"{kind}({group!r}) at {self.rel(t0):.3f}-{self.rel(t1):.3f} s removed while "
-                          f"{[p.id for p in live]} were open", at=t0, finding=4 if kind == "remove_stale" else None)
+                          f"{[p.id for p in live]} were open", at=t0, finding="joined an unlinked file" if kind == "remove_stale" else None)
         self.figures["removals"] = len(admin)
         for p, err, seen in self.busy:
             t_open = p.get(S_OPEN_START) or p.t_spawn
@@ -1322,7 +1323,7 @@ class Run:
                 self.fail("busy during a removal", f"{p.id} ({p.role}, {p.mode}) opening from "
                           f"{self.rel(t_open):.3f} s was refused as busy while remove_stale() removed the "
                           f"channel ({self.rel(during[0][2]):.3f}-{self.rel(during[0][3]):.3f} s) instead of "
-                          f"waiting for the removal: {err}", at=during[0][3], finding=10)
+                          f"waiting for the removal: {err}", at=during[0][3], finding="busy during a removal")
         segments = []
         for g, v in self.groups.items():
             segments += self.segments(g, v, admin)
@@ -1533,7 +1534,7 @@ class Run:
         out = []
         for f in self.failures:
             out.append(f"FAILURE seed {self.seed}: {f.kind}"
-                       + (f" (most likely finding {f.finding} of issue 24)" if f.finding else ""))
+                       + (f" (like a defect of older versions: {f.finding})" if f.finding else ""))
             out.append(f"  replay the schedule: python -m cywhip._testing.lifecycle --runs 1 --seed {self.seed} "
                        f"--seconds {self.seconds:g} --features {','.join(sorted(self.features))}")
             out.append(f"  channel: {self.describe()}")

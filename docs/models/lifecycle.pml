@@ -47,7 +47,7 @@
  * a creator after J1 (and a join repairing an odd groups_gen), R4.
  *
  * The fixed steps (docs/protocol.md), and the old ones of a54aea3 as mutants, one per
- * finding of issue 24 (each must fail):
+ * defect they had (each must fail):
  *   OLD_LEAVE      F1: X3 acts on whatever group now uses the entry, and R1 does not
  *                  check the entry's tag: a closer whose group was removed meanwhile
  *                  removes the group that reused its entry (fixed: X3 and R1 act only if
