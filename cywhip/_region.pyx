@@ -673,9 +673,12 @@ cdef class Region:
         if not self._still_named():
             self.unmap()
             return CLAIM_REPLACED
-        if not last_try and (0 in holders or cw_ofd_is_locked(self.fd, CW_LIFECYCLE_LOCK_BYTE) == 1):
-            # remove_stale() holds the places while it removes the channel (or a member
-            # holding one has not yet written its pid): wait for it, as _claim_end() does.
+        if not last_try and cw_ofd_is_locked(self.fd, CW_LIFECYCLE_LOCK_BYTE) == 1:
+            # remove_stale() holds the places while it removes the channel (and the lifecycle
+            # byte all along): wait for it, as _claim_end() does.  Not on a pid of 0 read from
+            # a place, as _claim_end() also does: members join under the groups lock, which
+            # this join holds, so none is between its place's lock and its pid now, and a pid
+            # is a value anyone may write.
             self.unmap()
             return CLAIM_REMOVING
         pids = [cw_load_relaxed_i64(&self._place(self.max_senders + q).pid) for q in range(mr)]

@@ -233,3 +233,17 @@ def test_a_member_starting_while_a_removal_is_stuck_says_busy_after_the_removal_
         with pytest.raises(cywhip.ChannelBusyError, match=f"channel {channel!r} already has its 2 receivers"):
             Receiver(channel, group="a", **GROUPS)
         assert time.monotonic() - t0 >= 0.3        # it waited the whole removal wait first
+
+
+@pytest.mark.timeout(30)
+def test_a_member_finding_every_place_held_and_a_pid_of_zero_is_busy_at_once(channel, monkeypatch):
+    # A pid read from a place is a value anyone may write: a 0 there does not mean that a
+    # removal is under way (only the lifecycle byte says that), so the join does not wait.
+    monkeypatch.setattr(_region, "_REMOVAL_WAIT", 3600.0)
+    with Receiver(channel, group="a", **GROUPS) as a, Receiver(channel, group="a", **GROUPS):
+        with open(f"/dev/shm/cywhip.{channel}", "r+b") as f:
+            f.seek(4096 + 128)             # the places start at 4096: one sender's, then receiver 0's
+            f.write(bytes(8))              # receiver place 0's pid
+        with pytest.raises(cywhip.ChannelBusyError, match="already has its 2 receivers"):
+            Receiver(channel, group="a", **GROUPS)
+        assert a.group == "a"
