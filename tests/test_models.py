@@ -33,22 +33,23 @@ def _check(model, timeout):
 
 
 @pytest.mark.model
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(420)
 def test_many_senders_model_passes_its_checks_and_catches_every_mutant():
-    _check("many_senders", timeout=110)
+    # about 25 s alone; the margin is for a machine busy with the other models and tests
+    _check("many_senders", timeout=400)
 
 
 @pytest.mark.model
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(420)
 def test_groups_model_passes_its_checks_and_catches_every_mutant():
     # about 45 s alone; the margin is for a loaded machine
-    _check("groups", timeout=230)
+    _check("groups", timeout=400)
 
 
 @pytest.mark.model
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_lifecycle_model_passes_its_checks_and_fails_on_the_old_steps_and_every_mutant():
     # about 100 s on 2 busy CPUs; the old steps of a54aea3 (findings 1, 3, 6, 9 of the lifecycle
     # review) are among the checks that must fail, and mutants of F (the floor moved once every
     # group has left) too
-    _check("lifecycle", timeout=290)
+    _check("lifecycle", timeout=580)
