@@ -19,7 +19,7 @@ from cpython.ref cimport Py_INCREF
 from cpython.pythread cimport PyThread_get_thread_ident
 from posix.mman cimport munmap
 
-from cywhip.includes.c_atomics cimport cw_load_acquire_i32, cw_store_release_i32, cw_load_relaxed_u64
+from cywhip.includes.c_atomics cimport cw_load_acquire_i32, cw_store_release_i32
 from cywhip.includes.c_guard cimport cw_guard_give, CW_GUARD_CALL
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy
@@ -31,9 +31,9 @@ from cywhip._region import _channel_info
 from cywhip._ring cimport (
     ring_claim, ring_write_slot, ring_commit, ring_commit_void, ring_publish, ring_published,
     ring_write_records_many, ring_claim_intent, ring_claim_cas, ring_commit_length, ring_commit_seq,
-    ring_commit_clear, ring_unclaimed,
+    ring_commit_clear, ring_unclaimed, ring_claim_look, ring_read_position,
     ring_available, ring_available_now, ring_read_length, ring_read_slot, ring_consume, ring_rewind, ring_release,
-    ring_write_records, ring_read_records, ring_lend_run, ring_read_offset, ring_consume_run,
+    ring_write_records, ring_read_records, ring_lend_run, ring_lend_stride, ring_lend_span, ring_read_offset, ring_consume_run,
     ring_t, ring_taken, ring_interrupt, WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
     SLEEP_SLICE_NS, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek, ring_recv_done, ring_recv_records,
 )
@@ -368,12 +368,13 @@ cdef class Receiver(_End):
     cdef int _raise_bad_length(self) except -1:
         """Raise for the slot at the read cursor, whose length (in the ring's bad_length) is
         over message_length or not the channel's record size."""
+        cursor = ring_read_position(&self.ring)
         if self.record_size == 0:
             raise ChannelCorruptError(
-                f"channel {self.name!r} is corrupt: the message at cursor {self.ring.read} claims "
+                f"channel {self.name!r} is corrupt: the message at cursor {cursor} claims "
                 f"{self.ring.bad_length} bytes, over message_length={self.message_length}")
         raise ChannelCorruptError(
-            f"channel {self.name!r} is corrupt: the message at cursor {self.ring.read} is "
+            f"channel {self.name!r} is corrupt: the message at cursor {cursor} is "
             f"{self.ring.bad_length} bytes, but its records are {self.record_size} bytes")
 
     cdef list _take_list(self, Py_ssize_t k):
@@ -385,7 +386,7 @@ cdef class Receiver(_End):
         error is raised.  A BaseException (Ctrl-C's KeyboardInterrupt,
         SystemExit) leaves every message in the ring.
         """
-        cdef uint64_t start = self.ring.read
+        cdef uint64_t start = ring_read_position(&self.ring)
         cdef list out = PyList_New(k)
         cdef Py_ssize_t i = 0
         cdef int64_t n
@@ -656,7 +657,7 @@ cdef class Receiver(_End):
         message first in line.  If on_batch raises without on_error, none of
         its batch is taken.
         """
-        cdef uint64_t start = self.ring.read
+        cdef uint64_t start = ring_read_position(&self.ring)
         cdef Py_ssize_t k = min(avail, self.max_queued_messages)
         cdef Py_ssize_t got
         cdef Py_buffer view
@@ -829,8 +830,8 @@ cdef class _Lease:
             k = ring_lend_run(&r.ring, k, <uint32_t>r.record_size, lengths)
             if k == 0:
                 r._raise_bad_length()
-            slot_size = r.ring.slot_size
-            self.span = (k - 1) * slot_size + r.message_length
+            slot_size = ring_lend_stride(&r.ring)
+            self.span = ring_lend_span(&r.ring, k)
             self.base = (<Region>r.region).lend_pages(ring_read_offset(&r.ring), self.span,
                                                       &self.map, &self.map_size)
             self.count = k
@@ -885,7 +886,7 @@ cdef class _SenderSteps:
         cdef ring_t *r = &self.sender.ring
         if ring_unclaimed(r) <= 0:
             raise RuntimeError("the channel is full")
-        self.c = cw_load_relaxed_u64(&r.hdr.write_cursor)
+        self.c = ring_claim_look(r)
         ring_claim_intent(r, self.c)
         return self.c
 

@@ -15,6 +15,8 @@ from cpython.buffer cimport (
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
 from libc.string cimport memcpy
 
+from cywhip.includes.c_layout cimport cw_fixed_slot_offset
+
 from cywhip._types import CTYPES_BASES, check_pointer_free, require_numpy
 from cywhip.errors import ChannelClosedError, MessageTooLongError
 
@@ -199,8 +201,14 @@ cdef class Codec:
         raise NotImplementedError
 
     cdef object lend(self, object whole, Py_ssize_t k, Py_ssize_t slot_size, list lengths):
-        """What borrow() hands out for k messages viewed through the memoryview whole."""
-        return [whole[i * slot_size:i * slot_size + lengths[i]] for i in range(k)]
+        """What borrow() hands out for k messages viewed through the memoryview whole (its
+        payloads slot_size bytes apart, the layout's record descriptor)."""
+        cdef Py_ssize_t i, at
+        cdef list out = []
+        for i in range(k):
+            at = <Py_ssize_t>cw_fixed_slot_offset(slot_size, i)
+            out.append(whole[at:at + lengths[i]])
+        return out
 
     cdef object new_batch(self, Py_ssize_t k):
         """A new NumPy array for k records (typed forms only)."""

@@ -19,12 +19,12 @@ from libc.stdint cimport int64_t, uint64_t
 from cywhip._codec cimport choose_codec
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER
 from cywhip.includes.c_layout cimport (
-    CW_MAX_PLACES, CW_TOPOLOGY_GROUPS, CW_TOPOLOGY_ONE_TO_ONE, cw_group, cw_group_offset,
+    CW_MAX_PLACES, CW_TOPOLOGY_GROUPS, CW_TOPOLOGY_ONE_TO_ONE,
 )
 from cywhip.includes.c_guard cimport cw_guard_holder
 from cywhip._ring cimport (
     ring_attach, ring_attach_groups, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now,
-    ring_refresh_free, monotonic_ns, SLEEP_SLICE_NS,
+    ring_refresh_free, ring_read_position, monotonic_ns, SLEEP_SLICE_NS,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
 )
 
@@ -173,27 +173,22 @@ cdef class _End:
                                          rtype=rtype, mode=_check_mode(mode), max_senders=max_senders,
                                          max_receivers=max_receivers, topology=topology,
                                          group=group, durable=durable)
-        # A sender of many: its place's intent word (the ring clears it: step S0).
-        cdef uint64_t *intent = NULL
-        if end == END_SENDER and max_senders > 1:
-            intent = &region._place(region.place).intent
         # The geometry is the one this end asked for and the region checked:
         # never read again from the header, where it could change under us.
         if ring_attach(&self.ring, region.hdr, region.slots_offset, max_queued_messages, message_length,
-                       spin_ns, max_senders, region.fd, intent, max_receivers) != 0:
+                       spin_ns, max_senders, region.fd,
+                       # A sender of many: its place, whose intent word the ring clears (step S0).
+                       region.place if end == END_SENDER else -1, max_receivers) != 0:
             region.close()
             raise ChannelCorruptError(
                 f"channel {region.name!r} is corrupt: write cursor {self.ring.bad_cursor}, "
-                f"read cursor {self.ring.read}, max_queued_messages {max_queued_messages}")
+                f"read cursor {ring_read_position(&self.ring)}, max_queued_messages {max_queued_messages}")
         if topology == CW_TOPOLOGY_GROUPS:
             member = end == END_RECEIVER
             if ring_attach_groups(
-                    &self.ring, max_receivers,
-                    <cw_group *>((<char *>region.hdr) + cw_group_offset(max_senders, max_receivers, region.group_index))
-                    if member else NULL,
+                    &self.ring, max_receivers, member,
                     region.group_index if member else 0,
                     region.group_tag if member else 0,
-                    region._place(max_senders + region.place) if member else NULL,
                     region.place if member else 0) != 0:
                 region.close()
                 raise ChannelCorruptError(
@@ -287,7 +282,7 @@ cdef class _End:
         if self.sending:
             write, read = self.ring.bad_write, self.ring.bad_cursor
         else:
-            write, read = self.ring.bad_cursor, self.ring.read
+            write, read = self.ring.bad_cursor, ring_read_position(&self.ring)
         raise ChannelCorruptError(
             f"channel {self.name!r} is corrupt: write cursor {write}, "
             f"read cursor {read}, max_queued_messages {self.max_queued_messages}")

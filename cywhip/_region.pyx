@@ -29,9 +29,9 @@ from cywhip.includes.c_atomics cimport (
 from cywhip.includes.c_futex cimport cw_futex_wake
 from cywhip.includes.c_layout cimport (
     cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION,
-    CW_SLOT_HEADER_SIZE, CW_SLOT_ALIGN, CW_MAX_MESSAGE_LENGTH,
+    cw_fixed_slot_size, CW_MAX_MESSAGE_LENGTH,
     CW_LIFECYCLE_LOCK_BYTE, CW_TYPE_DESCRIPTION_SIZE, CW_PLACE_SIZE, CW_MAX_PLACES,
-    CW_TOPOLOGY_ONE_TO_ONE, cw_place, cw_slots_offset, cw_place_offset, cw_slot_header_size,
+    CW_TOPOLOGY_ONE_TO_ONE, cw_place, cw_slots_offset, cw_place_offset,
     CW_TOPOLOGY_GROUPS, CW_GROUP_NAME_SIZE, CW_GROUPS_LOCK_BYTE, CW_GROUP_IN_USE, CW_GROUP_DURABLE,
     cw_group, cw_group_offset,
 )
@@ -122,9 +122,8 @@ def channel_path(name):
 
 
 def slot_size_for(message_length, max_senders=1):
-    """Bytes per slot (computed in Python ints: no size wraps or overflows)."""
-    return (cw_slot_header_size(max_senders)
-            + (int(message_length) + CW_SLOT_ALIGN - 1) // CW_SLOT_ALIGN * CW_SLOT_ALIGN)
+    """Bytes per slot: the layout's record descriptor (layout.h's cw_fixed_slot_size)."""
+    return cw_fixed_slot_size(message_length, max_senders)
 
 
 def slots_offset_for(max_senders=1, max_receivers=1):

@@ -22,6 +22,7 @@ from cywhip.includes.c_atomics cimport (
 from cywhip.includes.c_futex cimport cw_futex_wake
 from cywhip.includes.c_layout cimport (
     cw_header, cw_slot_header, cw_many_slot_header, cw_place, cw_group, CW_VOID_LENGTH,
+    cw_fixed_slot, cw_fixed_payload, cw_fixed_slot_offset,
 )
 
 # How long the Python ends sleep at most before ring_wait() returns WAIT_AGAIN,
@@ -110,7 +111,7 @@ cdef struct ring_t:
 
 cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t capacity,
                      uint64_t message_length, int64_t spin_ns, uint32_t max_senders,
-                     int fd, uint64_t *intent, uint32_t max_receivers=*) noexcept nogil
+                     int fd, int sender_place, uint32_t max_receivers=*) noexcept nogil
 cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_ns) noexcept nogil
 cdef int64_t ring_scan(ring_t *r) noexcept nogil
 cdef int ring_resolve_hole(ring_t *r) noexcept nogil
@@ -124,8 +125,8 @@ cdef bint membarrier_refused() noexcept nogil
 cdef bint ring_announce_sleep(uint32_t *word, bint shared, uint32_t *expect) noexcept nogil
 cdef uint32_t *ring_waiting_word(ring_t *r, bint sending, bint *shared) noexcept nogil
 cdef int64_t ring_wait_slice_ns(ring_t *r, bint sending, bint fenced, int *why) noexcept nogil
-cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, cw_group *group, uint32_t group_index,
-                            uint64_t group_tag, cw_place *place, uint32_t place_index) noexcept nogil
+cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, bint member, uint32_t group_index,
+                            uint64_t group_tag, uint32_t place_index) noexcept nogil
 cdef int64_t ring_groups_bound(ring_t *r) noexcept nogil
 cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil
 cdef int64_t ring_group_claim(ring_t *r) noexcept nogil
@@ -138,6 +139,17 @@ cdef uint64_t group_position(char *rplaces, uint32_t max_receivers, cw_group *g,
 cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max_receivers,
                       uint32_t gi, uint64_t tag, int own_place, int64_t *live_pid) noexcept nogil
 cdef int group_resolve_lock(cw_group *g, uint64_t tag, cw_place *q, uint32_t q_index) noexcept nogil
+
+
+# ---------------------------------------------------------------- slots
+
+cdef inline char *ring_slot(ring_t *r, uint64_t index) noexcept nogil:
+    """Slot index (its header), by the layout's record descriptor (layout.h)."""
+    return cw_fixed_slot(r.slots, r.slot_size, index)
+
+cdef inline char *ring_payload(ring_t *r, uint64_t index) noexcept nogil:
+    """The payload of slot index."""
+    return cw_fixed_payload(r.slots, r.slot_size, r.slot_header, index)
 
 
 # ---------------------------------------------------------------- sender side
@@ -212,12 +224,21 @@ cdef inline int64_t ring_refresh_free(ring_t *r) noexcept nogil:
     r.read_cache = rd
     return <int64_t>(r.capacity - (r.write - rd))
 
+cdef inline bint ring_room_cached(ring_t *r) noexcept nogil:
+    """One sender: whether the cached read cursor says a slot is free (no shared load)."""
+    return r.write - r.read_cache < r.capacity
+
 cdef inline int64_t ring_free(ring_t *r) noexcept nogil:
     """Free slots, from the cached read cursor while it says there are some (one sender)."""
     cdef uint64_t used = r.write - r.read_cache
     if used < r.capacity:
         return <int64_t>(r.capacity - used)
     return ring_refresh_free(r)
+
+cdef inline uint64_t ring_claim_look(ring_t *r) noexcept nogil:
+    """Many senders, step S1: the claim cursor, to claim from."""
+    # Relaxed: the compare-and-swap of S3 checks it.
+    return cw_load_relaxed_u64(&r.hdr.write_cursor)
 
 cdef inline void ring_claim_intent(ring_t *r, uint64_t c) noexcept nogil:
     """Many senders, step S2: say in this sender's place that it is claiming sequence c."""
@@ -250,8 +271,7 @@ cdef inline int64_t ring_claim_many(ring_t *r) noexcept nogil:
     this sender's intent withdrawn (so it may wait); -1 if the cursors are
     impossible.
     """
-    # S1.  Relaxed: the compare-and-swap below checks it.
-    cdef uint64_t c = cw_load_relaxed_u64(&r.hdr.write_cursor)
+    cdef uint64_t c = ring_claim_look(r)
     cdef uint64_t rd
     while True:
         if c - r.read_cache >= r.capacity:
@@ -310,17 +330,17 @@ cdef inline uint64_t ring_published(ring_t *r) noexcept nogil:
 
 cdef inline char *ring_write_slot(ring_t *r) noexcept nogil:
     """Payload of the slot at the write cursor (caller checked ring_claim() > 0)."""
-    return r.slots + r.write_index * r.slot_size + r.slot_header
+    return ring_payload(r, r.write_index)
 
 cdef inline void ring_commit_length(ring_t *r, uint32_t length) noexcept nogil:
     """Write the length of the message in the slot at the write cursor (step S4's end)."""
-    (<cw_slot_header *>(r.slots + r.write_index * r.slot_size)).length = length
+    (<cw_slot_header *>ring_slot(r, r.write_index)).length = length
 
 cdef inline void ring_commit_seq(ring_t *r) noexcept nogil:
     """Many senders, step S5: publish the claimed slot."""
     # Release publishes the payload and length written before it; pairs with
     # the receiver's acquire load of seq (R1, R5).
-    cw_store_release_u64(&(<cw_many_slot_header *>(r.slots + r.write_index * r.slot_size)).seq,
+    cw_store_release_u64(&(<cw_many_slot_header *>ring_slot(r, r.write_index)).seq,
                          r.write + 1)
 
 cdef inline void ring_commit_clear(ring_t *r) noexcept nogil:
@@ -367,6 +387,30 @@ cdef inline void ring_publish(ring_t *r) noexcept nogil:
 
 # -------------------------------------------------------------- receiver side
 
+cdef inline int64_t ring_refresh_available(ring_t *r) noexcept nogil:
+    """One sender: reload write_cursor; the messages waiting, or -1 if the cursors are impossible."""
+    # Acquire pairs with the sender's release in ring_publish(): the slots
+    # before w are fully written once we see w.
+    cdef uint64_t w = cw_load_acquire_u64(&r.hdr.write_cursor)
+    if w - r.read > r.capacity:
+        r.bad_cursor = w
+        return -1
+    r.write_cache = w
+    return <int64_t>(w - r.read)
+
+cdef inline int64_t ring_available_one(ring_t *r) noexcept nogil:
+    """One sender: ring_available() without the other protocols' branches (the Cython API's
+    short way)."""
+    cdef uint64_t w = r.write_cache
+    if w != r.read:
+        return <int64_t>(w - r.read)
+    return ring_refresh_available(r)
+
+cdef inline uint64_t ring_read_position(ring_t *r) noexcept nogil:
+    """The receiver's next cursor to take: where ring_rewind() goes back to, and what its
+    errors name."""
+    return r.read
+
 cdef inline int64_t ring_available(ring_t *r) noexcept nogil:
     """Messages waiting, reloading write_cursor only when the cached copy is used up; -1 if impossible.
 
@@ -382,26 +426,19 @@ cdef inline int64_t ring_available(ring_t *r) noexcept nogil:
         return ring_group_claim(r)
     if r.many:
         return ring_scan(r)
-    # Acquire pairs with the sender's release in ring_publish(): the slots
-    # before w are fully written once we see w.
-    w = cw_load_acquire_u64(&r.hdr.write_cursor)
-    if w - r.read > r.capacity:
-        r.bad_cursor = w
-        return -1
-    r.write_cache = w
-    return <int64_t>(w - r.read)
+    return ring_refresh_available(r)
 
 cdef inline int64_t ring_read_length(ring_t *r) noexcept nogil:
     """Length of the message at the read cursor, read once and checked; -1 if impossible."""
     cdef uint32_t n = cw_load_relaxed_u32(
-        &(<cw_slot_header *>(r.slots + r.read_index * r.slot_size)).length)
+        &(<cw_slot_header *>ring_slot(r, r.read_index)).length)
     if n > r.message_length:
         r.bad_length = n
         return -1
     return n
 
 cdef inline char *ring_read_slot(ring_t *r) noexcept nogil:
-    return r.slots + r.read_index * r.slot_size + r.slot_header
+    return ring_payload(r, r.read_index)
 
 cdef inline void ring_consume(ring_t *r) noexcept nogil:
     """Step past the message at the read cursor; the sender may reuse it after ring_release()."""
@@ -428,16 +465,24 @@ cdef inline Py_ssize_t ring_lend_run(ring_t *r, Py_ssize_t k, uint32_t record_si
     if <uint64_t>k > r.capacity - r.read_index:
         k = <Py_ssize_t>(r.capacity - r.read_index)
     for i in range(k):
-        n = cw_load_relaxed_u32(&(<cw_slot_header *>(r.slots + (r.read_index + i) * r.slot_size)).length)
+        n = cw_load_relaxed_u32(&(<cw_slot_header *>ring_slot(r, r.read_index + i)).length)
         if n > r.message_length or (record_size != 0 and n != record_size):
             r.bad_length = n
             return i
         lengths[i] = n
     return k
 
+cdef inline uint64_t ring_lend_stride(ring_t *r) noexcept nogil:
+    """Bytes from one lent payload to the next (the layout's slot size)."""
+    return r.slot_size
+
+cdef inline uint64_t ring_lend_span(ring_t *r, uint64_t k) noexcept nogil:
+    """Bytes from the first of k lent payloads (k >= 1) to the end of the last one's room."""
+    return cw_fixed_slot_offset(r.slot_size, k - 1) + r.message_length
+
 cdef inline uint64_t ring_read_offset(ring_t *r) noexcept nogil:
     """Where in the channel file the payload at the read cursor starts."""
-    return r.slots_offset + r.read_index * r.slot_size + r.slot_header
+    return r.slots_offset + cw_fixed_slot_offset(r.slot_size, r.read_index) + r.slot_header
 
 cdef inline void ring_consume_run(ring_t *r, uint64_t k) noexcept nogil:
     """Step past k messages lent by ring_lend_run(); the sender may reuse them after ring_release()."""
@@ -488,13 +533,13 @@ cdef inline void ring_write_records(ring_t *r, const char *src, Py_ssize_t strid
     cdef char *slot
     cdef uint64_t ahead
     for i in range(count):
-        slot = r.slots + r.write_index * r.slot_size
+        slot = ring_slot(r, r.write_index)
         # The slots were last read by the receiver's core: fetch lines a few
         # slots ahead for writing, so those transfers overlap the copies.
         ahead = r.write_index + PREFETCH_SLOTS
         if ahead >= r.capacity:
             ahead %= r.capacity
-        cw_prefetch_write(r.slots + ahead * r.slot_size)
+        cw_prefetch_write(ring_slot(r, ahead))
         (<cw_slot_header *>slot).length = size
         _copy_record(slot + r.slot_header, src + i * stride, size)
         r.write += 1
@@ -510,7 +555,7 @@ cdef inline Py_ssize_t ring_read_records(ring_t *r, char *dst, Py_ssize_t stride
     cdef const char *slot
     cdef uint32_t n
     for i in range(count):
-        slot = r.slots + r.read_index * r.slot_size
+        slot = ring_slot(r, r.read_index)
         n = cw_load_relaxed_u32(&(<cw_slot_header *>slot).length)
         if n != size:
             r.bad_length = n

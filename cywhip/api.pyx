@@ -13,7 +13,7 @@ from cpython.ref cimport Py_INCREF
 from libc.stdint cimport int64_t, uint32_t, uint64_t, INT64_MAX
 from cywhip.includes.c_copy cimport cw_copy
 
-from cywhip.includes.c_atomics cimport cw_load_acquire_i32, cw_load_acquire_u64, cw_load_relaxed_u32
+from cywhip.includes.c_atomics cimport cw_load_acquire_i32
 from cywhip.includes.c_guard cimport (
     cw_guard_take, cw_guard_give, cw_guard_take_biased, cw_guard_give_biased, cw_guard_bias_to,
     cw_guard_enter, cw_guard_leave,
@@ -25,7 +25,7 @@ from cywhip._channel cimport Sender, Receiver
 from cywhip._ring cimport (
     ring_t, ring_claim, ring_write_slot, ring_commit, ring_publish, ring_available, ring_available_now,
     ring_read_slot, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek, ring_recv_done,
-    ring_consume, ring_release,
+    ring_consume, ring_release, ring_available_one, ring_room_cached,
     ring_recv_records, monotonic_ns, membarrier_refused,
     WAIT_READY, WAIT_TIMEOUT, WAIT_STOPPED, WAIT_AGAIN, WAIT_INTERRUPTED,
 )
@@ -240,7 +240,7 @@ cdef inline bint _send_short(cw_handle *c, const void *data, size_t n) noexcept 
     rec = _enter(c)
     if rec == NULL:
         return False
-    if r.write - r.read_cache >= r.capacity:
+    if not ring_room_cached(r):
         # Full as last seen: the whole way reloads the read cursor (and waits).
         cw_guard_leave(rec)
         return False
@@ -254,23 +254,19 @@ cdef inline bint _recv_short(cw_handle *c, void *dst, size_t capacity, size_t *n
     whole way."""
     cdef ring_t *r = c.ring
     cdef cw_bias_rec *rec
-    cdef uint64_t w
-    cdef uint32_t length
+    cdef int64_t length
     if not c.plain or c.sending:
         return False
     rec = _enter(c)
     if rec == NULL:
         return False
-    if r.write_cache == r.read:
-        # Acquire pairs with the sender's release in ring_publish(), as ring_available().
-        w = cw_load_acquire_u64(&r.hdr.write_cursor)
-        if w == r.read or w - r.read > r.capacity:
-            cw_guard_leave(rec)
-            return False
-        r.write_cache = w
-    # Read once, checked, and only this copy used.
-    length = cw_load_relaxed_u32(<uint32_t *>(r.slots + r.read_index * r.slot_size))
-    if length > r.message_length or length > capacity or (c.record_size != 0 and length != c.record_size):
+    if ring_available_one(r) <= 0:
+        # Nothing waiting, or impossible cursors: the whole way waits or reports them.
+        cw_guard_leave(rec)
+        return False
+    # Read once, checked (at most message_length, record_size if any), and only this copy used.
+    length = ring_recv_peek(r, c.record_size)
+    if length < 0 or <uint64_t>length > capacity:
         cw_guard_leave(rec)
         return False
     cw_copy(dst, ring_read_slot(r), length)

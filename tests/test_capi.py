@@ -360,7 +360,7 @@ def _mapped(channel):
 
 
 def test_a_slot_length_no_correct_sender_writes_is_corrupt_and_nothing_is_taken(built, channel):
-    from cywhip._ring import layout
+    from cywhip._testing._model import layout
     shim = built.shim
     with Sender(channel, message_length=16, max_queued_messages=4) as tx, \
             Receiver(channel, message_length=16, max_queued_messages=4) as rx:
@@ -381,7 +381,7 @@ def test_the_short_way_of_a_biased_thread_checks_what_it_reads_from_shared_memor
     # it checks as the whole way does; a value that fails sends the call the whole way, which
     # reports it, and nothing is taken.
     from cywhip import api
-    from cywhip._ring import layout
+    from cywhip._testing._model import layout
     shim = built.shim
     lay = layout()
     with Sender(channel, message_length=16, max_queued_messages=4) as tx, \

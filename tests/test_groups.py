@@ -14,7 +14,7 @@ import pytest
 
 import cywhip
 from cywhip import ChannelBusyError, ChannelMismatchError, Receiver, Sender, _region
-from cywhip._ring import layout
+from cywhip._testing._model import layout
 from cywhip._testing import groups as g
 from cywhip._testing.fanin import payload as _fanin_payload
 from cywhip.errors import SendTimeout

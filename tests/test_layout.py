@@ -3,7 +3,7 @@ import pathlib
 import re
 
 from cywhip._region import file_size_for, slot_size_for, slots_offset_for
-from cywhip._ring import layout
+from cywhip._testing._model import layout
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 

@@ -4,7 +4,7 @@ import collections
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cywhip._ring import RingModel
+from cywhip._testing._model import RingModel
 
 
 def test_a_fresh_ring_is_empty_with_every_slot_free():

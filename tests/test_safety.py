@@ -12,7 +12,7 @@ import pytest
 import cywhip
 from cywhip import ChannelClosedError, ChannelCorruptError, Receiver, Sender
 from cywhip._region import channel_path
-from cywhip._ring import layout
+from cywhip._testing._model import layout
 
 np = pytest.importorskip("numpy")
 
@@ -367,7 +367,7 @@ def test_a_child_forked_during_a_borrow_does_not_keep_the_receiver_claimed(chann
 # ------------------------------------------------------------- interrupt window
 
 def test_an_interrupt_just_before_the_sleep_ends_it_at_once():
-    from cywhip._ring import RingModel
+    from cywhip._testing._model import RingModel
     ring = RingModel(4, 8)
     # The receiver announced its sleep and found nothing; close() lands now, before the
     # futex wait: the wait must not sleep out its slice.

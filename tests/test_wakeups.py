@@ -14,7 +14,7 @@ import pytest
 
 import cywhip
 import cywhip.asyncio as ca
-from cywhip._ring import RingModel
+from cywhip._testing._model import RingModel
 from cywhip._testing import groups as g
 from cywhip._testing.fanin import payload
 

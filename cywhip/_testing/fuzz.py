@@ -65,7 +65,8 @@ import time
 
 from cywhip import CywhipError, Receiver, Sender, channels, remove_group, unlink
 from cywhip._region import channel_path, slots_offset_for
-from cywhip._ring import layout
+from cywhip._testing._model import layout, slot_header_size, slot_offset
+from cywhip._testing._model import slot_size as slot_size_of
 
 EXPECTED_ERRORS = (CywhipError, OSError, RuntimeError)
 BAD_MESSAGE = 3
@@ -345,10 +346,6 @@ def _offsets(lay):
     return out
 
 
-def _slot_header(senders):
-    return 16 if senders > 1 else 8
-
-
 def _intents(lay, senders):
     """The intent words of a many-senders channel's sender places (none with one sender)."""
     if senders < 2:
@@ -359,9 +356,9 @@ def _intents(lay, senders):
 def _slot_words(lay, capacity, slot_size, senders, receivers=1):
     """Each slot's length, and with many senders its seq."""
     first = slots_offset_for(senders, receivers)
-    words = [(first + i * slot_size, 4) for i in range(capacity)]
+    words = [(first + slot_offset(slot_size, i), 4) for i in range(capacity)]
     if senders > 1:
-        words += [(first + i * slot_size + lay["slot_seq"], 8) for i in range(capacity)]
+        words += [(first + slot_offset(slot_size, i) + lay["slot_seq"], 8) for i in range(capacity)]
     return words
 
 
@@ -373,9 +370,9 @@ def _targets(capacity, slot_size, senders=1, receivers=1):
     fields += [(lay[f], 4) for f in _U32_FIELDS]
     fields += _intents(lay, senders)
     slots = _slot_words(lay, capacity, slot_size, senders, receivers)
-    head = _slot_header(senders)
+    head = slot_header_size(senders)
     first = slots_offset_for(senders, receivers)
-    payloads = [(first + i * slot_size + head, slot_size - head) for i in range(capacity)]
+    payloads = [(first + slot_offset(slot_size, i) + head, slot_size - head) for i in range(capacity)]
     return fields, slots, payloads
 
 
@@ -664,7 +661,7 @@ def _group_case(rng, name):
         mm = mmap.mmap(fd, os.fstat(fd).st_size)
     finally:
         os.close(fd)
-    slot_size = _slot_header(1) + (length + 7) // 8 * 8
+    slot_size = slot_size_of(length, 1)
 
     def corrupt(count):
         _mutate(rng, mm, capacity, slot_size, count, 1, receivers)
@@ -751,7 +748,7 @@ def _case(rng, name):
             else:
                 s.try_send(bytes([i % 256]) * rng.randint(0, length))
     path = channel_path(name)
-    slot_size = _slot_header(senders) + (length + 7) // 8 * 8
+    slot_size = slot_size_of(length, senders)
     fd = os.open(path, os.O_RDWR)
     try:
         size = os.fstat(fd).st_size
@@ -944,7 +941,7 @@ def _race_mutator(path, rng, capacity, slot_size, description_length, senders=1,
     cursors = [(lay[f], 8) for f in _RACE_STATE[:2]]
     state = [(lay[f], size_of.get(f, 8)) for f in _RACE_STATE[2:]] + _intents(lay, senders)
     slots = _slot_words(lay, capacity, slot_size, senders, receivers)
-    head = _slot_header(senders)
+    head = slot_header_size(senders)
     desc = lay["type_description"]
     group_words = _group_targets(senders, receivers) if receivers > 1 else []
     pristine = bytes(mm[:lay["write_cursor"]])
@@ -1300,7 +1297,7 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix"):
         with open(path, "rb") as f:
             f.seek(layout()["type_description"])
             description_length = len(f.read(2048).split(b"\0", 1)[0])
-        slot_size = _slot_header(senders) + (length + 7) // 8 * 8
+        slot_size = slot_size_of(length, senders)
         round_seconds = min(rng.uniform(0.2, 1.0), max(0.05, seconds - (time.monotonic() - t0)))
         counters[:] = bytes(len(counters))
         report.seek(0)

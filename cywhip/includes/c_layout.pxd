@@ -77,3 +77,8 @@ cdef extern from "layout.h" nogil:
     uint64_t cw_place_offset(uint64_t index)
     uint64_t cw_slot_header_size(uint64_t max_senders)
     uint64_t cw_group_offset(uint64_t max_senders, uint64_t max_receivers, uint64_t g)
+    # The record descriptor (fixed-size records): slot size and slot address.
+    uint64_t cw_fixed_slot_size(uint64_t message_length, uint64_t max_senders)
+    uint64_t cw_fixed_slot_offset(uint64_t slot_size, uint64_t index)
+    char *cw_fixed_slot(char *slots, uint64_t slot_size, uint64_t index)
+    char *cw_fixed_payload(char *slots, uint64_t slot_size, uint64_t slot_header, uint64_t index)

@@ -201,4 +201,48 @@ static inline uint64_t cw_group_offset(uint64_t max_senders, uint64_t max_receiv
     return CW_HEADER_SIZE + (max_senders + max_receivers) * CW_PLACE_SIZE + g * CW_GROUP_SIZE;
 }
 
+/* ---- The record descriptor: how big a slot is and where each one starts ----
+ *
+ * Every piece of code that sizes or addresses a slot calls these (the region sizing a file,
+ * the ring, borrow()'s lease, the codecs' lent views, the Cython API through the ring, the
+ * test model and the fuzzer through cywhip._testing._model).  Each record kind has its own
+ * set, named by its kind; today there is one, fixed-size records (cw_fixed_*), and
+ * variable-size records get theirs beside it.
+ *
+ * A fixed-size record: every slot is slot_size bytes, a slot header and then the payload,
+ * padded to CW_SLOT_ALIGN; slot i starts i * slot_size bytes after the first.
+ *
+ *    0               4               8                               16
+ *   +---------------+---------------+-------------------------------+----------------------+
+ *   |    length     |   reserved    |   seq (many senders only)     | payload ... pad to 8 |
+ *   +---------------+---------------+-------------------------------+----------------------+
+ *   |<-- cw_slot_header (8) ------->|
+ *   |<-- cw_many_slot_header (16) --------------------------------->|
+ */
+
+/* Bytes per slot of a channel of messages of at most message_length bytes. */
+static inline uint64_t cw_fixed_slot_size(uint64_t message_length, uint64_t max_senders)
+{
+    return cw_slot_header_size(max_senders)
+           + (message_length + CW_SLOT_ALIGN - 1) / CW_SLOT_ALIGN * CW_SLOT_ALIGN;
+}
+
+/* Offset of slot index from the first slot. */
+static inline uint64_t cw_fixed_slot_offset(uint64_t slot_size, uint64_t index)
+{
+    return index * slot_size;
+}
+
+/* Slot index (its header), from the first slot's address. */
+static inline char *cw_fixed_slot(char *slots, uint64_t slot_size, uint64_t index)
+{
+    return slots + cw_fixed_slot_offset(slot_size, index);
+}
+
+/* The payload of slot index. */
+static inline char *cw_fixed_payload(char *slots, uint64_t slot_size, uint64_t slot_header, uint64_t index)
+{
+    return cw_fixed_slot(slots, slot_size, index) + slot_header;
+}
+
 #endif

@@ -1,0 +1,125 @@
+# Included by cywhip/_ring.pyx.
+# Attaching an end to a ring, and what any thread may ask of it: depth, taken.
+
+cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t capacity,
+                     uint64_t message_length, int64_t spin_ns, uint32_t max_senders,
+                     int fd, int sender_place, uint32_t max_receivers=1) noexcept nogil:
+    """Point r at a header whose geometry was validated; load both cursors. -1 if they are impossible.
+
+    slots_offset, capacity, message_length and max_senders are the values
+    this end opened with and checked against the header: the geometry is
+    never read from shared memory again, where another process could have
+    changed it since.  fd is the channel file (a receiver tests sender places'
+    locks on it); sender_place is a sender's place among the sender places
+    (many senders: its intent word is this sender's), else -1.
+    """
+    cdef uint64_t *intent = NULL
+    # Acquire: a restarted sender must see the slots the receiver finished
+    # reading before it released read_cursor (pairs with ring_release), and
+    # a restarted receiver the slots published before write_cursor (pairs
+    # with ring_publish).
+    cdef uint64_t rd = cw_load_acquire_u64(&hdr.read_cursor)
+    cdef uint64_t w = cw_load_acquire_u64(&hdr.write_cursor)
+    r.hdr = hdr
+    r.slots = (<char *>hdr) + slots_offset
+    r.slots_offset = slots_offset
+    r.capacity = capacity
+    r.message_length = message_length
+    r.slot_header = cw_slot_header_size(max_senders)
+    r.slot_size = cw_fixed_slot_size(message_length, max_senders)
+    r.spin_ns = spin_ns
+    r.light = light_publish()
+    r.many = max_senders > 1
+    r.max_senders = max_senders
+    r.places = (<char *>hdr) + CW_HEADER_SIZE
+    if sender_place >= 0 and max_senders > 1:
+        intent = &(<cw_place *>((<char *>hdr) + cw_place_offset(<uint64_t>sender_place))).intent
+    r.intent = intent
+    r.fd = fd
+    r.wake_count = (1 << 30) if r.many else 1
+    r.groups = False
+    r.max_receivers = 1
+    r.rplaces = NULL
+    r.gtable = NULL
+    r.group = NULL
+    r.group_index = 0
+    r.group_tag = 0
+    r.place = NULL
+    r.place_index = 0
+    r.want = 1
+    r.receiver_wake_count = 1
+    r.detect_ns = 0
+    r.bound_stale = False
+    r.resolve_now = False
+    r.hole = 0
+    r.skipped = 0
+    r.voided = 0
+    r.stop = 0
+    r.bad_cursor = 0
+    r.bad_write = 0
+    r.bad_length = 0
+    if intent != NULL:
+        # S0: this place's lock is ours now; a claim a dead sender left in it is void.
+        cw_store_release_u64(intent, 0)
+    r.write = w
+    r.write_index = w % capacity
+    r.read_cache = rd
+    r.read = rd
+    r.read_index = rd % capacity
+    r.write_cache = rd
+    if max_receivers > 1:
+        # Groups: read_cursor is only where a first group starts; a sender
+        # learns how far the groups are on its first look for room, which the
+        # cache forces (ring_attach_groups() sets a member's cursors).
+        r.read_cache = w - capacity
+        return 0
+    if w - rd > capacity:
+        r.bad_cursor = w
+        r.bad_write = w
+        return -1
+    return 0
+
+
+cdef int64_t ring_depth(ring_t *r) noexcept nogil:
+    """Messages published and not yet taken, from the shared cursors alone; -1 if impossible.
+
+    Reads no private cursor, so any thread may ask while another uses the
+    end.  The ends move the cursors meanwhile: load read_cursor, then
+    write_cursor, then read_cursor again (acquire keeps the three loads in
+    order).  Both only grow and a sound channel keeps read <= write <= read +
+    capacity at every moment, so read_1 <= write <= read_2 + capacity.
+    """
+    cdef uint64_t read_1, write, m
+    cdef bint any
+    if r.groups:
+        # A member: what its group has not taken; a sender: what the slowest group has not.
+        # Positions only grow, and were at most capacity behind write when it was loaded.
+        write = cw_load_acquire_u64(&r.hdr.write_cursor)
+        if r.group != NULL:
+            m = group_position(r.rplaces, r.max_receivers, r.group, r.group_tag)
+        else:
+            m = groups_min(r.hdr, r.rplaces, r.gtable, r.max_receivers, &any)
+            if not any:
+                m = cw_load_acquire_u64(&r.hdr.read_cursor)
+        if write <= m:
+            return 0
+        if write - m > r.capacity:
+            r.bad_cursor = m if r.group == NULL else write
+            r.bad_write = write
+            return -1
+        return <int64_t>(write - m)
+    read_1 = cw_load_acquire_u64(&r.hdr.read_cursor)
+    write = cw_load_acquire_u64(&r.hdr.write_cursor)
+    cdef uint64_t read_2 = cw_load_acquire_u64(&r.hdr.read_cursor)
+    if read_2 < read_1 or write < read_1 or write - read_1 > r.capacity + (read_2 - read_1):
+        r.bad_cursor = write
+        return -1
+    return <int64_t>(write - read_2) if write > read_2 else 0
+
+
+cdef uint64_t ring_taken(ring_t *r) noexcept nogil:
+    """The read cursor as this receiver last released it (a group member: its group's
+    first message not taken)."""
+    if r.groups and r.group != NULL:
+        return group_position(r.rplaces, r.max_receivers, r.group, r.group_tag)
+    return cw_load_relaxed_u64(&r.hdr.read_cursor)
