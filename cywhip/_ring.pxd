@@ -1,5 +1,9 @@
 # cython: language_level=3
-"""The protocols over a channel's slots: one sender, or many senders, into one receiver.
+"""The protocols over a channel's slots: one sender or many, into one receiver or receiver groups.
+
+This file holds the ring's state (ring_t) and its inline half: the slot access (through
+layout.h's record descriptor), the send and receive steps and the calls composed of them;
+_ring.pyx and its ring/*.pxi files hold the out-of-line half, one file per protocol.
 
 Nothing here touches a Python object: every function is ``nogil`` and
 ``noexcept`` and reports through its return value.  With one sender
@@ -10,7 +14,9 @@ refreshes it only when the copy says the ring is full (sender) or empty
 only by compare-and-swap; each slot carries the sequence number it was
 published with and each sender's place the sequence it is filling, so the
 receiver can tell a slot still being filled from one whose sender died.
-The ends call the same functions either way.  See docs/protocol.md.
+With receiver groups (``r.groups``), each group's members claim runs of
+messages from its claim cursor and senders wait for the slowest group.
+The ends call the same functions whatever the protocol.  See docs/protocol.md.
 """
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy
@@ -387,24 +393,19 @@ cdef inline void ring_publish(ring_t *r) noexcept nogil:
 
 # -------------------------------------------------------------- receiver side
 
-cdef inline int64_t ring_refresh_available(ring_t *r) noexcept nogil:
-    """One sender: reload write_cursor; the messages waiting, or -1 if the cursors are impossible."""
-    # Acquire pairs with the sender's release in ring_publish(): the slots
-    # before w are fully written once we see w.
-    cdef uint64_t w = cw_load_acquire_u64(&r.hdr.write_cursor)
-    if w - r.read > r.capacity:
-        r.bad_cursor = w
-        return -1
-    r.write_cache = w
-    return <int64_t>(w - r.read)
-
 cdef inline int64_t ring_available_one(ring_t *r) noexcept nogil:
     """One sender: ring_available() without the other protocols' branches (the Cython API's
-    short way)."""
+    short way; ring_available() keeps its own copy, which the compiler lays out as it always
+    has)."""
     cdef uint64_t w = r.write_cache
-    if w != r.read:
-        return <int64_t>(w - r.read)
-    return ring_refresh_available(r)
+    if w == r.read:
+        # Acquire pairs with the sender's release in ring_publish(), as in ring_available().
+        w = cw_load_acquire_u64(&r.hdr.write_cursor)
+        if w - r.read > r.capacity:
+            r.bad_cursor = w
+            return -1
+        r.write_cache = w
+    return <int64_t>(w - r.read)
 
 cdef inline uint64_t ring_read_position(ring_t *r) noexcept nogil:
     """The receiver's next cursor to take: where ring_rewind() goes back to, and what its
@@ -426,7 +427,14 @@ cdef inline int64_t ring_available(ring_t *r) noexcept nogil:
         return ring_group_claim(r)
     if r.many:
         return ring_scan(r)
-    return ring_refresh_available(r)
+    # Acquire pairs with the sender's release in ring_publish(): the slots
+    # before w are fully written once we see w.
+    w = cw_load_acquire_u64(&r.hdr.write_cursor)
+    if w - r.read > r.capacity:
+        r.bad_cursor = w
+        return -1
+    r.write_cache = w
+    return <int64_t>(w - r.read)
 
 cdef inline int64_t ring_read_length(ring_t *r) noexcept nogil:
     """Length of the message at the read cursor, read once and checked; -1 if impossible."""

@@ -67,3 +67,17 @@ def test_the_check_sees_what_it_looks_for(tmp_path):
         "# r.hdr.write_cursor in a comment is no read\n")
     found = reads_below(sample)
     assert [f.split(":")[1] for f in found] == ["1", "1", "2", "2", "3", "3", "4", "5", "6", "6"]
+
+
+# A slot's size or address computed by hand: (length + 7) // 8 * 8, i * slot_size, ...
+BY_HAND = r"CW_SLOT_ALIGN\s*-\s*1|\+\s*7\)\s*//\s*8|\*\s*(?:r\.|ring\.)?slot_size\b|\bslot_size\s*\*"
+
+
+def test_slot_size_and_address_come_from_the_record_descriptor():
+    # layout.h's cw_fixed_* functions are the one place (docs/protocol.md, "Slot").
+    sources = [p for p in PKG.rglob("*") if p.suffix in (".pyx", ".pxd", ".pxi", ".py", ".h")
+               and p.name != "layout.h"]
+    assert len(sources) > 20
+    found = [f"{p.relative_to(PKG)}:{number}: {code.strip()}"
+             for p in sources for number, code in _code_lines(p) if re.search(BY_HAND, code)]
+    assert not found

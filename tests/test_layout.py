@@ -3,7 +3,7 @@ import pathlib
 import re
 
 from cywhip._region import file_size_for, slot_size_for, slots_offset_for
-from cywhip._testing._model import layout
+from cywhip._testing._model import layout, slot_header_size, slot_offset, slot_size
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
@@ -111,3 +111,16 @@ def test_channels_lists_one_place_per_end_of_a_one_to_one_channel(channel):
         assert listed.senders == (cywhip.PlaceInfo(os.getpid(), True),)
         assert listed.receivers == (cywhip.PlaceInfo(0, False),)
         assert listed.sender_alive and not listed.receiver_alive
+
+
+def test_the_record_descriptor_is_the_one_the_region_and_tools_use():
+    # layout.h's cw_fixed_* seen from Python: the region's sizes and the test tools' agree.
+    for length in (1, 7, 8, 9, 32, 33, 4096, 0x7FFFFFF0):
+        for senders in (1, 2, 64):
+            size = slot_size(length, senders)
+            head = slot_header_size(senders)
+            assert size == slot_size_for(length, senders) == head + -(-length // 8) * 8
+            assert size % layout()["slot_align"] == 0
+    assert slot_header_size(1) == layout()["slot_header_size"]
+    assert slot_header_size(2) == layout()["many_slot_header_size"]
+    assert [slot_offset(40, i) for i in range(4)] == [0, 40, 80, 120]

@@ -21,6 +21,8 @@ CHECKOUT = pathlib.Path(__file__).resolve().parent.parent
 SOURCE_PKG = CHECKOUT / "cywhip"
 PKG = pathlib.Path(cywhip.__file__).resolve().parent
 EXTENSIONS = sorted(p.stem for p in SOURCE_PKG.glob("*.pyx"))  # one compiled module per .pyx
+# Compiled test scaffolding (the test model of the ring and the layout), a module of cywhip._testing.
+TESTING_EXTENSIONS = sorted(p.stem for p in (SOURCE_PKG / "_testing").glob("*.pyx"))
 
 expect_installed = pytest.mark.skipif(os.environ.get("CYWHIP_EXPECT_INSTALLED") != "1",
                                       reason="set CYWHIP_EXPECT_INSTALLED=1 to check an installed wheel")
@@ -82,7 +84,7 @@ def test_the_sdist_holds_every_source_and_no_generated_c():
     for sdist in dist_files("cywhip-*.tar.gz"):
         with tarfile.open(sdist) as tar:
             names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-        wanted = sources(".py", ".pyx", *DECLARATIONS) + ["README.md", "pyproject.toml", "setup.py"]
+        wanted = sources(".py", ".pyx", ".pxi", *DECLARATIONS) + ["README.md", "pyproject.toml", "setup.py"]
         missing = [rel for rel in wanted if rel not in names]
         assert not missing, (sdist.name, missing)
         assert not [n for n in names if n.endswith((".c", ".so"))], sdist.name
@@ -95,6 +97,9 @@ def test_every_wheel_holds_the_compiled_modules_and_declarations_and_no_generate
             names = set(zf.namelist())
         for name in EXTENSIONS:
             assert [n for n in names if n.startswith(f"cywhip/{name}.") and n.endswith(".so")], (wheel.name, name)
+        for name in TESTING_EXTENSIONS:
+            assert [n for n in names if n.startswith(f"cywhip/_testing/{name}.") and n.endswith(".so")], \
+                (wheel.name, name)
         missing = [rel for rel in sources(*DECLARATIONS) + sources(".py") if rel not in names]
         assert not missing, (wheel.name, missing)
         assert not [n for n in names if n.endswith(".c")], wheel.name

@@ -56,7 +56,7 @@ cdef class RingModel:
         if capacity < 1 or message_length < 1:
             raise ValueError(f"capacity and message_length must be >= 1, got {capacity} and {message_length}")
         cdef uint64_t slot_size = cw_fixed_slot_size(message_length, 1)
-        self.size = CW_HEADER_SIZE + capacity * slot_size
+        self.size = CW_HEADER_SIZE + cw_fixed_slot_offset(slot_size, capacity)   # the end of the last slot
         self.hdr = <cw_header *>calloc(1, self.size)
         if self.hdr == NULL:
             raise MemoryError()

@@ -592,3 +592,4 @@ cdef int ring_groups_release_dead_now(ring_t *r) noexcept nogil:
     if now - r.detect_ns < DETECT_EVERY_NS:
         return 0
     r.detect_ns = now
+    return ring_groups_release_dead(r)
