@@ -393,20 +393,6 @@ cdef inline void ring_publish(ring_t *r) noexcept nogil:
 
 # -------------------------------------------------------------- receiver side
 
-cdef inline int64_t ring_available_one(ring_t *r) noexcept nogil:
-    """One sender: ring_available() without the other protocols' branches (the Cython API's
-    short way; ring_available() keeps its own copy, which the compiler lays out as it always
-    has)."""
-    cdef uint64_t w = r.write_cache
-    if w == r.read:
-        # Acquire pairs with the sender's release in ring_publish(), as in ring_available().
-        w = cw_load_acquire_u64(&r.hdr.write_cursor)
-        if w - r.read > r.capacity:
-            r.bad_cursor = w
-            return -1
-        r.write_cache = w
-    return <int64_t>(w - r.read)
-
 cdef inline uint64_t ring_read_position(ring_t *r) noexcept nogil:
     """The receiver's next cursor to take: where ring_rewind() goes back to, and what its
     errors name."""

@@ -25,7 +25,7 @@ from cywhip._channel cimport Sender, Receiver
 from cywhip._ring cimport (
     ring_t, ring_claim, ring_write_slot, ring_commit, ring_publish, ring_available, ring_available_now,
     ring_read_slot, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek, ring_recv_done,
-    ring_consume, ring_release, ring_available_one, ring_room_cached,
+    ring_consume, ring_release, ring_room_cached,
     ring_recv_records, monotonic_ns, membarrier_refused,
     WAIT_READY, WAIT_TIMEOUT, WAIT_STOPPED, WAIT_AGAIN, WAIT_INTERRUPTED,
 )
@@ -260,7 +260,7 @@ cdef inline bint _recv_short(cw_handle *c, void *dst, size_t capacity, size_t *n
     rec = _enter(c)
     if rec == NULL:
         return False
-    if ring_available_one(r) <= 0:
+    if ring_available(r) <= 0:
         # Nothing waiting, or impossible cursors: the whole way waits or reports them.
         cw_guard_leave(rec)
         return False
