@@ -51,8 +51,8 @@ class parallel_build_ext(build_ext):
 setup(
     cmdclass={"build_ext": parallel_build_ext},
     ext_modules=cythonize(
-        [ext("_region"), ext("_ring"), ext("_codec"), ext("_end"), ext("_channel"), ext("_floor"), ext("_async"),
-         ext("api"), ext("_testing._model")],
+        [ext("_region"), ext("_admin"), ext("_ring"), ext("_codec"), ext("_end"), ext("_channel"), ext("_floor"),
+         ext("_async"), ext("api"), ext("_testing._model")],
         compiler_directives=directives,
         include_path=["."],
         nthreads=JOBS,

@@ -29,9 +29,10 @@ from cywhip.errors import (  # noqa: E402
 try:
     from cywhip._channel import Receiver, Sender  # noqa: E402
     from cywhip._codec import ReadBuffer, WriteBuffer  # noqa: E402
-    from cywhip._region import (  # noqa: E402
-        ChannelInfo, GroupInfo, PlaceInfo, channels, remove_group, remove_stale, unlink,
+    from cywhip._admin import (  # noqa: E402
+        ChannelInfo, GroupInfo, PlaceInfo, channels, remove_group, remove_stale,
     )
+    from cywhip._region import unlink  # noqa: E402
 except ImportError as _exc:  # pragma: no cover - only on a broken install
     raise ImportError(
         f"cywhip's compiled core could not be loaded ({_exc}); install cywhip with "

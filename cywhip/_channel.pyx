@@ -27,7 +27,7 @@ from libc.string cimport memcpy
 from cywhip._codec cimport Codec
 from cywhip._end cimport _End, _enter, _leave, _closing, deadline_ns, check_count, WAITED_AGAIN
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER, unlend_pages
-from cywhip._region import _channel_info
+from cywhip._admin import _channel_info
 from cywhip._ring cimport (
     ring_claim, ring_write_slot, ring_commit, ring_commit_void, ring_publish, ring_published,
     ring_write_records_many, ring_claim_intent, ring_claim_cas, ring_commit_length, ring_commit_seq,

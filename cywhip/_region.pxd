@@ -1,7 +1,7 @@
 # cython: language_level=3
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 from posix.stat cimport struct_stat
-from cywhip.includes.c_layout cimport cw_header, cw_place
+from cywhip.includes.c_layout cimport cw_header, cw_place, cw_group, cw_group_offset
 
 cdef enum:
     END_SENDER = 0
@@ -55,3 +55,15 @@ cdef class Region:
 
 
 cdef int unlend_pages(void *mapping, size_t mapping_size) noexcept
+
+
+# Shared with the admin room (_admin.pyx), which reads and removes what the claims made.
+cdef object _os_error(int err, str what, str path)
+cdef bint _names_file(str path, int fd) except -1
+cdef str _group_name(cw_group *e)
+cdef bint _lock_groups(int fd, str name) except -1
+cdef object groups_busy(str name)
+
+
+cdef inline cw_group *_group_entry(cw_header *h, uint32_t max_senders, uint32_t max_receivers, uint32_t g) noexcept:
+    return <cw_group *>((<char *>h) + cw_group_offset(max_senders, max_receivers, g))

@@ -1,37 +1,3 @@
-from typing import NamedTuple, Optional, Sequence, Union
-
-class PlaceInfo(NamedTuple):
-    pid: int
-    alive: bool
-    claiming: Optional[int]
-
-class GroupInfo(NamedTuple):
-    name: str
-    position: int
-    depth: int
-    durable: bool
-    members: tuple[int, ...]
-    holding_back: bool
-
-class ChannelInfo(NamedTuple):
-    name: str
-    path: str
-    message_length: Optional[int]
-    max_queued_messages: Optional[int]
-    depth: Optional[int]
-    sender_alive: bool
-    receiver_alive: bool
-    sender_pid: int
-    receiver_pid: int
-    file_size: Optional[int]
-    problem: Optional[str]
-    senders: tuple[PlaceInfo, ...]
-    receivers: tuple[PlaceInfo, ...]
-    groups: tuple[GroupInfo, ...]
-
 def unlink(name: str, *, missing_ok: bool = ...) -> None: ...
-def channels() -> list[ChannelInfo]: ...
-def remove_group(name: str, group: str) -> None: ...
-def remove_stale(names: Union[str, Sequence[str], None] = ...) -> list[str]: ...
 def channel_name(name: str) -> str: ...
 def channel_path(name: str) -> str: ...

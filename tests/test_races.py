@@ -8,7 +8,7 @@ import time
 import pytest
 
 import cywhip
-from cywhip import Receiver, Sender, _region
+from cywhip import Receiver, Sender, _admin, _region
 
 # One process streams through two channels of four slots, as fast as it can: one
 # stays nearly empty (each message is taken right after it is sent), the other
@@ -99,7 +99,7 @@ def _removal_held(channel, monkeypatch, removal_wait):
             holding.set()
             go.wait(10)
 
-    monkeypatch.setattr(_region, "_test_hook", hook)
+    monkeypatch.setattr(_admin, "_test_hook", hook)
     monkeypatch.setattr(_region, "_REMOVAL_WAIT", removal_wait)
     remover = threading.Thread(target=lambda: outcome.append(cywhip.remove_stale(channel)))
     remover.start()

@@ -18,7 +18,7 @@ import warnings
 import pytest
 
 import cywhip
-from cywhip import ChannelBusyError, ChannelClosedError, Receiver, Sender, _region
+from cywhip import ChannelBusyError, ChannelClosedError, Receiver, Sender, _admin, _region
 from cywhip._region import channel_path, file_size_for
 from cywhip._testing import crash, fuzz
 from cywhip._testing.peer import spawn_receive
@@ -232,7 +232,7 @@ def test_channels_lists_state_and_remove_stale_removes_only_dead_channels(channe
             assert info.value.pid == os.getpid()
             # Every stale channel goes: of those in /dev/shm, this test's own only (other tests
             # may run beside this one, their channels stale for a moment).
-            monkeypatch.setattr(_region, "channels",
+            monkeypatch.setattr(_admin, "channels",
                                 lambda: [c for c in real_channels() if c.name in (channel, dead)])
             removed = cywhip.remove_stale()
             monkeypatch.undo()
@@ -517,7 +517,7 @@ def test_remove_stale_judges_temporaries_by_their_creators_lock_not_by_the_pid_i
     for path in (building, orphan):
         open(path, "wb").close()
     fd = os.open(building, os.O_RDWR)
-    monkeypatch.setattr(_region, "channels", lambda: [])     # leave other channels in /dev/shm alone
+    monkeypatch.setattr(_admin, "channels", lambda: [])     # leave other channels in /dev/shm alone
     try:
         _ofd_lock(fd, LIFECYCLE_BYTE)
         cywhip.remove_stale()
@@ -543,7 +543,7 @@ def test_a_creator_holds_the_lifecycle_lock_of_its_temporary_until_it_is_named(c
             cywhip.remove_stale()
             seen.append(os.path.exists(path))
 
-    monkeypatch.setattr(_region, "channels", lambda: [])
+    monkeypatch.setattr(_admin, "channels", lambda: [])
     monkeypatch.setattr(_region, "_test_hook", hook)
     with Sender(channel, message_length=8, max_queued_messages=2) as s:
         s.send(b"made")
@@ -566,7 +566,7 @@ def test_remove_stale_skips_a_channel_it_may_not_remove_warns_naming_it_and_goes
             return real_unlink(path, *args, **kwargs)
 
         monkeypatch.setattr(os, "unlink", unlink)
-        monkeypatch.setattr(_region, "channels", lambda: [c for c in real_channels() if c.name in names])
+        monkeypatch.setattr(_admin, "channels", lambda: [c for c in real_channels() if c.name in names])
         with pytest.warns(RuntimeWarning, match=rf"{refused}.*Operation not permitted"):
             removed = cywhip.remove_stale()
         assert sorted(removed) == [names[0], names[2]]
@@ -668,7 +668,7 @@ def test_the_listing_reads_a_channel_another_user_shares_with_our_group_and_name
 
 SHRINK_WHILE_LISTED = textwrap.dedent("""
     import os, sys, cywhip
-    from cywhip import _region
+    from cywhip import _admin, _region
     name = sys.argv[1]
     path = _region.channel_path(name)
 
@@ -679,9 +679,9 @@ SHRINK_WHILE_LISTED = textwrap.dedent("""
     for kw in (dict(), dict(max_receivers=2)):
         with cywhip.Sender(name, message_length=8, max_queued_messages=4, **kw) as tx:
             tx.send(b"1")
-        _region._test_hook = hook
+        _admin._test_hook = hook
         [info] = [c for c in cywhip.channels() if c.name == name]
-        _region._test_hook = None
+        _admin._test_hook = None
         print(info.problem, flush=True)
         cywhip.unlink(name)
 """)
