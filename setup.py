@@ -30,13 +30,13 @@ def ext(name):
     return Extension(
         f"cywhip.{name}",
         [f"cywhip/{name.replace('.', '/')}.pyx"],
-        # "." for cywhip/api.h, the public header, included by that name as users' modules do.
+        # "." for cywhip/capi.h, the public header, included by that name as users' modules do.
         include_dirs=["cywhip/includes", "."],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         define_macros=macros,
         # A change to a C helper rebuilds every module (they inline them).
-        depends=sorted(glob.glob("cywhip/includes/*.h")) + ["cywhip/api.h"]
+        depends=sorted(glob.glob("cywhip/includes/*.h")) + ["cywhip/capi.h"]
         + (sorted(glob.glob("cywhip/ring/*.pxi")) if name == "_ring" else []),
     )
 
@@ -52,7 +52,7 @@ setup(
     cmdclass={"build_ext": parallel_build_ext},
     ext_modules=cythonize(
         [ext("_region"), ext("_admin"), ext("_ring"), ext("_codec"), ext("_end"), ext("_channel"), ext("_floor"),
-         ext("_async"), ext("api"), ext("_testing._model")],
+         ext("_async"), ext("capi"), ext("_testing._model")],
         compiler_directives=directives,
         include_path=["."],
         nthreads=JOBS,

@@ -1,11 +1,11 @@
-/* cywhip's Cython API: the C names behind cywhip/api.pxd (a C header so that a C file of a
+/* cywhip's Cython API: the C names behind cywhip/capi.pxd (a C header so that a C file of a
  * user's extension may use them too).  See docs/api.md. */
-#ifndef CYWHIP_API_H
-#define CYWHIP_API_H
+#ifndef CYWHIP_CAPI_H
+#define CYWHIP_CAPI_H
 
 /*
  * The version of this API.  A module compiled against one version is refused by a cywhip of
- * another: cywhip.api.handle() raises ImportError naming both.  It changes only when a
+ * another: cywhip.capi.handle() raises ImportError naming both.  It changes only when a
  * change would break modules compiled before it (a call's arguments or meaning); a call
  * or a status added later keeps it.
  */

@@ -1,10 +1,10 @@
 # cython: language_level=3
 """cywhip's Cython API: send and receive from other extensions' nogil code.
 
-    from cywhip cimport api
-    cdef api.Handle *h = api.handle(end)      # a Sender, or a Receiver without on_message
+    from cywhip cimport capi
+    cdef capi.Handle *h = capi.handle(end)      # a Sender, or a Receiver without on_message
     with nogil:
-        st = api.send(h, &record, sizeof(record), -1)
+        st = capi.send(h, &record, sizeof(record), -1)
 
 Functions and an opaque handle only: no class layout, so a module compiled
 against this file keeps working when cywhip's own types change.  Every call is
@@ -12,7 +12,7 @@ nogil and noexcept and returns a status.  docs/api.md says what each does.
 """
 from libc.stdint cimport int64_t
 
-cdef extern from "cywhip/api.h":
+cdef extern from "cywhip/capi.h":
     # An end as the calls see it: opaque, only ever a pointer.
     ctypedef struct Handle "cywhip_handle":
         pass

@@ -1,4 +1,4 @@
-"""cywhip's Cython API, for other extensions' nogil code: ``from cywhip cimport api``.
+"""cywhip's Cython API, for other extensions' nogil code: ``from cywhip cimport capi``.
 
-It has nothing to call from Python; see cywhip/api.pxd and docs/api.md.
+It has nothing to call from Python; see cywhip/capi.pxd and docs/api.md.
 """

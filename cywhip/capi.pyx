@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""The Cython API's calls (declared in api.pxd, documented in docs/api.md).
+"""The Cython API's calls (declared in capi.pxd, documented in docs/api.md).
 
 Each call takes the end's one-thread guard (without a compare-and-swap in the
 thread the end is biased to, else by one, as a Python call does), runs the
@@ -43,10 +43,10 @@ cdef Handle *_handle(object end, int version) except NULL:
     if isinstance(end, Receiver):
         if (<Receiver>end).thread is not None:
             raise TypeError(
-                f"cywhip.api.handle() needs a Receiver without on_message/on_batch; "
+                f"cywhip.capi.handle() needs a Receiver without on_message/on_batch; "
                 f"Receiver {(<Receiver>end).name!r} delivers its messages to a thread of its own")
     elif not isinstance(end, Sender):
-        raise TypeError(f"cywhip.api.handle() takes a cywhip Sender or Receiver, not "
+        raise TypeError(f"cywhip.capi.handle() takes a cywhip Sender or Receiver, not "
                         f"{type(end).__name__}")
     e = <_End>end
     e._check_open()
