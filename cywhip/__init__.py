@@ -43,8 +43,8 @@ __version__ = "0.1.0"
 
 def get_include() -> str:
     """The directory a build of a module that cimports cywhip's Cython API needs, for both
-    Cython (``include_path``, where ``cywhip/api.pxd`` is found) and the C compiler
-    (``include_dirs``, where ``cywhip/api.h`` is found): the directory holding the installed
+    Cython (``include_path``, where ``cywhip/capi.pxd`` is found) and the C compiler
+    (``include_dirs``, where ``cywhip/capi.h`` is found): the directory holding the installed
     cywhip package.  See docs/api.md."""
     import os
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,9 +10,9 @@ from cywhip._codec cimport Codec
 from cywhip._ring cimport ring_t
 
 
-# What a handle of the Cython API (cywhip.api) points at: the C struct behind the opaque
-# cywhip_handle of api.h.  Users' modules see only a pointer, so its layout may change
-# freely.  It lives inside its end (_End.handle) and is filled by cywhip.api.handle().
+# What a handle of the Cython API (cywhip.capi) points at: the C struct behind the opaque
+# cywhip_handle of capi.h.  Users' modules see only a pointer, so its layout may change
+# freely.  It lives inside its end (_End.handle) and is filled by cywhip.capi.handle().
 cdef struct cw_handle:
     ring_t *ring
     int32_t *busy          # the end's one-thread guard
@@ -22,7 +22,7 @@ cdef struct cw_handle:
     uint32_t record_size   # typed channels: every message is exactly this long; else 0
     uint32_t chunk         # send_records publishes (and wakes the receiver) every chunk records
     uint32_t plain         # a one-to-one channel (one sender, no receiver groups): send and recv
-                           # may take their short way (cywhip.api)
+                           # may take their short way (cywhip.capi)
 
 
 cdef class _End:
@@ -53,7 +53,7 @@ cdef class _End:
     cdef readonly Py_ssize_t max_senders
     cdef readonly Py_ssize_t max_receivers
     cdef Py_ssize_t record_size
-    # The Cython API's handle of this end (cywhip.api.handle()); while it is held the
+    # The Cython API's handle of this end (cywhip.capi.handle()); while it is held the
     # end holds a reference to itself, dropped when it closes (never in a forked child,
     # nor when closed by the exit handler: see _drop_handle_reference()).
     cdef cw_handle handle

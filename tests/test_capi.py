@@ -1,10 +1,11 @@
-"""The Cython API (cywhip.api), called from extensions built here as users build theirs.
+"""The Cython API (cywhip.capi), called from extensions built here as users build theirs.
 
 Once per session, two builds run side by side in a temporary directory, each with Cython and
-setuptools against the installed cywhip (cywhip.get_include(), its api.pxd and api.h):
+setuptools against the installed cywhip (cywhip.get_include(), its capi.pxd and capi.h):
 the worked example of docs/api.md (examples/capi/: producer.pyx, consumer.pyx and its setup.py;
 tests/test_examples.py checks that docs/api.md shows these files), and capi_shim.pyx (beside this file: each call reachable from Python) with a module
-compiled against an api.h whose version was changed.
+compiled against a capi.h whose version was changed, and one written against the API's
+former name (cimport cywhip.api).
 """
 import contextlib
 import ctypes
@@ -40,17 +41,32 @@ from setuptools import Extension, setup
 quick = ["-O0", "-g0"]
 setup(script_args=["build_ext", "--inplace"], ext_modules=cythonize([
     Extension("capi_shim", ["capi_shim.pyx"], include_dirs=[cywhip.get_include()], extra_compile_args=quick),
-    # The fake api.h comes first: the module is compiled against another API_VERSION.
+    # The fake capi.h comes first: the module is compiled against another API_VERSION.
     Extension("capi_fake_version", ["capi_fake_version.pyx"], include_dirs=["fake", cywhip.get_include()],
+              extra_compile_args=quick),
+    Extension("capi_former_name", ["capi_former_name.pyx"], include_dirs=[cywhip.get_include()],
               extra_compile_args=quick),
 ], include_path=[cywhip.get_include()], quiet=True))
 """
 
 FAKE_VERSION_PYX = """# cython: language_level=3
-from cywhip cimport api
+from cywhip cimport capi
 
 def handle(end):
-    return <size_t>api.handle(end)
+    return <size_t>capi.handle(end)
+"""
+
+# A module written against the API's former name, cywhip.api, kept for a release.
+FORMER_NAME_PYX = """# cython: language_level=3
+from cywhip cimport api
+from cywhip.api cimport Handle
+
+def handle(end):
+    cdef Handle *h = api.handle(end)
+    return <size_t>h
+
+def try_send(end, bytes data):
+    return api.try_send(api.handle(end), <const char *>data, len(data)) == api.OK
 """
 
 
@@ -76,10 +92,11 @@ def built(tmp_path_factory):
         (example / name).write_text(body)
     shutil.copy(HERE / "capi_shim.pyx", shim)
     (shim / "capi_fake_version.pyx").write_text(FAKE_VERSION_PYX)
-    header = (pathlib.Path(cywhip.get_include()) / "cywhip" / "api.h").read_text()
+    (shim / "capi_former_name.pyx").write_text(FORMER_NAME_PYX)
+    header = (pathlib.Path(cywhip.get_include()) / "cywhip" / "capi.h").read_text()
     version = api_version(header)
     fake = version + 1
-    (shim / "fake" / "cywhip" / "api.h").write_text(
+    (shim / "fake" / "cywhip" / "capi.h").write_text(
         header.replace(f"#define CYWHIP_API_VERSION {version}\n", f"#define CYWHIP_API_VERSION {fake}\n"))
     builds = [subprocess.Popen([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=example,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
@@ -240,6 +257,15 @@ def test_a_module_compiled_against_another_api_version_is_refused_naming_both(bu
     assert built.version == built.shim.API_VERSION
 
 
+def test_a_module_written_against_the_former_name_cywhip_api_compiles_and_calls_the_same_api(
+        built, channel):
+    import capi_former_name
+    with Sender(channel, message_length=8) as tx, Receiver(channel, message_length=8) as rx:
+        assert capi_former_name.handle(tx) == built.shim.handle_address(tx)
+        assert capi_former_name.try_send(tx, b"former")
+        assert rx.recv(timeout=1) == b"former"
+
+
 def test_an_end_with_a_handle_stays_alive_until_closed_and_its_handle_then_says_closed(built, channel):
     shim = built.shim
     tx = Sender(channel, message_length=8)
@@ -377,10 +403,10 @@ def test_a_slot_length_no_correct_sender_writes_is_corrupt_and_nothing_is_taken(
 
 def test_the_short_way_of_a_biased_thread_checks_what_it_reads_from_shared_memory(built, channel):
     # Once an end is biased to this thread, a call on a one-to-one channel with a message (or
-    # room) in sight takes the short way (cywhip/api.pyx).  What it reads from shared memory
+    # room) in sight takes the short way (cywhip/capi.pyx).  What it reads from shared memory
     # it checks as the whole way does; a value that fails sends the call the whole way, which
     # reports it, and nothing is taken.
-    from cywhip import api
+    from cywhip import capi
     from cywhip._testing._model import layout
     shim = built.shim
     lay = layout()
@@ -390,7 +416,7 @@ def test_the_short_way_of_a_biased_thread_checks_what_it_reads_from_shared_memor
             assert shim.send(tx, msg) == "OK"
         for msg in (b"one", b"two"):
             assert shim.recv(rx, 16, 0) == ("OK", len(msg), msg)
-        assert api._guard_state(tx)[1] and api._guard_state(rx)[1]     # both biased
+        assert capi._guard_state(tx)[1] and capi._guard_state(rx)[1]     # both biased
         assert shim.send(tx, b"three") == "OK"
         with _mapped(channel) as mm:
             struct.pack_into("<Q", mm, lay["write_cursor"], 3 + 1000)   # further than capacity
@@ -702,35 +728,35 @@ def test_two_threads_sending_through_one_end_at_once_never_both_hold_it(built, c
 
 
 def test_a_python_call_while_a_biased_thread_is_inside_gets_busy(built, channel):
-    from cywhip import api
+    from cywhip import capi
     shim = built.shim
     with Sender(channel, message_length=8) as tx, Receiver(channel, message_length=8) as rx:
         # Two calls from one thread: the first biases the end to it, the second, a wait,
         # holds the guard without a compare-and-swap.
         t, out = start(lambda: (shim.try_recv(rx, 8), shim.recv(rx, 8, 10_000_000_000)))
-        wait_until(lambda: api._guard_state(rx) == ("fast", True))
+        wait_until(lambda: capi._guard_state(rx) == ("fast", True))
         with pytest.raises(RuntimeError, match="already in use by another call"):
             rx.recv(timeout=0)
         assert shim.try_recv(rx, 8) == ("BUSY", 0, None)
-        assert api._guard_state(rx) == ("fast", True)
+        assert capi._guard_state(rx) == ("fast", True)
         tx.send(b"go on")
         t.join(5)
         assert out == [(("EMPTY", 0, None), ("OK", 5, b"go on"))]
         # A Python call now ends the bias; the next API call biases the end to its thread.
         assert rx.try_recv() is None
-        assert api._guard_state(rx) == ("free", False)
+        assert capi._guard_state(rx) == ("free", False)
         assert shim.try_recv(rx, 8) == ("EMPTY", 0, None)
-        assert api._guard_state(rx) == ("free", True)
+        assert capi._guard_state(rx) == ("free", True)
 
 
 RECORDS = """
 import os, sys, threading
 sys.path.insert(0, sys.argv[2])
 import cywhip, capi_shim
-from cywhip import api
+from cywhip import capi
 name = sys.argv[1]
 with cywhip.Sender(name, message_length=8) as tx:
-    before = api._records_claimed()
+    before = capi._records_claimed()
     go, done = threading.Event(), threading.Event()
     def worker():
         assert capi_shim.try_send(tx, b"x") in ("OK", "FULL")
@@ -741,11 +767,11 @@ with cywhip.Sender(name, message_length=8) as tx:
         t.start()
         go.wait(10)
         go.clear()
-    held = api._records_claimed()
+    held = capi._records_claimed()
     pid = os.fork()
     if pid == 0:
         # Only this thread lives on in the child: the workers' records are given back.
-        os._exit(0 if api._records_claimed() == before else 1)
+        os._exit(0 if capi._records_claimed() == before else 1)
     _, status = os.waitpid(pid, 0)
     done.set()
     for t in threads:
@@ -754,9 +780,9 @@ with cywhip.Sender(name, message_length=8) as tx:
     # when the thread itself exits and its thread-specific data is destroyed.
     import time
     deadline = time.monotonic() + 10
-    while api._records_claimed() != before and time.monotonic() < deadline:
+    while capi._records_claimed() != before and time.monotonic() < deadline:
         time.sleep(0.01)
-    after = api._records_claimed()
+    after = capi._records_claimed()
 print(before, held, os.waitstatus_to_exitcode(status), after)
 """
 
@@ -773,7 +799,7 @@ def test_threads_give_their_guard_records_back_when_they_exit_and_in_a_forked_ch
 
 def test_cywhip_no_membarrier_keeps_the_fence_and_the_compare_and_swap():
     out = subprocess.run(
-        [sys.executable, "-c", "from cywhip import api, _ring; print(_ring.publish_mode(), api._biased)"],
+        [sys.executable, "-c", "from cywhip import capi, _ring; print(_ring.publish_mode(), capi._biased)"],
         env={**os.environ, "CYWHIP_NO_MEMBARRIER": "1"}, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["fence", "False"]

@@ -64,7 +64,7 @@ def test_the_installed_package_holds_the_declarations_stubs_and_headers_of_the_c
 def test_get_include_names_the_installed_package_and_its_cython_api():
     include = pathlib.Path(cywhip.get_include()).resolve()
     assert include == PKG.parent
-    for rel in ("cywhip/api.pxd", "cywhip/api.h"):
+    for rel in ("cywhip/capi.pxd", "cywhip/capi.h", "cywhip/api.pxd", "cywhip/api.h"):
         assert (include / rel).read_bytes() == (CHECKOUT / rel).read_bytes(), rel
 
 

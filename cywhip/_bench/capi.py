@@ -1,4 +1,4 @@
-"""Benchmarks through Cython APIs: cywhip's (cywhip.api) and cykit's (its .pxd files).
+"""Benchmarks through Cython APIs: cywhip's (cywhip.capi) and cykit's (its .pxd files).
 
 Each side's loops live in a .pyx beside this file (capi_loops.pyx, capi_cykit.pyx) and are
 built when first needed, the way a user's extension is built: Cython and the C compiler, with
@@ -62,8 +62,8 @@ def _key(module):
     h.update((HERE / f"{module}.pyx").read_bytes())
     h.update(sys.version.encode() + Cython.__version__.encode())
     if module == "capi_loops":
-        h.update((pathlib.Path(cywhip.get_include()) / "cywhip" / "api.h").read_bytes())
-        h.update((pathlib.Path(cywhip.get_include()) / "cywhip" / "api.pxd").read_bytes())
+        h.update((pathlib.Path(cywhip.get_include()) / "cywhip" / "capi.h").read_bytes())
+        h.update((pathlib.Path(cywhip.get_include()) / "cywhip" / "capi.pxd").read_bytes())
     else:
         from importlib.metadata import version
         h.update(version("cykit").encode())
@@ -106,8 +106,8 @@ def _import(build_dir, module):
 
 
 def _w_capi_stream(role, p, ready, results, shared):
-    """cywhip through its Cython API: nogil loops of api.send/api.recv, or of
-    api.send_records/api.recv_records in blocks."""
+    """cywhip through its Cython API: nogil loops of capi.send/capi.recv, or of
+    capi.send_records/capi.recv_records in blocks."""
     from cywhip import Receiver, Sender
     loops = _import(p["build_dir"], "capi_loops")
     name, n, size, block = p["name"], p["count"], p["size"], p.get("block", 0)

@@ -2,7 +2,7 @@
 """Benchmark loops through cywhip's Cython API.
 
 Not compiled with cywhip: cywhip._bench.capi builds it when a benchmark needs
-it, the way a user's module is built (cimport cywhip.api, cywhip.get_include()).
+it, the way a user's module is built (cimport cywhip.capi, cywhip.get_include()).
 Every message carries its number in its first 8 bytes, and the receiving loops
 check every one.
 """
@@ -12,8 +12,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
-from cywhip cimport api
-from cywhip.api cimport Handle
+from cywhip cimport capi
 
 cdef enum:
     MAX_SIZE = 256      # bytes per message
@@ -27,19 +26,19 @@ cdef inline int64_t _now_ns() noexcept nogil:
 
 
 cdef int _check(int status, str what) except -1:
-    if status == api.INTERRUPTED:
+    if status == capi.INTERRUPTED:
         PyErr_CheckSignals()
-    elif status != api.OK:
-        raise RuntimeError(f"api.{what}() returned status {status}")
+    elif status != capi.OK:
+        raise RuntimeError(f"capi.{what}() returned status {status}")
     return 0
 
 
 def send_each(sender, int64_t count, int size):
-    """Send count messages of size bytes, one api.send() each."""
-    cdef Handle *h = api.handle(sender)
+    """Send count messages of size bytes, one capi.send() each."""
+    cdef capi.Handle *h = capi.handle(sender)
     cdef char buf[MAX_SIZE]
     cdef int64_t i = 0
-    cdef int status = api.OK
+    cdef int status = capi.OK
     if not 8 <= size <= MAX_SIZE:
         raise ValueError(f"size must be 8 to {MAX_SIZE}")
     memset(buf, 7, sizeof(buf))
@@ -47,8 +46,8 @@ def send_each(sender, int64_t count, int size):
         with nogil:
             while i < count:
                 (<int64_t *>buf)[0] = i
-                status = api.send(h, buf, <size_t>size, -1)
-                if status != api.OK:
+                status = capi.send(h, buf, <size_t>size, -1)
+                if status != capi.OK:
                     break
                 i += 1
         _check(status, "send")
@@ -56,22 +55,22 @@ def send_each(sender, int64_t count, int size):
 
 
 def recv_each(receiver, int64_t count, int size):
-    """Receive count messages, one api.recv() each, checking each one's number.
+    """Receive count messages, one capi.recv() each, checking each one's number.
 
     Returns (seconds from the first message to the last, messages that were wrong).
     """
-    cdef Handle *h = api.handle(receiver)
+    cdef capi.Handle *h = capi.handle(receiver)
     cdef char buf[MAX_SIZE]
     cdef size_t n
     cdef int64_t i = 0, wrong = 0, start = 0
-    cdef int status = api.OK
+    cdef int status = capi.OK
     if not 8 <= size <= MAX_SIZE:
         raise ValueError(f"size must be 8 to {MAX_SIZE}")
     while i < count:
         with nogil:
             while i < count:
-                status = api.recv(h, buf, sizeof(buf), &n, -1)
-                if status != api.OK:
+                status = capi.recv(h, buf, sizeof(buf), &n, -1)
+                if status != capi.OK:
                     break
                 if i == 0:
                     start = _now_ns()
@@ -83,12 +82,12 @@ def recv_each(receiver, int64_t count, int size):
 
 
 def send_blocks(sender, int64_t count, int size, int block):
-    """Send count messages of size bytes, block of them per api.send_records()."""
-    cdef Handle *h = api.handle(sender)
+    """Send count messages of size bytes, block of them per capi.send_records()."""
+    cdef capi.Handle *h = capi.handle(sender)
     cdef char *buf
     cdef int64_t i = 0
     cdef size_t j, k, sent
-    cdef int status = api.OK
+    cdef int status = capi.OK
     if not 8 <= size <= MAX_SIZE or not 1 <= block <= MAX_BLOCK:
         raise ValueError("bad size or block")
     buf = <char *>malloc(<size_t>size * block)
@@ -102,9 +101,9 @@ def send_blocks(sender, int64_t count, int size, int block):
                     k = <size_t>(count - i) if count - i < block else <size_t>block
                     for j in range(k):
                         (<int64_t *>(buf + j * size))[0] = i + <int64_t>j
-                    status = api.send_records(h, buf, k, <size_t>size, &sent, -1)
+                    status = capi.send_records(h, buf, k, <size_t>size, &sent, -1)
                     i += <int64_t>sent
-                    if status != api.OK:
+                    if status != capi.OK:
                         break
             _check(status, "send_records")
     finally:
@@ -113,15 +112,15 @@ def send_blocks(sender, int64_t count, int size, int block):
 
 
 def recv_blocks(receiver, int64_t count, int size, int block):
-    """Receive count messages of size bytes, up to block per api.recv_records(), checking each.
+    """Receive count messages of size bytes, up to block per capi.recv_records(), checking each.
 
     Returns (seconds from the first message to the last, messages that were wrong).
     """
-    cdef Handle *h = api.handle(receiver)
+    cdef capi.Handle *h = capi.handle(receiver)
     cdef char *buf
     cdef int64_t i = 0, wrong = 0, start = 0
     cdef size_t j, got
-    cdef int status = api.OK
+    cdef int status = capi.OK
     if not 8 <= size <= MAX_SIZE or not 1 <= block <= MAX_BLOCK:
         raise ValueError("bad size or block")
     buf = <char *>malloc(<size_t>size * block)
@@ -131,8 +130,8 @@ def recv_blocks(receiver, int64_t count, int size, int block):
         while i < count:
             with nogil:
                 while i < count:
-                    status = api.recv_records(h, buf, <size_t>block, <size_t>size, &got, -1)
-                    if status != api.OK:
+                    status = capi.recv_records(h, buf, <size_t>block, <size_t>size, &got, -1)
+                    if status != capi.OK:
                         break
                     if i == 0:
                         start = _now_ns()

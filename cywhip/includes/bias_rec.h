@@ -1,5 +1,5 @@
 /* In C for thread-local storage and a thread-exit hook, which Cython cannot spell.
- * Included by cywhip.api only: one set of records per process. */
+ * Included by cywhip.capi only: one set of records per process. */
 #ifndef CYWHIP_BIAS_REC_H
 #define CYWHIP_BIAS_REC_H
 
@@ -38,7 +38,7 @@ static void cw_bias_after_fork(void)
             cw_bias_release(&cw_bias_recs[i]);
 }
 
-/* Once, when cywhip.api is imported: whether ends may be biased in this process (not if
+/* Once, when cywhip.capi is imported: whether ends may be biased in this process (not if
  * refused, CYWHIP_NO_MEMBARRIER; else the kernel's private expedited membarrier, and a
  * thread-exit hook to give records back). */
 static int cw_bias_init(int refused)

@@ -12,7 +12,7 @@
 /*
  * The one-thread-at-a-time guard of an end: *busy is 0 while no call uses
  * it, else who holds it: CW_GUARD_CALL (a Python call, or a thread closing
- * the end) or CW_GUARD_NOGIL (a call of the Cython API, cywhip.api).
+ * the end) or CW_GUARD_NOGIL (a call of the Cython API, cywhip.capi).
  *
  * Calls of the Cython API run without the GIL, so the GIL cannot serialise
  * the guard: it is taken by a compare-and-swap from 0 (acquire: the call sees
@@ -40,7 +40,7 @@
  *
  * A record belongs to one thread at a time and only that thread writes its
  * in_call, so a thread that read an old owner's name can never overwrite
- * another's record.  Records live in cywhip.api (never freed), and a thread's
+ * another's record.  Records live in cywhip.capi (never freed), and a thread's
  * record is given back when it exits; the next thread that gets it owns the
  * ends it names, which is sound for the same reason.
  */

@@ -3,4 +3,4 @@ import cywhip
 import producer
 
 with cywhip.Sender("capi-ticks", message_length=16, max_queued_messages=4096) as tx:
-    print("sent", producer.produce(tx, 1_000_000))          # one api.send() per tick, without the GIL
+    print("sent", producer.produce(tx, 1_000_000))          # one capi.send() per tick, without the GIL
