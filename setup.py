@@ -51,8 +51,11 @@ class parallel_build_ext(build_ext):
 setup(
     cmdclass={"build_ext": parallel_build_ext},
     ext_modules=cythonize(
-        [ext("_region"), ext("_admin"), ext("_ring"), ext("_codec"), ext("_end"), ext("_channel"), ext("_floor"),
-         ext("_async"), ext("capi"), ext("_testing._model")],
+        [ext("_region"), ext("_admin"), ext("_ring"), ext("_codec"), ext("_end"), ext("_channel"), ext("_async"),
+         ext("capi"), ext("_testing._model"),
+         # The benchmarks' raw C floors: built with the package (the bench and asv run without a
+         # compiler), imported only by cywhip._bench.
+         ext("_bench._floor")],
         compiler_directives=directives,
         include_path=["."],
         nthreads=JOBS,

@@ -23,7 +23,7 @@ def test_the_raw_c_ring_floor_publishing_per_message_moves_records_between_two_p
 
 def test_the_floor_ring_refuses_a_capacity_size_or_buffer_it_cannot_use_naming_the_value():
     import pytest
-    from cywhip import _floor
+    from cywhip._bench import _floor
     assert _floor.ring_bytes(32, 1024) == 256 + 32 * 1024
     shm = bytearray(_floor.ring_bytes(32, 1024))
     with pytest.raises(ValueError, match="capacity 1000 is not a power of two"):

@@ -1,10 +1,10 @@
-"""The raw C floors built with the package (cywhip._floor): a spinning memcpy ring, a futex ping-pong."""
+"""The raw C floors built with the package (cywhip._bench._floor): a spinning memcpy ring, a futex ping-pong."""
 
 from cywhip._bench.common import _Shm, _percentiles
 
 
 def _w_floor_ring(role, p, ready, results, shared):
-    from cywhip import _floor
+    from cywhip._bench import _floor
     size, n = p["size"], p["count"]
     if role == "producer":
         ready.wait(60)
@@ -22,7 +22,7 @@ def _w_floor_ring(role, p, ready, results, shared):
 
 def _w_floor_futex(role, p, ready, results, shared):
     from array import array
-    from cywhip import _floor
+    from cywhip._bench import _floor
     n = p["count"]
     if role == "producer":
         ready.wait(60)
@@ -43,7 +43,7 @@ def _w_floor_futex(role, p, ready, results, shared):
 def _w_floor_ring_each(role, p, ready, results, shared):
     """The floor ring one record at a time: a publish (and a release) per record, in a ring of
     p["capacity"] records (default _floor.RING_SLOTS)."""
-    from cywhip import _floor
+    from cywhip._bench import _floor
     size, n, cap = p["size"], p["count"], p.get("capacity", _floor.RING_SLOTS)
     if role == "producer":
         ready.wait(60)
