@@ -55,7 +55,9 @@ setup(
          ext("capi"), ext("_testing._model"),
          # The benchmarks' raw C floors: built with the package (the bench and asv run without a
          # compiler), imported only by cywhip._bench.
-         ext("_bench._floor")],
+         ext("_bench._floor"),
+         # Test machinery that needs the ends' C fields, for the programs tests start.
+         ext("_testing._steps")],
         compiler_directives=directives,
         include_path=["."],
         nthreads=JOBS,

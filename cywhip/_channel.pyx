@@ -22,7 +22,6 @@ from posix.mman cimport munmap
 from cywhip.includes.c_atomics cimport cw_load_acquire_i32, cw_store_release_i32
 from cywhip.includes.c_guard cimport cw_guard_give, CW_GUARD_CALL
 from libc.stdint cimport uint32_t, uint64_t, int64_t
-from libc.string cimport memcpy
 
 from cywhip._codec cimport Codec
 from cywhip._end cimport _End, _enter, _leave, _closing, deadline_ns, check_count, WAITED_AGAIN
@@ -30,8 +29,7 @@ from cywhip._region cimport Region, END_SENDER, END_RECEIVER, unlend_pages
 from cywhip._admin import _channel_info
 from cywhip._ring cimport (
     ring_claim, ring_write_slot, ring_commit, ring_commit_void, ring_publish, ring_published,
-    ring_write_records_many, ring_claim_intent, ring_claim_cas, ring_commit_length, ring_commit_seq,
-    ring_commit_clear, ring_unclaimed, ring_claim_look, ring_read_position,
+    ring_write_records_many, ring_read_position,
     ring_available, ring_available_now, ring_read_length, ring_read_slot, ring_consume, ring_rewind, ring_release,
     ring_write_records, ring_read_records, ring_lend_run, ring_lend_stride, ring_lend_span, ring_read_offset, ring_consume_run,
     ring_t, ring_taken, ring_interrupt, WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
@@ -866,55 +864,3 @@ cdef class _Lease:
             ring_consume_run(&r.ring, self.count)
             ring_release(&r.ring)
         _leave(r)
-
-
-cdef class _SenderSteps:
-    """The many-senders send protocol of a Sender one step at a time, for tests that kill a
-    sender between any two steps (cywhip._testing.fanin).  Each method is one step of
-    docs/protocol.md, made with the same ring functions a send uses."""
-    cdef Sender sender
-    cdef uint64_t c
-
-    def __init__(self, Sender sender not None):
-        sender._check_open()
-        if not sender.ring.many:
-            raise ValueError("steps are for a Sender of a channel with max_senders > 1")
-        self.sender = sender
-
-    def intent(self):
-        """S1 and S2: load the claim cursor, check for room, say in the place what is claimed."""
-        cdef ring_t *r = &self.sender.ring
-        if ring_unclaimed(r) <= 0:
-            raise RuntimeError("the channel is full")
-        self.c = ring_claim_look(r)
-        ring_claim_intent(r, self.c)
-        return self.c
-
-    def claim(self):
-        """S3: move the claim cursor past the sequence the intent names."""
-        cdef uint64_t c = self.c
-        if not ring_claim_cas(&self.sender.ring, &c):
-            raise RuntimeError(f"the claim cursor moved from {self.c} to {c}")
-
-    def write(self, const unsigned char[:] data, Py_ssize_t upto):
-        """S4, in part: the first upto bytes of the payload."""
-        if upto > data.shape[0] or upto > self.sender.message_length:
-            raise ValueError(f"upto={upto} is past the payload")
-        if upto:
-            memcpy(ring_write_slot(&self.sender.ring), &data[0], upto)
-
-    def length(self, uint32_t n):
-        """S4's end: the message's length."""
-        ring_commit_length(&self.sender.ring, n)
-
-    def publish(self):
-        """S5: store seq."""
-        ring_commit_seq(&self.sender.ring)
-
-    def clear(self):
-        """S6: withdraw the intent."""
-        ring_commit_clear(&self.sender.ring)
-
-    def wake(self):
-        """After S6: wake a sleeping receiver."""
-        ring_publish(&self.sender.ring)

@@ -141,12 +141,12 @@ def run_stream(name, length, capacity, senders, tag, count, mode):
 def run_step(name, length, capacity, senders, tag, before, step, hold=False, receivers=1):
     """Send `before` messages, then do the steps of the next one up to `step`, and die (SIGKILL);
     with hold, wait there to be killed instead.  `receivers`: the channel's max_receivers."""
-    from cywhip._channel import _SenderSteps
+    from cywhip._testing._steps import SenderSteps
     sender = Sender(name, message_length=length, max_queued_messages=capacity, max_senders=senders,
                     max_receivers=receivers)
     for i in range(before):
         sender.send(payload(tag, i, length), timeout=30)
-    steps = _SenderSteps(sender)
+    steps = SenderSteps(sender)
     data = payload(tag, before, length)
     done = []
 

@@ -1,0 +1,63 @@
+# cython: language_level=3
+"""Test machinery that needs the ends' C fields: the many-senders send protocol of a Sender
+one step at a time (cywhip._testing.fanin kills a sender between any two steps)."""
+from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memcpy
+
+from cywhip._channel cimport Sender
+from cywhip._ring cimport (
+    ring_t, ring_unclaimed, ring_claim_look, ring_claim_intent, ring_claim_cas, ring_write_slot, ring_commit_length,
+    ring_commit_seq, ring_commit_clear, ring_publish,
+)
+
+
+cdef class SenderSteps:
+    """The many-senders send protocol of a Sender one step at a time, for tests that kill a
+    sender between any two steps (fanin.run_step).  Each method is one step of
+    docs/protocol.md, made with the same ring functions a send uses."""
+    cdef Sender sender
+    cdef uint64_t c
+
+    def __init__(self, Sender sender not None):
+        sender._check_open()
+        if not sender.ring.many:
+            raise ValueError("steps are for a Sender of a channel with max_senders > 1")
+        self.sender = sender
+
+    def intent(self):
+        """S1 and S2: load the claim cursor, check for room, say in the place what is claimed."""
+        cdef ring_t *r = &self.sender.ring
+        if ring_unclaimed(r) <= 0:
+            raise RuntimeError("the channel is full")
+        self.c = ring_claim_look(r)
+        ring_claim_intent(r, self.c)
+        return self.c
+
+    def claim(self):
+        """S3: move the claim cursor past the sequence the intent names."""
+        cdef uint64_t c = self.c
+        if not ring_claim_cas(&self.sender.ring, &c):
+            raise RuntimeError(f"the claim cursor moved from {self.c} to {c}")
+
+    def write(self, const unsigned char[:] data, Py_ssize_t upto):
+        """S4, in part: the first upto bytes of the payload."""
+        if upto > data.shape[0] or upto > self.sender.message_length:
+            raise ValueError(f"upto={upto} is past the payload")
+        if upto:
+            memcpy(ring_write_slot(&self.sender.ring), &data[0], upto)
+
+    def length(self, uint32_t n):
+        """S4's end: the message's length."""
+        ring_commit_length(&self.sender.ring, n)
+
+    def publish(self):
+        """S5: store seq."""
+        ring_commit_seq(&self.sender.ring)
+
+    def clear(self):
+        """S6: withdraw the intent."""
+        ring_commit_clear(&self.sender.ring)
+
+    def wake(self):
+        """After S6: wake a sleeping receiver."""
+        ring_publish(&self.sender.ring)
