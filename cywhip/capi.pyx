@@ -17,7 +17,7 @@ from cywhip.includes.c_atomics cimport cw_load_acquire_i32
 from cywhip.includes.c_guard cimport (
     cw_guard_take, cw_guard_give, cw_guard_take_biased, cw_guard_give_biased, cw_guard_bias_to,
     cw_guard_enter, cw_guard_leave,
-    cw_bias_rec, cw_guard_holder, CW_GUARD_NOGIL,
+    cw_bias_rec, CW_GUARD_NOGIL,
 )
 from cywhip.includes.c_bias_rec cimport cw_bias_init, cw_bias_mine, cw_bias_records_claimed
 from cywhip._end cimport _End, cw_handle
@@ -71,17 +71,7 @@ cdef Handle *_handle(object end, int version) except NULL:
 _biased = bool(cw_bias_init(membarrier_refused()))
 
 
-def _guard_state(end):
-    """For tests: how end's one-thread guard is held now: "fast" (by the thread the end is
-    biased to, without a compare-and-swap), "slow" (by compare-and-swap) or "free"; and
-    whether the end is biased to a thread."""
-    cdef _End e = <_End?>end
-    cdef cw_bias_rec *rec = e.bias
-    if rec != NULL and rec.in_call == <void *>&e.busy:
-        return "fast", True
-    return ("slow" if cw_guard_holder(&e.busy) else "free"), rec != NULL
-
-
+# Test seam (it must sit here: the records are this module's, includes/bias_rec.h).
 def _records_claimed():
     """For tests: how many threads of this process hold a guard record now."""
     return cw_bias_records_claimed()

@@ -406,7 +406,7 @@ def test_the_short_way_of_a_biased_thread_checks_what_it_reads_from_shared_memor
     # room) in sight takes the short way (cywhip/capi.pyx).  What it reads from shared memory
     # it checks as the whole way does; a value that fails sends the call the whole way, which
     # reports it, and nothing is taken.
-    from cywhip import capi
+    from cywhip._testing._steps import guard_state
     from cywhip._testing._model import layout
     shim = built.shim
     lay = layout()
@@ -416,7 +416,7 @@ def test_the_short_way_of_a_biased_thread_checks_what_it_reads_from_shared_memor
             assert shim.send(tx, msg) == "OK"
         for msg in (b"one", b"two"):
             assert shim.recv(rx, 16, 0) == ("OK", len(msg), msg)
-        assert capi._guard_state(tx)[1] and capi._guard_state(rx)[1]     # both biased
+        assert guard_state(tx)[1] and guard_state(rx)[1]     # both biased
         assert shim.send(tx, b"three") == "OK"
         with _mapped(channel) as mm:
             struct.pack_into("<Q", mm, lay["write_cursor"], 3 + 1000)   # further than capacity
@@ -728,25 +728,25 @@ def test_two_threads_sending_through_one_end_at_once_never_both_hold_it(built, c
 
 
 def test_a_python_call_while_a_biased_thread_is_inside_gets_busy(built, channel):
-    from cywhip import capi
+    from cywhip._testing._steps import guard_state
     shim = built.shim
     with Sender(channel, message_length=8) as tx, Receiver(channel, message_length=8) as rx:
         # Two calls from one thread: the first biases the end to it, the second, a wait,
         # holds the guard without a compare-and-swap.
         t, out = start(lambda: (shim.try_recv(rx, 8), shim.recv(rx, 8, 10_000_000_000)))
-        wait_until(lambda: capi._guard_state(rx) == ("fast", True))
+        wait_until(lambda: guard_state(rx) == ("fast", True))
         with pytest.raises(RuntimeError, match="already in use by another call"):
             rx.recv(timeout=0)
         assert shim.try_recv(rx, 8) == ("BUSY", 0, None)
-        assert capi._guard_state(rx) == ("fast", True)
+        assert guard_state(rx) == ("fast", True)
         tx.send(b"go on")
         t.join(5)
         assert out == [(("EMPTY", 0, None), ("OK", 5, b"go on"))]
         # A Python call now ends the bias; the next API call biases the end to its thread.
         assert rx.try_recv() is None
-        assert capi._guard_state(rx) == ("free", False)
+        assert guard_state(rx) == ("free", False)
         assert shim.try_recv(rx, 8) == ("EMPTY", 0, None)
-        assert capi._guard_state(rx) == ("free", True)
+        assert guard_state(rx) == ("free", True)
 
 
 RECORDS = """

@@ -1,9 +1,13 @@
 # cython: language_level=3
 """Test machinery that needs the ends' C fields: the many-senders send protocol of a Sender
-one step at a time (cywhip._testing.fanin kills a sender between any two steps)."""
+one step at a time (cywhip._testing.fanin kills a sender between any two steps), and how an
+end's one-thread guard is held."""
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
+from cywhip.includes.c_atomics cimport cw_load_relaxed_u64
+from cywhip.includes.c_guard cimport cw_bias_rec, cw_guard_holder
+from cywhip._end cimport _End
 from cywhip._channel cimport Sender
 from cywhip._ring cimport (
     ring_t, ring_unclaimed, ring_claim_look, ring_claim_intent, ring_claim_cas, ring_write_slot, ring_commit_length,
@@ -61,3 +65,14 @@ cdef class SenderSteps:
     def wake(self):
         """After S6: wake a sleeping receiver."""
         ring_publish(&self.sender.ring)
+
+
+def guard_state(end):
+    """How end's one-thread guard is held now: "fast" (by the thread the end is biased to,
+    without a compare-and-swap), "slow" (by compare-and-swap) or "free"; and whether the end
+    is biased to a thread."""
+    cdef _End e = <_End?>end
+    cdef cw_bias_rec *rec = e.bias
+    if rec != NULL and rec.in_call == <void *>&e.busy:
+        return "fast", True
+    return ("slow" if cw_guard_holder(&e.busy) else "free"), rec != NULL
