@@ -12,28 +12,27 @@ import threading
 
 from cpython.buffer cimport PyBuffer_Release, PyBUF_STRIDED, PyBUF_STRIDED_RO, PyBUF_WRITABLE
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
-from cpython.exc cimport PyErr_CheckSignals
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.ref cimport Py_INCREF
 from cpython.pythread cimport PyThread_get_thread_ident
 from posix.mman cimport munmap
 
-from cywhip.includes.c_atomics cimport cw_load_acquire_i32, cw_store_release_i32
+from cywhip.includes.c_atomics cimport cw_store_release_i32
 from cywhip.includes.c_guard cimport cw_guard_give, CW_GUARD_CALL
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 
 from cywhip._codec cimport Codec
-from cywhip._end cimport _End, _enter, _leave, _closing, deadline_ns, check_count, WAITED_AGAIN
+from cywhip._end cimport _End, _enter, _leave, _closing, deadline_ns, check_count
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER, unlend_pages
 from cywhip._admin import _channel_info
 from cywhip._ring cimport (
     ring_claim, ring_write_slot, ring_commit, ring_commit_void, ring_publish, ring_published,
-    ring_write_records_many, ring_read_position,
-    ring_available, ring_available_now, ring_read_length, ring_read_slot, ring_consume, ring_rewind, ring_release,
-    ring_write_records, ring_read_records, ring_lend_run, ring_lend_stride, ring_lend_span, ring_read_offset, ring_consume_run,
-    ring_t, ring_taken, ring_interrupt, WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
-    SLEEP_SLICE_NS, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek, ring_recv_done, ring_recv_records,
+    ring_available, ring_available_now, ring_read_slot, ring_consume, ring_rewind, ring_release,
+    ring_read_records, ring_lend_run, ring_lend_stride, ring_lend_span, ring_read_offset, ring_consume_run,
+    ring_taken, ring_interrupt, ring_read_position,
+    WAIT_READY, SLEEP_SLICE_NS, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek,
+    ring_recv_done, ring_recv_records,
 )
 
 from cywhip.errors import ChannelClosedError, ChannelCorruptError, ReceiveTimeout, SendTimeout
