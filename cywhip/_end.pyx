@@ -19,7 +19,7 @@ from libc.stdint cimport int64_t, uint64_t
 from cywhip._codec cimport choose_codec
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER
 from cywhip.includes.c_layout cimport (
-    CW_MAX_PLACES, CW_TOPOLOGY_GROUPS, CW_TOPOLOGY_ONE_TO_ONE,
+    CW_MAX_PLACES, CW_TOPOLOGY_GROUPS, CW_TOPOLOGY_ONE_RECEIVER,
 )
 from cywhip.includes.c_guard cimport cw_guard_holder
 from cywhip._ring cimport (
@@ -154,7 +154,7 @@ cdef class _End:
         _check_places("max_senders", max_senders)
         _check_places("max_receivers", max_receivers)
         check_group(group, durable, max_receivers)
-        topology = CW_TOPOLOGY_GROUPS if max_receivers > 1 else CW_TOPOLOGY_ONE_TO_ONE
+        topology = CW_TOPOLOGY_GROUPS if max_receivers > 1 else CW_TOPOLOGY_ONE_RECEIVER
         cdef int64_t spin_ns = _spin_ns(spin_time)
         rtype = None
         if message_type is not None:

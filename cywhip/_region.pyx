@@ -30,7 +30,7 @@ from cywhip.includes.c_layout cimport (
     cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION,
     cw_fixed_slot_size, CW_MAX_MESSAGE_LENGTH,
     CW_LIFECYCLE_LOCK_BYTE, CW_TYPE_DESCRIPTION_SIZE, CW_PLACE_SIZE, CW_MAX_PLACES,
-    CW_TOPOLOGY_ONE_TO_ONE, cw_place, cw_slots_offset, cw_place_offset,
+    CW_TOPOLOGY_ONE_RECEIVER, cw_place, cw_slots_offset, cw_place_offset,
     CW_TOPOLOGY_GROUPS, CW_GROUP_NAME_SIZE, CW_GROUPS_LOCK_BYTE, CW_GROUP_IN_USE, CW_GROUP_DURABLE,
     cw_group, cw_group_offset,
 )
@@ -68,7 +68,7 @@ MAX_FILE_SIZE = (1 << 63) - 1
 _GLOBAL_PREFIX = "Global\\"
 
 END_NAMES = ("sender", "receiver")
-TOPOLOGY_NAMES = {CW_TOPOLOGY_ONE_TO_ONE: "one sender, one receiver", CW_TOPOLOGY_GROUPS: "receiver groups"}
+TOPOLOGY_NAMES = {CW_TOPOLOGY_ONE_RECEIVER: "one receiver", CW_TOPOLOGY_GROUPS: "receiver groups"}
 # How long a join, close or removal waits for another one to finish with the groups.
 _GROUPS_LOCK_WAIT = 5.0
 
@@ -200,7 +200,7 @@ cdef class Region:
 
     @staticmethod
     def open(name, uint64_t message_length, uint64_t capacity, int end, rtype=None, int mode=0o600,
-             uint32_t max_senders=1, uint32_t max_receivers=1, uint32_t topology=CW_TOPOLOGY_ONE_TO_ONE,
+             uint32_t max_senders=1, uint32_t max_receivers=1, uint32_t topology=CW_TOPOLOGY_ONE_RECEIVER,
              str group="", bint durable=True):
         """Create or open channel ``name`` and claim a place of its ``end`` kind; return the Region.
 

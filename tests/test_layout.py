@@ -70,7 +70,7 @@ SENDER, RECEIVER = 0, 1
 @pytest.mark.parametrize("kwargs,message", [
     ({"max_senders": 3}, "max_senders=3, this end asked for max_senders=1"),
     ({"max_receivers": 2}, "max_receivers=2, this end asked for max_receivers=1"),
-    ({"topology": 7}, r"topology 7 \(unknown\), this end asked for topology 1 \(one sender, one receiver\)"),
+    ({"topology": 7}, r"topology 7 \(unknown\), this end asked for topology 1 \(one receiver\)"),
 ])
 def test_a_channel_made_with_other_places_or_topology_is_refused_naming_both_values(channel, kwargs, message):
     held = Region.open(channel, 8, 4, RECEIVER, **kwargs)

@@ -13,7 +13,7 @@ cdef extern from "layout.h" nogil:
         CW_TYPE_DESCRIPTION_SIZE
         CW_PLACE_SIZE
         CW_MAX_PLACES
-        CW_TOPOLOGY_ONE_TO_ONE
+        CW_TOPOLOGY_ONE_RECEIVER
         CW_TOPOLOGY_GROUPS
         CW_GROUP_SIZE
         CW_GROUP_NAME_SIZE

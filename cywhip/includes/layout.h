@@ -73,7 +73,8 @@
 #define CW_MAX_PLACES 4096
 
 /* Topologies: what the places mean and which protocol the ring runs. */
-#define CW_TOPOLOGY_ONE_TO_ONE 1
+/* One receiver, and one sender or max_senders > 1 of them. */
+#define CW_TOPOLOGY_ONE_RECEIVER 1
 /* Receiver groups: max_receivers > 1 member places and as many group entries. */
 #define CW_TOPOLOGY_GROUPS 2
 
