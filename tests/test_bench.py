@@ -67,8 +67,8 @@ def test_the_shared_work_check_counts_duplicates_and_missing_messages():
 
 
 def test_killing_one_of_two_durable_groups_receivers_holds_the_sender_back_until_its_group_is_removed():
-    from cywhip._bench import crash
-    r = crash.consumer_crash_run(crash.BROADCAST, "cywhip, 2 durable groups")
+    from cywhip._bench import kills
+    r = kills.consumer_crash_run(kills.BROADCAST, "cywhip, 2 durable groups")
     assert not r["hang"] and r["survivor_complete"] and r["lost"] == 0
     assert "g0 holding_back" in r["note"] and "groups left: g1" in r["note"]
 
@@ -263,22 +263,22 @@ def test_zenoh_rows_deliver_every_message_plain_and_in_shared_memory():
 def test_subethas_broadcast_producer_is_held_back_by_a_dead_consumer_until_its_position_is_given_back():
     import pytest
     pytest.importorskip("subetha")
-    from cywhip._bench import crash
-    r = crash.consumer_crash_run(crash.BROADCAST, "SubEtha 0.6.0 BroadcastRing")
+    from cywhip._bench import kills
+    r = kills.consumer_crash_run(kills.BROADCAST, "SubEtha 0.6.0 BroadcastRing")
     assert not r["hang"] and r["survivor_complete"] and r["lost"] == 0
     assert "producer held back" in r["note"] and "unregister_consumer()" in r["note"]
 
 
 def test_the_crash_tables_name_the_newest_peers_and_say_why_msgq_has_no_fan_in():
-    from cywhip._bench import crash
-    producers = [s[0] for s in crash.SYSTEMS]
-    consumers = [s[1] for s in crash.CONSUMER_SYSTEMS]
+    from cywhip._bench import kills
+    producers = [s[0] for s in kills.SYSTEMS]
+    consumers = [s[1] for s in kills.CONSUMER_SYSTEMS]
     for name in ("SubEtha", "kickmsg", "Zenoh"):
         assert any(name in s for s in producers), name
     for name in ("SubEtha 0.6.0 BroadcastRing", "SubEtha 0.6.0 WorkQueue", "SubEtha 0.6.0 Channel", "kickmsg",
                  "msgq", "Zenoh 1.10.2, 2 subscribers, plain", "Zenoh 1.10.2, 2 subscribers, shared memory"):
         assert any(name in s for s in consumers), name
-    text = crash.crash_markdown([{"system": s, "skipped": why} for s, _, why in crash.NO_FANIN])
+    text = kills.crash_markdown([{"system": s, "skipped": why} for s, _, why in kills.NO_FANIN])
     assert "| msgq 1.0 | skipped: one publisher per endpoint" in text
 
 

@@ -286,7 +286,7 @@ def main(argv):
         return 0
     rows = run(args.quick, progress=progress, only=args.only)
     checks = targets(rows)
-    from cywhip._bench.crash import (
+    from cywhip._bench.kills import (
         CONSUMER_HANG_SECONDS, KILL_AFTER, RUN_AFTER_KILL, consumer_crash_markdown, consumer_crash_table,
         crash_markdown, crash_table,
     )

@@ -1,4 +1,4 @@
-"""The public API in one process: sending, receiving, buffers, errors, lifecycle."""
+"""The Python ends (Sender, Receiver) in one process: sending, receiving, buffers, errors, lifecycle."""
 import ctypes
 import os
 import queue
