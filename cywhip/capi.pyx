@@ -16,7 +16,7 @@ from cywhip.includes.c_copy cimport cw_copy
 from cywhip.includes.c_atomics cimport cw_load_acquire_i32
 from cywhip.includes.c_guard cimport (
     cw_guard_take, cw_guard_give, cw_guard_take_biased, cw_guard_give_biased, cw_guard_bias_to,
-    cw_guard_enter, cw_guard_leave,
+    cw_guard_take_fast, cw_guard_give_fast,
     cw_bias_rec, CW_GUARD_NOGIL,
 )
 from cywhip.includes.c_bias_rec cimport cw_bias_init, cw_bias_mine, cw_bias_records_claimed
@@ -209,14 +209,14 @@ cdef inline int _take(cw_handle *c, ring_t *r, void *dst, size_t capacity, size_
 # read from shared memory that fails its check) goes the whole way, which
 # starts over and reads shared memory afresh.
 
-cdef inline cw_bias_rec *_enter(cw_handle *c) noexcept nogil:
+cdef inline cw_bias_rec *_take_short(cw_handle *c) noexcept nogil:
     """The guard taken by the biased thread's fast path, the end open: that thread's record;
     else NULL (the guard not held)."""
-    cdef cw_bias_rec *rec = cw_guard_enter(c.busy, c.bias)
+    cdef cw_bias_rec *rec = cw_guard_take_fast(c.busy, c.bias)
     if rec == NULL:
         return NULL
     if cw_load_acquire_i32(c.closing) or c.ring.hdr == NULL:
-        cw_guard_leave(rec)
+        cw_guard_give_fast(rec)
         return NULL
     return rec
 
@@ -227,15 +227,15 @@ cdef inline bint _send_short(cw_handle *c, const void *data, size_t n) noexcept 
     cdef cw_bias_rec *rec
     if not c.plain or not c.sending or n > r.message_length or (c.record_size != 0 and n != c.record_size):
         return False
-    rec = _enter(c)
+    rec = _take_short(c)
     if rec == NULL:
         return False
     if not ring_room_cached(r):
         # Full as last seen: the whole way reloads the read cursor (and waits).
-        cw_guard_leave(rec)
+        cw_guard_give_fast(rec)
         return False
     _put(r, data, n)
-    cw_guard_leave(rec)
+    cw_guard_give_fast(rec)
     return True
 
 
@@ -247,23 +247,23 @@ cdef inline bint _recv_short(cw_handle *c, void *dst, size_t capacity, size_t *n
     cdef int64_t length
     if not c.plain or c.sending:
         return False
-    rec = _enter(c)
+    rec = _take_short(c)
     if rec == NULL:
         return False
     if ring_available(r) <= 0:
         # Nothing waiting, or impossible cursors: the whole way waits or reports them.
-        cw_guard_leave(rec)
+        cw_guard_give_fast(rec)
         return False
     # Read once, checked (at most message_length, record_size if any), and only this copy used.
     length = ring_recv_peek(r, c.record_size)
     if length < 0 or <uint64_t>length > capacity:
-        cw_guard_leave(rec)
+        cw_guard_give_fast(rec)
         return False
     cw_copy(dst, ring_read_slot(r), length)
     n[0] = length
     ring_consume(r)
     ring_release(r)
-    cw_guard_leave(rec)
+    cw_guard_give_fast(rec)
     return True
 
 

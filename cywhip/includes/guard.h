@@ -130,9 +130,9 @@ static inline cw_bias_rec *cw_guard_owned(cw_bias_rec **bias)
 }
 
 /* Take the guard by the owner's fast path: the calling thread's record if the end is biased
- * to this thread and it took the guard (give it back with cw_guard_leave() or
+ * to this thread and it took the guard (give it back with cw_guard_give_fast() or
  * cw_guard_give_biased()); NULL if it must take it the slow way. */
-static inline cw_bias_rec *cw_guard_enter(int32_t *busy, cw_bias_rec **bias)
+static inline cw_bias_rec *cw_guard_take_fast(int32_t *busy, cw_bias_rec **bias)
 {
     cw_bias_rec *rec = cw_guard_owned(bias);
     /* in_call already set: a call nested in one of this thread's (a signal handler's);
@@ -152,16 +152,16 @@ static inline cw_bias_rec *cw_guard_enter(int32_t *busy, cw_bias_rec **bias)
     return NULL;
 }
 
-/* cw_guard_enter() as a yes or no: 1 if the end is biased to this thread and it
+/* cw_guard_take_fast() as a yes or no: 1 if the end is biased to this thread and it
  * took the guard; 0 if it must take it the slow way. */
 static inline int cw_guard_take_biased(int32_t *busy, cw_bias_rec **bias)
 {
-    return cw_guard_enter(busy, bias) != NULL;
+    return cw_guard_take_fast(busy, bias) != NULL;
 }
 
-/* Give back the guard cw_guard_enter() took with rec (release: the next holder sees this
+/* Give back the guard cw_guard_take_fast() took with rec (release: the next holder sees this
  * call's work). */
-static inline void cw_guard_leave(cw_bias_rec *rec)
+static inline void cw_guard_give_fast(cw_bias_rec *rec)
 {
     __atomic_store_n(&rec->in_call, NULL, __ATOMIC_RELEASE);
 }
