@@ -13,7 +13,8 @@ cdef class Region:
     cdef size_t size
     cdef readonly str name
     cdef readonly str path
-    cdef readonly int end
+    # Which side this end is on: END_SENDER or END_RECEIVER.
+    cdef readonly int side
     cdef readonly long pid
     cdef int mode
     cdef bytes description

@@ -199,10 +199,11 @@ cdef class Region:
             self.fd = -1
 
     @staticmethod
-    def open(name, uint64_t message_length, uint64_t capacity, int end, rtype=None, int mode=0o600,
+    def open(name, uint64_t message_length, uint64_t capacity, int side, rtype=None, int mode=0o600,
              uint32_t max_senders=1, uint32_t max_receivers=1, uint32_t topology=CW_TOPOLOGY_ONE_RECEIVER,
              str group="", bint durable=True):
-        """Create or open channel ``name`` and claim a place of its ``end`` kind; return the Region.
+        """Create or open channel ``name`` and claim a place on its ``side`` (END_SENDER or
+        END_RECEIVER); return the Region.
 
         ``rtype`` is the RecordType of a typed end, None for an untyped one.
         ``max_senders``/``max_receivers`` are the numbers of places of each kind
@@ -224,7 +225,7 @@ cdef class Region:
         self.mode = mode
         self.name = channel_name(name)
         self.path = channel_path(name)
-        self.end = end
+        self.side = side
         self.pid = getpid()
         cdef uint64_t type_fingerprint = 0, type_size = 0
         if rtype is not None:
@@ -248,7 +249,7 @@ cdef class Region:
                 raise ChannelCorruptError(f"channel {self.name!r}: {self.path} keeps appearing and vanishing")
             if _test_hook is not None:
                 _test_hook("claim", self.path)
-            if self.topology == CW_TOPOLOGY_GROUPS and end == END_RECEIVER:
+            if self.topology == CW_TOPOLOGY_GROUPS and side == END_RECEIVER:
                 claimed = self._claim_member(deadline is not None and time.monotonic() >= deadline)
             else:
                 claimed = self._claim_end(deadline is not None and time.monotonic() >= deadline)
@@ -332,7 +333,7 @@ cdef class Region:
             raise ChannelMismatchError(f"{what} has layout version {h.version}, "
                                        f"this cywhip uses {CW_LAYOUT_VERSION}")
         if h.type_fingerprint != type_fingerprint or h.type_size != type_size:
-            if type_fingerprint == 0 and self.end == END_RECEIVER and h.type_size != message_length:
+            if type_fingerprint == 0 and self.side == END_RECEIVER and h.type_size != message_length:
                 # An untyped receiver reads the records as bytes only at their size: say which.
                 record_size, their_capacity = h.type_size, h.capacity
                 queued = (f" and max_queued_messages={their_capacity} (this end: {capacity})"
@@ -377,7 +378,7 @@ cdef class Region:
         theirs = _read_description(h)
         ours = self.description.decode()
         if type_fingerprint == 0:
-            if self.end == END_RECEIVER and h.type_size == message_length:
+            if self.side == END_RECEIVER and h.type_size == message_length:
                 return 0   # an untyped receiver takes each record as bytes: always safe
             raise ChannelMismatchError(
                 f"{what} holds typed records {theirs} of {h.type_size} bytes; this end is untyped "
@@ -478,8 +479,8 @@ cdef class Region:
         written its pid) and ``last_try`` is false.  Raises ChannelBusyError when
         every place is held by a live end.
         """
-        cdef uint32_t count = self.max_senders if self.end == END_SENDER else self.max_receivers
-        cdef uint64_t first = 0 if self.end == END_SENDER else self.max_senders
+        cdef uint32_t count = self.max_senders if self.side == END_SENDER else self.max_receivers
+        cdef uint64_t first = 0 if self.side == END_SENDER else self.max_senders
         cdef uint32_t i
         cdef int rc
         cdef cw_place *place
@@ -508,7 +509,7 @@ cdef class Region:
             self.unmap()
             return CLAIM_REMOVING
         self.unmap()
-        kind = END_NAMES[self.end]
+        kind = END_NAMES[self.side]
         if count == 1:
             message = f"channel {self.name!r} already has a {kind}: {_holders_text(holders)}"
         else:
@@ -769,7 +770,7 @@ cdef class Region:
         if self.hdr != NULL and self.pid == getpid() and self.place >= 0 and self.group_index >= 0:
             self._leave_group()
         elif self.hdr != NULL and self.pid == getpid() and self.place >= 0:
-            cw_store_relaxed_i64(&self._place(self.place + (0 if self.end == END_SENDER else self.max_senders)).pid, 0)
+            cw_store_relaxed_i64(&self._place(self.place + (0 if self.side == END_SENDER else self.max_senders)).pid, 0)
         self.unmap()
 
 
