@@ -115,9 +115,9 @@ assert libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0     # PR_SET_SECCOMP, f
 
 sys.path.insert(0, sys.argv[3])
 import cywhip, capi_shim
-from cywhip import _ring, api
+from cywhip import _ring, capi
 name, count = sys.argv[1], int(sys.argv[2])
-assert _ring.publish_mode() == "fence" and api._biased is False
+assert _ring.publish_mode() == "fence" and capi._biased is False
 with cywhip.Receiver(name, message_length=8, max_queued_messages=2, spin_time=0) as rx:
     status, raw = capi_shim.recv_numbers(rx, count)
 assert status == "OK", status
