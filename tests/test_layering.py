@@ -18,7 +18,7 @@ PKG = pathlib.Path(cywhip.__file__).resolve().parent
 
 # The rooms above the ring and the region, with their declarations.
 ABOVE = ("_end.pyx", "_end.pxd", "_channel.pyx", "_channel.pxd", "_codec.pyx", "_codec.pxd",
-         "_async.pyx", "api.pyx", "api.pxd", "asyncio.py")
+         "_async.pyx", "capi.pyx", "capi.pxd", "asyncio.py")
 
 # What only the ring (and the region, for the header) may read or compute.
 BELOW = {

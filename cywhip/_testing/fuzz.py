@@ -302,9 +302,9 @@ def _describe_offset(off, capacity, slot_size, senders=1, receivers=1):
         fields = [f for f in ("next", "lock", "epoch", "members", "flags", "name_len")
                   if lay[f"group_{f}"] == within]
         return f"group {g}.{fields[0]}" if fields else f"group {g}+{within}"
-    if first <= off < first + capacity * slot_size:
+    if first <= off < first + slot_offset(slot_size, capacity):
         i, within = divmod(off - first, slot_size)
-        head = _slot_header(senders)
+        head = slot_header_size(senders)
         if within == 0:
             return f"slot {i}.length"
         if senders > 1 and within == lay["slot_seq"]:
