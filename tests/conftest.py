@@ -5,10 +5,16 @@ import threading
 import subprocess
 import sys
 import uuid
+import asyncio
 
 import pytest
 
 import cywhip
+
+try:
+    import uvloop
+except ImportError:      # pragma: no cover - uvloop is in the test extra
+    uvloop = None
 
 DEFAULT_TIMEOUT = 60
 
@@ -106,3 +112,19 @@ def in_thread():
     yield start
     for t in started:
         t.join(10)
+
+
+@pytest.fixture(params=["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(
+    uvloop is None, reason="uvloop is not installed"))])
+def run(request):
+    """Run a coroutine to its end on a fresh loop of the kind under test."""
+    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
+
+    def run(coro, timeout=50):
+        loop = factory()         # not asyncio.Runner: the package supports Python 3.10
+        try:
+            return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+    return run

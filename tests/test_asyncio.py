@@ -30,22 +30,6 @@ except ImportError:      # pragma: no cover
 needs_numpy = pytest.mark.skipif(np is None, reason="needs NumPy")
 
 
-@pytest.fixture(params=["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(
-    uvloop is None, reason="uvloop is not installed"))])
-def run(request):
-    """Run a coroutine to its end on a fresh loop of the kind under test."""
-    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
-
-    def run(coro, timeout=50):
-        loop = factory()         # not asyncio.Runner: the package supports Python 3.10
-        try:
-            return loop.run_until_complete(asyncio.wait_for(coro, timeout))
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-    return run
-
-
 def waker_threads():
     return [t for t in threading.enumerate() if t.name == "cywhip-asyncio-waker" and t.is_alive()]
 

@@ -24,23 +24,6 @@ except ImportError:      # pragma: no cover - uvloop is in the test extra
     uvloop = None
 
 
-
-@pytest.fixture(params=["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(
-    uvloop is None, reason="uvloop is not installed"))])
-def run(request):
-    """Run a coroutine to its end on a fresh loop of the kind under test."""
-    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
-
-    def run(coro, timeout=50):
-        loop = factory()
-        try:
-            return loop.run_until_complete(asyncio.wait_for(coro, timeout))
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-    return run
-
-
 async def _in_thread(fn, *args):
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
