@@ -682,7 +682,9 @@ class Run:
         err = open(base + ".err", "w")
         env = None
         if self.shim and self.rng.random() < 0.7:
-            env = dict(os.environ, LD_PRELOAD=self.shim,
+            # After whatever is preloaded already: a sanitizer's runtime must come first.
+            preload = " ".join(filter(None, [os.environ.get("LD_PRELOAD", ""), self.shim]))
+            env = dict(os.environ, LD_PRELOAD=preload,
                        CYWHIP_LIFECYCLE_JITTER_US=str(self.rng.choice((300, 2000, 8000))))
         popen = subprocess.Popen([sys.executable, "-m", "cywhip._testing.lifecycle", "--child", json.dumps(spec)],
                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, text=True, env=env)
