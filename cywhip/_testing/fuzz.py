@@ -54,6 +54,7 @@ import argparse
 import faulthandler
 import fcntl
 import json
+import logging
 import mmap
 import os
 import random
@@ -818,6 +819,16 @@ def _grouped(round_seed, groups):
     return groups == "only"
 
 
+def quiet_receive_threads():
+    """Keep cywhip's log of failing receive threads off this process's stderr (and its forked
+    children's).  The cases corrupt channels under on_message threads, whose failures cywhip
+    logs at once; the case's own report says what failed, and a log on stderr, often a pipe
+    its reader drains only at the end, would fill it and block the children in a write."""
+    log = logging.getLogger("cywhip")
+    log.addHandler(logging.NullHandler())
+    log.propagate = False
+
+
 def run(cases, seed=0, progress=None, groups="mix", case_seed=None):
     """Run the cases; return a report with the failures.
 
@@ -827,6 +838,7 @@ def run(cases, seed=0, progress=None, groups="mix", case_seed=None):
     under way, the child's report (faulthandler's tracebacks of every thread on a
     fatal signal or a hang, the traceback of an unexpected exception, or the
     impossible value) and its last TRAIL_ENTRIES steps (see describe_failure())."""
+    quiet_receive_threads()
     failures = []
     grouped = 0
     name = f"fuzz-{os.getpid()}"

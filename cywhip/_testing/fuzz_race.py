@@ -23,7 +23,7 @@ from cywhip._testing.fuzz import (
     BAD_MESSAGE, EXPECTED_ERRORS, LATE, RACE_HANG_SECONDS, RACE_LATE_SECONDS, TRAIL_BYTES, UNEXPECTED_ERROR,
     _GROUP_NAME_SIZE, _U32_FIELDS, _check_listing, _child_report, _ended, _fail_case, _group_offset,
     _group_spec, _group_targets, _group_value, _grouped, _how, _intents, _note, _numpy, _ofd_lock,
-    _offsets, _remove_group, _slot_words, _watch_child, _word, read_trail,
+    _offsets, _remove_group, _slot_words, _watch_child, _word, quiet_receive_threads, read_trail,
 )
 
 # The mutator's stalls (a lock held with groups_gen odd, as a creator stopped midway) last
@@ -389,6 +389,7 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix"):
     lists the failures with their round seed, the call under way and how long
     into the run each came.
     """
+    quiet_receive_threads()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     np = _numpy()
     name = f"race-{os.getpid()}"
