@@ -14,7 +14,11 @@ from collections import namedtuple
 
 from libc.errno cimport errno, ENOENT
 from libc.stdint cimport uint32_t, uint64_t, int64_t
-from libc.stdlib cimport calloc, free as c_free
+from libc.stdlib cimport free as c_free
+from libc.string cimport memset
+
+cdef extern from "<stdlib.h>" nogil:
+    int posix_memalign(void **memptr, size_t alignment, size_t size)
 from posix.fcntl cimport open as c_open, O_RDWR
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAILED
 from posix.stat cimport struct_stat, fstat, S_ISREG
@@ -22,7 +26,7 @@ from posix.unistd cimport close as c_close, geteuid, pread
 
 from cywhip.includes.c_atomics cimport cw_load_acquire_u32, cw_load_acquire_u64, cw_load_relaxed_u64
 from cywhip.includes.c_layout cimport (
-    cw_header, CW_HEADER_SIZE, CW_MAGIC, CW_LAYOUT_VERSION, CW_LIFECYCLE_LOCK_BYTE,
+    cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION, CW_LIFECYCLE_LOCK_BYTE,
     CW_PLACE_SIZE, CW_MAX_PLACES, cw_place, cw_slots_offset, cw_place_offset,
     CW_TOPOLOGY_GROUPS, CW_GROUP_IN_USE, CW_GROUP_DURABLE, cw_group, cw_group_offset,
 )
@@ -136,9 +140,11 @@ cdef object _inspect(str name, str path):
         has_groups = h.topology == CW_TOPOLOGY_GROUPS and h.max_receivers > 1
         places_end = cw_group_offset(h.max_senders, h.max_receivers, 0) if has_groups else \
             cw_place_offset(h.max_senders + h.max_receivers)
-        buf = <char *>calloc(1, size)
-        if buf == NULL:
+        # Page-aligned, as the mapping it stands for: cw_header's fields are aligned to lines.
+        if posix_memalign(<void **>&buf, CW_PAGE_SIZE, size) != 0:
+            buf = NULL
             raise MemoryError()
+        memset(buf, 0, size)
         copy = <cw_header *>buf
         capacity = h.capacity
         # Each cursor is read by a pread of its own, in the order the loads of a live
