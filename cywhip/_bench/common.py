@@ -166,13 +166,18 @@ def _removing(name, fn):
     try:
         return fn()
     finally:
-        for d in ("/dev/shm", "/tmp"):
-            for entry in os.listdir(d):
-                if name in entry:
-                    try:
-                        os.unlink(os.path.join(d, entry))
-                    except OSError:
-                        pass
+        _remove_leftovers(name)
+
+
+def _remove_leftovers(name):
+    """Remove every entry of /dev/shm and /tmp whose name contains `name` (unique to a run)."""
+    for d in ("/dev/shm", "/tmp"):
+        for entry in os.listdir(d):
+            if name in entry:
+                try:
+                    os.unlink(os.path.join(d, entry))
+                except OSError:
+                    pass
 
 
 def _gbps(result, size):

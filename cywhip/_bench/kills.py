@@ -19,7 +19,7 @@ import struct
 import time
 from functools import partial
 
-from cywhip._bench.common import SPAWN, _available, _name
+from cywhip._bench.common import SPAWN, _available, _name, _remove_leftovers
 
 HEAD = struct.Struct("<IQ")
 SIZE = 32
@@ -1029,13 +1029,7 @@ def _clean_up(name, system):
     """Remove what the killed (or hung) processes of a run left behind."""
     from cywhip import unlink
     unlink(name, missing_ok=True)
-    for d in ("/dev/shm", "/tmp"):
-        for entry in os.listdir(d):
-            if name in entry:
-                try:
-                    os.unlink(os.path.join(d, entry))
-                except OSError:
-                    pass
+    _remove_leftovers(name)
     if system.startswith("iceoryx2"):
         import iceoryx2 as iox2
         iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc).try_cleanup_dead_nodes()
