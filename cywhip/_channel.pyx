@@ -32,12 +32,11 @@ from cywhip._ring cimport (
     ring_read_records, ring_lend_run, ring_lend_stride, ring_lend_span, ring_read_offset, ring_consume_run,
     ring_taken, ring_interrupt, ring_read_position,
     WAIT_READY, SLEEP_SLICE_NS, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek,
-    ring_recv_done, ring_recv_records,
+    ring_recv_done, ring_recv_records, ring_more,
 )
 
 from cywhip.errors import ChannelClosedError, ChannelCorruptError, ReceiveTimeout, SendTimeout
 
-DEFAULT_MAX_QUEUED_MESSAGES = 1024
 DEFAULT_SPIN_TIME = 50e-6
 
 # A receive thread that stops on an error says so here at once (with the traceback); close()
@@ -45,17 +44,18 @@ DEFAULT_SPIN_TIME = 50e-6
 log = logging.getLogger("cywhip")
 
 _SENDER_KEYWORDS = ("name", "message_serializer", "message_length", "max_queued_messages",
-                    "message_type", "max_senders", "max_receivers", "spin_time", "mode")
+                    "max_queued_bytes", "message_type", "max_senders", "max_receivers", "spin_time", "mode")
 _RECEIVER_KEYWORDS = ("name", "message_deserializer", "message_length", "max_queued_messages",
-                      "on_message", "message_type", "on_batch", "on_error", "max_senders",
+                      "max_queued_bytes", "on_message", "message_type", "on_batch", "on_error", "max_senders",
                       "max_receivers", "group", "durable", "spin_time", "mode")
 
 
 cdef int _refuse_keywords(str cls, dict unknown, tuple known) except -1:
     """An unknown keyword argument: name the class, the keyword and the nearest known one."""
     key = next(iter(unknown))
-    near = difflib.get_close_matches(key, known, n=1)
-    hint = f"; did you mean {near[0]!r}?" if near else f"; it takes {', '.join(known)}"
+    near = difflib.get_close_matches(key, known, n=2)
+    hint = (f"; did you mean {' or '.join(map(repr, near))}?" if near
+            else f"; it takes {', '.join(known)}")
     raise TypeError(f"{cls}() got an unexpected keyword argument {key!r}{hint}")
 
 
@@ -86,7 +86,7 @@ cdef class Sender(_End):
     """
 
     def __init__(self, name, message_serializer=None, message_length=None,
-                 max_queued_messages=DEFAULT_MAX_QUEUED_MESSAGES, *, message_type=None,
+                 max_queued_messages=None, *, max_queued_bytes=None, message_type=None,
                  max_senders=1, max_receivers=1, spin_time=DEFAULT_SPIN_TIME, mode=0o600, **unknown):
         if unknown:
             _refuse_keywords("Sender", unknown, _SENDER_KEYWORDS)
@@ -96,7 +96,7 @@ cdef class Sender(_End):
         self.sending = 1
         self.publish_every = 0
         self._open(name, message_length, max_queued_messages, END_SENDER, spin_time, mode, message_type,
-                   message_serializer, None, max_senders, max_receivers)
+                   message_serializer, None, max_senders, max_receivers, "", True, max_queued_bytes)
         # Publish a long send_many() in steps, so the receiver starts early.
         self.publish_every = max(1, min(self.max_queued_messages // 4, 256))
 
@@ -147,10 +147,23 @@ cdef class Sender(_End):
                              f"(python -m cywhip remove-group {self.name} {g.name})")
         return "; " + "; ".join(parts) if parts else ""
 
+    cdef int _measure(self, object msg) except -1:
+        """A byte channel: the room the next claim makes, msg's encoded length if the codec can
+        tell it first (else message_length); a message longer than message_length is refused."""
+        cdef Py_ssize_t n = self.codec.measure(msg)
+        if n < 0:
+            n = self.message_length
+        elif n > self.message_length:
+            self.codec._raise_too_long(n)
+        self.ring.want_bytes = <uint64_t>n
+        return 0
+
     cdef inline int _put(self, object msg) except -1:
         """Encode msg into the slot at the write cursor and commit it (one sender: not yet published)."""
         if self.ring.many:
             return self._put_claimed(msg)
+        if self.ring.bytes:
+            return self._put_bytes(msg)
         ring_commit(&self.ring, <uint32_t>self.codec.encode(ring_write_slot(&self.ring), msg))
         return 0
 
@@ -163,6 +176,20 @@ cdef class Sender(_End):
         except BaseException:
             ring_commit_void(&self.ring)
             raise
+        ring_commit(&self.ring, <uint32_t>n)
+        return 0
+
+    cdef int _put_bytes(self, object msg) except -1:
+        """A byte channel, step B3: encode msg into the record claimed for ring.want_bytes and
+        commit it.  The codec may write no more than that room, whatever msg became since it
+        was measured (a bytearray another thread grew while this one waited, say)."""
+        cdef Codec codec = self.codec
+        cdef Py_ssize_t n
+        codec.message_length = <Py_ssize_t>self.ring.want_bytes
+        try:
+            n = codec.encode(ring_write_slot(&self.ring), msg)
+        finally:
+            codec.message_length = self.message_length
         ring_commit(&self.ring, <uint32_t>n)
         return 0
 
@@ -185,6 +212,8 @@ cdef class Sender(_End):
         _check_timeout(timeout)
         _enter(self)
         try:
+            if self.ring.bytes:
+                self._measure(msg)
             if ring_claim(&self.ring) <= 0:
                 self._claim(deadline_ns(timeout), timeout, None)
             self._put(msg)
@@ -201,6 +230,8 @@ cdef class Sender(_End):
         cdef int64_t n
         _enter(self)
         try:
+            if self.ring.bytes:
+                self._measure(msg)
             # As _ready_now(), inline: room (with many senders, a slot claimed to fill now).
             n = ring_claim(&self.ring)
             if n < 0:
@@ -232,6 +263,10 @@ cdef class Sender(_End):
                 if _closing(self):
                     # close() from another thread: it returns once this call has let go.
                     self._raise_closed()
+                if self.ring.bytes:
+                    # A byte channel: each message claims room for its own length.
+                    self._measure(msg)
+                    free = 0
                 if free <= 0:
                     # One sender: the free slots, filled without asking again.  Many
                     # senders: one claimed slot, claimed only now that msg is in hand.
@@ -292,9 +327,25 @@ cdef class Sender(_End):
         finally:
             PyBuffer_Release(&view)
 
+    def reserve(self, size, timeout=None):
+        """Write a message in place: ``with sender.reserve(n) as buf: ...``.
+
+        Entering waits for room for ``size`` bytes (at most message_length; after ``timeout``
+        seconds raises SendTimeout) and returns ``buf``, a writable memoryview of ``size``
+        bytes inside the ring.  When the block ends normally the message is sent: all
+        ``size`` bytes, or the first ``m`` after ``reservation.truncate(m)`` (keep the
+        object ``reserve()`` returns to call it).  If the block raises, nothing is sent
+        (with many senders, the claimed slot is published void; receivers step over it).
+        Every view of ``buf`` must be gone when the block ends: one still alive (a slice
+        kept, a NumPy array over it) makes the exit raise BufferError without sending, and
+        the sender stays busy until the last view is released.
+        """
+        return Reservation(self, size, timeout)
+
     @property
     def published(self):
-        """Messages ever published on this channel (its write cursor).
+        """Messages ever published on this channel (its write cursor); on a byte channel,
+        bytes (records and padding).
 
         A restarted sender can resume a numbered stream from here: every
         message below it reached the ring, none above it did.
@@ -317,7 +368,7 @@ cdef class Receiver(_End):
     """
 
     def __init__(self, name, message_deserializer=None, message_length=None,
-                 max_queued_messages=DEFAULT_MAX_QUEUED_MESSAGES, on_message=None, *,
+                 max_queued_messages=None, on_message=None, *, max_queued_bytes=None,
                  message_type=None, on_batch=None, on_error=None, max_senders=1,
                  max_receivers=1, group="", durable=True,
                  spin_time=DEFAULT_SPIN_TIME, mode=0o600, **unknown):
@@ -339,7 +390,8 @@ cdef class Receiver(_End):
         self.thread = None
         self.error = None
         self._open(name, message_length, max_queued_messages, END_RECEIVER, spin_time, mode, message_type,
-                   None, message_deserializer, max_senders, max_receivers, group, durable)
+                   None, message_deserializer, max_senders, max_receivers, group, durable,
+                   max_queued_bytes)
         if on_message is not None or on_batch is not None:
             # The delivering thread holds the guard for as long as it runs.
             self.busy = CW_GUARD_CALL
@@ -366,6 +418,13 @@ cdef class Receiver(_End):
         """Raise for the slot at the read cursor, whose length (in the ring's bad_length) is
         over message_length or not the channel's record size."""
         cursor = ring_read_position(&self.ring)
+        if self.ring.bytes:
+            raise ChannelCorruptError(
+                f"channel {self.name!r} is corrupt: the record at byte {cursor} has kind "
+                f"{self.ring.bad_write} and length {self.ring.bad_length}, with "
+                f"{self.ring.bad_cursor} bytes published from there; a record is a message of "
+                f"at most message_length={self.message_length} bytes that fits in them, or "
+                f"padding to the ring's end")
         if self.record_size == 0:
             raise ChannelCorruptError(
                 f"channel {self.name!r} is corrupt: the message at cursor {cursor} claims "
@@ -373,6 +432,28 @@ cdef class Receiver(_End):
         raise ChannelCorruptError(
             f"channel {self.name!r} is corrupt: the message at cursor {cursor} is "
             f"{self.ring.bad_length} bytes, but its records are {self.record_size} bytes")
+
+    cdef list _take_list_bytes(self, Py_ssize_t k):
+        """A byte channel's _take_list(): up to k of the messages published (the caller saw
+        some available), as _take_list() takes them."""
+        cdef uint64_t start = ring_read_position(&self.ring)
+        cdef list out = []
+        cdef int64_t n
+        cdef Codec codec = self.codec
+        try:
+            while len(out) < k and ring_more(&self.ring):
+                n = ring_recv_peek(&self.ring, 0)
+                if n < 0:
+                    self._raise_bad_length()
+                out.append(codec.decode(ring_read_slot(&self.ring), n))
+                ring_consume(&self.ring)
+        except BaseException as exc:
+            if out and isinstance(exc, Exception):
+                self.take_error = exc
+                return out
+            ring_rewind(&self.ring, start)
+            raise
+        return out
 
     cdef list _take_list(self, Py_ssize_t k):
         """Consume k available messages (k >= 1) into a list.
@@ -383,6 +464,8 @@ cdef class Receiver(_End):
         error is raised.  A BaseException (Ctrl-C's KeyboardInterrupt,
         SystemExit) leaves every message in the ring.
         """
+        if self.ring.bytes:
+            return self._take_list_bytes(k)
         cdef uint64_t start = ring_read_position(&self.ring)
         cdef list out = PyList_New(k)
         cdef Py_ssize_t i = 0
@@ -759,6 +842,130 @@ cdef class Receiver(_End):
         if err is not None:
             self.error = None
             raise err
+
+
+# Reservation states.
+cdef enum:
+    RES_NEW = 0
+    RES_OPEN = 1       # entered: the room is claimed, the guard held
+    RES_DONE = 2       # exited: sent, or nothing sent and the guard given back
+    RES_STUCK = 3      # exited with views alive: nothing sent, the guard held until they go
+
+
+cdef class Reservation:
+    """What Sender.reserve() returns: room for one message in the ring, written in place."""
+
+    def __cinit__(self, Sender sender, object size, object timeout):
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise TypeError(f"reserve() needs a size in bytes (an int), not {type(size).__name__} ({size!r})")
+        if size < 0:
+            raise ValueError(f"reserve() needs a size of 0 bytes or more, got {size}")
+        _check_timeout(timeout)
+        self.sender = sender
+        self.size = size
+        self.used = size
+        self.timeout = timeout
+        self.buf = NULL
+        self.exports = 0
+        self.state = RES_NEW
+        self.one = 1
+        self.view = None
+
+    def __getbuffer__(self, Py_buffer *buffer, int flags):
+        if self.state != RES_OPEN:
+            raise ValueError("a reservation's buffer is usable only inside its with block")
+        buffer.buf = <void *>self.buf
+        buffer.obj = self
+        buffer.len = self.size
+        buffer.readonly = 0
+        buffer.itemsize = 1
+        buffer.format = NULL
+        if flags & PyBUF_FORMAT:
+            buffer.format = b"B"
+        buffer.ndim = 1
+        buffer.shape = &self.size if flags & PyBUF_ND else NULL
+        buffer.strides = &self.one if flags & PyBUF_STRIDES else NULL
+        buffer.suboffsets = NULL
+        buffer.internal = NULL
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *buffer):
+        self.exports -= 1
+        if self.exports == 0 and self.state == RES_STUCK:
+            # The last view kept past the block is gone: the room was never published, and the
+            # sender may now use it again.
+            self._finish(False)
+
+    def truncate(self, size):
+        """Send only the first ``size`` bytes of the reservation when the block ends."""
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise TypeError(f"truncate() needs a size in bytes (an int), not {type(size).__name__} ({size!r})")
+        if not 0 <= size <= self.size:
+            raise ValueError(f"truncate() needs a size between 0 and the {self.size} bytes reserved, got {size}")
+        self.used = size
+        return None
+
+    def __enter__(self):
+        cdef Sender s = self.sender
+        if self.state != RES_NEW:
+            raise RuntimeError("a reservation can be entered once: call reserve() for each message")
+        if self.size > s.message_length:
+            s._check_open()
+            s.codec._raise_too_long(self.size)
+        _enter(s)
+        try:
+            if s.ring.bytes:
+                s.ring.want_bytes = <uint64_t>self.size
+            if ring_claim(&s.ring) <= 0:
+                s._claim(deadline_ns(self.timeout), self.timeout, None)
+            self.buf = ring_write_slot(&s.ring)
+            self.state = RES_OPEN
+            self.view = memoryview(self)
+        except BaseException:
+            if self.state == RES_OPEN:
+                self._finish(False)
+            else:
+                _leave(s)
+            raise
+        return self.view
+
+    cdef int _finish(self, bint send) except -1:
+        """Publish the message (send) or give the room back; then give the guard back."""
+        cdef Sender s = self.sender
+        try:
+            if send:
+                ring_commit(&s.ring, <uint32_t>self.used)
+                ring_publish(&s.ring)
+            elif s.ring.many:
+                # The claimed slot must be published: void, so that receivers step over it.
+                ring_commit_void(&s.ring)
+                ring_publish(&s.ring)
+        finally:
+            self.state = RES_DONE
+            _leave(s)
+        return 0
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.state != RES_OPEN:
+            return False
+        try:
+            self.view.release()
+        except BufferError:
+            pass   # a view made from it lives on: counted below
+        self.view = None
+        if self.exports > 0:
+            # A view of the room outlives the block: it could write into a message after it is
+            # sent.  Send nothing; keep the guard (no other call, and no close(), reuses the
+            # room or unmaps it) until the last view goes (__releasebuffer__).
+            # With many senders the claimed slot is published void only then: until it is,
+            # receivers wait at it, as for any live sender filling a slot.
+            self.state = RES_STUCK
+            raise BufferError(
+                f"a view of the {self.size} bytes reserved on channel {self.sender.name!r} is still "
+                f"alive after the with block (a slice, a NumPy array or another memoryview of it): "
+                f"nothing was sent, and the sender stays busy until every view is released")
+        self._finish(exc_type is None)
+        return False
 
 
 cdef class _Lease:

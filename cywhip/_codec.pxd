@@ -39,6 +39,7 @@ cdef class Codec:
     # on_batch and borrow() hand out one NumPy array rather than a list.
     cdef bint batches_as_array
 
+    cdef Py_ssize_t measure(self, object msg) except -2
     cdef Py_ssize_t encode(self, char *slot, object msg) except -1
     cdef object decode(self, const char *slot, Py_ssize_t n)
     cdef object lend(self, object whole, Py_ssize_t k, Py_ssize_t slot_size, list lengths)

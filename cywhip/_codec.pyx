@@ -192,6 +192,12 @@ cdef class ReadBuffer:
 cdef class Codec:
     """One message form.  The base class is abstract: choose_codec() picks a subclass."""
 
+    cdef Py_ssize_t measure(self, object msg) except -2:
+        """msg's encoded length, if this form can tell it before encoding, else -1.  A byte
+        channel's sender claims that much room (else message_length); encode() then writes
+        exactly that many bytes (no more than message_length, whatever it is then)."""
+        return -1
+
     cdef Py_ssize_t encode(self, char *slot, object msg) except -1:
         """Write msg into the payload at slot (room for message_length bytes); return its length."""
         raise NotImplementedError
@@ -225,6 +231,19 @@ cdef class Codec:
 
 cdef class BytesCodec(Codec):
     """Untyped, no callbacks: a message is any contiguous bytes-like object; it arrives as bytes."""
+
+    cdef Py_ssize_t measure(self, object msg) except -2:
+        cdef Py_buffer view
+        cdef Py_ssize_t n
+        if PyBytes_CheckExact(msg):
+            return PyBytes_GET_SIZE(msg)
+        try:
+            PyObject_GetBuffer(msg, &view, PyBUF_SIMPLE)
+        except (TypeError, BufferError):
+            return -1   # encode() says why it is no message
+        n = view.len
+        PyBuffer_Release(&view)
+        return n
 
     cdef Py_ssize_t encode(self, char *slot, object msg) except -1:
         cdef Py_ssize_t n

@@ -50,6 +50,8 @@ cdef class _End:
     cdef readonly str name
     cdef readonly Py_ssize_t message_length
     cdef readonly Py_ssize_t max_queued_messages
+    # A byte channel's ring in bytes; None for a slot channel.
+    cdef readonly object max_queued_bytes
     cdef readonly Py_ssize_t max_senders
     cdef readonly Py_ssize_t max_receivers
     cdef Py_ssize_t record_size
@@ -63,7 +65,7 @@ cdef class _End:
     cdef int _open(self, name, message_length, max_queued_messages, int end, object spin_time,
                    object mode, object message_type, object serializer, object deserializer,
                    object max_senders=*, object max_receivers=*, object group=*,
-                   object durable=*) except -1
+                   object durable=*, object max_queued_bytes=*) except -1
     cdef int _check_open(self) except -1
     cdef int _raise_closed(self) except -1
     cdef int _refuse(self) except -1

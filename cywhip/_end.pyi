@@ -1,9 +1,10 @@
-from typing import Any
+from typing import Any, Optional
 
 class _End:
     name: str
     message_length: int
     max_queued_messages: int
+    max_queued_bytes: Optional[int]
     max_senders: int
     max_receivers: int
     @property

@@ -19,7 +19,7 @@ from libc.stdint cimport int64_t, uint64_t
 from cywhip._codec cimport choose_codec
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER
 from cywhip.includes.c_layout cimport (
-    CW_MAX_PLACES, CW_TOPOLOGY_GROUPS, CW_TOPOLOGY_ONE_RECEIVER,
+    CW_MAX_PLACES, CW_TOPOLOGY_GROUPS, CW_TOPOLOGY_ONE_RECEIVER, CW_RECORDS_FIXED, CW_RECORDS_BYTES,
 )
 from cywhip.includes.c_guard cimport cw_guard_holder
 from cywhip._ring cimport (
@@ -28,9 +28,12 @@ from cywhip._ring cimport (
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
 )
 
-from cywhip._region import check_geometry, check_group
+from cywhip._region import check_byte_geometry, check_geometry, check_group
 from cywhip._types import record_type
 from cywhip.errors import ChannelClosedError, ChannelCorruptError
+
+# Slot channels' max_queued_messages when an end gives neither it nor max_queued_bytes.
+DEFAULT_MAX_QUEUED_MESSAGES = 1024
 
 # Longest accepted timeout, in seconds (keeps nanosecond deadlines in range).
 MAX_SECONDS = 1e9
@@ -147,8 +150,13 @@ cdef class _End:
     cdef int _open(self, name, message_length, max_queued_messages, int end, object spin_time,
                    object mode, object message_type, object serializer, object deserializer,
                    object max_senders=1, object max_receivers=1, object group="",
-                   object durable=True) except -1:
-        """Open (or create) the channel, claim this end's place, attach the ring, choose the codec."""
+                   object durable=True, object max_queued_bytes=None) except -1:
+        """Open (or create) the channel, claim this end's place, attach the ring, choose the codec.
+
+        With max_queued_bytes, a byte channel (messages of any size up to message_length, in a
+        ring of that many bytes); else a slot channel of max_queued_messages slots (default
+        DEFAULT_MAX_QUEUED_MESSAGES) of message_length bytes.
+        """
         if self.region is not None:
             raise RuntimeError(f"{type(self).__name__} is already open")
         _check_places("max_senders", max_senders)
@@ -156,8 +164,30 @@ cdef class _End:
         check_group(group, durable, max_receivers)
         topology = CW_TOPOLOGY_GROUPS if max_receivers > 1 else CW_TOPOLOGY_ONE_RECEIVER
         cdef int64_t spin_ns = _spin_ns(spin_time)
+        cdef bint byte_ring = max_queued_bytes is not None
         rtype = None
-        if message_type is not None:
+        if byte_ring:
+            if max_queued_messages is not None:
+                raise ValueError(
+                    f"give max_queued_messages (a channel of slots of message_length bytes) or "
+                    f"max_queued_bytes (a channel of messages of any size in a ring of that many "
+                    f"bytes), not both: got max_queued_messages={max_queued_messages!r} and "
+                    f"max_queued_bytes={max_queued_bytes!r}")
+            if message_type is not None and message_type is not object:
+                raise TypeError(
+                    f"message_type={message_type!r} needs a slot channel (records of one size): "
+                    f"give max_queued_messages instead of max_queued_bytes={max_queued_bytes!r}")
+            if max_senders != 1 or max_receivers != 1:
+                raise ValueError(
+                    f"a byte channel (max_queued_bytes={max_queued_bytes!r}) has one sender and one "
+                    f"receiver in this version; max_senders={max_senders!r} and "
+                    f"max_receivers={max_receivers!r} need a slot channel (max_queued_messages)")
+            message_length, max_queued_messages = check_byte_geometry(message_length, max_queued_bytes)
+        elif max_queued_messages is None:
+            max_queued_messages = DEFAULT_MAX_QUEUED_MESSAGES
+        if byte_ring:
+            pass   # message_length is the cap of one message, optional: checked above
+        elif message_type is not None:
             rtype = record_type(message_type)
             if message_length is None:
                 message_length = rtype.size
@@ -168,17 +198,21 @@ cdef class _End:
         elif message_length is None:
             raise TypeError(f"{type(self).__name__}() needs message_length (the largest message "
                             f"in bytes) or message_type")
-        message_length, max_queued_messages = check_geometry(message_length, max_queued_messages)
+        if not byte_ring:
+            message_length, max_queued_messages = check_geometry(message_length, max_queued_messages)
         cdef Region region = Region.open(name, message_length, max_queued_messages, end,
                                          rtype=rtype, mode=_check_mode(mode), max_senders=max_senders,
                                          max_receivers=max_receivers, topology=topology,
-                                         group=group, durable=durable)
+                                         group=group, durable=durable,
+                                         records=CW_RECORDS_BYTES if byte_ring else CW_RECORDS_FIXED)
+        # A byte channel's end that left message_length out takes the channel's.
+        message_length = region.message_length
         # The geometry is the one this end asked for and the region checked:
         # never read again from the header, where it could change under us.
         if ring_attach(&self.ring, region.hdr, region.slots_offset, max_queued_messages, message_length,
                        spin_ns, max_senders, region.fd,
                        # A sender of many: its place, whose intent word the ring clears (step S0).
-                       region.place if end == END_SENDER else -1, max_receivers) != 0:
+                       region.place if end == END_SENDER else -1, max_receivers, byte_ring) != 0:
             region.close()
             raise ChannelCorruptError(
                 f"channel {region.name!r} is corrupt: write cursor {self.ring.bad_cursor}, "
@@ -197,7 +231,14 @@ cdef class _End:
         self.region = region
         self.name = region.name
         self.message_length = message_length
-        self.max_queued_messages = max_queued_messages
+        if byte_ring:
+            self.max_queued_bytes = max_queued_messages
+            # The most records the ring holds (each at least its 8-byte header): a bound for
+            # the batch calls, which count messages.
+            self.max_queued_messages = max_queued_messages // 8
+        else:
+            self.max_queued_bytes = None
+            self.max_queued_messages = max_queued_messages
         self.max_senders = max_senders
         self.max_receivers = max_receivers
         self.codec = choose_codec(region.name, message_length, rtype, serializer, deserializer)
@@ -401,5 +442,7 @@ cdef class _End:
             senders += f" max_receivers={self.max_receivers}"
             if not self.sending and self.region is not None:
                 senders += f" group={(<Region>self.region).group!r}"
+        queued = (f"max_queued_bytes={self.max_queued_bytes}" if self.max_queued_bytes is not None
+                  else f"max_queued_messages={self.max_queued_messages}")
         return (f"<{type(self).__name__} {self.name!r} message_length={self.message_length} "
-                f"max_queued_messages={self.max_queued_messages}{senders} {state}>")
+                f"{queued}{senders} {state}>")

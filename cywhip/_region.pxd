@@ -24,6 +24,11 @@ cdef class Region:
     cdef readonly uint32_t max_receivers
     cdef readonly uint32_t topology
     cdef readonly uint64_t slots_offset
+    # What the ring holds (CW_RECORDS_*), and the channel's message_length (a byte channel's
+    # end may leave it out: any_length, and the channel's own is this end's once open).
+    cdef readonly uint32_t records
+    cdef readonly uint64_t message_length
+    cdef bint any_length
     # This end's place among those of its kind; -1 until claimed.
     cdef public int place
     # Receiver groups (topology 2): a member's group, its entry's index, durability.

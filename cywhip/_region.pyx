@@ -32,7 +32,8 @@ from cywhip.includes.c_layout cimport (
     CW_LIFECYCLE_LOCK_BYTE, CW_TYPE_DESCRIPTION_SIZE, CW_PLACE_SIZE, CW_MAX_PLACES,
     CW_TOPOLOGY_ONE_RECEIVER, cw_place, cw_slots_offset, cw_place_offset,
     CW_TOPOLOGY_GROUPS, CW_GROUP_NAME_SIZE, CW_GROUPS_LOCK_BYTE, CW_GROUP_IN_USE, CW_GROUP_DURABLE,
-    cw_group, cw_group_offset,
+    cw_group, cw_group_offset, CW_RECORDS_FIXED, CW_RECORDS_BYTES, cw_var_capacity, cw_var_max_length,
+    cw_var_record_size,
 )
 from cywhip._ring cimport groups_min, group_remove, group_resolve_lock
 from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_unlock, cw_ofd_is_locked
@@ -118,8 +119,11 @@ def channel_path(name):
     return os.path.join(SHM_DIR, FILE_PREFIX + channel_name(name))
 
 
-def slot_size_for(message_length, max_senders=1):
-    """Bytes per slot: the layout's record descriptor (layout.h's cw_fixed_slot_size)."""
+def slot_size_for(message_length, max_senders=1, records=CW_RECORDS_FIXED):
+    """Bytes per cursor step: a slot (the layout's record descriptor, layout.h's
+    cw_fixed_slot_size); 1 for a byte channel, whose cursors count bytes."""
+    if records == CW_RECORDS_BYTES:
+        return 1
     return cw_fixed_slot_size(message_length, max_senders)
 
 
@@ -128,22 +132,55 @@ def slots_offset_for(max_senders=1, max_receivers=1):
     return cw_slots_offset(max_senders, max_receivers)
 
 
-def file_size_for(message_length, capacity, max_senders=1, max_receivers=1):
-    """Bytes of a channel's file: header, places and slots, rounded up to a page."""
+def file_size_for(message_length, capacity, max_senders=1, max_receivers=1, records=CW_RECORDS_FIXED):
+    """Bytes of a channel's file: header, places and slots (or the byte ring), rounded up to a page."""
     size = (slots_offset_for(max_senders, max_receivers)
-            + int(capacity) * slot_size_for(message_length, max_senders))
+            + int(capacity) * slot_size_for(message_length, max_senders, records))
     return (size + CW_PAGE_SIZE - 1) // CW_PAGE_SIZE * CW_PAGE_SIZE
 
 
-def _checked_file_size(message_length, capacity, max_senders=1, max_receivers=1):
+def _checked_file_size(message_length, capacity, max_senders=1, max_receivers=1, records=CW_RECORDS_FIXED):
     """file_size_for(), refused with a ValueError when no file can be that large."""
-    size = file_size_for(message_length, capacity, max_senders, max_receivers)
+    size = file_size_for(message_length, capacity, max_senders, max_receivers, records)
     if size > MAX_FILE_SIZE:
         raise ValueError(
-            f"message_length={message_length} with max_queued_messages={capacity} needs a "
+            f"{_geometry_text(message_length, capacity, records)} needs a "
             f"{size}-byte channel file, more than the largest file a process can have "
             f"({MAX_FILE_SIZE} bytes); {SHM_DIR} has {_shm_free_bytes()} bytes free")
     return size
+
+
+def _geometry_text(message_length, capacity, records):
+    """The sizes a channel is made of, as its ends name them."""
+    if records == CW_RECORDS_BYTES:
+        return f"max_queued_bytes={capacity} (message_length={message_length})"
+    return f"message_length={message_length} with max_queued_messages={capacity}"
+
+
+def check_byte_geometry(message_length, max_queued_bytes):
+    """Validate a byte channel's sizes; return (message_length or 0 for "the channel's", the
+    ring's bytes).  max_queued_bytes is rounded up to a multiple of 8 (at least 64)."""
+    if isinstance(max_queued_bytes, bool) or not isinstance(max_queued_bytes, int):
+        raise TypeError(f"max_queued_bytes must be an int, not {type(max_queued_bytes).__name__} "
+                        f"({max_queued_bytes!r})")
+    if not 1 <= max_queued_bytes <= MAX_CAPACITY:
+        raise ValueError(f"max_queued_bytes must be between 1 and {MAX_CAPACITY}, got {max_queued_bytes}")
+    capacity = cw_var_capacity(max_queued_bytes)
+    top = cw_var_max_length(capacity)
+    if message_length is None:
+        message_length = 0
+    else:
+        if isinstance(message_length, bool) or not isinstance(message_length, int):
+            raise TypeError(f"message_length must be an int, not {type(message_length).__name__} "
+                            f"({message_length!r})")
+        if not 1 <= message_length <= top:
+            raise ValueError(
+                f"message_length={message_length} does not fit a byte channel of "
+                f"max_queued_bytes={max_queued_bytes}: a message may take at most half the ring "
+                f"less its 8-byte header, {top} bytes here; raise max_queued_bytes to at least "
+                f"{2 * cw_var_record_size(message_length)} or leave message_length out")
+    _checked_file_size(message_length, capacity, records=CW_RECORDS_BYTES)
+    return int(message_length), int(capacity)
 
 
 def check_geometry(message_length, max_queued_messages):
@@ -174,6 +211,15 @@ def unlink(name, *, missing_ok=False):
             raise FileNotFoundError(f"no channel named {name!r} ({path} does not exist)") from None
 
 
+def _kind_text(records, message_length, capacity):
+    """What kind of channel a header describes, as an end would ask for it."""
+    if records == CW_RECORDS_BYTES:
+        return f"a byte channel (max_queued_bytes={capacity}, message_length={message_length})"
+    if records == CW_RECORDS_FIXED:
+        return f"a slot channel (max_queued_messages={capacity}, message_length={message_length})"
+    return f"an unknown kind of channel (records={records})"
+
+
 cdef object _os_error(int err, str what, str path):
     return OSError(err, f"{what}: {os.strerror(err)}", path)
 
@@ -201,14 +247,17 @@ cdef class Region:
     @staticmethod
     def open(name, uint64_t message_length, uint64_t capacity, int side, rtype=None, int mode=0o600,
              uint32_t max_senders=1, uint32_t max_receivers=1, uint32_t topology=CW_TOPOLOGY_ONE_RECEIVER,
-             str group="", bint durable=True):
+             str group="", bint durable=True, uint32_t records=CW_RECORDS_FIXED):
         """Create or open channel ``name`` and claim a place on its ``side`` (END_SENDER or
         END_RECEIVER); return the Region.
 
         ``rtype`` is the RecordType of a typed end, None for an untyped one.
         ``max_senders``/``max_receivers`` are the numbers of places of each kind
         and ``topology`` the kind of channel: part of the geometry, which every
-        end must agree on.
+        end must agree on.  ``records`` is what the ring holds (CW_RECORDS_FIXED: slots;
+        CW_RECORDS_BYTES: a byte ring of ``capacity`` bytes, whose ``message_length`` 0 means the
+        channel's own, or the largest its ring accepts when this end creates it).  The
+        channel's message_length is ``Region.message_length`` once open.
         """
         cdef Region self = Region.__new__(Region)
         for what, value in (("max_senders", max_senders), ("max_receivers", max_receivers)):
@@ -217,6 +266,14 @@ cdef class Region:
         self.max_senders = max_senders
         self.max_receivers = max_receivers
         self.topology = topology
+        self.records = records
+        if records == CW_RECORDS_BYTES and message_length == 0:
+            # What this end creates the channel with; an existing channel's own wins.
+            message_length = cw_var_max_length(capacity)
+            self.any_length = True
+        else:
+            self.any_length = False
+        self.message_length = message_length
         self.group = group
         self.durable = durable
         self.group_index = -1
@@ -235,7 +292,7 @@ cdef class Region:
         else:
             self.description = b""
         self.type_size = type_size
-        cdef uint64_t size = _checked_file_size(message_length, capacity, max_senders, max_receivers)
+        cdef uint64_t size = _checked_file_size(message_length, capacity, max_senders, max_receivers, records)
         cdef int claimed
         deadline = None
         replaced = 0
@@ -344,6 +401,19 @@ cdef class Region:
                     f"with the same message_type, or read the records as bytes with "
                     f"message_length={record_size}{queued}")
             self._check_types(h, message_length, type_fingerprint, what)
+        if h.records != self.records:
+            raise ChannelMismatchError(
+                f"{what} exists as {_kind_text(h.records, h.message_length, h.capacity)}; this end "
+                f"asked for {_kind_text(self.records, message_length, capacity)}: open it with the "
+                f"channel's sizes, or unlink it to make it anew")
+        if self.records == CW_RECORDS_BYTES:
+            if self.any_length and 1 <= h.message_length <= cw_var_max_length(capacity):
+                # This end left message_length out: the channel's own is this end's.
+                message_length = h.message_length
+                self.message_length = message_length
+            if h.capacity != capacity:
+                raise ChannelMismatchError(f"{what} exists with max_queued_bytes={h.capacity}, "
+                                           f"this end asked for max_queued_bytes={capacity}")
         if h.message_length != message_length:
             raise ChannelMismatchError(f"{what} exists with message_length={h.message_length}, "
                                        f"this end asked for message_length={message_length}")
@@ -361,7 +431,7 @@ cdef class Region:
                                        f"({TOPOLOGY_NAMES.get(h.topology, 'unknown')}), this end asked "
                                        f"for topology {self.topology} "
                                        f"({TOPOLOGY_NAMES.get(self.topology, 'unknown')})")
-        slot_size = slot_size_for(message_length, self.max_senders)
+        slot_size = slot_size_for(message_length, self.max_senders, self.records)
         if (h.header_size != self.slots_offset or h.slot_size != slot_size
                 or h.file_size != size or h.place_size != CW_PLACE_SIZE):
             raise ChannelCorruptError(
@@ -443,7 +513,8 @@ cdef class Region:
             h.place_size = CW_PLACE_SIZE
             h.message_length = message_length
             h.capacity = capacity
-            h.slot_size = slot_size_for(message_length, self.max_senders)
+            h.slot_size = slot_size_for(message_length, self.max_senders, self.records)
+            h.records = self.records
             h.file_size = size
             h.type_fingerprint = type_fingerprint
             h.type_size = type_size

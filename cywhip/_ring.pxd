@@ -16,6 +16,9 @@ published with and each sender's place the sequence it is filling, so the
 receiver can tell a slot still being filled from one whose sender died.
 With receiver groups (``r.groups``), each group's members claim runs of
 messages from its claim cursor and senders wait for the slowest group.
+A byte channel (``r.bytes``) is a ring of variable-size records: its
+cursors count bytes, each record carries its length and kind, and a padding
+record fills the ring's end where a record would cross it (steps B1-B7).
 The ends call the same functions whatever the protocol.  See docs/protocol.md.
 """
 from libc.stdint cimport uint32_t, uint64_t, int64_t
@@ -29,6 +32,7 @@ from cywhip.includes.c_futex cimport cw_futex_wake
 from cywhip.includes.c_layout cimport (
     cw_header, cw_slot_header, cw_many_slot_header, cw_place, cw_group, CW_VOID_LENGTH,
     cw_fixed_slot, cw_fixed_payload, cw_fixed_slot_offset,
+    cw_var_header, cw_var_record, cw_var_record_size, CW_VAR_MESSAGE, CW_VAR_PADDING,
 )
 
 # How long the Python ends sleep at most before ring_wait() returns WAIT_AGAIN,
@@ -61,7 +65,7 @@ cdef struct ring_t:
     uint64_t slots_offset
     uint64_t capacity
     uint64_t message_length
-    uint64_t slot_size
+    uint64_t slot_size     # bytes per cursor step: a slot's size; 1 on a byte channel
     uint64_t slot_header   # bytes before each payload: 8, or 16 with many senders (seq)
     int64_t spin_ns
     # This process is registered for membarrier's global expedited barriers: its
@@ -106,6 +110,12 @@ cdef struct ring_t:
     bint bound_stale       # a sender of a channel with groups: its last look could not compute
                            # the bound (a group creation under way, or stalled): no room known
     bint resolve_now       # a member at a hole tests its claimer's lock (ring_resolve_hole())
+    # Byte channels (records of any size; cursors, capacity and indexes count bytes).
+    bint bytes
+    uint64_t want_bytes    # sender: the payload bytes its next claim makes room for
+    uint64_t pad           # sender: a padding record written at the write cursor by a claim
+                           # whose record is not committed yet (that record starts at index 0)
+    uint64_t rec           # receiver: bytes of the record its last peek checked
     # Set by close() from another thread to end a wait.
     uint32_t stop
     # The impossible values behind the last WAIT_CORRUPT / -1, for error messages:
@@ -117,7 +127,7 @@ cdef struct ring_t:
 
 cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t capacity,
                      uint64_t message_length, int64_t spin_ns, uint32_t max_senders,
-                     int fd, int sender_place, uint32_t max_receivers=*) noexcept nogil
+                     int fd, int sender_place, uint32_t max_receivers=*, bint bytes=*) noexcept nogil
 cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_ns) noexcept nogil
 cdef int64_t ring_scan(ring_t *r) noexcept nogil
 cdef int ring_resolve_hole(ring_t *r) noexcept nogil
@@ -207,10 +217,51 @@ cdef inline int64_t ring_unclaimed(ring_t *r) noexcept nogil:
     # Other senders keep claiming: there was room a moment ago; ring_claim_many() decides.
     return 1
 
+cdef inline int64_t ring_bytes_room(ring_t *r) noexcept nogil:
+    """Byte channels, step B1: 1 if the record of r.want_bytes payload bytes fits at the write
+    cursor (after a padding record to the ring's end if it would cross it), 0 if not, -1 if the
+    cursors are impossible.  Looks at read_cursor only when the cached copy says no room."""
+    cdef uint64_t rec = cw_var_record_size(r.want_bytes)
+    # Where this sender writes next: past a padding record a claim wrote and no commit took yet.
+    cdef uint64_t write = r.write + r.pad
+    cdef uint64_t need = rec
+    cdef uint64_t rd
+    if r.write_index + rec > r.capacity:
+        need += r.capacity - r.write_index
+    if r.capacity - (write - r.read_cache) >= need:
+        return 1
+    # Acquire pairs with the receiver's release of read_cursor (B7).
+    rd = cw_load_acquire_u64(&r.hdr.read_cursor)
+    if r.write - rd > r.capacity:
+        r.bad_cursor = rd
+        r.bad_write = r.write
+        return -1
+    r.read_cache = rd
+    return 1 if r.capacity - (write - rd) >= need else 0
+
+cdef inline int64_t ring_bytes_claim(ring_t *r) noexcept nogil:
+    """Byte channels, steps B1-B2: make room for r.want_bytes payload bytes at the write index;
+    where the record would cross the ring's end, write a padding record to the end first and
+    move the write index to 0 (the padding is published with the record, never alone)."""
+    cdef int64_t n = ring_bytes_room(r)
+    cdef cw_var_header *h
+    cdef uint64_t pad
+    if n > 0 and r.write_index + cw_var_record_size(r.want_bytes) > r.capacity:
+        pad = r.capacity - r.write_index
+        h = <cw_var_header *>cw_var_record(r.slots, r.write_index)
+        h.length = <uint32_t>pad
+        h.kind = CW_VAR_PADDING
+        r.pad = pad
+        r.write_index = 0
+    return n
+
 cdef inline int64_t ring_refresh_free(ring_t *r) noexcept nogil:
-    """Reload read_cursor; return the free slots, or -1 if the cursors are impossible."""
+    """Reload read_cursor; return the free slots, or -1 if the cursors are impossible.  A byte
+    channel: 1 if its next record fits (ring_bytes_room()), else 0."""
     if r.many:
         return ring_unclaimed(r)
+    if r.bytes:
+        return ring_bytes_room(r)
     cdef int64_t free
     if r.groups:
         free = ring_groups_bound(r)
@@ -325,6 +376,8 @@ cdef inline int64_t ring_claim(ring_t *r) noexcept nogil:
     (one sender), or 1 after claiming one (many senders); 0 when full, -1 if impossible."""
     if r.many:
         return ring_claim_many(r)
+    if r.bytes:
+        return ring_bytes_claim(r)
     return ring_free(r)
 
 cdef inline uint64_t ring_published(ring_t *r) noexcept nogil:
@@ -354,6 +407,17 @@ cdef inline void ring_commit_clear(ring_t *r) noexcept nogil:
     # Release: whoever sees the intent gone sees the message published (S5).
     cw_store_release_u64(r.intent, 0)
 
+cdef inline void ring_bytes_commit(ring_t *r, uint32_t length) noexcept nogil:
+    """Byte channels, step B3's end: the record at the write index (its length written) is a
+    message; step past it and the padding before it, if any (published by ring_publish())."""
+    cdef uint64_t rec = cw_var_record_size(length)
+    (<cw_var_header *>cw_var_record(r.slots, r.write_index)).kind = CW_VAR_MESSAGE
+    r.write += r.pad + rec
+    r.pad = 0
+    r.write_index += rec
+    if r.write_index == r.capacity:
+        r.write_index = 0
+
 cdef inline void ring_commit(ring_t *r, uint32_t length) noexcept nogil:
     """Finish the slot at the write cursor.
 
@@ -365,6 +429,9 @@ cdef inline void ring_commit(ring_t *r, uint32_t length) noexcept nogil:
     if r.many:
         ring_commit_seq(r)
         ring_commit_clear(r)
+        return
+    if r.bytes:
+        ring_bytes_commit(r, length)
         return
     r.write += 1
     r.write_index += 1
@@ -422,6 +489,41 @@ cdef inline int64_t ring_available(ring_t *r) noexcept nogil:
     r.write_cache = w
     return <int64_t>(w - r.read)
 
+cdef inline int64_t ring_bytes_peek(ring_t *r) noexcept nogil:
+    """Byte channels, step B6: the length of the message first in line, stepping over a padding
+    record before it; its payload is at ring_read_slot() and its record r.rec bytes long.  The
+    header is read once and checked against the ring and the published bytes; -1 if it is
+    impossible (its length in r.bad_length, its kind in r.bad_write, the bytes published from
+    the read cursor in r.bad_cursor), -2 if no message follows (only padding was published)."""
+    cdef uint64_t word, length, kind, rec
+    cdef uint64_t avail
+    while True:
+        avail = r.write_cache - r.read
+        if avail == 0:
+            return -2
+        # One load: length and kind as the sender left them (it wrote both before publishing).
+        word = cw_load_relaxed_u64(<uint64_t *>cw_var_record(r.slots, r.read_index))
+        length = word & 0xFFFFFFFFU
+        kind = word >> 32
+        if kind == CW_VAR_PADDING and length == r.capacity - r.read_index and length < avail:
+            r.read += length
+            r.read_index = 0
+            continue
+        rec = cw_var_record_size(length)
+        if kind != CW_VAR_MESSAGE or length > r.message_length or rec > avail \
+                or r.read_index + rec > r.capacity:
+            r.bad_length = length
+            r.bad_write = kind
+            r.bad_cursor = avail
+            return -1
+        r.rec = rec
+        return <int64_t>length
+
+cdef inline bint ring_more(ring_t *r) noexcept nogil:
+    """Whether bytes (a byte channel) or messages known to be published lie past the read
+    cursor: a batch of a byte channel takes records while this holds."""
+    return r.read != r.write_cache
+
 cdef inline int64_t ring_read_length(ring_t *r) noexcept nogil:
     """Length of the message at the read cursor, read once and checked; -1 if impossible."""
     cdef uint32_t n = cw_load_relaxed_u32(
@@ -436,6 +538,13 @@ cdef inline char *ring_read_slot(ring_t *r) noexcept nogil:
 
 cdef inline void ring_consume(ring_t *r) noexcept nogil:
     """Step past the message at the read cursor; the sender may reuse it after ring_release()."""
+    if r.bytes:
+        # B7: the record ring_bytes_peek() checked.
+        r.read += r.rec
+        r.read_index += r.rec
+        if r.read_index == r.capacity:
+            r.read_index = 0
+        return
     r.read += 1
     r.read_index += 1
     if r.read_index == r.capacity:
@@ -672,6 +781,8 @@ cdef inline int64_t ring_recv_peek(ring_t *r, uint32_t record_size) noexcept nog
     """The length of the message first in line (the caller saw one available), read once and
     checked: at most message_length, and exactly record_size unless that is 0.  -1 if it is
     impossible (the length read is in r.bad_length).  Its payload is at ring_read_slot()."""
+    if r.bytes:
+        return ring_bytes_peek(r)
     cdef int64_t n = ring_read_length(r)
     if n >= 0 and record_size != 0 and n != record_size:
         r.bad_length = <uint64_t>n

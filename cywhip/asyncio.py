@@ -303,6 +303,7 @@ class _AsyncEnd(_Core):
     name = property(lambda self: self._end.name)
     message_length = property(lambda self: self._end.message_length)
     max_queued_messages = property(lambda self: self._end.max_queued_messages)
+    max_queued_bytes = property(lambda self: self._end.max_queued_bytes)
     message_type = property(lambda self: self._end.message_type)
     depth = property(lambda self: self._end.depth)
 

@@ -34,7 +34,7 @@ def test_an_untyped_receiver_of_the_wrong_length_is_told_the_record_size_and_the
 
 def test_an_unknown_keyword_names_the_class_and_the_keyword_it_resembles(channel):
     with pytest.raises(TypeError, match=r"^Sender\(\) got an unexpected keyword argument 'max_queued'; "
-                                        r"did you mean 'max_queued_messages'\?"):
+                                        r"did you mean 'max_queued_bytes' or 'max_queued_messages'\?"):
         Sender(channel, message_length=8, max_queued=8)
     with pytest.raises(TypeError, match=r"^Receiver\(\) got an unexpected keyword argument 'on_mesage'; "
                                         r"did you mean 'on_message'\?"):

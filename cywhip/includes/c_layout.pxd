@@ -18,6 +18,12 @@ cdef extern from "layout.h" nogil:
         CW_GROUP_SIZE
         CW_GROUP_NAME_SIZE
         CW_GROUPS_LOCK_BYTE
+        CW_RECORDS_FIXED
+        CW_RECORDS_BYTES
+        CW_VAR_HEADER_SIZE
+        CW_VAR_MIN_CAPACITY
+    const uint32_t CW_VAR_MESSAGE
+    const uint32_t CW_VAR_PADDING
     const uint32_t CW_GROUP_IN_USE
     const uint32_t CW_GROUP_DURABLE
     const uint32_t CW_VOID_LENGTH
@@ -40,6 +46,7 @@ cdef extern from "layout.h" nogil:
         uint32_t max_senders
         uint32_t max_receivers
         uint32_t place_size
+        uint32_t records
         uint64_t write_cursor
         uint64_t read_cursor
         uint32_t sender_waiting
@@ -68,6 +75,10 @@ cdef extern from "layout.h" nogil:
         uint32_t length
         uint32_t reserved
 
+    ctypedef struct cw_var_header:
+        uint32_t length
+        uint32_t kind
+
     ctypedef struct cw_many_slot_header:
         uint32_t length
         uint32_t reserved
@@ -82,3 +93,8 @@ cdef extern from "layout.h" nogil:
     uint64_t cw_fixed_slot_offset(uint64_t slot_size, uint64_t index)
     char *cw_fixed_slot(char *slots, uint64_t slot_size, uint64_t index)
     char *cw_fixed_payload(char *slots, uint64_t slot_size, uint64_t slot_header, uint64_t index)
+    # Variable-size records (byte channels).
+    uint64_t cw_var_record_size(uint64_t length)
+    uint64_t cw_var_capacity(uint64_t max_queued_bytes)
+    uint64_t cw_var_max_length(uint64_t capacity)
+    char *cw_var_record(char *ring, uint64_t index)

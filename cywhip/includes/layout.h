@@ -57,7 +57,7 @@
 #define CW_HEADER_SIZE 4096
 #define CW_PAGE_SIZE 4096
 #define CW_MAGIC 0x5049485759574321ULL /* "!CYWHIP" + 'P', little-endian */
-#define CW_LAYOUT_VERSION 4
+#define CW_LAYOUT_VERSION 5
 #define CW_SLOT_HEADER_SIZE 8
 /* The slot header of a many-senders channel: length, reserved, seq. */
 #define CW_MANY_SLOT_HEADER_SIZE 16
@@ -77,6 +77,12 @@
 #define CW_TOPOLOGY_ONE_RECEIVER 1
 /* Receiver groups: max_receivers > 1 member places and as many group entries. */
 #define CW_TOPOLOGY_GROUPS 2
+
+/* What the ring holds (cw_header.records). */
+/* Slots of message_length bytes: cursors count messages (cw_fixed_*). */
+#define CW_RECORDS_FIXED 0
+/* A byte ring of variable-size records: cursors count bytes (cw_var_*). */
+#define CW_RECORDS_BYTES 1
 
 #define CW_GROUP_SIZE 128
 #define CW_GROUP_NAME_SIZE 64
@@ -103,6 +109,8 @@ typedef struct {
     uint32_t max_senders;        /*  84  sender places */
     uint32_t max_receivers;      /*  88  receiver places */
     uint32_t place_size;         /*  92  CW_PLACE_SIZE */
+    uint32_t groups_lock_pad;    /*  96  unused: its byte is the groups lock's (CW_GROUPS_LOCK_BYTE) */
+    uint32_t records;            /* 100  CW_RECORDS_*: slots of message_length, or a byte ring */
 
     /* Written only by the sender. */
     alignas(CW_CACHE_LINE) uint64_t write_cursor;     /* 128 */
@@ -153,6 +161,7 @@ typedef struct {
 } cw_many_slot_header;
 
 _Static_assert(offsetof(cw_header, topology) == 80, "topology offset");
+_Static_assert(offsetof(cw_header, records) == 100, "records offset");
 _Static_assert(offsetof(cw_header, write_cursor) == 128, "write_cursor offset");
 _Static_assert(offsetof(cw_header, read_cursor) == 256, "read_cursor offset");
 _Static_assert(offsetof(cw_header, sender_waiting) == 384, "sender_waiting offset");
@@ -244,6 +253,62 @@ static inline char *cw_fixed_slot(char *slots, uint64_t slot_size, uint64_t inde
 static inline char *cw_fixed_payload(char *slots, uint64_t slot_size, uint64_t slot_header, uint64_t index)
 {
     return cw_fixed_slot(slots, slot_size, index) + slot_header;
+}
+
+/* ---- Variable-size records (byte channels, CW_RECORDS_BYTES) ----
+ *
+ * The ring is capacity bytes (a multiple of CW_SLOT_ALIGN); cursors count bytes, and a record
+ * starts at every multiple of 8 the sender reached.  A record is contiguous: where the next one
+ * would cross the ring's end, a padding record fills the ring to its end and the record starts
+ * at index 0.  The cursor's unit is one byte: the fixed descriptor's slot size is 1 and its slot
+ * header is this record header, so cw_fixed_payload(slots, 1, CW_VAR_HEADER_SIZE, index) is the
+ * payload of the record at byte index.
+ *
+ *    0               4               8
+ *   +---------------+---------------+----------------------------------+
+ *   |    length     |     kind      | payload: length bytes, pad to 8  |
+ *   +---------------+---------------+----------------------------------+
+ *   kind CW_VAR_MESSAGE: a message of length bytes; the record takes cw_var_record_size(length).
+ *   kind CW_VAR_PADDING: fills the ring from its index to the end; length = capacity - index.
+ */
+#define CW_VAR_HEADER_SIZE 8
+#define CW_VAR_MESSAGE 0U
+#define CW_VAR_PADDING 1U
+/* The smallest byte ring: room for a record of 24 bytes of payload and its padding. */
+#define CW_VAR_MIN_CAPACITY 64
+
+typedef struct {
+    uint32_t length;
+    uint32_t kind;
+} cw_var_header;
+
+_Static_assert(sizeof(cw_var_header) == CW_VAR_HEADER_SIZE, "record header size");
+
+/* Bytes a record of a message of length bytes takes in the ring. */
+static inline uint64_t cw_var_record_size(uint64_t length)
+{
+    return CW_VAR_HEADER_SIZE + (length + CW_SLOT_ALIGN - 1) / CW_SLOT_ALIGN * CW_SLOT_ALIGN;
+}
+
+/* The ring's bytes for a channel asked for max_queued_bytes. */
+static inline uint64_t cw_var_capacity(uint64_t max_queued_bytes)
+{
+    uint64_t c = (max_queued_bytes + CW_SLOT_ALIGN - 1) / CW_SLOT_ALIGN * CW_SLOT_ALIGN;
+    return c < CW_VAR_MIN_CAPACITY ? CW_VAR_MIN_CAPACITY : c;
+}
+
+/* The longest message a ring of capacity bytes accepts: a record of half the ring, so that a
+ * record and the padding before it (shorter than the record) always fit in an empty ring. */
+static inline uint64_t cw_var_max_length(uint64_t capacity)
+{
+    uint64_t n = capacity / 2 - CW_VAR_HEADER_SIZE;
+    return n > CW_MAX_MESSAGE_LENGTH ? CW_MAX_MESSAGE_LENGTH : n;
+}
+
+/* The record at byte index of the ring. */
+static inline char *cw_var_record(char *ring, uint64_t index)
+{
+    return ring + index;
 }
 
 #endif

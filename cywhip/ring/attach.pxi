@@ -3,7 +3,7 @@
 
 cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t capacity,
                      uint64_t message_length, int64_t spin_ns, uint32_t max_senders,
-                     int fd, int sender_place, uint32_t max_receivers=1) noexcept nogil:
+                     int fd, int sender_place, uint32_t max_receivers=1, bint bytes=False) noexcept nogil:
     """Point r at a header whose geometry was validated; load both cursors. -1 if they are impossible.
 
     slots_offset, capacity, message_length and max_senders are the values
@@ -11,7 +11,8 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     never read from shared memory again, where another process could have
     changed it since.  fd is the channel file (a receiver tests sender places'
     locks on it); sender_place is a sender's place among the sender places
-    (many senders: its intent word is this sender's), else -1.
+    (many senders: its intent word is this sender's), else -1.  bytes: a byte
+    channel, whose capacity is its ring's bytes and whose cursors count bytes.
     """
     cdef uint64_t *intent = NULL
     # Acquire: a restarted sender must see the slots the receiver finished
@@ -25,8 +26,17 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.slots_offset = slots_offset
     r.capacity = capacity
     r.message_length = message_length
-    r.slot_header = cw_slot_header_size(max_senders)
-    r.slot_size = cw_fixed_slot_size(message_length, max_senders)
+    r.bytes = bytes
+    r.want_bytes = 0
+    r.pad = 0
+    r.rec = 0
+    if bytes:
+        # The cursor's unit is a byte and each payload follows its record header.
+        r.slot_header = CW_VAR_HEADER_SIZE
+        r.slot_size = 1
+    else:
+        r.slot_header = cw_slot_header_size(max_senders)
+        r.slot_size = cw_fixed_slot_size(message_length, max_senders)
     r.spin_ns = spin_ns
     r.light = light_publish()
     r.many = max_senders > 1
@@ -73,7 +83,7 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
         # cache forces (ring_attach_groups() sets a member's cursors).
         r.read_cache = w - capacity
         return 0
-    if w - rd > capacity:
+    if w - rd > capacity or (bytes and (w | rd) % CW_SLOT_ALIGN != 0):
         r.bad_cursor = w
         r.bad_write = w
         return -1

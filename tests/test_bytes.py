@@ -1,0 +1,314 @@
+"""Byte channels (max_queued_bytes): messages of any size in a ring of records, and reserve()."""
+import asyncio
+import mmap
+import os
+import random
+import signal
+import struct
+import threading
+import time
+import zlib
+
+import pytest
+
+import cywhip
+import cywhip.asyncio
+from cywhip import (ChannelCorruptError, ChannelMismatchError, MessageTooLongError, Receiver,
+                    SendTimeout, Sender)
+from cywhip._region import channel_path, slots_offset_for
+
+
+def numbered(i, rng=None):
+    """Message i: its number, its length and a pattern of its bytes, so that a torn or
+    misplaced message shows; lengths vary from 0 to 700 bytes."""
+    n = (i * 7919) % 701
+    body = (i.to_bytes(8, "little") * (n // 8 + 1))[:n]
+    return struct.pack("<II", i, n) + body
+
+
+def check(msg, i):
+    seq, n = struct.unpack_from("<II", msg)
+    assert (seq, n) == (i, len(msg) - 8), (seq, n, i, len(msg))
+    assert msg == numbered(i)
+
+
+def test_a_byte_channel_carries_messages_of_every_size_in_order(channel, in_thread):
+    tx = Sender(channel, max_queued_bytes=4096)
+    rx = Receiver(channel, max_queued_bytes=4096)
+    count = 20000
+    t, outcome = in_thread(lambda: tx.send_many((numbered(i) for i in range(count)), timeout=30))
+    got = []
+    while len(got) < count:
+        got += rx.recv_many(1000, timeout=10)
+    t.join(10)
+    assert outcome == [count]
+    for i, msg in enumerate(got):
+        check(msg, i)
+    # The ring wrapped many times: padding records were written and stepped over.
+    assert tx.published > 10 * 4096
+    tx.close()
+    rx.close()
+
+
+def test_every_call_of_both_ends_works_on_a_byte_channel(channel):
+    with Sender(channel, max_queued_bytes=1 << 16) as tx, Receiver(channel, max_queued_bytes=1 << 16) as rx:
+        assert tx.max_queued_bytes == rx.max_queued_bytes == 1 << 16
+        assert tx.message_length == rx.message_length == (1 << 15) - 8
+        tx.send(b"one")
+        assert tx.try_send(bytearray(b"two"))
+        tx.send(memoryview(b"three"))
+        assert tx.send_many([b"", b"x" * 1000]) == 2
+        assert rx.recv(timeout=5) == b"one"
+        assert rx.try_recv() == b"two"
+        assert rx.recv_many(2, timeout=5) == [b"three", b""]
+        assert next(iter(rx)) == b"x" * 1000
+        assert rx.try_recv() is None
+        assert rx.depth == 0
+        tx.send(b"y" * 100)
+        # depth counts bytes on a byte channel: the record's header and its padding to 8.
+        assert rx.depth == 8 + 104
+        assert rx.recv(timeout=5) == b"y" * 100
+        with pytest.raises(TypeError, match="slot channel"):
+            Sender(channel + "-typed", max_queued_bytes=4096, message_type="<i8")
+
+
+def test_the_longest_message_fits_an_empty_ring_wherever_its_write_index_is(channel):
+    with Sender(channel, max_queued_bytes=256) as tx, Receiver(channel, max_queued_bytes=256) as rx:
+        top = tx.message_length
+        assert top == 256 // 2 - 8
+        for shift in range(0, 256, 8):
+            # Move the write index on by shift bytes (records of 16 and 8 bytes), then send the
+            # longest message.
+            small = [b"s" * 8] * (shift // 16) + [b""] * (shift % 16 // 8)
+            tx.send_many(small)
+            assert rx.recv_many(100, timeout=5) == small if small else True
+            tx.send(b"L" * top, timeout=5)
+            assert rx.recv(timeout=5) == b"L" * top
+        with pytest.raises(MessageTooLongError, match=f"{top + 1} bytes.*message_length={top}"):
+            tx.send(b"x" * (top + 1))
+
+
+def test_on_message_and_on_batch_deliver_a_byte_channel(channel):
+    got, batches = [], []
+    done = threading.Event()
+
+    def on_message(msg):
+        got.append(msg)
+        if len(got) == 500:
+            done.set()
+
+    with Sender(channel, max_queued_bytes=4096) as tx:
+        with Receiver(channel, max_queued_bytes=4096, on_message=on_message):
+            tx.send_many(numbered(i) for i in range(500))
+            assert done.wait(20)
+        for i, msg in enumerate(got):
+            check(msg, i)
+        done.clear()
+
+        def on_batch(batch):
+            batches.append(list(batch))
+            if sum(map(len, batches)) == 500:
+                done.set()
+
+        with Receiver(channel, max_queued_bytes=4096, on_batch=on_batch):
+            tx.send_many(numbered(i) for i in range(500))
+            assert done.wait(20)
+        for i, msg in enumerate(m for b in batches for m in b):
+            check(msg, i)
+
+
+def test_asyncio_ends_carry_a_byte_channel(channel, run):
+    async def main():
+        async with cywhip.asyncio.Sender(channel, max_queued_bytes=2048) as tx, \
+                cywhip.asyncio.Receiver(channel, max_queued_bytes=2048) as rx:
+            assert tx.max_queued_bytes == 2048
+
+            async def produce():
+                for i in range(3000):
+                    await tx.send(numbered(i))
+
+            task = asyncio.ensure_future(produce())
+            got = []
+            while len(got) < 3000:
+                got += await rx.recv_many(100)
+            await task
+            return got
+
+    for i, msg in enumerate(run(main())):
+        check(msg, i)
+
+
+@pytest.mark.parametrize("kind", ["bytes", "slots", "many senders"])
+def test_reserve_writes_a_message_in_place(channel, kind):
+    geometry = {"bytes": dict(max_queued_bytes=4096),
+                "slots": dict(message_length=64, max_queued_messages=8),
+                "many senders": dict(message_length=64, max_queued_messages=8, max_senders=2)}[kind]
+    with Sender(channel, **geometry) as tx, Receiver(channel, **geometry) as rx:
+        with tx.reserve(10) as buf:
+            assert isinstance(buf, memoryview) and len(buf) == 10 and not buf.readonly
+            buf[:] = b"0123456789"
+        assert rx.recv(timeout=5) == b"0123456789"
+        claim = tx.reserve(64)
+        with claim as buf:
+            buf[:3] = b"abc"
+            claim.truncate(3)
+        assert rx.recv(timeout=5) == b"abc"
+        # An exception inside the block sends nothing.
+        with pytest.raises(KeyError):
+            with tx.reserve(5) as buf:
+                buf[:] = b"never"
+                raise KeyError("stop")
+        tx.send(b"next")
+        assert rx.recv(timeout=5) == b"next"
+        assert rx.try_recv() is None
+        with pytest.raises(MessageTooLongError):
+            tx.reserve(65 if kind != "bytes" else tx.message_length + 1).__enter__()
+        with pytest.raises(ValueError, match="between 0 and the 4 bytes"):
+            tx.reserve(4).truncate(5)
+        # The buffer is gone once the block ends.
+        with tx.reserve(4) as buf:
+            buf[:] = b"last"
+        with pytest.raises(ValueError):
+            buf[0]
+        assert rx.recv(timeout=5) == b"last"
+
+
+def test_a_view_kept_past_a_reserve_block_sends_nothing_and_holds_the_sender(channel):
+    with Sender(channel, max_queued_bytes=4096) as tx, Receiver(channel, max_queued_bytes=4096) as rx:
+        with pytest.raises(BufferError, match="still alive"):
+            with tx.reserve(8) as buf:
+                buf[:] = b"12345678"
+                kept = buf[2:4]
+        with pytest.raises(RuntimeError, match="in use"):
+            tx.send(b"x")
+        assert rx.try_recv() is None
+        kept[:] = b"zz"       # writes into room no message uses
+        del kept
+        tx.send(b"after")
+        assert rx.recv(timeout=5) == b"after"
+        assert rx.try_recv() is None
+
+
+def test_reserve_waits_for_room_and_times_out(channel):
+    with Sender(channel, max_queued_bytes=64) as tx, Receiver(channel, max_queued_bytes=64) as rx:
+        tx.send(b"a" * 24)
+        tx.send(b"b" * 8)
+        with pytest.raises(SendTimeout):
+            with tx.reserve(24, timeout=0.05):
+                pass
+        assert rx.recv(timeout=5) == b"a" * 24
+        with tx.reserve(24, timeout=5) as buf:
+            buf[:] = b"c" * 24
+        assert [rx.recv(timeout=5) for _ in range(2)] == [b"b" * 8, b"c" * 24]
+
+
+def test_the_two_kinds_of_channel_and_their_sizes_are_checked(channel):
+    with pytest.raises(ValueError, match="max_queued_messages=4 and max_queued_bytes=4096"):
+        Sender(channel, max_queued_messages=4, max_queued_bytes=4096)
+    with pytest.raises(ValueError, match="max_senders=2"):
+        Sender(channel, max_queued_bytes=4096, max_senders=2)
+    with pytest.raises(ValueError, match="message_length=3000 does not fit"):
+        Sender(channel, max_queued_bytes=4096, message_length=3000)
+    with Sender(channel, max_queued_bytes=4000, message_length=100) as tx:
+        assert tx.max_queued_bytes == 4000
+        # An end that leaves message_length out takes the channel's.
+        with Receiver(channel, max_queued_bytes=4000) as rx:
+            assert rx.message_length == 100
+        with pytest.raises(ChannelMismatchError, match="max_queued_bytes=4000, this end asked for max_queued_bytes=8000"):
+            Receiver(channel, max_queued_bytes=8000)
+        with pytest.raises(ChannelMismatchError, match="exists as a byte channel.*asked for a slot channel"):
+            Receiver(channel, message_length=100)
+        with pytest.raises(ChannelMismatchError, match="message_length=100, this end asked for message_length=50"):
+            Receiver(channel, max_queued_bytes=4000, message_length=50)
+    cywhip.unlink(channel)
+    with Sender(channel, message_length=100):
+        with pytest.raises(ChannelMismatchError, match="exists as a slot channel.*asked for a byte channel"):
+            Receiver(channel, max_queued_bytes=4000)
+
+
+def _record_at(channel, offset):
+    """A writable mapping of the channel file and the ring's first byte's offset in it."""
+    fd = os.open(channel_path(channel), os.O_RDWR)
+    try:
+        return mmap.mmap(fd, 0), slots_offset_for()
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("header", [
+    (5000, 0),            # longer than message_length
+    (200, 0),             # longer than the bytes published
+    (8, 7),               # an unknown kind
+    (16, 1),              # padding that does not reach the ring's end
+])
+def test_an_impossible_record_header_is_corrupt_not_a_crash(channel, header):
+    with Sender(channel, max_queued_bytes=4096) as tx, Receiver(channel, max_queued_bytes=4096) as rx:
+        tx.send(b"x" * 100)
+        region, ring = _record_at(channel, 0)
+        try:
+            struct.pack_into("<II", region, ring, *header)
+            with pytest.raises(ChannelCorruptError, match=f"kind {header[1]} and length {header[0]}"):
+                rx.recv(timeout=5)
+            struct.pack_into("<II", region, ring, 100, 0)
+            assert rx.recv(timeout=5) == b"x" * 100
+        finally:
+            region.close()
+
+
+KILLED_SENDER = r"""
+import struct, sys, zlib
+import cywhip
+name, incarnation = sys.argv[1], int(sys.argv[2])
+tx = cywhip.Sender(name, max_queued_bytes=8192)
+print("ready", flush=True)
+i = 0
+while True:
+    n = (i * 7919 + incarnation) % 1500
+    body = bytes((i + k) & 0xFF for k in range(n)) if n < 64 else (i.to_bytes(4, "little") * (n // 4 + 1))[:n]
+    head = struct.pack("<III", incarnation, i, zlib.crc32(body))
+    if i % 3 == 0:
+        with tx.reserve(len(head) + n) as buf:
+            buf[:12] = head
+            buf[12:] = body
+    else:
+        tx.send(head + body)
+    i += 1
+"""
+
+
+def test_a_sender_killed_at_any_moment_leaves_only_whole_messages(channel, peers):
+    rx = Receiver(channel, max_queued_bytes=8192)
+    rng = random.Random(27)
+    expect = {}
+    for incarnation in range(6):
+        proc = peers.start(channel, incarnation, script=KILLED_SENDER, stdout=None)
+        deadline = time.monotonic() + 30
+        taken = 0
+        stop_after = rng.randrange(200, 3000)
+        while taken < stop_after:
+            msg = rx.recv(timeout=max(0.1, deadline - time.monotonic()))
+            inc, i, crc = struct.unpack_from("<III", msg)
+            assert zlib.crc32(msg[12:]) == crc, (inc, i)
+            assert i == expect.get(inc, 0), (inc, i, expect.get(inc, 0))
+            expect[inc] = i + 1
+            taken += 1
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        # What the dead sender published arrives whole; nothing else does.
+        while (msg := rx.try_recv()) is not None:
+            inc, i, crc = struct.unpack_from("<III", msg)
+            assert (inc, zlib.crc32(msg[12:])) == (incarnation, crc)
+            assert i == expect[inc]
+            expect[inc] = i + 1
+    rx.close()
+    assert sorted(expect) == list(range(6))
+
+
+def test_a_restarted_receiver_goes_on_where_the_last_one_released(channel):
+    with Sender(channel, max_queued_bytes=4096) as tx:
+        rx = Receiver(channel, max_queued_bytes=4096)
+        tx.send_many(numbered(i) for i in range(5))
+        assert [rx.recv(timeout=5) for _ in range(2)] == [numbered(0), numbered(1)]
+        rx.close()
+        with Receiver(channel, max_queued_bytes=4096) as rx:
+            assert rx.recv_many(10, timeout=5) == [numbered(i) for i in range(2, 5)]
