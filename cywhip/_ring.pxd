@@ -670,6 +670,39 @@ cdef inline Py_ssize_t ring_read_records(ring_t *r, char *dst, Py_ssize_t stride
             r.read_index = 0
     return count
 
+cdef inline Py_ssize_t ring_write_records_bytes(ring_t *r, const char *src, Py_ssize_t stride,
+                                         Py_ssize_t count, uint32_t size, int64_t *claimed) noexcept nogil:
+    """A byte channel: claim and commit up to count messages of size bytes (steps B1-B3 each);
+    return how many.  claimed[0] as ring_write_records_many()'s."""
+    cdef Py_ssize_t i
+    r.want_bytes = size
+    for i in range(count):
+        claimed[0] = ring_bytes_claim(r)
+        if claimed[0] <= 0:
+            return i
+        memcpy(ring_write_slot(r), src + i * stride, size)
+        ring_commit(r, size)
+    return count
+
+cdef inline Py_ssize_t ring_read_records_bytes(ring_t *r, char *dst, Py_ssize_t stride,
+                                               Py_ssize_t count, uint32_t size) noexcept nogil:
+    """A byte channel: consume up to count of the published messages (some are) that are
+    exactly size bytes into dst every stride bytes; stops before one of another length (or an
+    impossible record: r.bad_*) or at the end of what is published; returns how many."""
+    cdef Py_ssize_t i
+    cdef int64_t n
+    for i in range(count):
+        if not ring_more(r):
+            return i
+        n = ring_bytes_peek(r)
+        if n != size:
+            if n >= 0:
+                r.bad_length = <uint64_t>n
+            return i
+        memcpy(dst + i * stride, ring_read_slot(r), size)
+        ring_consume(r)
+    return count
+
 cdef inline Py_ssize_t ring_write_records_many(ring_t *r, const char *src, Py_ssize_t stride,
                                          Py_ssize_t count, uint32_t size, int64_t *claimed) noexcept nogil:
     """Many senders: claim and commit up to count records, one claim each; return how many.
@@ -726,9 +759,12 @@ cdef inline int ring_send_records(ring_t *r, const char *src, Py_ssize_t stride,
         if r.stop:
             st = WAIT_STOPPED
             break
-        if r.many:
+        if r.many or r.bytes:
             # One claim per record; a wake-up per chunk.
-            k = ring_write_records_many(r, src + i * stride, stride, min(count - i, chunk), size, &claimed)
+            if r.bytes:
+                k = ring_write_records_bytes(r, src + i * stride, stride, min(count - i, chunk), size, &claimed)
+            else:
+                k = ring_write_records_many(r, src + i * stride, stride, min(count - i, chunk), size, &claimed)
             i += k
             if k:
                 ring_publish(r)
@@ -802,7 +838,11 @@ cdef inline Py_ssize_t ring_recv_records(ring_t *r, char *dst, Py_ssize_t stride
     into dst every stride bytes, and hand their slots back at once.  Stops before a slot of
     another length; returns how many were taken (0: the first is not size bytes long, its
     length in r.bad_length)."""
-    cdef Py_ssize_t got = ring_read_records(r, dst, stride, count, size)
+    cdef Py_ssize_t got
+    if r.bytes:
+        got = ring_read_records_bytes(r, dst, stride, count, size)
+    else:
+        got = ring_read_records(r, dst, stride, count, size)
     if got:
         ring_release(r)
     return got

@@ -58,7 +58,7 @@ cdef Handle *_handle(object end, int version) except NULL:
         e.handle.sending = e.sending
         e.handle.record_size = <uint32_t>e.record_size
         e.handle.chunk = <uint32_t>max(1, min(e.max_queued_messages // 4, 4096))
-        e.handle.plain = not e.ring.many and not e.ring.groups
+        e.handle.plain = not e.ring.many and not e.ring.groups and not e.ring.bytes
         # The handle lives inside the end: the end stays alive until it closes.
         Py_INCREF(e)
         e.handle_held = 1
@@ -278,6 +278,8 @@ cdef int _send_whole(cw_handle *c, const void *data, size_t n, int64_t timeout_n
     cdef int st = _begin_send(c, n)
     if st != OK:
         return st
+    # A byte channel claims room for this message's record.
+    r.want_bytes = n
     free = ring_claim(r)
     if free <= 0:
         if free < 0:

@@ -886,3 +886,31 @@ def test_an_idle_wait_of_a_group_member_or_its_sender_sleeps_without_waking(buil
         # One sleep until the deadline (and perhaps a wait for the GIL on the way out); sleep
         # slices of 10 ms would be about 50.
         assert out["sleeps"] <= 5, out
+
+
+def test_the_cython_api_sends_and_receives_on_a_byte_channel_one_by_one_and_in_blocks(built, channel):
+    shim = built.shim
+    with Sender(channel, max_queued_bytes=1024) as tx, Receiver(channel, max_queued_bytes=1024) as rx:
+        for n in (0, 1, 7, 8, 9, 100, tx.message_length):
+            msg = bytes((i * 31 + n) % 256 for i in range(n))
+            assert shim.send(tx, msg) == "OK"
+            assert rx.recv(timeout=1) == msg
+            tx.send(msg)
+            assert shim.recv(rx, 1024, 0) == ("OK", n, msg)
+        assert shim.send(tx, b"x" * (tx.message_length + 1)) == "TOO_LONG"
+        # Blocks of records: 200 of 24 bytes wrap the 1,024-byte ring (32-byte records), with
+        # a receiver taking them in a thread.
+        data = b"".join(i.to_bytes(24, "little") for i in range(200))
+        got = []
+
+        def take():
+            while len(got) < 200:
+                st, k, out = shim.recv_records(rx, 50, 24, 5_000_000_000)
+                assert st == "OK", st
+                got.extend(int.from_bytes(out[j * 24:(j + 1) * 24], "little") for j in range(k))
+
+        t = threading.Thread(target=take)
+        t.start()
+        assert shim.send_records(tx, data, 200, 24, 5_000_000_000) == ("OK", 200)
+        t.join(20)
+        assert got == list(range(200))
