@@ -39,6 +39,8 @@ cdef class Codec:
     # on_batch and borrow() hand out one NumPy array rather than a list.
     cdef bint batches_as_array
 
+    cdef Py_ssize_t measure(self, object msg) except -2
+    cdef void forget(self) noexcept
     cdef Py_ssize_t encode(self, char *slot, object msg) except -1
     cdef object decode(self, const char *slot, Py_ssize_t n)
     cdef object lend(self, object whole, Py_ssize_t k, Py_ssize_t slot_size, list lengths)
@@ -49,6 +51,18 @@ cdef class Codec:
 
 cdef class BytesCodec(Codec):
     pass
+
+
+cdef class ObjectCodec(Codec):
+    # What measure() pickled, kept for the encode() of the same object that follows at once:
+    # the object, its pickle stream, the raw views of its out-of-band buffers, the encoded size.
+    cdef object kept_msg
+    cdef bytes kept_main
+    cdef list kept_views
+    cdef Py_ssize_t kept_size
+
+    cdef Py_ssize_t _pickle(self, object msg) except -1
+    cdef int _corrupt(self, Py_ssize_t n, str why) except -1
 
 
 cdef class CallbackCodec(Codec):

@@ -29,7 +29,7 @@ from cywhip._ring cimport (
 )
 
 from cywhip._region import check_geometry, check_group
-from cywhip._types import record_type
+from cywhip._types import OBJECT_FORM, record_type
 from cywhip.errors import ChannelClosedError, ChannelCorruptError
 
 # Longest accepted timeout, in seconds (keeps nanosecond deadlines in range).
@@ -157,7 +157,13 @@ cdef class _End:
         topology = CW_TOPOLOGY_GROUPS if max_receivers > 1 else CW_TOPOLOGY_ONE_RECEIVER
         cdef int64_t spin_ns = _spin_ns(spin_time)
         rtype = None
-        if message_type is not None:
+        if message_type is object:
+            # Pickled Python objects (_codec.ObjectCodec): a form of its own, not a record type.
+            rtype = OBJECT_FORM
+            if message_length is None:
+                raise TypeError(f"{type(self).__name__}(message_type=object) needs message_length: "
+                                f"the largest pickled message in bytes")
+        elif message_type is not None:
             rtype = record_type(message_type)
             if message_length is None:
                 message_length = rtype.size
@@ -207,7 +213,8 @@ cdef class _End:
 
     @property
     def message_type(self):
-        """The ctypes type or NumPy dtype of a typed end; None for an untyped one."""
+        """The ctypes type or NumPy dtype of a typed end, ``object`` for an end of Python objects;
+        None for an untyped one."""
         return self.codec.rtype.source if self.codec is not None and self.codec.rtype is not None else None
 
     cdef int _check_open(self) except -1:
