@@ -7,6 +7,9 @@ through these cdef methods and never ask which form it is.
 """
 
 
+from libc.stdint cimport uint32_t
+
+
 cdef class WriteBuffer:
     cdef char *data
     cdef Py_ssize_t pos
@@ -60,6 +63,11 @@ cdef class ObjectCodec(Codec):
     cdef bytes kept_main
     cdef list kept_views
     cdef Py_ssize_t kept_size
+    cdef uint32_t kept_flags
+    # The pickler, its output and the buffers it found: made once, used for every message.
+    cdef object pickler
+    cdef object out
+    cdef list found
 
     cdef Py_ssize_t _pickle(self, object msg) except -1
     cdef int _corrupt(self, Py_ssize_t n, str why) except -1

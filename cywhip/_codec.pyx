@@ -8,13 +8,16 @@ call the codec chosen for them when they opened.  Adding a message form is
 adding a class here and a line in ``choose_codec``.
 """
 import ctypes
+import io
+
+cimport cython
 import pickle
 
 from cpython.buffer cimport (
     PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE,
 )
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
-from cpython.bytearray cimport PyByteArray_FromStringAndSize, PyByteArray_AS_STRING
+from cpython.bytearray cimport PyByteArray_FromStringAndSize, PyByteArray_AS_STRING, PyByteArray_CheckExact
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
@@ -288,15 +291,43 @@ cdef class BytesCodec(Codec):
 
 
 # An object message (docs/protocol.md, "Object messages"), all integers little-endian:
-#   [u32 count][u32 0][u64 pickle length][u64 length of buffer i, for i < count]
+#   [u32 count][u32 flags][u64 pickle length][u64 length of buffer i, for i < count]
 #   [pickle stream][buffer 0][buffer 1]...
 # each buffer starting at an offset that is a multiple of 8 (zero bytes before it), the last
 # ending the message.
 cdef enum:
     OBJECT_HEAD = 16
+    # The flag: bytearrays went out of band, as persistent ids (the receiver unpickles them
+    # with an Unpickler that takes them back; without the flag, pickle.loads does).
+    OBJECT_BYTEARRAYS = 1
 
-cdef object _dumps = pickle.dumps
+cdef object _PickleBuffer = pickle.PickleBuffer
 cdef object _loads = pickle.loads
+cdef object _BytesIO = io.BytesIO
+
+
+@cython.binding(False)
+def _persistent_id(obj):
+    """A bytearray goes out of band, as a PickleBuffer (pickle keeps bytearrays in the stream;
+    NumPy arrays and PickleBuffers it sends out of band by itself)."""
+    if PyByteArray_CheckExact(obj):
+        return _PickleBuffer(obj)
+    return None
+
+
+@cython.binding(False)
+def _persistent_load(pid):
+    """The buffer made for a bytearray sent out of band: a bytearray already."""
+    return pid if PyByteArray_CheckExact(pid) else bytearray(pid)
+
+
+class _Pickler(pickle.Pickler):
+    # Builtins, not methods: pickle calls them with the object alone, without a Python frame.
+    persistent_id = _persistent_id
+
+
+class _Unpickler(pickle.Unpickler):
+    persistent_load = _persistent_load
 
 
 cdef inline Py_ssize_t _align8(Py_ssize_t n) noexcept:
@@ -313,18 +344,39 @@ cdef class ObjectCodec(Codec):
 
     cdef Py_ssize_t _pickle(self, object msg) except -1:
         """Pickle msg; keep the stream and the raw views of its buffers; return the encoded size."""
-        cdef list found = []
+        cdef list found
         cdef list views = []
         cdef Py_ssize_t size
+        cdef uint32_t flags = 0
         self.forget()
-        main = _dumps(msg, protocol=5, buffer_callback=found.append)
-        for pb in found:
-            try:
-                views.append(pb.raw())
-            except BufferError:
-                # A non-contiguous buffer of some other exporter (NumPy gives only contiguous
-                # ones): its bytes in C order, copied once more.
-                views.append(memoryview(pb).tobytes())
+        if self.pickler is None:
+            # One pickler per end, used again for every message (one call at a time).
+            self.found = []
+            self.out = _BytesIO()
+            self.pickler = _Pickler(self.out, protocol=5, buffer_callback=self.found.append)
+        found = self.found
+        out = self.out
+        try:
+            self.pickler.dump(msg)
+            main = out.getvalue()
+            for pb in found:
+                try:
+                    view = pb.raw()
+                except BufferError:
+                    # A non-contiguous buffer of some other exporter (NumPy gives only
+                    # contiguous ones): its bytes in C order, copied once more.
+                    view = memoryview(pb).tobytes()
+                else:
+                    if PyByteArray_CheckExact(view.obj):
+                        flags |= OBJECT_BYTEARRAYS
+                views.append(view)
+        finally:
+            # Nothing of msg stays referenced by the pickler (the views hold what is needed).
+            self.pickler.clear_memo()
+            out.seek(0)
+            out.truncate()
+            found.clear()
+        self.kept_flags = flags
         size = OBJECT_HEAD + 8 * len(views) + len(main)
         for v in views:
             size = _align8(size) + len(v)
@@ -343,6 +395,7 @@ cdef class ObjectCodec(Codec):
         self.kept_main = None
         self.kept_views = None
         self.kept_size = 0
+        self.kept_flags = 0
 
     cdef Py_ssize_t encode(self, char *slot, object msg) except -1:
         cdef Py_ssize_t size, pos, n, k, count
@@ -359,7 +412,7 @@ cdef class ObjectCodec(Codec):
             views = self.kept_views
             count = len(views)
             head32[0] = <uint32_t>count
-            head32[1] = 0
+            head32[1] = self.kept_flags
             memcpy(slot, head32, 8)
             length = <uint64_t>PyBytes_GET_SIZE(main)
             memcpy(slot + 8, &length, 8)
@@ -392,6 +445,7 @@ cdef class ObjectCodec(Codec):
 
     cdef object decode(self, const char *slot, Py_ssize_t n):
         cdef uint32_t head32[2]
+        cdef uint32_t flags
         cdef uint64_t main_len, length
         cdef Py_ssize_t count, head, pos, k
         cdef uint64_t *lengths = NULL
@@ -401,8 +455,9 @@ cdef class ObjectCodec(Codec):
         # Each word of the head read once, into locals; only they are used.
         memcpy(head32, slot, 8)
         memcpy(&main_len, slot + 8, 8)
-        if head32[1] != 0:
-            self._corrupt(n, f"has {head32[1]} in its reserved word, where 0 belongs")
+        flags = head32[1]
+        if flags & ~(<uint32_t>OBJECT_BYTEARRAYS):
+            self._corrupt(n, f"has flags {flags:#x}, where only {OBJECT_BYTEARRAYS:#x} is defined")
         count = head32[0]
         if count > (n - OBJECT_HEAD) // 8:
             self._corrupt(n, f"claims {count} out-of-band buffers, whose lengths alone take "
@@ -439,6 +494,8 @@ cdef class ObjectCodec(Codec):
                 pos += <Py_ssize_t>lengths[k]
         finally:
             PyMem_Free(lengths)
+        if flags & OBJECT_BYTEARRAYS:
+            return _Unpickler(_BytesIO(main), buffers=bufs).load()
         return _loads(main, buffers=bufs)
 
     cdef object lend(self, object whole, Py_ssize_t k, Py_ssize_t slot_size, list lengths):
