@@ -245,6 +245,12 @@ def test_handle_takes_a_sender_or_a_pulling_receiver_and_nothing_else(built, cha
     with Receiver(channel, message_length=8, on_message=lambda m: None) as pushing:
         with pytest.raises(TypeError, match="without on_message/on_batch"):
             shim.handle_address(pushing)
+    cywhip.unlink(channel)
+    with Sender(channel, message_length=64, message_type=object) as tx, \
+            Receiver(channel, message_length=64, message_type=object) as rx:
+        for end in (tx, rx):
+            with pytest.raises(TypeError, match=r"moves bytes; .* carries Python objects \(message_type=object\)"):
+                shim.handle_address(end)
 
 
 def test_a_module_compiled_against_another_api_version_is_refused_naming_both(built, channel):
