@@ -1,7 +1,9 @@
 """multiprocessing.Queue and Pipe, and faster-fifo (which takes the Queue worker)."""
 import time
 
-from cywhip._bench.common import END, _consumer_done, _numbered, _send_ends, _seqs, _timed_receive
+from cywhip._bench.common import (
+    END, _consumer_done, _numbered, _object_message, _send_ends, _seqs, _timed_objects, _timed_receive,
+)
 
 
 def _w_queue(role, p, ready, results, shared):
@@ -57,6 +59,21 @@ def _w_queue_shared(role, p, ready, results, shared):
     t1 = time.perf_counter()
     _consumer_done(done)
     results.put({"count": len(kept), "t0": t0, "t1": t1, "seqs": _seqs(kept, size)})
+
+
+def _w_queue_objects(role, p, ready, results, shared):
+    """multiprocessing.Queue carrying the Python objects rows' message (a dict holding a float64
+    array of p["size"] bytes), pickled by its feeder thread and unpickled by get()."""
+    q, n, size = shared, p["count"], p["size"]
+    if role == "producer":
+        msg = _object_message(size)
+        ready.wait(60)
+        put = q.put
+        for _ in range(n):
+            put(msg)
+        return
+    ready.set()
+    results.put(_timed_objects(q.get, n, size))
 
 
 def _w_pipe(role, p, ready, results, shared):
