@@ -1,7 +1,6 @@
 """message_type=object: Python objects pickled with protocol 5, their out-of-band buffers (NumPy
 arrays, bytearrays) copied straight between their own memory and the ring."""
 import asyncio
-import contextlib
 import os
 import pickle
 import re
@@ -28,22 +27,6 @@ KW = {"message_length": 1 << 16, "max_queued_messages": 8, "message_type": objec
 def pair(channel):
     with Sender(channel, **KW) as tx, Receiver(channel, **KW) as rx:
         yield tx, rx
-
-
-@contextlib.contextmanager
-def mapped(channel):
-    """The channel's file mapped read-write, to change what its ends read."""
-    import mmap
-    from cywhip._region import channel_path
-    fd = os.open(channel_path(channel), os.O_RDWR)
-    try:
-        mm = mmap.mmap(fd, os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
-    try:
-        yield mm
-    finally:
-        mm.close()
 
 
 def same(a, b):
@@ -204,7 +187,7 @@ def test_send_many_sends_the_objects_before_an_unpicklable_one(pair):
     (16, "<Q", 8, r"ends its pickle stream \(\d+ bytes\) and 1 out-of-band buffers at offset"),
 ])
 def test_corrupt_counts_and_lengths_in_the_ring_raise_channel_corrupt_error_naming_them(
-        pair, channel, offset, fmt, value, words):
+        pair, channel, mapped, offset, fmt, value, words):
     tx, rx = pair
     msg = {"a": np.arange(16, dtype=np.int64)}
     tx.send(msg)
@@ -222,7 +205,7 @@ def test_corrupt_counts_and_lengths_in_the_ring_raise_channel_corrupt_error_nami
     assert same(rx.recv(timeout=10), msg)
 
 
-def test_a_message_shorter_than_the_head_of_an_object_message_is_corrupt(pair, channel):
+def test_a_message_shorter_than_the_head_of_an_object_message_is_corrupt(pair, channel, mapped):
     tx, rx = pair
     tx.send(None)
     with mapped(channel) as mm:
@@ -388,7 +371,8 @@ class Counted:
         return Counted, (self.data,)
 
 
-def test_measure_is_the_encoded_length_and_the_send_that_follows_pickles_nothing_again(pair, channel):
+def test_measure_is_the_encoded_length_and_the_send_that_follows_pickles_nothing_again(pair, channel,
+                                                                                       mapped):
     tx, rx = pair
     msg = Counted({"a": np.arange(10, dtype=np.int16), "b": bytearray(b"xyz"), "s": "s" * 11})
     Counted.pickled = 0

@@ -39,9 +39,9 @@ def _object_message(size):
     return {"seq": 0, "values": np.ones(size // 8), "label": "frame"}
 
 
-def _timed_objects(receive, n, size):
+def _timed_objects(receive, n, size, *first_args):
     """_timed_receive() for the Python objects rows, checking that the last message arrived whole."""
-    receive(60)
+    receive(*first_args)
     t0 = time.perf_counter()
     for _ in range(n - 2):
         receive()

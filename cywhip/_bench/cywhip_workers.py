@@ -195,7 +195,7 @@ def _w_cywhip_objects(role, p, ready, results, shared):
         return
     with Receiver(name, **kw) as r:
         ready.set()
-        results.put(_timed_objects(r.recv, n, size))
+        results.put(_timed_objects(r.recv, n, size, 60))
 
 
 def _w_cywhip_pingpong(role, p, ready, results, shared):

@@ -23,7 +23,7 @@ from cywhip._bench.peers.iceoryx2 import _w_iceoryx2_broadcast, _w_iceoryx2_ping
 from cywhip._bench.peers.pyzmq import (
     GROUP_HWM, _w_zmq, _w_zmq_asyncio, _w_zmq_asyncio_pingpong, _w_zmq_pubsub, _w_zmq_shared,
 )
-from cywhip._bench.peers.queues import _faster_fifo, _w_pipe, _w_queue, _w_queue_objects, _w_queue_shared
+from cywhip._bench.peers.queues import _faster_fifo, _w_pipe, _w_queue, _w_queue_shared
 
 BROADCAST = "broadcast to 2 consumers, 32 B, per consumer"
 OBJECTS = "Python objects: a dict holding a 1 MiB float64 array"
@@ -297,7 +297,7 @@ def workloads(quick=False):
         lambda: run_pair(_w_cywhip_objects, {"name": _name("ob"), "count": 500 if quick else 4000,
                                              "size": 1 << 20}), needs="numpy")
     add(OBJECTS, "multiprocessing.Queue", "put/get", "msg/s", "rate",
-        lambda: run_pair(_w_queue_objects, {"count": 200 if quick else 2000, "size": 1 << 20},
+        lambda: run_pair(_w_queue, {"count": 200 if quick else 2000, "size": 1 << 20, "objects": True},
                          shared=SPAWN.Queue()), needs="numpy")
 
     idle = "idle receiver"

@@ -7,11 +7,13 @@ from cywhip._bench.common import (
 
 
 def _w_queue(role, p, ready, results, shared):
-    """multiprocessing.Queue, or faster_fifo.Queue (same interface), one put/get per message."""
+    """multiprocessing.Queue, or faster_fifo.Queue (same interface), one put/get per message;
+    with p["objects"], the message of the Python objects rows (a dict holding a float64 array of
+    p["size"] bytes), pickled by the queue's feeder thread and unpickled by get()."""
     q = shared
-    n, size, batch = p["count"], p["size"], p.get("batch", False)
+    n, size, batch, objects = p["count"], p["size"], p.get("batch", False), p.get("objects", False)
     if role == "producer":
-        msg = b"x" * size
+        msg = _object_message(size) if objects else b"x" * size
         ready.wait(60)
         if batch:
             chunk = [msg] * 1024
@@ -29,6 +31,9 @@ def _w_queue(role, p, ready, results, shared):
         while got < n // 1024 * 1024:
             got += len(q.get_many(timeout=60, max_messages_to_get=4096))
         results.put({"rate": (got - 1) / (time.perf_counter() - t0)})
+        return
+    if objects:
+        results.put(_timed_objects(q.get, n, size, True, 60))
         return
     results.put(_timed_receive(q.get, p.get("total", n), True, 60))
 
@@ -59,21 +64,6 @@ def _w_queue_shared(role, p, ready, results, shared):
     t1 = time.perf_counter()
     _consumer_done(done)
     results.put({"count": len(kept), "t0": t0, "t1": t1, "seqs": _seqs(kept, size)})
-
-
-def _w_queue_objects(role, p, ready, results, shared):
-    """multiprocessing.Queue carrying the Python objects rows' message (a dict holding a float64
-    array of p["size"] bytes), pickled by its feeder thread and unpickled by get()."""
-    q, n, size = shared, p["count"], p["size"]
-    if role == "producer":
-        msg = _object_message(size)
-        ready.wait(60)
-        put = q.put
-        for _ in range(n):
-            put(msg)
-        return
-    ready.set()
-    results.put(_timed_objects(q.get, n, size))
 
 
 def _w_pipe(role, p, ready, results, shared):
