@@ -360,15 +360,10 @@ cdef class ObjectCodec(Codec):
             self.pickler.dump(msg)
             main = out.getvalue()
             for pb in found:
-                try:
-                    view = pb.raw()
-                except BufferError:
-                    # A non-contiguous buffer of some other exporter (NumPy gives only
-                    # contiguous ones): its bytes in C order, copied once more.
-                    view = memoryview(pb).tobytes()
-                else:
-                    if PyByteArray_CheckExact(view.obj):
-                        flags |= OBJECT_BYTEARRAYS
+                # Contiguous: pickle refuses a PickleBuffer of any other before it gets here.
+                view = pb.raw()
+                if PyByteArray_CheckExact(view.obj):
+                    flags |= OBJECT_BYTEARRAYS
                 views.append(view)
         finally:
             # Nothing of msg stays referenced by the pickler (the views hold what is needed).

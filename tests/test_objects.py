@@ -358,6 +358,19 @@ def test_receiver_groups_carry_objects_to_every_group(channel):
         assert same([h.recv(timeout=10) for _ in msgs], msgs)
 
 
+def test_two_members_of_one_group_share_objects_each_taken_once(channel):
+    kw = dict(KW, max_receivers=2)
+    with Sender(channel, **kw) as tx, Receiver(channel, group="g", **kw) as m1, \
+            Receiver(channel, group="g", **kw) as m2:
+        tx.send_many([{"n": i, "a": np.full(2, i)} for i in range(6)])
+        got = m1.recv_many(3, timeout=10)
+        got += m2.recv_many(10, timeout=10)
+        while len(got) < 6:
+            got += m1.recv_many(10, timeout=10)
+        assert sorted(m["n"] for m in got) == list(range(6))
+        assert all(np.array_equal(m["a"], np.full(2, m["n"])) for m in got)
+
+
 # ------------------------------------------------------------------- the size contract
 
 class Counted:
