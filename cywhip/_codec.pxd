@@ -2,11 +2,9 @@
 """Message forms: how a message goes into a slot and comes out of one.
 
 One Codec per end, chosen once when the end opens (bytes, serializer and
-deserializer callbacks, ctypes records, NumPy records); the ends call it
-through these cdef methods and never ask which form it is.
+deserializer callbacks, ctypes records, NumPy records, pickled Python objects);
+the ends call it through these cdef methods and never ask which form it is.
 """
-
-
 from libc.stdint cimport uint32_t
 
 
