@@ -179,6 +179,20 @@ cdef class Sender(_End):
         ring_commit(&self.ring, <uint32_t>n)
         return 0
 
+    cdef int _send_bytes(self, object msg, object timeout) except -1:
+        """send() on a byte channel (the guard held): measure, claim that room, encode, publish."""
+        self._measure(msg)
+        try:
+            if ring_claim(&self.ring) <= 0:
+                self._claim(deadline_ns(timeout), timeout, None)
+        except BaseException:
+            # What measure() kept for the encode that will not come (a pickled object).
+            self.codec.forget()
+            raise
+        self._put_bytes(msg)
+        ring_publish(&self.ring)
+        return 0
+
     cdef int _put_bytes(self, object msg) except -1:
         """A byte channel, step B3: encode msg into the record claimed for ring.want_bytes and
         commit it.  The codec may write no more than that room, whatever msg became since it
@@ -213,7 +227,7 @@ cdef class Sender(_End):
         _enter(self)
         try:
             if self.ring.bytes:
-                self._measure(msg)
+                return self._send_bytes(msg, timeout)
             if ring_claim(&self.ring) <= 0:
                 self._claim(deadline_ns(timeout), timeout, None)
             self._put(msg)
@@ -234,9 +248,10 @@ cdef class Sender(_End):
                 self._measure(msg)
             # As _ready_now(), inline: room (with many senders, a slot claimed to fill now).
             n = ring_claim(&self.ring)
-            if n < 0:
-                self._raise_corrupt()
-            if n == 0:
+            if n <= 0:
+                self.codec.forget()
+                if n < 0:
+                    self._raise_corrupt()
                 return False
             self._put(msg)
             ring_publish(&self.ring)
@@ -278,7 +293,11 @@ cdef class Sender(_End):
                         if not have_deadline:
                             deadline = deadline_ns(timeout)
                             have_deadline = True
-                        free = self._claim(deadline, timeout, sent)
+                        try:
+                            free = self._claim(deadline, timeout, sent)
+                        except BaseException:
+                            self.codec.forget()
+                            raise
                 self._put(msg)
                 free -= 1
                 sent += 1

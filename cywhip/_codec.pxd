@@ -2,9 +2,10 @@
 """Message forms: how a message goes into a slot and comes out of one.
 
 One Codec per end, chosen once when the end opens (bytes, serializer and
-deserializer callbacks, ctypes records, NumPy records); the ends call it
-through these cdef methods and never ask which form it is.
+deserializer callbacks, ctypes records, NumPy records, pickled Python objects);
+the ends call it through these cdef methods and never ask which form it is.
 """
+from libc.stdint cimport uint32_t
 
 
 cdef class WriteBuffer:
@@ -40,6 +41,7 @@ cdef class Codec:
     cdef bint batches_as_array
 
     cdef Py_ssize_t measure(self, object msg) except -2
+    cdef void forget(self) noexcept
     cdef Py_ssize_t encode(self, char *slot, object msg) except -1
     cdef object decode(self, const char *slot, Py_ssize_t n)
     cdef object lend(self, object whole, Py_ssize_t k, Py_ssize_t slot_size, list lengths)
@@ -50,6 +52,23 @@ cdef class Codec:
 
 cdef class BytesCodec(Codec):
     pass
+
+
+cdef class ObjectCodec(Codec):
+    # What measure() pickled, kept for the encode() of the same object that follows at once:
+    # the object, its pickle stream, the raw views of its out-of-band buffers, the encoded size.
+    cdef object kept_msg
+    cdef bytes kept_main
+    cdef list kept_views
+    cdef Py_ssize_t kept_size
+    cdef uint32_t kept_flags
+    # The pickler, its output and the buffers it found: made once, used for every message.
+    cdef object pickler
+    cdef object out
+    cdef list found
+
+    cdef Py_ssize_t _pickle(self, object msg) except -1
+    cdef int _corrupt(self, Py_ssize_t n, str why) except -1
 
 
 cdef class CallbackCodec(Codec):

@@ -8,17 +8,24 @@ call the codec chosen for them when they opened.  Adding a message form is
 adding a class here and a line in ``choose_codec``.
 """
 import ctypes
+import io
+
+cimport cython
+import pickle
 
 from cpython.buffer cimport (
     PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE,
 )
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
-from libc.string cimport memcpy
+from cpython.bytearray cimport PyByteArray_FromStringAndSize, PyByteArray_AS_STRING, PyByteArray_CheckExact
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memcpy, memset
 
 from cywhip.includes.c_layout cimport cw_fixed_slot_offset
 
 from cywhip._types import CTYPES_BASES, check_pointer_free, require_numpy
-from cywhip.errors import ChannelClosedError, MessageTooLongError
+from cywhip.errors import ChannelClosedError, ChannelCorruptError, MessageTooLongError
 
 # Copies at least this long run with the GIL released.
 cdef enum:
@@ -193,10 +200,17 @@ cdef class Codec:
     """One message form.  The base class is abstract: choose_codec() picks a subclass."""
 
     cdef Py_ssize_t measure(self, object msg) except -2:
-        """msg's encoded length, if this form can tell it before encoding, else -1.  A byte
-        channel's sender claims that much room (else message_length); encode() then writes
-        exactly that many bytes (no more than message_length, whatever it is then)."""
+        """The exact number of bytes encode(msg) writes, if this form knows it before encoding;
+        -1 if it does not (a serializer callback: the sender then claims message_length).
+
+        A form that has to do the work of encoding to know (objects: pickling) keeps what it
+        computed for the encode() of the same message that follows at once; a sender that
+        measured a message and then does not encode it calls forget()."""
         return -1
+
+    cdef void forget(self) noexcept:
+        """Drop what measure() kept for an encode() that will not come."""
+        pass
 
     cdef Py_ssize_t encode(self, char *slot, object msg) except -1:
         """Write msg into the payload at slot (room for message_length bytes); return its length."""
@@ -232,19 +246,6 @@ cdef class Codec:
 cdef class BytesCodec(Codec):
     """Untyped, no callbacks: a message is any contiguous bytes-like object; it arrives as bytes."""
 
-    cdef Py_ssize_t measure(self, object msg) except -2:
-        cdef Py_buffer view
-        cdef Py_ssize_t n
-        if PyBytes_CheckExact(msg):
-            return PyBytes_GET_SIZE(msg)
-        try:
-            PyObject_GetBuffer(msg, &view, PyBUF_SIMPLE)
-        except (TypeError, BufferError):
-            return -1   # encode() says why it is no message
-        n = view.len
-        PyBuffer_Release(&view)
-        return n
-
     cdef Py_ssize_t encode(self, char *slot, object msg) except -1:
         cdef Py_ssize_t n
         cdef Py_buffer view
@@ -268,12 +269,250 @@ cdef class BytesCodec(Codec):
             PyBuffer_Release(&view)
         return n
 
+    cdef Py_ssize_t measure(self, object msg) except -2:
+        cdef Py_buffer view
+        cdef Py_ssize_t n
+        if PyBytes_CheckExact(msg):
+            return PyBytes_GET_SIZE(msg)
+        try:
+            PyObject_GetBuffer(msg, &view, PyBUF_SIMPLE)
+        except (TypeError, BufferError):
+            return -1    # not bytes-like: encode() says so
+        n = view.len
+        PyBuffer_Release(&view)
+        return n
+
     cdef object decode(self, const char *slot, Py_ssize_t n):
         if n < NOGIL_COPY_BYTES:
             return PyBytes_FromStringAndSize(slot, n)
         out = PyBytes_FromStringAndSize(NULL, n)
         _copy(PyBytes_AS_STRING(out), slot, n)
         return out
+
+
+# An object message (docs/protocol.md, "Object messages"), all integers little-endian:
+#   [u32 count][u32 flags][u64 pickle length][u64 length of buffer i, for i < count]
+#   [pickle stream][buffer 0][buffer 1]...
+# each buffer starting at an offset that is a multiple of 8 (zero bytes before it), the last
+# ending the message.
+cdef enum:
+    OBJECT_HEAD = 16
+    # The flag: bytearrays went out of band, as persistent ids (the receiver unpickles them
+    # with an Unpickler that takes them back; without the flag, pickle.loads does).
+    OBJECT_BYTEARRAYS = 1
+
+cdef object _PickleBuffer = pickle.PickleBuffer
+cdef object _loads = pickle.loads
+cdef object _BytesIO = io.BytesIO
+
+
+@cython.binding(False)
+def _persistent_id(obj):
+    """A bytearray goes out of band, as a PickleBuffer (pickle keeps bytearrays in the stream;
+    NumPy arrays and PickleBuffers it sends out of band by itself)."""
+    if PyByteArray_CheckExact(obj):
+        return _PickleBuffer(obj)
+    return None
+
+
+@cython.binding(False)
+def _persistent_load(pid):
+    """The buffer made for a bytearray sent out of band: a bytearray already."""
+    return pid if PyByteArray_CheckExact(pid) else bytearray(pid)
+
+
+class _Pickler(pickle.Pickler):
+    # Builtins, not methods: pickle calls them with the object alone, without a Python frame.
+    persistent_id = _persistent_id
+
+
+class _Unpickler(pickle.Unpickler):
+    persistent_load = _persistent_load
+
+
+cdef inline Py_ssize_t _align8(Py_ssize_t n) noexcept:
+    return (n + 7) & ~(<Py_ssize_t>7)
+
+
+cdef class ObjectCodec(Codec):
+    """Any picklable object (message_type=object): pickle protocol 5, its out-of-band buffers
+    (NumPy arrays, bytearrays, PickleBuffers) copied straight from their memory into the
+    slot, and out of it into one new bytearray each; the pickle stream is the rest.
+
+    pickle.loads runs code the stream names: a receiver trusts its senders as itself.
+    """
+
+    cdef Py_ssize_t _pickle(self, object msg) except -1:
+        """Pickle msg; keep the stream and the raw views of its buffers; return the encoded size."""
+        cdef list found
+        cdef list views = []
+        cdef Py_ssize_t size
+        cdef uint32_t flags = 0
+        self.forget()
+        if self.pickler is None:
+            # One pickler per end, used again for every message (one call at a time).
+            self.found = []
+            self.out = _BytesIO()
+            self.pickler = _Pickler(self.out, protocol=5, buffer_callback=self.found.append)
+        found = self.found
+        out = self.out
+        try:
+            self.pickler.dump(msg)
+            main = out.getvalue()
+            for pb in found:
+                # Contiguous: pickle refuses a PickleBuffer of any other before it gets here.
+                view = pb.raw()
+                if PyByteArray_CheckExact(view.obj):
+                    flags |= OBJECT_BYTEARRAYS
+                views.append(view)
+        finally:
+            # Nothing of msg stays referenced by the pickler (the views hold what is needed).
+            self.pickler.clear_memo()
+            out.seek(0)
+            out.truncate()
+            found.clear()
+        self.kept_flags = flags
+        size = OBJECT_HEAD + 8 * len(views) + len(main)
+        for v in views:
+            size = _align8(size) + len(v)
+        self.kept_msg = msg
+        self.kept_main = main
+        self.kept_views = views
+        self.kept_size = size
+        return size
+
+    cdef Py_ssize_t measure(self, object msg) except -2:
+        return self._pickle(msg)
+
+    cdef void forget(self) noexcept:
+        # Dropping the views releases the exporters' buffers (a bytearray can be resized again).
+        self.kept_msg = None
+        self.kept_main = None
+        self.kept_views = None
+        self.kept_size = 0
+        self.kept_flags = 0
+
+    cdef Py_ssize_t encode(self, char *slot, object msg) except -1:
+        cdef Py_ssize_t size, pos, n, k, count
+        cdef uint32_t head32[2]
+        cdef uint64_t length
+        cdef Py_buffer view
+        if self.kept_main is None or self.kept_msg is not msg:
+            self._pickle(msg)
+        try:
+            size = self.kept_size
+            if size > self.message_length:
+                self._raise_too_long(size)
+            main = self.kept_main
+            views = self.kept_views
+            count = len(views)
+            head32[0] = <uint32_t>count
+            head32[1] = self.kept_flags
+            memcpy(slot, head32, 8)
+            length = <uint64_t>PyBytes_GET_SIZE(main)
+            memcpy(slot + 8, &length, 8)
+            for k in range(count):
+                length = <uint64_t>len(views[k])
+                memcpy(slot + OBJECT_HEAD + 8 * k, &length, 8)
+            pos = OBJECT_HEAD + 8 * count
+            _copy(slot + pos, PyBytes_AS_STRING(main), PyBytes_GET_SIZE(main))
+            pos += PyBytes_GET_SIZE(main)
+            for v in views:
+                PyObject_GetBuffer(v, &view, PyBUF_SIMPLE)
+                try:
+                    n = view.len
+                    if _align8(pos) + n > size:
+                        raise RuntimeError(f"an out-of-band buffer of the message changed size "
+                                           f"while it was being sent ({n} bytes now)")
+                    memset(slot + pos, 0, _align8(pos) - pos)
+                    pos = _align8(pos)
+                    _copy(slot + pos, <const char *>view.buf, n)
+                    pos += n
+                finally:
+                    PyBuffer_Release(&view)
+            return pos
+        finally:
+            self.forget()
+
+    cdef int _corrupt(self, Py_ssize_t n, str why) except -1:
+        raise ChannelCorruptError(f"channel {self.name!r} is corrupt: the {n}-byte object message "
+                                  f"at the read cursor {why}")
+
+    cdef object decode(self, const char *slot, Py_ssize_t n):
+        cdef uint32_t head32[2]
+        cdef uint32_t flags
+        cdef uint64_t main_len, length
+        cdef Py_ssize_t count, head, pos, k
+        cdef uint64_t *lengths = NULL
+        cdef list bufs = []
+        if n < OBJECT_HEAD:
+            self._corrupt(n, f"is shorter than the {OBJECT_HEAD}-byte head of one")
+        # Each word of the head read once, into locals; only they are used.
+        memcpy(head32, slot, 8)
+        memcpy(&main_len, slot + 8, 8)
+        flags = head32[1]
+        if flags & ~(<uint32_t>OBJECT_BYTEARRAYS):
+            self._corrupt(n, f"has flags {flags:#x}, where only {OBJECT_BYTEARRAYS:#x} is defined")
+        count = head32[0]
+        if count > (n - OBJECT_HEAD) // 8:
+            self._corrupt(n, f"claims {count} out-of-band buffers, whose lengths alone take "
+                             f"{OBJECT_HEAD + 8 * count} bytes")
+        head = OBJECT_HEAD + 8 * count
+        if main_len > <uint64_t>(n - head):
+            self._corrupt(n, f"claims a pickle stream of {main_len} bytes after its {head}-byte "
+                             f"head")
+        if count:
+            lengths = <uint64_t *>PyMem_Malloc(count * sizeof(uint64_t))
+            if lengths == NULL:
+                raise MemoryError()
+        try:
+            pos = head + <Py_ssize_t>main_len
+            for k in range(count):
+                memcpy(&length, slot + OBJECT_HEAD + 8 * k, 8)
+                pos = _align8(pos)
+                if pos > n or length > <uint64_t>(n - pos):
+                    self._corrupt(n, f"claims {length} bytes for out-of-band buffer {k} of {count}, "
+                                     f"at offset {pos}")
+                lengths[k] = length
+                pos += <Py_ssize_t>length
+            if pos != n:
+                self._corrupt(n, f"ends its pickle stream ({main_len} bytes) and {count} "
+                                 f"out-of-band buffers at offset {pos}")
+            main = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>main_len)
+            _copy(PyBytes_AS_STRING(main), slot + head, <Py_ssize_t>main_len)
+            pos = head + <Py_ssize_t>main_len
+            for k in range(count):
+                pos = _align8(pos)
+                buf = PyByteArray_FromStringAndSize(NULL, <Py_ssize_t>lengths[k])
+                _copy(PyByteArray_AS_STRING(buf), slot + pos, <Py_ssize_t>lengths[k])
+                bufs.append(buf)
+                pos += <Py_ssize_t>lengths[k]
+        finally:
+            PyMem_Free(lengths)
+        if flags & OBJECT_BYTEARRAYS:
+            return _Unpickler(_BytesIO(main), buffers=bufs).load()
+        return _loads(main, buffers=bufs)
+
+    cdef object lend(self, object whole, Py_ssize_t k, Py_ssize_t slot_size, list lengths):
+        raise TypeError(f"borrow() lends the bytes of messages where they lie; channel "
+                        f"{self.name!r} carries Python objects (message_type=object), which are "
+                        f"unpickled into new objects: take them with recv() or recv_many()")
+
+    cdef object new_batch(self, Py_ssize_t k):
+        raise TypeError(f"channel {self.name!r} carries Python objects (message_type=object), "
+                        f"not fixed-size records: take them with recv() or recv_many()")
+
+    cdef int get_records(self, object arr, Py_buffer *view, int flags, str what) except -1:
+        use = "send() it as a message" if what == "send_array" else "take it with recv()"
+        raise TypeError(f"{what}() moves arrays of fixed-size records of a typed channel; channel "
+                        f"{self.name!r} carries Python objects (message_type=object): an array "
+                        f"is one object there, copied once each way: {use}")
+
+    cdef int _raise_too_long(self, Py_ssize_t n) except -1:
+        raise MessageTooLongError(f"the pickled message is {n} bytes (its pickle stream, its "
+                                  f"out-of-band buffers and their lengths), longer than "
+                                  f"message_length={self.message_length} of channel {self.name!r}: "
+                                  f"give the channel a larger message_length")
 
 
 cdef class CallbackCodec(Codec):
@@ -417,12 +656,14 @@ cdef class NumpyCodec(Codec):
 
 cdef Codec choose_codec(str name, Py_ssize_t message_length, object rtype,
                         object serializer, object deserializer):
-    """The codec for an end: typed (rtype given), callbacks, or bytes."""
+    """The codec for an end: Python objects, typed (rtype given), callbacks, or bytes."""
     cdef Codec codec
     cdef CallbackCodec cb
     cdef CtypesCodec ct
     cdef NumpyCodec nc
-    if rtype is not None and rtype.kind == "ctypes":
+    if rtype is not None and rtype.kind == "object":
+        codec = ObjectCodec.__new__(ObjectCodec)
+    elif rtype is not None and rtype.kind == "ctypes":
         codec = ct = CtypesCodec.__new__(CtypesCodec)
         ct.ctype = rtype.ctype
     elif rtype is not None:

@@ -29,7 +29,7 @@ from cywhip._ring cimport (
 )
 
 from cywhip._region import check_byte_geometry, check_geometry, check_group
-from cywhip._types import record_type
+from cywhip._types import OBJECT_FORM, record_type
 from cywhip.errors import ChannelClosedError, ChannelCorruptError
 
 # Slot channels' max_queued_messages when an end gives neither it nor max_queued_bytes.
@@ -185,7 +185,14 @@ cdef class _End:
             message_length, max_queued_messages = check_byte_geometry(message_length, max_queued_bytes)
         elif max_queued_messages is None:
             max_queued_messages = DEFAULT_MAX_QUEUED_MESSAGES
-        if byte_ring:
+        if message_type is object:
+            # Pickled Python objects (_codec.ObjectCodec): a form of its own, not a record type.
+            rtype = OBJECT_FORM
+            if message_length is None and not byte_ring:
+                raise TypeError(f"{type(self).__name__}(message_type=object) needs message_length: "
+                                f"the largest pickled message in bytes (or max_queued_bytes, a "
+                                f"byte channel, whose message_length is optional)")
+        elif byte_ring:
             pass   # message_length is the cap of one message, optional: checked above
         elif message_type is not None:
             rtype = record_type(message_type)
@@ -248,7 +255,8 @@ cdef class _End:
 
     @property
     def message_type(self):
-        """The ctypes type or NumPy dtype of a typed end; None for an untyped one."""
+        """The ctypes type or NumPy dtype of a typed end, ``object`` for an end of Python objects;
+        None for an untyped one."""
         return self.codec.rtype.source if self.codec is not None and self.codec.rtype is not None else None
 
     cdef int _check_open(self) except -1:

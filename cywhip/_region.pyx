@@ -39,7 +39,7 @@ from cywhip._ring cimport groups_min, group_remove, group_resolve_lock
 from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_unlock, cw_ofd_is_locked
 
 from cywhip.errors import ChannelBusyError, ChannelCorruptError, ChannelMismatchError
-from cywhip._types import first_difference
+from cywhip._types import first_difference, form_mismatch
 
 cdef extern from "<fcntl.h>" nogil:
     enum:
@@ -251,7 +251,8 @@ cdef class Region:
         """Create or open channel ``name`` and claim a place on its ``side`` (END_SENDER or
         END_RECEIVER); return the Region.
 
-        ``rtype`` is the RecordType of a typed end, None for an untyped one.
+        ``rtype`` is the RecordType of a typed end (the ObjectForm of an end of Python
+        objects), None for an untyped one.
         ``max_senders``/``max_receivers`` are the numbers of places of each kind
         and ``topology`` the kind of channel: part of the geometry, which every
         end must agree on.  ``records`` is what the ring holds (CW_RECORDS_FIXED: slots;
@@ -390,6 +391,10 @@ cdef class Region:
             raise ChannelMismatchError(f"{what} has layout version {h.version}, "
                                        f"this cywhip uses {CW_LAYOUT_VERSION}")
         if h.type_fingerprint != type_fingerprint or h.type_size != type_size:
+            forms = form_mismatch((h.type_fingerprint, _read_description(h), h.type_size),
+                                  (type_fingerprint, self.description.decode(), type_size))
+            if forms is not None:
+                raise ChannelMismatchError(f"{what} {forms}")
             if type_fingerprint == 0 and self.side == END_RECEIVER and h.type_size != message_length:
                 # An untyped receiver reads the records as bytes only at their size: say which.
                 record_size, their_capacity = h.type_size, h.capacity

@@ -11,7 +11,8 @@ import ctypes
 import hashlib
 import sys
 
-__all__ = ["RecordType", "record_type", "check_pointer_free", "require_numpy", "CTYPES_BASES"]
+__all__ = ["RecordType", "record_type", "check_pointer_free", "require_numpy", "CTYPES_BASES",
+           "OBJECT_FORM", "form_mismatch"]
 
 _NATIVE = "<" if sys.byteorder == "little" else ">"
 # ctypes types whose instances may cross processes (once checked for pointers).
@@ -120,7 +121,8 @@ def _numpy_desc(dt):
             count *= n
         return f"[{count}]{_numpy_desc(base)}"
     if dt.kind in "OV" or dt.hasobject:
-        raise TypeError(f"NumPy dtype {dt} cannot be sent: it holds Python objects or untyped bytes")
+        raise TypeError(f"NumPy dtype {dt} cannot be sent: it holds Python objects or untyped bytes "
+                        f"(for a channel of pickled Python objects, give message_type=object)")
     order = dt.byteorder
     if order == "=":
         order = _NATIVE
@@ -239,3 +241,47 @@ def first_difference(a, b):
     end_a = min([k for k in (a.find(",", i), a.find("}", i)) if k >= 0] or [len(a)])
     end_b = min([k for k in (b.find(",", i), b.find("}", i)) if k >= 0] or [len(b)])
     return f"{a[start:end_a] or '(end)'} vs {b[start:end_b] or '(end)'}"
+
+
+class ObjectForm:
+    """The form of a channel of Python objects (``message_type=object``, cywhip._codec.ObjectCodec).
+
+    Not a record type: its messages are pickled and vary in size.  It has a fingerprint and a
+    description of its own in the channel header, so that an end of any other form (bytes,
+    typed records) and an object end never share a channel.
+    """
+
+    __slots__ = ()
+    kind = "object"
+    source = object
+    size = 0
+    description = "object (pickle protocol 5, out-of-band buffers)"
+    fingerprint = int.from_bytes(hashlib.blake2b(description.encode(), digest_size=8).digest(), "little") or 1
+
+    def __repr__(self):
+        return f"<ObjectForm {self.description}>"
+
+
+OBJECT_FORM = ObjectForm()
+
+
+def _form(fingerprint, description, size):
+    if fingerprint == OBJECT_FORM.fingerprint:
+        return "Python objects (message_type=object)"
+    if fingerprint == 0:
+        return "bytes (untyped)"
+    return f"typed records {description} of {size} bytes"
+
+
+def form_mismatch(theirs, ours):
+    """Why a channel and an end of different forms cannot meet when one of them carries Python
+    objects, as a phrase for ChannelMismatchError; None if neither does.  theirs and ours are
+    (fingerprint, description, record size)."""
+    if OBJECT_FORM.fingerprint not in (theirs[0], ours[0]):
+        return None
+    if theirs[0] == ours[0]:
+        return (f"records Python objects with a record size of {theirs[2]} (0 expected): its "
+                f"header is damaged; remove it with cywhip.unlink() and start again")
+    return (f"carries {_form(*theirs)}; this end is for {_form(*ours)}: every end of a channel of "
+            f"objects gives message_type=object (its messages are pickled; bytes or records "
+            f"cannot be read from them or written among them)")

@@ -50,6 +50,11 @@ cdef Handle *_handle(object end, int version) except NULL:
                         f"{type(end).__name__}")
     e = <_End>end
     e._check_open()
+    if e.message_type is object:
+        raise TypeError(
+            f"cywhip.capi.handle() moves bytes; {type(end).__name__} {e.name!r} carries Python "
+            f"objects (message_type=object), which its Python calls pickle and unpickle: use "
+            f"those, or a channel of bytes or records for the Cython API")
     if not e.handle_held:
         e.handle.ring = &e.ring
         e.handle.busy = &e.busy

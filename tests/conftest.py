@@ -42,6 +42,28 @@ def per_test_timeout(request):
 
 
 @pytest.fixture
+def mapped():
+    """``with mapped(name) as mm:``: channel name's file mapped read-write, to change what its
+    ends read."""
+    import contextlib
+    import mmap
+    from cywhip._region import channel_path
+
+    @contextlib.contextmanager
+    def open_mapped(name):
+        fd = os.open(channel_path(name), os.O_RDWR)
+        try:
+            mm = mmap.mmap(fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+        try:
+            yield mm
+        finally:
+            mm.close()
+    return open_mapped
+
+
+@pytest.fixture
 def channel():
     """A channel name no other test uses; its shared memory is removed afterwards."""
     name = f"test-{os.getpid()}-{uuid.uuid4().hex[:12]}"

@@ -7,7 +7,6 @@ tests/test_examples.py checks that docs/api.md shows these files), and capi_shim
 compiled against a capi.h whose version was changed, and one written against the API's
 former name (cimport cywhip.api).
 """
-import contextlib
 import ctypes
 import gc
 import json
@@ -245,6 +244,12 @@ def test_handle_takes_a_sender_or_a_pulling_receiver_and_nothing_else(built, cha
     with Receiver(channel, message_length=8, on_message=lambda m: None) as pushing:
         with pytest.raises(TypeError, match="without on_message/on_batch"):
             shim.handle_address(pushing)
+    cywhip.unlink(channel)
+    with Sender(channel, message_length=64, message_type=object) as tx, \
+            Receiver(channel, message_length=64, message_type=object) as rx:
+        for end in (tx, rx):
+            with pytest.raises(TypeError, match=r"moves bytes; .* carries Python objects \(message_type=object\)"):
+                shim.handle_address(end)
 
 
 def test_a_module_compiled_against_another_api_version_is_refused_naming_both(built, channel):
@@ -369,29 +374,13 @@ def test_records_in_blocks_and_a_shorter_message_left_for_recv(built, channel):
         assert shim.recv_records(rx, 0, 8, 0) == ("OK", 0, b"")
 
 
-@contextlib.contextmanager
-def _mapped(channel):
-    """The channel's file mapped read-write, to change what its ends read."""
-    import mmap
-    from cywhip._region import channel_path
-    fd = os.open(channel_path(channel), os.O_RDWR)
-    try:
-        mm = mmap.mmap(fd, os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
-    try:
-        yield mm
-    finally:
-        mm.close()
-
-
-def test_a_slot_length_no_correct_sender_writes_is_corrupt_and_nothing_is_taken(built, channel):
+def test_a_slot_length_no_correct_sender_writes_is_corrupt_and_nothing_is_taken(built, channel, mapped):
     from cywhip._testing._model import layout
     shim = built.shim
     with Sender(channel, message_length=16, max_queued_messages=4) as tx, \
             Receiver(channel, message_length=16, max_queued_messages=4) as rx:
         tx.send(b"first")
-        with _mapped(channel) as mm:
+        with mapped(channel) as mm:
             struct.pack_into("<I", mm, layout()["slots"], 1000)     # slot 0 claims 1000 bytes
             assert shim.recv(rx, 2000, 0) == ("CORRUPT", 0, None)
             assert shim.try_recv(rx, 2000) == ("CORRUPT", 0, None)
@@ -401,7 +390,7 @@ def test_a_slot_length_no_correct_sender_writes_is_corrupt_and_nothing_is_taken(
             assert shim.recv(rx, 16, 0) == ("OK", 5, b"first")
 
 
-def test_the_short_way_of_a_biased_thread_checks_what_it_reads_from_shared_memory(built, channel):
+def test_the_short_way_of_a_biased_thread_checks_what_it_reads_from_shared_memory(built, channel, mapped):
     # Once an end is biased to this thread, a call on a one-to-one channel with a message (or
     # room) in sight takes the short way (cywhip/capi.pyx).  What it reads from shared memory
     # it checks as the whole way does; a value that fails sends the call the whole way, which
@@ -418,7 +407,7 @@ def test_the_short_way_of_a_biased_thread_checks_what_it_reads_from_shared_memor
             assert shim.recv(rx, 16, 0) == ("OK", len(msg), msg)
         assert guard_state(tx)[1] and guard_state(rx)[1]     # both biased
         assert shim.send(tx, b"three") == "OK"
-        with _mapped(channel) as mm:
+        with mapped(channel) as mm:
             struct.pack_into("<Q", mm, lay["write_cursor"], 3 + 1000)   # further than capacity
             assert shim.recv(rx, 16, 0) == ("CORRUPT", 0, None)
             assert shim.try_recv(rx, 16) == ("CORRUPT", 0, None)

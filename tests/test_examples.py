@@ -35,6 +35,7 @@ CHANNELS = {
     "numpy_consumer.py": "ticks-numpy",
     "asyncio_pair.py": "async-orders",
     "lifecycle.py": "lifecycle-demo",
+    "objects.py": "frames",
     "capi/producer.pyx": "capi-ticks",
     "capi/consumer.pyx": "capi-ticks",
     "capi/setup.py": None,
@@ -231,6 +232,14 @@ def test_the_lifecycle_example_runs_as_shown(peers, example_channel):
         "[b'message 2', b'message 3']",
         "removed: ['lifecycle-demo']",
     ], out
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("example_channel", ["frames"], indirect=True)
+def test_the_objects_example_carries_dicts_with_arrays_from_a_worker_process(peers, example_channel):
+    pytest.importorskip("numpy")
+    out = finish(peers, start(peers, "objects.py"))
+    assert out.splitlines() == [f"{n} (480, 640) uint8 {n * 480 * 640} ['gray']" for n in range(3)], out
 
 
 @pytest.mark.timeout(120)

@@ -33,6 +33,25 @@ def _timed_receive(receive, n, *first_args):
     return {"rate": (n - 1) / (time.perf_counter() - t0)}
 
 
+def _object_message(size):
+    """The message of the Python objects rows: a dict holding a float64 array of size bytes."""
+    import numpy as np
+    return {"seq": 0, "values": np.ones(size // 8), "label": "frame"}
+
+
+def _timed_objects(receive, n, size, *first_args):
+    """_timed_receive() for the Python objects rows, checking that the last message arrived whole."""
+    receive(*first_args)
+    t0 = time.perf_counter()
+    for _ in range(n - 2):
+        receive()
+    last = receive()
+    rate = (n - 1) / (time.perf_counter() - t0)
+    if last["label"] != "frame" or last["values"].nbytes != size:
+        raise AssertionError(f"the last message arrived as {last!r:.200}")
+    return {"rate": rate}
+
+
 class _Shm:
     """A file in /dev/shm shared by the floor workers, removed by whoever created it."""
 

@@ -2,7 +2,8 @@
 import time
 
 from cywhip._bench.common import (
-    END, MESSAGE, _consumer_done, _numbered, _percentiles, _send_ends, _seqs, _timed_receive,
+    END, MESSAGE, _consumer_done, _numbered, _object_message, _percentiles, _send_ends, _seqs,
+    _timed_objects, _timed_receive,
 )
 
 # ------------------------------------------------------------------ workers
@@ -176,6 +177,25 @@ def _w_cywhip_array(role, p, ready, results, shared):
         while got < n:
             got += r.recv_into(out)
         results.put({"rate": (n - 1) / (time.perf_counter() - t0)})
+
+
+def _w_cywhip_objects(role, p, ready, results, shared):
+    """message_type=object: a dict holding a float64 array of p["size"] bytes per message, its
+    array copied straight into the ring and out of it."""
+    from cywhip import Receiver, Sender
+    name, n, size = p["name"], p["count"], p["size"]
+    kw = {"message_length": size + 4096, "max_queued_messages": p.get("capacity", 16), "message_type": object}
+    if role == "producer":
+        msg = _object_message(size)
+        ready.wait(60)
+        with Sender(name, **kw) as s:
+            send = s.send
+            for _ in range(n):
+                send(msg)
+        return
+    with Receiver(name, **kw) as r:
+        ready.set()
+        results.put(_timed_objects(r.recv, n, size, 60))
 
 
 def _w_cywhip_pingpong(role, p, ready, results, shared):

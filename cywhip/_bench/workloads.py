@@ -6,8 +6,8 @@ from cywhip._bench.common import (
 )
 from cywhip._bench.cywhip_workers import (
     _w_cywhip_array, _w_cywhip_async_pingpong, _w_cywhip_async_stream, _w_cywhip_async_wakeup,
-    _w_cywhip_callback, _w_cywhip_groups, _w_cywhip_idle, _w_cywhip_pingpong, _w_cywhip_stream,
-    _w_cywhip_waiting, _w_cywhip_wakeup,
+    _w_cywhip_callback, _w_cywhip_groups, _w_cywhip_idle, _w_cywhip_objects, _w_cywhip_pingpong,
+    _w_cywhip_stream, _w_cywhip_waiting, _w_cywhip_wakeup,
 )
 from cywhip._bench import capi
 from cywhip._bench.floors import _w_floor_futex, _w_floor_ring, _w_floor_ring_each
@@ -26,6 +26,7 @@ from cywhip._bench.peers.pyzmq import (
 from cywhip._bench.peers.queues import _faster_fifo, _w_pipe, _w_queue, _w_queue_shared
 
 BROADCAST = "broadcast to 2 consumers, 32 B, per consumer"
+OBJECTS = "Python objects: a dict holding a 1 MiB float64 array"
 SHARING = "a group of 2 sharing work, 32 B, aggregate"
 SUBETHA, KICKMSG, MSGQ, ZENOH = "SubEtha 0.6.0", "kickmsg 0.9.2", "msgq 1.0", "Zenoh 1.10.2"
 
@@ -291,6 +292,13 @@ def workloads(quick=False):
     add(big, "multiprocessing.Pipe", "send_bytes/recv_bytes", "GB/s", "rate",
         lambda: _gbps(run_pair(_w_pipe, {"count": 200 if quick else 2000, "size": 1 << 20},
                                shared=SPAWN.Pipe(duplex=False)), 1 << 20))
+
+    add(OBJECTS, "cywhip", "message_type=object send/recv", "msg/s", "rate",
+        lambda: run_pair(_w_cywhip_objects, {"name": _name("ob"), "count": 500 if quick else 4000,
+                                             "size": 1 << 20}), needs="numpy")
+    add(OBJECTS, "multiprocessing.Queue", "put/get", "msg/s", "rate",
+        lambda: run_pair(_w_queue, {"count": 200 if quick else 2000, "size": 1 << 20, "objects": True},
+                         shared=SPAWN.Queue()), needs="numpy")
 
     idle = "idle receiver"
     add(idle, "cywhip", "CPU of a receiver idle 2 s", "% core", "cpu_percent",

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Test machinery that needs the ends' C fields: the many-senders send protocol of a Sender
 one step at a time (cywhip._testing.fanin kills a sender between any two steps), and how an
-end's one-thread guard is held."""
+end's one-thread guard is held, and the codec's size contract (measure)."""
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
@@ -76,3 +76,19 @@ def guard_state(end):
     if rec != NULL and rec.in_call == <void *>&e.busy:
         return "fast", True
     return ("slow" if cw_guard_holder(&e.busy) else "free"), rec != NULL
+
+
+def measure(end, msg):
+    """What end's codec says encoding msg will take (Codec.measure: the byte channels' size
+    contract), or -1 if it cannot tell first; an object end keeps the pickled pieces for the
+    send of msg that follows."""
+    cdef _End e = <_End?>end
+    e._check_open()
+    return e.codec.measure(msg)
+
+
+def forget(end):
+    """Drop what measure() kept (Codec.forget)."""
+    cdef _End e = <_End?>end
+    e._check_open()
+    e.codec.forget()

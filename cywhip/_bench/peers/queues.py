@@ -1,15 +1,19 @@
 """multiprocessing.Queue and Pipe, and faster-fifo (which takes the Queue worker)."""
 import time
 
-from cywhip._bench.common import END, _consumer_done, _numbered, _send_ends, _seqs, _timed_receive
+from cywhip._bench.common import (
+    END, _consumer_done, _numbered, _object_message, _send_ends, _seqs, _timed_objects, _timed_receive,
+)
 
 
 def _w_queue(role, p, ready, results, shared):
-    """multiprocessing.Queue, or faster_fifo.Queue (same interface), one put/get per message."""
+    """multiprocessing.Queue, or faster_fifo.Queue (same interface), one put/get per message;
+    with p["objects"], the message of the Python objects rows (a dict holding a float64 array of
+    p["size"] bytes), pickled by the queue's feeder thread and unpickled by get()."""
     q = shared
-    n, size, batch = p["count"], p["size"], p.get("batch", False)
+    n, size, batch, objects = p["count"], p["size"], p.get("batch", False), p.get("objects", False)
     if role == "producer":
-        msg = b"x" * size
+        msg = _object_message(size) if objects else b"x" * size
         ready.wait(60)
         if batch:
             chunk = [msg] * 1024
@@ -27,6 +31,9 @@ def _w_queue(role, p, ready, results, shared):
         while got < n // 1024 * 1024:
             got += len(q.get_many(timeout=60, max_messages_to_get=4096))
         results.put({"rate": (got - 1) / (time.perf_counter() - t0)})
+        return
+    if objects:
+        results.put(_timed_objects(q.get, n, size, True, 60))
         return
     results.put(_timed_receive(q.get, p.get("total", n), True, 60))
 
