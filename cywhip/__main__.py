@@ -91,7 +91,9 @@ def list_channels(remove):
             continue
         ends = ", ".join(_describe_places(kind, places) for kind, places in (("sender", c.senders),
                                                                                ("receiver", c.receivers)))
-        print(f"{_shown(c.name)}: {c.depth}/{c.max_queued_messages} queued, message_length {c.message_length}, "
+        queued = (f"{c.depth}/{c.max_queued_bytes} bytes" if c.max_queued_bytes is not None
+                  else f"{c.depth}/{c.max_queued_messages}")
+        print(f"{_shown(c.name)}: {queued} queued, message_length {c.message_length}, "
               f"{c.file_size:,} bytes; {ends}")
         for grp in c.groups:
             members = (f"members {' '.join(map(str, grp.members))}" if grp.members else "no live member")

@@ -28,6 +28,7 @@ class ChannelInfo(NamedTuple):
     senders: tuple[PlaceInfo, ...]
     receivers: tuple[PlaceInfo, ...]
     groups: tuple[GroupInfo, ...]
+    max_queued_bytes: Optional[int]
 
 def channels() -> list[ChannelInfo]: ...
 def remove_group(name: str, group: str) -> None: ...

@@ -28,7 +28,7 @@ from cywhip.includes.c_atomics cimport cw_load_acquire_u32, cw_load_acquire_u64,
 from cywhip.includes.c_layout cimport (
     cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION, CW_LIFECYCLE_LOCK_BYTE,
     CW_PLACE_SIZE, CW_MAX_PLACES, cw_place, cw_slots_offset, cw_place_offset,
-    CW_TOPOLOGY_GROUPS, CW_GROUP_IN_USE, CW_GROUP_DURABLE, cw_group, cw_group_offset,
+    CW_TOPOLOGY_GROUPS, CW_GROUP_IN_USE, CW_GROUP_DURABLE, cw_group, cw_group_offset, CW_RECORDS_BYTES,
 )
 from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_is_locked
 from cywhip._ring cimport groups_min, group_position, group_remove
@@ -52,8 +52,8 @@ _test_hook = None
 ChannelInfo = namedtuple("ChannelInfo", [
     "name", "path", "message_length", "max_queued_messages", "depth",
     "sender_alive", "receiver_alive", "sender_pid", "receiver_pid", "file_size", "problem",
-    "senders", "receivers", "groups",
-], defaults=((), (), ()))
+    "senders", "receivers", "groups", "max_queued_bytes",
+], defaults=((), (), (), None))
 ChannelInfo.__doc__ = """One channel in /dev/shm, as channels() found it.
 
 ``senders`` and ``receivers`` hold one PlaceInfo(pid, alive) per place of
@@ -61,7 +61,9 @@ that kind: ``alive`` says whether a live process holds the place (the kernel
 drops the claim when the process dies), ``pid`` is the last pid recorded
 there, 0 after a clean close.  ``sender_alive``/``receiver_alive`` say whether
 any place of the kind is held, ``sender_pid``/``receiver_pid`` are the first
-place's pid.  ``depth`` is the number of queued messages.  ``problem`` is None
+place's pid.  ``depth`` is the number of queued messages; on a byte channel
+(``max_queued_bytes`` is its ring's size, and ``max_queued_messages`` None) the
+bytes queued, records and padding.  ``problem`` is None
 for a sound channel, else why the file could not be read as one (the geometry
 fields are then None).
 """
@@ -188,11 +190,13 @@ cdef object _inspect(str name, str path):
             return _broken(name, path, None, "shrank while it was read")
         sound = read_1 <= write <= read_2 + capacity and read_1 <= read_2
         senders = _unfinished_claims(senders, read_2)
-        return ChannelInfo(name, path, h.message_length, capacity,
+        byte_ring = h.records == CW_RECORDS_BYTES
+        return ChannelInfo(name, path, h.message_length, None if byte_ring else capacity,
                            (write - read_2 if write > read_2 else 0) if sound else None,
                            any(pl.alive for pl in senders), any(pl.alive for pl in receivers),
                            senders[0].pid, receivers[0].pid,
-                           st.st_size, None if sound else "impossible cursors", senders, receivers)
+                           st.st_size, None if sound else "impossible cursors", senders, receivers, (),
+                           capacity if byte_ring else None)
     finally:
         c_free(buf)
         c_close(fd)

@@ -336,3 +336,16 @@ def test_python_objects_of_any_size_cross_a_byte_channel(channel):
         assert tx.try_send([1, 2, 3])
         assert np.array_equal(rx.recv(timeout=5), big)
         assert rx.recv(timeout=5) == [1, 2, 3]
+
+
+def test_channels_and_the_command_line_show_a_byte_channels_bytes(channel):
+    import subprocess
+    import sys
+    with Sender(channel, max_queued_bytes=4096) as tx, Receiver(channel, max_queued_bytes=4096):
+        tx.send(b"x" * 20)
+        info = next(c for c in cywhip.channels() if c.name == channel)
+        assert (info.max_queued_bytes, info.max_queued_messages, info.depth) == (4096, None, 8 + 24)
+        assert info.problem is None
+        out = subprocess.run([sys.executable, "-m", "cywhip", "channels"], capture_output=True,
+                             text=True, timeout=60).stdout
+        assert f"{channel}: 32/4096 bytes queued, message_length 2040" in out, out
