@@ -1,6 +1,6 @@
 # cython: language_level=3
 cimport cython
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from cywhip._end cimport _End
 
 
@@ -69,3 +69,7 @@ cdef class _Lease:
     cdef int entered
     cdef int exited
     cdef list views
+    # A byte channel: the read cursor past the last message lent.
+    cdef uint64_t end_read
+
+    cdef object _enter_bytes(self, Py_ssize_t k)

@@ -1046,6 +1046,8 @@ cdef class _Lease:
             k = r._await(self.timeout)
             if self.max_count is not None and k > self.max_count:
                 k = self.max_count
+            if r.ring.bytes:
+                return self._enter_bytes(k)
             lengths = <uint32_t *>PyMem_Malloc(k * sizeof(uint32_t))
             if lengths == NULL:
                 raise MemoryError()
@@ -1059,7 +1061,7 @@ cdef class _Lease:
                                                       &self.map, &self.map_size)
             self.count = k
             whole = memoryview(self)
-            batch = r.codec.lend(whole, k, slot_size, [lengths[i] for i in range(k)])
+            batch = r.codec.lend(whole, k, slot_size, [lengths[i] for i in range(k)], None)
             self.views = [whole] + batch if type(batch) is list else [whole]
             self.entered = 1
             return batch
@@ -1069,6 +1071,43 @@ cdef class _Lease:
             raise
         finally:
             PyMem_Free(lengths)
+
+    cdef object _enter_bytes(self, Py_ssize_t k):
+        """__enter__() on a byte channel (the guard held, some bytes published): lend up to k
+        messages in a row, up to the ring's end, through one private mapping."""
+        cdef Receiver r = self.receiver
+        cdef uint64_t start = ring_read_position(&r.ring)
+        cdef uint64_t first = 0, at, stop = 0
+        cdef int64_t n
+        cdef list offsets = [], lengths = []
+        try:
+            while len(lengths) < k and ring_more(&r.ring):
+                n = ring_recv_peek(&r.ring, 0)
+                if n < 0:
+                    if not lengths:
+                        r._raise_bad_length()
+                    break       # lent up to it; it stays first in line
+                at = ring_read_offset(&r.ring)
+                if lengths and at < stop:
+                    break       # past the ring's end: the next borrow lends it
+                if not lengths:
+                    first = at
+                offsets.append(at - first)
+                lengths.append(n)
+                stop = at + <uint64_t>n
+                ring_consume(&r.ring)
+            self.end_read = ring_read_position(&r.ring)
+        finally:
+            ring_rewind(&r.ring, start)
+        self.span = <Py_ssize_t>(stop - first)
+        self.base = (<Region>r.region).lend_pages(first, self.span if self.span else 1,
+                                                  &self.map, &self.map_size)
+        self.count = len(lengths)
+        whole = memoryview(self)
+        batch = r.codec.lend(whole, self.count, 1, lengths, offsets)
+        self.views = [whole] + batch if type(batch) is list else [whole]
+        self.entered = 1
+        return batch
 
     def __exit__(self, *exc):
         cdef Receiver r = self.receiver
@@ -1086,6 +1125,9 @@ cdef class _Lease:
         if unlend_pages(self.map, self.map_size) != 0:
             self.map = NULL
         if r.region is not None:
-            ring_consume_run(&r.ring, self.count)
+            if r.ring.bytes:
+                ring_rewind(&r.ring, self.end_read)
+            else:
+                ring_consume_run(&r.ring, self.count)
             ring_release(&r.ring)
         _leave(r)

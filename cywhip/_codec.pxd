@@ -44,7 +44,7 @@ cdef class Codec:
     cdef void forget(self) noexcept
     cdef Py_ssize_t encode(self, char *slot, object msg) except -1
     cdef object decode(self, const char *slot, Py_ssize_t n)
-    cdef object lend(self, object whole, Py_ssize_t k, Py_ssize_t slot_size, list lengths)
+    cdef object lend(self, object whole, Py_ssize_t k, Py_ssize_t slot_size, list lengths, list offsets)
     cdef object new_batch(self, Py_ssize_t k)
     cdef int get_records(self, object arr, Py_buffer *view, int flags, str what) except -1
     cdef int _raise_too_long(self, Py_ssize_t n) except -1

@@ -220,13 +220,14 @@ cdef class Codec:
         """Build a message from the n-byte payload at slot (n checked by the ring and the end)."""
         raise NotImplementedError
 
-    cdef object lend(self, object whole, Py_ssize_t k, Py_ssize_t slot_size, list lengths):
+    cdef object lend(self, object whole, Py_ssize_t k, Py_ssize_t slot_size, list lengths, list offsets):
         """What borrow() hands out for k messages viewed through the memoryview whole (its
-        payloads slot_size bytes apart, the layout's record descriptor)."""
+        payloads slot_size bytes apart, the layout's record descriptor; on a byte channel, at
+        offsets, which the ring's records gave)."""
         cdef Py_ssize_t i, at
         cdef list out = []
         for i in range(k):
-            at = <Py_ssize_t>cw_fixed_slot_offset(slot_size, i)
+            at = <Py_ssize_t>cw_fixed_slot_offset(slot_size, i) if offsets is None else offsets[i]
             out.append(whole[at:at + lengths[i]])
         return out
 
@@ -493,7 +494,7 @@ cdef class ObjectCodec(Codec):
             return _Unpickler(_BytesIO(main), buffers=bufs).load()
         return _loads(main, buffers=bufs)
 
-    cdef object lend(self, object whole, Py_ssize_t k, Py_ssize_t slot_size, list lengths):
+    cdef object lend(self, object whole, Py_ssize_t k, Py_ssize_t slot_size, list lengths, list offsets):
         raise TypeError(f"borrow() lends the bytes of messages where they lie; channel "
                         f"{self.name!r} carries Python objects (message_type=object), which are "
                         f"unpickled into new objects: take them with recv() or recv_many()")
@@ -644,7 +645,7 @@ cdef class NumpyCodec(Codec):
         PyBuffer_Release(&view)
         return out[0]
 
-    cdef object lend(self, object whole, Py_ssize_t k, Py_ssize_t slot_size, list lengths):
+    cdef object lend(self, object whole, Py_ssize_t k, Py_ssize_t slot_size, list lengths, list offsets):
         return self.np.ndarray((k,), self.dtype, buffer=whole, strides=(slot_size,))
 
     cdef object new_batch(self, Py_ssize_t k):

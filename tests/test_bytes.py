@@ -349,3 +349,27 @@ def test_channels_and_the_command_line_show_a_byte_channels_bytes(channel):
         out = subprocess.run([sys.executable, "-m", "cywhip", "channels"], capture_output=True,
                              text=True, timeout=60).stdout
         assert f"{channel}: 32/4096 bytes queued, message_length 2040" in out, out
+
+
+def test_borrow_lends_a_byte_channels_messages_in_place_up_to_the_rings_end(channel):
+    with Sender(channel, max_queued_bytes=256) as tx, Receiver(channel, max_queued_bytes=256) as rx:
+        msgs = [bytes([65 + i]) * (i * 5) for i in range(8)]      # records of 8 to 48 bytes
+        tx.send_many(msgs[:6])
+        with rx.borrow() as batch:
+            assert [bytes(m) for m in batch] == msgs[:6]
+            assert all(m.readonly for m in batch)
+            kept = batch[1]
+        with pytest.raises(ValueError):
+            bytes(kept)               # released when the block ended
+        # The next two cross the ring's end: a borrow lends up to it, the next one the rest.
+        tx.send_many(msgs[6:] + [b"tail"])
+        lent = []
+        while len(lent) < 3:
+            with rx.borrow(timeout=5) as batch:
+                lent += [bytes(m) for m in batch]
+        assert lent == msgs[6:] + [b"tail"]
+        assert rx.try_recv() is None
+        tx.send_many([b"a", b"b", b"c"])
+        with rx.borrow(2, timeout=5) as batch:
+            assert [bytes(m) for m in batch] == [b"a", b"b"]
+        assert rx.recv(timeout=5) == b"c"
