@@ -234,7 +234,7 @@ def _drain(rx, checker, until, timeout):
     deadline = time.monotonic() + timeout
     while not until():
         assert time.monotonic() < deadline, (f"only {checker.received} messages arrived within {timeout} s "
-                                             f"(next expected per sender: {checker.next})")
+                                             f"(next expected per sender: {checker.next}; {checker.errors[:3]})")
         try:
             checker.take(rx.recv_many(4096, timeout=0.5))
         except cywhip.ReceiveTimeout:

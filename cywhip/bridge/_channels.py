@@ -47,6 +47,16 @@ def channel_identity(path):
     return struct.unpack("<Q", raw)[0]
 
 
+def _position_in(msg_id, head):
+    """The position a message id of this channel (``head``: its name and identity) names, else None."""
+    if msg_id is None or not msg_id.startswith(head):
+        return None
+    try:
+        return int(msg_id[len(head):])
+    except ValueError:
+        return None
+
+
 def geometry_of(info):
     return Geometry(info.message_length, info.max_queued_messages, len(info.senders), len(info.receivers))
 
@@ -64,7 +74,8 @@ class Stats:
     def __init__(self):
         self.messages = 0          # out: published and taken; in: sent into the local channel
         self.bytes = 0
-        self.duplicates = 0        # out: republished messages JetStream dropped by their id
+        self.duplicates = 0        # out: messages found stored already (dropped by their id, or
+                                   # skipped as the stream's last id showed them stored)
         self.skipped = 0           # in: redeliveries of messages already sent, acknowledged unsent
         self.dead = 0              # in: malformed messages put on the dead-letter subject
         self.retries = 0           # transport errors retried
@@ -179,19 +190,46 @@ class OutChannel:
         name = self.name
         stats = self.stats
         head = message_id(name, created, "")
+        after = None         # the id the next message to publish must follow; None: ask first
         while True:
             got = await self._borrow(rx, stop)
             if got is None:
                 return
             lease, views = got
             # Taken only once JetStream has stored them all: until the lease exits, they stay
-            # in the ring (a bridge killed now leaves them to the next one, which publishes them
-            # again under the same ids, and JetStream drops those it has).
+            # in the ring (a bridge killed now leaves them to the next one).
             position = plain.taken
             batch = [(f"{head}{position + i}", bytes(v)) for i, v in enumerate(views)]
             stats.in_flight += len(batch)
             try:
-                dropped = await _retrying(f"channel {name!r}", lambda: link.publish(batch), stats)
+                while True:
+                    if after is None:
+                        # At the start, and after a failure: what does the stream hold already?
+                        # Messages of this channel up to its last one are stored (a bridge died
+                        # before taking them, or a publish was stored and its ack lost): they
+                        # are taken without being published again.
+                        after = await _retrying(f"channel {name!r}", link.last_id, stats)
+                        stored = _position_in(after, head)
+                        if stored is not None and stored < position - 1:
+                            log.error("channel %r: the stream's last message of this channel is at "
+                                      "position %d, but positions up to %d were taken once JetStream "
+                                      "had acknowledged them: the server lost them", name, stored,
+                                      position - 1)
+                        todo = batch[max(0, stored + 1 - position):] if stored is not None else batch
+                        stats.duplicates += len(batch) - len(todo)
+                    else:
+                        todo = batch
+                    if not todo:
+                        break
+                    try:
+                        stats.duplicates += await link.publish(todo, after)
+                        after = todo[-1][0]
+                        break
+                    except TransportError as exc:
+                        stats.retries += 1
+                        log.warning("channel %r: %s; publishing again what is not stored", name, exc)
+                        after = None
+                        await asyncio.sleep(0.1)
             except BaseException:
                 # Cancelled: the lease is not exited, so nothing is taken; the messages wait in
                 # the channel for the next bridge (in another process: this one keeps the end).
@@ -203,7 +241,6 @@ class OutChannel:
             lease.__exit__(None, None, None)
             stats.messages += len(batch)
             stats.bytes += sum(len(p) for _, p in batch)
-            stats.duplicates += dropped
 
     def lag(self):
         try:

@@ -46,11 +46,18 @@ class Delivery:
 class OutLink:
     """Where one local channel's messages go."""
 
-    async def publish(self, batch: Sequence[tuple]) -> int:
-        """Publish ``(message_id, payload)`` pairs in this order; return once the engine has
-        stored every one (durably, as it was configured to), with how many it dropped as
-        duplicates of an id it already had.  Raises TransportError if it cannot say so: the caller
-        publishes the same batch again, with the same ids."""
+    async def publish(self, batch: Sequence[tuple], after: Optional[str]) -> int:
+        """Publish ``(message_id, payload)`` pairs in this order, each only if the one before it
+        (``after`` for the first; None: whatever is there) is the last message the engine holds
+        for the channel, so that a message can never be stored after a later one; return once the
+        engine has stored every one (durably, as it was configured to), with how many it dropped
+        as duplicates of an id it already had.  Raises TransportError if it cannot say so: the
+        caller asks last_id() and publishes what is not stored yet again, with the same ids."""
+        raise NotImplementedError
+
+    async def last_id(self) -> Optional[str]:
+        """The id of the last message the engine holds for the channel (None if none, or if it
+        carries no id).  Raises TransportError."""
         raise NotImplementedError
 
     async def close(self):

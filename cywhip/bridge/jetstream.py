@@ -27,6 +27,7 @@ except ImportError as _exc:   # pragma: no cover - nats-py is the extra cywhip[n
 log = logging.getLogger("cywhip.bridge")
 
 MSG_ID = "Nats-Msg-Id"
+EXPECTED_LAST_ID = "Nats-Expected-Last-Msg-Id"
 # Metadata keys of a channel's stream.
 META_CHANNEL = "cywhip.channel"
 _META_GEOMETRY = ("message_length", "max_queued_messages", "max_senders", "max_receivers")
@@ -253,12 +254,21 @@ class _JetStreamOut(OutLink):
         self.subject = subject
         self.stream = stream
 
-    async def publish(self, batch):
+    async def publish(self, batch, after):
+        # Each message names the one before it: JetStream refuses it unless that is the stream's
+        # last (after a duplicate check, so a republished one is still acknowledged as a
+        # duplicate).  Publishes that the client sends again from its buffer after a
+        # reconnection, behind ones the server never got, are refused rather than stored out
+        # of order.
         js = self.t.js
         futures = []
         try:
             for msg_id, payload in batch:
-                futures.append(await js.publish_async(self.subject, payload, headers={MSG_ID: msg_id},
+                headers = {MSG_ID: msg_id}
+                if after is not None:
+                    headers[EXPECTED_LAST_ID] = after
+                after = msg_id
+                futures.append(await js.publish_async(self.subject, payload, headers=headers,
                                                       wait_stall=self.t.timeout))
             acks = await asyncio.wait_for(asyncio.gather(*futures), self.t.timeout)
         except _ERRORS as exc:
@@ -266,6 +276,15 @@ class _JetStreamOut(OutLink):
                 f.cancel()
             raise TransportError(f"publish to {self.subject}: {type(exc).__name__}: {exc}") from exc
         return sum(1 for a in acks if a.duplicate)
+
+    async def last_id(self):
+        try:
+            msg = await self.t.js.get_last_msg(self.stream, self.subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        except _ERRORS as exc:
+            raise TransportError(f"last message of {self.stream}: {type(exc).__name__}: {exc}") from exc
+        return (msg.headers or {}).get(MSG_ID)
 
 
 class _JetStreamIn(InLink):
