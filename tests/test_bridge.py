@@ -637,3 +637,119 @@ def test_names_map_one_to_one_onto_subject_tokens_and_streams():
     assert jetstream.stream_of("x_y", "z") != jetstream.stream_of("x", "y_z")
     assert jetstream.subject_of("cywhip", "$dead") != jetstream.dead_subject_of("cywhip", "z").rsplit(".", 1)[0]
     assert jetstream.channel_of_id(jetstream.message_id("a/b", 5, 7)) == "a/b"
+
+
+# ---------------------------------------------------------------------- the windows, one by one
+
+
+@pytest.mark.timeout(120)
+def test_out_restart_after_the_duplicate_window_publishes_nothing_twice(nats_server, names):
+    """A bridge died after JetStream stored positions 0-4 and before it took them, and came back
+    after the stream's duplicate window: the stream's last message id says they are stored, so
+    they are taken without being published again (message ids alone would not catch them)."""
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    geometry = dict(message_length=16, max_queued_messages=64)
+
+    async def scenario():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix, duplicate_window=0.1)
+        try:
+            with cywhip.Sender(name, **geometry) as tx:
+                tx.send_many([MSG.pack(0, i) for i in range(10)])
+            info = _channel_info(name)
+            created = cb._channels.channel_identity(info.path)
+            link = await t.open_out(name, cb._channels.geometry_of(info), str(created))
+            await link.publish([(jetstream.message_id(name, created, i), MSG.pack(0, i)) for i in range(5)], None)
+            await asyncio.sleep(0.5)        # past the duplicate window (0.1 s)
+            stop = asyncio.Event()
+            stats = cb.Stats()
+            task = asyncio.ensure_future(cb.bridge_out([name], transport=t, stop=stop, stats=stats))
+            deadline = time.monotonic() + 30
+            while stats.messages < 10:
+                assert time.monotonic() < deadline and not task.done(), stats.as_dict()
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+            sub = await t.js.pull_subscribe(jetstream.subject_of(prefix, name), durable="check",
+                                            stream=jetstream.stream_of(prefix, name))
+            got = []
+            while True:
+                try:
+                    got += [m.data for m in await sub.fetch(100, timeout=1)]
+                except nats.errors.TimeoutError:
+                    return stats, got
+        finally:
+            await t.close()
+
+    stats, got = asyncio.run(scenario())
+    assert got == [MSG.pack(0, i) for i in range(10)]
+    assert stats.duplicates == 5
+
+
+@pytest.mark.timeout(120)
+def test_in_restart_after_a_crash_between_send_and_ack_sends_nothing_twice(nats_server, names):
+    """A bridge (its channel's only sender) fetched 10 messages, wrote its journal, sent 6 and died
+    before acknowledging: the next one gets all 10 again at once (its consumer made again from
+    the first message not acknowledged) and sends only the last 4."""
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    geometry = cb.Geometry(16, 64, 1, 1)
+
+    async def scenario():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix, ack_wait=60)
+        try:
+            link = await t.open_out(name, geometry, "1")
+            await link.publish([(jetstream.message_id(name, 1, i), MSG.pack(0, i)) for i in range(10)], None)
+            # The bridge that dies: fetch, journal, send 6, no ack.
+            dead = await t.open_in(name, "c")
+            got = await dead.fetch(10, 5)
+            assert len(got) == 10
+            with cywhip.Sender("far-" + name, message_length=16, max_queued_messages=64) as tx:
+                journal = cb._channels._Journal("far-" + name, "c",
+                                                cb._channels.channel_identity(_channel_info("far-" + name).path))
+                journal.write(tx.published, [d.position for d in got])
+                journal.close(remove=False)
+                tx.send_many([d.data for d in got[:6]])
+            await dead.close()
+            stop = asyncio.Event()
+            stats = cb.Stats()
+            task = asyncio.ensure_future(cb.bridge_in([name], transport=t, consumer="c", local_prefix="far-",
+                                                      stop=stop, stats=stats))
+            deadline = time.monotonic() + 30    # well within ack_wait (60 s): no waiting for it
+            while stats.messages + stats.skipped < 10:
+                assert time.monotonic() < deadline and not task.done(), stats.as_dict()
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+            return stats
+        finally:
+            await t.close()
+
+    stats = asyncio.run(scenario())
+    assert (stats.messages, stats.skipped) == (4, 6)
+    with cywhip.Receiver("far-" + name, message_length=16, max_queued_messages=64) as rx:
+        assert rx.recv_many(64, timeout=1) == [MSG.pack(0, i) for i in range(10)]
+
+
+@pytest.mark.timeout(60)
+def test_a_stale_publish_behind_a_lost_one_is_refused(nats_server, names):
+    """What the client sends again from its buffer after a reconnection, behind messages the
+    server never got, names a predecessor that is not the stream's last: refused, not stored
+    out of order; a message republished is acknowledged as a duplicate."""
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+
+    async def scenario():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix)
+        try:
+            link = await t.open_out(name, cb.Geometry(16, 64, 1, 1), "1")
+            ids = [jetstream.message_id(name, 1, i) for i in range(6)]
+            assert await link.publish([(ids[i], b"m%d" % i) for i in range(3)], None) == 0
+            with pytest.raises(cb.TransportError):
+                await link.publish([(ids[4], b"m4")], ids[3])          # m3 never arrived
+            assert await link.last_id() == ids[2]
+            return await link.publish([(ids[i], b"m%d" % i) for i in range(1, 6)], ids[0])
+        finally:
+            await t.close()
+
+    assert asyncio.run(scenario()) == 2       # m1 and m2 were stored already
