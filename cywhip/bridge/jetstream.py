@@ -11,7 +11,7 @@ import asyncio
 import logging
 import ssl
 
-from cywhip.bridge._names import channel_of_id, decode, encode  # noqa: F401
+from cywhip.bridge._names import channel_of_id, decode, encode, message_id  # noqa: F401
 from cywhip.bridge._transport import (
     Delivery, Geometry, InLink, OutLink, RefusedError, Transport, TransportError,
 )
