@@ -138,11 +138,14 @@ class JetStream(Transport):
         return t
 
     async def close(self):
+        # Everything the bridges sent that matters was confirmed (publishes' and acks' replies);
+        # close() flushes the rest (no drain: it would wait for every subscription, up to 30 s).
         self._box["closing"] = True
         try:
-            await self.nc.drain()
+            await asyncio.wait_for(self.nc.flush(), self.timeout)
         except Exception:
-            await self.nc.close()
+            pass
+        await self.nc.close()
 
     # ------------------------------------------------------------------ out
 
