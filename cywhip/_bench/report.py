@@ -5,7 +5,7 @@ import sys
 import time
 
 from cywhip._bench.common import _available
-from cywhip._bench.workloads import BROADCAST, SHARING, SUBETHA, workloads
+from cywhip._bench.workloads import BRIDGE, BROADCAST, SHARING, SUBETHA, workloads
 
 
 FANIN = "2 senders → 1 receiver, 32 B, one send per message (aggregate)"
@@ -61,6 +61,8 @@ TARGETS = [
      (CAPI, "cywhip", "one message per call"), (CAPI, "raw C ring (floor)", ""), lambda r: r >= 0.5),
     ("Cython API, one message per call ≥ 2× cykit's Cython API", (CAPI, "cywhip", "one message per call"),
      (CAPI, "cykit 0.1.0", ""), lambda r: r >= 2),
+    ("bridge out → JetStream → in ≥ 0.8× nats-py alone", (BRIDGE, "cywhip", "bridge out"),
+     (BRIDGE, "nats-py", "publish_async"), lambda r: r >= 0.8),
 ]
 
 
