@@ -8,6 +8,8 @@ Messages are published with a ``Nats-Msg-Id`` header, which the stream's duplica
 to drop a message published twice.  An `in` link is a durable pull consumer with explicit acks.
 """
 import asyncio
+import itertools
+import json
 import logging
 import ssl
 
@@ -93,6 +95,7 @@ class JetStream(Transport):
         self._box = {}
         # Reconnections so far: an `in` link resets its consumer after one (see fetch()).
         self.reconnects = 0
+        self.replies = _Replies(nc)
 
     @classmethod
     async def connect(cls, servers, *, prefix="cywhip", credentials=None, tls_ca=None, tls_cert=None,
@@ -251,6 +254,57 @@ class JetStream(Transport):
                                        DEAD_SEQUENCE: str(sequence)})
 
 
+class _Replies:
+    """Publishes to JetStream whose acknowledgements come back to one inbox subscription, each to
+    its own future: True for a duplicate, False for a message stored, TransportError for a refusal
+    (JetStream's error, e.g. a wrong last message id, or no stream)."""
+
+    def __init__(self, nc):
+        self.nc = nc
+        self.prefix = None
+        self.futures = {}
+        self.tokens = itertools.count()
+
+    async def start(self):
+        if self.prefix is None:
+            prefix = self.nc.new_inbox()
+            await self.nc.subscribe(prefix + ".*", cb=self._reply)
+            self.prefix = prefix
+
+    async def publish(self, subject, payload, headers):
+        token = str(next(self.tokens))
+        future = asyncio.get_running_loop().create_future()
+        self.futures[token] = future
+        await self.nc.publish(subject, payload, reply=f"{self.prefix}.{token}", headers=headers)
+        return future
+
+    def forget(self, futures):
+        for f in futures:
+            f.cancel()
+        dead = [t for t, f in self.futures.items() if f.done()]
+        for t in dead:
+            del self.futures[t]
+
+    async def _reply(self, msg):
+        future = self.futures.pop(msg.subject[len(self.prefix) + 1:], None)
+        if future is None or future.done():
+            return
+        if msg.headers and msg.headers.get("Status") == "503":
+            future.set_exception(TransportError("no stream answered (503)"))
+            return
+        try:
+            resp = json.loads(msg.data)
+        except ValueError:
+            future.set_exception(TransportError(f"an acknowledgement that is not JSON: {msg.data[:100]!r}"))
+            return
+        if "error" in resp:
+            err = resp["error"]
+            future.set_exception(TransportError(f"JetStream refused it: {err.get('description')} "
+                                                f"(code {err.get('err_code')})"))
+        else:
+            future.set_result(bool(resp.get("duplicate")))
+
+
 class _JetStreamOut(OutLink):
     def __init__(self, transport, subject, stream):
         self.t = transport
@@ -263,7 +317,8 @@ class _JetStreamOut(OutLink):
         # duplicate).  Publishes that the client sends again from its buffer after a
         # reconnection, behind ones the server never got, are refused rather than stored out
         # of order.
-        js = self.t.js
+        replies = self.t.replies
+        await replies.start()
         futures = []
         try:
             for msg_id, payload in batch:
@@ -271,14 +326,14 @@ class _JetStreamOut(OutLink):
                 if after is not None:
                     headers[EXPECTED_LAST_ID] = after
                 after = msg_id
-                futures.append(await js.publish_async(self.subject, payload, headers=headers,
-                                                      wait_stall=self.t.timeout))
-            acks = await asyncio.wait_for(asyncio.gather(*futures), self.t.timeout)
-        except _ERRORS as exc:
-            for f in futures:
-                f.cancel()
+                futures.append(await replies.publish(self.subject, payload, headers))
+            duplicates = await asyncio.wait_for(asyncio.gather(*futures), self.t.timeout)
+        except (TransportError, *_ERRORS) as exc:
+            replies.forget(futures)
+            if isinstance(exc, TransportError):
+                raise TransportError(f"publish to {self.subject}: {exc}") from None
             raise TransportError(f"publish to {self.subject}: {type(exc).__name__}: {exc}") from exc
-        return sum(1 for a in acks if a.duplicate)
+        return sum(duplicates)
 
     async def last_id(self):
         try:
