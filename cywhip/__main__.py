@@ -131,7 +131,6 @@ def bridge(args):
 
     async def run():
         stop = asyncio.Event()
-        task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         signals = 0
 

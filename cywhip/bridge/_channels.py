@@ -10,13 +10,12 @@ import socket
 import struct
 import time
 
-import cywhip
 import cywhip.asyncio as cwa
 from cywhip._admin import _channel_info
 from cywhip.asyncio import _NOTHING
 from cywhip.bridge._names import encode, message_id
 from cywhip.bridge._transport import Geometry, RefusedError, TransportError
-from cywhip.errors import ChannelBusyError, ChannelMismatchError, ReceiveTimeout, SendTimeout
+from cywhip.errors import ChannelBusyError, ChannelMismatchError, CywhipError, ReceiveTimeout, SendTimeout
 
 log = logging.getLogger("cywhip.bridge")
 
@@ -143,6 +142,8 @@ class OutChannel:
                                f"of one receiver is bridged by its receiver; give it max_receivers > 1 "
                                f"to keep local receivers beside the bridge (its group "
                                f"{self.group!r})") from None
+        except CywhipError as exc:
+            raise RefusedError(f"channel {self.name!r} cannot be read by the bridge: {exc}") from None
         try:
             if geometry.max_receivers > 1:
                 self._check_alone()
