@@ -11,6 +11,7 @@ import asyncio
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -274,7 +275,7 @@ def test_round_trip_of_two_channels_one_of_them_with_groups(nats_server, procs, 
         assert status == 0, text[-3000:]
         stats = json.loads(text.strip().splitlines()[-1])
         assert stats["messages"] == 2 * n and stats["in_flight"] == 0, stats
-        assert "msg/s" in text and "pending acks" in text      # --stats lines
+        assert re.search(r"[\d.]+ msg/s, [\d.]+ MB/s, lag \d+, pending acks \d+", text), text    # --stats
     # The bridge's group took everything: nothing waits for it in the near channel.
     bridge_group = [g for g in _channel_info(b).groups if g.name == "bridge"][0]
     assert bridge_group.durable and bridge_group.depth == 0
@@ -681,3 +682,41 @@ def test_a_stale_publish_behind_a_lost_one_is_refused(nats_server, names):
             await t.close()
 
     assert asyncio.run(scenario()) == 2       # m1 and m2 were stored already
+
+
+@pytest.mark.timeout(60)
+def test_in_refuses_a_one_sender_channel_whose_sender_is_alive_and_joins_one_of_two(nats_server, names):
+    """The bridge is one of the far channel's senders: beside a live local sender only if the
+    channel has max_senders > 1 (as the near one had); else it is refused, saying so."""
+    one, two = names("-one"), names("-two")
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+
+    async def scenario():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix)
+        try:
+            results = {}
+            for name, senders in ((one, 1), (two, 2)):
+                link = await t.open_out(name, cb.Geometry(16, 64, senders, 1), "1")
+                await link.publish([(jetstream.message_id(name, 1, 0), MSG.pack(0, 0))], None)
+                with cywhip.Sender("far-" + name, message_length=16, max_queued_messages=64, max_senders=senders):
+                    stop = asyncio.Event()
+                    stats = cb.Stats()
+                    task = asyncio.ensure_future(cb.bridge_in([name], transport=t, local_prefix="far-",
+                                                              stop=stop, stats=stats))
+                    deadline = time.monotonic() + 30
+                    while stats.messages < 1 and not task.done():
+                        assert time.monotonic() < deadline
+                        await asyncio.sleep(0.05)
+                    stop.set()
+                    try:
+                        await task
+                        results[name] = stats.messages
+                    except cb.RefusedError as exc:
+                        results[name] = str(exc)
+            return results
+        finally:
+            await t.close()
+
+    results = asyncio.run(scenario())
+    assert results[two] == 1
+    assert "cannot take the bridge as a sender" in results[one] and "max_senders > 1" in results[one], results

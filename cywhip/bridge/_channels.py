@@ -243,7 +243,8 @@ class OutChannel:
             stats.messages += len(batch)
             stats.bytes += sum(len(p) for _, p in batch)
 
-    def lag(self):
+    async def lag(self):
+        """Messages waiting in the channel for the bridge."""
         try:
             return self.rx.depth if self.rx is not None and not self.rx.closed else 0
         except Exception:
@@ -310,7 +311,6 @@ class InChannel:
         self.batch = batch
         self.stats = stats
         self.link = None
-        self._pending = 0
 
     async def run(self, stop):
         name = self.name
@@ -385,7 +385,6 @@ class InChannel:
             deliveries = await _retrying(f"channel {name!r}", lambda: link.fetch(self.batch, POLL), stats)
             if not deliveries:
                 continue
-            self._pending = len(deliveries)
             stats.in_flight += len(deliveries)
             try:
                 run = []
@@ -404,7 +403,6 @@ class InChannel:
                 await self._deliver(tx, link, journal, run, skip, stop)
             finally:
                 stats.in_flight -= len(deliveries)
-                self._pending = 0
 
     async def _deliver(self, tx, link, journal, run, skip, stop):
         if not run:
@@ -440,8 +438,10 @@ class InChannel:
             # acknowledged without being sent again.
             skip.update(d.position for d in run)
 
-    def lag(self):
-        return self._pending
+    async def lag(self):
+        """Messages the transport holds for this channel, not yet delivered to the bridge."""
+        pending = await self.link.pending() if self.link is not None else None
+        return pending or 0
 
 
 class _Stopped(Exception):
@@ -496,7 +496,7 @@ async def _run_channels(kind, make, names, listing, exclude, stop, stats, rescan
     return stats
 
 
-async def _report(kind, stats, every, stop, transport_pending=None):
+async def _report(kind, stats, every, stop):
     """--stats: a line every ``every`` s on the log."""
     last = (time.monotonic(), 0, 0)
     while not stop.is_set():
@@ -508,9 +508,7 @@ async def _report(kind, stats, every, stop, transport_pending=None):
         dt = max(1e-9, now - last[0])
         lag = 0
         for ch in list(stats.channels.values()):
-            lag += ch.lag()
-        if transport_pending is not None:
-            lag = await transport_pending()
+            lag += await ch.lag()
         log.info("%s: %.0f msg/s, %.3f MB/s, lag %s, pending acks %d, duplicates dropped %d, "
                  "redeliveries skipped %d, dead letters %d, retries %d",
                  kind, (stats.messages - last[1]) / dt, (stats.bytes - last[2]) / dt / 1e6, lag,
