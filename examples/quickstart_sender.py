@@ -1,8 +1,8 @@
 # examples/quickstart_sender.py: sends to quickstart_receiver.py, started before or after it
 import cywhip
 
-with cywhip.Sender("quickstart", message_length=64) as sender:
+with cywhip.Sender("quickstart", max_queued_bytes=1 << 20, message_type=object) as sender:
     for i in range(5):
-        sender.send(f"hello {i}".encode())
-    sender.send(b"bye")
+        sender.send({"hello": i, "pad": "." * 10 ** i})     # any picklable object, any size
+    sender.send("bye")
 print("sent 6 messages")

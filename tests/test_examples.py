@@ -155,21 +155,19 @@ def wait_for_channel(name, timeout=10):
         time.sleep(0.01)
 
 
-QUICKSTART = "".join(f"got hello {i}\n" for i in range(5)) + "got bye\n"
+QUICKSTART = "".join(f"got {{'hello': {i}, 'pad': '{'.' * 10 ** i}'}}\n" for i in range(5)) + "got bye\n"
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(150)
 @pytest.mark.parametrize("example_channel", ["quickstart"], indirect=True)
-def test_the_quickstart_receiver_started_first_prints_what_the_sender_sends(peers, example_channel):
+def test_the_quickstart_works_whichever_end_starts_first(peers, example_channel):
+    # One test for both orders: the scripts use one channel name, as written, and two tests
+    # running at once on two workers would share it.
     receiver = start(peers, "quickstart_receiver.py")
     wait_for_channel(example_channel)
     assert finish(peers, start(peers, "quickstart_sender.py")) == "sent 6 messages\n"
     assert finish(peers, receiver) == QUICKSTART
-
-
-@pytest.mark.timeout(90)
-@pytest.mark.parametrize("example_channel", ["quickstart"], indirect=True)
-def test_the_quickstart_sender_started_first_leaves_its_messages_for_the_receiver(peers, example_channel):
+    # The sender first: its messages wait in the ring for the receiver.
     assert finish(peers, start(peers, "quickstart_sender.py")) == "sent 6 messages\n"
     assert finish(peers, start(peers, "quickstart_receiver.py")) == QUICKSTART
 
