@@ -3,8 +3,14 @@ import os
 import time
 
 from cywhip._bench.common import (
-    END, MESSAGE, _consumer_done, _numbered, _percentiles, _send_ends, _seqs, _timed_receive,
+    END, MESSAGE, _consumer_done, _mixed_messages, _mixed_stream, _numbered, _percentiles, _send_ends,
+    _seqs, _timed_mixed, _timed_receive,
 )
+
+# The mixed-size rows' high-water marks (messages, on each socket): about 8 MiB of that stream
+# (7.9 KB a message on average) each, the order of cywhip's 4 MiB ring; 100,000 of them could
+# queue gigabytes.
+MIXED_HWM = 1000
 
 
 def _w_zmq(role, p, ready, results, shared):
@@ -33,6 +39,40 @@ def _w_zmq(role, p, ready, results, shared):
             os.unlink(addr[len("ipc://"):])
         except FileNotFoundError:
             pass
+    finally:
+        ctx.term()
+
+
+def _w_zmq_mixed(role, p, ready, results, shared):
+    """The mixed-size stream (common._mixed_messages) PUSH → PULL over ipc://, one send and one
+    recv per message, high-water marks of p["hwm"] messages; the receiver checks every message."""
+    import zmq
+    n, hwm, addr = p["count"], p.get("hwm", MIXED_HWM), f"ipc:///tmp/{p['name']}.zmq"
+    messages = _mixed_messages()
+    ctx = zmq.Context()
+    try:
+        if role == "producer":
+            sock = ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.SNDHWM, hwm)
+            ready.wait(60)
+            sock.connect(addr)
+            send = sock.send
+            for m in _mixed_stream(n, messages):
+                send(m)
+            sock.close(linger=60_000)
+            return
+        sock = ctx.socket(zmq.PULL)
+        sock.setsockopt(zmq.RCVHWM, hwm)
+        sock.bind(addr)
+        ready.set()
+        try:
+            results.put(_timed_mixed(sock.recv, n, messages))
+        finally:
+            sock.close(linger=0)
+            try:
+                os.unlink(addr[len("ipc://"):])
+            except FileNotFoundError:
+                pass
     finally:
         ctx.term()
 
