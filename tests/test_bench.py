@@ -384,10 +384,11 @@ def test_the_mixed_size_stream_crosses_a_byte_channel_and_a_slot_channel_checked
 def test_the_mixed_size_stream_crosses_pyzmq_and_cloudtoid_checked():
     import pytest
     from cywhip._bench.peers.cloudtoid import _w_cloudtoid_mixed
-    from cywhip._bench.peers.pyzmq import _w_zmq_mixed
+    from cywhip._bench.peers.pyzmq import MIXED_HWM, _w_zmq
     ran = []
     if _available("zmq"):
-        ran.append(_bench.run_pair(_w_zmq_mixed, {"name": _bench._name("txz"), "count": 2000}))
+        ran.append(_bench.run_pair(_w_zmq, {"name": _bench._name("txz"), "count": 2000, "mixed": True,
+                                            "hwm": MIXED_HWM}))
     if _available("cloudtoid_interprocess"):
         ran.append(_run_in_dir(_w_cloudtoid_mixed, {"name": _bench._name("txc"), "count": 2000}))
     if not ran:

@@ -357,7 +357,8 @@ def main(argv):
     print(table(rows))
     files = memory(rows)
     if files:
-        print(f"\nShared memory for the {MIXED} stream (each channel's file):\n")
+        print("\nShared memory taken by each cywhip channel of the mixed-size rows (its file, as its receiver "
+              "found it):\n")
         print("\n".join(files))
     print("\n| target | measured | met |\n| --- | --- | --- |")
     for t in checks:

@@ -22,8 +22,7 @@ from cywhip._bench.peers.subetha import (
 from cywhip._bench.peers.zenoh import _removing_segments, _w_zenoh
 from cywhip._bench.peers.iceoryx2 import _w_iceoryx2_broadcast, _w_iceoryx2_pingpong, _w_iceoryx2_stream
 from cywhip._bench.peers.pyzmq import (
-    GROUP_HWM, MIXED_HWM, _w_zmq, _w_zmq_asyncio, _w_zmq_asyncio_pingpong, _w_zmq_mixed, _w_zmq_pubsub,
-    _w_zmq_shared,
+    GROUP_HWM, MIXED_HWM, _w_zmq, _w_zmq_asyncio, _w_zmq_asyncio_pingpong, _w_zmq_pubsub, _w_zmq_shared,
 )
 from cywhip._bench.peers.queues import _faster_fifo, _w_pipe, _w_queue, _w_queue_shared
 
@@ -311,7 +310,8 @@ def workloads(quick=False):
     add(MIXED, "cywhip", f"send/recv, slot channel of {MIXED_SLOTS:,} slots of 64 KiB", "msg/s", "rate",
         lambda: run_pair(_w_cywhip_mixed, {"name": _name("xs"), "count": mixed, "slots": MIXED_SLOTS}), also=gb)
     add(MIXED, "pyzmq ipc://", f"PUSH/PULL send/recv, high-water marks {MIXED_HWM:,}", "msg/s", "rate",
-        lambda: run_pair(_w_zmq_mixed, {"name": _name("xz"), "count": mixed}), needs="zmq", also=gb)
+        lambda: run_pair(_w_zmq, {"name": _name("xz"), "count": mixed, "mixed": True, "hwm": MIXED_HWM}),
+        needs="zmq", also=gb)
     add(MIXED, "cloudtoid-interprocess", f"try_send/receive, a queue of {MIXED_RING >> 20} MiB", "msg/s", "rate",
         lambda: _in_dir(lambda d: run_pair(_w_cloudtoid_mixed, {"name": _name("xc"), "dir": d, "count": mixed})),
         needs="cloudtoid_interprocess", also=gb)

@@ -14,41 +14,12 @@ MIXED_HWM = 1000
 
 
 def _w_zmq(role, p, ready, results, shared):
+    """PUSH → PULL over ipc://, one send and one recv per message: p["count"] messages of
+    p["size"] bytes, or with p["mixed"] the mixed-size stream (common._mixed_messages), each
+    message checked by the receiver; high-water marks of p["hwm"] messages on both sockets."""
     import zmq
-    n, size, addr = p["count"], p["size"], f"ipc:///tmp/{p['name']}.zmq"
-    ctx = zmq.Context()
-    try:
-        if role == "producer":
-            sock = ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.SNDHWM, 100_000)
-            ready.wait(60)
-            sock.connect(addr)
-            msg = b"x" * size
-            send = sock.send
-            for _ in range(n):
-                send(msg, copy=True)
-            sock.close(linger=10_000)
-            return
-        sock = ctx.socket(zmq.PULL)
-        sock.setsockopt(zmq.RCVHWM, 100_000)
-        sock.bind(addr)
-        ready.set()
-        results.put(_timed_receive(sock.recv, p.get("total", n)))
-        sock.close(linger=0)
-        try:
-            os.unlink(addr[len("ipc://"):])
-        except FileNotFoundError:
-            pass
-    finally:
-        ctx.term()
-
-
-def _w_zmq_mixed(role, p, ready, results, shared):
-    """The mixed-size stream (common._mixed_messages) PUSH → PULL over ipc://, one send and one
-    recv per message, high-water marks of p["hwm"] messages; the receiver checks every message."""
-    import zmq
-    n, hwm, addr = p["count"], p.get("hwm", MIXED_HWM), f"ipc:///tmp/{p['name']}.zmq"
-    messages = _mixed_messages()
+    n, addr, hwm = p["count"], f"ipc:///tmp/{p['name']}.zmq", p.get("hwm", 100_000)
+    mixed = _mixed_messages() if p.get("mixed") else None
     ctx = zmq.Context()
     try:
         if role == "producer":
@@ -57,22 +28,25 @@ def _w_zmq_mixed(role, p, ready, results, shared):
             ready.wait(60)
             sock.connect(addr)
             send = sock.send
-            for m in _mixed_stream(n, messages):
-                send(m)
-            sock.close(linger=60_000)
+            if mixed:
+                for m in _mixed_stream(n, mixed):
+                    send(m)
+            else:
+                msg = b"x" * p["size"]
+                for _ in range(n):
+                    send(msg, copy=True)
+            sock.close(linger=10_000)
             return
         sock = ctx.socket(zmq.PULL)
         sock.setsockopt(zmq.RCVHWM, hwm)
         sock.bind(addr)
         ready.set()
+        results.put(_timed_mixed(sock.recv, n, mixed) if mixed else _timed_receive(sock.recv, p.get("total", n)))
+        sock.close(linger=0)
         try:
-            results.put(_timed_mixed(sock.recv, n, messages))
-        finally:
-            sock.close(linger=0)
-            try:
-                os.unlink(addr[len("ipc://"):])
-            except FileNotFoundError:
-                pass
+            os.unlink(addr[len("ipc://"):])
+        except FileNotFoundError:
+            pass
     finally:
         ctx.term()
 
