@@ -430,7 +430,7 @@ def test_the_byte_channel_rows_figures_file_sizes_and_targets_are_reported():
         {"group": MIXED, "system": "pyzmq ipc://", "label": "PUSH/PULL", "unit": "msg/s", "value": 150e3,
          "also": gb, "also_values": {"bytes_rate": 1.5}, "versus": None},
         {"group": BIG, "system": "cywhip", "label": "send/recv", "unit": "GB/s", "value": 10.0, "versus": None},
-        {"group": BIG, "system": "cywhip", "label": "send/recv, byte channel of as many messages",
+        {"group": BIG, "system": "cywhip", "label": "send/recv, byte channel (max_queued_bytes=16,777,344)",
          "unit": "GB/s", "value": 8.0, "versus": None},
     ]
     text = _bench.table(rows)

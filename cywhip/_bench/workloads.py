@@ -319,11 +319,11 @@ def workloads(quick=False):
     big = BIG
     mib = {"size": 1 << 20, "count": 500 if quick else 4000}
     add(big, "cywhip", "send/recv", "GB/s", "rate",
-        lambda: _gbps(run_pair(_w_cywhip_stream, {"name": _name("b"), "count": 500 if quick else 4000,
-                                                   "size": 1 << 20, "mode": "single", "capacity": 16}), 1 << 20))
-    add(big, "cywhip", "send/recv, byte channel of as many messages", "GB/s", "rate",
-        lambda: _gbps(run_pair(_w_cywhip_stream, dict(mib, name=_name("by"), mode="single",
-                                                      bytes=_record_bytes(1 << 20, 16))), 1 << 20))
+        lambda: _gbps(run_pair(_w_cywhip_stream, dict(mib, name=_name("b"), mode="single", capacity=16)), 1 << 20))
+    big_bytes = _record_bytes(1 << 20, 16)
+    add(big, "cywhip", f"send/recv, byte channel (max_queued_bytes={big_bytes:,}: as many messages)", "GB/s", "rate",
+        lambda: _gbps(run_pair(_w_cywhip_stream, dict(mib, name=_name("by"), mode="single", bytes=big_bytes)),
+                      1 << 20))
     # A producer that makes each message as it sends it: in a buffer of its own, then send()
     # copies it into the ring; or in the ring itself, through reserve().  Byte channels.
     for fill, how in (("numpy", "np.add of a preallocated array into"), ("preadv", "os.preadv from a file into")):
