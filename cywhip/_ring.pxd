@@ -155,6 +155,11 @@ cdef uint64_t group_position(char *rplaces, uint32_t max_receivers, cw_group *g,
 cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max_receivers,
                       uint32_t gi, uint64_t tag, int own_place, int64_t *live_pid) noexcept nogil
 cdef int group_resolve_lock(cw_group *g, uint64_t tag, cw_place *q, uint32_t q_index) noexcept nogil
+cdef int64_t ring_bytes_room(ring_t *r) noexcept nogil
+cdef int64_t ring_bytes_claim(ring_t *r) noexcept nogil
+cdef int64_t ring_bytes_peek(ring_t *r) noexcept nogil
+cdef Py_ssize_t ring_write_records_bytes(ring_t *r, const char *src, Py_ssize_t stride, Py_ssize_t count, uint32_t size, int64_t *claimed) noexcept nogil
+cdef Py_ssize_t ring_read_records_bytes(ring_t *r, char *dst, Py_ssize_t stride, Py_ssize_t count, uint32_t size) noexcept nogil
 
 
 # ---------------------------------------------------------------- slots
@@ -216,44 +221,6 @@ cdef inline int64_t ring_unclaimed(ring_t *r) noexcept nogil:
         c = again
     # Other senders keep claiming: there was room a moment ago; ring_claim_many() decides.
     return 1
-
-cdef inline int64_t ring_bytes_room(ring_t *r) noexcept nogil:
-    """Byte channels, step B1: 1 if the record of r.want_bytes payload bytes fits at the write
-    cursor (after a padding record to the ring's end if it would cross it), 0 if not, -1 if the
-    cursors are impossible.  Looks at read_cursor only when the cached copy says no room."""
-    cdef uint64_t rec = cw_var_record_size(r.want_bytes)
-    # Where this sender writes next: past a padding record a claim wrote and no commit took yet.
-    cdef uint64_t write = r.write + r.pad
-    cdef uint64_t need = rec
-    cdef uint64_t rd
-    if r.write_index + rec > r.capacity:
-        need += r.capacity - r.write_index
-    if r.capacity - (write - r.read_cache) >= need:
-        return 1
-    # Acquire pairs with the receiver's release of read_cursor (B7).
-    rd = cw_load_acquire_u64(&r.hdr.read_cursor)
-    if r.write - rd > r.capacity:
-        r.bad_cursor = rd
-        r.bad_write = r.write
-        return -1
-    r.read_cache = rd
-    return 1 if r.capacity - (write - rd) >= need else 0
-
-cdef inline int64_t ring_bytes_claim(ring_t *r) noexcept nogil:
-    """Byte channels, steps B1-B2: make room for r.want_bytes payload bytes at the write index;
-    where the record would cross the ring's end, write a padding record to the end first and
-    move the write index to 0 (the padding is published with the record, never alone)."""
-    cdef int64_t n = ring_bytes_room(r)
-    cdef cw_var_header *h
-    cdef uint64_t pad
-    if n > 0 and r.write_index + cw_var_record_size(r.want_bytes) > r.capacity:
-        pad = r.capacity - r.write_index
-        h = <cw_var_header *>cw_var_record(r.slots, r.write_index)
-        h.length = <uint32_t>pad
-        h.kind = CW_VAR_PADDING
-        r.pad = pad
-        r.write_index = 0
-    return n
 
 cdef inline int64_t ring_refresh_free(ring_t *r) noexcept nogil:
     """Reload read_cursor; return the free slots, or -1 if the cursors are impossible.  A byte
@@ -489,36 +456,6 @@ cdef inline int64_t ring_available(ring_t *r) noexcept nogil:
     r.write_cache = w
     return <int64_t>(w - r.read)
 
-cdef inline int64_t ring_bytes_peek(ring_t *r) noexcept nogil:
-    """Byte channels, step B6: the length of the message first in line, stepping over a padding
-    record before it; its payload is at ring_read_slot() and its record r.rec bytes long.  The
-    header is read once and checked against the ring and the published bytes; -1 if it is
-    impossible (its length in r.bad_length, its kind in r.bad_write, the bytes published from
-    the read cursor in r.bad_cursor), -2 if no message follows (only padding was published)."""
-    cdef uint64_t word, length, kind, rec
-    cdef uint64_t avail
-    while True:
-        avail = r.write_cache - r.read
-        if avail == 0:
-            return -2
-        # One load: length and kind as the sender left them (it wrote both before publishing).
-        word = cw_load_relaxed_u64(<uint64_t *>cw_var_record(r.slots, r.read_index))
-        length = word & 0xFFFFFFFFU
-        kind = word >> 32
-        if kind == CW_VAR_PADDING and length == r.capacity - r.read_index and length < avail:
-            r.read += length
-            r.read_index = 0
-            continue
-        rec = cw_var_record_size(length)
-        if kind != CW_VAR_MESSAGE or length > r.message_length or rec > avail \
-                or r.read_index + rec > r.capacity:
-            r.bad_length = length
-            r.bad_write = kind
-            r.bad_cursor = avail
-            return -1
-        r.rec = rec
-        return <int64_t>length
-
 cdef inline bint ring_more(ring_t *r) noexcept nogil:
     """Whether bytes (a byte channel) or messages known to be published lie past the read
     cursor: a batch of a byte channel takes records while this holds."""
@@ -668,39 +605,6 @@ cdef inline Py_ssize_t ring_read_records(ring_t *r, char *dst, Py_ssize_t stride
         r.read_index += 1
         if r.read_index == r.capacity:
             r.read_index = 0
-    return count
-
-cdef inline Py_ssize_t ring_write_records_bytes(ring_t *r, const char *src, Py_ssize_t stride,
-                                         Py_ssize_t count, uint32_t size, int64_t *claimed) noexcept nogil:
-    """A byte channel: claim and commit up to count messages of size bytes (steps B1-B3 each);
-    return how many.  claimed[0] as ring_write_records_many()'s."""
-    cdef Py_ssize_t i
-    r.want_bytes = size
-    for i in range(count):
-        claimed[0] = ring_bytes_claim(r)
-        if claimed[0] <= 0:
-            return i
-        memcpy(ring_write_slot(r), src + i * stride, size)
-        ring_commit(r, size)
-    return count
-
-cdef inline Py_ssize_t ring_read_records_bytes(ring_t *r, char *dst, Py_ssize_t stride,
-                                               Py_ssize_t count, uint32_t size) noexcept nogil:
-    """A byte channel: consume up to count of the published messages (some are) that are
-    exactly size bytes into dst every stride bytes; stops before one of another length (or an
-    impossible record: r.bad_*) or at the end of what is published; returns how many."""
-    cdef Py_ssize_t i
-    cdef int64_t n
-    for i in range(count):
-        if not ring_more(r):
-            return i
-        n = ring_bytes_peek(r)
-        if n != size:
-            if n >= 0:
-                r.bad_length = <uint64_t>n
-            return i
-        memcpy(dst + i * stride, ring_read_slot(r), size)
-        ring_consume(r)
     return count
 
 cdef inline Py_ssize_t ring_write_records_many(ring_t *r, const char *src, Py_ssize_t stride,

@@ -7,7 +7,8 @@ One compiled module, one file per protocol (included textually, as uvloop does):
 - ring/wait.pxi: waiting and waking: membarrier and the publish mode, waiting words and
   tokens, sleep slices, ring_wait(), ring_interrupt();
 - ring/many.pxi: many senders, the receiver's side: the scan, holes and void slots;
-- ring/groups.pxi: receiver groups: claim, detect, adopt, remove, the floor and the senders' bound.
+- ring/groups.pxi: receiver groups: claim, detect, adopt, remove, the floor and the senders' bound;
+- ring/bytes.pxi: byte channels: room and claim (padding at the ring's end), the record check.
 
 The layout of the slots (slot size, slot address) is layout.h's (c_layout.pxd).
 See docs/protocol.md for the numbered steps.
@@ -30,7 +31,9 @@ from cywhip.includes.c_layout cimport (
     cw_many_slot_header, cw_fixed_slot_size, CW_HEADER_SIZE, CW_PLACE_SIZE, cw_place,
     cw_place_offset, cw_slot_header_size, cw_group, cw_group_offset,
     CW_GROUP_IN_USE, CW_GROUP_DURABLE, CW_GROUPS_LOCK_BYTE, CW_VAR_HEADER_SIZE, CW_SLOT_ALIGN,
+    cw_var_header, cw_var_record, cw_var_record_size, CW_VAR_MESSAGE, CW_VAR_PADDING,
 )
+from libc.string cimport memcpy
 from cywhip.includes.c_ofd_lock cimport cw_ofd_is_locked, cw_ofd_trylock, cw_ofd_unlock
 
 cdef extern from "<sched.h>" nogil:
@@ -72,3 +75,4 @@ include "ring/attach.pxi"
 include "ring/wait.pxi"
 include "ring/many.pxi"
 include "ring/groups.pxi"
+include "ring/bytes.pxi"

@@ -320,3 +320,128 @@ def test_a_run_that_lost_messages_makes_its_row_lossy(monkeypatch):
     monkeypatch.setattr(report, "_clock", lambda: 0.0)
     out = report.run()[0]
     assert out["value"] == 6.0 and out["lossy"] and out["note"].startswith("NOT every message")
+
+
+# ------------------------------------------------------------ byte channels (issue 27)
+
+def test_byte_channel_rows_carry_32_byte_messages_one_at_a_time_and_in_batches():
+    from cywhip._bench.common import _record_bytes
+    for mode, n in (("single", 20_000), ("many", 40_000)):
+        r = _bench.run_pair(_bench._w_cywhip_stream, {"name": _bench._name("ty"), "count": n, "size": 32,
+                                                      "mode": mode, "bytes": _record_bytes(32, 1024)})
+        assert r["rate"] > 0, mode
+
+
+def test_the_mixed_size_stream_is_seeded_log_uniform_and_the_same_every_time():
+    from cywhip._bench.common import MIXED_MAX, MIXED_MIN, _mixed_messages
+    one, two = _mixed_messages(), _mixed_messages()
+    assert one == two and len(one) == 1024
+    sizes = sorted(len(m) for m in one)
+    assert MIXED_MIN <= sizes[0] < 32 and 32 << 10 < sizes[-1] <= MIXED_MAX
+    # Log-uniform: each factor of 2 between 16 B and 64 KiB holds about 1/12 of the messages.
+    below_256 = sum(1 for s in sizes if s < 256)
+    assert 0.25 < below_256 / len(sizes) < 0.42
+    assert _mixed_messages(seed=1) != one
+
+
+def test_the_mixed_size_check_counts_every_message_that_is_not_the_one_sent_at_its_place(monkeypatch):
+    from cywhip._bench import report
+    from cywhip._bench.common import _mixed_messages, _mixed_stream, _timed_mixed
+    messages = _mixed_messages()
+    sent = list(_mixed_stream(3000, messages))
+    got = iter(sent)
+    whole = _timed_mixed(lambda *a: next(got), 3000, messages, 60)
+    assert whole["wrong"] == 0 and whole["note"] == "every message byte for byte (checked, 3,000)"
+    # The bytes/s figure counts the bytes of the messages after the first.
+    assert abs(whole["bytes_rate"] * 1e9 / whole["rate"] - sum(map(len, sent[1:])) / 2999) < 1e-6
+    # Message 5 with its last byte changed, message 7 lost (so every later one is misplaced).
+    changed = sent[:5] + [sent[5][:-1] + bytes([sent[5][-1] ^ 1])] + sent[6:7] + sent[8:] + [sent[0]]
+    got = iter(changed)
+    bad = _timed_mixed(lambda *a: next(got), 3000, messages)
+    assert bad["wrong"] > 2000 and bad["note"].startswith("NOT every message")
+    # A run with a wrong message makes its row lossy.
+    results = iter([bad])
+    row = {"group": "g", "system": "peer", "label": "x", "unit": "msg/s", "key": "rate", "also": None,
+           "run": lambda: next(results), "needs": None, "versus": None, "processes": 2}
+    monkeypatch.setattr(report, "workloads", lambda quick: [row])
+    out = report.run(quick=True)[0]
+    assert out["lossy"] and out["note"].startswith("NOT every message")
+
+
+def test_the_mixed_size_stream_crosses_a_byte_channel_and_a_slot_channel_checked_with_their_file_sizes():
+    from cywhip._bench.common import MIXED_RING, MIXED_SLOTS
+    n = 3000
+    byte = _bench.run_pair(_bench._w_cywhip_mixed, {"name": _bench._name("txb"), "count": n, "bytes": MIXED_RING})
+    slot = _bench.run_pair(_bench._w_cywhip_mixed, {"name": _bench._name("txs"), "count": n, "slots": MIXED_SLOTS})
+    for r in (byte, slot):
+        assert r["wrong"] == 0 and r["note"] == f"every message byte for byte (checked, {n:,})", r
+        assert r["rate"] > 0 and r["bytes_rate"] > 0
+    # The ring of the byte channel and a header of a few pages; 1,024 slots of 64 KiB and more.
+    assert MIXED_RING < byte["file_bytes"] < MIXED_RING + (1 << 20)
+    assert slot["file_bytes"] >= MIXED_SLOTS * (64 << 10)
+
+
+def test_the_mixed_size_stream_crosses_pyzmq_and_cloudtoid_checked():
+    import pytest
+    from cywhip._bench.peers.cloudtoid import _w_cloudtoid_mixed
+    from cywhip._bench.peers.pyzmq import MIXED_HWM, _w_zmq
+    ran = []
+    if _available("zmq"):
+        ran.append(_bench.run_pair(_w_zmq, {"name": _bench._name("txz"), "count": 2000, "mixed": True,
+                                            "hwm": MIXED_HWM}))
+    if _available("cloudtoid_interprocess"):
+        ran.append(_run_in_dir(_w_cloudtoid_mixed, {"name": _bench._name("txc"), "count": 2000}))
+    if not ran:
+        pytest.skip("neither pyzmq nor cloudtoid-interprocess is installed")
+    for r in ran:
+        assert r["wrong"] == 0 and r["note"] == "every message byte for byte (checked, 2,000)", r
+        assert r["rate"] > 0 and r["bytes_rate"] > 0
+
+
+def test_1_mib_messages_made_in_reserves_buffer_or_in_a_buffer_then_sent_arrive_checked():
+    import pytest
+    pytest.importorskip("numpy")
+    from cywhip._bench.common import _record_bytes
+    for fill in ("numpy", "preadv"):
+        for reserve in (False, True):
+            r = _bench.run_pair(_bench._w_cywhip_fill, {"name": _bench._name("tr"), "count": 40, "size": 1 << 20,
+                                                        "fill": fill, "reserve": reserve, "capacity": 4})
+            assert r["wrong"] == 0 and r["rate"] > 0, (fill, reserve, r)
+            assert r["note"] == "every message's number and last word (checked, 40)"
+    r = _bench.run_pair(_bench._w_cywhip_stream, {"name": _bench._name("tb"), "count": 40, "size": 1 << 20,
+                                                  "mode": "single", "bytes": _record_bytes(1 << 20, 4)})
+    assert r["rate"] > 0
+
+
+def test_the_byte_channel_rows_figures_file_sizes_and_targets_are_reported():
+    from cywhip._bench import report
+    from cywhip._bench.workloads import BIG, MIXED, workloads
+    labels = {(r["group"], r["system"], r["label"]) for r in workloads(True)}
+    for group, system, part in [t[1][:3] for t in report.TARGETS] + [t[2][:3] for t in report.TARGETS]:
+        assert any(g == group and s == system and part in label for g, s, label in labels), (group, system, part)
+    gb = [("bytes_rate", "GB/s")]
+    rows = [
+        {"group": MIXED, "system": "cywhip", "label": "send/recv, byte channel of 4 MiB", "unit": "msg/s",
+         "value": 600e3, "also": gb, "also_values": {"bytes_rate": 4.5}, "file_bytes": (4 << 20) + 4096,
+         "versus": None},
+        {"group": MIXED, "system": "cywhip", "label": "send/recv, slot channel of 1,024 slots", "unit": "msg/s",
+         "value": 500e3, "also": gb, "also_values": {"bytes_rate": 4.0}, "file_bytes": (64 << 20) + 65536,
+         "versus": None},
+        {"group": MIXED, "system": "pyzmq ipc://", "label": "PUSH/PULL", "unit": "msg/s", "value": 150e3,
+         "also": gb, "also_values": {"bytes_rate": 1.5}, "versus": None},
+        {"group": BIG, "system": "cywhip", "label": "send/recv", "unit": "GB/s", "value": 10.0, "versus": None},
+        {"group": BIG, "system": "cywhip", "label": "send/recv, byte channel (max_queued_bytes=16,777,344)",
+         "unit": "GB/s", "value": 8.0, "versus": None},
+    ]
+    text = _bench.table(rows)
+    assert "0.60 M msg/s, 4.50 GB/s; channel file 4.00 MiB |" in text
+    assert "| pyzmq ipc:// | PUSH/PULL | 0.15 M msg/s, 1.50 GB/s | 4.00× |" in text
+    assert report.memory(rows) == ["- send/recv, byte channel of 4 MiB: 4.00 MiB (4,198,400 bytes)",
+                                   "- send/recv, slot channel of 1,024 slots: 64.06 MiB (67,174,400 bytes)"]
+    found = {t["target"]: t for t in _bench.targets(rows)}
+    assert found["mixed sizes, byte channel ≥ 3× pyzmq PUSH/PULL in messages/s"]["measured"] == 4
+    bytes_rate = found["mixed sizes, byte channel ≥ 3× pyzmq PUSH/PULL in bytes/s"]
+    assert bytes_rate["measured"] == 3 and bytes_rate["met"] is True
+    assert found["mixed sizes, byte channel ≥ 2× cloudtoid in bytes/s"]["met"] is None
+    big = found["1 MiB messages, byte channel ≥ 0.9× the slot channel's GB/s"]
+    assert big["measured"] == 0.8 and big["met"] is False

@@ -33,6 +33,63 @@ def _timed_receive(receive, n, *first_args):
     return {"rate": (n - 1) / (time.perf_counter() - t0)}
 
 
+def _record_bytes(size, count):
+    """The ring of a byte channel that queues count messages of size bytes, as a slot channel of
+    count slots does: each record is an 8-byte header and the message padded to 8 bytes."""
+    return count * (8 + (size + 7) // 8 * 8)
+
+
+# ------------------------------------------------------------ mixed sizes
+# One stream for every system: MIXED_KINDS messages of seeded log-uniform sizes from MIXED_MIN to
+# MIXED_MAX bytes, sent over and over; each starts with its index and length (u32 each) and goes
+# on with seeded random bytes.  The receiver compares every message, byte for byte, with the one
+# sent at its place in the stream.
+
+MIXED_MIN, MIXED_MAX = 16, 64 << 10
+MIXED_KINDS = 1024
+MIXED_SEED = 27
+MIXED_RING = 4 << 20           # the byte channel (and cloudtoid's queue) of the mixed rows
+MIXED_SLOTS = 1024             # a slot channel for the same stream: 1,024 slots of MIXED_MAX
+
+
+def _mixed_messages(kinds=MIXED_KINDS, seed=MIXED_SEED):
+    """The messages of the mixed-size stream, in the order they are sent (then again)."""
+    import math
+    import random
+    import struct
+    rng = random.Random(seed)
+    low, high = math.log(MIXED_MIN), math.log(MIXED_MAX)
+    out = []
+    for j in range(kinds):
+        size = min(MIXED_MAX, max(MIXED_MIN, int(math.exp(rng.uniform(low, high)))))
+        out.append(struct.pack("<II", j, size) + rng.randbytes(size - 8))
+    return out
+
+
+def _mixed_stream(n, messages):
+    """The first n messages of the stream: messages, cycled."""
+    from itertools import cycle, islice
+    return islice(cycle(messages), n)
+
+
+def _timed_mixed(receive, n, messages, *first_args):
+    """Receive the n messages of the mixed-size stream, checking each against the one sent at
+    its place; the clock starts at the first (taken with first_args).  Return messages/s and
+    GB/s (of the messages after the first), and what the check found."""
+    from itertools import islice
+    stream = _mixed_stream(n, messages)
+    wrong = int(receive(*first_args) != next(stream))
+    t0 = time.perf_counter()
+    for want in stream:
+        if receive() != want:
+            wrong += 1
+    elapsed = time.perf_counter() - t0
+    total = sum(map(len, islice(_mixed_stream(n, messages), 1, None)))
+    note = (f"every message byte for byte (checked, {n:,})" if not wrong else
+            f"NOT every message: {wrong:,} of {n:,} not the one sent at its place")
+    return {"rate": (n - 1) / elapsed, "bytes_rate": total / elapsed / 1e9, "wrong": wrong, "note": note}
+
+
 def _object_message(size):
     """The message of the Python objects rows: a dict holding a float64 array of size bytes."""
     import numpy as np
@@ -200,7 +257,8 @@ def _remove_leftovers(name):
 
 
 def _gbps(result, size):
-    return {"rate": result["rate"] * size / 1e9}
+    """result with its messages/s as GB/s of size-byte messages (what else it says kept)."""
+    return dict(result, rate=result["rate"] * size / 1e9)
 
 
 # ------------------------------------------------- several consumers: groups of rows

@@ -2,8 +2,8 @@
 import time
 
 from cywhip._bench.common import (
-    END, MESSAGE, _consumer_done, _numbered, _object_message, _percentiles, _send_ends, _seqs,
-    _timed_objects, _timed_receive,
+    END, MESSAGE, MIXED_MAX, MIXED_RING, _consumer_done, _mixed_messages, _mixed_stream, _numbered,
+    _object_message, _percentiles, _send_ends, _seqs, _timed_mixed, _timed_objects, _timed_receive,
 )
 
 # ------------------------------------------------------------------ workers
@@ -12,14 +12,17 @@ from cywhip._bench.common import (
 
 
 def _w_cywhip_stream(role, p, ready, results, shared):
+    """One stream of p["size"]-byte messages: through a slot channel of p["capacity"] slots, or
+    with p["bytes"] a byte channel of that many bytes (max_queued_bytes)."""
     from cywhip import Receiver, Sender
     name, n, size, mode = p["name"], p["count"], p["size"], p["mode"]
     cap = p.get("capacity", 1024)
     senders = p.get("senders", 1)
+    ring = {"max_queued_bytes": p["bytes"]} if p.get("bytes") else {"max_queued_messages": cap}
     if role == "producer":
         msg = b"x" * size
         ready.wait(60)
-        with Sender(name, message_length=size, max_queued_messages=cap, max_senders=senders) as s:
+        with Sender(name, message_length=size, max_senders=senders, **ring) as s:
             if mode in ("single", "single_to_many"):
                 send = s.send
                 for _ in range(n):
@@ -33,7 +36,7 @@ def _w_cywhip_stream(role, p, ready, results, shared):
                     left -= k
         return
     n = p.get("total", n)
-    with Receiver(name, message_length=size, max_queued_messages=cap, max_senders=senders) as r:
+    with Receiver(name, message_length=size, max_senders=senders, **ring) as r:
         ready.set()
         if mode == "single":
             results.put(_timed_receive(r.recv, n, 60))
@@ -52,6 +55,99 @@ def _w_cywhip_stream(role, p, ready, results, shared):
         while got < n:
             got += len(r.recv_many(8192))
         results.put({"rate": (n - 1) / (time.perf_counter() - t0)})
+
+
+def _w_cywhip_mixed(role, p, ready, results, shared):
+    """The mixed-size stream (common._mixed_messages: 16 B to 64 KiB) through a byte channel of
+    p["bytes"] bytes, or with p["slots"] a slot channel of that many slots of 64 KiB; one send and
+    one recv per message.  The receiver checks every message and reports the channel's file size."""
+    import os
+    from cywhip import Receiver, Sender
+    from cywhip._region import channel_path
+    name, n = p["name"], p["count"]
+    ring = ({"max_queued_messages": p["slots"]} if p.get("slots")
+            else {"max_queued_bytes": p.get("bytes", MIXED_RING)})
+    messages = _mixed_messages()
+    if role == "producer":
+        ready.wait(60)
+        with Sender(name, message_length=MIXED_MAX, **ring) as s:
+            send = s.send
+            for m in _mixed_stream(n, messages):
+                send(m)
+        return
+    with Receiver(name, message_length=MIXED_MAX, **ring) as r:
+        file_bytes = os.stat(channel_path(name)).st_size
+        ready.set()
+        out = _timed_mixed(r.recv, n, messages, 60)
+    results.put(dict(out, file_bytes=file_bytes))
+
+
+def _w_cywhip_fill(role, p, ready, results, shared):
+    """Messages of p["size"] bytes (1 MiB) that the producer makes as it sends them, through a
+    byte channel of p["capacity"] of them.  p["fill"] says how a message is made: "numpy",
+    computed by NumPy (a preallocated array of 0, 1, 2, ... plus the message's number, written by
+    np.add into the message); "preadv", read from a file (os.preadv into the message, a readinto
+    from a file's bytes; then the message's number in its first 8 bytes).  With p["reserve"] the
+    producer makes each message in the ring (reserve()); without, in a buffer of its own that
+    send() then copies into the ring: the same bytes made the same way, one copy more.  The
+    receiver takes each message with recv() and checks its first and last 8 bytes."""
+    import struct
+    from cywhip import Receiver, Sender
+    from cywhip._bench.common import _record_bytes
+    name, n, size, fill = p["name"], p["count"], p["size"], p["fill"]
+    kw = {"message_length": size, "max_queued_bytes": _record_bytes(size, p.get("capacity", 16))}
+    words = size // 8
+    if role == "producer":
+        import numpy as np
+        base = np.arange(words, dtype="<u8")
+        if fill == "numpy":
+            def make(buf, i):
+                np.add(base, i, out=np.frombuffer(buf, "<u8"))
+        elif fill == "preadv":
+            import os
+            import tempfile
+            source = tempfile.TemporaryFile(dir="/dev/shm")     # unlinked already: nothing is left
+            source.write(base.tobytes())
+            source.flush()
+            fd = source.fileno()
+
+            def make(buf, i):
+                if os.preadv(fd, [buf], 0) != size:
+                    raise RuntimeError(f"os.preadv read less than the {size} bytes of the source file")
+                buf[:8] = i.to_bytes(8, "little")
+        else:
+            raise ValueError(f"fill {fill!r} is neither 'numpy' nor 'preadv'")
+        ready.wait(60)
+        with Sender(name, **kw) as s:
+            if p["reserve"]:
+                reserve = s.reserve
+                for i in range(n):
+                    with reserve(size) as buf:
+                        make(buf, i)
+            else:
+                scratch = memoryview(bytearray(size))
+                send = s.send
+                for i in range(n):
+                    make(scratch, i)
+                    send(scratch)
+        return
+    # Message i: word 0 is i, the last word words - 1 (+ i when NumPy added i to every word).
+    word = struct.Struct("<Q").unpack_from
+    last, step = size - 8, 1 if fill == "numpy" else 0
+    with Receiver(name, **kw) as r:
+        ready.set()
+        recv = r.recv
+        m = recv(60)
+        wrong = int(len(m) != size or word(m, 0)[0] != 0 or word(m, last)[0] != words - 1)
+        t0 = time.perf_counter()
+        for i in range(1, n):
+            m = recv()
+            if len(m) != size or word(m, 0)[0] != i or word(m, last)[0] != words - 1 + step * i:
+                wrong += 1
+        rate = (n - 1) / (time.perf_counter() - t0)
+    note = (f"every message's number and last word (checked, {n:,})" if not wrong else
+            f"NOT every message: {wrong:,} of {n:,} wrong")
+    results.put({"rate": rate, "wrong": wrong, "note": note})
 
 
 def _w_cywhip_groups(role, p, ready, results, shared):

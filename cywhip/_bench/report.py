@@ -5,7 +5,7 @@ import sys
 import time
 
 from cywhip._bench.common import _available
-from cywhip._bench.workloads import BRIDGE, BROADCAST, OBJECTS, SHARING, SUBETHA, workloads
+from cywhip._bench.workloads import BIG, BRIDGE, BROADCAST, MIXED, OBJECTS, SHARING, SUBETHA, workloads
 
 
 FANIN = "2 senders → 1 receiver, 32 B, one send per message (aggregate)"
@@ -13,8 +13,12 @@ GROUPS_BROADCAST = (BROADCAST, "cywhip", "2 groups of 1, send → recv_many")
 GROUP_SHARING = (SHARING, "cywhip", "1 group of 2 members, send → recv_many")
 CAPI = "Cython API, 32 B, nogil loops"
 
+SINGLE, BATCHES = "single send/recv, 32 B", "batches, 32 B"
+MIXED_BYTES = (MIXED, "cywhip", "byte channel")
+
 # The speed cywhip is held to: (what is promised, cywhip's row, the row it is measured against,
-# the test on cywhip's figure divided by that row's). A row is (group, system, part of its label).
+# the test on cywhip's figure divided by that row's). A row is (group, system, part of its label),
+# and optionally the key of a figure it shows beside its first (its "also"), to compare that one.
 TARGETS = [
     ("single send/recv ≥ 3× cloudtoid try_send/receive", ("single send/recv, 32 B", "cywhip", "send/recv"),
      ("single send/recv, 32 B", "cloudtoid-interprocess", ""), lambda r: r >= 3),
@@ -65,6 +69,26 @@ TARGETS = [
      (OBJECTS, "multiprocessing.Queue", ""), lambda r: r >= 5),
     ("bridge out → JetStream → in ≥ 0.8× nats-py alone", (BRIDGE, "cywhip", "bridge out"),
      (BRIDGE, "nats-py", "publish_async"), lambda r: r >= 0.8),
+    ("byte channel, single send/recv ≥ 0.9× the slot channel", (SINGLE, "cywhip", "byte channel"),
+     (SINGLE, "cywhip", "send/recv"), lambda r: r >= 0.9),
+    ("byte channel, send_many/recv_many ≥ 0.8× the slot channel", (BATCHES, "cywhip", "byte channel"),
+     (BATCHES, "cywhip", "send_many"), lambda r: r >= 0.8),
+    ("mixed sizes, byte channel ≥ 3× pyzmq PUSH/PULL in messages/s", MIXED_BYTES, (MIXED, "pyzmq ipc://", ""),
+     lambda r: r >= 3),
+    ("mixed sizes, byte channel ≥ 3× pyzmq PUSH/PULL in bytes/s", MIXED_BYTES + ("bytes_rate",),
+     (MIXED, "pyzmq ipc://", "", "bytes_rate"), lambda r: r >= 3),
+    ("mixed sizes, byte channel ≥ 2× cloudtoid in messages/s", MIXED_BYTES, (MIXED, "cloudtoid-interprocess", ""),
+     lambda r: r >= 2),
+    ("mixed sizes, byte channel ≥ 2× cloudtoid in bytes/s", MIXED_BYTES + ("bytes_rate",),
+     (MIXED, "cloudtoid-interprocess", "", "bytes_rate"), lambda r: r >= 2),
+    ("1 MiB messages, byte channel ≥ 0.9× the slot channel's GB/s", (BIG, "cywhip", "send/recv, byte channel"),
+     (BIG, "cywhip", "send/recv"), lambda r: r >= 0.9),
+    ("1 MiB messages made by NumPy: in reserve()'s buffer ≥ 1.3× in a buffer then send()",
+     (BIG, "cywhip", "np.add of a preallocated array into reserve()"),
+     (BIG, "cywhip", "np.add of a preallocated array into a buffer"), lambda r: r >= 1.3),
+    ("1 MiB messages read from a file: into reserve()'s buffer ≥ 1.3× into a buffer then send()",
+     (BIG, "cywhip", "os.preadv from a file into reserve()"),
+     (BIG, "cywhip", "os.preadv from a file into a buffer"), lambda r: r >= 1.3),
 ]
 
 
@@ -138,9 +162,14 @@ def run(quick=False, progress=None, only=None):
         rec["value"] = middle[key]
         rec["values"] = [r[key] for r in results[i]]
         rec["runs"] = len(results[i])
-        # A run that lost messages (or duplicated, reordered) makes the row lossy, whatever the
-        # median run did.
-        rec["lossy"] = any(r.get("lost") or r.get("duplicated") or r.get("disordered")
+        # More figures of the same runs (the median run's), and the size of the channel's file.
+        if row.get("also"):
+            rec["also_values"] = {k: middle[k] for k, _ in row["also"]}
+        if "file_bytes" in middle:
+            rec["file_bytes"] = middle["file_bytes"]
+        # A run that lost messages (or duplicated, reordered, or delivered one not sent) makes the
+        # row lossy, whatever the median run did.
+        rec["lossy"] = any(r.get("lost") or r.get("duplicated") or r.get("disordered") or r.get("wrong")
                            or r.get("exactly_once") is False for r in results[i])
         # What a run found beside its figure (a check on what arrived): the median run's,
         # and a failed check of any other run.
@@ -156,6 +185,15 @@ def _find(rows, group, system, label_part=""):
         if r["group"] == group and r["system"] == system and label_part in r["label"] and "value" in r:
             return r
     return None
+
+
+def _figure(rows, spec):
+    """The figure a target names: (group, system, label part) is the row's first figure,
+    (group, system, label part, key) the one of that key beside it; None if not measured."""
+    r = _find(rows, *spec[:3])
+    if r is None:
+        return None
+    return r["value"] if len(spec) < 4 else r.get("also_values", {}).get(spec[3])
 
 
 def _is_peer(row):
@@ -174,8 +212,8 @@ def targets(rows):
     """Each target with the measured figure (a ratio, or GB/s, or % of a core) and whether it holds."""
     out = []
     for desc, mine, peer, ok in TARGETS:
-        a, b = _find(rows, *mine), _find(rows, *peer)
-        ratio = a["value"] / b["value"] if a is not None and b is not None else None
+        a, b = _figure(rows, mine), _figure(rows, peer)
+        ratio = a / b if a is not None and b is not None else None
         out.append({"target": desc, "measured": ratio, "met": None if ratio is None else bool(ok(ratio))})
     for group in PATTERNS:
         best = best_lossless_peer(rows, group)
@@ -223,12 +261,28 @@ def table(rows):
             if mine is not None:
                 ratio = f"{mine['value'] / r['value']:.2f}×" + (" (lossy)" if r.get("lossy") else "")
         figure = _fmt(r["value"], r["unit"])
+        for key, unit in r.get("also") or ():
+            if key in r.get("also_values", {}):
+                figure += f", {_fmt(r['also_values'][key], unit)}"
         values = r.get("values", ())
         if len(values) > 1:
             figure += f" (median of {len(values)}: {_fmt(min(values), r['unit'])} to {_fmt(max(values), r['unit'])})"
+        if "file_bytes" in r:
+            figure += f"; channel file {_mib(r['file_bytes'])}"
         figure += f"; {r['note']}" if r.get("note") else ""
         lines.append(f"| {r['group']} | {r['system']} | {r['label']} | {figure} | {ratio} | {procs} |")
     return "\n".join(lines)
+
+
+def _mib(n):
+    return f"{n / (1 << 20):,.2f} MiB"
+
+
+def memory(rows):
+    """What each cywhip channel of the mixed-size rows took in shared memory (its file's size, as
+    its receiver found it), one line each; empty if none ran."""
+    return [f"- {r['label']}: {_mib(r['file_bytes'])} ({r['file_bytes']:,} bytes)"
+            for r in rows if r["group"] == MIXED and r["system"] == "cywhip" and "file_bytes" in r]
 
 
 def machine():
@@ -303,6 +357,11 @@ def main(argv):
         return 0
     print(f"\nMachine: {machine()}\n")
     print(table(rows))
+    files = memory(rows)
+    if files:
+        print("\nShared memory taken by each cywhip channel of the mixed-size rows (its file, as its receiver "
+              "found it):\n")
+        print("\n".join(files))
     print("\n| target | measured | met |\n| --- | --- | --- |")
     for t in checks:
         measured = "n/a" if t["measured"] is None else f"{t['measured']:.2f}"

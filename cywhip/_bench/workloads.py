@@ -2,16 +2,17 @@
 import os
 
 from cywhip._bench.common import (
-    BATCH_RING, MESSAGE, SPAWN, _aggregate, _gbps, _in_dir, _name, _per_consumer, _removing, run_pair,
+    BATCH_RING, MESSAGE, MIXED_RING, MIXED_SLOTS, SPAWN, _aggregate, _gbps, _in_dir, _name, _per_consumer,
+    _record_bytes, _removing, run_pair,
 )
 from cywhip._bench.cywhip_workers import (
     _w_cywhip_array, _w_cywhip_async_pingpong, _w_cywhip_async_stream, _w_cywhip_async_wakeup,
-    _w_cywhip_callback, _w_cywhip_groups, _w_cywhip_idle, _w_cywhip_objects, _w_cywhip_pingpong,
-    _w_cywhip_stream, _w_cywhip_waiting, _w_cywhip_wakeup,
+    _w_cywhip_callback, _w_cywhip_fill, _w_cywhip_groups, _w_cywhip_idle, _w_cywhip_mixed, _w_cywhip_objects,
+    _w_cywhip_pingpong, _w_cywhip_stream, _w_cywhip_waiting, _w_cywhip_wakeup,
 )
 from cywhip._bench import capi
 from cywhip._bench.floors import _w_floor_futex, _w_floor_ring, _w_floor_ring_each
-from cywhip._bench.peers.cloudtoid import _w_cloudtoid, _w_cloudtoid_shared
+from cywhip._bench.peers.cloudtoid import _w_cloudtoid, _w_cloudtoid_mixed, _w_cloudtoid_shared
 from cywhip._bench.peers.cykit import _w_cykit_mpsc, _w_cykit_spmc
 from cywhip._bench.peers.kickmsg import _w_kickmsg
 from cywhip._bench.peers.msgq import _w_msgq_broadcast
@@ -21,12 +22,17 @@ from cywhip._bench.peers.subetha import (
 from cywhip._bench.peers.zenoh import _removing_segments, _w_zenoh
 from cywhip._bench.peers.iceoryx2 import _w_iceoryx2_broadcast, _w_iceoryx2_pingpong, _w_iceoryx2_stream
 from cywhip._bench.peers.pyzmq import (
-    GROUP_HWM, _w_zmq, _w_zmq_asyncio, _w_zmq_asyncio_pingpong, _w_zmq_pubsub, _w_zmq_shared,
+    GROUP_HWM, MIXED_HWM, _w_zmq, _w_zmq_asyncio, _w_zmq_asyncio_pingpong, _w_zmq_pubsub, _w_zmq_shared,
 )
 from cywhip._bench.peers.queues import _faster_fifo, _w_pipe, _w_queue, _w_queue_shared
 from cywhip._bench.peers import natsjs
 
 BROADCAST = "broadcast to 2 consumers, 32 B, per consumer"
+MIXED = "mixed sizes, 16 B to 64 KiB (log-uniform, seeded), every message checked"
+BIG = "1 MiB messages"
+# The byte channel of a 32-byte row queues as many messages as the slot channel beside it.
+SINGLE_BYTES = _record_bytes(MESSAGE, 1024)
+BATCH_BYTES = _record_bytes(MESSAGE, BATCH_RING)
 OBJECTS = "Python objects: a dict holding a 1 MiB float64 array"
 SHARING = "a group of 2 sharing work, 32 B, aggregate"
 SUBETHA, KICKMSG, MSGQ, ZENOH = "SubEtha 0.6.0", "kickmsg 0.9.2", "msgq 1.0", "Zenoh 1.10.2"
@@ -75,14 +81,19 @@ def workloads(quick=False):
     blocking_rt = 5_000 if quick else 500_000
     rows = []
 
-    def add(group, system, label, unit, key, fn, needs=None, versus=None, processes=2):
+    def add(group, system, label, unit, key, fn, needs=None, versus=None, processes=2, also=None):
         # versus: part of the label of the cywhip row a peer is compared with (default: the first).
+        # also: more figures of the same runs, [(key, unit)], shown beside the first.
         rows.append({"group": group, "system": system, "label": label, "unit": unit, "key": key,
-                     "run": fn, "needs": needs, "versus": versus, "processes": processes})
+                     "run": fn, "needs": needs, "versus": versus, "processes": processes, "also": also})
 
     single = "single send/recv, 32 B"
     add(single, "cywhip", "send/recv", "msg/s", "rate",
         lambda: run_pair(_w_cywhip_stream, {"name": _name("s"), "count": n, "size": MESSAGE, "mode": "single"}))
+    add(single, "cywhip", f"send/recv, byte channel (max_queued_bytes={SINGLE_BYTES:,}: as many messages)",
+        "msg/s", "rate",
+        lambda: run_pair(_w_cywhip_stream, {"name": _name("sy"), "count": n, "size": MESSAGE, "mode": "single",
+                                            "bytes": SINGLE_BYTES}))
     add(single, "multiprocessing.Queue", "put/get", "msg/s", "rate",
         lambda: run_pair(_w_queue, {"count": max(n // 10, 100_000) if quick else 1_000_000, "size": MESSAGE},
                          shared=SPAWN.Queue()))
@@ -230,6 +241,10 @@ def workloads(quick=False):
     add(batch, "cywhip", "send_many/recv_many", "msg/s", "rate",
         lambda: run_pair(_w_cywhip_stream, {"name": _name("m"), "count": n * 2, "size": MESSAGE, "mode": "many",
                                             "capacity": BATCH_RING}))
+    add(batch, "cywhip", f"send_many/recv_many, byte channel (max_queued_bytes={BATCH_BYTES:,}: as many messages)",
+        "msg/s", "rate",
+        lambda: run_pair(_w_cywhip_stream, {"name": _name("my"), "count": n * 2, "size": MESSAGE, "mode": "many",
+                                            "bytes": BATCH_BYTES}))
     add(batch, "cloudtoid-interprocess", "try_send_batch/receive", "msg/s", "rate",
         lambda: _in_dir(lambda d: run_pair(_w_cloudtoid, {"name": _name("c"), "dir": d, "count": n,
                                                            "size": MESSAGE, "batch": True})),
@@ -287,10 +302,39 @@ def workloads(quick=False):
         lambda: run_pair(_w_floor_futex, {"name": "cywhip-" + _name("x"), "count": blocking_rt}),
         versus="spin_time=0")
 
-    big = "1 MiB messages"
+    # Mixed sizes: the same seeded stream (common._mixed_messages) through every system, each
+    # message checked byte for byte on the far side; messages/s and GB/s of the same runs.  The
+    # cywhip rows report their channel's file size (the report prints both).
+    mixed = 20_000 if quick else 200_000
+    gb = [("bytes_rate", "GB/s")]
+    add(MIXED, "cywhip", f"send/recv, byte channel of {MIXED_RING >> 20} MiB (max_queued_bytes)", "msg/s", "rate",
+        lambda: run_pair(_w_cywhip_mixed, {"name": _name("xb"), "count": mixed, "bytes": MIXED_RING}), also=gb)
+    add(MIXED, "cywhip", f"send/recv, slot channel of {MIXED_SLOTS:,} slots of 64 KiB", "msg/s", "rate",
+        lambda: run_pair(_w_cywhip_mixed, {"name": _name("xs"), "count": mixed, "slots": MIXED_SLOTS}), also=gb)
+    add(MIXED, "pyzmq ipc://", f"PUSH/PULL send/recv, high-water marks {MIXED_HWM:,}", "msg/s", "rate",
+        lambda: run_pair(_w_zmq, {"name": _name("xz"), "count": mixed, "mixed": True, "hwm": MIXED_HWM}),
+        needs="zmq", also=gb)
+    add(MIXED, "cloudtoid-interprocess", f"try_send/receive, a queue of {MIXED_RING >> 20} MiB", "msg/s", "rate",
+        lambda: _in_dir(lambda d: run_pair(_w_cloudtoid_mixed, {"name": _name("xc"), "dir": d, "count": mixed})),
+        needs="cloudtoid_interprocess", also=gb)
+
+    big = BIG
+    mib = {"size": 1 << 20, "count": 500 if quick else 4000}
     add(big, "cywhip", "send/recv", "GB/s", "rate",
-        lambda: _gbps(run_pair(_w_cywhip_stream, {"name": _name("b"), "count": 500 if quick else 4000,
-                                                   "size": 1 << 20, "mode": "single", "capacity": 16}), 1 << 20))
+        lambda: _gbps(run_pair(_w_cywhip_stream, dict(mib, name=_name("b"), mode="single", capacity=16)), 1 << 20))
+    big_bytes = _record_bytes(1 << 20, 16)
+    add(big, "cywhip", f"send/recv, byte channel (max_queued_bytes={big_bytes:,}: as many messages)", "GB/s", "rate",
+        lambda: _gbps(run_pair(_w_cywhip_stream, dict(mib, name=_name("by"), mode="single", bytes=big_bytes)),
+                      1 << 20))
+    # A producer that makes each message as it sends it: in a buffer of its own, then send()
+    # copies it into the ring; or in the ring itself, through reserve().  Byte channels.
+    for fill, how in (("numpy", "np.add of a preallocated array into"), ("preadv", "os.preadv from a file into")):
+        add(big, "cywhip", f"{how} a buffer, then send() (a copy), byte channel", "GB/s", "rate",
+            lambda fill=fill: _gbps(run_pair(_w_cywhip_fill, dict(mib, name=_name("bf"), fill=fill, reserve=False)),
+                                    1 << 20), needs="numpy")
+        add(big, "cywhip", f"{how} reserve()'s buffer in the ring, byte channel", "GB/s", "rate",
+            lambda fill=fill: _gbps(run_pair(_w_cywhip_fill, dict(mib, name=_name("br"), fill=fill, reserve=True)),
+                                    1 << 20), needs="numpy")
     add(big, "multiprocessing.Pipe", "send_bytes/recv_bytes", "GB/s", "rate",
         lambda: _gbps(run_pair(_w_pipe, {"count": 200 if quick else 2000, "size": 1 << 20},
                                shared=SPAWN.Pipe(duplex=False)), 1 << 20))

@@ -1,7 +1,10 @@
 """cloudtoid-interprocess: one subscriber, and several competing for one queue."""
 import time
 
-from cywhip._bench.common import END, _consumer_done, _numbered, _seqs, _send_ends, _timed_receive
+from cywhip._bench.common import (
+    END, MIXED_RING, _consumer_done, _mixed_messages, _mixed_stream, _numbered, _seqs, _send_ends, _timed_mixed,
+    _timed_receive,
+)
 
 
 def _w_cloudtoid(role, p, ready, results, shared):
@@ -28,6 +31,26 @@ def _w_cloudtoid(role, p, ready, results, shared):
     with ci.Subscriber(name, capacity, path=p["dir"]) as sub:
         ready.set()
         results.put(_timed_receive(sub.receive, p.get("total", n), 60))
+
+
+def _w_cloudtoid_mixed(role, p, ready, results, shared):
+    """The mixed-size stream (common._mixed_messages) through a queue of p["capacity"] bytes (by
+    default as large as cywhip's byte channel for it), try_send until it takes each message, one
+    receive per message; the receiver checks every message."""
+    import cloudtoid_interprocess as ci
+    n, name, capacity = p["count"], p["name"], p.get("capacity", MIXED_RING)
+    messages = _mixed_messages()
+    if role == "producer":
+        ready.wait(60)
+        with ci.Publisher(name, capacity, path=p["dir"]) as pub:
+            send = pub.try_send
+            for m in _mixed_stream(n, messages):
+                while not send(m):
+                    pass
+        return
+    with ci.Subscriber(name, capacity, path=p["dir"]) as sub:
+        ready.set()
+        results.put(_timed_mixed(sub.receive, n, messages, 60))
 
 
 def _w_cloudtoid_shared(role, p, ready, results, shared):

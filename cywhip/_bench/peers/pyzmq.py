@@ -3,31 +3,45 @@ import os
 import time
 
 from cywhip._bench.common import (
-    END, MESSAGE, _consumer_done, _numbered, _percentiles, _send_ends, _seqs, _timed_receive,
+    END, MESSAGE, _consumer_done, _mixed_messages, _mixed_stream, _numbered, _percentiles, _send_ends,
+    _seqs, _timed_mixed, _timed_receive,
 )
+
+# The mixed-size rows' high-water marks (messages, on each socket): about 8 MiB of that stream
+# (7.9 KB a message on average) each, the order of cywhip's 4 MiB ring; 100,000 of them could
+# queue gigabytes.
+MIXED_HWM = 1000
 
 
 def _w_zmq(role, p, ready, results, shared):
+    """PUSH → PULL over ipc://, one send and one recv per message: p["count"] messages of
+    p["size"] bytes, or with p["mixed"] the mixed-size stream (common._mixed_messages), each
+    message checked by the receiver; high-water marks of p["hwm"] messages on both sockets."""
     import zmq
-    n, size, addr = p["count"], p["size"], f"ipc:///tmp/{p['name']}.zmq"
+    n, addr, hwm = p["count"], f"ipc:///tmp/{p['name']}.zmq", p.get("hwm", 100_000)
+    mixed = _mixed_messages() if p.get("mixed") else None
     ctx = zmq.Context()
     try:
         if role == "producer":
             sock = ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.SNDHWM, 100_000)
+            sock.setsockopt(zmq.SNDHWM, hwm)
             ready.wait(60)
             sock.connect(addr)
-            msg = b"x" * size
             send = sock.send
-            for _ in range(n):
-                send(msg, copy=True)
+            if mixed:
+                for m in _mixed_stream(n, mixed):
+                    send(m)
+            else:
+                msg = b"x" * p["size"]
+                for _ in range(n):
+                    send(msg, copy=True)
             sock.close(linger=10_000)
             return
         sock = ctx.socket(zmq.PULL)
-        sock.setsockopt(zmq.RCVHWM, 100_000)
+        sock.setsockopt(zmq.RCVHWM, hwm)
         sock.bind(addr)
         ready.set()
-        results.put(_timed_receive(sock.recv, p.get("total", n)))
+        results.put(_timed_mixed(sock.recv, n, mixed) if mixed else _timed_receive(sock.recv, p.get("total", n)))
         sock.close(linger=0)
         try:
             os.unlink(addr[len("ipc://"):])
