@@ -13,6 +13,7 @@ cdef class Sender(_End):
     cdef int _put(self, object msg) except -1
     cdef int _put_bytes(self, object msg) except -1
     cdef int _send_bytes(self, object msg, object timeout) except -1
+    cdef bint _send_now_bytes(self, object msg) except -1
     cdef int _put_claimed(self, object msg) except -1
     cdef int64_t _claim(self, int64_t deadline, object timeout, object sent) except -1
     cdef bint _send_now(self, object msg) except -1
@@ -30,6 +31,8 @@ cdef class Receiver(_End):
 
     cdef object _take(self)
     cdef object _take_one(self)
+    cdef object _take_bytes(self)
+    cdef object _take_one_bytes(self)
     cdef object _recv_now(self, object nothing)
     cdef list _recv_many_now(self, Py_ssize_t max_count)
     cdef int _raise_bad_length(self) except -1

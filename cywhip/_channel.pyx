@@ -33,6 +33,7 @@ from cywhip._ring cimport (
     ring_taken, ring_interrupt, ring_read_position,
     WAIT_READY, SLEEP_SLICE_NS, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek,
     ring_recv_done, ring_recv_records, ring_more,
+    ring_fixed_claim, ring_fixed_commit, ring_fixed_peek, ring_fixed_consume, ring_bytes_claim, ring_bytes_peek,
 )
 
 from cywhip.errors import ChannelClosedError, ChannelCorruptError, ReceiveTimeout, SendTimeout
@@ -162,9 +163,7 @@ cdef class Sender(_End):
         """Encode msg into the slot at the write cursor and commit it (one sender: not yet published)."""
         if self.ring.many:
             return self._put_claimed(msg)
-        if self.ring.bytes:
-            return self._put_bytes(msg)
-        ring_commit(&self.ring, <uint32_t>self.codec.encode(ring_write_slot(&self.ring), msg))
+        ring_fixed_commit(&self.ring, <uint32_t>self.codec.encode(ring_write_slot(&self.ring), msg))
         return 0
 
     cdef int _put_claimed(self, object msg) except -1:
@@ -180,17 +179,21 @@ cdef class Sender(_End):
         return 0
 
     cdef int _send_bytes(self, object msg, object timeout) except -1:
-        """send() on a byte channel (the guard held): measure, claim that room, encode, publish."""
-        self._measure(msg)
+        """send() on a byte channel: measure, claim that room, encode, publish."""
+        _enter(self)
         try:
-            if ring_claim(&self.ring) <= 0:
-                self._claim(deadline_ns(timeout), timeout, None)
-        except BaseException:
-            # What measure() kept for the encode that will not come (a pickled object).
-            self.codec.forget()
-            raise
-        self._put_bytes(msg)
-        ring_publish(&self.ring)
+            self._measure(msg)
+            try:
+                if ring_bytes_claim(&self.ring) <= 0:
+                    self._claim(deadline_ns(timeout), timeout, None)
+            except BaseException:
+                # What measure() kept for the encode that will not come (a pickled object).
+                self.codec.forget()
+                raise
+            self._put_bytes(msg)
+            ring_publish(&self.ring)
+        finally:
+            _leave(self)
         return 0
 
     cdef int _put_bytes(self, object msg) except -1:
@@ -224,11 +227,11 @@ cdef class Sender(_End):
     def send(self, msg, timeout=None):
         """Send one message; wait while the ring is full (raise SendTimeout, a queue.Full, after timeout seconds)."""
         _check_timeout(timeout)
+        if self.ring.bytes:
+            return self._send_bytes(msg, timeout)
         _enter(self)
         try:
-            if self.ring.bytes:
-                return self._send_bytes(msg, timeout)
-            if ring_claim(&self.ring) <= 0:
+            if ring_fixed_claim(&self.ring) <= 0:
                 self._claim(deadline_ns(timeout), timeout, None)
             self._put(msg)
             ring_publish(&self.ring)
@@ -242,18 +245,35 @@ cdef class Sender(_End):
     cdef bint _send_now(self, object msg) except -1:
         """try_send(), for callers in C (cywhip.asyncio's fast path)."""
         cdef int64_t n
+        if self.ring.bytes:
+            return self._send_now_bytes(msg)
         _enter(self)
         try:
-            if self.ring.bytes:
-                self._measure(msg)
             # As _ready_now(), inline: room (with many senders, a slot claimed to fill now).
-            n = ring_claim(&self.ring)
+            n = ring_fixed_claim(&self.ring)
+            if n < 0:
+                self._raise_corrupt()
+            if n == 0:
+                return False
+            self._put(msg)
+            ring_publish(&self.ring)
+            return True
+        finally:
+            _leave(self)
+
+    cdef bint _send_now_bytes(self, object msg) except -1:
+        """_send_now() on a byte channel: room for the message's measured length, or False."""
+        cdef int64_t n
+        _enter(self)
+        try:
+            self._measure(msg)
+            n = ring_bytes_claim(&self.ring)
             if n <= 0:
                 self.codec.forget()
                 if n < 0:
                     self._raise_corrupt()
                 return False
-            self._put(msg)
+            self._put_bytes(msg)
             ring_publish(&self.ring)
             return True
         finally:
@@ -298,7 +318,10 @@ cdef class Sender(_End):
                         except BaseException:
                             self.codec.forget()
                             raise
-                self._put(msg)
+                if self.ring.bytes:
+                    self._put_bytes(msg)
+                else:
+                    self._put(msg)
                 free -= 1
                 sent += 1
                 pending += 1
@@ -422,7 +445,7 @@ cdef class Receiver(_End):
 
     cdef object _take(self):
         """Build the message at the read cursor (caller saw one available); does not consume it."""
-        cdef int64_t n = ring_recv_peek(&self.ring, <uint32_t>self.record_size)
+        cdef int64_t n = ring_fixed_peek(&self.ring, <uint32_t>self.record_size)
         if n < 0:
             self._raise_bad_length()
         return self.codec.decode(ring_read_slot(&self.ring), n)
@@ -430,7 +453,22 @@ cdef class Receiver(_End):
     cdef object _take_one(self):
         """Take the message at the read cursor (caller saw one available) and hand its slot back."""
         msg = self._take()
-        ring_recv_done(&self.ring)
+        ring_fixed_consume(&self.ring)
+        ring_release(&self.ring)
+        return msg
+
+    cdef object _take_bytes(self):
+        """_take() on a byte channel: the record first in line (stepping over padding), checked."""
+        cdef int64_t n = ring_bytes_peek(&self.ring)
+        if n < 0:
+            self._raise_bad_length()
+        return self.codec.decode(ring_read_slot(&self.ring), n)
+
+    cdef object _take_one_bytes(self):
+        """_take_one() on a byte channel."""
+        msg = self._take_bytes()
+        ring_consume(&self.ring)
+        ring_release(&self.ring)
         return msg
 
     cdef int _raise_bad_length(self) except -1:
@@ -493,13 +531,13 @@ cdef class Receiver(_End):
         cdef uint32_t record_size = <uint32_t>self.record_size
         try:
             for i in range(k):
-                n = ring_recv_peek(&self.ring, record_size)
+                n = ring_fixed_peek(&self.ring, record_size)
                 if n < 0:
                     self._raise_bad_length()
                 msg = codec.decode(ring_read_slot(&self.ring), n)
                 Py_INCREF(msg)
                 PyList_SET_ITEM(out, i, msg)
-                ring_consume(&self.ring)
+                ring_fixed_consume(&self.ring)
         except BaseException as exc:
             if i > 0 and isinstance(exc, Exception):
                 self.take_error = exc
@@ -557,7 +595,7 @@ cdef class Receiver(_End):
         self._enter_pull()
         try:
             self._await(timeout)
-            return self._take_one()
+            return self._take_one_bytes() if self.ring.bytes else self._take_one()
         finally:
             _leave(self)
 
@@ -577,7 +615,9 @@ cdef class Receiver(_End):
                 n = ring_available_now(&self.ring)
             if n < 0:
                 self._raise_corrupt()
-            return self._take_one() if n > 0 else nothing
+            if n <= 0:
+                return nothing
+            return self._take_one_bytes() if self.ring.bytes else self._take_one()
         finally:
             _leave(self)
 
@@ -721,7 +761,7 @@ cdef class Receiver(_End):
                     self._deliver_batch(avail)
                     continue
                 try:
-                    self.on_message(self._take())
+                    self.on_message(self._take_bytes() if self.ring.bytes else self._take())
                 except Exception as exc:
                     if self.on_error is None:
                         raise

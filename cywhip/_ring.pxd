@@ -338,14 +338,19 @@ cdef inline int64_t ring_claim_many(ring_t *r) noexcept nogil:
             return 1
         # Another sender claimed c first; c is the cursor now: try there.
 
-cdef inline int64_t ring_claim(ring_t *r) noexcept nogil:
-    """Slots the caller may fill from the write cursor on before asking again: the free slots
-    (one sender), or 1 after claiming one (many senders); 0 when full, -1 if impossible."""
+cdef inline int64_t ring_fixed_claim(ring_t *r) noexcept nogil:
+    """ring_claim() of a slot channel, for callers that chose the record kind once."""
     if r.many:
         return ring_claim_many(r)
+    return ring_free(r)
+
+cdef inline int64_t ring_claim(ring_t *r) noexcept nogil:
+    """Slots the caller may fill from the write cursor on before asking again: the free slots
+    (one sender), or 1 after claiming one (many senders; a byte channel: room for the record of
+    r.want_bytes); 0 when full, -1 if impossible."""
     if r.bytes:
         return ring_bytes_claim(r)
-    return ring_free(r)
+    return ring_fixed_claim(r)
 
 cdef inline uint64_t ring_published(ring_t *r) noexcept nogil:
     """One sender: messages it ever published (its write cursor).  Many senders: sequences
@@ -385,25 +390,30 @@ cdef inline void ring_bytes_commit(ring_t *r, uint32_t length) noexcept nogil:
     if r.write_index == r.capacity:
         r.write_index = 0
 
-cdef inline void ring_commit(ring_t *r, uint32_t length) noexcept nogil:
-    """Finish the slot at the write cursor.
-
-    One sender: invisible to the receiver until ring_publish().  Many senders:
-    visible at once (S5), then the intent is cleared (S6); ring_publish() only
-    wakes the receiver.
-    """
+cdef inline void ring_fixed_commit(ring_t *r, uint32_t length) noexcept nogil:
+    """ring_commit() of a slot channel, for callers that chose the record kind once."""
     ring_commit_length(r, length)
     if r.many:
         ring_commit_seq(r)
         ring_commit_clear(r)
         return
-    if r.bytes:
-        ring_bytes_commit(r, length)
-        return
     r.write += 1
     r.write_index += 1
     if r.write_index == r.capacity:
         r.write_index = 0
+
+cdef inline void ring_commit(ring_t *r, uint32_t length) noexcept nogil:
+    """Finish the slot (a byte channel: the record) at the write cursor.
+
+    One sender: invisible to the receiver until ring_publish().  Many senders:
+    visible at once (S5), then the intent is cleared (S6); ring_publish() only
+    wakes the receiver.
+    """
+    if r.bytes:
+        ring_commit_length(r, length)
+        ring_bytes_commit(r, length)
+        return
+    ring_fixed_commit(r, length)
 
 cdef inline void ring_commit_void(ring_t *r) noexcept nogil:
     """Many senders: publish the claimed slot as holding no message (its message could not
@@ -473,6 +483,13 @@ cdef inline int64_t ring_read_length(ring_t *r) noexcept nogil:
 cdef inline char *ring_read_slot(ring_t *r) noexcept nogil:
     return ring_payload(r, r.read_index)
 
+cdef inline void ring_fixed_consume(ring_t *r) noexcept nogil:
+    """ring_consume() of a slot channel, for callers that chose the record kind once."""
+    r.read += 1
+    r.read_index += 1
+    if r.read_index == r.capacity:
+        r.read_index = 0
+
 cdef inline void ring_consume(ring_t *r) noexcept nogil:
     """Step past the message at the read cursor; the sender may reuse it after ring_release()."""
     if r.bytes:
@@ -482,10 +499,7 @@ cdef inline void ring_consume(ring_t *r) noexcept nogil:
         if r.read_index == r.capacity:
             r.read_index = 0
         return
-    r.read += 1
-    r.read_index += 1
-    if r.read_index == r.capacity:
-        r.read_index = 0
+    ring_fixed_consume(r)
 
 cdef inline void ring_rewind(ring_t *r, uint64_t read) noexcept nogil:
     """Un-consume back to cursor read (taken before, not yet released): those messages stay first in line."""
@@ -717,17 +731,22 @@ cdef inline int ring_recv_wait(ring_t *r, int64_t deadline_ns, int64_t slice_ns,
             return st
 
 
-cdef inline int64_t ring_recv_peek(ring_t *r, uint32_t record_size) noexcept nogil:
-    """The length of the message first in line (the caller saw one available), read once and
-    checked: at most message_length, and exactly record_size unless that is 0.  -1 if it is
-    impossible (the length read is in r.bad_length).  Its payload is at ring_read_slot()."""
-    if r.bytes:
-        return ring_bytes_peek(r)
+cdef inline int64_t ring_fixed_peek(ring_t *r, uint32_t record_size) noexcept nogil:
+    """ring_recv_peek() of a slot channel, for callers that chose the record kind once."""
     cdef int64_t n = ring_read_length(r)
     if n >= 0 and record_size != 0 and n != record_size:
         r.bad_length = <uint64_t>n
         return -1
     return n
+cdef inline int64_t ring_recv_peek(ring_t *r, uint32_t record_size) noexcept nogil:
+    """The length of the message first in line (the caller saw one available), read once and
+    checked: at most message_length, and exactly record_size unless that is 0.  -1 if it is
+    impossible (the length read is in r.bad_length).  Its payload is at ring_read_slot().
+    A byte channel: ring_bytes_peek()."""
+    if r.bytes:
+        return ring_bytes_peek(r)
+    return ring_fixed_peek(r, record_size)
+
 
 
 cdef inline void ring_recv_done(ring_t *r) noexcept nogil:
