@@ -71,7 +71,8 @@
  *   NO_PAD_CHECK    (with CORRUPT_PAD) the receiver steps over a padding record without
  *                   checking its length: a rewritten length sends it into stale bytes.
  *   BIG_MESSAGE     message_length = capacity - 8: a largest record fits an empty ring only at
- *                   index 0; elsewhere the sender sleeps for ever on an empty ring.
+ *                   index 0; elsewhere the sender would sleep for ever on an empty ring (the
+ *                   assertion of (d) at B1 catches it first).
  *   NO_RECHECK      the sender sleeps without looking again after announcing (W3): a
  *                   release between its look and its announcement wakes nobody.
  *   NO_RECHECK_R    the same for the receiver, with a publish.
@@ -240,6 +241,7 @@ start:
                 do
                 :: rcache = rc;                 /* reload read_cursor (acquire) */
                    assert(rcache <= w && w - rcache <= CAP);
+                   assert(w != rcache || need <= CAP);  /* (d) any record fits an empty ring */
                    if
                    :: ROOM -> break
                    :: else -> skip
@@ -478,3 +480,6 @@ init
 #endif
     }
 }
+
+/* SLICED: every run ends with everything delivered, under weak fairness (check.sh --full). */
+ltl done { <> rdone }
