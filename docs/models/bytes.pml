@@ -69,7 +69,8 @@
  *                   overwrites a message not yet read.
  *   RELEASE_EARLY   B7's release before the payload is read: the sender overwrites it.
  *   NO_PAD_CHECK    (with CORRUPT_PAD) the receiver steps over a padding record without
- *                   checking its length: a rewritten length sends it into stale bytes.
+ *                   checking its length (against the ring's end and against write_cursor):
+ *                   a rewritten length sends it into stale bytes.
  *   BIG_MESSAGE     message_length = capacity - 8: a largest record fits an empty ring only at
  *                   index 0; elsewhere the sender would sleep for ever on an empty ring (the
  *                   assertion of (d) at B1 catches it first).
@@ -349,6 +350,7 @@ start:
             :: kind == 1 ->
 #ifndef NO_PAD_CHECK
                 CHECK(ln == (CAP - r % CAP) * 8);
+                CHECK(ln / 8 <= wcache - r);    /* published, as the record after it */
 #endif
                 r = r + ln / 8                 /* step over the padding */
             :: else ->
@@ -382,7 +384,6 @@ start:
                 };
                 r = r + rec                     /* B7 take (private) */
             fi;
-            /* a padding record always comes with the record after it */
             assert(r <= wcache)
         :: r != rpub ->                         /* B7 release, after any number of records */
             atomic { rc = r; relm = expect - 1 };
