@@ -60,9 +60,12 @@
  *     the next sender on its place moved it into the dead claim; that sender claimed position 6
  *     for 5 units and died: two dead claims cover 6 with 6 and 5 units, and the receiver
  *     cannot tell which was made.  M0 now voids an intent the claim cursor has not passed;
- *     the same two deaths on two places (a loser dead between M2 and M3, the winner of the
- *     same position dead after M3) remain: an intent does not say whether its CAS succeeded,
- *     and with bytes the lengths differ.
+ *     the same two deaths on two places remain (the same run again, 83.5 M states, 232 s):
+ *     assert(dead) at depth 210: sender 1 stores its intent (position 3, 4 units) and dies
+ *     before its CAS; sender 0 claims position 3 for 3 units and dies after its CAS; the
+ *     receiver, both locks free, steps over 4 units, to 7, past the claim cursor (6).  An
+ *     intent does not say whether its CAS succeeded, and with bytes the lengths differ.
+ *     The proposed fix (a claim bit in the claim word) is not modelled yet.
  *
  * Mutants (each must fail, checked with -DREREAD -DMAXCRASH=0):
  *   NO_ZERO        the receiver does not zero what it consumed: a payload of the last lap
