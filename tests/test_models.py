@@ -1,5 +1,5 @@
-"""The SPIN models of docs/models (many senders, receiver groups, the lifecycle of groups) pass their checks
-and catch their mutants.
+"""The SPIN models of docs/models (many senders, receiver groups, the lifecycle of groups, byte channels)
+pass their checks and catch their mutants.
 
 Runs docs/models/check.sh, one model per test, when `spin` and a C compiler are on PATH; skips otherwise.
 """
@@ -53,3 +53,11 @@ def test_lifecycle_model_passes_its_checks_and_fails_on_the_old_steps_and_every_
     # review) are among the checks that must fail, and mutants of F (the floor moved once every
     # group has left) too
     _check("lifecycle", timeout=580)
+
+
+@pytest.mark.model
+@pytest.mark.timeout(420)
+def test_bytes_model_passes_its_checks_and_catches_every_mutant():
+    # about 60 s on 2 busy CPUs: byte channels (B1-B7) with a crash of either end at every step;
+    # among the mutants, a new end that does not wake the other end when it takes its place
+    _check("bytes", timeout=400)
