@@ -59,8 +59,6 @@ TARGETS = [
      ("asyncio, 32 B", "pyzmq ipc://", ""), lambda r: r >= 5),
     ("asyncio round trip p50 ≤ ⅓ zmq.asyncio", ("asyncio round trip, 32 B", "cywhip", ""),
      ("asyncio round trip, 32 B", "pyzmq ipc://", ""), lambda r: r <= 1 / 3),
-    ("Cython API, one message per call ≥ ½ raw C ring publishing per message",
-     (CAPI, "cywhip", "one message per call"), (CAPI, "raw C ring (floor)", ""), lambda r: r >= 0.5),
     ("Cython API, one message per call ≥ 2× cykit's Cython API", (CAPI, "cywhip", "one message per call"),
      (CAPI, "cykit 0.1.0", ""), lambda r: r >= 2),
 ]
