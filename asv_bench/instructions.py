@@ -10,7 +10,9 @@ process opens a sender and a receiver on a fresh channel and runs the loop
 "send N, receive N" (in rounds of at most the ring's capacity) twice, once with
 N and once with 2N messages, each under ``valgrind --tool=callgrind`` with a
 fixed hash seed; the difference of the two totals divided by N is the cost of
-one message sent and received, without start-up and set-up.  The Cython API's
+one message sent and received, without start-up and set-up.  The form floor (run
+only when named) is the loop of bytes through the bench's Python call floor, a
+no-op send and a recv returning a fresh bytes object.  The Cython API's
 loops are compiled once per run of this script, into a temporary directory, as
 the benchmark compiles them (cywhip._bench.capi).
 
@@ -28,6 +30,9 @@ import sys
 import tempfile
 
 FORMS = ("bytes", "callbacks", "ctypes", "array", "capi", "capi-blocks")
+# Not run unless named: the same loop as bytes through the bench's Python call floor
+# (cywhip._bench._floor.CallFloor: a no-op send, a recv returning a fresh bytes object).
+EXTRA_FORMS = ("floor",)
 # Messages per capi.send_records()/capi.recv_records() call, as the benchmark's row.
 CAPI_BLOCK = 256
 
@@ -49,6 +54,11 @@ def loop(form, count, build_dir=None):
     import cywhip
     name = f"instructions-{os.getpid()}"
     capacity = 1 << 16
+    if form == "floor":
+        from cywhip._bench._floor import CallFloor
+        s = r = CallFloor(32)
+        _send_recv(s.send, r.recv, b"x" * 32, count, capacity)
+        return
     if form.startswith("capi"):
         sys.path.insert(0, build_dir)
         import capi_loops
@@ -92,16 +102,21 @@ def loop(form, count, build_dir=None):
                     count -= k
                 return
             msg = b"x" * 32 if form == "bytes" else Record(1, 2.0, 3.0, 4)
-            send, recv = s.send, r.recv
-            for _ in range(count // capacity + 1):
-                k = min(count, capacity)
-                for _ in range(k):
-                    send(msg)
-                for _ in range(k):
-                    recv()
-                count -= k
+            _send_recv(s.send, r.recv, msg, count, capacity)
     finally:
         cywhip.unlink(name, missing_ok=True)
+
+
+def _send_recv(send, recv, msg, count, capacity):
+    """The loop of the single forms: send count messages and receive them, in rounds of at
+    most capacity."""
+    for _ in range(count // capacity + 1):
+        k = min(count, capacity)
+        for _ in range(k):
+            send(msg)
+        for _ in range(k):
+            recv()
+        count -= k
 
 
 def build_capi_loops(into):
@@ -138,16 +153,17 @@ def _instructions(form, count, build_dir=None, keep=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("forms", nargs="*", metavar="FORM", help=f"any of {', '.join(FORMS)} (default: all)")
+    parser.add_argument("forms", nargs="*", metavar="FORM",
+                        help=f"any of {', '.join(FORMS + EXTRA_FORMS)} (default: {', '.join(FORMS)})")
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=1, help="measure each figure this many times")
     parser.add_argument("--keep", metavar="DIR", help="keep callgrind's output files in DIR")
-    parser.add_argument("--run", choices=FORMS, help=argparse.SUPPRESS)
+    parser.add_argument("--run", choices=FORMS + EXTRA_FORMS, help=argparse.SUPPRESS)
     parser.add_argument("--build-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    bad = [f for f in args.forms if f not in FORMS]
+    bad = [f for f in args.forms if f not in FORMS + EXTRA_FORMS]
     if bad:
-        parser.error(f"unknown form {bad[0]!r}; choose from {', '.join(FORMS)}")
+        parser.error(f"unknown form {bad[0]!r}; choose from {', '.join(FORMS + EXTRA_FORMS)}")
     args.forms = args.forms or list(FORMS)
     if args.run:
         loop(args.run, args.count, args.build_dir)
