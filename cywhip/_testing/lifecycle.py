@@ -207,6 +207,23 @@ def _now():
     return time.monotonic_ns()
 
 
+def _close_timed(ch, end):
+    """Close an end between the two marks the checker reads (S_CLOSE_START, S_CLOSE_END)."""
+    ch.put(S_CLOSE_START, _now())
+    end.close()
+    ch.put(S_CLOSE_END, _now())
+
+
+def _try_send_each(tx, msgs):
+    """try_send() the messages in turn until one finds no room; return how many went."""
+    sent = 0
+    for m in msgs:
+        if not tx.try_send(m):
+            break
+        sent += 1
+    return sent
+
+
 # ------------------------------------------------------------------ the child processes
 
 class _Child:
@@ -330,9 +347,7 @@ def run_member(spec):
         if ch.stop.is_set():
             done.set()
         done.wait()
-        ch.put(S_CLOSE_START, _now())
-        rx.close()
-        ch.put(S_CLOSE_END, _now())
+        _close_timed(ch, rx)
         if rx.exception is not None:
             raise rx.exception
         return
@@ -488,20 +503,14 @@ def run_sender(spec):
                         sent = exc.sent
                 else:
                     msgs = before(size())
-                    sent = 0
-                    for m in msgs:
-                        if not tx.try_send(m):
-                            break
-                        sent += 1
+                    sent = _try_send_each(tx, msgs)
                     if sent < len(msgs):
                         after(sent)
                         await asyncio.sleep(0.001)
                         continue
                 after(sent)
                 await asyncio.sleep(gap())
-            ch.put(S_CLOSE_START, _now())
-            tx.close()
-            ch.put(S_CLOSE_END, _now())
+            _close_timed(ch, tx)
         _run_loop(spec, main())
         return
     tx = ch.open(Sender, serializer)
@@ -529,20 +538,14 @@ def run_sender(spec):
                 sent = exc.sent
         else:
             msgs = before(size())
-            sent = 0
-            for m in msgs:
-                if not tx.try_send(m):
-                    break
-                sent += 1
+            sent = _try_send_each(tx, msgs)
             if sent < len(msgs):
                 time.sleep(0.0005)
         after(sent)
         d = gap()
         if d:
             time.sleep(d)
-    ch.put(S_CLOSE_START, _now())
-    tx.close()
-    ch.put(S_CLOSE_END, _now())
+    _close_timed(ch, tx)
 
 
 def child_main(spec_json):
