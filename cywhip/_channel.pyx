@@ -15,11 +15,10 @@ from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.ref cimport Py_INCREF
-from cpython.pythread cimport PyThread_get_thread_ident
 from posix.mman cimport munmap
 
 from cywhip.includes.c_atomics cimport cw_store_release_i32
-from cywhip.includes.c_guard cimport cw_guard_give, CW_GUARD_CALL
+from cywhip.includes.c_guard cimport cw_guard_give, cw_thread_self, CW_GUARD_CALL
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 
 from cywhip._codec cimport Codec
@@ -603,7 +602,7 @@ cdef class Receiver(_End):
     def _run(self):
         """The on_message/on_batch thread: wait with the GIL released, deliver, release."""
         cdef int64_t avail
-        self.busy_thread = PyThread_get_thread_ident()
+        self.busy_thread = cw_thread_self()
         if self.on_batch is not None:
             self.ring.want = self.max_queued_messages
         try:
