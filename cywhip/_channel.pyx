@@ -186,7 +186,11 @@ cdef class Sender(_End):
         try:
             if ring_claim(&self.ring) <= 0:
                 self._claim(deadline_ns(timeout), timeout, None)
-            self._put(msg)
+            # _put(), written out: a call less on the path of every message.
+            if self.ring.many:
+                self._put_claimed(msg)
+            else:
+                ring_commit(&self.ring, <uint32_t>self.codec.encode(ring_write_slot(&self.ring), msg))
             ring_publish(&self.ring)
         finally:
             _leave(self)
