@@ -135,7 +135,10 @@ def _instructions(form, count, build_dir=None, keep=None):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
         # A fixed hash seed: the interpreter's own work (imports, dicts) then repeats exactly.
-        env = dict(os.environ, PYTHONHASHSEED="0")
+        # One thread for NumPy's BLAS: its pool's threads spin at import for as long as the
+        # scheduler lets them, which made the array form's figure vary by 15 % between runs.
+        env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+                   MKL_NUM_THREADS="1")
         extra = ["--build-dir", build_dir] if build_dir else []
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                         sys.executable, __file__, "--run", form, "--count", str(count)] + extra,
