@@ -15,6 +15,7 @@ from cpython.buffer cimport (
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
 from libc.string cimport memcpy
 
+from cywhip.includes.c_copy cimport cw_copy
 from cywhip.includes.c_layout cimport cw_fixed_slot_offset
 
 from cywhip._types import CTYPES_BASES, check_pointer_free, require_numpy
@@ -30,7 +31,8 @@ _CTYPES_ANY = CTYPES_BASES + (ctypes._Pointer, ctypes._CFuncPtr)
 
 cdef inline void _copy(char *dst, const char *src, Py_ssize_t n) noexcept:
     if n < NOGIL_COPY_BYTES:
-        memcpy(dst, src, n)
+        # Up to 64 bytes in moves of eight, without a call into libc (includes/copy.h).
+        cw_copy(dst, src, <size_t>n)
     else:
         with nogil:
             memcpy(dst, src, n)
