@@ -61,6 +61,7 @@ keeping its members: the senders must go on), ``forever`` (some members receive 
 import argparse
 import asyncio
 import bisect
+import contextlib
 import faulthandler
 import json
 import os
@@ -214,6 +215,19 @@ def _close_timed(ch, end):
     ch.put(S_CLOSE_END, _now())
 
 
+@contextlib.contextmanager
+def _until_closed(ch):
+    """Around a member's receiving loop: a ChannelClosedError ends it if the run is stopping it
+    (its close() from on_stop), then the marks the checker reads: out of any call, closed."""
+    try:
+        yield
+    except ChannelClosedError:
+        if not ch.stop.is_set():
+            raise
+    ch.put(S_IN_CALL, 0)
+    ch.put(S_CLOSE_END, _now())
+
+
 def _try_send_each(tx, msgs):
     """try_send() the messages in turn until one finds no room; return how many went."""
     sent = 0
@@ -360,7 +374,7 @@ def run_member(spec):
     if ch.stop.is_set():
         close()
     many = rng.choice((4, 16, 64))
-    try:
+    with _until_closed(ch):
         while not ch.stop.is_set():
             if mode == "try_recv":
                 ch.put(S_CALL_MAX, 1)
@@ -388,11 +402,6 @@ def run_member(spec):
                 got = []
             record(got)
             ch.put(S_IN_CALL, 0)
-    except ChannelClosedError:
-        if not ch.stop.is_set():
-            raise
-    ch.put(S_IN_CALL, 0)
-    ch.put(S_CLOSE_END, _now())
 
 
 def _run_async_member(ch, spec, record):
@@ -410,7 +419,7 @@ def _run_async_member(ch, spec, record):
         ch.on_stop.append(lambda: loop.call_soon_threadsafe(close))
         if ch.stop.is_set():
             close()
-        try:
+        with _until_closed(ch):
             if mode == "aiter":
                 ch.put(S_CALL_MAX, 1)
                 ch.put(S_IN_CALL, 1)
@@ -426,11 +435,6 @@ def _run_async_member(ch, spec, record):
                         got = []
                     record(got)
                     ch.put(S_IN_CALL, 0)
-        except ChannelClosedError:
-            if not ch.stop.is_set():
-                raise
-        ch.put(S_IN_CALL, 0)
-        ch.put(S_CLOSE_END, _now())
     _run_loop(spec, main())
 
 
