@@ -33,6 +33,20 @@ def _timed_receive(receive, n, *first_args):
     return {"rate": (n - 1) / (time.perf_counter() - t0)}
 
 
+def _send_or_time(role, ready, results, send, receive, n, size, *first_args):
+    """The two sides of a stream of one call per message: the producer, once the consumer is
+    ready, calls send(msg) n times with a message of size bytes; the consumer times n calls
+    of receive() (the first with first_args) and reports the rate."""
+    if role == "producer":
+        msg = b"x" * size
+        ready.wait(60)
+        for _ in range(n):
+            send(msg)
+        return
+    ready.set()
+    results.put(_timed_receive(receive, n, *first_args))
+
+
 class _Shm:
     """A file in /dev/shm shared by the floor workers, removed by whoever created it."""
 

@@ -1,7 +1,7 @@
 """The floors built with the package (cywhip._bench._floor): a spinning memcpy ring, a futex ping-pong,
 the Python call floor."""
 
-from cywhip._bench.common import _Shm, _percentiles, _timed_receive
+from cywhip._bench.common import _Shm, _percentiles, _send_or_time
 
 
 def _w_floor_calls(role, p, ready, results, shared):
@@ -9,17 +9,8 @@ def _w_floor_calls(role, p, ready, results, shared):
     per message and one calling recv() per message, on a CallFloor (its send does nothing, its
     recv returns a fresh bytes object of p["size"] bytes)."""
     from cywhip._bench import _floor
-    n, size = p["count"], p["size"]
-    end = _floor.CallFloor(size)
-    if role == "producer":
-        msg = b"x" * size
-        ready.wait(60)
-        send = end.send
-        for _ in range(n):
-            send(msg)
-        return
-    ready.set()
-    results.put(_timed_receive(end.recv, n, 60))
+    end = _floor.CallFloor(p["size"])
+    _send_or_time(role, ready, results, end.send, end.recv, p["count"], p["size"], 60)
 
 
 def _w_floor_ring(role, p, ready, results, shared):

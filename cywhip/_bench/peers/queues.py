@@ -1,7 +1,7 @@
 """multiprocessing.Queue and Pipe, and faster-fifo (which takes the Queue worker)."""
 import time
 
-from cywhip._bench.common import END, _consumer_done, _numbered, _send_ends, _seqs, _timed_receive
+from cywhip._bench.common import END, _consumer_done, _numbered, _send_ends, _send_or_time, _seqs, _timed_receive
 
 
 def _w_queue(role, p, ready, results, shared):
@@ -61,16 +61,7 @@ def _w_queue_shared(role, p, ready, results, shared):
 
 def _w_pipe(role, p, ready, results, shared):
     recv_end, send_end = shared
-    n, size = p["count"], p["size"]
-    if role == "producer":
-        msg = b"x" * size
-        ready.wait(60)
-        send = send_end.send_bytes
-        for _ in range(n):
-            send(msg)
-        return
-    ready.set()
-    results.put(_timed_receive(recv_end.recv_bytes, n))
+    _send_or_time(role, ready, results, send_end.send_bytes, recv_end.recv_bytes, p["count"], p["size"])
 
 
 def _faster_fifo():
