@@ -60,20 +60,23 @@ def test_a_number_in_the_callbacks_place_says_message_length_goes_by_keyword(cha
 
 # ------------------------------------------------------------- typed sends
 
+def _bytes_refused(tx):
+    """The text of the TypeError a typed sender raises for 24 bytes (a record's size)."""
+    with pytest.raises(TypeError) as err:
+        tx.send(b"x" * 24)
+    return str(err.value)
+
+
 def test_bytes_sent_on_a_ctypes_channel_are_told_how_to_make_a_record(channel):
     with Sender(channel, message_type=Tick, max_queued_messages=8) as tx:
-        with pytest.raises(TypeError) as err:
-            tx.send(b"x" * 24)
-    text = str(err.value)
+        text = _bytes_refused(tx)
     assert "carries Tick records (24 bytes), not bytes" in text and "Tick.from_buffer_copy(data)" in text, text
     assert "send_array" not in text, text
 
 
 def test_bytes_sent_on_a_numpy_channel_are_told_how_to_make_a_record_and_arrays_go_to_send_array(channel):
     with Sender(channel, message_type=TICK, max_queued_messages=8) as tx:
-        with pytest.raises(TypeError) as err:
-            tx.send(b"x" * 24)
-        text = str(err.value)
+        text = _bytes_refused(tx)
         assert "got bytes" in text and "numpy.frombuffer(data, dtype)[0]" in text, text
         assert "send_array" not in text, text
         with pytest.raises(TypeError, match=r"send\(\) takes one record: use send_array\(\) for an array"):
