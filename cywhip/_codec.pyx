@@ -22,6 +22,7 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
+from cywhip.includes.c_copy cimport cw_copy
 from cywhip.includes.c_layout cimport cw_fixed_slot_offset
 
 from cywhip._types import CTYPES_BASES, check_pointer_free, require_numpy
@@ -37,7 +38,8 @@ _CTYPES_ANY = CTYPES_BASES + (ctypes._Pointer, ctypes._CFuncPtr)
 
 cdef inline void _copy(char *dst, const char *src, Py_ssize_t n) noexcept:
     if n < NOGIL_COPY_BYTES:
-        memcpy(dst, src, n)
+        # Up to 64 bytes in moves of eight, without a call into libc (includes/copy.h).
+        cw_copy(dst, src, <size_t>n)
     else:
         with nogil:
             memcpy(dst, src, n)

@@ -1,10 +1,9 @@
 # cython: language_level=3
 """The lifecycle every kind of end shares: open, claim, one thread at a time, fork, close."""
-from libc.stdint cimport int32_t, int64_t, uint32_t
-from cpython.pythread cimport PyThread_get_thread_ident
+from libc.stdint cimport int32_t, int64_t, uint32_t, uintptr_t
 
 from cywhip.includes.c_atomics cimport cw_load_acquire_i32, cw_store_release_i32
-from cywhip.includes.c_guard cimport cw_guard_take, cw_guard_give, cw_bias_rec, CW_GUARD_CALL
+from cywhip.includes.c_guard cimport cw_guard_take, cw_guard_give, cw_bias_rec, cw_thread_self, CW_GUARD_CALL
 
 from cywhip._codec cimport Codec
 from cywhip._ring cimport ring_t
@@ -35,9 +34,9 @@ cdef class _End:
     # (or a closing thread) holds it, CW_GUARD_NOGIL while a call of the Cython API does;
     # taken by compare-and-swap (or, by the thread bias names, by the handshake of
     # includes/guard.h), so two threads never both get it, GIL or not.  busy_thread
-    # is the thread of the Python call that holds it.
+    # is the thread of the Python call that holds it (cw_thread_self()).
     cdef int32_t busy
-    cdef unsigned long busy_thread
+    cdef uintptr_t busy_thread
     # The thread that takes the guard without a compare-and-swap (its record), or NULL:
     # set by a call of the Cython API, ended by any other taker (includes/guard.h).
     cdef cw_bias_rec *bias
@@ -99,7 +98,7 @@ cdef inline int _enter(_End end) except -1:
     """Start a call on an end: it must be open, not closing and not in use by another call."""
     if end.region is None or _closing(end) or not cw_guard_take(&end.busy, &end.bias, CW_GUARD_CALL):
         end._refuse()
-    end.busy_thread = PyThread_get_thread_ident()
+    end.busy_thread = cw_thread_self()
     if end.region is None or _closing(end):
         # Closed between the check and the guard: give the guard back.
         _leave(end)

@@ -12,7 +12,6 @@ import time
 import weakref
 
 from cpython.exc cimport PyErr_CheckSignals
-from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport Py_DECREF
 from libc.stdint cimport int64_t, uint64_t
 
@@ -21,7 +20,7 @@ from cywhip._region cimport Region, END_SENDER, END_RECEIVER
 from cywhip.includes.c_layout cimport (
     CW_MAX_PLACES, CW_TOPOLOGY_GROUPS, CW_TOPOLOGY_ONE_RECEIVER, CW_RECORDS_FIXED, CW_RECORDS_BYTES,
 )
-from cywhip.includes.c_guard cimport cw_guard_holder
+from cywhip.includes.c_guard cimport cw_guard_holder, cw_thread_self
 from cywhip._ring cimport (
     ring_attach, ring_attach_groups, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now,
     ring_refresh_free, ring_read_position, monotonic_ns, SLEEP_SLICE_NS,
@@ -389,13 +388,13 @@ cdef class _End:
         cw_store_release_i32(&self.closing, 1)
         if cw_guard_take(&self.busy, &self.bias, CW_GUARD_CALL):
             # No call in progress, and none can start while this thread holds the guard.
-            self.busy_thread = PyThread_get_thread_ident()
+            self.busy_thread = cw_thread_self()
             self._finish_close()
             cw_guard_give(&self.busy)
             return 0
         # Wake the call in progress from any wait (it then sees ring.stop).
         ring_interrupt(&self.ring, self.sending)
-        if cw_guard_holder(&self.busy) == CW_GUARD_CALL and self.busy_thread == PyThread_get_thread_ident():
+        if cw_guard_holder(&self.busy) == CW_GUARD_CALL and self.busy_thread == cw_thread_self():
             return 0
         return self._close_when_free()
 
@@ -405,7 +404,7 @@ cdef class _End:
         cdef double pause = 0.0001
         while not self.forked:
             if cw_guard_take(&self.busy, &self.bias, CW_GUARD_CALL):
-                self.busy_thread = PyThread_get_thread_ident()
+                self.busy_thread = cw_thread_self()
                 self._finish_close()
                 cw_guard_give(&self.busy)
                 return 0

@@ -457,9 +457,22 @@ cdef inline int64_t ring_available(ring_t *r) noexcept nogil:
         return ring_group_claim(r)
     if r.many:
         return ring_scan(r)
+    return ring_published_since(r)
+
+cdef inline int64_t ring_available_one(ring_t *r) noexcept nogil:
+    """ring_available() of a ring of one sender and no groups (the Cython API's short way):
+    no call in it, so that its callers keep few registers."""
+    cdef uint64_t w = r.write_cache
+    if w != r.read:
+        return <int64_t>(w - r.read)
+    return ring_published_since(r)
+
+cdef inline int64_t ring_published_since(ring_t *r) noexcept nogil:
+    """One sender, no groups: reload the write cursor; the messages published from the read
+    cursor on, or -1 if impossible."""
     # Acquire pairs with the sender's release in ring_publish(): the slots
     # before w are fully written once we see w.
-    w = cw_load_acquire_u64(&r.hdr.write_cursor)
+    cdef uint64_t w = cw_load_acquire_u64(&r.hdr.write_cursor)
     if w - r.read > r.capacity:
         r.bad_cursor = w
         return -1

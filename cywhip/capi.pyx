@@ -23,7 +23,8 @@ from cywhip.includes.c_bias_rec cimport cw_bias_init, cw_bias_mine, cw_bias_reco
 from cywhip._end cimport _End, cw_handle
 from cywhip._channel cimport Sender, Receiver
 from cywhip._ring cimport (
-    ring_t, ring_claim, ring_write_slot, ring_commit, ring_publish, ring_available, ring_available_now,
+    ring_t, ring_claim, ring_write_slot, ring_commit, ring_publish, ring_available, ring_available_one,
+    ring_available_now,
     ring_read_slot, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek, ring_recv_done,
     ring_consume, ring_release, ring_room_cached,
     ring_recv_records, monotonic_ns, membarrier_refused,
@@ -255,7 +256,7 @@ cdef inline bint _recv_short(cw_handle *c, void *dst, size_t capacity, size_t *n
     rec = _take_short(c)
     if rec == NULL:
         return False
-    if ring_available(r) <= 0:
+    if ring_available_one(r) <= 0:
         # Nothing waiting, or impossible cursors: the whole way waits or reports them.
         cw_guard_give_fast(rec)
         return False

@@ -34,6 +34,46 @@ def test_the_floor_ring_refuses_a_capacity_size_or_buffer_it_cannot_use_naming_t
         _floor.ring_send(shm, 1, 32, 2048)
 
 
+def test_the_python_call_floor_takes_a_message_and_returns_a_fresh_bytes_object_of_its_length():
+    import pytest
+    from cywhip._bench import _floor
+    floor = _floor.CallFloor(32)
+    assert floor.send(b"x" * 32) is None and floor.send(b"x", timeout=1.0) is None
+    one, two = floor.recv(), floor.recv(timeout=1.0)
+    assert type(one) is bytes and len(one) == 32 and one == two and one is not two
+    assert len(_floor.CallFloor(0).recv()) == 0
+    with pytest.raises(ValueError, match="message_length 257 is not 0 to 256"):
+        _floor.CallFloor(257)
+    result = _bench.run_pair(_bench._w_floor_calls, {"count": 100_000, "size": 32})
+    assert result["rate"] > 0
+
+
+def test_single_send_recv_is_held_to_the_python_call_floor():
+    from cywhip._bench.workloads import workloads
+    group = "single send/recv, 32 B"
+    assert [r["label"] for r in workloads(quick=True)
+            if r["group"] == group and r["system"] == "Python calls (floor)"] == ["no-op send, recv returning fresh bytes"]
+    rows = [{"group": group, "system": "cywhip", "label": "send/recv", "value": 9e6},
+            {"group": group, "system": "Python calls (floor)", "label": "no-op send, recv returning fresh bytes",
+             "value": 10e6}]
+    found = {t["target"]: t for t in _bench.targets(rows)}
+    floor = found["single send/recv ≥ 0.8× the Python call floor"]
+    assert floor["measured"] == 0.9 and floor["met"] is True
+    # The floor is not a peer: it is never the best peer of its pattern.
+    from cywhip._bench.report import best_lossless_peer
+    assert best_lossless_peer(rows, group) is None
+
+
+def test_the_cython_api_is_held_to_cykit_not_to_the_raw_c_ring():
+    # The floor swings 3x between runs on a shared machine: its row stays, as a figure only.
+    from cywhip._bench.report import CAPI, TARGETS
+    from cywhip._bench.workloads import workloads
+    capi = [t for t in TARGETS if t[1][0] == CAPI]
+    assert [t[0] for t in capi] == ["Cython API, one message per call ≥ 2× cykit's Cython API"]
+    assert not [t for t in TARGETS if t[2][1] == "raw C ring (floor)" and t[2][0] == CAPI]
+    assert [r["system"] for r in workloads(quick=True) if r["group"] == CAPI].count("raw C ring (floor)") == 1
+
+
 def test_the_futex_floor_and_cywhip_ping_pong_report_percentiles():
     floor = _bench.run_pair(_bench._w_floor_futex, {"name": "cywhip-" + _bench._name("tx"), "count": 200})
     mine = _bench.run_pair(_bench._w_cywhip_pingpong, {"name": _bench._name("tp"), "count": 200, "spin": 0.0})

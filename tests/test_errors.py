@@ -60,20 +60,23 @@ def test_a_number_in_the_callbacks_place_says_message_length_goes_by_keyword(cha
 
 # ------------------------------------------------------------- typed sends
 
+def _bytes_refused(tx):
+    """The text of the TypeError a typed sender raises for 24 bytes (a record's size)."""
+    with pytest.raises(TypeError) as err:
+        tx.send(b"x" * 24)
+    return str(err.value)
+
+
 def test_bytes_sent_on_a_ctypes_channel_are_told_how_to_make_a_record(channel):
     with Sender(channel, message_type=Tick, max_queued_messages=8) as tx:
-        with pytest.raises(TypeError) as err:
-            tx.send(b"x" * 24)
-    text = str(err.value)
+        text = _bytes_refused(tx)
     assert "carries Tick records (24 bytes), not bytes" in text and "Tick.from_buffer_copy(data)" in text, text
     assert "send_array" not in text, text
 
 
 def test_bytes_sent_on_a_numpy_channel_are_told_how_to_make_a_record_and_arrays_go_to_send_array(channel):
     with Sender(channel, message_type=TICK, max_queued_messages=8) as tx:
-        with pytest.raises(TypeError) as err:
-            tx.send(b"x" * 24)
-        text = str(err.value)
+        text = _bytes_refused(tx)
         assert "got bytes" in text and "numpy.frombuffer(data, dtype)[0]" in text, text
         assert "send_array" not in text, text
         with pytest.raises(TypeError, match=r"send\(\) takes one record: use send_array\(\) for an array"):
@@ -85,20 +88,24 @@ def test_bytes_sent_on_a_numpy_channel_are_told_how_to_make_a_record_and_arrays_
 NEGATIVE = "timeout must be a non-negative number of seconds, or None to wait as long as it takes; got -1"
 
 
+def _with_a_negative_timeout(tx, rx):
+    """Every call of a typed sender and receiver that takes a timeout, given -1, by name."""
+    return {
+        "send": lambda: tx.send(np.zeros(1, TICK)[0], timeout=-1),
+        "send_many": lambda: tx.send_many([np.zeros(1, TICK)[0]], timeout=-1),
+        "send_array": lambda: tx.send_array(np.zeros(1, TICK), timeout=-1),
+        "recv": lambda: rx.recv(timeout=-1),
+        "recv_many": lambda: rx.recv_many(2, timeout=-1),
+        "recv_into": lambda: rx.recv_into(np.zeros(2, TICK), timeout=-1),
+        "recv_array": lambda: rx.recv_array(2, timeout=-1),
+    }
+
+
 def test_a_negative_timeout_is_refused_at_once_by_every_call_even_with_room_or_messages(channel):
     with Sender(channel, message_type=TICK, max_queued_messages=64) as tx, \
             Receiver(channel, message_type=TICK, max_queued_messages=64) as rx:
         tx.send_array(np.zeros(8, TICK))           # messages waiting, and room left
-        calls = {
-            "send": lambda: tx.send(np.zeros(1, TICK)[0], timeout=-1),
-            "send_many": lambda: tx.send_many([np.zeros(1, TICK)[0]], timeout=-1),
-            "send_array": lambda: tx.send_array(np.zeros(1, TICK), timeout=-1),
-            "recv": lambda: rx.recv(timeout=-1),
-            "recv_many": lambda: rx.recv_many(2, timeout=-1),
-            "recv_into": lambda: rx.recv_into(np.zeros(2, TICK), timeout=-1),
-            "recv_array": lambda: rx.recv_array(2, timeout=-1),
-            "borrow": lambda: rx.borrow(2, timeout=-1),
-        }
+        calls = dict(_with_a_negative_timeout(tx, rx), borrow=lambda: rx.borrow(2, timeout=-1))
         for name, call in calls.items():
             with pytest.raises(ValueError, match=NEGATIVE):
                 call()
@@ -110,15 +117,7 @@ def test_a_negative_timeout_is_refused_at_once_by_every_asyncio_call(channel):
         async with ca.Sender(channel, message_type=TICK, max_queued_messages=64) as tx, \
                 ca.Receiver(channel, message_type=TICK, max_queued_messages=64) as rx:
             await tx.send_array(np.zeros(8, TICK))
-            calls = {
-                "send": lambda: tx.send(np.zeros(1, TICK)[0], timeout=-1),
-                "send_many": lambda: tx.send_many([np.zeros(1, TICK)[0]], timeout=-1),
-                "send_array": lambda: tx.send_array(np.zeros(1, TICK), timeout=-1),
-                "recv": lambda: rx.recv(timeout=-1),
-                "recv_many": lambda: rx.recv_many(2, timeout=-1),
-                "recv_into": lambda: rx.recv_into(np.zeros(2, TICK), timeout=-1),
-                "recv_array": lambda: rx.recv_array(2, timeout=-1),
-            }
+            calls = _with_a_negative_timeout(tx, rx)
             for name, call in calls.items():
                 with pytest.raises(ValueError, match=NEGATIVE):
                     await call()

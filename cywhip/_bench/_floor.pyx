@@ -1,10 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Raw C floors for the benchmarks: a minimal SPSC ring and a futex ping-pong.
+"""Floors for the benchmarks: a minimal SPSC ring, a futex ping-pong, and the Python call floor.
 
-No Python runs per message here: each call is one nogil loop over a buffer
-that two processes map (a file in /dev/shm).  They show what the hardware
-gives, so that cywhip's figures can be read as a fraction of it.
+No Python runs per message in the first two: each call is one nogil loop over a
+buffer that two processes map (a file in /dev/shm).  They show what the hardware
+gives, so that cywhip's figures can be read as a fraction of it.  The third,
+CallFloor, shows what a Python call of a Sender's send() or a Receiver's recv()
+costs before it does any work: its send() does nothing, its recv() returns a
+fresh bytes object of the message's length, as every real receive must.
 """
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 
@@ -196,3 +200,24 @@ def futex_pingpong(unsigned char[::1] shm, Py_ssize_t count, bint ping, int64_t[
             else:
                 cw_store_relaxed_u32(mine, i)
                 cw_futex_wake(mine, 1)
+
+
+cdef class CallFloor:
+    """The Python call floor of single send/recv: the calls a Sender and a Receiver take,
+    doing no work but what every receive of bytes does (a fresh bytes object of
+    message_length bytes, copied from a buffer)."""
+    cdef Py_ssize_t length
+    cdef char buf[256]
+
+    def __init__(self, Py_ssize_t message_length):
+        if not 0 <= message_length <= MAX_RECORD:
+            raise ValueError(f"message_length {message_length} is not 0 to {MAX_RECORD}")
+        self.length = message_length
+        memset(self.buf, 7, sizeof(self.buf))
+
+    def send(self, msg, timeout=None):
+        """Take a message and do nothing with it."""
+
+    def recv(self, timeout=None):
+        """Return a fresh bytes object of message_length bytes."""
+        return PyBytes_FromStringAndSize(self.buf, self.length)

@@ -36,7 +36,8 @@ def _timed_receive(receive, n, *first_args):
 def _record_bytes(size, count):
     """The ring of a byte channel that queues count messages of size bytes, as a slot channel of
     count slots does: each record is an 8-byte header and the message padded to 8 bytes."""
-    return count * (8 + (size + 7) // 8 * 8)
+    from cywhip._testing._model import record_size
+    return count * record_size(size)
 
 
 # ------------------------------------------------------------ mixed sizes
@@ -107,6 +108,20 @@ def _timed_objects(receive, n, size, *first_args):
     if last["label"] != "frame" or last["values"].nbytes != size:
         raise AssertionError(f"the last message arrived as {last!r:.200}")
     return {"rate": rate}
+
+
+def _send_or_time(role, ready, results, send, receive, n, size, *first_args):
+    """The two sides of a stream of one call per message: the producer, once the consumer is
+    ready, calls send(msg) n times with a message of size bytes; the consumer times n calls
+    of receive() (the first with first_args) and reports the rate."""
+    if role == "producer":
+        msg = b"x" * size
+        ready.wait(60)
+        for _ in range(n):
+            send(msg)
+        return
+    ready.set()
+    results.put(_timed_receive(receive, n, *first_args))
 
 
 class _Shm:

@@ -1,6 +1,16 @@
-"""The raw C floors built with the package (cywhip._bench._floor): a spinning memcpy ring, a futex ping-pong."""
+"""The floors built with the package (cywhip._bench._floor): a spinning memcpy ring, a futex ping-pong,
+the Python call floor."""
 
-from cywhip._bench.common import _Shm, _percentiles
+from cywhip._bench.common import _Shm, _percentiles, _send_or_time
+
+
+def _w_floor_calls(role, p, ready, results, shared):
+    """The Python call floor of single send/recv: as cywhip's row, a process calling send(msg)
+    per message and one calling recv() per message, on a CallFloor (its send does nothing, its
+    recv returns a fresh bytes object of p["size"] bytes)."""
+    from cywhip._bench import _floor
+    end = _floor.CallFloor(p["size"])
+    _send_or_time(role, ready, results, end.send, end.recv, p["count"], p["size"], 60)
 
 
 def _w_floor_ring(role, p, ready, results, shared):

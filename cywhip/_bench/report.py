@@ -22,6 +22,8 @@ MIXED_BYTES = (MIXED, "cywhip", "byte channel")
 TARGETS = [
     ("single send/recv ≥ 3× cloudtoid try_send/receive", ("single send/recv, 32 B", "cywhip", "send/recv"),
      ("single send/recv, 32 B", "cloudtoid-interprocess", ""), lambda r: r >= 3),
+    ("single send/recv ≥ 0.8× the Python call floor", ("single send/recv, 32 B", "cywhip", "send/recv"),
+     ("single send/recv, 32 B", "Python calls (floor)", ""), lambda r: r >= 0.8),
     ("single send/recv ≥ 50× multiprocessing.Queue", ("single send/recv, 32 B", "cywhip", "send/recv"),
      ("single send/recv, 32 B", "multiprocessing.Queue", ""), lambda r: r >= 50),
     ("send_many/recv_many ≥ 10× cloudtoid try_send_batch", ("batches, 32 B", "cywhip", "send_many"),
@@ -61,8 +63,6 @@ TARGETS = [
      ("asyncio, 32 B", "pyzmq ipc://", ""), lambda r: r >= 5),
     ("asyncio round trip p50 ≤ ⅓ zmq.asyncio", ("asyncio round trip, 32 B", "cywhip", ""),
      ("asyncio round trip, 32 B", "pyzmq ipc://", ""), lambda r: r <= 1 / 3),
-    ("Cython API, one message per call ≥ ½ raw C ring publishing per message",
-     (CAPI, "cywhip", "one message per call"), (CAPI, "raw C ring (floor)", ""), lambda r: r >= 0.5),
     ("Cython API, one message per call ≥ 2× cykit's Cython API", (CAPI, "cywhip", "one message per call"),
      (CAPI, "cykit 0.1.0", ""), lambda r: r >= 2),
     ("message_type=object, a dict holding a 1 MiB array ≥ 5× multiprocessing.Queue", (OBJECTS, "cywhip", ""),

@@ -11,7 +11,7 @@ from cywhip._bench.cywhip_workers import (
     _w_cywhip_pingpong, _w_cywhip_stream, _w_cywhip_waiting, _w_cywhip_wakeup,
 )
 from cywhip._bench import capi
-from cywhip._bench.floors import _w_floor_futex, _w_floor_ring, _w_floor_ring_each
+from cywhip._bench.floors import _w_floor_calls, _w_floor_futex, _w_floor_ring, _w_floor_ring_each
 from cywhip._bench.peers.cloudtoid import _w_cloudtoid, _w_cloudtoid_mixed, _w_cloudtoid_shared
 from cywhip._bench.peers.cykit import _w_cykit_mpsc, _w_cykit_spmc
 from cywhip._bench.peers.kickmsg import _w_kickmsg
@@ -118,6 +118,9 @@ def workloads(quick=False):
         lambda: _zenoh({"name": _name("zp"), "count": n // 10}), needs="zenoh")
     add(single, ZENOH, "put/recv, shared memory (a ShmProvider buffer per message)", "msg/s", "rate",
         lambda: _zenoh({"name": _name("zs"), "count": n // 40, "shm": True}), needs="zenoh")
+    # What the same calls cost doing nothing: a no-op send, a recv returning a fresh bytes object.
+    add(single, "Python calls (floor)", "no-op send, recv returning fresh bytes", "msg/s", "rate",
+        lambda: run_pair(_w_floor_calls, {"count": n, "size": MESSAGE}))
     add(single, "cywhip", "send/recv, one sender on a max_senders=4 channel", "msg/s", "rate",
         lambda: run_pair(_w_cywhip_stream, {"name": _name("s4"), "count": n, "size": MESSAGE, "mode": "single",
                                             "senders": 4}))

@@ -18,7 +18,7 @@ from cywhip.includes.c_layout cimport (
     cw_header, cw_place, cw_group, cw_many_slot_header, cw_place_offset, cw_slots_offset,
     cw_fixed_slot_size, cw_fixed_slot_offset, cw_slot_header_size,
     CW_HEADER_SIZE, CW_SLOT_HEADER_SIZE, CW_MANY_SLOT_HEADER_SIZE, CW_SLOT_ALIGN, CW_PLACE_SIZE,
-    CW_GROUPS_LOCK_BYTE,
+    CW_GROUPS_LOCK_BYTE, cw_var_record_size, cw_var_capacity,
 )
 from cywhip._ring cimport (
     ring_t, ring_attach, ring_interrupt, ring_announce_sleep, ring_free, ring_available, ring_write_slot,
@@ -39,6 +39,17 @@ def slot_header_size(uint64_t max_senders=1):
 def slot_offset(uint64_t slot_size, uint64_t index):
     """Where slot index starts, from the first slot (layout.h's cw_fixed_slot_offset)."""
     return cw_fixed_slot_offset(slot_size, index)
+
+
+def record_size(uint64_t length):
+    """Bytes a message of length bytes takes in a byte channel's ring (layout.h's
+    cw_var_record_size): its header and its payload padded to 8."""
+    return cw_var_record_size(length)
+
+
+def ring_bytes(uint64_t max_queued_bytes):
+    """The ring's bytes of a byte channel asked for max_queued_bytes (layout.h's cw_var_capacity)."""
+    return cw_var_capacity(max_queued_bytes)
 
 
 cdef class RingModel:

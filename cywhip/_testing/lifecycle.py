@@ -61,6 +61,7 @@ keeping its members: the senders must go on), ``forever`` (some members receive 
 import argparse
 import asyncio
 import bisect
+import contextlib
 import faulthandler
 import json
 import os
@@ -207,6 +208,36 @@ def _now():
     return time.monotonic_ns()
 
 
+def _close_timed(ch, end):
+    """Close an end between the two marks the checker reads (S_CLOSE_START, S_CLOSE_END)."""
+    ch.put(S_CLOSE_START, _now())
+    end.close()
+    ch.put(S_CLOSE_END, _now())
+
+
+@contextlib.contextmanager
+def _until_closed(ch):
+    """Around a member's receiving loop: a ChannelClosedError ends it if the run is stopping it
+    (its close() from on_stop), then the marks the checker reads: out of any call, closed."""
+    try:
+        yield
+    except ChannelClosedError:
+        if not ch.stop.is_set():
+            raise
+    ch.put(S_IN_CALL, 0)
+    ch.put(S_CLOSE_END, _now())
+
+
+def _try_send_each(tx, msgs):
+    """try_send() the messages in turn until one finds no room; return how many went."""
+    sent = 0
+    for m in msgs:
+        if not tx.try_send(m):
+            break
+        sent += 1
+    return sent
+
+
 # ------------------------------------------------------------------ the child processes
 
 class _Child:
@@ -330,9 +361,7 @@ def run_member(spec):
         if ch.stop.is_set():
             done.set()
         done.wait()
-        ch.put(S_CLOSE_START, _now())
-        rx.close()
-        ch.put(S_CLOSE_END, _now())
+        _close_timed(ch, rx)
         if rx.exception is not None:
             raise rx.exception
         return
@@ -345,7 +374,7 @@ def run_member(spec):
     if ch.stop.is_set():
         close()
     many = rng.choice((4, 16, 64))
-    try:
+    with _until_closed(ch):
         while not ch.stop.is_set():
             if mode == "try_recv":
                 ch.put(S_CALL_MAX, 1)
@@ -373,11 +402,6 @@ def run_member(spec):
                 got = []
             record(got)
             ch.put(S_IN_CALL, 0)
-    except ChannelClosedError:
-        if not ch.stop.is_set():
-            raise
-    ch.put(S_IN_CALL, 0)
-    ch.put(S_CLOSE_END, _now())
 
 
 def _run_async_member(ch, spec, record):
@@ -395,7 +419,7 @@ def _run_async_member(ch, spec, record):
         ch.on_stop.append(lambda: loop.call_soon_threadsafe(close))
         if ch.stop.is_set():
             close()
-        try:
+        with _until_closed(ch):
             if mode == "aiter":
                 ch.put(S_CALL_MAX, 1)
                 ch.put(S_IN_CALL, 1)
@@ -411,11 +435,6 @@ def _run_async_member(ch, spec, record):
                         got = []
                     record(got)
                     ch.put(S_IN_CALL, 0)
-        except ChannelClosedError:
-            if not ch.stop.is_set():
-                raise
-        ch.put(S_IN_CALL, 0)
-        ch.put(S_CLOSE_END, _now())
     _run_loop(spec, main())
 
 
@@ -488,20 +507,14 @@ def run_sender(spec):
                         sent = exc.sent
                 else:
                     msgs = before(size())
-                    sent = 0
-                    for m in msgs:
-                        if not tx.try_send(m):
-                            break
-                        sent += 1
+                    sent = _try_send_each(tx, msgs)
                     if sent < len(msgs):
                         after(sent)
                         await asyncio.sleep(0.001)
                         continue
                 after(sent)
                 await asyncio.sleep(gap())
-            ch.put(S_CLOSE_START, _now())
-            tx.close()
-            ch.put(S_CLOSE_END, _now())
+            _close_timed(ch, tx)
         _run_loop(spec, main())
         return
     tx = ch.open(Sender, serializer)
@@ -529,20 +542,14 @@ def run_sender(spec):
                 sent = exc.sent
         else:
             msgs = before(size())
-            sent = 0
-            for m in msgs:
-                if not tx.try_send(m):
-                    break
-                sent += 1
+            sent = _try_send_each(tx, msgs)
             if sent < len(msgs):
                 time.sleep(0.0005)
         after(sent)
         d = gap()
         if d:
             time.sleep(d)
-    ch.put(S_CLOSE_START, _now())
-    tx.close()
-    ch.put(S_CLOSE_END, _now())
+    _close_timed(ch, tx)
 
 
 def child_main(spec_json):

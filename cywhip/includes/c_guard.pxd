@@ -1,4 +1,4 @@
-from libc.stdint cimport int32_t
+from libc.stdint cimport int32_t, uintptr_t
 
 cdef extern from "guard.h" nogil:
     enum:
@@ -15,3 +15,4 @@ cdef extern from "guard.h" nogil:
     bint cw_guard_give_biased(cw_bias_rec **bias) noexcept
     void cw_guard_bias_to(cw_bias_rec **bias, cw_bias_rec *rec) noexcept
     int32_t cw_guard_holder(const int32_t *busy) noexcept
+    uintptr_t cw_thread_self() noexcept

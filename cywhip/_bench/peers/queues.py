@@ -2,7 +2,8 @@
 import time
 
 from cywhip._bench.common import (
-    END, _consumer_done, _numbered, _object_message, _send_ends, _seqs, _timed_objects, _timed_receive,
+    END, _consumer_done, _numbered, _object_message, _send_ends, _send_or_time, _seqs, _timed_objects,
+    _timed_receive,
 )
 
 
@@ -68,16 +69,7 @@ def _w_queue_shared(role, p, ready, results, shared):
 
 def _w_pipe(role, p, ready, results, shared):
     recv_end, send_end = shared
-    n, size = p["count"], p["size"]
-    if role == "producer":
-        msg = b"x" * size
-        ready.wait(60)
-        send = send_end.send_bytes
-        for _ in range(n):
-            send(msg)
-        return
-    ready.set()
-    results.put(_timed_receive(recv_end.recv_bytes, n))
+    _send_or_time(role, ready, results, send_end.send_bytes, recv_end.recv_bytes, p["count"], p["size"])
 
 
 def _faster_fifo():
