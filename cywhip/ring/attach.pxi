@@ -55,6 +55,10 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.skipped = 0
     r.voided = 0
     r.stop = 0
+    # Waiting on a file descriptor: the names this end wakes (ring_wake_fds()); its own
+    # descriptor is made by ring_fd_open() when asked for.
+    r.wake_prefix_len = ring_wake_prefix(hdr, fd, r.wake_prefix)
+    r.own_place = sender_place if sender_place >= 0 else 0
     r.bad_cursor = 0
     r.bad_write = 0
     r.bad_length = 0
