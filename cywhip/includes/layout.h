@@ -57,7 +57,7 @@
 #define CW_HEADER_SIZE 4096
 #define CW_PAGE_SIZE 4096
 #define CW_MAGIC 0x5049485759574321ULL /* "!CYWHIP" + 'P', little-endian */
-#define CW_LAYOUT_VERSION 4
+#define CW_LAYOUT_VERSION 5
 #define CW_SLOT_HEADER_SIZE 8
 /* The slot header of a many-senders channel: length, reserved, seq. */
 #define CW_MANY_SLOT_HEADER_SIZE 16

@@ -554,9 +554,11 @@ cdef void ring_fd_disarm(ring_t *r, bint sending) noexcept nogil:
 
 
 cdef void ring_fd_drain(ring_t *r) noexcept nogil:
-    """Read the wake bytes and the timer's expiry: the descriptor is no longer readable."""
+    """Read the wake bytes and the timer's expiry: the descriptor is no longer readable, and
+    its arming is spent (the holder looks again, and arms again if it finds nothing)."""
     if not r.fd_open:
         return
+    r.fd_armed = False
     cw_fdwake_drain(r.wake_sock)
     if r.fd_sliced:
         cw_fdwake_timer_clear(r.wake_timer)
