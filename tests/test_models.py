@@ -1,5 +1,5 @@
-"""The SPIN models of docs/models (many senders, receiver groups, the lifecycle of groups) pass their checks
-and catch their mutants.
+"""The SPIN models of docs/models (many senders, receiver groups, the lifecycle of groups, the wake-up of
+an end waiting on a file descriptor) pass their checks and catch their mutants.
 
 Runs docs/models/check.sh, one model per test, when `spin` and a C compiler are on PATH; skips otherwise.
 """
@@ -53,3 +53,13 @@ def test_lifecycle_model_passes_its_checks_and_fails_on_the_old_steps_and_every_
     # review) are among the checks that must fail, and mutants of F (the floor moved once every
     # group has left) too
     _check("lifecycle", timeout=580)
+
+
+@pytest.mark.model
+@pytest.mark.timeout(300)
+def test_fdwake_model_passes_its_checks_and_catches_every_mutant():
+    # a few seconds alone: no wake-up is lost to an end waiting on a file descriptor, alone on
+    # its word or sharing it with a sleeper in the kernel, whatever step either side crashes
+    # at; the mutants (no look after announcing, a drain after the look, a waker of layout 4,
+    # no wake-up by a restarted sender) must fail
+    _check("fdwake", timeout=280)

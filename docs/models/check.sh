@@ -1,8 +1,8 @@
 #!/bin/sh
 # Model-checks the SPIN models of docs/models.
 #
-#   docs/models/check.sh [--full] [MODEL...]     MODEL: many_senders, groups, lifecycle
-#                                                (default: all three)
+#   docs/models/check.sh [--full] [MODEL...]     MODEL: many_senders, groups, lifecycle, fdwake
+#                                                (default: all four)
 #
 #   many_senders   the many-senders protocol: its checks and mutants (about 25 s on 2 CPUs, < 1.2 GB a check)
 #   groups         receiver groups: its checks and mutants (about 25 s on 2 CPUs, < 1 GB a check)
@@ -11,7 +11,10 @@
 #                  scheme, LEFTB_FLOOR, on a ring of 2), the old steps of a54aea3 (each must
 #                  fail) and mutants of the fixed steps (about 100 s on 2 busy CPUs,
 #                  < 350 MB a check)
-#   --full         also, many_senders: the LTL property under weak fairness (about 30 s);
+#   fdwake         waking an end that waits on a file descriptor: its checks (alone on its
+#                  word; sharing it with a sleeper in the kernel) and mutants (a few seconds,
+#                  < 700 MB a check)
+#   --full         also, fdwake: 3 messages, 2 crashes of each side (about 1 s); many_senders: the LTL property under weak fairness (about 30 s);
 #                  groups: 2 crashes of any member, termination with a group created
 #                  mid-run, 4 messages, and bitstate searches of 2 crashes with a group
 #                  created mid-run (about 6 min, each search < 2 min and 1.5 GB);
@@ -31,7 +34,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 full=0
 [ "${1:-}" = "--full" ] && { full=1; shift; }
-models=${*:-many_senders groups lifecycle}
+models=${*:-many_senders groups lifecycle fdwake}
 SPIN=${SPIN:-spin}
 CC=${CC:-cc}
 work=$(mktemp -d "${TMPDIR:-/tmp}/cywhip-spin.XXXXXX") || exit 2
@@ -221,14 +224,29 @@ check_lifecycle() {
     done
 }
 
+check_fdwake() {
+    base=fdwake.pml memlim=1000
+    # 2 messages; the fd waiter and the waker may each crash once, at any step.
+    check "fdwake: safety, alone on the word, 1 crash of each side" pass "" "-DSAFETY" ""
+    check "fdwake: safety, a word shared with a sleeper in the kernel, 1 crash of each side" \
+        pass "-DSHARED" "-DSAFETY" ""
+    if [ "$full" = 1 ]; then
+        check "fdwake: safety, 3 messages, 2 crashes of each side" pass "-DN=3 -DMAXCRASH=2 -DWCRASH=2" "-DSAFETY" ""
+    fi
+    for m in NO_RECHECK DRAIN_LATE NO_FD_WAKE NO_REPAIR; do
+        check "fdwake: mutant $m" fail "-D$m" "-O0 -DSAFETY" ""
+    done
+    check "fdwake: mutant NO_RECHECK, shared word" fail "-DNO_RECHECK -DSHARED" "-O0 -DSAFETY" ""
+}
+
 command -v "$SPIN" >/dev/null 2>&1 || { echo "spin not found" >&2; exit 2; }
 command -v "$CC" >/dev/null 2>&1 || { echo "C compiler $CC not found" >&2; exit 2; }
 t0=$(date +%s)
 
 for model in $models; do
     case $model in
-    many_senders|groups|lifecycle) check_$model ;;
-    *) echo "unknown model: $model (many_senders, groups, lifecycle)" >&2; exit 2 ;;
+    many_senders|groups|lifecycle|fdwake) check_$model ;;
+    *) echo "unknown model: $model (many_senders, groups, lifecycle, fdwake)" >&2; exit 2 ;;
     esac
 done
 
