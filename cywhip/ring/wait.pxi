@@ -500,7 +500,9 @@ cdef int64_t ring_fd_arm(ring_t *r, bint sending, bint drain) noexcept nogil:
     expiry (a caller that reads them itself, the asyncio face, passes False).
 
     Armed already (the word still holds what this end announced, and no slice was set): no
-    waker has cleared it since, so no publish came after that arming's look; nothing to do."""
+    waker has cleared it since, so no publish came after that arming's look; it only drains (a
+    byte of a wake-up from before that arming may have come since: left there, the descriptor
+    would stay readable with nothing to do)."""
     cdef bint shared, fenced
     cdef uint32_t *word
     cdef uint32_t expect
@@ -508,11 +510,11 @@ cdef int64_t ring_fd_arm(ring_t *r, bint sending, bint drain) noexcept nogil:
     if not r.fd_open or r.hdr == NULL:
         return 0
     word = ring_waiting_word(r, sending, &shared)
+    if drain:
+        cw_fdwake_drain(r.wake_sock)
     if r.fd_armed and not r.fd_sliced and cw_load_relaxed_u32(word) == r.fd_expect:
         return 0
     r.fd_armed = False
-    if drain:
-        cw_fdwake_drain(r.wake_sock)
     if r.fd_sliced:
         cw_fdwake_timer_clear(r.wake_timer)
         r.fd_sliced = False
