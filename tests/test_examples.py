@@ -34,6 +34,7 @@ CHANNELS = {
     "numpy_producer.py": "ticks-numpy",
     "numpy_consumer.py": "ticks-numpy",
     "asyncio_pair.py": "async-orders",
+    "trio_pair.py": "trio-feed",
     "lifecycle.py": "lifecycle-demo",
     "capi/producer.pyx": "capi-ticks",
     "capi/consumer.pyx": "capi-ticks",
@@ -244,3 +245,10 @@ def test_the_examples_run_one_after_another_in_one_directory_without_colliding(p
     for script in ("lifecycle.py", "many_senders.py", "groups.py", "asyncio_pair.py", "lifecycle.py"):
         finish(peers, start(peers, script))
     assert not [c.name for c in cywhip.channels() if c.name in names]
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("example_channel", ["trio-feed"], indirect=True)
+def test_a_trio_task_waits_on_the_receivers_descriptor_for_another_process(peers, example_channel):
+    pytest.importorskip("trio", reason="trio (in the test extra) is not installed")
+    assert finish(peers, start(peers, "trio_pair.py")) == "".join(f"got tick {i}\n" for i in range(5))
