@@ -59,8 +59,9 @@ cdef inline uint32_t _mix32(uint32_t x) noexcept nogil:
 
 
 cdef uint32_t ring_new_token() noexcept nogil:
-    """A waiting token: never 0 (no sleeper) and, within this process, distinct for 2**32
-    calls in a row; another process's differ but by chance (2**-32)."""
+    """A waiting token: never 0 (no sleeper), below CW_WAIT_FD (bit 31 says that an end
+    waits on a descriptor); two tokens are equal by chance only (2**-31: the hash, a bijection
+    of 32-bit words, loses its top bit)."""
     cdef uint32_t t = 0
     while t == 0:
         # The top bit is CW_WAIT_FD's (an end waiting on a descriptor announced here).
