@@ -24,11 +24,15 @@ thread waiting for it (most likely the other end, about to answer), and the
 loop runs its other tasks between looks.  An end whose previous wait slept
 for over 1 ms sleeps at once, as does one with ``spin_time=0``.  Only then does
 the end announce that it sleeps, on the same waiting word of the channel a
-blocking end uses, and await a future.  One thread per event loop (per 127
-waiting ends) sleeps in ``futex_waitv`` on the words of all of that loop's
-sleeping ends and tells the loop through an eventfd when the other end makes
-progress.  The message is then taken on the loop thread.  Waiting and taking
-are separate steps, so:
+blocking end uses, and await a future.  The loop watches the end's own wake
+descriptor (``fileno()``, docs/protocol.md "Waiting on a file descriptor"):
+the other end's publish clears the word and makes the descriptor readable,
+which wakes the loop's poll directly, and the message is then taken on the
+loop thread.  (With ``CYWHIP_ASYNCIO_WAKER=thread``, for peers in another
+network namespace, and for an end whose descriptor cannot be made, one thread
+per event loop, per 127 waiting ends, sleeps in ``futex_waitv`` on the words
+of all of that loop's sleeping ends and tells the loop through an eventfd.)
+Waiting and taking are separate steps, so:
 
 - a call never awaited, or closed or cancelled before its first step, has
   taken (or sent) nothing; one freed without being awaited warns
