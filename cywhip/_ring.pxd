@@ -187,6 +187,20 @@ cdef inline char *ring_payload(ring_t *r, uint64_t index) noexcept nogil:
 
 # ---------------------------------------------------------------- sender side
 
+cdef inline void ring_wake_word(ring_t *r, uint32_t *word, int count, bint senders) noexcept nogil:
+    """After the publish order: if word says someone waits, clear it and wake them: FUTEX_WAKE
+    (count sleepers) for a sleeper's value, wake bytes to the senders' (senders) or the
+    receivers' descriptors for CW_WAIT_FD (docs/protocol.md, send step 4).  No sleeper: one
+    load of a line nobody writes."""
+    cdef uint32_t old
+    if cw_load_relaxed_u32(word):
+        old = cw_exchange_u32(word, 0)
+        if old & CW_WAIT_FUTEX:
+            cw_futex_wake(word, count)
+        if old & CW_WAIT_FD:
+            ring_wake_fds(r, senders)
+
+
 cdef inline void ring_publish_order(ring_t *r) noexcept nogil:
     """Between storing a cursor and loading the other end's waiting word (the wake-up
     handshake, docs/protocol.md): a full fence; or, in a process registered for
@@ -413,15 +427,8 @@ cdef inline void ring_publish(ring_t *r) noexcept nogil:
     # receiver_waiting below; pairs with the receiver's barrier between setting
     # receiver_waiting and looking again, so one of the two sees the other.
     ring_publish_order(r)
-    cdef uint32_t old
-    if cw_load_relaxed_u32(&r.hdr.receiver_waiting):
-        old = cw_exchange_u32(&r.hdr.receiver_waiting, 0)
-        if old & CW_WAIT_FUTEX:
-            # The members of receiver groups share the word: wake them all.
-            cw_futex_wake(&r.hdr.receiver_waiting, r.receiver_wake_count)
-        if old & CW_WAIT_FD:
-            # A receiver waits on a file descriptor: a byte to its socket.
-            ring_wake_fds(r, False)
+    # The members of receiver groups share the word: wake them all.
+    ring_wake_word(r, &r.hdr.receiver_waiting, r.receiver_wake_count, False)
 
 
 # -------------------------------------------------------------- receiver side
@@ -530,14 +537,8 @@ cdef inline void ring_release(ring_t *r) noexcept nogil:
         cw_store_release_u64(&r.hdr.read_cursor, r.read)
     # Same handshake as ring_publish(), mirrored.
     ring_publish_order(r)
-    cdef uint32_t old
-    if cw_load_relaxed_u32(&r.hdr.sender_waiting):
-        old = cw_exchange_u32(&r.hdr.sender_waiting, 0)
-        if old & CW_WAIT_FUTEX:
-            # Many senders share the word: wake them all.
-            cw_futex_wake(&r.hdr.sender_waiting, r.wake_count)
-        if old & CW_WAIT_FD:
-            ring_wake_fds(r, True)
+    # Many senders share the word: wake them all.
+    ring_wake_word(r, &r.hdr.sender_waiting, r.wake_count, True)
 
 
 # ----------------------------------------------------------- typed record runs

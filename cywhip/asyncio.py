@@ -298,7 +298,7 @@ class _AsyncEnd(_Core):
         self._fd = None if _WAKER == "fd" else False
         self._reader_loop = None
         self._wakeups = 0
-        # Whether a wait of this end ever went to sleep (armed, awaited a future).
+        # Whether a wait of this end ever went past its spin, to arm (for tests).
         self._has_slept = False
         self._pid = os.getpid()
         self._wt = None
@@ -403,6 +403,7 @@ class _AsyncEnd(_Core):
         """_sleep() past its spin: arm the end's descriptor (or the waker) and await a future
         its reader (the waker's) resolves."""
         loop = asyncio.get_running_loop()
+        self._has_slept = True
         if self._fd is None:
             try:
                 self._fd = self._end._wake_fd()
@@ -424,23 +425,31 @@ class _AsyncEnd(_Core):
         if st < 0:
             # The slot was given up: close() ran in another thread.
             self._raise_closed()
-        self._has_slept = True
         fut = loop.create_future()
         wt.waits[slot] = (gen, fut)
+
+        def done(woke):
+            entry = wt.waits.get(slot)
+            if entry is not None and entry[1] is fut:
+                del wt.waits[slot]
+            wt.waker.disarm(slot, gen)
+        return await self._await_wake(loop, fut, deadline, done)
+
+    async def _await_wake(self, loop, fut, deadline, done):
+        """Await fut, which a wake-up resolves (True), until deadline passes (False); then
+        ``done(woke)`` undoes what arming did.  Raises ChannelClosedError once closed."""
         self._fut = fut
         timer = None
         if deadline is not None:
             timer = loop.call_later(max(0.0, (deadline - _monotonic_ns()) / 1e9), _expire, fut)
+        woke = False
         try:
             woke = await fut
         finally:
             self._fut = None
             if timer is not None:
                 timer.cancel()
-            entry = wt.waits.get(slot)
-            if entry is not None and entry[1] is fut:
-                del wt.waits[slot]
-            wt.waker.disarm(slot, gen)
+            done(woke)
             self._ran = _monotonic_ns()
         if self._closed:
             self._raise_closed()
@@ -473,26 +482,13 @@ class _AsyncEnd(_Core):
             self._watch(loop)
         if self._end._arm_fd():
             return True
-        self._has_slept = True
-        fut = loop.create_future()
-        self._fut = fut
-        timer = None
-        if deadline is not None:
-            timer = loop.call_later(max(0.0, (deadline - _monotonic_ns()) / 1e9), _expire, fut)
-        woke = False
-        try:
-            woke = await fut
-        finally:
-            self._fut = None
-            if timer is not None:
-                timer.cancel()
+        end = self._end
+
+        def done(woke):
             if not woke:
                 # Timed out, cancelled or closed: the other end owes this end no wake-up.
-                self._end._disarm_fd()
-            self._ran = _monotonic_ns()
-        if self._closed:
-            self._raise_closed()
-        return woke
+                end._disarm_fd()
+        return await self._await_wake(loop, loop.create_future(), deadline, done)
 
     def _armed_slice(self):
         """Why the sleeping end's wake-up comes in slices ("none", "hole", "member", "group",
@@ -542,27 +538,13 @@ class _AsyncEnd(_Core):
         if first and reader_loop is not None and self._pid == os.getpid():
             on_loop = _running_loop() is reader_loop
             _unwatch(reader_loop, self._fd, self._end, on_loop)
-            if fut is not None:
-                if on_loop:
-                    _wake(fut)
-                elif not reader_loop.is_closed():
-                    try:
-                        reader_loop.call_soon_threadsafe(_wake, fut)
-                    except RuntimeError:
-                        pass
+            _wake_on(reader_loop, fut, on_loop)
         if first and wt is not None and wt.hub.pid == os.getpid():
             loop = wt.hub.loop
             on_loop = _running_loop() is loop
             # Before the plain end unmaps: the waker thread lets go of the word.
             wt.hub.unbind(wt, slot, gen, on_loop)
-            if fut is not None:
-                if on_loop:
-                    _wake(fut)
-                elif not loop.is_closed():
-                    try:
-                        loop.call_soon_threadsafe(_wake, fut)
-                    except RuntimeError:
-                        pass
+            _wake_on(loop, fut, on_loop)
         self._end.close()
 
     def __del__(self):
@@ -614,6 +596,19 @@ def _unwatch(loop, fd, end, on_loop_thread):
         loop.call_soon_threadsafe(remove)
     except RuntimeError:      # closed meanwhile
         remove()
+
+
+def _wake_on(loop, fut, on_loop_thread):
+    """End the wait in progress (fut, if any) on loop's thread: a closed end's wait."""
+    if fut is None:
+        return
+    if on_loop_thread:
+        _wake(fut)
+    elif not loop.is_closed():
+        try:
+            loop.call_soon_threadsafe(_wake, fut)
+        except RuntimeError:
+            pass
 
 
 def _expire(fut):

@@ -124,20 +124,26 @@ static inline int cw_fdwake_bind(const struct sockaddr_un *a, socklen_t len)
     return s;
 }
 
-/* An epoll descriptor watching fd for reading; -errno on failure. */
-static inline int cw_fdwake_epoll(int fd)
+/* Have ep watch fd for reading: 0, or -errno. */
+static inline int cw_fdwake_watch(int ep, int fd)
 {
     struct epoll_event ev;
-    int ep = epoll_create1(EPOLL_CLOEXEC), e;
-    if (ep < 0)
-        return -errno;
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN;
     ev.data.fd = fd;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        e = errno;
+    return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
+}
+
+/* An epoll descriptor watching fd for reading; -errno on failure. */
+static inline int cw_fdwake_epoll(int fd)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC), e;
+    if (ep < 0)
+        return -errno;
+    e = cw_fdwake_watch(ep, fd);
+    if (e != 0) {
         close(ep);
-        return -e;
+        return e;
     }
     return ep;
 }
@@ -146,11 +152,10 @@ static inline int cw_fdwake_epoll(int fd)
 static inline int cw_fdwake_swap(int ep, int old, int new_fd)
 {
     struct epoll_event ev;
+    int e = cw_fdwake_watch(ep, new_fd);
+    if (e != 0)
+        return e;
     memset(&ev, 0, sizeof(ev));
-    ev.events = EPOLLIN;
-    ev.data.fd = new_fd;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, new_fd, &ev) != 0)
-        return -errno;
     epoll_ctl(ep, EPOLL_CTL_DEL, old, &ev);
     return 0;
 }
@@ -167,19 +172,15 @@ static inline void cw_fdwake_drain(int s)
 static inline int cw_fdwake_timer_set(int ep, int *timer, int64_t ns)
 {
     struct itimerspec its;
-    struct epoll_event ev;
     int t = *timer, e;
     if (t < 0) {
         t = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
         if (t < 0)
             return -errno;
-        memset(&ev, 0, sizeof(ev));
-        ev.events = EPOLLIN;
-        ev.data.fd = t;
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, t, &ev) != 0) {
-            e = errno;
+        e = cw_fdwake_watch(ep, t);
+        if (e != 0) {
             close(t);
-            return -e;
+            return e;
         }
         *timer = t;
     }
