@@ -333,7 +333,8 @@ class _AsyncEnd(_Core):
     def fileno(self):
         """The plain end's wake descriptor (:meth:`cywhip.Receiver.fileno`): readable when this
         end may have something to do, for another loop or a selector; ``try_recv()`` /
-        ``try_send()`` look again and arm it."""
+        ``try_send()`` look again and arm it.  (Once asked for, every look of the end that finds
+        nothing arms it, the awaited calls' looks too: a system call each.)"""
         return self._end.fileno()
 
     def __repr__(self):
@@ -464,11 +465,14 @@ class _AsyncEnd(_Core):
             self._reader_loop = None
             if old is not None:
                 _unwatch(old, self._fd, self._end, False)
-            loop.add_reader(self._fd, self._on_readable)
+            loop.add_reader(self._fd, self._on_readable, loop)
             self._reader_loop = loop
 
-    def _on_readable(self):
-        """The loop's reader of the end's descriptor: read it empty, wake the wait in progress."""
+    def _on_readable(self, loop):
+        """The loop's reader of the end's descriptor: read it empty, wake the wait in progress.
+        A loop the end has left (its removal of the reader still pending) leaves it alone."""
+        if loop is not self._reader_loop:
+            return
         self._wakeups += 1
         self._end._drain_fd()
         fut = self._fut
