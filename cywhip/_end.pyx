@@ -404,7 +404,8 @@ cdef class _End:
         nothing arms it (and reads it empty): every call of this end that returns for lack of
         messages (room), ``None``, ``False``, ``[]`` or a timeout error, leaves it armed.  It
         starts readable.  It stays open, and readable, after ``close()`` (until the end is
-        freed); a forked child cannot use it.  See docs/api.md.
+        freed); a forked child cannot use it.  See docs/guide-channels.md, "Waiting on a file
+        descriptor".
         """
         if self.region is None or _closing(self):
             self._check_open()
