@@ -886,3 +886,26 @@ def test_an_idle_wait_of_a_group_member_or_its_sender_sleeps_without_waking(buil
         # One sleep until the deadline (and perhaps a wait for the GIL on the way out); sleep
         # slices of 10 ms would be about 50.
         assert out["sleeps"] <= 5, out
+
+
+def test_the_apis_try_calls_arm_the_ends_descriptor_as_the_python_ones_do(built, channel):
+    # docs/api.md, "Waiting on a descriptor": EMPTY and FULL arm fileno(); readable: look again.
+    import selectors
+
+    def readable(fd, timeout):
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            return bool(sel.select(timeout))
+
+    with cywhip.Sender(channel, message_length=8, max_queued_messages=2) as tx, \
+            cywhip.Receiver(channel, message_length=8, max_queued_messages=2) as rx:
+        tx_fd, rx_fd = tx.fileno(), rx.fileno()
+        assert built.shim.try_recv(rx, 8)[0] == "EMPTY"
+        assert not readable(rx_fd, 0)
+        assert built.shim.try_send(tx, b"a") == "OK" and built.shim.try_send(tx, b"b") == "OK"
+        assert readable(rx_fd, 5)
+        assert built.shim.try_send(tx, b"c") == "FULL"
+        assert not readable(tx_fd, 0)
+        assert built.shim.try_recv(rx, 8)[2] == b"a"
+        assert readable(tx_fd, 5)
+        assert built.shim.try_send(tx, b"c") == "OK"
