@@ -40,6 +40,14 @@ async def _slice(end, timeout=5):
         await asyncio.sleep(0)
 
 
+@pytest.fixture(params=["fd", "thread"])
+def waker(request, monkeypatch):
+    """Each way an asyncio end is woken: its own descriptor watched by the loop, or the waker
+    thread (CYWHIP_ASYNCIO_WAKER=thread): both keep the ring's slices."""
+    monkeypatch.setattr(ca, "_WAKER", request.param)
+    return request.param
+
+
 def _wakeups(end):
     """How often what wakes the asyncio end woke: its waker thread (shared by the ends of its
     loop), or the loop's reader of its own descriptor."""
@@ -77,7 +85,7 @@ CLAIM_AND_HOLD = ("import sys; from cywhip._testing.fanin import run_step; "
 @pytest.mark.parametrize("step", ["claimed", "half"])
 @pytest.mark.parametrize("receiver", ["one receiver", "group member"])
 def test_an_asyncio_receiver_at_a_live_senders_hole_goes_on_when_that_sender_dies(
-        channel, peers, run, step, receiver):
+        channel, peers, run, step, receiver, waker):
     member = receiver == "group member"
     kw = dict(message_length=64, max_queued_messages=16, max_senders=2, max_receivers=4 if member else 1)
 
@@ -121,7 +129,7 @@ FEED_EVERY_MS = textwrap.dedent("""
 
 @pytest.mark.timeout(60)
 def test_a_member_gets_a_dead_members_claim_while_another_end_of_its_loop_is_woken_every_ms(
-        channel, tmp_path, peers, run):
+        channel, tmp_path, peers, run, waker):
     # The waker's deadline for the member is not put off by the wake-ups of the busy end.
     busy_name = channel + "-busy"
     kw = dict(message_length=32, max_queued_messages=16, max_receivers=4)
@@ -191,7 +199,7 @@ async def _take(rx, count):
     return out
 
 
-def test_idle_asyncio_members_and_senders_sleep_without_waking(channel, run):
+def test_idle_asyncio_members_and_senders_sleep_without_waking(channel, run, waker):
     kw = dict(message_length=8, max_queued_messages=2, max_receivers=3)
 
     async def main():
@@ -251,7 +259,7 @@ CREATOR_STOPPED_MIDWAY = textwrap.dedent("""
 
 
 @pytest.mark.timeout(60)
-def test_an_asyncio_sender_asleep_during_a_group_creation_goes_on_when_its_creator_dies(channel, peers, run):
+def test_an_asyncio_sender_asleep_during_a_group_creation_goes_on_when_its_creator_dies(channel, peers, run, waker):
     kw = dict(message_length=8, max_queued_messages=2, max_receivers=3)
 
     async def main():
