@@ -99,8 +99,10 @@ def _check_kernel():
     if _SUPPORTED is None:
         _SUPPORTED = futex_waitv_supported()
     if not _SUPPORTED:
-        raise OSError("cywhip.asyncio needs futex_waitv, which Linux has from version 5.16; "
-                      f"this kernel is {os.uname().release}")
+        raise OSError("cywhip.asyncio's waker thread (CYWHIP_ASYNCIO_WAKER=thread, or an end whose "
+                      "wake descriptor could not be made) needs futex_waitv, which Linux has from "
+                      f"version 5.16; this kernel is {os.uname().release}. Without that variable, "
+                      f"ends wait on their descriptors")
 
 
 # ------------------------------------------------------------------ wakers
