@@ -29,7 +29,7 @@ from cywhip._ring cimport (
     ring_claim, ring_write_slot, ring_commit, ring_commit_void, ring_publish, ring_published,
     ring_available, ring_available_now, ring_read_slot, ring_consume, ring_rewind, ring_release,
     ring_read_records, ring_lend_run, ring_lend_stride, ring_lend_span, ring_read_offset, ring_consume_run,
-    ring_taken, ring_interrupt, ring_read_position,
+    ring_taken, ring_interrupt, ring_read_position, ring_fd_arm,
     WAIT_READY, SLEEP_SLICE_NS, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek,
     ring_recv_done, ring_recv_records, ring_more,
     ring_fixed_claim, ring_fixed_commit, ring_fixed_peek, ring_fixed_consume, ring_bytes_claim, ring_bytes_peek,
@@ -254,6 +254,9 @@ cdef class Sender(_End):
         try:
             # As _ready_now(), inline: room (with many senders, a slot claimed to fill now).
             n = ring_fixed_claim(&self.ring)
+            if n == 0 and self.ring.fd_wait and ring_fd_arm(&self.ring, True, True) != 0:
+                # Waiting on a descriptor: armed, its look found room after all.
+                n = ring_fixed_claim(&self.ring)
             if n < 0:
                 self._raise_corrupt()
             if n == 0:
@@ -271,6 +274,8 @@ cdef class Sender(_End):
         try:
             self._measure(msg)
             n = ring_bytes_claim(&self.ring)
+            if n == 0 and self.ring.fd_wait and ring_fd_arm(&self.ring, True, True) != 0:
+                n = ring_bytes_claim(&self.ring)
             if n <= 0:
                 self.codec.forget()
                 if n < 0:

@@ -78,6 +78,7 @@ cdef class _End:
     cdef void _abandon(self)
     cdef int _close(self) except -1
     cdef int _close_when_free(self) except -1
+    cdef int _open_fd(self) except -1
 
 
 # _End._waited(): wait again.

@@ -20,12 +20,14 @@ from cywhip._region cimport Region, END_SENDER, END_RECEIVER
 from cywhip.includes.c_layout cimport (
     CW_MAX_PLACES, CW_TOPOLOGY_GROUPS, CW_TOPOLOGY_ONE_RECEIVER, CW_RECORDS_FIXED, CW_RECORDS_BYTES,
 )
-from cywhip.includes.c_guard cimport cw_guard_holder, cw_thread_self
+from cywhip.includes.c_guard cimport cw_guard_holder, cw_guard_take, cw_thread_self, CW_GUARD_CALL
 from cywhip._ring cimport (
     ring_attach, ring_attach_groups, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now,
     ring_refresh_free, ring_read_position, monotonic_ns, SLEEP_SLICE_NS,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
+    ring_fd_open, ring_fd_arm, ring_fd_disarm, ring_fd_drain, ring_fd_poke, ring_fd_close,
 )
+from libc.errno cimport EADDRINUSE
 
 from cywhip._region import check_byte_geometry, check_geometry, check_group
 from cywhip._types import OBJECT_FORM, record_type
@@ -340,6 +342,12 @@ cdef class _End:
         thread of a forked child) gets here, so no call is inside the mapping."""
         region = self.region
         self.region = None
+        if region is not None:
+            # A descriptor handed out by fileno() stays open (its number is not reused under
+            # a selector that still watches it) and becomes readable for good: whoever waits
+            # on it looks again and finds the end closed.  It is closed when the end is freed.
+            ring_fd_disarm(&self.ring, self.sending)
+            ring_fd_poke(&self.ring)
         if region is not None and self.ring.groups and self.ring.group != NULL:
             # A member may have moved into a dead member's place to finish its claim.
             (<Region>region).place = self.ring.place_index
@@ -368,6 +376,9 @@ cdef class _End:
         self.forked = 1
         # Calls of the Cython API in the child get CLOSED.
         cw_store_release_i32(&self.closing, 1)
+        # The wake descriptors are the parent's: the child lets go of its copies (the parent's
+        # socket keeps its name), so nothing in the child waits on the parent's wake-ups.
+        ring_fd_close(&self.ring)
         if self.region is not None:
             (<Region>self.region).unmap()
             self.region = None
@@ -412,6 +423,101 @@ cdef class _End:
             time.sleep(pause)
             pause = min(pause * 2, 0.005)
         return 0
+
+    def __dealloc__(self):
+        ring_fd_close(&self.ring)
+
+    # ------------------------------------------------------- waiting on a descriptor
+
+    cdef int _open_fd(self) except -1:
+        """Make this end's wake descriptor (ring_fd_open()), under the guard."""
+        cdef int rc = ring_fd_open(&self.ring, self.sending)
+        if rc == 0:
+            return 0
+        if rc == -EADDRINUSE:
+            raise OSError(-rc, f"{type(self).__name__} {self.name!r} cannot wait on a file "
+                               f"descriptor: another socket of this network namespace holds its wake "
+                               f"name. Use the blocking calls, or close and open the end again (its "
+                               f"name changes with every opening of its place)")
+        raise OSError(-rc, f"{type(self).__name__} {self.name!r} cannot make its wake descriptor: "
+                           f"{os.strerror(-rc)}")
+
+    def fileno(self):
+        """A file descriptor that becomes readable when this end may have something to do: a
+        message (a Receiver), room (a Sender), or a look it owes (a peer that died may have
+        left it something).  For ``selectors``, ``loop.add_reader``, trio's ``wait_readable``
+        and the like; it is never written to or read by its user.
+
+        Readable means "look again" (``try_recv()``, ``try_send()``); a look that finds
+        nothing arms it (and reads it empty): every call of this end that returns for lack of
+        messages (room), ``None``, ``False``, ``[]`` or a timeout error, leaves it armed.  It
+        starts readable.  It stays open, and readable, after ``close()`` (until the end is
+        freed); a forked child cannot use it.  See docs/guide-channels.md, "Waiting on a file
+        descriptor".
+        """
+        if self.region is None or _closing(self):
+            self._check_open()
+            self._raise_closed()
+        if self.ring.fd_wait:
+            return self.ring.wake_ep
+        _enter(self)
+        try:
+            self._open_fd()
+            self.ring.fd_wait = True
+            # Readable at first: whatever came before this call is looked at.
+            ring_fd_poke(&self.ring)
+        finally:
+            _leave(self)
+        return self.ring.wake_ep
+
+    def _wake_fd(self):
+        """The wake descriptor, without arming it on every look that finds nothing (the asyncio
+        face arms it itself, _arm_fd())."""
+        if self.ring.fd_open and self.region is not None:
+            return self.ring.wake_ep
+        _enter(self)
+        try:
+            self._open_fd()
+        finally:
+            _leave(self)
+        return self.ring.wake_ep
+
+    def _arm_fd(self):
+        """Arm the wake descriptor (ring_fd_arm(), its bytes left for the caller to read):
+        True if the look that follows the announcement found room (messages): go on."""
+        cdef int64_t n
+        _enter(self)
+        try:
+            n = ring_fd_arm(&self.ring, self.sending, False)
+            if n < 0:
+                self._raise_corrupt()
+            return n > 0
+        finally:
+            _leave(self)
+
+    def _disarm_fd(self):
+        """A wait on the descriptor ended without its wake-up (timed out, cancelled)."""
+        if self.region is None or _closing(self) or not cw_guard_take(&self.busy, &self.bias, CW_GUARD_CALL):
+            return
+        self.busy_thread = cw_thread_self()
+        try:
+            if self.region is not None:
+                ring_fd_disarm(&self.ring, self.sending)
+        finally:
+            _leave(self)
+
+    def _drain_fd(self):
+        """Read the wake descriptor empty (its wake bytes, its timer)."""
+        ring_fd_drain(&self.ring)
+
+    def _fd_slice(self):
+        """(why, ns left) of the armed descriptor's timer (SLICE_* of ring_wait_slice_ns());
+        None if it is not armed, (0, None) if armed without a timer.  For tests."""
+        if not self.ring.fd_armed:
+            return None
+        if not self.ring.fd_sliced:
+            return 0, None
+        return self.ring.fd_why, self.ring.fd_deadline - monotonic_ns()
 
     def __enter__(self):
         self._check_open()

@@ -23,9 +23,8 @@ from posix.unistd cimport close as c_close, unlink as c_unlink, link as c_link, 
 from cywhip.includes.c_atomics cimport (
     cw_store_relaxed_i64, cw_load_relaxed_i64, cw_fetch_add_relaxed_u64,
     cw_load_acquire_u64, cw_load_relaxed_u64, cw_store_release_u64, cw_store_relaxed_u64,
-    cw_load_acquire_u32, cw_store_release_u32, cw_fence_seq_cst, cw_load_relaxed_u32, cw_exchange_u32,
+    cw_load_acquire_u32, cw_store_release_u32, cw_fence_seq_cst, cw_load_relaxed_u32,
 )
-from cywhip.includes.c_futex cimport cw_futex_wake
 from cywhip.includes.c_layout cimport (
     cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION,
     cw_fixed_slot_size, CW_MAX_MESSAGE_LENGTH,
@@ -35,7 +34,7 @@ from cywhip.includes.c_layout cimport (
     cw_group, cw_group_offset, CW_RECORDS_FIXED, CW_RECORDS_BYTES, cw_var_capacity, cw_var_max_length,
     cw_var_record_size,
 )
-from cywhip._ring cimport groups_min, group_remove, group_resolve_lock
+from cywhip._ring cimport groups_min, group_remove, group_resolve_lock, ring_wake_senders_of
 from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_unlock, cw_ofd_is_locked
 
 from cywhip.errors import ChannelBusyError, ChannelCorruptError, ChannelMismatchError
@@ -607,7 +606,7 @@ cdef class Region:
         if gen & 1:
             # A creator died between its two steps of the sequence lock.
             cw_store_release_u64(&self.hdr.groups_gen, gen + 1)
-            _wake_senders(self.hdr)
+            _wake_senders(self.hdr, self.fd, self.max_senders)
         try:
             if not self._still_named():
                 self.unmap()
@@ -674,7 +673,7 @@ cdef class Region:
         cw_store_release_u32(&e.flags, CW_GROUP_IN_USE | (CW_GROUP_DURABLE if self.durable else 0))
         cw_fence_seq_cst()
         cw_store_release_u64(&h.groups_gen, gen + 2)
-        _wake_senders(h)
+        _wake_senders(h, self.fd, self.max_senders)
         self.group_index = free_entry
         return free_entry
 
@@ -880,12 +879,11 @@ def _holders_text(pids):
     return f"processes {', '.join(parts)} hold them"
 
 
-cdef inline void _wake_senders(cw_header *h) noexcept:
+cdef inline void _wake_senders(cw_header *h, int fd, uint32_t max_senders) noexcept:
     """Wake senders asleep while groups_gen was odd: a sender that found a live creator at work
-    took the ring as full, and nothing else may wake it (the handshake of receive step 5)."""
-    cw_fence_seq_cst()
-    if cw_load_relaxed_u32(&h.sender_waiting) and cw_exchange_u32(&h.sender_waiting, 0):
-        cw_futex_wake(&h.sender_waiting, 1 << 30)
+    took the ring as full, and nothing else may wake it (the handshake of receive step 5);
+    senders waiting on a descriptor too (ring_wake_senders_of())."""
+    ring_wake_senders_of(h, fd, max_senders)
 
 
 cdef str _group_name(cw_group *e):

@@ -29,6 +29,7 @@ from cywhip.includes.c_atomics cimport (
     cw_load_relaxed_u32, cw_exchange_u32, cw_fence_seq_cst, cw_compiler_fence, cw_prefetch_write, cw_cas_acq_rel_u64,
 )
 from cywhip.includes.c_futex cimport cw_futex_wake
+from cywhip.includes.c_fdwake cimport CW_WAIT_FD, CW_WAIT_FUTEX
 from cywhip.includes.c_layout cimport (
     cw_header, cw_slot_header, cw_many_slot_header, cw_place, cw_group, CW_VOID_LENGTH,
     cw_fixed_slot, cw_fixed_payload, cw_fixed_slot_offset,
@@ -118,6 +119,23 @@ cdef struct ring_t:
     uint64_t rec           # receiver: bytes of the record its last peek checked
     # Set by close() from another thread to end a wait.
     uint32_t stop
+    # Waiting on a file descriptor (ring/wait.pxi, docs/protocol.md "Waiting on a file
+    # descriptor").  wake_prefix: the start of every wake name of this channel (its file's
+    # inode, device and creation time), for the bytes this end sends to fd waiters; 0 long if
+    # it could not be made.  The rest is this end's own descriptor, if it has one (fd_open).
+    char wake_prefix[64]
+    int wake_prefix_len
+    int own_place          # a sender's place among the sender places (a receiver's: place_index)
+    bint fd_open           # wake_ep, wake_sock (and wake_timer unless -1) are this end's
+    int wake_ep            # what fileno() returns: an epoll descriptor watching the two below
+    int wake_sock          # the datagram socket bound under this end's wake name
+    int wake_timer         # a timerfd for sleeps in slices; -1 until one is needed
+    bint fd_wait           # fileno() was asked: a look that finds nothing arms the descriptor
+    bint fd_armed          # the word held fd_expect after this end's last arming
+    bint fd_sliced         # that arming set the timer (its sleep is in slices)
+    uint32_t fd_expect
+    int fd_why             # the SLICE_* reason of that arming's timer (for tests)
+    int64_t fd_deadline    # when that timer fires, CLOCK_MONOTONIC ns
     # The impossible values behind the last WAIT_CORRUPT / -1, for error messages:
     # a cursor or a slot length as it was read (once) from shared memory, and
     # the sender's write (claim) cursor it was checked against.
@@ -140,6 +158,15 @@ cdef bint light_publish() noexcept nogil
 cdef bint membarrier_refused() noexcept nogil
 cdef bint ring_announce_sleep(uint32_t *word, bint shared, uint32_t *expect) noexcept nogil
 cdef uint32_t *ring_waiting_word(ring_t *r, bint sending, bint *shared) noexcept nogil
+cdef bint ring_announce(uint32_t *word, bint shared, uint32_t fd_bit, uint32_t *expect) noexcept nogil
+cdef void ring_wake_fds(ring_t *r, bint senders) noexcept nogil
+cdef void ring_wake_senders_of(cw_header *hdr, int fd, uint32_t max_senders) noexcept nogil
+cdef int ring_fd_open(ring_t *r, bint sending) noexcept nogil
+cdef int64_t ring_fd_arm(ring_t *r, bint sending, bint drain) noexcept nogil
+cdef void ring_fd_disarm(ring_t *r, bint sending) noexcept nogil
+cdef void ring_fd_drain(ring_t *r) noexcept nogil
+cdef void ring_fd_poke(ring_t *r) noexcept nogil
+cdef void ring_fd_close(ring_t *r) noexcept nogil
 cdef int64_t ring_wait_slice_ns(ring_t *r, bint sending, bint fenced, int *why) noexcept nogil
 cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, bint member, uint32_t group_index,
                             uint64_t group_tag, uint32_t place_index) noexcept nogil
@@ -174,6 +201,20 @@ cdef inline char *ring_payload(ring_t *r, uint64_t index) noexcept nogil:
 
 
 # ---------------------------------------------------------------- sender side
+
+cdef inline void ring_wake_word(ring_t *r, uint32_t *word, int count, bint senders) noexcept nogil:
+    """After the publish order: if word says someone waits, clear it and wake them: FUTEX_WAKE
+    (count sleepers) for a sleeper's value, wake bytes to the senders' (senders) or the
+    receivers' descriptors for CW_WAIT_FD (docs/protocol.md, send step 4).  No sleeper: one
+    load of a line nobody writes."""
+    cdef uint32_t old
+    if cw_load_relaxed_u32(word):
+        old = cw_exchange_u32(word, 0)
+        if old & CW_WAIT_FUTEX:
+            cw_futex_wake(word, count)
+        if old & CW_WAIT_FD:
+            ring_wake_fds(r, senders)
+
 
 cdef inline void ring_publish_order(ring_t *r) noexcept nogil:
     """Between storing a cursor and loading the other end's waiting word (the wake-up
@@ -430,9 +471,8 @@ cdef inline void ring_publish(ring_t *r) noexcept nogil:
     # receiver_waiting below; pairs with the receiver's barrier between setting
     # receiver_waiting and looking again, so one of the two sees the other.
     ring_publish_order(r)
-    if cw_load_relaxed_u32(&r.hdr.receiver_waiting) and cw_exchange_u32(&r.hdr.receiver_waiting, 0):
-        # The members of receiver groups share the word: wake them all.
-        cw_futex_wake(&r.hdr.receiver_waiting, r.receiver_wake_count)
+    # The members of receiver groups share the word: wake them all.
+    ring_wake_word(r, &r.hdr.receiver_waiting, r.receiver_wake_count, False)
 
 
 # -------------------------------------------------------------- receiver side
@@ -570,9 +610,8 @@ cdef inline void ring_release(ring_t *r) noexcept nogil:
         cw_store_release_u64(&r.hdr.read_cursor, r.read)
     # Same handshake as ring_publish(), mirrored.
     ring_publish_order(r)
-    if cw_load_relaxed_u32(&r.hdr.sender_waiting) and cw_exchange_u32(&r.hdr.sender_waiting, 0):
-        # Many senders share the word: wake them all.
-        cw_futex_wake(&r.hdr.sender_waiting, r.wake_count)
+    # Many senders share the word: wake them all.
+    ring_wake_word(r, &r.hdr.sender_waiting, r.wake_count, True)
 
 
 # ----------------------------------------------------------- typed record runs

@@ -13,7 +13,9 @@ One compiled module, one file per protocol (included textually, as uvloop does):
 The layout of the slots (slot size, slot address) is layout.h's (c_layout.pxd).
 See docs/protocol.md for the numbered steps.
 """
-from libc.errno cimport EINTR
+from libc.errno cimport EINTR, EINVAL
+from posix.stat cimport struct_stat, fstat
+from posix.unistd cimport close
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
@@ -21,10 +23,21 @@ from posix.unistd cimport getpid
 from cywhip.includes.c_atomics cimport (
     cw_load_relaxed_u64, cw_load_acquire_u64, cw_store_relaxed_u32, cw_store_release_u64,
     cw_store_relaxed_u64, cw_cas_acq_rel_u64, cw_fetch_add_relaxed_u64, cw_load_relaxed_u32,
-    cw_load_acquire_u32, cw_store_release_u32, cw_exchange_u32, cw_store_relaxed_i64,
+    cw_load_acquire_u32, cw_store_release_u32, cw_exchange_u32, cw_store_relaxed_i64, cw_load_relaxed_i64,
     cw_fence_seq_cst, cw_cpu_relax, cw_cas_u32,
 )
 from cywhip.includes.c_futex cimport cw_futex_wait, cw_futex_wake
+from cywhip.includes.c_fdwake cimport (
+    sockaddr_un, socklen_t, CW_WAKE_PREFIX_MAX, cw_fdwake_prefix, cw_fdwake_addr, cw_fdwake_send,
+    cw_fdwake_bind, cw_fdwake_epoll, cw_fdwake_swap, cw_fdwake_drain, cw_fdwake_timer_set,
+    cw_fdwake_timer_clear,
+)
+from posix.types cimport pid_t
+
+cdef extern from "<sys/socket.h>" nogil:
+    struct sockaddr:
+        pass
+    int getsockname(int fd, sockaddr *addr, socklen_t *len)
 from cywhip.includes.c_membarrier cimport cw_membarrier_register, cw_membarrier_global
 from libc.stdlib cimport getenv
 from cywhip.includes.c_layout cimport (

@@ -24,11 +24,15 @@ thread waiting for it (most likely the other end, about to answer), and the
 loop runs its other tasks between looks.  An end whose previous wait slept
 for over 1 ms sleeps at once, as does one with ``spin_time=0``.  Only then does
 the end announce that it sleeps, on the same waiting word of the channel a
-blocking end uses, and await a future.  One thread per event loop (per 127
-waiting ends) sleeps in ``futex_waitv`` on the words of all of that loop's
-sleeping ends and tells the loop through an eventfd when the other end makes
-progress.  The message is then taken on the loop thread.  Waiting and taking
-are separate steps, so:
+blocking end uses, and await a future.  The loop watches the end's own wake
+descriptor (``fileno()``, docs/protocol.md "Waiting on a file descriptor"):
+the other end's publish clears the word and makes the descriptor readable,
+which wakes the loop's poll directly, and the message is then taken on the
+loop thread.  (With ``CYWHIP_ASYNCIO_WAKER=thread``, for peers in another
+network namespace, and for an end whose descriptor cannot be made, one thread
+per event loop, per 127 waiting ends, sleeps in ``futex_waitv`` on the words
+of all of that loop's sleeping ends and tells the loop through an eventfd.)
+Waiting and taking are separate steps, so:
 
 - a call never awaited, or closed or cancelled before its first step, has
   taken (or sent) nothing; one freed without being awaited warns
@@ -68,7 +72,7 @@ from os import sched_yield as _sched_yield
 from time import monotonic_ns as _monotonic_ns
 
 from cywhip import _channel
-from cywhip._async import YIELD_NS, Waker, _Core, _ReceiverCore, _SenderCore, futex_waitv_supported
+from cywhip._async import YIELD_NS, Waker, _Core, _ReceiverCore, _SenderCore, futex_waitv_supported, _SLICE_NAMES
 from cywhip._end import check_count
 from cywhip.errors import ChannelClosedError, ReceiveTimeout, SendTimeout
 
@@ -82,14 +86,23 @@ SPIN_AFTER_NS = 1_000_000
 
 _SUPPORTED = None
 
+# How a sleeping end is woken: "fd", by its own wake descriptor watched by the loop
+# (loop.add_reader: the other end's wake-up reaches the loop's poll directly), or "thread", by a
+# waker thread sleeping in futex_waitv on the waiting words (CYWHIP_ASYNCIO_WAKER=thread, for
+# ends whose peers live in another network namespace, whose wake bytes cannot reach them; an
+# end whose descriptor cannot be made falls back to it).
+_WAKER = "thread" if os.environ.get("CYWHIP_ASYNCIO_WAKER") == "thread" else "fd"
+
 
 def _check_kernel():
     global _SUPPORTED
     if _SUPPORTED is None:
         _SUPPORTED = futex_waitv_supported()
     if not _SUPPORTED:
-        raise OSError("cywhip.asyncio needs futex_waitv, which Linux has from version 5.16; "
-                      f"this kernel is {os.uname().release}")
+        raise OSError("cywhip.asyncio's waker thread (CYWHIP_ASYNCIO_WAKER=thread, or an end whose "
+                      "wake descriptor could not be made) needs futex_waitv, which Linux has from "
+                      f"version 5.16; this kernel is {os.uname().release}. Without that variable, "
+                      f"ends wait on their descriptors")
 
 
 # ------------------------------------------------------------------ wakers
@@ -279,8 +292,17 @@ class _AsyncEnd(_Core):
     _plain = None
 
     def __init__(self, *args, **kwargs):
-        _check_kernel()
+        if _WAKER == "thread":
+            _check_kernel()
         self._hub = None
+        # Waking by the end's own descriptor: the loop whose reader watches it, and how often
+        # that reader found it readable (for tests).
+        self._fd = None if _WAKER == "fd" else False
+        self._reader_loop = None
+        self._wakeups = 0
+        # Whether a wait of this end ever went past its spin, to arm (for tests).
+        self._has_slept = False
+        self._pid = os.getpid()
         self._wt = None
         self._slot = -1
         self._gen = 0
@@ -310,6 +332,13 @@ class _AsyncEnd(_Core):
     @property
     def closed(self):
         return self._closed or self._end.closed
+
+    def fileno(self):
+        """The plain end's wake descriptor (:meth:`cywhip.Receiver.fileno`): readable when this
+        end may have something to do, for another loop or a selector; ``try_recv()`` /
+        ``try_send()`` look again and arm it.  (Once asked for, every look of the end that finds
+        nothing arms it, the awaited calls' looks too: a system call each.)"""
+        return self._end.fileno()
 
     def __repr__(self):
         return f"<cywhip.asyncio.{type(self).__name__} of {self._end!r}>"
@@ -375,8 +404,20 @@ class _AsyncEnd(_Core):
             self._slept = _monotonic_ns() - start
 
     async def _sleep_armed(self, deadline):
-        """_sleep() past its spin: arm the waker and await a future it resolves."""
+        """_sleep() past its spin: arm the end's descriptor (or the waker) and await a future
+        its reader (the waker's) resolves."""
         loop = asyncio.get_running_loop()
+        self._has_slept = True
+        if self._fd is None:
+            try:
+                self._fd = self._end._wake_fd()
+            except OSError:
+                # No descriptor (the kernel refused a socket, or its name is taken): the
+                # waker thread serves this end.
+                _check_kernel()
+                self._fd = False
+        if self._fd is not False:
+            return await self._sleep_on_fd(loop, deadline)
         if self._wt is None or self._hub.loop is not loop:
             self._bind(loop)
         wt, slot, gen = self._wt, self._slot, self._gen
@@ -390,24 +431,82 @@ class _AsyncEnd(_Core):
             self._raise_closed()
         fut = loop.create_future()
         wt.waits[slot] = (gen, fut)
+
+        def done(woke):
+            entry = wt.waits.get(slot)
+            if entry is not None and entry[1] is fut:
+                del wt.waits[slot]
+            wt.waker.disarm(slot, gen)
+        return await self._await_wake(loop, fut, deadline, done)
+
+    async def _await_wake(self, loop, fut, deadline, done):
+        """Await fut, which a wake-up resolves (True), until deadline passes (False); then
+        ``done(woke)`` undoes what arming did.  Raises ChannelClosedError once closed."""
         self._fut = fut
         timer = None
         if deadline is not None:
             timer = loop.call_later(max(0.0, (deadline - _monotonic_ns()) / 1e9), _expire, fut)
+        woke = False
         try:
             woke = await fut
         finally:
             self._fut = None
             if timer is not None:
                 timer.cancel()
-            entry = wt.waits.get(slot)
-            if entry is not None and entry[1] is fut:
-                del wt.waits[slot]
-            wt.waker.disarm(slot, gen)
+            done(woke)
             self._ran = _monotonic_ns()
         if self._closed:
             self._raise_closed()
         return woke
+
+    def _watch(self, loop):
+        """Have loop watch this end's descriptor (and the loop it watched before stop)."""
+        with self._close_lock:
+            if self._closed:
+                self._raise_closed()
+            old = self._reader_loop
+            self._reader_loop = None
+            if old is not None:
+                _unwatch(old, self._fd, self._end, False)
+            loop.add_reader(self._fd, self._on_readable, loop)
+            self._reader_loop = loop
+
+    def _on_readable(self, loop):
+        """The loop's reader of the end's descriptor: read it empty, wake the wait in progress.
+        A loop the end has left (its removal of the reader still pending) leaves it alone."""
+        if loop is not self._reader_loop:
+            return
+        self._wakeups += 1
+        self._end._drain_fd()
+        fut = self._fut
+        if fut is not None and not fut.done():
+            fut.set_result(True)
+
+    async def _sleep_on_fd(self, loop, deadline):
+        """_sleep_armed() by the end's descriptor: announce with the descriptor's bit, look
+        again, and await the loop's reader (docs/protocol.md, "Waiting from asyncio")."""
+        if self._reader_loop is not loop:
+            self._watch(loop)
+        if self._end._arm_fd():
+            return True
+        end = self._end
+
+        def done(woke):
+            if not woke:
+                # Timed out, cancelled or closed: the other end owes this end no wake-up.
+                end._disarm_fd()
+        return await self._await_wake(loop, loop.create_future(), deadline, done)
+
+    def _armed_slice(self):
+        """Why the sleeping end's wake-up comes in slices ("none", "hole", "member", "group",
+        "creator", "unfenced": ring_wait_slice_ns()) and the ns left to its next look (None:
+        no slice); None if it is not armed.  For tests."""
+        if self._fd is False:
+            return None if self._wt is None else self._wt.waker.armed_slice(self._slot, self._gen)
+        got = self._end._fd_slice()
+        if got is None:
+            return None
+        return _SLICE_NAMES.get(got[0], str(got[0])), got[1]
 
     async def _retry(self, attempt, timed_out, timeout, tried):
         """The waiting loop of the calls that take (or send) at once or not at all: call
@@ -442,24 +541,23 @@ class _AsyncEnd(_Core):
             self._closed = True
             wt, slot, gen, fut = self._wt, self._slot, self._gen, self._fut
             self._wt = None
+            reader_loop, self._reader_loop = self._reader_loop, None
+        if first and reader_loop is not None and self._pid == os.getpid():
+            on_loop = _running_loop() is reader_loop
+            _unwatch(reader_loop, self._fd, self._end, on_loop)
+            _wake_on(reader_loop, fut, on_loop)
         if first and wt is not None and wt.hub.pid == os.getpid():
             loop = wt.hub.loop
             on_loop = _running_loop() is loop
             # Before the plain end unmaps: the waker thread lets go of the word.
             wt.hub.unbind(wt, slot, gen, on_loop)
-            if fut is not None:
-                if on_loop:
-                    _wake(fut)
-                elif not loop.is_closed():
-                    try:
-                        loop.call_soon_threadsafe(_wake, fut)
-                    except RuntimeError:
-                        pass
+            _wake_on(loop, fut, on_loop)
         self._end.close()
 
     def __del__(self):
         try:
-            if not self._closed and getattr(self, "_wt", None) is not None:
+            if not self._closed and (getattr(self, "_wt", None) is not None
+                                     or getattr(self, "_reader_loop", None) is not None):
                 self.close()
         except Exception:
             pass
@@ -485,6 +583,39 @@ def _taking(take, *args):
         except ReceiveTimeout:
             return _NOTHING
     return attempt
+
+
+def _unwatch(loop, fd, end, on_loop_thread):
+    """Stop loop watching an end's descriptor, on the loop's thread.  The descriptor stays open
+    while the plain end lives (closed, it is freed only when nothing holds it): the callback
+    scheduled here holds it, so its number is not reused before the loop lets go of it."""
+    def remove():
+        if not loop.is_closed():
+            try:
+                loop.remove_reader(fd)
+            except Exception:
+                pass
+        end  # noqa: B018 - kept alive until the loop let go of its descriptor
+    if on_loop_thread or loop.is_closed():
+        remove()
+        return
+    try:
+        loop.call_soon_threadsafe(remove)
+    except RuntimeError:      # closed meanwhile
+        remove()
+
+
+def _wake_on(loop, fut, on_loop_thread):
+    """End the wait in progress (fut, if any) on loop's thread: a closed end's wait."""
+    if fut is None:
+        return
+    if on_loop_thread:
+        _wake(fut)
+    elif not loop.is_closed():
+        try:
+            loop.call_soon_threadsafe(_wake, fut)
+        except RuntimeError:
+            pass
 
 
 def _expire(fut):

@@ -24,7 +24,7 @@ from cywhip._end cimport _End, cw_handle
 from cywhip._channel cimport Sender, Receiver
 from cywhip._ring cimport (
     ring_t, ring_claim, ring_write_slot, ring_commit, ring_publish, ring_available, ring_available_one,
-    ring_available_now,
+    ring_available_now, ring_fd_arm,
     ring_read_slot, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek, ring_recv_done,
     ring_consume, ring_release, ring_room_cached,
     ring_recv_records, monotonic_ns, membarrier_refused,
@@ -291,7 +291,14 @@ cdef int _send_whole(cw_handle *c, const void *data, size_t n, int64_t timeout_n
         if free < 0:
             return _end(c, CORRUPT)
         if trying:
-            return _end(c, FULL)
+            # An end waiting on its descriptor (fileno()) arms it, as try_send() in Python;
+            # the look that follows may find room after all.
+            if not (r.fd_wait and ring_fd_arm(r, True, True) > 0):
+                return _end(c, FULL)
+            free = ring_claim(r)
+            if free <= 0:
+                return _end(c, FULL if free == 0 else CORRUPT)
+            return _end(c, _put(r, data, n))
         st = _send_wait(r, timeout_ns)
         if st != OK:
             return _end(c, st)

@@ -34,6 +34,19 @@ def waker_threads():
     return [t for t in threading.enumerate() if t.name == "cywhip-asyncio-waker" and t.is_alive()]
 
 
+@pytest.fixture
+def thread_waker(monkeypatch):
+    """The ends of this test are woken by waker threads (CYWHIP_ASYNCIO_WAKER=thread)."""
+    monkeypatch.setattr(ca, "_WAKER", "thread")
+
+
+@pytest.fixture(params=["fd", "thread"])
+def waker(request, monkeypatch):
+    """Each way an asyncio end is woken: its own descriptor watched by the loop, or a thread."""
+    monkeypatch.setattr(ca, "_WAKER", request.param)
+    return request.param
+
+
 @pytest.fixture(autouse=True)
 def no_waker_thread_outlives_a_test():
     yield
@@ -336,10 +349,10 @@ def test_a_message_that_comes_while_the_end_spins_is_taken_without_the_waker(cha
             for word in (b"one", b"two", b"three"):
                 loop.call_soon(tx.try_send, word)      # runs in the loop's next round
                 assert await rx.recv(timeout=5) == word
-            assert rx._wt is None and waker_threads() == []   # it never had to sleep
+            assert not rx._has_slept and waker_threads() == []   # it never had to sleep
             loop.call_later(0.02, tx.try_send, b"late")    # long after the spin: the end sleeps
             assert await rx.recv(timeout=5) == b"late"
-            assert rx._wt is not None
+            assert rx._has_slept
     run(main())
 
 
@@ -348,14 +361,16 @@ def test_an_end_sleeps_without_spinning_after_a_long_wait_or_with_spin_time_zero
         loop = asyncio.get_running_loop()
         async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
             rx._slept = 10 ** 9                       # its last wait slept for a second
+            rx._ran = time.monotonic_ns()              # and the loop is owed no turn (opening may be slow)
             loop.call_soon(tx.try_send, b"one")
             assert await rx.recv(timeout=5) == b"one"
-            assert rx._wt is not None                  # it slept at once
+            assert rx._has_slept                       # it slept at once
         async with ca.Receiver(channel + "-0", message_length=8, spin_time=0) as rx, \
                 ca.Sender(channel + "-0", message_length=8) as tx:
+            rx._ran = time.monotonic_ns()
             loop.call_soon(tx.try_send, b"two")
             assert await rx.recv(timeout=5) == b"two"
-            assert rx._wt is not None
+            assert rx._has_slept
         cywhip.unlink(channel + "-0", missing_ok=True)
     run(main())
 
@@ -366,7 +381,7 @@ def test_a_spinning_receive_cancelled_or_closed_takes_nothing(channel, run):
         async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
             task = loop.create_task(rx.recv())
             await asyncio.sleep(0)                     # the task has looked once and spins
-            assert rx._busy and rx._wt is None
+            assert rx._busy and not rx._has_slept
             tx.try_send(b"first")
             task.cancel()                              # before its next look
             with pytest.raises(asyncio.CancelledError):
@@ -379,7 +394,7 @@ def test_a_spinning_receive_cancelled_or_closed_takes_nothing(channel, run):
             t0 = time.monotonic()
             with pytest.raises(cywhip.ReceiveTimeout):
                 await rx.recv(timeout=0.00001)
-            assert time.monotonic() - t0 < 0.5 and rx._wt is None
+            assert time.monotonic() - t0 < 0.5 and not rx._has_slept
 
             # close() from another task ends the spin.
             task = loop.create_task(rx.recv())
@@ -572,7 +587,7 @@ def test_a_sender_on_a_full_ring_waits_for_room_without_holding_the_loop(channel
                     depths.append(tx.depth)
             finally:
                 t.join(30)
-            wakeups = tx._wt.waker.wakeups if tx._wt is not None else 0
+            wakeups = tx._wt.waker.wakeups if tx._wt is not None else tx._wakeups
         await ticker.stop()
         return depths, ticker, wakeups
 
@@ -587,7 +602,7 @@ def test_a_sender_on_a_full_ring_waits_for_room_without_holding_the_loop(channel
 
 
 @pytest.mark.timeout(60)
-def test_fifty_idle_receivers_cost_almost_no_cpu_and_all_wake(channel, run):
+def test_fifty_idle_receivers_cost_almost_no_cpu_and_all_wake(channel, run, waker):
     names = [f"{channel}-{i}" for i in range(50)]
 
     async def main():
@@ -596,7 +611,8 @@ def test_fifty_idle_receivers_cost_almost_no_cpu_and_all_wake(channel, run):
         try:
             tasks = [asyncio.get_running_loop().create_task(rx.recv()) for rx in rxs]
             await asyncio.sleep(0.2)
-            assert len(waker_threads()) == 1
+            # Woken by their descriptors, they need no thread at all.
+            assert len(waker_threads()) == (1 if waker == "thread" else 0)
             cpu, wall = time.process_time(), time.monotonic()
             await asyncio.sleep(1.0)
             cpu, wall = time.process_time() - cpu, time.monotonic() - wall
@@ -618,7 +634,7 @@ def test_fifty_idle_receivers_cost_almost_no_cpu_and_all_wake(channel, run):
 
 
 @pytest.mark.timeout(60)
-def test_more_waiting_ends_than_one_waker_serves_get_more_waker_threads(channel, run):
+def test_more_waiting_ends_than_one_waker_serves_get_more_waker_threads(channel, run, thread_waker):
     names = [f"{channel}-{i}" for i in range(200)]
 
     async def main():
@@ -712,13 +728,13 @@ def test_an_end_serves_one_task_at_a_time(channel, run):
     run(main())
 
 
-def test_async_with_closes_and_nothing_is_left_running(channel, run):
+def test_async_with_closes_and_nothing_is_left_running(channel, run, waker):
     async def main():
         async with ca.Receiver(channel, message_length=8) as rx, \
                 ca.Sender(channel, message_length=8) as tx:
             with pytest.raises(cywhip.ReceiveTimeout):
                 await rx.recv(timeout=0.02)
-            assert len(waker_threads()) == 1
+            assert len(waker_threads()) == (1 if waker == "thread" else 0)
             await tx.send(b"hi")
             assert await rx.recv() == b"hi"
         assert rx.closed and tx.closed

@@ -903,3 +903,26 @@ def test_the_cython_api_sends_and_receives_on_a_byte_channel_one_by_one_and_in_b
         assert shim.send_records(tx, data, 200, 24, 5_000_000_000) == ("OK", 200)
         t.join(20)
         assert got == list(range(200))
+
+
+def test_the_apis_try_calls_arm_the_ends_descriptor_as_the_python_ones_do(built, channel):
+    # docs/api.md, "Waiting on a descriptor": EMPTY and FULL arm fileno(); readable: look again.
+    import selectors
+
+    def readable(fd, timeout):
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            return bool(sel.select(timeout))
+
+    with cywhip.Sender(channel, message_length=8, max_queued_messages=2) as tx, \
+            cywhip.Receiver(channel, message_length=8, max_queued_messages=2) as rx:
+        tx_fd, rx_fd = tx.fileno(), rx.fileno()
+        assert built.shim.try_recv(rx, 8)[0] == "EMPTY"
+        assert not readable(rx_fd, 0)
+        assert built.shim.try_send(tx, b"a") == "OK" and built.shim.try_send(tx, b"b") == "OK"
+        assert readable(rx_fd, 5)
+        assert built.shim.try_send(tx, b"c") == "FULL"
+        assert not readable(tx_fd, 0)
+        assert built.shim.try_recv(rx, 8)[2] == b"a"
+        assert readable(tx_fd, 5)
+        assert built.shim.try_send(tx, b"c") == "OK"

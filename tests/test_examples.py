@@ -34,6 +34,7 @@ CHANNELS = {
     "numpy_producer.py": "ticks-numpy",
     "numpy_consumer.py": "ticks-numpy",
     "asyncio_pair.py": "async-orders",
+    "trio_pair.py": "trio-feed",
     "lifecycle.py": "lifecycle-demo",
     "objects.py": "frames",
     "bridge.py": "bridge-demo",
@@ -268,3 +269,9 @@ def test_the_bridge_example_carries_a_channel_through_jetstream(peers, example_c
     assert rc == 0, err
     assert err == "", err
     assert out == "".join(f"far side got tick {i}\n" for i in range(5)), (out, err)
+
+
+@pytest.mark.parametrize("example_channel", ["trio-feed"], indirect=True)
+def test_a_trio_task_waits_on_the_receivers_descriptor_for_another_process(peers, example_channel):
+    pytest.importorskip("trio", reason="trio (in the test extra) is not installed")
+    assert finish(peers, start(peers, "trio_pair.py")) == "".join(f"got tick {i}\n" for i in range(5))

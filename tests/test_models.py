@@ -1,5 +1,5 @@
-"""The SPIN models of docs/models (many senders, receiver groups, the lifecycle of groups, byte channels)
-pass their checks and catch their mutants.
+"""The SPIN models of docs/models (many senders, receiver groups, the lifecycle of groups, byte channels,
+the wake-up of an end waiting on a file descriptor) pass their checks and catch their mutants.
 
 Runs docs/models/check.sh, one model per test, when `spin` and a C compiler are on PATH; skips otherwise.
 """
@@ -61,3 +61,12 @@ def test_bytes_model_passes_its_checks_and_catches_every_mutant():
     # about 60 s on 2 busy CPUs: byte channels (B1-B7) with a crash of either end at every step;
     # among the mutants, a new end that does not wake the other end when it takes its place
     _check("bytes", timeout=400)
+
+
+@pytest.mark.timeout(300)
+def test_fdwake_model_passes_its_checks_and_catches_every_mutant():
+    # a few seconds alone: no wake-up is lost to an end waiting on a file descriptor, alone on
+    # its word or sharing it with a sleeper in the kernel, whatever step either side crashes
+    # at; the mutants (no look after announcing, a drain after the look, a waker of layout 4,
+    # no wake-up by a restarted sender) must fail
+    _check("fdwake", timeout=280)

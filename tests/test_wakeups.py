@@ -33,11 +33,25 @@ async def _slice(end, timeout=5):
     sleeps in slices is between two of them now and then: let the loop run, look again)."""
     deadline = time.monotonic() + timeout
     while True:
-        got = end._wt.waker.armed_slice(end._slot, end._gen)
+        got = end._armed_slice()
         if got is not None:
             return got
         assert time.monotonic() < deadline, "the end is not asleep"
         await asyncio.sleep(0)
+
+
+@pytest.fixture(params=["fd", "thread"])
+def waker(request, monkeypatch):
+    """Each way an asyncio end is woken: its own descriptor watched by the loop, or the waker
+    thread (CYWHIP_ASYNCIO_WAKER=thread): both keep the ring's slices."""
+    monkeypatch.setattr(ca, "_WAKER", request.param)
+    return request.param
+
+
+def _wakeups(end):
+    """How often what wakes the asyncio end woke: its waker thread (shared by the ends of its
+    loop), or the loop's reader of its own descriptor."""
+    return end._wt.waker.wakeups if end._wt is not None else end._wakeups
 
 
 async def _until_armed(end, timeout=5):
@@ -71,7 +85,7 @@ CLAIM_AND_HOLD = ("import sys; from cywhip._testing.fanin import run_step; "
 @pytest.mark.parametrize("step", ["claimed", "half"])
 @pytest.mark.parametrize("receiver", ["one receiver", "group member"])
 def test_an_asyncio_receiver_at_a_live_senders_hole_goes_on_when_that_sender_dies(
-        channel, peers, run, step, receiver):
+        channel, peers, run, step, receiver, waker):
     member = receiver == "group member"
     kw = dict(message_length=64, max_queued_messages=16, max_senders=2, max_receivers=4 if member else 1)
 
@@ -115,7 +129,7 @@ FEED_EVERY_MS = textwrap.dedent("""
 
 @pytest.mark.timeout(60)
 def test_a_member_gets_a_dead_members_claim_while_another_end_of_its_loop_is_woken_every_ms(
-        channel, tmp_path, peers, run):
+        channel, tmp_path, peers, run, waker):
     # The waker's deadline for the member is not put off by the wake-ups of the busy end.
     busy_name = channel + "-busy"
     kw = dict(message_length=32, max_queued_messages=16, max_receivers=4)
@@ -185,7 +199,7 @@ async def _take(rx, count):
     return out
 
 
-def test_idle_asyncio_members_and_senders_sleep_without_waking(channel, run):
+def test_idle_asyncio_members_and_senders_sleep_without_waking(channel, run, waker):
     kw = dict(message_length=8, max_queued_messages=2, max_receivers=3)
 
     async def main():
@@ -194,12 +208,11 @@ def test_idle_asyncio_members_and_senders_sleep_without_waking(channel, run):
             recv = asyncio.ensure_future(member.recv())
             await _until_armed(member)
             assert (await _slice(member)) == ("none", None)
-            waker = member._wt.waker
-            before = waker.wakeups
+            before = _wakeups(member)
             await asyncio.sleep(0.3)
             # At most the thread's wake-up to list the word the end just armed (it may come
             # after the look above); 10 ms slices would be about 30.
-            assert waker.wakeups - before <= 1
+            assert _wakeups(member) - before <= 1
             await tx.send(b"0")
             assert await asyncio.wait_for(recv, 5) == b"0"
 
@@ -208,9 +221,9 @@ def test_idle_asyncio_members_and_senders_sleep_without_waking(channel, run):
             send = asyncio.ensure_future(tx.send(b"3"))
             await _until_armed(tx)
             assert (await _slice(tx)) == ("none", None)
-            before = waker.wakeups
+            before = _wakeups(tx)
             await asyncio.sleep(0.3)
-            assert waker.wakeups - before <= 1 and not send.done()
+            assert _wakeups(tx) - before <= 1 and not send.done()
             assert await member.recv() == b"1"
             await asyncio.wait_for(send, 5)
 
@@ -246,7 +259,7 @@ CREATOR_STOPPED_MIDWAY = textwrap.dedent("""
 
 
 @pytest.mark.timeout(60)
-def test_an_asyncio_sender_asleep_during_a_group_creation_goes_on_when_its_creator_dies(channel, peers, run):
+def test_an_asyncio_sender_asleep_during_a_group_creation_goes_on_when_its_creator_dies(channel, peers, run, waker):
     kw = dict(message_length=8, max_queued_messages=2, max_receivers=3)
 
     async def main():
@@ -290,6 +303,7 @@ def test_a_waker_thread_that_outlives_stop_keeps_its_eventfd_open_until_it_ends(
         run_waker(wt)
 
     monkeypatch.setattr(cywhip_asyncio._WakerThread, "_run", late)
+    monkeypatch.setattr(cywhip_asyncio, "_WAKER", "thread")
     monkeypatch.setattr(cywhip_asyncio, "_STOP_JOIN_S", 0)
     kept = {}
 

@@ -65,6 +65,10 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.skipped = 0
     r.voided = 0
     r.stop = 0
+    # Waiting on a file descriptor: the names this end wakes (ring_wake_fds()); its own
+    # descriptor is made by ring_fd_open() when asked for.
+    r.wake_prefix_len = ring_wake_prefix(hdr, fd, r.wake_prefix)
+    r.own_place = sender_place if sender_place >= 0 else 0
     r.bad_cursor = 0
     r.bad_write = 0
     r.bad_length = 0
@@ -77,6 +81,10 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.read = rd
     r.read_index = rd % capacity
     r.write_cache = rd
+    # A new end on its place: the end that held it before may have died between a publish (a
+    # release) and its wake-up, which nobody else owes the other side's waiters: wake them all,
+    # whatever the word says (docs/protocol.md, "Waiting on a file descriptor").
+    _attach_wake(r, sender_place >= 0, max_receivers)
     if max_receivers > 1:
         # Groups: read_cursor is only where a first group starts; a sender
         # learns how far the groups are on its first look for room, which the
@@ -133,3 +141,17 @@ cdef uint64_t ring_taken(ring_t *r) noexcept nogil:
     if r.groups and r.group != NULL:
         return group_position(r.rplaces, r.max_receivers, r.group, r.group_tag)
     return cw_load_relaxed_u64(&r.hdr.read_cursor)
+
+
+cdef void _attach_wake(ring_t *r, bint sending, uint32_t max_receivers) noexcept nogil:
+    """Wake the other side's waiters, in the kernel and on descriptors (ring_attach())."""
+    cdef uint32_t *word = &r.hdr.receiver_waiting if sending else &r.hdr.sender_waiting
+    cw_exchange_u32(word, 0)
+    cw_futex_wake(word, 1 << 30)
+    if r.wake_prefix_len == 0:
+        return
+    if sending:
+        _wake_places(r.hdr, r.wake_prefix, r.wake_prefix_len, r.max_senders, max_receivers, 114,
+                     max_receivers > 1)
+    else:
+        _wake_places(r.hdr, r.wake_prefix, r.wake_prefix_len, 0, r.max_senders, 115, r.many)

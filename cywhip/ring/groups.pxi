@@ -255,6 +255,8 @@ cdef int _adopt(ring_t *r, uint32_t qi) noexcept nogil:
     cw_ofd_unlock(r.fd, cw_place_offset(r.max_senders + r.place_index))
     r.place = q
     r.place_index = qi
+    # A descriptor this member waits on answers to the new place's name.
+    ring_fd_rebind(r)
     # The dead member counts no more (nor, if it had closed, twice).
     _group_recount(r)
     return 1
@@ -544,9 +546,7 @@ cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max
     cw_store_release_u64(&e.lock, 0)
     cw_store_relaxed_u64(&e.members, 0)
     cw_store_release_u32(&e.flags, 0)                            # R3
-    cw_fence_seq_cst()
-    if cw_load_relaxed_u32(&hdr.sender_waiting) and cw_exchange_u32(&hdr.sender_waiting, 0):
-        cw_futex_wake(&hdr.sender_waiting, 1 << 30)
+    ring_wake_senders_of(hdr, fd, max_senders)
     return 0
 
 

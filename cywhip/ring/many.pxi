@@ -100,9 +100,12 @@ cdef int ring_resolve_hole(ring_t *r) noexcept nogil:
 
 
 cdef int64_t ring_available_now(ring_t *r) noexcept nogil:
-    """ring_available(), resolving a hole at once (the non-waiting receive calls)."""
+    """ring_available(), resolving a hole at once (the non-waiting receive calls); finding
+    nothing, an end waiting on a descriptor (fileno()) arms it (ring_fd_arm())."""
     cdef int64_t n = ring_available(r)
     # r.hole of a group member means another member holds a claim: nothing to resolve.
     while n == 0 and r.many and r.hole and ring_resolve_hole(r):
         n = ring_available(r)
+    if n == 0 and r.fd_wait:
+        n = ring_fd_arm(r, False, True)
     return n

@@ -59,12 +59,14 @@ cdef inline uint32_t _mix32(uint32_t x) noexcept nogil:
 
 
 cdef uint32_t ring_new_token() noexcept nogil:
-    """A waiting token: never 0 (no sleeper) and, within this process, distinct for 2**32
-    calls in a row; another process's differ but by chance (2**-32)."""
+    """A waiting token: never 0 (no sleeper), below CW_WAIT_FD (bit 31 says that an end
+    waits on a descriptor); two tokens are equal by chance only (2**-31: the hash, a bijection
+    of 32-bit words, loses its top bit)."""
     cdef uint32_t t = 0
     while t == 0:
+        # The top bit is CW_WAIT_FD's (an end waiting on a descriptor announced here).
         t = _mix32(<uint32_t>cw_fetch_add_relaxed_u64(&_tokens, 1) * 0x9E3779B1U
-                   + _mix32(<uint32_t>getpid()))
+                   + _mix32(<uint32_t>getpid())) & CW_WAIT_FUTEX
     return t
 
 
@@ -83,17 +85,28 @@ cdef bint ring_announce_sleep(uint32_t *word, bint shared, uint32_t *expect) noe
     sleeper expects, even when another end announces again before a sleeper's futex wait:
     that end stores another token, and the sleeper's wait returns at once.  With 1 for all,
     the word would read 1 again and the sleeper would sleep through the wake-up."""
+    return ring_announce(word, shared, 0, expect)
+
+
+cdef bint ring_announce(uint32_t *word, bint shared, uint32_t fd_bit, uint32_t *expect) noexcept nogil:
+    """ring_announce_sleep(), for an end that sleeps in the kernel (fd_bit 0) or waits on a file
+    descriptor (fd_bit CW_WAIT_FD): then whoever clears the word also sends the wake bytes
+    (ring_wake_fds()).  Alone on its word, such an end stores CW_WAIT_FD only (no FUTEX_WAKE
+    is owed to it); on a shared word it joins the value there with the bit added (a sleeper
+    in the kernel expecting the value without it is still woken by the clearing end, whose
+    FUTEX_WAKE the token's low bits ask for), or stores a new token with the bit."""
     cdef uint32_t v, mine
     if shared:
         v = cw_load_relaxed_u32(word)
         while True:
-            mine = v if v != 0 else ring_new_token()
+            mine = (v if v != 0 else ring_new_token()) | fd_bit
             if cw_cas_u32(word, &v, mine):
                 break
         expect[0] = mine
     else:
-        cw_store_relaxed_u32(word, 1)
-        expect[0] = 1
+        mine = fd_bit if fd_bit else 1
+        cw_store_relaxed_u32(word, mine)
+        expect[0] = mine
     cw_fence_seq_cst()
     return cw_membarrier_global() >= 0
 
@@ -241,7 +254,7 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_n
         if deadline_ns >= 0 and now >= deadline_ns:
             if not sending and r.many and r.hole and ring_resolve_hole(r):
                 continue
-            return WAIT_TIMEOUT
+            return _timed_out(r, sending)
         if now >= spin_end:
             if not sending and r.many and r.hole and ring_resolve_hole(r):
                 continue
@@ -279,7 +292,7 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_n
         if now >= deadline_ns:
             if not shared_word:
                 cw_store_relaxed_u32(word, 0)
-            return WAIT_TIMEOUT
+            return _timed_out(r, sending)
         if remaining < 0 or deadline_ns - now < remaining:
             remaining = deadline_ns - now
     timeout = &ts
@@ -305,6 +318,17 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_n
         if n != 0:
             return WAIT_READY if n > 0 else WAIT_CORRUPT
     return WAIT_AGAIN
+
+
+cdef int _timed_out(ring_t *r, bint sending) noexcept nogil:
+    """A wait's deadline passed: WAIT_TIMEOUT; but an end waiting on a descriptor (fileno())
+    arms it first, and goes on if the look that follows finds what it waits for."""
+    cdef int64_t n
+    if r.fd_wait:
+        n = ring_fd_arm(r, sending, True)
+        if n != 0:
+            return WAIT_READY if n > 0 else WAIT_CORRUPT
+    return WAIT_TIMEOUT
 
 
 cdef int _group_unstick(ring_t *r, bint sending) noexcept nogil:
@@ -333,3 +357,238 @@ cdef void ring_interrupt(ring_t *r, bint sending) noexcept nogil:
         # costs the others one spurious look, never a lost wake-up.
         cw_store_relaxed_u32(word, 0)
         cw_futex_wake(word, 1 << 30)
+
+
+
+# ------------------------------------------------------ waiting on a file descriptor
+# docs/protocol.md, "Waiting on a file descriptor".  An end that waits on a descriptor
+# announces on its waiting word with CW_WAIT_FD; the end that clears the word (a publish, a
+# release, a group made or removed) sends one byte to the socket of every such end of the
+# kind it wakes, named after the channel file, the place and the place's starts.
+
+
+cdef inline cw_place *_place_at(cw_header *hdr, uint32_t index) noexcept nogil:
+    """Place index, counting the sender places first."""
+    return <cw_place *>((<char *>hdr) + cw_place_offset(index))
+
+
+cdef int ring_wake_prefix(cw_header *hdr, int fd, char *buf) noexcept nogil:
+    """The wake names' prefix of the channel file fd (its inode, device and creation time):
+    its length, 0 if it cannot be made.  created_ns is read once, for a name only: ends that
+    read another value there simply do not meet, as a corrupt channel's ends do not."""
+    cdef struct_stat st
+    if fstat(fd, &st) != 0:
+        return 0
+    return cw_fdwake_prefix(buf, <uint64_t>st.st_dev, <uint64_t>st.st_ino,
+                            cw_load_relaxed_u64(&hdr.created_ns))
+
+
+cdef void _wake_places(cw_header *hdr, const char *prefix, int plen, uint32_t first,
+                       uint32_t count, char kind, bint scan) noexcept nogil:
+    """One wake byte to the socket of each place first .. first + count - 1 (all of them held,
+    with scan: those whose pid is not 0).  Each place's starts is read once, for the name
+    only: a wrong one names a socket nobody binds (or one that looks again for nothing)."""
+    cdef sockaddr_un a
+    cdef socklen_t n
+    cdef uint32_t i
+    cdef cw_place *p
+    for i in range(count):
+        p = _place_at(hdr, first + i)
+        if scan and cw_load_relaxed_i64(&p.pid) == 0:
+            continue
+        n = cw_fdwake_addr(&a, prefix, plen, kind, i, cw_load_relaxed_u64(&p.starts))
+        cw_fdwake_send(&a, n)
+
+
+cdef void ring_wake_fds(ring_t *r, bint senders) noexcept nogil:
+    """The word this end cleared said that an end waits on a descriptor: wake the senders'
+    (senders) or the receivers' descriptors.  Out of line: only a waker that found the bit
+    pays for it."""
+    if r.wake_prefix_len == 0:
+        return
+    if senders:
+        _wake_places(r.hdr, r.wake_prefix, r.wake_prefix_len, 0, r.max_senders, 115, r.many)
+    else:
+        _wake_places(r.hdr, r.wake_prefix, r.wake_prefix_len, r.max_senders,
+                     r.max_receivers if r.groups else 1, 114, r.groups)
+
+
+cdef void ring_wake_senders_of(cw_header *hdr, int fd, uint32_t max_senders) noexcept nogil:
+    """Wake every sleeping sender of a channel, in the kernel or on a descriptor (a group
+    made or removed changed the bound they wait for): for callers without a ring."""
+    cdef uint32_t old
+    cdef char prefix[CW_WAKE_PREFIX_MAX]
+    cdef int plen
+    cw_fence_seq_cst()
+    if cw_load_relaxed_u32(&hdr.sender_waiting):
+        old = cw_exchange_u32(&hdr.sender_waiting, 0)
+        if old & CW_WAIT_FUTEX:
+            cw_futex_wake(&hdr.sender_waiting, 1 << 30)
+        if old & CW_WAIT_FD:
+            plen = ring_wake_prefix(hdr, fd, prefix)
+            if plen:
+                _wake_places(hdr, prefix, plen, 0, max_senders, 115, max_senders > 1)
+
+
+cdef int _fd_bind_own(ring_t *r, bint sending) noexcept nogil:
+    """A socket bound under this end's wake name (its place as it holds it now): the
+    descriptor, or -errno."""
+    cdef sockaddr_un a
+    cdef socklen_t n
+    cdef uint32_t index
+    cdef cw_place *p
+    if r.wake_prefix_len == 0 or r.hdr == NULL:
+        return -EINVAL
+    if sending:
+        index = <uint32_t>r.own_place
+        p = _place_at(r.hdr, index)
+    else:
+        index = r.place_index
+        p = _place_at(r.hdr, r.max_senders + index)
+    n = cw_fdwake_addr(&a, r.wake_prefix, r.wake_prefix_len, 115 if sending else 114, index,
+                       cw_load_relaxed_u64(&p.starts))
+    return cw_fdwake_bind(&a, n)
+
+
+cdef int ring_fd_open(ring_t *r, bint sending) noexcept nogil:
+    """Make this end's wake descriptor, once: 0, or -errno (EADDRINUSE: another socket holds
+    its name)."""
+    cdef int s, ep
+    if r.fd_open:
+        return 0
+    s = _fd_bind_own(r, sending)
+    if s < 0:
+        return s
+    ep = cw_fdwake_epoll(s)
+    if ep < 0:
+        close(s)
+        return ep
+    r.wake_sock = s
+    r.wake_ep = ep
+    r.wake_timer = -1
+    r.fd_armed = False
+    r.fd_sliced = False
+    r.fd_open = True
+    return 0
+
+
+cdef int ring_fd_rebind(ring_t *r) noexcept nogil:
+    """A member moved into another place (A): its descriptor answers to that place's name from
+    now on, and reads as readable once (look again).  0, or -errno (it keeps the old name, and
+    is readable: its holder looks again, and is woken in slices from then on)."""
+    cdef int s
+    if not r.fd_open:
+        return 0
+    s = _fd_bind_own(r, False)
+    if s < 0 or cw_fdwake_swap(r.wake_ep, r.wake_sock, s) != 0:
+        if s >= 0:
+            close(s)
+        ring_fd_poke(r)
+        return -1
+    close(r.wake_sock)
+    r.wake_sock = s
+    r.fd_armed = False
+    ring_fd_poke(r)
+    return 0
+
+
+cdef int64_t ring_fd_arm(ring_t *r, bint sending, bint drain) noexcept nogil:
+    """The look of a non-blocking call found nothing: arm this end's descriptor, so that it
+    becomes readable once there may be something to do.  As ring_wait(): announce (with
+    CW_WAIT_FD), barrier, look again; then, if the sleep is in slices (ring_wait_slice_ns()),
+    set the timer.  Returns what the look found (free slots, messages: go on), 0 when armed,
+    -1 if the cursors are impossible.  drain: first read the wake bytes and the timer's
+    expiry (a caller that reads them itself, the asyncio face, passes False).
+
+    Armed already (the word still holds what this end announced, and no slice was set): no
+    waker has cleared it since, so no publish came after that arming's look; it only drains (a
+    byte of a wake-up from before that arming may have come since: left there, the descriptor
+    would stay readable with nothing to do)."""
+    cdef bint shared, fenced
+    cdef uint32_t *word
+    cdef uint32_t expect
+    cdef int64_t n, ns
+    if not r.fd_open or r.hdr == NULL:
+        return 0
+    word = ring_waiting_word(r, sending, &shared)
+    if drain:
+        cw_fdwake_drain(r.wake_sock)
+    if r.fd_armed and not r.fd_sliced and cw_load_relaxed_u32(word) == r.fd_expect:
+        return 0
+    r.fd_armed = False
+    if r.fd_sliced:
+        cw_fdwake_timer_clear(r.wake_timer)
+        r.fd_sliced = False
+    fenced = ring_announce(word, shared, CW_WAIT_FD, &expect)
+    n = _ready(r, sending)
+    if n != 0:
+        if not shared:
+            cw_store_relaxed_u32(word, 0)
+        return n if n > 0 else -1
+    ns = ring_wait_slice_ns(r, sending, fenced, &r.fd_why)
+    if ns >= 0:
+        r.fd_deadline = monotonic_ns() + ns
+        if cw_fdwake_timer_set(r.wake_ep, &r.wake_timer, ns) != 0:
+            # No timer: readable now, so that the holder looks again (and arms again).
+            ring_fd_poke(r)
+        r.fd_sliced = True
+    r.fd_expect = expect
+    r.fd_armed = True
+    return 0
+
+
+cdef void ring_fd_disarm(ring_t *r, bint sending) noexcept nogil:
+    """Stop waiting on the descriptor (a wait timed out or was cancelled): clear the word
+    if this end alone announced there and it still holds that, and stop the timer."""
+    cdef bint shared
+    cdef uint32_t *word
+    cdef uint32_t v
+    if not r.fd_open:
+        return
+    if r.fd_armed and r.hdr != NULL:
+        word = ring_waiting_word(r, sending, &shared)
+        v = r.fd_expect
+        if not shared:
+            cw_cas_u32(word, &v, 0)
+    r.fd_armed = False
+    if r.fd_sliced:
+        cw_fdwake_timer_clear(r.wake_timer)
+        r.fd_sliced = False
+
+
+cdef void ring_fd_drain(ring_t *r) noexcept nogil:
+    """Read the wake bytes and the timer's expiry: the descriptor is no longer readable, and
+    its arming is spent (the holder looks again, and arms again if it finds nothing)."""
+    if not r.fd_open:
+        return
+    r.fd_armed = False
+    cw_fdwake_drain(r.wake_sock)
+    if r.fd_sliced:
+        cw_fdwake_timer_clear(r.wake_timer)
+        r.fd_sliced = False
+
+
+cdef void ring_fd_poke(ring_t *r) noexcept nogil:
+    """Make this end's descriptor readable: a byte to its own socket."""
+    cdef sockaddr_un a
+    cdef socklen_t n = sizeof(a)
+    if not r.fd_open:
+        return
+    if getsockname(r.wake_sock, <sockaddr *>&a, &n) == 0:
+        cw_fdwake_send(&a, n)
+
+
+cdef void ring_fd_close(ring_t *r) noexcept nogil:
+    """Close this end's wake descriptors (its name goes with its socket)."""
+    if not r.fd_open:
+        return
+    r.fd_open = False
+    r.fd_wait = False
+    r.fd_armed = False
+    close(r.wake_ep)
+    close(r.wake_sock)
+    if r.wake_timer >= 0:
+        close(r.wake_timer)
+    r.wake_ep = -1
+    r.wake_sock = -1
+    r.wake_timer = -1

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Model-checks the SPIN models of docs/models.
 #
-#   docs/models/check.sh [--full] [MODEL...]     MODEL: many_senders, groups, lifecycle, bytes
+#   docs/models/check.sh [--full] [MODEL...]     MODEL: many_senders, groups, lifecycle, bytes, fdwake
 #                                                (default: all four)
 #
 #   many_senders   the many-senders protocol: its checks and mutants (about 25 s on 2 CPUs, < 1.2 GB a check)
@@ -18,7 +18,10 @@
 #                  byte ring, as sketched in protocol.md: passes without crashes and catches
 #                  its mutants; with crashes the sketch is known to fail (see bytes_many.pml
 #                  and protocol.md), so no check with crashes runs here (about 60 s)
-#   --full         also, many_senders: the LTL property under weak fairness (about 30 s);
+#   fdwake         waking an end that waits on a file descriptor: its checks (alone on its
+#                  word; sharing it with a sleeper in the kernel) and mutants (a few seconds,
+#                  < 700 MB a check)
+#   --full         also, fdwake: 3 messages, 2 crashes of each side (about 1 s); many_senders: the LTL property under weak fairness (about 30 s);
 #                  groups: 2 crashes of any member, termination with a group created
 #                  mid-run, 4 messages, and bitstate searches of 2 crashes with a group
 #                  created mid-run (about 6 min, each search < 2 min and 1.5 GB);
@@ -42,7 +45,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 full=0
 [ "${1:-}" = "--full" ] && { full=1; shift; }
-models=${*:-many_senders groups lifecycle bytes}
+models=${*:-many_senders groups lifecycle bytes fdwake}
 SPIN=${SPIN:-spin}
 CC=${CC:-cc}
 work=$(mktemp -d "${TMPDIR:-/tmp}/cywhip-spin.XXXXXX") || exit 2
@@ -275,6 +278,19 @@ check_bytes() {
         check "bytes: mutant $m" fail "-D$m -DMAXCRASH=1" "$mut" ""
     done
     check "bytes: mutant NO_PAD_CHECK" fail "-DNO_PAD_CHECK -DCORRUPT_PAD -DMAXCRASH=0" "$mut" ""
+check_fdwake() {
+    base=fdwake.pml memlim=1000
+    # 2 messages; the fd waiter and the waker may each crash once, at any step.
+    check "fdwake: safety, alone on the word, 1 crash of each side" pass "" "-DSAFETY" ""
+    check "fdwake: safety, a word shared with a sleeper in the kernel, 1 crash of each side" \
+        pass "-DSHARED" "-DSAFETY" ""
+    if [ "$full" = 1 ]; then
+        check "fdwake: safety, 3 messages, 2 crashes of each side" pass "-DN=3 -DMAXCRASH=2 -DWCRASH=2" "-DSAFETY" ""
+    fi
+    for m in NO_RECHECK DRAIN_LATE NO_FD_WAKE NO_REPAIR; do
+        check "fdwake: mutant $m" fail "-D$m" "-O0 -DSAFETY" ""
+    done
+    check "fdwake: mutant NO_RECHECK, shared word" fail "-DNO_RECHECK -DSHARED" "-O0 -DSAFETY" ""
 }
 
 command -v "$SPIN" >/dev/null 2>&1 || { echo "spin not found" >&2; exit 2; }
@@ -285,6 +301,8 @@ for model in $models; do
     case $model in
     many_senders|groups|lifecycle|bytes|bytes_many) check_$model ;;
     *) echo "unknown model: $model (many_senders, groups, lifecycle, bytes, bytes_many)" >&2; exit 2 ;;
+    many_senders|groups|lifecycle|fdwake) check_$model ;;
+    *) echo "unknown model: $model (many_senders, groups, lifecycle, fdwake)" >&2; exit 2 ;;
     esac
 done
 
