@@ -63,6 +63,7 @@ def test_bytes_model_passes_its_checks_and_catches_every_mutant():
     _check("bytes", timeout=400)
 
 
+@pytest.mark.model
 @pytest.mark.timeout(300)
 def test_fdwake_model_passes_its_checks_and_catches_every_mutant():
     # a few seconds alone: no wake-up is lost to an end waiting on a file descriptor, alone on

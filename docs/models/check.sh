@@ -278,6 +278,8 @@ check_bytes() {
         check "bytes: mutant $m" fail "-D$m -DMAXCRASH=1" "$mut" ""
     done
     check "bytes: mutant NO_PAD_CHECK" fail "-DNO_PAD_CHECK -DCORRUPT_PAD -DMAXCRASH=0" "$mut" ""
+}
+
 check_fdwake() {
     base=fdwake.pml memlim=1000
     # 2 messages; the fd waiter and the waker may each crash once, at any step.
@@ -299,10 +301,8 @@ t0=$(date +%s)
 
 for model in $models; do
     case $model in
-    many_senders|groups|lifecycle|bytes|bytes_many) check_$model ;;
-    *) echo "unknown model: $model (many_senders, groups, lifecycle, bytes, bytes_many)" >&2; exit 2 ;;
-    many_senders|groups|lifecycle|fdwake) check_$model ;;
-    *) echo "unknown model: $model (many_senders, groups, lifecycle, fdwake)" >&2; exit 2 ;;
+    many_senders|groups|lifecycle|bytes|bytes_many|fdwake) check_$model ;;
+    *) echo "unknown model: $model (many_senders, groups, lifecycle, bytes, bytes_many, fdwake)" >&2; exit 2 ;;
     esac
 done
 
