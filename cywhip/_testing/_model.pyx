@@ -218,6 +218,7 @@ def layout():
         "max_senders": <char *>&h.max_senders - base,
         "max_receivers": <char *>&h.max_receivers - base,
         "place_size": <char *>&h.place_size - base,
+        "records": <char *>&h.records - base,
         "place_pid": <char *>&p.pid - <char *>&p,
         "place_starts": <char *>&p.starts - <char *>&p,
         "place_intent": <char *>&p.intent - <char *>&p,
