@@ -26,7 +26,7 @@ from cywhip._ring cimport (
     ring_t, ring_claim, ring_write_slot, ring_commit, ring_publish, ring_available, ring_available_one,
     ring_available_now, ring_fd_arm,
     ring_read_slot, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek, ring_recv_done,
-    ring_consume, ring_release, ring_room_cached,
+    ring_consume, ring_release, ring_room_cached, ring_fixed_peek, ring_fixed_consume, ring_fixed_commit,
     ring_recv_records, monotonic_ns, membarrier_refused,
     WAIT_READY, WAIT_TIMEOUT, WAIT_STOPPED, WAIT_AGAIN, WAIT_INTERRUPTED,
 )
@@ -240,7 +240,10 @@ cdef inline bint _send_short(cw_handle *c, const void *data, size_t n) noexcept 
         # Full as last seen: the whole way reloads the read cursor (and waits).
         cw_guard_give_fast(rec)
         return False
-    _put(r, data, n)
+    # _put() of a slot channel (the short way is for no other).
+    cw_copy(ring_write_slot(r), data, n)
+    ring_fixed_commit(r, <uint32_t>n)
+    ring_publish(r)
     cw_guard_give_fast(rec)
     return True
 
@@ -261,13 +264,13 @@ cdef inline bint _recv_short(cw_handle *c, void *dst, size_t capacity, size_t *n
         cw_guard_give_fast(rec)
         return False
     # Read once, checked (at most message_length, record_size if any), and only this copy used.
-    length = ring_recv_peek(r, c.record_size)
+    length = ring_fixed_peek(r, c.record_size)
     if length < 0 or <uint64_t>length > capacity:
         cw_guard_give_fast(rec)
         return False
     cw_copy(dst, ring_read_slot(r), length)
     n[0] = length
-    ring_consume(r)
+    ring_fixed_consume(r)
     ring_release(r)
     cw_guard_give_fast(rec)
     return True
