@@ -160,6 +160,7 @@ cdef bint ring_announce_sleep(uint32_t *word, bint shared, uint32_t *expect) noe
 cdef uint32_t *ring_waiting_word(ring_t *r, bint sending, bint *shared) noexcept nogil
 cdef bint ring_announce(uint32_t *word, bint shared, uint32_t fd_bit, uint32_t *expect) noexcept nogil
 cdef void ring_wake_fds(ring_t *r, bint senders) noexcept nogil
+cdef void ring_wake_now(ring_t *r, uint32_t *word, int count, bint senders) noexcept nogil
 cdef void ring_wake_senders_of(cw_header *hdr, int fd, uint32_t max_senders) noexcept nogil
 cdef int ring_fd_open(ring_t *r, bint sending) noexcept nogil
 cdef int64_t ring_fd_arm(ring_t *r, bint sending, bint drain) noexcept nogil
@@ -206,14 +207,10 @@ cdef inline void ring_wake_word(ring_t *r, uint32_t *word, int count, bint sende
     """After the publish order: if word says someone waits, clear it and wake them: FUTEX_WAKE
     (count sleepers) for a sleeper's value, wake bytes to the senders' (senders) or the
     receivers' descriptors for CW_WAIT_FD (docs/protocol.md, send step 4).  No sleeper: one
-    load of a line nobody writes."""
-    cdef uint32_t old
+    load of a line nobody writes; the wake itself is out of line (ring_wake_now()), so that the
+    calls that inline this keep few registers."""
     if cw_load_relaxed_u32(word):
-        old = cw_exchange_u32(word, 0)
-        if old & CW_WAIT_FUTEX:
-            cw_futex_wake(word, count)
-        if old & CW_WAIT_FD:
-            ring_wake_fds(r, senders)
+        ring_wake_now(r, word, count, senders)
 
 
 cdef inline void ring_publish_order(ring_t *r) noexcept nogil:

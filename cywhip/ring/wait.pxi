@@ -400,6 +400,16 @@ cdef void _wake_places(cw_header *hdr, const char *prefix, int plen, uint32_t fi
         cw_fdwake_send(&a, n)
 
 
+cdef void ring_wake_now(ring_t *r, uint32_t *word, int count, bint senders) noexcept nogil:
+    """ring_wake_word()'s wake, once its look found someone waiting: clear the word; FUTEX_WAKE
+    count sleepers for a sleeper's value, wake bytes to the descriptors for CW_WAIT_FD."""
+    cdef uint32_t old = cw_exchange_u32(word, 0)
+    if old & CW_WAIT_FUTEX:
+        cw_futex_wake(word, count)
+    if old & CW_WAIT_FD:
+        ring_wake_fds(r, senders)
+
+
 cdef void ring_wake_fds(ring_t *r, bint senders) noexcept nogil:
     """The word this end cleared said that an end waits on a descriptor: wake the senders'
     (senders) or the receivers' descriptors.  Out of line: only a waker that found the bit
