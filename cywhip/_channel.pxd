@@ -69,3 +69,5 @@ cdef class _Lease:
     cdef int entered
     cdef int exited
     cdef list views
+
+    cdef list _lend_records(self, Receiver r, Py_ssize_t k)

@@ -1046,6 +1046,10 @@ cdef class _Lease:
             k = r._await(self.timeout)
             if self.max_count is not None and k > self.max_count:
                 k = self.max_count
+            if r.ring.bytes:
+                batch = self._lend_records(r, k)
+                self.entered = 1
+                return batch
             lengths = <uint32_t *>PyMem_Malloc(k * sizeof(uint32_t))
             if lengths == NULL:
                 raise MemoryError()
@@ -1070,6 +1074,48 @@ cdef class _Lease:
         finally:
             PyMem_Free(lengths)
 
+    cdef list _lend_records(self, Receiver r, Py_ssize_t k):
+        """A byte channel's lease: up to k messages from the read cursor, none past the ring's
+        end (a padding record first is stepped over, one after the first message ends the run),
+        each header read once and checked (step B6).  They are taken now (B7) and released by
+        __exit__; an error takes none back."""
+        cdef uint64_t start = ring_read_position(&r.ring)
+        cdef uint64_t at, first
+        cdef int64_t n
+        cdef list spans = []
+        # A codec that builds objects from the bytes refuses to lend them.
+        r.codec.lend(memoryview(b""), 0, 1, [])
+        try:
+            while len(spans) < k and ring_more(&r.ring):
+                at = ring_read_position(&r.ring)
+                n = ring_recv_peek(&r.ring, 0)
+                if n < 0 or (spans and ring_read_position(&r.ring) != at):
+                    # Impossible (those before it are lent; it stays first in line), or past a
+                    # padding record: not contiguous with those before it.
+                    ring_rewind(&r.ring, at)
+                    if spans:
+                        break
+                    if n == -1:
+                        r._raise_bad_length()
+                    raise ChannelCorruptError(
+                        f"channel {r.name!r} is corrupt: only a padding record was published at "
+                        f"byte {at}, which a sender never publishes alone")
+                spans.append((ring_read_offset(&r.ring), n))
+                ring_consume(&r.ring)
+            # From the first record's header: a lease of empty messages is never empty.
+            first = spans[0][0] - 8
+            last = spans[len(spans) - 1]
+            self.span = last[0] + last[1] - first
+            self.base = (<Region>r.region).lend_pages(first, self.span, &self.map, &self.map_size)
+            self.count = 0
+            whole = memoryview(self)
+            batch = [whole[off - first:off - first + length] for off, length in spans]
+            self.views = [whole] + batch
+            return batch
+        except BaseException:
+            ring_rewind(&r.ring, start)
+            raise
+
     def __exit__(self, *exc):
         cdef Receiver r = self.receiver
         if not self.entered or self.exited:
@@ -1086,6 +1132,7 @@ cdef class _Lease:
         if unlend_pages(self.map, self.map_size) != 0:
             self.map = NULL
         if r.region is not None:
+            # A byte channel's lease took its records as it lent them (count 0).
             ring_consume_run(&r.ring, self.count)
             ring_release(&r.ring)
         _leave(r)
