@@ -1087,6 +1087,8 @@ cdef class _Lease:
         r.codec.lend(memoryview(b""), 0, 1, [])
         try:
             while len(spans) < k and ring_more(&r.ring):
+                if spans and r.ring.read_index == 0:
+                    break       # the last record lent ended at the ring's end
                 at = ring_read_position(&r.ring)
                 n = ring_recv_peek(&r.ring, 0)
                 if n < 0 or (spans and ring_read_position(&r.ring) != at):

@@ -363,3 +363,18 @@ def test_borrow_lends_a_byte_channels_messages_where_they_lie_and_keeps_its_curs
     # The cursors the borrows released are where the next receiver starts.
     with Receiver(channel, max_queued_bytes=4096) as rx:
         assert rx.try_recv() is None
+
+
+def test_a_borrow_ends_at_a_record_that_fills_the_ring_to_its_end(channel):
+    # Records of 64 bytes fill a ring of 256 exactly: no padding before the one at index 0,
+    # which a lease must not take as following the last one.
+    with Sender(channel, max_queued_bytes=256) as tx, Receiver(channel, max_queued_bytes=256) as rx:
+        msgs = [bytes([i]) * 56 for i in range(5)]
+        assert tx.send_many(msgs[:3], timeout=5) == 3
+        with rx.borrow(timeout=5) as batch:
+            assert [bytes(v) for v in batch] == msgs[:3]
+        assert tx.send_many(msgs[3:], timeout=5) == 2
+        with rx.borrow(timeout=5) as batch:
+            assert [bytes(v) for v in batch] == [msgs[3]]
+        with rx.borrow(timeout=5) as batch:
+            assert [bytes(v) for v in batch] == [msgs[4]]
