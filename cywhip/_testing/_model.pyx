@@ -12,7 +12,10 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 from posix.time cimport timespec
 
-from cywhip.includes.c_atomics cimport cw_store_relaxed_u32, cw_load_relaxed_u32, cw_exchange_u32, cw_fence_seq_cst
+from cywhip.includes.c_atomics cimport (
+    cw_store_relaxed_u32, cw_load_relaxed_u32, cw_exchange_u32, cw_fence_seq_cst, cw_load_relaxed_u64,
+    cw_cas_acq_rel_u64,
+)
 from cywhip.includes.c_futex cimport cw_futex_wait, cw_futex_wake
 from cywhip.includes.c_layout cimport (
     cw_header, cw_place, cw_group, cw_many_slot_header, cw_place_offset, cw_slots_offset,
@@ -175,6 +178,21 @@ cdef class RingModel:
         self.hdr.read_cursor = read
 
 
+def atomic_xor_u64(buf, Py_ssize_t offset, uint64_t mask):
+    """XOR the 8-byte word at offset (a multiple of 8) of a writable buffer, a shared mapping,
+    with mask in one atomic step; return the word as it was.  A racing fuzzer flips a word
+    so: whatever an end stored there meanwhile, flipping twice leaves that value, or that
+    value flipped, never an older value written back."""
+    cdef unsigned char[::1] view = buf
+    if offset < 0 or offset % 8 or offset + 8 > view.shape[0]:
+        raise ValueError(f"offset {offset} is not an aligned word of a {view.shape[0]}-byte buffer")
+    cdef uint64_t *p = <uint64_t *>&view[offset]
+    cdef uint64_t old = cw_load_relaxed_u64(p)
+    while not cw_cas_acq_rel_u64(p, &old, old ^ mask):
+        pass
+    return old
+
+
 def layout():
     """Offsets and sizes of the shared layout as the compiler laid it out (for tests and docs)."""
     cdef cw_header h
@@ -193,6 +211,7 @@ def layout():
         "header_size_field": <char *>&h.header_size - base,
         "message_length": <char *>&h.message_length - base,
         "capacity": <char *>&h.capacity - base,
+        "records": <char *>&h.records - base,
         "slot_size": <char *>&h.slot_size - base,
         "file_size": <char *>&h.file_size - base,
         "type_fingerprint": <char *>&h.type_fingerprint - base,

@@ -1,0 +1,552 @@
+"""Byte channels (max_queued_bytes) in the shared-memory fuzzer: cases and racing rounds.
+
+A byte channel's ring is a run of records (u32 length, u32 kind, payload padded to 8 bytes;
+kind 1 is padding to the ring's end), its cursors count bytes (docs/protocol.md, steps B1-B7).
+Its cases (``python -m cywhip._testing.fuzz --bytes only``) and rounds (with ``--race``) rewrite
+the record headers (length 0, huge, just over the bytes published, a sum that crosses the ring's
+end or lands inside the next record; kind 0, 1 and unknown; padding of a wrong length, padding
+where a message is), write_cursor and read_cursor (unaligned, beyond capacity, backwards,
+forwards) and the header's ``records``, ``capacity`` and ``message_length`` before an end opens.
+
+Every message the fuzzer sends is ``message(seq, n)``: its sequence number, its length and a
+CRC-32 of the rest, and a filler whose every 8-byte word has the top bit of its upper half set
+(a word of a payload never reads as a record header), so a torn, shortened or invented
+message shows.  What must hold:
+
+- no crash, no hang (every wait has a timeout), no call allocating more than the ring holds
+  (tracemalloc's peak over the call);
+- a mutation no sound check can accept (an *implausible* one: a length over message_length
+  or over the bytes published, an unknown kind, a padding record that does not reach the
+  ring's end, a cursor unaligned or further than the ring from the other) is refused with
+  ChannelCorruptError; the directed checks (a fresh end meeting one at once) also want the
+  error to name the value, and ChannelMismatchError naming it for the header's geometry;
+- until a *plausible* mutation (a value a sound channel could hold: a shorter length, a
+  cursor moved within the ring, a payload byte) every message delivered is whole, was sent
+  (not given up inside a reserve() block), and comes after the one delivered before it;
+  after one, what is delivered is still bytes of at most message_length.
+
+Racing rounds are strict or wild.  A strict round's mutator flips cursors only by atomic XOR
+with masks whose every result is implausible (so an end's store between two flips leaves its
+value or its value flipped, never an older one), rewrites the geometry fields and the waiting,
+pid and start words as fuzz_race.py does, and the victim checks every message as above.  A wild
+round's mutator also rewrites record headers with plausible values, payload bytes and cursors
+by plain stores; its victim checks the rest.
+"""
+import mmap
+import os
+import random
+import struct
+import time
+import tracemalloc
+import zlib
+
+from cywhip import ChannelCorruptError, ChannelMismatchError, Receiver, Sender
+from cywhip._region import channel_path, slots_offset_for
+from cywhip._testing._model import atomic_xor_u64, layout
+from cywhip._testing.fuzz import (
+    BAD_MESSAGE, EXPECTED_ERRORS, UNEXPECTED_ERROR, _ended, _fail_case, _note, _open_end, _traced,
+)
+
+# The share of cases and rounds on byte channels when they are mixed with the others.
+BYTES_SHARE = 0.3
+MIN_MESSAGE = 16
+HEADER = 8
+_TOP = 0x80000000
+# Ring sizes asked for (rounded up to 8, at least 64).
+_RINGS = (64, 72, 120, 256, 504, 1024, 4096)
+
+
+def ring_bytes(asked):
+    """The ring's bytes for max_queued_bytes=asked (layout.h's cw_var_capacity)."""
+    return max(64, (asked + 7) // 8 * 8)
+
+
+def max_length(capacity):
+    """The longest message of a ring of capacity bytes (cw_var_max_length)."""
+    return capacity // 2 - HEADER
+
+
+def record_size(length):
+    return HEADER + (length + 7) // 8 * 8
+
+
+def message(seq, n):
+    """Message seq of n bytes (n >= MIN_MESSAGE): <I seq><I top|n>, <I crc><I top|seq>, then a
+    filler of words <I f(seq, k)><I top|g(seq, k)>; the CRC-32 covers every byte but its own word."""
+    head = struct.pack("<II", seq & 0xFFFFFFFF, _TOP | n)
+    filler = b"".join(struct.pack("<II", (seq * 2654435761 + k * 40503) & 0xFFFFFFFF,
+                                  _TOP | ((seq * 7 + k) & 0x7FFFFFFF))
+                      for k in range(2, (n + 7) // 8))[:n - 16]
+    crc = zlib.crc32(head + filler)
+    return head + struct.pack("<II", crc, _TOP | (seq & 0x7FFFFFFF)) + filler
+
+
+def whole_seq(msg):
+    """The sequence number of a whole message (as message() made it), else None."""
+    if type(msg) is not bytes or len(msg) < MIN_MESSAGE:
+        return None
+    seq, n = struct.unpack_from("<II", msg)
+    if n != _TOP | len(msg) or msg != message(seq, len(msg)):
+        return None
+    return seq
+
+
+class Stream:
+    """What a sender sent and a receiver delivered, and the checks on each delivery.
+
+    ``tainted`` says a plausible corruption happened: only the length and type of what is
+    delivered are checked from then on."""
+
+    def __init__(self, cap, fail):
+        self.cap = cap
+        self.fail = fail
+        self.next = 0
+        self.lengths = {}         # seq -> length, of every message a send was attempted with
+        self.aborted = set()      # seqs of reserve() blocks that raised: never sent
+        self.last = -1            # the last seq delivered
+        self.tainted = None       # what made the checks loose, if anything
+        self.delivered = 0
+        self.loose = 0            # deliveries after a taint that were not whole
+
+    def new(self, n):
+        seq = self.next
+        self.next += 1
+        self.lengths[seq] = n
+        return seq, message(seq, n)
+
+    def taint(self, why):
+        if self.tainted is None:
+            self.tainted = why
+            _note(f"plausible corruption: {why}; from here on only lengths are checked")
+
+    def delivered_one(self, msg, how):
+        self.delivered += 1
+        if type(msg) is not bytes or len(msg) > self.cap:
+            self.fail(f"{how} delivered {type(msg).__name__} of "
+                      f"{len(msg) if hasattr(msg, '__len__') else '?'} bytes, message_length={self.cap}: "
+                      f"{msg!r:.120}")
+        seq = whole_seq(msg)
+        if self.tainted is not None:
+            self.loose += seq is None
+            return
+        if seq is None:
+            self.fail(f"{how} delivered a torn or invented message of {len(msg)} bytes (not tainted): "
+                      f"{msg[:32]!r}...")
+        if seq not in self.lengths or self.lengths[seq] != len(msg):
+            self.fail(f"{how} delivered message {seq} of {len(msg)} bytes, which was never sent "
+                      f"(sent: {self.lengths.get(seq)})")
+        if seq in self.aborted:
+            self.fail(f"{how} delivered message {seq}, whose reserve() block raised: nothing was to be sent")
+        if seq <= self.last:
+            self.fail(f"{how} delivered message {seq} after message {self.last}")
+        self.last = seq
+
+
+class Allocations:
+    """The most a call may allocate: tracemalloc's peak over it, checked against a bound."""
+
+    def __init__(self, bound, fail):
+        self.bound = bound
+        self.fail = fail
+        if not tracemalloc.is_tracing():
+            tracemalloc.start()
+
+    def start(self):
+        tracemalloc.reset_peak()
+        self.base = tracemalloc.get_traced_memory()[0]
+
+    def check(self, what):
+        peak = tracemalloc.get_traced_memory()[1] - self.base
+        if peak > self.bound:
+            self.fail(f"{what} allocated {peak} bytes at its peak, more than the {self.bound} the ring "
+                      f"could justify")
+
+
+def offsets():
+    lay = layout()
+    return {f: lay[f] for f in ("write_cursor", "read_cursor", "records", "capacity", "message_length",
+                                "sender_waiting", "receiver_waiting")}
+
+
+def _u64(mm, off):
+    return struct.unpack_from("<Q", mm, off)[0]
+
+
+def _put(mm, off, fmt, value, what):
+    old = struct.unpack_from(fmt, mm, off)[0]
+    struct.pack_into(fmt, mm, off, value)
+    _note(f"corrupt {what} @{off}: {old:#x} -> {value:#x}")
+    return old
+
+
+def records(mm, ring, capacity):
+    """The records published from read_cursor to write_cursor, as their headers say now:
+    [(position, index, length, kind)]; stops at an impossible one."""
+    o = offsets()
+    rd, w = _u64(mm, o["read_cursor"]), _u64(mm, o["write_cursor"])
+    out = []
+    pos = rd
+    if w - rd > capacity or (w | rd) % 8:
+        return out
+    while pos < w:
+        i = pos % capacity
+        length, kind = struct.unpack_from("<II", mm, ring + i)
+        if kind == 1 and length == capacity - i:
+            out.append((pos, i, length, kind))
+            pos += length
+        elif kind == 0 and i + record_size(length) <= capacity and pos + record_size(length) <= w:
+            out.append((pos, i, length, kind))
+            pos += record_size(length)
+        else:
+            break
+    return out
+
+
+# ------------------------------------------------------------------ the cases
+
+def _expect_error(kind, needles, fn, what):
+    """Call fn; it must raise kind with every needle (a value) in its message."""
+    try:
+        got = fn()
+    except kind as exc:
+        text = str(exc)
+        missing = [n for n in needles if str(n) not in text]
+        if missing:
+            _fail_case(BAD_MESSAGE, f"{what}: {type(exc).__name__} does not name {missing}: {text}")
+        return exc
+    except EXPECTED_ERRORS as exc:
+        _fail_case(BAD_MESSAGE, f"{what}: expected {kind.__name__} naming {needles}, got "
+                                f"{type(exc).__name__}: {exc}")
+    if hasattr(got, "close"):
+        got.close()
+    _fail_case(BAD_MESSAGE, f"{what}: expected {kind.__name__} naming {needles}, the call returned {got!r:.100}")
+
+
+def bytes_case(rng, name):
+    """One case on a byte channel: a history that wraps the ring, directed mutations met by a
+    fresh end at once, then random calls with random mutations between them."""
+    asked = rng.choice(_RINGS)
+    capacity = ring_bytes(asked)
+    top = max_length(capacity)
+    cap = top if rng.random() < 0.6 else rng.randint(MIN_MESSAGE, top)
+    kw = dict(max_queued_bytes=asked)
+    if cap != top or rng.random() < 0.5:
+        kw["message_length"] = cap
+    o = offsets()
+    ring = slots_offset_for()
+
+    def bad(detail):
+        _fail_case(BAD_MESSAGE, detail)
+
+    stream = Stream(cap, bad)
+    alloc = Allocations(2 * capacity + 64 * (capacity // 8 + 2) + 65536, bad)
+    _note(f"bytes case: max_queued_bytes={asked} (ring {capacity} bytes), message_length={cap}, "
+          f"ends given message_length: {'message_length' in kw}")
+
+    def size():
+        r = rng.random()
+        if r < 0.15:
+            return cap
+        if r < 0.5:
+            return rng.randint(MIN_MESSAGE, min(cap, 40))
+        return rng.randint(MIN_MESSAGE, cap)
+
+    ends = {"sender": None, "receiver": None}
+
+    def open_end(which):
+        if ends[which] is None:
+            try:
+                ends[which] = _open_end(which, Sender if which == "sender" else Receiver, name, **kw)
+            except EXPECTED_ERRORS:
+                pass
+        return ends[which]
+
+    def close_end(which):
+        if ends[which] is not None:
+            ends[which].close()
+            ends[which] = None
+
+    def send(tx):
+        how = rng.random()
+        if how < 0.25:
+            seq, msg = stream.new(size())
+            tx.try_send(msg)
+        elif how < 0.45:
+            seq, msg = stream.new(size())
+            tx.send(msg, timeout=rng.choice([0, 0.001]))
+        elif how < 0.65:
+            msgs = [stream.new(size())[1] for _ in range(rng.randint(1, 6))]
+            tx.send_many(msgs, timeout=0)
+        else:
+            n = size()
+            seq, msg = stream.new(n)
+            raises = rng.random() < 0.25
+            room = n if rng.random() < 0.6 else rng.randint(n, cap)
+            if raises:
+                stream.aborted.add(seq)
+            claim = tx.reserve(room, timeout=0)
+            try:
+                with claim as buf:
+                    buf[:n] = msg
+                    if room != n:
+                        claim.truncate(n)
+                    if raises:
+                        raise _Abort()
+            except _Abort:
+                pass
+
+    def receive(rx, how=None):
+        how = rng.random() if how is None else how
+        alloc.start()
+        if how < 0.3:
+            got = [rx.recv(timeout=rng.choice([0, 0.001]))]
+            what = "recv"
+        elif how < 0.5:
+            got = [rx.try_recv()]
+            what = "try_recv"
+        elif how < 0.8:
+            got = rx.recv_many(rng.randint(1, 8), timeout=0)
+            what = "recv_many"
+        else:
+            with rx.borrow(rng.randint(1, 8), timeout=0) as lent:
+                got = [bytes(v) for v in lent]
+            what = "borrow"
+        alloc.check(what)
+        for m in got:
+            if m is not None:
+                stream.delivered_one(m, what)
+        return got
+
+    def quietly(fn, *args):
+        try:
+            return fn(*args)
+        except EXPECTED_ERRORS:
+            return None
+        except Exception:
+            import traceback
+            _fail_case(UNEXPECTED_ERROR, traceback.format_exc())
+
+    # The history: the ring wraps (padding records), some messages stay queued.
+    tx, rx = open_end("sender"), open_end("receiver")
+    if tx is None or rx is None:
+        bad(f"a sound byte channel could not be opened: sender {tx}, receiver {rx}")
+    for _ in range(rng.randint(0, 4 * capacity // 24 + 2)):
+        quietly(send, tx)
+        if rng.random() < 0.6:
+            quietly(receive, rx)
+    fd = os.open(channel_path(name), os.O_RDWR)
+    try:
+        mm = mmap.mmap(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    try:
+        # Directed: each mutation met at once by a fresh end, then put back.
+        for _ in range(rng.randint(1, 3)):
+            _directed(rng, mm, ring, capacity, cap, kw, name, o, ends, close_end, open_end, stream, receive)
+        # Random: calls, reopenings and mutations between them.
+        pending = []
+        for _ in range(rng.randint(4, 30)):
+            r = rng.random()
+            if r < 0.3:
+                tx = open_end("sender")
+                if tx is not None:
+                    quietly(send, tx)
+            elif r < 0.65:
+                rx = open_end("receiver")
+                if rx is not None:
+                    quietly(receive, rx)
+            elif r < 0.75:
+                close_end(rng.choice(["sender", "receiver"]))
+            elif r < 0.8 and pending:
+                # Only what is still as the mutation left it: a value an end wrote since is
+                # newer than the one saved, which would be a plausible corruption of its own.
+                off, raw, written = pending.pop(rng.randrange(len(pending)))
+                if bytes(mm[off:off + len(raw)]) == written:
+                    _note(f"put back @{off}: {raw.hex()}")
+                    mm[off:off + len(raw)] = raw
+            else:
+                pending += [(off, raw, bytes(mm[off:off + len(raw)]))
+                            for off, raw in _mutate(rng, mm, ring, capacity, cap, o, stream)]
+            end = ends["receiver"] or ends["sender"]
+            if end is not None:
+                depth = quietly(lambda: end.depth)
+                if depth is not None and not 0 <= depth <= capacity:
+                    bad(f"depth {depth} of a ring of {capacity} bytes")
+    finally:
+        for which in ("sender", "receiver"):
+            close_end(which)
+        mm.close()
+
+
+class _Abort(Exception):
+    pass
+
+
+def _directed(rng, mm, ring, capacity, cap, kw, name, o, ends, close_end, open_end, stream, receive):
+    """One mutation a fresh end meets at once: it must refuse it naming the value; the value
+    put back, the channel works again."""
+    what = rng.choice(["header", "header", "write", "read", "record", "record", "record"])
+    if what == "header":
+        close_end("sender")
+        close_end("receiver")
+        field = rng.choice(["records", "capacity", "message_length"] if "message_length" in kw
+                           else ["records", "capacity"])
+        off = o[field]
+        fmt = "<I" if field == "records" else "<Q"
+        good = struct.unpack_from(fmt, mm, off)[0]
+        value = rng.choice({"records": [0, 2, 7, 0xFFFFFFFF],
+                            "capacity": [0, good - 8, good + 8, good * 2, 1 << 40, (1 << 64) - 1],
+                            "message_length": [0, cap - 1, cap + 1, 1 << 33]}[field])
+        _put(mm, off, fmt, value, f"header.{field}")
+        which = rng.choice(["sender", "receiver"])
+        kind = Sender if which == "sender" else Receiver
+        k = _note(f"{which} opens: must refuse header.{field}={value}")
+        _expect_error(ChannelMismatchError, ["a slot channel"] if field == "records" and value == 0 else [value], lambda: kind(name, **kw),
+                      f"a {which} opening a channel whose header.{field} is {value} (was {good})")
+        _ended(k, "refused")
+        _put(mm, off, fmt, good, f"header.{field} put back")
+        return
+    if what in ("write", "read"):
+        close_end("receiver")
+        close_end("sender")
+        off = o[f"{what}_cursor"]
+        w, rd = _u64(mm, o["write_cursor"]), _u64(mm, o["read_cursor"])
+        good = w if what == "write" else rd
+        other = rd if what == "write" else w
+        choices = [good ^ rng.randrange(1, 8), good + capacity + 8, (1 << 63) | good]
+        if what == "write":
+            choices += [rd - 8] if rd >= 8 else []           # backwards, behind the reader
+        else:
+            choices += [w + 8, w - capacity - 8] if w >= capacity + 8 else [w + 8]
+        value = rng.choice(choices) & ((1 << 64) - 1)
+        _put(mm, off, "<Q", value, f"header.{what}_cursor")
+        which = rng.choice(["sender", "receiver"]) if what == "write" else "receiver"
+        kind = Sender if which == "sender" else Receiver
+        k = _note(f"{which} opens: must refuse {what}_cursor={value} ({'read' if what == 'write' else 'write'} "
+                  f"cursor {other})")
+        _expect_error(ChannelCorruptError, [value], lambda: kind(name, **kw),
+                      f"a {which} opening a byte channel whose {what}_cursor is {value} (was {good}, the "
+                      f"other cursor {other}, ring {capacity} bytes)")
+        _ended(k, "refused")
+        _put(mm, off, "<Q", good, f"header.{what}_cursor put back")
+        return
+    # A record: the first one a fresh receiver reads.
+    recs = records(mm, ring, capacity)
+    if not recs:
+        return
+    close_end("receiver")
+    w = _u64(mm, o["write_cursor"])
+    pos, i, length, kind = recs[0]
+    avail = w - pos
+    choices = [("kind", rng.choice([2, 3, 0x7FFFFFFF, 0xFFFFFFFF])),
+               ("length", rng.choice([cap + 1, cap + 8, 1 << 31, 0xFFFFFFFF]))]
+    # The record just over the bytes published, or crossing the ring's end.
+    over = max(avail - HEADER + 1, 1)
+    if over <= cap:
+        choices.append(("length", over))
+    cross = capacity - i - HEADER + 1
+    if 0 < cross <= cap:
+        choices.append(("length", cross))
+    if kind == 0:
+        choices.append(("kind", 1))                             # a message called padding
+    else:
+        choices += [("kind", 0), ("length", length - 8), ("length", length + 8), ("length", 0)]
+    field, value = rng.choice(choices)
+    at = ring + i + (0 if field == "length" else 4)
+    old = _put(mm, at, "<I", value & 0xFFFFFFFF, f"record at byte {pos} (index {i}).{field}")
+    nk, nl = (value, length) if field == "kind" else (kind, value)
+    rx = open_end("receiver")
+    if rx is None:
+        _put(mm, at, "<I", old, "record put back")
+        return
+    k = _note(f"receiver must refuse the record at byte {pos}: kind {nk}, length {nl}, {avail} bytes published")
+    # A message called padding is refused where it stands, a padding record that stops short
+    # is read as a message there too.
+    _expect_error(ChannelCorruptError, [f"kind {nk} and length {nl}", pos], lambda: receive(rx, 0.0),
+                  f"a receiver meeting the record at byte {pos} (index {i}, ring {capacity}) with kind {nk} "
+                  f"and length {nl} (was kind {kind}, length {length}; {avail} bytes published)")
+    _ended(k, "refused")
+    _put(mm, at, "<I", old, "record put back")
+    # The same receiver, once the header is sound again, goes on from that record.
+    try:
+        got = receive(rx, 0.0)
+    except EXPECTED_ERRORS as exc:
+        _fail_case(BAD_MESSAGE, f"after the record at byte {pos} was put back, recv raised "
+                                f"{type(exc).__name__}: {exc}")
+    if got == [None]:
+        _fail_case(BAD_MESSAGE, f"after the record at byte {pos} was put back, recv found nothing")
+
+
+def _mutate(rng, mm, ring, capacity, cap, o, stream):
+    """One mutation between calls; returns what to put back later [(offset, bytes)].  A
+    plausible one taints the stream."""
+    w, rd = _u64(mm, o["write_cursor"]), _u64(mm, o["read_cursor"])
+    r = rng.random()
+    if r < 0.55:
+        recs = records(mm, ring, capacity)
+        if not recs:
+            return []
+        pos, i, length, kind = rng.choice(recs)
+        avail = w - pos
+        implausible = [("kind", 2), ("kind", 0xFFFFFFFF), ("length", cap + 1), ("length", 1 << 31)]
+        plausible = []
+        if kind == 0:
+            implausible.append(("kind", 1))
+            if length >= 1:
+                plausible.append(("length", 0))
+            plausible += [("length", min(cap, length + rng.randint(1, 9))), ("length", max(0, length - 1))]
+            if avail > capacity - i:
+                # Padding where a message stands, reaching the ring's end: read as sound.
+                plausible.append(("padding", capacity - i))
+            implausible.append(("padding", capacity - i - 8))
+        else:
+            implausible += [("kind", 0), ("length", length - 8), ("length", length + 8)]
+        over = avail - HEADER + 1
+        if 0 < over <= cap:
+            # Just over the bytes published: refused now, read as sound once more is sent.
+            plausible.append(("length", over))
+        field, value = rng.choice(implausible + plausible)
+        sound = (field, value) in plausible
+        saved = bytes(mm[ring + i:ring + i + 8])
+        if field == "padding":
+            _put(mm, ring + i, "<Q", (1 << 32) | (value & 0xFFFFFFFF), f"record at byte {pos}: padding of {value}")
+        else:
+            _put(mm, ring + i + (0 if field == "length" else 4), "<I", value & 0xFFFFFFFF,
+                 f"record at byte {pos} (index {i}).{field}")
+        if sound and not (field == "padding"):
+            stream.taint(f"record at byte {pos} given {field} {value}")
+        return [(ring + i, saved)]
+    if r < 0.8:
+        which = rng.choice(["write", "read"])
+        off = o[f"{which}_cursor"]
+        good = w if which == "write" else rd
+        implausible = [good ^ rng.randrange(1, 8), good + capacity + 8, good - capacity - 8, (1 << 63) | good]
+        if which == "write":
+            implausible.append(rd - 8)
+            plausible = [v for v in (w - 8, w + 8, rd + capacity) if rd <= v <= rd + capacity and v != w]
+        else:
+            implausible.append(w + 8)
+            # Backwards stays sound for a sender (less room); a new receiver reads old records.
+            plausible = [v for v in (rd + 8, rd - 8, w, w - capacity) if w - capacity <= v <= w and v != rd]
+        mask = (1 << 64) - 1
+        plausible = [v & mask for v in plausible]
+        value = rng.choice(implausible + plausible) & mask
+        _put(mm, off, "<Q", value, f"header.{which}_cursor (the other {rd if which == 'write' else w})")
+        if value in plausible:
+            stream.taint(f"{which}_cursor moved from {good} to {value}")
+        return [(off, struct.pack("<Q", good))]
+    if r < 0.9:
+        off = o[rng.choice(["sender_waiting", "receiver_waiting"])]
+        saved = bytes(mm[off:off + 4])
+        _put(mm, off, "<I", rng.choice([0, 1, 2, 0xFFFFFFFF]), "a waiting word")
+        return [(off, saved)]
+    # A payload byte of a published record: undetectable by design.
+    recs = [x for x in records(mm, ring, capacity) if x[3] == 0 and x[2] > 0]
+    if not recs:
+        return []
+    pos, i, length, kind = rng.choice(recs)
+    at = ring + i + HEADER + rng.randrange(length)
+    saved = bytes(mm[at:at + 1])
+    _put(mm, at, "<B", rng.randrange(256), f"payload byte of the record at byte {pos}")
+    stream.taint(f"a payload byte of the record at byte {pos}")
+    return [(at, saved)]
