@@ -35,6 +35,7 @@ by plain stores; its victim checks the rest.
 import mmap
 import os
 import random
+import signal
 import struct
 import time
 import tracemalloc
@@ -550,3 +551,260 @@ def _mutate(rng, mm, ring, capacity, cap, o, stream):
     _put(mm, at, "<B", rng.randrange(256), f"payload byte of the record at byte {pos}")
     stream.taint(f"a payload byte of the record at byte {pos}")
     return [(at, saved)]
+
+
+# ------------------------------------------------------------------ racing rounds
+
+# Cursor flips of a strict round: each leaves any value implausible (unaligned, or further than
+# the ring from the other cursor), whatever an end stored in between.
+_STRICT_FLIPS = (1, 2, 4, 1 << 40, 1 << 63)
+# The bits those flips set that no sound cursor has (cursors are multiples of 8 below 2**40).
+_FLIPPED = ((1 << 64) - 1) & ~((1 << 40) - 8)
+
+
+def race_round(rng, rs, name, counters, seconds_left):
+    """A racing round on a byte channel: its channel made and filled; returns its geometry, the
+    mutator's and the victim's work (each run in a process of its own) and how long the victim
+    runs (fuzz_race.race() runs them)."""
+    from cywhip import unlink
+    asked = rng.choice(_RINGS)
+    capacity = ring_bytes(asked)
+    top = max_length(capacity)
+    cap = top if rng.random() < 0.6 else rng.randint(MIN_MESSAGE, top)
+    kw = dict(max_queued_bytes=asked)
+    if cap != top or rng.random() < 0.5:
+        kw["message_length"] = cap
+    strict = rng.random() < 0.5
+    unlink(name, missing_ok=True)
+    stream = Stream(cap, None)
+    with Sender(name, **kw) as s:
+        for _ in range(rng.randint(0, 6)):
+            s.try_send(stream.new(rng.randint(MIN_MESSAGE, cap))[1])
+    round_seconds = min(rng.uniform(0.2, 1.0), seconds_left)
+    mutator_rng = random.Random(rs ^ 0x5A5A5A5A)
+    geometry = {"max_queued_bytes": asked, "ring_bytes": capacity, "message_length": cap,
+                "ends_give_message_length": "message_length" in kw, "strict": strict}
+
+    def run_mutator():
+        _race_mutator(channel_path(name), mutator_rng, capacity, cap, strict)
+
+    def run_victim():
+        _race_victim(name, rng, kw, capacity, cap, strict, round_seconds, counters, stream)
+    return geometry, run_mutator, run_victim, round_seconds
+
+
+def _race_mutator(path, rng, capacity, cap, strict):
+    """Rewrite the channel without pause until killed: the geometry fields (flipped to a wrong
+    value and back: ends read them only as they open), the waiting, pid and start words, and the
+    cursors (a strict round: atomic XOR flips, each result implausible; a wild one: plain stores
+    of any value, often put back); a wild round also the record headers (plausible values among
+    them) and payload bytes."""
+    from cywhip._testing.fuzz import _U32_FIELDS, _offsets
+    lay = _offsets(layout())
+    fd = os.open(path, os.O_RDWR)
+    try:
+        mm = mmap.mmap(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    parent = os.getppid()
+    ring = slots_offset_for()
+    size_of = {f: 4 for f in _U32_FIELDS + ("records",)}
+    geometry = [(lay[f], size_of.get(f, 8)) for f in ("records", "capacity", "message_length", "slot_size",
+                                                       "file_size", "header_size_field", "version", "magic",
+                                                       "max_senders", "max_receivers", "topology")]
+    state = [(lay[f], size_of.get(f, 8)) for f in ("sender_waiting", "receiver_waiting", "sender_pid",
+                                                    "receiver_pid", "sender_starts", "receiver_starts")]
+    cursors = [lay["write_cursor"], lay["read_cursor"]]
+    pristine = bytes(mm[:lay["write_cursor"]])
+    # A pause after each mutation: most of the time the channel is sound enough to open and use.
+    rest = rng.choice([0.0002, 0.001, 0.003] if strict else [0, 0.0001, 0.001])
+    while True:
+        if os.getppid() != parent:
+            os._exit(0)
+        phase_end = time.monotonic() + rng.choice([0.001, 0.005, 0.02])
+        pick = rng.random()
+        if pick < 0.25:
+            # A geometry field, wrong and right in turn (ends read it only as they open).
+            mm[:len(pristine)] = pristine
+            off, size = rng.choice(geometry)
+            fmt = "<Q" if size == 8 else "<I"
+            good = pristine[off:off + size]
+            current = struct.unpack(fmt, good)[0]
+            bad = struct.pack(fmt, rng.choice([0, 1, current + 8, current - 8, current * 2, 2, 7])
+                              & ((1 << (8 * size)) - 1))
+            while time.monotonic() < phase_end:
+                for _ in range(32):
+                    mm[off:off + size] = bad
+                    mm[off:off + size] = good
+        elif pick < 0.6 or strict:
+            while time.monotonic() < phase_end:
+                if rng.random() < 0.7:
+                    off = rng.choice(cursors)
+                    if strict:
+                        # An end's store between two flips left its value flipped: flip the
+                        # bits no sound cursor has back (a store meanwhile gets them instead).
+                        for c in cursors:
+                            wrong = _u64(mm, c) & _FLIPPED
+                            if wrong:
+                                atomic_xor_u64(mm, c, wrong)
+                        mask = rng.choice(_STRICT_FLIPS)
+                        atomic_xor_u64(mm, off, mask)
+                        if rng.random() < 0.5:
+                            time.sleep(rng.choice([0, 0.0001, 0.001]))
+                        atomic_xor_u64(mm, off, mask)
+                    else:
+                        old = mm[off:off + 8]
+                        now = struct.unpack("<Q", old)[0]
+                        for _ in range(rng.randint(1, 10)):
+                            struct.pack_into("<Q", mm, off, rng.choice(
+                                [now + 8, now - 8, now + capacity, now - capacity, now ^ 4, 0, now + (1 << 40)])
+                                & ((1 << 64) - 1))
+                        if rng.random() < 0.7:
+                            mm[off:off + 8] = old
+                        w, rd = _u64(mm, cursors[0]), _u64(mm, cursors[1])
+                        if rng.random() < 0.3 and ((w - rd) % (1 << 64) > capacity or (w | rd) % 8):
+                            # A repair now and then: the ring usable again.
+                            struct.pack_into("<Q", mm, cursors[1], w & ~7)
+                            struct.pack_into("<Q", mm, cursors[0], w & ~7)
+                else:
+                    off, size = rng.choice(state)
+                    fmt = "<Q" if size == 8 else "<I"
+                    old = mm[off:off + size]
+                    struct.pack_into(fmt, mm, off, rng.choice([0, 1, 2, (1 << (8 * size)) - 1]))
+                    if rng.random() < 0.8:
+                        mm[off:off + size] = old
+                if rest:
+                    time.sleep(rest)
+        else:
+            # Wild: record headers and payload bytes anywhere in the ring.
+            while time.monotonic() < phase_end:
+                i = rng.randrange(0, capacity, 8)
+                at = ring + i
+                old = mm[at:at + 8]
+                length, kind = struct.unpack("<II", old)
+                how = rng.random()
+                if how < 0.7:
+                    value = rng.choice([(0, kind), (length + 8, kind), (max(0, length - 1), kind), (cap + 1, kind),
+                                        (1 << 31, kind), (length, 1 - kind if kind < 2 else 0), (length, 2),
+                                        (capacity - i, 1), (capacity - i - 8, 1)])
+                    struct.pack_into("<II", mm, at, value[0] & 0xFFFFFFFF, value[1] & 0xFFFFFFFF)
+                else:
+                    at += rng.randrange(8, 16) if i + 16 <= capacity else 0
+                    mm[at] = rng.randrange(256)
+                if rng.random() < 0.5:
+                    mm[ring + i:ring + i + 8] = old
+                if rest:
+                    time.sleep(rest)
+
+
+def _race_victim(name, rng, kw, capacity, cap, strict, seconds, counters, stream):
+    """Open, use and close a byte channel's ends in a loop for ``seconds``; exit with a failure
+    code on an impossible result, a torn message in a strict round, or a late call."""
+    from cywhip._testing.fuzz import LATE, RACE_HANG_SECONDS, RACE_LATE_SECONDS
+    from cywhip._testing.fuzz_race import _DETAIL, _DETAIL_SIZE, _DURING
+    seen = [0, 0, 0, 0]        # iterations, calls, calls that raised an expected error, ends opened
+
+    def fail(code, detail):
+        raw = detail.encode("utf-8", "replace")[:_DETAIL_SIZE]
+        counters[_DETAIL:_DETAIL + _DETAIL_SIZE] = raw.ljust(_DETAIL_SIZE, b"\0")
+        _note(f"FAILED: {detail}")
+        os._exit(code)
+
+    stream.fail = lambda detail: fail(BAD_MESSAGE, detail)
+    if not strict:
+        stream.taint("a wild round: headers, payloads and cursors rewritten by plain stores")
+    alloc = Allocations(2 * capacity + 64 * (capacity // 8 + 2) + 65536, stream.fail)
+
+    def size():
+        return rng.randint(MIN_MESSAGE, min(cap, 40)) if rng.random() < 0.5 else rng.randint(MIN_MESSAGE, cap)
+
+    def send(tx, timeout):
+        how = rng.random()
+        if how < 0.25:
+            tx.try_send(stream.new(size())[1])
+        elif how < 0.5:
+            tx.send(stream.new(size())[1], timeout=timeout)
+        elif how < 0.7:
+            tx.send_many([stream.new(size())[1] for _ in range(rng.randint(1, 6))], timeout=timeout)
+        else:
+            n = size()
+            seq, msg = stream.new(n)
+            room = n if rng.random() < 0.6 else rng.randint(n, cap)
+            raises = rng.random() < 0.25
+            if raises:
+                stream.aborted.add(seq)
+            claim = tx.reserve(room, timeout=timeout)
+            try:
+                with claim as buf:
+                    buf[:n] = msg
+                    if room != n:
+                        claim.truncate(n)
+                    if raises:
+                        raise _Abort()
+            except _Abort:
+                pass
+
+    def receive(rx, timeout):
+        how = rng.random()
+        alloc.start()
+        if how < 0.3:
+            got, what = [rx.recv(timeout=timeout)], "recv"
+        elif how < 0.5:
+            got, what = [rx.try_recv()], "try_recv"
+        elif how < 0.8:
+            got, what = rx.recv_many(rng.randint(1, 8), timeout=timeout), "recv_many"
+        else:
+            with rx.borrow(rng.randint(1, 8), timeout=timeout) as lent:
+                got, what = [bytes(v) for v in lent], "borrow"
+        alloc.check(what)
+        for m in got:
+            if m is not None:
+                stream.delivered_one(m, what)
+
+    def call(what, fn, *args, timeout=None):
+        seen[1] += 1
+        counters[_DURING:_DETAIL] = what.encode()[:_DETAIL - _DURING].ljust(_DETAIL - _DURING, b"\0")
+        k = _note(what if timeout is None else f"{what}, timeout {timeout} s")
+        started = time.monotonic()
+        try:
+            result = fn(*args)
+        except EXPECTED_ERRORS as exc:
+            seen[2] += 1
+            _ended(k, f"raised {type(exc).__name__}: {str(exc)[:80]}")
+            return None
+        except Exception:
+            import traceback
+            fail(UNEXPECTED_ERROR, traceback.format_exc(limit=-3))
+        finally:
+            took = time.monotonic() - started
+            if timeout is not None and took > timeout + RACE_LATE_SECONDS:
+                fail(LATE, f"{what} with a timeout of {timeout} s returned after {took:.3f} s")
+        _ended(k, "returned")
+        return result
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        signal.alarm(RACE_HANG_SECONDS)
+        makers = [("sender", Sender), ("receiver", Receiver)]
+        rng.shuffle(makers)
+        ends = [(label, call(f"open {label}", lambda kind=kind: kind(name, **kw)))
+                for label, kind in makers[:rng.randint(1, 2)]]
+        ends = [(label, end) for label, end in ends if end is not None]
+        seen[3] += len(ends)
+        for _ in range(rng.choice([0, 1, 2, 4, 8])):
+            for label, end in ends:
+                timeout = rng.choice([0, 0, 0.0005, 0.002])
+                if label == "sender":
+                    call("send", send, end, timeout, timeout=timeout)
+                else:
+                    call("receive", receive, end, timeout, timeout=timeout)
+            if ends and rng.random() < 0.1:
+                depth = call("depth", lambda: ends[0][1].depth)
+                if depth is not None and not 0 <= depth <= capacity:
+                    fail(BAD_MESSAGE, f"depth {depth} of a ring of {capacity} bytes")
+        for label, end in ends:
+            call(f"close {label}", end.close)
+        seen[0] += 1
+        struct.pack_into("<4Q", counters, 0, *seen)
+        counters[_DURING:_DETAIL] = bytes(_DETAIL - _DURING)
+    signal.alarm(0)
