@@ -3,6 +3,7 @@
     python -m cywhip._testing.fuzz --cases 10000 [--seed N] [--groups mix|only|none]
     python -m cywhip._testing.fuzz --case-seed N [--cases K] [--groups only|none]
     python -m cywhip._testing.fuzz --race --seconds 60 [--seed N] [--groups mix|only|none]
+    (each also with --bytes mix|only|none: byte channels, fuzz_bytes.py)
 
 Each case runs in a forked child: it fills a channel, corrupts the file (the
 header's geometry, cursors, waiting words, pids, slot lengths and payloads, or
@@ -38,6 +39,11 @@ is never truncated: a mapped file that shrinks raises SIGBUS by design.  The
 same failures count, and a call with a timeout (0 for try_send and try_recv)
 that returns more than RACE_LATE_SECONDS after it; a failure names the round's seed (``--round-seed`` runs
 that round's choices again, though the interleaving differs from run to run).
+
+Byte channels (``--bytes``: a share of the cases and rounds, all of them, or none) have their
+cases and rounds in fuzz_bytes.py: record headers, cursors and the header's geometry corrupted
+between calls and while the ends run, every message checked whole until a corruption a sound
+channel could hold (see its docstring).
 
 A failure must be diagnosable from the report alone, since replaying its seed
 (``--case-seed``, ``--round-seed``) may not fail again: another process, the
