@@ -73,14 +73,20 @@ def test_corrupting_shared_memory_while_ends_open_send_receive_and_close_never_c
 def test_corrupting_channels_with_receiver_groups_never_crashes_or_hangs(peers, mode):
     # Group entries, member places, groups_gen and cursors rewritten between calls (cases) or
     # while members join, claim, take, leave and remove groups (race, with stopped lock holders).
-    seed = int(time.time()) % 10_000
     args = ["--cases", 400] if mode == "cases" else ["--race", "--seconds", 6]
-    command = f"python -m cywhip._testing.fuzz {' '.join(map(str, args))} --groups only --seed {seed}"
+    _fuzz_clean(peers, args + ["--groups", "only"], "group", timeout=100)
+
+
+def _fuzz_clean(peers, args, kind, timeout):
+    """Run the fuzzer (a fresh seed) in a process of its own; it must have played cases or rounds
+    of this kind ("group", "byte") and found nothing."""
+    seed = int(time.time()) % 10_000
+    command = f"python -m cywhip._testing.fuzz {' '.join(map(str, args))} --seed {seed}"
     proc = peers.start(script="import sys; from cywhip._testing.fuzz import main; sys.exit(main(sys.argv[1:]))",
                        *command.split()[3:])
-    rc, out, err = peers.finish(proc, timeout=100)
+    rc, out, err = peers.finish(proc, timeout=timeout)
     report = json.loads(out)
-    assert report.get("group_cases", report.get("group_rounds")) > 0, (command, report, err[-2000:])
+    assert report.get(f"{kind}_cases", report.get(f"{kind}_rounds")) > 0, (command, report, err[-2000:])
     assert report["failures"] == [], _failures(command, report, err)
     assert rc == 0
 
@@ -92,16 +98,8 @@ def test_corrupting_byte_channels_never_crashes_hangs_or_tears_a_message(peers, 
     # calls, with directed checks that a fresh end refuses each naming the value (cases); or
     # cursors flipped by atomic XOR (strict rounds: every message checked whole) and headers,
     # payloads and cursors rewritten by plain stores (wild rounds) while the ends run (race).
-    seed = int(time.time()) % 10_000
     args = ["--cases", 250] if mode == "cases" else ["--race", "--seconds", 8]
-    command = f"python -m cywhip._testing.fuzz {' '.join(map(str, args))} --bytes only --seed {seed}"
-    proc = peers.start(script="import sys; from cywhip._testing.fuzz import main; sys.exit(main(sys.argv[1:]))",
-                       *command.split()[3:])
-    rc, out, err = peers.finish(proc, timeout=130)
-    report = json.loads(out)
-    assert report.get("byte_cases", report.get("byte_rounds")) > 0, (command, report, err[-2000:])
-    assert report["failures"] == [], _failures(command, report, err)
-    assert rc == 0
+    _fuzz_clean(peers, args + ["--bytes", "only"], "byte", timeout=130)
 
 
 @pytest.mark.soak

@@ -203,6 +203,66 @@ def records(mm, ring, capacity):
     return out
 
 
+def send_one(tx, stream, rng, size, cap, timeout):
+    """One call of a sender, drawn: try_send, send, send_many, or a reserve() block (reserving
+    more and truncating now and then, or giving up by an exception: that message is never to
+    arrive).  Each message is stream.new(size())."""
+    how = rng.random()
+    if how < 0.25:
+        tx.try_send(stream.new(size())[1])
+    elif how < 0.45:
+        tx.send(stream.new(size())[1], timeout=timeout)
+    elif how < 0.65:
+        tx.send_many([stream.new(size())[1] for _ in range(rng.randint(1, 6))], timeout=timeout)
+    else:
+        n = size()
+        seq, msg = stream.new(n)
+        room = n if rng.random() < 0.6 else rng.randint(n, cap)
+        raises = rng.random() < 0.25
+        if raises:
+            stream.aborted.add(seq)
+        claim = tx.reserve(room, timeout=timeout)
+        try:
+            with claim as buf:
+                buf[:n] = msg
+                if room != n:
+                    claim.truncate(n)
+                if raises:
+                    raise _Abort()
+        except _Abort:
+            pass
+
+
+def receive_one(rx, stream, alloc, rng, timeout, how=None):
+    """One call of a receiver (recv, try_recv, recv_many or borrow; drawn unless how is given),
+    its allocations bounded and each message checked; returns what it delivered."""
+    how = rng.random() if how is None else how
+    alloc.start()
+    if how < 0.3:
+        got, what = [rx.recv(timeout=timeout)], "recv"
+    elif how < 0.5:
+        got, what = [rx.try_recv()], "try_recv"
+    elif how < 0.8:
+        got, what = rx.recv_many(rng.randint(1, 8), timeout=timeout), "recv_many"
+    else:
+        with rx.borrow(rng.randint(1, 8), timeout=timeout) as lent:
+            got, what = [bytes(v) for v in lent], "borrow"
+    alloc.check(what)
+    for m in got:
+        if m is not None:
+            stream.delivered_one(m, what)
+    return got
+
+
+def map_channel(path):
+    """A writable mapping of a channel file, all of it."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        return mmap.mmap(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
 # ------------------------------------------------------------------ the cases
 
 def _expect_error(kind, needles, fn, what):
@@ -268,55 +328,10 @@ def bytes_case(rng, name):
             ends[which] = None
 
     def send(tx):
-        how = rng.random()
-        if how < 0.25:
-            seq, msg = stream.new(size())
-            tx.try_send(msg)
-        elif how < 0.45:
-            seq, msg = stream.new(size())
-            tx.send(msg, timeout=rng.choice([0, 0.001]))
-        elif how < 0.65:
-            msgs = [stream.new(size())[1] for _ in range(rng.randint(1, 6))]
-            tx.send_many(msgs, timeout=0)
-        else:
-            n = size()
-            seq, msg = stream.new(n)
-            raises = rng.random() < 0.25
-            room = n if rng.random() < 0.6 else rng.randint(n, cap)
-            if raises:
-                stream.aborted.add(seq)
-            claim = tx.reserve(room, timeout=0)
-            try:
-                with claim as buf:
-                    buf[:n] = msg
-                    if room != n:
-                        claim.truncate(n)
-                    if raises:
-                        raise _Abort()
-            except _Abort:
-                pass
+        send_one(tx, stream, rng, size, cap, rng.choice([0, 0, 0.001]))
 
     def receive(rx, how=None):
-        how = rng.random() if how is None else how
-        alloc.start()
-        if how < 0.3:
-            got = [rx.recv(timeout=rng.choice([0, 0.001]))]
-            what = "recv"
-        elif how < 0.5:
-            got = [rx.try_recv()]
-            what = "try_recv"
-        elif how < 0.8:
-            got = rx.recv_many(rng.randint(1, 8), timeout=0)
-            what = "recv_many"
-        else:
-            with rx.borrow(rng.randint(1, 8), timeout=0) as lent:
-                got = [bytes(v) for v in lent]
-            what = "borrow"
-        alloc.check(what)
-        for m in got:
-            if m is not None:
-                stream.delivered_one(m, what)
-        return got
+        return receive_one(rx, stream, alloc, rng, rng.choice([0, 0.001]), how)
 
     def quietly(fn, *args):
         try:
@@ -335,11 +350,7 @@ def bytes_case(rng, name):
         quietly(send, tx)
         if rng.random() < 0.6:
             quietly(receive, rx)
-    fd = os.open(channel_path(name), os.O_RDWR)
-    try:
-        mm = mmap.mmap(fd, os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
+    mm = map_channel(channel_path(name))
     try:
         # Directed: each mutation met at once by a fresh end, then put back.
         for _ in range(rng.randint(1, 3)):
@@ -601,11 +612,7 @@ def _race_mutator(path, rng, capacity, cap, strict):
     them) and payload bytes."""
     from cywhip._testing.fuzz import _U32_FIELDS, _offsets
     lay = _offsets(layout())
-    fd = os.open(path, os.O_RDWR)
-    try:
-        mm = mmap.mmap(fd, os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
+    mm = map_channel(path)
     parent = os.getppid()
     ring = slots_offset_for()
     size_of = {f: 4 for f in _U32_FIELDS + ("records",)}
@@ -719,47 +726,10 @@ def _race_victim(name, rng, kw, capacity, cap, strict, seconds, counters, stream
         return rng.randint(MIN_MESSAGE, min(cap, 40)) if rng.random() < 0.5 else rng.randint(MIN_MESSAGE, cap)
 
     def send(tx, timeout):
-        how = rng.random()
-        if how < 0.25:
-            tx.try_send(stream.new(size())[1])
-        elif how < 0.5:
-            tx.send(stream.new(size())[1], timeout=timeout)
-        elif how < 0.7:
-            tx.send_many([stream.new(size())[1] for _ in range(rng.randint(1, 6))], timeout=timeout)
-        else:
-            n = size()
-            seq, msg = stream.new(n)
-            room = n if rng.random() < 0.6 else rng.randint(n, cap)
-            raises = rng.random() < 0.25
-            if raises:
-                stream.aborted.add(seq)
-            claim = tx.reserve(room, timeout=timeout)
-            try:
-                with claim as buf:
-                    buf[:n] = msg
-                    if room != n:
-                        claim.truncate(n)
-                    if raises:
-                        raise _Abort()
-            except _Abort:
-                pass
+        send_one(tx, stream, rng, size, cap, timeout)
 
     def receive(rx, timeout):
-        how = rng.random()
-        alloc.start()
-        if how < 0.3:
-            got, what = [rx.recv(timeout=timeout)], "recv"
-        elif how < 0.5:
-            got, what = [rx.try_recv()], "try_recv"
-        elif how < 0.8:
-            got, what = rx.recv_many(rng.randint(1, 8), timeout=timeout), "recv_many"
-        else:
-            with rx.borrow(rng.randint(1, 8), timeout=timeout) as lent:
-                got, what = [bytes(v) for v in lent], "borrow"
-        alloc.check(what)
-        for m in got:
-            if m is not None:
-                stream.delivered_one(m, what)
+        receive_one(rx, stream, alloc, rng, timeout)
 
     def call(what, fn, *args, timeout=None):
         seen[1] += 1
