@@ -66,6 +66,8 @@ def test_a_short_byte_channel_lifecycle_run_delivers_every_message_whole():
     assert not totals["failures"], _failures(totals)
     assert totals["messages"] > 0 and totals["kills"] > 0, totals
     assert totals["senders"] > 1 and totals["receivers"] > 1, totals
+    # A sender was killed inside a reserve() block (its message must never arrive).
+    assert totals["parked_kills"] > 0, totals
 
 
 @pytest.mark.soak

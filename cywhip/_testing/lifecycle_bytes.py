@@ -363,7 +363,8 @@ class ByteRun:
                                   f"({p.popen.returncode}): {open(p.err).read()[-2000:]}")
                 tx, rx = self.current("sender"), self.current("receiver")
                 if tx is not None and tx.get(S_PARKED):
-                    if rng.random() < 0.5:
+                    # The first sender parked in a run is always killed there.
+                    if not self.figures["parked_kills"] or rng.random() < 0.5:
                         self.kill(tx, "kill")
                         continue
                     tx.put(S_GATE, 1)
