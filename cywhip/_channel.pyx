@@ -1080,20 +1080,19 @@ cdef class _Lease:
         each header read once and checked (step B6).  They are taken now (B7) and released by
         __exit__; an error takes none back."""
         cdef uint64_t start = ring_read_position(&r.ring)
-        cdef uint64_t at, first
+        cdef uint64_t at, first, here, nxt = 0
         cdef int64_t n
         cdef list spans = []
         # A codec that builds objects from the bytes refuses to lend them.
         r.codec.lend(memoryview(b""), 0, 1, [])
         try:
             while len(spans) < k and ring_more(&r.ring):
-                if spans and r.ring.read_index == 0:
-                    break       # the last record lent ended at the ring's end
                 at = ring_read_position(&r.ring)
                 n = ring_recv_peek(&r.ring, 0)
-                if n < 0 or (spans and ring_read_position(&r.ring) != at):
-                    # Impossible (those before it are lent; it stays first in line), or past a
-                    # padding record: not contiguous with those before it.
+                if n < 0 or (spans and ring_read_offset(&r.ring) != nxt):
+                    # Impossible (those before it are lent; it stays first in line), or not
+                    # right after the last one lent (past a padding record, or at the ring's
+                    # start after a record that filled it to its end).
                     ring_rewind(&r.ring, at)
                     if spans:
                         break
@@ -1102,8 +1101,11 @@ cdef class _Lease:
                     raise ChannelCorruptError(
                         f"channel {r.name!r} is corrupt: only a padding record was published at "
                         f"byte {at}, which a sender never publishes alone")
+                here = ring_read_position(&r.ring)
                 spans.append((ring_read_offset(&r.ring), n))
                 ring_consume(&r.ring)
+                # Where the next payload lies if the next record follows this one in the ring.
+                nxt = spans[len(spans) - 1][0] + (ring_read_position(&r.ring) - here)
             # From the first record's header: a lease of empty messages is never empty.
             first = spans[0][0] - 8
             last = spans[len(spans) - 1]

@@ -20,6 +20,7 @@ from cywhip.includes.c_futex cimport cw_futex_wait, cw_futex_wake
 from cywhip.includes.c_layout cimport (
     cw_header, cw_place, cw_group, cw_many_slot_header, cw_place_offset, cw_slots_offset,
     cw_fixed_slot_size, cw_fixed_slot_offset, cw_slot_header_size,
+    cw_var_record_size, cw_var_capacity, cw_var_max_length,
     CW_HEADER_SIZE, CW_SLOT_HEADER_SIZE, CW_MANY_SLOT_HEADER_SIZE, CW_SLOT_ALIGN, CW_PLACE_SIZE,
     CW_GROUPS_LOCK_BYTE,
 )
@@ -176,6 +177,21 @@ cdef class RingModel:
     def corrupt_cursors(self, uint64_t write, uint64_t read):
         self.hdr.write_cursor = write
         self.hdr.read_cursor = read
+
+
+def var_record_size(uint64_t length):
+    """Bytes a record of a message of length bytes takes in a byte ring (cw_var_record_size)."""
+    return cw_var_record_size(length)
+
+
+def var_capacity(uint64_t max_queued_bytes):
+    """A byte ring's bytes for max_queued_bytes (cw_var_capacity)."""
+    return cw_var_capacity(max_queued_bytes)
+
+
+def var_max_length(uint64_t capacity):
+    """The longest message a byte ring of capacity bytes accepts (cw_var_max_length)."""
+    return cw_var_max_length(capacity)
 
 
 def atomic_xor_u64(buf, Py_ssize_t offset, uint64_t mask):

@@ -43,7 +43,7 @@ import zlib
 
 from cywhip import ChannelCorruptError, ChannelMismatchError, Receiver, Sender
 from cywhip._region import channel_path, slots_offset_for
-from cywhip._testing._model import atomic_xor_u64, layout
+from cywhip._testing._model import atomic_xor_u64, layout, var_capacity, var_max_length, var_record_size
 from cywhip._testing.fuzz import (
     BAD_MESSAGE, EXPECTED_ERRORS, UNEXPECTED_ERROR, _ended, _fail_case, _note, _open_end, _traced,
 )
@@ -57,18 +57,10 @@ _TOP = 0x80000000
 _RINGS = (64, 72, 120, 256, 504, 1024, 4096)
 
 
-def ring_bytes(asked):
-    """The ring's bytes for max_queued_bytes=asked (layout.h's cw_var_capacity)."""
-    return max(64, (asked + 7) // 8 * 8)
-
-
-def max_length(capacity):
-    """The longest message of a ring of capacity bytes (cw_var_max_length)."""
-    return capacity // 2 - HEADER
-
-
-def record_size(length):
-    return HEADER + (length + 7) // 8 * 8
+# The record descriptor of byte rings (layout.h), seen from Python.
+ring_bytes = var_capacity
+max_length = var_max_length
+record_size = var_record_size
 
 
 def message(seq, n):
@@ -77,7 +69,7 @@ def message(seq, n):
     head = struct.pack("<II", seq & 0xFFFFFFFF, _TOP | n)
     filler = b"".join(struct.pack("<II", (seq * 2654435761 + k * 40503) & 0xFFFFFFFF,
                                   _TOP | ((seq * 7 + k) & 0x7FFFFFFF))
-                      for k in range(2, (n + 7) // 8))[:n - 16]
+                      for k in range(2, n // 8 + 1))[:n - 16]
     crc = zlib.crc32(head + filler)
     return head + struct.pack("<II", crc, _TOP | (seq & 0x7FFFFFFF)) + filler
 

@@ -264,7 +264,8 @@ class ByteRun:
         self.seed, self.seconds, self.log, self.fault = seed, seconds, log, fault
         rng = self.rng = random.Random(seed)
         self.ring = rng.choice((256, 1000, 4096, 16384))
-        top = (max(64, (self.ring + 7) // 8 * 8)) // 2 - 8
+        from cywhip._testing._model import var_capacity, var_max_length
+        top = var_max_length(var_capacity(self.ring))
         self.cap = top if rng.random() < 0.5 else rng.randint(16, top)
         self.name = f"lifecycle-bytes-{os.getpid()}-{seed}"
         self.workdir = tempfile.mkdtemp(prefix="cywhip-lifecycle-bytes-")
