@@ -98,7 +98,7 @@ def test_corrupting_byte_channels_never_crashes_hangs_or_tears_a_message(peers, 
     # calls, with directed checks that a fresh end refuses each naming the value (cases); or
     # cursors flipped by atomic XOR (strict rounds: every message checked whole) and headers,
     # payloads and cursors rewritten by plain stores (wild rounds) while the ends run (race).
-    args = ["--cases", 250] if mode == "cases" else ["--race", "--seconds", 8]
+    args = ["--cases", 600] if mode == "cases" else ["--race", "--seconds", 8]
     _fuzz_clean(peers, args + ["--bytes", "only"], "byte", timeout=130)
 
 
