@@ -104,9 +104,9 @@ def test_corrupting_byte_channels_never_crashes_hangs_or_tears_a_message(peers, 
 
 @pytest.mark.soak
 @pytest.mark.timeout(600)
-def test_three_thousand_corruptions_of_byte_channels_and_a_minute_of_racing(peers):
+def test_ten_thousand_corruptions_of_byte_channels_and_a_minute_of_racing(peers):
     seed = int(time.time()) % 10_000
-    runs = [["--cases", 3000, "--bytes", "only", "--seed", seed],
+    runs = [["--cases", 10_000, "--bytes", "only", "--seed", seed],
             ["--race", "--seconds", 60, "--bytes", "only", "--seed", seed]]
     procs = [peers.start(script="import sys; from cywhip._testing.fuzz import main; sys.exit(main(sys.argv[1:]))",
                          *args) for args in runs]
