@@ -32,7 +32,7 @@ from cywhip.includes.c_futex cimport cw_futex_wake
 from cywhip.includes.c_layout cimport (
     cw_header, cw_slot_header, cw_many_slot_header, cw_place, cw_group, CW_VOID_LENGTH,
     cw_fixed_slot, cw_fixed_payload, cw_fixed_slot_offset,
-    cw_var_header, cw_var_record, cw_var_record_size, CW_VAR_MESSAGE, CW_VAR_PADDING,
+    cw_var_header, cw_var_record, cw_var_record_size, CW_VAR_MESSAGE, CW_VAR_PADDING, CW_SLOT_ALIGN,
 )
 
 # How long the Python ends sleep at most before ring_wait() returns WAIT_AGAIN,
@@ -483,7 +483,8 @@ cdef inline int64_t ring_available(ring_t *r) noexcept nogil:
     # Acquire pairs with the sender's release in ring_publish(): the slots
     # before w are fully written once we see w.
     w = cw_load_acquire_u64(&r.hdr.write_cursor)
-    if w - r.read > r.capacity:
+    # A byte channel's cursors are multiples of 8 (B5): checked before the cache takes it.
+    if w - r.read > r.capacity or (r.bytes and w % CW_SLOT_ALIGN != 0):
         r.bad_cursor = w
         return -1
     r.write_cache = w

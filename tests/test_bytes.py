@@ -378,3 +378,26 @@ def test_a_borrow_ends_at_a_record_that_fills_the_ring_to_its_end(channel):
             assert [bytes(v) for v in batch] == [msgs[3]]
         with rx.borrow(timeout=5) as batch:
             assert [bytes(v) for v in batch] == [msgs[4]]
+
+
+def test_an_unaligned_write_cursor_is_named_and_the_receiver_recovers_once_it_is_put_right(channel):
+    # Step B5 checks write_cursor % 8 == 0.  Without that check the receiver cached the
+    # unaligned cursor, blamed the record at it ("4 bytes published from there") and, since a
+    # cached cursor ahead of the reader is never loaded again, kept raising after the cursor was
+    # put right and more messages were sent.
+    from cywhip._testing._model import layout
+    with Sender(channel, max_queued_bytes=256) as tx, Receiver(channel, max_queued_bytes=256) as rx:
+        tx.send(b"a" * 20)
+        assert rx.recv(timeout=5) == b"a" * 20
+        region, _ = _record_at(channel, 0)
+        at = layout()["write_cursor"]
+        try:
+            w = struct.unpack_from("<Q", region, at)[0]
+            struct.pack_into("<Q", region, at, w + 4)
+            with pytest.raises(ChannelCorruptError, match=f"write cursor {w + 4}"):
+                rx.recv(timeout=0)
+            struct.pack_into("<Q", region, at, w)
+            tx.send(b"b" * 20)
+            assert rx.recv(timeout=5) == b"b" * 20
+        finally:
+            region.close()
