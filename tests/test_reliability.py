@@ -118,8 +118,9 @@ def test_ten_thousand_corruptions_of_byte_channels_and_a_minute_of_racing(peers)
 
 
 # A byte channel that delivered a message with one byte changed (here, the fuzzer's own check is
-# handed one), and one whose receiver refused a corrupt record without naming its values: the
-# fuzzer must report both, with the case seed.
+# handed one), one whose receiver refused a corrupt record without naming its values, and a
+# receive that allocated more than its messages' cap: the fuzzer must report each, with the case
+# seed.
 BYTES_FAILING = textwrap.dedent("""
     import json, sys
     from cywhip._testing import fuzz, fuzz_bytes
@@ -132,6 +133,13 @@ BYTES_FAILING = textwrap.dedent("""
                 msg = msg[:-1] + bytes([msg[-1] ^ 1])
             return deliver(self, msg, how)
         fuzz_bytes.Stream.delivered_one = delivered_one
+    elif how == "alloc":
+        start = fuzz_bytes.Allocations.start
+
+        def start_and_hog(self):
+            start(self)
+            self.hog = bytearray(4 * self.cap + 2 * fuzz_bytes.ALLOCATION_SLACK)
+        fuzz_bytes.Allocations.start = start_and_hog
     else:
         from cywhip import ChannelCorruptError
         expect = fuzz_bytes._expect_error
@@ -149,8 +157,10 @@ BYTES_FAILING = textwrap.dedent("""
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("how, needle", [("torn", "torn or invented message"), ("unnamed", "does not name")])
-def test_the_byte_fuzzer_reports_a_torn_message_and_an_error_that_names_nothing(peers, how, needle):
+@pytest.mark.parametrize("how, needle", [("torn", "torn or invented message"), ("unnamed", "does not name"),
+                                         ("alloc", "allocated")])
+def test_the_byte_fuzzer_reports_a_torn_message_an_error_that_names_nothing_and_a_large_allocation(
+        peers, how, needle):
     proc = peers.start(how, script=BYTES_FAILING)
     rc, out, err = peers.finish(proc, timeout=80)
     assert rc == 0, err[-2000:]

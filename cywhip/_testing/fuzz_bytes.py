@@ -13,8 +13,8 @@ CRC-32 of the rest, and a filler whose every 8-byte word has the top bit of its 
 (a word of a payload never reads as a record header), so a torn, shortened or invented
 message shows.  What must hold:
 
-- no crash, no hang (every wait has a timeout), no call allocating more than the ring holds
-  (tracemalloc's peak over the call);
+- no crash, no hang (every wait has a timeout), no receive allocating more than its messages'
+  cap (message_length each, tracemalloc's peak over the call, a little slack for the call);
 - a mutation no sound check can accept (an *implausible* one: a length over message_length
   or over the bytes published, an unknown kind, a padding record that does not reach the
   ring's end, a cursor unaligned or further than the ring from the other) is refused with
@@ -52,6 +52,8 @@ from cywhip._testing.fuzz import (
 # The share of cases and rounds on byte channels when they are mixed with the others.
 BYTES_SHARE = 0.3
 MIN_MESSAGE = 16
+# What a receive may allocate besides its messages (an exception, its text, a list).
+ALLOCATION_SLACK = 16384
 HEADER = 8
 _TOP = 0x80000000
 # Ring sizes asked for (rounded up to 8, at least 64).
@@ -138,11 +140,12 @@ class Stream:
 
 
 class Allocations:
-    """The most a call may allocate: tracemalloc's peak over it (traced only during the call),
-    checked against a bound."""
+    """The most a receive may allocate: tracemalloc's peak over it (traced only during the
+    call), at most its messages' cap (message_length each, and a little for each object) and
+    ALLOCATION_SLACK bytes for the call itself (an exception and its text)."""
 
-    def __init__(self, bound, fail):
-        self.bound = bound
+    def __init__(self, cap, fail):
+        self.cap = cap
         self.fail = fail
 
     def start(self):
@@ -152,12 +155,13 @@ class Allocations:
             tracemalloc.start()
         self.base = tracemalloc.get_traced_memory()[0]
 
-    def check(self, what):
+    def check(self, what, count):
         peak = tracemalloc.get_traced_memory()[1] - self.base
         tracemalloc.stop()
-        if peak > self.bound:
-            self.fail(f"{what} allocated {peak} bytes at its peak, more than the {self.bound} the ring "
-                      f"could justify")
+        bound = count * (self.cap + 128) + ALLOCATION_SLACK
+        if peak > bound:
+            self.fail(f"{what} of at most {count} messages of message_length={self.cap} allocated {peak} "
+                      f"bytes at its peak, more than {bound}")
 
 
 def offsets():
@@ -234,17 +238,18 @@ def receive_one(rx, stream, alloc, rng, timeout, how=None):
     """One call of a receiver (recv, try_recv, recv_many or borrow; drawn unless how is given),
     its allocations bounded and each message checked; returns what it delivered."""
     how = rng.random() if how is None else how
+    count = 1 if how < 0.5 else rng.randint(1, 8)
     alloc.start()
     if how < 0.3:
         got, what = [rx.recv(timeout=timeout)], "recv"
     elif how < 0.5:
         got, what = [rx.try_recv()], "try_recv"
     elif how < 0.8:
-        got, what = rx.recv_many(rng.randint(1, 8), timeout=timeout), "recv_many"
+        got, what = rx.recv_many(count, timeout=timeout), "recv_many"
     else:
-        with rx.borrow(rng.randint(1, 8), timeout=timeout) as lent:
+        with rx.borrow(count, timeout=timeout) as lent:
             got, what = [bytes(v) for v in lent], "borrow"
-    alloc.check(what)
+    alloc.check(what, count)
     for m in got:
         if m is not None:
             stream.delivered_one(m, what)
@@ -297,7 +302,7 @@ def bytes_case(rng, name):
         _fail_case(BAD_MESSAGE, detail)
 
     stream = Stream(cap, bad)
-    alloc = Allocations(2 * capacity + 64 * (capacity // 8 + 2) + 65536, bad)
+    alloc = Allocations(cap, bad)
     _note(f"bytes case: max_queued_bytes={asked} (ring {capacity} bytes), message_length={cap}, "
           f"ends given message_length: {'message_length' in kw}")
 
@@ -718,7 +723,7 @@ def _race_victim(name, rng, kw, capacity, cap, strict, seconds, counters, stream
     stream.fail = lambda detail: fail(BAD_MESSAGE, detail)
     if not strict:
         stream.taint("a wild round: headers, payloads and cursors rewritten by plain stores")
-    alloc = Allocations(2 * capacity + 64 * (capacity // 8 + 2) + 65536, stream.fail)
+    alloc = Allocations(cap, stream.fail)
 
     def size():
         return rng.randint(MIN_MESSAGE, min(cap, 40)) if rng.random() < 0.5 else rng.randint(MIN_MESSAGE, cap)
