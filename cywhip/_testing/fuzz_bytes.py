@@ -285,9 +285,9 @@ def _expect_error(kind, needles, fn, what):
     _fail_case(BAD_MESSAGE, f"{what}: expected {kind.__name__} naming {needles}, the call returned {got!r:.100}")
 
 
-def bytes_case(rng, name):
-    """One case on a byte channel: a history that wraps the ring, directed mutations met by a
-    fresh end at once, then random calls with random mutations between them."""
+def _geometry(rng):
+    """A byte channel's sizes, drawn: max_queued_bytes asked, the ring's bytes, message_length,
+    and the ends' keywords (message_length given half the time when it is the largest)."""
     asked = rng.choice(_RINGS)
     capacity = ring_bytes(asked)
     top = max_length(capacity)
@@ -295,6 +295,13 @@ def bytes_case(rng, name):
     kw = dict(max_queued_bytes=asked)
     if cap != top or rng.random() < 0.5:
         kw["message_length"] = cap
+    return asked, capacity, cap, kw
+
+
+def bytes_case(rng, name):
+    """One case on a byte channel: a history that wraps the ring, directed mutations met by a
+    fresh end at once, then random calls with random mutations between them."""
+    asked, capacity, cap, kw = _geometry(rng)
     o = offsets()
     ring = slots_offset_for()
 
@@ -581,13 +588,7 @@ def race_round(rng, rs, name, counters, seconds_left):
     mutator's and the victim's work (each run in a process of its own) and how long the victim
     runs (fuzz_race.race() runs them)."""
     from cywhip import unlink
-    asked = rng.choice(_RINGS)
-    capacity = ring_bytes(asked)
-    top = max_length(capacity)
-    cap = top if rng.random() < 0.6 else rng.randint(MIN_MESSAGE, top)
-    kw = dict(max_queued_bytes=asked)
-    if cap != top or rng.random() < 0.5:
-        kw["message_length"] = cap
+    asked, capacity, cap, kw = _geometry(rng)
     strict = rng.random() < 0.5
     unlink(name, missing_ok=True)
     stream = Stream(cap, None)
