@@ -46,7 +46,7 @@ from cywhip import ChannelCorruptError, ChannelMismatchError, Receiver, Sender
 from cywhip._region import channel_path, slots_offset_for
 from cywhip._testing._model import atomic_xor_u64, layout, var_capacity, var_max_length, var_record_size
 from cywhip._testing.fuzz import (
-    BAD_MESSAGE, EXPECTED_ERRORS, UNEXPECTED_ERROR, _ended, _fail_case, _note, _open_end, _traced,
+    BAD_MESSAGE, EXPECTED_ERRORS, UNEXPECTED_ERROR, _ended, _fail_case, _note, _open_end,
 )
 
 # The share of cases and rounds on byte channels when they are mixed with the others.
