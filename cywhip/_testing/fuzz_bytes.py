@@ -387,8 +387,10 @@ def bytes_case(rng, name):
                     _note(f"put back @{off}: {raw.hex()}")
                     mm[off:off + len(raw)] = raw
             else:
+                dirty = any(off in (o["write_cursor"], o["read_cursor"]) and bytes(mm[off:off + len(raw)]) == written
+                            for off, raw, written in pending)
                 pending += [(off, raw, bytes(mm[off:off + len(raw)]))
-                            for off, raw in _mutate(rng, mm, ring, capacity, cap, o, stream)]
+                            for off, raw in _mutate(rng, mm, ring, capacity, cap, o, stream, dirty)]
             end = ends["receiver"] or ends["sender"]
             if end is not None:
                 depth = quietly(lambda: end.depth)
@@ -499,9 +501,22 @@ def _directed(rng, mm, ring, capacity, cap, kw, name, o, ends, close_end, open_e
         _fail_case(BAD_MESSAGE, f"after the record at byte {pos} was put back, recv found nothing")
 
 
-def _mutate(rng, mm, ring, capacity, cap, o, stream):
+def _cursor_plausible(which, value, w, rd, capacity):
+    """Whether a cursor of this value could be read as sound, now or once the ends move on.
+    write_cursor: aligned and from the reader's cursor to a ring ahead of it (a receiver reads
+    unpublished bytes; a new sender writes over published ones).  read_cursor: aligned and within
+    a ring of the writer's cursor either way (behind: a new receiver reads old records; ahead: a
+    sender that has not looked at it since passes it, and then overwrites unread records)."""
+    if value % 8:
+        return False
+    if which == "write":
+        return rd <= value <= rd + capacity
+    return w - capacity <= value <= w + capacity
+
+
+def _mutate(rng, mm, ring, capacity, cap, o, stream, dirty=False):
     """One mutation between calls; returns what to put back later [(offset, bytes)].  A
-    plausible one taints the stream."""
+    plausible one taints the stream.  dirty: a cursor holds a value written here."""
     w, rd = _u64(mm, o["write_cursor"]), _u64(mm, o["read_cursor"])
     r = rng.random()
     if r < 0.55:
@@ -538,23 +553,21 @@ def _mutate(rng, mm, ring, capacity, cap, o, stream):
         if sound and not (field == "padding"):
             stream.taint(f"record at byte {pos} given {field} {value}")
         return [(ring + i, saved)]
-    if r < 0.8:
+    if r < 0.8 and not dirty:
+        # (Never while a cursor holds a value written here: two wrong cursors can make a
+        # sound-looking pair, and a value saved from a wrong cursor is no value to put back.)
         which = rng.choice(["write", "read"])
         off = o[f"{which}_cursor"]
         good = w if which == "write" else rd
-        implausible = [good ^ rng.randrange(1, 8), good + capacity + 8, good - capacity - 8, (1 << 63) | good]
         if which == "write":
-            implausible.append(rd - 8)
-            plausible = [v for v in (w - 8, w + 8, rd + capacity) if rd <= v <= rd + capacity and v != w]
+            choices = [w ^ rng.randrange(1, 8), rd + capacity + 8, rd - 8, (1 << 63) | w, w - 8, w + 8,
+                       rd + capacity]
         else:
-            implausible.append(w + 8)
-            # Backwards stays sound for a sender (less room); a new receiver reads old records.
-            plausible = [v for v in (rd + 8, rd - 8, w, w - capacity) if w - capacity <= v <= w and v != rd]
-        mask = (1 << 64) - 1
-        plausible = [v & mask for v in plausible]
-        value = rng.choice(implausible + plausible) & mask
+            choices = [rd ^ rng.randrange(1, 8), w + capacity + 8, w - capacity - 8, (1 << 63) | rd, w + 8,
+                       rd + 8, rd - 8, w, w - capacity]
+        value = rng.choice([v for v in choices if v >= 0 and v != good] or [good ^ 4]) & ((1 << 64) - 1)
         _put(mm, off, "<Q", value, f"header.{which}_cursor (the other {rd if which == 'write' else w})")
-        if value in plausible:
+        if _cursor_plausible(which, value, w, rd, capacity):
             stream.taint(f"{which}_cursor moved from {good} to {value}")
         return [(off, struct.pack("<Q", good))]
     if r < 0.9:
