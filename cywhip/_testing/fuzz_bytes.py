@@ -590,8 +590,9 @@ def _mutate(rng, mm, ring, capacity, cap, o, stream, dirty=False):
 # ------------------------------------------------------------------ racing rounds
 
 # Cursor flips of a strict round: each leaves any value implausible (unaligned, or further than
-# the ring from the other cursor), whatever an end stored in between.
-_STRICT_FLIPS = (1, 2, 4, 1 << 40, 1 << 63)
+# the ring from the other cursor), whatever an end stored in between; each cursor has a high bit
+# of its own, so that both flipped at once (a flip left by an end's store) never look sound.
+_STRICT_FLIPS = {"write_cursor": (1, 2, 4, 1 << 40), "read_cursor": (1, 2, 4, 1 << 63)}
 # The bits those flips set that no sound cursor has (cursors are multiples of 8 below 2**40).
 _FLIPPED = ((1 << 64) - 1) & ~((1 << 40) - 8)
 
@@ -639,6 +640,7 @@ def _race_mutator(path, rng, capacity, cap, strict):
     state = [(lay[f], size_of.get(f, 8)) for f in ("sender_waiting", "receiver_waiting", "sender_pid",
                                                     "receiver_pid", "sender_starts", "receiver_starts")]
     cursors = [lay["write_cursor"], lay["read_cursor"]]
+    flips = {lay[c]: masks for c, masks in _STRICT_FLIPS.items()}
     pristine = bytes(mm[:lay["write_cursor"]])
     # A pause after each mutation: most of the time the channel is sound enough to open and use.
     rest = rng.choice([0.0002, 0.001, 0.003] if strict else [0, 0.0001, 0.001])
@@ -671,7 +673,7 @@ def _race_mutator(path, rng, capacity, cap, strict):
                             wrong = _u64(mm, c) & _FLIPPED
                             if wrong:
                                 atomic_xor_u64(mm, c, wrong)
-                        mask = rng.choice(_STRICT_FLIPS)
+                        mask = rng.choice(flips[off])
                         atomic_xor_u64(mm, off, mask)
                         if rng.random() < 0.5:
                             time.sleep(rng.choice([0, 0.0001, 0.001]))
