@@ -503,14 +503,15 @@ def _directed(rng, mm, ring, capacity, cap, kw, name, o, ends, close_end, open_e
 
 def _cursor_plausible(which, value, w, rd, capacity):
     """Whether a cursor of this value could be read as sound, now or once the ends move on.
-    write_cursor: aligned and from the reader's cursor to a ring ahead of it (a receiver reads
-    unpublished bytes; a new sender writes over published ones).  read_cursor: aligned and within
-    a ring of the writer's cursor either way (behind: a new receiver reads old records; ahead: a
-    sender that has not looked at it since passes it, and then overwrites unread records)."""
+    write_cursor: aligned, not behind the reader, and less than a ring ahead of the bytes
+    published (once the receiver has read up to them, it reads unpublished bytes; a new sender
+    writes over published ones).  read_cursor: aligned and within a ring of the writer's cursor
+    either way (behind: a new receiver reads old records; ahead: a sender that has not looked at
+    it since passes it, and then overwrites unread records)."""
     if value % 8:
         return False
     if which == "write":
-        return rd <= value <= rd + capacity
+        return rd <= value <= w + capacity
     return w - capacity <= value <= w + capacity
 
 
