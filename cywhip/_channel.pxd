@@ -72,7 +72,5 @@ cdef class _Lease:
     cdef int entered
     cdef int exited
     cdef list views
-    # A byte channel: the read cursor past the last message lent.
-    cdef uint64_t end_read
 
-    cdef object _enter_bytes(self, Py_ssize_t k)
+    cdef list _lend_records(self, Receiver r, Py_ssize_t k)

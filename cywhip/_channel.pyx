@@ -107,13 +107,15 @@ cdef class Sender(_End):
         """The SendTimeout of a send that found the ring full for ``timeout`` s; ``sent``: how
         many messages of the call went out first (None for a call of one message).  The words
         of this end and of cywhip.asyncio's."""
+        if self.max_queued_bytes is not None:
+            full = (f"had no room for a {self.ring.want_bytes}-byte message in its "
+                    f"{self.max_queued_bytes}-byte ring")
+        else:
+            full = f"stayed full ({self.max_queued_messages} messages queued)"
         if sent is None:
-            return SendTimeout(f"channel {self.name!r} stayed full "
-                               f"({self.max_queued_messages} messages queued) for {timeout} s"
-                               f"{self._held_back_by()}")
-        return SendTimeout(f"channel {self.name!r} stayed full ({self.max_queued_messages} messages "
-                           f"queued) for {timeout} s; {sent} messages of this call were sent"
-                           f"{self._held_back_by()}", sent=sent)
+            return SendTimeout(f"channel {self.name!r} {full} for {timeout} s{self._held_back_by()}")
+        return SendTimeout(f"channel {self.name!r} {full} for {timeout} s; {sent} messages of this "
+                           f"call were sent{self._held_back_by()}", sent=sent)
 
     def _records_full_error(self, timeout, sent, n):
         """The SendTimeout of a send_array() of ``n`` records that found the ring full for
@@ -1106,7 +1108,9 @@ cdef class _Lease:
             if self.max_count is not None and k > self.max_count:
                 k = self.max_count
             if r.ring.bytes:
-                return self._enter_bytes(k)
+                batch = self._lend_records(r, k)
+                self.entered = 1
+                return batch
             lengths = <uint32_t *>PyMem_Malloc(k * sizeof(uint32_t))
             if lengths == NULL:
                 raise MemoryError()
@@ -1131,42 +1135,51 @@ cdef class _Lease:
         finally:
             PyMem_Free(lengths)
 
-    cdef object _enter_bytes(self, Py_ssize_t k):
-        """__enter__() on a byte channel (the guard held, some bytes published): lend up to k
-        messages in a row, up to the ring's end, through one private mapping."""
-        cdef Receiver r = self.receiver
+    cdef list _lend_records(self, Receiver r, Py_ssize_t k):
+        """A byte channel's lease: up to k messages from the read cursor, none past the ring's
+        end (a padding record first is stepped over, one after the first message ends the run),
+        each header read once and checked (step B6).  They are taken now (B7) and released by
+        __exit__; an error takes none back."""
         cdef uint64_t start = ring_read_position(&r.ring)
-        cdef uint64_t first = 0, at, stop = 0
+        cdef uint64_t at, first, here, nxt = 0
         cdef int64_t n
-        cdef list offsets = [], lengths = []
+        cdef list spans = []
+        # A codec that builds objects from the bytes refuses to lend them.
+        r.codec.lend(memoryview(b""), 0, 1, [], None)
         try:
-            while len(lengths) < k and ring_more(&r.ring):
+            while len(spans) < k and ring_more(&r.ring):
+                at = ring_read_position(&r.ring)
                 n = ring_recv_peek(&r.ring, 0)
-                if n < 0:
-                    if not lengths:
+                if n < 0 or (spans and ring_read_offset(&r.ring) != nxt):
+                    # Impossible (those before it are lent; it stays first in line), or not
+                    # right after the last one lent (past a padding record, or at the ring's
+                    # start after a record that filled it to its end).
+                    ring_rewind(&r.ring, at)
+                    if spans:
+                        break
+                    if n == -1:
                         r._raise_bad_length()
-                    break       # lent up to it; it stays first in line
-                at = ring_read_offset(&r.ring)
-                if lengths and at < stop:
-                    break       # past the ring's end: the next borrow lends it
-                if not lengths:
-                    first = at
-                offsets.append(at - first)
-                lengths.append(n)
-                stop = at + <uint64_t>n
+                    raise ChannelCorruptError(
+                        f"channel {r.name!r} is corrupt: only a padding record was published at "
+                        f"byte {at}, which a sender never publishes alone")
+                here = ring_read_position(&r.ring)
+                spans.append((ring_read_offset(&r.ring), n))
                 ring_consume(&r.ring)
-            self.end_read = ring_read_position(&r.ring)
-        finally:
+                # Where the next payload lies if the next record follows this one in the ring.
+                nxt = spans[len(spans) - 1][0] + (ring_read_position(&r.ring) - here)
+            # From the first record's header: a lease of empty messages is never empty.
+            first = spans[0][0] - 8
+            last = spans[len(spans) - 1]
+            self.span = last[0] + last[1] - first
+            self.base = (<Region>r.region).lend_pages(first, self.span, &self.map, &self.map_size)
+            self.count = 0
+            whole = memoryview(self)
+            batch = [whole[off - first:off - first + length] for off, length in spans]
+            self.views = [whole] + batch
+            return batch
+        except BaseException:
             ring_rewind(&r.ring, start)
-        self.span = <Py_ssize_t>(stop - first)
-        self.base = (<Region>r.region).lend_pages(first, self.span if self.span else 1,
-                                                  &self.map, &self.map_size)
-        self.count = len(lengths)
-        whole = memoryview(self)
-        batch = r.codec.lend(whole, self.count, 1, lengths, offsets)
-        self.views = [whole] + batch if type(batch) is list else [whole]
-        self.entered = 1
-        return batch
+            raise
 
     def __exit__(self, *exc):
         cdef Receiver r = self.receiver
@@ -1184,9 +1197,7 @@ cdef class _Lease:
         if unlend_pages(self.map, self.map_size) != 0:
             self.map = NULL
         if r.region is not None:
-            if r.ring.bytes:
-                ring_rewind(&r.ring, self.end_read)
-            else:
-                ring_consume_run(&r.ring, self.count)
+            # A byte channel's lease took its records as it lent them (count 0).
+            ring_consume_run(&r.ring, self.count)
             ring_release(&r.ring)
         _leave(r)

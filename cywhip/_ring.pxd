@@ -33,7 +33,7 @@ from cywhip.includes.c_fdwake cimport CW_WAIT_FD, CW_WAIT_FUTEX
 from cywhip.includes.c_layout cimport (
     cw_header, cw_slot_header, cw_many_slot_header, cw_place, cw_group, CW_VOID_LENGTH,
     cw_fixed_slot, cw_fixed_payload, cw_fixed_slot_offset,
-    cw_var_header, cw_var_record, cw_var_record_size, CW_VAR_MESSAGE, CW_VAR_PADDING,
+    cw_var_header, cw_var_record, cw_var_record_size, CW_VAR_MESSAGE, CW_VAR_PADDING, CW_SLOT_ALIGN,
 )
 
 # How long the Python ends sleep at most before ring_wait() returns WAIT_AGAIN,
@@ -117,6 +117,7 @@ cdef struct ring_t:
     uint64_t pad           # sender: a padding record written at the write cursor by a claim
                            # whose record is not committed yet (that record starts at index 0)
     uint64_t rec           # receiver: bytes of the record its last peek checked
+    uint64_t align_mask    # 7 on a byte channel (its cursors are multiples of 8), 0 on a slot channel
     # Set by close() from another thread to end a wait.
     uint32_t stop
     # Waiting on a file descriptor (ring/wait.pxi, docs/protocol.md "Waiting on a file
@@ -510,7 +511,9 @@ cdef inline int64_t ring_published_since(ring_t *r) noexcept nogil:
     # Acquire pairs with the sender's release in ring_publish(): the slots
     # before w are fully written once we see w.
     cdef uint64_t w = cw_load_acquire_u64(&r.hdr.write_cursor)
-    if w - r.read > r.capacity:
+    # A byte channel's cursors are multiples of 8 (B5): checked before the cache takes it
+    # (align_mask is 7 on a byte channel, 0 on a slot channel).
+    if w - r.read > r.capacity or (w & r.align_mask) != 0:
         r.bad_cursor = w
         return -1
     r.write_cache = w

@@ -43,7 +43,7 @@ from libc.stdlib cimport getenv
 from cywhip.includes.c_layout cimport (
     cw_many_slot_header, cw_fixed_slot_size, CW_HEADER_SIZE, CW_PLACE_SIZE, cw_place,
     cw_place_offset, cw_slot_header_size, cw_group, cw_group_offset,
-    CW_GROUP_IN_USE, CW_GROUP_DURABLE, CW_GROUPS_LOCK_BYTE, CW_VAR_HEADER_SIZE, CW_SLOT_ALIGN,
+    CW_GROUP_IN_USE, CW_GROUP_DURABLE, CW_GROUPS_LOCK_BYTE, CW_VAR_HEADER_SIZE, CW_SLOT_ALIGN, CW_VAR_ALIGN_MASK,
     cw_var_header, cw_var_record, cw_var_record_size, CW_VAR_MESSAGE, CW_VAR_PADDING,
 )
 from libc.string cimport memcpy

@@ -330,7 +330,7 @@ def test_python_objects_of_any_size_cross_a_byte_channel(channel):
         big = np.ones(3000)
         assert tx.try_send(big) and tx.try_send(big)
         assert not tx.try_send(big)
-        with pytest.raises(SendTimeout):
+        with pytest.raises(SendTimeout, match=r"had no room for a \d+-byte message in its 65536-byte ring"):
             tx.send(big, timeout=0.01)
         assert np.array_equal(rx.recv(timeout=5), big)
         assert tx.try_send([1, 2, 3])
@@ -373,3 +373,68 @@ def test_borrow_lends_a_byte_channels_messages_in_place_up_to_the_rings_end(chan
         with rx.borrow(2, timeout=5) as batch:
             assert [bytes(m) for m in batch] == [b"a", b"b"]
         assert rx.recv(timeout=5) == b"c"
+
+
+def test_borrow_lends_a_byte_channels_messages_where_they_lie_and_keeps_its_cursors_sound(channel):
+    # borrow() on a byte channel took the slot path: it read a "length" at every byte of the
+    # ring, lent views of garbage, and moved the read cursor on by the number of messages lent
+    # (unaligned), after which a new receiver refused the channel as corrupt.
+    with Sender(channel, max_queued_bytes=4096) as tx, Receiver(channel, max_queued_bytes=4096) as rx:
+        sent = [numbered(i) for i in range(40)]
+        got = []
+        i = 0
+        while i < len(sent):
+            # Fill what fits, then borrow a few at a time: the ring wraps, the padding at its
+            # end is stepped over, and no lease reaches across the end.
+            while i < len(sent) and tx.try_send(sent[i]):
+                i += 1
+            for count in (3, None):
+                with rx.borrow(count, timeout=5) as batch:
+                    assert 1 <= len(batch) <= (count or len(batch))
+                    got += [bytes(view) for view in batch]
+        while len(got) < len(sent):
+            with rx.borrow(timeout=5) as batch:
+                got += [bytes(view) for view in batch]
+        assert got == sent
+        assert tx.published > 4096 and rx.depth == 0
+    # The cursors the borrows released are where the next receiver starts.
+    with Receiver(channel, max_queued_bytes=4096) as rx:
+        assert rx.try_recv() is None
+
+
+def test_a_borrow_ends_at_a_record_that_fills_the_ring_to_its_end(channel):
+    # Records of 64 bytes fill a ring of 256 exactly: no padding before the one at index 0,
+    # which a lease must not take as following the last one.
+    with Sender(channel, max_queued_bytes=256) as tx, Receiver(channel, max_queued_bytes=256) as rx:
+        msgs = [bytes([i]) * 56 for i in range(5)]
+        assert tx.send_many(msgs[:3], timeout=5) == 3
+        with rx.borrow(timeout=5) as batch:
+            assert [bytes(v) for v in batch] == msgs[:3]
+        assert tx.send_many(msgs[3:], timeout=5) == 2
+        with rx.borrow(timeout=5) as batch:
+            assert [bytes(v) for v in batch] == [msgs[3]]
+        with rx.borrow(timeout=5) as batch:
+            assert [bytes(v) for v in batch] == [msgs[4]]
+
+
+def test_an_unaligned_write_cursor_is_named_and_the_receiver_recovers_once_it_is_put_right(channel):
+    # Step B5 checks write_cursor % 8 == 0.  Without that check the receiver cached the
+    # unaligned cursor, blamed the record at it ("4 bytes published from there") and, since a
+    # cached cursor ahead of the reader is never loaded again, kept raising after the cursor was
+    # put right and more messages were sent.
+    from cywhip._testing._model import layout
+    with Sender(channel, max_queued_bytes=256) as tx, Receiver(channel, max_queued_bytes=256) as rx:
+        tx.send(b"a" * 20)
+        assert rx.recv(timeout=5) == b"a" * 20
+        region, _ = _record_at(channel, 0)
+        at = layout()["write_cursor"]
+        try:
+            w = struct.unpack_from("<Q", region, at)[0]
+            struct.pack_into("<Q", region, at, w + 4)
+            with pytest.raises(ChannelCorruptError, match=f"write cursor {w + 4}"):
+                rx.recv(timeout=0)
+            struct.pack_into("<Q", region, at, w)
+            tx.send(b"b" * 20)
+            assert rx.recv(timeout=5) == b"b" * 20
+        finally:
+            region.close()

@@ -52,3 +52,38 @@ def test_the_check_finds_a_member_that_misreports_a_delivery(fault):
     assert totals["failures"], f"a member misreported ({fault}) and the check found nothing: {totals}"
     kinds = set(totals["failures"][0]["kinds"])
     assert kinds & EXPECTED[fault], _failures(totals)
+
+
+# Byte channels (lifecycle_bytes.py): one sender and one receiver killed, stopped, closed and
+# restarted at random moments, a sender killed inside a reserve() block.
+BYTES_SEED = 20261207
+
+
+@pytest.mark.timeout(150)
+def test_a_short_byte_channel_lifecycle_run_delivers_every_message_whole():
+    from cywhip._testing import lifecycle_bytes
+    totals = lifecycle_bytes.fuzz(runs=2, seconds=6, seed=BYTES_SEED, log=lambda *a: None)
+    assert not totals["failures"], _failures(totals)
+    assert totals["messages"] > 0 and totals["kills"] > 0, totals
+    assert totals["senders"] > 1 and totals["receivers"] > 1, totals
+    # A sender was killed inside a reserve() block (its message must never arrive).
+    assert totals["parked_kills"] > 0, totals
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(900)
+def test_byte_channel_lifecycle_soak():
+    from cywhip._testing import lifecycle_bytes
+    runs = int(os.environ.get("CYWHIP_LIFECYCLE_RUNS", "6"))
+    totals = lifecycle_bytes.fuzz(runs=runs, seconds=15, seed=SOAK_SEED, log=lambda *a: None)
+    assert not totals["failures"], _failures(totals)
+    assert totals["parked_kills"] > 0, totals
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("fault, kind", [("torn", "torn message"), ("dup", "reordered or duplicated")])
+def test_the_byte_channel_check_finds_a_receiver_that_misreports_a_delivery(fault, kind):
+    from cywhip._testing import lifecycle_bytes
+    totals = lifecycle_bytes.fuzz(runs=1, seconds=3, seed=5, log=lambda *a: None, fault=fault)
+    assert totals["failures"], f"a receiver misreported ({fault}) and the check found nothing: {totals}"
+    assert kind in totals["failures"][0]["kinds"], _failures(totals)

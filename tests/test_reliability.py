@@ -73,16 +73,102 @@ def test_corrupting_shared_memory_while_ends_open_send_receive_and_close_never_c
 def test_corrupting_channels_with_receiver_groups_never_crashes_or_hangs(peers, mode):
     # Group entries, member places, groups_gen and cursors rewritten between calls (cases) or
     # while members join, claim, take, leave and remove groups (race, with stopped lock holders).
-    seed = int(time.time()) % 10_000
     args = ["--cases", 400] if mode == "cases" else ["--race", "--seconds", 6]
-    command = f"python -m cywhip._testing.fuzz {' '.join(map(str, args))} --groups only --seed {seed}"
+    _fuzz_clean(peers, args + ["--groups", "only"], "group", timeout=100)
+
+
+def _fuzz_clean(peers, args, kind, timeout):
+    """Run the fuzzer (a fresh seed) in a process of its own; it must have played cases or rounds
+    of this kind ("group", "byte") and found nothing."""
+    seed = int(time.time()) % 10_000
+    command = f"python -m cywhip._testing.fuzz {' '.join(map(str, args))} --seed {seed}"
     proc = peers.start(script="import sys; from cywhip._testing.fuzz import main; sys.exit(main(sys.argv[1:]))",
                        *command.split()[3:])
-    rc, out, err = peers.finish(proc, timeout=100)
+    rc, out, err = peers.finish(proc, timeout=timeout)
     report = json.loads(out)
-    assert report.get("group_cases", report.get("group_rounds")) > 0, (command, report, err[-2000:])
+    assert report.get(f"{kind}_cases", report.get(f"{kind}_rounds")) > 0, (command, report, err[-2000:])
     assert report["failures"] == [], _failures(command, report, err)
     assert rc == 0
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("mode", ["cases", "race"])
+def test_corrupting_byte_channels_never_crashes_hangs_or_tears_a_message(peers, mode):
+    # Record headers, cursors and the header's records/capacity/message_length rewritten between
+    # calls, with directed checks that a fresh end refuses each naming the value (cases); or
+    # cursors flipped by atomic XOR (strict rounds: every message checked whole) and headers,
+    # payloads and cursors rewritten by plain stores (wild rounds) while the ends run (race).
+    args = ["--cases", 600] if mode == "cases" else ["--race", "--seconds", 8]
+    _fuzz_clean(peers, args + ["--bytes", "only"], "byte", timeout=130)
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(600)
+def test_ten_thousand_corruptions_of_byte_channels_and_a_minute_of_racing(peers):
+    seed = int(time.time()) % 10_000
+    runs = [["--cases", 10_000, "--bytes", "only", "--seed", seed],
+            ["--race", "--seconds", 60, "--bytes", "only", "--seed", seed]]
+    procs = [peers.start(script="import sys; from cywhip._testing.fuzz import main; sys.exit(main(sys.argv[1:]))",
+                         *args) for args in runs]
+    for args, proc in zip(runs, procs):
+        rc, out, err = peers.finish(proc, timeout=580)
+        report = json.loads(out)
+        assert report["failures"] == [], _failures(" ".join(map(str, args)), report, err)
+        assert rc == 0
+
+
+# A byte channel that delivered a message with one byte changed (here, the fuzzer's own check is
+# handed one), one whose receiver refused a corrupt record without naming its values, and a
+# receive that allocated more than its messages' cap: the fuzzer must report each, with the case
+# seed.
+BYTES_FAILING = textwrap.dedent("""
+    import json, sys
+    from cywhip._testing import fuzz, fuzz_bytes
+    how = sys.argv[1]
+    if how == "torn":
+        deliver = fuzz_bytes.Stream.delivered_one
+
+        def delivered_one(self, msg, how):
+            if msg and self.delivered == 3:
+                msg = msg[:-1] + bytes([msg[-1] ^ 1])
+            return deliver(self, msg, how)
+        fuzz_bytes.Stream.delivered_one = delivered_one
+    elif how == "alloc":
+        start = fuzz_bytes.Allocations.start
+
+        def start_and_hog(self):
+            start(self)
+            self.hog = bytearray(4 * self.cap + 2 * fuzz_bytes.ALLOCATION_SLACK)
+        fuzz_bytes.Allocations.start = start_and_hog
+    else:
+        from cywhip import ChannelCorruptError
+        expect = fuzz_bytes._expect_error
+
+        def _expect_error(kind, needles, fn, what):
+            def unnamed():
+                try:
+                    return fn()
+                except ChannelCorruptError:
+                    raise ChannelCorruptError("the channel is corrupt")
+            return expect(kind, needles, unnamed, what)
+        fuzz_bytes._expect_error = _expect_error
+    print(json.dumps(fuzz.run(40, seed=3, bytes_="only")))
+""")
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("how, needle", [("torn", "torn or invented message"), ("unnamed", "does not name"),
+                                         ("alloc", "allocated")])
+def test_the_byte_fuzzer_reports_a_torn_message_an_error_that_names_nothing_and_a_large_allocation(
+        peers, how, needle):
+    proc = peers.start(how, script=BYTES_FAILING)
+    rc, out, err = peers.finish(proc, timeout=80)
+    assert rc == 0, err[-2000:]
+    report = json.loads(out)
+    assert report["failures"], report
+    failure = report["failures"][0]
+    assert failure["bytes"] is True and 3 * 1_000_003 <= failure["case_seed"] < 3 * 1_000_003 + 40
+    assert needle in failure["report"], fuzz.describe_failure(failure)
 
 
 def _failures(command, report, err, most=3):

@@ -12,11 +12,15 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 from posix.time cimport timespec
 
-from cywhip.includes.c_atomics cimport cw_store_relaxed_u32, cw_load_relaxed_u32, cw_exchange_u32, cw_fence_seq_cst
+from cywhip.includes.c_atomics cimport (
+    cw_store_relaxed_u32, cw_load_relaxed_u32, cw_exchange_u32, cw_fence_seq_cst, cw_load_relaxed_u64,
+    cw_cas_acq_rel_u64,
+)
 from cywhip.includes.c_futex cimport cw_futex_wait, cw_futex_wake
 from cywhip.includes.c_layout cimport (
     cw_header, cw_place, cw_group, cw_many_slot_header, cw_place_offset, cw_slots_offset,
     cw_fixed_slot_size, cw_fixed_slot_offset, cw_slot_header_size,
+    cw_var_record_size, cw_var_capacity, cw_var_max_length,
     CW_HEADER_SIZE, CW_SLOT_HEADER_SIZE, CW_MANY_SLOT_HEADER_SIZE, CW_SLOT_ALIGN, CW_PLACE_SIZE,
     CW_GROUPS_LOCK_BYTE, cw_var_record_size, cw_var_capacity,
 )
@@ -186,6 +190,36 @@ cdef class RingModel:
         self.hdr.read_cursor = read
 
 
+def var_record_size(uint64_t length):
+    """Bytes a record of a message of length bytes takes in a byte ring (cw_var_record_size)."""
+    return cw_var_record_size(length)
+
+
+def var_capacity(uint64_t max_queued_bytes):
+    """A byte ring's bytes for max_queued_bytes (cw_var_capacity)."""
+    return cw_var_capacity(max_queued_bytes)
+
+
+def var_max_length(uint64_t capacity):
+    """The longest message a byte ring of capacity bytes accepts (cw_var_max_length)."""
+    return cw_var_max_length(capacity)
+
+
+def atomic_xor_u64(buf, Py_ssize_t offset, uint64_t mask):
+    """XOR the 8-byte word at offset (a multiple of 8) of a writable buffer, a shared mapping,
+    with mask in one atomic step; return the word as it was.  A racing fuzzer flips a word
+    so: whatever an end stored there meanwhile, flipping twice leaves that value, or that
+    value flipped, never an older value written back."""
+    cdef unsigned char[::1] view = buf
+    if offset < 0 or offset % 8 or offset + 8 > view.shape[0]:
+        raise ValueError(f"offset {offset} is not an aligned word of a {view.shape[0]}-byte buffer")
+    cdef uint64_t *p = <uint64_t *>&view[offset]
+    cdef uint64_t old = cw_load_relaxed_u64(p)
+    while not cw_cas_acq_rel_u64(p, &old, old ^ mask):
+        pass
+    return old
+
+
 def layout():
     """Offsets and sizes of the shared layout as the compiler laid it out (for tests and docs)."""
     cdef cw_header h
@@ -204,6 +238,7 @@ def layout():
         "header_size_field": <char *>&h.header_size - base,
         "message_length": <char *>&h.message_length - base,
         "capacity": <char *>&h.capacity - base,
+        "records": <char *>&h.records - base,
         "slot_size": <char *>&h.slot_size - base,
         "file_size": <char *>&h.file_size - base,
         "type_fingerprint": <char *>&h.type_fingerprint - base,

@@ -3,6 +3,7 @@
     python -m cywhip._testing.fuzz --cases 10000 [--seed N] [--groups mix|only|none]
     python -m cywhip._testing.fuzz --case-seed N [--cases K] [--groups only|none]
     python -m cywhip._testing.fuzz --race --seconds 60 [--seed N] [--groups mix|only|none]
+    (each also with --bytes mix|only|none: byte channels, fuzz_bytes.py)
 
 Each case runs in a forked child: it fills a channel, corrupts the file (the
 header's geometry, cursors, waiting words, pids, slot lengths and payloads, or
@@ -38,6 +39,11 @@ is never truncated: a mapped file that shrinks raises SIGBUS by design.  The
 same failures count, and a call with a timeout (0 for try_send and try_recv)
 that returns more than RACE_LATE_SECONDS after it; a failure names the round's seed (``--round-seed`` runs
 that round's choices again, though the interleaving differs from run to run).
+
+Byte channels (``--bytes``: a share of the cases and rounds, all of them, or none) have their
+cases and rounds in fuzz_bytes.py: record headers, cursors and the header's geometry corrupted
+between calls and while the ends run, every message checked whole until a corruption a sound
+channel could hold (see its docstring).
 
 A failure must be diagnosable from the report alone, since replaying its seed
 (``--case-seed``, ``--round-seed``) may not fail again: another process, the
@@ -811,6 +817,18 @@ def _case(rng, name):
             end.close()
 
 
+def _bytes_round(round_seed, groups, bytes_):
+    """Whether a case or round of this seed uses a byte channel (max_queued_bytes; fuzz_bytes.py):
+    all of them with bytes_ "only", none with "none", a share with "mix" (drawn apart from the
+    other choices, and never where groups are "only": byte channels have no groups)."""
+    if bytes_ == "only":
+        return True
+    if bytes_ == "none" or groups == "only":
+        return False
+    from cywhip._testing.fuzz_bytes import BYTES_SHARE
+    return random.Random(round_seed ^ 0x6279746573).random() < BYTES_SHARE
+
+
 def _grouped(round_seed, groups):
     """Whether a case or round of this seed uses a channel with groups (drawn apart from its
     other choices, so a seed without groups plays as it did before groups existed)."""
@@ -829,19 +847,20 @@ def quiet_receive_threads():
     log.propagate = False
 
 
-def run(cases, seed=0, progress=None, groups="mix", case_seed=None):
+def run(cases, seed=0, progress=None, groups="mix", case_seed=None, bytes_="mix"):
     """Run the cases; return a report with the failures.
 
     ``groups``: "mix" (a share of the cases on channels with receiver groups),
-    "only" or "none".  ``case_seed``: run only the case of this seed (a failure's),
+    "only" or "none"; ``bytes_`` the same for byte channels (fuzz_bytes.py).  ``case_seed``: run only the case of this seed (a failure's),
     ``cases`` times.  A failure names its case seed, how it failed, the call
     under way, the child's report (faulthandler's tracebacks of every thread on a
     fatal signal or a hang, the traceback of an unexpected exception, or the
     impossible value) and its last TRAIL_ENTRIES steps (see describe_failure())."""
     quiet_receive_threads()
     failures = []
-    grouped = 0
+    grouped = byte_cases = 0
     name = f"fuzz-{os.getpid()}"
+    from cywhip._testing.fuzz_bytes import bytes_case
     # Import NumPy once, single-threaded, before forking: each child then has it for free.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     _numpy()
@@ -851,8 +870,11 @@ def run(cases, seed=0, progress=None, groups="mix", case_seed=None):
     t0 = time.monotonic()
     for case in range(cases):
         this_seed = seed * 1_000_003 + case if case_seed is None else case_seed
-        with_groups = _grouped(this_seed, groups)
+        on_bytes = _bytes_round(this_seed, groups, bytes_)
+        with_groups = not on_bytes and _grouped(this_seed, groups)
         grouped += with_groups
+        byte_cases += on_bytes
+        play = bytes_case if on_bytes else _group_case if with_groups else _case
         report.seek(0)
         report.truncate()
         pid = os.fork()
@@ -861,7 +883,7 @@ def run(cases, seed=0, progress=None, groups="mix", case_seed=None):
             try:
                 _watch_child(page, report)
                 signal.alarm(CASE_HANG_SECONDS)
-                (_group_case if with_groups else _case)(random.Random(this_seed), name)
+                play(random.Random(this_seed), name)
             except EXPECTED_ERRORS:
                 status = 0
             except BaseException:
@@ -873,13 +895,13 @@ def run(cases, seed=0, progress=None, groups="mix", case_seed=None):
         if status != 0:
             trail = read_trail(page)
             failures.append({"case_seed": this_seed, "failure": _how(status, CASE_HANG_SECONDS),
-                             "groups": with_groups, "during": _in_progress(trail),
+                             "groups": with_groups, "bytes": on_bytes, "during": _in_progress(trail),
                              "report": _child_report(report), "trail": trail})
         if progress and (case + 1) % progress == 0:
             print(f"{case + 1} cases, {len(failures)} failures, {time.monotonic() - t0:.0f} s",
                   file=sys.stderr, flush=True)
     report.close()
-    return {"cases": cases, "group_cases": grouped, "failures": failures,
+    return {"cases": cases, "group_cases": grouped, "byte_cases": byte_cases, "failures": failures,
             "seconds": round(time.monotonic() - t0, 1)}
 
 
@@ -929,13 +951,18 @@ def main(argv=None):
     parser.add_argument("--groups", choices=("mix", "only", "none"), default="mix",
                         help="channels with receiver groups: a share of the cases and rounds (mix), "
                              "all of them, or none")
+    parser.add_argument("--bytes", choices=("mix", "only", "none"), default="mix", dest="bytes_",
+                        help="byte channels (max_queued_bytes): a share of the cases and rounds (mix; none "
+                             "with --groups only), all of them, or none")
     args = parser.parse_args(argv)
     if args.race:
         from cywhip._testing.fuzz_race import race
-        report = race(args.seconds, args.seed, progress=100, round_seed=args.round_seed, groups=args.groups)
+        report = race(args.seconds, args.seed, progress=100, round_seed=args.round_seed, groups=args.groups,
+                      bytes_=args.bytes_)
     else:
         cases = args.cases if args.cases is not None else 10_000 if args.case_seed is None else 1
-        report = run(cases, args.seed, progress=10_000, groups=args.groups, case_seed=args.case_seed)
+        report = run(cases, args.seed, progress=10_000, groups=args.groups, case_seed=args.case_seed,
+                     bytes_=args.bytes_)
     print(json.dumps(report, indent=1))
     for failure in report["failures"]:
         print(describe_failure(failure), file=sys.stderr)
@@ -946,12 +973,14 @@ def describe_failure(failure):
     """A failure record as text to read: what failed and how, the call it was in, the child's
     report (faulthandler's tracebacks of every thread, or the exception or the impossible value)
     and its last steps."""
+    on_bytes = failure.get("bytes", False)
     if "case_seed" in failure:
-        head = (f"case seed {failure['case_seed']} (with groups: {failure['groups']}; replay: python -m "
-                f"cywhip._testing.fuzz --case-seed {failure['case_seed']} "
-                f"--groups {'only' if failure['groups'] else 'none'})")
+        head = (f"case seed {failure['case_seed']} (with groups: {failure['groups']}, byte channel: {on_bytes}; "
+                f"replay: python -m cywhip._testing.fuzz --case-seed {failure['case_seed']} "
+                f"--groups {'only' if failure['groups'] else 'none'} --bytes {'only' if on_bytes else 'none'})")
     else:
-        head = (f"round seed {failure['round_seed']} (--round-seed {failure['round_seed']}), "
+        head = (f"round seed {failure['round_seed']} (--round-seed {failure['round_seed']} "
+                f"--bytes {'only' if on_bytes else 'none'}), "
                 f"{failure['after_seconds']} s into the run; geometry {failure['geometry']}")
     lines = [f"FAILED {head}: {failure['failure']}",
              f"  during: {failure.get('during') or 'no call (between calls, or in a thread)'}"]
@@ -967,4 +996,7 @@ def describe_failure(failure):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through the module by its name: fuzz_bytes.py and fuzz_race.py import it so, and the trail
+    # (this module's state) must be the one they note in.
+    from cywhip._testing.fuzz import main as _main
+    sys.exit(_main())

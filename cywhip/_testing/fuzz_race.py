@@ -24,6 +24,7 @@ from cywhip._testing.fuzz import (
     _GROUP_NAME_SIZE, _U32_FIELDS, _check_listing, _child_report, _ended, _fail_case, _group_offset,
     _group_spec, _group_targets, _group_value, _grouped, _how, _intents, _note, _numpy, _ofd_lock,
     _offsets, _remove_group, _slot_words, _watch_child, _word, quiet_receive_threads, read_trail,
+    _bytes_round,
 )
 
 # The mutator's stalls (a lock held with groups_gen odd, as a creator stopped midway) last
@@ -380,11 +381,54 @@ def _race_victim(name, rng, length, capacity, dtype, seconds, counters, senders=
     signal.alarm(0)
 
 
-def race(seconds, seed=0, progress=None, round_seed=None, groups="mix"):
+def _slot_round(rng, rs, name, path, np, groups, counters, seconds_left):
+    """A round on a slot channel (with groups or not): its channel made and filled; returns its
+    geometry, the mutator's and the victim's work (run each in a process of its own) and how
+    long the victim runs."""
+    length = rng.choice([1, 8, 13, 32, 100])
+    capacity = rng.choice([1, 2, 3, 4, 7, 16])
+    dtype = np.dtype([("x", "u1", (length,))]) if np is not None and rng.random() < 0.33 else None
+    senders = rng.choice([1, 1, 2, 3])
+    spec, receivers = None, 1
+    if _grouped(rs, groups):
+        # Receiver groups take one sender.
+        senders = 1
+        spec, receivers = _group_spec(rng)
+    kw = dict(message_type=dtype) if dtype is not None else dict(message_length=length)
+    kw["max_senders"] = senders
+    if spec:
+        kw["max_receivers"] = receivers
+    unlink(name, missing_ok=True)
+    with Sender(name, max_queued_messages=capacity, **kw) as s:
+        for gname, durable, _ in spec or ():
+            if rng.random() < 0.5:
+                # The group exists from the start (a durable one stays without members).
+                Receiver(name, max_queued_messages=capacity, group=gname, durable=durable, **kw).close()
+        for i in range(rng.randint(0, capacity)):
+            s.try_send(np.full(1, i, dtype)[0] if dtype is not None else bytes([i]) * (i % (length + 1)))
+    with open(path, "rb") as f:
+        f.seek(layout()["type_description"])
+        description_length = len(f.read(2048).split(b"\0", 1)[0])
+    slot_size = slot_size_of(length, senders)
+    round_seconds = min(rng.uniform(0.2, 1.0), seconds_left)
+    mutator_rng = random.Random(rs ^ 0x5A5A5A5A)
+    geometry = {"message_length": length, "max_queued_messages": capacity, "max_senders": senders,
+                "typed": dtype is not None, "groups": spec, "max_receivers": receivers}
+
+    def run_mutator():
+        _race_mutator(path, mutator_rng, capacity, slot_size, description_length, senders, receivers)
+
+    def run_victim():
+        _race_victim(name, rng, length, capacity, dtype, round_seconds, counters, senders, spec, receivers)
+    return geometry, run_mutator, run_victim, round_seconds
+
+
+def race(seconds, seed=0, progress=None, round_seed=None, groups="mix", bytes_="mix"):
     """Race a mutating process against ends in use for ``seconds``; return a report.
 
     The report counts rounds (and those on channels with receiver groups:
-    ``groups`` is "mix", "only" or "none"), iterations (ends opened, used and
+    ``groups`` is "mix", "only" or "none"; and on byte channels, ``bytes_`` the same, their
+    rounds in fuzz_bytes.py), iterations (ends opened, used and
     closed), calls, calls that raised an expected error and ends opened, and
     lists the failures with their round seed, the call under way and how long
     into the run each came.
@@ -398,49 +442,29 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix"):
     page = mmap.mmap(-1, TRAIL_BYTES)                     # a victim's trail (see _watch_child())
     report = tempfile.TemporaryFile()
     failures = []
-    totals = {"rounds": 0, "group_rounds": 0, "iterations": 0, "calls": 0, "calls_refused": 0,
+    totals = {"rounds": 0, "group_rounds": 0, "byte_rounds": 0, "iterations": 0, "calls": 0, "calls_refused": 0,
               "ends_opened": 0}
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
         rs = round_seed if round_seed is not None else seed * 1_000_003 + totals["rounds"]
         rng = random.Random(rs)
-        length = rng.choice([1, 8, 13, 32, 100])
-        capacity = rng.choice([1, 2, 3, 4, 7, 16])
-        dtype = np.dtype([("x", "u1", (length,))]) if np is not None and rng.random() < 0.33 else None
-        senders = rng.choice([1, 1, 2, 3])
-        spec, receivers = None, 1
-        if _grouped(rs, groups):
-            # Receiver groups take one sender.
-            senders = 1
-            spec, receivers = _group_spec(rng)
-        kw = dict(message_type=dtype) if dtype is not None else dict(message_length=length)
-        kw["max_senders"] = senders
-        if spec:
-            kw["max_receivers"] = receivers
-        unlink(name, missing_ok=True)
-        with Sender(name, max_queued_messages=capacity, **kw) as s:
-            for gname, durable, _ in spec or ():
-                if rng.random() < 0.5:
-                    # The group exists from the start (a durable one stays without members).
-                    Receiver(name, max_queued_messages=capacity, group=gname, durable=durable, **kw).close()
-            for i in range(rng.randint(0, capacity)):
-                s.try_send(np.full(1, i, dtype)[0] if dtype is not None else bytes([i]) * (i % (length + 1)))
-        with open(path, "rb") as f:
-            f.seek(layout()["type_description"])
-            description_length = len(f.read(2048).split(b"\0", 1)[0])
-        slot_size = slot_size_of(length, senders)
-        round_seconds = min(rng.uniform(0.2, 1.0), max(0.05, seconds - (time.monotonic() - t0)))
+        on_bytes = _bytes_round(rs, groups, bytes_)
+        if on_bytes:
+            from cywhip._testing.fuzz_bytes import race_round
+            geometry, run_mutator, run_victim, round_seconds = race_round(
+                rng, rs, name, counters, max(0.05, seconds - (time.monotonic() - t0)))
+        else:
+            geometry, run_mutator, run_victim, round_seconds = _slot_round(
+                rng, rs, name, path, np, groups, counters, max(0.05, seconds - (time.monotonic() - t0)))
         counters[:] = bytes(len(counters))
         report.seek(0)
         report.truncate()
-        mutator_rng = random.Random(rs ^ 0x5A5A5A5A)
         children = []
         try:
             mutator = os.fork()
             if mutator == 0:
                 try:
-                    _race_mutator(path, mutator_rng, capacity, slot_size, description_length, senders,
-                                  receivers)
+                    run_mutator()
                 finally:
                     os._exit(0)
             children.append(mutator)
@@ -449,8 +473,7 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix"):
                 status = 0
                 try:
                     _watch_child(page, report)
-                    _race_victim(name, rng, length, capacity, dtype, round_seconds, counters, senders,
-                                 spec, receivers)
+                    run_victim()
                 except BaseException:
                     import traceback
                     _fail_case(UNEXPECTED_ERROR, traceback.format_exc())
@@ -467,7 +490,8 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix"):
             unlink(name, missing_ok=True)
         iterations, calls, refused, opened = struct.unpack_from("<4Q", counters, 0)
         totals["rounds"] += 1
-        totals["group_rounds"] += spec is not None
+        totals["group_rounds"] += geometry.get("groups") is not None
+        totals["byte_rounds"] += on_bytes
         totals["iterations"] += iterations
         totals["calls"] += calls
         totals["calls_refused"] += refused
@@ -480,9 +504,7 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix"):
                              "after_seconds": round(ended - t0, 2),
                              "into_round_seconds": round(ended - round_start, 3),
                              "iterations_in_round": iterations,
-                             "geometry": {"message_length": length, "max_queued_messages": capacity,
-                                          "max_senders": senders, "typed": dtype is not None,
-                                          "groups": spec, "max_receivers": receivers},
+                             "bytes": on_bytes, "geometry": geometry,
                              "report": _child_report(report), "trail": read_trail(page)})
         if progress and totals["rounds"] % progress == 0:
             print(f"{totals['rounds']} rounds, {totals['iterations']} iterations, {len(failures)} failures, "

@@ -57,6 +57,9 @@ non-durable groups: close every member and check that the senders go on without 
 ``orphan`` (kill every member of a non-durable group, join none for a while, every other group
 keeping its members: the senders must go on), ``forever`` (some members receive with
 ``timeout=None``: only a wake-up ends their wait).
+
+``--bytes`` runs byte channels instead (lifecycle_bytes.py): one sender and one receiver killed,
+stopped, closed and restarted at random moments, a sender killed inside a ``reserve()`` block.
 """
 import argparse
 import asyncio
@@ -1686,6 +1689,9 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         return child_main(argv[1])
+    if argv[:1] == ["--bytes-child"]:
+        from cywhip._testing.lifecycle_bytes import child_main as bytes_child_main
+        return bytes_child_main(json.loads(argv[1]))
     ap = argparse.ArgumentParser(prog="python -m cywhip._testing.lifecycle", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=10)
@@ -1696,6 +1702,9 @@ def main(argv=None):
     ap.add_argument("--verbose", action="store_true", help="print every event as it happens")
     ap.add_argument("--fault", choices=FAULTS, default=None,
                     help="the checker's own test: every member misreports its 20th delivery so")
+    ap.add_argument("--bytes", action="store_true",
+                    help="byte channels instead (lifecycle_bytes.py): one sender and one receiver killed, "
+                         "stopped, closed and restarted, a sender killed inside reserve()")
     args = ap.parse_args(argv)
     features = [f for f in args.features.split(",") if f]
     unknown = set(features) - set(FEATURES)
@@ -1708,6 +1717,16 @@ def main(argv=None):
     def on_term(signum, frame):
         raise SystemExit(128 + signum)     # through each run's cleanup: no child, no file left
     signal.signal(signal.SIGTERM, on_term)
+    if args.bytes:
+        from cywhip._testing import lifecycle_bytes
+        totals = lifecycle_bytes.fuzz(args.runs, args.seconds, seed)
+        failures = totals.pop("failures")
+        print(f"byte runs {totals['runs']}, kills {totals['kills']} ({totals['parked_kills']} inside reserve()), "
+              f"stops {totals['stops']}, sender starts {totals['senders']}, receiver starts {totals['receivers']}, "
+              f"deliveries checked {totals['messages']} (delivered again {totals['redelivered']}, excused "
+              f"{totals['excused']}), failures {len(failures)} (seeds {[f['seed'] for f in failures]}), "
+              f"{totals['seconds']} s; first seed {seed}")
+        return 1 if failures else 0
     totals = fuzz(args.runs, args.seconds, seed, features, verbose=args.verbose, fault=args.fault)
     failures = totals.pop("failures")
     print(f"runs {totals['runs']}, kills {totals['kills']}, stops {totals['stops']}, joins {totals['joins']}, "

@@ -21,6 +21,7 @@ cdef extern from "layout.h" nogil:
         CW_RECORDS_FIXED
         CW_RECORDS_BYTES
         CW_VAR_HEADER_SIZE
+        CW_VAR_ALIGN_MASK
         CW_VAR_MIN_CAPACITY
     const uint32_t CW_VAR_MESSAGE
     const uint32_t CW_VAR_PADDING

@@ -272,6 +272,8 @@ static inline char *cw_fixed_payload(char *slots, uint64_t slot_size, uint64_t s
  *   kind CW_VAR_PADDING: fills the ring from its index to the end; length = capacity - index.
  */
 #define CW_VAR_HEADER_SIZE 8
+/* A byte channel's cursors and record indexes are multiples of CW_SLOT_ALIGN: these bits are 0. */
+#define CW_VAR_ALIGN_MASK (CW_SLOT_ALIGN - 1)
 #define CW_VAR_MESSAGE 0U
 #define CW_VAR_PADDING 1U
 /* The smallest byte ring: room for a record of 24 bytes of payload and its padding. */

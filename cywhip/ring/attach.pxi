@@ -30,6 +30,7 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.want_bytes = 0
     r.pad = 0
     r.rec = 0
+    r.align_mask = CW_VAR_ALIGN_MASK if bytes else 0
     if bytes:
         # The cursor's unit is a byte and each payload follows its record header.
         r.slot_header = CW_VAR_HEADER_SIZE
