@@ -887,22 +887,28 @@ def test_the_cython_api_sends_and_receives_on_a_byte_channel_one_by_one_and_in_b
             tx.send(msg)
             assert shim.recv(rx, 1024, 0) == ("OK", n, msg)
         assert shim.send(tx, b"x" * (tx.message_length + 1)) == "TOO_LONG"
-        # Blocks of records: 200 of 24 bytes wrap the 1,024-byte ring (32-byte records), with
-        # a receiver taking them in a thread.
-        data = b"".join(i.to_bytes(24, "little") for i in range(200))
-        got = []
+    # Blocks: records of message_length bytes each, as on a slot channel without a record type;
+    # 200 of 24 bytes (records of 32) wrap the 1,024-byte ring, a receiver taking them in a thread.
+    blocks = channel + "-blocks"
+    try:
+        with Sender(blocks, max_queued_bytes=1024, message_length=24) as tx, \
+                Receiver(blocks, max_queued_bytes=1024, message_length=24) as rx:
+            data = b"".join(i.to_bytes(24, "little") for i in range(200))
+            got = []
 
-        def take():
-            while len(got) < 200:
-                st, k, out = shim.recv_records(rx, 50, 24, 5_000_000_000)
-                assert st == "OK", st
-                got.extend(int.from_bytes(out[j * 24:(j + 1) * 24], "little") for j in range(k))
+            def take():
+                while len(got) < 200:
+                    st, k, out = shim.recv_records(rx, 50, 24, 5_000_000_000)
+                    assert st == "OK", st
+                    got.extend(int.from_bytes(out[j * 24:(j + 1) * 24], "little") for j in range(k))
 
-        t = threading.Thread(target=take)
-        t.start()
-        assert shim.send_records(tx, data, 200, 24, 5_000_000_000) == ("OK", 200)
-        t.join(20)
-        assert got == list(range(200))
+            t = threading.Thread(target=take)
+            t.start()
+            assert shim.send_records(tx, data, 200, 24, 5_000_000_000) == ("OK", 200)
+            t.join(20)
+            assert got == list(range(200))
+    finally:
+        cywhip.unlink(blocks, missing_ok=True)
 
 
 def test_the_apis_try_calls_arm_the_ends_descriptor_as_the_python_ones_do(built, channel):
