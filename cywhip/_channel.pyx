@@ -924,6 +924,25 @@ cdef class Receiver(_End):
             raise err
 
 
+cdef void _byte_view(Py_buffer *buffer, object owner, const char *data, Py_ssize_t *length,
+                     Py_ssize_t *one, bint readonly, int flags):
+    """Export length[0] bytes at data as a 1-D buffer of unsigned bytes owned by owner (a
+    reservation's room in the ring, a lease's lent pages)."""
+    buffer.buf = <void *>data
+    buffer.obj = owner
+    buffer.len = length[0]
+    buffer.readonly = readonly
+    buffer.itemsize = 1
+    buffer.format = NULL
+    if flags & PyBUF_FORMAT:
+        buffer.format = b"B"
+    buffer.ndim = 1
+    buffer.shape = length if flags & PyBUF_ND else NULL
+    buffer.strides = one if flags & PyBUF_STRIDES else NULL
+    buffer.suboffsets = NULL
+    buffer.internal = NULL
+
+
 # Reservation states.
 cdef enum:
     RES_NEW = 0
@@ -954,19 +973,7 @@ cdef class Reservation:
     def __getbuffer__(self, Py_buffer *buffer, int flags):
         if self.state != RES_OPEN:
             raise ValueError("a reservation's buffer is usable only inside its with block")
-        buffer.buf = <void *>self.buf
-        buffer.obj = self
-        buffer.len = self.size
-        buffer.readonly = 0
-        buffer.itemsize = 1
-        buffer.format = NULL
-        if flags & PyBUF_FORMAT:
-            buffer.format = b"B"
-        buffer.ndim = 1
-        buffer.shape = &self.size if flags & PyBUF_ND else NULL
-        buffer.strides = &self.one if flags & PyBUF_STRIDES else NULL
-        buffer.suboffsets = NULL
-        buffer.internal = NULL
+        _byte_view(buffer, self, self.buf, &self.size, &self.one, False, flags)
         self.exports += 1
 
     def __releasebuffer__(self, Py_buffer *buffer):
@@ -1081,19 +1088,7 @@ cdef class _Lease:
             raise ValueError("these borrowed messages were already taken; use them inside the with block")
         if flags & PyBUF_WRITABLE:
             raise BufferError("borrowed messages are read-only")
-        buffer.buf = <void *>self.base
-        buffer.obj = self
-        buffer.len = self.span
-        buffer.readonly = 1
-        buffer.itemsize = 1
-        buffer.format = NULL
-        if flags & PyBUF_FORMAT:
-            buffer.format = b"B"
-        buffer.ndim = 1
-        buffer.shape = &self.span if flags & PyBUF_ND else NULL
-        buffer.strides = &self.one if flags & PyBUF_STRIDES else NULL
-        buffer.suboffsets = NULL
-        buffer.internal = NULL
+        _byte_view(buffer, self, self.base, &self.span, &self.one, True, flags)
 
     def __enter__(self):
         cdef Receiver r = self.receiver
