@@ -651,6 +651,12 @@ class Sender(_AsyncEnd, _SenderCore):
         """Send one message if there is room right now; return whether it was sent (no waiting)."""
         return self._end.try_send(msg)
 
+    def reserve(self, size, timeout=None):
+        """Write a message in place: ``async with sender.reserve(n) as buf: ...``, as
+        :meth:`cywhip.Sender.reserve` (``truncate(m)`` on the object returned sends less),
+        waiting for room without blocking the loop."""
+        return _Reservation(self, size, timeout)
+
     def _send_waiting(self, msg, timeout):
         """send() once its first step found the ring full (or owed the loop a turn)."""
         end = self._end
@@ -826,3 +832,46 @@ class Receiver(_AsyncEnd, _ReceiverCore):
     def close(self):
         """Close this end.  Messages not yet taken stay in the channel for the next receiver."""
         super().close()
+
+
+class _Reservation:
+    """What cywhip.asyncio.Sender.reserve() returns: the plain end's reservation, entered once
+    there is room (tried at once, then after each wake-up)."""
+
+    def __init__(self, sender, size, timeout):
+        self._sender = sender
+        self._size = size
+        self._timeout = timeout
+        # Checks size (and that the end is a sender that is open) now, as the plain call does.
+        self._claim = sender._end.reserve(size, timeout=0)
+        self._used = None
+
+    def truncate(self, size):
+        """Send only the first ``size`` bytes when the block ends."""
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= self._size:
+            # The plain reservation's own check and message.
+            self._claim.truncate(size)
+        self._used = size
+
+    async def __aenter__(self):
+        sender, end = self._sender, self._sender._end
+        sender._deadline(self._timeout)
+
+        def attempt():
+            claim = end.reserve(self._size, timeout=0)
+            try:
+                buf = claim.__enter__()
+            except SendTimeout:
+                return _NOTHING
+            self._claim = claim
+            return buf
+
+        got = attempt()
+        if got is _NOTHING:
+            got = await sender._retry(attempt, end._full_error, self._timeout, True)
+        return got
+
+    async def __aexit__(self, exc_type, exc, tb):
+        if self._used is not None:
+            self._claim.truncate(self._used)
+        return self._claim.__exit__(exc_type, exc, tb)

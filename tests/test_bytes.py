@@ -438,3 +438,38 @@ def test_an_unaligned_write_cursor_is_named_and_the_receiver_recovers_once_it_is
             assert rx.recv(timeout=5) == b"b" * 20
         finally:
             region.close()
+
+
+def test_an_asyncio_sender_reserves_room_without_blocking_the_loop(channel, run):
+    async def main():
+        async with cywhip.asyncio.Sender(channel, max_queued_bytes=256) as tx, \
+                cywhip.asyncio.Receiver(channel, max_queued_bytes=256) as rx:
+            await tx.send(b"a" * 100)
+            await tx.send(b"a" * 100)                 # 224 of 256 bytes: no room for 120 more
+            got = []
+
+            async def take_later():
+                await asyncio.sleep(0.05)
+                got.extend(await rx.recv_many(2, timeout=5))
+                while len(got) < 2:
+                    got.append(await rx.recv())
+
+            taker = asyncio.ensure_future(take_later())
+            claim = tx.reserve(112, timeout=10)
+            async with claim as buf:                 # waits, while the loop runs take_later()
+                assert got == [b"a" * 100] * 2
+                buf[:3] = b"xyz"
+                claim.truncate(3)
+            await taker
+            assert await rx.recv(timeout=5) == b"xyz"
+            with pytest.raises(KeyError):
+                async with tx.reserve(8) as buf:
+                    raise KeyError("nothing is sent")
+            with pytest.raises(SendTimeout):
+                await tx.send(b"b" * 100)
+                await tx.send(b"c" * 100)
+                async with tx.reserve(112, timeout=0.05):
+                    pass
+            assert await rx.recv_many(10, timeout=5) == [b"b" * 100, b"c" * 100]
+
+    run(main())
