@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 
 import pytest
 
@@ -720,3 +721,112 @@ def test_in_refuses_a_one_sender_channel_whose_sender_is_alive_and_joins_one_of_
     results = asyncio.run(scenario())
     assert results[two] == 1
     assert "cannot take the bridge as a sender" in results[one] and "max_senders > 1" in results[one], results
+
+
+# ---------------------------------------------------------------------- byte channels
+
+BYTE_HEAD = struct.Struct("<QI")     # (number, CRC-32 of the rest)
+
+
+def _byte_message(i):
+    """Message #i of 0 to 3,000 bytes: empty for some, else its number, a CRC and filler."""
+    size = (i * 379) % 3001
+    if size < BYTE_HEAD.size:
+        return b"\xA5" * size
+    body = bytes((i + j) & 0xFF for j in range(size - BYTE_HEAD.size))
+    return BYTE_HEAD.pack(i, zlib.crc32(body)) + body
+
+
+@pytest.mark.timeout(120)
+def test_byte_channel_round_trip_of_mixed_sizes_in_order(nats_server, names):
+    """A byte channel of 16 KiB (so that records wrap its ring, after padding, many times) goes
+    out -> JetStream -> in: the far channel is made a byte channel of the same ring, and every
+    message arrives whole, in order, once; the stream records max_queued_bytes."""
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    count = 600
+    messages = [_byte_message(i) for i in range(count)]
+
+    async def scenario():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix)
+        stop = asyncio.Event()
+        out_stats, in_stats = cb.Stats(), cb.Stats()
+        got = []
+        try:
+            with cywhip.Sender(name, max_queued_bytes=16384) as tx:
+                out = asyncio.ensure_future(cb.bridge_out([name], transport=t, batch=64, stop=stop,
+                                                          stats=out_stats))
+                inn = asyncio.ensure_future(cb.bridge_in([name], transport=t, local_prefix="far-", batch=64,
+                                                         stop=stop, stats=in_stats))
+                rx = None
+                deadline = time.monotonic() + 60
+                sent = 0
+                while len(got) < count:
+                    assert time.monotonic() < deadline and not out.done() and not inn.done(), (
+                        len(got), out_stats.as_dict(), in_stats.as_dict())
+                    if sent < count:
+                        try:
+                            tx.send(messages[sent], timeout=0)
+                            sent += 1
+                            continue
+                        except cywhip.SendTimeout:
+                            pass
+                    if rx is None and _channel_info("far-" + name) is not None:
+                        rx = cywhip.Receiver("far-" + name, max_queued_bytes=16384)
+                    if rx is not None:
+                        try:
+                            got.extend(rx.recv_many(256, timeout=0))
+                        except cywhip.ReceiveTimeout:
+                            pass
+                    await asyncio.sleep(0.005)
+                stop.set()
+                await asyncio.gather(out, inn)
+                meta = (await t.js.stream_info(jetstream.stream_of(prefix, name))).config.metadata
+                far = _channel_info("far-" + name)
+                rx.close()
+            return got, meta, far, out_stats, in_stats
+        finally:
+            await t.close()
+
+    got, meta, far, out_stats, in_stats = asyncio.run(scenario())
+    for i, m in enumerate(got):
+        assert m == messages[i], f"message #{i}: {len(m)} bytes, {len(messages[i])} sent"
+        if len(m) >= BYTE_HEAD.size:
+            number, crc = BYTE_HEAD.unpack_from(m)
+            assert (number, crc) == (i, zlib.crc32(m[BYTE_HEAD.size:]))
+    assert len(got) == count
+    assert (out_stats.messages, in_stats.messages, in_stats.dead) == (count, count, 0)
+    assert meta["cywhip.max_queued_bytes"] == "16384" and "cywhip.max_queued_messages" not in meta, meta
+    assert (far.max_queued_bytes, far.max_queued_messages) == (16384, None)
+
+
+@pytest.mark.timeout(60)
+def test_byte_channel_geometry_against_a_slot_channel_is_refused_naming_both(nats_server, names):
+    """A stream of a byte channel and a local slot channel of the same name, both ways."""
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+
+    async def scenario():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix)
+        try:
+            with cywhip.Sender(name, max_queued_bytes=4096):
+                byte_geometry = cb._channels.geometry_of(_channel_info(name))
+            await t.open_out(name, byte_geometry, "1")
+            # in: the far channel is a slot channel.
+            cywhip.Receiver("far-" + name, message_length=16, max_queued_messages=64).close()
+            with pytest.raises(cb.RefusedError) as refused_in:
+                await cb.bridge_in([name], transport=t, local_prefix="far-", stop=asyncio.Event())
+            # out: the stream holds the byte channel; a slot channel of that name is published.
+            with pytest.raises(cb.RefusedError) as refused_out:
+                await t.open_out(name, cb.Geometry(16, 64, 1, 1), "2")
+            return byte_geometry, str(refused_in.value), str(refused_out.value)
+        finally:
+            await t.close()
+
+    byte_geometry, text_in, text_out = asyncio.run(scenario())
+    assert byte_geometry.max_queued_bytes == 4096 and byte_geometry.max_queued_messages is None
+    for text in (text_in, text_out):
+        assert "max_queued_bytes=4096" in text and "max_queued_messages=64" in text, text
+    assert f"'far-{name}'" in text_in, text_in
+    # The far channel was left as it was.
+    assert _channel_info("far-" + name).max_queued_messages == 64
