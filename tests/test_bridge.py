@@ -830,3 +830,68 @@ def test_byte_channel_geometry_against_a_slot_channel_is_refused_naming_both(nat
     assert f"'far-{name}'" in text_in, text_in
     # The far channel was left as it was.
     assert _channel_info("far-" + name).max_queued_messages == 64
+
+
+def test_byte_positions_follow_the_channel_s_cursors(names):
+    """The message ids of a byte channel and the in side's journal work out each record's position
+    with byte_positions(): it must match the cursors, padding at the ring's end included."""
+    name = names()
+    with cywhip.Sender(name, max_queued_bytes=1024) as tx, cywhip.Receiver(name, max_queued_bytes=1024) as rx:
+        for i in range(300):
+            data = _byte_message(i)[:300]
+            before = tx.published
+            (start,), end = cb._channels.byte_positions(before, [len(data)], 1024)
+            tx.send(data, timeout=1)
+            assert tx.published == end, (i, before, start, end, tx.published)
+            with rx.borrow(1, timeout=1) as got:
+                assert rx.taken == before and [bytes(v) for v in got] == [data]
+            assert rx.taken == end
+
+
+@pytest.mark.timeout(120)
+def test_in_restart_of_a_byte_channel_after_a_crash_between_send_and_ack_sends_nothing_twice(nats_server, names):
+    """As the slot channel's test below it: the journal of a byte channel counts bytes, records
+    and padding; messages of 0 to 400 bytes in a 2 KiB ring, whose end the batch crosses."""
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    geometry = cb.Geometry(1016, None, 1, 1, max_queued_bytes=2048)
+    messages = [_byte_message(i)[:(i * 137) % 401] for i in range(10)]
+
+    async def scenario():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix, ack_wait=60)
+        try:
+            link = await t.open_out(name, geometry, "1")
+            await link.publish([(jetstream.message_id(name, 1, i), m) for i, m in enumerate(messages)], None)
+            dead = await t.open_in(name, "c")
+            got = await dead.fetch(10, 5)
+            assert len(got) == 10
+            with cywhip.Sender("far-" + name, max_queued_bytes=2048) as tx, \
+                    cywhip.Receiver("far-" + name, max_queued_bytes=2048) as rx:
+                tx.send_many([b"w" * 750] * 2)    # the batch starts 528 bytes before the ring's end
+                assert rx.recv_many(2, timeout=1) == [b"w" * 750] * 2
+                journal = cb._channels._Journal("far-" + name, "c",
+                                                cb._channels.channel_identity(_channel_info("far-" + name).path),
+                                                2048)
+                journal.write(tx.published, [d.position for d in got], [len(d.data) for d in got])
+                journal.close(remove=False)
+                tx.send_many([d.data for d in got[:6]])
+                assert rx.recv_many(64, timeout=1) == messages[:6]
+            await dead.close()
+            stop = asyncio.Event()
+            stats = cb.Stats()
+            task = asyncio.ensure_future(cb.bridge_in([name], transport=t, consumer="c", local_prefix="far-",
+                                                      stop=stop, stats=stats))
+            deadline = time.monotonic() + 30
+            while stats.messages + stats.skipped < 10:
+                assert time.monotonic() < deadline and not task.done(), stats.as_dict()
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+            return stats
+        finally:
+            await t.close()
+
+    stats = asyncio.run(scenario())
+    assert (stats.messages, stats.skipped) == (4, 6)
+    with cywhip.Receiver("far-" + name, max_queued_bytes=2048) as rx:
+        assert rx.recv_many(64, timeout=1) == messages[6:]
