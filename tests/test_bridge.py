@@ -616,28 +616,28 @@ def test_out_restart_after_the_duplicate_window_publishes_nothing_twice(nats_ser
     assert stats.duplicates == 5
 
 
-@pytest.mark.timeout(120)
-def test_in_restart_after_a_crash_between_send_and_ack_sends_nothing_twice(nats_server, names):
+def _crash_between_send_and_ack(nats_server, name, geometry, messages, far, before=None):
     """A bridge (its channel's only sender) fetched 10 messages, wrote its journal, sent 6 and died
     before acknowledging: the next one gets all 10 again at once (its consumer made again from
-    the first message not acknowledged) and sends only the last 4."""
-    name = names()
+    the first message not acknowledged) and must send only the last 4.  ``far``: the far Sender's
+    keywords; ``before(tx)`` runs first.  The bridge's Stats and the far channel's messages."""
     prefix = f"p{uuid.uuid4().hex[:8]}"
-    geometry = cb.Geometry(16, 64, 1, 1)
 
     async def scenario():
         t = await cb.connect(nats_server.url, subject_prefix=prefix, ack_wait=60)
         try:
             link = await t.open_out(name, geometry, "1")
-            await link.publish([(jetstream.message_id(name, 1, i), MSG.pack(0, i)) for i in range(10)], None)
+            await link.publish([(jetstream.message_id(name, 1, i), m) for i, m in enumerate(messages)], None)
             # The bridge that dies: fetch, journal, send 6, no ack.
             dead = await t.open_in(name, "c")
             got = await dead.fetch(10, 5)
             assert len(got) == 10
-            with cywhip.Sender("far-" + name, message_length=16, max_queued_messages=64) as tx:
-                journal = cb._channels._Journal("far-" + name, "c",
-                                                cb._channels.channel_identity(_channel_info("far-" + name).path))
-                journal.write(tx.published, [d.position for d in got])
+            with cywhip.Sender("far-" + name, **far) as tx:
+                if before is not None:
+                    before(tx)
+                journal = cb._channels._Journal(tx.name, "c", cb._channels.channel_identity(
+                    _channel_info(tx.name).path), geometry.max_queued_bytes)
+                journal.write(tx.published, [d.position for d in got], [len(d.data) for d in got])
                 journal.close(remove=False)
                 tx.send_many([d.data for d in got[:6]])
             await dead.close()
@@ -656,9 +656,17 @@ def test_in_restart_after_a_crash_between_send_and_ack_sends_nothing_twice(nats_
             await t.close()
 
     stats = asyncio.run(scenario())
-    assert (stats.messages, stats.skipped) == (4, 6)
-    with cywhip.Receiver("far-" + name, message_length=16, max_queued_messages=64) as rx:
-        assert rx.recv_many(64, timeout=1) == [MSG.pack(0, i) for i in range(10)]
+    with cywhip.Receiver("far-" + name, **far) as rx:
+        return stats, rx.recv_many(64, timeout=1)
+
+
+@pytest.mark.timeout(120)
+def test_in_restart_after_a_crash_between_send_and_ack_sends_nothing_twice(nats_server, names):
+    messages = [MSG.pack(0, i) for i in range(10)]
+    stats, far = _crash_between_send_and_ack(nats_server, names(), cb.Geometry(16, 64, 1, 1), messages,
+                                             dict(message_length=16, max_queued_messages=64))
+    assert (stats.messages, stats.skipped) == (4, 6), stats.as_dict()
+    assert far == messages
 
 
 @pytest.mark.timeout(60)
@@ -850,48 +858,16 @@ def test_byte_positions_follow_the_channel_s_cursors(names):
 
 @pytest.mark.timeout(120)
 def test_in_restart_of_a_byte_channel_after_a_crash_between_send_and_ack_sends_nothing_twice(nats_server, names):
-    """As the slot channel's test below it: the journal of a byte channel counts bytes, records
-    and padding; messages of 0 to 400 bytes in a 2 KiB ring, whose end the batch crosses."""
-    name = names()
-    prefix = f"p{uuid.uuid4().hex[:8]}"
-    geometry = cb.Geometry(1016, None, 1, 1, max_queued_bytes=2048)
+    """As the slot channel's: the journal of a byte channel counts bytes, records and padding;
+    messages of 0 to 400 bytes in a 2 KiB ring, whose end the 6 sent cross."""
     messages = [_byte_message(i)[:(i * 137) % 401] for i in range(10)]
 
-    async def scenario():
-        t = await cb.connect(nats_server.url, subject_prefix=prefix, ack_wait=60)
-        try:
-            link = await t.open_out(name, geometry, "1")
-            await link.publish([(jetstream.message_id(name, 1, i), m) for i, m in enumerate(messages)], None)
-            dead = await t.open_in(name, "c")
-            got = await dead.fetch(10, 5)
-            assert len(got) == 10
-            with cywhip.Sender("far-" + name, max_queued_bytes=2048) as tx, \
-                    cywhip.Receiver("far-" + name, max_queued_bytes=2048) as rx:
-                tx.send_many([b"w" * 750] * 2)    # the batch starts 528 bytes before the ring's end
-                assert rx.recv_many(2, timeout=1) == [b"w" * 750] * 2
-                journal = cb._channels._Journal("far-" + name, "c",
-                                                cb._channels.channel_identity(_channel_info("far-" + name).path),
-                                                2048)
-                journal.write(tx.published, [d.position for d in got], [len(d.data) for d in got])
-                journal.close(remove=False)
-                tx.send_many([d.data for d in got[:6]])
-                assert rx.recv_many(64, timeout=1) == messages[:6]
-            await dead.close()
-            stop = asyncio.Event()
-            stats = cb.Stats()
-            task = asyncio.ensure_future(cb.bridge_in([name], transport=t, consumer="c", local_prefix="far-",
-                                                      stop=stop, stats=stats))
-            deadline = time.monotonic() + 30
-            while stats.messages + stats.skipped < 10:
-                assert time.monotonic() < deadline and not task.done(), stats.as_dict()
-                await asyncio.sleep(0.05)
-            stop.set()
-            await task
-            return stats
-        finally:
-            await t.close()
+    def before(tx):
+        tx.send_many([b"w" * 750] * 2)    # the batch starts 528 bytes before the ring's end
+        with cywhip.Receiver(tx.name, max_queued_bytes=2048) as rx:
+            assert rx.recv_many(2, timeout=1) == [b"w" * 750] * 2
 
-    stats = asyncio.run(scenario())
-    assert (stats.messages, stats.skipped) == (4, 6)
-    with cywhip.Receiver("far-" + name, max_queued_bytes=2048) as rx:
-        assert rx.recv_many(64, timeout=1) == messages[6:]
+    stats, far = _crash_between_send_and_ack(nats_server, names(), cb.Geometry(1016, None, 1, 1, 2048), messages,
+                                             dict(max_queued_bytes=2048), before)
+    assert (stats.messages, stats.skipped) == (4, 6), stats.as_dict()
+    assert far == messages
