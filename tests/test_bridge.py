@@ -790,6 +790,11 @@ def test_byte_channel_round_trip_of_mixed_sizes_in_order(nats_server, names):
                 stop.set()
                 await asyncio.gather(out, inn)
                 meta = (await t.js.stream_info(jetstream.stream_of(prefix, name))).config.metadata
+                last = await t.js.get_last_msg(jetstream.stream_of(prefix, name), jetstream.subject_of(prefix, name))
+                # The last message's id is the position of its record, which ends at the cursor.
+                created = cb._channels.channel_identity(_channel_info(name).path)
+                want = jetstream.message_id(name, created, tx.published - 8 - (len(messages[-1]) + 7) // 8 * 8)
+                assert last.headers[jetstream.MSG_ID] == want, (last.headers, tx.published)
                 far = _channel_info("far-" + name)
                 rx.close()
             return got, meta, far, out_stats, in_stats
