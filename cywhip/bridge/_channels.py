@@ -287,8 +287,10 @@ class OutChannel:
             lease.__exit__(None, None, None)
             last = positions[-1]
             if capacity is not None and plain.taken != end:
-                log.warning("channel %r: the read cursor is at %d after a batch ending at %d",
-                            name, plain.taken, end)
+                log.warning("channel %r: the read cursor is at byte %d after a batch whose last record "
+                            "was worked out to end at %d: message ids may not be the records' positions, "
+                            "so a restarted bridge may publish some again; the channel may be corrupt "
+                            "(check it with cywhip.channels())", name, plain.taken, end)
             stats.messages += len(batch)
             stats.bytes += sum(len(p) for _, p in batch)
 
