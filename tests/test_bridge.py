@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 
 import pytest
 
@@ -615,28 +616,28 @@ def test_out_restart_after_the_duplicate_window_publishes_nothing_twice(nats_ser
     assert stats.duplicates == 5
 
 
-@pytest.mark.timeout(120)
-def test_in_restart_after_a_crash_between_send_and_ack_sends_nothing_twice(nats_server, names):
+def _crash_between_send_and_ack(nats_server, name, geometry, messages, far, before=None):
     """A bridge (its channel's only sender) fetched 10 messages, wrote its journal, sent 6 and died
     before acknowledging: the next one gets all 10 again at once (its consumer made again from
-    the first message not acknowledged) and sends only the last 4."""
-    name = names()
+    the first message not acknowledged) and must send only the last 4.  ``far``: the far Sender's
+    keywords; ``before(tx)`` runs first.  The bridge's Stats and the far channel's messages."""
     prefix = f"p{uuid.uuid4().hex[:8]}"
-    geometry = cb.Geometry(16, 64, 1, 1)
 
     async def scenario():
         t = await cb.connect(nats_server.url, subject_prefix=prefix, ack_wait=60)
         try:
             link = await t.open_out(name, geometry, "1")
-            await link.publish([(jetstream.message_id(name, 1, i), MSG.pack(0, i)) for i in range(10)], None)
+            await link.publish([(jetstream.message_id(name, 1, i), m) for i, m in enumerate(messages)], None)
             # The bridge that dies: fetch, journal, send 6, no ack.
             dead = await t.open_in(name, "c")
             got = await dead.fetch(10, 5)
             assert len(got) == 10
-            with cywhip.Sender("far-" + name, message_length=16, max_queued_messages=64) as tx:
-                journal = cb._channels._Journal("far-" + name, "c",
-                                                cb._channels.channel_identity(_channel_info("far-" + name).path))
-                journal.write(tx.published, [d.position for d in got])
+            with cywhip.Sender("far-" + name, **far) as tx:
+                if before is not None:
+                    before(tx)
+                journal = cb._channels._Journal(tx.name, "c", cb._channels.channel_identity(
+                    _channel_info(tx.name).path), geometry.max_queued_bytes)
+                journal.write(tx.published, [d.position for d in got], [len(d.data) for d in got])
                 journal.close(remove=False)
                 tx.send_many([d.data for d in got[:6]])
             await dead.close()
@@ -655,9 +656,17 @@ def test_in_restart_after_a_crash_between_send_and_ack_sends_nothing_twice(nats_
             await t.close()
 
     stats = asyncio.run(scenario())
-    assert (stats.messages, stats.skipped) == (4, 6)
-    with cywhip.Receiver("far-" + name, message_length=16, max_queued_messages=64) as rx:
-        assert rx.recv_many(64, timeout=1) == [MSG.pack(0, i) for i in range(10)]
+    with cywhip.Receiver("far-" + name, **far) as rx:
+        return stats, rx.recv_many(64, timeout=1)
+
+
+@pytest.mark.timeout(120)
+def test_in_restart_after_a_crash_between_send_and_ack_sends_nothing_twice(nats_server, names):
+    messages = [MSG.pack(0, i) for i in range(10)]
+    stats, far = _crash_between_send_and_ack(nats_server, names(), cb.Geometry(16, 64, 1, 1), messages,
+                                             dict(message_length=16, max_queued_messages=64))
+    assert (stats.messages, stats.skipped) == (4, 6), stats.as_dict()
+    assert far == messages
 
 
 @pytest.mark.timeout(60)
@@ -720,3 +729,150 @@ def test_in_refuses_a_one_sender_channel_whose_sender_is_alive_and_joins_one_of_
     results = asyncio.run(scenario())
     assert results[two] == 1
     assert "cannot take the bridge as a sender" in results[one] and "max_senders > 1" in results[one], results
+
+
+# ---------------------------------------------------------------------- byte channels
+
+BYTE_HEAD = struct.Struct("<QI")     # (number, CRC-32 of the rest)
+
+
+def _byte_message(i):
+    """Message #i of 0 to 3,000 bytes: empty for some, else its number, a CRC and filler."""
+    size = (i * 379) % 3001
+    if size < BYTE_HEAD.size:
+        return b"\xA5" * size
+    body = bytes((i + j) & 0xFF for j in range(size - BYTE_HEAD.size))
+    return BYTE_HEAD.pack(i, zlib.crc32(body)) + body
+
+
+@pytest.mark.timeout(120)
+def test_byte_channel_round_trip_of_mixed_sizes_in_order(nats_server, names):
+    """A byte channel of 16 KiB (so that records wrap its ring, after padding, many times) goes
+    out -> JetStream -> in: the far channel is made a byte channel of the same ring, and every
+    message arrives whole, in order, once; the stream records max_queued_bytes."""
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    count = 600
+    messages = [_byte_message(i) for i in range(count)]
+
+    async def scenario():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix)
+        stop = asyncio.Event()
+        out_stats, in_stats = cb.Stats(), cb.Stats()
+        got = []
+        try:
+            with cywhip.Sender(name, max_queued_bytes=16384) as tx:
+                out = asyncio.ensure_future(cb.bridge_out([name], transport=t, batch=64, stop=stop,
+                                                          stats=out_stats))
+                inn = asyncio.ensure_future(cb.bridge_in([name], transport=t, local_prefix="far-", batch=64,
+                                                         stop=stop, stats=in_stats))
+                rx = None
+                deadline = time.monotonic() + 60
+                sent = 0
+                while len(got) < count:
+                    assert time.monotonic() < deadline and not out.done() and not inn.done(), (
+                        len(got), out_stats.as_dict(), in_stats.as_dict())
+                    if sent < count:
+                        try:
+                            tx.send(messages[sent], timeout=0)
+                            sent += 1
+                            continue
+                        except cywhip.SendTimeout:
+                            pass
+                    if rx is None and _channel_info("far-" + name) is not None:
+                        rx = cywhip.Receiver("far-" + name, max_queued_bytes=16384)
+                    if rx is not None:
+                        try:
+                            got.extend(rx.recv_many(256, timeout=0))
+                        except cywhip.ReceiveTimeout:
+                            pass
+                    await asyncio.sleep(0.005)
+                stop.set()
+                await asyncio.gather(out, inn)
+                meta = (await t.js.stream_info(jetstream.stream_of(prefix, name))).config.metadata
+                last = await t.js.get_last_msg(jetstream.stream_of(prefix, name), jetstream.subject_of(prefix, name))
+                # The last message's id is the position of its record, which ends at the cursor.
+                created = cb._channels.channel_identity(_channel_info(name).path)
+                want = jetstream.message_id(name, created, tx.published - 8 - (len(messages[-1]) + 7) // 8 * 8)
+                assert last.headers[jetstream.MSG_ID] == want, (last.headers, tx.published)
+                far = _channel_info("far-" + name)
+                rx.close()
+            return got, meta, far, out_stats, in_stats
+        finally:
+            await t.close()
+
+    got, meta, far, out_stats, in_stats = asyncio.run(scenario())
+    for i, m in enumerate(got):
+        assert m == messages[i], f"message #{i}: {len(m)} bytes, {len(messages[i])} sent"
+        if len(m) >= BYTE_HEAD.size:
+            number, crc = BYTE_HEAD.unpack_from(m)
+            assert (number, crc) == (i, zlib.crc32(m[BYTE_HEAD.size:]))
+    assert len(got) == count
+    assert (out_stats.messages, in_stats.messages, in_stats.dead) == (count, count, 0)
+    assert meta["cywhip.max_queued_bytes"] == "16384" and "cywhip.max_queued_messages" not in meta, meta
+    assert (far.max_queued_bytes, far.max_queued_messages) == (16384, None)
+
+
+@pytest.mark.timeout(60)
+def test_byte_channel_geometry_against_a_slot_channel_is_refused_naming_both(nats_server, names):
+    """A stream of a byte channel and a local slot channel of the same name, both ways."""
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+
+    async def scenario():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix)
+        try:
+            with cywhip.Sender(name, max_queued_bytes=4096):
+                byte_geometry = cb._channels.geometry_of(_channel_info(name))
+            await t.open_out(name, byte_geometry, "1")
+            # in: the far channel is a slot channel.
+            cywhip.Receiver("far-" + name, message_length=16, max_queued_messages=64).close()
+            with pytest.raises(cb.RefusedError) as refused_in:
+                await cb.bridge_in([name], transport=t, local_prefix="far-", stop=asyncio.Event())
+            # out: the stream holds the byte channel; a slot channel of that name is published.
+            with pytest.raises(cb.RefusedError) as refused_out:
+                await t.open_out(name, cb.Geometry(16, 64, 1, 1), "2")
+            return byte_geometry, str(refused_in.value), str(refused_out.value)
+        finally:
+            await t.close()
+
+    byte_geometry, text_in, text_out = asyncio.run(scenario())
+    assert byte_geometry.max_queued_bytes == 4096 and byte_geometry.max_queued_messages is None
+    for text in (text_in, text_out):
+        assert "max_queued_bytes=4096" in text and "max_queued_messages=64" in text, text
+    assert f"'far-{name}'" in text_in, text_in
+    # The far channel was left as it was.
+    assert _channel_info("far-" + name).max_queued_messages == 64
+
+
+def test_byte_positions_follow_the_channel_s_cursors(names):
+    """The message ids of a byte channel and the in side's journal work out each record's position
+    with byte_positions(): it must match the cursors, padding at the ring's end included."""
+    name = names()
+    with cywhip.Sender(name, max_queued_bytes=1024) as tx, cywhip.Receiver(name, max_queued_bytes=1024) as rx:
+        for i in range(300):
+            data = _byte_message(i)[:300]
+            before = tx.published
+            (start,), end = cb._channels.byte_positions(before, [len(data)], 1024)
+            tx.send(data, timeout=1)
+            assert tx.published == end, (i, before, start, end, tx.published)
+            with rx.borrow(1, timeout=1) as got:
+                assert rx.taken == before and [bytes(v) for v in got] == [data]
+            assert rx.taken == end
+
+
+@pytest.mark.timeout(120)
+def test_in_restart_of_a_byte_channel_after_a_crash_between_send_and_ack_sends_nothing_twice(nats_server, names):
+    """As the slot channel's: the journal of a byte channel counts bytes, records and padding;
+    messages of 0 to 400 bytes in a 2 KiB ring, whose end the 6 sent cross."""
+    messages = [_byte_message(i)[:(i * 137) % 401] for i in range(10)]
+
+    def before(tx):
+        tx.send_many([b"w" * 750] * 2)    # the batch starts 528 bytes before the ring's end
+        with cywhip.Receiver(tx.name, max_queued_bytes=2048) as rx:
+            assert rx.recv_many(2, timeout=1) == [b"w" * 750] * 2
+
+    stats, far = _crash_between_send_and_ack(nats_server, names(), cb.Geometry(1016, None, 1, 1, 2048), messages,
+                                             dict(max_queued_bytes=2048), before)
+    assert (stats.messages, stats.skipped) == (4, 6), stats.as_dict()
+    assert far == messages

@@ -3,6 +3,7 @@
 It speaks to the network only through the transport interface (_transport.py).
 """
 import asyncio
+import bisect
 import fnmatch
 import logging
 import os
@@ -57,7 +58,30 @@ def _position_in(msg_id, head):
 
 
 def geometry_of(info):
-    return Geometry(info.message_length, info.max_queued_messages, len(info.senders), len(info.receivers))
+    return Geometry(info.message_length, info.max_queued_messages, len(info.senders), len(info.receivers),
+                    info.max_queued_bytes)
+
+
+def record_size(length):
+    """A byte channel's record of a ``length``-byte message: an 8-byte header and the payload
+    rounded up to 8 (includes/layout.h, cw_var_record_size)."""
+    return 8 + (length + 7) // 8 * 8
+
+
+def byte_positions(start, lengths, capacity):
+    """Where the records of messages of these lengths, sent in this order into a byte channel of
+    ``capacity`` bytes from the write cursor ``start``, begin, and where the last one ends: a
+    record that would cross the ring's end goes after a padding record to it (B2)."""
+    at = start
+    out = []
+    for n in lengths:
+        rec = record_size(n)
+        index = at % capacity
+        if index + rec > capacity:
+            at += capacity - index
+        out.append(at)
+        at += rec
+    return out, at
 
 
 def allowed(name, patterns, exclude):
@@ -129,8 +153,8 @@ class OutChannel:
                                f"{'it does not exist' if info is None else info.problem}")
         geometry = geometry_of(info)
         created = channel_identity(info.path)
-        kwargs = dict(message_length=geometry.message_length, max_queued_messages=geometry.max_queued_messages,
-                      max_senders=geometry.max_senders, max_receivers=geometry.max_receivers)
+        kwargs = dict(message_length=geometry.message_length, max_senders=geometry.max_senders,
+                      max_receivers=geometry.max_receivers, **geometry.queue_kwargs())
         if geometry.max_receivers > 1:
             kwargs.update(group=self.group, durable=True)
         link = await _retrying(f"channel {self.name!r}",
@@ -149,7 +173,7 @@ class OutChannel:
                 self._check_alone()
             log.info("out: channel %r (%s) as %s", self.name, geometry.describe(),
                      f"group {self.group!r}" if geometry.max_receivers > 1 else "its receiver")
-            await self._pump(rx, link, created, stop)
+            await self._pump(rx, link, created, geometry.max_queued_bytes, stop)
         finally:
             rx.close()
             await link.close()
@@ -170,6 +194,7 @@ class OutChannel:
         """Wait for waiting messages and borrow up to a batch of them: (lease, views), or None
         once the bridge is told to stop."""
         plain = rx._end
+        # A byte channel's max_queued_messages is its ring's bytes // 8: the most records it holds.
         count = min(self.batch, plain.max_queued_messages)
 
         def attempt():
@@ -186,12 +211,14 @@ class OutChannel:
                 continue
         return None
 
-    async def _pump(self, rx, link, created, stop):
+    async def _pump(self, rx, link, created, capacity, stop):
+        """``capacity``: a byte channel's ring bytes (None: a slot channel)."""
         plain = rx._end
         name = self.name
         stats = self.stats
         head = message_id(name, created, "")
         after = None         # the id the next message to publish must follow; None: ask first
+        last = None          # the position of the last message this bridge took
         while True:
             got = await self._borrow(rx, stop)
             if got is None:
@@ -200,7 +227,22 @@ class OutChannel:
             # Taken only once JetStream has stored them all: until the lease exits, they stay
             # in the ring (a bridge killed now leaves them to the next one).
             position = plain.taken
-            batch = [(f"{head}{position + i}", bytes(v)) for i, v in enumerate(views)]
+            payloads = [bytes(v) for v in views]
+            # A message's id is its position in the channel, the same whichever bridge borrows
+            # it and in whatever batch.  A slot channel's cursors count messages.  A byte
+            # channel's count bytes: a message is at the start of its record, which follows the
+            # one before it or, where it would cross the ring's end, a padding record to it (a
+            # lease steps over one before its first record and ends before any other, but the
+            # rule is the sender's, B2, so it is applied to each).  The taken cursor is the one
+            # released, at a record's start (the lease releases its records only on exit); every
+            # record is at least 8 bytes: the ids grow strictly, and a restarted bridge gives a
+            # message its id again.
+            if capacity is None:
+                positions = list(range(position, position + len(payloads)))
+                end = position + len(payloads)
+            else:
+                positions, end = byte_positions(position, [len(p) for p in payloads], capacity)
+            batch = [(f"{head}{p}", data) for p, data in zip(positions, payloads)]
             stats.in_flight += len(batch)
             try:
                 while True:
@@ -211,12 +253,15 @@ class OutChannel:
                         # are taken without being published again.
                         after = await _retrying(f"channel {name!r}", link.last_id, stats)
                         stored = _position_in(after, head)
-                        if stored is not None and stored < position - 1:
+                        # The last message taken: on a slot channel the one before the batch; on a
+                        # byte channel known only once this bridge took one.
+                        taken_last = position - 1 if capacity is None else last
+                        if stored is not None and taken_last is not None and stored < taken_last:
                             log.error("channel %r: the stream's last message of this channel is at "
                                       "position %d, but positions up to %d were taken once JetStream "
                                       "had acknowledged them: the server lost them", name, stored,
-                                      position - 1)
-                        todo = batch[max(0, stored + 1 - position):] if stored is not None else batch
+                                      taken_last)
+                        todo = batch[bisect.bisect_right(positions, stored):] if stored is not None else batch
                         stats.duplicates += len(batch) - len(todo)
                     else:
                         todo = batch
@@ -240,6 +285,12 @@ class OutChannel:
             finally:
                 stats.in_flight -= len(batch)
             lease.__exit__(None, None, None)
+            last = positions[-1]
+            if capacity is not None and plain.taken != end:
+                log.warning("channel %r: the read cursor is at byte %d after a batch whose last record "
+                            "was worked out to end at %d: message ids may not be the records' positions, "
+                            "so a restarted bridge may publish some again; the channel may be corrupt "
+                            "(check it with cywhip.channels())", name, plain.taken, end)
             stats.messages += len(batch)
             stats.bytes += sum(len(p) for _, p in batch)
 
@@ -262,11 +313,18 @@ class _Journal:
     new bridge reads the journal and the write cursor: the first ``published - before`` of the
     batch reached the channel, and their redeliveries are acknowledged without being sent.
     It is a file in /dev/shm beside the channel (it lives as long as the channel's memory does),
-    removed when the bridge stops with nothing unacknowledged."""
+    removed when the bridge stops with nothing unacknowledged.
 
-    def __init__(self, channel, consumer, created_ns):
+    A byte channel's write cursor counts bytes (records and padding), so the journal also holds
+    where each message's record will end (byte_positions() from the cursor before the send, the
+    sender's own rule): the bridge is the only sender, so the cursor moves only by these records
+    and their padding, and the messages that reached the channel are those whose record ends at
+    or below it (a padding record is published with its message, never alone)."""
+
+    def __init__(self, channel, consumer, created_ns, capacity=None):
         self.path = os.path.join("/dev/shm", f"{JOURNAL_PREFIX}{encode(consumer)}.{encode(channel)}")
         self.created = created_ns
+        self.capacity = capacity    # a byte channel's ring bytes; None: a slot channel
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def recover(self, published):
@@ -275,15 +333,25 @@ class _Journal:
         if len(raw) < _JOURNAL_HEAD.size:
             return set()
         magic, created, before, count = _JOURNAL_HEAD.unpack_from(raw)
-        if magic != _JOURNAL_MAGIC or created != self.created or len(raw) < _JOURNAL_HEAD.size + 8 * count:
+        arrays = 1 if self.capacity is None else 2
+        if magic != _JOURNAL_MAGIC or created != self.created or len(raw) < _JOURNAL_HEAD.size + 8 * arrays * count:
             return set()
         seqs = struct.unpack_from(f"<{count}Q", raw, _JOURNAL_HEAD.size)
-        done = max(0, min(count, published - before))
+        if self.capacity is None:
+            done = max(0, min(count, published - before))
+        else:
+            ends = struct.unpack_from(f"<{count}Q", raw, _JOURNAL_HEAD.size + 8 * count)
+            done = 0
+            while done < count and ends[done] <= published:
+                done += 1
         return set(seqs[:done])
 
-    def write(self, published, positions):
+    def write(self, published, positions, lengths=None):
         data = _JOURNAL_HEAD.pack(_JOURNAL_MAGIC, self.created, published, len(positions))
         data += struct.pack(f"<{len(positions)}Q", *positions)
+        if self.capacity is not None:
+            starts, _ = byte_positions(published, lengths, self.capacity)
+            data += struct.pack(f"<{len(positions)}Q", *(s + record_size(n) for s, n in zip(starts, lengths)))
         os.pwrite(self.fd, data, 0)
 
     def close(self, remove):
@@ -322,7 +390,8 @@ class InChannel:
                 info = _channel_info(self.local)
                 journal = None
                 if link.geometry.max_senders == 1:
-                    journal = _Journal(self.local, self.consumer, channel_identity(info.path))
+                    journal = _Journal(self.local, self.consumer, channel_identity(info.path),
+                                       link.geometry.max_queued_bytes)
                 clean = False
                 try:
                     await self._pump(tx, link, journal, stop)
@@ -352,8 +421,8 @@ class InChannel:
                                f"another name")
         try:
             tx = cwa.Sender(name, message_length=geometry.message_length,
-                            max_queued_messages=geometry.max_queued_messages,
-                            max_senders=geometry.max_senders, max_receivers=geometry.max_receivers)
+                            max_senders=geometry.max_senders, max_receivers=geometry.max_receivers,
+                            **geometry.queue_kwargs())
         except ChannelBusyError as exc:
             raise RefusedError(f"channel {name!r} cannot take the bridge as a sender: {exc}. The bridge "
                                f"is one of the channel's senders: with max_senders=1 it must be the "
@@ -413,7 +482,7 @@ class InChannel:
         stats.skipped += len(again)
         if fresh:
             if journal is not None:
-                journal.write(tx._end.published, [d.position for d in fresh])
+                journal.write(tx._end.published, [d.position for d in fresh], [len(d.data) for d in fresh])
             payloads = [d.data for d in fresh]
             sent = 0
             while sent < len(payloads):

@@ -11,15 +11,27 @@ from typing import Optional, Sequence
 
 @dataclass(frozen=True)
 class Geometry:
-    """What a channel's every end must agree on, as the out side's channel has it."""
+    """What a channel's every end must agree on, as the out side's channel has it.
+
+    A slot channel has ``max_queued_messages`` and ``max_queued_bytes`` None; a byte channel has
+    ``max_queued_bytes`` (its ring's bytes) and ``max_queued_messages`` None."""
     message_length: int
-    max_queued_messages: int
+    max_queued_messages: Optional[int]
     max_senders: int
     max_receivers: int
+    max_queued_bytes: Optional[int] = None
 
     def describe(self):
-        return (f"message_length={self.message_length}, max_queued_messages={self.max_queued_messages}, "
+        queue = (f"max_queued_bytes={self.max_queued_bytes}" if self.max_queued_bytes is not None
+                 else f"max_queued_messages={self.max_queued_messages}")
+        return (f"message_length={self.message_length}, {queue}, "
                 f"max_senders={self.max_senders}, max_receivers={self.max_receivers}")
+
+    def queue_kwargs(self):
+        """The keyword that opens an end of this channel's kind and size."""
+        if self.max_queued_bytes is not None:
+            return dict(max_queued_bytes=self.max_queued_bytes)
+        return dict(max_queued_messages=self.max_queued_messages)
 
 
 class TransportError(Exception):

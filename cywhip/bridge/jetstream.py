@@ -32,7 +32,11 @@ MSG_ID = "Nats-Msg-Id"
 EXPECTED_LAST_ID = "Nats-Expected-Last-Msg-Id"
 # Metadata keys of a channel's stream.
 META_CHANNEL = "cywhip.channel"
-_META_GEOMETRY = ("message_length", "max_queued_messages", "max_senders", "max_receivers")
+# A slot channel's stream records max_queued_messages, a byte channel's max_queued_bytes (the
+# other is left out); a stream without cywhip.max_queued_bytes holds a slot channel.
+_META_GEOMETRY = ("message_length", "max_queued_messages", "max_senders", "max_receivers",
+                  "max_queued_bytes")
+_META_QUEUES = ("max_queued_messages", "max_queued_bytes")
 # Headers of a dead letter.
 REASON = "Cywhip-Reason"
 DEAD_CHANNEL = "Cywhip-Channel"
@@ -59,17 +63,22 @@ def dead_stream_of(prefix):
 
 
 def geometry_from_metadata(meta):
-    if not meta or not all(f"cywhip.{k}" in meta for k in _META_GEOMETRY):
+    if not meta or not all(f"cywhip.{k}" in meta for k in _META_GEOMETRY if k not in _META_QUEUES):
+        return None
+    queues = [k for k in _META_QUEUES if f"cywhip.{k}" in meta]
+    if len(queues) != 1:
         return None
     try:
-        return Geometry(*(int(meta[f"cywhip.{k}"]) for k in _META_GEOMETRY))
+        return Geometry(**{k: int(meta[f"cywhip.{k}"]) for k in _META_GEOMETRY if f"cywhip.{k}" in meta},
+                        **{k: None for k in _META_QUEUES if k not in queues})
     except ValueError:
         return None
 
 
 def geometry_metadata(channel, geometry):
     meta = {META_CHANNEL: channel}
-    meta.update({f"cywhip.{k}": str(getattr(geometry, k)) for k in _META_GEOMETRY})
+    meta.update({f"cywhip.{k}": str(getattr(geometry, k)) for k in _META_GEOMETRY
+                 if getattr(geometry, k) is not None})
     return meta
 
 
