@@ -126,6 +126,12 @@ def slot_size_for(message_length, max_senders=1, records=CW_RECORDS_FIXED):
     return cw_fixed_slot_size(message_length, max_senders)
 
 
+def record_size_for(length):
+    """Bytes a message of length bytes takes in a byte channel's ring: the layout's record
+    descriptor (layout.h's cw_var_record_size), its header and its payload padded to 8."""
+    return cw_var_record_size(length)
+
+
 def slots_offset_for(max_senders=1, max_receivers=1):
     """Where the slots start: after the header page and the pages of the end places."""
     return cw_slots_offset(max_senders, max_receivers)

@@ -13,6 +13,7 @@ import time
 
 import cywhip.asyncio as cwa
 from cywhip._admin import _channel_info
+from cywhip._region import record_size_for
 from cywhip.asyncio import _NOTHING
 from cywhip.bridge._names import encode, message_id
 from cywhip.bridge._transport import Geometry, RefusedError, TransportError
@@ -64,8 +65,8 @@ def geometry_of(info):
 
 def record_size(length):
     """A byte channel's record of a ``length``-byte message: an 8-byte header and the payload
-    rounded up to 8 (includes/layout.h, cw_var_record_size)."""
-    return 8 + (length + 7) // 8 * 8
+    rounded up to 8 (the layout's record descriptor)."""
+    return record_size_for(length)
 
 
 def byte_positions(start, lengths, capacity):
