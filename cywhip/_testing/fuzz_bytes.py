@@ -475,6 +475,9 @@ def _directed(rng, mm, ring, capacity, cap, kw, name, o, ends, close_end, open_e
         choices.append(("kind", 1))                             # a message called padding
     else:
         choices += [("kind", 0), ("length", length - 8), ("length", length + 8), ("length", 0)]
+    # A value the header holds already changes nothing: it is no corruption to refuse (a
+    # padding record's length equal to a cap + 1 drawn for it, say).
+    choices = [(f, v) for f, v in choices if (v & 0xFFFFFFFF) != (kind if f == "kind" else length)]
     field, value = rng.choice(choices)
     at = ring + i + (0 if field == "length" else 4)
     old = _put(mm, at, "<I", value & 0xFFFFFFFF, f"record at byte {pos} (index {i}).{field}")
