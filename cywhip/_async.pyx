@@ -57,7 +57,7 @@ from cywhip._channel cimport Receiver as PlainReceiver, Sender as PlainSender
 from cywhip._end cimport _End, _enter, _leave, check_count, deadline_ns
 from cywhip._ring cimport (
     monotonic_ns, ring_announce_sleep, ring_waiting_word, ring_wait_slice_ns,
-    SLICE_NONE, SLICE_HOLE, SLICE_MEMBER, SLICE_GROUP, SLICE_CREATOR, SLICE_UNFENCED,
+    SLICE_NONE, SLICE_HOLE, SLICE_MEMBER, SLICE_GROUP, SLICE_CREATOR, SLICE_UNFENCED, SLICE_IDLE,
 )
 
 import collections.abc
@@ -69,7 +69,7 @@ WAKER_SLOTS = CW_WAITV_MAX - 1
 
 # The names of ring_wait_slice_ns()'s reasons, by value (Waker.armed_slice()).
 _SLICE_NAMES = {SLICE_NONE: "none", SLICE_HOLE: "hole", SLICE_MEMBER: "member", SLICE_GROUP: "group",
-                SLICE_CREATOR: "creator", SLICE_UNFENCED: "unfenced"}
+                SLICE_CREATOR: "creator", SLICE_UNFENCED: "unfenced", SLICE_IDLE: "idle"}
 
 cdef enum:
     SLOTS = 127
@@ -278,8 +278,8 @@ cdef class Waker:
         self._poke()
 
     def armed_slice(self, int slot, uint64_t gen):
-        """Why an armed slot sleeps in slices ("none", "hole", "member", "group", "creator",
-        "unfenced": ring_wait_slice_ns()) and the ns left to its deadline (None: no deadline);
+        """Why an armed slot sleeps in slices ("hole", "member", "group", "creator",
+        "unfenced", "idle": ring_wait_slice_ns()) and the ns left to its deadline (None: no deadline);
         None if the slot is not armed.  For tests."""
         cdef int why
         cdef int64_t deadline

@@ -44,12 +44,13 @@ cdef enum:
 
 # Why a sleep of ring_wait() (or of the asyncio waker) is in slices: ring_wait_slice_ns().
 cdef enum:
-    SLICE_NONE = 0        # no slice: whatever this end waits for wakes it
+    SLICE_NONE = 0        # no reason chosen yet (never returned)
     SLICE_HOLE = 1        # many senders: the next message is claimed, not published (its claimer's death wakes nobody)
     SLICE_MEMBER = 2      # a group member: another member holds a claim or the claim lock (its death wakes nobody)
     SLICE_GROUP = 3       # a sender: the bound is a non-durable group's (its members' death wakes nobody)
     SLICE_CREATOR = 4     # a sender: no bound known, a group creation is stalled (its creator's death wakes nobody)
     SLICE_UNFENCED = 5    # the kernel refused this end's membarrier: a publish may have missed its sleep
+    SLICE_IDLE = 6        # none of those: the other end's progress wakes it, unless that end dies between the two
 
 # Results of ring_wait().
 cdef enum:
@@ -133,10 +134,10 @@ cdef struct ring_t:
     int wake_timer         # a timerfd for sleeps in slices; -1 until one is needed
     bint fd_wait           # fileno() was asked: a look that finds nothing arms the descriptor
     bint fd_armed          # the word held fd_expect after this end's last arming
-    bint fd_sliced         # that arming set the timer (its sleep is in slices)
+    bint fd_sliced         # the timer is set and its expiry not yet read (ring_fd_arm())
     uint32_t fd_expect
-    int fd_why             # the SLICE_* reason of that arming's timer (for tests)
-    int64_t fd_deadline    # when that timer fires, CLOCK_MONOTONIC ns
+    int fd_why             # the SLICE_* reason of the last arming (for tests)
+    int64_t fd_deadline    # when the timer fires, CLOCK_MONOTONIC ns
     # The impossible values behind the last WAIT_CORRUPT / -1, for error messages:
     # a cursor or a slot length as it was read (once) from shared memory, and
     # the sender's write (claim) cursor it was checked against.

@@ -57,8 +57,9 @@ cdef extern from "<sched.h>" nogil:
 # claimed by a live sender, not yet published), or a group member while
 # another member holds a claim or the claim lock, sleeps at most
 # HOLE_SLICE_NS: that sender's publish (that member's take) wakes it at once,
-# its death cannot.  (The caller may cut every sleep shorter: SLEEP_SLICE_NS
-# in _ring.pxd for the Python ends, none for the Cython API.)
+# its death cannot.  Any other sleep lasts at most IDLE_SLICE_NS.  (The caller may
+# cut every sleep shorter: SLEEP_SLICE_NS in _ring.pxd for the Python ends; the
+# Cython API and the asyncio face keep these.)
 cdef enum:
     HOLE_SLICE_NS = 1_000_000
     # Receiver groups: a sender on a full ring sleeps at most this long while only
@@ -76,6 +77,10 @@ cdef enum:
     # filter forbids it) sleeps at most this long: a registered process's publish may not
     # have seen it waiting.
     UNFENCED_SLICE_NS = 1_000_000
+    # Any other sleep lasts at most this long: the other end's publish (take) wakes this one,
+    # but an end killed between its cursor store and its wake-up leaves that wake-up unsent, and
+    # only a new end on its place would send it (W3).
+    IDLE_SLICE_NS = 1_000_000_000
     # A waiting end spins with a CPU pause between looks for this long; for the rest of its
     # spin_time it yields its core between looks instead.  A peer that runs at all is usually
     # seen within the pauses; when more ends run than the machine has cores (a sender and two

@@ -498,8 +498,8 @@ class _AsyncEnd(_Core):
         return await self._await_wake(loop, loop.create_future(), deadline, done)
 
     def _armed_slice(self):
-        """Why the sleeping end's wake-up comes in slices ("none", "hole", "member", "group",
-        "creator", "unfenced": ring_wait_slice_ns()) and the ns left to its next look (None:
+        """Why the sleeping end's wake-up comes in slices ("hole", "member", "group",
+        "creator", "unfenced", "idle": ring_wait_slice_ns()) and the ns left to its next look (None:
         no slice); None if it is not armed.  For tests."""
         if self._fd is False:
             return None if self._wt is None else self._wt.waker.armed_slice(self._slot, self._gen)

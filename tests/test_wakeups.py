@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import textwrap
 import time
@@ -111,6 +112,53 @@ def test_an_asyncio_receiver_at_a_live_senders_hole_goes_on_when_that_sender_die
     run(main())
 
 
+PUBLISH_AND_DIE = textwrap.dedent("""
+    import os, signal, sys
+    from cywhip import Sender
+    from cywhip._testing._steps import SenderSteps
+    from cywhip._testing.fanin import payload
+
+    tx = Sender(sys.argv[1], message_length=64, max_queued_messages=16, max_senders=2,
+                max_receivers=int(sys.argv[2]))
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+    print("open", flush=True)
+    signal.sigwait([signal.SIGUSR1])
+    steps = SenderSteps(tx)
+    steps.intent()
+    steps.claim()
+    steps.write(payload(0, 0, 64), 64)
+    steps.length(64)
+    steps.publish()
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("receiver", ["one receiver", "group member"])
+def test_an_asyncio_receiver_gets_what_a_sender_published_before_it_died_without_waking_it(
+        channel, peers, run, receiver, waker):
+    # A sender killed between its publish and its wake-up owes the sleeping receiver a
+    # wake-up nobody else sends, and no other sender opens afterwards (which would wake it):
+    # the idle sleep itself must end in time.
+    member = receiver == "group member"
+    kw = dict(message_length=64, max_queued_messages=16, max_senders=2, max_receivers=4 if member else 1)
+
+    async def main():
+        async with ca.Receiver(channel, **kw, **({"group": "g"} if member else {})) as rx:
+            proc = peers.start(channel, kw["max_receivers"], script=PUBLISH_AND_DIE)
+            assert (await _in_thread(proc.stdout.readline)).strip() == "open"
+            # Asleep after the sender's opening woke it (W3): nothing but the publish is owed.
+            recv = asyncio.ensure_future(rx.recv())
+            await _until_armed(rx)
+            await asyncio.sleep(0.1)
+            await _until_armed(rx)
+            proc.send_signal(signal.SIGUSR1)
+            assert await _in_thread(proc.wait) == -9
+            assert await asyncio.wait_for(recv, 5) == payload(0, 0, 64)
+
+    run(main())
+
+
 # --------------------------------------------------------------------- groups
 
 
@@ -207,7 +255,8 @@ def test_idle_asyncio_members_and_senders_sleep_without_waking(channel, run, wak
             # A member with nothing to take, no other member: woken by a publish only.
             recv = asyncio.ensure_future(member.recv())
             await _until_armed(member)
-            assert (await _slice(member)) == ("none", None)
+            why, left = await _slice(member)
+            assert why == "idle" and 0 < left <= 1_000_000_000
             before = _wakeups(member)
             await asyncio.sleep(0.3)
             # At most the thread's wake-up to list the word the end just armed (it may come
@@ -220,7 +269,8 @@ def test_idle_asyncio_members_and_senders_sleep_without_waking(channel, run, wak
             await tx.send_many([b"1", b"2"])
             send = asyncio.ensure_future(tx.send(b"3"))
             await _until_armed(tx)
-            assert (await _slice(tx)) == ("none", None)
+            why, left = await _slice(tx)
+            assert why == "idle" and 0 < left <= 1_000_000_000
             before = _wakeups(tx)
             await asyncio.sleep(0.3)
             assert _wakeups(tx) - before <= 1 and not send.done()

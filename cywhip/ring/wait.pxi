@@ -134,12 +134,12 @@ cdef uint32_t *ring_waiting_word(ring_t *r, bint sending, bint *shared) noexcept
 
 cdef int64_t ring_wait_slice_ns(ring_t *r, bint sending, bint fenced, int *why) noexcept nogil:
     """How long an end that announced its sleep (ring_announce_sleep(), which returned
-    fenced) and then found nothing to do may sleep before it must look again, in ns; -1: until
-    woken.  why (unless NULL) says which SLICE_* reason chose it.
+    fenced) and then found nothing to do may sleep before it must look again, in ns (always
+    >= 0).  why (unless NULL) says which SLICE_* reason chose it.
 
     Every other end's progress wakes a sleeper (a publish, a take, a group made or removed,
-    close()); what wakes nobody is a death, and a refused barrier.  So the sleep is in slices
-    only while this end waits for something whose death it must see for itself:
+    close()); what wakes nobody is a death, and a refused barrier.  So the sleep is in short
+    slices while this end waits for something whose death it must see for itself:
 
     - a receiver of many senders at a hole: the claim cursor is past its read cursor and that
       slot is not published (SLICE_HOLE, HOLE_SLICE_NS; its claimer's lock is tested on
@@ -152,6 +152,9 @@ cdef int64_t ring_wait_slice_ns(ring_t *r, bint sending, bint fenced, int *why) 
       (SLICE_GROUP: one whose last member died is removed when the sender looks); both
       GROUP_SLICE_NS;
     - any end whose membarrier the kernel refused (SLICE_UNFENCED, UNFENCED_SLICE_NS).
+
+    Otherwise (SLICE_IDLE) it sleeps at most IDLE_SLICE_NS: the other end may die between a
+    publish (a take) and its wake-up, and nobody else owes this end that wake-up.
 
     Reads only: every value it reads from shared memory picks a slice length, nothing else.
     Call it after the look that follows the announcement, so that it sees what that look saw
@@ -212,7 +215,10 @@ cdef int64_t ring_wait_slice_ns(ring_t *r, bint sending, bint fenced, int *why) 
                 reason = SLICE_GROUP
         if reason != SLICE_NONE:
             ns = GROUP_SLICE_NS
-    if not fenced and (ns < 0 or ns > UNFENCED_SLICE_NS):
+    if ns < 0:
+        ns = IDLE_SLICE_NS
+        reason = SLICE_IDLE
+    if not fenced and ns > UNFENCED_SLICE_NS:
         ns = UNFENCED_SLICE_NS
         reason = SLICE_UNFENCED
     if why != NULL:
@@ -505,30 +511,33 @@ cdef int ring_fd_rebind(ring_t *r) noexcept nogil:
 cdef int64_t ring_fd_arm(ring_t *r, bint sending, bint drain) noexcept nogil:
     """The look of a non-blocking call found nothing: arm this end's descriptor, so that it
     becomes readable once there may be something to do.  As ring_wait(): announce (with
-    CW_WAIT_FD), barrier, look again; then, if the sleep is in slices (ring_wait_slice_ns()),
-    set the timer.  Returns what the look found (free slots, messages: go on), 0 when armed,
-    -1 if the cursors are impossible.  drain: first read the wake bytes and the timer's
-    expiry (a caller that reads them itself, the asyncio face, passes False).
+    CW_WAIT_FD), barrier, look again; then see that the timer fires by the end of the slice
+    (ring_wait_slice_ns()).  Returns what the look found (free slots, messages: go on), 0 when
+    armed, -1 if the cursors are impossible.  drain: first read the wake bytes and the timer's
+    expiry if it is due (a caller that reads them itself, the asyncio face, passes False).
 
-    Armed already (the word still holds what this end announced, and no slice was set): no
-    waker has cleared it since, so no publish came after that arming's look; it only drains (a
-    byte of a wake-up from before that arming may have come since: left there, the descriptor
-    would stay readable with nothing to do)."""
+    The timer is lazy: a timer still pending from an earlier arming that fires by the end of
+    this slice is kept (it costs a look at most), so an end woken more than once a second by
+    the other end's progress sets it about once a second, and reading the descriptor empty
+    (ring_fd_drain()) touches it only once it is due.
+
+    Armed already (the word still holds what this end announced, and the timer has not fired):
+    no waker has cleared it since, so no publish came after that arming's look, and its slice
+    is not over; it only drains (a byte of a wake-up from before that arming may have come
+    since: left there, the descriptor would stay readable with nothing to do)."""
     cdef bint shared, fenced
     cdef uint32_t *word
     cdef uint32_t expect
-    cdef int64_t n, ns
+    cdef int64_t n, ns, now
     if not r.fd_open or r.hdr == NULL:
         return 0
     word = ring_waiting_word(r, sending, &shared)
     if drain:
-        cw_fdwake_drain(r.wake_sock)
-    if r.fd_armed and not r.fd_sliced and cw_load_relaxed_u32(word) == r.fd_expect:
+        _fd_drain(r)
+    if (r.fd_armed and r.fd_sliced and cw_load_relaxed_u32(word) == r.fd_expect
+            and monotonic_ns() < r.fd_deadline):
         return 0
     r.fd_armed = False
-    if r.fd_sliced:
-        cw_fdwake_timer_clear(r.wake_timer)
-        r.fd_sliced = False
     fenced = ring_announce(word, shared, CW_WAIT_FD, &expect)
     n = _ready(r, sending)
     if n != 0:
@@ -536,12 +545,14 @@ cdef int64_t ring_fd_arm(ring_t *r, bint sending, bint drain) noexcept nogil:
             cw_store_relaxed_u32(word, 0)
         return n if n > 0 else -1
     ns = ring_wait_slice_ns(r, sending, fenced, &r.fd_why)
-    if ns >= 0:
-        r.fd_deadline = monotonic_ns() + ns
+    now = monotonic_ns()
+    if not r.fd_sliced or r.fd_deadline <= now or r.fd_deadline > now + ns:
+        r.fd_deadline = now + ns
+        r.fd_sliced = True
         if cw_fdwake_timer_set(r.wake_ep, &r.wake_timer, ns) != 0:
             # No timer: readable now, so that the holder looks again (and arms again).
+            r.fd_sliced = False
             ring_fd_poke(r)
-        r.fd_sliced = True
     r.fd_expect = expect
     r.fd_armed = True
     return 0
@@ -566,16 +577,22 @@ cdef void ring_fd_disarm(ring_t *r, bint sending) noexcept nogil:
         r.fd_sliced = False
 
 
+cdef inline void _fd_drain(ring_t *r) noexcept nogil:
+    """Read the wake bytes, and the timer's expiry once it is due (a timer not yet due is left
+    to run: ring_fd_arm())."""
+    cw_fdwake_drain(r.wake_sock)
+    if r.fd_sliced and monotonic_ns() >= r.fd_deadline:
+        cw_fdwake_timer_clear(r.wake_timer)
+        r.fd_sliced = False
+
+
 cdef void ring_fd_drain(ring_t *r) noexcept nogil:
     """Read the wake bytes and the timer's expiry: the descriptor is no longer readable, and
     its arming is spent (the holder looks again, and arms again if it finds nothing)."""
     if not r.fd_open:
         return
     r.fd_armed = False
-    cw_fdwake_drain(r.wake_sock)
-    if r.fd_sliced:
-        cw_fdwake_timer_clear(r.wake_timer)
-        r.fd_sliced = False
+    _fd_drain(r)
 
 
 cdef void ring_fd_poke(ring_t *r) noexcept nogil:
