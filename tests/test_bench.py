@@ -159,6 +159,16 @@ def test_short_figures_are_run_in_interleaved_rounds_and_reported_as_their_media
     assert "| g | slow | slow | 7.00 M msg/s |" in text
 
 
+def test_rates_of_large_messages_show_their_digits_rather_than_zero_millions():
+    rows = [{"group": "g", "system": "cywhip", "label": "objects", "unit": "msg/s", "value": 2680.4,
+             "values": [2680.4, 1904.0, 3100.9], "runs": 3, "versus": None, "processes": 2},
+            {"group": "g", "system": "peer", "label": "put/get", "unit": "msg/s", "value": 201.3,
+             "versus": None, "processes": 2}]
+    text = _bench.table(rows)
+    assert "| g | cywhip | objects | 2,680 msg/s (median of 3: 1,904 msg/s to 3,101 msg/s) |" in text
+    assert "| g | peer | put/get | 201 msg/s | 13.32× |" in text
+
+
 def test_targets_are_judged_from_the_measured_ratios():
     rows = [
         {"group": "batches, 32 B", "system": "cywhip", "label": "send_many/recv_many", "value": 30e6},

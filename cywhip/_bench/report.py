@@ -236,6 +236,9 @@ def targets(rows):
 
 def _fmt(value, unit):
     if unit in ("msg/s", "rec/s"):
+        if value < 100_000:
+            # Large messages (a 1 MiB array a message): thousands a second, not millions.
+            return f"{value:,.0f} {unit}"
         return f"{value / 1e6:,.2f} M {unit}"
     if unit == "GB/s":
         return f"{value:.2f} GB/s"
