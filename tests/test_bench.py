@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from cywhip import _bench
 from cywhip._bench.common import _available
 
@@ -167,6 +169,25 @@ def test_rates_of_large_messages_show_their_digits_rather_than_zero_millions():
     text = _bench.table(rows)
     assert "| g | cywhip | objects | 2,680 msg/s (median of 3: 1,904 msg/s to 3,101 msg/s) |" in text
     assert "| g | peer | put/get | 201 msg/s | 13.32× |" in text
+
+
+@pytest.mark.parametrize("loop", ["block", "asyncio", "uvloop"])
+def test_the_wake_up_floor_times_datagrams_after_idle_and_the_asyncio_targets_use_it(loop):
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    got = _bench.run_pair(_bench._w_floor_wakeup, {"name": _bench._name("tw"), "count": 5, "idle": 0.01,
+                                                   "loop": loop})
+    assert 0 < got["p50_us"] <= got["p99_us"] < 1e6
+    idle = "idle receiver"
+    rows = [{"group": idle, "system": "cywhip", "label": "wake-up after 50 ms idle (p50)", "value": 60.0,
+             "also_values": {"p99_us": 1000.0}},
+            {"group": idle, "system": "cywhip", "label": "asyncio wake-up after 50 ms idle (p50)", "value": 120.0},
+            {"group": idle, "system": "cywhip", "label": "asyncio wake-up after 50 ms idle (p99)", "value": 3500.0}]
+    found = {t["target"]: t for t in _bench.targets(rows)}
+    p50 = found["asyncio wake-up after 50 ms idle p50 ≤ 1.5× the plain receiver's"]
+    p99 = found["asyncio wake-up after 50 ms idle p99 ≤ 3× the plain receiver's p99"]
+    assert (p50["measured"], p50["met"]) == (2.0, False)
+    assert (p99["measured"], p99["met"]) == (3.5, False)
 
 
 def test_targets_are_judged_from_the_measured_ratios():

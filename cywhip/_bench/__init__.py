@@ -18,6 +18,6 @@ from cywhip._bench.cywhip_workers import (  # noqa: F401
     _w_cywhip_callback, _w_cywhip_fill, _w_cywhip_groups, _w_cywhip_idle, _w_cywhip_mixed, _w_cywhip_objects,
     _w_cywhip_pingpong, _w_cywhip_stream, _w_cywhip_waiting, _w_cywhip_wakeup,
 )
-from cywhip._bench.floors import _w_floor_calls, _w_floor_futex, _w_floor_ring, _w_floor_ring_each  # noqa: F401
+from cywhip._bench.floors import _w_floor_calls, _w_floor_futex, _w_floor_ring, _w_floor_ring_each, _w_floor_wakeup  # noqa: F401
 from cywhip._bench.report import TARGETS, machine, main, run, table, targets  # noqa: F401
 from cywhip._bench.workloads import workloads  # noqa: F401

@@ -69,3 +69,59 @@ def _w_floor_ring_each(role, p, ready, results, shared):
         results.put({"rate": (n - 1) / seconds})
     finally:
         shm.close()
+
+
+def _w_floor_wakeup(role, p, ready, results, shared):
+    """The floor of a wake-up after idle, without cywhip: n datagrams of a timestamp
+    (perf_counter_ns) to an abstract socket, each after p["idle"] seconds of nothing; the
+    consumer waits in a blocking recv (p["loop"] == "block"), or on an event loop
+    (p["loop"]: "asyncio", "uvloop") through add_reader, a future and the task awaiting it: what
+    any loop-driven wake-up pays, cywhip's asyncio ends included."""
+    import socket
+    import time
+    name, n, idle = b"\0cywhip-floor-" + p["name"].encode(), p["count"], p["idle"]
+    if role == "producer":
+        ready.wait(60)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            for _ in range(n):
+                time.sleep(idle)
+                s.sendto(time.perf_counter_ns().to_bytes(8, "little"), name)
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(name)
+        lat = []
+        if p["loop"] == "block":
+            ready.set()
+            for _ in range(n):
+                sent = int.from_bytes(sock.recv(8), "little")
+                lat.append(time.perf_counter_ns() - sent)
+        else:
+            import asyncio
+
+            async def consume():
+                loop = asyncio.get_running_loop()
+                sock.setblocking(False)
+                waiting = []
+
+                def readable():
+                    data = sock.recv(8)
+                    if waiting and not waiting[0].done():
+                        waiting.pop().set_result(data)
+                loop.add_reader(sock.fileno(), readable)
+                ready.set()
+                try:
+                    for _ in range(n):
+                        fut = loop.create_future()
+                        waiting[:] = [fut]
+                        sent = int.from_bytes(await fut, "little")
+                        lat.append(time.perf_counter_ns() - sent)
+                finally:
+                    loop.remove_reader(sock.fileno())
+
+            if p["loop"] == "uvloop":
+                import uvloop
+                uvloop.run(consume())
+            else:
+                asyncio.run(consume())
+    p50, p99 = _percentiles(lat)
+    results.put({"p50_us": p50 / 1000, "p99_us": p99 / 1000})

@@ -11,7 +11,7 @@ from cywhip._bench.cywhip_workers import (
     _w_cywhip_pingpong, _w_cywhip_stream, _w_cywhip_waiting, _w_cywhip_wakeup,
 )
 from cywhip._bench import capi
-from cywhip._bench.floors import _w_floor_calls, _w_floor_futex, _w_floor_ring, _w_floor_ring_each
+from cywhip._bench.floors import _w_floor_calls, _w_floor_futex, _w_floor_ring, _w_floor_ring_each, _w_floor_wakeup
 from cywhip._bench.peers.cloudtoid import _w_cloudtoid, _w_cloudtoid_mixed, _w_cloudtoid_shared
 from cywhip._bench.peers.cykit import _w_cykit_mpsc, _w_cykit_spmc
 from cywhip._bench.peers.kickmsg import _w_kickmsg
@@ -353,7 +353,8 @@ def workloads(quick=False):
     add(idle, "cywhip", "CPU of a receiver idle 2 s", "% core", "cpu_percent",
         lambda: run_pair(_w_cywhip_idle, {"name": _name("d"), "seconds": 2.0}))
     add(idle, "cywhip", "wake-up after 50 ms idle (p50)", "µs", "p50_us",
-        lambda: run_pair(_w_cywhip_wakeup, {"name": _name("w"), "count": 20 if quick else 100, "idle": 0.05}))
+        lambda: run_pair(_w_cywhip_wakeup, {"name": _name("w"), "count": 20 if quick else 100, "idle": 0.05}),
+        also=[("p99_us", "µs")])
 
     # cywhip.asyncio: the receiver (both sides, for round trips) awaits on asyncio's default loop.
     aio = "asyncio, 32 B"
@@ -382,6 +383,16 @@ def workloads(quick=False):
     add(idle, "cywhip", "asyncio wake-up after 50 ms idle (p99)", "µs", "p99_us",
         lambda: run_pair(_w_cywhip_async_wakeup, {"name": _name("ax"), "count": 20 if quick else 100,
                                                   "idle": 0.05}))
+    # The same wake-ups without cywhip: a datagram to a socket, received by a blocking recv, and
+    # through an event loop (add_reader, a future, the task awaiting it).
+    # The ratio beside each: cywhip's plain wake-up, or its asyncio one, over this.
+    for loop, what, versus in (("block", "blocking recv", "wake-up after 50 ms idle (p50)"),
+                               ("asyncio", "asyncio add_reader", "asyncio wake-up after 50 ms idle (p50)"),
+                               ("uvloop", "uvloop add_reader", "asyncio wake-up after 50 ms idle (p50)")):
+        add(idle, "a datagram (floor)", f"{what}, wake-up after 50 ms idle (p50)", "µs", "p50_us",
+            lambda loop=loop: run_pair(_w_floor_wakeup, {"name": _name("fw"), "count": 20 if quick else 100,
+                                                         "idle": 0.05, "loop": loop}),
+            needs="uvloop" if loop == "uvloop" else None, versus=versus)
 
     # NATS JetStream, one nats-server on this machine (a third process on its cores).
     def jetstream(worker, params):
