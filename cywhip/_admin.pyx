@@ -87,8 +87,9 @@ cdef object _broken(str name, str path, file_size, str problem):
     return ChannelInfo(name, path, None, None, None, False, False, 0, 0, file_size, problem)
 
 
-cdef int _read_header(int fd, cw_header *h) except -1:
-    """Copy the header page's fields once into h (pread: no mapping that could fault)."""
+cdef int _read_header(int fd, cw_header *h) noexcept:
+    """Copy the header page's fields once into h (pread: no mapping that could fault); -1 if
+    the file has fewer bytes (it may have shrunk since it was looked at).  Raises nothing."""
     cdef ssize_t n = pread(fd, h, sizeof(cw_header), 0)
     if n != <ssize_t>sizeof(cw_header):
         return -1
@@ -131,8 +132,11 @@ cdef object _inspect(str name, str path):
             return _broken(name, path, None, "not a regular file")
         if st.st_uid != geteuid() and not _shared_with_our_group(st):
             return _broken(name, path, st.st_size, f"owned by uid {st.st_uid}, not shared with a group of ours")
-        if <uint64_t>st.st_size < CW_HEADER_SIZE or _read_header(fd, h) != 0:
+        if <uint64_t>st.st_size < CW_HEADER_SIZE:
             return _broken(name, path, st.st_size, "too small for a header")
+        # fstat() found a header's worth; a short read now means the file shrank since.
+        if _read_header(fd, h) != 0:
+            return _broken(name, path, None, "shrank while it was read")
         # The geometry is read once, in this copy, and checked before it sizes anything.
         if not _places_sound(h, st.st_size):
             return _broken(name, path, st.st_size, "not a cywhip channel of this layout version")

@@ -339,7 +339,8 @@ def test_channels_reports_a_file_that_is_not_a_channel(channel):
 
 
 # An LD_PRELOAD shim: after the Nth pread() of the file CYWHIP_TEST_TRUNCATE names
-# ("path:size:N"), it truncates that file to size, as another process could at that moment.
+# ("path:size:N"), or with N = 0 just before the first, it truncates that file to size, as
+# another process could at that moment.
 TRUNCATE_SHIM = r"""
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -352,7 +353,8 @@ TRUNCATE_SHIM = r"""
 static char spec[4200];
 static long count;
 
-static void after_read(int fd)
+/* Around a pread() of fd: before it (after = 0), or after it (after = 1). */
+static void at_read(int fd, int after)
 {
     const char *env = getenv("CYWHIP_TEST_TRUNCATE");
     char want[4096], link[64], target[4096];
@@ -369,15 +371,17 @@ static void after_read(int fd)
     len = readlink(link, target, sizeof target - 1);
     if (len < 0) return;
     target[len] = 0;
-    if (strcmp(target, want) == 0 && ++count == n) ftruncate(fd, size);
+    if (strcmp(target, want) != 0) return;
+    if (after ? ++count == n : count == 0 && n == 0) ftruncate(fd, size);
 }
 
 ssize_t pread(int fd, void *buf, size_t count, off_t offset)
 {
     static ssize_t (*real)(int, void *, size_t, off_t);
     if (real == NULL) real = (ssize_t (*)(int, void *, size_t, off_t))dlsym(RTLD_NEXT, "pread");
+    at_read(fd, 0);
     ssize_t got = real(fd, buf, count, offset);
-    after_read(fd);
+    at_read(fd, 1);
     return got;
 }
 
@@ -385,15 +389,17 @@ ssize_t pread64(int fd, void *buf, size_t count, off_t offset)
 {
     static ssize_t (*real)(int, void *, size_t, off_t);
     if (real == NULL) real = (ssize_t (*)(int, void *, size_t, off_t))dlsym(RTLD_NEXT, "pread64");
+    at_read(fd, 0);
     ssize_t got = real(fd, buf, count, offset);
-    after_read(fd);
+    at_read(fd, 1);
     return got;
 }
 """
 
-# Lists one channel with its file truncated after the Nth pread() of it, for N = 1..8: every
-# moment at which channels() could be reading it.  The ends are closed first: an end whose own
-# file shrinks under its mapping faults by design; channels() looks at files that are not its own.
+# Lists one channel with its file truncated before its first pread() (N = 0: after the fstat()
+# that found it big enough) and after the Nth, for N = 1..8: every moment at which channels()
+# could be reading it.  The ends are closed first: an end whose own file shrinks under its
+# mapping faults by design; channels() looks at files that are not its own.
 LIST_TRUNCATED = textwrap.dedent("""
     import json, os, sys, cywhip
     from cywhip._region import channel_path
@@ -401,7 +407,7 @@ LIST_TRUNCATED = textwrap.dedent("""
     path = channel_path(name)
     kw = dict(message_length=8, max_queued_messages=4, max_receivers=3 if groups else 1)
     results = []
-    for after in range(1, 9):
+    for after in range(0, 9):
         cywhip.unlink(name, missing_ok=True)
         with cywhip.Sender(name, **kw) as s:
             members = [cywhip.Receiver(name, group=g, **kw) for g in ("a", "b")] if groups else []
