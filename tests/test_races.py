@@ -32,7 +32,7 @@ STREAM = textwrap.dedent("""
 """)
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(90)
 def test_channels_never_lists_a_busy_sound_channel_as_impossible(channel, peers):
     empty, full = channel + "-empty", channel + "-full"
     try:
@@ -40,15 +40,17 @@ def test_channels_never_lists_a_busy_sound_channel_as_impossible(channel, peers)
         assert proc.stdout.readline().strip() == "ready"
         listings = 0
         wrong = []
-        deadline = time.monotonic() + 6
-        while time.monotonic() < deadline and len(wrong) < 10:
+        # 2,000 listings of the two channels (however many other channels /dev/shm holds, which
+        # each listing reads too), within a generous deadline.
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and len(wrong) < 10 and listings < 2000:
             for info in cywhip.channels():
                 if info.name in (empty, full):
                     listings += 1
                     if info.problem is not None or not 0 <= info.depth <= 4:
                         wrong.append((info.name, info.problem, info.depth))
         assert proc.poll() is None
-        assert listings > 2000
+        assert listings >= 2000
         assert wrong == [], f"{len(wrong)} wrong listings of {listings}: {wrong}"
     finally:
         cywhip.unlink(empty, missing_ok=True)
