@@ -26,29 +26,33 @@
  * Ghosts: hpos[u] (the position + 1 a header unit at u was written for in this lap), mid[u]
  * (the message a payload or header unit belongs to), pub/got bit sets per place.
  *
- * The steps (docs/protocol.md numbers them):
- *   M1 take the claim bit: load the word (c, owner).  Free: i = c mod CAP; rec = 2 + units(n);
- *      pad = CAP - i if i + rec > CAP; need = pad + rec; wait for room (c + need - rd <= CAP);
- *      CAS (c, 0) -> (c, me); a failure starts M1 again.  Owned: spin until the word changes
- *      or the owner is dead (its place's lock free, or it is an earlier sender of my own
- *      place); dead: T1 CAS (c, owner) -> (c, me), T2 clear the owner place's intent if it is
- *      for c (void: never committed), T3 store (c, 0): free again; then M1 again.
+ * The steps (docs/protocol.md, "Many senders on a byte ring", numbers them):
+ *   S0 a new sender on a dead place (its generation one more than its predecessor's): S0a load
+ *      the intent the predecessor left, (c0 + 1, length); none: done.  S0b wait until the
+ *      receiver passed the place's dead claim, if any.  S0c load the word's position w: w == c0,
+ *      never committed (its owner died holding the bit): void.  w > c0: S0d load the intent
+ *      again; unchanged, it is committed: S0e copy it into the dead claim; changed, a takeover
+ *      cleared it.  S0f clear the intent.  (S0 does not take the bit: S0_UNDER_BIT.)
+ *   M1 load the word (c, owner).  Free: i = c mod CAP; rec = 2 + units(n); pad = CAP - i if
+ *      i + rec > CAP; need = pad + rec; wait for room (c + need - rd <= CAP); CAS (c, 0) ->
+ *      (c, me); a failure starts M1 again.
+ *   T0 owned: spin until the word changes (M1 again) or its owner is dead (its place's lock
+ *      free, or an earlier sender of my own place); T1 CAS (c, owner) -> (c, me) (a failure:
+ *      M1 again); T2 clear the owner place's intent if it is for c (void: never committed);
+ *      keep the bit: need at c, the room waited for with the bit held.
  *   M2 store the intent (c + 1, need) in the place.
  *   M3 store the word (c + need, 0) (release): the claim is committed, the bit free.
  *   M4 the padding record if pad >= 2 (a pad of 1 unit has no header: nobody starts a record
  *      8 bytes before the end), its seq last; M5 the payload, the header's length and kind,
  *      then seq (publish); M6 clear the intent.
- *   S0 a new sender on a dead place whose predecessor left an intent: wait until the receiver
- *      passed the place's dead claim, if any; take the claim bit (as M1, without the room) at
- *      c; the intent for c: void, clear it; for a position below c: committed, copy it into the
- *      dead claim, then clear it; store (c, 0).
  *   The receiver at r: steps over an implicit pad of 1 unit; loads seq (the header's second
  *   unit); r + 1: reads the header and the record (checks asserted), steps; otherwise loads the
- *   claim word's position: r, empty (an owner at r has not committed anything: nothing to
- *   read); past r, a hole: a claim covering r in a place's intent (live: wait; a free lock:
- *   load the intent again, unchanged: dead) or in its dead claim (dead); if none alive covers
- *   r, seq again (published meanwhile), else step over the dead claim's whole length.  Before
- *   each release the receiver zeroes the units it consumed or stepped over.
+ *   word's position: r, empty, whatever the owner (a claim at r not committed: nothing to read,
+ *   no intent to trust); past r, a hole: a claim covering r in a place's intent (its lock held:
+ *   wait; free: load the intent again, unchanged: dead, else scan again) or in its dead claim
+ *   (dead); if none alive covers r, seq again (published meanwhile), else step over the dead
+ *   claim's whole length.  Before each release the receiver zeroes the units it consumed or
+ *   stepped over.
  *
  * Properties: no torn or stale record (a header read only where one was written for that
  * position in this lap; every payload unit of the message read; the receiver's checks never
@@ -60,18 +64,29 @@
  *
  * Mutants (each must fail):
  *   SKETCH         the earlier sketch: no claim bit; the intent stored before a CAS of the
- *                  position; a new sender voids an intent the position has not passed, else
- *                  moves it into the dead claim.  Two dead intents at one position (2 crashes).
+ *                  position, withdrawn if the CAS fails; a new sender voids an intent the
+ *                  position has not passed, else moves it into the dead claim.  Finding 2: two
+ *                  dead intents at one position (2 crashes).
  *   NO_REREAD      the receiver steps over a claim whose claimer's lock is free without
- *                  loading the intent again (with SKETCH: finding 1, 1 crash).
- *   TAKE_NO_CLEAR  a takeover leaves the dead owner's intent: a void intent beside the new
- *                  owner's, both covering c.
+ *                  loading the intent again.  With SKETCH: finding 1 (1 crash).  With the claim
+ *                  bit it passes: no intent is stored but by the owner of the bit, so no
+ *                  stale intent of a loser exists, and the load of seq after the scan catches
+ *                  a claimer that published and closed.
+ *   TAKE_NO_CLEAR  T2 left out: the dead owner's void intent beside the taker's, both at c
+ *                  with different lengths (2 crashes).
+ *   TAKE_RELEASE   a taker frees the bit again (store (c, 0)) and starts M1 again: the same
+ *                  owner can then hold (c, owner) twice, and a sender whose T0 saw it free-
+ *                  then-taken CASes it away from a live owner (ABA), clearing its intent.
+ *   S0_UNDER_BIT   S0 as first proposed: take the bit (a takeover freeing it again), decide,
+ *                  free it: the same ABA.
+ *   NO_GEN         the owner is the place alone (no generation): a new sender takes its dead
+ *                  predecessor's bit over with a CAS that changes nothing, and a sender whose
+ *                  lock test saw the predecessor dead takes it from the new one (ABA).
  *   M3_FIRST       M3 before M2: a committed claim not yet in any intent.
+ *   SCAN_OWNED     the receiver at r == w with the word owned scans the intents: it steps
+ *                  over a dead owner's void intent, past the claim cursor.
  *   NO_ZERO        the receiver does not zero what it consumed: a payload of the last lap read
  *                  as a header's seq while the claimer has not written it.
- *   NO_GEN         the owner is the place alone (no generation): a new sender on a place whose
- *                  dead predecessor holds the bit takes it as its own, and a sender that found
- *                  that predecessor dead takes it over too (ABA): two owners at c.
  *   EXACT_INTENT   the receiver looks for an intent starting at r only (not covering r): a live
  *                  claimer that published its padding, not yet its record, is missed.
  *   NO_LOCK_TEST   the receiver steps over a claim without testing its claimer's lock.
@@ -149,21 +164,23 @@ byte crashes, nfinished;
 
 /* The owner o of the word is dead: its place's lock is free, or it is an earlier sender of my
  * own place (whose lock I hold now). */
+#ifdef NO_GEN
+#define DEAD(o) (!alive[OPLACE(o)] || OPLACE(o) == p)
+#else
 #define DEAD(o) (!alive[OPLACE(o)] || (OPLACE(o) == p && OGEN(o) != MYGEN))
+#endif
 
-/* T2: clear the owner place's intent if it is for c (void: never committed). */
+/* T2: load the owner place's intent; for c, clear it (void: never committed): a load, then a
+ * store. */
 #ifdef TAKE_NO_CLEAR
 #define T2 skip
 #else
 #define T2 \
-    atomic { \
-        q = OPLACE(o); \
-        if \
-        :: ipos[q] == c + 1 -> ipos[q] = 0; ilen[q] = 0 \
-        :: else -> skip \
-        fi; \
-        q = 0 \
-    }
+    if \
+    :: atomic { ipos[OPLACE(o)] == c + 1 -> q = OPLACE(o) }; \
+       atomic { ipos[q] = 0; ilen[q] = 0; q = 0 } \
+    :: else -> skip \
+    fi
 #endif
 
 /* need for a record of rec units at c: the padding to the end first if it does not fit */
@@ -438,12 +455,20 @@ proctype receiver()
        :: else ->
            s = 0;
            if
+#ifdef SCAN_OWNED
+           :: claim == r && cown == 0 ->
+#else
            :: claim == r ->                       /* the word's position (acquire): empty */
+#endif
                if
                :: nfinished == NS && claim == r -> break
                :: else -> (claim != r || nfinished == NS)
                fi
+#ifdef SCAN_OWNED
+           :: claim != r || cown != 0 ->          /* mutant: an owned word taken for a hole */
+#else
            :: claim != r ->                       /* a hole: who covers r? */
+#endif
                q = 0;
                do
                :: q < NS ->
