@@ -100,6 +100,13 @@
 #ifndef NM
 #define NM 2            /* messages per place, over all its senders */
 #endif
+#ifndef NM0
+#define NM0 NM          /* messages of place 0 */
+#endif
+#define NMP (p == 0 -> NM0 : NM)
+#ifndef KILLABLE
+#define KILLABLE 3      /* bit q: place q may crash */
+#endif
 #ifndef CAP
 #define CAP 8           /* 64 bytes: message_length = 64 / 2 - 16 = 16 */
 #endif
@@ -246,26 +253,33 @@ start:
         fi;
 #else
         /* S0 (without the bit): S0a load the intent the dead predecessor left (position c0);
-         * none: done.  S0b wait until read_cursor passed the place's dead claim, if any.
-         * S0c load the word's position w.  w == c0: the claim was never committed (its owner
-         * died holding the bit): void.  w > c0: S0d load the intent again; unchanged, it is
-         * committed: S0e copy it into the dead claim (release); changed, a takeover cleared
-         * it (void).  S0f clear the intent (release). */
+         * none: done.  S0b load the word's position w: w == c0, the claim was never committed
+         * (its owner died holding the bit): void.  w > c0: S0c load the intent again; changed,
+         * a takeover cleared it (void); unchanged, it is committed: S0d unless the dead claim
+         * holds it already (a predecessor died after S0e), wait until read_cursor passed the
+         * dead claim, if any, then S0e copy it into the dead claim (release).  S0f clear the
+         * intent (release). */
         atomic { c = ipos[p]; o = ilen[p] };               /* S0a (c: c0 + 1, o: its length) */
         if
         :: c != 0 ->
-            (dpos[p] == 0 || rd >= dpos[p] - 1 + dlen[p]); /* S0b */
             if
-            :: atomic { claim == c - 1 -> skip }           /* S0c: void */
+            :: atomic { claim == c - 1 -> skip }           /* S0b: void */
             :: atomic { claim != c - 1 -> skip };
                if
-               :: atomic { ipos[p] == c && ilen[p] == o -> skip };  /* S0d: committed */
-#ifndef S0_ERASES
-                  atomic { dpos[p] = c; dlen[p] = o }      /* S0e */
-#else
-                  skip
+               :: atomic { ipos[p] == c && ilen[p] == o -> skip };  /* S0c: committed */
+                  if
+#ifndef S0_WAIT_ALWAYS
+                  :: atomic { dpos[p] == c && dlen[p] == o -> skip }  /* S0d: kept already */
 #endif
-               :: atomic { else -> skip }                  /* cleared by a takeover */
+                  :: else ->
+                     (dpos[p] == 0 || rd >= dpos[p] - 1 + dlen[p]); /* S0d: the last one passed */
+#ifndef S0_ERASES
+                     atomic { dpos[p] = c; dlen[p] = o }   /* S0e */
+#else
+                     skip
+#endif
+                  fi
+               :: else -> skip                              /* cleared by a takeover */
                fi
             fi;
             atomic { ipos[p] = 0; ilen[p] = 0; c = 0; o = 0 }   /* S0f */
@@ -273,7 +287,7 @@ start:
         fi;
 #endif
         do
-        :: atomic { n < NM ->
+        :: atomic { n < NMP ->
             n++;
             if
             :: ln = LEN1
@@ -362,7 +376,7 @@ start:
                 ipos[p] = 0; ilen[p] = 0;
                 c = 0; o = 0; i = 0; rec = 0; pad = 0; need = 0; ln = 0; k = 0; r0 = 0
             }
-        :: atomic { else -> fin = true; nfinished++; alive[p] = false };   /* clean close */
+        :: atomic { n >= NMP -> fin = true; nfinished++; alive[p] = false };   /* clean close */
            break
         od
     } unless { !alive[p] };
@@ -374,7 +388,7 @@ start:
     atomic {
         c = 0; o = 0; i = 0; rec = 0; pad = 0; need = 0; ln = 0; k = 0; r0 = 0; q = 0;
         if
-        :: inc < MAXINC && n < NM -> skip
+        :: inc < MAXINC && n < NMP -> skip
         :: else -> nfinished++; goto end
         fi
     };
@@ -384,7 +398,7 @@ end:
 }
 
 /* Kills at most MAXCRASH senders, each at any moment: the lock goes with the life. */
-#define KILL(q) :: atomic { crashes < MAXCRASH && alive[q] -> alive[q] = false; crashes++ }
+#define KILL(q) :: atomic { crashes < MAXCRASH && (KILLABLE & BIT(q)) && alive[q] -> alive[q] = false; crashes++ }
 proctype killer()
 {
 end:
@@ -441,7 +455,7 @@ proctype receiver()
                    k++; v = 0 }
            :: atomic { k > 0 && k >= rec ->
                    pl = id / 8; id = id % 8;
-                   assert(pl < NS && id > 0 && id <= NM);
+                   assert(pl < NS && id > 0 && id <= (pl == 0 -> NM0 : NM));
                    assert(pub[pl] & BIT(id));        /* published */
                    assert(id > last[pl]);            /* order, no duplicate */
                    last[pl] = id;
