@@ -28,11 +28,12 @@
  *
  * The steps (docs/protocol.md, "Many senders on a byte ring", numbers them):
  *   S0 a new sender on a dead place (its generation one more than its predecessor's): S0a load
- *      the intent the predecessor left, (c0 + 1, length); none: done.  S0b wait until the
- *      receiver passed the place's dead claim, if any.  S0c load the word's position w: w == c0,
- *      never committed (its owner died holding the bit): void.  w > c0: S0d load the intent
- *      again; unchanged, it is committed: S0e copy it into the dead claim; changed, a takeover
- *      cleared it.  S0f clear the intent.  (S0 does not take the bit: S0_UNDER_BIT.)
+ *      the intent the predecessor left, (c0 + 1, length); none: done.  S0b load the word's
+ *      position w: w == c0, never committed (its owner died holding the bit): void.  w > c0:
+ *      S0c load the intent again; changed, a takeover cleared it (void); unchanged, it is
+ *      committed: S0d unless the dead claim holds it already, wait until the receiver passed
+ *      the dead claim, if any; S0e copy it into the dead claim.  S0f clear the intent.  (S0
+ *      does not take the bit: S0_UNDER_BIT.)
  *   M1 load the word (c, owner).  Free: i = c mod CAP; rec = 2 + units(n); pad = CAP - i if
  *      i + rec > CAP; need = pad + rec; wait for room (c + need - rd <= CAP); CAS (c, 0) ->
  *      (c, me); a failure starts M1 again.
@@ -83,8 +84,8 @@
  *                  predecessor's bit over with a CAS that changes nothing, and a sender whose
  *                  lock test saw the predecessor dead takes it from the new one (ABA).
  *   M3_FIRST       M3 before M2: a committed claim not yet in any intent.
- *   SCAN_OWNED     the receiver at r == w with the word owned scans the intents: it steps
- *                  over a dead owner's void intent, past the claim cursor.
+ *   SCAN_OWNED     the receiver at r == w with the word owned scans the intents: it finds no
+ *                  claim covering r (the owner has not stored its intent), or a void one.
  *   NO_ZERO        the receiver does not zero what it consumed: a payload of the last lap read
  *                  as a header's seq while the claimer has not written it.
  *   EXACT_INTENT   the receiver looks for an intent starting at r only (not covering r): a live
@@ -92,6 +93,25 @@
  *   NO_LOCK_TEST   the receiver steps over a claim without testing its claimer's lock.
  *   S0_ERASES      a new sender clears a committed intent of its predecessor without keeping
  *                  it in the dead claim.
+ *   S0_WAIT_ALWAYS S0d waits for the receiver to pass the dead claim even when it holds the
+ *                  very claim being moved (a second sender died between S0e and S0f): the
+ *                  third waits for the receiver, which waits for the intent to change (its
+ *                  place's lock is held): an invalid end state.
+ *
+ * Sizes: NS senders (2), NM messages per place (2; place 0: NM0), CAP units (8: 64 bytes),
+ * messages of LEN1 (5) or message_length (16) bytes, MAXCRASH crashes (2) of the places in the
+ * KILLABLE mask (3: both), MAXINC senders per place (2).
+ *
+ * WHAT SPIN FINDS (docs/models/check.sh bytes_many runs these; cc -DSAFETY -DNOCLAIM -DCOLLAPSE):
+ *   -DMAXCRASH=1                                  errors: 0, 16.4 M states, 825 MB
+ *   -DMAXCRASH=1, cc -DNP, pan -l                 no cycle, 32.7 M states, 2.4 GB
+ *   (2 crashes), cc -DBITSTATE, pan -w34          errors: 0, 110.4 M states, hash factor 156
+ *   (2 crashes), cc -DNP -DBITSTATE, pan -l -w34  no cycle, 220.7 M states, hash factor 52
+ *   -DMAXCRASH=2 -DNM=1 (safety; termination)     errors: 0, 1.8 M; no cycle, 3.7 M
+ *   -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=1   errors: 0, 39.0 M states, 2.3 GB
+ *   every mutant above                            an error, as required
+ * The exhaustive search of 2 crashes with 2 messages per place did not fit in 4 GB (82.6 M
+ * states stored when it stopped).
  */
 
 #ifndef NS
