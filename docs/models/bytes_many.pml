@@ -1,13 +1,14 @@
 /*
- * bytes_many.pml -- the NEXT STEP of byte channels, not yet built: many senders on a byte
- * ring (docs/protocol.md, "Byte channels", "Next step, not yet built: many senders on a byte
- * ring"), with a crash of any sender before or after every step and a new sender on a dead
- * place.  The receiver does not crash here (as in many_senders.pml); the waiting words are
- * not modelled (a wait is a blocking guard on what the wake-up would announce: waiting.pml
- * and bytes.pml check the handshake).
+ * bytes_many.pml -- many senders on a byte ring, claims under a claim bit (docs/protocol.md,
+ * "Byte channels", "Many senders on a byte ring"), with a crash of any sender before or after
+ * every step and a new sender on a dead place.  The receiver does not crash here (as in
+ * many_senders.pml); the waiting words are not modelled (a wait is a blocking guard on what the
+ * wake-up would announce: waiting.pml and bytes.pml check the handshake).
  *
  * Shared memory                          model (positions in units of 8 bytes)
- *   header write_cursor (claim cursor)   claim
+ *   header write_cursor (the claim word: claim, cown     (one word, stored, loaded and CASed
+ *     position / 8 << 8 | owner)                          whole; cown 0: free, else the owner
+ *                                                         OWNER(place, generation))
  *   header read_cursor                   rd
  *   the ring                             cell[u]: what a load of that 8-byte word returns
  *   record header (16 bytes)             unit h: LK(length, kind); unit h + 1: seq = h + 1
@@ -19,62 +20,98 @@
  *                                                              then the position; read
  *                                                              position, length, position)
  *   place lock                           alive[p]
+ *   place generation                     inc (the sender's own count of the place's senders;
+ *                                        in the product a counter in the place, bumped by S0)
  *
  * Ghosts: hpos[u] (the position + 1 a header unit at u was written for in this lap), mid[u]
  * (the message a payload or header unit belongs to), pub/got bit sets per place.
  *
- * The steps (the sketch's): M0 a new sender finding its predecessor's intent set voids it if
- * the claim cursor has not passed its position (never claimed), else moves it into the dead
- * claim (waiting until the receiver passed the previous dead claim, if any); then it clears
- * its intent.  M1 load the claim cursor c; i = c mod CAP; rec = 2 + units(n); pad = CAP - i if
- * i + rec > CAP; wait for room; M2 store the intent (c + 1, pad + rec); M3 CAS the claim
- * cursor c -> c + pad + rec (a failure withdraws the intent and starts again); M4 the padding
- * record if pad >= 2 (a pad of 1 unit has no header: nobody starts a record 8 bytes before the
- * end), its seq last; M5 the payload, the header's length and kind, then seq (publish); M6
- * clear the intent.  The receiver at r: steps over an implicit pad of 1 unit; loads seq (the
- * header's second unit); r + 1: reads the header and the record (checks asserted), steps;
- * otherwise loads the claim cursor: r, empty; past r, a hole: a claim covering r in a place's
- * intent (live: wait) or in its dead claim (dead: step over its whole length); if none alive
- * covers r, seq again (published meanwhile), else step over.  Before each release the
- * receiver zeroes the units it consumed or stepped over.
+ * The steps (docs/protocol.md, "Many senders on a byte ring", numbers them):
+ *   S0 a new sender on a dead place (its generation one more than its predecessor's): S0a load
+ *      the intent the predecessor left, (c0 + 1, length); none: done.  S0b load the word's
+ *      position w: w == c0, never committed (its owner died holding the bit): void.  w > c0:
+ *      S0c load the intent again; changed, a takeover cleared it (void); unchanged, it is
+ *      committed: S0d unless the dead claim holds it already, wait until the receiver passed
+ *      the dead claim, if any; S0e copy it into the dead claim.  S0f clear the intent.  (S0
+ *      does not take the bit: S0_UNDER_BIT.)
+ *   M1 load the word (c, owner).  Free: i = c mod CAP; rec = 2 + units(n); pad = CAP - i if
+ *      i + rec > CAP; need = pad + rec; wait for room (c + need - rd <= CAP); CAS (c, 0) ->
+ *      (c, me); a failure starts M1 again.
+ *   T0 owned: spin until the word changes (M1 again) or its owner is dead (its place's lock
+ *      free, or an earlier sender of my own place); T1 CAS (c, owner) -> (c, me) (a failure:
+ *      M1 again); T2 clear the owner place's intent if it is for c (void: never committed);
+ *      keep the bit: need at c, the room waited for with the bit held.
+ *   M2 store the intent (c + 1, need) in the place.
+ *   M3 store the word (c + need, 0) (release): the claim is committed, the bit free.
+ *   M4 the padding record if pad >= 2 (a pad of 1 unit has no header: nobody starts a record
+ *      8 bytes before the end), its seq last; M5 the payload, the header's length and kind,
+ *      then seq (publish); M6 clear the intent.
+ *   The receiver at r: steps over an implicit pad of 1 unit; loads seq (the header's second
+ *   unit); r + 1: reads the header and the record (checks asserted), steps; otherwise loads the
+ *   word's position: r, empty, whatever the owner (a claim at r not committed: nothing to read,
+ *   no intent to trust); past r, a hole: a claim covering r in a place's intent (its lock held:
+ *   wait; free: load the intent again, unchanged: dead, else scan again) or in its dead claim
+ *   (dead); if none alive covers r, seq again (published meanwhile), else step over the dead
+ *   claim's whole length.  Before each release the receiver zeroes the units it consumed or
+ *   stepped over.
  *
  * Properties: no torn or stale record (a header read only where one was written for that
  * position in this lap; every payload unit of the message read; the receiver's checks never
  * fail), every published message delivered exactly once in its place's order, no unpublished
- * message delivered, a hole always covered by a claim (assert(dead)), nobody stuck (no invalid
- * end state).
+ * message delivered, a hole always covered by a claim (assert(dead)) and by one claim only
+ * (two claims covering r with different ends: assert), a step over a dead claim never past the
+ * claim cursor, nobody stuck (no invalid end state; with -DNP and pan -l no cycle at all: every
+ * run ends, with everything published delivered).
  *
- * REREAD: the receiver, having found a claim covering r whose claimer's lock is free, loads the
- * intent again and steps over it only if it is unchanged (else it scans again).  Without it
- * (the default here), a stale snapshot of a loser's intent (its CAS at r failed: it withdrew,
- * claimed further, published and closed cleanly, its lock free) is taken for a dead claim
- * covering r, with the loser's length: the receiver lands inside a record (1 crash).
- *
- * WHAT SPIN FINDS (the sketch is not sound yet; docs/protocol.md, "Next step"):
- *   spin -DREREAD -DMAXCRASH=0 -a; cc -DSAFETY -DNOCLAIM -DCOLLAPSE   errors: 0 (2.4 M states)
- *   each mutant below with -DREREAD -DMAXCRASH=0                      an error, as required
- *   spin -DMAXCRASH=1 -a (without REREAD)                             assert(dead): the stale
- *                                                                     snapshot above
- *   spin -DREREAD -a (2 crashes), cc -DBITSTATE, ./pan -w32          assert(dead) at depth
- *     313: a sender's intent stored (position 6, 6 units) and its death before its CAS; M0 of
- *     the next sender on its place moved it into the dead claim; that sender claimed position 6
- *     for 5 units and died: two dead claims cover 6 with 6 and 5 units, and the receiver
- *     cannot tell which was made.  M0 now voids an intent the claim cursor has not passed;
- *     the same two deaths on two places remain (the same run again, 83.5 M states, 232 s):
- *     assert(dead) at depth 210: sender 1 stores its intent (position 3, 4 units) and dies
- *     before its CAS; sender 0 claims position 3 for 3 units and dies after its CAS; the
- *     receiver, both locks free, steps over 4 units, to 7, past the claim cursor (6).  An
- *     intent does not say whether its CAS succeeded, and with bytes the lengths differ.
- *     The proposed fix (a claim bit in the claim word) is not modelled yet.
- *
- * Mutants (each must fail, checked with -DREREAD -DMAXCRASH=0):
- *   NO_ZERO        the receiver does not zero what it consumed: a payload of the last lap
- *                  read as a header's seq while the claimer has not written it.
- *   EXACT_INTENT   the receiver looks for an intent starting at r only (not covering r): a
- *                  live claimer that published its padding, not yet its record, is missed.
+ * Mutants (each must fail):
+ *   SKETCH         the earlier sketch: no claim bit; the intent stored before a CAS of the
+ *                  position, withdrawn if the CAS fails; a new sender voids an intent the
+ *                  position has not passed, else moves it into the dead claim.  Finding 2: two
+ *                  dead intents at one position (2 crashes).
+ *   NO_REREAD      the receiver steps over a claim whose claimer's lock is free without
+ *                  loading the intent again.  With SKETCH: finding 1 (1 crash).  With the claim
+ *                  bit it passes: no intent is stored but by the owner of the bit, so no
+ *                  stale intent of a loser exists, and the load of seq after the scan catches
+ *                  a claimer that published and closed.
+ *   TAKE_NO_CLEAR  T2 left out: the dead owner's void intent beside the taker's, both at c
+ *                  with different lengths (2 crashes).
+ *   TAKE_RELEASE   a taker frees the bit again (store (c, 0)) and starts M1 again: the same
+ *                  owner can then hold (c, owner) twice, and a sender whose T0 saw it free-
+ *                  then-taken CASes it away from a live owner (ABA), clearing its intent.
+ *   S0_UNDER_BIT   S0 as first proposed: take the bit (a takeover freeing it again), decide,
+ *                  free it: the same ABA.
+ *   NO_GEN         the owner is the place alone (no generation): a new sender takes its dead
+ *                  predecessor's bit over with a CAS that changes nothing, and a sender whose
+ *                  lock test saw the predecessor dead takes it from the new one (ABA).
+ *   M3_FIRST       M3 before M2: a committed claim not yet in any intent.
+ *   SCAN_OWNED     the receiver at r == w with the word owned scans the intents: it finds no
+ *                  claim covering r (the owner has not stored its intent), or a void one.
+ *   NO_ZERO        the receiver does not zero what it consumed: a payload of the last lap read
+ *                  as a header's seq while the claimer has not written it.
+ *   EXACT_INTENT   the receiver looks for an intent starting at r only (not covering r): a live
+ *                  claimer that published its padding, not yet its record, is missed.
  *   NO_LOCK_TEST   the receiver steps over a claim without testing its claimer's lock.
- *   INTENT_AFTER_CAS  M3 before M2: a live claim invisible to the receiver's scan.
- *   M0_ERASES      (needs crashes) a new sender clears a dead intent without keeping it.
+ *   S0_ERASES      a new sender clears a committed intent of its predecessor without keeping
+ *                  it in the dead claim.
+ *   S0_WAIT_ALWAYS S0d waits for the receiver to pass the dead claim even when it holds the
+ *                  very claim being moved (a second sender died between S0e and S0f): the
+ *                  third waits for the receiver, which waits for the intent to change (its
+ *                  place's lock is held): an invalid end state.
+ *
+ * Sizes: NS senders (2), NM messages per place (2; place 0: NM0), CAP units (8: 64 bytes),
+ * messages of LEN1 (5) or message_length (16) bytes, MAXCRASH crashes (2) of the places in the
+ * KILLABLE mask (3: both), MAXINC senders per place (2).
+ *
+ * WHAT SPIN FINDS (docs/models/check.sh bytes_many runs these; cc -DSAFETY -DNOCLAIM -DCOLLAPSE):
+ *   -DMAXCRASH=1                                  errors: 0, 16.4 M states, 825 MB
+ *   -DMAXCRASH=1, cc -DNP, pan -l                 no cycle, 32.7 M states, 2.4 GB
+ *   (2 crashes), cc -DBITSTATE, pan -w34          errors: 0, 110.4 M states, hash factor 156
+ *   (2 crashes), cc -DNP -DBITSTATE, pan -l -w34  no cycle, 220.7 M states, hash factor 52
+ *   -DMAXCRASH=2 -DNM=1 (safety; termination)     errors: 0, 1.8 M; no cycle, 3.7 M
+ *   -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=1   errors: 0, 39.0 M states, 2.3 GB
+ *   every mutant above                            an error, as required
+ * The exhaustive search of 2 crashes with 2 messages per place did not fit in 4 GB (82.6 M
+ * states stored when it stopped).
  */
 
 #ifndef NS
@@ -82,6 +119,13 @@
 #endif
 #ifndef NM
 #define NM 2            /* messages per place, over all its senders */
+#endif
+#ifndef NM0
+#define NM0 NM          /* messages of place 0 */
+#endif
+#define NMP (p == 0 -> NM0 : NM)
+#ifndef KILLABLE
+#define KILLABLE 3      /* bit q: place q may crash */
 #endif
 #ifndef CAP
 #define CAP 8           /* 64 bytes: message_length = 64 / 2 - 16 = 16 */
@@ -103,10 +147,23 @@
 #define FORGE(pos) ((pos) + CAP)
 #define BIT(i) (1 << (i))
 
+/* The owner in the claim word: the place + 1 and the generation of the place's sender. */
+#ifdef NO_GEN
+#define OWNER(pl, g) ((pl) + 1)
+#define OGEN(o) 0
+#define MYGEN 0
+#else
+#define OWNER(pl, g) ((pl) + 1 + 4 * (g))
+#define OGEN(o) ((o) / 4)
+#define MYGEN inc
+#endif
+#define OPLACE(o) ((o) % 4 - 1)
+#define ME OWNER(p, inc)
+
 /* The receiver's release: zero the units consumed (NO_ZERO: not), then store read_cursor.
- * The zeroing is one step: nobody else touches those units before the release. */
+ * One step: nobody else touches those units before the release. */
 #ifdef NO_ZERO
-#define RELEASE rd = r
+#define RELEASE atomic { rd = r; dead = false; q = 0; end1 = 0 }
 #else
 #define RELEASE \
     atomic { \
@@ -115,12 +172,12 @@
         :: u < r -> cell[u % CAP] = 0; hpos[u % CAP] = 0; mid[u % CAP] = 0; u++ \
         :: else -> break \
         od; \
-        u = 0 \
-    }; \
-    rd = r
+        u = 0; \
+        rd = r; dead = false; q = 0; end1 = 0 \
+    }
 #endif
 
-byte claim, rd;
+byte claim, cown, rd;
 byte cell[CAP];
 byte ipos[NS], ilen[NS];
 byte dpos[NS], dlen[NS];
@@ -132,39 +189,132 @@ byte mid[CAP];
 byte pub[NS], got[NS], last[NS];
 byte crashes, nfinished;
 
+/* The owner o of the word is dead: its place's lock is free, or it is an earlier sender of my
+ * own place (whose lock I hold now). */
+#ifdef NO_GEN
+#define DEAD(o) (!alive[OPLACE(o)] || OPLACE(o) == p)
+#else
+#define DEAD(o) (!alive[OPLACE(o)] || (OPLACE(o) == p && OGEN(o) != MYGEN))
+#endif
+
+/* T2: load the owner place's intent; for c, clear it (void: never committed): a load, then a
+ * store. */
+#ifdef TAKE_NO_CLEAR
+#define T2 skip
+#else
+#define T2 \
+    if \
+    :: atomic { ipos[OPLACE(o)] == c + 1 -> q = OPLACE(o) }; \
+       atomic { ipos[q] = 0; ilen[q] = 0; q = 0 } \
+    :: else -> skip \
+    fi
+#endif
+
+/* need for a record of rec units at c: the padding to the end first if it does not fit */
+#define NEED \
+    i = c % CAP; \
+    if \
+    :: i + rec > CAP -> pad = CAP - i \
+    :: else -> pad = 0 \
+    fi; \
+    need = pad + rec
+
 proctype sender(byte p)
 {
-    byte c, n, i, rec, pad, need, ln, k, r0, inc;
+    byte c, o, n, i, rec, pad, need, ln, k, r0, inc, q;
     bool fin;
 start:
-    inc++;
-    alive[p] = true;
+    atomic { inc++; alive[p] = true };
     {
-        /* M0 */
+        /* S0 */
+#ifdef SKETCH
         if
         :: ipos[p] != 0 ->
-#ifdef M0_ERASES
-            skip;
-#else
             if
-            :: claim <= ipos[p] - 1 -> skip       /* never claimed: nobody passed it, and its
-                                                   * sender is dead: void */
+            :: claim <= ipos[p] - 1 -> skip       /* never claimed: void */
             :: else ->
                 (dpos[p] == 0 || rd >= dpos[p] - 1 + dlen[p]);   /* the last dead claim passed */
                 atomic { dpos[p] = ipos[p]; dlen[p] = ilen[p] }
             fi;
-#endif
             atomic { ipos[p] = 0; ilen[p] = 0 }
         :: else -> skip
         fi;
+#elif defined(S0_UNDER_BIT)
+        /* S0 as first proposed: take the bit (a takeover frees it again: T3), decide, free it */
+        if
+        :: ipos[p] != 0 ->
+            (dpos[p] == 0 || rd >= dpos[p] - 1 + dlen[p]);
+            do
+            :: atomic { c = claim; o = cown };
+               if
+               :: o == 0 ->
+                   if
+                   :: atomic { claim == c && cown == 0 -> cown = ME }; break
+                   :: else -> atomic { c = 0 }
+                   fi
+               :: else ->
+                   (claim != c || cown != o || DEAD(o));
+                   if
+                   :: atomic { claim == c && cown == o -> cown = ME }; T2; atomic { cown = 0; c = 0; o = 0 }
+                   :: else -> atomic { c = 0; o = 0 }
+                   fi
+               fi
+            od;
+            atomic {
+                if
+                :: ipos[p] == c + 1 -> skip
+                :: ipos[p] != 0 && ipos[p] < c + 1 -> dpos[p] = ipos[p]; dlen[p] = ilen[p]
+                :: else -> skip
+                fi
+            };
+            atomic { ipos[p] = 0; ilen[p] = 0 };
+            atomic { cown = 0; c = 0; o = 0 }
+        :: else -> skip
+        fi;
+#else
+        /* S0 (without the bit): S0a load the intent the dead predecessor left (position c0);
+         * none: done.  S0b load the word's position w: w == c0, the claim was never committed
+         * (its owner died holding the bit): void.  w > c0: S0c load the intent again; changed,
+         * a takeover cleared it (void); unchanged, it is committed: S0d unless the dead claim
+         * holds it already (a predecessor died after S0e), wait until read_cursor passed the
+         * dead claim, if any, then S0e copy it into the dead claim (release).  S0f clear the
+         * intent (release). */
+        atomic { c = ipos[p]; o = ilen[p] };               /* S0a (c: c0 + 1, o: its length) */
+        if
+        :: c != 0 ->
+            if
+            :: atomic { claim == c - 1 -> skip }           /* S0b: void */
+            :: atomic { claim != c - 1 -> skip };
+               if
+               :: atomic { ipos[p] == c && ilen[p] == o -> skip };  /* S0c: committed */
+                  if
+#ifndef S0_WAIT_ALWAYS
+                  :: atomic { dpos[p] == c && dlen[p] == o -> skip }  /* S0d: kept already */
+#endif
+                  :: else ->
+                     (dpos[p] == 0 || rd >= dpos[p] - 1 + dlen[p]); /* S0d: the last one passed */
+#ifndef S0_ERASES
+                     atomic { dpos[p] = c; dlen[p] = o }   /* S0e */
+#else
+                     skip
+#endif
+                  fi
+               :: else -> skip                              /* cleared by a takeover */
+               fi
+            fi;
+            atomic { ipos[p] = 0; ilen[p] = 0; c = 0; o = 0 }   /* S0f */
+        :: else -> skip
+        fi;
+#endif
         do
-        :: n < NM ->
+        :: atomic { n < NMP ->
             n++;
             if
             :: ln = LEN1
             :: ln = ML
             fi;
-            rec = 2 + UNITS(ln);
+            rec = 2 + UNITS(ln) };
+#ifdef SKETCH
             do
             :: atomic {                                   /* M1: the claim cursor, room */
                    c = claim; i = c % CAP;
@@ -175,61 +325,100 @@ start:
                    need = pad + rec;
                    (c + need - rd <= CAP)
                };
-#ifdef INTENT_AFTER_CAS
-               if
-               :: atomic { claim == c -> claim = c + need };
-                  atomic { ipos[p] = c + 1; ilen[p] = need }; break
-               :: atomic { claim != c -> c = 0 }
-               fi
-#else
                atomic { ipos[p] = c + 1; ilen[p] = need }  /* M2 */
                if
                :: atomic { claim == c -> claim = c + need }; break   /* M3 */
                :: atomic { claim != c -> c = 0 };
                   atomic { ipos[p] = 0; ilen[p] = 0 }
                fi
-#endif
             od;
+#else
+            do
+            :: atomic {                                 /* M1: load the word */
+                   c = claim; o = cown;
+                   if
+                   :: o == 0 -> NEED
+                   :: else -> skip
+                   fi
+               };
+               if
+               :: o == 0 ->
+                   /* M1b wait for room, then CAS (c, 0) -> (c, me); rd only grows, so the wait
+                    * and the CAS are one step here */
+                   if
+                   :: atomic { claim == c && cown == 0 && c + need - rd <= CAP -> cown = ME }; break
+                   :: atomic { claim != c || cown != 0 -> c = 0; i = 0; pad = 0; need = 0 }
+                   fi
+               :: else ->
+                   /* T0 spin until the word changes or its owner is dead (the lock test) */
+                   (claim != c || cown != o || DEAD(o));
+                   if
+                   :: atomic { claim == c && cown == o -> cown = ME };   /* T1 take it over */
+                      T2;
+#ifdef TAKE_RELEASE
+                      atomic { cown = 0; c = 0; o = 0 }     /* T3 free it, M1 again: ABA */
+#else
+                      atomic { NEED; o = 0 };               /* keep it: claim at c */
+                      break
+#endif
+                   :: else -> atomic { c = 0; o = 0 }
+                   fi
+               fi
+            od;
+#ifdef M3_FIRST
+            atomic { (c + need - rd <= CAP) -> claim = c + need; cown = 0 };      /* M3 */
+            atomic { ipos[p] = c + 1; ilen[p] = need }; /* M2 */
+#else
+            /* (after a takeover, the room is waited for here, the bit held) */
+            atomic { (c + need - rd <= CAP) -> ipos[p] = c + 1; ilen[p] = need }; /* M2 */
+            atomic { claim = c + need; cown = 0 };      /* M3 (release) */
+#endif
+#endif
             /* M4 the padding record */
             if
             :: pad >= 2 ->
                 atomic { cell[i] = LK(pad * 8, 1); hpos[i] = c + 1; mid[i] = 0 };
-                atomic { cell[(i + 1) % CAP] = c + 1; mid[(i + 1) % CAP] = 0 }
-            :: else -> skip
+                atomic { cell[(i + 1) % CAP] = c + 1; mid[(i + 1) % CAP] = 0; r0 = c + pad; k = 2 }
+            :: else -> atomic { r0 = c + pad; k = 2 }
             fi;
             /* M5 the payload, length and kind, then seq */
-            r0 = c + pad;
-            k = 2;
             do
-            :: k < rec ->
-                atomic { cell[(r0 + k) % CAP] = FORGE(r0 + k); mid[(r0 + k) % CAP] = p * 8 + n };
-                k++
-            :: else -> break
+            :: atomic { k < rec ->
+                cell[(r0 + k) % CAP] = FORGE(r0 + k); mid[(r0 + k) % CAP] = p * 8 + n;
+                k++ }
+            :: atomic { k >= rec -> 
+                cell[r0 % CAP] = LK(ln, 0); hpos[r0 % CAP] = r0 + 1; mid[r0 % CAP] = p * 8 + n;
+                k = 0 };
+               break
             od;
-            atomic { cell[r0 % CAP] = LK(ln, 0); hpos[r0 % CAP] = r0 + 1; mid[r0 % CAP] = p * 8 + n };
             atomic { cell[(r0 + 1) % CAP] = r0 + 1; mid[(r0 + 1) % CAP] = p * 8 + n; pub[p] = pub[p] | BIT(n) };
-            atomic { ipos[p] = 0; ilen[p] = 0 };          /* M6 */
-            atomic { c = 0; i = 0; rec = 0; pad = 0; need = 0; ln = 0; k = 0; r0 = 0 }
-        :: else -> break
-        od;
-        atomic { fin = true; nfinished++; alive[p] = false }   /* clean close */
+            atomic {                                        /* M6 */
+                ipos[p] = 0; ilen[p] = 0;
+                c = 0; o = 0; i = 0; rec = 0; pad = 0; need = 0; ln = 0; k = 0; r0 = 0
+            }
+        :: atomic { n >= NMP -> fin = true; nfinished++; alive[p] = false };   /* clean close */
+           break
+        od
     } unless { !alive[p] };
     if
     :: fin -> goto end
     :: else -> skip
     fi;
     /* dead: a new sender takes the place, or nobody */
-    atomic { c = 0; i = 0; rec = 0; pad = 0; need = 0; ln = 0; k = 0; r0 = 0 };
-    if
-    :: inc < MAXINC && n < NM -> goto start
-    :: else -> nfinished++
-    fi;
+    atomic {
+        c = 0; o = 0; i = 0; rec = 0; pad = 0; need = 0; ln = 0; k = 0; r0 = 0; q = 0;
+        if
+        :: inc < MAXINC && n < NMP -> skip
+        :: else -> nfinished++; goto end
+        fi
+    };
+    goto start;
 end:
     skip
 }
 
 /* Kills at most MAXCRASH senders, each at any moment: the lock goes with the life. */
-#define KILL(q) :: atomic { crashes < MAXCRASH && alive[q] -> alive[q] = false; crashes++ }
+#define KILL(q) :: atomic { crashes < MAXCRASH && (KILLABLE & BIT(q)) && alive[q] -> alive[q] = false; crashes++ }
 proctype killer()
 {
 end:
@@ -242,60 +431,78 @@ end:
 /* A claim (pos + 1, len) covers r if pos <= r < pos + len. */
 #define COVERS(pos1, len, x) ((pos1) != 0 && (pos1) - 1 <= (x) && (x) < (pos1) - 1 + (len))
 
+/* A dead claim found covering r: one claim only covers r (two with different ends: which one
+ * was made is unknown). */
+#define FOUND_DEAD(e) \
+    assert(!dead || end1 == (e)); \
+    dead = true; end1 = (e)
+
 proctype receiver()
 {
     byte r, rs, s, v, ln, kind, rec, k, id, pl, q, end1, u, ip, il;
     bool live, dead;
     do
-    :: /* the implicit padding: no record starts 8 bytes before the end */
-       if
-       :: CAP - r % CAP == 1 -> rs = r + 1
-       :: else -> rs = r
-       fi;
-       s = cell[(rs + 1) % CAP];                 /* load seq (acquire) */
+    :: atomic {
+           /* the implicit padding: no record starts 8 bytes before the end */
+           if
+           :: CAP - r % CAP == 1 -> rs = r + 1
+           :: else -> rs = r
+           fi;
+           s = cell[(rs + 1) % CAP]                  /* load seq (acquire) */
+       };
        if
        :: s == rs + 1 ->
            atomic {
+               s = 0;
                v = cell[rs % CAP];               /* the header's length and kind, once */
-               assert(v >= 128 && hpos[rs % CAP] == rs + 1)   /* written for this position */
+               assert(v >= 128 && hpos[rs % CAP] == rs + 1);   /* written for this position */
+               ln = LKLEN(v); kind = LKKIND(v); id = mid[rs % CAP]; v = 0;
+               if
+               :: kind == 1 ->
+                   assert(ln == (CAP - rs % CAP) * 8);   /* the check of a padding record */
+                   r = rs + ln / 8; ln = 0; kind = 0; id = 0
+               :: else ->
+                   assert(ln <= ML);
+                   rec = 2 + UNITS(ln);
+                   assert(rs % CAP + rec <= CAP);
+                   assert(rs + rec <= claim);            /* never past the claim cursor */
+                   k = 2
+               fi
            };
-           d_step { ln = LKLEN(v); kind = LKKIND(v); id = mid[rs % CAP] };
-           if
-           :: kind == 1 ->
-               assert(ln == (CAP - rs % CAP) * 8);   /* the check of a padding record */
-               r = rs + ln / 8
-           :: else ->
-               assert(ln <= ML);
-               rec = 2 + UNITS(ln);
-               assert(rs % CAP + rec <= CAP);
-               assert(rs + rec <= claim);
-               k = 2;
-               do
-               :: k < rec ->
-                   atomic { v = cell[(rs + k) % CAP]; assert(mid[(rs + k) % CAP] == id) };  /* not torn */
-                   k++
-               :: else -> break
-               od;
-               atomic {
+           do
+           :: atomic { k > 0 && k < rec ->
+                   v = cell[(rs + k) % CAP]; assert(mid[(rs + k) % CAP] == id);  /* not torn */
+                   k++; v = 0 }
+           :: atomic { k > 0 && k >= rec ->
                    pl = id / 8; id = id % 8;
-                   assert(pl < NS && id > 0 && id <= NM);
+                   assert(pl < NS && id > 0 && id <= (pl == 0 -> NM0 : NM));
                    assert(pub[pl] & BIT(id));        /* published */
                    assert(id > last[pl]);            /* order, no duplicate */
                    last[pl] = id;
                    got[pl] = got[pl] | BIT(id);
-                   id = 0; pl = 0; k = 0; v = 0
-               };
-               r = rs + rec
-           fi;
+                   r = rs + rec;
+                   id = 0; pl = 0; k = 0; ln = 0; kind = 0; rec = 0 };
+               break
+           :: k == 0 -> break
+           od;
            RELEASE
        :: else ->
+           s = 0;
            if
-           :: claim == r ->                       /* load the claim cursor (acquire): empty */
+#ifdef SCAN_OWNED
+           :: claim == r && cown == 0 ->
+#else
+           :: claim == r ->                       /* the word's position (acquire): empty */
+#endif
                if
                :: nfinished == NS && claim == r -> break
                :: else -> (claim != r || nfinished == NS)
                fi
+#ifdef SCAN_OWNED
+           :: claim != r || cown != 0 ->          /* mutant: an owned word taken for a hole */
+#else
            :: claim != r ->                       /* a hole: who covers r? */
+#endif
                q = 0;
                do
                :: q < NS ->
@@ -308,42 +515,44 @@ proctype receiver()
                    :: COVERS(ip, il, r) ->
 #endif
 #ifdef NO_LOCK_TEST
-                       dead = true; end1 = ip - 1 + il
+                       FOUND_DEAD(ip - 1 + il)
 #else
                        if
                        :: alive[q] -> live = true; break
-#ifdef REREAD
+#ifndef NO_REREAD
                        :: else ->                  /* the intent again: unchanged, or scan again */
                            if
-                           :: atomic { ipos[q] == ip && ilen[q] == il -> dead = true; end1 = ip - 1 + il }
+                           :: atomic { ipos[q] == ip && ilen[q] == il -> FOUND_DEAD(ip - 1 + il) }
                            :: else -> live = true; break
                            fi
 #else
-                       :: else -> dead = true; end1 = ip - 1 + il
+                       :: else -> FOUND_DEAD(ip - 1 + il)
 #endif
                        fi
 #endif
                    :: else -> skip
                    fi;
-                   atomic { ip = dpos[q]; il = dlen[q] };   /* the dead claim, read whole */
-                   if
-                   :: COVERS(ip, il, r) -> dead = true; end1 = ip - 1 + il
-                   :: else -> skip
-                   fi;
-                   atomic { ip = 0; il = 0 };
-                   q++
+                   atomic {
+                       ip = dpos[q]; il = dlen[q];   /* the dead claim, read whole */
+                       if
+                       :: COVERS(ip, il, r) -> FOUND_DEAD(ip - 1 + il)
+                       :: else -> skip
+                       fi;
+                       ip = 0; il = 0;
+                       q++
+                   }
                :: else -> break
                od;
                if
                :: live ->                          /* a live claimer: wait for a change */
                    (cell[(rs + 1) % CAP] == rs + 1 || !alive[q] || !COVERS(ipos[q], ilen[q], r));
                    atomic { live = false; dead = false; q = 0; end1 = 0; ip = 0; il = 0 }
-               :: !live && cell[(rs + 1) % CAP] == rs + 1 ->   /* published meanwhile */
-                   atomic { dead = false; q = 0; end1 = 0 }
-               :: !live && cell[(rs + 1) % CAP] != rs + 1 ->
+               :: atomic { !live && cell[(rs + 1) % CAP] == rs + 1 ->   /* published meanwhile */
+                   dead = false; q = 0; end1 = 0 }
+               :: atomic { !live && cell[(rs + 1) % CAP] != rs + 1 ->
                    assert(dead);                   /* a hole is always covered by a claim */
-                   r = end1;
-                   atomic { dead = false; q = 0; end1 = 0 };
+                   assert(end1 <= claim);          /* never past the claim cursor */
+                   r = end1 };
                    RELEASE
                fi
            fi

@@ -14,10 +14,10 @@
 #   bytes          byte channels, one sender and one receiver (B1-B7 and the wake-ups around
 #                  them, a crash of either end at every step): its checks and mutants
 #                  (about 40 s of CPU, 2 min on 2 busy CPUs, < 450 MB a check)
-#   bytes_many     (only when named; not in the default run) the next step, many senders on a
-#                  byte ring, as sketched in protocol.md: passes without crashes and catches
-#                  its mutants; with crashes the sketch is known to fail (see bytes_many.pml
-#                  and protocol.md), so no check with crashes runs here (about 60 s)
+#   bytes_many     (only when named; not in the default run) many senders on a byte ring, claims
+#                  under a claim bit (S0, M1-M6, T0-T2, R1-R5), a crash of any sender at every
+#                  step: its checks and mutants, the earlier sketch among them (about 3 min on
+#                  2 busy CPUs; the termination check needs 2.5 GB, the others < 850 MB)
 #   fdwake         waking an end that waits on a file descriptor: its checks (alone on its
 #                  word; sharing it with a sleeper in the kernel) and mutants (a few seconds,
 #                  < 700 MB a check)
@@ -35,9 +35,12 @@
 #                  rewritten padding length and reserve() with 2 crashes, the LTL property
 #                  under weak fairness (unsliced sleeps, and the sleeps of Python calls in
 #                  slices without the wake at attach) (about 5 min, < 1.1 GB a check)
+#                  bytes_many: 2 crashes, 2 messages per place (a bitstate search, 2 GB of
+#                  bits), and place 0 dying twice with place 1 sending (about 4 min,
+#                  < 2.3 GB a check)
 #
-# Every check of a model must report "errors: 0" over a complete search (the groups
-# bitstate searches of --full visit nearly every state, not surely every one); every
+# Every check of a model must report "errors: 0" over a complete search (the groups and
+# bytes_many bitstate searches of --full visit nearly every state, not surely every one); every
 # mutant must report an error, so the checks cannot pass vacuously. Exits non-zero
 # otherwise. Checks run side by side, as many as there are CPUs up to 4 (CYWHIP_SPIN_JOBS=N
 # sets how many); each needs the memory said above.
@@ -237,10 +240,46 @@ check_lifecycle() {
 
 check_bytes_many() {
     base=bytes_many.pml memlim=1500
-    check "bytes_many: the sketch without crashes (REREAD)" pass "-DREREAD -DMAXCRASH=0" "-DSAFETY -DNOCLAIM -DCOLLAPSE" ""
-    for m in NO_ZERO EXACT_INTENT NO_LOCK_TEST INTENT_AFTER_CAS; do
-        check "bytes_many: mutant $m" fail "-D$m -DREREAD -DMAXCRASH=0" "-O0 -DSAFETY -DNOCLAIM" ""
+    safe="-DSAFETY -DNOCLAIM -DCOLLAPSE"
+    # 2 senders, 2 messages per place, a ring of 64 bytes, records of 24 and 32 bytes with
+    # padding; a crash of any sender at any step, a new sender on a dead place; claims under
+    # the claim bit (M1-M3, T0-T2, S0).
+    check "bytes_many: safety, 1 crash" pass "-DMAXCRASH=1" "$safe" ""
+    # No progress labels: any cycle is a non-progress cycle; none means every run ends.
+    memlim=3000
+    check "bytes_many: termination (no cycle at all), 1 crash" pass "-DMAXCRASH=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+    memlim=1500
+    check "bytes_many: safety, 2 crashes, 1 message per place" pass "-DMAXCRASH=2 -DNM=1" "$safe" ""
+    check "bytes_many: termination (no cycle at all), 2 crashes, 1 message per place" pass \
+        "-DMAXCRASH=2 -DNM=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+    # Place 0 dies twice (twice with its claim committed, or the second sender between its
+    # S0e and S0f) and a third sender takes it (S0d); place 1 sends nothing (--full: one).
+    check "bytes_many: safety, 2 crashes of place 0, 3 senders on it, place 1 idle" pass \
+        "-DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=0" "$safe" ""
+    if [ "$full" = 1 ]; then
+        # 2 crashes, 2 messages per place: more states than 4 GB hold; a bitstate search
+        # (2 GB of bits, hash factor about 155), which visits nearly every state, not surely
+        # every one.
+        memlim=3000
+        check "bytes_many: safety, 2 crashes, bitstate" pass "" "-DSAFETY -DNOCLAIM -DBITSTATE" "-w34"
+        check "bytes_many: safety, 2 crashes of place 0, 3 senders on it, place 1 sending 1" pass \
+            "-DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=1" "$safe" ""
+        memlim=1500
+    fi
+
+    # Mutants: each must fail.  The earlier sketch (no claim bit): finding 1 without the
+    # second load of the intent, finding 2 (two dead intents at one position) with it.
+    mut="-O0 -DSAFETY -DNOCLAIM"
+    check "bytes_many: mutant SKETCH NO_REREAD (finding 1)" fail "-DSKETCH -DNO_REREAD -DMAXCRASH=1" "$mut" ""
+    check "bytes_many: mutant SKETCH (finding 2)" fail "-DSKETCH -DMAXCRASH=2 -DNM=1 -DMAXINC=1" "$mut" ""
+    check "bytes_many: mutant TAKE_NO_CLEAR" fail "-DTAKE_NO_CLEAR -DMAXCRASH=2 -DNM=1 -DMAXINC=1" "$mut" ""
+    for m in M3_FIRST NO_ZERO EXACT_INTENT NO_LOCK_TEST SCAN_OWNED; do
+        check "bytes_many: mutant $m" fail "-D$m -DMAXCRASH=0" "$mut" ""
     done
+    for m in NO_GEN TAKE_RELEASE S0_UNDER_BIT S0_ERASES; do
+        check "bytes_many: mutant $m" fail "-D$m -DMAXCRASH=1" "$mut" ""
+    done
+    check "bytes_many: mutant S0_WAIT_ALWAYS" fail "-DS0_WAIT_ALWAYS -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=0" "$mut" ""
 }
 
 check_bytes() {
