@@ -161,6 +161,24 @@ def test_short_figures_are_run_in_interleaved_rounds_and_reported_as_their_media
     assert "| g | slow | slow | 7.00 M msg/s |" in text
 
 
+def test_runs_whose_note_is_none_beside_a_failed_check_of_another_run(monkeypatch):
+    # A worker that found nothing to say returns "note": None; another run's failed check is
+    # still shown beside the median run's figure.
+    from cywhip._bench import report
+    now = [0.0]
+    notes = iter([None, "NOT every message: lost 3", None])
+
+    def run():
+        now[0] += 1
+        return {"rate": 4e6, "note": next(notes)}
+    rows = [{"group": "g", "system": "cywhip", "label": "a", "unit": "msg/s", "key": "rate", "run": run,
+             "needs": None, "versus": None, "processes": 2}]
+    monkeypatch.setattr(report, "workloads", lambda quick: rows)
+    monkeypatch.setattr(report, "_clock", lambda: now[0])
+    out = report.run()
+    assert out[0]["runs"] == 3 and out[0]["note"] == "NOT every message: lost 3"
+
+
 def test_rates_of_large_messages_show_their_digits_rather_than_zero_millions():
     rows = [{"group": "g", "system": "cywhip", "label": "objects", "unit": "msg/s", "value": 2680.4,
              "values": [2680.4, 1904.0, 3100.9], "runs": 3, "versus": None, "processes": 2},

@@ -180,7 +180,7 @@ def run(quick=False, progress=None, only=None):
         # What a run found beside its figure (a check on what arrived): the median run's,
         # and a failed check of any other run.
         notes = [middle.get("note")] + [r["note"] for r in results[i]
-                                        if r is not middle and r.get("note", "").startswith("NOT")]
+                                        if r is not middle and (r.get("note") or "").startswith("NOT")]
         if any(notes):
             rec["note"] = "; ".join(dict.fromkeys(n for n in notes if n))
     return recs
