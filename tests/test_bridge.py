@@ -606,7 +606,7 @@ def test_out_restart_after_the_duplicate_window_publishes_nothing_twice(nats_ser
             while True:
                 try:
                     got += [m.data for m in await sub.fetch(100, timeout=1)]
-                except nats.errors.TimeoutError:
+                except asyncio.TimeoutError:     # nats-py's own TimeoutError is one too
                     return stats, got
         finally:
             await t.close()
@@ -876,3 +876,36 @@ def test_in_restart_of_a_byte_channel_after_a_crash_between_send_and_ack_sends_n
                                              dict(max_queued_bytes=2048), before)
     assert (stats.messages, stats.skipped) == (4, 6), stats.as_dict()
     assert far == messages
+
+
+@pytest.mark.timeout(60)
+def test_a_fetch_that_times_out_while_the_loop_is_busy_is_empty_not_a_failure(nats_server, names):
+    """The loop is busy for longer than the fetch's timeout just as the fetch starts: the server's
+    "no messages" answer comes in after the deadline and nats-py raises asyncio's TimeoutError, not
+    its own.  That is an empty fetch, like any other timeout: no TransportError, and the next fetch
+    gets what was published since."""
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    geometry = cb.Geometry(message_length=16, max_queued_messages=64, max_senders=1, max_receivers=1)
+
+    async def scenario():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix)
+        try:
+            link = await t.open_out(name, geometry, "1")
+            inlink = await t.open_in(name, "c")
+            assert await inlink.fetch(10, 0.5) == []          # the stream is empty: a plain timeout
+            loop = asyncio.get_running_loop()
+            loop.call_soon(time.sleep, 0.6)                   # busy past the next fetch's timeout
+            assert await inlink.fetch(10, 0.3) == []
+            await link.publish([(jetstream.message_id(name, 1, i), MSG.pack(0, i)) for i in range(3)], None)
+            got = []
+            deadline = time.monotonic() + 20
+            while len(got) < 3 and time.monotonic() < deadline:
+                got += await inlink.fetch(10, 1)
+            await inlink.ack(got)
+            await inlink.close()
+            return [d.data for d in got]
+        finally:
+            await t.close()
+
+    assert asyncio.run(scenario()) == [MSG.pack(0, i) for i in range(3)]

@@ -376,9 +376,13 @@ class _JetStreamIn(InLink):
                 self.sub = await self.t.js.pull_subscribe_bind(durable=self.consumer, stream=self.stream)
                 self._suspect = False
                 self._reconnects = self.t.reconnects
-            msgs = await self.sub.fetch(max_count, timeout=timeout)
-        except nats.errors.TimeoutError:
-            return []
+            try:
+                msgs = await self.sub.fetch(max_count, timeout=timeout)
+            except asyncio.TimeoutError:
+                # Nothing came within the timeout.  nats-py says so with its own TimeoutError,
+                # or with asyncio's when the server's "no messages" answer to its first request
+                # arrives after the deadline (a loop busy elsewhere): both mean an empty fetch.
+                return []
         except _ERRORS as exc:
             self._suspect = True
             raise TransportError(f"fetch from {self.stream}: {type(exc).__name__}: {exc}") from exc

@@ -153,7 +153,6 @@ def _w_natspy(role, p, ready, results, shared):
     """The same messages through nats-py alone: publish_async, acks awaited a batch at a time;
     a durable pull consumer, a batch per fetch, each message acknowledged."""
     import nats
-    import nats.errors
     from nats.js import api
     n, url, interval = p["count"], p["url"], p.get("interval")
     subject, stream = f"{p['prefix']}.peer", f"{p['prefix']}_peer"
@@ -187,7 +186,7 @@ def _w_natspy(role, p, ready, results, shared):
                 try:
                     # One at a time for latency (a fetch of a batch may wait to fill it).
                     msgs = await sub.fetch(1 if interval else BATCH, timeout=1 if interval else 5)
-                except nats.errors.TimeoutError:
+                except asyncio.TimeoutError:     # nats-py's own TimeoutError is one too
                     continue
                 now = time.monotonic_ns()
                 if t0 is None:
