@@ -10,9 +10,14 @@ process opens a sender and a receiver on a fresh channel and runs the loop
 "send N, receive N" (in rounds of at most the ring's capacity) twice, once with
 N and once with 2N messages, each under ``valgrind --tool=callgrind`` with a
 fixed hash seed; the difference of the two totals divided by N is the cost of
-one message sent and received, without start-up and set-up.  The form floor (run
-only when named) is the loop of bytes through the bench's Python call floor, a
-no-op send and a recv returning a fresh bytes object.  The Cython API's
+one message sent and received, without start-up and set-up.  Three forms run
+only when named: floor, the loop of bytes through the bench's Python call floor
+(a no-op send and a recv returning a fresh bytes object); subetha, the same loop
+through SubEtha's SpscRing (push/pop, its ring of 1,024 slots; needs subetha-ipc);
+batches, send_many of a list of 4,096 messages of 32 bytes and recv_many(4096),
+the list received dropped before the next.  bytes-bytes and batches-bytes (only
+when named too) are bytes and batches through a byte channel (max_queued_bytes)
+that holds as many messages.  The Cython API's
 loops are compiled once per run of this script, into a temporary directory, as
 the benchmark compiles them (cywhip._bench.capi).
 
@@ -32,7 +37,9 @@ import tempfile
 FORMS = ("bytes", "callbacks", "ctypes", "array", "capi", "capi-blocks")
 # Not run unless named: the same loop as bytes through the bench's Python call floor
 # (cywhip._bench._floor.CallFloor: a no-op send, a recv returning a fresh bytes object).
-EXTRA_FORMS = ("floor",)
+EXTRA_FORMS = ("floor", "subetha", "batches", "bytes-bytes", "batches-bytes")
+# Messages per send_many()/recv_many() call of the form batches, as the benchmark's row.
+BATCH = 4096
 # Messages per capi.send_records()/capi.recv_records() call, as the benchmark's row.
 CAPI_BLOCK = 256
 
@@ -59,11 +66,18 @@ def loop(form, count, build_dir=None):
         s = r = CallFloor(32)
         _send_recv(s.send, r.recv, b"x" * 32, count, capacity)
         return
+    if form == "subetha":
+        import subetha
+        with tempfile.TemporaryDirectory() as tmp:
+            ring = subetha.SpscRing(os.path.join(tmp, "ring"), 1024)
+            producer = subetha.SpscRing.open(os.path.join(tmp, "ring"), 1024)
+            _send_recv(producer.push, ring.pop, b"x" * 32, count, 1024)
+        return
     if form.startswith("capi"):
         sys.path.insert(0, build_dir)
         import capi_loops
         kw_s = kw_r = dict(message_length=32)
-    elif form == "bytes":
+    elif form in ("bytes", "batches", "bytes-bytes", "batches-bytes"):
         kw_s = kw_r = dict(message_length=32)
     elif form == "callbacks":
         kw_s = dict(message_serializer=_serialize, message_length=32)
@@ -74,8 +88,14 @@ def loop(form, count, build_dir=None):
         import numpy as np
         kw_s = kw_r = dict(message_type=np.dtype(Record))
     try:
-        with cywhip.Sender(name, max_queued_messages=capacity, **kw_s) as s, \
-                cywhip.Receiver(name, max_queued_messages=capacity, **kw_r) as r:
+        if form.endswith("-bytes"):
+            # A byte channel holding as many 32-byte messages (a record is 40 bytes).
+            queue = dict(max_queued_bytes=capacity * 40)
+            form = form[:-len("-bytes")]
+        else:
+            queue = dict(max_queued_messages=capacity)
+        with cywhip.Sender(name, **queue, **kw_s) as s, \
+                cywhip.Receiver(name, **queue, **kw_r) as r:
             if form == "array":
                 import numpy as np
                 # Blocks of 4,096 records, each sent and then received: the per-call costs count too.
@@ -86,6 +106,15 @@ def loop(form, count, build_dir=None):
                     got = 0
                     while got < 4096:
                         got += r.recv_into(out[got:])
+                return
+            if form == "batches":
+                msgs = [bytes([i % 251]) * 32 for i in range(BATCH)]
+                for _ in range(count // BATCH):
+                    s.send_many(msgs)
+                    got = r.recv_many(BATCH)
+                    if len(got) != BATCH:
+                        raise RuntimeError(f"recv_many returned {len(got)} of {BATCH} messages")
+                    del got
                 return
             if form.startswith("capi"):
                 # The loops number the messages of each call from 0 and check them on receipt.
@@ -180,7 +209,8 @@ def main(argv=None):
         print("| --- " * (2 + (args.repeat + 1 if args.repeat > 1 else 0)) + "|")
         for form in args.forms:
             # Array and Cython API runs cost little per message: measure over more of them.
-            count = args.count * 16 // 4096 * 4096 if form in ("array", "capi", "capi-blocks") \
+            count = args.count * 16 // 4096 * 4096 if form in ("array", "capi", "capi-blocks", "batches",
+                                                                "batches-bytes") \
                 else args.count
             figures = []
             for i in range(args.repeat):
