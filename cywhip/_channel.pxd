@@ -12,6 +12,7 @@ cdef class Sender(_End):
     cdef int _measure(self, object msg) except -1
     cdef int _put(self, object msg) except -1
     cdef int _put_bytes(self, object msg) except -1
+    cdef int _put_plain(self, object msg) except -1
     cdef int _send_bytes(self, object msg, object timeout) except -1
     cdef bint _send_now_bytes(self, object msg) except -1
     cdef int _put_claimed(self, object msg) except -1

@@ -12,6 +12,7 @@ import threading
 
 from cpython.buffer cimport PyBuffer_Release, PyBUF_STRIDED, PyBUF_STRIDED_RO, PyBUF_WRITABLE
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
+from cpython.bytes cimport PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.ref cimport Py_INCREF
@@ -21,7 +22,7 @@ from cywhip.includes.c_atomics cimport cw_store_release_i32
 from cywhip.includes.c_guard cimport cw_guard_give, cw_thread_self, CW_GUARD_CALL
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 
-from cywhip._codec cimport Codec
+from cywhip._codec cimport Codec, BytesCodec
 from cywhip._end cimport _End, _enter, _leave, _closing, deadline_ns, check_count
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER, unlend_pages
 from cywhip._admin import _channel_info
@@ -183,6 +184,18 @@ cdef class Sender(_End):
         """send() on a byte channel: measure, claim that room, encode, publish."""
         _enter(self)
         try:
+            if PyBytes_CheckExact(msg) and type(self.codec) is BytesCodec:
+                # The common case written out: bytes cannot change between their measure and
+                # their copy, so the codec's own check of message_length bounds the copy to
+                # the room claimed, and nothing measured is kept.
+                if PyBytes_GET_SIZE(msg) > self.message_length:
+                    self.codec._raise_too_long(PyBytes_GET_SIZE(msg))
+                self.ring.want_bytes = <uint64_t>PyBytes_GET_SIZE(msg)
+                if ring_bytes_claim(&self.ring) <= 0:
+                    self._claim(deadline_ns(timeout), timeout, None)
+                ring_commit(&self.ring, <uint32_t>self.codec.encode(ring_write_slot(&self.ring), msg))
+                ring_publish(&self.ring)
+                return 0
             self._measure(msg)
             try:
                 if ring_bytes_claim(&self.ring) <= 0:
@@ -195,6 +208,12 @@ cdef class Sender(_End):
             ring_publish(&self.ring)
         finally:
             _leave(self)
+        return 0
+
+    cdef int _put_plain(self, object msg) except -1:
+        """_put_bytes() of bytes through the plain codec, measured as they are: they cannot
+        change, and the codec's own check of message_length bounds the copy to the room."""
+        ring_commit(&self.ring, <uint32_t>self.codec.encode(ring_write_slot(&self.ring), msg))
         return 0
 
     cdef int _put_bytes(self, object msg) except -1:
@@ -301,6 +320,7 @@ cdef class Sender(_End):
         cdef Py_ssize_t publish_every = self.publish_every
         cdef int64_t deadline = -1
         cdef bint have_deadline = False
+        cdef bint plain = False
         _check_timeout(timeout)
         _enter(self)
         try:
@@ -309,8 +329,15 @@ cdef class Sender(_End):
                     # close() from another thread: it returns once this call has let go.
                     self._raise_closed()
                 if self.ring.bytes:
-                    # A byte channel: each message claims room for its own length.
-                    self._measure(msg)
+                    # A byte channel: each message claims room for its own length.  Bytes
+                    # through the plain codec (as send()): their length, checked, is that room.
+                    plain = PyBytes_CheckExact(msg) and type(self.codec) is BytesCodec
+                    if not plain:
+                        self._measure(msg)
+                    elif PyBytes_GET_SIZE(msg) > self.message_length:
+                        self.codec._raise_too_long(PyBytes_GET_SIZE(msg))
+                    else:
+                        self.ring.want_bytes = <uint64_t>PyBytes_GET_SIZE(msg)
                     free = 0
                 if free <= 0:
                     # One sender: the free slots, filled without asking again.  Many
@@ -329,7 +356,10 @@ cdef class Sender(_End):
                             self.codec.forget()
                             raise
                 if self.ring.bytes:
-                    self._put_bytes(msg)
+                    if plain:
+                        self._put_plain(msg)
+                    else:
+                        self._put_bytes(msg)
                 else:
                     self._put(msg)
                 free -= 1
@@ -506,14 +536,16 @@ cdef class Receiver(_End):
         cdef uint64_t start = ring_read_position(&self.ring)
         cdef list out = []
         cdef int64_t n
+        cdef Py_ssize_t i = 0
         cdef Codec codec = self.codec
         try:
-            while len(out) < k and ring_more(&self.ring):
-                n = ring_recv_peek(&self.ring, 0)
+            while i < k and ring_more(&self.ring):
+                n = ring_bytes_peek(&self.ring)
                 if n < 0:
                     self._raise_bad_length()
                 out.append(codec.decode(ring_read_slot(&self.ring), n))
                 ring_consume(&self.ring)
+                i += 1
         except BaseException as exc:
             if out and isinstance(exc, Exception):
                 self.take_error = exc
@@ -609,7 +641,14 @@ cdef class Receiver(_End):
             if ring_available(&self.ring) <= 0:
                 self._await(timeout)
             if self.ring.bytes:
-                return self._take_one_bytes()
+                # _take_one_bytes(), written out.
+                n = ring_bytes_peek(&self.ring)
+                if n < 0:
+                    self._raise_bad_length()
+                msg = self.codec.decode(ring_read_slot(&self.ring), n)
+                ring_consume(&self.ring)
+                ring_release(&self.ring)
+                return msg
             n = ring_fixed_peek(&self.ring, <uint32_t>self.record_size)
             if n < 0:
                 self._raise_bad_length()

@@ -473,3 +473,30 @@ def test_an_asyncio_sender_reserves_room_without_blocking_the_loop(channel, run)
             assert await rx.recv_many(10, timeout=5) == [b"b" * 100, b"c" * 100]
 
     run(main())
+
+
+class _Bytes(bytes):
+    """A bytes subclass: not exactly bytes, so it takes the codec's general way."""
+
+
+def test_send_and_send_many_take_bytes_and_other_buffers_alike_and_refuse_the_too_long(channel):
+    """Exact bytes go a shorter way than other buffers on a byte channel: both keep the cap,
+    the message's own length as its room, and send_many's "what came before is sent"."""
+    with Sender(channel, max_queued_bytes=1024) as tx, Receiver(channel, max_queued_bytes=1024) as rx:
+        top = tx.message_length
+        kinds = [b"exact", _Bytes(b"subclass"), bytearray(b"bytearray"), memoryview(b"memoryview"), b""]
+        for m in kinds:
+            tx.send(m)
+        assert [rx.recv(timeout=5) for _ in kinds] == [bytes(m) for m in kinds]
+        assert tx.send_many(kinds) == len(kinds)
+        assert rx.recv_many(100, timeout=5) == [bytes(m) for m in kinds]
+        for too_long in (b"x" * (top + 1), _Bytes(b"y" * (top + 1)), bytearray(top + 1)):
+            with pytest.raises(MessageTooLongError, match=f"{top + 1} bytes.*message_length={top}"):
+                tx.send(too_long)
+            with pytest.raises(MessageTooLongError, match=f"{top + 1} bytes.*message_length={top}"):
+                tx.send_many([b"before", too_long, b"after"])
+            # The one before went out; the long one and the one after did not.
+            assert rx.recv_many(100, timeout=5) == [b"before"]
+        assert rx.try_recv() is None
+        tx.send(b"z" * top)
+        assert rx.recv(timeout=5) == b"z" * top
