@@ -75,6 +75,8 @@ TARGETS = [
      (OBJECTS, "multiprocessing.Queue", ""), lambda r: r >= 5),
     ("bridge out → JetStream → in ≥ 0.8× nats-py alone", (BRIDGE, "cywhip", "bridge out"),
      (BRIDGE, "nats-py", "publish_async"), lambda r: r >= 0.8),
+    ("bridge out → JetStream → in ≥ 0.8× nats-py with the bridge's message ids", (BRIDGE, "cywhip", "bridge out"),
+     (BRIDGE, "nats-py", "Nats-Msg-Id"), lambda r: r >= 0.8),
     ("byte channel, single send/recv ≥ 0.9× the slot channel", (SINGLE, "cywhip", "byte channel"),
      (SINGLE, "cywhip", "send/recv"), lambda r: r >= 0.9),
     ("byte channel, send_many/recv_many ≥ 0.8× the slot channel", (BATCHES, "cywhip", "byte channel"),

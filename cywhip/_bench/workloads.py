@@ -405,6 +405,10 @@ def workloads(quick=False):
     add(bridge, "nats-py", "publish_async, acks awaited per batch → pull consumer fetch, ack each", "msg/s",
         "rate", lambda: jetstream(natsjs._w_natspy, {"prefix": "bench", "count": js_n}), needs="nats",
         processes=3)
+    add(bridge, "nats-py", "publish with a Nats-Msg-Id each (the bridge's ids), acks awaited per batch → "
+        "pull consumer fetch, ack each", "msg/s", "rate",
+        lambda: jetstream(natsjs._w_natspy, {"prefix": "bench", "count": js_n, "ids": True}), needs="nats",
+        processes=3)
     js_lat = 300 if quick else 3000
     add(bridge, "cywhip", "send → recv through the bridges, a message per ms (p50)", "µs", "p50_us",
         lambda: jetstream(natsjs._w_cywhip_bridge, {"name": _name("nl"), "prefix": "bench", "count": js_lat,

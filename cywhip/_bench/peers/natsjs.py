@@ -151,11 +151,13 @@ def _w_cywhip_bridge(role, p, ready, results, shared):
 
 def _w_natspy(role, p, ready, results, shared):
     """The same messages through nats-py alone: publish_async, acks awaited a batch at a time;
-    a durable pull consumer, a batch per fetch, each message acknowledged."""
+    a durable pull consumer, a batch per fetch, each message acknowledged.  p["ids"]: each
+    message published with a Nats-Msg-Id header, as the bridge publishes them."""
     import nats
     from nats.js import api
     n, url, interval = p["count"], p["url"], p.get("interval")
     subject, stream = f"{p['prefix']}.peer", f"{p['prefix']}_peer"
+    ids = f"{p['prefix']}-peer-" if p.get("ids") else None
 
     async def produce():
         nc = await nats.connect(url)
@@ -168,8 +170,13 @@ def _w_natspy(role, p, ready, results, shared):
                     await asyncio.sleep(interval)
             else:
                 for start in range(0, n, BATCH):
-                    futures = [await js.publish_async(subject, _message(i))
-                               for i in range(start, min(n, start + BATCH))]
+                    if ids:
+                        # A message id each, as the bridge sends for JetStream's duplicate window.
+                        futures = [await js.publish_async(subject, _message(i), headers={"Nats-Msg-Id": f"{ids}{i}"})
+                                   for i in range(start, min(n, start + BATCH))]
+                    else:
+                        futures = [await js.publish_async(subject, _message(i))
+                                   for i in range(start, min(n, start + BATCH))]
                     await asyncio.gather(*futures)
         finally:
             await nc.close()
