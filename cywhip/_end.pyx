@@ -23,7 +23,8 @@ from cywhip.includes.c_layout cimport (
 from cywhip.includes.c_guard cimport cw_guard_holder, cw_guard_take, cw_thread_self, CW_GUARD_CALL
 from cywhip._ring cimport (
     ring_attach, ring_attach_groups, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now,
-    ring_refresh_free, ring_read_position, monotonic_ns, SLEEP_SLICE_NS,
+    ring_refresh_free, ring_read_position, monotonic_ns, SLEEP_SLICE_NS, ring_bytes_adopt,
+    CORRUPT_RECORD, CORRUPT_CLAIM, CORRUPT_OWNER, CORRUPT_HOLE, CORRUPT_TWO, CORRUPT_DEAD, CORRUPT_INTENT,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
     ring_fd_open, ring_fd_arm, ring_fd_disarm, ring_fd_drain, ring_fd_poke, ring_fd_close,
 )
@@ -178,12 +179,13 @@ cdef class _End:
                 raise TypeError(
                     f"message_type={message_type!r} needs a slot channel (records of one size): "
                     f"give max_queued_messages instead of max_queued_bytes={max_queued_bytes!r}")
-            if max_senders != 1 or max_receivers != 1:
+            if max_receivers != 1:
                 raise ValueError(
-                    f"a byte channel (max_queued_bytes={max_queued_bytes!r}) has one sender and one "
-                    f"receiver in this version; max_senders={max_senders!r} and "
-                    f"max_receivers={max_receivers!r} need a slot channel (max_queued_messages)")
-            message_length, max_queued_messages = check_byte_geometry(message_length, max_queued_bytes)
+                    f"a byte channel (max_queued_bytes={max_queued_bytes!r}) has one receiver in "
+                    f"this version; max_receivers={max_receivers!r} needs a slot channel "
+                    f"(max_queued_messages)")
+            message_length, max_queued_messages = check_byte_geometry(message_length, max_queued_bytes,
+                                                                      max_senders)
         elif max_queued_messages is None:
             max_queued_messages = DEFAULT_MAX_QUEUED_MESSAGES
         if message_type is object:
@@ -225,6 +227,8 @@ cdef class _End:
             raise ChannelCorruptError(
                 f"channel {region.name!r} is corrupt: write cursor {self.ring.bad_cursor}, "
                 f"read cursor {ring_read_position(&self.ring)}, max_queued_messages {max_queued_messages}")
+        if byte_ring and max_senders > 1 and end == END_SENDER:
+            self._adopt(region)
         if topology == CW_TOPOLOGY_GROUPS:
             member = end == END_RECEIVER
             if ring_attach_groups(
@@ -327,8 +331,60 @@ cdef class _End:
             self._raise_corrupt()
         return n > 0
 
+    cdef int _adopt(self, object region) except -1:
+        """A sender of a byte channel of many senders, step S0 (S0a-S0f) on its place: a claim
+        its dead predecessor left is voided or kept for the receiver.  S0d may wait for the
+        receiver to pass the place's earlier dead claim (two senders died on this place
+        without the receiver passing the first's claim): it looks again every millisecond."""
+        cdef int st
+        while True:
+            with nogil:
+                st = ring_bytes_adopt(&self.ring)
+            if st > 0:
+                return 0
+            if st < 0:
+                region.close()
+                self.region = None
+                raise ChannelCorruptError(self._corrupt_text())
+            time.sleep(0.001)
+
+    def _corrupt_text(self):
+        """What a byte ring of many senders found impossible (the ring's corrupt_why), with the
+        values it read."""
+        why, cur, write, n = (self.ring.corrupt_why, self.ring.bad_cursor, self.ring.bad_write,
+                              self.ring.bad_length)
+        head = f"channel {self.name!r} is corrupt: "
+        if why == CORRUPT_RECORD:
+            return (head + f"the record at byte {cur} has kind word {write:#x} and length {n}; a "
+                    f"record is a message of at most message_length={self.message_length} bytes, "
+                    f"padding to the ring's end or a void, whole inside the "
+                    f"{self.max_queued_bytes}-byte ring")
+        if why == CORRUPT_CLAIM:
+            return (head + f"the claim word {write:#x} gives claim cursor {cur}, more than the "
+                    f"{self.max_queued_bytes}-byte ring past the read cursor (or an unaligned read "
+                    f"cursor {cur})")
+        if why == CORRUPT_OWNER:
+            return (head + f"the claim word {write:#x} (claim cursor {cur}) names owner {n:#x}, "
+                    f"which no other of its {self.max_senders} sender places can be")
+        if why == CORRUPT_HOLE:
+            return (head + f"nothing is published at byte {cur} (claim cursor {write}) and no "
+                    f"sender place's intent or dead claim covers it")
+        if why == CORRUPT_TWO:
+            return (head + f"two claims cover the unpublished byte {cur}, one ending at {write}, "
+                    f"the other at {n}")
+        if why == CORRUPT_DEAD:
+            return (head + f"the dead claim covering byte {cur} ends at {write}, past the claim "
+                    f"cursor {n} or unaligned")
+        if why == CORRUPT_INTENT:
+            return (head + f"this sender's place holds an intent for byte {cur} of {n} bytes, "
+                    f"which the claim cursor ({write}) and the {self.max_queued_bytes}-byte ring "
+                    f"make impossible")
+        return None
+
     cdef int _raise_corrupt(self) except -1:
         """Raise for impossible cursors: this end's own cursor and the other's as the ring read it."""
+        if self.ring.corrupt_why:
+            raise ChannelCorruptError(self._corrupt_text())
         if self.sending:
             write, read = self.ring.bad_write, self.ring.bad_cursor
         else:
