@@ -202,6 +202,9 @@ cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max
 cdef int group_resolve_lock(cw_group *g, uint64_t tag, cw_place *q, uint32_t q_index) noexcept nogil
 cdef int64_t ring_bytes_room(ring_t *r) noexcept nogil
 cdef int64_t ring_bytes_many_claim(ring_t *r) noexcept nogil
+cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil
+cdef void ring_bytes_claim_step(ring_t *r, int step) noexcept nogil
+cdef void ring_bytes_commit_step(ring_t *r, uint32_t length, int step) noexcept nogil
 cdef int64_t ring_bytes_many_look(ring_t *r) noexcept nogil
 cdef bint ring_bytes_owner_gone(ring_t *r) noexcept nogil
 cdef void ring_bytes_many_commit(ring_t *r, uint32_t length) noexcept nogil

@@ -312,8 +312,8 @@ _Static_assert(sizeof(cw_var_header) == CW_VAR_HEADER_SIZE, "record header size"
  *   kind's low 16 bits: CW_VAR_MESSAGE, CW_VAR_PADDING or CW_VAR_VOID; its high 16 bits, the
  *   slack of a message: 8-byte units its record holds after the payload's padding (0 or 1: a
  *   message sent shorter than the room claimed for it, 8 bytes short).
- *   kind CW_VAR_VOID: a claim published without a message (or the room a shorter message left
- *   of its claim); length = the record's bytes, header included.
+ *   kind CW_VAR_VOID: a claim published without a message (slack 0), or the room a shorter
+ *   message left of its claim (slack 1); length = the record's bytes, header included.
  *   No record starts 8 bytes before the ring's end (a 16-byte header cannot pad them): both
  *   ends step over those 8 bytes (an implicit padding). */
 #define CW_VAR_MANY_HEADER_SIZE 16

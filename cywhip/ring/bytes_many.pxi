@@ -92,41 +92,52 @@ cdef int ring_bytes_adopt(ring_t *r) noexcept nogil:
     return 1
 
 
-cdef inline void _commit_claim(ring_t *r, uint64_t c, uint64_t pad, uint64_t need) noexcept nogil:
-    """M2-M4: the intent stored, the claim committed and the bit freed in one store, the
-    padding record published; r.write is the record's header."""
+cdef void ring_bytes_claim_step(ring_t *r, int step) noexcept nogil:
+    """One of M2-M4 for the claim bit this sender holds at r.claim_at, with r.pad and
+    r.claim_end set (_claim_held()): M2 the intent, M3 the claim committed and the bit freed in
+    one store, M4 the padding record published.  Separate for the tests that stop a sender
+    between any two steps (cywhip._testing._steps)."""
     cdef cw_place *p = r.splace
     cdef cw_var_many_header *h
-    cw_store_relaxed_u64(&p.intent, 0)                                        # M2
-    cw_store_release_u64(&p.intent_length, need)
-    cw_store_release_u64(&p.intent, c + 1)
-    # Release: the intent before the claim, for whoever acquires the word (R2, S0b).
-    cw_store_release_u64(&r.hdr.write_cursor, cw_claim_word(c + need, 0))    # M3
-    if pad >= CW_VAR_MANY_HEADER_SIZE:                                        # M4
-        h = _mhdr(r, c % r.capacity)
-        h.length = <uint32_t>pad
-        h.kind = CW_VAR_PADDING
-        cw_store_release_u64(&h.seq, c + 1)
-    r.write = c + pad
-    r.write_index = (c + pad) % r.capacity
+    cdef uint64_t c = r.claim_at, need = r.claim_end - r.claim_at, pad = r.pad
+    if step == 2:                                                             # M2
+        cw_store_relaxed_u64(&p.intent, 0)
+        cw_store_release_u64(&p.intent_length, need)
+        cw_store_release_u64(&p.intent, c + 1)
+    elif step == 3:                                                           # M3
+        # Release: the intent before the claim, for whoever acquires the word (R2, S0b).
+        cw_store_release_u64(&r.hdr.write_cursor, cw_claim_word(c + need, 0))
+        r.holding = False
+    elif step == 4:                                                           # M4
+        if pad >= CW_VAR_MANY_HEADER_SIZE:
+            h = _mhdr(r, c % r.capacity)
+            h.length = <uint32_t>pad
+            h.kind = CW_VAR_PADDING
+            cw_store_release_u64(&h.seq, c + 1)
+        r.write = c + pad
+        r.write_index = (c + pad) % r.capacity
+
+
+cdef int64_t _claim_held(ring_t *r, uint64_t rec, bint commit) noexcept nogil:
+    """This sender holds the claim bit at r.claim_at (M1's compare-and-swap, or T1-T2): room
+    for rec bytes there, then (commit) M2-M4: 1; no room yet (0: it keeps the bit, a taker must
+    not free it without moving it); -1 if impossible."""
+    cdef uint64_t c = r.claim_at, pad, need
+    cdef uint64_t rd = r.read_cache
+    need = _need(r, c, rec, &pad)
+    if rd > c or c + need - rd > r.capacity:
+        rd = cw_load_acquire_u64(&r.hdr.read_cursor)
+        if rd & CW_VAR_ALIGN_MASK or rd > c or c - rd > r.capacity:
+            return _corrupt(r, CORRUPT_CLAIM, rd, c, 0)
+        r.read_cache = rd
+        if c + need - rd > r.capacity:
+            return 0
     r.pad = pad
     r.claim_end = c + need
-    r.holding = False
-    r.bit_busy = False
-
-
-cdef int64_t _claim_held(ring_t *r, uint64_t rec) noexcept nogil:
-    """A sender holding the bit at r.claim_at after a takeover (T2): room for rec bytes there
-    then M2-M4 (1), or no room yet (0: it keeps the bit), or -1."""
-    cdef uint64_t c = r.claim_at, pad, need
-    cdef uint64_t rd = cw_load_acquire_u64(&r.hdr.read_cursor)
-    if rd & CW_VAR_ALIGN_MASK or rd > c or c - rd > r.capacity:
-        return _corrupt(r, CORRUPT_CLAIM, rd, c, 0)
-    need = _need(r, c, rec, &pad)
-    r.read_cache = rd
-    if c + need - rd > r.capacity:
-        return 0
-    _commit_claim(r, c, pad, need)
+    if commit:
+        ring_bytes_claim_step(r, 2)
+        ring_bytes_claim_step(r, 3)
+        ring_bytes_claim_step(r, 4)
     return 1
 
 
@@ -142,18 +153,16 @@ cdef inline int _owner_dead(ring_t *r, uint64_t owner) noexcept nogil:
     return 1 if cw_ofd_is_locked(r.fd, cw_place_offset(place)) == 0 else 0
 
 
-cdef int64_t ring_bytes_many_claim(ring_t *r) noexcept nogil:
-    """M1-M4 (T0-T2 where the claim bit is held): claim room for the record of r.want_bytes
-    payload bytes.  1 when claimed (its payload at ring_write_slot(), r.write its header);
-    0 when there is no room (r.bit_busy clear) or a live sender holds the bit (r.bit_busy set):
-    wait (ring_wait()); -1 if the cursors are impossible."""
+cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil:
+    """M1 (T0-T2 where the bit is held): take the claim bit at the claim cursor for the record
+    of r.want_bytes payload bytes.  1 when this sender holds it (r.holding, at r.claim_at; a
+    free word only with room for the record); 0 when there is no room (r.bit_busy clear) or a
+    live sender holds the bit (r.bit_busy set): wait (ring_wait()); -1 if impossible.  upto 1
+    stops a takeover after T1, before T2 (for tests)."""
     cdef uint64_t rec = cw_var_record_size_with(r.want_bytes, CW_VAR_MANY_HEADER_SIZE)
-    cdef uint64_t rd, word, c, owner, pad, need, again, q
+    cdef uint64_t rd, word, c, owner, pad, need, again
     cdef cw_place *dead
     cdef int looks = 0, spins, st
-    r.corrupt_why = 0
-    if r.holding:
-        return _claim_held(r, rec)
     while True:
         rd = cw_load_acquire_u64(&r.hdr.read_cursor)
         word = cw_load_acquire_u64(&r.hdr.write_cursor)                       # M1
@@ -169,12 +178,14 @@ cdef int64_t ring_bytes_many_claim(ring_t *r) noexcept nogil:
         owner = cw_claim_owner(word)
         if owner == 0:
             need = _need(r, c, rec, &pad)
+            r.read_cache = rd
             if c + need - rd > r.capacity:
-                r.read_cache = rd
                 r.bit_busy = False
                 return 0
             if cw_cas_acq_rel_u64(&r.hdr.write_cursor, &word, cw_claim_word(c, r.owner)):
-                _commit_claim(r, c, pad, need)
+                r.holding = True
+                r.claim_at = c
+                r.bit_busy = False
                 return 1
             continue
         if owner == r.owner:
@@ -198,15 +209,34 @@ cdef int64_t ring_bytes_many_claim(ring_t *r) noexcept nogil:
             return 0
         if not cw_cas_acq_rel_u64(&r.hdr.write_cursor, &word, cw_claim_word(c, r.owner)):   # T1
             continue
+        r.holding = True
+        r.claim_at = c
+        r.read_cache = rd
+        r.bit_busy = False
+        if upto == 1:
+            return 1
         # T2: the dead owner's intent for c was never committed: void.  Nobody else writes
         # it while this sender holds the bit.
         dead = _splace(r, cw_claim_owner_place(owner))
         if cw_load_acquire_u64(&dead.intent) == c + 1:
             cw_store_release_u64(&dead.intent, 0)
-        r.holding = True
-        r.claim_at = c
-        r.bit_busy = False
-        return _claim_held(r, rec)
+        return 1
+
+
+cdef int64_t ring_bytes_many_claim(ring_t *r) noexcept nogil:
+    """M1-M4 (T0-T2 where the claim bit is held): claim room for the record of r.want_bytes
+    payload bytes.  1 when claimed (its payload at ring_write_slot(), r.write its header); 0
+    when there is no room or a live sender holds the bit: wait (ring_wait()); -1 if the
+    cursors are impossible.  A taker that finds no room keeps the bit (r.holding) and claims
+    at the same cursor when called again."""
+    cdef uint64_t rec = cw_var_record_size_with(r.want_bytes, CW_VAR_MANY_HEADER_SIZE)
+    cdef int64_t st
+    r.corrupt_why = 0
+    if not r.holding:
+        st = ring_bytes_take_bit(r, 2)
+        if st <= 0:
+            return st
+    return _claim_held(r, rec, True)
 
 
 cdef int64_t ring_bytes_many_look(ring_t *r) noexcept nogil:
@@ -250,19 +280,20 @@ cdef bint ring_bytes_owner_gone(ring_t *r) noexcept nogil:
     return False
 
 
-cdef void ring_bytes_many_commit(ring_t *r, uint32_t length) noexcept nogil:
-    """M5-M6: publish the record claimed at r.write with a message of length bytes (at most
-    r.want_bytes), or void (CW_VOID_LENGTH: the message could not be built); the room a
-    shorter message leaves of its claim is published too (slack of 8 bytes, or a void record),
-    so that every byte of the claim is published when the intent is withdrawn."""
+cdef void ring_bytes_commit_step(ring_t *r, uint32_t length, int step) noexcept nogil:
+    """One of M5's two halves and M6 for the record claimed at r.write: 1, the header's length
+    and kind (a message of length bytes, at most r.want_bytes, or void for CW_VOID_LENGTH) and
+    the record for the room a shorter message leaves; 2, seq (published); 3, the intent
+    withdrawn.  Separate for the tests that stop a sender between any two steps."""
     cdef uint64_t h = r.write, i = r.write_index, rec, gap
     cdef uint32_t kind = CW_VAR_MESSAGE
     cdef cw_var_many_header *hd = _mhdr(r, i)
     cdef cw_var_many_header *v
-    if length == CW_VOID_LENGTH:
-        hd.length = <uint32_t>(r.claim_end - h)
-        hd.kind = CW_VAR_VOID
-    else:
+    if step == 1:
+        if length == CW_VOID_LENGTH:
+            hd.length = <uint32_t>(r.claim_end - h)
+            hd.kind = CW_VAR_VOID
+            return
         rec = cw_var_record_size_with(length, CW_VAR_MANY_HEADER_SIZE)
         gap = r.claim_end - h - rec
         if gap == CW_SLOT_ALIGN:
@@ -270,17 +301,31 @@ cdef void ring_bytes_many_commit(ring_t *r, uint32_t length) noexcept nogil:
         elif gap:
             v = _mhdr(r, i + rec)
             v.length = <uint32_t>gap
-            v.kind = CW_VAR_VOID
+            # Slack 1 on a void: the rest of a message's claim, not a message lost.
+            v.kind = CW_VAR_VOID | (1U << CW_VAR_SLACK_SHIFT)
             cw_store_release_u64(&v.seq, h + rec + 1)
         hd.length = length
         hd.kind = kind
-    # Release: the payload, length and kind before seq; pairs with R1's acquire.
-    cw_store_release_u64(&hd.seq, h + 1)                                       # M5
-    # Release: whoever sees the intent gone sees the record published (R3, R4).
-    cw_store_release_u64(r.intent, 0)                                         # M6
-    r.write = r.claim_end
-    r.write_index = r.claim_end % r.capacity
-    r.pad = 0
+    elif step == 2:
+        # Release: the payload, length and kind before seq; pairs with R1's acquire.
+        cw_store_release_u64(&hd.seq, h + 1)                                   # M5
+    elif step == 3:
+        # Release: whoever sees the intent gone sees the record published (R3, R4).
+        cw_store_release_u64(r.intent, 0)                                     # M6
+        r.write = r.claim_end
+        r.write_index = r.claim_end % r.capacity
+        r.pad = 0
+
+
+cdef void ring_bytes_many_commit(ring_t *r, uint32_t length) noexcept nogil:
+    """M5-M6: publish the record claimed at r.write with a message of length bytes (at most
+    r.want_bytes), or void (CW_VOID_LENGTH: the message could not be built); the room a
+    shorter message leaves of its claim is published too (slack of 8 bytes, or a void record
+    before the message's seq), so that every byte of the claim is published when the intent is
+    withdrawn."""
+    ring_bytes_commit_step(r, length, 1)
+    ring_bytes_commit_step(r, length, 2)
+    ring_bytes_commit_step(r, length, 3)
 
 
 cdef uint64_t ring_bytes_many_published(ring_t *r) noexcept nogil:
@@ -313,8 +358,10 @@ cdef inline int _record_at(ring_t *r, uint64_t h, uint64_t i, uint64_t *step, ui
         rec = cw_var_record_size_with(n, CW_VAR_MANY_HEADER_SIZE) + slack * CW_SLOT_ALIGN
     elif k == CW_VAR_PADDING and slack == 0 and n == r.capacity - i:
         rec = n
-    elif k == CW_VAR_VOID and slack == 0 and n >= CW_VAR_MANY_HEADER_SIZE and (n & CW_VAR_ALIGN_MASK) == 0:
+    elif k == CW_VAR_VOID and slack <= 1 and n >= CW_VAR_MANY_HEADER_SIZE and (n & CW_VAR_ALIGN_MASK) == 0:
         rec = n
+        if slack:
+            k = CW_VAR_PADDING       # the rest of a message's claim: stepped over, not counted
     else:
         return _corrupt(r, CORRUPT_RECORD, h, word >> 32, n)
     if i + rec > r.capacity:
