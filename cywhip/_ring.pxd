@@ -203,6 +203,7 @@ cdef int group_resolve_lock(cw_group *g, uint64_t tag, cw_place *q, uint32_t q_i
 cdef int64_t ring_bytes_room(ring_t *r) noexcept nogil
 cdef int64_t ring_bytes_many_claim(ring_t *r) noexcept nogil
 cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil
+cdef int64_t ring_bytes_claim_held(ring_t *r, uint64_t rec, bint commit) noexcept nogil
 cdef void ring_bytes_claim_step(ring_t *r, int step) noexcept nogil
 cdef void ring_bytes_commit_step(ring_t *r, uint32_t length, int step) noexcept nogil
 cdef int64_t ring_bytes_many_look(ring_t *r) noexcept nogil

@@ -94,7 +94,7 @@ cdef int ring_bytes_adopt(ring_t *r) noexcept nogil:
 
 cdef void ring_bytes_claim_step(ring_t *r, int step) noexcept nogil:
     """One of M2-M4 for the claim bit this sender holds at r.claim_at, with r.pad and
-    r.claim_end set (_claim_held()): M2 the intent, M3 the claim committed and the bit freed in
+    r.claim_end set (ring_bytes_claim_held()): M2 the intent, M3 the claim committed and the bit freed in
     one store, M4 the padding record published.  Separate for the tests that stop a sender
     between any two steps (cywhip._testing._steps)."""
     cdef cw_place *p = r.splace
@@ -118,7 +118,7 @@ cdef void ring_bytes_claim_step(ring_t *r, int step) noexcept nogil:
         r.write_index = (c + pad) % r.capacity
 
 
-cdef int64_t _claim_held(ring_t *r, uint64_t rec, bint commit) noexcept nogil:
+cdef int64_t ring_bytes_claim_held(ring_t *r, uint64_t rec, bint commit) noexcept nogil:
     """This sender holds the claim bit at r.claim_at (M1's compare-and-swap, or T1-T2): room
     for rec bytes there, then (commit) M2-M4: 1; no room yet (0: it keeps the bit, a taker must
     not free it without moving it); -1 if impossible."""
@@ -142,15 +142,27 @@ cdef int64_t _claim_held(ring_t *r, uint64_t rec, bint commit) noexcept nogil:
 
 
 cdef inline int _owner_dead(ring_t *r, uint64_t owner) noexcept nogil:
-    """T0's test: 1 if the owner of the claim bit is dead (its place's lock free, or an earlier
-    sender of this sender's own place), 0 if alive (or the test failed), -1 if no sender place
-    has that number."""
+    """T0's test: 1 if the owner of the claim bit is dead: its place's lock free, or an earlier
+    sender of its place (this sender's own place, whose lock is ours now; or another place
+    whose lock a later sender holds, its generation counted past the owner's); 0 if alive (or
+    the test failed); -1 if no sender place has that number."""
     cdef uint64_t place = cw_claim_owner_place(owner)
+    cdef uint64_t gen
+    cdef int held
     if place >= r.max_senders:
         return -1
     if <int>place == r.own_place:
-        return 1        # another generation of this place: its lock is ours now
-    return 1 if cw_ofd_is_locked(r.fd, cw_place_offset(place)) == 0 else 0
+        return 1
+    held = cw_ofd_is_locked(r.fd, cw_place_offset(place))
+    if held == 0:
+        return 1
+    if held < 0:
+        return 0
+    # Held: by the owner, or by a later sender of its place, which counts its generation
+    # (S0) after taking the lock: one seen counted past the owner's means the owner is gone.
+    # (Not seen yet: wait, and test again.)
+    gen = cw_load_acquire_u64(&_splace(r, place).generation)
+    return 1 if cw_claim_owner_of(place, gen) != owner else 0
 
 
 cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil:
@@ -161,6 +173,7 @@ cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil:
     stops a takeover after T1, before T2 (for tests)."""
     cdef uint64_t rec = cw_var_record_size_with(r.want_bytes, CW_VAR_MANY_HEADER_SIZE)
     cdef uint64_t rd, word, c, owner, pad, need, again
+    cdef uint32_t q
     cdef cw_place *dead
     cdef int looks = 0, spins, st
     while True:
@@ -215,11 +228,16 @@ cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil:
         r.bit_busy = False
         if upto == 1:
             return 1
-        # T2: the dead owner's intent for c was never committed: void.  Nobody else writes
-        # it while this sender holds the bit.
-        dead = _splace(r, cw_claim_owner_place(owner))
-        if cw_load_acquire_u64(&dead.intent) == c + 1:
-            cw_store_release_u64(&dead.intent, 0)
+        # T2: an intent for c was never committed (the position is still c): void.  Not only
+        # the dead owner's: an owner that took the bit over and died before its T2 left its
+        # dead predecessor's, which a later S0 would take for a committed claim once this
+        # sender's M3 moves the position past c.  Only the holder of the bit stores an intent
+        # for the word's position, and the holder is this sender now: every intent for c + 1
+        # is void (a new sender's S0 may clear it too).
+        for q in range(r.max_senders):
+            dead = _splace(r, q)
+            if cw_load_acquire_u64(&dead.intent) == c + 1:
+                cw_store_release_u64(&dead.intent, 0)
         return 1
 
 
@@ -236,7 +254,7 @@ cdef int64_t ring_bytes_many_claim(ring_t *r) noexcept nogil:
         st = ring_bytes_take_bit(r, 2)
         if st <= 0:
             return st
-    return _claim_held(r, rec, True)
+    return ring_bytes_claim_held(r, rec, True)
 
 
 cdef int64_t ring_bytes_many_look(ring_t *r) noexcept nogil:

@@ -1,0 +1,346 @@
+"""Byte channels of many senders (max_queued_bytes with max_senders > 1): streams of messages
+of mixed sizes from sender processes, a sender killed between any two steps of a send (M1-M6)
+or of a takeover of the claim bit (T0-T2), and a second process rewriting the channel while
+the ends run."""
+import json
+import mmap
+import os
+import random
+import signal
+import threading
+import time
+
+import pytest
+
+from cywhip import ChannelCorruptError, Receiver, ReceiveTimeout, SendTimeout, Sender
+from cywhip._region import channel_path
+from cywhip._testing._model import layout
+from cywhip._testing.bytes_steps import STEPS, lengths
+from cywhip._testing.fanin import HEAD, payload
+
+RING = 256
+SCRIPT = "import sys; from cywhip._testing.bytes_steps import main; sys.exit(main(sys.argv[1:]))"
+
+
+class Tally:
+    """A merged stream of messages of any length: per tag, numbers 0, 1, 2, ... in order, each
+    message whole (fanin.payload of its own length)."""
+
+    def __init__(self):
+        self.next = {}
+        self.errors = []
+        self.count = 0
+        self.sizes = set()
+
+    def add(self, msg):
+        msg = bytes(msg)
+        if len(msg) < HEAD.size:
+            self.errors.append(f"a message of {len(msg)} bytes")
+            return
+        tag, i = HEAD.unpack_from(msg)
+        if msg != payload(tag, i, len(msg)):
+            self.errors.append(f"message {i} of tag {tag} ({len(msg)} bytes) is torn")
+            return
+        expect = self.next.get(tag, 0)
+        if i != expect:
+            self.errors.append(f"tag {tag}: message {i} arrived where {expect} was next")
+        self.next[tag] = i + 1
+        self.count += 1
+        self.sizes.add(len(msg))
+
+
+def _ends(channel, ring=RING, senders=2):
+    return dict(max_queued_bytes=ring, max_senders=senders)
+
+
+def _drain(receiver, tally, until, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not until() and time.monotonic() < deadline:
+        try:
+            for m in receiver.recv_many(100, timeout=0.05):
+                tally.add(m)
+        except ReceiveTimeout:
+            pass
+
+
+# ------------------------------------------------------------------- streams
+
+
+def test_a_byte_channel_takes_many_senders_and_refuses_receiver_groups(channel):
+    with pytest.raises(ValueError, match="max_receivers=2 needs a slot channel"):
+        Receiver(channel, max_queued_bytes=4096, max_senders=2, max_receivers=2)
+    with Sender(channel, **_ends(channel, 4096, 3)) as a, Receiver(channel, **_ends(channel, 4096, 3)) as r:
+        # A record's header is 16 bytes with many senders: a message may take half the ring less it.
+        assert a.message_length == r.message_length == 4096 // 2 - 16
+        assert a.max_senders == 3 and "max_senders=3" in repr(a)
+        a.send(b"")
+        a.send(b"x" * a.message_length)
+        assert r.recv(timeout=5) == b""
+        assert r.recv(timeout=5) == b"x" * a.message_length
+        assert r.try_recv() is None and r.depth == 0
+
+
+def test_threads_of_every_send_call_with_serializers_and_reserves_keep_each_senders_order(channel):
+    n = 4000
+
+    def serialize(msg, buffer):
+        # Length unknown beforehand: the claim is for message_length, the rest given back.
+        buffer.write(msg[:6])
+        if msg[:1] == b"!":
+            raise ValueError("cannot build")
+        buffer.write(msg[6:])
+
+    senders = [Sender(channel, **_ends(channel, 1024, 4)),
+               Sender(channel, serialize, **_ends(channel, 1024, 4)),
+               Sender(channel, **_ends(channel, 1024, 4)),
+               Sender(channel, **_ends(channel, 1024, 4))]
+    top = senders[0].message_length
+    errors = []
+
+    def run(tag):
+        s = senders[tag]
+        sizes = lengths(tag, n, top)
+        try:
+            if tag == 0:
+                s.send_many((payload(tag, i, k) for i, k in enumerate(sizes)), timeout=30)
+            elif tag == 1:
+                for i, k in enumerate(sizes):
+                    if i % 7 == 3:
+                        with pytest.raises(ValueError):
+                            s.send(b"!" + payload(tag, i, k)[1:], timeout=30)
+                    s.send(payload(tag, i, k), timeout=30)
+            elif tag == 2:
+                for i, k in enumerate(sizes):
+                    m = payload(tag, i, k)
+                    if i % 5 == 0:
+                        # A reserve block that raises: a void, never delivered.
+                        with pytest.raises(KeyError):
+                            with s.reserve(k, timeout=30) as buf:
+                                buf[:6] = m[:6]
+                                raise KeyError("given up")
+                    res = s.reserve(top if i % 2 else k, timeout=30)
+                    with res as buf:
+                        buf[:k] = m
+                        res.truncate(k)
+            else:
+                for i, k in enumerate(sizes):
+                    while not s.try_send(payload(tag, i, k)):
+                        time.sleep(0)
+        except BaseException as exc:      # reported by the test's thread below
+            errors.append(repr(exc))
+
+    with Receiver(channel, **_ends(channel, 1024, 4)) as r:
+        threads = [threading.Thread(target=run, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        tally = Tally()
+        _drain(r, tally, lambda: tally.count >= 4 * n or errors, timeout=90)
+        for t in threads:
+            t.join(30)
+        assert errors == []
+        assert tally.errors == []
+        assert tally.next == {0: n, 1: n, 2: n, 3: n}
+        assert r.try_recv() is None and r.depth == 0
+        # Voids counted: the serializer's failures and the reserve blocks given up, not the
+        # room the shorter messages left of their claims.
+        assert r._skipped == (0, len(range(3, n, 7)) + len(range(0, n, 5)))
+        # The ring wrapped many times.
+        assert senders[0].published > 100 * 1024
+    for s in senders:
+        s.close()
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("modes", [("send", "send_many", "try_send"), ("reserve", "send", "send_many")])
+def test_sender_processes_of_mixed_sizes_into_one_receiver_each_in_order_exactly_once(channel, peers, modes):
+    n = 6000
+    with Receiver(channel, **_ends(channel, 2048, 3)) as receiver:
+        procs = [peers.start("stream", channel, 2048, 3, tag, n, mode, script=SCRIPT)
+                 for tag, mode in enumerate(modes)]
+        tally = Tally()
+        _drain(receiver, tally, lambda: tally.count >= 3 * n, timeout=150)
+        for proc in procs:
+            rc, out, err = peers.finish(proc, timeout=30)
+            assert rc == 0, err
+            assert out.split() == ["ready", "done"]
+        assert tally.errors == []
+        assert tally.next == {0: n, 1: n, 2: n}
+        assert len(tally.sizes) > 50
+        assert receiver.try_recv() is None and receiver.depth == 0
+        assert receiver._skipped == (0, 0)
+
+
+# ------------------------------------------------------------- crashes, steps
+
+
+def _run_until_killed(peers, receiver, tally, *args):
+    """Start a step process and take its messages until it has killed itself; its report."""
+    proc = peers.start(*args, script=SCRIPT)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            for m in receiver.recv_many(100, timeout=0.02):
+                tally.add(m)
+        except ReceiveTimeout:
+            pass
+    rc, out, err = peers.finish(proc, timeout=30)
+    assert rc == -signal.SIGKILL, err
+    return json.loads(out)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("step", STEPS)
+def test_a_sender_killed_after_any_step_loses_only_its_unpublished_message(channel, peers, step):
+    published = STEPS.index(step) >= STEPS.index("published")
+    committed = STEPS.index(step) >= STEPS.index("committed")
+    with Receiver(channel, **_ends(channel)) as receiver:
+        tally = Tally()
+        report = _run_until_killed(peers, receiver, tally, "step", channel, RING, 2, 0, 3, step)
+        sent = report["sent"]
+        assert report["pad"] >= 16          # the claim has a padding record (M4)
+        # Its place is free at once: a new sender takes it (S0) and stays idle while a sender
+        # of the other place sends (taking a bit the dead one held over, T0-T2), then sends.
+        with Sender(channel, **_ends(channel)) as a, Sender(channel, **_ends(channel)) as b:
+            b.send(payload(2, 0, 40), timeout=5)
+            _drain(receiver, tally, lambda: tally.next.get(2) == 1, timeout=10)
+            for i in range(5):
+                a.send(payload(1, i, 12 + 20 * i), timeout=5)
+                _drain(receiver, tally, lambda: tally.next.get(1) == i + 1, timeout=10)
+            for i in range(1, 40):              # around the ring a few times more
+                tag, number = (1, 5 + i // 2) if i % 2 else (2, i // 2)
+                (a if i % 2 else b).send(payload(tag, number, 12 + (7 * i) % 100), timeout=5)
+                _drain(receiver, tally, lambda: tally.next.get(tag) == number + 1, timeout=10)
+        assert tally.errors == []
+        assert tally.next == {0: sent + published, 1: 25, 2: 20}
+        assert receiver.try_recv() is None
+        # A committed claim not published is stepped over as a dead claim; nothing else is.
+        assert receiver._skipped == (1 if committed and not published else 0, 0)
+
+
+def _place_field(channel, place, field):
+    """A sender place's field as the file holds it now."""
+    with open(channel_path(channel), "rb") as f:
+        f.seek(4096 + 128 * place + layout()[field])
+        return int.from_bytes(f.read(8), "little")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("first", ["bit", "intent"])
+@pytest.mark.parametrize("then", ["took", "taken"])
+def test_a_sender_taking_a_dead_senders_claim_bit_over_killed_mid_takeover_blocks_nobody(
+        channel, peers, first, then):
+    with Receiver(channel, **_ends(channel, RING, 3)) as receiver:
+        tally = Tally()
+        # The first sender dies holding the claim bit in place 1 (with its intent: "intent") ...
+        dummy = Sender(channel, **_ends(channel, RING, 3))
+        report = _run_until_killed(peers, receiver, tally, "step", channel, RING, 3, 0, 0, first)
+        sent = report["sent"]
+        dummy.close()
+        assert _place_field(channel, 1, "place_intent") == (report["at"] + 1 if first == "intent" else 0)
+        # ... a sender in place 0 takes the bit over and dies after T1 ("took": the intent of
+        # place 1 still there) or after T2 and finding room ("taken": holding the bit).
+        report = _run_until_killed(peers, receiver, tally, "take", channel, RING, 3, then)
+        assert report["done"] == [then]
+        # New senders: in place 0 first (it takes the bit over from its own place's dead
+        # sender and commits a claim there, clearing every intent for that position, T2) ...
+        with Sender(channel, **_ends(channel, RING, 3)) as a:
+            a.send(payload(1, 0, 20), timeout=5)
+            _drain(receiver, tally, lambda: tally.next.get(1) == 1, timeout=10)
+            # ... then in place 1, whose S0 finds no intent to keep as a dead claim.
+            with Sender(channel, **_ends(channel, RING, 3)) as b, Sender(channel, **_ends(channel, RING, 3)) as c:
+                assert _place_field(channel, 1, "place_intent") == 0
+                assert _place_field(channel, 1, "place_dead_claim") == 0
+                for i in range(3, 33):
+                    tag, number = 1 + i % 3, i // 3 - (i % 3 != 0)
+                    (a, b, c)[i % 3].send(payload(tag, number, 12 + 3 * i), timeout=5)
+                    _drain(receiver, tally, lambda: tally.next.get(tag) == number + 1, timeout=10)
+        assert tally.errors == []
+        assert tally.next == {0: sent, 1: 11, 2: 10, 3: 10}
+        assert receiver.try_recv() is None
+        assert receiver._skipped == (0, 0)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("step", ["committed", "padded", "half", "written"])
+def test_a_receiver_waiting_at_a_live_senders_claim_goes_on_when_it_dies(channel, peers, step, in_thread):
+    with Receiver(channel, **_ends(channel)) as receiver:
+        tally = Tally()
+        proc = peers.start("step", channel, RING, 2, 0, 3, step, "hold", script=SCRIPT)
+        line = []
+        reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
+        reader.start()
+        _drain(receiver, tally, lambda: line, timeout=30)
+        report = json.loads(line[0])
+        with Sender(channel, **_ends(channel)) as other:
+            # The claim comes first in the channel's order: the receiver waits for it ...
+            thread, outcome = in_thread(lambda: receiver.recv(timeout=30))
+            time.sleep(0.3)
+            assert outcome == []
+            # ... and steps over it once the claimer is gone.
+            proc.kill()
+            proc.wait()
+            other.send(payload(1, 0, 30), timeout=10)
+            thread.join(30)
+            assert outcome == [payload(1, 0, 30)]
+            assert receiver._skipped == (1, 0)
+        assert tally.errors == [] and tally.next == {0: report["sent"]}
+
+
+# -------------------------------------------------------- a racing rewriter
+
+
+@pytest.mark.timeout(120)
+def test_a_process_rewriting_the_channel_while_the_ends_run_never_crashes_or_hangs_the_receiver(channel, peers):
+    lay = layout()
+    ring = 1024
+    with Receiver(channel, **_ends(channel, ring, 3)) as receiver:
+        base = lay["slots"]
+        offsets = [lay["write_cursor"], lay["read_cursor"]]
+        for p in range(3):
+            place = 4096 + 128 * p
+            offsets += [place + lay[f] for f in ("place_intent", "place_intent_length", "place_dead_claim",
+                                                   "place_dead_length", "place_generation")]
+        offsets += [base + 8 * k for k in range(ring // 8)]
+        seed = random.randrange(1 << 30)
+        rewriter = peers.start("rewrite", channel_path(channel), 8, seed, json.dumps(offsets), script=SCRIPT)
+        stop = threading.Event()
+        outcomes = {"sent": 0, "corrupt": 0, "timeouts": 0}
+
+        def send(tag):
+            i = 0
+            while not stop.is_set():
+                try:
+                    with Sender(channel, **_ends(channel, ring, 3)) as s:
+                        while not stop.is_set():
+                            s.send(payload(tag, i, 12 + (i * 37) % 400), timeout=0.2)
+                            i += 1
+                            outcomes["sent"] += 1
+                except (ChannelCorruptError, SendTimeout):
+                    pass
+                except Exception as exc:      # any other error is a failure
+                    outcomes.setdefault("errors", []).append(repr(exc))
+                    return
+
+        threads = [threading.Thread(target=send, args=(t,)) for t in range(2)]
+        for t in threads:
+            t.start()
+        got = 0
+        deadline = time.monotonic() + 12
+        while rewriter.poll() is None and time.monotonic() < deadline:
+            try:
+                got += len(receiver.recv_many(50, timeout=0.2))
+            except ReceiveTimeout:
+                outcomes["timeouts"] += 1
+            except ChannelCorruptError as exc:
+                # Named, not a crash: the values read are in the message.
+                assert "corrupt" in str(exc)
+                outcomes["corrupt"] += 1
+        stop.set()
+        for t in threads:
+            t.join(30)
+            assert not t.is_alive()
+        rc, _, err = peers.finish(rewriter, timeout=30)
+        assert rc == 0, err
+        assert "errors" not in outcomes, outcomes
+        # The receiver kept answering: messages, timeouts or named corruption, and nothing else.
+        assert got + outcomes["timeouts"] + outcomes["corrupt"] > 10, outcomes
