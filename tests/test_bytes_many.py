@@ -290,7 +290,9 @@ def test_a_receiver_waiting_at_a_live_senders_claim_goes_on_when_it_dies(channel
 
 
 @pytest.mark.timeout(120)
-def test_a_process_rewriting_the_channel_while_the_ends_run_never_crashes_or_hangs_the_receiver(channel, peers):
+@pytest.mark.parametrize("keep_back", [1.0, 0.9])
+def test_a_process_rewriting_the_channel_while_the_ends_run_never_crashes_or_hangs_the_receiver(
+        channel, peers, keep_back):
     lay = layout()
     ring = 1024
     with Receiver(channel, **_ends(channel, ring, 3)) as receiver:
@@ -302,7 +304,8 @@ def test_a_process_rewriting_the_channel_while_the_ends_run_never_crashes_or_han
                                                    "place_dead_length", "place_generation")]
         offsets += [base + 8 * k for k in range(ring // 8)]
         seed = random.randrange(1 << 30)
-        rewriter = peers.start("rewrite", channel_path(channel), 8, seed, json.dumps(offsets), script=SCRIPT)
+        rewriter = peers.start("rewrite", channel_path(channel), 6, seed, json.dumps(offsets), keep_back,
+                               script=SCRIPT)
         stop = threading.Event()
         outcomes = {"sent": 0, "corrupt": 0, "timeouts": 0}
 

@@ -125,10 +125,10 @@ def run_stream(name, ring, senders, tag, count, mode):
     print("done", flush=True)
 
 
-def run_rewrite(path, seconds, seed, offsets):
+def run_rewrite(path, seconds, seed, offsets, keep_back=0.9):
     """A racing rewriter: XOR random words of the channel file at the given offsets (the claim
     word, sender places' fields, the ring) with random masks, in one atomic step each, for
-    seconds; half of them flipped back at once (a moment's corruption)."""
+    seconds; a share keep_back of them flipped back after a moment (a moment's corruption)."""
     import mmap
     import random
     from cywhip._testing._model import atomic_xor_u64
@@ -144,10 +144,12 @@ def run_rewrite(path, seconds, seed, offsets):
         off = rng.choice(offsets)
         mask = rng.choice((1, 8, 1 << 24, 1 << 33, 1 << 40, 1 << 63, rng.getrandbits(64)))
         atomic_xor_u64(mm, off, mask)
-        if rng.random() < 0.5:
+        if rng.random() < keep_back:
+            # Flipped back after a moment: whatever an end stored meanwhile stays.
+            time.sleep(rng.random() * 0.0002)
             atomic_xor_u64(mm, off, mask)
         flips += 1
-        time.sleep(rng.random() * 0.0005)
+        time.sleep(rng.random() * 0.001)
     print(json.dumps({"flips": flips}), flush=True)
 
 
@@ -159,7 +161,7 @@ def main(argv):
     elif role == "take":
         run_take(name, ring, senders, argv[4], hold)
     elif role == "rewrite":
-        run_rewrite(name, float(argv[2]), int(argv[3]), json.loads(argv[4]))
+        run_rewrite(name, float(argv[2]), int(argv[3]), json.loads(argv[4]), float(argv[5]))
     elif role == "stream":
         run_stream(name, ring, senders, int(argv[4]), int(argv[5]), argv[6])
     else:
