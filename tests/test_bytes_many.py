@@ -2,6 +2,7 @@
 of mixed sizes from sender processes, a sender killed between any two steps of a send (M1-M6)
 or of a takeover of the claim bit (T0-T2), and a second process rewriting the channel while
 the ends run."""
+import asyncio
 import json
 import mmap
 import os
@@ -12,6 +13,7 @@ import time
 
 import pytest
 
+import cywhip.asyncio
 from cywhip import ChannelCorruptError, Receiver, ReceiveTimeout, SendTimeout, Sender
 from cywhip._region import channel_path
 from cywhip._testing._model import layout
@@ -150,6 +152,77 @@ def test_threads_of_every_send_call_with_serializers_and_reserves_keep_each_send
         s.close()
 
 
+def test_every_receive_call_takes_a_byte_channel_of_many_senders(channel, run):
+    kw = _ends(channel, 512, 2)
+    with Sender(channel, **kw) as a, Sender(channel, **kw) as b:
+        with Receiver(channel, **kw) as r:
+            a.send(b"one")
+            b.send(b"two" * 10)
+            assert r.recv(timeout=5) == b"one"
+            assert r.try_recv() == b"two" * 10
+            a.send_many([b"", b"x" * 200])
+            assert r.recv_many(5, timeout=5) == [b"", b"x" * 200]
+            b.send(b"it")
+            assert next(iter(r)) == b"it"
+            # borrow(): lent in place up to the ring's end, taken (and zeroed) on exit.
+            msgs = [bytes([65 + i]) * (i * 9) for i in range(12)]
+            lent = []
+            for m in msgs:
+                (a if len(m) % 2 else b).send(m, timeout=5)
+                with r.borrow(timeout=5) as batch:
+                    lent += [bytes(x) for x in batch]
+            assert lent == msgs
+            assert r.try_recv() is None and r.depth == 0
+        got, batches = [], []
+        done = threading.Event()
+
+        def on_message(msg):
+            got.append(msg)
+            if len(got) == 300:
+                done.set()
+
+        with Receiver(channel, **kw, on_message=on_message):
+            for i in range(300):
+                (a, b)[i % 2].send(payload(i % 2, i // 2, 12 + i % 150), timeout=10)
+            assert done.wait(20)
+        tally = Tally()
+        for m in got:
+            tally.add(m)
+        done.clear()
+
+        def on_batch(batch):
+            batches.append(list(batch))
+            if sum(map(len, batches)) == 300:
+                done.set()
+
+        with Receiver(channel, **kw, on_batch=on_batch):
+            for i in range(300, 600):
+                (a, b)[i % 2].send(payload(i % 2, i // 2, 12 + i % 150), timeout=10)
+            assert done.wait(20)
+        for m in (m for batch in batches for m in batch):
+            tally.add(m)
+        assert tally.errors == [] and tally.next == {0: 300, 1: 300}
+
+    async def main():
+        async with cywhip.asyncio.Sender(channel, **kw) as tx, cywhip.asyncio.Sender(channel, **kw) as ty, \
+                cywhip.asyncio.Receiver(channel, **kw) as rx:
+            async def produce(s, tag):
+                for i in range(2000):
+                    await s.send(payload(tag, i, 12 + (i * 13) % 200))
+
+            tasks = [asyncio.ensure_future(produce(s, t)) for t, s in ((0, tx), (1, ty))]
+            out = []
+            while len(out) < 4000:
+                out += await rx.recv_many(100)
+            await asyncio.gather(*tasks)
+            return out
+
+    tally = Tally()
+    for m in run(main()):
+        tally.add(m)
+    assert tally.errors == [] and tally.next == {0: 2000, 1: 2000}
+
+
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("modes", [("send", "send_many", "try_send"), ("reserve", "send", "send_many")])
 def test_sender_processes_of_mixed_sizes_into_one_receiver_each_in_order_exactly_once(channel, peers, modes):
@@ -258,6 +331,80 @@ def test_a_sender_taking_a_dead_senders_claim_bit_over_killed_mid_takeover_block
         assert tally.next == {0: sent, 1: 11, 2: 10, 3: 10}
         assert receiver.try_recv() is None
         assert receiver._skipped == (0, 0)
+
+
+def test_a_payload_of_an_earlier_lap_is_never_taken_for_a_records_seq(channel):
+    # Records of 40 bytes in the first lap (at 0, 40, ..., 200, padding at 240); in the second
+    # a record of 128 bytes at 256 ends at 384, whose seq word (ring index 136) lay in the
+    # payload of the first lap's record at 120, which held 385 there: what a record at 384
+    # would have as its seq.  The receiver zeroes what it consumed before handing it back (R5),
+    # so nothing at 384 reads as published.
+    with Sender(channel, **_ends(channel)) as tx, Receiver(channel, **_ends(channel)) as rx:
+        forged = (385).to_bytes(8, "little") + bytes(16)
+        for _ in range(6):
+            tx.send(forged, timeout=5)
+            assert rx.recv(timeout=5) == forged
+        tx.send(b"y" * tx.message_length, timeout=5)
+        assert rx.recv(timeout=5) == b"y" * tx.message_length
+        assert tx.published == rx.taken == 384
+        assert rx.try_recv() is None
+        tx.send(b"z", timeout=5)
+        assert rx.recv(timeout=5) == b"z"
+
+
+def _dead_claim(peers, channel, ring, n):
+    proc = peers.start("claim", channel, ring, 2, n, script=SCRIPT)
+    rc, out, err = peers.finish(proc, timeout=30)
+    assert rc == -signal.SIGKILL, err
+    return json.loads(out)
+
+
+@pytest.mark.timeout(60)
+def test_a_third_sender_on_a_place_waits_until_the_receiver_passed_the_first_dead_claim(channel, peers, in_thread):
+    ring = 1024
+    with Receiver(channel, **_ends(channel, ring)) as receiver:
+        # Two senders die in place 0, each with a claim committed and nothing published; the
+        # second's S0 kept the first's claim as the place's dead claim.
+        first = _dead_claim(peers, channel, ring, 40)
+        second = _dead_claim(peers, channel, ring, 100)
+        assert (first["at"], second["at"]) == (0, 56)
+        assert _place_field(channel, 0, "place_dead_claim") == 1
+        assert _place_field(channel, 0, "place_intent") == 57
+        # The third (S0d) waits for the receiver to pass the first before it keeps the second.
+        thread, outcome = in_thread(lambda: Sender(channel, **_ends(channel, ring)))
+        time.sleep(0.3)
+        assert outcome == [] and _place_field(channel, 0, "place_dead_claim") == 1
+        with pytest.raises(ReceiveTimeout):
+            receiver.recv(timeout=0.5)      # steps over the first; waits at the second
+        thread.join(10)
+        third = outcome[0]
+        assert _place_field(channel, 0, "place_dead_claim") == 57
+        third.send(b"after them", timeout=5)
+        assert receiver.recv(timeout=5) == b"after them"
+        assert receiver._skipped == (2, 0)
+        third.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_sender_on_a_place_whose_dead_claim_is_its_intent_already_does_not_wait(channel, peers, in_thread):
+    # A sender died after S0e (its predecessor's committed claim kept as the dead claim) and
+    # before S0f (the intent not yet cleared): the next one must not wait for the receiver to
+    # pass that claim, which the receiver finds in the intent with the place's lock held.
+    ring = 1024
+    with Receiver(channel, **_ends(channel, ring)) as receiver:
+        first = _dead_claim(peers, channel, ring, 40)
+        with open(channel_path(channel), "r+b") as f:
+            for field, value in (("place_dead_length", first["size"]), ("place_dead_claim", first["at"] + 1)):
+                f.seek(4096 + layout()[field])
+                f.write(value.to_bytes(8, "little"))
+        thread, outcome = in_thread(lambda: Sender(channel, **_ends(channel, ring)))
+        thread.join(10)
+        sender = outcome[0]
+        assert _place_field(channel, 0, "place_intent") == 0
+        sender.send(b"next", timeout=5)
+        assert receiver.recv(timeout=5) == b"next"
+        assert receiver._skipped == (1, 0)
+        sender.close()
 
 
 @pytest.mark.timeout(60)

@@ -7,6 +7,7 @@ byte ring": M1-M6, T0-T2).
 ROLE "step": send BEFORE messages of 24 bytes (then more, until the next claim needs padding
 of 16 bytes or more), then do the steps of the next message (the longest the ring takes) up
 to STEP, print what was done as JSON and die (SIGKILL), or with "hold" wait to be killed.
+ROLE "claim": commit a claim of STEP... (see run_claim) and die.
 ROLE "take": the claim bit is held by a dead sender: take it over (T0, T1), stop there
 (STEP "took") or after T2 and the room (STEP "taken"), print and die the same way.
 
@@ -89,6 +90,19 @@ def run_take(name, ring, senders, step, hold=False):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def run_claim(name, ring, senders, n):
+    """Commit a claim for a message of n bytes (M1-M3) at once, print it and die: a dead
+    sender's committed claim, with nothing published."""
+    from cywhip._testing._steps import BytesSenderSteps
+    sender = _open(name, ring, senders)
+    steps = BytesSenderSteps(sender)
+    at, pad, size = steps.take(n)
+    steps.intent()
+    steps.commit()
+    print(json.dumps({"at": at, "pad": pad, "size": size}), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def lengths(tag, count, top):
     """The lengths of sender tag's count messages: from 12 bytes (its tag and number) to top,
     mixed, a few of each size class."""
@@ -162,6 +176,8 @@ def main(argv):
         run_take(name, ring, senders, argv[4], hold)
     elif role == "rewrite":
         run_rewrite(name, float(argv[2]), int(argv[3]), json.loads(argv[4]), float(argv[5]))
+    elif role == "claim":
+        run_claim(name, ring, senders, int(argv[4]))
     elif role == "stream":
         run_stream(name, ring, senders, int(argv[4]), int(argv[5]), argv[6])
     else:
