@@ -494,3 +494,15 @@ def test_a_process_rewriting_the_channel_while_the_ends_run_never_crashes_or_han
         assert "errors" not in outcomes, outcomes
         # The receiver kept answering: messages, timeouts or named corruption, and nothing else.
         assert got + outcomes["timeouts"] + outcomes["corrupt"] > 10, outcomes
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(300)
+def test_a_hundred_and_twenty_sigkills_of_byte_channel_senders_lose_tear_and_wedge_nothing(tmp_path):
+    from cywhip._testing import fanin
+    seed = random.randrange(10_000)
+    report = fanin.soak(kills=120, senders=3, seed=seed, length=200, workdir=str(tmp_path), timeout=240,
+                        ring=1024)
+    assert report["errors"] == [], (seed, report)
+    assert report["ok"] and report["kills"] >= 120
+    assert report["messages"] > 0
