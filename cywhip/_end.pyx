@@ -351,35 +351,29 @@ cdef class _End:
     def _corrupt_text(self):
         """What a byte ring of many senders found impossible (the ring's corrupt_why), with the
         values it read."""
-        why, cur, write, n = (self.ring.corrupt_why, self.ring.bad_cursor, self.ring.bad_write,
-                              self.ring.bad_length)
-        head = f"channel {self.name!r} is corrupt: "
-        if why == CORRUPT_RECORD:
-            return (head + f"the record at byte {cur} has kind word {write:#x} and length {n}; a "
-                    f"record is a message of at most message_length={self.message_length} bytes, "
-                    f"padding to the ring's end or a void, whole inside the "
-                    f"{self.max_queued_bytes}-byte ring")
-        if why == CORRUPT_CLAIM:
-            return (head + f"the claim word {write:#x} gives claim cursor {cur}, more than the "
-                    f"{self.max_queued_bytes}-byte ring past the read cursor (or an unaligned read "
-                    f"cursor {cur})")
-        if why == CORRUPT_OWNER:
-            return (head + f"the claim word {write:#x} (claim cursor {cur}) names owner {n:#x}, "
-                    f"which no other of its {self.max_senders} sender places can be")
-        if why == CORRUPT_HOLE:
-            return (head + f"nothing is published at byte {cur} (claim cursor {write}) and no "
-                    f"sender place's intent or dead claim covers it")
-        if why == CORRUPT_TWO:
-            return (head + f"two claims cover the unpublished byte {cur}, one ending at {write}, "
-                    f"the other at {n}")
-        if why == CORRUPT_DEAD:
-            return (head + f"the dead claim covering byte {cur} ends at {write}, past the claim "
-                    f"cursor {n} or unaligned")
-        if why == CORRUPT_INTENT:
-            return (head + f"this sender's place holds an intent for byte {cur} of {n} bytes, "
-                    f"which the claim cursor ({write}) and the {self.max_queued_bytes}-byte ring "
-                    f"make impossible")
-        return None
+        texts = {
+            CORRUPT_RECORD: "the record at byte {cur} has kind word {write:#x} and length {n}; a record "
+                            "is a message of at most message_length={ml} bytes, padding to the ring's "
+                            "end or a void, whole inside the {ring}-byte ring",
+            CORRUPT_CLAIM: "the claim word {write:#x} gives claim cursor {cur}, more than the {ring}-byte "
+                           "ring past the read cursor (or an unaligned read cursor {cur})",
+            CORRUPT_OWNER: "the claim word {write:#x} (claim cursor {cur}) names owner {n:#x}, which no "
+                           "other of its {ms} sender places can be",
+            CORRUPT_HOLE: "nothing is published at byte {cur} (claim cursor {write}) and no sender "
+                          "place's intent or dead claim covers it",
+            CORRUPT_TWO: "two claims cover the unpublished byte {cur}, one ending at {write}, the other "
+                         "at {n}",
+            CORRUPT_DEAD: "the dead claim covering byte {cur} ends at {write}, past the claim cursor {n} "
+                          "or unaligned",
+            CORRUPT_INTENT: "this sender's place holds an intent for byte {cur} of {n} bytes, which the "
+                            "claim cursor ({write}) and the {ring}-byte ring make impossible",
+        }
+        text = texts.get(self.ring.corrupt_why)
+        if text is None:
+            return None
+        return f"channel {self.name!r} is corrupt: " + text.format(
+            cur=self.ring.bad_cursor, write=self.ring.bad_write, n=self.ring.bad_length,
+            ml=self.message_length, ring=self.max_queued_bytes, ms=self.max_senders)
 
     cdef int _raise_corrupt(self) except -1:
         """Raise for impossible cursors: this end's own cursor and the other's as the ring read it."""

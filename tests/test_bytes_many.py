@@ -18,37 +18,23 @@ from cywhip import ChannelCorruptError, Receiver, ReceiveTimeout, SendTimeout, S
 from cywhip._region import channel_path
 from cywhip._testing._model import layout
 from cywhip._testing.bytes_steps import STEPS, lengths
-from cywhip._testing.fanin import HEAD, payload
+from cywhip._testing import fanin
+from cywhip._testing.fanin import payload
 
 RING = 256
 SCRIPT = "import sys; from cywhip._testing.bytes_steps import main; sys.exit(main(sys.argv[1:]))"
 
 
-class Tally:
-    """A merged stream of messages of any length: per tag, numbers 0, 1, 2, ... in order, each
-    message whole (fanin.payload of its own length)."""
+class Tally(fanin.Tally):
+    """fanin's check of a merged stream, for messages of any length; the lengths seen."""
 
     def __init__(self):
-        self.next = {}
-        self.errors = []
-        self.count = 0
+        super().__init__(None)
         self.sizes = set()
 
     def add(self, msg):
-        msg = bytes(msg)
-        if len(msg) < HEAD.size:
-            self.errors.append(f"a message of {len(msg)} bytes")
-            return
-        tag, i = HEAD.unpack_from(msg)
-        if msg != payload(tag, i, len(msg)):
-            self.errors.append(f"message {i} of tag {tag} ({len(msg)} bytes) is torn")
-            return
-        expect = self.next.get(tag, 0)
-        if i != expect:
-            self.errors.append(f"tag {tag}: message {i} arrived where {expect} was next")
-        self.next[tag] = i + 1
-        self.count += 1
         self.sizes.add(len(msg))
+        super().add(msg)
 
 
 def _ends(channel, ring=RING, senders=2):
@@ -433,6 +419,40 @@ def test_a_receiver_waiting_at_a_live_senders_claim_goes_on_when_it_dies(channel
         assert tally.errors == [] and tally.next == {0: report["sent"]}
 
 
+def _poke(channel, offset, value):
+    with open(channel_path(channel), "r+b") as f:
+        f.seek(offset)
+        f.write(value.to_bytes(8, "little"))
+
+
+def test_an_impossible_record_or_claim_word_is_named_and_the_receiver_goes_on_once_put_right(channel):
+    lay = layout()
+    with Sender(channel, **_ends(channel)) as tx, Receiver(channel, **_ends(channel)) as rx:
+        tx.send(b"x" * 20)
+        ring = lay["slots"]
+        with open(channel_path(channel), "rb") as f:
+            f.seek(ring)
+            header = int.from_bytes(f.read(8), "little")
+        # A message longer than message_length: named with the values read.
+        _poke(channel, ring, 5000)
+        with pytest.raises(ChannelCorruptError, match=r"the record at byte 0 has kind word 0x0 and length 5000; "
+                                                      r"a record is a message of at most message_length=112"):
+            rx.recv(timeout=1)
+        _poke(channel, ring, header)
+        assert rx.recv(timeout=1) == b"x" * 20
+        # A claim word more than a ring past the read cursor.
+        with open(channel_path(channel), "rb") as f:
+            f.seek(lay["write_cursor"])
+            word = int.from_bytes(f.read(8), "little")
+        _poke(channel, lay["write_cursor"], word + ((4096 // 8) << 24))
+        with pytest.raises(ChannelCorruptError, match=r"gives claim cursor 4136, more than the 256-byte ring past"):
+            rx.recv(timeout=1)
+        _poke(channel, lay["write_cursor"], word)
+        assert rx.try_recv() is None
+        tx.send(b"y")
+        assert rx.recv(timeout=1) == b"y"
+
+
 # -------------------------------------------------------- a racing rewriter
 
 
@@ -499,7 +519,6 @@ def test_a_process_rewriting_the_channel_while_the_ends_run_never_crashes_or_han
 @pytest.mark.soak
 @pytest.mark.timeout(300)
 def test_a_hundred_and_twenty_sigkills_of_byte_channel_senders_lose_tear_and_wedge_nothing(tmp_path):
-    from cywhip._testing import fanin
     seed = random.randrange(10_000)
     report = fanin.soak(kills=120, senders=3, seed=seed, length=200, workdir=str(tmp_path), timeout=240,
                         ring=1024)
