@@ -422,6 +422,11 @@ cdef int64_t ring_bytes_many_scan(ring_t *r) noexcept nogil:
                 r.corrupt_why = 0    # deliver the messages before it first
                 break
             return -1
+        if at + step - r.read > r.capacity:
+            # Past a ring from the read cursor: past the claim cursor, which no sender reaches.
+            if n:
+                break
+            return _corrupt(r, CORRUPT_RECORD, at, kind, step)
         h = at + step
         if kind == CW_VAR_MESSAGE:
             end = h
@@ -433,8 +438,6 @@ cdef int64_t ring_bytes_many_scan(ring_t *r) noexcept nogil:
         r.write_cache = end
         return <int64_t>(end - r.read)
     if h != r.read:
-        if h - r.read > r.capacity:
-            return _corrupt(r, CORRUPT_RECORD, r.read, 0, h - r.read)
         # Only padding and voids at the read cursor: stepped over and handed back.
         r.voided += voids
         r.read = h
