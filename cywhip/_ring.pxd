@@ -213,6 +213,7 @@ cdef int64_t ring_bytes_many_scan(ring_t *r) noexcept nogil
 cdef int ring_bytes_many_resolve(ring_t *r) noexcept nogil
 cdef void ring_bytes_zero(ring_t *r) noexcept nogil
 cdef int ring_bytes_adopt(ring_t *r) noexcept nogil
+cdef void ring_bytes_adopted(ring_t *r) noexcept nogil
 cdef uint64_t ring_bytes_many_published(ring_t *r) noexcept nogil
 cdef int64_t ring_bytes_claim(ring_t *r) noexcept nogil
 cdef int64_t ring_bytes_peek(ring_t *r) noexcept nogil

@@ -376,17 +376,21 @@ def test_a_third_sender_on_a_place_waits_until_the_receiver_passed_the_first_dea
 
 
 @pytest.mark.timeout(60)
-def test_a_sender_on_a_place_whose_dead_claim_is_its_intent_already_does_not_wait(channel, peers, in_thread):
-    # A sender died after S0e (its predecessor's committed claim kept as the dead claim) and
-    # before S0f (the intent not yet cleared): the next one must not wait for the receiver to
-    # pass that claim, which the receiver finds in the intent with the place's lock held.
+def test_a_sender_killed_between_s0e_and_s0f_leaves_a_place_the_next_one_takes_without_waiting(
+        channel, peers, in_thread):
+    # The second sender of place 0 kept its dead predecessor's committed claim as the dead claim
+    # (S0e) and died before withdrawing the intent (S0f): the third finds that very claim in
+    # both and must not wait for the receiver to pass it (which finds it in the intent with the
+    # place's lock held by the third: each would wait for the other).
     ring = 1024
     with Receiver(channel, **_ends(channel, ring)) as receiver:
         first = _dead_claim(peers, channel, ring, 40)
-        with open(channel_path(channel), "r+b") as f:
-            for field, value in (("place_dead_length", first["size"]), ("place_dead_claim", first["at"] + 1)):
-                f.seek(4096 + layout()[field])
-                f.write(value.to_bytes(8, "little"))
+        proc = peers.start("adopt", channel, ring, 2, script=SCRIPT)
+        rc, out, err = peers.finish(proc, timeout=30)
+        assert rc == -signal.SIGKILL and json.loads(out) == {"done": ["S0e"]}, err
+        assert _place_field(channel, 0, "place_intent") == first["at"] + 1
+        assert _place_field(channel, 0, "place_dead_claim") == first["at"] + 1
+        assert _place_field(channel, 0, "place_dead_length") == first["size"]
         thread, outcome = in_thread(lambda: Sender(channel, **_ends(channel, ring)))
         thread.join(10)
         assert _place_field(channel, 0, "place_intent") == 0

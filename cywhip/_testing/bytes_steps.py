@@ -7,7 +7,8 @@ byte ring": M1-M6, T0-T2).
 ROLE "step": send BEFORE messages of 24 bytes (then more, until the next claim needs padding
 of 16 bytes or more), then do the steps of the next message (the longest the ring takes) up
 to STEP, print what was done as JSON and die (SIGKILL), or with "hold" wait to be killed.
-ROLE "claim": commit a claim of STEP... (see run_claim) and die.
+ROLE "claim": commit a claim of TAG bytes (run_claim) and die.  ROLE "adopt": open a sender on
+a dead sender's place and die between S0e and S0f (run_adopt).
 ROLE "take": the claim bit is held by a dead sender: take it over (T0, T1), stop there
 (STEP "took") or after T2 and the room (STEP "taken"), print and die the same way.
 
@@ -103,6 +104,21 @@ def run_claim(name, ring, senders, n):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def run_adopt(name, ring, senders):
+    """Open a sender on a dead sender's place and die between its S0e (the predecessor's
+    committed claim kept as the place's dead claim) and S0f (the intent withdrawn)."""
+    from cywhip import _region
+
+    def hook(what, path):
+        if what == "adopt":
+            print(json.dumps({"done": ["S0e"]}), flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    _region._test_hook = hook
+    _open(name, ring, senders)
+    raise SystemExit("S0 did not reach S0f")
+
+
 def lengths(tag, count, top):
     """The lengths of sender tag's count messages: from 12 bytes (its tag and number) to top,
     mixed, a few of each size class."""
@@ -176,6 +192,8 @@ def main(argv):
         run_take(name, ring, senders, argv[4], hold)
     elif role == "rewrite":
         run_rewrite(name, float(argv[2]), int(argv[3]), json.loads(argv[4]), float(argv[5]))
+    elif role == "adopt":
+        run_adopt(name, ring, senders)
     elif role == "claim":
         run_claim(name, ring, senders, int(argv[4]))
     elif role == "stream":

@@ -52,10 +52,11 @@ cdef inline void _read_pair(uint64_t *pos, uint64_t *length, uint64_t *c1, uint6
 # ------------------------------------------------------------------ sender
 
 cdef int ring_bytes_adopt(ring_t *r) noexcept nogil:
-    """S0a-S0f, a new sender on its place (its lock held, generation counted by ring_attach):
+    """S0a-S0e, a new sender on its place (its lock held, generation counted by ring_attach):
     what a dead predecessor left in the intent is voided (never committed) or kept in the dead
-    claim for the receiver.  1 when done, 0 while S0d must wait for the receiver to pass the
-    place's earlier dead claim (call again), -1 if the place or the cursors are impossible."""
+    claim for the receiver.  1 when done, 2 when S0f remains (ring_bytes_adopted()), 0 while
+    S0d must wait for the receiver to pass the place's earlier dead claim (call again), -1 if
+    the place or the cursors are impossible."""
     cdef cw_place *p = r.splace
     cdef uint64_t c1, ln, rd, word, w, c0, again, again_ln, dp, dl
     c1 = cw_load_acquire_u64(&p.intent)                                       # S0a
@@ -88,8 +89,12 @@ cdef int ring_bytes_adopt(ring_t *r) noexcept nogil:
                 cw_store_relaxed_u64(&p.dead_claim, 0)                        # S0e
                 cw_store_release_u64(&p.dead_length, ln)
                 cw_store_release_u64(&p.dead_claim, c1)
-    cw_store_release_u64(&p.intent, 0)                                        # S0f
-    return 1
+    return 2
+
+
+cdef void ring_bytes_adopted(ring_t *r) noexcept nogil:
+    """S0f: the intent a dead predecessor left is withdrawn (kept, or void)."""
+    cw_store_release_u64(&r.splace.intent, 0)
 
 
 cdef void ring_bytes_claim_step(ring_t *r, int step) noexcept nogil:
