@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+import cywhip
 import cywhip.asyncio
 from cywhip import ChannelCorruptError, Receiver, ReceiveTimeout, SendTimeout, Sender
 from cywhip._region import channel_path
@@ -421,6 +422,23 @@ def test_a_receiver_waiting_at_a_live_senders_claim_goes_on_when_it_dies(channel
             assert outcome == [payload(1, 0, 30)]
             assert receiver._skipped == (1, 0)
         assert tally.errors == [] and tally.next == {0: report["sent"]}
+
+
+def test_channels_shows_the_bytes_queued_and_a_dead_senders_claim(channel, peers):
+    ring = 1024
+    with Receiver(channel, **_ends(channel, ring)) as receiver, Sender(channel, **_ends(channel, ring)) as tx:
+        tx.send(b"x" * 20)              # a record of 16 + 24 bytes
+        first = _dead_claim(peers, channel, ring, 100)
+        info = next(c for c in cywhip.channels() if c.name == channel)
+        assert info.problem is None
+        assert (info.max_queued_bytes, info.depth) == (ring, 40 + first["size"])
+        assert [(p.alive, p.claiming) for p in info.senders] == [(True, None), (False, 40)]
+        assert receiver.recv(timeout=5) == b"x" * 20
+        tx.send(b"after")
+        assert receiver.recv(timeout=5) == b"after"
+        info = next(c for c in cywhip.channels() if c.name == channel)
+        # Stepped over: the dead claim is finished business.
+        assert info.depth == 0 and [p.claiming for p in info.senders] == [None, None]
 
 
 def _poke(channel, offset, value):
