@@ -532,10 +532,10 @@ def test_a_process_rewriting_the_channel_while_the_ends_run_never_crashes_or_han
             t.join(30)
             assert not t.is_alive()
         rc, _, err = peers.finish(rewriter, timeout=30)
-        assert rc == 0, err
-        assert "errors" not in outcomes, outcomes
+        assert rc == 0, (seed, err)
+        assert "errors" not in outcomes, (seed, outcomes)
         # The receiver kept answering: messages, timeouts or named corruption, and nothing else.
-        assert got + outcomes["timeouts"] + outcomes["corrupt"] > 10, outcomes
+        assert got + outcomes["timeouts"] + outcomes["corrupt"] > 10, (seed, outcomes)
 
 
 @pytest.mark.soak
