@@ -236,7 +236,8 @@ cdef class Sender(_End):
         """Send one message; wait while the ring is full (raise SendTimeout, a queue.Full, after timeout seconds)."""
         _check_timeout(timeout)
         if self.ring.bytes:
-            return self._send_bytes(msg, timeout)
+            self._send_bytes(msg, timeout)
+            return
         _enter(self)
         try:
             if ring_fixed_claim(&self.ring) <= 0:

@@ -54,7 +54,7 @@ def test_every_call_of_both_ends_works_on_a_byte_channel(channel):
     with Sender(channel, max_queued_bytes=1 << 16) as tx, Receiver(channel, max_queued_bytes=1 << 16) as rx:
         assert tx.max_queued_bytes == rx.max_queued_bytes == 1 << 16
         assert tx.message_length == rx.message_length == (1 << 15) - 8
-        tx.send(b"one")
+        assert tx.send(b"one") is None
         assert tx.try_send(bytearray(b"two"))
         tx.send(memoryview(b"three"))
         assert tx.send_many([b"", b"x" * 1000]) == 2

@@ -475,6 +475,32 @@ def test_an_impossible_record_or_claim_word_is_named_and_the_receiver_goes_on_on
         assert rx.recv(timeout=1) == b"y"
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("step", ["bit", "intent"])
+def test_a_sender_waits_while_a_live_sender_holds_the_claim_bit_and_takes_it_over_when_it_dies(
+        channel, peers, step, in_thread):
+    with Receiver(channel, **_ends(channel)) as receiver:
+        tally = Tally()
+        proc = peers.start("step", channel, RING, 2, 0, 0, step, "hold", script=SCRIPT)
+        line = []
+        threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True).start()
+        _drain(receiver, tally, lambda: line, timeout=30)
+        report = json.loads(line[0])
+        with Sender(channel, **_ends(channel)) as other:
+            # Held by a live sender (preempted, say): no claim can be made, even with room.
+            assert not other.try_send(payload(1, 0, 30))
+            thread, outcome = in_thread(lambda: other.send(payload(1, 0, 30), timeout=30))
+            time.sleep(0.3)
+            assert outcome == []
+            proc.kill()
+            proc.wait()
+            thread.join(30)
+            assert outcome == [None]
+            assert receiver.recv(timeout=5) == payload(1, 0, 30)
+        assert tally.errors == [] and tally.next == {0: report["sent"]}
+        assert receiver._skipped == (0, 0)
+
+
 # -------------------------------------------------------- a racing rewriter
 
 
