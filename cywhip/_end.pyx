@@ -228,8 +228,6 @@ cdef class _End:
             raise ChannelCorruptError(
                 f"channel {region.name!r} is corrupt: write cursor {self.ring.bad_cursor}, "
                 f"read cursor {ring_read_position(&self.ring)}, max_queued_messages {max_queued_messages}")
-        if byte_ring and max_senders > 1 and end == END_SENDER:
-            self._adopt(region)
         if topology == CW_TOPOLOGY_GROUPS:
             member = end == END_RECEIVER
             if ring_attach_groups(
@@ -256,6 +254,14 @@ cdef class _End:
         self.max_receivers = max_receivers
         self.codec = choose_codec(region.name, message_length, rtype, serializer, deserializer)
         self.record_size = self.codec.record_size
+        if byte_ring and max_senders > 1 and end == END_SENDER:
+            try:
+                self._adopt(region)
+            except BaseException:
+                # Nothing claimed yet: the place goes back (S0 is done again by the next sender).
+                self.region = None
+                region.close()
+                raise
         _live_ends.add(self)
         return 0
 
@@ -336,7 +342,8 @@ cdef class _End:
         """A sender of a byte channel of many senders, step S0 (S0a-S0f) on its place: a claim
         its dead predecessor left is voided or kept for the receiver.  S0d may wait for the
         receiver to pass the place's earlier dead claim (two senders died on this place
-        without the receiver passing the first's claim): it looks again every millisecond."""
+        without the receiver passing the first's claim): it looks again every millisecond,
+        handling signals between looks (Ctrl-C gives the place back)."""
         cdef int st
         while True:
             with nogil:
@@ -351,8 +358,6 @@ cdef class _End:
             if st > 0:
                 return 0
             if st < 0:
-                region.close()
-                self.region = None
                 raise ChannelCorruptError(self._corrupt_text())
             time.sleep(0.001)
 

@@ -501,6 +501,21 @@ def test_a_sender_waits_while_a_live_sender_holds_the_claim_bit_and_takes_it_ove
         assert receiver._skipped == (0, 0)
 
 
+def test_an_impossible_intent_left_in_a_place_is_named_when_a_sender_opens_there(channel):
+    lay = layout()
+    with Receiver(channel, **_ends(channel)) as rx:
+        for field, value in (("place_intent_length", 24), ("place_intent", 13)):
+            _poke(channel, 4096 + lay[field], value)
+        with pytest.raises(ChannelCorruptError, match=r"this sender's place holds an intent for byte 12 of 24 "
+                                                      r"bytes, which the claim cursor \(0\) and the 256-byte"):
+            Sender(channel, **_ends(channel))
+        # The place was given back: once put right, a sender opens there and sends.
+        _poke(channel, 4096 + lay["place_intent"], 0)
+        with Sender(channel, **_ends(channel)) as tx:
+            tx.send(b"ok")
+            assert rx.recv(timeout=5) == b"ok"
+
+
 # -------------------------------------------------------- a racing rewriter
 
 
