@@ -405,9 +405,10 @@ cdef class Sender(_End):
     @property
     def published(self):
         """Messages ever published on this channel (its write cursor); on a byte channel,
-        bytes (records and padding).
+        bytes (records and padding).  With many senders: claimed by any of them, a few perhaps
+        still being filled.
 
-        A restarted sender can resume a numbered stream from here: every
+        A restarted sender (the only one) can resume a numbered stream from here: every
         message below it reached the ring, none above it did.
         """
         self._check_open()
