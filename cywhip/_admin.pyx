@@ -28,7 +28,7 @@ from cywhip.includes.c_atomics cimport cw_load_acquire_u32, cw_load_acquire_u64,
 from cywhip.includes.c_layout cimport (
     cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION, CW_LIFECYCLE_LOCK_BYTE,
     CW_PLACE_SIZE, CW_MAX_PLACES, cw_place, cw_slots_offset, cw_place_offset,
-    CW_TOPOLOGY_GROUPS, CW_GROUP_IN_USE, CW_GROUP_DURABLE, cw_group, cw_group_offset, CW_RECORDS_BYTES,
+    CW_TOPOLOGY_GROUPS, CW_GROUP_IN_USE, CW_GROUP_DURABLE, cw_group, cw_group_offset, CW_RECORDS_BYTES, cw_claim_position,
 )
 from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_is_locked
 from cywhip._ring cimport groups_min, group_position, group_remove
@@ -192,9 +192,12 @@ cdef object _inspect(str name, str path):
                 or _pread_all(fd, &write, 8, <char *>&copy.write_cursor - buf)
                 or _pread_all(fd, &read_2, 8, <char *>&copy.read_cursor - buf)):
             return _broken(name, path, None, "shrank while it was read")
+        byte_ring = h.records == CW_RECORDS_BYTES
+        if byte_ring and h.max_senders > 1:
+            # The claim word (position / 8 and its owner): the claim cursor is at least read_1.
+            write = cw_claim_position(write, read_1 & ~7)
         sound = read_1 <= write <= read_2 + capacity and read_1 <= read_2
         senders = _unfinished_claims(senders, read_2)
-        byte_ring = h.records == CW_RECORDS_BYTES
         return ChannelInfo(name, path, h.message_length, None if byte_ring else capacity,
                            (write - read_2 if write > read_2 else 0) if sound else None,
                            any(pl.alive for pl in senders), any(pl.alive for pl in receivers),

@@ -34,6 +34,7 @@ from cywhip._ring cimport (
     WAIT_READY, SLEEP_SLICE_NS, ring_send_wait, ring_send_records, ring_recv_wait, ring_recv_peek,
     ring_recv_done, ring_recv_records, ring_more,
     ring_fixed_claim, ring_fixed_commit, ring_fixed_peek, ring_fixed_consume, ring_bytes_claim, ring_bytes_peek,
+    ring_header_bytes,
 )
 
 from cywhip.errors import ChannelClosedError, ChannelCorruptError, ReceiveTimeout, SendTimeout
@@ -225,6 +226,12 @@ cdef class Sender(_End):
         codec.message_length = <Py_ssize_t>self.ring.want_bytes
         try:
             n = codec.encode(ring_write_slot(&self.ring), msg)
+        except BaseException:
+            if self.ring.many:
+                # The claim is committed: publish it void (the receiver steps over it).
+                ring_commit_void(&self.ring)
+                ring_publish(&self.ring)
+            raise
         finally:
             codec.message_length = self.message_length
         ring_commit(&self.ring, <uint32_t>n)
@@ -248,7 +255,8 @@ cdef class Sender(_End):
         """Send one message; wait while the ring is full (raise SendTimeout, a queue.Full, after timeout seconds)."""
         _check_timeout(timeout)
         if self.ring.bytes:
-            return self._send_bytes(msg, timeout)
+            self._send_bytes(msg, timeout)
+            return
         _enter(self)
         try:
             if ring_fixed_claim(&self.ring) <= 0:
@@ -427,9 +435,10 @@ cdef class Sender(_End):
     @property
     def published(self):
         """Messages ever published on this channel (its write cursor); on a byte channel,
-        bytes (records and padding).
+        bytes (records and padding).  With many senders: claimed by any of them, a few perhaps
+        still being filled.
 
-        A restarted sender can resume a numbered stream from here: every
+        A restarted sender (the only one) can resume a numbered stream from here: every
         message below it reached the ring, none above it did.
         """
         self._check_open()
@@ -1202,7 +1211,7 @@ cdef class _Lease:
                 # Where the next payload lies if the next record follows this one in the ring.
                 nxt = spans[len(spans) - 1][0] + (ring_read_position(&r.ring) - here)
             # From the first record's header: a lease of empty messages is never empty.
-            first = spans[0][0] - 8
+            first = spans[0][0] - <Py_ssize_t>ring_header_bytes(&r.ring)
             last = spans[len(spans) - 1]
             self.span = last[0] + last[1] - first
             self.base = (<Region>r.region).lend_pages(first, self.span, &self.map, &self.map_size)

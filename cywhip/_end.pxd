@@ -73,6 +73,7 @@ cdef class _End:
     cdef int _ready_now(self) except -1
     cdef int _ready_peek(self) except -1
     cdef int _raise_corrupt(self) except -1
+    cdef int _adopt(self, object region) except -1
     cdef void _finish_close(self)
     cdef void _drop_handle_reference(self)
     cdef void _abandon(self)

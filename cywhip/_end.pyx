@@ -23,13 +23,15 @@ from cywhip.includes.c_layout cimport (
 from cywhip.includes.c_guard cimport cw_guard_holder, cw_guard_take, cw_thread_self, CW_GUARD_CALL
 from cywhip._ring cimport (
     ring_attach, ring_attach_groups, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now,
-    ring_refresh_free, ring_read_position, monotonic_ns, SLEEP_SLICE_NS,
+    ring_refresh_free, ring_read_position, monotonic_ns, SLEEP_SLICE_NS, ring_bytes_adopt, ring_bytes_adopted,
+    CORRUPT_RECORD, CORRUPT_CLAIM, CORRUPT_OWNER, CORRUPT_HOLE, CORRUPT_TWO, CORRUPT_DEAD, CORRUPT_INTENT,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
     ring_fd_open, ring_fd_arm, ring_fd_disarm, ring_fd_drain, ring_fd_poke, ring_fd_close,
 )
 from libc.errno cimport EADDRINUSE
 
 from cywhip._region import check_byte_geometry, check_geometry, check_group
+from cywhip import _region as _region_module
 from cywhip._types import OBJECT_FORM, record_type
 from cywhip.errors import ChannelClosedError, ChannelCorruptError
 
@@ -178,12 +180,13 @@ cdef class _End:
                 raise TypeError(
                     f"message_type={message_type!r} needs a slot channel (records of one size): "
                     f"give max_queued_messages instead of max_queued_bytes={max_queued_bytes!r}")
-            if max_senders != 1 or max_receivers != 1:
+            if max_receivers != 1:
                 raise ValueError(
-                    f"a byte channel (max_queued_bytes={max_queued_bytes!r}) has one sender and one "
-                    f"receiver in this version; max_senders={max_senders!r} and "
-                    f"max_receivers={max_receivers!r} need a slot channel (max_queued_messages)")
-            message_length, max_queued_messages = check_byte_geometry(message_length, max_queued_bytes)
+                    f"a byte channel (max_queued_bytes={max_queued_bytes!r}) has one receiver in "
+                    f"this version; max_receivers={max_receivers!r} needs a slot channel "
+                    f"(max_queued_messages)")
+            message_length, max_queued_messages = check_byte_geometry(message_length, max_queued_bytes,
+                                                                      max_senders)
         elif max_queued_messages is None:
             max_queued_messages = DEFAULT_MAX_QUEUED_MESSAGES
         if message_type is object:
@@ -251,6 +254,14 @@ cdef class _End:
         self.max_receivers = max_receivers
         self.codec = choose_codec(region.name, message_length, rtype, serializer, deserializer)
         self.record_size = self.codec.record_size
+        if byte_ring and max_senders > 1 and end == END_SENDER:
+            try:
+                self._adopt(region)
+            except BaseException:
+                # Nothing claimed yet: the place goes back (S0 is done again by the next sender).
+                self.region = None
+                region.close()
+                raise
         _live_ends.add(self)
         return 0
 
@@ -327,8 +338,60 @@ cdef class _End:
             self._raise_corrupt()
         return n > 0
 
+    cdef int _adopt(self, object region) except -1:
+        """A sender of a byte channel of many senders, step S0 (S0a-S0f) on its place: a claim
+        its dead predecessor left is voided or kept for the receiver.  S0d may wait for the
+        receiver to pass the place's earlier dead claim (two senders died on this place
+        without the receiver passing the first's claim): it looks again every millisecond,
+        handling signals between looks (Ctrl-C gives the place back)."""
+        cdef int st
+        while True:
+            with nogil:
+                st = ring_bytes_adopt(&self.ring)
+            if st == 2:
+                # Between S0e and S0f: the moment tests kill a new sender at.
+                hook = _region_module._test_hook
+                if hook is not None:
+                    hook("adopt", region.path)
+                ring_bytes_adopted(&self.ring)
+                return 0
+            if st > 0:
+                return 0
+            if st < 0:
+                raise ChannelCorruptError(self._corrupt_text())
+            time.sleep(0.001)
+
+    def _corrupt_text(self):
+        """What a byte ring of many senders found impossible (the ring's corrupt_why), with the
+        values it read."""
+        texts = {
+            CORRUPT_RECORD: "the record at byte {cur} has kind word {write:#x} and length {n}; a record "
+                            "is a message of at most message_length={ml} bytes, padding to the ring's "
+                            "end or a void, whole inside the {ring}-byte ring",
+            CORRUPT_CLAIM: "the claim word {write:#x} gives claim cursor {cur}, more than the {ring}-byte "
+                           "ring past the read cursor (or an unaligned read cursor {cur})",
+            CORRUPT_OWNER: "the claim word {write:#x} (claim cursor {cur}) names owner {n:#x}, which no "
+                           "other of its {ms} sender places can be",
+            CORRUPT_HOLE: "nothing is published at byte {cur} (claim cursor {write}) and no sender "
+                          "place's intent or dead claim covers it",
+            CORRUPT_TWO: "two claims cover the unpublished byte {cur}, one ending at {write}, the other "
+                         "at {n}",
+            CORRUPT_DEAD: "the dead claim covering byte {cur} ends at {write}, past the claim cursor {n} "
+                          "or unaligned",
+            CORRUPT_INTENT: "this sender's place holds an intent for byte {cur} of {n} bytes, which the "
+                            "claim cursor ({write}) and the {ring}-byte ring make impossible",
+        }
+        text = texts.get(self.ring.corrupt_why)
+        if text is None:
+            return None
+        return f"channel {self.name!r} is corrupt: " + text.format(
+            cur=self.ring.bad_cursor, write=self.ring.bad_write, n=self.ring.bad_length,
+            ml=self.message_length, ring=self.max_queued_bytes, ms=self.max_senders)
+
     cdef int _raise_corrupt(self) except -1:
         """Raise for impossible cursors: this end's own cursor and the other's as the ring read it."""
+        if self.ring.corrupt_why:
+            raise ChannelCorruptError(self._corrupt_text())
         if self.sending:
             write, read = self.ring.bad_write, self.ring.bad_cursor
         else:

@@ -32,7 +32,7 @@ from cywhip.includes.c_layout cimport (
     CW_TOPOLOGY_ONE_RECEIVER, cw_place, cw_slots_offset, cw_place_offset,
     CW_TOPOLOGY_GROUPS, CW_GROUP_NAME_SIZE, CW_GROUPS_LOCK_BYTE, CW_GROUP_IN_USE, CW_GROUP_DURABLE,
     cw_group, cw_group_offset, CW_RECORDS_FIXED, CW_RECORDS_BYTES, cw_var_capacity, cw_var_max_length,
-    cw_var_record_size,
+    cw_var_record_size, cw_var_record_size_with, cw_var_max_length_with, cw_var_header_size,
 )
 from cywhip._ring cimport groups_min, group_remove, group_resolve_lock, ring_wake_senders_of
 from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_unlock, cw_ofd_is_locked
@@ -162,16 +162,18 @@ def _geometry_text(message_length, capacity, records):
     return f"message_length={message_length} with max_queued_messages={capacity}"
 
 
-def check_byte_geometry(message_length, max_queued_bytes):
+def check_byte_geometry(message_length, max_queued_bytes, max_senders=1):
     """Validate a byte channel's sizes; return (message_length or 0 for "the channel's", the
-    ring's bytes).  max_queued_bytes is rounded up to a multiple of 8 (at least 64)."""
+    ring's bytes).  max_queued_bytes is rounded up to a multiple of 8 (at least 64).  With
+    max_senders > 1 each record's header is 16 bytes, not 8."""
     if isinstance(max_queued_bytes, bool) or not isinstance(max_queued_bytes, int):
         raise TypeError(f"max_queued_bytes must be an int, not {type(max_queued_bytes).__name__} "
                         f"({max_queued_bytes!r})")
     if not 1 <= max_queued_bytes <= MAX_CAPACITY:
         raise ValueError(f"max_queued_bytes must be between 1 and {MAX_CAPACITY}, got {max_queued_bytes}")
     capacity = cw_var_capacity(max_queued_bytes)
-    top = cw_var_max_length(capacity)
+    header = cw_var_header_size(max_senders)
+    top = cw_var_max_length_with(capacity, header)
     if message_length is None:
         message_length = 0
     else:
@@ -182,8 +184,8 @@ def check_byte_geometry(message_length, max_queued_bytes):
             raise ValueError(
                 f"message_length={message_length} does not fit a byte channel of "
                 f"max_queued_bytes={max_queued_bytes}: a message may take at most half the ring "
-                f"less its 8-byte header, {top} bytes here; raise max_queued_bytes to at least "
-                f"{2 * cw_var_record_size(message_length)} or leave message_length out")
+                f"less its {header}-byte header, {top} bytes here; raise max_queued_bytes to at least "
+                f"{2 * cw_var_record_size_with(message_length, header)} or leave message_length out")
     _checked_file_size(message_length, capacity, records=CW_RECORDS_BYTES)
     return int(message_length), int(capacity)
 
@@ -275,7 +277,7 @@ cdef class Region:
         self.records = records
         if records == CW_RECORDS_BYTES and message_length == 0:
             # What this end creates the channel with; an existing channel's own wins.
-            message_length = cw_var_max_length(capacity)
+            message_length = cw_var_max_length_with(capacity, cw_var_header_size(max_senders))
             self.any_length = True
         else:
             self.any_length = False
@@ -417,7 +419,8 @@ cdef class Region:
                 f"asked for {_kind_text(self.records, message_length, capacity)}: open it with the "
                 f"channel's sizes, or unlink it to make it anew")
         if self.records == CW_RECORDS_BYTES:
-            if self.any_length and 1 <= h.message_length <= cw_var_max_length(capacity):
+            if self.any_length and 1 <= h.message_length <= cw_var_max_length_with(
+                    capacity, cw_var_header_size(self.max_senders)):
                 # This end left message_length out: the channel's own is this end's.
                 message_length = h.message_length
                 self.message_length = message_length

@@ -119,6 +119,21 @@ cdef struct ring_t:
                            # whose record is not committed yet (that record starts at index 0)
     uint64_t rec           # receiver: bytes of the record its last peek checked
     uint64_t align_mask    # 7 on a byte channel (its cursors are multiples of 8), 0 on a slot channel
+    # Byte channels of many senders (r.bytes and r.many; ring/bytes_many.pxi, steps S0, M1-M6,
+    # T0-T2, R1-R5): the claim word is write_cursor, claims are made under its claim bit.
+    cw_place *splace       # sender: its own place (intent, intent_length, dead_claim, generation)
+    uint64_t owner         # sender: its owner in the claim word (place and generation)
+    bint holding           # sender: it took a dead owner's claim bit over at claim_at and has not
+                           # committed a claim there yet (no room then): it keeps the bit (T2)
+    uint64_t claim_at
+    uint64_t claim_end     # sender: the end of its committed claim (the record and any void after it)
+    bint bit_busy          # sender: its last claim found the bit held by a live sender (busy_word)
+    uint64_t busy_word
+    bint zeroing           # receiver: zero the bytes it consumed before each release (R5)
+    uint64_t released      # receiver: read_cursor as it last stored it
+    int corrupt_why        # why the last -1 of a many-senders byte ring (CORRUPT_*), 0 none;
+                           # the values read are in bad_cursor, bad_write, bad_length
+    bint hole_bad          # receiver: the last resolve found the hole impossible: the next scan says so
     # Set by close() from another thread to end a wait.
     uint32_t stop
     # Waiting on a file descriptor (ring/wait.pxi, docs/protocol.md "Waiting on a file
@@ -186,10 +201,35 @@ cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max
                       uint32_t gi, uint64_t tag, int own_place, int64_t *live_pid) noexcept nogil
 cdef int group_resolve_lock(cw_group *g, uint64_t tag, cw_place *q, uint32_t q_index) noexcept nogil
 cdef int64_t ring_bytes_room(ring_t *r) noexcept nogil
+cdef int64_t ring_bytes_many_claim(ring_t *r) noexcept nogil
+cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil
+cdef int64_t ring_bytes_claim_held(ring_t *r, uint64_t rec, bint commit) noexcept nogil
+cdef void ring_bytes_claim_step(ring_t *r, int step) noexcept nogil
+cdef void ring_bytes_commit_step(ring_t *r, uint32_t length, int step) noexcept nogil
+cdef int64_t ring_bytes_many_look(ring_t *r) noexcept nogil
+cdef bint ring_bytes_owner_gone(ring_t *r) noexcept nogil
+cdef void ring_bytes_many_commit(ring_t *r, uint32_t length) noexcept nogil
+cdef int64_t ring_bytes_many_scan(ring_t *r) noexcept nogil
+cdef int ring_bytes_many_resolve(ring_t *r) noexcept nogil
+cdef void ring_bytes_zero(ring_t *r) noexcept nogil
+cdef int ring_bytes_adopt(ring_t *r) noexcept nogil
+cdef void ring_bytes_adopted(ring_t *r) noexcept nogil
+cdef uint64_t ring_bytes_many_published(ring_t *r) noexcept nogil
 cdef int64_t ring_bytes_claim(ring_t *r) noexcept nogil
 cdef int64_t ring_bytes_peek(ring_t *r) noexcept nogil
 cdef Py_ssize_t ring_write_records_bytes(ring_t *r, const char *src, Py_ssize_t stride, Py_ssize_t count, uint32_t size, int64_t *claimed) noexcept nogil
 cdef Py_ssize_t ring_read_records_bytes(ring_t *r, char *dst, Py_ssize_t stride, Py_ssize_t count, uint32_t size) noexcept nogil
+
+
+# Why a many-senders byte ring's step returned -1 (ring_t.corrupt_why).
+cdef enum:
+    CORRUPT_RECORD = 1    # a record header: at bad_cursor, length bad_length, kind word bad_write
+    CORRUPT_CLAIM = 2     # the claim word bad_write gives cursor bad_cursor, over a ring past read
+    CORRUPT_OWNER = 3     # the claim word bad_write names an owner (bad_length) no sender can be
+    CORRUPT_HOLE = 4      # the hole at bad_cursor (claim cursor bad_write) is in no claim
+    CORRUPT_TWO = 5       # two claims cover the hole at bad_cursor, ending at bad_write and bad_length
+    CORRUPT_DEAD = 6      # the dead claim at bad_cursor ends at bad_write, past the claim cursor bad_length
+    CORRUPT_INTENT = 7    # this sender's place held an impossible intent: bad_cursor + 1, bad_length bytes
 
 
 # ---------------------------------------------------------------- slots
@@ -265,10 +305,12 @@ cdef inline int64_t ring_unclaimed(ring_t *r) noexcept nogil:
 cdef inline int64_t ring_refresh_free(ring_t *r) noexcept nogil:
     """Reload read_cursor; return the free slots, or -1 if the cursors are impossible.  A byte
     channel: 1 if its next record fits (ring_bytes_room()), else 0."""
+    if r.bytes:
+        if r.many:
+            return ring_bytes_many_look(r)
+        return ring_bytes_room(r)
     if r.many:
         return ring_unclaimed(r)
-    if r.bytes:
-        return ring_bytes_room(r)
     cdef int64_t free
     if r.groups:
         free = ring_groups_bound(r)
@@ -396,6 +438,8 @@ cdef inline uint64_t ring_published(ring_t *r) noexcept nogil:
     """One sender: messages it ever published (its write cursor).  Many senders: sequences
     ever claimed by any of them (the claim cursor), a few perhaps still being filled."""
     if r.many:
+        if r.bytes:
+            return ring_bytes_many_published(r)
         return cw_load_relaxed_u64(&r.hdr.write_cursor)
     return r.write
 
@@ -450,6 +494,9 @@ cdef inline void ring_commit(ring_t *r, uint32_t length) noexcept nogil:
     wakes the receiver.
     """
     if r.bytes:
+        if r.many:
+            ring_bytes_many_commit(r, length)
+            return
         ring_commit_length(r, length)
         ring_bytes_commit(r, length)
         return
@@ -495,6 +542,8 @@ cdef inline int64_t ring_available(ring_t *r) noexcept nogil:
     if r.groups:
         return ring_group_claim(r)
     if r.many:
+        if r.bytes:
+            return ring_bytes_many_scan(r)
         return ring_scan(r)
     return ring_published_since(r)
 
@@ -588,6 +637,11 @@ cdef inline uint64_t ring_lend_span(ring_t *r, uint64_t k) noexcept nogil:
     """Bytes from the first of k lent payloads (k >= 1) to the end of the last one's room."""
     return cw_fixed_slot_offset(r.slot_size, k - 1) + r.message_length
 
+cdef inline uint64_t ring_header_bytes(ring_t *r) noexcept nogil:
+    """Bytes of a record's header before its payload (a byte channel: 8, or 16 with many
+    senders)."""
+    return r.slot_header
+
 cdef inline uint64_t ring_read_offset(ring_t *r) noexcept nogil:
     """Where in the channel file the payload at the read cursor starts."""
     return r.slots_offset + cw_fixed_slot_offset(r.slot_size, r.read_index) + r.slot_header
@@ -608,6 +662,9 @@ cdef inline void ring_release(ring_t *r) noexcept nogil:
         # Step T: the claim's first message not taken, + 1; 0 once all are taken.
         cw_store_release_u64(&r.place.hold_start, r.read + 1 if r.read != r.write_cache else 0)
     else:
+        if r.zeroing:
+            # A byte ring of many senders, R5: the bytes consumed are zeroed first.
+            ring_bytes_zero(r)
         cw_store_release_u64(&r.hdr.read_cursor, r.read)
     # Same handshake as ring_publish(), mirrored.
     ring_publish_order(r)

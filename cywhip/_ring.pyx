@@ -8,7 +8,9 @@ One compiled module, one file per protocol (included textually, as uvloop does):
   tokens, sleep slices, ring_wait(), ring_interrupt();
 - ring/many.pxi: many senders, the receiver's side: the scan, holes and void slots;
 - ring/groups.pxi: receiver groups: claim, detect, adopt, remove, the floor and the senders' bound;
-- ring/bytes.pxi: byte channels: room and claim (padding at the ring's end), the record check.
+- ring/bytes.pxi: byte channels: room and claim (padding at the ring's end), the record check;
+- ring/bytes_many.pxi: byte channels of many senders: claims under the claim bit, the scan,
+  dead claims, zeroing before a release.
 
 The layout of the slots (slot size, slot address) is layout.h's (c_layout.pxd).
 See docs/protocol.md for the numbered steps.
@@ -45,8 +47,11 @@ from cywhip.includes.c_layout cimport (
     cw_place_offset, cw_slot_header_size, cw_group, cw_group_offset,
     CW_GROUP_IN_USE, CW_GROUP_DURABLE, CW_GROUPS_LOCK_BYTE, CW_VAR_HEADER_SIZE, CW_SLOT_ALIGN, CW_VAR_ALIGN_MASK,
     cw_var_header, cw_var_record, cw_var_record_size, CW_VAR_MESSAGE, CW_VAR_PADDING,
+    cw_var_many_header, cw_var_header_size, cw_var_record_size_with, CW_VAR_MANY_HEADER_SIZE, CW_VAR_VOID,
+    CW_VAR_KIND_MASK, CW_VAR_SLACK_SHIFT, cw_claim_word, cw_claim_owner, cw_claim_owner_of,
+    cw_claim_owner_place, cw_claim_position,
 )
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from cywhip.includes.c_ofd_lock cimport cw_ofd_is_locked, cw_ofd_trylock, cw_ofd_unlock
 
 cdef extern from "<sched.h>" nogil:
@@ -94,3 +99,4 @@ include "ring/wait.pxi"
 include "ring/many.pxi"
 include "ring/groups.pxi"
 include "ring/bytes.pxi"
+include "ring/bytes_many.pxi"

@@ -54,7 +54,7 @@ def test_every_call_of_both_ends_works_on_a_byte_channel(channel):
     with Sender(channel, max_queued_bytes=1 << 16) as tx, Receiver(channel, max_queued_bytes=1 << 16) as rx:
         assert tx.max_queued_bytes == rx.max_queued_bytes == 1 << 16
         assert tx.message_length == rx.message_length == (1 << 15) - 8
-        tx.send(b"one")
+        assert tx.send(b"one") is None
         assert tx.try_send(bytearray(b"two"))
         tx.send(memoryview(b"three"))
         assert tx.send_many([b"", b"x" * 1000]) == 2
@@ -205,8 +205,11 @@ def test_reserve_waits_for_room_and_times_out(channel):
 def test_the_two_kinds_of_channel_and_their_sizes_are_checked(channel):
     with pytest.raises(ValueError, match="max_queued_messages=4 and max_queued_bytes=4096"):
         Sender(channel, max_queued_messages=4, max_queued_bytes=4096)
-    with pytest.raises(ValueError, match="max_senders=2"):
-        Sender(channel, max_queued_bytes=4096, max_senders=2)
+    with pytest.raises(ValueError, match="max_receivers=2 needs a slot channel"):
+        Sender(channel, max_queued_bytes=4096, max_receivers=2)
+    # Many senders: each record's header is 16 bytes, so a message may take 16 bytes less.
+    with pytest.raises(ValueError, match="message_length=2033 does not fit .* its 16-byte header, 2032 bytes"):
+        Sender(channel, max_queued_bytes=4096, max_senders=2, message_length=2033)
     with pytest.raises(ValueError, match="message_length=3000 does not fit"):
         Sender(channel, max_queued_bytes=4096, message_length=3000)
     with Sender(channel, max_queued_bytes=4000, message_length=100) as tx:

@@ -877,9 +877,11 @@ def test_an_idle_wait_of_a_group_member_or_its_sender_sleeps_without_waking(buil
         assert out["sleeps"] <= 5, out
 
 
-def test_the_cython_api_sends_and_receives_on_a_byte_channel_one_by_one_and_in_blocks(built, channel):
+@pytest.mark.parametrize("senders", [1, 2])
+def test_the_cython_api_sends_and_receives_on_a_byte_channel_one_by_one_and_in_blocks(built, channel, senders):
     shim = built.shim
-    with Sender(channel, max_queued_bytes=1024) as tx, Receiver(channel, max_queued_bytes=1024) as rx:
+    with Sender(channel, max_queued_bytes=1024, max_senders=senders) as tx, \
+            Receiver(channel, max_queued_bytes=1024, max_senders=senders) as rx:
         for n in (0, 1, 7, 8, 9, 100, tx.message_length):
             msg = bytes((i * 31 + n) % 256 for i in range(n))
             assert shim.send(tx, msg) == "OK"
@@ -888,11 +890,12 @@ def test_the_cython_api_sends_and_receives_on_a_byte_channel_one_by_one_and_in_b
             assert shim.recv(rx, 1024, 0) == ("OK", n, msg)
         assert shim.send(tx, b"x" * (tx.message_length + 1)) == "TOO_LONG"
     # Blocks: records of message_length bytes each, as on a slot channel without a record type;
-    # 200 of 24 bytes (records of 32) wrap the 1,024-byte ring, a receiver taking them in a thread.
+    # 200 of 24 bytes (records of 32, or 40 with many senders) wrap the 1,024-byte ring, a
+    # receiver taking them in a thread.
     blocks = channel + "-blocks"
     try:
-        with Sender(blocks, max_queued_bytes=1024, message_length=24) as tx, \
-                Receiver(blocks, max_queued_bytes=1024, message_length=24) as rx:
+        with Sender(blocks, max_queued_bytes=1024, message_length=24, max_senders=senders) as tx, \
+                Receiver(blocks, max_queued_bytes=1024, message_length=24, max_senders=senders) as rx:
             data = b"".join(i.to_bytes(24, "little") for i in range(200))
             got = []
 

@@ -22,7 +22,8 @@ from cywhip.includes.c_layout cimport (
     cw_fixed_slot_size, cw_fixed_slot_offset, cw_slot_header_size,
     cw_var_record_size, cw_var_capacity, cw_var_max_length,
     CW_HEADER_SIZE, CW_SLOT_HEADER_SIZE, CW_MANY_SLOT_HEADER_SIZE, CW_SLOT_ALIGN, CW_PLACE_SIZE,
-    CW_GROUPS_LOCK_BYTE, cw_var_record_size, cw_var_capacity,
+    CW_GROUPS_LOCK_BYTE, cw_var_record_size, cw_var_capacity, CW_VAR_MANY_HEADER_SIZE,
+    cw_var_record_size_with, cw_var_max_length_with, cw_var_header_size,
 )
 from cywhip._ring cimport (
     ring_t, ring_attach, ring_interrupt, ring_announce_sleep, ring_free, ring_available, ring_write_slot,
@@ -190,9 +191,10 @@ cdef class RingModel:
         self.hdr.read_cursor = read
 
 
-def var_record_size(uint64_t length):
-    """Bytes a record of a message of length bytes takes in a byte ring (cw_var_record_size)."""
-    return cw_var_record_size(length)
+def var_record_size(uint64_t length, uint64_t max_senders=1):
+    """Bytes a record of a message of length bytes takes in a byte ring (cw_var_record_size_with,
+    for the record headers of a channel of max_senders senders)."""
+    return cw_var_record_size_with(length, cw_var_header_size(max_senders))
 
 
 def var_capacity(uint64_t max_queued_bytes):
@@ -200,9 +202,10 @@ def var_capacity(uint64_t max_queued_bytes):
     return cw_var_capacity(max_queued_bytes)
 
 
-def var_max_length(uint64_t capacity):
-    """The longest message a byte ring of capacity bytes accepts (cw_var_max_length)."""
-    return cw_var_max_length(capacity)
+def var_max_length(uint64_t capacity, uint64_t max_senders=1):
+    """The longest message a byte ring of capacity bytes accepts (cw_var_max_length_with, for
+    the record headers of a channel of max_senders senders)."""
+    return cw_var_max_length_with(capacity, cw_var_header_size(max_senders))
 
 
 def atomic_xor_u64(buf, Py_ssize_t offset, uint64_t mask):
@@ -270,6 +273,11 @@ def layout():
         "place_group": <char *>&p.group - <char *>&p,
         "place_hold_start": <char *>&p.hold_start - <char *>&p,
         "place_hold_end": <char *>&p.hold_end - <char *>&p,
+        "place_intent_length": <char *>&p.intent_length - <char *>&p,
+        "place_dead_claim": <char *>&p.dead_claim - <char *>&p,
+        "place_dead_length": <char *>&p.dead_length - <char *>&p,
+        "place_generation": <char *>&p.generation - <char *>&p,
+        "var_many_header_size": CW_VAR_MANY_HEADER_SIZE,
         "group_next": <char *>&gr.next - <char *>&gr,
         "group_lock": <char *>&gr.lock - <char *>&gr,
         "group_epoch": <char *>&gr.epoch - <char *>&gr,

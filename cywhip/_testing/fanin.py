@@ -1,7 +1,7 @@
 """Many senders into one receiver, each sender in a process of its own: streams, crash points
 and a SIGKILL soak.
 
-    python -m cywhip._testing.fanin --kills 1000 [--senders 3] [--seed N] [--capacity 16] [--length 64]
+    python -m cywhip._testing.fanin --kills 1000 [--senders 3] [--seed N] [--capacity 16] [--length 64] [--ring BYTES]
 
 runs the soak: ``--senders`` sender processes (the channel's max_senders) send numbered
 messages with ``send``, ``send_many`` and ``try_send`` into a small ring; one is SIGKILLed at
@@ -48,7 +48,8 @@ def payload(tag, i, length):
 
 
 class Tally:
-    """Checks a merged stream: per tag, numbers 0, 1, 2, ... in order, each message whole."""
+    """Checks a merged stream: per tag, numbers 0, 1, 2, ... in order, each message whole (of
+    length bytes; of any length if length is None)."""
 
     def __init__(self, length):
         self.length = length
@@ -62,7 +63,7 @@ class Tally:
             self.errors.append(f"a message of {len(msg)} bytes")
             return
         tag, i = HEAD.unpack_from(msg)
-        if msg != payload(tag, i, self.length):
+        if msg != payload(tag, i, self.length if self.length is not None else len(msg)):
             self.errors.append(f"message {i} of tag {tag} is torn")
             return
         expect = self.next.get(tag, 0)
@@ -72,17 +73,26 @@ class Tally:
         self.count += 1
 
 
-def run_sender(name, length, capacity, senders, tag, log_path, words, stop_path, seed):
-    """A sender incarnation: numbered messages until stop_path exists (or it is killed)."""
+def _size(tag, i, length, ring):
+    """Message i's length: length on a slot channel; on a byte channel (ring bytes) from 12 bytes
+    to length, mixed."""
+    if not ring:
+        return length
+    return MIN_LENGTH + (i * 7919 + tag * 104729) % (length - MIN_LENGTH + 1)
+
+
+def run_sender(name, length, capacity, senders, tag, log_path, words, stop_path, seed, ring=0):
+    """A sender incarnation: numbered messages until stop_path exists (or it is killed).  ring:
+    a byte channel of that many bytes (messages of mixed lengths up to length, and reserve()
+    blocks too), else a slot channel of capacity slots."""
     rng = random.Random(seed)
     log = _map(log_path, words)
     sent = 0
     fail = []
-    half = length // 2
-
     def serialize(msg, buffer):
         # In two parts with Python work between, so that kills land mid-copy too (after
         # the claim, before the publish); now and then it raises instead (a void slot).
+        half = len(msg) // 2
         buffer.write(msg[:half])
         if fail:
             fail.clear()
@@ -92,12 +102,13 @@ def run_sender(name, length, capacity, senders, tag, log_path, words, stop_path,
         buffer.write(msg[half:])
 
     serializer = serialize if rng.random() < 0.5 else None
-    with Sender(name, serializer, message_length=length, max_queued_messages=capacity,
-                max_senders=senders) as sender:
+    geometry = (dict(max_queued_bytes=ring, message_length=length) if ring
+                else dict(message_length=length, max_queued_messages=capacity))
+    with Sender(name, serializer, max_senders=senders, **geometry) as sender:
         WORD.pack_into(log, 16 * tag, os.getpid())
         while not os.path.exists(stop_path):
             n = rng.randint(1, capacity * 2)
-            msgs = [payload(tag, i, length) for i in range(sent, sent + n)]
+            msgs = [payload(tag, i, _size(tag, i, length, ring)) for i in range(sent, sent + n)]
             how = rng.random()
             if how < 0.3:
                 for m in msgs:
@@ -116,6 +127,24 @@ def run_sender(name, length, capacity, senders, tag, log_path, words, stop_path,
                 for m in msgs:
                     while not sender.try_send(m):
                         time.sleep(0.0001)
+                    sent += 1
+                    WORD.pack_into(log, 16 * tag + 8, sent)
+            elif ring and how < 0.5:
+                for m in msgs:
+                    # Room for the longest message, written in two parts, the rest given back;
+                    # now and then a block given up (a void).
+                    if rng.random() < 0.02:
+                        try:
+                            with sender.reserve(len(m)) as buf:
+                                buf[:len(m) // 2] = m[:len(m) // 2]
+                                raise KeyError("given up")
+                        except KeyError:
+                            pass
+                    res = sender.reserve(length)
+                    with res as buf:
+                        buf[:len(m) // 2] = m[:len(m) // 2]
+                        buf[len(m) // 2:len(m)] = m[len(m) // 2:]
+                        res.truncate(len(m))
                     sent += 1
                     WORD.pack_into(log, 16 * tag + 8, sent)
             else:
@@ -178,8 +207,9 @@ def _start(role, *args):
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def soak(kills, senders=3, seed=0, length=64, capacity=16, workdir=None, timeout=600):
-    """Run the soak; return a report (dict).  ``report["ok"]`` says whether every check held."""
+def soak(kills, senders=3, seed=0, length=64, capacity=16, workdir=None, timeout=600, ring=0):
+    """Run the soak; return a report (dict).  ``report["ok"]`` says whether every check held.
+    ring: a byte channel of that many bytes, messages of mixed lengths up to length."""
     if length < MIN_LENGTH:
         raise ValueError(f"length must be at least {MIN_LENGTH}, got {length}")
     rng = random.Random(seed)
@@ -191,8 +221,10 @@ def soak(kills, senders=3, seed=0, length=64, capacity=16, workdir=None, timeout
     log = _map(log_path, words)
     report = {"senders": senders, "kills": 0, "errors": []}
     deadline = time.monotonic() + timeout
-    tally = Tally(length)
-    receiver = Receiver(name, message_length=length, max_queued_messages=capacity, max_senders=senders)
+    tally = Tally(None if ring else length)
+    geometry = (dict(max_queued_bytes=ring, message_length=length) if ring
+                else dict(message_length=length, max_queued_messages=capacity))
+    receiver = Receiver(name, max_senders=senders, **geometry)
     procs = {}            # slot -> (tag, Popen)
     killed = []           # tags killed
     finished = threading.Event()
@@ -216,7 +248,7 @@ def soak(kills, senders=3, seed=0, length=64, capacity=16, workdir=None, timeout
 
     def start(slot, tag):
         proc = _start("sender", name, length, capacity, senders, tag, log_path, words, stop,
-                      rng.randrange(1 << 30))
+                      rng.randrange(1 << 30), ring)
         procs[slot] = (tag, proc)
 
     def ready(tag):
@@ -314,12 +346,14 @@ def main(argv=None):
     parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--capacity", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--ring", type=int, default=0,
+                        help="a byte channel of this many bytes (messages of mixed lengths up to --length)")
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role == "sender":
-        name, length, capacity, senders, tag, log_path, words, stop, seed = args.args
+        name, length, capacity, senders, tag, log_path, words, stop, seed, ring = args.args
         run_sender(name, int(length), int(capacity), int(senders), int(tag), log_path, int(words), stop,
-                   int(seed))
+                   int(seed), int(ring))
         return 0
     if args.role == "stream":
         name, length, capacity, senders, tag, count, mode = args.args
@@ -330,7 +364,8 @@ def main(argv=None):
         run_step(name, int(length), int(capacity), int(senders), int(tag), int(before), step, hold == ["hold"])
         return 0
     t0 = time.monotonic()
-    report = soak(args.kills, args.senders, args.seed, args.length, args.capacity, timeout=args.timeout)
+    report = soak(args.kills, args.senders, args.seed, args.length, args.capacity, timeout=args.timeout,
+                  ring=args.ring)
     report["seconds"] = round(time.monotonic() - t0, 1)
     print(json.dumps(report, indent=1))
     return 0 if report["ok"] else 1

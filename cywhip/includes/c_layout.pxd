@@ -23,8 +23,13 @@ cdef extern from "layout.h" nogil:
         CW_VAR_HEADER_SIZE
         CW_VAR_ALIGN_MASK
         CW_VAR_MIN_CAPACITY
+        CW_VAR_MANY_HEADER_SIZE
+        CW_VAR_SLACK_SHIFT
+        CW_CLAIM_OWNER_BITS
     const uint32_t CW_VAR_MESSAGE
     const uint32_t CW_VAR_PADDING
+    const uint32_t CW_VAR_VOID
+    const uint32_t CW_VAR_KIND_MASK
     const uint32_t CW_GROUP_IN_USE
     const uint32_t CW_GROUP_DURABLE
     const uint32_t CW_VOID_LENGTH
@@ -62,6 +67,10 @@ cdef extern from "layout.h" nogil:
         uint64_t group
         uint64_t hold_start
         uint64_t hold_end
+        uint64_t intent_length
+        uint64_t dead_claim
+        uint64_t dead_length
+        uint64_t generation
 
     ctypedef struct cw_group:
         uint64_t next
@@ -80,6 +89,11 @@ cdef extern from "layout.h" nogil:
         uint32_t length
         uint32_t kind
 
+    ctypedef struct cw_var_many_header:
+        uint32_t length
+        uint32_t kind
+        uint64_t seq
+
     ctypedef struct cw_many_slot_header:
         uint32_t length
         uint32_t reserved
@@ -96,6 +110,15 @@ cdef extern from "layout.h" nogil:
     char *cw_fixed_payload(char *slots, uint64_t slot_size, uint64_t slot_header, uint64_t index)
     # Variable-size records (byte channels).
     uint64_t cw_var_record_size(uint64_t length)
+    uint64_t cw_var_header_size(uint64_t max_senders)
+    uint64_t cw_var_record_size_with(uint64_t length, uint64_t header)
+    uint64_t cw_var_max_length_with(uint64_t capacity, uint64_t header)
+    # The claim word of a byte channel of many senders.
+    uint64_t cw_claim_word(uint64_t position, uint64_t owner)
+    uint64_t cw_claim_owner(uint64_t word)
+    uint64_t cw_claim_owner_of(uint64_t place, uint64_t generation)
+    uint64_t cw_claim_owner_place(uint64_t owner)
+    uint64_t cw_claim_position(uint64_t word, uint64_t ref)
     uint64_t cw_var_capacity(uint64_t max_queued_bytes)
     uint64_t cw_var_max_length(uint64_t capacity)
     char *cw_var_record(char *ring, uint64_t index)

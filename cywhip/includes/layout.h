@@ -18,10 +18,10 @@
  *   The slots start at header_size = CW_HEADER_SIZE
  *       + round_up((max_senders + max_receivers) * CW_PLACE_SIZE, CW_PAGE_SIZE).
  *
- *   place:  0               8               16              24         128
- *          +---------------+---------------+---------------+------------+
- *          | pid (i64)     | starts (u64)  | intent (u64)  | reserved   |
- *          +---------------+---------------+---------------+------------+
+ *   place:  0               8               16              24         48     80   128
+ *          +---------------+---------------+---------------+------------+------+----+
+ *          | pid (i64)     | starts (u64)  | intent (u64)  | groups     | bytes| .. |
+ *          +---------------+---------------+---------------+------------+------+----+
  *          The place's first byte is also the byte its end holds an
  *          open-file-description lock on: the kernel drops it when the end dies.
  *          intent: a sender of a many-senders channel, c + 1 while it claims
@@ -30,6 +30,10 @@
  *          from 24 on: group (u64: epoch << 32 | group index + 1, 0 none),
  *          hold_start (u64: first claimed message not yet taken + 1, 0 none),
  *          hold_end (u64: end of the claim).
+ *          Sender places of a byte channel of many senders also hold from 48 on:
+ *          intent_length (u64: bytes of the intent's claim), dead_claim (u64:
+ *          position + 1 of a dead predecessor's committed claim, 0 none),
+ *          dead_length (u64: its bytes), generation (u64: senders S0 counted).
  *
  *   groups (max_receivers > 1 only): max_receivers entries of CW_GROUP_SIZE
  *          bytes right after the places (before the page padding):
@@ -57,7 +61,7 @@
 #define CW_HEADER_SIZE 4096
 #define CW_PAGE_SIZE 4096
 #define CW_MAGIC 0x5049485759574321ULL /* "!CYWHIP" + 'P', little-endian */
-#define CW_LAYOUT_VERSION 5
+#define CW_LAYOUT_VERSION 6
 #define CW_SLOT_HEADER_SIZE 8
 /* The slot header of a many-senders channel: length, reserved, seq. */
 #define CW_MANY_SLOT_HEADER_SIZE 16
@@ -136,6 +140,14 @@ typedef struct {
     uint64_t group;                      /*  24  groups: epoch << 32 | index + 1, 0 none */
     uint64_t hold_start;                 /*  32  groups: first claimed message not taken + 1, 0 none */
     uint64_t hold_end;                   /*  40  groups: end of the claim */
+    /* Byte channels of many senders (docs/protocol.md, "Many senders on a byte ring"): the
+     * intent's bytes (its position is intent), the dead claim a new sender on this place
+     * keeps for the receiver (dead_claim: position + 1, 0 none; dead_length: its bytes), and
+     * the generation of the place's sender (bumped by each new sender, step S0). */
+    uint64_t intent_length;              /*  48 */
+    uint64_t dead_claim;                 /*  56 */
+    uint64_t dead_length;                /*  64 */
+    uint64_t generation;                 /*  72 */
 } cw_place;
 
 /* A receiver group (channels with max_receivers > 1). */
@@ -176,6 +188,10 @@ _Static_assert(offsetof(cw_place, intent) == 16, "intent offset");
 _Static_assert(offsetof(cw_place, group) == 24, "group offset");
 _Static_assert(offsetof(cw_place, hold_start) == 32, "hold_start offset");
 _Static_assert(offsetof(cw_place, hold_end) == 40, "hold_end offset");
+_Static_assert(offsetof(cw_place, intent_length) == 48, "intent_length offset");
+_Static_assert(offsetof(cw_place, dead_claim) == 56, "dead_claim offset");
+_Static_assert(offsetof(cw_place, dead_length) == 64, "dead_length offset");
+_Static_assert(offsetof(cw_place, generation) == 72, "generation offset");
 _Static_assert(offsetof(cw_header, groups_gen) == 640, "groups_gen offset");
 _Static_assert(sizeof(cw_group) == CW_GROUP_SIZE, "group size");
 _Static_assert(offsetof(cw_group, flags) == 32, "flags offset");
@@ -286,10 +302,96 @@ typedef struct {
 
 _Static_assert(sizeof(cw_var_header) == CW_VAR_HEADER_SIZE, "record header size");
 
-/* Bytes a record of a message of length bytes takes in the ring. */
+/* Byte channels of many senders (max_senders > 1): a record header of 16 bytes, whose seq,
+ * the record's byte cursor + 1, is stored last (release): it publishes the record.
+ *
+ *    0               4               8                               16
+ *   +---------------+---------------+-------------------------------+----------------------+
+ *   |    length     |     kind      |   seq (cursor + 1)            | payload ... pad to 8 |
+ *   +---------------+---------------+-------------------------------+----------------------+
+ *   kind's low 16 bits: CW_VAR_MESSAGE, CW_VAR_PADDING or CW_VAR_VOID; its high 16 bits, the
+ *   slack of a message: 8-byte units its record holds after the payload's padding (0 or 1: a
+ *   message sent shorter than the room claimed for it, 8 bytes short).
+ *   kind CW_VAR_VOID: a claim published without a message (slack 0), or the room a shorter
+ *   message left of its claim (slack 1); length = the record's bytes, header included.
+ *   No record starts 8 bytes before the ring's end (a 16-byte header cannot pad them): both
+ *   ends step over those 8 bytes (an implicit padding). */
+#define CW_VAR_MANY_HEADER_SIZE 16
+#define CW_VAR_VOID 2U
+#define CW_VAR_KIND_MASK 0xFFFFU
+#define CW_VAR_SLACK_SHIFT 16
+
+typedef struct {
+    uint32_t length;
+    uint32_t kind;
+    uint64_t seq;
+} cw_var_many_header;
+
+_Static_assert(sizeof(cw_var_many_header) == CW_VAR_MANY_HEADER_SIZE, "many-senders record header size");
+_Static_assert(offsetof(cw_var_many_header, seq) == 8, "record seq offset");
+
+/* The record header's bytes of a byte channel of max_senders senders. */
+static inline uint64_t cw_var_header_size(uint64_t max_senders)
+{
+    return max_senders > 1 ? CW_VAR_MANY_HEADER_SIZE : CW_VAR_HEADER_SIZE;
+}
+
+/* Bytes a record of a message of length bytes takes in a ring whose headers are header bytes. */
+static inline uint64_t cw_var_record_size_with(uint64_t length, uint64_t header)
+{
+    return header + (length + CW_SLOT_ALIGN - 1) / CW_SLOT_ALIGN * CW_SLOT_ALIGN;
+}
+
+/* Bytes a record of a message of length bytes takes in the ring (one sender). */
 static inline uint64_t cw_var_record_size(uint64_t length)
 {
-    return CW_VAR_HEADER_SIZE + (length + CW_SLOT_ALIGN - 1) / CW_SLOT_ALIGN * CW_SLOT_ALIGN;
+    return cw_var_record_size_with(length, CW_VAR_HEADER_SIZE);
+}
+
+/* ---- The claim word of a byte channel of many senders (header write_cursor) ----
+ *
+ *   bits 63..24: the claim cursor / 8, modulo 2^40 (the cursor modulo 2^43 bytes);
+ *   bits 23..0:  its owner: 0 when free, else (generation mod 2^11) << 13 | (place + 1) of
+ *                the sender holding the claim bit.
+ * The full cursor is rebuilt from a cursor known to be at most 2^43 bytes below it (the read
+ * cursor: the claim cursor is at most capacity past it). */
+#define CW_CLAIM_OWNER_BITS 24
+#define CW_CLAIM_OWNER_MASK ((1ULL << CW_CLAIM_OWNER_BITS) - 1)
+#define CW_CLAIM_PLACE_BITS 13
+#define CW_CLAIM_PLACE_MASK ((1ULL << CW_CLAIM_PLACE_BITS) - 1)
+#define CW_CLAIM_GEN_MASK ((1ULL << (CW_CLAIM_OWNER_BITS - CW_CLAIM_PLACE_BITS)) - 1)
+#define CW_CLAIM_UNIT_MASK ((1ULL << (64 - CW_CLAIM_OWNER_BITS)) - 1)
+
+/* The claim word of cursor position (a multiple of 8) held by owner (0: free). */
+static inline uint64_t cw_claim_word(uint64_t position, uint64_t owner)
+{
+    return ((position >> 3) << CW_CLAIM_OWNER_BITS) | owner;
+}
+
+/* The owner of a claim word: 0, or cw_claim_owner_of() of the sender holding its bit. */
+static inline uint64_t cw_claim_owner(uint64_t word)
+{
+    return word & CW_CLAIM_OWNER_MASK;
+}
+
+/* The owner word of sender place (0-based) in its generation. */
+static inline uint64_t cw_claim_owner_of(uint64_t place, uint64_t generation)
+{
+    return ((generation & CW_CLAIM_GEN_MASK) << CW_CLAIM_PLACE_BITS) | (place + 1);
+}
+
+/* The sender place (0-based) of an owner (not 0); may be out of range in a corrupt word. */
+static inline uint64_t cw_claim_owner_place(uint64_t owner)
+{
+    return (owner & CW_CLAIM_PLACE_MASK) - 1;
+}
+
+/* The claim cursor of a claim word: the least cursor >= ref (a multiple of 8) with the
+ * word's position bits. */
+static inline uint64_t cw_claim_position(uint64_t word, uint64_t ref)
+{
+    uint64_t units = word >> CW_CLAIM_OWNER_BITS;
+    return ref + (((units - (ref >> 3)) & CW_CLAIM_UNIT_MASK) << 3);
 }
 
 /* The ring's bytes for a channel asked for max_queued_bytes. */
@@ -301,10 +403,16 @@ static inline uint64_t cw_var_capacity(uint64_t max_queued_bytes)
 
 /* The longest message a ring of capacity bytes accepts: a record of half the ring, so that a
  * record and the padding before it (shorter than the record) always fit in an empty ring. */
+static inline uint64_t cw_var_max_length_with(uint64_t capacity, uint64_t header)
+{
+    uint64_t n = capacity / 2 - header;
+    return n > CW_MAX_MESSAGE_LENGTH ? CW_MAX_MESSAGE_LENGTH : n;
+}
+
+/* The same, for one sender's 8-byte record headers. */
 static inline uint64_t cw_var_max_length(uint64_t capacity)
 {
-    uint64_t n = capacity / 2 - CW_VAR_HEADER_SIZE;
-    return n > CW_MAX_MESSAGE_LENGTH ? CW_MAX_MESSAGE_LENGTH : n;
+    return cw_var_max_length_with(capacity, CW_VAR_HEADER_SIZE);
 }
 
 /* The record at byte index of the ring. */

@@ -15,6 +15,7 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     channel, whose capacity is its ring's bytes and whose cursors count bytes.
     """
     cdef uint64_t *intent = NULL
+    cdef uint64_t gen
     # Acquire: a restarted sender must see the slots the receiver finished
     # reading before it released read_cursor (pairs with ring_release), and
     # a restarted receiver the slots published before write_cursor (pairs
@@ -32,8 +33,9 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.rec = 0
     r.align_mask = CW_VAR_ALIGN_MASK if bytes else 0
     if bytes:
-        # The cursor's unit is a byte and each payload follows its record header.
-        r.slot_header = CW_VAR_HEADER_SIZE
+        # The cursor's unit is a byte and each payload follows its record header (16 bytes
+        # with many senders: seq).
+        r.slot_header = cw_var_header_size(max_senders)
         r.slot_size = 1
     else:
         r.slot_header = cw_slot_header_size(max_senders)
@@ -73,7 +75,31 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.bad_cursor = 0
     r.bad_write = 0
     r.bad_length = 0
-    if intent != NULL:
+    r.splace = NULL
+    r.owner = 0
+    r.holding = False
+    r.claim_at = 0
+    r.claim_end = 0
+    r.bit_busy = False
+    r.busy_word = 0
+    r.zeroing = bytes and r.many and sender_place < 0
+    r.corrupt_why = 0
+    r.hole_bad = False
+    if bytes and r.many:
+        # The claim word: its position from the read cursor (at most a ring behind it).
+        if rd & CW_VAR_ALIGN_MASK:
+            r.bad_cursor = rd
+            r.bad_write = w
+            return -1
+        w = cw_claim_position(w, rd)
+        if intent != NULL:
+            # S0's first step: one more generation on this place, the owner this sender is in
+            # the claim word; ring_bytes_adopt() does the rest before the first claim.
+            r.splace = <cw_place *>((<char *>hdr) + cw_place_offset(<uint64_t>sender_place))
+            gen = cw_load_relaxed_u64(&r.splace.generation) + 1
+            cw_store_release_u64(&r.splace.generation, gen)
+            r.owner = cw_claim_owner_of(<uint64_t>sender_place, gen)
+    elif intent != NULL:
         # S0: this place's lock is ours now; a claim a dead sender left in it is void.
         cw_store_release_u64(intent, 0)
     r.write = w
@@ -82,6 +108,7 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.read = rd
     r.read_index = rd % capacity
     r.write_cache = rd
+    r.released = rd
     # A new end on its place: the end that held it before may have died between a publish (a
     # release) and its wake-up, which nobody else owes the other side's waiters: wake them all,
     # whatever the word says (docs/protocol.md, "Waiting on a file descriptor").
@@ -129,6 +156,9 @@ cdef int64_t ring_depth(ring_t *r) noexcept nogil:
         return <int64_t>(write - m)
     read_1 = cw_load_acquire_u64(&r.hdr.read_cursor)
     write = cw_load_acquire_u64(&r.hdr.write_cursor)
+    if r.bytes and r.many:
+        # The claim word: the claim cursor is at least read_1.
+        write = cw_claim_position(write, read_1 & ~(<uint64_t>CW_VAR_ALIGN_MASK))
     cdef uint64_t read_2 = cw_load_acquire_u64(&r.hdr.read_cursor)
     if read_2 < read_1 or write < read_1 or write - read_1 > r.capacity + (read_2 - read_1):
         r.bad_cursor = write

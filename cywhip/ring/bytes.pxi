@@ -29,7 +29,10 @@ cdef int64_t ring_bytes_room(ring_t *r) noexcept nogil:
 cdef int64_t ring_bytes_claim(ring_t *r) noexcept nogil:
     """Byte channels, steps B1-B2: make room for r.want_bytes payload bytes at the write index;
     where the record would cross the ring's end, write a padding record to the end first and
-    move the write index to 0 (the padding is published with the record, never alone)."""
+    move the write index to 0 (the padding is published with the record, never alone).
+    Many senders: ring_bytes_many_claim()."""
+    if r.many:
+        return ring_bytes_many_claim(r)
     cdef int64_t n = ring_bytes_room(r)
     cdef cw_var_header *h
     cdef uint64_t pad
@@ -51,6 +54,8 @@ cdef int64_t ring_bytes_peek(ring_t *r) noexcept nogil:
     the read cursor in r.bad_cursor), -2 if no message follows (only padding was published)."""
     cdef uint64_t word, length, kind, rec
     cdef uint64_t avail
+    if r.many:
+        return ring_bytes_many_peek(r)
     while True:
         avail = r.write_cache - r.read
         if avail == 0:

@@ -70,6 +70,8 @@ cdef int ring_resolve_hole(ring_t *r) noexcept nogil:
     cdef uint32_t p
     cdef cw_place *place
     cdef int64_t got
+    if r.bytes:
+        return ring_bytes_many_resolve(r)
     if r.groups:
         # A member at a hole of its group (ring_group_claim), or waiting while another
         # member holds a claim: test the locks now.

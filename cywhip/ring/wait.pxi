@@ -166,7 +166,14 @@ cdef int64_t ring_wait_slice_ns(ring_t *r, bint sending, bint fenced, int *why) 
     cdef cw_place *p
     cdef cw_group *e
     cdef bint nondurable = False, durable = False
-    if not sending:
+    if r.bytes and r.many:
+        # A byte ring of many senders: a receiver at a hole (its claimer's death wakes nobody;
+        # the scan that followed the announcement set r.hole), a sender at a claim bit a live
+        # sender holds (its commit, M3, wakes nobody).
+        if (not sending and r.hole) or (sending and r.bit_busy):
+            ns = HOLE_SLICE_NS
+            reason = SLICE_HOLE
+    elif not sending:
         if r.groups and r.group != NULL:
             lock = cw_load_acquire_u64(&r.group.lock)
             if lock != 0 and lock != r.place_index + 1:
@@ -260,9 +267,13 @@ cdef int ring_wait(ring_t *r, bint sending, int64_t deadline_ns, int64_t slice_n
         if deadline_ns >= 0 and now >= deadline_ns:
             if not sending and r.many and r.hole and ring_resolve_hole(r):
                 continue
+            if sending and r.bit_busy and ring_bytes_owner_gone(r):
+                continue
             return _timed_out(r, sending)
         if now >= spin_end:
             if not sending and r.many and r.hole and ring_resolve_hole(r):
+                continue
+            if sending and r.bit_busy and ring_bytes_owner_gone(r):
                 continue
             if r.groups and _group_unstick(r, sending):
                 continue

@@ -1,0 +1,590 @@
+"""Byte channels of many senders (max_queued_bytes with max_senders > 1): streams of messages
+of mixed sizes from sender processes, a sender killed between any two steps of a send (M1-M6)
+or of a takeover of the claim bit (T0-T2), and a second process rewriting the channel while
+the ends run."""
+import asyncio
+import json
+import mmap
+import os
+import random
+import signal
+import threading
+import time
+
+import pytest
+
+import cywhip
+import cywhip.asyncio
+from cywhip import ChannelCorruptError, Receiver, ReceiveTimeout, SendTimeout, Sender
+from cywhip._region import channel_path
+from cywhip._testing._model import layout
+from cywhip._testing.bytes_steps import STEPS, lengths
+from cywhip._testing import fanin
+from cywhip._testing.fanin import payload
+
+RING = 256
+SCRIPT = "import sys; from cywhip._testing.bytes_steps import main; sys.exit(main(sys.argv[1:]))"
+
+
+class Tally(fanin.Tally):
+    """fanin's check of a merged stream, for messages of any length; the lengths seen."""
+
+    def __init__(self):
+        super().__init__(None)
+        self.sizes = set()
+
+    def add(self, msg):
+        self.sizes.add(len(msg))
+        super().add(msg)
+
+
+def _ends(channel, ring=RING, senders=2):
+    return dict(max_queued_bytes=ring, max_senders=senders)
+
+
+def _drain(receiver, tally, until, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not until() and time.monotonic() < deadline:
+        try:
+            for m in receiver.recv_many(100, timeout=0.05):
+                tally.add(m)
+        except ReceiveTimeout:
+            pass
+
+
+# ------------------------------------------------------------------- streams
+
+
+def test_a_byte_channel_takes_many_senders_and_refuses_receiver_groups(channel):
+    with pytest.raises(ValueError, match="max_receivers=2 needs a slot channel"):
+        Receiver(channel, max_queued_bytes=4096, max_senders=2, max_receivers=2)
+    with Sender(channel, **_ends(channel, 4096, 3)) as a, Receiver(channel, **_ends(channel, 4096, 3)) as r:
+        # A record's header is 16 bytes with many senders: a message may take half the ring less it.
+        assert a.message_length == r.message_length == 4096 // 2 - 16
+        assert a.max_senders == 3 and "max_senders=3" in repr(a)
+        a.send(b"")
+        a.send(b"x" * a.message_length)
+        assert r.recv(timeout=5) == b""
+        assert r.recv(timeout=5) == b"x" * a.message_length
+        assert r.try_recv() is None and r.depth == 0
+
+
+def test_threads_of_every_send_call_with_serializers_and_reserves_keep_each_senders_order(channel):
+    n = 4000
+
+    def serialize(msg, buffer):
+        # Length unknown beforehand: the claim is for message_length, the rest given back.
+        buffer.write(msg[:6])
+        if msg[:1] == b"!":
+            raise ValueError("cannot build")
+        buffer.write(msg[6:])
+
+    senders = [Sender(channel, **_ends(channel, 1024, 4)),
+               Sender(channel, serialize, **_ends(channel, 1024, 4)),
+               Sender(channel, **_ends(channel, 1024, 4)),
+               Sender(channel, **_ends(channel, 1024, 4))]
+    top = senders[0].message_length
+    errors = []
+
+    def run(tag):
+        s = senders[tag]
+        sizes = lengths(tag, n, top)
+        try:
+            if tag == 0:
+                s.send_many((payload(tag, i, k) for i, k in enumerate(sizes)), timeout=30)
+            elif tag == 1:
+                for i, k in enumerate(sizes):
+                    if i % 7 == 3:
+                        with pytest.raises(ValueError):
+                            s.send(b"!" + payload(tag, i, k)[1:], timeout=30)
+                    s.send(payload(tag, i, k), timeout=30)
+            elif tag == 2:
+                for i, k in enumerate(sizes):
+                    m = payload(tag, i, k)
+                    if i % 5 == 0:
+                        # A reserve block that raises: a void, never delivered.
+                        with pytest.raises(KeyError):
+                            with s.reserve(k, timeout=30) as buf:
+                                buf[:6] = m[:6]
+                                raise KeyError("given up")
+                    res = s.reserve(top if i % 2 else k, timeout=30)
+                    with res as buf:
+                        buf[:k] = m
+                        res.truncate(k)
+            else:
+                for i, k in enumerate(sizes):
+                    while not s.try_send(payload(tag, i, k)):
+                        time.sleep(0)
+        except BaseException as exc:      # reported by the test's thread below
+            errors.append(repr(exc))
+
+    with Receiver(channel, **_ends(channel, 1024, 4)) as r:
+        threads = [threading.Thread(target=run, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        tally = Tally()
+        _drain(r, tally, lambda: tally.count >= 4 * n or errors, timeout=90)
+        for t in threads:
+            t.join(30)
+        assert errors == []
+        assert tally.errors == []
+        assert tally.next == {0: n, 1: n, 2: n, 3: n}
+        assert r.try_recv() is None and r.depth == 0
+        # Voids counted: the serializer's failures and the reserve blocks given up, not the
+        # room the shorter messages left of their claims.
+        assert r._skipped == (0, len(range(3, n, 7)) + len(range(0, n, 5)))
+        # The ring wrapped many times.
+        assert senders[0].published > 100 * 1024
+    for s in senders:
+        s.close()
+
+
+def test_every_receive_call_takes_a_byte_channel_of_many_senders(channel, run):
+    kw = _ends(channel, 512, 2)
+    with Sender(channel, **kw) as a, Sender(channel, **kw) as b:
+        with Receiver(channel, **kw) as r:
+            a.send(b"one")
+            b.send(b"two" * 10)
+            assert r.recv(timeout=5) == b"one"
+            assert r.try_recv() == b"two" * 10
+            a.send_many([b"", b"x" * 200])
+            assert r.recv_many(5, timeout=5) == [b"", b"x" * 200]
+            b.send(b"it")
+            assert next(iter(r)) == b"it"
+            # borrow(): lent in place up to the ring's end, taken (and zeroed) on exit.
+            msgs = [bytes([65 + i]) * (i * 9) for i in range(12)]
+            lent = []
+            for m in msgs:
+                (a if len(m) % 2 else b).send(m, timeout=5)
+                with r.borrow(timeout=5) as batch:
+                    lent += [bytes(x) for x in batch]
+            assert lent == msgs
+            assert r.try_recv() is None and r.depth == 0
+        got, batches = [], []
+        done = threading.Event()
+
+        def on_message(msg):
+            got.append(msg)
+            if len(got) == 300:
+                done.set()
+
+        with Receiver(channel, **kw, on_message=on_message):
+            for i in range(300):
+                (a, b)[i % 2].send(payload(i % 2, i // 2, 12 + i % 150), timeout=10)
+            assert done.wait(20)
+        tally = Tally()
+        for m in got:
+            tally.add(m)
+        done.clear()
+
+        def on_batch(batch):
+            batches.append(list(batch))
+            if sum(map(len, batches)) == 300:
+                done.set()
+
+        with Receiver(channel, **kw, on_batch=on_batch):
+            for i in range(300, 600):
+                (a, b)[i % 2].send(payload(i % 2, i // 2, 12 + i % 150), timeout=10)
+            assert done.wait(20)
+        for m in (m for batch in batches for m in batch):
+            tally.add(m)
+        assert tally.errors == [] and tally.next == {0: 300, 1: 300}
+
+    async def main():
+        async with cywhip.asyncio.Sender(channel, **kw) as tx, cywhip.asyncio.Sender(channel, **kw) as ty, \
+                cywhip.asyncio.Receiver(channel, **kw) as rx:
+            async def produce(s, tag):
+                for i in range(2000):
+                    await s.send(payload(tag, i, 12 + (i * 13) % 200))
+
+            tasks = [asyncio.ensure_future(produce(s, t)) for t, s in ((0, tx), (1, ty))]
+            out = []
+            while len(out) < 4000:
+                out += await rx.recv_many(100)
+            await asyncio.gather(*tasks)
+            return out
+
+    tally = Tally()
+    for m in run(main()):
+        tally.add(m)
+    assert tally.errors == [] and tally.next == {0: 2000, 1: 2000}
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("modes", [("send", "send_many", "try_send"), ("reserve", "send", "send_many")])
+def test_sender_processes_of_mixed_sizes_into_one_receiver_each_in_order_exactly_once(channel, peers, modes):
+    n = 6000
+    with Receiver(channel, **_ends(channel, 2048, 3)) as receiver:
+        procs = [peers.start("stream", channel, 2048, 3, tag, n, mode, script=SCRIPT)
+                 for tag, mode in enumerate(modes)]
+        tally = Tally()
+        _drain(receiver, tally, lambda: tally.count >= 3 * n, timeout=150)
+        for proc in procs:
+            rc, out, err = peers.finish(proc, timeout=30)
+            assert rc == 0, err
+            assert out.split() == ["ready", "done"]
+        assert tally.errors == []
+        assert tally.next == {0: n, 1: n, 2: n}
+        assert len(tally.sizes) > 50
+        assert receiver.try_recv() is None and receiver.depth == 0
+        assert receiver._skipped == (0, 0)
+
+
+# ------------------------------------------------------------- crashes, steps
+
+
+def _run_until_killed(peers, receiver, tally, *args):
+    """Start a step process and take its messages until it has killed itself; its report."""
+    proc = peers.start(*args, script=SCRIPT)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            for m in receiver.recv_many(100, timeout=0.02):
+                tally.add(m)
+        except ReceiveTimeout:
+            pass
+    rc, out, err = peers.finish(proc, timeout=30)
+    assert rc == -signal.SIGKILL, err
+    return json.loads(out)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("step", STEPS)
+def test_a_sender_killed_after_any_step_loses_only_its_unpublished_message(channel, peers, step):
+    published = STEPS.index(step) >= STEPS.index("published")
+    committed = STEPS.index(step) >= STEPS.index("committed")
+    with Receiver(channel, **_ends(channel)) as receiver:
+        tally = Tally()
+        report = _run_until_killed(peers, receiver, tally, "step", channel, RING, 2, 0, 3, step)
+        sent = report["sent"]
+        assert report["pad"] >= 16          # the claim has a padding record (M4)
+        # Its place is free at once: a new sender takes it (S0) and stays idle while a sender
+        # of the other place sends (taking a bit the dead one held over, T0-T2), then sends.
+        with Sender(channel, **_ends(channel)) as a, Sender(channel, **_ends(channel)) as b:
+            b.send(payload(2, 0, 40), timeout=5)
+            _drain(receiver, tally, lambda: tally.next.get(2) == 1, timeout=10)
+            for i in range(5):
+                a.send(payload(1, i, 12 + 20 * i), timeout=5)
+                _drain(receiver, tally, lambda: tally.next.get(1) == i + 1, timeout=10)
+            for i in range(1, 40):              # around the ring a few times more
+                tag, number = (1, 5 + i // 2) if i % 2 else (2, i // 2)
+                (a if i % 2 else b).send(payload(tag, number, 12 + (7 * i) % 100), timeout=5)
+                _drain(receiver, tally, lambda: tally.next.get(tag) == number + 1, timeout=10)
+        assert tally.errors == []
+        assert tally.next == {0: sent + published, 1: 25, 2: 20}
+        assert receiver.try_recv() is None
+        # A committed claim not published is stepped over as a dead claim; nothing else is.
+        assert receiver._skipped == (1 if committed and not published else 0, 0)
+
+
+def _place_field(channel, place, field):
+    """A sender place's field as the file holds it now."""
+    with open(channel_path(channel), "rb") as f:
+        f.seek(4096 + 128 * place + layout()[field])
+        return int.from_bytes(f.read(8), "little")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("first", ["bit", "intent"])
+@pytest.mark.parametrize("then", ["took", "taken"])
+def test_a_sender_taking_a_dead_senders_claim_bit_over_killed_mid_takeover_blocks_nobody(
+        channel, peers, first, then):
+    with Receiver(channel, **_ends(channel, RING, 3)) as receiver:
+        tally = Tally()
+        # The first sender dies holding the claim bit in place 1 (with its intent: "intent") ...
+        dummy = Sender(channel, **_ends(channel, RING, 3))
+        report = _run_until_killed(peers, receiver, tally, "step", channel, RING, 3, 0, 0, first)
+        sent = report["sent"]
+        dummy.close()
+        assert _place_field(channel, 1, "place_intent") == (report["at"] + 1 if first == "intent" else 0)
+        # ... a sender in place 0 takes the bit over and dies after T1 ("took": the intent of
+        # place 1 still there) or after T2 and finding room ("taken": holding the bit).
+        report = _run_until_killed(peers, receiver, tally, "take", channel, RING, 3, then)
+        assert report["done"] == [then]
+        # New senders: in place 0 first (it takes the bit over from its own place's dead
+        # sender and commits a claim there, clearing every intent for that position, T2) ...
+        with Sender(channel, **_ends(channel, RING, 3)) as a:
+            a.send(payload(1, 0, 20), timeout=5)
+            _drain(receiver, tally, lambda: tally.next.get(1) == 1, timeout=10)
+            # ... then in place 1, whose S0 finds no intent to keep as a dead claim.
+            with Sender(channel, **_ends(channel, RING, 3)) as b, Sender(channel, **_ends(channel, RING, 3)) as c:
+                assert _place_field(channel, 1, "place_intent") == 0
+                assert _place_field(channel, 1, "place_dead_claim") == 0
+                for i in range(3, 33):
+                    tag, number = 1 + i % 3, i // 3 - (i % 3 != 0)
+                    (a, b, c)[i % 3].send(payload(tag, number, 12 + 3 * i), timeout=5)
+                    _drain(receiver, tally, lambda: tally.next.get(tag) == number + 1, timeout=10)
+        assert tally.errors == []
+        assert tally.next == {0: sent, 1: 11, 2: 10, 3: 10}
+        assert receiver.try_recv() is None
+        assert receiver._skipped == (0, 0)
+
+
+def test_a_payload_of_an_earlier_lap_is_never_taken_for_a_records_seq(channel):
+    # Records of 40 bytes in the first lap (at 0, 40, ..., 200, padding at 240); in the second
+    # a record of 128 bytes at 256 ends at 384, whose seq word (ring index 136) lay in the
+    # payload of the first lap's record at 120, which held 385 there: what a record at 384
+    # would have as its seq.  The receiver zeroes what it consumed before handing it back (R5),
+    # so nothing at 384 reads as published.
+    with Sender(channel, **_ends(channel)) as tx, Receiver(channel, **_ends(channel)) as rx:
+        forged = (385).to_bytes(8, "little") + bytes(16)
+        for _ in range(6):
+            tx.send(forged, timeout=5)
+            assert rx.recv(timeout=5) == forged
+        tx.send(b"y" * tx.message_length, timeout=5)
+        assert rx.recv(timeout=5) == b"y" * tx.message_length
+        assert tx.published == rx.taken == 384
+        assert rx.try_recv() is None
+        tx.send(b"z", timeout=5)
+        assert rx.recv(timeout=5) == b"z"
+
+
+def _goes_on(receiver, sender, skipped):
+    """The sender (new on a place of dead claims) sends; the receiver, past them, gets it."""
+    with sender:
+        sender.send(b"after them", timeout=5)
+        assert receiver.recv(timeout=5) == b"after them"
+        assert receiver._skipped == (skipped, 0)
+
+
+def _dead_claim(peers, channel, ring, n):
+    proc = peers.start("claim", channel, ring, 2, n, script=SCRIPT)
+    rc, out, err = peers.finish(proc, timeout=30)
+    assert rc == -signal.SIGKILL, err
+    return json.loads(out)
+
+
+@pytest.mark.timeout(60)
+def test_a_third_sender_on_a_place_waits_until_the_receiver_passed_the_first_dead_claim(channel, peers, in_thread):
+    ring = 1024
+    with Receiver(channel, **_ends(channel, ring)) as receiver:
+        # Two senders die in place 0, each with a claim committed and nothing published; the
+        # second's S0 kept the first's claim as the place's dead claim.
+        first = _dead_claim(peers, channel, ring, 40)
+        second = _dead_claim(peers, channel, ring, 100)
+        assert (first["at"], second["at"]) == (0, 56)
+        assert _place_field(channel, 0, "place_dead_claim") == 1
+        assert _place_field(channel, 0, "place_intent") == 57
+        # The third (S0d) waits for the receiver to pass the first before it keeps the second.
+        thread, outcome = in_thread(lambda: Sender(channel, **_ends(channel, ring)))
+        time.sleep(0.3)
+        assert outcome == [] and _place_field(channel, 0, "place_dead_claim") == 1
+        with pytest.raises(ReceiveTimeout):
+            receiver.recv(timeout=0.5)      # steps over the first; waits at the second
+        thread.join(10)
+        assert _place_field(channel, 0, "place_dead_claim") == 57
+        _goes_on(receiver, outcome[0], 2)
+
+
+@pytest.mark.timeout(60)
+def test_a_sender_killed_between_s0e_and_s0f_leaves_a_place_the_next_one_takes_without_waiting(
+        channel, peers, in_thread):
+    # The second sender of place 0 kept its dead predecessor's committed claim as the dead claim
+    # (S0e) and died before withdrawing the intent (S0f): the third finds that very claim in
+    # both and must not wait for the receiver to pass it (which finds it in the intent with the
+    # place's lock held by the third: each would wait for the other).
+    ring = 1024
+    with Receiver(channel, **_ends(channel, ring)) as receiver:
+        first = _dead_claim(peers, channel, ring, 40)
+        proc = peers.start("adopt", channel, ring, 2, script=SCRIPT)
+        rc, out, err = peers.finish(proc, timeout=30)
+        assert rc == -signal.SIGKILL and json.loads(out) == {"done": ["S0e"]}, err
+        assert _place_field(channel, 0, "place_intent") == first["at"] + 1
+        assert _place_field(channel, 0, "place_dead_claim") == first["at"] + 1
+        assert _place_field(channel, 0, "place_dead_length") == first["size"]
+        thread, outcome = in_thread(lambda: Sender(channel, **_ends(channel, ring)))
+        thread.join(10)
+        assert _place_field(channel, 0, "place_intent") == 0
+        _goes_on(receiver, outcome[0], 1)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("step", ["committed", "padded", "half", "written"])
+def test_a_receiver_waiting_at_a_live_senders_claim_goes_on_when_it_dies(channel, peers, step, in_thread):
+    with Receiver(channel, **_ends(channel)) as receiver:
+        tally = Tally()
+        proc = peers.start("step", channel, RING, 2, 0, 3, step, "hold", script=SCRIPT)
+        line = []
+        reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
+        reader.start()
+        _drain(receiver, tally, lambda: line, timeout=30)
+        report = json.loads(line[0])
+        with Sender(channel, **_ends(channel)) as other:
+            # The claim comes first in the channel's order: the receiver waits for it ...
+            thread, outcome = in_thread(lambda: receiver.recv(timeout=30))
+            time.sleep(0.3)
+            assert outcome == []
+            # ... and steps over it once the claimer is gone.
+            proc.kill()
+            proc.wait()
+            other.send(payload(1, 0, 30), timeout=10)
+            thread.join(30)
+            assert outcome == [payload(1, 0, 30)]
+            assert receiver._skipped == (1, 0)
+        assert tally.errors == [] and tally.next == {0: report["sent"]}
+
+
+def test_channels_shows_the_bytes_queued_and_a_dead_senders_claim(channel, peers):
+    ring = 1024
+    with Receiver(channel, **_ends(channel, ring)) as receiver, Sender(channel, **_ends(channel, ring)) as tx:
+        tx.send(b"x" * 20)              # a record of 16 + 24 bytes
+        first = _dead_claim(peers, channel, ring, 100)
+        info = next(c for c in cywhip.channels() if c.name == channel)
+        assert info.problem is None
+        assert (info.max_queued_bytes, info.depth) == (ring, 40 + first["size"])
+        assert [(p.alive, p.claiming) for p in info.senders] == [(True, None), (False, 40)]
+        assert receiver.recv(timeout=5) == b"x" * 20
+        tx.send(b"after")
+        assert receiver.recv(timeout=5) == b"after"
+        info = next(c for c in cywhip.channels() if c.name == channel)
+        # Stepped over: the dead claim is finished business.
+        assert info.depth == 0 and [p.claiming for p in info.senders] == [None, None]
+
+
+def _poke(channel, offset, value):
+    with open(channel_path(channel), "r+b") as f:
+        f.seek(offset)
+        f.write(value.to_bytes(8, "little"))
+
+
+def test_an_impossible_record_or_claim_word_is_named_and_the_receiver_goes_on_once_put_right(channel):
+    lay = layout()
+    with Sender(channel, **_ends(channel)) as tx, Receiver(channel, **_ends(channel)) as rx:
+        tx.send(b"x" * 20)
+        ring = lay["slots"]
+        with open(channel_path(channel), "rb") as f:
+            f.seek(ring)
+            header = int.from_bytes(f.read(8), "little")
+        # A message longer than message_length: named with the values read.
+        _poke(channel, ring, 5000)
+        with pytest.raises(ChannelCorruptError, match=r"the record at byte 0 has kind word 0x0 and length 5000; "
+                                                      r"a record is a message of at most message_length=112"):
+            rx.recv(timeout=1)
+        _poke(channel, ring, header)
+        assert rx.recv(timeout=1) == b"x" * 20
+        # A claim word more than a ring past the read cursor.
+        with open(channel_path(channel), "rb") as f:
+            f.seek(lay["write_cursor"])
+            word = int.from_bytes(f.read(8), "little")
+        _poke(channel, lay["write_cursor"], word + ((4096 // 8) << 24))
+        with pytest.raises(ChannelCorruptError, match=r"gives claim cursor 4136, more than the 256-byte ring past"):
+            rx.recv(timeout=1)
+        _poke(channel, lay["write_cursor"], word)
+        assert rx.try_recv() is None
+        tx.send(b"y")
+        assert rx.recv(timeout=1) == b"y"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("step", ["bit", "intent"])
+def test_a_sender_waits_while_a_live_sender_holds_the_claim_bit_and_takes_it_over_when_it_dies(
+        channel, peers, step, in_thread):
+    with Receiver(channel, **_ends(channel)) as receiver:
+        tally = Tally()
+        proc = peers.start("step", channel, RING, 2, 0, 0, step, "hold", script=SCRIPT)
+        line = []
+        threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True).start()
+        _drain(receiver, tally, lambda: line, timeout=30)
+        report = json.loads(line[0])
+        with Sender(channel, **_ends(channel)) as other:
+            # Held by a live sender (preempted, say): no claim can be made, even with room.
+            assert not other.try_send(payload(1, 0, 30))
+            thread, outcome = in_thread(lambda: other.send(payload(1, 0, 30), timeout=30))
+            time.sleep(0.3)
+            assert outcome == []
+            proc.kill()
+            proc.wait()
+            thread.join(30)
+            assert outcome == [None]
+            assert receiver.recv(timeout=5) == payload(1, 0, 30)
+        assert tally.errors == [] and tally.next == {0: report["sent"]}
+        assert receiver._skipped == (0, 0)
+
+
+def test_an_impossible_intent_left_in_a_place_is_named_when_a_sender_opens_there(channel):
+    lay = layout()
+    with Receiver(channel, **_ends(channel)) as rx:
+        for field, value in (("place_intent_length", 24), ("place_intent", 13)):
+            _poke(channel, 4096 + lay[field], value)
+        with pytest.raises(ChannelCorruptError, match=r"this sender's place holds an intent for byte 12 of 24 "
+                                                      r"bytes, which the claim cursor \(0\) and the 256-byte"):
+            Sender(channel, **_ends(channel))
+        # The place was given back: once put right, a sender opens there and sends.
+        _poke(channel, 4096 + lay["place_intent"], 0)
+        with Sender(channel, **_ends(channel)) as tx:
+            tx.send(b"ok")
+            assert rx.recv(timeout=5) == b"ok"
+
+
+# -------------------------------------------------------- a racing rewriter
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("keep_back", [1.0, 0.9])
+def test_a_process_rewriting_the_channel_while_the_ends_run_never_crashes_or_hangs_the_receiver(
+        channel, peers, keep_back):
+    lay = layout()
+    ring = 1024
+    with Receiver(channel, **_ends(channel, ring, 3)) as receiver:
+        base = lay["slots"]
+        offsets = [lay["write_cursor"], lay["read_cursor"]]
+        for p in range(3):
+            place = 4096 + 128 * p
+            offsets += [place + lay[f] for f in ("place_intent", "place_intent_length", "place_dead_claim",
+                                                   "place_dead_length", "place_generation")]
+        offsets += [base + 8 * k for k in range(ring // 8)]
+        seed = random.randrange(1 << 30)
+        rewriter = peers.start("rewrite", channel_path(channel), 6, seed, json.dumps(offsets), keep_back,
+                               script=SCRIPT)
+        stop = threading.Event()
+        outcomes = {"sent": 0, "corrupt": 0, "timeouts": 0}
+
+        def send(tag):
+            i = 0
+            while not stop.is_set():
+                try:
+                    with Sender(channel, **_ends(channel, ring, 3)) as s:
+                        while not stop.is_set():
+                            s.send(payload(tag, i, 12 + (i * 37) % 400), timeout=0.2)
+                            i += 1
+                            outcomes["sent"] += 1
+                except (ChannelCorruptError, SendTimeout):
+                    pass
+                except Exception as exc:      # any other error is a failure
+                    outcomes.setdefault("errors", []).append(repr(exc))
+                    return
+
+        threads = [threading.Thread(target=send, args=(t,)) for t in range(2)]
+        for t in threads:
+            t.start()
+        got = 0
+        deadline = time.monotonic() + 12
+        while rewriter.poll() is None and time.monotonic() < deadline:
+            try:
+                got += len(receiver.recv_many(50, timeout=0.2))
+            except ReceiveTimeout:
+                outcomes["timeouts"] += 1
+            except ChannelCorruptError as exc:
+                # Named, not a crash: the values read are in the message.
+                assert "corrupt" in str(exc)
+                outcomes["corrupt"] += 1
+        stop.set()
+        for t in threads:
+            t.join(30)
+            assert not t.is_alive()
+        rc, _, err = peers.finish(rewriter, timeout=30)
+        assert rc == 0, (seed, err)
+        assert "errors" not in outcomes, (seed, outcomes)
+        # The receiver kept answering: messages, timeouts or named corruption, and nothing else.
+        assert got + outcomes["timeouts"] + outcomes["corrupt"] > 10, (seed, outcomes)
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(300)
+def test_a_hundred_and_twenty_sigkills_of_byte_channel_senders_lose_tear_and_wedge_nothing(tmp_path):
+    seed = random.randrange(10_000)
+    report = fanin.soak(kills=120, senders=3, seed=seed, length=200, workdir=str(tmp_path), timeout=240,
+                        ring=1024)
+    assert report["errors"] == [], (seed, report)
+    assert report["ok"] and report["kills"] >= 120
+    assert report["messages"] > 0
