@@ -534,3 +534,30 @@ def test_the_byte_channel_rows_figures_file_sizes_and_targets_are_reported():
     assert found["mixed sizes, byte channel ≥ 2× cloudtoid in bytes/s"]["met"] is None
     big = found["1 MiB messages, byte channel ≥ 0.9× the slot channel's GB/s"]
     assert big["measured"] == 0.8 and big["met"] is False
+
+
+ASV_BENCH = __import__("pathlib").Path(__file__).resolve().parent.parent / "asv_bench"
+
+
+def _table_rows(out):
+    """{first cell: the other cells} of a Markdown table's body rows."""
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and not set(cells[0]) <= set("- ") and cells[0] not in ("form", "side"):
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.mark.timeout(120)
+def test_one_process_script_times_cywhip_beside_the_call_floor():
+    """asv_bench/one_process.py (docs/performance.md): a row for cywhip and one for the floor,
+    each with a time per message and a ratio to cywhip's (1.00 for cywhip itself)."""
+    proc = subprocess.run([sys.executable, str(ASV_BENCH / "one_process.py"), "--rounds", "2", "--count", "1024"],
+                          capture_output=True, text=True, timeout=100)
+    assert proc.returncode == 0, proc.stderr
+    rows = _table_rows(proc.stdout)
+    assert {"cywhip send/recv", "Python call floor"} <= set(rows), proc.stdout
+    assert rows["cywhip send/recv"][1].startswith("1.00 ")
+    for form, (ns, ratio) in rows.items():
+        assert float(ns) > 0 and float(ratio.split()[0]) > 0, (form, ns, ratio)

@@ -917,3 +917,20 @@ def test_a_fetch_that_times_out_while_the_loop_is_busy_is_empty_not_a_failure(na
             await t.close()
 
     assert asyncio.run(scenario()) == [MSG.pack(0, i) for i in range(3)]
+
+
+@pytest.mark.timeout(180)
+def test_the_bridge_sides_script_times_each_side_beside_nats_py():
+    """asv_bench/bridge_sides.py (docs/performance.md): each side of the bridge and of nats-py,
+    with and without message ids, through a nats-server of its own, each with a rate."""
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "asv_bench",
+                          "bridge_sides.py")
+    proc = subprocess.run([sys.executable, script, "--count", "600", "--rounds", "1"],
+                          capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rates = {}
+    for line in proc.stdout.splitlines()[2:]:
+        side, median, _ = [c.strip() for c in line.strip().strip("|").split("|")]
+        rates[side] = float(median.replace(",", ""))
+    assert len(rates) == 6 and {"out: bridge out", "in: bridge in"} <= set(rates), proc.stdout
+    assert all(r > 0 for r in rates.values()), rates
