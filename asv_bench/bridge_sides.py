@@ -28,6 +28,19 @@ def _message(i):
     return i.to_bytes(8, "little").ljust(32, b"\0")
 
 
+async def _rate(task, stop, stats, n, t0, what):
+    """Messages/s of a bridge task from t0 until its stats count n messages; then stop it."""
+    while stats.messages < n:
+        if task.done():
+            task.result()
+            raise RuntimeError(f"{what} stopped after {stats.messages} of {n} messages")
+        await asyncio.sleep(0.002)
+    rate = n / (time.perf_counter() - t0)
+    stop.set()
+    await task
+    return rate
+
+
 async def _bridge_out(url, prefix, name, n):
     import cywhip
     import cywhip.bridge as cb
@@ -37,15 +50,7 @@ async def _bridge_out(url, prefix, name, n):
         t0 = time.perf_counter()
         task = asyncio.ensure_future(cb.bridge_out([name], nats=url, subject_prefix=prefix, stop=stop,
                                                    stats=stats, batch=BATCH))
-        while stats.messages < n:
-            if task.done():
-                task.result()
-                raise RuntimeError(f"bridge out stopped after {stats.messages} of {n} messages")
-            await asyncio.sleep(0.002)
-        rate = n / (time.perf_counter() - t0)
-        stop.set()
-        await task
-    return rate
+        return await _rate(task, stop, stats, n, t0, "bridge out")
 
 
 async def _bridge_in(url, prefix, name, n):
@@ -56,17 +61,9 @@ async def _bridge_in(url, prefix, name, n):
     task = asyncio.ensure_future(cb.bridge_in([name], nats=url, subject_prefix=prefix, stop=stop,
                                               local_prefix="far-", consumer="sides", stats=stats, batch=BATCH))
     try:
-        while stats.messages < n:
-            if task.done():
-                task.result()
-                raise RuntimeError(f"bridge in stopped after {stats.messages} of {n} messages")
-            await asyncio.sleep(0.002)
-        rate = n / (time.perf_counter() - t0)
-        stop.set()
-        await task
+        return await _rate(task, stop, stats, n, t0, "bridge in")
     finally:
         cywhip.unlink("far-" + name, missing_ok=True)
-    return rate
 
 
 async def _natspy_out(url, subject, stream, n, ids):
