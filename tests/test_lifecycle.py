@@ -2,6 +2,7 @@
 processes of their own joining, closing, killed and stopped, remove_group and remove_stale
 running, every delivery checked; a short run, a longer one (soak), and the checker's own test."""
 import os
+import sys
 
 import pytest
 
@@ -87,3 +88,28 @@ def test_the_byte_channel_check_finds_a_receiver_that_misreports_a_delivery(faul
     totals = lifecycle_bytes.fuzz(runs=1, seconds=3, seed=5, log=lambda *a: None, fault=fault)
     assert totals["failures"], f"a receiver misreported ({fault}) and the check found nothing: {totals}"
     assert kind in totals["failures"][0]["kinds"], _failures(totals)
+
+
+@pytest.mark.timeout(60)
+def test_a_sender_whose_gate_was_opened_is_not_killed_as_parked(tmp_path):
+    """The driver opened a parked sender's gate; before the sender ran again (a loaded machine)
+    the driver killed it.  The sender may have left its reserve() block and sent the message:
+    it must not be recorded as killed inside the block (that made the check call a delivered
+    message "a killed reserve")."""
+    import subprocess
+    from cywhip._testing import lifecycle_bytes as lb
+    run = lb.ByteRun(seed=1, seconds=1, log=lambda *a: None)
+    try:
+        for gate, killed_parked in ((1, None), (0, 42)):
+            state = str(tmp_path / f"state-{gate}")
+            lb._map(state).close()
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+            p = lb._Proc("sender", dict(state=state, sid=7, mode="reserve"), child)
+            p.put(lb.S_PARKED, 43)
+            p.put(lb.S_GATE, gate)
+            run.kill(p)
+            assert child.returncode == -9
+            assert p.killed_parked == killed_parked, (gate, p.killed_parked)
+    finally:
+        import shutil
+        shutil.rmtree(run.workdir, ignore_errors=True)

@@ -258,6 +258,12 @@ class _Proc:
     def alive(self):
         return self.popen.poll() is None
 
+    def parked(self):
+        """The seq + 1 of the reserve() block this sender waits in for its gate, else 0.  Once
+        the driver has opened the gate the sender may leave the block (and send) at any moment,
+        whether or not it has run since to clear its parked word: it is parked no more."""
+        return self.get(S_PARKED) if self.role == "sender" and not self.get(S_GATE) else 0
+
 
 class ByteRun:
     def __init__(self, seed, seconds, log=print, fault=None):
@@ -309,8 +315,8 @@ class ByteRun:
         return live[-1] if live else None
 
     def kill(self, p, why="kill"):
-        if p.role == "sender" and p.get(S_PARKED):
-            p.killed_parked = p.get(S_PARKED) - 1
+        if p.parked():
+            p.killed_parked = p.parked() - 1
         if p.role == "receiver" and p.spec["mode"] not in RECORD_BEFORE_TAKE and p.get(S_IN_CALL):
             p.killed_in_call = p.get(S_CALL_MAX)
         p.killed = True
@@ -363,7 +369,7 @@ class ByteRun:
                         self.fail("end stopped", f"{p.role} {p.spec['sid']} ({p.spec['mode']}) exited by itself "
                                   f"({p.popen.returncode}): {open(p.err).read()[-2000:]}")
                 tx, rx = self.current("sender"), self.current("receiver")
-                if tx is not None and tx.get(S_PARKED):
+                if tx is not None and tx.parked():
                     # The first sender parked in a run is always killed there.
                     if not self.figures["parked_kills"] or rng.random() < 0.5:
                         self.kill(tx, "kill")
