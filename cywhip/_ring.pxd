@@ -131,6 +131,8 @@ cdef struct ring_t:
     uint64_t busy_word
     bint zeroing           # receiver: zero the bytes it consumed before each release (R5)
     uint64_t released      # receiver: read_cursor as it last stored it
+    uint64_t *release_to   # receiver of a byte ring of many senders: its place's intent word, the
+                           # read cursor + 1 its release zeroes up to (R5; a new receiver finishes it)
     int corrupt_why        # why the last -1 of a many-senders byte ring (CORRUPT_*), 0 none;
                            # the values read are in bad_cursor, bad_write, bad_length
     bint hole_bad          # receiver: the last resolve found the hole impossible: the next scan says so
@@ -230,6 +232,8 @@ cdef enum:
     CORRUPT_TWO = 5       # two claims cover the hole at bad_cursor, ending at bad_write and bad_length
     CORRUPT_DEAD = 6      # the dead claim at bad_cursor ends at bad_write, past the claim cursor bad_length
     CORRUPT_INTENT = 7    # this sender's place held an impossible intent: bad_cursor + 1, bad_length bytes
+    CORRUPT_DEAD_PLACE = 8  # this sender's place held an impossible dead claim: bad_cursor + 1, bad_length
+                          # bytes, not whole before the place's intent at bad_write
 
 
 # ---------------------------------------------------------------- slots
@@ -663,7 +667,11 @@ cdef inline void ring_release(ring_t *r) noexcept nogil:
         cw_store_release_u64(&r.place.hold_start, r.read + 1 if r.read != r.write_cache else 0)
     else:
         if r.zeroing:
-            # A byte ring of many senders, R5: the bytes consumed are zeroed first.
+            # A byte ring of many senders, R5: the bytes consumed are zeroed first, the release
+            # recorded before (a receiver that dies zeroing leaves no bytes the next one could
+            # neither read nor step over: it finishes the release, ring_attach()).
+            if r.read != r.released:
+                cw_store_release_u64(r.release_to, r.read + 1)
             ring_bytes_zero(r)
         cw_store_release_u64(&r.hdr.read_cursor, r.read)
     # Same handshake as ring_publish(), mirrored.

@@ -7,6 +7,7 @@ import json
 import mmap
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -588,3 +589,145 @@ def test_a_hundred_and_twenty_sigkills_of_byte_channel_senders_lose_tear_and_wed
     assert report["errors"] == [], (seed, report)
     assert report["ok"] and report["kills"] >= 120
     assert report["messages"] > 0
+
+
+# ----------------------------------------------- a receiver dying in its release (R5)
+
+# An LD_PRELOAD shim: the memset() of exactly CYWHIP_TEST_STOP_MEMSET bytes (the receiver's
+# zeroing of what it consumed, R5) zeroes the first half, then stops the process (SIGSTOP),
+# where the test kills it: a receiver dead in the middle of its release.
+STOP_MEMSET_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+static void *(*real_memset)(void *, int, size_t);
+void *memset(void *p, int c, size_t n) {
+    static long want = -2;
+    static int looking;
+    volatile char *q = p;
+    size_t i;
+    if (!real_memset) {
+        for (i = 0; i < n; i++) q[i] = (char)c;
+        if (!looking) {
+            looking = 1;
+            real_memset = (void *(*)(void *, int, size_t))dlsym(RTLD_NEXT, "memset");
+            looking = 0;
+        }
+        return p;
+    }
+    if (want == -2) {
+        const char *e = getenv("CYWHIP_TEST_STOP_MEMSET");
+        want = e ? atol(e) : -1;
+    }
+    if (want > 0 && (long)n == want) {
+        want = -1;
+        for (i = 0; i < n / 2; i++) q[i] = (char)c;
+        raise(SIGSTOP);
+    }
+    return real_memset(p, c, n);
+}
+"""
+
+STOPPED_RECEIVER = """
+import sys
+from cywhip import Receiver
+with Receiver(sys.argv[1], max_queued_bytes=int(sys.argv[2]), max_senders=2) as r:
+    print("ready", flush=True)
+    got = []
+    while len(got) < int(sys.argv[3]):
+        got += r.recv_many(10, timeout=30)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_receiver_killed_while_zeroing_what_it_took_leaves_the_next_receiver_a_readable_channel(
+        channel, peers, tmp_path):
+    import shutil
+    import subprocess
+    cc = next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
+    if cc is None:
+        pytest.skip("no C compiler (cc, gcc, clang) on PATH")
+    (tmp_path / "shim.c").write_text(STOP_MEMSET_SHIM)
+    shim = tmp_path / "shim.so"
+    subprocess.run([cc, "-O1", "-shared", "-fPIC", "-o", str(shim), str(tmp_path / "shim.c"), "-ldl"],
+                   check=True, timeout=60)
+    ring, n, k = 8192, 1000, 3          # three records of 16 + 1000 bytes: 3048 bytes zeroed
+    preload = " ".join(filter(None, [os.environ.get("LD_PRELOAD", ""), str(shim)]))
+    with Sender(channel, **_ends(channel, ring)) as tx:
+        proc = peers.start(channel, ring, k, script=STOPPED_RECEIVER,
+                           env={"LD_PRELOAD": preload, "CYWHIP_TEST_STOP_MEMSET": str(k * (16 + n))})
+        assert proc.stdout.readline().strip() == "ready"
+        for i in range(k):
+            tx.send(payload(0, i, n), timeout=5)
+        # Stopped inside its release: the records it took half zeroed, read_cursor not moved.
+        _, status = os.waitpid(proc.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGSTOP
+        proc.kill()
+        proc.wait()
+        tx.send(payload(0, k, 40), timeout=5)
+        # The next receiver finishes that release (those records were taken) and goes on; it
+        # does not call the channel corrupt at the bytes the dead one zeroed.
+        with Receiver(channel, **_ends(channel, ring)) as rx:
+            assert rx.recv(timeout=5) == payload(0, k, 40)
+            assert rx.try_recv() is None
+            tx.send(payload(0, k + 1, 40), timeout=5)
+            assert rx.recv(timeout=5) == payload(0, k + 1, 40)
+
+
+# ------------------------------------------------------- a sender place's own fields
+
+
+@pytest.mark.timeout(60)
+def test_an_impossible_dead_claim_in_a_place_is_named_when_a_sender_opens_there_not_waited_for(
+        channel, in_thread):
+    lay = layout()
+    with Receiver(channel, **_ends(channel)) as rx:
+        with Sender(channel, **_ends(channel)) as tx:
+            tx.send(b"x" * 24, timeout=5)
+            assert rx.recv(timeout=5) == b"x" * 24      # claim and read cursor at 40
+        # Place 0: a committed claim (byte 0, 40 bytes) in the intent, and a dead claim far
+        # past the claim cursor, which S0d would wait for the receiver to pass for ever.
+        for field, value in (("place_intent_length", 40), ("place_intent", 1),
+                             ("place_dead_length", 16), ("place_dead_claim", (1 << 62) + 1)):
+            _poke(channel, 4096 + lay[field], value)
+        thread, outcome = in_thread(lambda: Sender(channel, **_ends(channel)))
+        thread.join(5)
+        assert not thread.is_alive(), "Sender() waits for a dead claim no receiver can pass"
+        assert isinstance(outcome[0], ChannelCorruptError), outcome
+        assert re.search(r"holds a dead claim at byte 4611686018427387904 of 16 bytes, which is not whole "
+                         r"before the place's later claim at byte 0", str(outcome[0])), outcome
+        # Put right, the place opens again.
+        _poke(channel, 4096 + lay["place_dead_claim"], 0)
+        with Sender(channel, **_ends(channel)) as tx:
+            tx.send(b"ok", timeout=5)
+            assert rx.recv(timeout=5) == b"ok"
+
+
+CLAIM_BIT_THEN_DIE = """
+import os, signal, sys
+from cywhip import Sender
+from cywhip._testing._steps import BytesSenderSteps
+s = Sender(sys.argv[1], max_queued_bytes=256, max_senders=2)
+BytesSenderSteps(s).take(8)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_sender_whose_generation_wraps_to_a_dead_owners_of_its_place_takes_the_bit_over(channel, peers):
+    # The owner in the claim word carries the place's generation modulo 2^11: a sender dies
+    # holding the bit, 2047 senders open and close on its place without sending; the next
+    # must not be that owner again (its first claim would call the word impossible, and the
+    # other places would wait for it as for a live owner).
+    with Receiver(channel, **_ends(channel)) as rx:
+        proc = peers.start(channel, script=CLAIM_BIT_THEN_DIE)
+        rc, _, err = peers.finish(proc, timeout=30)
+        assert rc == -signal.SIGKILL, err
+        for _ in range(2047):
+            Sender(channel, **_ends(channel)).close()
+        with Sender(channel, **_ends(channel)) as a, Sender(channel, **_ends(channel)) as b:
+            a.send(b"from place 0", timeout=5)
+            b.send(b"from place 1", timeout=5)
+            assert rx.recv_many(10, timeout=5) == [b"from place 0", b"from place 1"]

@@ -81,9 +81,14 @@ cdef int ring_bytes_adopt(ring_t *r) noexcept nogil:
         again_ln = cw_load_acquire_u64(&p.intent_length)
         if again == c1 and again_ln == ln:
             # Committed: the receiver must step over it (unless its record was published).
-            dp = cw_load_acquire_u64(&p.dead_claim)                           # S0d
-            dl = cw_load_acquire_u64(&p.dead_length)
+            _read_pair(&p.dead_claim, &p.dead_length, &dp, &dl)                # S0d
             if dp != c1 or dl != ln:
+                # An earlier dead claim of this place lies whole before the intent's claim
+                # (this place committed it first); anything else would be waited for in vain.
+                if dp != 0 and ((dp - 1) & CW_VAR_ALIGN_MASK or dl & CW_VAR_ALIGN_MASK
+                                or dl < CW_VAR_MANY_HEADER_SIZE or dl > r.capacity
+                                or dp - 1 > c0 or c0 - (dp - 1) < dl):
+                    return _corrupt(r, CORRUPT_DEAD_PLACE, dp - 1, c0, dl)
                 if dp != 0 and rd < dp - 1 + dl:
                     return 0
                 cw_store_relaxed_u64(&p.dead_claim, 0)                        # S0e
