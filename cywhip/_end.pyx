@@ -25,7 +25,7 @@ from cywhip._ring cimport (
     ring_attach, ring_attach_groups, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now,
     ring_refresh_free, ring_read_position, monotonic_ns, SLEEP_SLICE_NS, ring_bytes_adopt, ring_bytes_adopted,
     CORRUPT_RECORD, CORRUPT_CLAIM, CORRUPT_OWNER, CORRUPT_HOLE, CORRUPT_TWO, CORRUPT_DEAD, CORRUPT_INTENT,
-    CORRUPT_DEAD_PLACE,
+    CORRUPT_DEAD_PLACE, CORRUPT_RELEASE,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
     ring_fd_open, ring_fd_arm, ring_fd_disarm, ring_fd_drain, ring_fd_poke, ring_fd_close,
 )
@@ -226,9 +226,16 @@ cdef class _End:
                        # A sender of many: its place, whose intent word the ring clears (step S0).
                        region.place if end == END_SENDER else -1, max_receivers, byte_ring) != 0:
             region.close()
+            if self.ring.corrupt_why == CORRUPT_RELEASE:
+                raise ChannelCorruptError(
+                    f"channel {region.name!r} is corrupt: the receiver place records a release up to "
+                    f"byte {self.ring.bad_cursor}, past the claim cursor {self.ring.bad_write} or "
+                    f"unaligned (read cursor {ring_read_position(&self.ring)}); remove the channel "
+                    f"and create it anew")
             raise ChannelCorruptError(
                 f"channel {region.name!r} is corrupt: write cursor {self.ring.bad_cursor}, "
-                f"read cursor {ring_read_position(&self.ring)}, max_queued_messages {max_queued_messages}")
+                f"read cursor {ring_read_position(&self.ring)}, "
+                f"{'max_queued_bytes' if byte_ring else 'max_queued_messages'} {max_queued_messages}")
         if topology == CW_TOPOLOGY_GROUPS:
             member = end == END_RECEIVER
             if ring_attach_groups(

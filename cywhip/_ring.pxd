@@ -234,6 +234,8 @@ cdef enum:
     CORRUPT_INTENT = 7    # this sender's place held an impossible intent: bad_cursor + 1, bad_length bytes
     CORRUPT_DEAD_PLACE = 8  # this sender's place held an impossible dead claim: bad_cursor + 1, bad_length
                           # bytes, not whole before the place's intent at bad_write
+    CORRUPT_RELEASE = 9   # the receiver place records a release to bad_cursor, past the claim cursor
+                          # bad_write or unaligned
 
 
 # ---------------------------------------------------------------- slots

@@ -731,3 +731,37 @@ def test_a_sender_whose_generation_wraps_to_a_dead_owners_of_its_place_takes_the
             a.send(b"from place 0", timeout=5)
             b.send(b"from place 1", timeout=5)
             assert rx.recv_many(10, timeout=5) == [b"from place 0", b"from place 1"]
+
+
+@pytest.mark.timeout(60)
+def test_a_send_timed_out_on_a_claim_bit_a_live_sender_holds_names_that_sender_not_a_full_ring(channel, peers):
+    with Receiver(channel, **_ends(channel)) as receiver:
+        tally = Tally()
+        proc = peers.start("step", channel, RING, 2, 0, 0, "bit", "hold", script=SCRIPT)
+        line = []
+        threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True).start()
+        _drain(receiver, tally, lambda: line, timeout=30)
+        assert receiver.depth == 0
+        with Sender(channel, **_ends(channel)) as other:
+            # The ring is empty: what holds the send back is the live sender holding the bit.
+            with pytest.raises(SendTimeout, match=rf"could not claim room for a 30-byte message: the sender "
+                                                  rf"in place 0 \(generation 1 modulo 2048, pid {proc.pid}\) "
+                                                  rf"holds the claim bit"):
+                other.send(payload(1, 0, 30), timeout=0.3)
+        proc.kill()
+        proc.wait()
+
+
+def test_a_release_recorded_in_the_receiver_place_past_the_claim_cursor_is_named_when_a_receiver_opens(channel):
+    lay = layout()
+    receiver_intent = 4096 + 128 * 2 + lay["place_intent"]
+    Receiver(channel, **_ends(channel)).close()
+    _poke(channel, receiver_intent, 64 + 1)            # a release up to byte 64; nothing claimed
+    with pytest.raises(ChannelCorruptError, match=r"the receiver place records a release up to byte 64, past "
+                                                  r"the claim cursor 0 or unaligned \(read cursor 0\)"):
+        Receiver(channel, **_ends(channel))
+    # More than a ring ahead: an old release, not this lap's, left alone.
+    _poke(channel, receiver_intent, (1 << 40) + 1)
+    with Receiver(channel, **_ends(channel)) as rx, Sender(channel, **_ends(channel)) as tx:
+        tx.send(b"ok", timeout=5)
+        assert rx.recv(timeout=5) == b"ok"

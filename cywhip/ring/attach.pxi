@@ -143,6 +143,7 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
             if to % CW_SLOT_ALIGN != 0 or to - rd > w - rd:
                 r.bad_cursor = to
                 r.bad_write = w
+                r.corrupt_why = CORRUPT_RELEASE
                 return -1
             r.read = to
             r.read_index = to % capacity
