@@ -234,6 +234,8 @@ cdef enum:
     CORRUPT_INTENT = 7    # this sender's place held an impossible intent: bad_cursor + 1, bad_length bytes
     CORRUPT_DEAD_PLACE = 8  # this sender's place held an impossible dead claim: bad_cursor + 1, bad_length
                           # bytes, not whole before the place's intent at bad_write
+    CORRUPT_PAIR = 10     # sender place bad_length's claim at bad_cursor covering the read cursor has
+                          # bad_write bytes: unaligned, shorter than a header or longer than the ring
     CORRUPT_RELEASE = 9   # the receiver place records a release to bad_cursor, past the claim cursor
                           # bad_write or unaligned
 

@@ -765,3 +765,28 @@ def test_a_release_recorded_in_the_receiver_place_past_the_claim_cursor_is_named
     with Receiver(channel, **_ends(channel)) as rx, Sender(channel, **_ends(channel)) as tx:
         tx.send(b"ok", timeout=5)
         assert rx.recv(timeout=5) == b"ok"
+
+
+@pytest.mark.timeout(60)
+def test_a_dead_claims_impossible_length_is_named_and_never_moves_the_read_cursor_back(channel, peers):
+    lay = layout()
+    with Receiver(channel, **_ends(channel)) as rx:
+        with Sender(channel, **_ends(channel)) as tx:
+            for i in range(3):
+                tx.send(payload(0, i, 24), timeout=5)
+                assert rx.recv(timeout=5) == payload(0, i, 24)
+        assert rx.taken == 120
+        claim = _dead_claim(peers, channel, RING, 8)      # place 0: 24 bytes at 120, nothing published
+        assert (claim["at"], claim["size"]) == (120, 24)
+        # A length that takes the claim's end past 2^64, back below the read cursor.
+        _poke(channel, 4096 + lay["place_intent_length"], (1 << 64) - 8)
+        with pytest.raises(ChannelCorruptError, match=r"sender place 0 holds a claim at byte 120 of "
+                                                      r"18446744073709551608 bytes, which covers the read cursor"):
+            rx.recv(timeout=1)
+        assert rx.taken == 120
+        # Put right: the dead claim is stepped over, forwards.
+        _poke(channel, 4096 + lay["place_intent_length"], 24)
+        with Sender(channel, **_ends(channel)) as tx:
+            tx.send(b"after", timeout=5)
+            assert rx.recv(timeout=5) == b"after"
+        assert rx.taken == 120 + 24 + 16 + 8 and rx._skipped == (1, 0)

@@ -471,6 +471,13 @@ cdef inline int _hole_bad(ring_t *r, int why, uint64_t cursor, uint64_t write, u
     return 1
 
 
+cdef inline bint _bad_pair(ring_t *r, uint64_t c1, uint64_t ln) noexcept nogil:
+    """R3: a place's (position + 1, length) pair no claim can have: unaligned, shorter than a
+    record header, or longer than the ring (whose end could wrap below the read cursor)."""
+    return ((c1 - 1) & CW_VAR_ALIGN_MASK or ln & CW_VAR_ALIGN_MASK or ln < CW_VAR_MANY_HEADER_SIZE
+            or ln > r.capacity)
+
+
 cdef int ring_bytes_many_resolve(ring_t *r) noexcept nogil:
     """R3-R4 at a hole (the claim cursor past the read cursor, nothing published there): 1 when
     the hole is gone (published meanwhile, or a dead claim covering it stepped over and handed
@@ -490,6 +497,8 @@ cdef int ring_bytes_many_resolve(ring_t *r) noexcept nogil:
         q = _splace(r, p)
         _read_pair(&q.intent, &q.intent_length, &c1, &ln)
         if c1 != 0 and c1 - 1 <= rd and rd - (c1 - 1) < ln:
+            if _bad_pair(r, c1, ln):
+                return _hole_bad(r, CORRUPT_PAIR, c1 - 1, ln, p)
             # Held (1), or the test failed (< 0): presume a live claimer.
             if cw_ofd_is_locked(r.fd, cw_place_offset(p)) != 0:
                 return 0
@@ -502,6 +511,8 @@ cdef int ring_bytes_many_resolve(ring_t *r) noexcept nogil:
             found = e
         _read_pair(&q.dead_claim, &q.dead_length, &c1, &ln)
         if c1 != 0 and c1 - 1 <= rd and rd - (c1 - 1) < ln:
+            if _bad_pair(r, c1, ln):
+                return _hole_bad(r, CORRUPT_PAIR, c1 - 1, ln, p)
             e = c1 - 1 + ln
             if found and found != e:
                 return _hole_bad(r, CORRUPT_TWO, rd, found, e)
@@ -513,7 +524,7 @@ cdef int ring_bytes_many_resolve(ring_t *r) noexcept nogil:
         return 1
     if found == 0:
         return _hole_bad(r, CORRUPT_HOLE, rd, w, 0)
-    if found > w or found & CW_VAR_ALIGN_MASK:
+    if found > w or found <= rd or found & CW_VAR_ALIGN_MASK:
         return _hole_bad(r, CORRUPT_DEAD, rd, found, w)
     # Its claimer died before publishing: step over the whole claim and hand it back.
     r.read = found
