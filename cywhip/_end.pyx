@@ -25,7 +25,7 @@ from cywhip._ring cimport (
     ring_attach, ring_attach_groups, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now,
     ring_refresh_free, ring_read_position, monotonic_ns, SLEEP_SLICE_NS, ring_bytes_adopt, ring_bytes_adopted,
     CORRUPT_RECORD, CORRUPT_CLAIM, CORRUPT_OWNER, CORRUPT_HOLE, CORRUPT_TWO, CORRUPT_DEAD, CORRUPT_INTENT,
-    CORRUPT_DEAD_PLACE, CORRUPT_RELEASE, CORRUPT_PAIR,
+    CORRUPT_DEAD_PLACE, CORRUPT_RELEASE, CORRUPT_PAIR, CORRUPT_READ,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
     ring_fd_open, ring_fd_arm, ring_fd_disarm, ring_fd_drain, ring_fd_poke, ring_fd_close,
 )
@@ -377,7 +377,9 @@ cdef class _End:
                             "is a message of at most message_length={ml} bytes, padding to the ring's "
                             "end or a void, whole inside the {ring}-byte ring",
             CORRUPT_CLAIM: "the claim word {write:#x} gives claim cursor {cur}, more than the {ring}-byte "
-                           "ring past the read cursor (or an unaligned read cursor {cur})",
+                           "ring past the read cursor",
+            CORRUPT_READ: "the read cursor {cur} is not a multiple of 8, or not within the {ring}-byte ring "
+                          "behind the claim cursor {write}",
             CORRUPT_OWNER: "the claim word {write:#x} (claim cursor {cur}) names owner {n:#x}, which no "
                            "other of its {ms} sender places can be",
             CORRUPT_HOLE: "nothing is published at byte {cur} (claim cursor {write}) and no sender "

@@ -236,6 +236,8 @@ cdef enum:
                           # bytes, not whole before the place's intent at bad_write
     CORRUPT_PAIR = 10     # sender place bad_length's claim at bad_cursor covering the read cursor has
                           # bad_write bytes: unaligned, shorter than a header or longer than the ring
+    CORRUPT_READ = 11     # the read cursor bad_cursor: unaligned, or past (or a ring behind) the claim
+                          # cursor bad_write
     CORRUPT_RELEASE = 9   # the receiver place records a release to bad_cursor, past the claim cursor
                           # bad_write or unaligned
 

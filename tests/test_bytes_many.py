@@ -790,3 +790,17 @@ def test_a_dead_claims_impossible_length_is_named_and_never_moves_the_read_curso
             tx.send(b"after", timeout=5)
             assert rx.recv(timeout=5) == b"after"
         assert rx.taken == 120 + 24 + 16 + 8 and rx._skipped == (1, 0)
+
+
+def test_an_unaligned_read_cursor_is_named_as_the_read_cursor_not_as_the_claim_word(channel):
+    lay = layout()
+    with Sender(channel, **_ends(channel)) as tx, Receiver(channel, **_ends(channel)) as rx:
+        tx.send(b"a" * 24)
+        assert rx.recv(timeout=1) == b"a" * 24
+        _poke(channel, lay["read_cursor"], 43)
+        with pytest.raises(ChannelCorruptError, match=r"corrupt: the read cursor 43 is not a multiple of 8, or not "
+                                                      r"within the 256-byte ring behind the claim cursor 40$"):
+            tx.send(b"b", timeout=1)
+        _poke(channel, lay["read_cursor"], 40)
+        tx.send(b"b", timeout=1)
+        assert rx.recv(timeout=1) == b"b"

@@ -70,7 +70,7 @@ cdef int ring_bytes_adopt(ring_t *r) noexcept nogil:
     rd = cw_load_acquire_u64(&r.hdr.read_cursor)                             # S0b
     word = cw_load_acquire_u64(&r.hdr.write_cursor)
     if rd & CW_VAR_ALIGN_MASK:
-        return _corrupt(r, CORRUPT_CLAIM, rd, word, 0)
+        return _corrupt(r, CORRUPT_READ, rd, cw_claim_position(word, rd & ~(<uint64_t>CW_VAR_ALIGN_MASK)), 0)
     w = cw_claim_position(word, rd)
     if w - rd > r.capacity:
         return _corrupt(r, CORRUPT_CLAIM, w, word, 0)
@@ -138,7 +138,7 @@ cdef int64_t ring_bytes_claim_held(ring_t *r, uint64_t rec, bint commit) noexcep
     if rd > c or c + need - rd > r.capacity:
         rd = cw_load_acquire_u64(&r.hdr.read_cursor)
         if rd & CW_VAR_ALIGN_MASK or rd > c or c - rd > r.capacity:
-            return _corrupt(r, CORRUPT_CLAIM, rd, c, 0)
+            return _corrupt(r, CORRUPT_READ, rd, c, 0)
         r.read_cache = rd
         if c + need - rd > r.capacity:
             return 0
@@ -190,7 +190,7 @@ cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil:
         rd = cw_load_acquire_u64(&r.hdr.read_cursor)
         word = cw_load_acquire_u64(&r.hdr.write_cursor)                       # M1
         if rd & CW_VAR_ALIGN_MASK:
-            return _corrupt(r, CORRUPT_CLAIM, rd, word, 0)
+            return _corrupt(r, CORRUPT_READ, rd, cw_claim_position(word, rd & ~(<uint64_t>CW_VAR_ALIGN_MASK)), 0)
         c = cw_claim_position(word, rd)
         if c - rd > r.capacity:
             # read_cursor moved on between the two loads (or the word is impossible).
@@ -277,14 +277,14 @@ cdef int64_t ring_bytes_many_look(ring_t *r) noexcept nogil:
     if r.holding:
         rd = cw_load_acquire_u64(&r.hdr.read_cursor)
         if rd & CW_VAR_ALIGN_MASK or rd > r.claim_at or r.claim_at - rd > r.capacity:
-            return _corrupt(r, CORRUPT_CLAIM, rd, r.claim_at, 0)
+            return _corrupt(r, CORRUPT_READ, rd, r.claim_at, 0)
         need = _need(r, r.claim_at, rec, &pad)
         return 1 if r.claim_at + need - rd <= r.capacity else 0
     for looks in range(CLAIM_LOOKS):
         rd = cw_load_acquire_u64(&r.hdr.read_cursor)
         word = cw_load_acquire_u64(&r.hdr.write_cursor)
         if rd & CW_VAR_ALIGN_MASK:
-            return _corrupt(r, CORRUPT_CLAIM, rd, word, 0)
+            return _corrupt(r, CORRUPT_READ, rd, cw_claim_position(word, rd & ~(<uint64_t>CW_VAR_ALIGN_MASK)), 0)
         c = cw_claim_position(word, rd)
         if c - rd > r.capacity:
             continue
