@@ -124,7 +124,7 @@ cdef struct ring_t:
     cw_place *splace       # sender: its own place (intent, intent_length, dead_claim, generation)
     uint64_t owner         # sender: its owner in the claim word (place and generation)
     bint holding           # sender: it took a dead owner's claim bit over at claim_at and has not
-                           # committed a claim there yet (no room then): it keeps the bit (T2)
+                           # committed a claim there yet (T2; no room: it frees the bit, T3)
     uint64_t claim_at
     uint64_t claim_end     # sender: the end of its committed claim (the record and any void after it)
     bint bit_busy          # sender: its last claim found the bit held by a live sender (busy_word)

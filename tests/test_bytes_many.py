@@ -804,3 +804,25 @@ def test_an_unaligned_read_cursor_is_named_as_the_read_cursor_not_as_the_claim_w
         _poke(channel, lay["read_cursor"], 40)
         tx.send(b"b", timeout=1)
         assert rx.recv(timeout=1) == b"b"
+
+
+@pytest.mark.timeout(60)
+def test_a_taker_that_found_no_room_holds_no_other_sender_back_once_its_call_returned(channel, peers):
+    # A sender dies holding the claim bit; another takes it over (T0-T2) for a message the
+    # ring has no room for, and its try_send() returns False; it then stays idle (open).  Once
+    # the receiver drains the ring, a third sender must send: the taker freed the bit (T3).
+    with Receiver(channel, **_ends(channel, RING, 3)) as rx, Sender(channel, **_ends(channel, RING, 3)) as a:
+        for i in range(4):
+            a.send(payload(0, i, 24), timeout=5)          # 4 records of 40 bytes: 96 bytes free
+        proc = peers.start(channel, script=CLAIM_BIT_THEN_DIE.replace("max_senders=2", "max_senders=3"))
+        rc, _, err = peers.finish(proc, timeout=30)
+        assert rc == -signal.SIGKILL, err
+        assert not a.try_send(b"B" * a.message_length)    # a record of 128 bytes: no room
+        assert rx.recv_many(10, timeout=5) == [payload(0, i, 24) for i in range(4)]
+        assert rx.depth == 0
+        with Sender(channel, **_ends(channel, RING, 3)) as c:
+            c.send(b"hello", timeout=2)
+            assert rx.recv(timeout=5) == b"hello"
+        a.send(b"B" * a.message_length, timeout=2)
+        assert rx.recv(timeout=5) == b"B" * a.message_length
+        assert rx._skipped == (0, 0)

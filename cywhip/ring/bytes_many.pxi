@@ -255,8 +255,8 @@ cdef int64_t ring_bytes_many_claim(ring_t *r) noexcept nogil:
     """M1-M4 (T0-T2 where the claim bit is held): claim room for the record of r.want_bytes
     payload bytes.  1 when claimed (its payload at ring_write_slot(), r.write its header); 0
     when there is no room or a live sender holds the bit: wait (ring_wait()); -1 if the
-    cursors are impossible.  A taker that finds no room keeps the bit (r.holding) and claims
-    at the same cursor when called again."""
+    cursors are impossible.  A taker that finds no room frees the bit at the same position
+    (T3): a call that then returns (try_send(), a timeout) holds no other sender back."""
     cdef uint64_t rec = cw_var_record_size_with(r.want_bytes, CW_VAR_MANY_HEADER_SIZE)
     cdef int64_t st
     r.corrupt_why = 0
@@ -264,7 +264,14 @@ cdef int64_t ring_bytes_many_claim(ring_t *r) noexcept nogil:
         st = ring_bytes_take_bit(r, 2)
         if st <= 0:
             return st
-    return ring_bytes_claim_held(r, rec, True)
+    st = ring_bytes_claim_held(r, rec, True)
+    if st == 0:
+        # T3: no room at claim_at after a takeover.  Free the bit, the position unchanged (no
+        # intent was stored): nobody else stores the word while this live sender owns it (a
+        # T1 takes over only an owner seen dead), and a stale T1 expects its dead owner.
+        cw_store_release_u64(&r.hdr.write_cursor, cw_claim_word(r.claim_at, 0))
+        r.holding = False
+    return st
 
 
 cdef int64_t ring_bytes_many_look(ring_t *r) noexcept nogil:
