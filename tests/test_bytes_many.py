@@ -8,7 +8,10 @@ import mmap
 import os
 import random
 import re
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -644,8 +647,6 @@ with Receiver(sys.argv[1], max_queued_bytes=int(sys.argv[2]), max_senders=2) as 
 @pytest.mark.timeout(60)
 def test_a_receiver_killed_while_zeroing_what_it_took_leaves_the_next_receiver_a_readable_channel(
         channel, peers, tmp_path):
-    import shutil
-    import subprocess
     cc = next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
     if cc is None:
         pytest.skip("no C compiler (cc, gcc, clang) on PATH")
@@ -826,3 +827,70 @@ def test_a_taker_that_found_no_room_holds_no_other_sender_back_once_its_call_ret
         a.send(b"B" * a.message_length, timeout=2)
         assert rx.recv(timeout=5) == b"B" * a.message_length
         assert rx._skipped == (0, 0)
+
+
+OPEN_ON_LINE = """
+import os, sys
+import cywhip._ring
+from cywhip import Sender
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+try:
+    with Sender(sys.argv[1], max_queued_bytes=256, max_senders=3) as s:
+        s.send(b"from the new sender", timeout=5)
+    print("sent", flush=True)
+except Exception as exc:
+    print(type(exc).__name__, exc, flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_sender_opening_while_the_others_claim_more_than_a_ring_is_not_called_corrupt(channel, peers, tmp_path):
+    # The new sender is stopped (a gdb breakpoint) between its loads of read_cursor and of the
+    # claim word in ring_attach; meanwhile the other sender claims, and the receiver takes,
+    # more than a ring.  The claim word it then loads is more than a ring past the read cursor
+    # it loaded first: not an impossible channel.
+    gdb = shutil.which("gdb")
+    if gdb is None:
+        pytest.skip("no gdb on PATH")
+    with Receiver(channel, **_ends(channel, RING, 3)) as rx, Sender(channel, **_ends(channel, RING, 3)) as a:
+        proc = subprocess.Popen([sys.executable, "-c", OPEN_ON_LINE, channel], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        peers.procs.append(proc)
+        pid = int(proc.stdout.readline())
+        dis = subprocess.run([gdb, "-q", "-batch", "-p", str(pid), "-ex",
+                              "disassemble __pyx_f_6cywhip_5_ring_ring_attach"],
+                             capture_output=True, text=True, timeout=60)
+        # Each load of write_cursor (offset 128) right after a load of read_cursor (256) from
+        # the same header register.
+        lines = [l for l in dis.stdout.splitlines() if re.match(r"\s+0x[0-9a-f]+ <\+\d+>:", l)]
+        stops = []
+        for before, line in zip(lines, lines[1:]):
+            m = re.search(r"mov\s+0x100\((%\w+)\),", before)
+            if m and re.search(r"mov\s+0x80\(" + re.escape(m.group(1)) + r"\),", line):
+                stops.append(line.split()[0])
+        if not stops:
+            pytest.skip(f"gdb could not attach or ring_attach has no such loads: {dis.stderr[-300:]}")
+        commands = tmp_path / "gdb"
+        commands.write_text("set pagination off\n" + "".join(f"break *{s}\n" for s in stops)
+                            + f"shell touch {tmp_path}/armed\ncontinue\nshell touch {tmp_path}/stopped\n"
+                            + f"shell while [ ! -f {tmp_path}/go ]; do sleep 0.01; done\n"
+                            + "delete\ndetach\nquit\n")
+        debugger = subprocess.Popen([gdb, "-q", "-batch", "-p", str(pid), "-x", str(commands)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        peers.procs.append(debugger)
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "armed").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.stdin.write("open\n")
+        proc.stdin.flush()
+        while not (tmp_path / "stopped").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert (tmp_path / "stopped").exists()
+        for i in range(10):                     # 400 bytes claimed and taken meanwhile
+            a.send(payload(0, i, 24), timeout=5)
+            assert rx.recv(timeout=5) == payload(0, i, 24)
+        (tmp_path / "go").touch()
+        assert proc.stdout.readline().strip() == "sent"
+        assert rx.recv(timeout=5) == b"from the new sender"
+        debugger.wait(30)

@@ -15,7 +15,7 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     channel, whose capacity is its ring's bytes and whose cursors count bytes.
     """
     cdef uint64_t *intent = NULL
-    cdef uint64_t gen, w_word, to
+    cdef uint64_t gen, w_word, to, rd_2, slack = 0
     # Acquire: a restarted sender must see the slots the receiver finished
     # reading before it released read_cursor (pairs with ring_release), and
     # a restarted receiver the slots published before write_cursor (pairs
@@ -108,6 +108,11 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
                 gen += 1
             cw_store_release_u64(&r.splace.generation, gen)
             r.owner = cw_claim_owner_of(<uint64_t>sender_place, gen)
+            # The other senders claim meanwhile, and the receiver takes: the claim cursor is
+            # at most a ring past read_cursor as loaded again after the word (as ring_depth).
+            rd_2 = cw_load_acquire_u64(&hdr.read_cursor)
+            if rd_2 >= rd:
+                slack = rd_2 - rd
     elif intent != NULL:
         # S0: this place's lock is ours now; a claim a dead sender left in it is void.
         cw_store_release_u64(intent, 0)
@@ -128,7 +133,7 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
         # cache forces (ring_attach_groups() sets a member's cursors).
         r.read_cache = w - capacity
         return 0
-    if w - rd > capacity or (bytes and (w | rd) % CW_SLOT_ALIGN != 0):
+    if w - rd > capacity + slack or (bytes and (w | rd) % CW_SLOT_ALIGN != 0):
         r.bad_cursor = w
         r.bad_write = w
         return -1
