@@ -109,7 +109,12 @@ cdef class Sender(_End):
         """The SendTimeout of a send that found the ring full for ``timeout`` s; ``sent``: how
         many messages of the call went out first (None for a call of one message).  The words
         of this end and of cywhip.asyncio's."""
-        if self.max_queued_bytes is not None:
+        if self.max_queued_bytes is not None and self.ring.many and self.ring.bit_busy:
+            # Not the ring: the claim bit, held by a live sender that has not committed.
+            full = (f"could not claim room for a {self.ring.want_bytes}-byte message: "
+                    f"{self._bit_holder()} holds the claim bit (claim word "
+                    f"{self.ring.busy_word:#x}) and did not commit its claim")
+        elif self.max_queued_bytes is not None:
             full = (f"had no room for a {self.ring.want_bytes}-byte message in its "
                     f"{self.max_queued_bytes}-byte ring")
         else:
@@ -118,6 +123,20 @@ cdef class Sender(_End):
             return SendTimeout(f"channel {self.name!r} {full} for {timeout} s{self._held_back_by()}")
         return SendTimeout(f"channel {self.name!r} {full} for {timeout} s; {sent} messages of this "
                            f"call were sent{self._held_back_by()}", sent=sent)
+
+    def _bit_holder(self):
+        """The live sender holding a byte ring's claim bit, as the claim word's owner names it,
+        with its pid from channels() if it can be read."""
+        owner = self.ring.busy_word & 0xFFFFFF
+        place = (owner & 0x1FFF) - 1
+        text = f"the sender in place {place} (generation {owner >> 13} modulo 2048"
+        try:
+            info = _channel_info(self.name)
+        except Exception:
+            info = None
+        if info is not None and 0 <= place < len(info.senders):
+            text += f", pid {info.senders[place].pid}"
+        return text + ")"
 
     def _records_full_error(self, timeout, sent, n):
         """The SendTimeout of a send_array() of ``n`` records that found the ring full for

@@ -25,6 +25,7 @@ from cywhip._ring cimport (
     ring_attach, ring_attach_groups, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now,
     ring_refresh_free, ring_read_position, monotonic_ns, SLEEP_SLICE_NS, ring_bytes_adopt, ring_bytes_adopted,
     CORRUPT_RECORD, CORRUPT_CLAIM, CORRUPT_OWNER, CORRUPT_HOLE, CORRUPT_TWO, CORRUPT_DEAD, CORRUPT_INTENT,
+    CORRUPT_DEAD_PLACE, CORRUPT_RELEASE, CORRUPT_PAIR, CORRUPT_READ,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
     ring_fd_open, ring_fd_arm, ring_fd_disarm, ring_fd_drain, ring_fd_poke, ring_fd_close,
 )
@@ -225,9 +226,16 @@ cdef class _End:
                        # A sender of many: its place, whose intent word the ring clears (step S0).
                        region.place if end == END_SENDER else -1, max_receivers, byte_ring) != 0:
             region.close()
+            if self.ring.corrupt_why == CORRUPT_RELEASE:
+                raise ChannelCorruptError(
+                    f"channel {region.name!r} is corrupt: the receiver place records a release up to "
+                    f"byte {self.ring.bad_cursor}, past the claim cursor {self.ring.bad_write} or "
+                    f"unaligned (read cursor {ring_read_position(&self.ring)}); remove the channel "
+                    f"and create it anew")
             raise ChannelCorruptError(
                 f"channel {region.name!r} is corrupt: write cursor {self.ring.bad_cursor}, "
-                f"read cursor {ring_read_position(&self.ring)}, max_queued_messages {max_queued_messages}")
+                f"read cursor {ring_read_position(&self.ring)}, "
+                f"{'max_queued_bytes' if byte_ring else 'max_queued_messages'} {max_queued_messages}")
         if topology == CW_TOPOLOGY_GROUPS:
             member = end == END_RECEIVER
             if ring_attach_groups(
@@ -369,7 +377,9 @@ cdef class _End:
                             "is a message of at most message_length={ml} bytes, padding to the ring's "
                             "end or a void, whole inside the {ring}-byte ring",
             CORRUPT_CLAIM: "the claim word {write:#x} gives claim cursor {cur}, more than the {ring}-byte "
-                           "ring past the read cursor (or an unaligned read cursor {cur})",
+                           "ring past the read cursor",
+            CORRUPT_READ: "the read cursor {cur} is not a multiple of 8, or not within the {ring}-byte ring "
+                          "behind the claim cursor {write}",
             CORRUPT_OWNER: "the claim word {write:#x} (claim cursor {cur}) names owner {n:#x}, which no "
                            "other of its {ms} sender places can be",
             CORRUPT_HOLE: "nothing is published at byte {cur} (claim cursor {write}) and no sender "
@@ -380,6 +390,13 @@ cdef class _End:
                           "or unaligned",
             CORRUPT_INTENT: "this sender's place holds an intent for byte {cur} of {n} bytes, which the "
                             "claim cursor ({write}) and the {ring}-byte ring make impossible",
+            CORRUPT_PAIR: "sender place {n} holds a claim at byte {cur} of {write} bytes, which covers the "
+                          "read cursor but is unaligned, shorter than a record header or longer than the "
+                          "{ring}-byte ring",
+            CORRUPT_DEAD_PLACE: "this sender's place holds a dead claim at byte {cur} of {n} bytes, which "
+                                "is not whole before the place's later claim at byte {write} in the "
+                                "{ring}-byte ring (a new sender would wait for ever for the receiver "
+                                "to pass it); remove the channel and create it anew",
         }
         text = texts.get(self.ring.corrupt_why)
         if text is None:

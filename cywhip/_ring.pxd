@@ -124,13 +124,15 @@ cdef struct ring_t:
     cw_place *splace       # sender: its own place (intent, intent_length, dead_claim, generation)
     uint64_t owner         # sender: its owner in the claim word (place and generation)
     bint holding           # sender: it took a dead owner's claim bit over at claim_at and has not
-                           # committed a claim there yet (no room then): it keeps the bit (T2)
+                           # committed a claim there yet (T2; no room: it frees the bit, T3)
     uint64_t claim_at
     uint64_t claim_end     # sender: the end of its committed claim (the record and any void after it)
     bint bit_busy          # sender: its last claim found the bit held by a live sender (busy_word)
     uint64_t busy_word
     bint zeroing           # receiver: zero the bytes it consumed before each release (R5)
     uint64_t released      # receiver: read_cursor as it last stored it
+    uint64_t *release_to   # receiver of a byte ring of many senders: its place's intent word, the
+                           # read cursor + 1 its release zeroes up to (R5; a new receiver finishes it)
     int corrupt_why        # why the last -1 of a many-senders byte ring (CORRUPT_*), 0 none;
                            # the values read are in bad_cursor, bad_write, bad_length
     bint hole_bad          # receiver: the last resolve found the hole impossible: the next scan says so
@@ -230,6 +232,14 @@ cdef enum:
     CORRUPT_TWO = 5       # two claims cover the hole at bad_cursor, ending at bad_write and bad_length
     CORRUPT_DEAD = 6      # the dead claim at bad_cursor ends at bad_write, past the claim cursor bad_length
     CORRUPT_INTENT = 7    # this sender's place held an impossible intent: bad_cursor + 1, bad_length bytes
+    CORRUPT_DEAD_PLACE = 8  # this sender's place held an impossible dead claim: bad_cursor + 1, bad_length
+                          # bytes, not whole before the place's intent at bad_write
+    CORRUPT_PAIR = 10     # sender place bad_length's claim at bad_cursor covering the read cursor has
+                          # bad_write bytes: unaligned, shorter than a header or longer than the ring
+    CORRUPT_READ = 11     # the read cursor bad_cursor: unaligned, or past (or a ring behind) the claim
+                          # cursor bad_write
+    CORRUPT_RELEASE = 9   # the receiver place records a release to bad_cursor, past the claim cursor
+                          # bad_write or unaligned
 
 
 # ---------------------------------------------------------------- slots
@@ -663,7 +673,11 @@ cdef inline void ring_release(ring_t *r) noexcept nogil:
         cw_store_release_u64(&r.place.hold_start, r.read + 1 if r.read != r.write_cache else 0)
     else:
         if r.zeroing:
-            # A byte ring of many senders, R5: the bytes consumed are zeroed first.
+            # A byte ring of many senders, R5: the bytes consumed are zeroed first, the release
+            # recorded before (a receiver that dies zeroing leaves no bytes the next one could
+            # neither read nor step over: it finishes the release, ring_attach()).
+            if r.read != r.released:
+                cw_store_release_u64(r.release_to, r.read + 1)
             ring_bytes_zero(r)
         cw_store_release_u64(&r.hdr.read_cursor, r.read)
     # Same handshake as ring_publish(), mirrored.

@@ -7,7 +7,11 @@ import json
 import mmap
 import os
 import random
+import re
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -588,3 +592,305 @@ def test_a_hundred_and_twenty_sigkills_of_byte_channel_senders_lose_tear_and_wed
     assert report["errors"] == [], (seed, report)
     assert report["ok"] and report["kills"] >= 120
     assert report["messages"] > 0
+
+
+# ----------------------------------------------- a receiver dying in its release (R5)
+
+# An LD_PRELOAD shim: the memset() of exactly CYWHIP_TEST_STOP_MEMSET bytes (the receiver's
+# zeroing of what it consumed, R5) zeroes the first half, then stops the process (SIGSTOP),
+# where the test kills it: a receiver dead in the middle of its release.
+STOP_MEMSET_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+static void *(*real_memset)(void *, int, size_t);
+void *memset(void *p, int c, size_t n) {
+    static long want = -2;
+    static int looking;
+    volatile char *q = p;
+    size_t i;
+    if (!real_memset) {
+        for (i = 0; i < n; i++) q[i] = (char)c;
+        if (!looking) {
+            looking = 1;
+            real_memset = (void *(*)(void *, int, size_t))dlsym(RTLD_NEXT, "memset");
+            looking = 0;
+        }
+        return p;
+    }
+    if (want == -2) {
+        const char *e = getenv("CYWHIP_TEST_STOP_MEMSET");
+        want = e ? atol(e) : -1;
+    }
+    if (want > 0 && (long)n == want) {
+        want = -1;
+        for (i = 0; i < n / 2; i++) q[i] = (char)c;
+        raise(SIGSTOP);
+    }
+    return real_memset(p, c, n);
+}
+"""
+
+STOPPED_RECEIVER = """
+import sys
+from cywhip import Receiver
+with Receiver(sys.argv[1], max_queued_bytes=int(sys.argv[2]), max_senders=2) as r:
+    print("ready", flush=True)
+    got = []
+    while len(got) < int(sys.argv[3]):
+        got += r.recv_many(10, timeout=30)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_receiver_killed_while_zeroing_what_it_took_leaves_the_next_receiver_a_readable_channel(
+        channel, peers, tmp_path):
+    cc = next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
+    if cc is None:
+        pytest.skip("no C compiler (cc, gcc, clang) on PATH")
+    (tmp_path / "shim.c").write_text(STOP_MEMSET_SHIM)
+    shim = tmp_path / "shim.so"
+    subprocess.run([cc, "-O1", "-shared", "-fPIC", "-o", str(shim), str(tmp_path / "shim.c"), "-ldl"],
+                   check=True, timeout=60)
+    ring, n, k = 8192, 1000, 3          # three records of 16 + 1000 bytes: 3048 bytes zeroed
+    preload = " ".join(filter(None, [os.environ.get("LD_PRELOAD", ""), str(shim)]))
+    with Sender(channel, **_ends(channel, ring)) as tx:
+        proc = peers.start(channel, ring, k, script=STOPPED_RECEIVER,
+                           env={"LD_PRELOAD": preload, "CYWHIP_TEST_STOP_MEMSET": str(k * (16 + n))})
+        assert proc.stdout.readline().strip() == "ready"
+        for i in range(k):
+            tx.send(payload(0, i, n), timeout=5)
+        # Stopped inside its release: the records it took half zeroed, read_cursor not moved.
+        _, status = os.waitpid(proc.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGSTOP
+        proc.kill()
+        proc.wait()
+        tx.send(payload(0, k, 40), timeout=5)
+        # The next receiver finishes that release (those records were taken) and goes on; it
+        # does not call the channel corrupt at the bytes the dead one zeroed.
+        with Receiver(channel, **_ends(channel, ring)) as rx:
+            assert rx.recv(timeout=5) == payload(0, k, 40)
+            assert rx.try_recv() is None
+            tx.send(payload(0, k + 1, 40), timeout=5)
+            assert rx.recv(timeout=5) == payload(0, k + 1, 40)
+
+
+# ------------------------------------------------------- a sender place's own fields
+
+
+@pytest.mark.timeout(60)
+def test_an_impossible_dead_claim_in_a_place_is_named_when_a_sender_opens_there_not_waited_for(
+        channel, in_thread):
+    lay = layout()
+    with Receiver(channel, **_ends(channel)) as rx:
+        with Sender(channel, **_ends(channel)) as tx:
+            tx.send(b"x" * 24, timeout=5)
+            assert rx.recv(timeout=5) == b"x" * 24      # claim and read cursor at 40
+        # Place 0: a committed claim (byte 0, 40 bytes) in the intent, and a dead claim far
+        # past the claim cursor, which S0d would wait for the receiver to pass for ever.
+        for field, value in (("place_intent_length", 40), ("place_intent", 1),
+                             ("place_dead_length", 16), ("place_dead_claim", (1 << 62) + 1)):
+            _poke(channel, 4096 + lay[field], value)
+        thread, outcome = in_thread(lambda: Sender(channel, **_ends(channel)))
+        thread.join(5)
+        assert not thread.is_alive(), "Sender() waits for a dead claim no receiver can pass"
+        assert isinstance(outcome[0], ChannelCorruptError), outcome
+        assert re.search(r"holds a dead claim at byte 4611686018427387904 of 16 bytes, which is not whole "
+                         r"before the place's later claim at byte 0", str(outcome[0])), outcome
+        # Put right, the place opens again.
+        _poke(channel, 4096 + lay["place_dead_claim"], 0)
+        with Sender(channel, **_ends(channel)) as tx:
+            tx.send(b"ok", timeout=5)
+            assert rx.recv(timeout=5) == b"ok"
+
+
+CLAIM_BIT_THEN_DIE = """
+import os, signal, sys
+from cywhip import Sender
+from cywhip._testing._steps import BytesSenderSteps
+s = Sender(sys.argv[1], max_queued_bytes=256, max_senders=2)
+BytesSenderSteps(s).take(8)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_sender_whose_generation_wraps_to_a_dead_owners_of_its_place_takes_the_bit_over(channel, peers):
+    # The owner in the claim word carries the place's generation modulo 2^11: a sender dies
+    # holding the bit, 2047 senders open and close on its place without sending; the next
+    # must not be that owner again (its first claim would call the word impossible, and the
+    # other places would wait for it as for a live owner).
+    with Receiver(channel, **_ends(channel)) as rx:
+        proc = peers.start(channel, script=CLAIM_BIT_THEN_DIE)
+        rc, _, err = peers.finish(proc, timeout=30)
+        assert rc == -signal.SIGKILL, err
+        for _ in range(2047):
+            Sender(channel, **_ends(channel)).close()
+        with Sender(channel, **_ends(channel)) as a, Sender(channel, **_ends(channel)) as b:
+            a.send(b"from place 0", timeout=5)
+            b.send(b"from place 1", timeout=5)
+            assert rx.recv_many(10, timeout=5) == [b"from place 0", b"from place 1"]
+
+
+@pytest.mark.timeout(60)
+def test_a_send_timed_out_on_a_claim_bit_a_live_sender_holds_names_that_sender_not_a_full_ring(channel, peers):
+    with Receiver(channel, **_ends(channel)) as receiver:
+        tally = Tally()
+        proc = peers.start("step", channel, RING, 2, 0, 0, "bit", "hold", script=SCRIPT)
+        line = []
+        threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True).start()
+        _drain(receiver, tally, lambda: line, timeout=30)
+        assert receiver.depth == 0
+        with Sender(channel, **_ends(channel)) as other:
+            # The ring is empty: what holds the send back is the live sender holding the bit.
+            with pytest.raises(SendTimeout, match=rf"could not claim room for a 30-byte message: the sender "
+                                                  rf"in place 0 \(generation 1 modulo 2048, pid {proc.pid}\) "
+                                                  rf"holds the claim bit"):
+                other.send(payload(1, 0, 30), timeout=0.3)
+        proc.kill()
+        proc.wait()
+
+
+def test_a_release_recorded_in_the_receiver_place_past_the_claim_cursor_is_named_when_a_receiver_opens(channel):
+    lay = layout()
+    receiver_intent = 4096 + 128 * 2 + lay["place_intent"]
+    Receiver(channel, **_ends(channel)).close()
+    _poke(channel, receiver_intent, 64 + 1)            # a release up to byte 64; nothing claimed
+    with pytest.raises(ChannelCorruptError, match=r"the receiver place records a release up to byte 64, past "
+                                                  r"the claim cursor 0 or unaligned \(read cursor 0\)"):
+        Receiver(channel, **_ends(channel))
+    # More than a ring ahead: an old release, not this lap's, left alone.
+    _poke(channel, receiver_intent, (1 << 40) + 1)
+    with Receiver(channel, **_ends(channel)) as rx, Sender(channel, **_ends(channel)) as tx:
+        tx.send(b"ok", timeout=5)
+        assert rx.recv(timeout=5) == b"ok"
+
+
+@pytest.mark.timeout(60)
+def test_a_dead_claims_impossible_length_is_named_and_never_moves_the_read_cursor_back(channel, peers):
+    lay = layout()
+    with Receiver(channel, **_ends(channel)) as rx:
+        with Sender(channel, **_ends(channel)) as tx:
+            for i in range(3):
+                tx.send(payload(0, i, 24), timeout=5)
+                assert rx.recv(timeout=5) == payload(0, i, 24)
+        assert rx.taken == 120
+        claim = _dead_claim(peers, channel, RING, 8)      # place 0: 24 bytes at 120, nothing published
+        assert (claim["at"], claim["size"]) == (120, 24)
+        # A length that takes the claim's end past 2^64, back below the read cursor.
+        _poke(channel, 4096 + lay["place_intent_length"], (1 << 64) - 8)
+        with pytest.raises(ChannelCorruptError, match=r"sender place 0 holds a claim at byte 120 of "
+                                                      r"18446744073709551608 bytes, which covers the read cursor"):
+            rx.recv(timeout=1)
+        assert rx.taken == 120
+        # Put right: the dead claim is stepped over, forwards.
+        _poke(channel, 4096 + lay["place_intent_length"], 24)
+        with Sender(channel, **_ends(channel)) as tx:
+            tx.send(b"after", timeout=5)
+            assert rx.recv(timeout=5) == b"after"
+        assert rx.taken == 120 + 24 + 16 + 8 and rx._skipped == (1, 0)
+
+
+def test_an_unaligned_read_cursor_is_named_as_the_read_cursor_not_as_the_claim_word(channel):
+    lay = layout()
+    with Sender(channel, **_ends(channel)) as tx, Receiver(channel, **_ends(channel)) as rx:
+        tx.send(b"a" * 24)
+        assert rx.recv(timeout=1) == b"a" * 24
+        _poke(channel, lay["read_cursor"], 43)
+        with pytest.raises(ChannelCorruptError, match=r"corrupt: the read cursor 43 is not a multiple of 8, or not "
+                                                      r"within the 256-byte ring behind the claim cursor 40$"):
+            tx.send(b"b", timeout=1)
+        _poke(channel, lay["read_cursor"], 40)
+        tx.send(b"b", timeout=1)
+        assert rx.recv(timeout=1) == b"b"
+
+
+@pytest.mark.timeout(60)
+def test_a_taker_that_found_no_room_holds_no_other_sender_back_once_its_call_returned(channel, peers):
+    # A sender dies holding the claim bit; another takes it over (T0-T2) for a message the
+    # ring has no room for, and its try_send() returns False; it then stays idle (open).  Once
+    # the receiver drains the ring, a third sender must send: the taker freed the bit (T3).
+    with Receiver(channel, **_ends(channel, RING, 3)) as rx, Sender(channel, **_ends(channel, RING, 3)) as a:
+        for i in range(4):
+            a.send(payload(0, i, 24), timeout=5)          # 4 records of 40 bytes: 96 bytes free
+        proc = peers.start(channel, script=CLAIM_BIT_THEN_DIE.replace("max_senders=2", "max_senders=3"))
+        rc, _, err = peers.finish(proc, timeout=30)
+        assert rc == -signal.SIGKILL, err
+        assert not a.try_send(b"B" * a.message_length)    # a record of 128 bytes: no room
+        assert rx.recv_many(10, timeout=5) == [payload(0, i, 24) for i in range(4)]
+        assert rx.depth == 0
+        with Sender(channel, **_ends(channel, RING, 3)) as c:
+            c.send(b"hello", timeout=2)
+            assert rx.recv(timeout=5) == b"hello"
+        a.send(b"B" * a.message_length, timeout=2)
+        assert rx.recv(timeout=5) == b"B" * a.message_length
+        assert rx._skipped == (0, 0)
+
+
+OPEN_ON_LINE = """
+import os, sys
+import cywhip._ring
+from cywhip import Sender
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+try:
+    with Sender(sys.argv[1], max_queued_bytes=256, max_senders=3) as s:
+        s.send(b"from the new sender", timeout=5)
+    print("sent", flush=True)
+except Exception as exc:
+    print(type(exc).__name__, exc, flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_sender_opening_while_the_others_claim_more_than_a_ring_is_not_called_corrupt(channel, peers, tmp_path):
+    # The new sender is stopped (a gdb breakpoint) between its loads of read_cursor and of the
+    # claim word in ring_attach; meanwhile the other sender claims, and the receiver takes,
+    # more than a ring.  The claim word it then loads is more than a ring past the read cursor
+    # it loaded first: not an impossible channel.
+    gdb = shutil.which("gdb")
+    if gdb is None:
+        pytest.skip("no gdb on PATH")
+    with Receiver(channel, **_ends(channel, RING, 3)) as rx, Sender(channel, **_ends(channel, RING, 3)) as a:
+        proc = subprocess.Popen([sys.executable, "-c", OPEN_ON_LINE, channel], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        peers.procs.append(proc)
+        pid = int(proc.stdout.readline())
+        dis = subprocess.run([gdb, "-q", "-batch", "-p", str(pid), "-ex",
+                              "disassemble __pyx_f_6cywhip_5_ring_ring_attach"],
+                             capture_output=True, text=True, timeout=60)
+        # Each load of write_cursor (offset 128) right after a load of read_cursor (256) from
+        # the same header register.
+        lines = [l for l in dis.stdout.splitlines() if re.match(r"\s+0x[0-9a-f]+ <\+\d+>:", l)]
+        stops = []
+        for before, line in zip(lines, lines[1:]):
+            m = re.search(r"mov\s+0x100\((%\w+)\),", before)
+            if m and re.search(r"mov\s+0x80\(" + re.escape(m.group(1)) + r"\),", line):
+                stops.append(line.split()[0])
+        if not stops:
+            pytest.skip(f"gdb could not attach or ring_attach has no such loads: {dis.stderr[-300:]}")
+        commands = tmp_path / "gdb"
+        commands.write_text("set pagination off\n" + "".join(f"break *{s}\n" for s in stops)
+                            + f"shell touch {tmp_path}/armed\ncontinue\nshell touch {tmp_path}/stopped\n"
+                            + f"shell while [ ! -f {tmp_path}/go ]; do sleep 0.01; done\n"
+                            + "delete\ndetach\nquit\n")
+        debugger = subprocess.Popen([gdb, "-q", "-batch", "-p", str(pid), "-x", str(commands)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        peers.procs.append(debugger)
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "armed").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.stdin.write("open\n")
+        proc.stdin.flush()
+        while not (tmp_path / "stopped").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert (tmp_path / "stopped").exists()
+        for i in range(10):                     # 400 bytes claimed and taken meanwhile
+            a.send(payload(0, i, 24), timeout=5)
+            assert rx.recv(timeout=5) == payload(0, i, 24)
+        (tmp_path / "go").touch()
+        assert proc.stdout.readline().strip() == "sent"
+        assert rx.recv(timeout=5) == b"from the new sender"
+        debugger.wait(30)

@@ -15,7 +15,7 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     channel, whose capacity is its ring's bytes and whose cursors count bytes.
     """
     cdef uint64_t *intent = NULL
-    cdef uint64_t gen
+    cdef uint64_t gen, w_word, to, rd_2, slack = 0
     # Acquire: a restarted sender must see the slots the receiver finished
     # reading before it released read_cursor (pairs with ring_release), and
     # a restarted receiver the slots published before write_cursor (pairs
@@ -83,6 +83,9 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.bit_busy = False
     r.busy_word = 0
     r.zeroing = bytes and r.many and sender_place < 0
+    r.release_to = NULL
+    if r.zeroing:
+        r.release_to = &(<cw_place *>((<char *>hdr) + cw_place_offset(max_senders))).intent
     r.corrupt_why = 0
     r.hole_bad = False
     if bytes and r.many:
@@ -91,14 +94,25 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
             r.bad_cursor = rd
             r.bad_write = w
             return -1
+        w_word = w
         w = cw_claim_position(w, rd)
         if intent != NULL:
             # S0's first step: one more generation on this place, the owner this sender is in
             # the claim word; ring_bytes_adopt() does the rest before the first claim.
             r.splace = <cw_place *>((<char *>hdr) + cw_place_offset(<uint64_t>sender_place))
             gen = cw_load_relaxed_u64(&r.splace.generation) + 1
+            if cw_claim_owner_of(<uint64_t>sender_place, gen) == cw_claim_owner(w_word):
+                # The word names a dead predecessor of this place whose generation is this one
+                # modulo 2^11 (it died holding the bit, and 2,047 senders came and went here
+                # since): one more, or this sender would be that owner again.
+                gen += 1
             cw_store_release_u64(&r.splace.generation, gen)
             r.owner = cw_claim_owner_of(<uint64_t>sender_place, gen)
+            # The other senders claim meanwhile, and the receiver takes: the claim cursor is
+            # at most a ring past read_cursor as loaded again after the word (as ring_depth).
+            rd_2 = cw_load_acquire_u64(&hdr.read_cursor)
+            if rd_2 >= rd:
+                slack = rd_2 - rd
     elif intent != NULL:
         # S0: this place's lock is ours now; a claim a dead sender left in it is void.
         cw_store_release_u64(intent, 0)
@@ -119,10 +133,27 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
         # cache forces (ring_attach_groups() sets a member's cursors).
         r.read_cache = w - capacity
         return 0
-    if w - rd > capacity or (bytes and (w | rd) % CW_SLOT_ALIGN != 0):
+    if w - rd > capacity + slack or (bytes and (w | rd) % CW_SLOT_ALIGN != 0):
         r.bad_cursor = w
         r.bad_write = w
         return -1
+    if r.zeroing:
+        # R5 of a receiver that died between recording its release and storing read_cursor
+        # (its zeroing begun or done): the bytes up to it may have no header left to read or
+        # step over, so the release is finished here.  Those messages were taken (read) by
+        # the dead receiver.  A target at or behind read_cursor is an old, finished release.
+        to = cw_load_acquire_u64(r.release_to)
+        if to != 0 and 0 < to - 1 - rd <= capacity:
+            to -= 1
+            if to % CW_SLOT_ALIGN != 0 or to - rd > w - rd:
+                r.bad_cursor = to
+                r.bad_write = w
+                r.corrupt_why = CORRUPT_RELEASE
+                return -1
+            r.read = to
+            r.read_index = to % capacity
+            r.write_cache = to
+            ring_release(r)
     return 0
 
 

@@ -70,7 +70,7 @@ cdef int ring_bytes_adopt(ring_t *r) noexcept nogil:
     rd = cw_load_acquire_u64(&r.hdr.read_cursor)                             # S0b
     word = cw_load_acquire_u64(&r.hdr.write_cursor)
     if rd & CW_VAR_ALIGN_MASK:
-        return _corrupt(r, CORRUPT_CLAIM, rd, word, 0)
+        return _corrupt(r, CORRUPT_READ, rd, cw_claim_position(word, rd & ~(<uint64_t>CW_VAR_ALIGN_MASK)), 0)
     w = cw_claim_position(word, rd)
     if w - rd > r.capacity:
         return _corrupt(r, CORRUPT_CLAIM, w, word, 0)
@@ -81,9 +81,14 @@ cdef int ring_bytes_adopt(ring_t *r) noexcept nogil:
         again_ln = cw_load_acquire_u64(&p.intent_length)
         if again == c1 and again_ln == ln:
             # Committed: the receiver must step over it (unless its record was published).
-            dp = cw_load_acquire_u64(&p.dead_claim)                           # S0d
-            dl = cw_load_acquire_u64(&p.dead_length)
+            _read_pair(&p.dead_claim, &p.dead_length, &dp, &dl)                # S0d
             if dp != c1 or dl != ln:
+                # An earlier dead claim of this place lies whole before the intent's claim
+                # (this place committed it first); anything else would be waited for in vain.
+                if dp != 0 and ((dp - 1) & CW_VAR_ALIGN_MASK or dl & CW_VAR_ALIGN_MASK
+                                or dl < CW_VAR_MANY_HEADER_SIZE or dl > r.capacity
+                                or dp - 1 > c0 or c0 - (dp - 1) < dl):
+                    return _corrupt(r, CORRUPT_DEAD_PLACE, dp - 1, c0, dl)
                 if dp != 0 and rd < dp - 1 + dl:
                     return 0
                 cw_store_relaxed_u64(&p.dead_claim, 0)                        # S0e
@@ -133,7 +138,7 @@ cdef int64_t ring_bytes_claim_held(ring_t *r, uint64_t rec, bint commit) noexcep
     if rd > c or c + need - rd > r.capacity:
         rd = cw_load_acquire_u64(&r.hdr.read_cursor)
         if rd & CW_VAR_ALIGN_MASK or rd > c or c - rd > r.capacity:
-            return _corrupt(r, CORRUPT_CLAIM, rd, c, 0)
+            return _corrupt(r, CORRUPT_READ, rd, c, 0)
         r.read_cache = rd
         if c + need - rd > r.capacity:
             return 0
@@ -185,7 +190,7 @@ cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil:
         rd = cw_load_acquire_u64(&r.hdr.read_cursor)
         word = cw_load_acquire_u64(&r.hdr.write_cursor)                       # M1
         if rd & CW_VAR_ALIGN_MASK:
-            return _corrupt(r, CORRUPT_CLAIM, rd, word, 0)
+            return _corrupt(r, CORRUPT_READ, rd, cw_claim_position(word, rd & ~(<uint64_t>CW_VAR_ALIGN_MASK)), 0)
         c = cw_claim_position(word, rd)
         if c - rd > r.capacity:
             # read_cursor moved on between the two loads (or the word is impossible).
@@ -250,8 +255,8 @@ cdef int64_t ring_bytes_many_claim(ring_t *r) noexcept nogil:
     """M1-M4 (T0-T2 where the claim bit is held): claim room for the record of r.want_bytes
     payload bytes.  1 when claimed (its payload at ring_write_slot(), r.write its header); 0
     when there is no room or a live sender holds the bit: wait (ring_wait()); -1 if the
-    cursors are impossible.  A taker that finds no room keeps the bit (r.holding) and claims
-    at the same cursor when called again."""
+    cursors are impossible.  A taker that finds no room frees the bit at the same position
+    (T3): a call that then returns (try_send(), a timeout) holds no other sender back."""
     cdef uint64_t rec = cw_var_record_size_with(r.want_bytes, CW_VAR_MANY_HEADER_SIZE)
     cdef int64_t st
     r.corrupt_why = 0
@@ -259,7 +264,14 @@ cdef int64_t ring_bytes_many_claim(ring_t *r) noexcept nogil:
         st = ring_bytes_take_bit(r, 2)
         if st <= 0:
             return st
-    return ring_bytes_claim_held(r, rec, True)
+    st = ring_bytes_claim_held(r, rec, True)
+    if st == 0:
+        # T3: no room at claim_at after a takeover.  Free the bit, the position unchanged (no
+        # intent was stored): nobody else stores the word while this live sender owns it (a
+        # T1 takes over only an owner seen dead), and a stale T1 expects its dead owner.
+        cw_store_release_u64(&r.hdr.write_cursor, cw_claim_word(r.claim_at, 0))
+        r.holding = False
+    return st
 
 
 cdef int64_t ring_bytes_many_look(ring_t *r) noexcept nogil:
@@ -272,14 +284,14 @@ cdef int64_t ring_bytes_many_look(ring_t *r) noexcept nogil:
     if r.holding:
         rd = cw_load_acquire_u64(&r.hdr.read_cursor)
         if rd & CW_VAR_ALIGN_MASK or rd > r.claim_at or r.claim_at - rd > r.capacity:
-            return _corrupt(r, CORRUPT_CLAIM, rd, r.claim_at, 0)
+            return _corrupt(r, CORRUPT_READ, rd, r.claim_at, 0)
         need = _need(r, r.claim_at, rec, &pad)
         return 1 if r.claim_at + need - rd <= r.capacity else 0
     for looks in range(CLAIM_LOOKS):
         rd = cw_load_acquire_u64(&r.hdr.read_cursor)
         word = cw_load_acquire_u64(&r.hdr.write_cursor)
         if rd & CW_VAR_ALIGN_MASK:
-            return _corrupt(r, CORRUPT_CLAIM, rd, word, 0)
+            return _corrupt(r, CORRUPT_READ, rd, cw_claim_position(word, rd & ~(<uint64_t>CW_VAR_ALIGN_MASK)), 0)
         c = cw_claim_position(word, rd)
         if c - rd > r.capacity:
             continue
@@ -466,6 +478,13 @@ cdef inline int _hole_bad(ring_t *r, int why, uint64_t cursor, uint64_t write, u
     return 1
 
 
+cdef inline bint _bad_pair(ring_t *r, uint64_t c1, uint64_t ln) noexcept nogil:
+    """R3: a place's (position + 1, length) pair no claim can have: unaligned, shorter than a
+    record header, or longer than the ring (whose end could wrap below the read cursor)."""
+    return ((c1 - 1) & CW_VAR_ALIGN_MASK or ln & CW_VAR_ALIGN_MASK or ln < CW_VAR_MANY_HEADER_SIZE
+            or ln > r.capacity)
+
+
 cdef int ring_bytes_many_resolve(ring_t *r) noexcept nogil:
     """R3-R4 at a hole (the claim cursor past the read cursor, nothing published there): 1 when
     the hole is gone (published meanwhile, or a dead claim covering it stepped over and handed
@@ -485,6 +504,8 @@ cdef int ring_bytes_many_resolve(ring_t *r) noexcept nogil:
         q = _splace(r, p)
         _read_pair(&q.intent, &q.intent_length, &c1, &ln)
         if c1 != 0 and c1 - 1 <= rd and rd - (c1 - 1) < ln:
+            if _bad_pair(r, c1, ln):
+                return _hole_bad(r, CORRUPT_PAIR, c1 - 1, ln, p)
             # Held (1), or the test failed (< 0): presume a live claimer.
             if cw_ofd_is_locked(r.fd, cw_place_offset(p)) != 0:
                 return 0
@@ -497,6 +518,8 @@ cdef int ring_bytes_many_resolve(ring_t *r) noexcept nogil:
             found = e
         _read_pair(&q.dead_claim, &q.dead_length, &c1, &ln)
         if c1 != 0 and c1 - 1 <= rd and rd - (c1 - 1) < ln:
+            if _bad_pair(r, c1, ln):
+                return _hole_bad(r, CORRUPT_PAIR, c1 - 1, ln, p)
             e = c1 - 1 + ln
             if found and found != e:
                 return _hole_bad(r, CORRUPT_TWO, rd, found, e)
@@ -508,7 +531,7 @@ cdef int ring_bytes_many_resolve(ring_t *r) noexcept nogil:
         return 1
     if found == 0:
         return _hole_bad(r, CORRUPT_HOLE, rd, w, 0)
-    if found > w or found & CW_VAR_ALIGN_MASK:
+    if found > w or found <= rd or found & CW_VAR_ALIGN_MASK:
         return _hole_bad(r, CORRUPT_DEAD, rd, found, w)
     # Its claimer died before publishing: step over the whole claim and hand it back.
     r.read = found

@@ -78,6 +78,11 @@
  *   TAKE_RELEASE   a taker frees the bit again (store (c, 0)) and starts M1 again: the same
  *                  owner can then hold (c, owner) twice, and a sender whose T0 saw it free-
  *                  then-taken CASes it away from a live owner (ABA), clearing its intent.
+ *   CODE_T0        (not a mutant) T0 as the code does it: a word seen changed sends the sender
+ *                  to M1; only an owner seen dead (the lock test) is taken over (T1's CAS, a
+ *                  step later).  With it TAKE_RELEASE passes, and so does TAKE_EITHER (a taker
+ *                  keeps the bit or frees it, T3, at every takeover: the code frees it when it
+ *                  finds no room).
  *   S0_UNDER_BIT   S0 as first proposed: take the bit (a takeover freeing it again), decide,
  *                  free it: the same ABA.
  *   NO_GEN         the owner is the place alone (no generation): a new sender takes its dead
@@ -258,6 +263,9 @@ start:
                    :: atomic { claim == c && cown == o -> cown = ME }; T2; atomic { cown = 0; c = 0; o = 0 }
                    :: else -> atomic { c = 0; o = 0 }
                    fi
+#ifdef CODE_T0
+                   fi
+#endif
                fi
             od;
             atomic {
@@ -350,12 +358,27 @@ start:
                    :: atomic { claim != c || cown != 0 -> c = 0; i = 0; pad = 0; need = 0 }
                    fi
                :: else ->
+#ifdef CODE_T0
+                   /* T0 as the code: the word changed: M1 again; else the lock test, and only
+                    * an owner seen dead is taken over (T1's CAS, a step later) */
+                   if
+                   :: atomic { (claim != c || cown != o) -> c = 0; o = 0 }
+                   :: atomic { DEAD(o) -> skip };
+                      if
+                      :: atomic { claim == c && cown == o -> cown = ME };   /* T1 */
+#else
                    /* T0 spin until the word changes or its owner is dead (the lock test) */
                    (claim != c || cown != o || DEAD(o));
                    if
                    :: atomic { claim == c && cown == o -> cown = ME };   /* T1 take it over */
+#endif
                       T2;
-#ifdef TAKE_RELEASE
+#if defined(TAKE_EITHER)
+                      if
+                      :: atomic { NEED; o = 0 }; break      /* keep it: claim at c */
+                      :: atomic { cown = 0; c = 0; o = 0 }  /* free it (no room), M1 again */
+                      fi
+#elif defined(TAKE_RELEASE)
                       atomic { cown = 0; c = 0; o = 0 }     /* T3 free it, M1 again: ABA */
 #else
                       atomic { NEED; o = 0 };               /* keep it: claim at c */
@@ -363,6 +386,9 @@ start:
 #endif
                    :: else -> atomic { c = 0; o = 0 }
                    fi
+#ifdef CODE_T0
+                   fi
+#endif
                fi
             od;
 #ifdef M3_FIRST

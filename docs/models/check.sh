@@ -267,6 +267,16 @@ check_bytes_many() {
         memlim=1500
     fi
 
+    # T0 as the code does it: a taker that keeps the bit or frees it at c (T3) at any takeover.
+    check "bytes_many: CODE_T0 TAKE_EITHER, safety, 1 crash" pass "-DCODE_T0 -DTAKE_EITHER -DMAXCRASH=1" "$safe" ""
+    check "bytes_many: CODE_T0 TAKE_EITHER, safety, 2 crashes, 1 message per place" pass \
+        "-DCODE_T0 -DTAKE_EITHER -DMAXCRASH=2 -DNM=1" "$safe" ""
+    check "bytes_many: CODE_T0 TAKE_EITHER, termination, 2 crashes, 1 message per place" pass \
+        "-DCODE_T0 -DTAKE_EITHER -DMAXCRASH=2 -DNM=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+    check "bytes_many: CODE_T0 TAKE_RELEASE, place 0 dying twice" pass \
+        "-DCODE_T0 -DTAKE_RELEASE -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=0" "$safe" ""
+    check "bytes_many: mutant CODE_T0 NO_GEN" fail "-DCODE_T0 -DNO_GEN -DMAXCRASH=1" "-O0 -DSAFETY -DNOCLAIM" ""
+
     # Mutants: each must fail.  The earlier sketch (no claim bit): finding 1 without the
     # second load of the intent, finding 2 (two dead intents at one position) with it.
     mut="-O0 -DSAFETY -DNOCLAIM"
