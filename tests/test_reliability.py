@@ -819,3 +819,17 @@ def test_the_fuzzer_keeps_failing_receive_threads_off_its_stderr(channel, peers)
     proc = peers.start(channel, script=QUIET_FUZZ_CHILD)
     rc, out, err = peers.finish(proc, timeout=30)
     assert rc == 0 and err == "", (rc, err[-2000:])
+
+
+@pytest.mark.timeout(90)
+def test_the_byte_fuzzer_puts_back_only_a_field_s_newest_saved_value(peers):
+    """Case 7321027680: the fuzzer set read_cursor to 11352, the receiver stored 15456 over it,
+    the fuzzer set 11352 again; a put-back of the first mutation (the field held what it had
+    written, by chance) moved read_cursor back to 13832, and the messages after it came again:
+    a failure of the fuzzer's bookkeeping, not of the channel."""
+    proc = peers.start("--case-seed", "7321027680", "--groups", "none", "--bytes", "only",
+                       script="import sys; from cywhip._testing.fuzz import main; sys.exit(main(sys.argv[1:]))")
+    rc, out, err = peers.finish(proc, timeout=80)
+    report = json.loads(out)
+    assert (report["cases"], report["byte_cases"]) == (1, 1), report
+    assert report["failures"] == [], fuzz.describe_failure(report["failures"][0])

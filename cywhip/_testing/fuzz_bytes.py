@@ -389,8 +389,9 @@ def bytes_case(rng, name):
             else:
                 dirty = any(off in (o["write_cursor"], o["read_cursor"]) and bytes(mm[off:off + len(raw)]) == written
                             for off, raw, written in pending)
-                pending += [(off, raw, bytes(mm[off:off + len(raw)]))
-                            for off, raw in _mutate(rng, mm, ring, capacity, cap, o, stream, dirty)]
+                for off, raw in _mutate(rng, mm, ring, capacity, cap, o, stream, dirty):
+                    pending, raw = _supersede(pending, off, raw)
+                    pending.append((off, raw, bytes(mm[off:off + len(raw)])))
             end = ends["receiver"] or ends["sender"]
             if end is not None:
                 depth = quietly(lambda: end.depth)
@@ -516,6 +517,22 @@ def _cursor_plausible(which, value, w, rd, capacity):
     if which == "write":
         return rd <= value <= w + capacity
     return w - capacity <= value <= w + capacity
+
+
+def _supersede(pending, off, before):
+    """The put-backs left once the field at off (holding before, now mutated again) has a new
+    one: an earlier put-back of that field goes.  If the field still held what that mutation
+    wrote, the value it saved is the one to put back now; if an end has written the field
+    since, the value it saved is stale, and putting it back later would move a cursor back
+    (the check of what the field holds cannot tell when both mutations wrote the same value)."""
+    kept = []
+    for entry in pending:
+        if entry[0] == off and len(entry[1]) == len(before):
+            if entry[2] == before:
+                before = entry[1]
+            continue
+        kept.append(entry)
+    return kept, before
 
 
 def _mutate(rng, mm, ring, capacity, cap, o, stream, dirty=False):
