@@ -853,6 +853,9 @@ def test_a_sender_opening_while_the_others_claim_more_than_a_ring_is_not_called_
     gdb = shutil.which("gdb")
     if gdb is None:
         pytest.skip("no gdb on PATH")
+    # gdb itself must not run with the sanitizer preloaded (the debug build's runs): under
+    # libasan it never starts.
+    gdb_env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS")}
     with Receiver(channel, **_ends(channel, RING, 3)) as rx, Sender(channel, **_ends(channel, RING, 3)) as a:
         proc = subprocess.Popen([sys.executable, "-c", OPEN_ON_LINE, channel], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, text=True)
@@ -860,7 +863,7 @@ def test_a_sender_opening_while_the_others_claim_more_than_a_ring_is_not_called_
         pid = int(proc.stdout.readline())
         dis = subprocess.run([gdb, "-q", "-batch", "-p", str(pid), "-ex",
                               "disassemble __pyx_f_6cywhip_5_ring_ring_attach"],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60, env=gdb_env)
         # Each load of write_cursor (offset 128) right after a load of read_cursor (256) from
         # the same header register.
         lines = [l for l in dis.stdout.splitlines() if re.match(r"\s+0x[0-9a-f]+ <\+\d+>:", l)]
@@ -877,7 +880,7 @@ def test_a_sender_opening_while_the_others_claim_more_than_a_ring_is_not_called_
                             + f"shell while [ ! -f {tmp_path}/go ]; do sleep 0.01; done\n"
                             + "delete\ndetach\nquit\n")
         debugger = subprocess.Popen([gdb, "-q", "-batch", "-p", str(pid), "-x", str(commands)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=gdb_env)
         peers.procs.append(debugger)
         deadline = time.monotonic() + 60
         while not (tmp_path / "armed").exists() and time.monotonic() < deadline:
