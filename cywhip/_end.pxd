@@ -6,6 +6,7 @@ from cywhip.includes.c_atomics cimport cw_load_acquire_i32, cw_store_release_i32
 from cywhip.includes.c_guard cimport cw_guard_take, cw_guard_give, cw_bias_rec, cw_thread_self, CW_GUARD_CALL
 
 from cywhip._codec cimport Codec
+from cywhip._region cimport Region
 from cywhip._ring cimport ring_t
 
 
@@ -73,7 +74,8 @@ cdef class _End:
     cdef int _ready_now(self) except -1
     cdef int _ready_peek(self) except -1
     cdef int _raise_corrupt(self) except -1
-    cdef int _adopt(self, object region) except -1
+    cdef Region _attach(self, tuple args)
+    cdef int _adopt(self, tuple open_args) except -1
     cdef void _finish_close(self)
     cdef void _drop_handle_reference(self)
     cdef void _abandon(self)

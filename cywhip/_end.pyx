@@ -34,7 +34,7 @@ from libc.errno cimport EADDRINUSE
 from cywhip._region import check_byte_geometry, check_geometry, check_group
 from cywhip import _region as _region_module
 from cywhip._types import OBJECT_FORM, record_type
-from cywhip.errors import ChannelClosedError, ChannelCorruptError
+from cywhip.errors import ChannelBusyError, ChannelClosedError, ChannelCorruptError
 
 # Slot channels' max_queued_messages when an end gives neither it nor max_queued_bytes.
 DEFAULT_MAX_QUEUED_MESSAGES = 1024
@@ -212,30 +212,11 @@ cdef class _End:
                             f"in bytes) or message_type")
         if not byte_ring:
             message_length, max_queued_messages = check_geometry(message_length, max_queued_messages)
-        cdef Region region = Region.open(name, message_length, max_queued_messages, end,
-                                         rtype=rtype, mode=_check_mode(mode), max_senders=max_senders,
-                                         max_receivers=max_receivers, topology=topology,
-                                         group=group, durable=durable,
-                                         records=CW_RECORDS_BYTES if byte_ring else CW_RECORDS_FIXED)
+        open_args = (name, message_length, max_queued_messages, end, spin_ns, rtype, mode,
+                     max_senders, max_receivers, topology, group, durable, byte_ring)
+        cdef Region region = self._attach(open_args)
         # A byte channel's end that left message_length out takes the channel's.
         message_length = region.message_length
-        # The geometry is the one this end asked for and the region checked:
-        # never read again from the header, where it could change under us.
-        if ring_attach(&self.ring, region.hdr, region.slots_offset, max_queued_messages, message_length,
-                       spin_ns, max_senders, region.fd,
-                       # A sender of many: its place, whose intent word the ring clears (step S0).
-                       region.place if end == END_SENDER else -1, max_receivers, byte_ring) != 0:
-            region.close()
-            if self.ring.corrupt_why == CORRUPT_RELEASE:
-                raise ChannelCorruptError(
-                    f"channel {region.name!r} is corrupt: the receiver place records a release up to "
-                    f"byte {self.ring.bad_cursor}, past the claim cursor {self.ring.bad_write} or "
-                    f"unaligned (read cursor {ring_read_position(&self.ring)}); remove the channel "
-                    f"and create it anew")
-            raise ChannelCorruptError(
-                f"channel {region.name!r} is corrupt: write cursor {self.ring.bad_cursor}, "
-                f"read cursor {ring_read_position(&self.ring)}, "
-                f"{'max_queued_bytes' if byte_ring else 'max_queued_messages'} {max_queued_messages}")
         if topology == CW_TOPOLOGY_GROUPS:
             member = end == END_RECEIVER
             if ring_attach_groups(
@@ -264,14 +245,45 @@ cdef class _End:
         self.record_size = self.codec.record_size
         if byte_ring and max_senders > 1 and end == END_SENDER:
             try:
-                self._adopt(region)
+                self._adopt(open_args)
             except BaseException:
                 # Nothing claimed yet: the place goes back (S0 is done again by the next sender).
+                region = self.region
                 self.region = None
                 region.close()
                 raise
         _live_ends.add(self)
         return 0
+
+    cdef Region _attach(self, tuple args):
+        """Open the channel's region (claiming a free place of this end's kind) and attach
+        self.ring to it; return the region.  ``args``: _open()'s checked arguments."""
+        name, message_length, max_queued_messages, end, spin_ns, rtype, mode, max_senders, \
+            max_receivers, topology, group, durable, byte_ring = args
+        cdef Region region = Region.open(name, message_length, max_queued_messages, end,
+                                         rtype=rtype, mode=_check_mode(mode), max_senders=max_senders,
+                                         max_receivers=max_receivers, topology=topology,
+                                         group=group, durable=durable,
+                                         records=CW_RECORDS_BYTES if byte_ring else CW_RECORDS_FIXED)
+        message_length = region.message_length
+        # The geometry is the one this end asked for and the region checked:
+        # never read again from the header, where it could change under us.
+        if ring_attach(&self.ring, region.hdr, region.slots_offset, max_queued_messages, message_length,
+                       spin_ns, max_senders, region.fd,
+                       # A sender of many: its place, whose intent word the ring clears (step S0).
+                       region.place if end == END_SENDER else -1, max_receivers, byte_ring) != 0:
+            region.close()
+            if self.ring.corrupt_why == CORRUPT_RELEASE:
+                raise ChannelCorruptError(
+                    f"channel {region.name!r} is corrupt: the receiver place records a release up to "
+                    f"byte {self.ring.bad_cursor}, past the claim cursor {self.ring.bad_write} or "
+                    f"unaligned (read cursor {ring_read_position(&self.ring)}); remove the channel "
+                    f"and create it anew")
+            raise ChannelCorruptError(
+                f"channel {region.name!r} is corrupt: write cursor {self.ring.bad_cursor}, "
+                f"read cursor {ring_read_position(&self.ring)}, "
+                f"{'max_queued_bytes' if byte_ring else 'max_queued_messages'} {max_queued_messages}")
+        return region
 
     @property
     def message_type(self):
@@ -346,28 +358,57 @@ cdef class _End:
             self._raise_corrupt()
         return n > 0
 
-    cdef int _adopt(self, object region) except -1:
-        """A sender of a byte channel of many senders, step S0 (S0a-S0f) on its place: a claim
-        its dead predecessor left is voided or kept for the receiver.  S0d may wait for the
-        receiver to pass the place's earlier dead claim (two senders died on this place
-        without the receiver passing the first's claim): it looks again every millisecond,
-        handling signals between looks (Ctrl-C gives the place back)."""
+    cdef int _adopt(self, tuple open_args) except -1:
+        """A sender of a byte channel of many senders, step S0 (S0a-S0f) on its place (the
+        region self.region): a claim its dead predecessor left is voided or kept for the
+        receiver.  S0d cannot go on until the receiver has passed the place's earlier dead
+        claim (two senders died on this place, each with a claim committed, and the receiver
+        has not passed the first): then this end takes another free place if there is one
+        (holding this one meanwhile, so that the claim skips it); with none, it waits for the
+        receiver, looking again every millisecond and handling signals between looks (Ctrl-C
+        gives the place back), and raises ChannelBusyError when no receiver is open, which
+        would leave it waiting for ever."""
         cdef int st
-        while True:
+        cdef Region region = self.region
+        held = []
+        try:
+            while True:
+                with nogil:
+                    st = ring_bytes_adopt(&self.ring)
+                if st != 0:
+                    break
+                held.append(region)
+                try:
+                    region = self._attach(open_args)
+                except ChannelBusyError:
+                    # Every other place is held (or waits as this one does): wait on this one.
+                    held.pop()
+                    break
+                self.region = region
+        finally:
+            for other in held:
+                (<Region>other).close()
+        while st == 0:
+            if not region.receiver_open():
+                raise ChannelBusyError(
+                    f"channel {region.name!r}: sender place {region.place} holds the claims of two "
+                    f"senders that died there, and no new sender can use it before the receiver "
+                    f"has taken the messages up to byte {self.ring.bad_cursor} (it has taken up to "
+                    f"byte {self.ring.bad_write}); every other sender place is held, and no "
+                    f"receiver is open. Open the receiver first (it steps over the dead claims), "
+                    f"or close another sender")
+            time.sleep(0.001)
             with nogil:
                 st = ring_bytes_adopt(&self.ring)
-            if st == 2:
-                # Between S0e and S0f: the moment tests kill a new sender at.
-                hook = _region_module._test_hook
-                if hook is not None:
-                    hook("adopt", region.path)
-                ring_bytes_adopted(&self.ring)
-                return 0
-            if st > 0:
-                return 0
-            if st < 0:
-                raise ChannelCorruptError(self._corrupt_text())
-            time.sleep(0.001)
+        if st < 0:
+            raise ChannelCorruptError(self._corrupt_text())
+        if st == 2:
+            # Between S0e and S0f: the moment tests kill a new sender at.
+            hook = _region_module._test_hook
+            if hook is not None:
+                hook("adopt", region.path)
+            ring_bytes_adopted(&self.ring)
+        return 0
 
     def _corrupt_text(self):
         """What a byte ring of many senders found impossible (the ring's corrupt_why), with the

@@ -56,6 +56,7 @@ cdef class Region:
     cdef int _take_member_place(self, int gi, bint last_try) except -1
     cdef void _leave_group(self) noexcept
     cdef bint _still_named(self) except -1
+    cdef bint receiver_open(self) except -1
     cdef cw_place *_place(self, uint64_t index) noexcept
     cdef const char *lend_pages(self, uint64_t offset, size_t length, void **mapping, size_t *mapping_size) except NULL
 

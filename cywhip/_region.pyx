@@ -819,6 +819,14 @@ cdef class Region:
         """Place index of the table (senders first, then receivers), in the mapping."""
         return <cw_place *>((<char *>self.hdr) + cw_place_offset(index))
 
+    cdef bint receiver_open(self) except -1:
+        """Whether a receiver place's lock is held now (by an open receiver, or one claiming it)."""
+        cdef uint32_t q
+        for q in range(self.max_receivers):
+            if cw_ofd_is_locked(self.fd, cw_place_offset(self.max_senders + q)) != 0:
+                return True
+        return False
+
     cdef bint _still_named(self) except -1:
         """True if the channel's path names the file this Region has open."""
         try:

@@ -19,7 +19,7 @@ import pytest
 
 import cywhip
 import cywhip.asyncio
-from cywhip import ChannelCorruptError, Receiver, ReceiveTimeout, SendTimeout, Sender
+from cywhip import ChannelBusyError, ChannelCorruptError, Receiver, ReceiveTimeout, SendTimeout, Sender
 from cywhip._region import channel_path
 from cywhip._testing._model import layout
 from cywhip._testing.bytes_steps import STEPS, lengths
@@ -358,26 +358,75 @@ def _dead_claim(peers, channel, ring, n):
     return json.loads(out)
 
 
+def _two_dead_claims_on_place_0(peers, channel, ring):
+    """Two senders die in place 0, each with a claim committed and nothing published; the
+    second's S0 kept the first's claim as the place's dead claim."""
+    first = _dead_claim(peers, channel, ring, 40)
+    second = _dead_claim(peers, channel, ring, 100)
+    assert (first["at"], second["at"]) == (0, 56)
+    assert _place_field(channel, 0, "place_dead_claim") == 1
+    assert _place_field(channel, 0, "place_intent") == 57
+
+
+def _waits_for_the_first_dead_claim(channel, receiver, in_thread, ring):
+    """A new sender that must use place 0 (S0d) waits for the receiver to pass the first
+    dead claim before it keeps the second; returns it."""
+    thread, outcome = in_thread(lambda: Sender(channel, **_ends(channel, ring)))
+    time.sleep(0.3)
+    assert outcome == [] and _place_field(channel, 0, "place_dead_claim") == 1
+    with pytest.raises(ReceiveTimeout):
+        receiver.recv(timeout=0.5)      # steps over the first; waits at the second
+    thread.join(10)
+    assert _place_field(channel, 0, "place_dead_claim") == 57
+    return outcome[0]
+
+
 @pytest.mark.timeout(60)
-def test_a_third_sender_on_a_place_waits_until_the_receiver_passed_the_first_dead_claim(channel, peers, in_thread):
+def test_a_new_sender_takes_another_free_place_rather_than_wait_for_a_place_of_two_dead_claims(
+        channel, peers):
     ring = 1024
     with Receiver(channel, **_ends(channel, ring)) as receiver:
-        # Two senders die in place 0, each with a claim committed and nothing published; the
-        # second's S0 kept the first's claim as the place's dead claim.
-        first = _dead_claim(peers, channel, ring, 40)
-        second = _dead_claim(peers, channel, ring, 100)
-        assert (first["at"], second["at"]) == (0, 56)
+        _two_dead_claims_on_place_0(peers, channel, ring)
+        with Sender(channel, **_ends(channel, ring)) as third:
+            # Place 1 at once; place 0 untouched, its claims left for the receiver.
+            assert _place_field(channel, 1, "place_pid") == os.getpid()
+            assert _place_field(channel, 0, "place_dead_claim") == 1
+            assert _place_field(channel, 0, "place_intent") == 57
+            third.send(b"from place 1", timeout=5)
+            assert receiver.recv(timeout=5) == b"from place 1"
+            assert receiver._skipped == (2, 0)
+
+
+@pytest.mark.timeout(60)
+def test_a_sender_with_no_other_place_waits_until_the_receiver_passed_the_first_dead_claim(
+        channel, peers, in_thread):
+    ring = 1024
+    with Receiver(channel, **_ends(channel, ring)) as receiver:
+        _two_dead_claims_on_place_0(peers, channel, ring)
+        with Sender(channel, **_ends(channel, ring)):       # place 1
+            fourth = _waits_for_the_first_dead_claim(channel, receiver, in_thread, ring)
+            _goes_on(receiver, fourth, 2)
+
+
+@pytest.mark.timeout(60)
+def test_a_sender_that_could_only_wait_for_a_receiver_that_is_not_open_is_refused(
+        channel, peers, in_thread):
+    ring = 1024
+    with Receiver(channel, **_ends(channel, ring)):
+        _two_dead_claims_on_place_0(peers, channel, ring)
+    with Sender(channel, **_ends(channel, ring)):           # place 1
+        with pytest.raises(ChannelBusyError) as refused:
+            Sender(channel, **_ends(channel, ring))
+        text = str(refused.value)
+        assert f"channel {channel!r}: sender place 0 holds the claims of two senders" in text
+        assert "up to byte 56 (it has taken up to byte 0)" in text
+        assert "no receiver is open. Open the receiver first" in text
+        # Nothing changed, and the place is free again: with the receiver open, it goes on.
         assert _place_field(channel, 0, "place_dead_claim") == 1
         assert _place_field(channel, 0, "place_intent") == 57
-        # The third (S0d) waits for the receiver to pass the first before it keeps the second.
-        thread, outcome = in_thread(lambda: Sender(channel, **_ends(channel, ring)))
-        time.sleep(0.3)
-        assert outcome == [] and _place_field(channel, 0, "place_dead_claim") == 1
-        with pytest.raises(ReceiveTimeout):
-            receiver.recv(timeout=0.5)      # steps over the first; waits at the second
-        thread.join(10)
-        assert _place_field(channel, 0, "place_dead_claim") == 57
-        _goes_on(receiver, outcome[0], 2)
+        with Receiver(channel, **_ends(channel, ring)) as receiver:
+            fourth = _waits_for_the_first_dead_claim(channel, receiver, in_thread, ring)
+            _goes_on(receiver, fourth, 2)
 
 
 @pytest.mark.timeout(60)

@@ -90,6 +90,9 @@ cdef int ring_bytes_adopt(ring_t *r) noexcept nogil:
                                 or dp - 1 > c0 or c0 - (dp - 1) < dl):
                     return _corrupt(r, CORRUPT_DEAD_PLACE, dp - 1, c0, dl)
                 if dp != 0 and rd < dp - 1 + dl:
+                    # For the caller's text: the end of the claim waited for, the read cursor.
+                    r.bad_cursor = dp - 1 + dl
+                    r.bad_write = rd
                     return 0
                 cw_store_relaxed_u64(&p.dead_claim, 0)                        # S0e
                 cw_store_release_u64(&p.dead_length, ln)
