@@ -99,7 +99,8 @@ def list_channels(remove):
               f"{c.file_size:,} bytes; {ends}")
         for grp in c.groups:
             members = (f"members {' '.join(map(str, grp.members))}" if grp.members else "no live member")
-            print(f"  group {grp.name!r}: position {grp.position}, depth {grp.depth}, "
+            unit = " bytes" if c.max_queued_bytes is not None else ""
+            print(f"  group {grp.name!r}: position {grp.position}, depth {grp.depth}{unit}, "
                   f"{'durable' if grp.durable else 'not durable'}, {members}"
                   + ("; holding the senders back" if grp.holding_back else ""))
     if remove:

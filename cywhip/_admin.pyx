@@ -74,7 +74,9 @@ GroupInfo.__doc__ = """One receiver group of a channel with groups (``ChannelInf
 ``position`` is the group's first message not taken (a cursor), ``depth`` how
 many messages wait for it, ``members`` the pids of its live members, and
 ``holding_back`` whether the senders wait for it: it is the slowest group and
-the ring is full for it.  A durable group with no member keeps its place, and
+the ring is full for it.  On a byte channel ``position`` and ``depth`` count
+bytes, and ``holding_back`` says that the group is the slowest with bytes
+waiting for it (whether the next message fits depends on its size).  A durable group with no member keeps its place, and
 holds the senders back once the ring fills."""
 
 PlaceInfo = namedtuple("PlaceInfo", ["pid", "alive", "claiming"], defaults=(None,))
@@ -175,13 +177,15 @@ cdef object _inspect(str name, str path):
                                     intent - 1 if intent else None))
         senders, receivers = tuple(places[:h.max_senders]), tuple(places[h.max_senders:])
         if has_groups:
-            groups, depth = _inspect_groups(copy, h.max_senders, h.max_receivers, capacity, receivers, w_after)
+            byte_ring = h.records == CW_RECORDS_BYTES
+            groups, depth = _inspect_groups(copy, h.max_senders, h.max_receivers, capacity, receivers, w_after,
+                                            byte_ring)
             senders = _unfinished_claims(senders, min([grp.position for grp in groups], default=copy.read_cursor))
-            return ChannelInfo(name, path, h.message_length, capacity, depth,
+            return ChannelInfo(name, path, h.message_length, None if byte_ring else capacity, depth,
                                any(pl.alive for pl in senders), any(pl.alive for pl in receivers),
                                senders[0].pid, receivers[0].pid, st.st_size,
                                None if depth is not None else "impossible cursors",
-                               senders, receivers, groups)
+                               senders, receivers, groups, capacity if byte_ring else None)
         # The ends move the cursors while we look: read the read cursor, then the
         # write cursor, then the read cursor again, in this order (one pread each;
         # ring_depth()'s three loads, which it takes through a mapping).
@@ -226,10 +230,12 @@ cdef bint _shared_with_our_group(struct_stat st):
 
 
 cdef tuple _inspect_groups(cw_header *live, uint32_t ms, uint32_t mr, uint64_t capacity, tuple receivers,
-                           uint64_t w_after):
+                           uint64_t w_after, bint byte_ring):
     """The groups of a channel with groups, and the depth for its senders (None if impossible),
     from a private copy of its header, places and group entries (see _inspect()); w_after is
-    the write cursor read after them."""
+    the write cursor read after them.  On a byte channel, positions and depths count bytes, and
+    the slowest group holds the senders back as soon as bytes wait for it (the largest message,
+    with the padding it may need, takes nearly the whole ring)."""
     cdef char *rplaces = (<char *>live) + cw_place_offset(ms)
     cdef char *gtable = (<char *>live) + cw_group_offset(ms, mr, 0)
     cdef cw_group *e
@@ -262,7 +268,7 @@ cdef tuple _inspect_groups(cw_header *live, uint32_t ms, uint32_t mr, uint64_t c
     if w < bound or w - bound > capacity:
         return (), None
     groups = tuple(GroupInfo(name, pos, max(0, w - pos), durable, members,
-                             pos == bound and w - pos >= capacity)
+                             pos == bound and (w > pos if byte_ring else w - pos >= capacity))
                    for name, pos, durable, members in rows)
     return groups, w - bound
 

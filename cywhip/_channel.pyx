@@ -156,16 +156,17 @@ cdef class Sender(_End):
         if info is None or not info.groups:
             return ""
         parts = []
+        unit = "bytes" if self.max_queued_bytes is not None else "messages"
         for g in info.groups:
             if not g.holding_back:
                 continue
             if g.members:
                 pids = ", ".join(map(str, g.members))
-                parts.append(f"group {g.name!r} holds it full ({g.depth} messages wait for it; "
+                parts.append(f"group {g.name!r} holds it full ({g.depth} {unit} wait for it; "
                              f"its members, pid {pids}, are not taking them)")
             else:
                 parts.append(f"group {g.name!r} holds it full: a durable group with no live member "
-                             f"({g.depth} messages wait for it); start a member of it, or remove it "
+                             f"({g.depth} {unit} wait for it); start a member of it, or remove it "
                              f"with cywhip.remove_group({self.name!r}, {g.name!r}) "
                              f"(python -m cywhip remove-group {self.name} {g.name})")
         return "; " + "; ".join(parts) if parts else ""

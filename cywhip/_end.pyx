@@ -181,10 +181,11 @@ cdef class _End:
                 raise TypeError(
                     f"message_type={message_type!r} needs a slot channel (records of one size): "
                     f"give max_queued_messages instead of max_queued_bytes={max_queued_bytes!r}")
-            if max_receivers != 1:
+            if max_receivers != 1 and max_senders != 1:
                 raise ValueError(
-                    f"a byte channel (max_queued_bytes={max_queued_bytes!r}) has one receiver in "
-                    f"this version; max_receivers={max_receivers!r} needs a slot channel "
+                    f"a byte channel (max_queued_bytes={max_queued_bytes!r}) has receiver groups "
+                    f"with one sender in this version: max_receivers={max_receivers!r} with "
+                    f"max_senders={max_senders!r} needs max_senders=1, or a slot channel "
                     f"(max_queued_messages)")
             message_length, max_queued_messages = check_byte_geometry(message_length, max_queued_bytes,
                                                                       max_senders)

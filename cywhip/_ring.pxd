@@ -203,6 +203,7 @@ cdef int group_remove(cw_header *hdr, int fd, uint32_t max_senders, uint32_t max
                       uint32_t gi, uint64_t tag, int own_place, int64_t *live_pid) noexcept nogil
 cdef int group_resolve_lock(cw_group *g, uint64_t tag, cw_place *q, uint32_t q_index) noexcept nogil
 cdef int64_t ring_bytes_room(ring_t *r) noexcept nogil
+cdef int64_t ring_bytes_group_span(ring_t *r, uint64_t n, uint64_t w, bint shared) noexcept nogil
 cdef int64_t ring_bytes_many_claim(ring_t *r) noexcept nogil
 cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil
 cdef int64_t ring_bytes_claim_held(ring_t *r, uint64_t rec, bint commit) noexcept nogil

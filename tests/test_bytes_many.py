@@ -59,8 +59,8 @@ def _drain(receiver, tally, until, timeout=20):
 # ------------------------------------------------------------------- streams
 
 
-def test_a_byte_channel_takes_many_senders_and_refuses_receiver_groups(channel):
-    with pytest.raises(ValueError, match="max_receivers=2 needs a slot channel"):
+def test_a_byte_channel_takes_many_senders_and_refuses_receiver_groups_with_them(channel):
+    with pytest.raises(ValueError, match="max_receivers=2 with max_senders=2 needs max_senders=1"):
         Receiver(channel, max_queued_bytes=4096, max_senders=2, max_receivers=2)
     with Sender(channel, **_ends(channel, 4096, 3)) as a, Receiver(channel, **_ends(channel, 4096, 3)) as r:
         # A record's header is 16 bytes with many senders: a message may take half the ring less it.

@@ -914,6 +914,35 @@ def test_the_cython_api_sends_and_receives_on_a_byte_channel_one_by_one_and_in_b
         cywhip.unlink(blocks, missing_ok=True)
 
 
+def test_the_cython_api_on_a_byte_channel_with_receiver_groups(built, channel):
+    # A group of one gets every message; two members of another share theirs; messages of
+    # every size wrap the 512-byte ring (padding records) while the threads take them.
+    shim = built.shim
+    kw = dict(max_queued_bytes=512, message_length=100, max_receivers=3)
+    msgs = [bytes([i % 256]) * (i % 101) for i in range(3000)]
+    with Sender(channel, **kw) as tx, Receiver(channel, group="all", **kw) as whole, \
+            Receiver(channel, group="w", **kw) as w1, Receiver(channel, group="w", **kw) as w2:
+        got = {"all": [], "w1": [], "w2": []}
+
+        def take(rx, key, share):
+            while (len(got["w1"]) + len(got["w2"]) if share else len(got[key])) < len(msgs):
+                st, n, data = shim.recv(rx, 100, 100_000_000)
+                if st == "OK":
+                    got[key].append(data)
+                else:
+                    assert st == "TIMEOUT", st
+        threads = [threading.Thread(target=take, args=args)
+                   for args in ((whole, "all", False), (w1, "w1", True), (w2, "w2", True))]
+        for t in threads:
+            t.start()
+        for m in msgs:
+            assert shim.send(tx, m) == "OK"
+        for t in threads:
+            t.join(60)
+        assert got["all"] == msgs
+        assert sorted(got["w1"] + got["w2"]) == sorted(msgs)
+
+
 def test_the_apis_try_calls_arm_the_ends_descriptor_as_the_python_ones_do(built, channel):
     # docs/api.md, "Waiting on a descriptor": EMPTY and FULL arm fileno(); readable: look again.
     import selectors

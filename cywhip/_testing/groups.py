@@ -13,6 +13,9 @@ flight at a member that was killed: at most one per kill with on_message, at mos
 with on_batch.
 
 Message ``i`` is the 8 bytes ``<Q i>`` repeated to its length, so a torn message shows.
+With ``--bytes N`` the channel is a byte channel of an N-byte ring (``max_queued_bytes``), and
+message ``i`` is ``size(i)`` bytes long, from 8 to ``--length``: records of many sizes, with
+padding where one would cross the ring's end.
 """
 import argparse
 import os
@@ -31,25 +34,42 @@ WORD = struct.Struct("<Q")
 MODES = ("recv", "recv_many", "on_message", "on_batch", "borrow", "iterate", "try_recv")
 
 
-def payload(i, length):
+def size(i, length, variable):
+    """The length of message i: length, or (variable) from 8 to length, fixed by i."""
+    if not variable:
+        return length
+    return 8 + (i * 2654435761 >> 7) % (length - 7)
+
+
+def payload(i, length, variable=False):
     """The content of message i."""
-    return (WORD.pack(i) * (length // WORD.size + 1))[:length]
+    n = size(i, length, variable)
+    return (WORD.pack(i) * (n // WORD.size + 1))[:n]
 
 
-def number(msg, length):
+def number(msg, length, variable=False):
     """The number of a message, or raise ValueError if it is not whole."""
     msg = bytes(msg)
     (i,) = WORD.unpack_from(msg)
-    if msg != payload(i, length):
+    if msg != payload(i, length, variable):
         raise ValueError(f"message {i} is torn: {msg!r}")
     return i
 
 
+def channel_kw(length, capacity, receivers, ring_bytes=0):
+    """The geometry of the ends: a slot channel of capacity messages, or (ring_bytes) a byte
+    channel of that many bytes whose messages are at most length bytes."""
+    if ring_bytes:
+        return dict(message_length=length, max_queued_bytes=ring_bytes, max_receivers=receivers)
+    return dict(message_length=length, max_queued_messages=capacity, max_receivers=receivers)
+
+
 def run_member(name, length, capacity, receivers, group, mode, log_path, stop_path, durable=True,
-               pause=0.0):
+               pause=0.0, ring_bytes=0):
     """A member process: take messages in ``mode`` and write each one's number to its log
     before the message counts as taken, until stop_path exists."""
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    variable = bool(ring_bytes)
 
     def record(numbers):
         os.write(fd, b"".join(WORD.pack(n) for n in numbers))
@@ -57,13 +77,12 @@ def run_member(name, length, capacity, receivers, group, mode, log_path, stop_pa
             time.sleep(pause)
 
     def one(msg):
-        record([number(msg, length)])
+        record([number(msg, length, variable)])
 
     def batch(msgs):
-        record([number(m, length) for m in msgs])
+        record([number(m, length, variable) for m in msgs])
 
-    kw = dict(message_length=length, max_queued_messages=capacity, max_receivers=receivers,
-              group=group, durable=durable)
+    kw = dict(channel_kw(length, capacity, receivers, ring_bytes), group=group, durable=durable)
     if mode in ("on_message", "on_batch"):
         rx = Receiver(name, **kw, **({"on_message": one} if mode == "on_message" else {"on_batch": batch}))
         os.write(fd, b"")
@@ -129,11 +148,11 @@ def read_log(path):
 
 
 def spawn_member(name, length, capacity, receivers, group, mode, log_path, stop_path, durable=True,
-                 pause=0.0):
+                 pause=0.0, ring_bytes=0):
     """Start a member process; return it once its receiver is open."""
     code = ("import sys; from cywhip._testing.groups import run_member; "
             f"run_member({name!r}, {length}, {capacity}, {receivers}, {group!r}, {mode!r}, "
-            f"{log_path!r}, {stop_path!r}, durable={durable!r}, pause={pause!r})")
+            f"{log_path!r}, {stop_path!r}, durable={durable!r}, pause={pause!r}, ring_bytes={ring_bytes!r})")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if line.strip() != "ready":
@@ -157,10 +176,14 @@ def account(logs, count):
     return missing, duplicates
 
 
-def soak(kills, seed=0, count=200_000, length=32, capacity=64, timeout=600, log=print):
+def soak(kills, seed=0, count=200_000, length=32, capacity=64, timeout=600, log=print, ring_bytes=0):
     """The SIGKILL soak (see the module docstring).  Returns a summary dict; raises
     AssertionError on a lost, torn or wrongly duplicated message."""
     rng = random.Random(seed)
+    variable = bool(ring_bytes)
+    if ring_bytes:
+        # The most messages one batch can hold: records of at least 16 bytes.
+        capacity = ring_bytes // 16
     name = f"groups-soak-{os.getpid()}-{seed}"
     work = tempfile.mkdtemp(prefix="cywhip-groups-")
     stop = os.path.join(work, "stop")
@@ -177,11 +200,12 @@ def soak(kills, seed=0, count=200_000, length=32, capacity=64, timeout=600, log=
         path = os.path.join(work, f"{group}-{serial[0]}.log")
         logs[group].append(path)
         # A pause inside the callback makes kills land mid-callback.
-        proc = spawn_member(name, length, capacity, 4, group, mode, path, stop, pause=rng.choice((0, 0, 0.0005)))
+        proc = spawn_member(name, length, capacity, 4, group, mode, path, stop, pause=rng.choice((0, 0, 0.0005)),
+                            ring_bytes=ring_bytes)
         members[group].append((proc, mode))
 
     unlink(name, missing_ok=True)
-    tx = Sender(name, message_length=length, max_queued_messages=capacity, max_receivers=4)
+    tx = Sender(name, **channel_kw(length, capacity, 4, ring_bytes))
     t0 = time.monotonic()
     try:
         for g, k in groups.items():
@@ -192,7 +216,7 @@ def soak(kills, seed=0, count=200_000, length=32, capacity=64, timeout=600, log=
         every = max(1, count // (kills + 1))
         while sent < count:
             n = min(every, count - sent)
-            tx.send_many((payload(i, length) for i in range(sent, sent + n)), timeout=60)
+            tx.send_many((payload(i, length, variable) for i in range(sent, sent + n)), timeout=60)
             sent += n
             if done_kills < kills:
                 g = rng.choice(sorted(groups))
@@ -250,8 +274,10 @@ def main(argv=None):
     ap.add_argument("--kills", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--count", type=int, default=200_000)
+    ap.add_argument("--bytes", type=int, default=0, help="a byte channel of this many bytes")
+    ap.add_argument("--length", type=int, default=32, help="the (largest) message length")
     args = ap.parse_args(argv)
-    soak(args.kills, seed=args.seed, count=args.count)
+    soak(args.kills, seed=args.seed, count=args.count, length=args.length, ring_bytes=args.bytes)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ cdef int64_t ring_bytes_room(ring_t *r) noexcept nogil:
         need += r.capacity - r.write_index
     if r.capacity - (write - r.read_cache) >= need:
         return 1
+    if r.groups:
+        return _bytes_groups_room(r, write, need)
     # Acquire pairs with the receiver's release of read_cursor (B7).
     rd = cw_load_acquire_u64(&r.hdr.read_cursor)
     if r.write - rd > r.capacity:
@@ -24,6 +26,28 @@ cdef int64_t ring_bytes_room(ring_t *r) noexcept nogil:
         return -1
     r.read_cache = rd
     return 1 if r.capacity - (write - rd) >= need else 0
+
+
+cdef int64_t _bytes_groups_room(ring_t *r, uint64_t write, uint64_t need) noexcept nogil:
+    """ring_bytes_room() of a channel with receiver groups: the bound is the slowest group's
+    position (the senders' bound of receiver groups, in bytes; ring/groups.pxi), and a dead
+    non-durable group holding the sender back goes (step R) as on a slot channel."""
+    cdef uint64_t rd
+    cdef int tries
+    for tries in range(2):
+        rd = ring_groups_floor(r)
+        if r.bound_stale:
+            return 0        # no bound known: a group creation is under way (see there)
+        if r.write - rd > r.capacity or (rd & CW_VAR_ALIGN_MASK) != 0:
+            r.bad_cursor = rd
+            r.bad_write = r.write
+            return -1
+        r.read_cache = rd
+        if r.capacity - (write - rd) >= need:
+            return 1
+        if tries or not ring_groups_release_dead_now(r):
+            return 0
+    return 0
 
 
 cdef int64_t ring_bytes_claim(ring_t *r) noexcept nogil:
@@ -112,3 +136,44 @@ cdef Py_ssize_t ring_read_records_bytes(ring_t *r, char *dst, Py_ssize_t stride,
         memcpy(dst + i * stride, ring_read_slot(r), size)
         ring_consume(r)
     return count
+
+
+cdef int64_t ring_bytes_group_span(ring_t *r, uint64_t n, uint64_t w, bint shared) noexcept nogil:
+    """A group member of a byte channel, step C4 (under its group's claim lock, group_next is
+    n, the sender published up to w): the bytes from n to the end of the records this claim
+    takes.  Whole records only, a padding always with the message after it; at most r.want
+    messages and, while other members share the group, at most a quarter of the ring; one
+    message at least.  Each header is read once and checked as in B6 (the sender cannot
+    rewrite them meanwhile: the group's position is at most n, which bounds it); a record
+    that fails stops the claim before it, and if it is the first, -1 with r.corrupt_why."""
+    cdef uint64_t pos = n, at, i, word, length, kind, rec, taken = 0
+    cdef uint64_t limit = r.capacity // 4 if shared else r.capacity
+    cdef uint64_t want = r.want if shared else <uint64_t>-1
+    if want == 0:
+        return 0
+    if (n | w) & CW_VAR_ALIGN_MASK:
+        return _corrupt(r, CORRUPT_READ, n, w, 0)
+    while pos != w:
+        at = pos                   # where this message's record starts, its padding first
+        i = pos % r.capacity
+        word = cw_load_relaxed_u64(<uint64_t *>cw_var_record(r.slots, i))
+        length = word & 0xFFFFFFFFU
+        kind = word >> 32
+        if kind == CW_VAR_PADDING and length == r.capacity - i and length < w - pos:
+            # Published with the record after it (B4): that one starts at index 0.
+            pos += length
+            i = 0
+            word = cw_load_relaxed_u64(<uint64_t *>cw_var_record(r.slots, 0))
+            length = word & 0xFFFFFFFFU
+            kind = word >> 32
+        rec = cw_var_record_size(length)
+        if kind != CW_VAR_MESSAGE or length > r.message_length or rec > w - pos \
+                or i + rec > r.capacity:
+            if taken:
+                return <int64_t>(at - n)
+            return _corrupt(r, CORRUPT_RECORD, pos, kind, length)
+        if taken and (taken == want or pos + rec - n > limit):
+            return <int64_t>(at - n)
+        pos += rec
+        taken += 1
+    return <int64_t>(pos - n)

@@ -48,7 +48,8 @@ cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, bint member, uint
 cdef int _take_over_hold(ring_t *r, uint64_t h, uint64_t e) noexcept nogil:
     """Go on with a claim [h - 1, e) found in this member's place (checked first)."""
     cdef uint64_t w = cw_load_acquire_u64(&r.hdr.write_cursor)
-    if e < h or e > w or w - (h - 1) > r.capacity:
+    # A byte channel's claim starts and ends at records (multiples of 8).
+    if e < h or e > w or w - (h - 1) > r.capacity or ((h - 1) | e) & r.align_mask:
         r.bad_cursor = h - 1
         r.bad_write = e
         return -1
@@ -329,6 +330,7 @@ cdef int64_t ring_group_claim(ring_t *r) noexcept nogil:
     cdef cw_group *g = r.group
     cdef uint64_t mine = r.place_index + 1
     cdef uint64_t n, w, k, free_lock, lock
+    cdef int64_t span
     cdef int spins = 0
     cdef int64_t now
     cdef int at = RUN
@@ -422,14 +424,22 @@ cdef int64_t ring_group_claim(ring_t *r) noexcept nogil:
         r.bad_cursor = n
         r.bad_write = w
         return -1
-    k = w - n
-    if cw_load_relaxed_u64(&g.members) > 1:
-        # Others share the group: what the call takes, and at most a quarter of the ring,
-        # so that the sender and the other members go on while this member copies.
-        if k > r.want:
-            k = r.want
-        if k > r.capacity // 4 and r.capacity >= 4:
-            k = r.capacity // 4
+    if r.bytes:
+        # Whole records, by the same rule (ring/bytes.pxi).
+        span = ring_bytes_group_span(r, n, w, cw_load_relaxed_u64(&g.members) > 1)
+        if span <= 0:
+            cw_store_release_u64(&g.lock, 0)
+            return span
+        k = <uint64_t>span
+    else:
+        k = w - n
+        if cw_load_relaxed_u64(&g.members) > 1:
+            # Others share the group: what the call takes, and at most a quarter of the ring,
+            # so that the sender and the other members go on while this member copies.
+            if k > r.want:
+                k = r.want
+            if k > r.capacity // 4 and r.capacity >= 4:
+                k = r.capacity // 4
     if k == 0:
         cw_store_release_u64(&g.lock, 0)
         return 0

@@ -1,0 +1,302 @@
+"""Receiver groups on a byte channel (max_queued_bytes with max_receivers > 1, one sender):
+every group gets every message, the members of a group share its messages, every receive
+call, a member killed with a claim in hand, the sender held by the slowest group, a dead
+non-durable group removed, channels(), an impossible record in a claim, and the SIGKILL soak."""
+import random
+import signal
+import struct
+import time
+
+import pytest
+
+import cywhip
+import cywhip.asyncio as cwa
+from cywhip import ChannelCorruptError, Receiver, Sender
+from cywhip._region import slots_offset_for
+from cywhip._testing import groups as g
+from cywhip.errors import SendTimeout
+
+RING = 256          # bytes: a message of up to 120 bytes, padding at the ring's end now and then
+LENGTH = 120
+HEADER = struct.Struct("<II")
+
+
+def _kw(receivers=4, ring=RING, length=LENGTH, **kw):
+    return dict(max_queued_bytes=ring, message_length=length, max_receivers=receivers, **kw)
+
+
+def _msgs(count, seed=1, top=LENGTH):
+    rnd = random.Random(seed)
+    return [bytes([i % 251]) * rnd.randint(0, top) for i in range(count)]
+
+
+def _pump(tx, msgs, members):
+    """Send msgs, letting each (receiver, list) in members take with try_recv whenever the ring
+    is full; then drain every member.  Each list gets what its receiver took, in order."""
+    rnd = random.Random(7)
+    for m in msgs:
+        while not tx.try_send(m):
+            rx, out = members[rnd.randrange(len(members))]
+            got = rx.try_recv()
+            if got is not None:
+                out.append(got)
+    for rx, out in members:
+        while True:
+            got = rx.try_recv()
+            if got is None:
+                break
+            out.append(got)
+
+
+def test_every_group_gets_every_message_of_mixed_sizes_in_order(channel):
+    msgs = _msgs(3000)
+    with Sender(channel, **_kw()) as tx, Receiver(channel, group="a", **_kw()) as a, \
+            Receiver(channel, group="b", **_kw()) as b:
+        got_a, got_b = [], []
+        _pump(tx, msgs, [(a, got_a), (b, got_b)])
+        assert got_a == msgs and got_b == msgs
+        assert tx.depth == 0 and a.depth == 0
+
+
+def test_the_members_of_a_group_share_its_messages_each_once_in_order(channel):
+    # Message i carries i in its first 4 bytes, so each member's share shows its order.
+    rnd = random.Random(3)
+    msgs = [struct.pack("<I", i) + bytes(rnd.randint(0, LENGTH - 4)) for i in range(3000)]
+    with Sender(channel, **_kw()) as tx, Receiver(channel, group="w", **_kw()) as w1, \
+            Receiver(channel, group="w", **_kw()) as w2, Receiver(channel, group="all", **_kw()) as al:
+        s1, s2, everything = [], [], []
+        _pump(tx, msgs, [(w1, s1), (w2, s2), (al, everything)])
+        assert everything == msgs
+        assert sorted(s1 + s2) == sorted(msgs) and len(s1) + len(s2) == len(msgs)
+        for share in (s1, s2):
+            numbers = [struct.unpack_from("<I", m)[0] for m in share]
+            assert numbers == sorted(numbers)
+            assert len(share) > 100               # shared, not one member taking all
+
+
+def test_a_member_claims_what_its_call_takes_while_others_share_its_group(channel):
+    with Sender(channel, **_kw(ring=4096, length=200)) as tx, \
+            Receiver(channel, group="w", **_kw(ring=4096, length=200)) as w1, \
+            Receiver(channel, group="w", **_kw(ring=4096, length=200)) as w2:
+        for i in range(10):
+            tx.send(bytes([i]) * (10 + i))
+        # One message per recv: the other member gets the next, not a claim held by the first.
+        assert w1.recv(timeout=5) == bytes([0]) * 10
+        assert w2.recv(timeout=5) == bytes([1]) * 11
+        assert w1.recv_many(3, timeout=5) == [bytes([i]) * (10 + i) for i in (2, 3, 4)]
+        assert w2.recv_many(100, timeout=5) == [bytes([i]) * (10 + i) for i in range(5, 10)]
+        # While others share the group, a claim takes at most a quarter of the ring (and one
+        # message at least): 1024 bytes here, 8 records of 128 bytes.
+        for i in range(16):
+            tx.send(bytes([i]) * 120)
+        assert len(w1.recv_many(100, timeout=5)) == 8
+        assert len(w2.recv_many(100, timeout=5)) == 8
+
+
+def _take(mode, rx, count):
+    if mode == "recv":
+        return [rx.recv(timeout=5) for _ in range(count)]
+    if mode == "try_recv":
+        out = []
+        deadline = time.monotonic() + 5
+        while len(out) < count and time.monotonic() < deadline:
+            m = rx.try_recv()
+            if m is not None:
+                out.append(m)
+        return out
+    if mode == "recv_many":
+        out = []
+        while len(out) < count:
+            out += rx.recv_many(count - len(out), timeout=5)
+        return out
+    if mode == "iterate":
+        out = []
+        for m in rx:
+            out.append(m)
+            if len(out) == count:
+                break
+        return out
+    if mode == "borrow":
+        out = []
+        while len(out) < count:
+            with rx.borrow(count - len(out), timeout=5) as lent:
+                out += [bytes(m) for m in lent]
+        return out
+    raise AssertionError(mode)
+
+
+@pytest.mark.parametrize("mode", ["recv", "try_recv", "recv_many", "iterate", "borrow"])
+def test_every_receive_call_of_a_member(channel, mode):
+    msgs = _msgs(40, seed=5)
+    with Sender(channel, **_kw(ring=8192)) as tx, Receiver(channel, group="m", **_kw(ring=8192)) as rx, \
+            Receiver(channel, group="other", **_kw(ring=8192)) as other:
+        tx.send_many(msgs, timeout=5)
+        assert _take(mode, rx, 40) == msgs
+        assert other.recv_many(100, timeout=5) == msgs
+        # Taken by both groups: the sender has the whole ring again.
+        assert tx.depth == 0
+
+
+@pytest.mark.parametrize("mode", ["on_message", "on_batch"])
+def test_the_callbacks_of_a_member(channel, mode):
+    msgs = _msgs(300, seed=6)
+    got = []
+    cb = {"on_message": got.append} if mode == "on_message" else {"on_batch": got.extend}
+    with Sender(channel, **_kw()) as tx:
+        with Receiver(channel, group="cb", **_kw(), **cb):
+            tx.send_many(msgs, timeout=10)
+            deadline = time.monotonic() + 10
+            while len(got) < len(msgs) and time.monotonic() < deadline:
+                time.sleep(0.005)
+        assert got == msgs
+
+
+def test_an_asyncio_member_and_an_asyncio_sender(channel, run):
+    msgs = _msgs(500, seed=8)
+
+    async def main():
+        async with cwa.Sender(channel, **_kw()) as tx, cwa.Receiver(channel, group="x", **_kw()) as a, \
+                cwa.Receiver(channel, group="y", **_kw()) as b:
+            async def take(rx):
+                return [await rx.recv(timeout=5) for _ in msgs]
+            import asyncio
+            ta, tb = asyncio.ensure_future(take(a)), asyncio.ensure_future(take(b))
+            for m in msgs:
+                await tx.send(m, timeout=5)
+            return await ta, await tb
+
+    got_a, got_b = run(main())
+    assert got_a == msgs and got_b == msgs
+
+
+def test_a_group_that_joins_late_starts_at_the_oldest_message_a_group_holds(channel):
+    msgs = [bytes([i]) * (i * 7) for i in range(1, 6)]
+    with Sender(channel, **_kw()) as tx, Receiver(channel, group="a", **_kw()) as a:
+        tx.send_many(msgs, timeout=5)
+        assert [a.recv(timeout=5) for _ in range(2)] == msgs[:2]
+        with Receiver(channel, group="b", **_kw()) as b:
+            assert b.recv_many(10, timeout=5) == msgs[2:]
+        assert a.recv_many(10, timeout=5) == msgs[2:]
+
+
+def test_the_slowest_group_holds_the_sender_and_a_timeout_names_it_in_bytes(channel):
+    with Sender(channel, **_kw()) as tx, Receiver(channel, group="fast", **_kw()) as fast, \
+            Receiver(channel, group="slow", **_kw()) as slow:
+        sent = 0
+        while tx.try_send(b"s" * 40):
+            sent += 1
+            assert fast.recv(timeout=5) == b"s" * 40
+        assert sent == RING // 48                # records of 48 bytes: the slow group took none
+        with pytest.raises(SendTimeout, match=r"no room for a 40-byte message in its 256-byte ring .*"
+                                              r"group 'slow' holds it full \(240 bytes wait for it; its members, pid"):
+            tx.send(b"s" * 40, timeout=0.05)
+        info = [c for c in cywhip.channels() if c.name == channel][0]
+        assert info.max_queued_bytes == RING and info.max_queued_messages is None
+        assert info.depth == 240
+        rows = {grp.name: grp for grp in info.groups}
+        assert rows["slow"].depth == 240 and rows["slow"].holding_back
+        assert rows["fast"].depth == 0 and not rows["fast"].holding_back
+        assert rows["fast"].position - rows["slow"].position == 240
+        assert slow.recv(timeout=5) == b"s" * 40
+        assert tx.try_send(b"s" * 40)
+
+
+def test_a_member_killed_with_a_claim_in_hand_gives_it_back_to_the_other_member(channel, tmp_path):
+    stop = str(tmp_path / "stop")
+    slow_log, other_log = str(tmp_path / "slow.log"), str(tmp_path / "other.log")
+    # Room for messages 0 to 5 (records of at most 128 bytes) while message 0 is held.
+    kw = dict(ring_bytes=1024)
+    tx = Sender(channel, **g.channel_kw(LENGTH, 0, 4, 1024))
+    procs = []
+    try:
+        # The slow member sits in its callback with message 0 claimed.
+        procs.append(g.spawn_member(channel, LENGTH, 0, 4, "w", "on_message", slow_log, stop, pause=30.0, **kw))
+        tx.send(g.payload(0, LENGTH, True), timeout=5)
+        _wait_for(lambda: g.read_log(slow_log) == [0])
+        procs.append(g.spawn_member(channel, LENGTH, 0, 4, "w", "recv", other_log, stop, **kw))
+        for i in range(1, 6):
+            tx.send(g.payload(i, LENGTH, True), timeout=5)
+        _wait_for(lambda: len(g.read_log(other_log)) >= 5)
+        assert g.read_log(other_log) == [1, 2, 3, 4, 5]
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait()
+        # Message 0 was in flight at the dead member: the live member finishes its claim.
+        _wait_for(lambda: 0 in g.read_log(other_log))
+        for i in range(6, 200):
+            tx.send(g.payload(i, LENGTH, True), timeout=5)
+        _wait_for(lambda: len(g.read_log(other_log)) >= 200)
+        missing, dup = g.account([slow_log, other_log], 200)
+        assert missing == [] and dup == [0]
+        assert tx.depth == 0
+    finally:
+        open(stop, "w").close()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except Exception:
+                p.kill()
+                p.wait()
+        tx.close()
+
+
+def test_a_non_durable_group_whose_member_died_is_removed_by_the_sender(channel, tmp_path):
+    stop = str(tmp_path / "stop")
+    tx = Sender(channel, **g.channel_kw(LENGTH, 0, 4, RING))
+    proc = None
+    try:
+        proc = g.spawn_member(channel, LENGTH, 0, 4, "gone", "on_message", str(tmp_path / "m.log"), stop,
+                              durable=False, pause=30.0, ring_bytes=RING)
+        with Receiver(channel, group="stays", **_kw()) as stays:
+            tx.send(g.payload(0, LENGTH, True), timeout=5)
+            _wait_for(lambda: g.read_log(str(tmp_path / "m.log")) == [0])
+            assert g.number(stays.recv(timeout=5), LENGTH, True) == 0
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            # The ring fills for the dead group; the sender removes it and goes on.
+            for i in range(1, 40):
+                tx.send(g.payload(i, LENGTH, True), timeout=5)
+                assert g.number(stays.recv(timeout=5), LENGTH, True) == i
+            assert [grp.name for grp in [c for c in cywhip.channels() if c.name == channel][0].groups] == ["stays"]
+    finally:
+        open(stop, "w").close()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        tx.close()
+
+
+def test_an_impossible_record_in_a_groups_run_is_named(channel, mapped):
+    with Sender(channel, **_kw()) as tx, Receiver(channel, group="a", **_kw()) as a:
+        tx.send(b"x" * 10)
+        tx.send(b"y" * 20)
+        with mapped(channel) as mm:
+            at = slots_offset_for(1, 4)
+            length, kind = HEADER.unpack_from(mm, at)
+            assert (length, kind) == (10, 0)
+            HEADER.pack_into(mm, at, 10, 7)
+        with pytest.raises(ChannelCorruptError, match=r"the record at byte 0 has kind word 0x7 and length 10"):
+            a.recv(timeout=5)
+        with mapped(channel) as mm:
+            HEADER.pack_into(mm, at, 10, 0)
+        # Set right again, the record is delivered: the failed claim took nothing.
+        assert a.recv_many(5, timeout=5) == [b"x" * 10, b"y" * 20]
+
+
+def test_a_byte_channel_of_many_senders_still_refuses_groups(channel):
+    with pytest.raises(ValueError, match=r"max_receivers=2 with max_senders=2 needs max_senders=1"):
+        Receiver(channel, max_queued_bytes=4096, max_senders=2, max_receivers=2)
+
+
+def _wait_for(predicate, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.01)
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(600)
+def test_sigkill_soak_of_members_of_a_byte_channel():
+    summary = g.soak(kills=60, seed=11, count=20_000, length=LENGTH, ring_bytes=512)
+    assert summary["kills"] == 60
