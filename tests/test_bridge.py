@@ -821,6 +821,79 @@ def test_byte_channel_round_trip_of_mixed_sizes_in_order(nats_server, names, sen
     assert (far.max_queued_bytes, far.max_queued_messages, len(far.senders)) == (16384, None, senders)
 
 
+@pytest.mark.timeout(120)
+def test_byte_channel_with_receiver_groups_round_trip_beside_a_local_group(nats_server, names):
+    """A byte channel with receiver groups (one sender): the bridge reads it as its group
+    "bridge" while a local group takes every message too; the far channel gets the same
+    geometry, and every message arrives there whole, in order, once.  The last message's id
+    is the position of its record in the source channel (the bridge's group position counts
+    bytes)."""
+    name = names()
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    count = 400
+    messages = [_byte_message(i) for i in range(count)]
+    kw = dict(max_queued_bytes=16384, max_receivers=3)
+
+    async def scenario():
+        t = await cb.connect(nats_server.url, subject_prefix=prefix)
+        stop = asyncio.Event()
+        out_stats, in_stats = cb.Stats(), cb.Stats()
+        got, local = [], []
+        try:
+            with cywhip.Sender(name, **kw) as tx, cywhip.Receiver(name, group="local", **kw) as mine:
+                out = asyncio.ensure_future(cb.bridge_out([name], transport=t, batch=64, stop=stop,
+                                                          stats=out_stats))
+                inn = asyncio.ensure_future(cb.bridge_in([name], transport=t, local_prefix="far-", batch=64,
+                                                         stop=stop, stats=in_stats))
+                deadline = time.monotonic() + 60
+                # A group starts at the oldest message a group still holds: the bridge's group
+                # must exist before the local group takes the first messages.
+                while not any(grp.name == "bridge" for grp in _channel_info(name).groups):
+                    assert time.monotonic() < deadline and not out.done(), out_stats.as_dict()
+                    await asyncio.sleep(0.01)
+                rx = None
+                sent = 0
+                while len(got) < count or len(local) < count:
+                    assert time.monotonic() < deadline and not out.done() and not inn.done(), (
+                        len(got), len(local), out_stats.as_dict(), in_stats.as_dict())
+                    if sent < count:
+                        try:
+                            tx.send(messages[sent], timeout=0)
+                            sent += 1
+                            continue
+                        except cywhip.SendTimeout:
+                            pass
+                    try:
+                        local.extend(mine.recv_many(256, timeout=0))
+                    except cywhip.ReceiveTimeout:
+                        pass
+                    if rx is None and _channel_info("far-" + name) is not None:
+                        rx = cywhip.Receiver("far-" + name, group="far", **kw)
+                    if rx is not None:
+                        try:
+                            got.extend(rx.recv_many(256, timeout=0))
+                        except cywhip.ReceiveTimeout:
+                            pass
+                    await asyncio.sleep(0.005)
+                stop.set()
+                await asyncio.gather(out, inn)
+                last = await t.js.get_last_msg(jetstream.stream_of(prefix, name), jetstream.subject_of(prefix, name))
+                created = cb._channels.channel_identity(_channel_info(name).path)
+                want = jetstream.message_id(name, created, tx.published - 8 - (len(messages[-1]) + 7) // 8 * 8)
+                assert last.headers[jetstream.MSG_ID] == want, (last.headers, tx.published)
+                far = _channel_info("far-" + name)
+                rx.close()
+            return got, local, far, out_stats, in_stats
+        finally:
+            await t.close()
+
+    got, local, far, out_stats, in_stats = asyncio.run(scenario())
+    assert local == messages
+    assert got == messages
+    assert (out_stats.messages, in_stats.messages, in_stats.dead) == (count, count, 0)
+    assert (far.max_queued_bytes, far.max_queued_messages, len(far.receivers)) == (16384, None, 3)
+
+
 @pytest.mark.timeout(60)
 def test_byte_channel_geometry_against_a_slot_channel_is_refused_naming_both(nats_server, names):
     """A stream of a byte channel and a local slot channel of the same name, both ways."""
