@@ -292,6 +292,32 @@ def _channel_info(name):
     return _inspect(name, os.path.join(SHM_DIR, FILE_PREFIX + name))
 
 
+def held_back_text(name):
+    """For a SendTimeout's message on channel ``name`` with receiver groups: which group holds
+    the ring full, and what to do about it ("" if none does now, or if it cannot be read)."""
+    try:
+        info = _channel_info(name)
+    except Exception:
+        return ""
+    if info is None or not info.groups:
+        return ""
+    parts = []
+    unit = "bytes" if info.max_queued_bytes is not None else "messages"
+    for g in info.groups:
+        if not g.holding_back:
+            continue
+        if g.members:
+            pids = ", ".join(map(str, g.members))
+            parts.append(f"group {g.name!r} holds it full ({g.depth} {unit} wait for it; "
+                         f"its members, pid {pids}, are not taking them)")
+        else:
+            parts.append(f"group {g.name!r} holds it full: a durable group with no live member "
+                         f"({g.depth} {unit} wait for it); start a member of it, or remove it "
+                         f"with cywhip.remove_group({name!r}, {g.name!r}) "
+                         f"(python -m cywhip remove-group {name} {g.name})")
+    return "; " + "; ".join(parts) if parts else ""
+
+
 def remove_group(name, group):
     """Remove receiver group ``group`` of channel ``name``: a group that is not coming back.
 

@@ -25,7 +25,7 @@ from libc.stdint cimport uint32_t, uint64_t, int64_t
 from cywhip._codec cimport Codec, BytesCodec
 from cywhip._end cimport _End, _enter, _leave, _closing, deadline_ns, check_count
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER, unlend_pages
-from cywhip._admin import _channel_info
+from cywhip._admin import _channel_info, held_back_text
 from cywhip._ring cimport (
     ring_claim, ring_write_slot, ring_commit, ring_commit_void, ring_publish, ring_published,
     ring_available, ring_available_now, ring_read_slot, ring_consume, ring_rewind, ring_release,
@@ -149,27 +149,7 @@ cdef class Sender(_End):
         ring full, and what to do about it ("" if none does now, or on a plain channel)."""
         if self.max_receivers <= 1:
             return ""
-        try:
-            info = _channel_info(self.name)
-        except Exception:
-            return ""
-        if info is None or not info.groups:
-            return ""
-        parts = []
-        unit = "bytes" if self.max_queued_bytes is not None else "messages"
-        for g in info.groups:
-            if not g.holding_back:
-                continue
-            if g.members:
-                pids = ", ".join(map(str, g.members))
-                parts.append(f"group {g.name!r} holds it full ({g.depth} {unit} wait for it; "
-                             f"its members, pid {pids}, are not taking them)")
-            else:
-                parts.append(f"group {g.name!r} holds it full: a durable group with no live member "
-                             f"({g.depth} {unit} wait for it); start a member of it, or remove it "
-                             f"with cywhip.remove_group({self.name!r}, {g.name!r}) "
-                             f"(python -m cywhip remove-group {self.name} {g.name})")
-        return "; " + "; ".join(parts) if parts else ""
+        return held_back_text(self.name)
 
     cdef int _measure(self, object msg) except -1:
         """A byte channel: the room the next claim makes, msg's encoded length if the codec can

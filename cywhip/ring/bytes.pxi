@@ -17,7 +17,7 @@ cdef int64_t ring_bytes_room(ring_t *r) noexcept nogil:
     if r.capacity - (write - r.read_cache) >= need:
         return 1
     if r.groups:
-        return _bytes_groups_room(r, write, need)
+        return _bytes_groups_room(r)
     # Acquire pairs with the receiver's release of read_cursor (B7).
     rd = cw_load_acquire_u64(&r.hdr.read_cursor)
     if r.write - rd > r.capacity:
@@ -28,11 +28,12 @@ cdef int64_t ring_bytes_room(ring_t *r) noexcept nogil:
     return 1 if r.capacity - (write - rd) >= need else 0
 
 
-cdef int64_t _bytes_groups_room(ring_t *r, uint64_t write, uint64_t need) noexcept nogil:
-    """ring_bytes_room() of a channel with receiver groups: the bound is the slowest group's
-    position (the senders' bound of receiver groups, in bytes; ring/groups.pxi), and a dead
-    non-durable group holding the sender back goes (step R) as on a slot channel."""
-    cdef uint64_t rd
+cdef int64_t _bytes_groups_room(ring_t *r) noexcept nogil:
+    """ring_bytes_room() of a channel with receiver groups, once the cached bound says no room:
+    the bound is the slowest group's position (the senders' bound of receiver groups, in
+    bytes; ring/groups.pxi), and a dead non-durable group holding the sender back goes (step
+    R) as on a slot channel.  It works out the record's room again from the ring's fields."""
+    cdef uint64_t rd, write, need, rec
     cdef int tries
     for tries in range(2):
         rd = ring_groups_floor(r)
@@ -43,6 +44,9 @@ cdef int64_t _bytes_groups_room(ring_t *r, uint64_t write, uint64_t need) noexce
             r.bad_write = r.write
             return -1
         r.read_cache = rd
+        rec = cw_var_record_size(r.want_bytes)
+        write = r.write + r.pad
+        need = rec + (r.capacity - r.write_index if r.write_index + rec > r.capacity else 0)
         if r.capacity - (write - rd) >= need:
             return 1
         if tries or not ring_groups_release_dead_now(r):
