@@ -83,16 +83,17 @@ def test_the_futex_floor_and_cywhip_ping_pong_report_percentiles():
         assert 0 < r["p50_us"] <= r["p99_us"]
 
 
-def test_receiver_group_rows_report_per_receiver_and_shared_figures_with_exactly_once_checked():
+@pytest.mark.parametrize("byte_ring", [False, True])
+def test_receiver_group_rows_report_per_receiver_and_shared_figures_with_exactly_once_checked(byte_ring):
     from cywhip._bench.common import SPAWN, _aggregate, _per_consumer
     n = 20_000
     for mode in ("recv_many", "recv"):
         broadcast = _bench.run_pair(_bench._w_cywhip_groups, {"name": _bench._name("tgb"), "count": n, "size": 32,
-                                                              "mode": mode}, consumers=2)
+                                                              "mode": mode, "bytes": byte_ring}, consumers=2)
         result = _per_consumer(broadcast, n)
         assert result["received"] == [n, n] and result["rate"] > 0 and "note" not in result
     shared = _bench.run_pair(_bench._w_cywhip_groups, {"name": _bench._name("tgs"), "count": n, "size": 32,
-                                                       "mode": "recv_many", "share": True},
+                                                       "mode": "recv_many", "share": True, "bytes": byte_ring},
                              shared=SPAWN.Value("i", 0), consumers=2)
     result = _aggregate(shared, n)
     assert result["exactly_once"] and sum(result["received"]) == n and result["rate"] > 0

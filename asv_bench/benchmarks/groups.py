@@ -1,5 +1,6 @@
 """Receiver groups, one sender and two receivers (three processes): a broadcast to two groups,
-per receiver, and one group of two members sharing the messages, both together."""
+per receiver (on a slot channel and on a byte channel), and one group of two members sharing
+the messages, both together."""
 from cywhip import _bench
 
 
@@ -23,3 +24,11 @@ class Groups:
         return result["rate"]
 
     track_1_group_of_2_sharing_recv_many_aggregate.unit = "messages/s"
+
+    def track_byte_channel_broadcast_2_groups_recv_many_per_group(self):
+        n = 1_000_000
+        return _bench._per_consumer(_bench.run_pair(_bench._w_cywhip_groups, {
+            "name": _bench._name("asv-gd"), "count": n, "size": 32, "mode": "recv_many", "bytes": True},
+            consumers=2), n)["rate"]
+
+    track_byte_channel_broadcast_2_groups_recv_many_per_group.unit = "messages/s"

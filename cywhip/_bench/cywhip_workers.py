@@ -154,12 +154,16 @@ def _w_cywhip_groups(role, p, ready, results, shared):
     """Receiver groups, one sender and p["consumers"] receivers taking with recv() or recv_many()
     (p["mode"]): each in a group of its own (broadcast: every receiver gets all p["count"]
     messages), or with p["share"] all members of one group (each message to one of them:
-    numbered messages, then ENDs; shared is a Value counting the members done)."""
+    numbered messages, then ENDs; shared is a Value counting the members done).  With
+    p["bytes"], a byte channel whose ring holds as many records of that size."""
     from cywhip import Receiver, Sender
     name, n, size, mode, k = p["name"], p["count"], p["size"], p["mode"], p["consumers"]
     share = p.get("share", False)
     cap = p.get("capacity", 1024)
-    kw = {"message_length": size, "max_queued_messages": cap, "max_receivers": k}
+    if p.get("bytes"):
+        kw = {"message_length": size, "max_queued_bytes": cap * (8 + (size + 7) // 8 * 8), "max_receivers": k}
+    else:
+        kw = {"message_length": size, "max_queued_messages": cap, "max_receivers": k}
     if role == "producer":
         msgs = _numbered(n, size) if share else None
         msg = b"x" * size

@@ -167,6 +167,10 @@ def workloads(quick=False):
         lambda: _per_consumer(run_pair(_w_cywhip_groups, {"name": _name("bb"), "count": n, "size": MESSAGE,
                                                           "mode": "recv"}, consumers=2), n),
         processes=3)
+    add(BROADCAST, "cywhip", "byte channel, 2 groups of 1, send → recv_many", "msg/s", "rate",
+        lambda: _per_consumer(run_pair(_w_cywhip_groups, {"name": _name("bd"), "count": n, "size": MESSAGE,
+                                                          "mode": "recv_many", "bytes": True}, consumers=2), n),
+        processes=3)
     add(BROADCAST, "cywhip", "one-to-one send → recv_many (no groups)", "msg/s", "rate",
         lambda: run_pair(_w_cywhip_stream, {"name": _name("bc"), "count": n, "size": MESSAGE,
                                             "mode": "single_to_many"}))
@@ -206,6 +210,11 @@ def workloads(quick=False):
     add(SHARING, "cywhip", "1 group of 2 members, send → recv_many", "msg/s", "rate",
         lambda: _aggregate(run_pair(_w_cywhip_groups, {"name": _name("wa"), "count": share, "size": MESSAGE,
                                                        "mode": "recv_many", "share": True},
+                                    shared=SPAWN.Value("i", 0), consumers=2), share),
+        processes=3)
+    add(SHARING, "cywhip", "byte channel, 1 group of 2 members, send → recv_many", "msg/s", "rate",
+        lambda: _aggregate(run_pair(_w_cywhip_groups, {"name": _name("wd"), "count": share, "size": MESSAGE,
+                                                       "mode": "recv_many", "share": True, "bytes": True},
                                     shared=SPAWN.Value("i", 0), consumers=2), share),
         processes=3)
     add(SHARING, "cywhip", "1 group of 2 members, send → recv", "msg/s", "rate",
