@@ -201,6 +201,20 @@ def test_the_slowest_group_holds_the_sender_and_a_timeout_names_it_in_bytes(chan
         assert tx.try_send(b"s" * 40)
 
 
+def test_the_command_line_lists_a_byte_channels_groups_in_bytes(channel, capsys):
+    from cywhip.__main__ import main
+    with Sender(channel, **_kw()) as tx, Receiver(channel, group="alpha", **_kw()), \
+            Receiver(channel, group="beta", **_kw()) as b:
+        tx.send_many([b"a" * 10, b"b" * 30], timeout=5)       # records of 24 and 40 bytes
+        assert b.recv_many(10, timeout=5) == [b"a" * 10, b"b" * 30]
+        main(["channels"])
+        out = capsys.readouterr().out
+        assert f"{channel}: 64/256 bytes queued" in out
+        assert "group 'alpha': position 0, depth 64 bytes, durable, members" in out
+        assert "holding the senders back" in out
+        assert "group 'beta': position 64, depth 0 bytes" in out
+
+
 def test_a_member_killed_with_a_claim_in_hand_gives_it_back_to_the_other_member(channel, tmp_path):
     stop = str(tmp_path / "stop")
     slow_log, other_log = str(tmp_path / "slow.log"), str(tmp_path / "other.log")
