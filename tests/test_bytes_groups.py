@@ -179,6 +179,27 @@ def test_a_group_that_joins_late_starts_at_the_oldest_message_a_group_holds(chan
         assert a.recv_many(10, timeout=5) == msgs[2:]
 
 
+def test_a_member_that_closes_with_part_of_its_claim_untaken_leaves_it_to_the_next(channel):
+    # Alone in its group, a member claims the whole run; recv takes three messages of it. The
+    # next member of the group goes on with the rest of that claim, which starts with a
+    # padding record at the ring's end, then with what came after.
+    msgs = [bytes([i]) * (16 + 8 * i) for i in range(4)]       # records of 24, 32, 40, 48 bytes
+    with Sender(channel, **_kw()) as tx:
+        with Receiver(channel, group="d", **_kw()) as first:
+            tx.send(b"p" * 120)                                # 128 bytes: the last record wraps
+            assert first.recv(timeout=5) == b"p" * 120
+            tx.send_many(msgs, timeout=5)
+            assert [first.recv(timeout=5) for _ in range(3)] == msgs[:3]
+        # What is left of the claim starts at byte 224: the padding record before msgs[3].
+        info = [c for c in cywhip.channels() if c.name == channel][0]
+        assert [(grp.name, grp.position, grp.depth) for grp in info.groups] == [("d", 224, 80)]
+        assert tx.depth == 80                                  # kept for the durable group
+        with Receiver(channel, group="d", **_kw()) as second:
+            assert second.recv_many(10, timeout=5) == msgs[3:]
+            tx.send(b"after")
+            assert second.recv(timeout=5) == b"after"
+
+
 def test_the_slowest_group_holds_the_sender_and_a_timeout_names_it_in_bytes(channel):
     with Sender(channel, **_kw()) as tx, Receiver(channel, group="fast", **_kw()) as fast, \
             Receiver(channel, group="slow", **_kw()) as slow:
