@@ -745,6 +745,34 @@ def _byte_message(i):
     return BYTE_HEAD.pack(i, zlib.crc32(body)) + body
 
 
+async def _byte_round_trip(tx, messages, far_name, far_kw, tasks, stats, local=None):
+    """Send messages into tx as the ring takes them while the bridge tasks carry them to
+    channel far_name (opened with far_kw once the in side made it); return what arrived there,
+    all of them.  local: a (receiver, list) of the near channel that takes every message too."""
+    got, rx, sent = [], None, 0
+    deadline = time.monotonic() + 60
+    while len(got) < len(messages) or (local is not None and len(local[1]) < len(messages)):
+        assert time.monotonic() < deadline and not any(t.done() for t in tasks), (
+            len(got), [s.as_dict() for s in stats])
+        if sent < len(messages):
+            try:
+                tx.send(messages[sent], timeout=0)
+                sent += 1
+                continue
+            except cywhip.SendTimeout:
+                pass
+        for r, out in ([local] if local is not None else []) + ([(rx, got)] if rx is not None else []):
+            try:
+                out.extend(r.recv_many(256, timeout=0))
+            except cywhip.ReceiveTimeout:
+                pass
+        if rx is None and _channel_info(far_name) is not None:
+            rx = cywhip.Receiver(far_name, **far_kw)
+        await asyncio.sleep(0.005)
+    rx.close()
+    return got
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("senders", [1, 2])
 def test_byte_channel_round_trip_of_mixed_sizes_in_order(nats_server, names, senders):
@@ -761,34 +789,15 @@ def test_byte_channel_round_trip_of_mixed_sizes_in_order(nats_server, names, sen
         t = await cb.connect(nats_server.url, subject_prefix=prefix)
         stop = asyncio.Event()
         out_stats, in_stats = cb.Stats(), cb.Stats()
-        got = []
         try:
             with cywhip.Sender(name, max_queued_bytes=16384, max_senders=senders) as tx:
                 out = asyncio.ensure_future(cb.bridge_out([name], transport=t, batch=64, stop=stop,
                                                           stats=out_stats))
                 inn = asyncio.ensure_future(cb.bridge_in([name], transport=t, local_prefix="far-", batch=64,
                                                          stop=stop, stats=in_stats))
-                rx = None
-                deadline = time.monotonic() + 60
-                sent = 0
-                while len(got) < count:
-                    assert time.monotonic() < deadline and not out.done() and not inn.done(), (
-                        len(got), out_stats.as_dict(), in_stats.as_dict())
-                    if sent < count:
-                        try:
-                            tx.send(messages[sent], timeout=0)
-                            sent += 1
-                            continue
-                        except cywhip.SendTimeout:
-                            pass
-                    if rx is None and _channel_info("far-" + name) is not None:
-                        rx = cywhip.Receiver("far-" + name, max_queued_bytes=16384, max_senders=senders)
-                    if rx is not None:
-                        try:
-                            got.extend(rx.recv_many(256, timeout=0))
-                        except cywhip.ReceiveTimeout:
-                            pass
-                    await asyncio.sleep(0.005)
+                got = await _byte_round_trip(tx, messages, "far-" + name,
+                                             dict(max_queued_bytes=16384, max_senders=senders),
+                                             (out, inn), (out_stats, in_stats))
                 stop.set()
                 await asyncio.gather(out, inn)
                 meta = (await t.js.stream_info(jetstream.stream_of(prefix, name))).config.metadata
@@ -804,7 +813,6 @@ def test_byte_channel_round_trip_of_mixed_sizes_in_order(nats_server, names, sen
                     channel, stamp, position = last.headers[jetstream.MSG_ID].split("/")
                     assert stamp == str(created) and 0 < int(position) < tx.published, (last.headers, tx.published)
                 far = _channel_info("far-" + name)
-                rx.close()
             return got, meta, far, out_stats, in_stats
         finally:
             await t.close()
@@ -838,7 +846,7 @@ def test_byte_channel_with_receiver_groups_round_trip_beside_a_local_group(nats_
         t = await cb.connect(nats_server.url, subject_prefix=prefix)
         stop = asyncio.Event()
         out_stats, in_stats = cb.Stats(), cb.Stats()
-        got, local = [], []
+        local = []
         try:
             with cywhip.Sender(name, **kw) as tx, cywhip.Receiver(name, group="local", **kw) as mine:
                 out = asyncio.ensure_future(cb.bridge_out([name], transport=t, batch=64, stop=stop,
@@ -851,30 +859,8 @@ def test_byte_channel_with_receiver_groups_round_trip_beside_a_local_group(nats_
                 while not any(grp.name == "bridge" for grp in _channel_info(name).groups):
                     assert time.monotonic() < deadline and not out.done(), out_stats.as_dict()
                     await asyncio.sleep(0.01)
-                rx = None
-                sent = 0
-                while len(got) < count or len(local) < count:
-                    assert time.monotonic() < deadline and not out.done() and not inn.done(), (
-                        len(got), len(local), out_stats.as_dict(), in_stats.as_dict())
-                    if sent < count:
-                        try:
-                            tx.send(messages[sent], timeout=0)
-                            sent += 1
-                            continue
-                        except cywhip.SendTimeout:
-                            pass
-                    try:
-                        local.extend(mine.recv_many(256, timeout=0))
-                    except cywhip.ReceiveTimeout:
-                        pass
-                    if rx is None and _channel_info("far-" + name) is not None:
-                        rx = cywhip.Receiver("far-" + name, group="far", **kw)
-                    if rx is not None:
-                        try:
-                            got.extend(rx.recv_many(256, timeout=0))
-                        except cywhip.ReceiveTimeout:
-                            pass
-                    await asyncio.sleep(0.005)
+                got = await _byte_round_trip(tx, messages, "far-" + name, dict(group="far", **kw),
+                                             (out, inn), (out_stats, in_stats), local=(mine, local))
                 stop.set()
                 await asyncio.gather(out, inn)
                 last = await t.js.get_last_msg(jetstream.stream_of(prefix, name), jetstream.subject_of(prefix, name))
@@ -882,7 +868,6 @@ def test_byte_channel_with_receiver_groups_round_trip_beside_a_local_group(nats_
                 want = jetstream.message_id(name, created, tx.published - 8 - (len(messages[-1]) + 7) // 8 * 8)
                 assert last.headers[jetstream.MSG_ID] == want, (last.headers, tx.published)
                 far = _channel_info("far-" + name)
-                rx.close()
             return got, local, far, out_stats, in_stats
         finally:
             await t.close()
