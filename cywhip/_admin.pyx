@@ -29,6 +29,7 @@ from cywhip.includes.c_layout cimport (
     cw_header, CW_HEADER_SIZE, CW_PAGE_SIZE, CW_MAGIC, CW_LAYOUT_VERSION, CW_LIFECYCLE_LOCK_BYTE,
     CW_PLACE_SIZE, CW_MAX_PLACES, cw_place, cw_slots_offset, cw_place_offset,
     CW_TOPOLOGY_GROUPS, CW_GROUP_IN_USE, CW_GROUP_DURABLE, cw_group, cw_group_offset, CW_RECORDS_BYTES, cw_claim_position,
+    cw_var_record_size_with, cw_var_header_size,
 )
 from cywhip.includes.c_ofd_lock cimport cw_ofd_trylock, cw_ofd_is_locked
 from cywhip._ring cimport groups_min, group_position, group_remove
@@ -75,8 +76,9 @@ GroupInfo.__doc__ = """One receiver group of a channel with groups (``ChannelInf
 many messages wait for it, ``members`` the pids of its live members, and
 ``holding_back`` whether the senders wait for it: it is the slowest group and
 the ring is full for it.  On a byte channel ``position`` and ``depth`` count
-bytes, and ``holding_back`` says that the group is the slowest with bytes
-waiting for it (whether the next message fits depends on its size).  A durable group with no member keeps its place, and
+bytes, and "full" means that a message of ``message_length`` bytes (with the
+padding it would need at the ring's end) does not fit in what the group leaves
+free: smaller messages may still go through.  A durable group with no member keeps its place, and
 holds the senders back once the ring fills."""
 
 PlaceInfo = namedtuple("PlaceInfo", ["pid", "alive", "claiming"], defaults=(None,))
@@ -179,7 +181,7 @@ cdef object _inspect(str name, str path):
         if has_groups:
             byte_ring = h.records == CW_RECORDS_BYTES
             groups, depth = _inspect_groups(copy, h.max_senders, h.max_receivers, capacity, receivers, w_after,
-                                            byte_ring)
+                                            h.message_length if byte_ring else 0)
             senders = _unfinished_claims(senders, min([grp.position for grp in groups], default=copy.read_cursor))
             return ChannelInfo(name, path, h.message_length, None if byte_ring else capacity, depth,
                                any(pl.alive for pl in senders), any(pl.alive for pl in receivers),
@@ -230,12 +232,16 @@ cdef bint _shared_with_our_group(struct_stat st):
 
 
 cdef tuple _inspect_groups(cw_header *live, uint32_t ms, uint32_t mr, uint64_t capacity, tuple receivers,
-                           uint64_t w_after, bint byte_ring):
+                           uint64_t w_after, uint64_t byte_length):
     """The groups of a channel with groups, and the depth for its senders (None if impossible),
     from a private copy of its header, places and group entries (see _inspect()); w_after is
-    the write cursor read after them.  On a byte channel, positions and depths count bytes, and
-    the slowest group holds the senders back as soon as bytes wait for it (the largest message,
-    with the padding it may need, takes nearly the whole ring)."""
+    the write cursor read after them.  byte_length: a byte channel's message_length (0: a slot
+    channel).  On a byte channel positions and depths count bytes, a position is a record's
+    start (a multiple of 8: else impossible), and the slowest group holds the senders back when
+    the record of a message of message_length, with the padding it would need at the write
+    cursor, does not fit in what that group leaves free."""
+    cdef bint byte_ring = byte_length != 0
+    cdef uint64_t need = 0
     cdef char *rplaces = (<char *>live) + cw_place_offset(ms)
     cdef char *gtable = (<char *>live) + cw_group_offset(ms, mr, 0)
     cdef cw_group *e
@@ -267,8 +273,16 @@ cdef tuple _inspect_groups(cw_header *live, uint32_t ms, uint32_t mr, uint64_t c
     w = max(w, w_after)
     if w < bound or w - bound > capacity:
         return (), None
+    if byte_ring:
+        if (w | bound) & 7 or [row for row in rows if row[1] & 7]:
+            return (), None
+        need = cw_var_record_size_with(byte_length, cw_var_header_size(ms))
+        if w % capacity + need > capacity:
+            need += capacity - w % capacity
+    else:
+        need = 1
     groups = tuple(GroupInfo(name, pos, max(0, w - pos), durable, members,
-                             pos == bound and (w > pos if byte_ring else w - pos >= capacity))
+                             pos == bound and w >= pos and capacity - (w - pos) < need)
                    for name, pos, durable, members in rows)
     return groups, w - bound
 

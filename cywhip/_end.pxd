@@ -1,6 +1,6 @@
 # cython: language_level=3
 """The lifecycle every kind of end shares: open, claim, one thread at a time, fork, close."""
-from libc.stdint cimport int32_t, int64_t, uint32_t, uintptr_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uintptr_t
 
 from cywhip.includes.c_atomics cimport cw_load_acquire_i32, cw_store_release_i32
 from cywhip.includes.c_guard cimport cw_guard_take, cw_guard_give, cw_bias_rec, cw_thread_self, CW_GUARD_CALL
@@ -8,6 +8,7 @@ from cywhip.includes.c_guard cimport cw_guard_take, cw_guard_give, cw_bias_rec, 
 from cywhip._codec cimport Codec
 from cywhip._region cimport Region
 from cywhip._ring cimport ring_t
+from cywhip.includes.c_layout cimport cw_group
 
 
 # What a handle of the Cython API (cywhip.capi) points at: the C struct behind the opaque
@@ -74,6 +75,8 @@ cdef class _End:
     cdef int _ready_now(self) except -1
     cdef int _ready_peek(self) except -1
     cdef int _raise_corrupt(self) except -1
+    cdef str _group_name(self, cw_group *e)
+    cdef list _groups_at(self, uint64_t position)
     cdef Region _attach(self, tuple args)
     cdef int _adopt(self, tuple open_args) except -1
     cdef void _finish_close(self)

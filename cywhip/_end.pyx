@@ -19,6 +19,7 @@ from cywhip._codec cimport choose_codec
 from cywhip._region cimport Region, END_SENDER, END_RECEIVER
 from cywhip.includes.c_layout cimport (
     CW_MAX_PLACES, CW_TOPOLOGY_GROUPS, CW_TOPOLOGY_ONE_RECEIVER, CW_RECORDS_FIXED, CW_RECORDS_BYTES,
+    cw_group, CW_GROUP_IN_USE,
 )
 from cywhip.includes.c_guard cimport cw_guard_holder, cw_guard_take, cw_thread_self, CW_GUARD_CALL
 from cywhip._ring cimport (
@@ -27,7 +28,7 @@ from cywhip._ring cimport (
     CORRUPT_RECORD, CORRUPT_CLAIM, CORRUPT_OWNER, CORRUPT_HOLE, CORRUPT_TWO, CORRUPT_DEAD, CORRUPT_INTENT,
     CORRUPT_DEAD_PLACE, CORRUPT_RELEASE, CORRUPT_PAIR, CORRUPT_READ,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
-    ring_fd_open, ring_fd_arm, ring_fd_disarm, ring_fd_drain, ring_fd_poke, ring_fd_close,
+    ring_fd_open, ring_fd_arm, ring_fd_disarm, ring_fd_drain, ring_fd_poke, ring_fd_close, group_position,
 )
 from libc.errno cimport EADDRINUSE
 
@@ -451,6 +452,8 @@ cdef class _End:
         """Raise for impossible cursors: this end's own cursor and the other's as the ring read it."""
         if self.ring.corrupt_why:
             raise ChannelCorruptError(self._corrupt_text())
+        if self.ring.groups:
+            raise ChannelCorruptError(self._groups_corrupt_text())
         if self.sending:
             write, read = self.ring.bad_write, self.ring.bad_cursor
         else:
@@ -458,6 +461,47 @@ cdef class _End:
         raise ChannelCorruptError(
             f"channel {self.name!r} is corrupt: write cursor {write}, "
             f"read cursor {read}, max_queued_messages {self.max_queued_messages}")
+
+    def _groups_corrupt_text(self):
+        """An impossible position on a channel with receiver groups: a group's (the slowest
+        one's, for a sender; a member's own group's claim cursor or position) against the write
+        cursor, as the ring read them (bad_cursor, bad_write)."""
+        cdef uint64_t pos = self.ring.bad_cursor, write = self.ring.bad_write
+        if self.max_queued_bytes is not None:
+            size = f"{self.max_queued_bytes}-byte ring"
+            start = " and a record's start (a multiple of 8)"
+        else:
+            size = f"{self.max_queued_messages}-message ring"
+            start = ""
+        if self.sending:
+            names = self._groups_at(pos)
+            who = "the slowest receiver group's position" + (
+                f" (group {', '.join(map(repr, names))})" if names else "")
+        else:
+            who = f"the position of this member's group {self._group_name(self.ring.group)!r}"
+        return (f"channel {self.name!r} is corrupt: {who} is {pos}, which must be at most the write "
+                f"cursor {write}, within the {size} behind it{start}; remove the channel "
+                f"(cywhip.unlink({self.name!r})) and create it anew")
+
+    cdef str _group_name(self, cw_group *e):
+        """A group entry's name as the entry holds it now (for a text only: its length is
+        clamped, its bytes decoded with replacement)."""
+        cdef uint32_t n = e.name_len
+        if n > sizeof(e.name):
+            n = sizeof(e.name)
+        return e.name[:n].decode("utf-8", "replace")
+
+    cdef list _groups_at(self, uint64_t position):
+        """The names of the groups in use whose position is ``position`` (for a text)."""
+        cdef uint32_t g
+        cdef cw_group *e
+        names = []
+        for g in range(self.ring.max_receivers):
+            e = <cw_group *>(self.ring.gtable + g * sizeof(cw_group))
+            if e.flags & CW_GROUP_IN_USE and group_position(
+                    self.ring.rplaces, self.ring.max_receivers, e, (e.epoch << 32) | (g + 1)) == position:
+                names.append(self._group_name(e))
+        return names
 
     cdef void _finish_close(self):
         """Unmap and let go of the channel.  Only a thread that holds the guard (or the last

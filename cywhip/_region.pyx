@@ -418,6 +418,16 @@ cdef class Region:
                 f"{what} exists as {_kind_text(h.records, h.message_length, h.capacity)}; this end "
                 f"asked for {_kind_text(self.records, message_length, capacity)}: open it with the "
                 f"channel's sizes, or unlink it to make it anew")
+        # The numbers of places first: on a byte channel they size the record header, and so the
+        # default message_length compared below.
+        if h.max_senders != self.max_senders:
+            raise ChannelMismatchError(f"{what} exists with max_senders={h.max_senders}, "
+                                       f"this end asked for max_senders={self.max_senders}: give "
+                                       f"every end of the channel the same max_senders")
+        if h.max_receivers != self.max_receivers:
+            raise ChannelMismatchError(f"{what} exists with max_receivers={h.max_receivers}, "
+                                       f"this end asked for max_receivers={self.max_receivers}: give "
+                                       f"every end of the channel the same max_receivers")
         if self.records == CW_RECORDS_BYTES:
             if self.any_length and 1 <= h.message_length <= cw_var_max_length_with(
                     capacity, cw_var_header_size(self.max_senders)):
@@ -433,12 +443,6 @@ cdef class Region:
         if h.capacity != capacity:
             raise ChannelMismatchError(f"{what} exists with max_queued_messages={h.capacity}, "
                                        f"this end asked for max_queued_messages={capacity}")
-        if h.max_senders != self.max_senders:
-            raise ChannelMismatchError(f"{what} exists with max_senders={h.max_senders}, "
-                                       f"this end asked for max_senders={self.max_senders}")
-        if h.max_receivers != self.max_receivers:
-            raise ChannelMismatchError(f"{what} exists with max_receivers={h.max_receivers}, "
-                                       f"this end asked for max_receivers={self.max_receivers}")
         if h.topology != self.topology:
             raise ChannelMismatchError(f"{what} exists with topology {h.topology} "
                                        f"({TOPOLOGY_NAMES.get(h.topology, 'unknown')}), this end asked "

@@ -228,12 +228,29 @@ def test_the_command_line_lists_a_byte_channels_groups_in_bytes(channel, capsys)
             Receiver(channel, group="beta", **_kw()) as b:
         tx.send_many([b"a" * 10, b"b" * 30], timeout=5)       # records of 24 and 40 bytes
         assert b.recv_many(10, timeout=5) == [b"a" * 10, b"b" * 30]
-        main(["channels"])
-        out = capsys.readouterr().out
+        out = _listed(main, capsys, channel)
         assert f"{channel}: 64/256 bytes queued" in out
+        # 192 bytes free: a message of message_length (a record of 128 bytes) still fits.
         assert "group 'alpha': position 0, depth 64 bytes, durable, members" in out
-        assert "holding the senders back" in out
         assert "group 'beta': position 64, depth 0 bytes" in out
+        assert "holding the senders back" not in out
+        tx.send(b"c" * 60)                                   # 72 more: 120 bytes free
+        out = _listed(main, capsys, channel)
+        assert "group 'alpha': position 0, depth 136 bytes, durable, members" in out
+        assert "holding the senders back" in out
+
+
+def _listed(main, capsys, channel):
+    """What `python -m cywhip channels` prints of channel: its line and its groups' lines."""
+    main(["channels"])
+    lines = capsys.readouterr().out.splitlines()
+    first = [i for i, line in enumerate(lines) if line.startswith(f"{channel}:")][0]
+    block = [lines[first]]
+    for line in lines[first + 1:]:
+        if not line.startswith("  "):
+            break
+        block.append(line)
+    return "\n".join(block)
 
 
 def test_a_member_killed_with_a_claim_in_hand_gives_it_back_to_the_other_member(channel, tmp_path):
@@ -435,9 +452,6 @@ def test_a_groups_sender_reserves_truncates_and_abandons_across_the_rings_end(ch
         assert tx.published > 4 * RING
 
 
-@pytest.mark.xfail(strict=True, reason="_admin._inspect_groups marks the slowest group of a byte "
-                   "channel holding_back as soon as any byte waits for it (w > pos), and the CLI "
-                   "then prints 'holding the senders back' for a ring that is nearly empty")
 def test_a_group_with_a_few_bytes_waiting_is_not_said_to_hold_the_senders_back(channel):
     import subprocess
     import sys
@@ -459,9 +473,6 @@ def test_a_group_with_a_few_bytes_waiting_is_not_said_to_hold_the_senders_back(c
         assert not rows["b"].holding_back
 
 
-@pytest.mark.xfail(strict=True, reason="a receiver giving max_senders=2 on a byte channel of one "
-                   "sender is refused naming message_length (112 against 120, a default the caller "
-                   "never gave) instead of max_senders")
 def test_an_end_with_another_max_senders_is_refused_naming_max_senders(channel):
     from cywhip.errors import ChannelMismatchError
     with Sender(channel, max_queued_bytes=256, max_receivers=4):
@@ -507,10 +518,6 @@ def _unaligned_group(channel, mapped):
     return tx, rx, nxt + 4
 
 
-@pytest.mark.xfail(strict=True, reason="_End._raise_corrupt's generic text: on a byte channel it "
-                   "names 'max_queued_messages 32' (capacity // 8, a field the channel does not have) "
-                   "instead of the 256-byte ring, calls the slowest group's position 'read cursor' "
-                   "without naming the group, and says nothing of what to do")
 def test_a_senders_corrupt_text_on_a_byte_groups_channel_names_the_ring_and_the_group(channel, mapped):
     tx, rx, bad = _unaligned_group(channel, mapped)
     try:
@@ -521,14 +528,17 @@ def test_a_senders_corrupt_text_on_a_byte_groups_channel_names_the_ring_and_the_
         assert str(bad) in text
         assert "max_queued_messages" not in text and "256-byte ring" in text, text
         assert "group 'g'" in text, text
+        # The member names its own group's position, the write cursor, and what to do.
+        with pytest.raises(ChannelCorruptError, match=rf"the position of this member's group 'g' is {bad}, "
+                                                      rf"which must be at most the write cursor \d+, within "
+                                                      rf"the 256-byte ring behind it and a record's start .*"
+                                                      rf"remove the channel"):
+            rx.recv(timeout=1)
     finally:
         rx.close()
         tx.close()
 
 
-@pytest.mark.xfail(strict=True, reason="ring_depth() (ring/attach.pxi) and _admin._inspect_groups "
-                   "take a group position of a byte channel without checking that it is a multiple "
-                   "of 8: depth and channels() report figures of an impossible position as sound")
 def test_an_unaligned_group_position_is_reported_impossible(channel, mapped):
     tx, rx, bad = _unaligned_group(channel, mapped)
     try:

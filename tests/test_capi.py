@@ -919,7 +919,7 @@ def test_the_cython_api_on_a_byte_channel_with_receiver_groups(built, channel):
     # every size wrap the 512-byte ring (padding records) while the threads take them.
     shim = built.shim
     kw = dict(max_queued_bytes=512, message_length=100, max_receivers=3)
-    msgs = [bytes([i % 256]) * (i % 101) for i in range(3000)]
+    msgs = [i.to_bytes(4, "little") + bytes([i % 256]) * (i % 97) for i in range(3000)]
     with Sender(channel, **kw) as tx, Receiver(channel, group="all", **kw) as whole, \
             Receiver(channel, group="w", **kw) as w1, Receiver(channel, group="w", **kw) as w2:
         got = {"all": [], "w1": [], "w2": []}
@@ -939,8 +939,12 @@ def test_the_cython_api_on_a_byte_channel_with_receiver_groups(built, channel):
             assert shim.send(tx, m) == "OK"
         for t in threads:
             t.join(60)
+            assert not t.is_alive()
         assert got["all"] == msgs
         assert sorted(got["w1"] + got["w2"]) == sorted(msgs)
+        for share in (got["w1"], got["w2"]):          # each member's share in the channel's order
+            numbers = [int.from_bytes(m[:4], "little") for m in share]
+            assert numbers == sorted(numbers)
 
 
 def test_the_apis_try_calls_arm_the_ends_descriptor_as_the_python_ones_do(built, channel):

@@ -178,12 +178,13 @@ cdef int64_t ring_depth(ring_t *r) noexcept nogil:
             m = groups_min(r.hdr, r.rplaces, r.gtable, r.max_receivers, &any)
             if not any:
                 m = cw_load_acquire_u64(&r.hdr.read_cursor)
-        if write <= m:
-            return 0
-        if write - m > r.capacity:
-            r.bad_cursor = m if r.group == NULL else write
+        # A byte channel's positions are records' starts (align_mask 7; 0 on a slot channel).
+        if (m | write) & r.align_mask or (write > m and write - m > r.capacity):
+            r.bad_cursor = m
             r.bad_write = write
             return -1
+        if write <= m:
+            return 0
         return <int64_t>(write - m)
     read_1 = cw_load_acquire_u64(&r.hdr.read_cursor)
     write = cw_load_acquire_u64(&r.hdr.write_cursor)

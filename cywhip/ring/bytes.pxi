@@ -153,10 +153,14 @@ cdef int64_t ring_bytes_group_span(ring_t *r, uint64_t n, uint64_t w, bint share
     cdef uint64_t pos = n, at, i, word, length, kind, rec, taken = 0
     cdef uint64_t limit = r.capacity // 4 if shared else r.capacity
     cdef uint64_t want = r.want if shared else <uint64_t>-1
+    r.corrupt_why = 0
     if want == 0:
         return 0
     if (n | w) & CW_VAR_ALIGN_MASK:
-        return _corrupt(r, CORRUPT_READ, n, w, 0)
+        # Not records' starts: the member's end names its group's position and the write cursor.
+        r.bad_cursor = n
+        r.bad_write = w
+        return -1
     while pos != w:
         at = pos                   # where this message's record starts, its padding first
         i = pos % r.capacity
