@@ -703,7 +703,9 @@ cdef class _End:
 
     @property
     def depth(self):
-        """Messages in the ring right now (a snapshot)."""
+        """Messages in the ring right now (a snapshot); on a byte channel, the bytes they take
+        (records and padding).  With receiver groups: what this member's group has not taken,
+        or for a sender what the slowest group has not."""
         self._check_open()
         cdef int64_t d = ring_depth(&self.ring)
         if d < 0:
