@@ -142,6 +142,10 @@ cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil:
                 return r.read_cache
             # Read as it is; a creation that starts meanwhile changes the number.
         m = groups_min(r.hdr, r.rplaces, r.gtable, r.max_receivers, &any)
+        if any and not r.many:
+            # One sender knows where it has written up to: a group position past it is
+            # impossible, and groups_min() would pass over it (it keeps the least).
+            m = _groups_past(r, m)
         if not any:
             # No group: the floor, where the last group removed had got to; moved up to
             # what the senders have published if every group has left.
@@ -154,6 +158,36 @@ cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil:
         if looks == GROUPS_BOUND_LOOKS:
             r.bound_stale = True
             return r.read_cache
+
+
+cdef uint64_t _groups_past(ring_t *r, uint64_t m) noexcept nogil:
+    """A sender of one, after groups_min() gave m: the first claim cursor of a group in use, or
+    start of a claim held for one, that lies past this sender's write cursor (which no sound
+    channel holds: it would hide the messages that group has not taken); m if there is none.
+    The caller finds the value returned impossible against its write cursor."""
+    cdef uint32_t g, q, gi
+    cdef uint64_t v, h, tag
+    cdef cw_group *e
+    cdef cw_place *p
+    for g in range(r.max_receivers):
+        e = _gentry(r.gtable, g)
+        if cw_load_acquire_u32(&e.flags) & CW_GROUP_IN_USE:
+            v = cw_load_acquire_u64(&e.next)
+            if v > r.write:
+                return v
+    for q in range(r.max_receivers):
+        p = _rplace(r.rplaces, q)
+        h = cw_load_acquire_u64(&p.hold_start)
+        if h == 0 or h - 1 <= r.write:
+            continue
+        tag = cw_load_relaxed_u64(&p.group)
+        gi = <uint32_t>tag
+        if gi == 0 or gi > r.max_receivers:
+            continue
+        e = _gentry(r.gtable, gi - 1)
+        if (cw_load_acquire_u32(&e.flags) & CW_GROUP_IN_USE) and (cw_load_relaxed_u64(&e.epoch) << 32 | gi) == tag:
+            return h - 1
+    return m
 
 
 cdef uint64_t _groups_left_floor(ring_t *r, uint64_t m) noexcept nogil:
