@@ -61,12 +61,18 @@ cdef int64_t ring_bytes_claim(ring_t *r) noexcept nogil:
     Many senders: ring_bytes_many_claim()."""
     if r.many:
         return ring_bytes_many_claim(r)
-    cdef int64_t n = ring_bytes_room(r)
+    cdef uint64_t rec = cw_var_record_size(r.want_bytes)
+    cdef uint64_t i = r.write_index
+    cdef uint64_t pad = r.capacity - i if i + rec > r.capacity else 0
+    cdef int64_t n = 1
     cdef cw_var_header *h
-    cdef uint64_t pad
-    if n > 0 and r.write_index + cw_var_record_size(r.want_bytes) > r.capacity:
-        pad = r.capacity - r.write_index
-        h = <cw_var_header *>cw_var_record(r.slots, r.write_index)
+    # B1 from the cached read cursor (as ring_bytes_room() does first), then the shared look.
+    if r.capacity - (r.write + r.pad - r.read_cache) < pad + rec:
+        n = ring_bytes_room(r)
+        if n <= 0:
+            return n
+    if pad:
+        h = <cw_var_header *>cw_var_record(r.slots, i)
         h.length = <uint32_t>pad
         h.kind = CW_VAR_PADDING
         r.pad = pad
