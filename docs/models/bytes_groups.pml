@@ -219,11 +219,11 @@ proctype sender()
     do
     :: x > NM -> break
     :: else ->
-        if
-        :: ln = LEN1
-        :: ln = LEN2
-        fi;
         atomic {
+            if
+            :: ln = LEN1
+            :: ln = LEN2
+            fi;
             rec = 1 + UNITS(ln);
             i = w % CAP;
             pad = (i + rec > CAP -> CAP - i : 0)
@@ -351,6 +351,7 @@ proctype member(byte m; byte g)
     /* p: its place (NPL: none); r, e: where it reads in its claim, the claim's end;
      * n, w, pos, f, c: C4's walk (f: the claim's first message) */
     byte p, n, w, pos, f, c, r, e, x, q, v, ln, kind, rec, k;
+    bool t;                                /* copies since its last T */
 
     p = m;
 start:
@@ -367,9 +368,9 @@ start:
 
         do
         /* B6 in its claim, at r: the header, one load */
-        :: atomic { hs[p] != 0 && rec == 0 ->
+        :: atomic { hs[p] != 0 && rec == 0 && r < e ->
                 v = cell[r % CAP];
-                assert(r < e && v >= 128 && gen[r % CAP] == r + 1);   /* (a) */
+                assert(v >= 128 && gen[r % CAP] == r + 1);   /* (a) */
                 ln = HLEN(v); kind = HKIND(v); x = cmsg[r % CAP]; v = 0;
                 if
                 :: kind == 1 ->            /* a padding: check it, step over it */
@@ -387,17 +388,15 @@ start:
         :: atomic { rec != 0 && k < rec - 1 -> assert(cell[(r + k) % CAP] == x); k++ }      /* (a) not torn */
         :: atomic { rec != 0 && k == rec - 1 -> assert(cell[(r + k) % CAP] == x);           /* the last unit: delivered */
                 TAKE(g, x); pend[m] = pend[m] | BIT(x - 1);
-                r = r + rec; k = 0; x = 0; ln = 0; kind = 0
+                r = r + rec; k = 0; x = 0; ln = 0; kind = 0; rec = 0; t = true
             }
-            if
-            :: atomic { r == e -> hs[p] = 0; pend[m] = 0; rec = 0 }            /* T: all taken */
+        /* T, after this message or (WANT > 1, t still set at the next header) after several */
+        :: atomic { t && r == e -> hs[p] = 0; pend[m] = 0; t = false }          /* all taken */
 #ifdef T_PAST
-            :: atomic { r < e -> hs[p] = e; pend[m] = 0; rec = 0 }             /* T past untaken records */
+        :: atomic { t && r < e -> hs[p] = e; pend[m] = 0; t = false }           /* past untaken records */
 #else
-            :: atomic { r < e -> hs[p] = r + 1; pend[m] = 0; rec = 0 }         /* T */
+        :: atomic { t && r < e -> hs[p] = r + 1; pend[m] = 0; t = false }
 #endif
-            :: atomic { r < e -> rec = 0 }                                     /* T later */
-            fi
         :: atomic { NOTHING && STOP(g) } -> break     /* (ghost) the group has it all */
 #ifndef NO_DETECT
         /* D: nothing to claim; a place whose lock is free, holding for the group or named
@@ -433,7 +432,7 @@ start:
                 }
                 /* C4: the walk from n, a header load a step */
                 do
-                :: atomic { pos != w ->
+                :: atomic { pos != w && c < WANT ->
                         v = cell[pos % CAP];
                         assert(v >= 128 && gen[pos % CAP] == pos + 1);   /* (a) */
                         ln = HLEN(v); kind = HKIND(v); v = 0;
@@ -446,7 +445,7 @@ start:
                             rec = 1 + UNITS(ln);
                             assert(ln <= ML && rec <= U(w - pos) && pos % CAP + rec <= CAP);   /* (c) */
                             if
-                            :: c == WANT || (c >= 1 && pos + rec - n > LIM(g)) ->
+                            :: c >= 1 && pos + rec - n > LIM(g) ->
 #ifdef PAD_END
                                 e = pos;           /* the claim ends after the padding */
 #endif
@@ -461,23 +460,23 @@ start:
                         fi;
                         ln = 0; kind = 0; rec = 0
                     }
-                :: atomic { pos == w -> pos = 0; w = 0 } -> break
-                od;
+                /* the walk ends: the claim [n, e) */
 #ifdef NEXT_BEFORE_HOLD
-                if
-                :: atomic { c != 0 -> nxt[g] = e }                     /* C6 */
+                :: atomic { (pos == w || c == WANT) && c != 0 -> nxt[g] = e; pos = 0; w = 0 }   /* C6 */
                     atomic { he[p] = e; hs[p] = HSTART; r = n; n = 0; f = 0; c = 0 }   /* C5 */
-                    UNLOCKG                                            /* C7 */
-                :: atomic { c == 0 -> e = 0; n = 0; UNLOCKG }          /* nothing after all */
-                fi
+                    UNLOCKG;                                           /* C7 */
+                    break
 #else
-                if
-                :: atomic { c != 0 -> he[p] = e; hs[p] = HSTART; r = n; n = 0; f = 0; c = 0 }   /* C5 */
+                :: atomic { (pos == w || c == WANT) && c != 0 ->       /* C5 */
+                        he[p] = e; hs[p] = HSTART; r = n; n = 0; f = 0; c = 0; pos = 0; w = 0 }
                     atomic { nxt[g] = he[p] }                          /* C6 */
-                    UNLOCKG                                            /* C7 */
-                :: atomic { c == 0 -> e = 0; n = 0; UNLOCKG }          /* nothing after all */
-                fi
+                    UNLOCKG;                                           /* C7 */
+                    break
 #endif
+                :: atomic { (pos == w || c == WANT) && c == 0 ->       /* nothing after all */
+                        e = 0; n = 0; pos = 0; w = 0; UNLOCKG }
+                    break
+                od
 #ifndef NO_LOCK
             /* C3 failed: the holder's place lock free (dead): take it, L */
             :: atomic { lk[g] != 0 && owner[lk[g] - 1] == 0 ->
@@ -494,7 +493,7 @@ start:
         goto end
     } unless {
         atomic { !live[m] -> p = NPL; n = 0; w = 0; pos = 0; f = 0; c = 0; r = 0; e = 0; x = 0;
-                 q = 0; v = 0; ln = 0; kind = 0; rec = 0; k = 0 }
+                 q = 0; v = 0; ln = 0; kind = 0; rec = 0; k = 0; t = false }
     };
     /* dead: a new member of the same group joins; or, another member of the group alive,
      * perhaps none */
