@@ -45,11 +45,13 @@
  *           from pos = n, each header one load (a step): a padding (kind 1) is checked
  *           (length = CAP - pos mod CAP, length < w - pos) and stepped over; a message (kind
  *           0) is checked (rec <= w - pos, pos mod CAP + rec <= CAP) and taken, unless the
- *           claim holds WANT messages already, or it holds one and taking this one would make
- *           the claim longer than the group's byte limit (LIMIT units for group 0, which has
- *           other members; none for group 1, alone): then the walk stops before it.  The
- *           claim is [n, e), e the end of the last message taken (a padding before a message
- *           not taken is left to the next claim).
+ *           claim holds one message and taking this one would make the claim longer than
+ *           the group's byte limit (LIMIT units for group 0, which has other members; none
+ *           for group 1, alone): then the walk stops before it.  Once the claim holds WANT
+ *           messages the walk ends without loading the next header (the code may load it and
+ *           then stop: a load of a published header under the claim lock, which changes
+ *           nothing).  The claim is [n, e), e the end of the last message taken (a padding
+ *           before a message not taken is left to the next claim).
  *   C5      hold_end = e, hold_start = n + 1 (a step); C6 group_next = e; C7 group_lock = 0.
  *   B6      within the claim, at r: load the header (a step); a padding: check its length
  *           (CAP - r mod CAP, and < e - r: a claim never ends on a padding) and step over it;
@@ -90,22 +92,30 @@
  *       progress labels) finds no cycle at all, so every run ends.
  *
  * Variants (each must pass): -DWANT=2 (claims of up to 2 messages, T after each or after
- * both), -DLIMIT=CAP (group 0 without a byte limit), STALE_W_GUARD (C4 walks to the w of C2,
- * claiming nothing if group_next is past it: the guard of groups.pml's C4 makes the stale w
- * safe, only older).
+ * both; with LIMIT 3, only group 1's claims take 2), -DLIMIT=CAP (group 0 without a byte
+ * limit), STALE_W_GUARD (C4 walks to the w of C2, claiming nothing if group_next is past it:
+ * the guard of the slot groups' C4 makes the stale w safe, only older), -DNM=4, -DCAP=5
+ * (a ring of 40 bytes: messages of 5 or 12 bytes, records of 16 and 24 bytes).
+ *
+ * Members 0 and 1 are alike (the same steps on places that differ only by their number), so
+ * the checks crash member 0 (KILLABLE=1) for a crash of either, and member 2 (KILLABLE=4)
+ * apart: the two searches together are one of 1 crash of any member, in less memory.
  *
  * Mutants (each must fail; check.sh requires it):
  *   PAD_END               the walk stopping before a message it does not take ends the claim
- *                         after the padding before it: a claim ending on a padding
+ *                         after the padding before it: a claim ending on a padding (WANT=2,
+ *                         caught by B6's check that a padding is followed within the claim)
  *   SENDER_IGNORES_HOLDS  the sender's bound is the smallest group_next only (the room from
  *                         the old read_cursor, ignoring holds)
  *   STALE_W               C4 walks to the w of C2 without the guard (as u64: w - pos wraps)
  *   T_PAST                T, with messages of the claim left, stores hold_start at the last
- *                         unit of the claim, past the records not yet taken (WANT=2)
+ *                         unit of the claim, past the records not yet taken (WANT=2,
+ *                         LIMIT=CAP: the sender overwrites them)
  *   PAD_ALONE             B4 after B2 too: a padding published before the record after it
  *   ROOM_NO_PAD           B1 counts the record but not the padding before it
  *   HOLD_AT_MESSAGE       C5 stores hold_start at the claim's first message, past a padding
- *                         that begins it (the member reads that padding afterwards)
+ *                         that begins it, while the member reads from n: the sender may
+ *                         overwrite the padding header before the member reads it (NM=4)
  *   NEXT_BEFORE_HOLD      C6 before C5
  *   NO_LOCK               claims without the claim lock
  *   RESOLVE_ALWAYS_ADOPT, RESOLVE_NEVER_ADOPT   L without its test of C6
