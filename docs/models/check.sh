@@ -20,8 +20,8 @@
 #                  2 busy CPUs; the termination check needs 2.5 GB, the others < 850 MB)
 #   bytes_groups   receiver groups on a byte ring of one sender (C1-C7 walking records under
 #                  the claim lock, T, L, A, D, J2-J3, the senders' bound over holds; a crash
-#                  of any member at every step): its checks and mutants (about 2.5 min on 2
-#                  busy CPUs, each check < 60 s and < 800 MB)
+#                  of any member at every step): its checks and mutants (about 2 min of CPU,
+#                  3.5 min on 2 busy CPUs; each check < 20 s of CPU and < 500 MB)
 #   fdwake         waking an end that waits on a file descriptor: its checks (alone on its
 #                  word; sharing it with a sleeper in the kernel) and mutants (a few seconds,
 #                  < 700 MB a check)
@@ -39,9 +39,10 @@
 #                  rewritten padding length and reserve() with 2 crashes, the LTL property
 #                  under weak fairness (unsliced sleeps, and the sleeps of Python calls in
 #                  slices without the wake at attach) (about 5 min, < 1.1 GB a check)
-#                  bytes_groups: termination with 1 crash of a sharing member, claims of 2
-#                  messages with no byte limit and 1 crash of a sharing member, 2 crashes of
-#                  the lone member, 4 messages (about 4 min, < 1 GB a check);
+#                  bytes_groups: termination with 1 crash of a sharing member (72 s of CPU,
+#                  970 MB) and of the lone member, claims of 2 messages with no byte limit
+#                  and 1 crash of a sharing member, 2 crashes of the lone member, 4 messages,
+#                  the guarded stale w with 1 crash (about 4 min of CPU, < 1 GB a check);
 #                  bytes_many: 2 crashes, 2 messages per place (a bitstate search, 2 GB of
 #                  bits), and place 0 dying twice with place 1 sending (about 4 min,
 #                  < 2.3 GB a check)
