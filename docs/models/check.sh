@@ -42,13 +42,16 @@
 #                  bytes_groups: termination with 1 crash of a sharing member (72 s of CPU,
 #                  970 MB) and of the lone member, claims of 2 messages with no byte limit
 #                  and 1 crash of a sharing member, 2 crashes of the lone member, 4 messages,
-#                  the guarded stale w with 1 crash (about 4 min of CPU, < 1 GB a check);
+#                  the guarded stale w with 1 crash, and a bitstate search of 2 crashes of
+#                  the sharing members (190 s of CPU, 520 MB) (about 7 min of CPU, < 1 GB a
+#                  check);
 #                  bytes_many: 2 crashes, 2 messages per place (a bitstate search, 2 GB of
 #                  bits), and place 0 dying twice with place 1 sending (about 4 min,
 #                  < 2.3 GB a check)
 #
-# Every check of a model must report "errors: 0" over a complete search (the groups and
-# bytes_many bitstate searches of --full visit nearly every state, not surely every one); every
+# Every check of a model must report "errors: 0" over a complete search (the groups,
+# bytes_many and bytes_groups bitstate searches of --full visit nearly every state, not surely
+# every one); every
 # mutant must report an error, so the checks cannot pass vacuously. Exits non-zero
 # otherwise. Checks run side by side, as many as there are CPUs up to 4 (CYWHIP_SPIN_JOBS=N
 # sets how many); each needs the memory said above.
@@ -368,6 +371,10 @@ check_bytes_groups() {
         check "bytes_groups: safety, 4 messages" pass "-DNM=4 -DMAXCRASH=0" "$safe" ""
         check "bytes_groups: C4 walking to the w of C2, with the guard, 1 crash of a sharing member" \
             pass "-DSTALE_W_GUARD -DMAXCRASH=1 -DKILLABLE=1" "$safe" ""
+        # 2 crashes of the sharing members: more than 28 M states, past 1.5 GB; a bitstate
+        # search (512 MB of bits, hash factor about 40), which visits nearly every state.
+        check "bytes_groups: safety, 2 crashes of the sharing members, bitstate" \
+            pass "-DMAXCRASH=2 -DKILLABLE=3" "-DSAFETY -DNOCLAIM -DBITSTATE" "-w32"
     fi
 
     # Mutants, each in the smallest run that shows it.
