@@ -125,8 +125,9 @@
  *
  * Steps.  Only actions nobody else can tell apart are joined into one step: C1 and C2 (one
  * read); C3 and C4's loads of group_next and write_cursor; each header load with the checks
- * and decisions on its value (private); C5's two stores (nobody reads hold_end while
- * hold_start is 0); testing a place lock and taking it, with what follows under it until a
+ * and decisions on its value (private); the walk's end (a private test) with C5's two stores
+ * (nobody reads hold_end while hold_start is 0); the sender's choice of a length with B1's
+ * arithmetic; the last payload unit's load with the delivery (a ghost); testing a place lock and taking it, with what follows under it until a
  * store others read (L, A, D, J2, J3).  Each payload unit, C6, C7 and T are steps of their own.
  *
  * Not modelled: creation of a group mid-run (above), removal (R), clean close (X), the floor
