@@ -43,7 +43,7 @@
 #                  970 MB) and of the lone member, claims of 2 messages with no byte limit
 #                  and 1 crash of a sharing member, 2 crashes of the lone member, 4 messages,
 #                  the guarded stale w with 1 crash, and a bitstate search of 2 crashes of
-#                  the sharing members (190 s of CPU, 520 MB) (about 7 min of CPU, < 1 GB a
+#                  the sharing members (190 s of CPU, 520 MB) (about 8 min of CPU, < 1 GB a
 #                  check);
 #                  bytes_many: 2 crashes, 2 messages per place (a bitstate search, 2 GB of
 #                  bits), and place 0 dying twice with place 1 sending (about 4 min,
