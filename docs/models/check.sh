@@ -1,8 +1,8 @@
 #!/bin/sh
 # Model-checks the SPIN models of docs/models.
 #
-#   docs/models/check.sh [--full] [MODEL...]     MODEL: many_senders, groups, lifecycle, bytes, fdwake
-#                                                (default: all four)
+#   docs/models/check.sh [--full] [MODEL...]     MODEL: many_senders, groups, lifecycle, bytes,
+#                                                bytes_groups, fdwake (default: all but bytes_many)
 #
 #   many_senders   the many-senders protocol: its checks and mutants (about 25 s on 2 CPUs, < 1.2 GB a check)
 #   groups         receiver groups: its checks and mutants (about 25 s on 2 CPUs, < 1 GB a check)
@@ -18,6 +18,10 @@
 #                  under a claim bit (S0, M1-M6, T0-T2, R1-R5), a crash of any sender at every
 #                  step: its checks and mutants, the earlier sketch among them (about 3 min on
 #                  2 busy CPUs; the termination check needs 2.5 GB, the others < 850 MB)
+#   bytes_groups   receiver groups on a byte ring of one sender (C1-C7 walking records under
+#                  the claim lock, T, L, A, D, J2-J3, the senders' bound over holds; a crash
+#                  of any member at every step): its checks and mutants (about 2 min of CPU,
+#                  3.5 min on 2 busy CPUs; each check < 20 s of CPU and < 500 MB)
 #   fdwake         waking an end that waits on a file descriptor: its checks (alone on its
 #                  word; sharing it with a sleeper in the kernel) and mutants (a few seconds,
 #                  < 700 MB a check)
@@ -35,12 +39,19 @@
 #                  rewritten padding length and reserve() with 2 crashes, the LTL property
 #                  under weak fairness (unsliced sleeps, and the sleeps of Python calls in
 #                  slices without the wake at attach) (about 5 min, < 1.1 GB a check)
+#                  bytes_groups: termination with 1 crash of a sharing member (72 s of CPU,
+#                  970 MB) and of the lone member, claims of 2 messages with no byte limit
+#                  and 1 crash of a sharing member, 2 crashes of the lone member, 4 messages,
+#                  the guarded stale w with 1 crash, and a bitstate search of 2 crashes of
+#                  the sharing members (190 s of CPU, 520 MB) (about 8 min of CPU, < 1 GB a
+#                  check);
 #                  bytes_many: 2 crashes, 2 messages per place (a bitstate search, 2 GB of
 #                  bits), and place 0 dying twice with place 1 sending (about 4 min,
 #                  < 2.3 GB a check)
 #
-# Every check of a model must report "errors: 0" over a complete search (the groups and
-# bytes_many bitstate searches of --full visit nearly every state, not surely every one); every
+# Every check of a model must report "errors: 0" over a complete search (the groups,
+# bytes_many and bytes_groups bitstate searches of --full visit nearly every state, not surely
+# every one); every
 # mutant must report an error, so the checks cannot pass vacuously. Exits non-zero
 # otherwise. Checks run side by side, as many as there are CPUs up to 4 (CYWHIP_SPIN_JOBS=N
 # sets how many); each needs the memory said above.
@@ -48,7 +59,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 full=0
 [ "${1:-}" = "--full" ] && { full=1; shift; }
-models=${*:-many_senders groups lifecycle bytes fdwake}
+models=${*:-many_senders groups lifecycle bytes bytes_groups fdwake}
 SPIN=${SPIN:-spin}
 CC=${CC:-cc}
 work=$(mktemp -d "${TMPDIR:-/tmp}/cywhip-spin.XXXXXX") || exit 2
@@ -329,6 +340,56 @@ check_bytes() {
     check "bytes: mutant NO_PAD_CHECK" fail "-DNO_PAD_CHECK -DCORRUPT_PAD -DMAXCRASH=0" "$mut" ""
 }
 
+check_bytes_groups() {
+    base=bytes_groups.pml memlim=1500
+    safe="-DSAFETY -DNOCLAIM -DCOLLAPSE"
+    # One sender, 3 messages of 5 or 16 bytes in a ring of 48 bytes (records of 16 and 24
+    # bytes, padding of 8 and 16); members 0 and 1 sharing group 0, member 2 alone in group 1,
+    # both groups in use from the start; a crash at any step of a member, a new member coming
+    # back.  Members 0 and 1 are alike (the places and the steps are the same but for their
+    # numbers): a crash of member 0 stands for a crash of either (KILLABLE=1), member 2 is
+    # the other case (KILLABLE=4).
+    check "bytes_groups: safety, 1 crash of a sharing member" pass "-DMAXCRASH=1 -DKILLABLE=1" "$safe" ""
+    check "bytes_groups: safety, 1 crash of the lone member" pass "-DMAXCRASH=1 -DKILLABLE=4" "$safe" ""
+    check "bytes_groups: claims of up to 2 messages (T after one or both), 1 crash of the lone member" \
+        pass "-DWANT=2 -DMAXCRASH=1 -DKILLABLE=4" "$safe" ""
+    check "bytes_groups: C4 walking to the w of C2, with the guard" pass "-DSTALE_W_GUARD -DMAXCRASH=0" "$safe" ""
+    # No progress labels: any cycle is a non-progress cycle; none means every run ends.
+    # No progress labels: any cycle is a non-progress cycle; none means every run ends.  A
+    # ring of 40 bytes and 2 messages (records of 16 and 24 bytes, a padding of 16 after two
+    # of 24); --full: the ring of 48 bytes and 3 messages.
+    check "bytes_groups: termination (no cycle at all), 1 crash of any member, 40 bytes, 2 messages" \
+        pass "-DCAP=5 -DNM=2 -DMAXCRASH=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+    if [ "$full" = 1 ]; then
+        check "bytes_groups: termination, 1 crash of a sharing member" \
+            pass "-DMAXCRASH=1 -DKILLABLE=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+        check "bytes_groups: termination, 1 crash of the lone member" \
+            pass "-DMAXCRASH=1 -DKILLABLE=4" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+        check "bytes_groups: claims of up to 2 messages, no byte limit, 1 crash of a sharing member" \
+            pass "-DWANT=2 -DLIMIT=CAP -DMAXCRASH=1 -DKILLABLE=1" "$safe" ""
+        check "bytes_groups: safety, 2 crashes of the lone member" pass "-DMAXCRASH=2 -DKILLABLE=4" "$safe" ""
+        check "bytes_groups: safety, 4 messages" pass "-DNM=4 -DMAXCRASH=0" "$safe" ""
+        check "bytes_groups: C4 walking to the w of C2, with the guard, 1 crash of a sharing member" \
+            pass "-DSTALE_W_GUARD -DMAXCRASH=1 -DKILLABLE=1" "$safe" ""
+        # 2 crashes of the sharing members: more than 28 M states, past 1.5 GB; a bitstate
+        # search (512 MB of bits, hash factor about 40), which visits nearly every state.
+        check "bytes_groups: safety, 2 crashes of the sharing members, bitstate" \
+            pass "-DMAXCRASH=2 -DKILLABLE=3" "-DSAFETY -DNOCLAIM -DBITSTATE" "-w32"
+    fi
+
+    # Mutants, each in the smallest run that shows it.
+    mut="-O0 -DSAFETY -DNOCLAIM"
+    for m in SENDER_IGNORES_HOLDS STALE_W PAD_ALONE ROOM_NO_PAD NEXT_BEFORE_HOLD NO_LOCK; do
+        check "bytes_groups: mutant $m" fail "-D$m -DMAXCRASH=0" "$mut" ""
+    done
+    check "bytes_groups: mutant PAD_END" fail "-DPAD_END -DWANT=2 -DMAXCRASH=0" "$mut" ""
+    check "bytes_groups: mutant T_PAST" fail "-DT_PAST -DWANT=2 -DLIMIT=CAP -DMAXCRASH=0" "$mut" ""
+    check "bytes_groups: mutant HOLD_AT_MESSAGE" fail "-DHOLD_AT_MESSAGE -DNM=4 -DMAXCRASH=0" "$mut" ""
+    for m in RESOLVE_ALWAYS_ADOPT RESOLVE_NEVER_ADOPT UNLOCK_PLACE_FIRST NO_DETECT; do
+        check "bytes_groups: mutant $m" fail "-D$m -DMAXCRASH=1" "$mut" ""
+    done
+}
+
 check_fdwake() {
     base=fdwake.pml memlim=1000
     # 2 messages; the fd waiter and the waker may each crash once, at any step.
@@ -350,8 +411,8 @@ t0=$(date +%s)
 
 for model in $models; do
     case $model in
-    many_senders|groups|lifecycle|bytes|bytes_many|fdwake) check_$model ;;
-    *) echo "unknown model: $model (many_senders, groups, lifecycle, bytes, bytes_many, fdwake)" >&2; exit 2 ;;
+    many_senders|groups|lifecycle|bytes|bytes_many|bytes_groups|fdwake) check_$model ;;
+    *) echo "unknown model: $model (many_senders, groups, lifecycle, bytes, bytes_many, bytes_groups, fdwake)" >&2; exit 2 ;;
     esac
 done
 
