@@ -480,10 +480,6 @@ def test_an_end_with_another_max_senders_is_refused_naming_max_senders(channel):
             Receiver(channel, max_queued_bytes=256, max_senders=2)
 
 
-@pytest.mark.xfail(strict=True, reason="docs/protocol.md's Byte channels section links to "
-                   "#receiver-groups-on-a-byte-ring, a section that does not exist: the byte groups' "
-                   "claim (C4 by whole records, a padding with the message after it) and the "
-                   "sender's room by the slowest group have no numbered steps")
 def test_the_protocols_section_on_byte_groups_exists():
     import os
     import re
