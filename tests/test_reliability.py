@@ -102,6 +102,56 @@ def test_corrupting_byte_channels_never_crashes_hangs_or_tears_a_message(peers, 
     _fuzz_clean(peers, args + ["--bytes", "only"], "byte", timeout=130)
 
 
+@pytest.mark.timeout(150)
+def test_corrupting_byte_channels_with_receiver_groups_while_the_ends_run_never_crashes_hangs_or_tears_a_message(
+        peers):
+    # A sender and the members of two groups (one shared by two members) at work on a byte
+    # channel while another process rewrites record headers, group entries (group_next,
+    # group_lock, members, flags), the places' hold_start and hold_end and the cursors: values no
+    # sound channel holds, put back by compare-and-swap (strict rounds: every message delivered
+    # whole), or any value by plain stores too (wild rounds).
+    _fuzz_clean(peers, ["--race", "--seconds", 10, "--bytes", "only", "--groups", "only"], "byte_group",
+                timeout=130)
+
+
+# A member of a byte channel with groups that delivered a message with one byte changed (the
+# fuzzer's own check is handed one): a strict round must report it, naming its round seed.
+BYTE_GROUPS_FAILING = textwrap.dedent("""
+    import json, sys
+    from cywhip._testing import fuzz_bytes_groups, fuzz_race
+    deliver = fuzz_bytes_groups.GroupStream.delivered_one
+
+    def delivered_one(self, msg, how):
+        if msg and self.delivered == 3:
+            msg = msg[:-1] + bytes([msg[-1] ^ 1])
+        return deliver(self, msg, how)
+    fuzz_bytes_groups.GroupStream.delivered_one = delivered_one
+    print(json.dumps(fuzz_race.race(6, seed=1, groups="only", bytes_="only")))
+""")
+
+
+@pytest.mark.timeout(90)
+def test_the_racing_fuzzer_of_byte_channels_with_groups_reports_a_torn_message(peers):
+    proc = peers.start(script=BYTE_GROUPS_FAILING)
+    rc, out, err = peers.finish(proc, timeout=80)
+    assert rc == 0, err[-2000:]
+    report = json.loads(out)
+    assert report["byte_group_rounds"] == report["rounds"] > 0, report
+    strict = [f for f in report["failures"] if f["geometry"]["strict"]]
+    assert strict, report
+    assert all(f["byte_groups"] for f in report["failures"]), report
+    assert "torn or invented message" in strict[0]["detail"], fuzz.describe_failure(strict[0])
+    # A wild round checks only lengths: a changed byte there is no failure.
+    assert len(report["failures"]) == len(strict), report
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(600)
+def test_a_minute_of_racing_on_byte_channels_with_receiver_groups(peers):
+    _fuzz_clean(peers, ["--race", "--seconds", 60, "--bytes", "only", "--groups", "only"], "byte_group",
+                timeout=580)
+
+
 @pytest.mark.soak
 @pytest.mark.timeout(600)
 def test_ten_thousand_corruptions_of_byte_channels_and_a_minute_of_racing(peers):
