@@ -883,3 +883,67 @@ def test_the_byte_fuzzer_puts_back_only_a_field_s_newest_saved_value(peers):
     report = json.loads(out)
     assert (report["cases"], report["byte_cases"]) == (1, 1), report
     assert report["failures"] == [], fuzz.describe_failure(report["failures"][0])
+
+
+# What the racing fuzzer of byte channels with groups led to: a group's claim cursor (group_next)
+# beyond the write cursor, a value no sound channel holds.
+def _group_next_offset(group_index, receivers):
+    from cywhip._testing._model import layout
+    lay = layout()
+    return fuzz._group_offset(lay, 1, receivers, group_index) + lay["group_next"]
+
+
+@pytest.mark.xfail(strict=True, reason="a group member's ChannelCorruptError for a claim cursor beyond the "
+                   "write cursor calls the claim cursor 'write cursor', does not name the write cursor, "
+                   "and names max_queued_messages (max_queued_bytes // 8) on a byte channel "
+                   "(_end.pyx _raise_corrupt: bad_cursor/bad_write as a group claim sets them)")
+def test_a_group_member_names_its_groups_claim_cursor_and_the_write_cursor_when_they_are_impossible(
+        channel, mapped):
+    kw = dict(max_queued_bytes=256, message_length=40, max_receivers=2)
+    with Sender(channel, **kw) as tx, Receiver(channel, group="a", **kw) as a:
+        for i in range(3):
+            tx.send(bytes([i]) * 40, timeout=1)
+        with mapped(channel) as mm:
+            w = struct.unpack_from("<Q", mm, fuzz.layout()["write_cursor"])[0]
+            assert w == 3 * 48
+            bad = w + (1 << 23)
+            struct.pack_into("<Q", mm, _group_next_offset(0, 2), bad)
+            with pytest.raises(cywhip.ChannelCorruptError) as exc:
+                a.recv(timeout=0.1)
+            struct.pack_into("<Q", mm, _group_next_offset(0, 2), 0)
+    text = str(exc.value)
+    # It names the impossible claim cursor as such, the write cursor as it is, and the
+    # channel's size as the ends give it (max_queued_bytes).
+    assert str(bad) in text and f"write cursor {bad}" not in text, text
+    assert re.search(rf"write cursor {w}\b", text), text
+    assert "max_queued_messages" not in text, text
+
+
+@pytest.mark.xfail(strict=True, reason="the sender of a byte channel with groups takes the smallest group_next "
+                   "as its bound and ignores one beyond its write cursor (ring/groups.pxi groups_min): it "
+                   "writes over what that group has not taken instead of raising ChannelCorruptError")
+def test_a_sender_refuses_a_groups_claim_cursor_beyond_its_write_cursor(channel, mapped):
+    kw = dict(max_queued_bytes=256, message_length=40, max_receivers=2)
+    msgs = [bytes([i]) * 40 for i in range(5)]          # 48-byte records: 240 of the 256 bytes
+    with Sender(channel, **kw) as tx, Receiver(channel, group="a", **kw) as a, \
+            Receiver(channel, group="b", **kw) as b:
+        tx.send_many(msgs, timeout=1)
+        assert b.recv_many(10, timeout=1) == msgs      # b has taken all: a holds the sender
+        with mapped(channel) as mm:
+            off = _group_next_offset(0, 2)
+            assert struct.unpack_from("<Q", mm, off)[0] == 0
+            bad = 1 << 40
+            struct.pack_into("<Q", mm, off, bad)
+            sent = 0
+            try:
+                for i in range(5, 10):
+                    tx.send(bytes([i]) * 40, timeout=0.1)
+                    sent += 1
+            except cywhip.ChannelCorruptError as exc:
+                refused = str(exc)
+            else:
+                refused = None
+            struct.pack_into("<Q", mm, off, 0)
+        assert refused is not None and str(bad) in refused, f"the sender sent {sent} messages over group a's"
+        # Group a's messages are still there to take.
+        assert a.recv_many(10, timeout=1) == msgs
