@@ -947,3 +947,34 @@ def test_a_sender_refuses_a_groups_claim_cursor_beyond_its_write_cursor(channel,
         assert refused is not None and str(bad) in refused, f"the sender sent {sent} messages over group a's"
         # Group a's messages are still there to take.
         assert a.recv_many(10, timeout=1) == msgs
+
+
+@pytest.mark.xfail(strict=True, reason="the sender of a channel with groups skips a member's hold_start beyond "
+                   "its write cursor as a claim that does not bound it (ring/groups.pxi groups_min: h - 1 >= m) "
+                   "instead of refusing it: it writes over the records the member holds, under its borrow()")
+def test_a_sender_refuses_a_members_claim_beyond_its_write_cursor_and_never_writes_under_a_borrow(
+        channel, mapped):
+    kw = dict(max_queued_bytes=256, message_length=40, max_receivers=2)
+    msgs = [bytes([i]) * 40 for i in range(5)]
+    lay = fuzz.layout()
+    with Sender(channel, **kw) as tx, Receiver(channel, group="a", **kw) as a, mapped(channel) as mm:
+        tx.send_many(msgs, timeout=1)
+        with a.borrow(5, timeout=1) as lent:
+            assert [bytes(m) for m in lent] == msgs
+            holds = [lay["places"] + (1 + q) * lay["place_bytes"] + lay["place_hold_start"] for q in range(2)]
+            off = [o for o in holds if struct.unpack_from("<Q", mm, o)[0]][0]
+            h = struct.unpack_from("<Q", mm, off)[0]
+            assert h == 1                               # the claim of bytes 0..240
+            struct.pack_into("<Q", mm, off, h | (1 << 40))
+            refused = None
+            try:
+                for i in range(5, 10):
+                    tx.send(bytes([i]) * 40, timeout=0.1)
+            except cywhip.ChannelCorruptError as exc:
+                refused = str(exc)
+            except cywhip.SendTimeout:
+                refused = "held"
+            still = [bytes(m) for m in lent]
+            struct.pack_into("<Q", mm, off, h)
+        assert still == msgs, f"the borrowed messages changed under the member: {[m[:2] for m in still]}"
+        assert refused is not None and str(h | (1 << 40)) in refused, refused
