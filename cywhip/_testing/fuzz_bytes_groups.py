@@ -392,6 +392,21 @@ def _race_victim(name, rng, kw, capacity, cap, durable, strict, seconds, counter
             return
         receive_one(rx, stream, alloc, rng, timeout)
 
+    def borrow_across_sends(rx, tx, timeout):
+        """A member's borrow() block while the sender sends: the borrowed messages must not
+        change under it (the member's claim bounds the sender)."""
+        with rx.borrow(rng.randint(1, 8), timeout=timeout) as lent:
+            before = [bytes(v) for v in lent]
+            for m in before:
+                stream.delivered_one(m, "borrow")
+            for _ in range(rng.randint(1, 4)):
+                call("send (inside a borrow)", send, tx, 0, timeout=0)
+            after = [bytes(v) for v in lent]
+        if after != before and stream.tainted is None:
+            changed = [k for k, (x, y) in enumerate(zip(before, after)) if x != y]
+            fail(BAD_MESSAGE, f"the messages {changed} of a borrow() of {len(before)} changed under it while "
+                              f"the sender sent: {[m[:16] for m in before]} became {[m[:16] for m in after]}")
+
     def listing():
         for info in channels():
             if info.name != name or info.problem is not None:
@@ -454,11 +469,15 @@ def _race_victim(name, rng, kw, capacity, cap, durable, strict, seconds, counter
         ends = [(label, call(f"open {label}", make)) for label, make in makers]
         ends = [(label, end) for label, end in ends if end is not None]
         seen[3] += len(ends)
+        senders = [end for label, end in ends if label == "sender"]
         for _ in range(rng.choice([0, 1, 2, 4, 8, 16])):
             for label, end in ends:
                 timeout = rng.choice([0, 0, 0.0005, 0.002])
                 if label == "sender":
                     call("send", send, end, timeout, timeout=timeout)
+                elif senders and end not in threaded and rng.random() < 0.15:
+                    call(f"borrow across sends ({label})", borrow_across_sends, end, senders[0], timeout,
+                         timeout=timeout)
                 else:
                     call(f"receive ({label})", receive, end, timeout, timeout=timeout)
             if ends and rng.random() < 0.05:
