@@ -54,7 +54,11 @@ GROUPS = (("a", 2), ("b", 1))
 # A strict round's flips of a position (group_next, hold_end, the write cursor; hold_start is a
 # position + 1): unaligned, or far beyond any write cursor (positions stay below 2**40).
 _POSITION_FLIPS = (1, 2, 4, 1 << 40)
-_RECORD_KIND_FLIPS = (1 << 32, 1 << 33, 1 << 62)      # kind ^ 1, kind ^ 2, kind | 2**30
+# A strict round's flips of a record's kind word: bits of the word's last byte only.  A word
+# whose kind reads 0 or 1 is a record header, or the last word of a payload whose message ends
+# before that byte (a whole payload word has its top bit set: fuzz_bytes.message()), so the flip
+# makes a header's kind one no record has, or changes a byte no message holds.
+_RECORD_KIND_FLIPS = (1 << 56, 1 << 59, 1 << 62)
 _STALL_SECONDS = 3.0
 _U64 = (1 << 64) - 1
 
@@ -226,9 +230,6 @@ def _race_mutator(path, rng, capacity, cap, receivers, strict):
         at = ring + i
         word = _u64(mm, at)
         if strict:
-            # A word whose kind is a record's (a payload word's upper half has its top bit set):
-            # its kind flipped to one a sound record never has; a word beyond a payload's end
-            # (not read by anyone) changes nothing.
             if word >> 32 < 2:
                 flip(at, word ^ rng.choice(_RECORD_KIND_FLIPS), hold)
             return
