@@ -18,12 +18,12 @@ it (as a member stopped in its claim), briefly or for RACE_STALL_SECONDS.
 
 Rounds are strict or wild.  A strict round writes only values no sound channel holds and
 puts the right value back by compare-and-swap (atomic_cas_u64), so that a value an end stored
-meanwhile is never overwritten: a record's kind (message called padding, padding called a
-message, an unknown kind), group_next, hold_start, hold_end and the cursors unaligned or a ring
-or more beyond the write cursor, a claim lock naming no member place, groups_gen odd as a
-creator's (with the groups lock held), members and the durable flag (hints that decide no
-position).  Every message a strict round's members deliver must be one that was sent, whole,
-of the length it was sent with, and never one of a reserve() block that raised; an impossible
+meanwhile is never overwritten: a record's kind (an unknown one), group_next, hold_start,
+hold_end and the cursors unaligned or far beyond the write cursor, a claim lock naming no member
+place, groups_gen odd as a creator's (with the groups lock held), members and the durable flag
+(hints that decide no position).  Every message a strict round's members deliver must be one
+that was sent, whole, of the length it was sent with, and never one of a reserve() block that
+raised; the messages of a borrow() block must not change while the sender sends; an impossible
 value must be refused with ChannelCorruptError or another clear error (cywhip's errors,
 OSError).  A wild round also writes values a sound channel could hold (a record's length, a
 claim cursor or a hold moved within the ring, a group's flags or epoch, a place's group tag,
