@@ -43,10 +43,10 @@ from cywhip import Receiver, Sender, channels, unlink
 from cywhip._region import channel_path, slots_offset_for
 from cywhip._testing._model import atomic_cas_u64, layout
 from cywhip._testing.fuzz import (
-    BAD_MESSAGE, EXPECTED_ERRORS, UNEXPECTED_ERROR, _ended, _group_offset, _note, _ofd_lock, _remove_group,
+    BAD_MESSAGE, EXPECTED_ERRORS, UNEXPECTED_ERROR, _group_offset, _ofd_lock, _remove_group,
 )
 from cywhip._testing.fuzz_bytes import (
-    MIN_MESSAGE, Allocations, _geometry, map_channel, message, receive_one, send_one, whole_seq,
+    MIN_MESSAGE, Stream, _geometry, map_channel, race_victim_setup, receive_one, send_one,
 )
 
 # The groups of a round: (name, members); each is durable or not, drawn per round.
@@ -59,52 +59,14 @@ _POSITION_FLIPS = (1, 2, 4, 1 << 40)
 # before that byte (a whole payload word has its top bit set: fuzz_bytes.message()), so the flip
 # makes a header's kind one no record has, or changes a byte no message holds.
 _RECORD_KIND_FLIPS = (1 << 56, 1 << 59, 1 << 62)
-_STALL_SECONDS = 3.0
 _U64 = (1 << 64) - 1
 
 
-class GroupStream:
-    """What the sender sent, and the checks on what the members deliver (fuzz_bytes.Stream
-    without the order: two members share group a, and each group has its own)."""
+class GroupStream(Stream):
+    """What the sender sent, and the checks on what the members deliver: fuzz_bytes.Stream's,
+    but for the order (two members share group a, and each group takes every message)."""
 
-    def __init__(self, cap, fail=None):
-        self.cap = cap
-        self.fail = fail
-        self.next = 0
-        self.lengths = {}
-        self.aborted = set()
-        self.tainted = None
-        self.delivered = 0
-        self.loose = 0
-
-    def new(self, n):
-        seq = self.next
-        self.next += 1
-        self.lengths[seq] = n
-        return seq, message(seq, n)
-
-    def taint(self, why):
-        if self.tainted is None:
-            self.tainted = why
-
-    def delivered_one(self, msg, how):
-        self.delivered += 1
-        if type(msg) is not bytes or len(msg) > self.cap:
-            self.fail(f"{how} delivered {type(msg).__name__} of "
-                      f"{len(msg) if hasattr(msg, '__len__') else '?'} bytes, message_length={self.cap}: "
-                      f"{msg!r:.120}")
-        seq = whole_seq(msg)
-        if self.tainted is not None:
-            self.loose += seq is None
-            return
-        if seq is None:
-            self.fail(f"{how} delivered a torn or invented message of {len(msg)} bytes in a strict round: "
-                      f"{msg[:48]!r}...")
-        if self.lengths.get(seq) != len(msg):
-            self.fail(f"{how} delivered message {seq} of {len(msg)} bytes, which was never sent "
-                      f"(sent: {self.lengths.get(seq)})")
-        if seq in self.aborted:
-            self.fail(f"{how} delivered message {seq}, whose reserve() block raised: nothing was to be sent")
+    ordered = False
 
 
 def race_round(rng, rs, name, counters, seconds_left):
@@ -117,7 +79,7 @@ def race_round(rng, rs, name, counters, seconds_left):
     durable = {g: rng.random() < 0.5 for g, _ in GROUPS}
     strict = rng.random() < 0.5
     unlink(name, missing_ok=True)
-    stream = GroupStream(cap)
+    stream = GroupStream(cap, None)
     with Sender(name, **kw) as s:
         for g, _ in GROUPS:
             if rng.random() < 0.7:
@@ -204,6 +166,7 @@ def _wild_value(rng, kind, current, capacity, receivers, w):
 def _race_mutator(path, rng, capacity, cap, receivers, strict):
     """Rewrite the channel's records, group entries, places and cursors without pause until
     killed (see the module docstring)."""
+    from cywhip._testing.fuzz_race import RACE_STALL_SECONDS
     lay = layout()
     mm = map_channel(path)
     fd = os.open(path, os.O_RDWR)           # the locks the mutator holds are on it
@@ -320,7 +283,7 @@ def _race_mutator(path, rng, capacity, cap, receivers, strict):
     if rng.random() < 0.3:
         # A long stall early in the round, while the victim is at work.
         time.sleep(rng.uniform(0.01, 0.15))
-        stall(_STALL_SECONDS)
+        stall(RACE_STALL_SECONDS)
     while True:
         if os.getppid() != parent:
             os._exit(0)
@@ -360,23 +323,13 @@ def _race_victim(name, rng, kw, capacity, cap, durable, strict, seconds, counter
     """Open the sender and the members, use them and close them in a loop for ``seconds``;
     exit with a failure code on an impossible result, a torn message in a strict round, or a
     late call."""
-    from cywhip._testing.fuzz import LATE, RACE_HANG_SECONDS, RACE_LATE_SECONDS
-    from cywhip._testing.fuzz_race import _DETAIL, _DETAIL_SIZE, _DURING
-    seen = [0, 0, 0, 0]        # iterations, calls, calls that raised an expected error, ends opened
-
-    def fail(code, detail):
-        raw = detail.encode("utf-8", "replace")[:_DETAIL_SIZE]
-        counters[_DETAIL:_DETAIL + _DETAIL_SIZE] = raw.ljust(_DETAIL_SIZE, b"\0")
-        _note(f"FAILED: {detail}")
-        os._exit(code)
-
-    stream.fail = lambda detail: fail(BAD_MESSAGE, detail)
-    if not strict:
-        stream.taint("a wild round: values a sound channel could hold, and plain stores")
-    alloc = Allocations(cap, stream.fail)
-
-    def size():
-        return rng.randint(MIN_MESSAGE, min(cap, 40)) if rng.random() < 0.5 else rng.randint(MIN_MESSAGE, cap)
+    from cywhip._testing.fuzz import RACE_HANG_SECONDS
+    # CYWHIP_FUZZ_DEBUG=N: the round's deliveries and its N commonest refusals on stderr at its end.
+    debug = {} if os.environ.get("CYWHIP_FUZZ_DEBUG") else None
+    calls, alloc, size = race_victim_setup(counters, stream, strict, rng, cap,
+                                           "a wild round: values a sound channel could hold, and plain stores",
+                                           debug)
+    fail, call = calls.fail, calls.call
 
     def on_message(msg):
         stream.delivered_one(msg, "on_message")
@@ -418,30 +371,6 @@ def _race_victim(name, rng, kw, capacity, cap, durable, strict, seconds, counter
                 if type(row.name) is not str or not 0 <= row.depth <= capacity:
                     fail(BAD_MESSAGE, f"channels() lists group {row!r} of a ring of {capacity} bytes")
 
-    def call(what, fn, *args, timeout=None):
-        seen[1] += 1
-        counters[_DURING:_DETAIL] = what.encode()[:_DETAIL - _DURING].ljust(_DETAIL - _DURING, b"\0")
-        k = _note(what if timeout is None else f"{what}, timeout {timeout} s")
-        started = time.monotonic()
-        try:
-            result = fn(*args)
-        except EXPECTED_ERRORS as exc:
-            seen[2] += 1
-            _ended(k, f"raised {type(exc).__name__}: {str(exc)[:80]}")
-            if debug is not None:
-                key = f"{what.split(' ')[0]}: {type(exc).__name__}: {str(exc)[:50]}"
-                debug[key] = debug.get(key, 0) + 1
-            return None
-        except Exception:
-            import traceback
-            fail(UNEXPECTED_ERROR, traceback.format_exc(limit=-3))
-        finally:
-            took = time.monotonic() - started
-            if timeout is not None and took > timeout + RACE_LATE_SECONDS:
-                fail(LATE, f"{what} with a timeout of {timeout} s returned after {took:.3f} s")
-        _ended(k, "returned")
-        return result
-
     def opener(group):
         if group is None:
             return "sender", lambda: Sender(name, **kw)
@@ -458,8 +387,6 @@ def _race_victim(name, rng, kw, capacity, cap, durable, strict, seconds, counter
 
     threaded = set()
 
-    # CYWHIP_FUZZ_DEBUG=1: the round's deliveries and refusals on stderr at its end.
-    debug = {} if os.environ.get("CYWHIP_FUZZ_DEBUG") else None
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         signal.alarm(RACE_HANG_SECONDS)
@@ -469,7 +396,7 @@ def _race_victim(name, rng, kw, capacity, cap, durable, strict, seconds, counter
             makers = makers[:rng.randint(1, len(makers))]
         ends = [(label, call(f"open {label}", make)) for label, make in makers]
         ends = [(label, end) for label, end in ends if end is not None]
-        seen[3] += len(ends)
+        calls.seen[3] += len(ends)
         senders = [end for label, end in ends if label == "sender"]
         for _ in range(rng.choice([0, 1, 2, 4, 8, 16])):
             for label, end in ends:
@@ -492,12 +419,10 @@ def _race_victim(name, rng, kw, capacity, cap, durable, strict, seconds, counter
             call("channels", listing)
         for label, end in ends:
             call(f"close {label}", end.close)
-        seen[0] += 1
-        struct.pack_into("<4Q", counters, 0, *seen)
-        counters[_DURING:_DETAIL] = bytes(_DETAIL - _DURING)
+        calls.iteration_done()
     signal.alarm(0)
     if debug is not None:
         import sys
         top = sorted(debug.items(), key=lambda kv: -kv[1])[:int(os.environ["CYWHIP_FUZZ_DEBUG"])]
         print(f"round {'strict' if strict else 'wild'}: sent {stream.next}, delivered {stream.delivered} "
-              f"(not whole {stream.loose}), calls {seen[1]}, refused {seen[2]}: {top}", file=sys.stderr, flush=True)
+              f"(not whole {stream.loose}), calls {calls.seen[1]}, refused {calls.seen[2]}: {top}", file=sys.stderr, flush=True)
