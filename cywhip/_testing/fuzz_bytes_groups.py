@@ -259,8 +259,8 @@ def _race_mutator(path, rng, capacity, cap, receivers, strict):
         _ofd_lock(fd, byte, lock=False)
 
     def repair():
-        """A wild round's repair, now and then: the cursors, each group's claim cursor and
-        claim lock and each place's claim made sound again (a group whose claim cursor is at
+        """A wild round's repair, now and then: the cursors, each group's claim cursor, claim
+        lock and flags and each place's claim made sound again (a group whose claim cursor is at
         an impossible record starts at the write cursor), so that the ends can work on."""
         w = _u64(mm, w_off) & ((1 << 40) - 8)
         struct.pack_into("<Q", mm, w_off, w)
@@ -272,6 +272,9 @@ def _race_mutator(path, rng, capacity, cap, receivers, strict):
                 struct.pack_into("<Q", mm, entry + lay["group_next"], w)
             if _u64(mm, entry + lay["group_lock"]) > receivers:
                 struct.pack_into("<Q", mm, entry + lay["group_lock"], 0)
+            flags = struct.unpack_from("<I", mm, entry + lay["group_flags"])[0]
+            if flags & ~3:
+                struct.pack_into("<I", mm, entry + lay["group_flags"], flags & 3)
         for q in range(receivers):
             base = lay["places"] + (1 + q) * lay["place_bytes"]
             h = _u64(mm, base + lay["place_hold_start"])
@@ -424,5 +427,5 @@ def _race_victim(name, rng, kw, capacity, cap, durable, strict, seconds, counter
     if debug is not None:
         import sys
         top = sorted(debug.items(), key=lambda kv: -kv[1])[:int(os.environ["CYWHIP_FUZZ_DEBUG"])]
-        print(f"round {'strict' if strict else 'wild'}: sent {stream.next}, delivered {stream.delivered} "
+        print(f"round {'strict' if strict else 'wild'}: iterations {calls.seen[0]}, opened {calls.seen[3]}, sent {stream.next}, delivered {stream.delivered} "
               f"(not whole {stream.loose}), calls {calls.seen[1]}, refused {calls.seen[2]}: {top}", file=sys.stderr, flush=True)
