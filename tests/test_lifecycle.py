@@ -113,3 +113,63 @@ def test_a_sender_whose_gate_was_opened_is_not_killed_as_parked(tmp_path):
     finally:
         import shutil
         shutil.rmtree(run.workdir, ignore_errors=True)
+
+
+# Receiver groups on byte channels (lifecycle.py with bytes_=True): one sender, messages of 12
+# bytes to message_length in a small ring (padding at its end often), reserve() senders, every
+# receive call, and the same schedule and checks as the slot channels' runs.
+BYTE_GROUPS_SEED = 20261208
+
+
+@pytest.mark.timeout(120)
+def test_a_short_lifecycle_run_of_groups_on_a_byte_channel_delivers_every_message_whole():
+    totals = lifecycle.fuzz(runs=2, seconds=5, seed=BYTE_GROUPS_SEED, features=SUITE_FEATURES,
+                            log=lambda *a: None, bytes_=True)
+    assert not totals["failures"], _failures(totals)
+    assert totals["messages"] > 0, totals
+    assert totals["joins"] > 0 and totals["kills"] > 0, totals
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(900)
+def test_lifecycle_soak_of_groups_on_a_byte_channel():
+    runs = int(os.environ.get("CYWHIP_LIFECYCLE_RUNS", "6"))
+    totals = lifecycle.fuzz(runs=runs, seconds=10, seed=SOAK_SEED, features=SUITE_FEATURES, log=lambda *a: None,
+                            bytes_=True)
+    assert not totals["failures"], _failures(totals)
+    assert totals["messages"] > 0 and totals["kills"] > 0, totals
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("fault", [
+    "torn",
+    *(pytest.param(f, marks=pytest.mark.soak) for f in lifecycle.FAULTS if f != "torn"),
+])
+def test_the_check_finds_a_member_of_a_byte_channel_that_misreports_a_delivery(fault):
+    totals = lifecycle.fuzz(runs=1, seconds=2, seed=5, features=(), fault=fault, log=lambda *a: None, bytes_=True)
+    assert totals["failures"], f"a member misreported ({fault}) and the check found nothing: {totals}"
+    kinds = set(totals["failures"][0]["kinds"])
+    assert kinds & EXPECTED[fault], _failures(totals)
+
+
+def test_a_byte_channel_run_draws_a_small_ring_one_sender_and_messages_of_many_lengths():
+    """The byte-channel runs' geometry: one sender whatever 'many' says, a ring of at most
+    1000 bytes (padding at its end often), and message lengths from 12 bytes up to
+    message_length, each message self-checking."""
+    lengths = set()
+    for seed in range(40):
+        run = lifecycle.Run(seed, 1, bytes_=True, log=lambda *a: None)
+        try:
+            assert run.senders == 1 and run.ring in lifecycle.BYTE_RINGS, run.describe()
+            assert 24 <= run.length <= run.ring // 2, run.describe()
+            for seq in range(50):
+                msg = lifecycle.payload(3, seq, run.length, run.ring)
+                assert 12 <= len(msg) <= run.length
+                assert lifecycle.parse(msg, run.length, run.ring) == (3, seq, True)
+                torn = msg[:-1] + bytes([msg[-1] ^ 1])
+                assert not lifecycle.parse(torn, run.length, run.ring)[2]
+                lengths.add(len(msg) == run.length)
+        finally:
+            import shutil
+            shutil.rmtree(run.workdir, ignore_errors=True)
+    assert lengths == {True, False}

@@ -223,6 +223,19 @@ def atomic_xor_u64(buf, Py_ssize_t offset, uint64_t mask):
     return old
 
 
+def atomic_cas_u64(buf, Py_ssize_t offset, uint64_t expected, uint64_t desired):
+    """Compare-and-swap the 8-byte word at offset (a multiple of 8) of a writable buffer, a
+    shared mapping: store desired if it holds expected, in one atomic step; return True if it
+    did.  A racing fuzzer writes a wrong value and puts the right one back so: a value an end
+    stored meanwhile is never overwritten, by the wrong value or by an older one."""
+    cdef unsigned char[::1] view = buf
+    if offset < 0 or offset % 8 or offset + 8 > view.shape[0]:
+        raise ValueError(f"offset {offset} is not an aligned word of a {view.shape[0]}-byte buffer")
+    cdef uint64_t *p = <uint64_t *>&view[offset]
+    cdef uint64_t old = expected
+    return bool(cw_cas_acq_rel_u64(p, &old, desired))
+
+
 def layout():
     """Offsets and sizes of the shared layout as the compiler laid it out (for tests and docs)."""
     cdef cw_header h

@@ -980,7 +980,8 @@ def describe_failure(failure):
                 f"--groups {'only' if failure['groups'] else 'none'} --bytes {'only' if on_bytes else 'none'})")
     else:
         head = (f"round seed {failure['round_seed']} (--round-seed {failure['round_seed']} "
-                f"--bytes {'only' if on_bytes else 'none'}), "
+                f"--bytes {'only' if on_bytes else 'none'}"
+                + (" --groups only" if failure.get("byte_groups") else "") + "), "
                 f"{failure['after_seconds']} s into the run; geometry {failure['geometry']}")
     lines = [f"FAILED {head}: {failure['failure']}",
              f"  during: {failure.get('during') or 'no call (between calls, or in a thread)'}"]

@@ -92,7 +92,10 @@ class Stream:
     """What a sender sent and a receiver delivered, and the checks on each delivery.
 
     ``tainted`` says a plausible corruption happened: only the length and type of what is
-    delivered are checked from then on."""
+    delivered are checked from then on.  ``ordered``: each delivery comes after the one before
+    (one receiver)."""
+
+    ordered = True
 
     def __init__(self, cap, fail):
         self.cap = cap
@@ -134,7 +137,7 @@ class Stream:
                       f"(sent: {self.lengths.get(seq)})")
         if seq in self.aborted:
             self.fail(f"{how} delivered message {seq}, whose reserve() block raised: nothing was to be sent")
-        if seq <= self.last:
+        if self.ordered and seq <= self.last:
             self.fail(f"{how} delivered message {seq} after message {self.last}")
         self.last = seq
 
@@ -744,53 +747,84 @@ def _race_mutator(path, rng, capacity, cap, strict):
                     time.sleep(rest)
 
 
-def _race_victim(name, rng, kw, capacity, cap, strict, seconds, counters, stream):
-    """Open, use and close a byte channel's ends in a loop for ``seconds``; exit with a failure
-    code on an impossible result, a torn message in a strict round, or a late call."""
-    from cywhip._testing.fuzz import LATE, RACE_HANG_SECONDS, RACE_LATE_SECONDS
-    from cywhip._testing.fuzz_race import _DETAIL, _DETAIL_SIZE, _DURING
-    seen = [0, 0, 0, 0]        # iterations, calls, calls that raised an expected error, ends opened
+class RaceCalls:
+    """A racing victim's calls into cywhip: each noted in the trail and in the page shared with
+    the runner (counters: the figures and the call under way), an expected error counted, any
+    other a failure, as is a call with a timeout returning more than RACE_LATE_SECONDS after it.
+    ``debug``: a dict counting the expected errors by call and text (None: not counted)."""
 
-    def fail(code, detail):
+    def __init__(self, counters, debug=None):
+        self.counters = counters
+        self.seen = [0, 0, 0, 0]   # iterations, calls, calls that raised an expected error, ends opened
+        self.debug = debug
+
+    def fail(self, code, detail):
+        from cywhip._testing.fuzz_race import _DETAIL, _DETAIL_SIZE
         raw = detail.encode("utf-8", "replace")[:_DETAIL_SIZE]
-        counters[_DETAIL:_DETAIL + _DETAIL_SIZE] = raw.ljust(_DETAIL_SIZE, b"\0")
+        self.counters[_DETAIL:_DETAIL + _DETAIL_SIZE] = raw.ljust(_DETAIL_SIZE, b"\0")
         _note(f"FAILED: {detail}")
         os._exit(code)
 
-    stream.fail = lambda detail: fail(BAD_MESSAGE, detail)
+    def call(self, what, fn, *args, timeout=None):
+        from cywhip._testing.fuzz import LATE, RACE_LATE_SECONDS
+        from cywhip._testing.fuzz_race import _DETAIL, _DURING
+        self.seen[1] += 1
+        self.counters[_DURING:_DETAIL] = what.encode()[:_DETAIL - _DURING].ljust(_DETAIL - _DURING, b"\0")
+        k = _note(what if timeout is None else f"{what}, timeout {timeout} s")
+        started = time.monotonic()
+        try:
+            result = fn(*args)
+        except EXPECTED_ERRORS as exc:
+            self.seen[2] += 1
+            _ended(k, f"raised {type(exc).__name__}: {str(exc)[:80]}")
+            if self.debug is not None:
+                key = f"{what.split(' ')[0]}: {type(exc).__name__}: {str(exc)[:50]}"
+                self.debug[key] = self.debug.get(key, 0) + 1
+            return None
+        except Exception:
+            import traceback
+            self.fail(UNEXPECTED_ERROR, traceback.format_exc(limit=-3))
+        finally:
+            took = time.monotonic() - started
+            if timeout is not None and took > timeout + RACE_LATE_SECONDS:
+                self.fail(LATE, f"{what} with a timeout of {timeout} s returned after {took:.3f} s")
+        _ended(k, "returned")
+        return result
+
+    def iteration_done(self):
+        from cywhip._testing.fuzz_race import _DETAIL, _DURING
+        self.seen[0] += 1
+        struct.pack_into("<4Q", self.counters, 0, *self.seen)
+        self.counters[_DURING:_DETAIL] = bytes(_DETAIL - _DURING)
+
+
+def race_victim_setup(counters, stream, strict, rng, cap, wild, debug=None):
+    """What a racing victim of a byte channel starts with: its calls (RaceCalls), the stream's
+    failures reported through them (loose from the start in a wild round: ``wild`` says why),
+    the allocation check of its receives and the draw of a message's length."""
+    calls = RaceCalls(counters, debug)
+    stream.fail = lambda detail: calls.fail(BAD_MESSAGE, detail)
     if not strict:
-        stream.taint("a wild round: headers, payloads and cursors rewritten by plain stores")
-    alloc = Allocations(cap, stream.fail)
+        stream.taint(wild)
 
     def size():
         return rng.randint(MIN_MESSAGE, min(cap, 40)) if rng.random() < 0.5 else rng.randint(MIN_MESSAGE, cap)
+    return calls, Allocations(cap, stream.fail), size
+
+
+def _race_victim(name, rng, kw, capacity, cap, strict, seconds, counters, stream):
+    """Open, use and close a byte channel's ends in a loop for ``seconds``; exit with a failure
+    code on an impossible result, a torn message in a strict round, or a late call."""
+    from cywhip._testing.fuzz import RACE_HANG_SECONDS
+    calls, alloc, size = race_victim_setup(counters, stream, strict, rng, cap,
+                                           "a wild round: headers, payloads and cursors rewritten by plain stores")
+    fail, call = calls.fail, calls.call
 
     def send(tx, timeout):
         send_one(tx, stream, rng, size, cap, timeout)
 
     def receive(rx, timeout):
         receive_one(rx, stream, alloc, rng, timeout)
-
-    def call(what, fn, *args, timeout=None):
-        seen[1] += 1
-        counters[_DURING:_DETAIL] = what.encode()[:_DETAIL - _DURING].ljust(_DETAIL - _DURING, b"\0")
-        k = _note(what if timeout is None else f"{what}, timeout {timeout} s")
-        started = time.monotonic()
-        try:
-            result = fn(*args)
-        except EXPECTED_ERRORS as exc:
-            seen[2] += 1
-            _ended(k, f"raised {type(exc).__name__}: {str(exc)[:80]}")
-            return None
-        except Exception:
-            import traceback
-            fail(UNEXPECTED_ERROR, traceback.format_exc(limit=-3))
-        finally:
-            took = time.monotonic() - started
-            if timeout is not None and took > timeout + RACE_LATE_SECONDS:
-                fail(LATE, f"{what} with a timeout of {timeout} s returned after {took:.3f} s")
-        _ended(k, "returned")
-        return result
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -800,7 +834,7 @@ def _race_victim(name, rng, kw, capacity, cap, strict, seconds, counters, stream
         ends = [(label, call(f"open {label}", lambda kind=kind: kind(name, **kw)))
                 for label, kind in makers[:rng.randint(1, 2)]]
         ends = [(label, end) for label, end in ends if end is not None]
-        seen[3] += len(ends)
+        calls.seen[3] += len(ends)
         for _ in range(rng.choice([0, 1, 2, 4, 8])):
             for label, end in ends:
                 timeout = rng.choice([0, 0, 0.0005, 0.002])
@@ -814,7 +848,5 @@ def _race_victim(name, rng, kw, capacity, cap, strict, seconds, counters, stream
                     fail(BAD_MESSAGE, f"depth {depth} of a ring of {capacity} bytes")
         for label, end in ends:
             call(f"close {label}", end.close)
-        seen[0] += 1
-        struct.pack_into("<4Q", counters, 0, *seen)
-        counters[_DURING:_DETAIL] = bytes(_DETAIL - _DURING)
+        calls.iteration_done()
     signal.alarm(0)

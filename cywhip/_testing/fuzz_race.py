@@ -423,12 +423,23 @@ def _slot_round(rng, rs, name, path, np, groups, counters, seconds_left):
     return geometry, run_mutator, run_victim, round_seconds
 
 
+def _byte_round_kind(round_seed, groups, bytes_):
+    """(on a byte channel, with receiver groups) for a racing round of this seed.  A byte round
+    (fuzz.py's _bytes_round(); every round when both groups and bytes_ are "only") has groups
+    (fuzz_bytes_groups.py) by _grouped()'s draw, never with groups "none"."""
+    if groups == "only" and bytes_ == "only":
+        return True, True
+    on_bytes = _bytes_round(round_seed, groups, bytes_)
+    return on_bytes, on_bytes and groups != "none" and _grouped(round_seed, groups)
+
+
 def race(seconds, seed=0, progress=None, round_seed=None, groups="mix", bytes_="mix"):
     """Race a mutating process against ends in use for ``seconds``; return a report.
 
     The report counts rounds (and those on channels with receiver groups:
     ``groups`` is "mix", "only" or "none"; and on byte channels, ``bytes_`` the same, their
-    rounds in fuzz_bytes.py), iterations (ends opened, used and
+    rounds in fuzz_bytes.py, and those on byte channels with groups, fuzz_bytes_groups.py: with
+    both "only", or a share of the byte rounds with groups "mix"), iterations (ends opened, used and
     closed), calls, calls that raised an expected error and ends opened, and
     lists the failures with their round seed, the call under way and how long
     into the run each came.
@@ -442,14 +453,18 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix", bytes_="
     page = mmap.mmap(-1, TRAIL_BYTES)                     # a victim's trail (see _watch_child())
     report = tempfile.TemporaryFile()
     failures = []
-    totals = {"rounds": 0, "group_rounds": 0, "byte_rounds": 0, "iterations": 0, "calls": 0, "calls_refused": 0,
+    totals = {"rounds": 0, "group_rounds": 0, "byte_rounds": 0, "byte_group_rounds": 0, "iterations": 0, "calls": 0, "calls_refused": 0,
               "ends_opened": 0}
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
         rs = round_seed if round_seed is not None else seed * 1_000_003 + totals["rounds"]
         rng = random.Random(rs)
-        on_bytes = _bytes_round(rs, groups, bytes_)
-        if on_bytes:
+        on_bytes, byte_groups = _byte_round_kind(rs, groups, bytes_)
+        if byte_groups:
+            from cywhip._testing.fuzz_bytes_groups import race_round
+            geometry, run_mutator, run_victim, round_seconds = race_round(
+                rng, rs, name, counters, max(0.05, seconds - (time.monotonic() - t0)))
+        elif on_bytes:
             from cywhip._testing.fuzz_bytes import race_round
             geometry, run_mutator, run_victim, round_seconds = race_round(
                 rng, rs, name, counters, max(0.05, seconds - (time.monotonic() - t0)))
@@ -492,6 +507,7 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix", bytes_="
         totals["rounds"] += 1
         totals["group_rounds"] += geometry.get("groups") is not None
         totals["byte_rounds"] += on_bytes
+        totals["byte_group_rounds"] += byte_groups
         totals["iterations"] += iterations
         totals["calls"] += calls
         totals["calls_refused"] += refused
@@ -504,7 +520,7 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix", bytes_="
                              "after_seconds": round(ended - t0, 2),
                              "into_round_seconds": round(ended - round_start, 3),
                              "iterations_in_round": iterations,
-                             "bytes": on_bytes, "geometry": geometry,
+                             "bytes": on_bytes, "byte_groups": byte_groups, "geometry": geometry,
                              "report": _child_report(report), "trail": read_trail(page)})
         if progress and totals["rounds"] % progress == 0:
             print(f"{totals['rounds']} rounds, {totals['iterations']} iterations, {len(failures)} failures, "

@@ -58,6 +58,14 @@ non-durable groups: close every member and check that the senders go on without 
 keeping its members: the senders must go on), ``forever`` (some members receive with
 ``timeout=None``: only a wake-up ends their wait).
 
+``--byte-groups`` runs the same schedule and checks on byte channels (``max_queued_bytes``; one
+sender, as groups on a byte channel take): a small ring (256 to 1000 bytes, so that padding
+records at its end come often), message ``seq`` of sender ``sid`` 12 bytes to message_length
+long (lifecycle_bytes.length_of(), self-checking by the same CRC), senders also sending through
+``reserve()`` blocks (now and then truncated, paused in, or given up by an exception: the next
+call sends the same message again, so a given-up block published all the same shows as a
+message delivered twice), members also iterating (``for m in rx``, with ``forever``).
+
 ``--bytes`` runs byte channels instead (lifecycle_bytes.py): one sender and one receiver killed,
 stopped, closed and restarted at random moments, a sender killed inside a ``reserve()`` block.
 """
@@ -108,6 +116,9 @@ ASYNC_SENDER_MODES = ("asend", "asend_many")
 ASYNC_NOWAIT_SENDER_MODES = ("atry_send",)
 STALL_SECONDS = 10.0
 NS = 1_000_000_000
+# The ring sizes of --byte-groups runs (max_queued_bytes): small, so that padding records at the
+# ring's end come often.
+BYTE_RINGS = (256, 256, 512, 1000)
 
 
 # Sleeps around open-file-description byte locks (fcntl F_OFD_SETLK/F_OFD_GETLK), the locks of
@@ -191,16 +202,23 @@ def build_shim(directory):
     return out if rc.returncode == 0 else None
 
 
-def payload(sid, seq, length):
-    """The content of message seq of sender sid."""
+def payload(sid, seq, length, ring=0):
+    """The content of message seq of sender sid: length bytes, or on a byte channel (ring: its
+    bytes) a length from 12 to length drawn from sid and seq (lifecycle_bytes.length_of)."""
+    if ring:
+        from cywhip._testing.lifecycle_bytes import payload as variable
+        return variable(sid, seq, length)
     seed = struct.pack("<II", sid, seq)
     body = (seed * ((length - HEAD.size) // 8 + 1))[:length - HEAD.size]
     return HEAD.pack(sid, seq, zlib.crc32(seed + body)) + body
 
 
-def parse(msg, length):
+def parse(msg, length, ring=0):
     """(sid, seq, whole) of a received message."""
     msg = bytes(msg)
+    if ring:
+        from cywhip._testing.lifecycle_bytes import parse as variable
+        return variable(msg, length)
     if len(msg) != length:
         return 0xFFFFFFFF, 0, False
     sid, seq, _ = HEAD.unpack_from(msg)
@@ -289,8 +307,11 @@ class _Child:
 
     def kw(self):
         s = self.spec
-        kw = dict(message_length=s["length"], max_queued_messages=s["capacity"], max_senders=s["senders"],
-                  max_receivers=s["receivers"])
+        kw = dict(message_length=s["length"], max_senders=s["senders"], max_receivers=s["receivers"])
+        if s.get("ring"):
+            kw["max_queued_bytes"] = s["ring"]
+        else:
+            kw["max_queued_messages"] = s["capacity"]
         if s["role"] == "member":
             kw.update(group=s["group"], durable=s["durable"])
         return kw
@@ -322,7 +343,7 @@ def run_member(spec):
         unit[0] += 1
         out = []
         for m in msgs:
-            sid, seq, ok = parse(m, length)
+            sid, seq, ok = parse(m, length, spec.get("ring"))
             seen[0] += 1
             # From the 20th delivery on, once: a reorder needs a sequence of 2 or more to move back.
             if fault and not faulted[0] and seen[0] >= 20 and (fault != "reorder" or seq >= 2):
@@ -377,6 +398,14 @@ def run_member(spec):
     if ch.stop.is_set():
         close()
     many = rng.choice((4, 16, 64))
+    if mode == "iterate":
+        # Waits without a timeout: only close() (from on_stop) ends the loop.
+        with _until_closed(ch):
+            ch.put(S_CALL_MAX, 1)
+            ch.put(S_IN_CALL, 1)
+            for m in rx:
+                record([m])
+        return
     with _until_closed(ch):
         while not ch.stop.is_set():
             if mode == "try_recv":
@@ -452,6 +481,32 @@ def _run_loop(spec, coro):
     asyncio.run(coro)
 
 
+def _reserve_send(tx, msg, rng, length, timeout):
+    """Send msg through a reserve() block (a byte channel): now and then reserving more and
+    truncating, pausing inside the block (a kill or a stop lands there: nothing is sent), or
+    giving up by an exception (nothing is sent: the next call sends the same message, so that
+    a given-up block published all the same shows as a message delivered twice).  1 if sent."""
+    room = len(msg) if rng.random() < 0.7 else rng.randint(len(msg), length)
+    give_up = rng.random() < 0.1
+    claim = tx.reserve(room, timeout=timeout)
+    try:
+        with claim as buf:
+            buf[:len(msg)] = msg
+            if room != len(msg):
+                claim.truncate(len(msg))
+            if rng.random() < 0.05:
+                time.sleep(0.002)
+            if give_up:
+                raise _GiveUp()
+    except _GiveUp:
+        return 0
+    return 1
+
+
+class _GiveUp(Exception):
+    pass
+
+
 def run_sender(spec):
     ch = _Child(spec)
     sid, length, cap, mode = spec["sid"], spec["length"], spec["capacity"], spec["mode"]
@@ -464,7 +519,7 @@ def run_sender(spec):
     def before(n):
         log(ATTEMPT, seq[0], n)
         ch.put(S_ATTEMPTED, seq[0] + n)
-        return [payload(sid, s, length) for s in range(seq[0], seq[0] + n)]
+        return [payload(sid, s, length, spec.get("ring")) for s in range(seq[0], seq[0] + n)]
 
     def after(sent):
         log(CONFIRM, seq[0], sent)
@@ -543,6 +598,12 @@ def run_sender(spec):
                 sent = tx.send_many(msgs, timeout=rng.choice((0.2, 1.0)))
             except SendTimeout as exc:
                 sent = exc.sent
+        elif mode == "reserve":
+            msgs = before(1)
+            try:
+                sent = _reserve_send(tx, msgs[0], rng, length, rng.choice((0.2, 1.0)))
+            except SendTimeout:
+                sent = 0
         else:
             msgs = before(size())
             sent = _try_send_each(tx, msgs)
@@ -630,8 +691,11 @@ class Failure(Exception):
 
 
 class Run:
-    def __init__(self, seed, seconds, features=FEATURES, log=print, verbose=False, fault=None, shim=None):
+    def __init__(self, seed, seconds, features=FEATURES, log=print, verbose=False, fault=None, shim=None,
+                 bytes_=False):
         self.seed = seed
+        self.bytes = bytes_
+        self.ring = 0
         self.fault = fault
         self.shim = shim if "jitter" in features else None
         self.quiet = None
@@ -641,7 +705,7 @@ class Run:
         self.log = log
         self.verbose = verbose
         rng = self.rng = random.Random(seed)
-        self.name = f"lifecycle-{os.getpid()}-{seed}"
+        self.name = f"lifecycle-{'b-' if bytes_ else ''}{os.getpid()}-{seed}"
         self.senders = rng.choice((2, 3)) if "many" in self.features and rng.random() < 0.6 else 1
         self.receivers = rng.randint(2, 5)
         self.capacity = rng.choice((8, 16, 64))
@@ -653,6 +717,17 @@ class Run:
             broadcast = rng.random() < 0.5
             self.groups[f"{'b' if broadcast else 'w'}{k}{'' if durable else 'n'}"] = {
                 "durable": durable, "broadcast": broadcast}
+        if bytes_:
+            # A byte channel (groups take one sender there): a small ring, so that padding
+            # records at its end come often, and messages from 12 bytes to message_length.
+            from cywhip._testing._model import var_capacity, var_max_length, var_record_size
+            self.senders = 1
+            self.ring = rng.choice(BYTE_RINGS)
+            top = var_max_length(var_capacity(self.ring))
+            self.length = top if rng.random() < 0.4 else rng.randint(24, top)
+            # The most messages the ring holds (all of the shortest length): the bound of what
+            # a held sender may still send.
+            self.capacity = var_capacity(self.ring) // var_record_size(HEAD.size)
         self.t0 = _now()
         self.procs = []
         self.serial = 0
@@ -678,8 +753,9 @@ class Run:
         return (t - self.t0) / NS
 
     def describe(self):
-        return (f"max_senders={self.senders} max_receivers={self.receivers} capacity={self.capacity} "
-                f"length={self.length} groups=" + ", ".join(
+        size = (f"max_queued_bytes={self.ring} message_length={self.length} (12 to {self.length} bytes)"
+                if self.bytes else f"capacity={self.capacity} length={self.length}")
+        return (f"max_senders={self.senders} max_receivers={self.receivers} {size} groups=" + ", ".join(
                     f"{g}({'durable' if v['durable'] else 'non-durable'}, "
                     f"{'broadcast' if v['broadcast'] else 'sharing'})" for g, v in self.groups.items()))
 
@@ -687,7 +763,7 @@ class Run:
         self.serial += 1
         pid_name = f"{'m' if role == 'member' else 's'}{self.serial}"
         base = os.path.join(self.workdir, pid_name)
-        spec.update(role=role, name=self.name, length=self.length, capacity=self.capacity,
+        spec.update(role=role, name=self.name, length=self.length, capacity=self.capacity, ring=self.ring,
                     senders=self.senders, receivers=self.receivers, state=base + ".state",
                     log=base + ".log", seed=self.rng.randrange(1 << 30), sid=self.serial,
                     uvloop=self.rng.random() < 0.3)
@@ -725,6 +801,8 @@ class Run:
         if "async" in self.features:
             # async for waits without a timeout.
             modes += [m for m in ASYNC_MEMBER_MODES if m != "aiter" or "forever" in self.features]
+        if self.bytes and "forever" in self.features:
+            modes.append("iterate")     # for m in rx: waits without a timeout
         mode = "on_batch" if drainer else self.rng.choice(modes)
         timeout = (self.rng.choice((0.05, 0.5, None) if "forever" in self.features else (0.05, 0.5))
                    if mode not in RECORD_BEFORE_TAKE else 0.2)
@@ -739,6 +817,8 @@ class Run:
         modes = list(PLAIN_SENDER_MODES)
         if "nowait" in self.features:
             modes += NOWAIT_SENDER_MODES
+        if self.bytes:
+            modes.append("reserve")
         if "async" in self.features:
             modes += ASYNC_SENDER_MODES
             if "nowait" in self.features:
@@ -1551,7 +1631,8 @@ class Run:
             out.append(f"FAILURE seed {self.seed}: {f.kind}"
                        + (f" (like a defect of older versions: {f.finding})" if f.finding else ""))
             out.append(f"  replay the schedule: python -m cywhip._testing.lifecycle --runs 1 --seed {self.seed} "
-                       f"--seconds {self.seconds:g} --features {','.join(sorted(self.features))}")
+                       f"--seconds {self.seconds:g} --features {','.join(sorted(self.features))}"
+                       + (" --byte-groups" if self.bytes else ""))
             out.append(f"  channel: {self.describe()}")
             out.append("  " + f.detail.replace("\n", "\n  "))
             out.append("  trail (seconds from the start of the run):")
@@ -1649,8 +1730,9 @@ def _read_sender_log(path):
     return attempts, confirms
 
 
-def fuzz(runs, seconds, seed=0, features=FEATURES, log=print, verbose=False, fault=None):
-    """Run the fuzzer; return its figures (a dict, with ``failures``: the failure reports)."""
+def fuzz(runs, seconds, seed=0, features=FEATURES, log=print, verbose=False, fault=None, bytes_=False):
+    """Run the fuzzer; return its figures (a dict, with ``failures``: the failure reports).
+    ``bytes_``: byte channels (max_queued_bytes) with receiver groups, one sender."""
     totals = dict(runs=0, kills=0, stops=0, joins=0, leaves=0, senders=0, removals=0, remove_group=0,
                   remove_stale=0, blackouts=0, busy_joins=0, messages=0, excused=0, redelivered=0)
     reports = []
@@ -1660,7 +1742,7 @@ def fuzz(runs, seconds, seed=0, features=FEATURES, log=print, verbose=False, fau
         shim = build_shim(shim_dir) if "jitter" in features else None
         if "jitter" in features and shim is None:
             log("no C compiler: running without the lock-jitter shim")
-        _fuzz_runs(runs, seconds, seed, features, log, verbose, fault, shim, totals, reports)
+        _fuzz_runs(runs, seconds, seed, features, log, verbose, fault, shim, totals, reports, bytes_)
     finally:
         shutil.rmtree(shim_dir, ignore_errors=True)
     totals["failures"] = reports
@@ -1668,9 +1750,9 @@ def fuzz(runs, seconds, seed=0, features=FEATURES, log=print, verbose=False, fau
     return totals
 
 
-def _fuzz_runs(runs, seconds, seed, features, log, verbose, fault, shim, totals, reports):
+def _fuzz_runs(runs, seconds, seed, features, log, verbose, fault, shim, totals, reports, bytes_=False):
     for k in range(runs):
-        run = Run(seed + k, seconds, features, log=log, verbose=verbose, fault=fault, shim=shim)
+        run = Run(seed + k, seconds, features, log=log, verbose=verbose, fault=fault, shim=shim, bytes_=bytes_)
         failures = run.run()
         totals["runs"] += 1
         for key, v in run.figures.items():
@@ -1702,6 +1784,9 @@ def main(argv=None):
     ap.add_argument("--verbose", action="store_true", help="print every event as it happens")
     ap.add_argument("--fault", choices=FAULTS, default=None,
                     help="the checker's own test: every member misreports its 20th delivery so")
+    ap.add_argument("--byte-groups", action="store_true",
+                    help="receiver groups on byte channels (max_queued_bytes, one sender): messages of "
+                         "12 bytes to message_length, a small ring (padding at its end), reserve() senders")
     ap.add_argument("--bytes", action="store_true",
                     help="byte channels instead (lifecycle_bytes.py): one sender and one receiver killed, "
                          "stopped, closed and restarted, a sender killed inside reserve()")
@@ -1727,9 +1812,10 @@ def main(argv=None):
               f"{totals['excused']}), failures {len(failures)} (seeds {[f['seed'] for f in failures]}), "
               f"{totals['seconds']} s; first seed {seed}")
         return 1 if failures else 0
-    totals = fuzz(args.runs, args.seconds, seed, features, verbose=args.verbose, fault=args.fault)
+    totals = fuzz(args.runs, args.seconds, seed, features, verbose=args.verbose, fault=args.fault,
+                  bytes_=args.byte_groups)
     failures = totals.pop("failures")
-    print(f"runs {totals['runs']}, kills {totals['kills']}, stops {totals['stops']}, joins {totals['joins']}, "
+    print(f"{'byte-channel ' if args.byte_groups else ''}runs {totals['runs']}, kills {totals['kills']}, stops {totals['stops']}, joins {totals['joins']}, "
           f"leaves {totals['leaves']}, sender starts {totals['senders']}, removals {totals['removals']} "
           f"(remove_group calls {totals['remove_group']}, remove_stale calls {totals['remove_stale']}, "
           f"blackouts {totals['blackouts']}), busy joins {totals['busy_joins']}, deliveries checked "
