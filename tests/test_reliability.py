@@ -893,10 +893,6 @@ def _group_next_offset(group_index, receivers):
     return fuzz._group_offset(lay, 1, receivers, group_index) + lay["group_next"]
 
 
-@pytest.mark.xfail(strict=True, reason="a group member's ChannelCorruptError for a claim cursor beyond the "
-                   "write cursor calls the claim cursor 'write cursor', does not name the write cursor, "
-                   "and names max_queued_messages (max_queued_bytes // 8) on a byte channel "
-                   "(_end.pyx _raise_corrupt: bad_cursor/bad_write as a group claim sets them)")
 def test_a_group_member_names_its_groups_claim_cursor_and_the_write_cursor_when_they_are_impossible(
         channel, mapped):
     kw = dict(max_queued_bytes=256, message_length=40, max_receivers=2)
@@ -919,9 +915,6 @@ def test_a_group_member_names_its_groups_claim_cursor_and_the_write_cursor_when_
     assert "max_queued_messages" not in text, text
 
 
-@pytest.mark.xfail(strict=True, reason="the sender of a byte channel with groups takes the smallest group_next "
-                   "as its bound and ignores one beyond its write cursor (ring/groups.pxi groups_min): it "
-                   "writes over what that group has not taken instead of raising ChannelCorruptError")
 def test_a_sender_refuses_a_groups_claim_cursor_beyond_its_write_cursor(channel, mapped):
     kw = dict(max_queued_bytes=256, message_length=40, max_receivers=2)
     msgs = [bytes([i]) * 40 for i in range(5)]          # 48-byte records: 240 of the 256 bytes
@@ -949,9 +942,6 @@ def test_a_sender_refuses_a_groups_claim_cursor_beyond_its_write_cursor(channel,
         assert a.recv_many(10, timeout=1) == msgs
 
 
-@pytest.mark.xfail(strict=True, reason="the sender of a channel with groups skips a member's hold_start beyond "
-                   "its write cursor as a claim that does not bound it (ring/groups.pxi groups_min: h - 1 >= m) "
-                   "instead of refusing it: it writes over the records the member holds, under its borrow()")
 def test_a_sender_refuses_a_members_claim_beyond_its_write_cursor_and_never_writes_under_a_borrow(
         channel, mapped):
     kw = dict(max_queued_bytes=256, message_length=40, max_receivers=2)
@@ -977,4 +967,5 @@ def test_a_sender_refuses_a_members_claim_beyond_its_write_cursor_and_never_writ
             still = [bytes(m) for m in lent]
             struct.pack_into("<Q", mm, off, h)
         assert still == msgs, f"the borrowed messages changed under the member: {[m[:2] for m in still]}"
-        assert refused is not None and str(h | (1 << 40)) in refused, refused
+        # The sender names the position the flipped hold starts at.
+        assert refused is not None and str((h | (1 << 40)) - 1) in refused, refused
