@@ -83,6 +83,17 @@
  *                  step later).  With it TAKE_RELEASE passes, and so does TAKE_EITHER (a taker
  *                  keeps the bit or frees it, T3, at every takeover: the code frees it when it
  *                  finds no room).
+ *   CODE_T2        (not a mutant) T2 as the code does it: for every place in turn, load its
+ *                  intent and clear it if it is for c (each load and each store a step).  The
+ *                  model's T2 (the owner's place only) fails with 3 crashes (-DMAXCRASH=3):
+ *                  place 1 claims 0 (its intent (0, 24 bytes)) and dies holding the bit;
+ *                  place 0 takes the bit over (T1) and dies before T2; place 0's new sender
+ *                  takes it over from its own dead predecessor, clears place 0's intent only,
+ *                  claims 0 for 32 bytes (M2, M3) and dies; place 1's new sender finds its
+ *                  predecessor's intent, the position past it (S0b, S0c), and keeps it as a
+ *                  dead claim (S0e): the receiver at 0 finds two dead claims there, ending at
+ *                  24 and 32.  CODE_T2 passes that search, and so does CODE_T0 CODE_T2
+ *                  TAKE_EITHER (the code as it is).
  *   S0_UNDER_BIT   S0 as first proposed: take the bit (a takeover freeing it again), decide,
  *                  free it: the same ABA.
  *   NO_GEN         the owner is the place alone (no generation): a new sender takes its dead
@@ -203,9 +214,20 @@ byte crashes, nfinished;
 #endif
 
 /* T2: load the owner place's intent; for c, clear it (void: never committed): a load, then a
- * store. */
+ * store.  CODE_T2, as the code does it: for every place q in turn, load its intent; for c,
+ * clear it (a load, then a store, each a step of its own; the code stores the position 0 and
+ * leaves the length, which nobody reads while the position is 0: the model clears both, as
+ * its S0f and M6 do). */
 #ifdef TAKE_NO_CLEAR
 #define T2 skip
+#elif defined(CODE_T2)
+#define T2 \
+    do \
+    :: atomic { q < NS && ipos[q] == c + 1 -> skip }; \
+       atomic { ipos[q] = 0; ilen[q] = 0; q++ } \
+    :: atomic { q < NS && ipos[q] != c + 1 -> q++ } \
+    :: atomic { q >= NS -> q = 0 }; break \
+    od
 #else
 #define T2 \
     if \
