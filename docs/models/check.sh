@@ -17,7 +17,12 @@
 #   bytes_many     (only when named; not in the default run) many senders on a byte ring, claims
 #                  under a claim bit (S0, M1-M6, T0-T2, R1-R5), a crash of any sender at every
 #                  step: its checks and mutants, the earlier sketch among them (about 3 min on
-#                  2 busy CPUs; the termination check needs 2.5 GB, the others < 850 MB)
+#                  2 busy CPUs; the termination check needs 2.5 GB, the others < 850 MB); and
+#                  T2 as the code does it (CODE_T2), alone and with the code's T0 and T3
+#                  (CODE_T0 CODE_T2 TAKE_EITHER): safety with 1 crash (16.4 M states; 15.4 M,
+#                  < 830 MB, 20-35 s of CPU), 2 crashes with 1 message per place (1.8 M),
+#                  termination the same (3.7 M), place 0 dying twice (3.5 M) (< 350 MB, 2-8 s
+#                  of CPU each)
 #   fdwake         waking an end that waits on a file descriptor: its checks (alone on its
 #                  word; sharing it with a sleeper in the kernel) and mutants (a few seconds,
 #                  < 700 MB a check)
@@ -37,7 +42,12 @@
 #                  slices without the wake at attach) (about 5 min, < 1.1 GB a check)
 #                  bytes_many: 2 crashes, 2 messages per place (a bitstate search, 2 GB of
 #                  bits), and place 0 dying twice with place 1 sending (about 4 min,
-#                  < 2.3 GB a check)
+#                  < 2.3 GB a check); for CODE_T2 and CODE_T0 CODE_T2 TAKE_EITHER each:
+#                  termination with 1 crash (32.8 M states, 30.7 M; 2.4 GB, 90 s of CPU), a
+#                  complete search of 2 crashes, 2 messages per place (111.0 M states, XXX;
+#                  5.7 GB, XXX), 3 crashes (a bitstate search, 2 GB of bits: XXX); and the
+#                  model's own T2 with 3 crashes, which must fail (a finding: 69.7 M states,
+#                  75 s of CPU, 1 GB of bits) (about XXX min, < 5.7 GB a check)
 #
 # Every check of a model must report "errors: 0" over a complete search (the groups and
 # bytes_many bitstate searches of --full visit nearly every state, not surely every one); every
@@ -276,6 +286,39 @@ check_bytes_many() {
     check "bytes_many: CODE_T0 TAKE_RELEASE, place 0 dying twice" pass \
         "-DCODE_T0 -DTAKE_RELEASE -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=0" "$safe" ""
     check "bytes_many: mutant CODE_T0 NO_GEN" fail "-DCODE_T0 -DNO_GEN -DMAXCRASH=1" "-O0 -DSAFETY -DNOCLAIM" ""
+
+    # T2 as the code does it (every place's intent for c cleared), alone and with the code's
+    # T0 and T3 (the code as it is).
+    for v in "CODE_T2" "CODE_T0 CODE_T2 TAKE_EITHER"; do
+        f="-D$(echo "$v" | sed 's/ / -D/g')"
+        check "bytes_many: $v, safety, 1 crash" pass "$f -DMAXCRASH=1" "$safe" ""
+        check "bytes_many: $v, safety, 2 crashes, 1 message per place" pass "$f -DMAXCRASH=2 -DNM=1" "$safe" ""
+        check "bytes_many: $v, termination, 2 crashes, 1 message per place" pass \
+            "$f -DMAXCRASH=2 -DNM=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+        check "bytes_many: $v, place 0 dying twice" pass \
+            "$f -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=0" "$safe" ""
+        if [ "$full" = 1 ]; then
+            memlim=3000
+            check "bytes_many: $v, termination (no cycle at all), 1 crash" pass \
+                "$f -DMAXCRASH=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+            # A complete search of 2 crashes, 2 messages per place: 111 M states, 5.6 GB.
+            memlim=7000
+            check "bytes_many: $v, safety, 2 crashes" pass "$f -DMAXCRASH=2" "$safe" "-w27"
+            # 3 crashes: a bitstate search (2 GB of bits).
+            memlim=3000
+            check "bytes_many: $v, safety, 3 crashes, bitstate" pass "$f -DMAXCRASH=3" \
+                "-DSAFETY -DNOCLAIM -DBITSTATE" "-w34"
+            memlim=1500
+        fi
+    done
+    if [ "$full" = 1 ]; then
+        # Finding: the model's T2 (the dead owner's place alone) fails with 3 crashes: two dead
+        # claims at one position (docs/protocol.md, "Many senders on a byte ring").
+        memlim=3000
+        check "bytes_many: the model's T2, 3 crashes (finding)" fail "-DMAXCRASH=3" \
+            "-DSAFETY -DNOCLAIM -DBITSTATE" "-w33"
+        memlim=1500
+    fi
 
     # Mutants: each must fail.  The earlier sketch (no claim bit): finding 1 without the
     # second load of the intent, finding 2 (two dead intents at one position) with it.
