@@ -85,14 +85,14 @@
  *                  finds no room).
  *   CODE_T2        (not a mutant) T2 as the code does it: for every place in turn, load its
  *                  intent and clear it if it is for c (each load and each store a step).  The
- *                  model's T2 (the owner's place only) fails with 3 crashes (-DMAXCRASH=3):
- *                  place 1 claims 0 (its intent (0, 24 bytes)) and dies holding the bit;
- *                  place 0 takes the bit over (T1) and dies before T2; place 0's new sender
- *                  takes it over from its own dead predecessor, clears place 0's intent only,
- *                  claims 0 for 32 bytes (M2, M3) and dies; place 1's new sender finds its
- *                  predecessor's intent, the position past it (S0b, S0c), and keeps it as a
- *                  dead claim (S0e): the receiver at 0 finds two dead claims there, ending at
- *                  24 and 32.  CODE_T2 passes that search, and so does CODE_T0 CODE_T2
+ *                  model's T2 (the owner's place only) fails with 3 crashes (-DMAXCRASH=3
+ *                  -DNM0=2 -DNM=1): place 1 claims 0 (its intent (0, 24 bytes)) and dies
+ *                  holding the bit; place 0 takes the bit over (T1) and dies before T2; place
+ *                  0's new sender takes it over from its own dead predecessor, clears place 0's
+ *                  intent only, claims 0 for 32 bytes (M2, M3) and dies; the receiver at 0
+ *                  finds two dead claims there, ending at 24 and 32.  With 2 messages per place
+ *                  (-DMAXCRASH=3) place 1's new sender also keeps the void intent as a dead
+ *                  claim (S0b, S0c, S0e).  CODE_T2 passes, and so does CODE_T0 CODE_T2
  *                  TAKE_EITHER (the code as it is).
  *   S0_UNDER_BIT   S0 as first proposed: take the bit (a takeover freeing it again), decide,
  *                  free it: the same ABA.

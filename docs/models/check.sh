@@ -304,20 +304,17 @@ check_bytes_many() {
             # A complete search of 2 crashes, 2 messages per place: 111 M states, 5.6 GB.
             memlim=7000
             check "bytes_many: $v, safety, 2 crashes" pass "$f -DMAXCRASH=2" "$safe" "-w27"
-            # 3 crashes: a bitstate search (2 GB of bits).
-            memlim=3000
-            check "bytes_many: $v, safety, 3 crashes, bitstate" pass "$f -DMAXCRASH=3" \
-                "-DSAFETY -DNOCLAIM -DBITSTATE" "-w34"
+            # 3 crashes, place 0 sending 2 messages (2 senders), place 1 one.
+            check "bytes_many: $v, safety, 3 crashes, place 1 sending 1" pass \
+                "$f -DMAXCRASH=3 -DNM0=2 -DNM=1" "$safe" "-w26"
             memlim=1500
         fi
     done
     if [ "$full" = 1 ]; then
         # Finding: the model's T2 (the dead owner's place alone) fails with 3 crashes: two dead
         # claims at one position (docs/protocol.md, "Many senders on a byte ring").
-        memlim=3000
-        check "bytes_many: the model's T2, 3 crashes (finding)" fail "-DMAXCRASH=3" \
-            "-DSAFETY -DNOCLAIM -DBITSTATE" "-w33"
-        memlim=1500
+        check "bytes_many: the model's T2, 3 crashes, place 1 sending 1 (finding)" fail \
+            "-DMAXCRASH=3 -DNM0=2 -DNM=1" "$safe" ""
     fi
 
     # Mutants: each must fail.  The earlier sketch (no claim bit): finding 1 without the
