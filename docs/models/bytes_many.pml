@@ -126,6 +126,17 @@
  *   -DMAXCRASH=2 -DNM=1 (safety; termination)     errors: 0, 1.8 M; no cycle, 3.7 M
  *   -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=1   errors: 0, 39.0 M states, 2.3 GB
  *   every mutant above                            an error, as required
+ *   -DCODE_T2 (-DCODE_T0 -DCODE_T2 -DTAKE_EITHER, the code as it is):
+ *     -DMAXCRASH=1                                errors: 0, 16.4 M states (15.4 M), 805 MB
+ *     -DMAXCRASH=1, cc -DNP, pan -l               no cycle, 32.8 M (30.7 M), 2.4 GB
+ *     -DMAXCRASH=2 -DNM=1 (safety; termination)   errors: 0, 1.8 M; no cycle, 3.7 M (3.6 M)
+ *     -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=0   errors: 0, 3.5 M
+ *     -DMAXCRASH=2, pan -w27 (complete)           errors: 0, 111.0 M (108.5 M), 5.6 GB
+ *     -DMAXCRASH=3 -DNM0=2 -DNM=1                 errors: 0, 38.9 M (38.7 M), 2.1 GB
+ *     -DMAXCRASH=3 -DNM0=1 -DNM=2                 errors: 0, 38.9 M (38.6 M), 2.1 GB
+ *   -DMAXCRASH=3 -DNM0=2 -DNM=1 (the model's T2)  an error: two dead claims at 0, 14.4 M
+ *   -DMAXCRASH=3 (the model's T2), cc -DBITSTATE, pan -w33   the same (S0 keeping the void
+ *                                                 intent), 69.7 M states
  * The exhaustive search of 2 crashes with 2 messages per place did not fit in 4 GB (82.6 M
  * states stored when it stopped).
  */

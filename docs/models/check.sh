@@ -44,10 +44,12 @@
 #                  bits), and place 0 dying twice with place 1 sending (about 4 min,
 #                  < 2.3 GB a check); for CODE_T2 and CODE_T0 CODE_T2 TAKE_EITHER each:
 #                  termination with 1 crash (32.8 M states, 30.7 M; 2.4 GB, 90 s of CPU), a
-#                  complete search of 2 crashes, 2 messages per place (111.0 M states, XXX;
-#                  5.7 GB, XXX), 3 crashes (a bitstate search, 2 GB of bits: XXX); and the
-#                  model's own T2 with 3 crashes, which must fail (a finding: 69.7 M states,
-#                  75 s of CPU, 1 GB of bits) (about XXX min, < 5.7 GB a check)
+#                  complete search of 2 crashes, 2 messages per place (111.0 M, 108.5 M;
+#                  5.6 GB, 170 s of CPU, 10-15 min on 2 busy CPUs), 3 crashes with place 0
+#                  sending 2 messages and place 1 one, and the other way round (38.9 M
+#                  states each, 38.7 M and 38.6 M; 2.1 GB, 55 s of CPU each); and the model's
+#                  own T2 with 3 crashes (place 1 sending 1), which must fail (a finding:
+#                  14.4 M states, 700 MB, 20 s of CPU) (about 15 min of CPU, < 5.6 GB a check)
 #
 # Every check of a model must report "errors: 0" over a complete search (the groups and
 # bytes_many bitstate searches of --full visit nearly every state, not surely every one); every
@@ -304,9 +306,11 @@ check_bytes_many() {
             # A complete search of 2 crashes, 2 messages per place: 111 M states, 5.6 GB.
             memlim=7000
             check "bytes_many: $v, safety, 2 crashes" pass "$f -DMAXCRASH=2" "$safe" "-w27"
-            # 3 crashes, place 0 sending 2 messages (2 senders), place 1 one.
+            # 3 crashes, one place sending 2 messages (2 senders), the other one.
             check "bytes_many: $v, safety, 3 crashes, place 1 sending 1" pass \
                 "$f -DMAXCRASH=3 -DNM0=2 -DNM=1" "$safe" "-w26"
+            check "bytes_many: $v, safety, 3 crashes, place 0 sending 1" pass \
+                "$f -DMAXCRASH=3 -DNM0=1 -DNM=2" "$safe" "-w26"
             memlim=1500
         fi
     done
