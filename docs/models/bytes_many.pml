@@ -134,6 +134,7 @@
  *     -DMAXCRASH=2, pan -w27 (complete)           errors: 0, 111.0 M (108.5 M), 5.6 GB
  *     -DMAXCRASH=3 -DNM0=2 -DNM=1                 errors: 0, 38.9 M (38.7 M), 2.1 GB
  *     -DMAXCRASH=3 -DNM0=1 -DNM=2                 errors: 0, 38.9 M (38.6 M), 2.1 GB
+ *     -DMAXCRASH=3 -DNM0=2 -DNM=1, cc -DNP, pan -l   no cycle, 77.9 M (77.3 M), 4.7 GB
  *     -DMAXCRASH=3, cc -DBITSTATE, pan -w34       errors: 0, 343.4 M (341.7 M), hash factor 50
  *   -DMAXCRASH=3 -DNM0=2 -DNM=1 (the model's T2)  an error: two dead claims at 0, 14.4 M
  *   -DMAXCRASH=3 (the model's T2), cc -DBITSTATE, pan -w33   the same (S0 keeping the void

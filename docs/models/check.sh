@@ -47,11 +47,12 @@
 #                  complete search of 2 crashes, 2 messages per place (111.0 M, 108.5 M;
 #                  5.6 GB, 170 s of CPU, 10-15 min on 2 busy CPUs), 3 crashes with place 0
 #                  sending 2 messages and place 1 one, and the other way round (38.9 M
-#                  states each, 38.7 M and 38.6 M; 2.1 GB, 55 s of CPU each), 3 crashes with
+#                  states each, 38.7 M and 38.6 M; 2.1 GB, 55 s of CPU each), termination the
+#                  first way (77.9 M, 77.3 M; 4.7 GB, 200 s of CPU), 3 crashes with
 #                  2 messages per place (a bitstate search, 2 GB of bits: 343.4 M and 341.7 M
 #                  states, hash factor 50, 380-410 s of CPU, 7-22 min on 2 busy CPUs); and
 #                  the model's own T2 with 3 crashes (place 1 sending 1), which must fail (a
-#                  finding: 14.4 M states, 700 MB, 20 s of CPU) (about 26 min of CPU,
+#                  finding: 14.4 M states, 700 MB, 20 s of CPU) (about 33 min of CPU,
 #                  < 5.6 GB a check)
 #
 # Every check of a model must report "errors: 0" over a complete search (the groups and
@@ -311,6 +312,8 @@ check_bytes_many() {
                 "$f -DMAXCRASH=3 -DNM0=2 -DNM=1" "$safe" "-w26"
             check "bytes_many: $v, safety, 3 crashes, place 0 sending 1" pass \
                 "$f -DMAXCRASH=3 -DNM0=1 -DNM=2" "$safe" "-w26"
+            check "bytes_many: $v, termination (no cycle at all), 3 crashes, place 1 sending 1" pass \
+                "$f -DMAXCRASH=3 -DNM0=2 -DNM=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l -w26"
             # 3 crashes, 2 messages per place: about 342 M states, more than 8 GB hold; a
             # bitstate search (2 GB of bits, hash factor about 50).
             memlim=3000
