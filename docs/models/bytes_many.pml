@@ -83,6 +83,17 @@
  *                  step later).  With it TAKE_RELEASE passes, and so does TAKE_EITHER (a taker
  *                  keeps the bit or frees it, T3, at every takeover: the code frees it when it
  *                  finds no room).
+ *   CODE_T2        (not a mutant) T2 as the code does it: for every place in turn, load its
+ *                  intent and clear it if it is for c (each load and each store a step).  The
+ *                  model's T2 (the owner's place only) fails with 3 crashes (-DMAXCRASH=3
+ *                  -DNM0=2 -DNM=1): place 1 claims 0 (its intent (0, 24 bytes)) and dies
+ *                  holding the bit; place 0 takes the bit over (T1) and dies before T2; place
+ *                  0's new sender takes it over from its own dead predecessor, clears place 0's
+ *                  intent only, claims 0 for 32 bytes (M2, M3) and dies; the receiver at 0
+ *                  finds two dead claims there, ending at 24 and 32.  With 2 messages per place
+ *                  (-DMAXCRASH=3) place 1's new sender also keeps the void intent as a dead
+ *                  claim (S0b, S0c, S0e).  CODE_T2 passes, and so does CODE_T0 CODE_T2
+ *                  TAKE_EITHER (the code as it is).
  *   S0_UNDER_BIT   S0 as first proposed: take the bit (a takeover freeing it again), decide,
  *                  free it: the same ABA.
  *   NO_GEN         the owner is the place alone (no generation): a new sender takes its dead
@@ -115,6 +126,19 @@
  *   -DMAXCRASH=2 -DNM=1 (safety; termination)     errors: 0, 1.8 M; no cycle, 3.7 M
  *   -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=1   errors: 0, 39.0 M states, 2.3 GB
  *   every mutant above                            an error, as required
+ *   -DCODE_T2 (-DCODE_T0 -DCODE_T2 -DTAKE_EITHER, the code as it is):
+ *     -DMAXCRASH=1                                errors: 0, 16.4 M states (15.4 M), 805 MB
+ *     -DMAXCRASH=1, cc -DNP, pan -l               no cycle, 32.8 M (30.7 M), 2.4 GB
+ *     -DMAXCRASH=2 -DNM=1 (safety; termination)   errors: 0, 1.8 M; no cycle, 3.7 M (3.6 M)
+ *     -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=0   errors: 0, 3.5 M
+ *     -DMAXCRASH=2, pan -w27 (complete)           errors: 0, 111.0 M (108.5 M), 5.6 GB
+ *     -DMAXCRASH=3 -DNM0=2 -DNM=1                 errors: 0, 38.9 M (38.7 M), 2.1 GB
+ *     -DMAXCRASH=3 -DNM0=1 -DNM=2                 errors: 0, 38.9 M (38.6 M), 2.1 GB
+ *     -DMAXCRASH=3 -DNM0=2 -DNM=1, cc -DNP, pan -l   no cycle, 77.9 M (77.3 M), 4.7 GB
+ *     -DMAXCRASH=3, cc -DBITSTATE, pan -w34       errors: 0, 343.4 M (341.7 M), hash factor 50
+ *   -DMAXCRASH=3 -DNM0=2 -DNM=1 (the model's T2)  an error: two dead claims at 0, 14.4 M
+ *   -DMAXCRASH=3 (the model's T2), cc -DBITSTATE, pan -w33   the same (S0 keeping the void
+ *                                                 intent), 69.7 M states
  * The exhaustive search of 2 crashes with 2 messages per place did not fit in 4 GB (82.6 M
  * states stored when it stopped).
  */
@@ -203,9 +227,20 @@ byte crashes, nfinished;
 #endif
 
 /* T2: load the owner place's intent; for c, clear it (void: never committed): a load, then a
- * store. */
+ * store.  CODE_T2, as the code does it: for every place q in turn, load its intent; for c,
+ * clear it (a load, then a store, each a step of its own; the code stores the position 0 and
+ * leaves the length, which nobody reads while the position is 0: the model clears both, as
+ * its S0f and M6 do). */
 #ifdef TAKE_NO_CLEAR
 #define T2 skip
+#elif defined(CODE_T2)
+#define T2 \
+    do \
+    :: atomic { q < NS && ipos[q] == c + 1 -> skip }; \
+       atomic { ipos[q] = 0; ilen[q] = 0; q++ } \
+    :: atomic { q < NS && ipos[q] != c + 1 -> q++ } \
+    :: atomic { q >= NS -> q = 0 }; break \
+    od
 #else
 #define T2 \
     if \

@@ -17,7 +17,12 @@
 #   bytes_many     (only when named; not in the default run) many senders on a byte ring, claims
 #                  under a claim bit (S0, M1-M6, T0-T2, R1-R5), a crash of any sender at every
 #                  step: its checks and mutants, the earlier sketch among them (about 3 min on
-#                  2 busy CPUs; the termination check needs 2.5 GB, the others < 850 MB)
+#                  2 busy CPUs; the termination check needs 2.5 GB, the others < 850 MB); and
+#                  T2 as the code does it (CODE_T2), alone and with the code's T0 and T3
+#                  (CODE_T0 CODE_T2 TAKE_EITHER): safety with 1 crash (16.4 M states; 15.4 M,
+#                  < 830 MB, 20-35 s of CPU), 2 crashes with 1 message per place (1.8 M),
+#                  termination the same (3.7 M), place 0 dying twice (3.5 M) (< 350 MB, 2-8 s
+#                  of CPU each)
 #   bytes_groups   receiver groups on a byte ring of one sender (C1-C7 walking records under
 #                  the claim lock, T, L, A, D, J2-J3, the senders' bound over holds; a crash
 #                  of any member at every step): its checks and mutants (about 2 min of CPU,
@@ -47,7 +52,18 @@
 #                  check);
 #                  bytes_many: 2 crashes, 2 messages per place (a bitstate search, 2 GB of
 #                  bits), and place 0 dying twice with place 1 sending (about 4 min,
-#                  < 2.3 GB a check)
+#                  < 2.3 GB a check); for CODE_T2 and CODE_T0 CODE_T2 TAKE_EITHER each:
+#                  termination with 1 crash (32.8 M states, 30.7 M; 2.4 GB, 90 s of CPU), a
+#                  complete search of 2 crashes, 2 messages per place (111.0 M, 108.5 M;
+#                  5.6 GB, 170 s of CPU, 10-15 min on 2 busy CPUs), 3 crashes with place 0
+#                  sending 2 messages and place 1 one, and the other way round (38.9 M
+#                  states each, 38.7 M and 38.6 M; 2.1 GB, 55 s of CPU each), termination the
+#                  first way (77.9 M, 77.3 M; 4.7 GB, 200 s of CPU), 3 crashes with
+#                  2 messages per place (a bitstate search, 2 GB of bits: 343.4 M and 341.7 M
+#                  states, hash factor 50, 380-410 s of CPU, 7-22 min on 2 busy CPUs); and
+#                  the model's own T2 with 3 crashes (place 1 sending 1), which must fail (a
+#                  finding: 14.4 M states, 700 MB, 20 s of CPU) (about 33 min of CPU,
+#                  < 5.6 GB a check)
 #
 # Every check of a model must report "errors: 0" over a complete search (the groups,
 # bytes_many and bytes_groups bitstate searches of --full visit nearly every state, not surely
@@ -278,15 +294,51 @@ check_bytes_many() {
         memlim=1500
     fi
 
-    # T0 as the code does it: a taker that keeps the bit or frees it at c (T3) at any takeover.
-    check "bytes_many: CODE_T0 TAKE_EITHER, safety, 1 crash" pass "-DCODE_T0 -DTAKE_EITHER -DMAXCRASH=1" "$safe" ""
-    check "bytes_many: CODE_T0 TAKE_EITHER, safety, 2 crashes, 1 message per place" pass \
-        "-DCODE_T0 -DTAKE_EITHER -DMAXCRASH=2 -DNM=1" "$safe" ""
-    check "bytes_many: CODE_T0 TAKE_EITHER, termination, 2 crashes, 1 message per place" pass \
-        "-DCODE_T0 -DTAKE_EITHER -DMAXCRASH=2 -DNM=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
-    check "bytes_many: CODE_T0 TAKE_RELEASE, place 0 dying twice" pass \
-        "-DCODE_T0 -DTAKE_RELEASE -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=0" "$safe" ""
-    check "bytes_many: mutant CODE_T0 NO_GEN" fail "-DCODE_T0 -DNO_GEN -DMAXCRASH=1" "-O0 -DSAFETY -DNOCLAIM" ""
+    # T0 as the code does it (CODE_T0): a taker that keeps the bit or frees it at c (T3) at any
+    # takeover.  T2 as the code does it (CODE_T2: every place's intent for c cleared), alone
+    # and with the code's T0 and T3 (the code as it is).
+    for v in "CODE_T0 TAKE_EITHER" "CODE_T2" "CODE_T0 CODE_T2 TAKE_EITHER"; do
+        f="-D$(echo "$v" | sed 's/ / -D/g')"
+        check "bytes_many: $v, safety, 1 crash" pass "$f -DMAXCRASH=1" "$safe" ""
+        check "bytes_many: $v, safety, 2 crashes, 1 message per place" pass "$f -DMAXCRASH=2 -DNM=1" "$safe" ""
+        check "bytes_many: $v, termination, 2 crashes, 1 message per place" pass \
+            "$f -DMAXCRASH=2 -DNM=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+        if [ "$v" = "CODE_T0 TAKE_EITHER" ]; then
+            check "bytes_many: CODE_T0 TAKE_RELEASE, place 0 dying twice" pass \
+                "-DCODE_T0 -DTAKE_RELEASE -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=0" "$safe" ""
+            check "bytes_many: mutant CODE_T0 NO_GEN" fail "-DCODE_T0 -DNO_GEN -DMAXCRASH=1" "-O0 -DSAFETY -DNOCLAIM" ""
+            continue
+        fi
+        check "bytes_many: $v, place 0 dying twice" pass \
+            "$f -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=0" "$safe" ""
+        if [ "$full" = 1 ]; then
+            memlim=3000
+            check "bytes_many: $v, termination (no cycle at all), 1 crash" pass \
+                "$f -DMAXCRASH=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+            # A complete search of 2 crashes, 2 messages per place: 111 M states, 5.6 GB.
+            memlim=7000
+            check "bytes_many: $v, safety, 2 crashes" pass "$f -DMAXCRASH=2" "$safe" "-w27"
+            # 3 crashes, one place sending 2 messages (2 senders), the other one.
+            check "bytes_many: $v, safety, 3 crashes, place 1 sending 1" pass \
+                "$f -DMAXCRASH=3 -DNM0=2 -DNM=1" "$safe" "-w26"
+            check "bytes_many: $v, safety, 3 crashes, place 0 sending 1" pass \
+                "$f -DMAXCRASH=3 -DNM0=1 -DNM=2" "$safe" "-w26"
+            check "bytes_many: $v, termination (no cycle at all), 3 crashes, place 1 sending 1" pass \
+                "$f -DMAXCRASH=3 -DNM0=2 -DNM=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l -w26"
+            # 3 crashes, 2 messages per place: about 342 M states, more than 8 GB hold; a
+            # bitstate search (2 GB of bits, hash factor about 50).
+            memlim=3000
+            check "bytes_many: $v, safety, 3 crashes, bitstate" pass "$f -DMAXCRASH=3" \
+                "-DSAFETY -DNOCLAIM -DBITSTATE" "-w34"
+            memlim=1500
+        fi
+    done
+    if [ "$full" = 1 ]; then
+        # Finding: the model's T2 (the dead owner's place alone) fails with 3 crashes: two dead
+        # claims at one position (docs/protocol.md, "Many senders on a byte ring").
+        check "bytes_many: the model's T2, 3 crashes, place 1 sending 1 (finding)" fail \
+            "-DMAXCRASH=3 -DNM0=2 -DNM=1" "$safe" ""
+    fi
 
     # Mutants: each must fail.  The earlier sketch (no claim bit): finding 1 without the
     # second load of the intent, finding 2 (two dead intents at one position) with it.
