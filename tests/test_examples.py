@@ -7,11 +7,14 @@ own channel name and removes it at the end: after a run, nothing of it is left i
 (examples/capi/ is built and run by tests/test_capi.py.)
 """
 import ast
+import contextlib
+import fcntl
 import os
 import pathlib
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -122,16 +125,29 @@ def clear(name):
         cywhip.remove_stale([name])
 
 
+@contextlib.contextmanager
+def channel_taken(*names):
+    """Hold the examples' channels of these names for this test: the examples use fixed names,
+    and the suite's workers run tests side by side (an flock per name, taken in one order)."""
+    with contextlib.ExitStack() as stack:
+        for name in sorted(names):
+            f = stack.enter_context(open(os.path.join(tempfile.gettempdir(), f"cywhip-example-{name}.lock"), "w"))
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture
 def example_channel(request):
     """Before: no stale channel of that name left by an earlier run.  After: the example removed
-    its channel (the fixture removes it too, so that one failure does not spill into the next)."""
+    its channel (the fixture removes it too, so that one failure does not spill into the next).
+    The name is this test's alone meanwhile (channel_taken)."""
     name = request.param
-    clear(name)
-    yield name
-    left = any(c.name == name for c in cywhip.channels())
-    cywhip.unlink(name, missing_ok=True)
-    assert not left, f"the example left channel {name!r} in /dev/shm"
+    with channel_taken(name):
+        clear(name)
+        yield name
+        left = any(c.name == name for c in cywhip.channels())
+        cywhip.unlink(name, missing_ok=True)
+        assert not left, f"the example left channel {name!r} in /dev/shm"
 
 
 def start(peers, script, cwd=EXAMPLES):
@@ -248,11 +264,12 @@ def test_the_examples_run_one_after_another_in_one_directory_without_colliding(p
     over what an earlier one left."""
     pytest.importorskip("numpy")
     names = ["lifecycle-demo", "worker-log", "price-feed", "async-orders"]
-    for name in names:
-        clear(name)
-    for script in ("lifecycle.py", "many_senders.py", "groups.py", "asyncio_pair.py", "lifecycle.py"):
-        finish(peers, start(peers, script))
-    assert not [c.name for c in cywhip.channels() if c.name in names]
+    with channel_taken(*names):
+        for name in names:
+            clear(name)
+        for script in ("lifecycle.py", "many_senders.py", "groups.py", "asyncio_pair.py", "lifecycle.py"):
+            finish(peers, start(peers, script))
+        assert not [c.name for c in cywhip.channels() if c.name in names]
 
 
 @pytest.mark.timeout(90)

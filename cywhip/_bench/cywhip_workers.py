@@ -161,7 +161,8 @@ def _w_cywhip_groups(role, p, ready, results, shared):
     share = p.get("share", False)
     cap = p.get("capacity", 1024)
     if p.get("bytes"):
-        kw = {"message_length": size, "max_queued_bytes": cap * (8 + (size + 7) // 8 * 8), "max_receivers": k}
+        from cywhip._testing._model import var_record_size
+        kw = {"message_length": size, "max_queued_bytes": cap * var_record_size(size), "max_receivers": k}
     else:
         kw = {"message_length": size, "max_queued_messages": cap, "max_receivers": k}
     if role == "producer":

@@ -45,7 +45,7 @@ import time
 
 from cywhip import Receiver, Sender, channels, unlink
 from cywhip._region import channel_path, slots_offset_for
-from cywhip._testing._model import atomic_cas_u64, layout
+from cywhip._testing._model import atomic_cas_u64, layout, var_record_size
 from cywhip._testing.fuzz import (
     BAD_MESSAGE, EXPECTED_ERRORS, UNEXPECTED_ERROR, _group_offset, _ofd_lock, _remove_group,
 )
@@ -333,7 +333,7 @@ def _records_sound(mm, ring, capacity, cap, pos, end):
         if kind == 1 and length == capacity - i and length < end - pos:
             pos += length
             continue
-        rec = (8 + length + 7) // 8 * 8
+        rec = var_record_size(length)
         if kind != 0 or length > cap or rec > end - pos or i + rec > capacity:
             return False
         pos += rec
