@@ -281,10 +281,13 @@ cdef class _End:
                     f"byte {self.ring.bad_cursor}, past the claim cursor {self.ring.bad_write} or "
                     f"unaligned (read cursor {ring_read_position(&self.ring)}); remove the channel "
                     f"and create it anew")
+            unaligned = (" (not a multiple of 8: no record starts there)"
+                         if byte_ring and self.ring.bad_cursor % 8 else "")
             raise ChannelCorruptError(
-                f"channel {region.name!r} is corrupt: write cursor {self.ring.bad_cursor}, "
+                f"channel {region.name!r} is corrupt: write cursor {self.ring.bad_cursor}{unaligned}, "
                 f"read cursor {ring_read_position(&self.ring)}, "
-                f"{'max_queued_bytes' if byte_ring else 'max_queued_messages'} {max_queued_messages}")
+                f"{'max_queued_bytes' if byte_ring else 'max_queued_messages'} {max_queued_messages}; "
+                f"remove the channel and create it anew")
         return region
 
     @property

@@ -545,3 +545,33 @@ def test_an_unaligned_group_position_is_reported_impossible(channel, mapped):
     finally:
         rx.close()
         tx.close()
+
+
+def test_a_sender_opening_on_an_unaligned_write_cursor_is_refused_naming_it(channel, mapped):
+    # A byte channel's write cursor is a record's start.  A sender of a channel with groups
+    # once opened on one 4 bytes past it and wrote its records from there (the racing fuzzer's
+    # flip of the cursor), and then said it had no room.
+    from cywhip._testing._model import layout
+    tx = Sender(channel, **_kw(receivers=3))
+    rx = Receiver(channel, group="g", **_kw(receivers=3))
+    try:
+        tx.send(b"x" * 24, timeout=5)
+        tx.close()
+        off = layout()["write_cursor"]
+        with mapped(channel) as mm:
+            (w,) = struct.unpack_from("<Q", mm, off)
+            struct.pack_into("<Q", mm, off, w + 4)
+        with pytest.raises(ChannelCorruptError,
+                           match=rf"write cursor {w + 4} \(not a multiple of 8: no record starts there\).*"
+                                 rf"remove the channel"):
+            Sender(channel, **_kw(receivers=3))
+        with mapped(channel) as mm:
+            struct.pack_into("<Q", mm, off, w)
+        # Put back, the channel works on.
+        with Sender(channel, **_kw(receivers=3)) as tx2:
+            tx2.send(b"y" * 10, timeout=5)
+        assert rx.recv(timeout=5) == b"x" * 24
+        assert rx.recv(timeout=5) == b"y" * 10
+    finally:
+        rx.close()
+        tx.close()

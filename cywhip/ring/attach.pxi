@@ -130,7 +130,13 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     if max_receivers > 1:
         # Groups: read_cursor is only where a first group starts; a sender
         # learns how far the groups are on its first look for room, which the
-        # cache forces (ring_attach_groups() sets a member's cursors).
+        # cache forces (ring_attach_groups() sets a member's cursors).  A byte
+        # channel's write cursor is a record's start: a sender must not write
+        # records from anywhere else.
+        if bytes and w % CW_SLOT_ALIGN != 0:
+            r.bad_cursor = w
+            r.bad_write = w
+            return -1
         r.read_cache = w - capacity
         return 0
     if w - rd > capacity + slack or (bytes and (w | rd) % CW_SLOT_ALIGN != 0):
