@@ -323,7 +323,7 @@ def held_back_text(name):
         if g.members:
             pids = ", ".join(map(str, g.members))
             parts.append(f"group {g.name!r} holds it full ({g.depth} {unit} wait for it; "
-                         f"its members, pid {pids}, are not taking them)")
+                         f"its members, pid {pids}, have not taken them yet)")
         else:
             parts.append(f"group {g.name!r} holds it full: a durable group with no live member "
                          f"({g.depth} {unit} wait for it); start a member of it, or remove it "
@@ -381,7 +381,8 @@ def remove_group(name, group):
             rc = group_remove(<cw_header *>p, fd, h.max_senders, h.max_receivers, g, tag, -1, &pid)
             if rc != 0:
                 raise ChannelBusyError(f"channel {name!r}: group {group!r} has a live member, "
-                                       f"process {pid}; not removing it", pid=pid, pids=[pid])
+                                       f"process {pid}: close its members first, then remove it (a non-durable "
+                                       f"group goes with its last member)", pid=pid, pids=[pid])
             return None
         raise KeyError(f"channel {name!r} has no group {group!r} (its groups: "
                        f"{', '.join(map(repr, names)) or 'none'})")

@@ -160,7 +160,7 @@ def test_a_send_timeout_names_the_group_whose_live_members_do_not_take(channel):
     for e in (err, aerr):
         text = str(e.value)
         assert f"group 'slow' holds it full (4 messages wait for it; its members, pid {os.getpid()}, " \
-               f"are not taking them)" in text, text
+               f"have not taken them yet)" in text, text
 
 
 def test_a_send_timeout_on_a_plain_channel_names_no_group(channel):

@@ -367,7 +367,7 @@ def test_a_dead_members_empty_place_is_free_for_any_group(channel, work):
 def test_remove_group(channel):
     with _tx(channel, capacity=4) as tx, _rx(channel, "live", capacity=4) as live:
         _rx(channel, "gone", capacity=4).close()
-        with pytest.raises(ChannelBusyError, match=r"group 'live' has a live member, process \d+"):
+        with pytest.raises(ChannelBusyError, match=r"group 'live' has a live member, process \d+: close its members first"):
             cywhip.remove_group(channel, "live")
         with pytest.raises(KeyError, match=r"has no group 'nope' \(its groups: 'live', 'gone'\)"):
             cywhip.remove_group(channel, "nope")
