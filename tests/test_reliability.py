@@ -969,3 +969,73 @@ def test_a_sender_refuses_a_members_claim_beyond_its_write_cursor_and_never_writ
         assert still == msgs, f"the borrowed messages changed under the member: {[m[:2] for m in still]}"
         # The sender names the position the flipped hold starts at.
         assert refused is not None and str((h | (1 << 40)) - 1) in refused, refused
+
+
+def _flip_until_told(path, off, value, flips, stop):
+    """A process that flips the 8-byte word at off between value and value | (1 << 40) (a
+    claim far beyond any write cursor) until stop is set, then puts value back."""
+    import mmap
+    from cywhip._testing._model import atomic_cas_u64
+    fd = os.open(path, os.O_RDWR)
+    mm = mmap.mmap(fd, os.fstat(fd).st_size)
+    os.close(fd)
+    bad = value | (1 << 40)
+    while not stop.is_set():
+        for _ in range(1000):
+            atomic_cas_u64(mm, off, value, bad)
+            atomic_cas_u64(mm, off, bad, value)
+        flips.value += 1000
+    atomic_cas_u64(mm, off, bad, value)
+    mm.close()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["bytes", "slots"])
+def test_a_claim_put_back_while_the_sender_looks_for_room_is_never_passed_over(channel, mapped, kind):
+    # The racing fuzzer of byte channels with groups: a member's claim (its place's
+    # hold_start) flipped far beyond the write cursor and put back.  The sender read each
+    # hold twice, once for the least position (where the flipped value counts for nothing)
+    # and once to find positions beyond its write cursor (put back by then: nothing beyond),
+    # so it passed over the claim and wrote over the messages a borrow() was reading.
+    if kind == "bytes":
+        kw = dict(max_queued_bytes=256, message_length=40, max_receivers=2)
+    else:
+        kw = dict(max_queued_messages=5, message_length=40, max_receivers=2)
+    msgs = [bytes([i]) * 40 for i in range(5)]        # bytes: 48-byte records, 240 of 256
+    lay = fuzz.layout()
+    ctx = multiprocessing.get_context("fork")
+    stop, flips = ctx.Event(), ctx.Value("Q", 0)
+    with Sender(channel, **kw) as tx, Receiver(channel, group="a", **kw) as a, mapped(channel) as mm:
+        tx.send_many(msgs, timeout=1)
+        with a.borrow(5, timeout=1) as lent:
+            assert [bytes(m) for m in lent] == msgs
+            holds = [lay["places"] + (1 + q) * lay["place_bytes"] + lay["place_hold_start"] for q in range(2)]
+            off = [o for o in holds if struct.unpack_from("<Q", mm, o)[0]][0]
+            h = struct.unpack_from("<Q", mm, off)[0]
+            assert h == 1                              # the claim of the 5 messages
+            flipper = ctx.Process(target=_flip_until_told, args=(channel_path(channel), off, h, flips, stop))
+            flipper.start()
+            try:
+                while flips.value == 0:
+                    assert flipper.is_alive(), "the flipping process ended"
+                    time.sleep(0.001)
+                sent = refused = held = 0
+                # Each try_send looks for room (the ring is full): 300,000 looks while the
+                # claim flips, every one of which must find the claim or refuse it (before the
+                # fix, one passed over it in 7 of 10 runs, 5 of each kind).
+                for i in range(300_000):
+                    try:
+                        if tx.try_send(bytes([100 + i % 100]) * 40):
+                            sent += 1
+                            break
+                        held += 1
+                    except cywhip.ChannelCorruptError:
+                        refused += 1
+            finally:
+                stop.set()
+                flipper.join(10)
+            still = [bytes(m) for m in lent]
+        assert sent == 0 and still == msgs, (
+            f"the sender passed over the member's claim after {held} looks held and {refused} refused "
+            f"({flips.value} flips): the borrowed messages became {[m[:2] for m in still]}")
+        assert held > 0 and refused > 0, (held, refused)

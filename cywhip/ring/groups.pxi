@@ -80,6 +80,17 @@ cdef uint64_t groups_min(cw_header *hdr, char *rplaces, char *gtable, uint32_t m
 
     Every group's claim cursor is loaded before any place: a claim handed out
     after that load starts at or past the value loaded."""
+    cdef uint64_t past = 0
+    return _groups_min(hdr, rplaces, gtable, max_receivers, any, <uint64_t>-1, &past)
+
+
+cdef uint64_t _groups_min(cw_header *hdr, char *rplaces, char *gtable, uint32_t max_receivers,
+                          bint *any, uint64_t limit, uint64_t *past) noexcept nogil:
+    """groups_min(), and past[0] = the first position found beyond limit (a group in use's
+    claim cursor, or the start of a claim held for one; left alone if none): a sender of one
+    passes its write cursor, past which no sound channel holds a position.  Each value is read
+    once: the one found beyond is the one the least was taken over (read twice, a value put
+    back between the reads would hide a claim from both)."""
     cdef uint64_t m = <uint64_t>-1, v, h, tag
     cdef uint32_t g, q, gi
     cdef cw_group *e
@@ -90,6 +101,8 @@ cdef uint64_t groups_min(cw_header *hdr, char *rplaces, char *gtable, uint32_t m
         if cw_load_acquire_u32(&e.flags) & CW_GROUP_IN_USE:
             any[0] = True
             v = cw_load_acquire_u64(&e.next)
+            if v > limit and past[0] == 0:
+                past[0] = v
             if v < m:
                 m = v
     if not any[0]:
@@ -97,7 +110,7 @@ cdef uint64_t groups_min(cw_header *hdr, char *rplaces, char *gtable, uint32_t m
     for q in range(max_receivers):
         p = _rplace(rplaces, q)
         h = cw_load_acquire_u64(&p.hold_start)
-        if h == 0 or h - 1 >= m:
+        if h == 0 or (h - 1 >= m and h - 1 <= limit):
             continue
         tag = cw_load_relaxed_u64(&p.group)
         gi = <uint32_t>tag
@@ -106,7 +119,11 @@ cdef uint64_t groups_min(cw_header *hdr, char *rplaces, char *gtable, uint32_t m
         e = _gentry(gtable, gi - 1)
         # A claim counts while its group is the one it was made in.
         if (cw_load_acquire_u32(&e.flags) & CW_GROUP_IN_USE) and (cw_load_relaxed_u64(&e.epoch) << 32 | gi) == tag:
-            m = h - 1
+            if h - 1 > limit:
+                if past[0] == 0:
+                    past[0] = h - 1
+            else:
+                m = h - 1
     return m
 
 
@@ -122,7 +139,7 @@ cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil:
     the number keeps changing under the reads, returns the bound last seen
     (r.read_cache): no room known, so the caller waits, by its deadline, and
     asks again."""
-    cdef uint64_t g1, g2, m
+    cdef uint64_t g1, g2, m, past
     cdef bint any
     cdef int tries = 0, looks = 0
     r.bound_stale = False
@@ -141,11 +158,14 @@ cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil:
                 r.bound_stale = True
                 return r.read_cache
             # Read as it is; a creation that starts meanwhile changes the number.
-        m = groups_min(r.hdr, r.rplaces, r.gtable, r.max_receivers, &any)
-        if any and not r.many:
-            # One sender knows where it has written up to: a group position past it is
-            # impossible, and groups_min() would pass over it (it keeps the least).
-            m = _groups_past(r, m)
+        # One sender knows where it has written up to: a group position past it is
+        # impossible, and the least would pass over it; so the floor is that position, which
+        # the caller finds impossible against its write cursor.
+        past = 0
+        m = _groups_min(r.hdr, r.rplaces, r.gtable, r.max_receivers, &any,
+                        <uint64_t>-1 if r.many else r.write, &past)
+        if any and past != 0:
+            m = past
         if not any:
             # No group: the floor, where the last group removed had got to; moved up to
             # what the senders have published if every group has left.
@@ -158,36 +178,6 @@ cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil:
         if looks == GROUPS_BOUND_LOOKS:
             r.bound_stale = True
             return r.read_cache
-
-
-cdef uint64_t _groups_past(ring_t *r, uint64_t m) noexcept nogil:
-    """A sender of one, after groups_min() gave m: the first claim cursor of a group in use, or
-    start of a claim held for one, that lies past this sender's write cursor (which no sound
-    channel holds: it would hide the messages that group has not taken); m if there is none.
-    The caller finds the value returned impossible against its write cursor."""
-    cdef uint32_t g, q, gi
-    cdef uint64_t v, h, tag
-    cdef cw_group *e
-    cdef cw_place *p
-    for g in range(r.max_receivers):
-        e = _gentry(r.gtable, g)
-        if cw_load_acquire_u32(&e.flags) & CW_GROUP_IN_USE:
-            v = cw_load_acquire_u64(&e.next)
-            if v > r.write:
-                return v
-    for q in range(r.max_receivers):
-        p = _rplace(r.rplaces, q)
-        h = cw_load_acquire_u64(&p.hold_start)
-        if h == 0 or h - 1 <= r.write:
-            continue
-        tag = cw_load_relaxed_u64(&p.group)
-        gi = <uint32_t>tag
-        if gi == 0 or gi > r.max_receivers:
-            continue
-        e = _gentry(r.gtable, gi - 1)
-        if (cw_load_acquire_u32(&e.flags) & CW_GROUP_IN_USE) and (cw_load_relaxed_u64(&e.epoch) << 32 | gi) == tag:
-            return h - 1
-    return m
 
 
 cdef uint64_t _groups_left_floor(ring_t *r, uint64_t m) noexcept nogil:
