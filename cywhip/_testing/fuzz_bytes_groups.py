@@ -32,10 +32,6 @@ deliver must still be bytes of at most message_length.
 
 In every round: no crash (a signal), no hang (RACE_HANG_SECONDS), no call with a timeout
 returning more than RACE_LATE_SECONDS after it, no unexpected exception.
-
-``CYWHIP_FUZZ_OPEN_FINDINGS=1`` adds the mutations that found defects not fixed yet (see
-OPEN_FINDINGS): strict rounds then fail now and then, naming a torn message or a borrow()
-whose messages changed under it.
 """
 import os
 import random
@@ -58,23 +54,14 @@ GROUPS = (("a", 2), ("b", 1))
 # A strict round's flips of a position (group_next, hold_end, the write cursor; hold_start is a
 # position + 1): unaligned, or far beyond any write cursor (positions stay below 2**40).
 _POSITION_FLIPS = (1, 2, 4, 1 << 40)
-# Mutations that found defects not fixed yet, made only with CYWHIP_FUZZ_OPEN_FINDINGS=1 (so that
-# the suite's runs stay green meanwhile; docs/development.md): a free member place's lock held
-# for a while, as an end stopped as it opens, with or without a group's tag and that group's
-# claim lock naming it (torn messages delivered in strict rounds now and then; not yet
-# explained: round seed 300001020 shows it about once in 300 rounds).  A group's claim cursor
-# or a hold flipped far beyond the write cursor, which a sender once passed over (writing over
-# what the group had not taken), is refused since: those flips are made in every strict round.
-OPEN_FINDINGS = os.environ.get("CYWHIP_FUZZ_OPEN_FINDINGS") == "1"
 # A strict round's flips of a record's kind word: bits of the word's last byte only.  A word
 # whose kind reads 0 or 1 is a record header, or the last word of a payload whose message ends
 # before that byte (a whole payload word has its top bit set: fuzz_bytes.message()), so the flip
 # makes a header's kind one no record has, or changes a byte no message holds.
 _RECORD_KIND_FLIPS = (1 << 56, 1 << 59, 1 << 62)
 _U64 = (1 << 64) - 1
-# What a round's mutator may hold as a stopped end would: the groups lock, a member place's lock
-# (an open finding: see OPEN_FINDINGS).
-STALLS = ("groups", "place") if OPEN_FINDINGS else ("groups",)
+# What a round's mutator may hold as a stopped end would: the groups lock, a member place's lock.
+STALLS = ("groups", "place")
 
 
 class GroupStream(Stream):
@@ -258,13 +245,25 @@ def _race_mutator(path, rng, capacity, cap, receivers, strict):
         else:
             return
         tag_off = byte + lay["place_group"]
+        hold_off = byte + lay["place_hold_start"]
         old_tag = _u64(mm, tag_off)
         lock_off = None
+        # The groups in use, read once the place is this process's (no member ends on it now).
         entries = [(g, _group_offset(lay, 1, receivers, g)) for g in range(receivers)]
         used = [e for e in entries if _u64(mm, e[1] + lay["group_flags"]) & 1]
-        if used:
-            g, entry = rng.choice(used)
-            tag = (_u64(mm, entry + lay["group_epoch"]) << 32 | (g + 1)) & _U64
+        tags = {(_u64(mm, e + lay["group_epoch"]) << 32 | (g + 1)) & _U64: e for g, e in used}
+        if tags:
+            tag = rng.choice(sorted(tags))
+            entry = tags[tag]
+            if old_tag != tag:
+                # As J2-J3 take a place for a member: never one that holds a claim of another
+                # group in use; and one that holds a gone group's claim starts empty (with the
+                # tag moved, that old claim would count for the senders' bound again, below
+                # where a sender may have written up to: a state no sound channel holds).
+                if old_tag in tags and _u64(mm, hold_off):
+                    _ofd_lock(fd, byte, lock=False)
+                    return
+                struct.pack_into("<Q", mm, hold_off, 0)
             # Its place carries the group's tag, and it holds the claim lock (taken as a
             # member takes it: only when free).
             struct.pack_into("<Q", mm, tag_off, tag)
