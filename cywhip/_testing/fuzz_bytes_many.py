@@ -511,6 +511,17 @@ def _race_victim(name, rng, kw, capacity, cap, senders, strict, threads, size, s
                 call("send (thread)", send, tx, log, srng, timeout, timeout=timeout)
             call("close sender", tx.close)
 
+    stepped = [0, 0]       # (with CYWHIP_FUZZ_DEBUG) dead claims stepped over, voids, by the receivers
+
+    def close_receiver(rx):
+        if debug is not None:
+            try:
+                for k, v in enumerate(rx._skipped()):
+                    stepped[k] += v
+            except Exception:
+                pass
+        call("close receiver", rx.close)
+
     def check_depth(end):
         depth = call("depth", lambda: end.depth)
         if depth is not None and not 0 <= depth <= capacity:
@@ -545,7 +556,7 @@ def _race_victim(name, rng, kw, capacity, cap, senders, strict, threads, size, s
                 for t in workers:
                     t.join(0.0005)
             if rx is not None:
-                call("close receiver", rx.close)
+                close_receiver(rx)
         else:
             # Senders before the receiver: a sender that must wait for the receiver to pass its
             # place's earlier dead claim (S0d) raises ChannelBusyError while none is open.
@@ -567,12 +578,12 @@ def _race_victim(name, rng, kw, capacity, cap, senders, strict, threads, size, s
             for tx, _ in txs:
                 call("close sender", tx.close)
             if rx is not None:
-                call("close receiver", rx.close)
+                close_receiver(rx)
         calls.iteration_done()
     signal.alarm(0)
     if debug is not None:
         top = sorted(debug.items(), key=lambda kv: -kv[1])[:int(os.environ["CYWHIP_FUZZ_DEBUG"])]
         print(f"round {'strict' if strict else 'wild'} ({'threads' if threads else 'interleaved'}, {senders} "
               f"senders): iterations {calls.seen[0]}, opened {calls.seen[3]}, sent {stream.next}, delivered "
-              f"{stream.delivered} (not whole {stream.loose}), calls {calls.seen[1]}, refused {calls.seen[2]}: {top}",
+              f"{stream.delivered} (not whole {stream.loose}), dead claims stepped over {stepped[0]}, voids {stepped[1]}, calls {calls.seen[1]}, refused {calls.seen[2]}: {top}",
               file=sys.stderr, flush=True)
