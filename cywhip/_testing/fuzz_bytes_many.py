@@ -225,6 +225,7 @@ def _race_mutator(path, rng, capacity, cap, senders, strict, whole_words):
                                                          for f, kind in fields]
     rest = rng.choice([0.0002, 0.001, 0.003] if strict else [0, 0.0001, 0.001])
     headers_share = rng.choice([0.2, 0.4, 0.6])
+    debug = bool(os.environ.get("CYWHIP_FUZZ_DEBUG"))
     ring_flips = _RING_FLIPS + (_WHOLE_FLIPS if whole_words else ())
 
     def u64(off):
@@ -335,12 +336,16 @@ def _race_mutator(path, rng, capacity, cap, senders, strict, whole_words):
     def free_place():
         """A sender place's lock taken and its generation counted as a new sender's S0 does:
         (place, owner), or None (no place free, or one whose predecessor left an intent: S0
-        would adopt it, so the mutator leaves as a sender that counted nothing)."""
-        for p in rng.sample(range(senders), senders):
-            if _ofd_lock(fd, at(p, "place_pid")):
+        would adopt it, so the mutator leaves as a sender that counted nothing).  Tries for a few
+        milliseconds: the victim's senders come and go."""
+        until = time.monotonic() + 0.01
+        while True:
+            p = next((q for q in rng.sample(range(senders), senders) if _ofd_lock(fd, at(q, "place_pid"))), None)
+            if p is not None:
                 break
-        else:
-            return None
+            if time.monotonic() > until:
+                return None
+            time.sleep(0.0002)
         if u64(at(p, "place_intent")) != 0:
             _ofd_lock(fd, at(p, "place_pid"), lock=False)
             return None
@@ -360,10 +365,20 @@ def _race_mutator(path, rng, capacity, cap, senders, strict, whole_words):
         dp, dl = u64(at(p, "place_dead_claim")), u64(at(p, "place_dead_length"))
         return dp == 0 or dp - 1 + dl <= rd
 
+    stalls = {}
+
     def stall(hold):
         """Act as a sender stopped in its claim (or the claim bit held by a dead owner) for hold
-        seconds; then leave as that sender would."""
+        seconds; then leave as that sender would (CYWHIP_FUZZ_DEBUG: how the stalls ended, on
+        stderr now and then)."""
         how = rng.choice(("lock", "bit", "bit", "intent", "claim", "claim", "dead_bit"))
+        ended = _stall(how, hold)
+        if debug:
+            key = f"{how}: {ended}"
+            stalls[key] = stalls.get(key, 0) + 1
+            print(f"mutator stalls: {sorted(stalls.items())}", file=sys.stderr, flush=True)
+
+    def _stall(how, hold):
         if how == "dead_bit":
             # The owner of a place's earlier generation (dead: a later sender counted past it,
             # or the place is free) holding the free claim word, as a sender that took it and
@@ -372,45 +387,45 @@ def _race_mutator(path, rng, capacity, cap, senders, strict, whole_words):
             gen = u64(at(p, "place_generation"))
             word = u64(W)
             if gen < 1 or word & OWNER_MASK:
-                return
+                return "bit taken"
             flip(W, word, (word & ~OWNER_MASK) | owner_of(p, gen - 1), hold)
-            return
+            return "held"
         taken = free_place()
         if taken is None:
-            return
+            return "no place"
         p, me = taken
         lock = at(p, "place_pid")
         try:
             if how == "lock":
                 time.sleep(hold)
-                return
+                return "held"
             rd, word, c = positions()                                      # M1
             if rd & 7 or c - rd > capacity or word & OWNER_MASK:
-                return
+                return "bit taken"
             rec = rng.choice((16, 24, 32))
             i = c % capacity
             pad = capacity - i if i + rec > capacity else 0
             need = pad + rec
             if c + need - rd > capacity or not atomic_cas_u64(mm, W, word, claim_word(c, me)):
-                return
+                return "no room or lost"
             if how == "bit":
                 time.sleep(hold)
                 if rng.random() < 0.5:
-                    return                                                   # dies holding the bit
+                    return "died holding the bit"
                 atomic_cas_u64(mm, W, claim_word(c, me), claim_word(c, 0))   # T3
-                return
+                return "freed the bit"
             store(at(p, "place_intent"), 0)                                  # M2
             store(at(p, "place_intent_length"), need)
             store(at(p, "place_intent"), c + 1)
             if how == "intent":
                 time.sleep(hold)
                 if rng.random() < 0.5:
-                    return                   # dies: a takeover's T2 clears the intent, or S0 voids it
+                    return "died with its intent"    # a takeover's T2 clears it, or S0 voids it
             if not atomic_cas_u64(mm, W, claim_word(c, me), claim_word(c + need, 0)):   # M3
-                return
+                return "taken over"
             time.sleep(hold)
             if rng.random() < 0.5 and dead_claim_passed(p, u64(R)):
-                return                       # dies: the receiver steps over the claim (R3-R4)
+                return "died with its claim"         # the receiver steps over it (R3-R4)
             if pad >= HEADER:                                                # M4
                 struct.pack_into("<II", mm, ring + i, pad, 1)
                 store(ring + i + 8, c + 1)
@@ -419,6 +434,7 @@ def _race_mutator(path, rng, capacity, cap, senders, strict, whole_words):
             struct.pack_into("<II", mm, ring + j, rec, 2)
             store(ring + j + 8, h + 1)
             store(at(p, "place_intent"), 0)                                  # M6
+            return "published a void"
         finally:
             _ofd_lock(fd, lock, lock=False)
 
@@ -443,7 +459,7 @@ def _race_mutator(path, rng, capacity, cap, senders, strict, whole_words):
         if os.getppid() != parent:
             os._exit(0)
         phase_end = time.monotonic() + rng.choice([0.001, 0.005, 0.02])
-        if rng.random() < 0.06:
+        if rng.random() < 0.15:
             stall(rng.choice([0.0005, 0.005, 0.05]))
             continue
         if not strict and rng.random() < 0.3:
@@ -516,7 +532,7 @@ def _race_victim(name, rng, kw, capacity, cap, senders, strict, threads, size, s
     def close_receiver(rx):
         if debug is not None:
             try:
-                for k, v in enumerate(rx._skipped()):
+                for k, v in enumerate(rx._skipped):
                     stepped[k] += v
             except Exception:
                 pass
@@ -530,12 +546,14 @@ def _race_victim(name, rng, kw, capacity, cap, senders, strict, threads, size, s
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         signal.alarm(RACE_HANG_SECONDS)
+        # Every sender place in use, or one left for the mutator's stalls.
+        count = rng.randint(1, senders if rng.random() < 0.5 else senders - 1)
         if threads:
             rx = call("open receiver", lambda: Receiver(name, **kw)) if rng.random() < 0.9 else None
             calls.seen[3] += rx is not None
             stop = threading.Event()
             workers = [threading.Thread(target=sender_thread, args=(random.Random(rng.random()), stop), daemon=True)
-                       for _ in range(rng.randint(1, senders))]
+                       for _ in range(count)]
             for t in workers:
                 t.start()
             until = time.monotonic() + rng.choice([0.002, 0.01, 0.03, 0.1])
@@ -560,8 +578,7 @@ def _race_victim(name, rng, kw, capacity, cap, senders, strict, threads, size, s
         else:
             # Senders before the receiver: a sender that must wait for the receiver to pass its
             # place's earlier dead claim (S0d) raises ChannelBusyError while none is open.
-            txs = [(tx, stream.sender()) for tx in (open_sender() for _ in range(rng.randint(1, senders)))
-                   if tx is not None]
+            txs = [(tx, stream.sender()) for tx in (open_sender() for _ in range(count)) if tx is not None]
             rx = call("open receiver", lambda: Receiver(name, **kw)) if rng.random() < 0.9 else None
             calls.seen[3] += rx is not None
             for _ in range(rng.choice([0, 1, 2, 4, 8, 16])):
