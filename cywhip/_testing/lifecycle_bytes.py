@@ -360,6 +360,14 @@ class ByteRun:
         self.event(f"{why} {p.role} {p.spec['sid']}" + (f" parked in reserve() of message {p.killed_parked}"
                                                           if p.killed_parked is not None else ""))
 
+    def stop_and_kill(self, p):
+        """SIGSTOP p, wait a moment, SIGKILL it (stopped wherever it was)."""
+        p.popen.send_signal(signal.SIGSTOP)
+        self.figures["stops"] += 1
+        self.event(f"stop {p.role} {p.spec['sid']}")
+        time.sleep(self.rng.uniform(0.001, 0.05))
+        self.kill(p, "kill stopped")
+
     def close(self, p):
         p.closing = True
         self.event(f"close {p.role} {p.spec['sid']}")
@@ -416,12 +424,7 @@ class ByteRun:
                 elif r < 0.08:
                     self.kill(rng.choice([tx, rx]))
                 elif r < 0.11:
-                    p = rng.choice([tx, rx])
-                    p.popen.send_signal(signal.SIGSTOP)
-                    self.figures["stops"] += 1
-                    self.event(f"stop {p.role} {p.spec['sid']}")
-                    time.sleep(rng.uniform(0.001, 0.05))
-                    self.kill(p, "kill stopped")
+                    self.stop_and_kill(rng.choice([tx, rx]))
                 elif r < 0.14:
                     self.close(rng.choice([tx, rx]))
                 elif tx is not None and rx is not None:
@@ -473,12 +476,7 @@ class ByteRun:
         elif r < 0.10:
             self.kill(rng.choice(txs + [rx]))
         elif r < 0.13:
-            p = rng.choice(txs + [rx])
-            p.popen.send_signal(signal.SIGSTOP)
-            self.figures["stops"] += 1
-            self.event(f"stop {p.role} {p.spec['sid']}")
-            time.sleep(rng.uniform(0.001, 0.05))
-            self.kill(p, "kill stopped")
+            self.stop_and_kill(rng.choice(txs + [rx]))
         elif r < 0.16:
             self.close(rng.choice(txs + [rx]))
         else:
