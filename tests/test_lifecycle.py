@@ -71,6 +71,26 @@ def test_a_short_byte_channel_lifecycle_run_delivers_every_message_whole():
     assert totals["parked_kills"] > 0, totals
 
 
+@pytest.mark.timeout(150)
+def test_a_short_lifecycle_run_of_many_senders_on_a_byte_channel_delivers_every_message_whole():
+    # max_senders=3: three sender processes at once, each killed (inside a reserve() block too),
+    # stopped and killed, closed, and replaced by a new one in the place it left.
+    from cywhip._testing import lifecycle_bytes
+    totals = lifecycle_bytes.fuzz(runs=1, seconds=5, seed=BYTES_SEED, log=lambda *a: None, senders=3)
+    assert not totals["failures"], _failures(totals)
+    assert totals["messages"] > 0 and totals["sender_kills"] > 1, totals
+    assert totals["senders"] > 3 and totals["parked_kills"] > 0, totals
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("fault, kind", [("torn", "torn message"), ("dup", "reordered or duplicated")])
+def test_the_byte_channel_check_of_many_senders_finds_a_receiver_that_misreports_a_delivery(fault, kind):
+    from cywhip._testing import lifecycle_bytes
+    totals = lifecycle_bytes.fuzz(runs=1, seconds=3, seed=5, log=lambda *a: None, fault=fault, senders=2)
+    assert totals["failures"], f"a receiver misreported ({fault}) and the check found nothing: {totals}"
+    assert kind in totals["failures"][0]["kinds"], _failures(totals)
+
+
 @pytest.mark.soak
 @pytest.mark.timeout(900)
 def test_byte_channel_lifecycle_soak():

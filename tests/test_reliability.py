@@ -77,10 +77,10 @@ def test_corrupting_channels_with_receiver_groups_never_crashes_or_hangs(peers, 
     _fuzz_clean(peers, args + ["--groups", "only"], "group", timeout=100)
 
 
-def _fuzz_clean(peers, args, kind, timeout):
-    """Run the fuzzer (a fresh seed) in a process of its own; it must have played cases or rounds
-    of this kind ("group", "byte") and found nothing."""
-    seed = int(time.time()) % 10_000
+def _fuzz_clean(peers, args, kind, timeout, seed=None):
+    """Run the fuzzer (a fresh seed, unless one is given) in a process of its own; it must have
+    played cases or rounds of this kind ("group", "byte") and found nothing."""
+    seed = int(time.time()) % 10_000 if seed is None else seed
     command = f"python -m cywhip._testing.fuzz {' '.join(map(str, args))} --seed {seed}"
     proc = peers.start(script="import sys; from cywhip._testing.fuzz import main; sys.exit(main(sys.argv[1:]))",
                        *command.split()[3:])
@@ -143,6 +143,57 @@ def test_the_racing_fuzzer_of_byte_channels_with_groups_reports_a_torn_message(p
     assert "torn or invented message" in strict[0]["detail"], fuzz.describe_failure(strict[0])
     # A wild round checks only lengths: a changed byte there is no failure.
     assert len(report["failures"]) == len(strict), report
+
+
+@pytest.mark.timeout(120)
+def test_corrupting_byte_channels_of_many_senders_while_they_send_never_crashes_hangs_or_tears_a_message(peers):
+    # Senders (2 or 3, from threads or interleaved calls, opened, closed and opened again) and the
+    # receiver at work on a byte channel of many senders while another process rewrites the claim
+    # word, read_cursor, the sender places' intents, dead claims and generations and the record
+    # headers (strict rounds: values no sound channel holds, put back by compare-and-swap, every
+    # message whole and in its sender's order; wild rounds: any value), and stops as a sender in
+    # its claim or leaves the claim bit to a dead owner.
+    # (Seed 96: its first rounds are all of many senders.)
+    _fuzz_clean(peers, ["--race", "--seconds", 5, "--bytes", "only", "--groups", "none"], "byte_many",
+                timeout=100, seed=96)
+
+
+# A receiver of a byte channel of many senders that delivered a message with one byte changed, or
+# one message twice (out of its sender's order; the fuzzer's own check is handed them): a strict
+# round must report it.  Round seeds 11 (senders in threads) and 12 (interleaved calls) are strict
+# rounds of many senders.
+BYTE_MANY_FAILING = textwrap.dedent("""
+    import json, sys
+    from cywhip._testing import fuzz_bytes_many, fuzz_race
+    how, round_seed = sys.argv[1], int(sys.argv[2])
+    deliver = fuzz_bytes_many.ManyStream.delivered_one
+
+    def delivered_one(self, msg, what):
+        if msg and self.delivered == 3:
+            if how == "torn":
+                msg = msg[:-1] + bytes([msg[-1] ^ 1])
+            else:
+                deliver(self, msg, what)
+        return deliver(self, msg, what)
+    fuzz_bytes_many.ManyStream.delivered_one = delivered_one
+    print(json.dumps(fuzz_race.race(3, round_seed=round_seed, groups="none", bytes_="only")))
+""")
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("how, round_seed, needle", [("torn", 11, "torn or invented message"),
+                                                      ("twice", 12, "after its message")])
+def test_the_racing_fuzzer_of_byte_channels_of_many_senders_reports_a_torn_or_reordered_message(
+        peers, how, round_seed, needle):
+    proc = peers.start(how, str(round_seed), script=BYTE_MANY_FAILING)
+    rc, out, err = peers.finish(proc, timeout=80)
+    assert rc == 0, err[-2000:]
+    report = json.loads(out)
+    assert report["byte_many_rounds"] == report["rounds"] > 0, report
+    assert report["failures"], report
+    failure = report["failures"][0]
+    assert failure["geometry"]["strict"] and failure["geometry"]["max_senders"] > 1, failure["geometry"]
+    assert needle in failure["detail"], fuzz.describe_failure(failure)
 
 
 @pytest.mark.soak

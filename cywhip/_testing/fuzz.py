@@ -43,7 +43,9 @@ that round's choices again, though the interleaving differs from run to run).
 Byte channels (``--bytes``: a share of the cases and rounds, all of them, or none) have their
 cases and rounds in fuzz_bytes.py: record headers, cursors and the header's geometry corrupted
 between calls and while the ends run, every message checked whole until a corruption a sound
-channel could hold (see its docstring).
+channel could hold (see its docstring).  A share of the byte rounds has many senders
+(fuzz_bytes_many.py: senders at once, the claim word, the sender places and the 16-byte record
+headers rewritten, senders stopped in their claims; the report counts ``byte_many_rounds``).
 
 A failure must be diagnosable from the report alone, since replaying its seed
 (``--case-seed``, ``--round-seed``) may not fail again: another process, the

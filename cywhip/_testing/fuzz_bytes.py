@@ -25,7 +25,8 @@ message shows.  What must hold:
   (not given up inside a reserve() block), and comes after the one delivered before it;
   after one, what is delivered is still bytes of at most message_length.
 
-Racing rounds are strict or wild.  A strict round's mutator flips cursors only by atomic XOR
+Racing rounds are strict or wild (a share of them on channels of many senders, with their own
+mutations and checks: fuzz_bytes_many.py).  A strict round's mutator flips cursors only by atomic XOR
 with masks whose every result is implausible (so an end's store between two flips leaves its
 value or its value flipped, never an older one), rewrites the geometry fields and the waiting,
 pid and start words as fuzz_race.py does, and the victim checks every message as above.  A wild
@@ -624,8 +625,13 @@ _FLIPPED = ((1 << 64) - 1) & ~((1 << 40) - 8)
 def race_round(rng, rs, name, counters, seconds_left):
     """A racing round on a byte channel: its channel made and filled; returns its geometry, the
     mutator's and the victim's work (each run in a process of its own) and how long the victim
-    runs (fuzz_race.race() runs them)."""
+    runs (fuzz_race.race() runs them).  A share of the rounds (fuzz_bytes_many.many_round())
+    has many senders: fuzz_bytes_many.py."""
     from cywhip import unlink
+    from cywhip._testing.fuzz_bytes_many import many_round
+    if many_round(rs):
+        from cywhip._testing.fuzz_bytes_many import race_round as many_senders_round
+        return many_senders_round(rng, rs, name, counters, seconds_left)
     asked, capacity, cap, kw = _geometry(rng)
     strict = rng.random() < 0.5
     unlink(name, missing_ok=True)

@@ -67,7 +67,9 @@ call sends the same message again, so a given-up block published all the same sh
 message delivered twice), members also iterating (``for m in rx``, with ``forever``).
 
 ``--bytes`` runs byte channels instead (lifecycle_bytes.py): one sender and one receiver killed,
-stopped, closed and restarted at random moments, a sender killed inside a ``reserve()`` block.
+stopped, closed and restarted at random moments, a sender killed inside a ``reserve()`` block;
+with ``--senders M`` (2 or more), a byte channel of ``max_senders=M``: M sender processes at once,
+each killed, stopped, closed and replaced (a new one takes the place a dead one left).
 """
 import argparse
 import asyncio
@@ -1790,6 +1792,9 @@ def main(argv=None):
     ap.add_argument("--bytes", action="store_true",
                     help="byte channels instead (lifecycle_bytes.py): one sender and one receiver killed, "
                          "stopped, closed and restarted, a sender killed inside reserve()")
+    ap.add_argument("--senders", type=int, default=1,
+                    help="with --bytes: max_senders of the byte channel, as many sender processes at once "
+                         "(default 1)")
     args = ap.parse_args(argv)
     features = [f for f in args.features.split(",") if f]
     unknown = set(features) - set(FEATURES)
@@ -1804,7 +1809,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_term)
     if args.bytes:
         from cywhip._testing import lifecycle_bytes
-        totals = lifecycle_bytes.fuzz(args.runs, args.seconds, seed)
+        totals = lifecycle_bytes.fuzz(args.runs, args.seconds, seed, senders=args.senders)
         failures = totals.pop("failures")
         print(f"byte runs {totals['runs']}, kills {totals['kills']} ({totals['parked_kills']} inside reserve()), "
               f"stops {totals['stops']}, sender starts {totals['senders']}, receiver starts {totals['receivers']}, "

@@ -4,6 +4,14 @@ sender and one receiver of a byte channel (max_queued_bytes), each a process of 
 while it is parked inside a ``reserve()`` block, after writing its payload and before the block
 exits.
 
+With ``--senders M`` (M > 1) the channel has ``max_senders=M`` (a byte ring of many senders,
+docs/protocol.md "Many senders on a byte ring"): M sender processes send at once, each killed,
+stopped and killed, or closed at random moments and replaced by a new one, which takes the
+place a dead one left (its claim, if any, stepped over by the receiver or kept by the new
+sender, steps S0 and R3-R4); a new sender that finds its place's earlier dead claim not yet
+passed while no receiver is open gets ChannelBusyError and opens again.  The checks are the
+same, per sender incarnation.
+
 Message ``seq`` of sender incarnation ``sid`` is ``<I sid><I seq><I crc>`` and a filler made from
 both, of a length drawn from both (12 bytes up to the channel's message_length): the CRC-32
 covers the rest, so a torn or invented message shows.  A sender logs each call before it starts
@@ -106,9 +114,11 @@ def child_main(spec):
         stop.set()
     threading.Thread(target=commands, daemon=True).start()
     kw = dict(max_queued_bytes=spec["ring"], message_length=cap)
+    if spec.get("senders", 1) > 1:
+        kw["max_senders"] = spec["senders"]
     if spec["role"] == "sender":
         sid = spec["sid"]
-        tx = Sender(spec["name"], **kw)
+        tx = _open_sender(spec["name"], kw)
         put(S_OPEN, 1)
         seq = 0
         while not stop.is_set():
@@ -198,6 +208,21 @@ def child_main(spec):
     return 0
 
 
+def _open_sender(name, kw, limit=30.0):
+    """A Sender; on a channel of many senders, opened again while it raises ChannelBusyError (a
+    dead claim of its place not yet passed, and no receiver open to pass it: step S0d)."""
+    from cywhip import Sender
+    from cywhip.errors import ChannelBusyError
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            return Sender(name, **kw)
+        except ChannelBusyError:
+            if kw.get("max_senders", 1) == 1 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _reserve(tx, msg, rng, put, get, log, seq, cap):
     """Send msg through reserve(): now and then reserving more and truncating, giving up by an
     exception (logged: nothing sent, -1), or parking inside the block (the payload written) until
@@ -266,12 +291,13 @@ class _Proc:
 
 
 class ByteRun:
-    def __init__(self, seed, seconds, log=print, fault=None):
+    def __init__(self, seed, seconds, log=print, fault=None, senders=1):
         self.seed, self.seconds, self.log, self.fault = seed, seconds, log, fault
+        self.senders = senders
         rng = self.rng = random.Random(seed)
         self.ring = rng.choice((256, 1000, 4096, 16384))
         from cywhip._testing._model import var_capacity, var_max_length
-        top = var_max_length(var_capacity(self.ring))
+        top = var_max_length(var_capacity(self.ring), senders)
         self.cap = top if rng.random() < 0.5 else rng.randint(16, top)
         self.name = f"lifecycle-bytes-{os.getpid()}-{seed}"
         self.workdir = tempfile.mkdtemp(prefix="cywhip-lifecycle-bytes-")
@@ -280,8 +306,8 @@ class ByteRun:
         self.events = []
         self.failures = []
         self.t0 = time.monotonic_ns()
-        self.figures = dict(kills=0, stops=0, parked_kills=0, senders=0, receivers=0, messages=0,
-                            excused=0, redelivered=0)
+        self.figures = dict(kills=0, sender_kills=0, stops=0, parked_kills=0, senders=0, receivers=0,
+                            messages=0, excused=0, redelivered=0)
 
     def event(self, text):
         self.events.append((time.monotonic_ns(), text))
@@ -296,7 +322,7 @@ class ByteRun:
         modes = SENDER_MODES + ("mixed", "mixed") if role == "sender" else RECEIVER_MODES
         spec = dict(role=role, name=self.name, ring=self.ring, cap=self.cap, sid=self.serial,
                     mode=self.rng.choice(modes), seed=self.rng.randrange(1 << 30),
-                    state=base + ".state", log=base + ".log", fault=self.fault)
+                    state=base + ".state", log=base + ".log", fault=self.fault, senders=self.senders)
         _map(spec["state"]).close()
         err = open(base + ".err", "w")
         popen = subprocess.Popen([sys.executable, "-m", "cywhip._testing.lifecycle", "--bytes-child",
@@ -311,8 +337,11 @@ class ByteRun:
         return p
 
     def current(self, role):
-        live = [p for p in self.procs if p.role == role and p.alive() and not p.killed]
+        live = self.live(role)
         return live[-1] if live else None
+
+    def live(self, role):
+        return [p for p in self.procs if p.role == role and p.alive() and not p.killed and not p.closing]
 
     def kill(self, p, why="kill"):
         if p.parked():
@@ -326,9 +355,18 @@ class ByteRun:
             pass
         p.popen.wait()
         self.figures["kills"] += 1
+        self.figures["sender_kills"] += p.role == "sender"
         self.figures["parked_kills"] += p.killed_parked is not None
         self.event(f"{why} {p.role} {p.spec['sid']}" + (f" parked in reserve() of message {p.killed_parked}"
                                                           if p.killed_parked is not None else ""))
+
+    def stop_and_kill(self, p):
+        """SIGSTOP p, wait a moment, SIGKILL it (stopped wherever it was)."""
+        p.popen.send_signal(signal.SIGSTOP)
+        self.figures["stops"] += 1
+        self.event(f"stop {p.role} {p.spec['sid']}")
+        time.sleep(self.rng.uniform(0.001, 0.05))
+        self.kill(p, "kill stopped")
 
     def close(self, p):
         p.closing = True
@@ -357,7 +395,7 @@ class ByteRun:
         unlink(self.name, missing_ok=True)
         rng = self.rng
         try:
-            for role in ("sender", "receiver"):
+            for role in ("sender",) * self.senders + ("receiver",):
                 self.wait_open(self.spawn(role))
             deadline = time.monotonic() + self.seconds
             progress = (time.monotonic(), 0)
@@ -368,6 +406,9 @@ class ByteRun:
                         p.closing = True
                         self.fail("end stopped", f"{p.role} {p.spec['sid']} ({p.spec['mode']}) exited by itself "
                                   f"({p.popen.returncode}): {open(p.err).read()[-2000:]}")
+                if self.senders > 1:
+                    progress = self._step_many(progress)
+                    continue
                 tx, rx = self.current("sender"), self.current("receiver")
                 if tx is not None and tx.parked():
                     # The first sender parked in a run is always killed there.
@@ -383,12 +424,7 @@ class ByteRun:
                 elif r < 0.08:
                     self.kill(rng.choice([tx, rx]))
                 elif r < 0.11:
-                    p = rng.choice([tx, rx])
-                    p.popen.send_signal(signal.SIGSTOP)
-                    self.figures["stops"] += 1
-                    self.event(f"stop {p.role} {p.spec['sid']}")
-                    time.sleep(rng.uniform(0.001, 0.05))
-                    self.kill(p, "kill stopped")
+                    self.stop_and_kill(rng.choice([tx, rx]))
                 elif r < 0.14:
                     self.close(rng.choice([tx, rx]))
                 elif tx is not None and rx is not None:
@@ -413,13 +449,51 @@ class ByteRun:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return self.failures
 
+    def _step_many(self, progress):
+        """One step of the schedule of a run of many senders: a parked sender killed there or let
+        go; a receiver started if none is open; a sender started into a place a dead or closed
+        one left; else one of the senders or the receiver killed, stopped and killed, or closed;
+        or the receiver's progress checked.  Returns the progress mark (time, deliveries)."""
+        rng = self.rng
+        txs, rx = self.live("sender"), self.current("receiver")
+        for tx in txs:
+            if tx.parked():
+                # The first sender parked in a run is always killed there.
+                if not self.figures["parked_kills"] or rng.random() < 0.5:
+                    self.kill(tx, "kill")
+                    return progress
+                tx.put(S_GATE, 1)
+        r = rng.random()
+        if rx is None:
+            if rng.random() < 0.3:
+                self.wait_open(self.spawn("receiver"))
+                progress = (time.monotonic(), self.count())
+        elif len(txs) < self.senders and rng.random() < 0.25:
+            self.wait_open(self.spawn("sender"))
+            progress = (time.monotonic(), self.count())
+        elif not txs:
+            pass
+        elif r < 0.10:
+            self.kill(rng.choice(txs + [rx]))
+        elif r < 0.13:
+            self.stop_and_kill(rng.choice(txs + [rx]))
+        elif r < 0.16:
+            self.close(rng.choice(txs + [rx]))
+        else:
+            count = self.count()
+            if count != progress[1]:
+                progress = (time.monotonic(), count)
+            elif time.monotonic() - progress[0] > STALL_SECONDS:
+                self.fail("stall", f"the receiver took nothing for {STALL_SECONDS} s with {len(txs)} senders "
+                          f"({', '.join(p.spec['mode'] for p in txs)}) and the receiver ({rx.spec['mode']}) open")
+        return progress
+
     def count(self):
         return sum(p.get(S_COUNT) for p in self.procs if p.role == "receiver")
 
     def finish(self):
-        """Close the sender (opening its gate first), drain with a receiver, close it."""
-        tx = self.current("sender")
-        if tx is not None:
+        """Close the senders (opening their gates first), drain with a receiver, close it."""
+        for tx in self.live("sender"):
             tx.put(S_GATE, 1)
             self.close(tx)
         rx = self.current("receiver")
@@ -540,9 +614,10 @@ class ByteRun:
         lines = []
         for kind, detail in self.failures:
             lines.append(f"FAILURE seed {self.seed} (byte channel of {self.ring} bytes, message_length "
-                         f"{self.cap}): {kind}")
+                         f"{self.cap}, max_senders {self.senders}): {kind}")
             lines.append(f"  replay the schedule: python -m cywhip._testing.lifecycle --bytes --runs 1 "
-                         f"--seed {self.seed} --seconds {self.seconds:g}")
+                         f"--seed {self.seed} --seconds {self.seconds:g}"
+                         + (f" --senders {self.senders}" if self.senders > 1 else ""))
             lines.append("  " + detail.replace("\n", "\n  "))
             lines.append("  trail (seconds from the start of the run):")
             for t, text in self.events[-40:]:
@@ -550,16 +625,16 @@ class ByteRun:
         return "\n".join(lines)
 
 
-def fuzz(runs, seconds, seed=0, log=print, fault=None):
+def fuzz(runs, seconds, seed=0, log=print, fault=None, senders=1):
     """Run the byte-channel lifecycle fuzzer; return its figures (``failures``: the reports).
     ``fault`` ("torn" or "dup"): the checker's own test, every receiver misreports its 20th
-    delivery so."""
-    totals = dict(runs=0, kills=0, stops=0, parked_kills=0, senders=0, receivers=0, messages=0, excused=0,
-                  redelivered=0)
+    delivery so.  ``senders``: max_senders of the channel, as many sender processes at once."""
+    totals = dict(runs=0, kills=0, sender_kills=0, stops=0, parked_kills=0, senders=0, receivers=0, messages=0,
+                  excused=0, redelivered=0)
     reports = []
     t0 = time.monotonic()
     for k in range(runs):
-        run = ByteRun(seed + k, seconds, log, fault)
+        run = ByteRun(seed + k, seconds, log, fault, senders)
         failures = run.run()
         totals["runs"] += 1
         for key, v in run.figures.items():
@@ -569,7 +644,7 @@ def fuzz(runs, seconds, seed=0, log=print, fault=None):
             reports.append({"seed": run.seed, "kinds": [k for k, _ in failures], "text": text})
             log(text)
         else:
-            log(f"byte run seed {run.seed}: ok (ring {run.ring}, message_length {run.cap}; "
+            log(f"byte run seed {run.seed}: ok (ring {run.ring}, message_length {run.cap}, {senders} senders; "
                 f"{run.figures['messages']} deliveries checked, {run.figures['kills']} kills, "
                 f"{run.figures['parked_kills']} inside reserve())")
     totals["failures"] = reports
