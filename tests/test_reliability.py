@@ -993,18 +993,23 @@ def test_a_sender_refuses_a_groups_claim_cursor_beyond_its_write_cursor(channel,
         assert a.recv_many(10, timeout=1) == msgs
 
 
+def _held_claim(mm, receivers=2):
+    """(offset, value) of the place_hold_start of the one member place holding a claim."""
+    lay = fuzz.layout()
+    holds = [lay["places"] + (1 + q) * lay["place_bytes"] + lay["place_hold_start"] for q in range(receivers)]
+    off = [o for o in holds if struct.unpack_from("<Q", mm, o)[0]][0]
+    return off, struct.unpack_from("<Q", mm, off)[0]
+
+
 def test_a_sender_refuses_a_members_claim_beyond_its_write_cursor_and_never_writes_under_a_borrow(
         channel, mapped):
     kw = dict(max_queued_bytes=256, message_length=40, max_receivers=2)
     msgs = [bytes([i]) * 40 for i in range(5)]
-    lay = fuzz.layout()
     with Sender(channel, **kw) as tx, Receiver(channel, group="a", **kw) as a, mapped(channel) as mm:
         tx.send_many(msgs, timeout=1)
         with a.borrow(5, timeout=1) as lent:
             assert [bytes(m) for m in lent] == msgs
-            holds = [lay["places"] + (1 + q) * lay["place_bytes"] + lay["place_hold_start"] for q in range(2)]
-            off = [o for o in holds if struct.unpack_from("<Q", mm, o)[0]][0]
-            h = struct.unpack_from("<Q", mm, off)[0]
+            off, h = _held_claim(mm)
             assert h == 1                               # the claim of bytes 0..240
             struct.pack_into("<Q", mm, off, h | (1 << 40))
             refused = None
@@ -1053,16 +1058,13 @@ def test_a_claim_put_back_while_the_sender_looks_for_room_is_never_passed_over(c
     else:
         kw = dict(max_queued_messages=5, message_length=40, max_receivers=2)
     msgs = [bytes([i]) * 40 for i in range(5)]        # bytes: 48-byte records, 240 of 256
-    lay = fuzz.layout()
     ctx = multiprocessing.get_context("fork")
     stop, flips = ctx.Event(), ctx.Value("Q", 0)
     with Sender(channel, **kw) as tx, Receiver(channel, group="a", **kw) as a, mapped(channel) as mm:
         tx.send_many(msgs, timeout=1)
         with a.borrow(5, timeout=1) as lent:
             assert [bytes(m) for m in lent] == msgs
-            holds = [lay["places"] + (1 + q) * lay["place_bytes"] + lay["place_hold_start"] for q in range(2)]
-            off = [o for o in holds if struct.unpack_from("<Q", mm, o)[0]][0]
-            h = struct.unpack_from("<Q", mm, off)[0]
+            off, h = _held_claim(mm)
             assert h == 1                              # the claim of the 5 messages
             flipper = ctx.Process(target=_flip_until_told, args=(channel_path(channel), off, h, flips, stop))
             flipper.start()

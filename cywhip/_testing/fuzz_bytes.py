@@ -804,6 +804,32 @@ class RaceCalls:
         self.counters[_DURING:_DETAIL] = bytes(_DETAIL - _DURING)
 
 
+def mutate_until_parent_goes(rng, parent, strict, stall, repair, step, stall_share, stall_holds, rest):
+    """The loop of the racing mutators of byte channels with groups or many senders, until the
+    round's process (parent) is gone: a long stall early in 3 rounds of 10, while the victim
+    is at work; then phases of 1 to 20 ms, each a stall (stall_share of them, held for one of
+    stall_holds seconds) or a wild round's repair now and then followed by rewrites without
+    pause: step(hold), a rewrite whose strict value is put back by compare-and-swap after
+    hold seconds (it may stay a while), with rest seconds between."""
+    from cywhip._testing.fuzz_race import RACE_STALL_SECONDS
+    if rng.random() < 0.3:
+        time.sleep(rng.uniform(0.01, 0.15))
+        stall(RACE_STALL_SECONDS)
+    while True:
+        if os.getppid() != parent:
+            os._exit(0)
+        phase_end = time.monotonic() + rng.choice([0.001, 0.005, 0.02])
+        if rng.random() < stall_share:
+            stall(rng.choice(stall_holds))
+            continue
+        if not strict and rng.random() < 0.3:
+            repair()
+        while time.monotonic() < phase_end:
+            step(rng.choice([0, 0.0001, 0.001, 0.005, 0.02] if strict else [0, 0, 0.0001, 0.001, 0.005]))
+            if rest:
+                time.sleep(rest)
+
+
 def race_victim_setup(counters, stream, strict, rng, cap, wild, debug=None):
     """What a racing victim of a byte channel starts with: its calls (RaceCalls), the stream's
     failures reported through them (loose from the start in a wild round: ``wild`` says why),

@@ -46,7 +46,8 @@ from cywhip._testing.fuzz import (
     BAD_MESSAGE, EXPECTED_ERRORS, UNEXPECTED_ERROR, _group_offset, _ofd_lock, _remove_group,
 )
 from cywhip._testing.fuzz_bytes import (
-    MIN_MESSAGE, Stream, _geometry, map_channel, race_victim_setup, receive_one, send_one,
+    MIN_MESSAGE, Stream, _geometry, map_channel, mutate_until_parent_goes, race_victim_setup, receive_one,
+    send_one,
 )
 
 # The groups of a round: (name, members); each is durable or not, drawn per round.
@@ -169,7 +170,6 @@ def _wild_value(rng, kind, current, capacity, receivers, w):
 def _race_mutator(path, rng, capacity, cap, receivers, strict):
     """Rewrite the channel's records, group entries, places and cursors without pause until
     killed (see the module docstring)."""
-    from cywhip._testing.fuzz_race import RACE_STALL_SECONDS
     lay = layout()
     mm = map_channel(path)
     fd = os.open(path, os.O_RDWR)           # the locks the mutator holds are on it
@@ -300,28 +300,13 @@ def _race_mutator(path, rng, capacity, cap, receivers, strict):
                       or not _records_sound(mm, ring, capacity, cap, h - 1, e)):
                 struct.pack_into("<Q", mm, base + lay["place_hold_start"], 0)
 
-    if rng.random() < 0.3:
-        # A long stall early in the round, while the victim is at work.
-        time.sleep(rng.uniform(0.01, 0.15))
-        stall(RACE_STALL_SECONDS)
-    while True:
-        if os.getppid() != parent:
-            os._exit(0)
-        phase_end = time.monotonic() + rng.choice([0.001, 0.005, 0.02])
-        if rng.random() < 0.05:
-            stall(rng.choice([0.001, 0.01, 0.05]))
-            continue
-        if not strict and rng.random() < 0.3:
-            repair()
-        while time.monotonic() < phase_end:
-            # A strict round's values are put back by compare-and-swap: they may stay a while.
-            hold = rng.choice([0, 0.0001, 0.001, 0.005, 0.02] if strict else [0, 0, 0.0001, 0.001, 0.005])
-            if rng.random() < headers_share:
-                header(hold)
-            else:
-                word(hold)
-            if rest:
-                time.sleep(rest)
+    def step(hold):
+        if rng.random() < headers_share:
+            header(hold)
+        else:
+            word(hold)
+
+    mutate_until_parent_goes(rng, parent, strict, stall, repair, step, 0.05, [0.001, 0.01, 0.05], rest)
 
 
 def _records_sound(mm, ring, capacity, cap, pos, end):

@@ -68,7 +68,8 @@ from cywhip._region import channel_path, slots_offset_for
 from cywhip._testing._model import atomic_cas_u64, layout
 from cywhip._testing.fuzz import BAD_MESSAGE, _ofd_lock
 from cywhip._testing.fuzz_bytes import (
-    MIN_MESSAGE, Stream, map_channel, max_length, race_victim_setup, receive_one, ring_bytes, send_one,
+    MIN_MESSAGE, Stream, map_channel, max_length, mutate_until_parent_goes, race_victim_setup, receive_one,
+    ring_bytes, send_one,
     whole_seq,
 )
 
@@ -207,7 +208,6 @@ def _sizes(cap, whole_words):
 def _race_mutator(path, rng, capacity, cap, senders, strict, whole_words):
     """Rewrite the channel's claim word, read cursor, sender places and ring words without pause
     until killed, and stall as a sender stopped in its claim now and then (module docstring)."""
-    from cywhip._testing.fuzz_race import RACE_STALL_SECONDS
     lay = layout()
     mm = map_channel(path)
     fd = os.open(path, os.O_RDWR)           # the place locks the mutator holds are on it
@@ -451,27 +451,13 @@ def _race_mutator(path, rng, capacity, cap, senders, strict, whole_words):
                 for f in ("place_intent", "place_dead_claim"):
                     store(at(p, f), 0)
 
-    if rng.random() < 0.3:
-        # A long stall early in the round, while the victim is at work.
-        time.sleep(rng.uniform(0.01, 0.15))
-        stall(RACE_STALL_SECONDS)
-    while True:
-        if os.getppid() != parent:
-            os._exit(0)
-        phase_end = time.monotonic() + rng.choice([0.001, 0.005, 0.02])
-        if rng.random() < 0.15:
-            stall(rng.choice([0.0005, 0.005, 0.05]))
-            continue
-        if not strict and rng.random() < 0.3:
-            repair()
-        while time.monotonic() < phase_end:
-            hold = rng.choice([0, 0.0001, 0.001, 0.005, 0.02] if strict else [0, 0, 0.0001, 0.001, 0.005])
-            if rng.random() < headers_share:
-                header_step(hold)
-            else:
-                word_step(hold)
-            if rest:
-                time.sleep(rest)
+    def step(hold):
+        if rng.random() < headers_share:
+            header_step(hold)
+        else:
+            word_step(hold)
+
+    mutate_until_parent_goes(rng, parent, strict, stall, repair, step, 0.15, [0.0005, 0.005, 0.05], rest)
 
 
 # ------------------------------------------------------------------ the victim
