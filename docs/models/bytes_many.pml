@@ -176,7 +176,11 @@
 #define FORGE(pos) ((pos) + CAP)
 #define BIT(i) (1 << (i))
 
-/* The owner in the claim word: the place + 1 and the generation of the place's sender. */
+/* The owner in the claim word: the place + 1 and the generation of the place's sender.
+ * CODE_GEN: the generation as the code counts it (the place's counter, modulo GENMOD). */
+#ifndef GENMOD
+#define GENMOD 2
+#endif
 #ifdef NO_GEN
 #define OWNER(pl, g) ((pl) + 1)
 #define OGEN(o) 0
@@ -184,10 +188,14 @@
 #else
 #define OWNER(pl, g) ((pl) + 1 + 4 * (g))
 #define OGEN(o) ((o) / 4)
+#ifdef CODE_GEN
+#define MYGEN mygen
+#else
 #define MYGEN inc
 #endif
+#endif
 #define OPLACE(o) ((o) % 4 - 1)
-#define ME OWNER(p, inc)
+#define ME OWNER(p, MYGEN)
 
 /* The receiver's release: zero the units consumed (NO_ZERO: not), then store read_cursor.
  * One step: nobody else touches those units before the release. */
@@ -211,6 +219,9 @@ byte cell[CAP];
 byte ipos[NS], ilen[NS];
 byte dpos[NS], dlen[NS];
 bool alive[NS];
+#ifdef CODE_GEN
+byte gen[NS];           /* place generation, modulo GENMOD (the code compares it so) */
+#endif
 
 /* ghosts */
 byte hpos[CAP];
@@ -219,9 +230,13 @@ byte pub[NS], got[NS], last[NS];
 byte crashes, nfinished;
 
 /* The owner o of the word is dead: its place's lock is free, or it is an earlier sender of my
- * own place (whose lock I hold now). */
+ * own place (whose lock I hold now).  CODE_GEN (one step here; with CODE_T0 the lock test and
+ * the load of the generation are two): or its place's lock is held and the place's generation
+ * is not the owner's (a later sender counted its own). */
 #ifdef NO_GEN
 #define DEAD(o) (!alive[OPLACE(o)] || OPLACE(o) == p)
+#elif defined(CODE_GEN)
+#define DEAD(o) (!alive[OPLACE(o)] || OPLACE(o) == p || OWNER(OPLACE(o), gen[OPLACE(o)]) != (o))
 #else
 #define DEAD(o) (!alive[OPLACE(o)] || (OPLACE(o) == p && OGEN(o) != MYGEN))
 #endif
@@ -262,10 +277,31 @@ byte crashes, nfinished;
 proctype sender(byte p)
 {
     byte c, o, n, i, rec, pad, need, ln, k, r0, inc, q;
+#ifdef CODE_GEN
+    byte mygen;
+#endif
     bool fin;
 start:
     atomic { inc++; alive[p] = true };
     {
+#ifdef CODE_GEN
+        /* S0's first step (ring_attach, the place's lock taken): load the claim word; then
+         * count the place's generation, one more, or two more if the word's owner would be
+         * this sender (a dead predecessor of the place GENMOD generations back holding the
+         * bit).  The generation's load, the test and its store are one step: only the place's
+         * sender stores it, the others load it. */
+        atomic { o = cown };
+        atomic {
+            mygen = (gen[p] + 1) % GENMOD;
+#ifndef GEN_NO_SKIP
+            if
+            :: OWNER(p, mygen) == o -> mygen = (mygen + 1) % GENMOD
+            :: else -> skip
+            fi;
+#endif
+            gen[p] = mygen; o = 0
+        };
+#endif
         /* S0 */
 #ifdef SKETCH
         if
@@ -376,12 +412,16 @@ start:
                fi
             od;
 #else
-            do
+m1:         do
             :: atomic {                                 /* M1: load the word */
                    c = claim; o = cown;
                    if
                    :: o == 0 -> NEED
+#ifdef CODE_GEN
+                   :: else -> assert(o != ME)   /* the code: ChannelCorruptError (no one else is me) */
+#else
                    :: else -> skip
+#endif
                    fi
                };
                if
@@ -398,7 +438,40 @@ start:
                     * an owner seen dead is taken over (T1's CAS, a step later) */
                    if
                    :: atomic { (claim != c || cown != o) -> c = 0; o = 0 }
+#ifdef CODE_GEN
+                   /* _owner_dead: my own place's, dead (nothing loaded); else the lock test,
+                    * then, held, the load of the place's generation (a step each): not the
+                    * owner's, dead; the owner's, alive: wait (ring_bytes_owner_gone's slices)
+                    * until the word changes, the lock is free or the generation moves on, then
+                    * M1 again */
+                   :: skip ->
+                      if
+                      :: OPLACE(o) == p
+                      :: else ->
+                         if
+                         :: atomic { !alive[OPLACE(o)] -> skip }     /* the lock free: dead */
+                         :: atomic { alive[OPLACE(o)] -> skip };     /* held */
+                            if
+#ifdef GEN_GE
+                            :: atomic { gen[OPLACE(o)] >= OGEN(o) -> skip }
+                            :: atomic { gen[OPLACE(o)] < OGEN(o) -> skip };
+#elif defined(GEN_GT)
+                            :: atomic { gen[OPLACE(o)] > OGEN(o) -> skip }
+                            :: atomic { gen[OPLACE(o)] <= OGEN(o) -> skip };
+#else
+                            :: atomic { OWNER(OPLACE(o), gen[OPLACE(o)]) != o -> skip }
+                            :: atomic { OWNER(OPLACE(o), gen[OPLACE(o)]) == o -> skip };
+#endif
+                               (claim != c || cown != o || !alive[OPLACE(o)] ||
+                                OWNER(OPLACE(o), gen[OPLACE(o)]) != o);
+                               atomic { c = 0; o = 0 };
+                               goto m1
+                            fi
+                         fi
+                      fi;
+#else
                    :: atomic { DEAD(o) -> skip };
+#endif
                       if
                       :: atomic { claim == c && cown == o -> cown = ME };   /* T1 */
 #else
@@ -459,6 +532,11 @@ start:
             }
         :: atomic { n >= NMP -> fin = true; nfinished++; alive[p] = false };   /* clean close */
            break
+#ifdef IDLE_NEW
+        /* a new sender with nothing to send that never closes: its lock held for ever */
+        :: atomic { n >= NMP && inc > 1 -> fin = true; nfinished++ };
+end_idle:  (false)
+#endif
         od
     } unless { !alive[p] };
     if
@@ -469,7 +547,11 @@ start:
     atomic {
         c = 0; o = 0; i = 0; rec = 0; pad = 0; need = 0; ln = 0; k = 0; r0 = 0; q = 0;
         if
+#ifdef IDLE_NEW
+        :: inc < MAXINC -> skip                 /* even with nothing left to send */
+#else
         :: inc < MAXINC && n < NMP -> skip
+#endif
         :: else -> nfinished++; goto end
         fi
     };
