@@ -20,8 +20,10 @@
  *                                                              then the position; read
  *                                                              position, length, position)
  *   place lock                           alive[p]
- *   place generation                     inc (the sender's own count of the place's senders;
- *                                        in the product a counter in the place, bumped by S0)
+ *   place generation                     inc (the sender's own count of the place's senders);
+ *                                        CODE_GEN: gen[p], the place's counter as S0 counts
+ *                                        it, modulo GENMOD (2; the code: 2^11), and the
+ *                                        sender's mygen
  *
  * Ghosts: hpos[u] (the position + 1 a header unit at u was written for in this lap), mid[u]
  * (the message a payload or header unit belongs to), pub/got bit sets per place.
@@ -94,6 +96,38 @@
  *                  (-DMAXCRASH=3) place 1's new sender also keeps the void intent as a dead
  *                  claim (S0b, S0c, S0e).  CODE_T2 passes, and so does CODE_T0 CODE_T2
  *                  TAKE_EITHER (the code as it is).
+ *   CODE_GEN       (not a mutant) T0's generation test as the code does it (_owner_dead, with
+ *                  the count of S0 in ring_attach).  Each place has a generation counter, kept
+ *                  modulo GENMOD (2: the code's 2^11, the 2,048 senders that come and go on a
+ *                  place while another sender is preempted made 2, so that the wraparound is
+ *                  reached with 3 senders on a place, MAXINC=3); the owner in the word is
+ *                  (place, generation modulo GENMOD).  S0 loads the word, then (a step) counts
+ *                  the generation one more, or two more if the word's owner would be its own (a
+ *                  dead predecessor GENMOD generations back, holding the bit).  M1: the word's
+ *                  owner is this very sender: the code's ChannelCorruptError (assert).  T0:
+ *                  the owner of my place: dead (nothing loaded); else the lock test, and, held,
+ *                  the load of the place's generation, each a step (a crash, or anything else,
+ *                  between them): not the owner's, dead; the owner's, alive: wait (the code's
+ *                  slices, ring_bytes_owner_gone) until the word changes, the lock is free or the
+ *                  generation moves, then M1 again.  Without it (the model's own test, a flag
+ *                  that a new sender sets again) a dead owner whose place has a new sender
+ *                  looks alive until that sender claims.
+ *   IDLE_NEW       (not a mutant) a new sender may take a dead place even with nothing left to
+ *                  send, and then keep it for ever, idle (an end state, its lock held).  With
+ *                  CODE_T0 CODE_T2 TAKE_EITHER and without CODE_GEN the other sender waits for
+ *                  ever for the dead owner of the idle sender's place (1 crash: an invalid end
+ *                  state); with CODE_GEN it passes.
+ *   GEN_NO_SKIP    (with CODE_GEN) S0 counts one more even when the word's owner is then this
+ *                  sender (a dead predecessor GENMOD generations back holding the bit): the new
+ *                  sender finds itself in the word (-DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3).
+ *                  GENMOD=1 (every generation names the dead predecessor: nothing to skip to)
+ *                  the same with 1 crash.
+ *   GEN_GE         (with CODE_GEN) the owner dead when the place's generation is its own or
+ *                  above: a live owner taken over (no crash).
+ *   GEN_GT         (with CODE_GEN) the generations compared as numbers, not for equality
+ *                  (dead when the place's is above the owner's): after the wraparound (2 senders
+ *                  on a place, GENMOD=2) a dead owner looks alive; with IDLE_NEW the other
+ *                  sender waits for ever (1 crash).
  *   S0_UNDER_BIT   S0 as first proposed: take the bit (a takeover freeing it again), decide,
  *                  free it: the same ABA.
  *   NO_GEN         the owner is the place alone (no generation): a new sender takes its dead
@@ -116,7 +150,7 @@
  *
  * Sizes: NS senders (2), NM messages per place (2; place 0: NM0), CAP units (8: 64 bytes),
  * messages of LEN1 (5) or message_length (16) bytes, MAXCRASH crashes (2) of the places in the
- * KILLABLE mask (3: both), MAXINC senders per place (2).
+ * KILLABLE mask (3: both), MAXINC senders per place (2), GENMOD (2) with CODE_GEN.
  *
  * WHAT SPIN FINDS (docs/models/check.sh bytes_many runs these; cc -DSAFETY -DNOCLAIM -DCOLLAPSE):
  *   -DMAXCRASH=1                                  errors: 0, 16.4 M states, 825 MB
@@ -233,10 +267,20 @@ byte crashes, nfinished;
  * own place (whose lock I hold now).  CODE_GEN (one step here; with CODE_T0 the lock test and
  * the load of the generation are two): or its place's lock is held and the place's generation
  * is not the owner's (a later sender counted its own). */
+/* CODE_GEN: the generation of the owner's place, its lock held, is the owner's (alive);
+ * mutants: the generations compared as numbers, the owner alive only below (GEN_GE) or up to
+ * (GEN_GT) the place's. */
+#ifdef GEN_GE
+#define GEN_ALIVE(o) (gen[OPLACE(o)] < OGEN(o))
+#elif defined(GEN_GT)
+#define GEN_ALIVE(o) (gen[OPLACE(o)] <= OGEN(o))
+#else
+#define GEN_ALIVE(o) (OWNER(OPLACE(o), gen[OPLACE(o)]) == (o))
+#endif
 #ifdef NO_GEN
 #define DEAD(o) (!alive[OPLACE(o)] || OPLACE(o) == p)
 #elif defined(CODE_GEN)
-#define DEAD(o) (!alive[OPLACE(o)] || OPLACE(o) == p || OWNER(OPLACE(o), gen[OPLACE(o)]) != (o))
+#define DEAD(o) (!alive[OPLACE(o)] || OPLACE(o) == p || !GEN_ALIVE(o))
 #else
 #define DEAD(o) (!alive[OPLACE(o)] || (OPLACE(o) == p && OGEN(o) != MYGEN))
 #endif
@@ -452,18 +496,9 @@ m1:         do
                          :: atomic { !alive[OPLACE(o)] -> skip }     /* the lock free: dead */
                          :: atomic { alive[OPLACE(o)] -> skip };     /* held */
                             if
-#ifdef GEN_GE
-                            :: atomic { gen[OPLACE(o)] >= OGEN(o) -> skip }
-                            :: atomic { gen[OPLACE(o)] < OGEN(o) -> skip };
-#elif defined(GEN_GT)
-                            :: atomic { gen[OPLACE(o)] > OGEN(o) -> skip }
-                            :: atomic { gen[OPLACE(o)] <= OGEN(o) -> skip };
-#else
-                            :: atomic { OWNER(OPLACE(o), gen[OPLACE(o)]) != o -> skip }
-                            :: atomic { OWNER(OPLACE(o), gen[OPLACE(o)]) == o -> skip };
-#endif
-                               (claim != c || cown != o || !alive[OPLACE(o)] ||
-                                OWNER(OPLACE(o), gen[OPLACE(o)]) != o);
+                            :: atomic { !GEN_ALIVE(o) -> skip }     /* a later one: dead */
+                            :: atomic { GEN_ALIVE(o) -> skip };
+                               (claim != c || cown != o || !alive[OPLACE(o)] || !GEN_ALIVE(o));
                                atomic { c = 0; o = 0 };
                                goto m1
                             fi

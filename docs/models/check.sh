@@ -333,6 +333,44 @@ check_bytes_many() {
             memlim=1500
         fi
     done
+    # The code as it is with T0's generation test as the code does it (CODE_GEN: the place's
+    # generation modulo GENMOD=2, counted by S0, skipping the word's owner's; the lock test and
+    # the generation's load two steps).  IDLE_NEW: a new sender may keep a dead place, idle.
+    f="-DCODE_T0 -DCODE_T2 -DTAKE_EITHER -DCODE_GEN"
+    check "bytes_many: the code, safety, 2 crashes, 1 message per place" pass "$f -DMAXCRASH=2 -DNM=1" "$safe" ""
+    check "bytes_many: the code, termination, 2 crashes, 1 message per place" pass \
+        "$f -DMAXCRASH=2 -DNM=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+    # 3 senders on place 0: the generation wraps round (3 = 1 modulo 2), S0 skips it.
+    check "bytes_many: the code, place 0 dying twice" pass \
+        "$f -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=0" "$safe" ""
+    check "bytes_many: the code, idle new senders, safety, 1 crash, 1 message per place" pass \
+        "$f -DIDLE_NEW -DMAXCRASH=1 -DNM=1" "$safe" ""
+    check "bytes_many: the code, idle new senders, safety, 2 crashes, 1 message per place" pass \
+        "$f -DIDLE_NEW -DMAXCRASH=2 -DNM=1" "$safe" ""
+    # The limit of the generation's bits: a sender preempted between its lock test and its T1
+    # while GENMOD senders of another place come and go (the code: 2,048) takes the bit from a
+    # live owner of the same generation (docs/protocol.md).  Must fail with GENMOD=2.
+    check "bytes_many: the code, place 0 dying twice, place 1 sending 1, GENMOD=2 (the limit)" fail \
+        "$f -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=1" "$safe" ""
+    # Mutants of the generation test, each must fail; and the model's own death test with an
+    # idle new sender.
+    mut="-O0 -DSAFETY -DNOCLAIM"
+    check "bytes_many: the code without CODE_GEN, idle new senders" fail \
+        "-DCODE_T0 -DCODE_T2 -DTAKE_EITHER -DIDLE_NEW -DMAXCRASH=1 -DNM=1" "$mut" ""
+    check "bytes_many: mutant CODE_GEN GEN_NO_SKIP" fail \
+        "$f -DGEN_NO_SKIP -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=0" "$mut" ""
+    check "bytes_many: mutant CODE_GEN GENMOD=1" fail "$f -DGENMOD=1 -DMAXCRASH=1" "$mut" ""
+    check "bytes_many: mutant CODE_GEN GEN_GE" fail "$f -DGEN_GE -DMAXCRASH=0" "$mut" ""
+    check "bytes_many: mutant CODE_GEN GEN_GT" fail "$f -DGEN_GT -DIDLE_NEW -DMAXCRASH=1 -DNM=1" "$mut" ""
+    if [ "$full" = 1 ]; then
+        memlim=3000
+        check "bytes_many: the code, safety, 1 crash" pass "$f -DMAXCRASH=1" "$safe" ""
+        memlim=6000
+        check "bytes_many: the code, place 0 dying twice, place 1 sending 1, GENMOD=3" pass \
+            "$f -DGENMOD=3 -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=1" "$safe" ""
+        memlim=1500
+    fi
+
     if [ "$full" = 1 ]; then
         # Finding: the model's T2 (the dead owner's place alone) fails with 3 crashes: two dead
         # claims at one position (docs/protocol.md, "Many senders on a byte ring").
