@@ -40,7 +40,8 @@
  *      i + rec > CAP; need = pad + rec; wait for room (c + need - rd <= CAP); CAS (c, 0) ->
  *      (c, me); a failure starts M1 again.
  *   T0 owned: spin until the word changes (M1 again) or its owner is dead (its place's lock
- *      free, or an earlier sender of my own place); T1 CAS (c, owner) -> (c, me) (a failure:
+ *      free, or an earlier sender of my own place; CODE_GEN: or its place's lock held and the
+ *      place's generation not the owner's); T1 CAS (c, owner) -> (c, me) (a failure:
  *      M1 again); T2 clear the owner place's intent if it is for c (void: never committed);
  *      keep the bit: need at c, the room waited for with the bit held.
  *   M2 store the intent (c + 1, need) in the place.
@@ -173,6 +174,26 @@
  *   -DMAXCRASH=3 -DNM0=2 -DNM=1 (the model's T2)  an error: two dead claims at 0, 14.4 M
  *   -DMAXCRASH=3 (the model's T2), cc -DBITSTATE, pan -w33   the same (S0 keeping the void
  *                                                 intent), 69.7 M states
+ *   -DCODE_T0 -DCODE_T2 -DTAKE_EITHER -DCODE_GEN (the code as it is, GENMOD=2):
+ *     -DMAXCRASH=1                                errors: 0, 23.9 M states, 1.1 GB
+ *     -DMAXCRASH=1, cc -DNP, pan -l               no cycle, 47.9 M, 3.2 GB
+ *     -DMAXCRASH=2 -DNM=1 (safety; termination)   errors: 0, 3.3 M; no cycle, 6.5 M
+ *     -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=0   errors: 0, 6.9 M (S0's skip)
+ *     -DMAXCRASH=3 -DNM0=2 -DNM=1                 S3A
+ *     -DMAXCRASH=3 -DNM0=1 -DNM=2                 S3B
+ *     -DIDLE_NEW -DMAXCRASH=1 -DNM=1              errors: 0, 1.5 M
+ *     -DIDLE_NEW -DMAXCRASH=1                     errors: 0, 34.7 M, 2.1 GB
+ *     -DIDLE_NEW -DMAXCRASH=2 -DNM=1 (safety; termination)   errors: 0, 11.6 M; no cycle,
+ *                                                 23.3 M, 1.9 GB
+ *     -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=1   an error (the limit of GENMOD:
+ *                                                 place 1's stale T1 after place 0's third
+ *                                                 sender took the word over at generation 3 = 1),
+ *                                                 14.0 M states; with -DGENMOD=3 errors: 0,
+ *                                                 70.3 M states, 3.6 GB
+ *     the mutants GEN_NO_SKIP, GENMOD=1, GEN_GE, GEN_GT; and without CODE_GEN, with IDLE_NEW
+ *                                                 an error, as required
+ *   Not run: 2 crashes with 2 messages per place (about 170 M states, more than 8 GB),
+ *   termination with 3 crashes, and the bitstate search of 3 crashes.
  * The exhaustive search of 2 crashes with 2 messages per place did not fit in 4 GB (82.6 M
  * states stored when it stopped).
  */
