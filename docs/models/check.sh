@@ -73,8 +73,10 @@
 #                  crashes, 1 message per place (23.3 M, 1.9 GB, 75 s), termination with 1
 #                  crash (47.9 M, 3.2 GB, 140 s), place 0 dying twice with place 1 sending one
 #                  message and GENMOD=3 (70.3 M, 3.6 GB, 150 s), 3 crashes with one place
-#                  sending 2 messages and the other 1, both ways (76.5 M each, 3.6 GB, 125 s)
-#                  (about 45 min of CPU, < 5.6 GB a check)
+#                  sending 2 messages and the other 1, both ways (76.5 M each, 3.6 GB, 125 s),
+#                  2 crashes with 2 messages per place (a bitstate search, 2 GB of bits:
+#                  178.6 M states, hash factor 96, 250 s) (about 50 min of CPU, < 5.6 GB a
+#                  check)
 #
 # Every check of a model must report "errors: 0" over a complete search (the groups,
 # bytes_many and bytes_groups bitstate searches of --full visit nearly every state, not surely
@@ -389,6 +391,11 @@ check_bytes_many() {
             "$f -DMAXCRASH=3 -DNM0=2 -DNM=1" "$safe" "-w26"
         check "bytes_many: the code, safety, 3 crashes, place 0 sending 1" pass \
             "$f -DMAXCRASH=3 -DNM0=1 -DNM=2" "$safe" "-w26"
+        # 2 crashes, 2 messages per place: about 179 M states, 9 GB; a bitstate search (2 GB
+        # of bits, hash factor about 96).
+        memlim=3000
+        check "bytes_many: the code, safety, 2 crashes, bitstate" pass "$f -DMAXCRASH=2" \
+            "-DSAFETY -DNOCLAIM -DBITSTATE" "-w34"
         memlim=1500
     fi
 
