@@ -20,8 +20,10 @@
  *                                                              then the position; read
  *                                                              position, length, position)
  *   place lock                           alive[p]
- *   place generation                     inc (the sender's own count of the place's senders;
- *                                        in the product a counter in the place, bumped by S0)
+ *   place generation                     inc (the sender's own count of the place's senders);
+ *                                        CODE_GEN: gen[p], the place's counter as S0 counts
+ *                                        it, modulo GENMOD (2; the code: 2^11), and the
+ *                                        sender's mygen
  *
  * Ghosts: hpos[u] (the position + 1 a header unit at u was written for in this lap), mid[u]
  * (the message a payload or header unit belongs to), pub/got bit sets per place.
@@ -38,7 +40,8 @@
  *      i + rec > CAP; need = pad + rec; wait for room (c + need - rd <= CAP); CAS (c, 0) ->
  *      (c, me); a failure starts M1 again.
  *   T0 owned: spin until the word changes (M1 again) or its owner is dead (its place's lock
- *      free, or an earlier sender of my own place); T1 CAS (c, owner) -> (c, me) (a failure:
+ *      free, or an earlier sender of my own place; CODE_GEN: or its place's lock held and the
+ *      place's generation not the owner's); T1 CAS (c, owner) -> (c, me) (a failure:
  *      M1 again); T2 clear the owner place's intent if it is for c (void: never committed);
  *      keep the bit: need at c, the room waited for with the bit held.
  *   M2 store the intent (c + 1, need) in the place.
@@ -94,6 +97,38 @@
  *                  (-DMAXCRASH=3) place 1's new sender also keeps the void intent as a dead
  *                  claim (S0b, S0c, S0e).  CODE_T2 passes, and so does CODE_T0 CODE_T2
  *                  TAKE_EITHER (the code as it is).
+ *   CODE_GEN       (not a mutant) T0's generation test as the code does it (_owner_dead, with
+ *                  the count of S0 in ring_attach).  Each place has a generation counter, kept
+ *                  modulo GENMOD (2: the code's 2^11, the 2,048 senders that come and go on a
+ *                  place while another sender is preempted made 2, so that the wraparound is
+ *                  reached with 3 senders on a place, MAXINC=3); the owner in the word is
+ *                  (place, generation modulo GENMOD).  S0 loads the word, then (a step) counts
+ *                  the generation one more, or two more if the word's owner would be its own (a
+ *                  dead predecessor GENMOD generations back, holding the bit).  M1: the word's
+ *                  owner is this very sender: the code's ChannelCorruptError (assert).  T0:
+ *                  the owner of my place: dead (nothing loaded); else the lock test, and, held,
+ *                  the load of the place's generation, each a step (a crash, or anything else,
+ *                  between them): not the owner's, dead; the owner's, alive: wait (the code's
+ *                  slices, ring_bytes_owner_gone) until the word changes, the lock is free or the
+ *                  generation moves, then M1 again.  Without it (the model's own test, a flag
+ *                  that a new sender sets again) a dead owner whose place has a new sender
+ *                  looks alive until that sender claims.
+ *   IDLE_NEW       (not a mutant) a new sender may take a dead place even with nothing left to
+ *                  send, and then keep it for ever, idle (an end state, its lock held).  With
+ *                  CODE_T0 CODE_T2 TAKE_EITHER and without CODE_GEN the other sender waits for
+ *                  ever for the dead owner of the idle sender's place (1 crash: an invalid end
+ *                  state); with CODE_GEN it passes.
+ *   GEN_NO_SKIP    (with CODE_GEN) S0 counts one more even when the word's owner is then this
+ *                  sender (a dead predecessor GENMOD generations back holding the bit): the new
+ *                  sender finds itself in the word (-DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3).
+ *                  GENMOD=1 (every generation names the dead predecessor: nothing to skip to)
+ *                  the same with 1 crash.
+ *   GEN_GE         (with CODE_GEN) the owner dead when the place's generation is its own or
+ *                  above: a live owner taken over (no crash).
+ *   GEN_GT         (with CODE_GEN) the generations compared as numbers, not for equality
+ *                  (dead when the place's is above the owner's): after the wraparound (2 senders
+ *                  on a place, GENMOD=2) a dead owner looks alive; with IDLE_NEW the other
+ *                  sender waits for ever (1 crash).
  *   S0_UNDER_BIT   S0 as first proposed: take the bit (a takeover freeing it again), decide,
  *                  free it: the same ABA.
  *   NO_GEN         the owner is the place alone (no generation): a new sender takes its dead
@@ -116,7 +151,7 @@
  *
  * Sizes: NS senders (2), NM messages per place (2; place 0: NM0), CAP units (8: 64 bytes),
  * messages of LEN1 (5) or message_length (16) bytes, MAXCRASH crashes (2) of the places in the
- * KILLABLE mask (3: both), MAXINC senders per place (2).
+ * KILLABLE mask (3: both), MAXINC senders per place (2), GENMOD (2) with CODE_GEN.
  *
  * WHAT SPIN FINDS (docs/models/check.sh bytes_many runs these; cc -DSAFETY -DNOCLAIM -DCOLLAPSE):
  *   -DMAXCRASH=1                                  errors: 0, 16.4 M states, 825 MB
@@ -139,6 +174,27 @@
  *   -DMAXCRASH=3 -DNM0=2 -DNM=1 (the model's T2)  an error: two dead claims at 0, 14.4 M
  *   -DMAXCRASH=3 (the model's T2), cc -DBITSTATE, pan -w33   the same (S0 keeping the void
  *                                                 intent), 69.7 M states
+ *   -DCODE_T0 -DCODE_T2 -DTAKE_EITHER -DCODE_GEN (the code as it is, GENMOD=2):
+ *     -DMAXCRASH=1                                errors: 0, 23.9 M states, 1.1 GB
+ *     -DMAXCRASH=1, cc -DNP, pan -l               no cycle, 47.9 M, 3.2 GB
+ *     -DMAXCRASH=2 -DNM=1 (safety; termination)   errors: 0, 3.3 M; no cycle, 6.5 M
+ *     -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=0   errors: 0, 6.9 M (S0's skip)
+ *     -DMAXCRASH=3 -DNM0=2 -DNM=1                 errors: 0, 76.5 M, 3.5 GB
+ *     -DMAXCRASH=3 -DNM0=1 -DNM=2                 errors: 0, 76.5 M, 3.6 GB
+ *     -DIDLE_NEW -DMAXCRASH=1 -DNM=1              errors: 0, 1.5 M
+ *     -DIDLE_NEW -DMAXCRASH=1                     errors: 0, 34.7 M, 2.1 GB
+ *     -DIDLE_NEW -DMAXCRASH=2 -DNM=1 (safety; termination)   errors: 0, 11.6 M; no cycle,
+ *                                                 23.3 M, 1.9 GB
+ *     -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=1   an error (the limit of GENMOD:
+ *                                                 place 1's stale T1 after place 0's third
+ *                                                 sender took the word over at generation 3 = 1),
+ *                                                 14.0 M states; with -DGENMOD=3 errors: 0,
+ *                                                 70.3 M states, 3.6 GB
+ *     the mutants GEN_NO_SKIP, GENMOD=1, GEN_GE, GEN_GT; and without CODE_GEN, with IDLE_NEW
+ *                                                 an error, as required
+ *     -DMAXCRASH=2, cc -DBITSTATE, pan -w34       errors: 0, 178.6 M states, hash factor 96
+ *   Not run: 2 crashes with 2 messages per place complete (about 9 GB), termination with 3
+ *   crashes, the bitstate search of 3 crashes.
  * The exhaustive search of 2 crashes with 2 messages per place did not fit in 4 GB (82.6 M
  * states stored when it stopped).
  */
@@ -176,7 +232,11 @@
 #define FORGE(pos) ((pos) + CAP)
 #define BIT(i) (1 << (i))
 
-/* The owner in the claim word: the place + 1 and the generation of the place's sender. */
+/* The owner in the claim word: the place + 1 and the generation of the place's sender.
+ * CODE_GEN: the generation as the code counts it (the place's counter, modulo GENMOD). */
+#ifndef GENMOD
+#define GENMOD 2
+#endif
 #ifdef NO_GEN
 #define OWNER(pl, g) ((pl) + 1)
 #define OGEN(o) 0
@@ -184,10 +244,14 @@
 #else
 #define OWNER(pl, g) ((pl) + 1 + 4 * (g))
 #define OGEN(o) ((o) / 4)
+#ifdef CODE_GEN
+#define MYGEN mygen
+#else
 #define MYGEN inc
 #endif
+#endif
 #define OPLACE(o) ((o) % 4 - 1)
-#define ME OWNER(p, inc)
+#define ME OWNER(p, MYGEN)
 
 /* The receiver's release: zero the units consumed (NO_ZERO: not), then store read_cursor.
  * One step: nobody else touches those units before the release. */
@@ -211,6 +275,9 @@ byte cell[CAP];
 byte ipos[NS], ilen[NS];
 byte dpos[NS], dlen[NS];
 bool alive[NS];
+#ifdef CODE_GEN
+byte gen[NS];           /* place generation, modulo GENMOD (the code compares it so) */
+#endif
 
 /* ghosts */
 byte hpos[CAP];
@@ -219,9 +286,23 @@ byte pub[NS], got[NS], last[NS];
 byte crashes, nfinished;
 
 /* The owner o of the word is dead: its place's lock is free, or it is an earlier sender of my
- * own place (whose lock I hold now). */
+ * own place (whose lock I hold now).  CODE_GEN (one step here; with CODE_T0 the lock test and
+ * the load of the generation are two): or its place's lock is held and the place's generation
+ * is not the owner's (a later sender counted its own). */
+/* CODE_GEN: the generation of the owner's place, its lock held, is the owner's (alive);
+ * mutants: the generations compared as numbers, the owner alive only below (GEN_GE) or up to
+ * (GEN_GT) the place's. */
+#ifdef GEN_GE
+#define GEN_ALIVE(o) (gen[OPLACE(o)] < OGEN(o))
+#elif defined(GEN_GT)
+#define GEN_ALIVE(o) (gen[OPLACE(o)] <= OGEN(o))
+#else
+#define GEN_ALIVE(o) (OWNER(OPLACE(o), gen[OPLACE(o)]) == (o))
+#endif
 #ifdef NO_GEN
 #define DEAD(o) (!alive[OPLACE(o)] || OPLACE(o) == p)
+#elif defined(CODE_GEN)
+#define DEAD(o) (!alive[OPLACE(o)] || OPLACE(o) == p || !GEN_ALIVE(o))
 #else
 #define DEAD(o) (!alive[OPLACE(o)] || (OPLACE(o) == p && OGEN(o) != MYGEN))
 #endif
@@ -262,10 +343,31 @@ byte crashes, nfinished;
 proctype sender(byte p)
 {
     byte c, o, n, i, rec, pad, need, ln, k, r0, inc, q;
+#ifdef CODE_GEN
+    byte mygen;
+#endif
     bool fin;
 start:
     atomic { inc++; alive[p] = true };
     {
+#ifdef CODE_GEN
+        /* S0's first step (ring_attach, the place's lock taken): load the claim word; then
+         * count the place's generation, one more, or two more if the word's owner would be
+         * this sender (a dead predecessor of the place GENMOD generations back holding the
+         * bit).  The generation's load, the test and its store are one step: only the place's
+         * sender stores it, the others load it. */
+        atomic { o = cown };
+        atomic {
+            mygen = (gen[p] + 1) % GENMOD;
+#ifndef GEN_NO_SKIP
+            if
+            :: OWNER(p, mygen) == o -> mygen = (mygen + 1) % GENMOD
+            :: else -> skip
+            fi;
+#endif
+            gen[p] = mygen; o = 0
+        };
+#endif
         /* S0 */
 #ifdef SKETCH
         if
@@ -376,12 +478,16 @@ start:
                fi
             od;
 #else
-            do
+m1:         do
             :: atomic {                                 /* M1: load the word */
                    c = claim; o = cown;
                    if
                    :: o == 0 -> NEED
+#ifdef CODE_GEN
+                   :: else -> assert(o != ME)   /* the code: ChannelCorruptError (no one else is me) */
+#else
                    :: else -> skip
+#endif
                    fi
                };
                if
@@ -398,7 +504,31 @@ start:
                     * an owner seen dead is taken over (T1's CAS, a step later) */
                    if
                    :: atomic { (claim != c || cown != o) -> c = 0; o = 0 }
+#ifdef CODE_GEN
+                   /* _owner_dead: my own place's, dead (nothing loaded); else the lock test,
+                    * then, held, the load of the place's generation (a step each): not the
+                    * owner's, dead; the owner's, alive: wait (ring_bytes_owner_gone's slices)
+                    * until the word changes, the lock is free or the generation moves on, then
+                    * M1 again */
+                   :: skip ->
+                      if
+                      :: OPLACE(o) == p
+                      :: else ->
+                         if
+                         :: atomic { !alive[OPLACE(o)] -> skip }     /* the lock free: dead */
+                         :: atomic { alive[OPLACE(o)] -> skip };     /* held */
+                            if
+                            :: atomic { !GEN_ALIVE(o) -> skip }     /* a later one: dead */
+                            :: atomic { GEN_ALIVE(o) -> skip };
+                               (claim != c || cown != o || !alive[OPLACE(o)] || !GEN_ALIVE(o));
+                               atomic { c = 0; o = 0 };
+                               goto m1
+                            fi
+                         fi
+                      fi;
+#else
                    :: atomic { DEAD(o) -> skip };
+#endif
                       if
                       :: atomic { claim == c && cown == o -> cown = ME };   /* T1 */
 #else
@@ -459,6 +589,11 @@ start:
             }
         :: atomic { n >= NMP -> fin = true; nfinished++; alive[p] = false };   /* clean close */
            break
+#ifdef IDLE_NEW
+        /* a new sender with nothing to send that never closes: its lock held for ever */
+        :: atomic { n >= NMP && inc > 1 -> fin = true; nfinished++ };
+end_idle:  (false)
+#endif
         od
     } unless { !alive[p] };
     if
@@ -469,7 +604,11 @@ start:
     atomic {
         c = 0; o = 0; i = 0; rec = 0; pad = 0; need = 0; ln = 0; k = 0; r0 = 0; q = 0;
         if
+#ifdef IDLE_NEW
+        :: inc < MAXINC -> skip                 /* even with nothing left to send */
+#else
         :: inc < MAXINC && n < NMP -> skip
+#endif
         :: else -> nfinished++; goto end
         fi
     };

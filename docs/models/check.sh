@@ -22,7 +22,12 @@
 #                  (CODE_T0 CODE_T2 TAKE_EITHER): safety with 1 crash (16.4 M states; 15.4 M,
 #                  < 830 MB, 20-35 s of CPU), 2 crashes with 1 message per place (1.8 M),
 #                  termination the same (3.7 M), place 0 dying twice (3.5 M) (< 350 MB, 2-8 s
-#                  of CPU each)
+#                  of CPU each); and the code as it is, with T0's generation test (CODE_GEN,
+#                  GENMOD=2): 2 crashes with 1 message per place, safety and termination
+#                  (3.3 M, 6.5 M), place 0 dying twice (6.9 M), an idle new sender (IDLE_NEW)
+#                  with 1 and 2 crashes and 1 message per place (1.5 M, 11.6 M), the limit of
+#                  the generation's bits (must fail: 14.0 M, 710 MB) and the generation test's
+#                  mutants (each < 20 s of CPU, < 710 MB)
 #   bytes_groups   receiver groups on a byte ring of one sender (C1-C7 walking records under
 #                  the claim lock, T, L, A, D, J2-J3, the senders' bound over holds; a crash
 #                  of any member at every step): its checks and mutants (about 2 min of CPU,
@@ -62,8 +67,16 @@
 #                  2 messages per place (a bitstate search, 2 GB of bits: 343.4 M and 341.7 M
 #                  states, hash factor 50, 380-410 s of CPU, 7-22 min on 2 busy CPUs); and
 #                  the model's own T2 with 3 crashes (place 1 sending 1), which must fail (a
-#                  finding: 14.4 M states, 700 MB, 20 s of CPU) (about 33 min of CPU,
-#                  < 5.6 GB a check)
+#                  finding: 14.4 M states, 700 MB, 20 s of CPU); for the code as it is
+#                  (CODE_GEN): safety with 1 crash (23.9 M, 1.1 GB, 45 s of CPU), idle new
+#                  senders with 1 crash (34.7 M, 2.1 GB, 75 s) and their termination with 2
+#                  crashes, 1 message per place (23.3 M, 1.9 GB, 75 s), termination with 1
+#                  crash (47.9 M, 3.2 GB, 140 s), place 0 dying twice with place 1 sending one
+#                  message and GENMOD=3 (70.3 M, 3.6 GB, 150 s), 3 crashes with one place
+#                  sending 2 messages and the other 1, both ways (76.5 M each, 3.6 GB, 125 s),
+#                  2 crashes with 2 messages per place (a bitstate search, 2 GB of bits:
+#                  178.6 M states, hash factor 96, 250 s) (about 50 min of CPU, < 5.6 GB a
+#                  check)
 #
 # Every check of a model must report "errors: 0" over a complete search (the groups,
 # bytes_many and bytes_groups bitstate searches of --full visit nearly every state, not surely
@@ -333,6 +346,59 @@ check_bytes_many() {
             memlim=1500
         fi
     done
+    # The code as it is with T0's generation test as the code does it (CODE_GEN: the place's
+    # generation modulo GENMOD=2, counted by S0, skipping the word's owner's; the lock test and
+    # the generation's load two steps).  IDLE_NEW: a new sender may keep a dead place, idle.
+    f="-DCODE_T0 -DCODE_T2 -DTAKE_EITHER -DCODE_GEN"
+    check "bytes_many: the code, safety, 2 crashes, 1 message per place" pass "$f -DMAXCRASH=2 -DNM=1" "$safe" ""
+    check "bytes_many: the code, termination, 2 crashes, 1 message per place" pass \
+        "$f -DMAXCRASH=2 -DNM=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+    # 3 senders on place 0: the generation wraps round (3 = 1 modulo 2), S0 skips it.
+    check "bytes_many: the code, place 0 dying twice" pass \
+        "$f -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=0" "$safe" ""
+    check "bytes_many: the code, idle new senders, safety, 1 crash, 1 message per place" pass \
+        "$f -DIDLE_NEW -DMAXCRASH=1 -DNM=1" "$safe" ""
+    check "bytes_many: the code, idle new senders, safety, 2 crashes, 1 message per place" pass \
+        "$f -DIDLE_NEW -DMAXCRASH=2 -DNM=1" "$safe" ""
+    # The limit of the generation's bits: a sender preempted between its lock test and its T1
+    # while GENMOD senders of another place come and go (the code: 2,048) takes the bit from a
+    # live owner of the same generation (docs/protocol.md).  Must fail with GENMOD=2.
+    check "bytes_many: the code, place 0 dying twice, place 1 sending 1, GENMOD=2 (the limit)" fail \
+        "$f -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=1" "$safe" ""
+    # Mutants of the generation test, each must fail; and the model's own death test with an
+    # idle new sender.
+    mut="-O0 -DSAFETY -DNOCLAIM"
+    check "bytes_many: the code without CODE_GEN, idle new senders" fail \
+        "-DCODE_T0 -DCODE_T2 -DTAKE_EITHER -DIDLE_NEW -DMAXCRASH=1 -DNM=1" "$mut" ""
+    check "bytes_many: mutant CODE_GEN GEN_NO_SKIP" fail \
+        "$f -DGEN_NO_SKIP -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=0" "$mut" ""
+    check "bytes_many: mutant CODE_GEN GENMOD=1" fail "$f -DGENMOD=1 -DMAXCRASH=1" "$mut" ""
+    check "bytes_many: mutant CODE_GEN GEN_GE" fail "$f -DGEN_GE -DMAXCRASH=0" "$mut" ""
+    check "bytes_many: mutant CODE_GEN GEN_GT" fail "$f -DGEN_GT -DIDLE_NEW -DMAXCRASH=1 -DNM=1" "$mut" ""
+    if [ "$full" = 1 ]; then
+        memlim=3000
+        check "bytes_many: the code, safety, 1 crash" pass "$f -DMAXCRASH=1" "$safe" ""
+        check "bytes_many: the code, idle new senders, safety, 1 crash" pass \
+            "$f -DIDLE_NEW -DMAXCRASH=1" "$safe" ""
+        check "bytes_many: the code, idle new senders, termination, 2 crashes, 1 message per place" pass \
+            "$f -DIDLE_NEW -DMAXCRASH=2 -DNM=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+        memlim=6000
+        check "bytes_many: the code, termination (no cycle at all), 1 crash" pass \
+            "$f -DMAXCRASH=1" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+        check "bytes_many: the code, place 0 dying twice, place 1 sending 1, GENMOD=3" pass \
+            "$f -DGENMOD=3 -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DNM0=3 -DNM=1" "$safe" ""
+        check "bytes_many: the code, safety, 3 crashes, place 1 sending 1" pass \
+            "$f -DMAXCRASH=3 -DNM0=2 -DNM=1" "$safe" "-w26"
+        check "bytes_many: the code, safety, 3 crashes, place 0 sending 1" pass \
+            "$f -DMAXCRASH=3 -DNM0=1 -DNM=2" "$safe" "-w26"
+        # 2 crashes, 2 messages per place: about 179 M states, 9 GB; a bitstate search (2 GB
+        # of bits, hash factor about 96).
+        memlim=3000
+        check "bytes_many: the code, safety, 2 crashes, bitstate" pass "$f -DMAXCRASH=2" \
+            "-DSAFETY -DNOCLAIM -DBITSTATE" "-w34"
+        memlim=1500
+    fi
+
     if [ "$full" = 1 ]; then
         # Finding: the model's T2 (the dead owner's place alone) fails with 3 crashes: two dead
         # claims at one position (docs/protocol.md, "Many senders on a byte ring").
