@@ -20,10 +20,29 @@
  *     place_hold_start, place_hold_end    hs[q] (first unit not taken + 1, 0 none), he[q]
  *
  * Processes: NS = 2 senders (place 0 sends NM0 messages, place 1 NM, over all their
- * incarnations) of 5 or 16 bytes (records of 24 and 32 bytes, paddings of 8, 16 and more) into
- * a ring of 64 bytes; members 0 and 1 sharing group 0, member 2 alone in group 1; both groups
- * in use from the start; a killer.
+ * incarnations; 1 each by default) of 5 or 12 bytes (each picks one; -DFIXED: place 0 sends 5,
+ * 5, 12 bytes, place 1 12) into a ring of CAP = 7 units (56 bytes: records of 24 and 32 bytes,
+ * paddings of 8 bytes, implicit, and of 24); members 0 and 1 sharing group 0, member 2 alone
+ * in group 1 (-DONE_SHARER: member 1 absent, group 0 of one member); both groups in use from
+ * the start (a group created mid-run, removal, close and the floor are groups.pml's and
+ * lifecycle.pml's and do not depend on the records); a killer.
  *
+ * The ring after earlier laps: the cursors start at START (4 units: a record of 32 bytes there
+ * needs a padding record and wraps), and every unit holds the worst payload an earlier lap
+ * could leave, the value the seq word of a header of this lap would have at that unit (cell[a
+ * mod CAP] = a).  So two messages reach every case a later lap has: a stale word that reads as
+ * a seq where a claim's header goes, with no second lap to search (payloads written in the
+ * run are FORGE(position), the same for the next lap).
+ *
+ * Steps joined (nobody can tell them apart, or another model checks them split): the padding
+ * record's header and seq (a reader loads the seq first); the payload, the header and the seq
+ * of a message (a torn copy and a header before its seq are bytes.pml's and bytes_many.pml's:
+ * here what matters is the seq word before the claim is committed); a member's header load with
+ * its payload copy and the delivery (ghost); C1, C2 with C3 and C4's loads (C4 reloads
+ * group_next and the claim cursor under the lock); each seq load with its header load in the
+ * walk; S0's, M1's, T0-T2's, C5's, C6's, C7's, T's, L's, A's, D's and J's steps are those of
+ * bytes_many.pml and bytes_groups.pml, each a step of its own.
+
  * What is new (the steps G1-G6 of docs/protocol.md):
  *   G1  the senders' room is counted from the groups' bound (the smallest group position:
  *       group_next, or a hold's start - 1), not from read_cursor; the model takes the true
@@ -69,16 +88,27 @@
  *   NO_SZERO      the sender zeroes nothing: a payload of the last lap read as a seq.
  *   ZERO_AFTER_M3 Z after M3: a member that loaded the claim cursor reads the stale word.
  *   ZERO_FIRST    Z of the first header only: the message after a padding has a stale seq.
- *   SEQ_PAST_W    the walk loads seq at the claim cursor too (as the one receiver's R1 does,
- *                 before it loads the claim word): a stale word at w read as published.
+ *   SEQ_FIRST     a member trusts a published-looking seq at or past the claim cursor (as the
+ *                 one receiver's R1 does, which loads seq before the claim word): a stale word
+ *                 read as a header's seq.
  *   S0D_ANY_GROUP S0d waits only for the group furthest on (as if it were the one receiver):
  *                 a dead claim overwritten before the other group stepped over it.
  *   S0D_NO_WAIT   S0d does not wait at all.
- *   EXACT_INTENT  the hole's claim matched by its start, not by the bytes it covers.
- *   NO_RELOCK_N   the dead claim stepped over without the claim lock (C6 alone outside it).
+ *   ROOM_ONE_GROUP the senders' room from group 0's position alone.
  *
- * Sizes: CAP units (8), NM0 and NM messages, MAXCRASH crashes of the processes in KILLABLE
- * (bit 0, 1: sender place 0, 1; bit 2, 3, 4: member 0, 1, 2), MAXINC senders per place.
+ * Sizes: CAP units (7), NM0 and NM messages (1, 1), MAXCRASH crashes (1) of the processes in
+ * KILLABLE (31: bit 0, 1: sender place 0, 1; bit 2, 3, 4: member 0, 1, 2), MAXINC senders per
+ * place (2).
+ *
+ * WHAT SPIN FINDS (docs/models/check.sh bytes_many_groups runs these; cc -DSAFETY -DNOCLAIM
+ * -DCOLLAPSE; CPU time of the search):
+ *   no crash, both sharing members                      errors: 0, 22.3 M states, 1.17 GB, 68 s
+ *   -DONE_SHARER, 1 crash of either sender               errors: 0, 16.3 M, 825 MB, 34 s
+ *   -DONE_SHARER, 1 crash of any member                  errors: 0, 16.4 M, 880 MB, 47 s
+ *   -DONE_SHARER -DFIXED, place 0 dying twice, a third sender on it (S0d), place 1 idle
+ *     (-DNM0=3 -DNM=0 -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3)  errors: 0, 28.1 M, 1.27 GB, 77 s
+ *   -DONE_SHARER, 1 crash of either sender, cc -DNP, pan -l   no cycle, 32.5 M, 2.4 GB, 154 s
+ *   every mutant above                                   an error, as required
  */
 
 #define NS 2
@@ -102,6 +132,9 @@
 #define MAXINC 2
 #endif
 #define ML (CAP * 8 / 2 - 16)
+#ifndef START
+#define START 4         /* where the cursors start (a record of 32 bytes there needs a padding) */
+#endif
 #ifndef LEN1
 #define LEN1 5
 #endif
@@ -150,6 +183,11 @@ byte crashes, nfinished;
 #define HP(q, gg) ((tag[q] == (gg) && hs[q] != 0) -> hs[q] - 1 : 255)
 #define GPOS(gg) MIN(nxt[gg], MIN(HP(0, gg), MIN(HP(1, gg), HP(2, gg))))
 #define BOUND MIN(GPOS(0), GPOS(1))
+#ifdef ROOM_ONE_GROUP
+#define RBOUND GPOS(0)          /* mutant: the room from one group's position */
+#else
+#define RBOUND BOUND
+#endif
 
 /* (e) unit u may be written for position at: it holds this lap's, or every group has passed
  * what it held */
@@ -216,7 +254,7 @@ start:
         :: atomic { n < NMP ->
             n++;
 #ifdef FIXED
-            ln = (p + n == 2 -> LEN1 : ML);   /* place 0: 5 bytes, then 16; place 1: 16 */
+            ln = (p == 0 && n < 3 -> LEN1 : ML);   /* place 0: 5, 5, 12 bytes; place 1: 12 */
 #else
             if
             :: ln = LEN1
@@ -236,7 +274,7 @@ start:
                :: o == 0 ->
                    /* M1b room against the groups' bound (G1), then CAS (c, 0) -> (c, me) */
                    if
-                   :: atomic { claim == c && cown == 0 && c + need - BOUND <= CAP -> cown = ME }; break
+                   :: atomic { claim == c && cown == 0 && c + need - RBOUND <= CAP -> cown = ME }; break
                    :: atomic { claim != c || cown != 0 -> c = 0; i = 0; pad = 0; need = 0 }
                    fi
                :: else ->
@@ -255,7 +293,7 @@ start:
                fi
             od;
             /* room, the bit held (after a takeover it is waited for here) */
-            atomic { (c + need - BOUND <= CAP) -> ipos[p] = c + 1; ilen[p] = need };   /* M2 */
+            atomic { (c + need - RBOUND <= CAP) -> ipos[p] = c + 1; ilen[p] = need };   /* M2 */
 #if !defined(NO_SZERO) && !defined(ZERO_AFTER_M3)
             /* Z (G2): the seq words of the claim's headers, before M3 */
             if
@@ -323,11 +361,7 @@ end:
 }
 
 /* A claim (pos + 1, len) covers x if pos <= x < pos + len. */
-#ifdef EXACT_INTENT
-#define COVERS(pos1, len, x) ((pos1) != 0 && (pos1) - 1 == (x))
-#else
 #define COVERS(pos1, len, x) ((pos1) != 0 && (pos1) - 1 <= (x) && (x) < (pos1) - 1 + (len))
-#endif
 #define FOUND_DEAD(e) \
     assert(!dead || end1 == (e)); \
     dead = true; end1 = (e)
@@ -447,14 +481,26 @@ start:
             resolve(q);
             q = 0
         /* C1, C2 and C3 (one step: C4 reloads what C1 and C2 load) */
+#ifndef SEQ_FIRST
         :: atomic { hs[p] == 0 && claim != nxt[g] && lk[g] == 0 ->
+#else
+        :: atomic { hs[p] == 0 && (claim != nxt[g] || cell[(nxt[g] + 1) % CAP] == nxt[g] + 1) && lk[g] == 0 ->
+#endif
                     lk[g] = p + 1;                                     /* C3 */
                     n = nxt[g]; w = claim; pos = n; e = n; f = 0 }     /* C4 (G3: w first) */
                 /* C4: the walk, a seq word and its header a step, below w only */
                 do
+#ifndef SEQ_FIRST
                 :: atomic { pos != w && f == 0 ->
                         SKIP1(pos);
                         assert(pos < w);
+#else
+                /* mutant: a seq published at pos is trusted past w too (the one receiver's
+                 * R1, which loads seq before the claim word) */
+                :: atomic { (pos != w || (pos < n + CAP && cell[(pos + 1) % CAP] == pos + 1)) && f == 0 ->
+                        SKIP1(pos);
+                        w = MAX(w, pos + 1);
+#endif
                         if
                         :: cell[(pos + 1) % CAP] == pos + 1 ->          /* published */
                             v = cell[pos % CAP];
@@ -474,13 +520,6 @@ start:
                         :: else -> w = pos; hole = true                  /* a hole: the end */
                         fi
                     }
-#ifdef SEQ_PAST_W
-                /* mutant: the walk looks at the claim cursor too */
-                :: atomic { pos == w && f == 0 && cell[(pos + 1) % CAP] == pos + 1 ->
-                        v = cell[pos % CAP];
-                        assert(v >= 128 && hpos[pos % CAP] == pos + 1);
-                        v = 0 }
-#endif
                 /* a message taken: C5, C6, C7 */
                 :: atomic { f != 0 ->
                         he[p] = e; hs[p] = n + 1; r = n; n = 0; pos = 0; w = 0 }   /* C5 */
@@ -534,13 +573,8 @@ start:
                     :: atomic { !lv && cell[(pos + 1) % CAP] != pos + 1 ->
                         assert(dead);                     /* (d) covered by a claim */
                         assert(end1 <= claim && end1 > n);
-#ifndef NO_RELOCK_N
                         nxt[g] = end1 };                  /* C6 alone */
                         atomic { lk[g] = 0; dead = false; q = 0; end1 = 0; n = 0; pos = 0; w = 0 }   /* C7 */
-#else
-                        lk[g] = 0 };                      /* mutant: C7 first */
-                        atomic { nxt[g] = end1; dead = false; q = 0; end1 = 0; n = 0; pos = 0; w = 0 }
-#endif
                     fi;
                     break
                 od
@@ -594,13 +628,15 @@ end:
 init
 {
     atomic {
-        /* the ring after earlier laps: every unit the worst payload, the seq a header of
-         * this lap would store there (cell[u] = u: a header at u - 1) */
+        /* the ring after earlier laps, the cursors at START: every unit holds the worst
+         * payload, the seq a header of this lap would store there (a header at a - 1 stores
+         * a at unit a) */
         byte u;
-        for (u : 1 .. CAP - 1) {
-            cell[u] = u
+        for (u : START + 1 .. START + CAP) {
+            cell[u % CAP] = u
         }
         u = 0;
+        claim = START; nxt[0] = START; nxt[1] = START;
         tag[0] = 0; owner[0] = 1;
         tag[1] = 0; owner[1] = 2;
         tag[2] = 1; owner[2] = 3;
