@@ -108,6 +108,7 @@
  *   -DONE_SHARER -DFIXED, place 0 dying twice, a third sender on it (S0d), place 1 idle
  *     (-DNM0=3 -DNM=0 -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3)  errors: 0, 28.1 M, 1.27 GB, 77 s
  *   -DONE_SHARER, 1 crash of either sender, cc -DNP, pan -l   no cycle, 32.5 M, 2.4 GB, 154 s
+ *   -DONE_SHARER, 1 crash of any member, cc -DNP, pan -l      no cycle, 32.8 M, 2.4 GB, 157 s
  *   every mutant above                                   an error, as required (7 to 1.7 M
  *                                                        states, < 480 MB)
  */
