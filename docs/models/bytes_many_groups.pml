@@ -109,6 +109,9 @@
  *     (-DNM0=3 -DNM=0 -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3)  errors: 0, 28.1 M, 1.27 GB, 77 s
  *   -DONE_SHARER, 1 crash of either sender, cc -DNP, pan -l   no cycle, 32.5 M, 2.4 GB, 154 s
  *   -DONE_SHARER, 1 crash of any member, cc -DNP, pan -l      no cycle, 32.8 M, 2.4 GB, 157 s
+ *   1 crash of any process, both sharing members, cc -DBITSTATE, pan -w32
+ *                                                        errors: 0, 493 M states, hash factor
+ *                                                        8.7, 520 MB, 1081 s
  *   every mutant above                                   an error, as required (7 to 1.7 M
  *                                                        states, < 480 MB)
  */

@@ -59,7 +59,7 @@
 #                  check);
 #                  bytes_many_groups: termination with 1 crash of any member (one sharer),
 #                  and a bitstate search of 1 crash of any process with both sharing members
-#                  (512 MB of bits);
+#                  (512 MB of bits, hash factor 8.7: 493 M states, 18 min of CPU);
 #                  bytes_many: 2 crashes, 2 messages per place (a bitstate search, 2 GB of
 #                  bits), and place 0 dying twice with place 1 sending (about 4 min,
 #                  < 2.3 GB a check); for CODE_T2 and CODE_T0 CODE_T2 TAKE_EITHER each:
