@@ -77,7 +77,7 @@ def test_bytes_groups_model_passes_its_checks_and_catches_every_mutant():
 @pytest.mark.model
 @pytest.mark.timeout(900)
 def test_bytes_many_groups_model_passes_its_checks_and_catches_every_mutant():
-    # about 4 min on 2 busy CPUs: receiver groups on a byte ring of many senders, the senders
+    # about 7 min on 2 busy CPUs: receiver groups on a byte ring of many senders, the senders
     # zeroing the seq words of their claim's headers, the groups stepping over dead claims kept
     # until every group has passed them, a crash of any sender or member at every step; among
     # the mutants, no zeroing, a zeroing after the claim is committed, and a dead claim

@@ -32,7 +32,7 @@
 #                  the seq words of their claim's headers before M3, members read a seq only
 #                  below the claim cursor, a hole's dead claim stepped over by each group under
 #                  its claim lock, S0d waiting for every group; a crash of any sender or any
-#                  member at every step): its checks and mutants (about 6.5 min of CPU, 4 min
+#                  member at every step): its checks and mutants (about 6.5 min of CPU, 7 min
 #                  on 2 busy CPUs; the termination check needs 2.4 GB, the others < 1.3 GB)
 #   fdwake         waking an end that waits on a file descriptor: its checks (alone on its
 #                  word; sharing it with a sleeper in the kernel) and mutants (a few seconds,
