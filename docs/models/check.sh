@@ -2,7 +2,8 @@
 # Model-checks the SPIN models of docs/models.
 #
 #   docs/models/check.sh [--full] [MODEL...]     MODEL: many_senders, groups, lifecycle, bytes,
-#                                                bytes_groups, fdwake (default: all but bytes_many)
+#                                                bytes_groups, bytes_many_groups, fdwake
+#                                                (default: all but bytes_many)
 #
 #   many_senders   the many-senders protocol: its checks and mutants (about 25 s on 2 CPUs, < 1.2 GB a check)
 #   groups         receiver groups: its checks and mutants (about 25 s on 2 CPUs, < 1 GB a check)
@@ -32,6 +33,12 @@
 #                  the claim lock, T, L, A, D, J2-J3, the senders' bound over holds; a crash
 #                  of any member at every step): its checks and mutants (about 2 min of CPU,
 #                  3.5 min on 2 busy CPUs; each check < 20 s of CPU and < 500 MB)
+#   bytes_many_groups  receiver groups on a byte ring of many senders (G1-G5: the senders zero
+#                  the seq words of their claim's headers before M3, members read a seq only
+#                  below the claim cursor, a hole's dead claim stepped over by each group under
+#                  its claim lock, S0d waiting for every group; a crash of any sender or any
+#                  member at every step): its checks and mutants (about 6.5 min of CPU, 7 min
+#                  on 2 busy CPUs; the termination check needs 2.4 GB, the others < 1.3 GB)
 #   fdwake         waking an end that waits on a file descriptor: its checks (alone on its
 #                  word; sharing it with a sleeper in the kernel) and mutants (a few seconds,
 #                  < 700 MB a check)
@@ -55,6 +62,9 @@
 #                  the guarded stale w with 1 crash, and a bitstate search of 2 crashes of
 #                  the sharing members (190 s of CPU, 520 MB) (about 8 min of CPU, < 1 GB a
 #                  check);
+#                  bytes_many_groups: termination with 1 crash of any member (one sharer),
+#                  and a bitstate search of 1 crash of any process with both sharing members
+#                  (512 MB of bits, hash factor 8.7: 493 M states, 18 min of CPU);
 #                  bytes_many: 2 crashes, 2 messages per place (a bitstate search, 2 GB of
 #                  bits), and place 0 dying twice with place 1 sending (about 4 min,
 #                  < 2.3 GB a check); for CODE_T2 and CODE_T0 CODE_T2 TAKE_EITHER each:
@@ -88,7 +98,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 full=0
 [ "${1:-}" = "--full" ] && { full=1; shift; }
-models=${*:-many_senders groups lifecycle bytes bytes_groups fdwake}
+models=${*:-many_senders groups lifecycle bytes bytes_groups bytes_many_groups fdwake}
 SPIN=${SPIN:-spin}
 CC=${CC:-cc}
 work=$(mktemp -d "${TMPDIR:-/tmp}/cywhip-spin.XXXXXX") || exit 2
@@ -508,6 +518,43 @@ check_bytes_groups() {
     done
 }
 
+check_bytes_many_groups() {
+    base=bytes_many_groups.pml memlim=1500
+    safe="-DSAFETY -DNOCLAIM -DCOLLAPSE"
+    # 2 senders, 1 message each of 5 or 12 bytes, a ring of 56 bytes after earlier laps (every
+    # unit a stale seq); members 0 and 1 sharing group 0, member 2 alone in group 1.
+    check "bytes_many_groups: safety, no crash, both sharing members" pass "-DMAXCRASH=0" "$safe" ""
+    # Group 0 of one member (ONE_SHARER): a crash of either sender, of any member.
+    check "bytes_many_groups: safety, 1 crash of either sender" pass "-DMAXCRASH=1 -DKILLABLE=3 -DONE_SHARER" "$safe" ""
+    check "bytes_many_groups: safety, 1 crash of any member" pass "-DMAXCRASH=1 -DKILLABLE=28 -DONE_SHARER" "$safe" ""
+    # Place 0 dies twice with a claim committed; the third sender's S0d waits for every group
+    # to pass the first dead claim before it keeps the second.
+    check "bytes_many_groups: safety, place 0 dying twice, a third sender on it" pass \
+        "-DNM0=3 -DNM=0 -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DONE_SHARER -DFIXED" "$safe" ""
+    # No progress labels: any cycle is a non-progress cycle; none means every run ends.
+    memlim=3000
+    check "bytes_many_groups: termination (no cycle at all), 1 crash of either sender" pass \
+        "-DMAXCRASH=1 -DKILLABLE=3 -DONE_SHARER" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+    if [ "$full" = 1 ]; then
+        check "bytes_many_groups: termination (no cycle at all), 1 crash of any member" pass \
+            "-DMAXCRASH=1 -DKILLABLE=28 -DONE_SHARER" "-DNP -DNOCLAIM -DCOLLAPSE" "-l"
+        # 1 crash of any process with both sharing members: a bitstate search (512 MB of bits).
+        check "bytes_many_groups: safety, 1 crash of any process, both sharing members, bitstate" pass \
+            "-DMAXCRASH=1" "-DSAFETY -DNOCLAIM -DBITSTATE" "-w32"
+    fi
+    memlim=1500
+
+    # Mutants, each must fail.
+    mut="-O0 -DSAFETY -DNOCLAIM"
+    for m in NO_SZERO ZERO_AFTER_M3 ZERO_FIRST SEQ_FIRST ROOM_ONE_GROUP; do
+        check "bytes_many_groups: mutant $m" fail "-D$m -DMAXCRASH=0 -DONE_SHARER" "$mut" ""
+    done
+    for m in S0D_NO_WAIT S0D_ANY_GROUP; do
+        check "bytes_many_groups: mutant $m" fail \
+            "-D$m -DNM0=3 -DNM=0 -DMAXCRASH=2 -DKILLABLE=1 -DMAXINC=3 -DONE_SHARER -DFIXED" "$mut" ""
+    done
+}
+
 check_fdwake() {
     base=fdwake.pml memlim=1000
     # 2 messages; the fd waiter and the waker may each crash once, at any step.
@@ -529,8 +576,8 @@ t0=$(date +%s)
 
 for model in $models; do
     case $model in
-    many_senders|groups|lifecycle|bytes|bytes_many|bytes_groups|fdwake) check_$model ;;
-    *) echo "unknown model: $model (many_senders, groups, lifecycle, bytes, bytes_many, bytes_groups, fdwake)" >&2; exit 2 ;;
+    many_senders|groups|lifecycle|bytes|bytes_many|bytes_groups|bytes_many_groups|fdwake) check_$model ;;
+    *) echo "unknown model: $model (many_senders, groups, lifecycle, bytes, bytes_many, bytes_groups, bytes_many_groups, fdwake)" >&2; exit 2 ;;
     esac
 done
 
