@@ -813,7 +813,7 @@ cdef class Receiver(_End):
 
     def _run(self):
         """The on_message/on_batch thread: wait with the GIL released, deliver, release."""
-        cdef int64_t avail
+        cdef int64_t avail, n
         self.busy_thread = cw_thread_self()
         if self.on_batch is not None:
             self.ring.want = self.max_queued_messages
@@ -829,8 +829,18 @@ cdef class Receiver(_End):
                 if self.on_batch is not None:
                     self._deliver_batch(avail)
                     continue
+                n = 0
+                if self.ring.bytes:
+                    n = ring_bytes_peek(&self.ring)
+                    if n < 0:
+                        # An impossible record has no length to step over: the thread stops
+                        # on it, with on_error or not (the hook would have it counted as taken).
+                        self._raise_bad_length()
                 try:
-                    self.on_message(self._take_bytes() if self.ring.bytes else self._take())
+                    if self.ring.bytes:
+                        self.on_message(self.codec.decode(ring_read_slot(&self.ring), n))
+                    else:
+                        self.on_message(self._take())
                 except Exception as exc:
                     if self.on_error is None:
                         raise
@@ -907,7 +917,9 @@ cdef class Receiver(_End):
                 raise
             ring_release(&self.ring)
         if failure is not None:
-            if self.on_error is None:
+            if self.on_error is None or (self.ring.bytes and isinstance(failure, ChannelCorruptError)):
+                # Without the hook, or on a byte channel's impossible record, which has no
+                # length to step over: the thread stops with it first in line.
                 raise failure
             self.on_error(failure)
             ring_consume(&self.ring)

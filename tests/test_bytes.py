@@ -503,3 +503,42 @@ def test_send_and_send_many_take_bytes_and_other_buffers_alike_and_refuse_the_to
         assert rx.try_recv() is None
         tx.send(b"z" * top)
         assert rx.recv(timeout=5) == b"z" * top
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("hook", ["on_message", "on_batch"])
+def test_an_on_error_receiver_stops_on_a_record_it_cannot_step_over(channel, mapped, hook):
+    # A record whose header is impossible has no length to step over.  With on_error the
+    # thread once handed the error to the hook and stepped on by the length of the record
+    # before it, into the middle of this one, and delivered its bytes as a message ("EVIL",
+    # never sent).  It stops on it now, as without on_error, and takes nothing more.
+    kw = dict(max_queued_bytes=256, message_length=40)
+    first = b"a" * 10                                   # a record of 8 + 16 bytes, at byte 0
+    bad = b"x" * 16 + struct.pack("<II", 4, 0) + b"EVIL" + b"y" * 2   # at byte 24
+    got, errors = [], []
+    with Sender(channel, **kw) as tx:
+        with mapped(channel) as mm:
+            tx.send_many([first, bad, b"after"], timeout=5)
+            ring = slots_offset_for()
+            length, kind = struct.unpack_from("<II", mm, ring + 24)
+            assert (length, kind) == (len(bad), 0)
+            struct.pack_into("<II", mm, ring + 24, length, 9)       # no record has kind 9
+        if hook == "on_message":
+            more = dict(on_message=got.append)
+        else:
+            more = dict(on_batch=got.extend)
+        rx = Receiver(channel, **kw, **more, on_error=errors.append)
+        deadline = time.monotonic() + 10
+        while rx.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stopped = not rx.running
+        try:
+            rx.close()
+        except ChannelCorruptError as exc:
+            raised = str(exc)
+        else:
+            raised = None
+    assert stopped and got == [first] and errors == [], (
+        f"the thread went on past a record it cannot step over: it delivered {got}, "
+        f"the hook got {errors}")
+    assert raised is not None and "the record at byte 24 has kind 9" in raised, raised
