@@ -249,6 +249,11 @@ cdef tuple _inspect_groups(cw_header *live, uint32_t ms, uint32_t mr, uint64_t c
     cdef uint64_t tag, pos, w
     cdef bint any
     w = live.write_cursor
+    if byte_ring and ms > 1:
+        # The claim word of a byte ring of many senders: decoded from the floor, read before
+        # the second load of the word (the first one may be older than the floor).
+        w_after = cw_claim_position(w_after, live.read_cursor & ~(<uint64_t>7))
+        w = w_after
     rows = []
     for g in range(mr):
         e = <cw_group *>(gtable + g * sizeof(cw_group))

@@ -182,12 +182,6 @@ cdef class _End:
                 raise TypeError(
                     f"message_type={message_type!r} needs a slot channel (records of one size): "
                     f"give max_queued_messages instead of max_queued_bytes={max_queued_bytes!r}")
-            if max_receivers != 1 and max_senders != 1:
-                raise ValueError(
-                    f"a byte channel (max_queued_bytes={max_queued_bytes!r}) has receiver groups "
-                    f"with one sender in this version: max_receivers={max_receivers!r} with "
-                    f"max_senders={max_senders!r} needs max_senders=1, or a slot channel "
-                    f"(max_queued_messages)")
             message_length, max_queued_messages = check_byte_geometry(message_length, max_queued_bytes,
                                                                       max_senders)
         elif max_queued_messages is None:
@@ -390,18 +384,29 @@ cdef class _End:
                     held.pop()
                     break
                 self.region = region
+                if open_args[8] > 1:
+                    # Receiver groups: the bound is theirs (a sender's ring_attach_groups()
+                    # reads nothing that can be impossible).
+                    ring_attach_groups(&self.ring, open_args[8], False, 0, 0, 0)
         finally:
             for other in held:
                 (<Region>other).close()
         while st == 0:
             if not region.receiver_open():
+                if self.ring.groups:
+                    who, taken, opened = ("every receiver group", "the slowest group has",
+                                          "no member of a group is open. Open the groups' members "
+                                          "first (they step over the dead claims), or remove the "
+                                          "groups that are not coming back (cywhip.remove_group()),")
+                else:
+                    who, taken, opened = ("the receiver", "it has", "no receiver is open. Open the "
+                                          "receiver first (it steps over the dead claims),")
                 raise ChannelBusyError(
                     f"channel {region.name!r}: sender place {region.place} holds the claims of two "
-                    f"senders that died there, and no new sender can use it before the receiver "
-                    f"has taken the messages up to byte {self.ring.bad_cursor} (it has taken up to "
-                    f"byte {self.ring.bad_write}); every other sender place is held, and no "
-                    f"receiver is open. Open the receiver first (it steps over the dead claims), "
-                    f"or close another sender")
+                    f"senders that died there, and no new sender can use it before {who} "
+                    f"has taken the messages up to byte {self.ring.bad_cursor} ({taken} taken up to "
+                    f"byte {self.ring.bad_write}); every other sender place is held, and "
+                    f"{opened} or close another sender")
             time.sleep(0.001)
             with nogil:
                 st = ring_bytes_adopt(&self.ring)

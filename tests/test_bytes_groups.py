@@ -334,11 +334,6 @@ def test_an_impossible_record_in_a_groups_run_is_named(channel, mapped):
         assert a.recv_many(5, timeout=5) == [b"x" * 10, b"y" * 20]
 
 
-def test_a_byte_channel_of_many_senders_still_refuses_groups(channel):
-    with pytest.raises(ValueError, match=r"max_receivers=2 with max_senders=2 needs max_senders=1"):
-        Receiver(channel, max_queued_bytes=4096, max_senders=2, max_receivers=2)
-
-
 def _wait_for(predicate, timeout=20):
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -10,6 +10,7 @@ import random
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ import cywhip.asyncio
 from cywhip import ChannelBusyError, ChannelCorruptError, Receiver, ReceiveTimeout, SendTimeout, Sender
 from cywhip._region import channel_path
 from cywhip._testing._model import layout
+from cywhip._testing._steps import BytesSenderSteps
 from cywhip._testing.bytes_steps import STEPS, lengths
 from cywhip._testing import fanin
 from cywhip._testing.fanin import payload
@@ -59,9 +61,7 @@ def _drain(receiver, tally, until, timeout=20):
 # ------------------------------------------------------------------- streams
 
 
-def test_a_byte_channel_takes_many_senders_and_refuses_receiver_groups_with_them(channel):
-    with pytest.raises(ValueError, match="max_receivers=2 with max_senders=2 needs max_senders=1"):
-        Receiver(channel, max_queued_bytes=4096, max_senders=2, max_receivers=2)
+def test_a_byte_channel_takes_many_senders(channel):
     with Sender(channel, **_ends(channel, 4096, 3)) as a, Receiver(channel, **_ends(channel, 4096, 3)) as r:
         # A record's header is 16 bytes with many senders: a message may take half the ring less it.
         assert a.message_length == r.message_length == 4096 // 2 - 16
@@ -953,3 +953,159 @@ def test_a_sender_opening_while_the_others_claim_more_than_a_ring_is_not_called_
         assert proc.stdout.readline().strip() == "sent"
         assert rx.recv(timeout=5) == b"from the new sender"
         debugger.wait(30)
+
+
+# ------------------------------------------------------------ with receiver groups
+
+
+def _group_ends(ring=RING, senders=2, receivers=2):
+    return dict(max_queued_bytes=ring, max_senders=senders, max_receivers=receivers)
+
+
+def _drain_groups(members, tallies, until, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        for member, tally in zip(members, tallies):
+            try:
+                for m in member.recv_many(100, timeout=0.01):
+                    tally.add(m)
+            except ReceiveTimeout:
+                pass
+        if until() or time.monotonic() > deadline:
+            return
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("step", STEPS)
+def test_with_receiver_groups_a_sender_killed_after_any_step_loses_only_its_unpublished_message(
+        channel, peers, step):
+    # Two groups each take the stream; the dead sender's claim is a hole each group steps over
+    # for itself (G4), the padding before it included, and no group gets a torn message.
+    published = STEPS.index(step) >= STEPS.index("published")
+    committed = STEPS.index(step) >= STEPS.index("committed")
+    ends = _group_ends()
+    with Receiver(channel, group="a", **ends) as ra, Receiver(channel, group="b", **ends) as rb:
+        members, tallies = (ra, rb), (Tally(), Tally())
+        proc = peers.start("step", channel, RING, "2:2", 0, 3, step, script=SCRIPT)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            _drain_groups(members, tallies, lambda: True)
+        rc, out, err = peers.finish(proc, timeout=30)
+        assert rc == -signal.SIGKILL, err
+        report = json.loads(out)
+        sent = report["sent"]
+        assert report["pad"] >= 16          # the claim has a padding record (M4)
+        # What it published just before it died, and its claim stepped over by each group.
+        _drain_groups(members, tallies, lambda: False, timeout=0.5)
+        with Sender(channel, **ends) as a, Sender(channel, **ends) as b:
+            b.send(payload(2, 0, 40), timeout=5)
+            for i in range(5):
+                a.send(payload(1, i, 12 + 20 * i), timeout=5)
+                _drain_groups(members, tallies, lambda: all(t.next.get(1) == i + 1 for t in tallies))
+            for i in range(1, 40):              # around the ring a few times more
+                tag, number = (1, 5 + i // 2) if i % 2 else (2, i // 2)
+                (a if i % 2 else b).send(payload(tag, number, 12 + (7 * i) % 100), timeout=5)
+                _drain_groups(members, tallies, lambda: all(t.next.get(tag) == number + 1 for t in tallies))
+        for member, tally in zip(members, tallies):
+            assert tally.errors == []
+            assert tally.next == {0: sent + published, 1: 25, 2: 20}
+            assert member.try_recv() is None
+            # A committed claim not published is stepped over as a dead claim; nothing else is.
+            assert member._skipped == (1 if committed and not published else 0, 0)
+
+
+@pytest.mark.timeout(60)
+def test_with_receiver_groups_a_new_sender_waits_until_every_group_passed_the_first_dead_claim(
+        channel, peers, in_thread):
+    # G5: a place's earlier dead claim is overwritten only once the slowest group has stepped
+    # over it; a group that passed it does not let the new sender go on alone.
+    ring = 1024
+    ends = _group_ends(ring)
+    with Receiver(channel, group="fast", **ends) as fast, Receiver(channel, group="slow", **ends) as slow:
+        for n in (40, 100):
+            proc = peers.start("claim", channel, ring, "2:2", n, script=SCRIPT)
+            rc, out, err = peers.finish(proc, timeout=30)
+            assert rc == -signal.SIGKILL, err
+        assert _place_field(channel, 0, "place_dead_claim") == 1
+        assert _place_field(channel, 0, "place_intent") == 57
+        with Sender(channel, **ends):                           # place 1
+            thread, outcome = in_thread(lambda: Sender(channel, **ends))
+            with pytest.raises(ReceiveTimeout):
+                fast.recv(timeout=0.5)      # steps over the first; waits at the second
+            time.sleep(0.2)
+            assert outcome == [] and _place_field(channel, 0, "place_dead_claim") == 1
+            with pytest.raises(ReceiveTimeout):
+                slow.recv(timeout=0.5)
+            thread.join(10)
+            assert _place_field(channel, 0, "place_dead_claim") == 57
+            with outcome[0] as fourth:
+                fourth.send(b"after them", timeout=5)
+                for member in (fast, slow):
+                    assert member.recv(timeout=5) == b"after them"
+                    assert member._skipped == (2, 0)
+
+
+@pytest.mark.timeout(60)
+def test_with_receiver_groups_a_payload_of_an_earlier_lap_under_a_committed_claim_is_never_taken(channel):
+    # No member zeroes what it took (nobody consumes for every group), so a claim's sender
+    # zeroes the seq word of each header it will write before it commits the claim (G2).
+    # First lap: records of 48 bytes at 0, 48, ..., 192, padding at 240; the payload of the
+    # record at 96 (ring index 112) holds what a header at 368 would: a 5-byte message with
+    # seq 369.  Second lap: a record of 112 bytes at 256 ends at 368; a second sender commits
+    # a claim at 368 (the claim cursor moves past it) and has not written its header yet.
+    ends = _group_ends(senders=2, receivers=2)
+    with Sender(channel, **ends) as tx, Sender(channel, **ends) as stopped, \
+            Receiver(channel, group="g", **ends) as rx:
+        forged = struct.pack("<IIQ", 5, 0, 369) + b"S" * 16
+        for i in range(5):
+            msg = forged if i == 2 else bytes([i]) * 32
+            tx.send(msg, timeout=5)
+            assert rx.recv(timeout=5) == msg
+        tx.send(b"y" * 96, timeout=5)
+        assert rx.recv(timeout=5) == b"y" * 96
+        assert tx.published == rx.taken == 368
+        steps = BytesSenderSteps(stopped)
+        at, pad, size = steps.take(24)
+        assert (at, pad) == (368, 0)
+        steps.intent()
+        steps.commit()
+        steps.pad()
+        assert stopped.published == 368 + size
+        # The claimer is alive: its claim is a hole the member waits at, not a message.
+        assert rx.try_recv() is None
+        with pytest.raises(ReceiveTimeout):
+            rx.recv(timeout=0.2)
+        steps.write(b"z" * 24, 24)
+        steps.header()
+        steps.publish()
+        steps.clear()
+        assert rx.recv(timeout=5) == b"z" * 24
+        assert rx.try_recv() is None
+
+
+@pytest.mark.timeout(60)
+def test_with_receiver_groups_a_hole_no_claim_covers_is_named_not_waited_at_for_ever(channel):
+    # A claim committed and its intent withdrawn with nothing published (no sender does that):
+    # the member's resolve finds no claim covering the hole, says so, and goes on once the
+    # record is there.
+    ends = _group_ends(senders=2, receivers=2)
+    with Sender(channel, **ends) as tx, Receiver(channel, group="g", **ends) as rx:
+        tx.send(b"a" * 24, timeout=5)
+        assert rx.recv(timeout=5) == b"a" * 24
+        steps = BytesSenderSteps(tx)
+        at, pad, size = steps.take(24)
+        steps.intent()
+        steps.commit()
+        steps.pad()
+        steps.write(b"b" * 24, 24)
+        steps.header()
+        cw = _place_field(channel, 0, "place_intent")
+        assert cw == at + 1
+        _poke(channel, 4096 + layout()["place_intent"], 0)
+        for call in (lambda: rx.recv(timeout=2), rx.try_recv):
+            with pytest.raises(ChannelCorruptError, match=f"nothing is published at byte {at} .* no sender "
+                                                          f"place's intent or dead claim covers it"):
+                call()
+        steps.publish()
+        steps.clear()
+        assert rx.recv(timeout=5) == b"b" * 24

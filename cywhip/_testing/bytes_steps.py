@@ -4,6 +4,8 @@ byte ring": M1-M6, T0-T2).
 
     python -m cywhip._testing.bytes_steps ROLE NAME RING SENDERS TAG BEFORE STEP [hold]
 
+SENDERS is max_senders, or "M:K" for max_senders M and max_receivers K (receiver groups).
+
 ROLE "step": send BEFORE messages of 24 bytes (then more, until the next claim needs padding
 of 16 bytes or more), then do the steps of the next message (the longest the ring takes) up
 to STEP, print what was done as JSON and die (SIGKILL), or with "hold" wait to be killed.
@@ -30,7 +32,18 @@ FILLER = 24
 
 
 def _open(name, ring, senders):
+    """senders: max_senders, or (max_senders, max_receivers) for a channel of receiver groups."""
+    if isinstance(senders, tuple):
+        return Sender(name, max_queued_bytes=ring, max_senders=senders[0], max_receivers=senders[1])
     return Sender(name, max_queued_bytes=ring, max_senders=senders)
+
+
+def _shape(arg):
+    """SENDERS as the command line gives it: "2", or "2:3" (max_senders 2, max_receivers 3)."""
+    if ":" in arg:
+        m, k = arg.split(":")
+        return int(m), int(k)
+    return int(arg)
 
 
 def run_step(name, ring, senders, tag, before, step, hold=False):
@@ -184,7 +197,7 @@ def run_rewrite(path, seconds, seed, offsets, keep_back=0.9):
 
 
 def main(argv):
-    role, name, ring, senders = argv[0], argv[1], int(argv[2]), int(argv[3])
+    role, name, ring, senders = argv[0], argv[1], int(argv[2]), _shape(argv[3])
     hold = argv[-1] == "hold"
     if role == "step":
         run_step(name, ring, senders, int(argv[4]), int(argv[5]), argv[6], hold)

@@ -82,7 +82,8 @@ cdef int ring_attach(ring_t *r, cw_header *hdr, uint64_t slots_offset, uint64_t 
     r.claim_end = 0
     r.bit_busy = False
     r.busy_word = 0
-    r.zeroing = bytes and r.many and sender_place < 0
+    # R5 is the one receiver's: the members of receiver groups never zero (G2 instead).
+    r.zeroing = bytes and r.many and sender_place < 0 and max_receivers <= 1
     r.release_to = NULL
     if r.zeroing:
         r.release_to = &(<cw_place *>((<char *>hdr) + cw_place_offset(max_senders))).intent
@@ -177,7 +178,13 @@ cdef int64_t ring_depth(ring_t *r) noexcept nogil:
     if r.groups:
         # A member: what its group has not taken; a sender: what the slowest group has not.
         # Positions only grow, and were at most capacity behind write when it was loaded.
-        write = cw_load_acquire_u64(&r.hdr.write_cursor)
+        if r.bytes and r.many:
+            # The claim word: the claim cursor is at least the floor, loaded before it.
+            read_1 = cw_load_acquire_u64(&r.hdr.read_cursor)
+            write = cw_claim_position(cw_load_acquire_u64(&r.hdr.write_cursor),
+                                      read_1 & ~(<uint64_t>CW_VAR_ALIGN_MASK))
+        else:
+            write = cw_load_acquire_u64(&r.hdr.write_cursor)
         if r.group != NULL:
             m = group_position(r.rplaces, r.max_receivers, r.group, r.group_tag)
         else:

@@ -12,6 +12,9 @@ cdef enum:
     # A sender's look at the claim word and read_cursor that finds them more than a ring apart
     # (read_cursor moved on between the two loads), in a row, before it calls them impossible.
     CLAIM_LOOKS = 64
+    # _record_at()'s kind for a void of slack 1 (the rest of a message's claim, stepped over,
+    # not counted as a message lost); never stored in a header.
+    KIND_REST = 3
 
 
 cdef inline cw_place *_splace(ring_t *r, uint64_t p) noexcept nogil:
@@ -51,6 +54,19 @@ cdef inline void _read_pair(uint64_t *pos, uint64_t *length, uint64_t *c1, uint6
 
 # ------------------------------------------------------------------ sender
 
+cdef inline int _bound(ring_t *r, uint64_t *rd) noexcept nogil:
+    """What the senders may not pass: the read cursor (one receiver), or with receiver groups
+    the groups' bound (G1: every group in use's position and its members' claims, under the
+    sequence lock of groups_gen; ring_groups_floor()).  0 when no bound is known (a group
+    creation is under way: no room for now), else 1."""
+    if r.groups:
+        rd[0] = ring_groups_floor(r)
+        return 0 if r.bound_stale else 1
+    # Acquire pairs with the receiver's release of read_cursor (R5).
+    rd[0] = cw_load_acquire_u64(&r.hdr.read_cursor)
+    return 1
+
+
 cdef int ring_bytes_adopt(ring_t *r) noexcept nogil:
     """S0a-S0e, a new sender on its place (its lock held, generation counted by ring_attach):
     what a dead predecessor left in the intent is voided (never committed) or kept in the dead
@@ -59,6 +75,7 @@ cdef int ring_bytes_adopt(ring_t *r) noexcept nogil:
     the place or the cursors are impossible."""
     cdef cw_place *p = r.splace
     cdef uint64_t c1, ln, rd, word, w, c0, again, again_ln, dp, dl
+    cdef int looks
     c1 = cw_load_acquire_u64(&p.intent)                                       # S0a
     ln = cw_load_acquire_u64(&p.intent_length)
     if c1 == 0:
@@ -67,12 +84,21 @@ cdef int ring_bytes_adopt(ring_t *r) noexcept nogil:
     if c0 & CW_VAR_ALIGN_MASK or ln & CW_VAR_ALIGN_MASK or ln < CW_VAR_MANY_HEADER_SIZE \
             or ln > r.capacity:
         return _corrupt(r, CORRUPT_INTENT, c0, 0, ln)
-    rd = cw_load_acquire_u64(&r.hdr.read_cursor)                             # S0b
-    word = cw_load_acquire_u64(&r.hdr.write_cursor)
-    if rd & CW_VAR_ALIGN_MASK:
-        return _corrupt(r, CORRUPT_READ, rd, cw_claim_position(word, rd & ~(<uint64_t>CW_VAR_ALIGN_MASK)), 0)
-    w = cw_claim_position(word, rd)
-    if w - rd > r.capacity:
+    for looks in range(CLAIM_LOOKS):
+        # S0b: the bound (the read cursor, or the groups' bound, G1), then the claim word.
+        if not _bound(r, &rd):
+            r.bad_cursor = r.read_cache
+            r.bad_write = r.read_cache
+            return 0        # no bound known: a group creation is under way (call again)
+        word = cw_load_acquire_u64(&r.hdr.write_cursor)
+        if rd & CW_VAR_ALIGN_MASK:
+            return _corrupt(r, CORRUPT_READ, rd, cw_claim_position(word, rd & ~(<uint64_t>CW_VAR_ALIGN_MASK)), 0)
+        w = cw_claim_position(word, rd)
+        if w - rd <= r.capacity:
+            break
+        # The bound moved on between the two loads and others claimed, or the word is
+        # impossible.
+    else:
         return _corrupt(r, CORRUPT_CLAIM, w, word, 0)
     if w != c0:
         if c0 > w:
@@ -90,7 +116,8 @@ cdef int ring_bytes_adopt(ring_t *r) noexcept nogil:
                                 or dp - 1 > c0 or c0 - (dp - 1) < dl):
                     return _corrupt(r, CORRUPT_DEAD_PLACE, dp - 1, c0, dl)
                 if dp != 0 and rd < dp - 1 + dl:
-                    # For the caller's text: the end of the claim waited for, the read cursor.
+                    # G5 with groups: every group must have passed it (rd is their bound).
+                    # For the caller's text: the end of the claim waited for, the bound.
                     r.bad_cursor = dp - 1 + dl
                     r.bad_write = rd
                     return 0
@@ -117,6 +144,14 @@ cdef void ring_bytes_claim_step(ring_t *r, int step) noexcept nogil:
         cw_store_relaxed_u64(&p.intent, 0)
         cw_store_release_u64(&p.intent_length, need)
         cw_store_release_u64(&p.intent, c + 1)
+        if r.groups:
+            # G2 (Z): no receiver zeroes what it consumed on a channel with groups, so the seq
+            # word of every header this claim will hold may keep a payload of an earlier lap:
+            # zero it before M3's release publishes the claim (every group has passed those
+            # bytes: the room was counted from their bound).  Plain stores: M3 orders them.
+            if pad >= CW_VAR_MANY_HEADER_SIZE:
+                _mhdr(r, c % r.capacity).seq = 0
+            _mhdr(r, (c + pad) % r.capacity).seq = 0
     elif step == 3:                                                           # M3
         # Release: the intent before the claim, for whoever acquires the word (R2, S0b).
         cw_store_release_u64(&r.hdr.write_cursor, cw_claim_word(c + need, 0))
@@ -139,7 +174,8 @@ cdef int64_t ring_bytes_claim_held(ring_t *r, uint64_t rec, bint commit) noexcep
     cdef uint64_t rd = r.read_cache
     need = _need(r, c, rec, &pad)
     if rd > c or c + need - rd > r.capacity:
-        rd = cw_load_acquire_u64(&r.hdr.read_cursor)
+        if not _bound(r, &rd):
+            return 0
         if rd & CW_VAR_ALIGN_MASK or rd > c or c - rd > r.capacity:
             return _corrupt(r, CORRUPT_READ, rd, c, 0)
         r.read_cache = rd
@@ -189,14 +225,24 @@ cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil:
     cdef uint32_t q
     cdef cw_place *dead
     cdef int looks = 0, spins, st
+    # With groups the bound is dear to compute (every group and member place): the one last
+    # seen (r.read_cache, at most the bound now) serves until it says no room.
+    cdef bint fresh = not r.groups
     while True:
-        rd = cw_load_acquire_u64(&r.hdr.read_cursor)
+        if not fresh:
+            rd = r.read_cache
+        elif not _bound(r, &rd):
+            r.bit_busy = False
+            return 0             # no bound known (a group creation is under way): no room
         word = cw_load_acquire_u64(&r.hdr.write_cursor)                       # M1
         if rd & CW_VAR_ALIGN_MASK:
             return _corrupt(r, CORRUPT_READ, rd, cw_claim_position(word, rd & ~(<uint64_t>CW_VAR_ALIGN_MASK)), 0)
         c = cw_claim_position(word, rd)
         if c - rd > r.capacity:
-            # read_cursor moved on between the two loads (or the word is impossible).
+            if not fresh:
+                fresh = True
+                continue
+            # The bound moved on between the two loads (or the word is impossible).
             looks += 1
             if looks >= CLAIM_LOOKS:
                 return _corrupt(r, CORRUPT_CLAIM, c, word, 0)
@@ -204,10 +250,18 @@ cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil:
         owner = cw_claim_owner(word)
         if owner == 0:
             need = _need(r, c, rec, &pad)
-            r.read_cache = rd
             if c + need - rd > r.capacity:
+                if not fresh:
+                    fresh = True
+                    continue
+                # A dead non-durable group holding the senders back goes (step R), at most
+                # once a millisecond per sender.
+                if r.groups and ring_groups_release_dead_now(r):
+                    continue
+                r.read_cache = rd
                 r.bit_busy = False
                 return 0
+            r.read_cache = rd
             if cw_cas_acq_rel_u64(&r.hdr.write_cursor, &word, cw_claim_word(c, r.owner)):
                 r.holding = True
                 r.claim_at = c
@@ -285,13 +339,15 @@ cdef int64_t ring_bytes_many_look(ring_t *r) noexcept nogil:
     cdef uint64_t rd, word, c, pad, need
     cdef int looks
     if r.holding:
-        rd = cw_load_acquire_u64(&r.hdr.read_cursor)
+        if not _bound(r, &rd):
+            return 0
         if rd & CW_VAR_ALIGN_MASK or rd > r.claim_at or r.claim_at - rd > r.capacity:
             return _corrupt(r, CORRUPT_READ, rd, r.claim_at, 0)
         need = _need(r, r.claim_at, rec, &pad)
         return 1 if r.claim_at + need - rd <= r.capacity else 0
     for looks in range(CLAIM_LOOKS):
-        rd = cw_load_acquire_u64(&r.hdr.read_cursor)
+        if not _bound(r, &rd):
+            return 0
         word = cw_load_acquire_u64(&r.hdr.write_cursor)
         if rd & CW_VAR_ALIGN_MASK:
             return _corrupt(r, CORRUPT_READ, rd, cw_claim_position(word, rd & ~(<uint64_t>CW_VAR_ALIGN_MASK)), 0)
@@ -399,7 +455,7 @@ cdef inline int _record_at(ring_t *r, uint64_t h, uint64_t i, uint64_t *step, ui
     elif k == CW_VAR_VOID and slack <= 1 and n >= CW_VAR_MANY_HEADER_SIZE and (n & CW_VAR_ALIGN_MASK) == 0:
         rec = n
         if slack:
-            k = CW_VAR_PADDING       # the rest of a message's claim: stepped over, not counted
+            k = KIND_REST            # the rest of a message's claim: stepped over, not counted
     else:
         return _corrupt(r, CORRUPT_RECORD, h, word >> 32, n)
     if i + rec > r.capacity:
@@ -488,27 +544,22 @@ cdef inline bint _bad_pair(ring_t *r, uint64_t c1, uint64_t ln) noexcept nogil:
             or ln > r.capacity)
 
 
-cdef int ring_bytes_many_resolve(ring_t *r) noexcept nogil:
-    """R3-R4 at a hole (the claim cursor past the read cursor, nothing published there): 1 when
-    the hole is gone (published meanwhile, or a dead claim covering it stepped over and handed
-    back) or must be looked at again, or found impossible (the next scan says so); 0 while a
-    live sender's claim covers it (wait for its publish, which wakes the receiver)."""
-    cdef uint64_t rd = r.read, word, w, c1, ln, again, again_ln, found = 0, e, h
+cdef int _hole_claim(ring_t *r, uint64_t rd, uint64_t w, uint64_t *found) noexcept nogil:
+    """R3-R4 at a hole rd (the claim cursor w past it, nothing published at rd), for the one
+    receiver or a group (G4): who claimed it.  0 while a live sender's claim covers it (its
+    place's lock held, or the test failed); 1 if it must be looked at again (published
+    meanwhile, or a claim changed while its place's lock was free); 2 when its claimer is dead:
+    found[0] is the end of the dead claim covering rd (its padding included); -1 if impossible
+    (r.corrupt_why)."""
+    cdef uint64_t c1, ln, again, again_ln, e, h, end = 0
     cdef uint32_t p
     cdef cw_place *q
-    word = cw_load_acquire_u64(&r.hdr.write_cursor)
-    w = cw_claim_position(word, rd)
-    if w - rd > r.capacity:
-        return _hole_bad(r, CORRUPT_CLAIM, w, word, 0)
-    if w == rd:
-        r.hole = False
-        return 1
     for p in range(r.max_senders):                                            # R3
         q = _splace(r, p)
         _read_pair(&q.intent, &q.intent_length, &c1, &ln)
         if c1 != 0 and c1 - 1 <= rd and rd - (c1 - 1) < ln:
             if _bad_pair(r, c1, ln):
-                return _hole_bad(r, CORRUPT_PAIR, c1 - 1, ln, p)
+                return _corrupt(r, CORRUPT_PAIR, c1 - 1, ln, p)
             # Held (1), or the test failed (< 0): presume a live claimer.
             if cw_ofd_is_locked(r.fd, cw_place_offset(p)) != 0:
                 return 0
@@ -516,34 +567,123 @@ cdef int ring_bytes_many_resolve(ring_t *r) noexcept nogil:
             if again != c1 or again_ln != ln:
                 return 1             # changed while its lock was free: look again
             e = c1 - 1 + ln
-            if found and found != e:
-                return _hole_bad(r, CORRUPT_TWO, rd, found, e)
-            found = e
+            if end and end != e:
+                return _corrupt(r, CORRUPT_TWO, rd, end, e)
+            end = e
         _read_pair(&q.dead_claim, &q.dead_length, &c1, &ln)
         if c1 != 0 and c1 - 1 <= rd and rd - (c1 - 1) < ln:
             if _bad_pair(r, c1, ln):
-                return _hole_bad(r, CORRUPT_PAIR, c1 - 1, ln, p)
+                return _corrupt(r, CORRUPT_PAIR, c1 - 1, ln, p)
             e = c1 - 1 + ln
-            if found and found != e:
-                return _hole_bad(r, CORRUPT_TWO, rd, found, e)
-            found = e
+            if end and end != e:
+                return _corrupt(r, CORRUPT_TWO, rd, end, e)
+            end = e
     # R4: published meanwhile?  (The record's header: 8 bytes on before the implicit padding.)
-    h = rd + CW_SLOT_ALIGN if r.capacity - r.read_index == CW_SLOT_ALIGN else rd
+    h = rd + CW_SLOT_ALIGN if r.capacity - rd % r.capacity == CW_SLOT_ALIGN else rd
     if cw_load_acquire_u64(&_mhdr(r, h % r.capacity).seq) == h + 1:
+        return 1
+    if end == 0:
+        return _corrupt(r, CORRUPT_HOLE, rd, w, 0)
+    if end > w or end <= rd or end & CW_VAR_ALIGN_MASK:
+        return _corrupt(r, CORRUPT_DEAD, rd, end, w)
+    found[0] = end
+    return 2
+
+
+cdef int ring_bytes_many_resolve(ring_t *r) noexcept nogil:
+    """R3-R4 at a hole (the claim cursor past the read cursor, nothing published there): 1 when
+    the hole is gone (published meanwhile, or a dead claim covering it stepped over and handed
+    back) or must be looked at again, or found impossible (the next scan says so); 0 while a
+    live sender's claim covers it (wait for its publish, which wakes the receiver)."""
+    cdef uint64_t rd = r.read, word, w, found = 0
+    cdef int st
+    word = cw_load_acquire_u64(&r.hdr.write_cursor)
+    w = cw_claim_position(word, rd)
+    if w - rd > r.capacity:
+        return _hole_bad(r, CORRUPT_CLAIM, w, word, 0)
+    if w == rd:
         r.hole = False
         return 1
-    if found == 0:
-        return _hole_bad(r, CORRUPT_HOLE, rd, w, 0)
-    if found > w or found <= rd or found & CW_VAR_ALIGN_MASK:
-        return _hole_bad(r, CORRUPT_DEAD, rd, found, w)
+    st = _hole_claim(r, rd, w, &found)
+    if st < 0:
+        r.hole_bad = True
+        r.hole = False
+        return 1
+    if st == 0:
+        return 0
+    r.hole = False
+    if st == 1:
+        return 1
     # Its claimer died before publishing: step over the whole claim and hand it back.
     r.read = found
     r.read_index = found % r.capacity
     r.write_cache = found
     r.skipped += 1
-    r.hole = False
     ring_release(r)
     return 1
+
+
+# ------------------------------------------------------------------ groups
+
+cdef int64_t ring_bytes_many_group_span(ring_t *r, uint64_t n, uint64_t w, bint shared,
+                                        uint64_t *past, uint64_t *stop, uint64_t *voids) noexcept nogil:
+    """G4, a group member under its group's claim lock: group_next is n and the claim cursor w,
+    loaded after the lock was taken (G3).  The bytes from n to the end of the last message
+    this claim takes: whole records, published in a row from n (R1: seq, then the header read
+    once and checked), a padding or void before a message taken with it; at most r.want
+    messages and, while others share the group, at most a quarter of the ring; one message at
+    least.  Only seq words below w are loaded: one at or past the claim cursor belongs to no
+    claim of this lap and may hold an earlier lap's payload (only G2 zeroes a seq word, inside
+    a claim).  0 when it takes no message: past[0] is then the end of the voids published in
+    a row from n (n if none; a padding counts only with what follows it), which nobody takes
+    (C6 alone), voids[0] how many of them were messages that could not be built, and stop[0]
+    where the walk stopped: with past[0] == n, the hole (after the padding published before
+    it, if any: M4 publishes a padding before its message), or w.  -1 if the first record is
+    impossible (r.corrupt_why)."""
+    cdef uint64_t pos = n, at, i, step, length, end = n, taken = 0
+    cdef uint64_t limit = r.capacity // 4 if shared else r.capacity
+    cdef uint64_t want = r.want if shared else <uint64_t>-1
+    cdef uint32_t kind
+    cdef int st
+    r.corrupt_why = 0
+    past[0] = n
+    voids[0] = 0
+    while pos < w:
+        i = pos % r.capacity
+        at = pos
+        if r.capacity - i == CW_SLOT_ALIGN:
+            # The implicit padding: it belongs to the claim of the record after it.
+            at = pos + CW_SLOT_ALIGN
+            i = 0
+            if at >= w:
+                break
+        st = _record_at(r, at, i, &step, &kind, &length)
+        if st == 0:
+            break
+        if st < 0 or at + step > w or (kind == CW_VAR_PADDING and at + step == w):
+            if taken:
+                r.corrupt_why = 0    # the messages before it first
+                break
+            if st > 0:
+                # Past the claim cursor: no claim made it.
+                _corrupt(r, CORRUPT_RECORD, at, kind, length)
+            return -1
+        if kind == CW_VAR_MESSAGE:
+            if taken and (taken == want or at + step - n > limit):
+                break
+            taken += 1
+            end = at + step
+        elif taken == 0 and kind != CW_VAR_PADDING:
+            # A void (slack 0: a message that could not be built) or the rest of a message's
+            # claim (KIND_REST), and the padding before it if any: nobody takes those bytes.
+            if kind == CW_VAR_VOID:
+                voids[0] += 1
+            past[0] = at + step
+        pos = at + step
+    stop[0] = pos
+    if taken == 0:
+        return 0
+    return <int64_t>(end - n)
 
 
 cdef void ring_bytes_zero(ring_t *r) noexcept nogil:

@@ -48,6 +48,9 @@ cdef int ring_attach_groups(ring_t *r, uint32_t max_receivers, bint member, uint
 cdef int _take_over_hold(ring_t *r, uint64_t h, uint64_t e) noexcept nogil:
     """Go on with a claim [h - 1, e) found in this member's place (checked first)."""
     cdef uint64_t w = cw_load_acquire_u64(&r.hdr.write_cursor)
+    if r.bytes and r.many:
+        # The claim word: the claim cursor is at least the claim's start.
+        w = cw_claim_position(w, (h - 1) & ~(<uint64_t>CW_VAR_ALIGN_MASK))
     # A byte channel's claim starts and ends at records (multiples of 8).
     if e < h or e > w or w - (h - 1) > r.capacity or ((h - 1) | e) & r.align_mask:
         r.bad_cursor = h - 1
@@ -201,6 +204,9 @@ cdef uint64_t _groups_left_floor(ring_t *r, uint64_t m) noexcept nogil:
     # Acquire pairs with the claim's compare-and-swap (many) or the publish (one sender):
     # the intents of claims before t are visible below.
     t = cw_load_acquire_u64(&r.hdr.write_cursor)
+    if r.bytes and r.many:
+        # The claim word: the claim cursor is at least the floor m.
+        t = cw_claim_position(t, m & ~(<uint64_t>CW_VAR_ALIGN_MASK))
     if r.many:
         for p in range(r.max_senders):
             place = <cw_place *>(r.places + p * CW_PLACE_SIZE)
@@ -208,7 +214,9 @@ cdef uint64_t _groups_left_floor(ring_t *r, uint64_t m) noexcept nogil:
             # A live sender filling sequence intent - 1: the floor stays below it, so that
             # no sender can claim that slot's next lap while it writes.  A dead one's claim
             # is never written again: it can be overwritten.
-            if intent != 0 and m <= intent - 1 < t and cw_ofd_is_locked(r.fd, cw_place_offset(p)) != 0:
+            # (A byte ring: the start of the claim it is filling, a record's start.)
+            if intent != 0 and m <= intent - 1 < t and (intent - 1) & r.align_mask == 0 \
+                    and cw_ofd_is_locked(r.fd, cw_place_offset(p)) != 0:
                 t = intent - 1
     if t <= m or t - m > r.capacity:
         return m        # nothing to move, or impossible cursors: the caller checks them
@@ -353,128 +361,205 @@ cdef int64_t ring_group_claim(ring_t *r) noexcept nogil:
     Returns how many (r.read .. r.write_cache), 0 if none, -1 if impossible."""
     cdef cw_group *g = r.group
     cdef uint64_t mine = r.place_index + 1
-    cdef uint64_t n, w, k, free_lock, lock
+    cdef uint64_t n, w, k, free_lock, lock, past, stop, voids
     cdef int64_t span
     cdef int spins = 0
     cdef int64_t now
     cdef int at = RUN
+    # A byte ring of many senders: write_cursor is the claim word (G3, G4 below).
+    cdef bint claim_word = r.bytes and r.many
+    cdef bint shared
+    if r.hole_bad:
+        # The last resolve found the hole impossible (r.corrupt_why says why): say so once.
+        r.hole_bad = False
+        return -1
     while True:
-        n = cw_load_acquire_u64(&g.next)                         # C1
-        # Acquire pairs with the sender's release in ring_publish().
-        w = cw_load_acquire_u64(&r.hdr.write_cursor)             # C2
-        if w - n > r.capacity:
-            # n may be old: this member was preempted between C1 and C2 while the others
-            # claimed on and the sender followed them.  But it was loaded before w, so it is
-            # at most w in a sound channel; and a claim cursor loaded after w is at most
-            # capacity behind it (the sender never runs further ahead of any group).
-            if n > w:
-                r.bad_cursor = n
-                r.bad_write = w
-                return -1
-            n = cw_load_acquire_u64(&g.next)
-            if n <= w and w - n > r.capacity:
-                r.bad_cursor = n
+        while True:
+            n = cw_load_acquire_u64(&g.next)                         # C1
+            # Acquire pairs with the sender's release in ring_publish().
+            w = cw_load_acquire_u64(&r.hdr.write_cursor)             # C2
+            if claim_word:
+                # The claim cursor is at least n, loaded before it (G3).
+                w = cw_claim_position(w, n & ~(<uint64_t>CW_VAR_ALIGN_MASK))
+            if w - n > r.capacity:
+                # n may be old: this member was preempted between C1 and C2 while the others
+                # claimed on and the sender followed them.  But it was loaded before w, so it is
+                # at most w in a sound channel; and a claim cursor loaded after w is at most
+                # capacity behind it (the sender never runs further ahead of any group).
+                if n > w:
+                    r.bad_cursor = n
+                    r.bad_write = w
+                    return -1
+                n = cw_load_acquire_u64(&g.next)
+                if n <= w and w - n > r.capacity:
+                    r.bad_cursor = n
+                    r.bad_write = w
+                    return -1
+                spins += 1
+                if spins >= CLAIM_LOCK_SPINS:
+                    # The group's claim cursor keeps moving past what the sender published.
+                    r.bad_cursor = n
+                    r.bad_write = w
+                    return -1
+                continue
+            if w == n:
+                if r.rplaces != NULL and r.read == r.write_cache:
+                    now = monotonic_ns()
+                    if now - r.detect_ns >= DETECT_EVERY_NS:
+                        r.detect_ns = now
+                        if ring_group_detect(r):
+                            return <int64_t>(r.write_cache - r.read)
+                return 0
+            if r.many and not claim_word:
+                # The claim cursor counts slots claimed, not all published: the run of
+                # published messages from n (R1), or what stops it at n.
+                at = _group_run(r, n, &w)
+            free_lock = 0
+            if cw_cas_acq_rel_u64(&g.lock, &free_lock, mine):        # C3
+                if not r.many or claim_word:
+                    break
+                if cw_load_relaxed_u64(&g.next) != n:
+                    cw_store_release_u64(&g.lock, 0)                 # another member moved on first
+                    continue
+                if at == RUN:
+                    break
+                if at == HOLE and not _group_hole_dead(r, n):
+                    cw_store_release_u64(&g.lock, 0)
+                    r.hole = True
+                    return 0
+                # A void slot, or a hole whose claimer died: nobody will ever take it.
+                # Hand it out to nobody (C6 without a claim), and look on.
+                if at == VOID:
+                    r.voided += 1
+                else:
+                    r.skipped += 1
+                cw_store_release_u64(&g.next, n + 1)
+                cw_store_release_u64(&g.lock, 0)
+                spins = 0
+                continue
+            # Another member is claiming: a few instructions, unless it was preempted or died.
+            lock = free_lock
+            if lock == 0:
+                continue
+            if lock > r.max_receivers or lock == mine:
+                # No member place has that number, or it names this member, which is not claiming.
+                r.bad_cursor = lock
                 r.bad_write = w
                 return -1
             spins += 1
-            if spins >= CLAIM_LOCK_SPINS:
-                # The group's claim cursor keeps moving past what the sender published.
+            if spins < CLAIM_LOCK_SPINS:
+                cw_cpu_relax()
+                continue
+            if cw_ofd_is_locked(r.fd, cw_place_offset(r.max_senders + lock - 1)) == 0:
+                _adopt(r, <uint32_t>(lock - 1))
+                if r.read != r.write_cache:
+                    return <int64_t>(r.write_cache - r.read)
+                spins = 0
+                continue
+            # Alive, and long in its claim (preempted): wait in short slices rather than spin.
+            r.hole = True
+            return 0
+        n = cw_load_relaxed_u64(&g.next)                             # C4
+        if claim_word:
+            # G3: the claim word again, under the claim lock; the walk loads no seq word at
+            # or past it.
+            w = cw_claim_position(cw_load_acquire_u64(&r.hdr.write_cursor),
+                                  n & ~(<uint64_t>CW_VAR_ALIGN_MASK))
+        if w - n > r.capacity or n > w:
+            cw_store_release_u64(&g.lock, 0)
+            if n > w:
+                return 0
+            r.bad_cursor = n
+            r.bad_write = w
+            return -1
+        if claim_word:
+            if n & CW_VAR_ALIGN_MASK:
+                cw_store_release_u64(&g.lock, 0)
                 r.bad_cursor = n
                 r.bad_write = w
                 return -1
-            continue
-        if w == n:
-            if r.rplaces != NULL and r.read == r.write_cache:
-                now = monotonic_ns()
-                if now - r.detect_ns >= DETECT_EVERY_NS:
-                    r.detect_ns = now
-                    if ring_group_detect(r):
-                        return <int64_t>(r.write_cache - r.read)
-            return 0
-        if r.many:
-            # The claim cursor counts slots claimed, not all published: the run of
-            # published messages from n (R1), or what stops it at n.
-            at = _group_run(r, n, &w)
-        free_lock = 0
-        if cw_cas_acq_rel_u64(&g.lock, &free_lock, mine):        # C3
-            if not r.many:
-                break
-            if cw_load_relaxed_u64(&g.next) != n:
-                cw_store_release_u64(&g.lock, 0)                 # another member moved on first
-                continue
-            if at == RUN:
-                break
-            if at == HOLE and not _group_hole_dead(r, n):
+            shared = cw_load_relaxed_u64(&g.members) > 1
+            if shared and r.want == 0:
                 cw_store_release_u64(&g.lock, 0)
-                r.hole = True
                 return 0
-            # A void slot, or a hole whose claimer died: nobody will ever take it.
-            # Hand it out to nobody (C6 without a claim), and look on.
-            if at == VOID:
-                r.voided += 1
-            else:
-                r.skipped += 1
-            cw_store_release_u64(&g.next, n + 1)
+            span = ring_bytes_many_group_span(r, n, w, shared, &past, &stop, &voids)
+            if span == 0 and w != n:
+                span = _bytes_many_group_pass(r, n, w, past, stop, voids)
+                if span == 0:
+                    spins = 0
+                    continue         # passed over what nobody takes: look on (C1)
+                if span == -2:
+                    return 0         # a live sender's claim: wait (r.hole)
+            if span <= 0:
+                cw_store_release_u64(&g.lock, 0)
+                return span
+            k = <uint64_t>span
+        elif r.bytes:
+            # Whole records, by the same rule (ring/bytes.pxi).
+            span = ring_bytes_group_span(r, n, w, cw_load_relaxed_u64(&g.members) > 1)
+            if span <= 0:
+                cw_store_release_u64(&g.lock, 0)
+                return span
+            k = <uint64_t>span
+        else:
+            k = w - n
+            if cw_load_relaxed_u64(&g.members) > 1:
+                # Others share the group: what the call takes, and at most a quarter of the ring,
+                # so that the sender and the other members go on while this member copies.
+                if k > r.want:
+                    k = r.want
+                if k > r.capacity // 4 and r.capacity >= 4:
+                    k = r.capacity // 4
+        if k == 0:
             cw_store_release_u64(&g.lock, 0)
-            spins = 0
-            continue
-        # Another member is claiming: a few instructions, unless it was preempted or died.
-        lock = free_lock
-        if lock == 0:
-            continue
-        if lock > r.max_receivers or lock == mine:
-            # No member place has that number, or it names this member, which is not claiming.
-            r.bad_cursor = lock
-            r.bad_write = w
-            return -1
-        spins += 1
-        if spins < CLAIM_LOCK_SPINS:
-            cw_cpu_relax()
-            continue
-        if cw_ofd_is_locked(r.fd, cw_place_offset(r.max_senders + lock - 1)) == 0:
-            _adopt(r, <uint32_t>(lock - 1))
-            if r.read != r.write_cache:
-                return <int64_t>(r.write_cache - r.read)
-            spins = 0
-            continue
-        # Alive, and long in its claim (preempted): wait in short slices rather than spin.
-        r.hole = True
-        return 0
-    n = cw_load_relaxed_u64(&g.next)                             # C4
-    if w - n > r.capacity or n > w:
-        cw_store_release_u64(&g.lock, 0)
-        if n > w:
             return 0
-        r.bad_cursor = n
-        r.bad_write = w
-        return -1
-    if r.bytes:
-        # Whole records, by the same rule (ring/bytes.pxi).
-        span = ring_bytes_group_span(r, n, w, cw_load_relaxed_u64(&g.members) > 1)
-        if span <= 0:
+        cw_store_relaxed_u64(&r.place.hold_end, n + k)               # C5
+        cw_store_release_u64(&r.place.hold_start, n + 1)
+        cw_store_release_u64(&g.next, n + k)                         # C6
+        cw_store_release_u64(&g.lock, 0)                             # C7
+        r.read = n
+        r.read_index = n % r.capacity
+        r.write_cache = n + k
+        return <int64_t>k
+
+
+cdef int64_t _bytes_many_group_pass(ring_t *r, uint64_t n, uint64_t w, uint64_t past,
+                                    uint64_t stop, uint64_t voids) noexcept nogil:
+    """G4 where the walk from n took no message (this member holds its group's claim lock; the
+    claim cursor w is past n): voids published in a row from n (to past) are handed to nobody
+    (C6 alone); else at stop (n, or past the padding published before the record at index 0)
+    is a hole, and the claim covering it decides (R3-R4, asked for: after a spin, at once in
+    try_recv): a dead claimer's bytes, its padding included, are handed to nobody the same way.  0
+    when the member must look on (the claim lock freed: group_next moved, or the hole was
+    published meanwhile), -2 while a live sender's claim covers the hole or no test was asked
+    for (the lock freed, r.hole set: wait), -1 if impossible (r.corrupt_why; the lock held)."""
+    cdef uint64_t found = 0
+    cdef int st
+    cdef cw_group *g = r.group
+    if past == n:
+        if not r.resolve_now:
             cw_store_release_u64(&g.lock, 0)
-            return span
-        k = <uint64_t>span
+            r.hole = True
+            return -2
+        st = _hole_claim(r, stop, w, &found)
+        if st < 0:
+            return -1
+        if st == 0:
+            cw_store_release_u64(&g.lock, 0)
+            r.hole = True
+            return -2
+        if st == 1:
+            cw_store_release_u64(&g.lock, 0)
+            return 0
+        r.skipped += 1
+        past = found
     else:
-        k = w - n
-        if cw_load_relaxed_u64(&g.members) > 1:
-            # Others share the group: what the call takes, and at most a quarter of the ring,
-            # so that the sender and the other members go on while this member copies.
-            if k > r.want:
-                k = r.want
-            if k > r.capacity // 4 and r.capacity >= 4:
-                k = r.capacity // 4
-    if k == 0:
-        cw_store_release_u64(&g.lock, 0)
-        return 0
-    cw_store_relaxed_u64(&r.place.hold_end, n + k)               # C5
-    cw_store_release_u64(&r.place.hold_start, n + 1)
-    cw_store_release_u64(&g.next, n + k)                         # C6
-    cw_store_release_u64(&g.lock, 0)                             # C7
-    r.read = n
-    r.read_index = n % r.capacity
-    r.write_cache = n + k
-    return <int64_t>k
+        r.voided += voids
+    # C6 alone: no member holds those bytes, and no group but this one is told (each decides
+    # for itself; G5 keeps a dead claim's record until every group has passed it).
+    cw_store_release_u64(&g.next, past)
+    cw_store_release_u64(&g.lock, 0)
+    return 0
 
 
 cdef enum:

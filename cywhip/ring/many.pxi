@@ -70,8 +70,6 @@ cdef int ring_resolve_hole(ring_t *r) noexcept nogil:
     cdef uint32_t p
     cdef cw_place *place
     cdef int64_t got
-    if r.bytes:
-        return ring_bytes_many_resolve(r)
     if r.groups:
         # A member at a hole of its group (ring_group_claim), or waiting while another
         # member holds a claim: test the locks now.
@@ -79,9 +77,16 @@ cdef int ring_resolve_hole(ring_t *r) noexcept nogil:
         r.hole = False
         got = ring_group_claim(r)
         r.resolve_now = False
+        if got < 0:
+            # Found impossible (a byte ring's hole, R3-R4): the next claim says so (r.hole_bad),
+            # whoever called this.
+            r.hole_bad = True
+            return 1
         if got == 0 and not r.hole and r.read == r.write_cache:
             got = ring_group_detect(r)
         return got != 0
+    if r.bytes:
+        return ring_bytes_many_resolve(r)
     for p in range(r.max_senders):
         place = <cw_place *>(r.places + p * CW_PLACE_SIZE)
         # Acquire pairs with S6's release: an intent seen cleared brings the publish (S5).

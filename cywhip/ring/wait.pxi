@@ -166,13 +166,12 @@ cdef int64_t ring_wait_slice_ns(ring_t *r, bint sending, bint fenced, int *why) 
     cdef cw_place *p
     cdef cw_group *e
     cdef bint nondurable = False, durable = False
-    if r.bytes and r.many:
+    if r.bytes and r.many and ((not sending and r.hole and not r.groups) or (sending and r.bit_busy)):
         # A byte ring of many senders: a receiver at a hole (its claimer's death wakes nobody;
         # the scan that followed the announcement set r.hole), a sender at a claim bit a live
         # sender holds (its commit, M3, wakes nobody).
-        if (not sending and r.hole) or (sending and r.bit_busy):
-            ns = HOLE_SLICE_NS
-            reason = SLICE_HOLE
+        ns = HOLE_SLICE_NS
+        reason = SLICE_HOLE
     elif not sending:
         if r.groups and r.group != NULL:
             lock = cw_load_acquire_u64(&r.group.lock)
@@ -186,13 +185,18 @@ cdef int64_t ring_wait_slice_ns(ring_t *r, bint sending, bint fenced, int *why) 
                     if cw_load_acquire_u64(&p.hold_start) != 0 and cw_load_relaxed_u64(&p.group) == r.group_tag:
                         reason = SLICE_MEMBER
                         break
-            if reason == SLICE_NONE and r.many:
+            if reason == SLICE_NONE and r.many and r.bytes:
+                # A byte ring: the claim (G4) that found a hole at the group's position set
+                # r.hole (another member's claim lock or claim would have been seen above).
+                if r.hole:
+                    reason = SLICE_HOLE
+            elif reason == SLICE_NONE and r.many:
                 n = cw_load_acquire_u64(&r.group.next)
                 c = cw_load_acquire_u64(&r.hdr.write_cursor)
                 if c != n and c - n <= r.capacity and cw_load_acquire_u64(
                         &(<cw_many_slot_header *>ring_slot(r, n % r.capacity)).seq) != n + 1:
                     reason = SLICE_HOLE
-        elif r.many:
+        elif r.many and not r.bytes:
             c = cw_load_acquire_u64(&r.hdr.write_cursor)
             if c != r.read and c - r.read <= r.capacity and cw_load_acquire_u64(
                     &(<cw_many_slot_header *>ring_slot(r, r.read_index)).seq) != r.read + 1:
