@@ -13,6 +13,7 @@ import cywhip
 import cywhip.asyncio as cwa
 from cywhip import ChannelCorruptError, Receiver, Sender
 from cywhip._region import slots_offset_for
+from cywhip._testing import fanin
 from cywhip._testing import groups as g
 from cywhip.errors import SendTimeout
 
@@ -93,36 +94,7 @@ def test_a_member_claims_what_its_call_takes_while_others_share_its_group(channe
         assert len(w2.recv_many(100, timeout=5)) == 8
 
 
-def _take(mode, rx, count):
-    if mode == "recv":
-        return [rx.recv(timeout=5) for _ in range(count)]
-    if mode == "try_recv":
-        out = []
-        deadline = time.monotonic() + 5
-        while len(out) < count and time.monotonic() < deadline:
-            m = rx.try_recv()
-            if m is not None:
-                out.append(m)
-        return out
-    if mode == "recv_many":
-        out = []
-        while len(out) < count:
-            out += rx.recv_many(count - len(out), timeout=5)
-        return out
-    if mode == "iterate":
-        out = []
-        for m in rx:
-            out.append(m)
-            if len(out) == count:
-                break
-        return out
-    if mode == "borrow":
-        out = []
-        while len(out) < count:
-            with rx.borrow(count - len(out), timeout=5) as lent:
-                out += [bytes(m) for m in lent]
-        return out
-    raise AssertionError(mode)
+_take = fanin.take_with
 
 
 @pytest.mark.parametrize("mode", ["recv", "try_recv", "recv_many", "iterate", "borrow"])

@@ -25,6 +25,7 @@ import pytest
 
 import cywhip
 import cywhip.asyncio as cwa
+from cywhip._testing import fanin
 from cywhip import ChannelMismatchError, Receiver, ReceiveTimeout, SendTimeout, Sender
 
 HEAD = struct.Struct("<IIQ")            # sender tag, message length, message number
@@ -542,36 +543,7 @@ def test_sender_processes_into_a_group_here_and_a_group_of_two_member_processes(
 # ------------------------------------------------------------- receive calls
 
 
-def _take(mode, rx, count):
-    if mode == "recv":
-        return [rx.recv(timeout=5) for _ in range(count)]
-    if mode == "try_recv":
-        out = []
-        deadline = time.monotonic() + 5
-        while len(out) < count and time.monotonic() < deadline:
-            m = rx.try_recv()
-            if m is not None:
-                out.append(m)
-        return out
-    if mode == "recv_many":
-        out = []
-        while len(out) < count:
-            out += rx.recv_many(count - len(out), timeout=5)
-        return out
-    if mode == "iterate":
-        out = []
-        for m in rx:
-            out.append(m)
-            if len(out) == count:
-                break
-        return out
-    if mode == "borrow":
-        out = []
-        while len(out) < count:
-            with rx.borrow(count - len(out), timeout=5) as lent:
-                out += [bytes(m) for m in lent]
-        return out
-    raise AssertionError(mode)
+_take = fanin.take_with
 
 
 @pytest.mark.timeout(20)

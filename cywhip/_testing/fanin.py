@@ -73,6 +73,40 @@ class Tally:
         self.count += 1
 
 
+
+def take_with(mode, rx, count, timeout=5):
+    """count messages from receiver rx by one receive call: "recv", "try_recv" (until the
+    timeout), "recv_many", "iterate" or "borrow" (copied out of the lent views)."""
+    if mode == "recv":
+        return [rx.recv(timeout=timeout) for _ in range(count)]
+    if mode == "try_recv":
+        out = []
+        deadline = time.monotonic() + timeout
+        while len(out) < count and time.monotonic() < deadline:
+            m = rx.try_recv()
+            if m is not None:
+                out.append(m)
+        return out
+    if mode == "recv_many":
+        out = []
+        while len(out) < count:
+            out += rx.recv_many(count - len(out), timeout=timeout)
+        return out
+    if mode == "iterate":
+        out = []
+        for m in rx:
+            out.append(m)
+            if len(out) == count:
+                break
+        return out
+    if mode == "borrow":
+        out = []
+        while len(out) < count:
+            with rx.borrow(count - len(out), timeout=timeout) as lent:
+                out += [bytes(m) for m in lent]
+        return out
+    raise ValueError(f"no receive call {mode!r}")
+
 def _size(tag, i, length, ring):
     """Message i's length: length on a slot channel; on a byte channel (ring bytes) from 12 bytes
     to length, mixed."""
