@@ -34,6 +34,7 @@ CHANNELS = {
     "ticks_sender.py": "ticks-ctypes",
     "many_senders.py": "worker-log",
     "groups.py": "price-feed",
+    "byte_groups.py": "app-logs",
     "numpy_producer.py": "ticks-numpy",
     "numpy_consumer.py": "ticks-numpy",
     "asyncio_pair.py": "async-orders",
@@ -215,6 +216,12 @@ def test_the_groups_example_gives_the_recorder_everything_and_shares_risk_betwee
     assert got["recorder"] == list(range(20)), got
     assert sorted(got["risk 1"] + got["risk 2"]) == list(range(20)), got        # each message once
     assert got["risk 1"] and got["risk 2"], got                                 # two workers, both at work
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("example_channel", ["app-logs"], indirect=True)
+def test_the_byte_groups_example_gives_each_group_every_line_of_both_senders(peers, example_channel):
+    assert finish(peers, start(peers, "byte_groups.py")) == "1000 1000 True\n"
 
 
 @pytest.mark.timeout(90)
