@@ -54,7 +54,7 @@ cdef inline void _read_pair(uint64_t *pos, uint64_t *length, uint64_t *c1, uint6
 
 # ------------------------------------------------------------------ sender
 
-cdef inline int _bound(ring_t *r, uint64_t *rd) noexcept nogil:
+cdef int _bound(ring_t *r, uint64_t *rd) noexcept nogil:
     """What the senders may not pass: the read cursor (one receiver), or with receiver groups
     the groups' bound (G1: every group in use's position and its members' claims, under the
     sequence lock of groups_gen; ring_groups_floor()).  0 when no bound is known (a group
@@ -166,6 +166,32 @@ cdef void ring_bytes_claim_step(ring_t *r, int step) noexcept nogil:
         r.write_index = (c + pad) % r.capacity
 
 
+cdef inline int64_t _claimed(ring_t *r, uint64_t c, uint64_t pad, uint64_t need, bint commit) noexcept nogil:
+    """ring_bytes_claim_held() once there is room: the claim's extent, then (commit) M2-M4."""
+    r.pad = pad
+    r.claim_end = c + need
+    if commit:
+        ring_bytes_claim_step(r, 2)
+        ring_bytes_claim_step(r, 3)
+        ring_bytes_claim_step(r, 4)
+    return 1
+
+
+cdef int64_t _claim_held_looked(ring_t *r, uint64_t rec, bint commit) noexcept nogil:
+    """ring_bytes_claim_held() once the cached bound says no room: the bound looked at again
+    (out of line, so that the common path calls nothing)."""
+    cdef uint64_t c = r.claim_at, pad, rd
+    cdef uint64_t need = _need(r, c, rec, &pad)
+    if not _bound(r, &rd):
+        return 0
+    if rd & CW_VAR_ALIGN_MASK or rd > c or c - rd > r.capacity:
+        return _corrupt(r, CORRUPT_READ, rd, c, 0)
+    r.read_cache = rd
+    if c + need - rd > r.capacity:
+        return 0
+    return _claimed(r, c, pad, need, commit)
+
+
 cdef int64_t ring_bytes_claim_held(ring_t *r, uint64_t rec, bint commit) noexcept nogil:
     """This sender holds the claim bit at r.claim_at (M1's compare-and-swap, or T1-T2): room
     for rec bytes there, then (commit) M2-M4: 1; no room yet (0: it keeps the bit, a taker must
@@ -174,20 +200,8 @@ cdef int64_t ring_bytes_claim_held(ring_t *r, uint64_t rec, bint commit) noexcep
     cdef uint64_t rd = r.read_cache
     need = _need(r, c, rec, &pad)
     if rd > c or c + need - rd > r.capacity:
-        if not _bound(r, &rd):
-            return 0
-        if rd & CW_VAR_ALIGN_MASK or rd > c or c - rd > r.capacity:
-            return _corrupt(r, CORRUPT_READ, rd, c, 0)
-        r.read_cache = rd
-        if c + need - rd > r.capacity:
-            return 0
-    r.pad = pad
-    r.claim_end = c + need
-    if commit:
-        ring_bytes_claim_step(r, 2)
-        ring_bytes_claim_step(r, 3)
-        ring_bytes_claim_step(r, 4)
-    return 1
+        return _claim_held_looked(r, rec, commit)
+    return _claimed(r, c, pad, need, commit)
 
 
 cdef inline int _owner_dead(ring_t *r, uint64_t owner) noexcept nogil:
@@ -227,9 +241,12 @@ cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil:
     cdef int looks = 0, spins, st
     # With groups the bound is dear to compute (every group and member place): the one last
     # seen (r.read_cache, at most the bound now) serves until it says no room.
-    cdef bint fresh = not r.groups
+    cdef bint fresh = False
     while True:
-        if not fresh:
+        if not r.groups:
+            # Acquire pairs with the receiver's release of read_cursor (R5).
+            rd = cw_load_acquire_u64(&r.hdr.read_cursor)
+        elif not fresh:
             rd = r.read_cache
         elif not _bound(r, &rd):
             r.bit_busy = False
@@ -239,7 +256,7 @@ cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil:
             return _corrupt(r, CORRUPT_READ, rd, cw_claim_position(word, rd & ~(<uint64_t>CW_VAR_ALIGN_MASK)), 0)
         c = cw_claim_position(word, rd)
         if c - rd > r.capacity:
-            if not fresh:
+            if r.groups and not fresh:
                 fresh = True
                 continue
             # The bound moved on between the two loads (or the word is impossible).
@@ -251,7 +268,7 @@ cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil:
         if owner == 0:
             need = _need(r, c, rec, &pad)
             if c + need - rd > r.capacity:
-                if not fresh:
+                if r.groups and not fresh:
                     fresh = True
                     continue
                 # A dead non-durable group holding the senders back goes (step R), at most
