@@ -249,11 +249,6 @@ cdef tuple _inspect_groups(cw_header *live, uint32_t ms, uint32_t mr, uint64_t c
     cdef uint64_t tag, pos, w
     cdef bint any
     w = live.write_cursor
-    if byte_ring and ms > 1:
-        # The claim word of a byte ring of many senders: decoded from the floor, read before
-        # the second load of the word (the first one may be older than the floor).
-        w_after = cw_claim_position(w_after, live.read_cursor & ~(<uint64_t>7))
-        w = w_after
     rows = []
     for g in range(mr):
         e = <cw_group *>(gtable + g * sizeof(cw_group))
@@ -273,6 +268,11 @@ cdef tuple _inspect_groups(cw_header *live, uint32_t ms, uint32_t mr, uint64_t c
     cdef uint64_t bound = groups_min(live, rplaces, gtable, mr, &any)
     if not any:
         bound = cw_load_acquire_u64(&live.read_cursor)
+    if byte_ring and ms > 1:
+        # The claim word of a byte ring of many senders, decoded from the bound: positions read
+        # before the second load of the word (the first one may be older than they are).
+        w_after = cw_claim_position(w_after, bound & ~(<uint64_t>7))
+        w = w_after
     # The groups move while we look: a group ahead of the write cursor loaded
     # before it just took what came meanwhile.
     w = max(w, w_after)

@@ -26,7 +26,7 @@ from cywhip._ring cimport (
     ring_attach, ring_attach_groups, ring_wait, ring_interrupt, ring_depth, ring_claim, ring_available_now,
     ring_refresh_free, ring_read_position, monotonic_ns, SLEEP_SLICE_NS, ring_bytes_adopt, ring_bytes_adopted,
     CORRUPT_RECORD, CORRUPT_CLAIM, CORRUPT_OWNER, CORRUPT_HOLE, CORRUPT_TWO, CORRUPT_DEAD, CORRUPT_INTENT,
-    CORRUPT_DEAD_PLACE, CORRUPT_RELEASE, CORRUPT_PAIR, CORRUPT_READ,
+    CORRUPT_DEAD_PLACE, CORRUPT_RELEASE, CORRUPT_PAIR, CORRUPT_READ, CORRUPT_CLAIM_END,
     WAIT_READY, WAIT_TIMEOUT, WAIT_CORRUPT, WAIT_STOPPED,
     ring_fd_open, ring_fd_arm, ring_fd_disarm, ring_fd_drain, ring_fd_poke, ring_fd_close, group_position,
 )
@@ -441,6 +441,9 @@ cdef class _End:
                           "or unaligned",
             CORRUPT_INTENT: "this sender's place holds an intent for byte {cur} of {n} bytes, which the "
                             "claim cursor ({write}) and the {ring}-byte ring make impossible",
+            CORRUPT_CLAIM_END: "the claim cursor {write} is 8 bytes past byte {cur}, the last 8 bytes of the "
+                               "{ring}-byte ring, where no claim ends (a claim there takes a record "
+                               "after them); remove the channel and create it anew",
             CORRUPT_PAIR: "sender place {n} holds a claim at byte {cur} of {write} bytes, which covers the "
                           "read cursor but is unaligned, shorter than a record header or longer than the "
                           "{ring}-byte ring",

@@ -241,6 +241,8 @@ cdef enum:
                           # cursor bad_write
     CORRUPT_RELEASE = 9   # the receiver place records a release to bad_cursor, past the claim cursor
                           # bad_write or unaligned
+    CORRUPT_CLAIM_END = 12  # a group's position bad_cursor is the ring's last 8 bytes and the claim
+                          # cursor bad_write 8 bytes on: no claim ends there
 
 
 # ---------------------------------------------------------------- slots

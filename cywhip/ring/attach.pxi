@@ -179,10 +179,9 @@ cdef int64_t ring_depth(ring_t *r) noexcept nogil:
         # A member: what its group has not taken; a sender: what the slowest group has not.
         # Positions only grow, and were at most capacity behind write when it was loaded.
         if r.bytes and r.many:
-            # The claim word: the claim cursor is at least the floor, loaded before it.
-            read_1 = cw_load_acquire_u64(&r.hdr.read_cursor)
-            write = cw_claim_position(cw_load_acquire_u64(&r.hdr.write_cursor),
-                                      read_1 & ~(<uint64_t>CW_VAR_ALIGN_MASK))
+            # The claim word, decoded from a position loaded before it.
+            read_1 = ring_bytes_claim_ref(r)
+            write = cw_claim_position(cw_load_acquire_u64(&r.hdr.write_cursor), read_1)
         else:
             write = cw_load_acquire_u64(&r.hdr.write_cursor)
         if r.group != NULL:

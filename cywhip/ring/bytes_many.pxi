@@ -54,6 +54,24 @@ cdef inline void _read_pair(uint64_t *pos, uint64_t *length, uint64_t *c1, uint6
 
 # ------------------------------------------------------------------ sender
 
+cdef uint64_t ring_bytes_claim_ref(ring_t *r) noexcept nogil:
+    """A position to decode the claim word from (cw_claim_position()): at or below the claim
+    cursor, and close behind it.  One receiver: the read cursor.  With groups the read cursor
+    (the floor) stays where the groups started while any is in use, which after 2^43 bytes
+    decodes the word wrong: the position of a group in use instead (no group hands out bytes
+    past the claim cursor, and the senders run at most a ring ahead of the slowest); with
+    none in use, the floor (the last group removed left it at its position, R2; F moves it
+    up).  Load it before the word."""
+    cdef uint32_t g
+    cdef cw_group *e
+    if r.groups:
+        for g in range(r.max_receivers):
+            e = _gentry(r.gtable, g)
+            if cw_load_acquire_u32(&e.flags) & CW_GROUP_IN_USE:
+                return cw_load_acquire_u64(&e.next) & ~(<uint64_t>CW_VAR_ALIGN_MASK)
+    return cw_load_acquire_u64(&r.hdr.read_cursor) & ~(<uint64_t>CW_VAR_ALIGN_MASK)
+
+
 cdef int _bound(ring_t *r, uint64_t *rd) noexcept nogil:
     """What the senders may not pass: the read cursor (one receiver), or with receiver groups
     the groups' bound (G1: every group in use's position and its members' claims, under the
@@ -235,7 +253,7 @@ cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil:
     live sender holds the bit (r.bit_busy set): wait (ring_wait()); -1 if impossible.  upto 1
     stops a takeover after T1, before T2 (for tests)."""
     cdef uint64_t rec = cw_var_record_size_with(r.want_bytes, CW_VAR_MANY_HEADER_SIZE)
-    cdef uint64_t rd, word, c, owner, pad, need, again
+    cdef uint64_t rd, ref, word, c, owner, pad, need, again
     cdef uint32_t q
     cdef cw_place *dead
     cdef int looks = 0, spins, st
@@ -251,10 +269,13 @@ cdef int64_t ring_bytes_take_bit(ring_t *r, int upto) noexcept nogil:
         elif not _bound(r, &rd):
             r.bit_busy = False
             return 0             # no bound known (a group creation is under way): no room
+        # The word decoded from a position loaded before it: with groups not the bound last
+        # seen, which an idle sender may hold from 2^43 bytes ago.
+        ref = ring_bytes_claim_ref(r) if r.groups else rd
         word = cw_load_acquire_u64(&r.hdr.write_cursor)                       # M1
         if rd & CW_VAR_ALIGN_MASK:
             return _corrupt(r, CORRUPT_READ, rd, cw_claim_position(word, rd & ~(<uint64_t>CW_VAR_ALIGN_MASK)), 0)
-        c = cw_claim_position(word, rd)
+        c = cw_claim_position(word, ref & ~(<uint64_t>CW_VAR_ALIGN_MASK))
         if c - rd > r.capacity:
             if r.groups and not fresh:
                 fresh = True
@@ -441,9 +462,9 @@ cdef void ring_bytes_many_commit(ring_t *r, uint32_t length) noexcept nogil:
 
 cdef uint64_t ring_bytes_many_published(ring_t *r) noexcept nogil:
     """Bytes ever claimed on the channel (the claim cursor), some perhaps still being filled."""
-    cdef uint64_t rd = cw_load_acquire_u64(&r.hdr.read_cursor)
+    cdef uint64_t ref = ring_bytes_claim_ref(r)
     cdef uint64_t word = cw_load_acquire_u64(&r.hdr.write_cursor)
-    return cw_claim_position(word, rd & ~(<uint64_t>CW_VAR_ALIGN_MASK))
+    return cw_claim_position(word, ref)
 
 
 # ---------------------------------------------------------------- receiver
@@ -595,9 +616,10 @@ cdef int _hole_claim(ring_t *r, uint64_t rd, uint64_t w, uint64_t *found) noexce
             if end and end != e:
                 return _corrupt(r, CORRUPT_TWO, rd, end, e)
             end = e
-    # R4: published meanwhile?  (The record's header: 8 bytes on before the implicit padding.)
+    # R4: published meanwhile?  (The record's header: 8 bytes on before the implicit padding;
+    # no seq word at or past the claim cursor is trusted, G3.)
     h = rd + CW_SLOT_ALIGN if r.capacity - rd % r.capacity == CW_SLOT_ALIGN else rd
-    if cw_load_acquire_u64(&_mhdr(r, h % r.capacity).seq) == h + 1:
+    if h < w and cw_load_acquire_u64(&_mhdr(r, h % r.capacity).seq) == h + 1:
         return 1
     if end == 0:
         return _corrupt(r, CORRUPT_HOLE, rd, w, 0)
@@ -673,7 +695,10 @@ cdef int64_t ring_bytes_many_group_span(ring_t *r, uint64_t n, uint64_t w, bint 
             at = pos + CW_SLOT_ALIGN
             i = 0
             if at >= w:
-                break
+                if taken:
+                    break
+                # No claim ends there (one that starts there takes a record after it).
+                return _corrupt(r, CORRUPT_CLAIM_END, pos, w, 0)
         st = _record_at(r, at, i, &step, &kind, &length)
         if st == 0:
             break

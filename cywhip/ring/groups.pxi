@@ -435,6 +435,7 @@ cdef int64_t ring_group_claim(ring_t *r) noexcept nogil:
                     r.skipped += 1
                 cw_store_release_u64(&g.next, n + 1)
                 cw_store_release_u64(&g.lock, 0)
+                _wake_for_room(r)
                 spins = 0
                 continue
             # Another member is claiming: a few instructions, unless it was preempted or died.
@@ -488,6 +489,15 @@ cdef int64_t ring_group_claim(ring_t *r) noexcept nogil:
                 if span == 0:
                     spins = 0
                     continue         # passed over what nobody takes: look on (C1)
+                if span == 2:
+                    # Published meanwhile, or a claim changed while its place's lock was free:
+                    # look again, but not for ever inside this call (a damaged ring could say
+                    # so each time): after a few, wait as at a live claim.
+                    spins += 1
+                    if spins >= CLAIM_LOCK_SPINS:
+                        r.hole = True
+                        return 0
+                    continue
                 if span == -2:
                     return 0         # a live sender's claim: wait (r.hole)
             if span <= 0:
@@ -530,9 +540,10 @@ cdef int64_t _bytes_many_group_pass(ring_t *r, uint64_t n, uint64_t w, uint64_t 
     (C6 alone); else at stop (n, or past the padding published before the record at index 0)
     is a hole, and the claim covering it decides (R3-R4, asked for: after a spin, at once in
     try_recv): a dead claimer's bytes, its padding included, are handed to nobody the same way.  0
-    when the member must look on (the claim lock freed: group_next moved, or the hole was
-    published meanwhile), -2 while a live sender's claim covers the hole or no test was asked
-    for (the lock freed, r.hole set: wait), -1 if impossible (r.corrupt_why; the lock held)."""
+    when group_next moved (the claim lock freed: look on), 2 when the hole must be looked at
+    again (the lock freed: published meanwhile, or a claim changed while its place's lock was
+    free), -2 while a live sender's claim covers the hole or no test was asked for (the lock
+    freed, r.hole set: wait), -1 if impossible (r.corrupt_why; the lock held)."""
     cdef uint64_t found = 0
     cdef int st
     cdef cw_group *g = r.group
@@ -550,7 +561,7 @@ cdef int64_t _bytes_many_group_pass(ring_t *r, uint64_t n, uint64_t w, uint64_t 
             return -2
         if st == 1:
             cw_store_release_u64(&g.lock, 0)
-            return 0
+            return 2
         r.skipped += 1
         past = found
     else:
@@ -559,7 +570,15 @@ cdef int64_t _bytes_many_group_pass(ring_t *r, uint64_t n, uint64_t w, uint64_t 
     # for itself; G5 keeps a dead claim's record until every group has passed it).
     cw_store_release_u64(&g.next, past)
     cw_store_release_u64(&g.lock, 0)
+    _wake_for_room(r)
     return 0
+
+
+cdef void _wake_for_room(ring_t *r) noexcept nogil:
+    """A member moved its group's position past what nobody takes (C6 alone): wake the
+    senders sleeping for that room, as ring_release() does for what a member took."""
+    ring_publish_order(r)
+    ring_wake_word(r, &r.hdr.sender_waiting, r.wake_count, True)
 
 
 cdef enum:
