@@ -145,6 +145,57 @@ def test_the_racing_fuzzer_of_byte_channels_with_groups_reports_a_torn_message(p
     assert len(report["failures"]) == len(strict), report
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind, stale, stored", [
+    # A record header of an earlier lap where the sender now writes a message's last word (only
+    # its low bytes are the message's: the rest is what was there).
+    ("record", 26, 0x0024795D),
+    # A durable group in use (flags: in use | durable, under its name's length), then removed.
+    ("flags", 1 << 32 | 3, 1 << 32),
+])
+def test_a_strict_flip_of_the_byte_groups_mutator_never_writes_over_a_value_it_did_not_read(
+        monkeypatch, kind, stale, stored):
+    # A strict round's mutator writes a value no sound channel holds, made from the word it read,
+    # by compare-and-swap against that same read: an end that stores into the word after the read
+    # makes the flip fail.  It read the word twice, made the value from the first read and swapped
+    # against the second, so a store between the two reads was swapped out for the older word
+    # flipped (a payload's last word became an earlier lap's header, the message torn; a removed
+    # group came back in use).
+    import mmap
+    import random
+    from cywhip._testing import fuzz_bytes_groups as fbg
+    buf = mmap.mmap(-1, 64)
+    struct.pack_into("<Q", buf, 8, stale)
+    reads = []
+    read = fbg._u64
+
+    def read_then_an_end_stores(mm, off):
+        value = read(mm, off)
+        if not reads:
+            struct.pack_into("<Q", mm, off, stored)    # the end's store, right after the read
+        reads.append(value)
+        return value
+    swaps = []
+    cas = fbg.atomic_cas_u64
+
+    def recorded_cas(mm, off, expected, desired):
+        done = cas(mm, off, expected, desired)
+        if done:
+            swaps.append((expected, desired))
+        return done
+    monkeypatch.setattr(fbg, "_u64", read_then_an_end_stores)
+    monkeypatch.setattr(fbg, "atomic_cas_u64", recorded_cas)
+    for seed in range(20):
+        reads.clear()
+        struct.pack_into("<Q", buf, 8, stale)
+        if kind == "record":
+            fbg._strict_record_flip(buf, 8, random.Random(seed), 0)
+        else:
+            fbg._strict_word_flip(buf, 8, kind, random.Random(seed), 2, 0)
+        assert [s for s in swaps if s[0] == stored] == [], (seed, [(hex(e), hex(d)) for e, d in swaps])
+        assert struct.unpack_from("<Q", buf, 8)[0] == stored
+
+
 @pytest.mark.timeout(120)
 def test_corrupting_byte_channels_of_many_senders_while_they_send_never_crashes_hangs_or_tears_a_message(peers):
     # Senders (2 or 3, from threads or interleaved calls, opened, closed and opened again) and the

@@ -16,9 +16,10 @@ pid), groups_gen and both cursors; and now and then it holds the groups lock (gr
 as a creator stopped midway) or a free member place's lock with the group's claim lock naming
 it (as a member stopped in its claim), briefly or for RACE_STALL_SECONDS.
 
-Rounds are strict or wild.  A strict round writes only values no sound channel holds and
-puts the right value back by compare-and-swap (atomic_cas_u64), so that a value an end stored
-meanwhile is never overwritten: a record's kind (an unknown one), group_next, hold_start,
+Rounds are strict or wild.  A strict round writes only values no sound channel holds, each
+made from the word as read once and swapped in against that read, and puts the right value back
+by compare-and-swap (atomic_cas_u64), so that a value an end stored meanwhile is never
+overwritten (_flip()): a record's kind (an unknown one), group_next, hold_start,
 hold_end and the cursors unaligned or far beyond the write cursor, a claim lock naming no member
 place, groups_gen odd as a creator's (with the groups lock held), members and the durable flag
 (hints that decide no position).  Every message a strict round's members deliver must be one
@@ -62,8 +63,6 @@ _POSITION_FLIPS = (1, 2, 4, 1 << 40)
 _RECORD_KIND_FLIPS = (1 << 56, 1 << 59, 1 << 62)
 _U64 = (1 << 64) - 1
 # What a round's mutator may hold as a stopped end would: the groups lock, a member place's lock.
-# (An open finding, docs/development.md: round seed 300001020 delivers a torn message about once
-# in 300 to 1,300 rounds, with these stalls or with the groups lock's alone.)
 STALLS = ("groups", "place")
 
 
@@ -169,6 +168,33 @@ def _wild_value(rng, kind, current, capacity, receivers, w):
     return rng.choice((0, 1, 2, 3, current + 1, _U64))
 
 
+def _flip(mm, off, old, bad, hold):
+    """Write bad at off if it still holds old, the value bad was made from (read once), for
+    hold seconds, then put old back unless an end wrote since.  (Swapped against a second
+    read, the flip would write a value made from the first over whatever an end stored
+    between the two: an older word, flipped, over a message's bytes.)"""
+    if bad is None or bad == old or not atomic_cas_u64(mm, off, old, bad):
+        return
+    if hold:
+        time.sleep(hold)
+    atomic_cas_u64(mm, off, bad, old)
+
+
+def _strict_record_flip(mm, at, rng, hold):
+    """A strict round's rewrite of a ring word at at: a record kind no record has, if the
+    word reads as a header (see _RECORD_KIND_FLIPS), put back after hold seconds."""
+    word = _u64(mm, at)
+    if word >> 32 < 2:
+        _flip(mm, at, word, word ^ rng.choice(_RECORD_KIND_FLIPS), hold)
+
+
+def _strict_word_flip(mm, off, kind, rng, receivers, hold):
+    """A strict round's rewrite of a group entry's, a place's or a cursor's word of that kind
+    at off (_strict_value()), put back after hold seconds."""
+    current = _u64(mm, off)
+    _flip(mm, off, current, _strict_value(rng, kind, current, receivers), hold)
+
+
 def _race_mutator(path, rng, capacity, cap, receivers, strict):
     """Rewrite the channel's records, group entries, places and cursors without pause until
     killed (see the module docstring)."""
@@ -183,43 +209,32 @@ def _race_mutator(path, rng, capacity, cap, receivers, strict):
     # The share of header rewrites against group words and cursors.
     headers_share = rng.choice([0.2, 0.4, 0.6])
 
-    def flip(off, bad, hold):
-        """Write bad at off if it still holds what was read, for hold seconds, then put the
-        old value back unless an end wrote since."""
-        old = _u64(mm, off)
-        if bad is None or bad == old or not atomic_cas_u64(mm, off, old, bad):
-            return
-        if hold:
-            time.sleep(hold)
-        atomic_cas_u64(mm, off, bad, old)
-
     def header(hold):
         i = rng.randrange(0, capacity, 8)
         at = ring + i
-        word = _u64(mm, at)
         if strict:
-            if word >> 32 < 2:
-                flip(at, word ^ rng.choice(_RECORD_KIND_FLIPS), hold)
+            _strict_record_flip(mm, at, rng, hold)
             return
+        word = _u64(mm, at)
         length, kind = word & 0xFFFFFFFF, word >> 32
         value = rng.choice([(0, kind), (length + 8, kind), (max(0, length - 1), kind), (cap + 1, kind),
                             (1 << 31, kind), (length, kind ^ 1), (length, 2), (capacity - i, 1),
                             (capacity - i - 8, 1)])
         new = (value[0] & 0xFFFFFFFF) | (value[1] & 0xFFFFFFFF) << 32
         if rng.random() < 0.5:
-            flip(at, new, hold)
+            _flip(mm, at, word, new, hold)
         else:
             struct.pack_into("<Q", mm, at, new)       # a plain store: left there
 
     def word(hold):
         off, kind = rng.choice(words)
-        current = _u64(mm, off)
         if strict:
-            flip(off, _strict_value(rng, kind, current, receivers), hold)
+            _strict_word_flip(mm, off, kind, rng, receivers, hold)
             return
+        current = _u64(mm, off)
         value = _wild_value(rng, kind, current, capacity, receivers, _u64(mm, w_off))
         if rng.random() < 0.8:
-            flip(off, value, hold)
+            _flip(mm, off, current, value, hold)
         else:
             struct.pack_into("<Q", mm, off, value)
 
