@@ -59,7 +59,9 @@ keeping its members: the senders must go on), ``forever`` (some members receive 
 ``timeout=None``: only a wake-up ends their wait).
 
 ``--byte-groups`` runs the same schedule and checks on byte channels (``max_queued_bytes``; one
-sender, as groups on a byte channel take): a small ring (256 to 1000 bytes, so that padding
+sender, or with ``--senders M`` M sender processes at once, each killed, also while parked inside
+a ``reserve()`` block, whose message must then never be delivered, stopped, closed and replaced
+by a new one in the place it left): a small ring (256 to 1000 bytes, so that padding
 records at its end come often), message ``seq`` of sender ``sid`` 12 bytes to message_length
 long (lifecycle_bytes.length_of(), self-checking by the same CRC), senders also sending through
 ``reserve()`` blocks (now and then truncated, paused in, or given up by an exception: the next
