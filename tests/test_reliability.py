@@ -203,7 +203,7 @@ def test_corrupting_byte_channels_of_many_senders_with_receiver_groups_never_cra
     # byte channel of many senders while another process rewrites the claim word, the sender
     # places' intents, dead claims and generations, the group entries, the member places' holds
     # and the record headers (strict rounds: values no sound channel holds, put back by
-    # compare-and-swap, every message whole and in its sender's order per group; wild rounds: any
+    # compare-and-swap, every message whole and delivered once to each group; wild rounds: any
     # value), and stops as a sender in its claim (its room counted from the groups' bound) or as
     # a group's creator.  (Seed 12: its first rounds are all of many senders.)
     _fuzz_clean(peers, ["--race", "--seconds", 5, "--bytes", "only", "--groups", "only"], "byte_many_group",
@@ -211,8 +211,8 @@ def test_corrupting_byte_channels_of_many_senders_with_receiver_groups_never_cra
 
 
 # A member of a byte channel of many senders with groups that delivered a message with one byte
-# changed, or one message twice (out of its sender's order; the fuzzer's own check is handed
-# them): a strict round must report it.  Round seed 8 is a strict round of many senders with groups.
+# changed, or one message twice (to the same group; the fuzzer's own check is handed them): a
+# strict round must report it.  Round seed 8 is a strict round of many senders with groups.
 BYTE_MANY_GROUPS_FAILING = textwrap.dedent("""
     import json, sys
     from cywhip._testing import fuzz_bytes_many_groups, fuzz_race
@@ -233,7 +233,7 @@ BYTE_MANY_GROUPS_FAILING = textwrap.dedent("""
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("how, needle", [("torn", "torn or invented message"), ("twice", "a second time")])
-def test_the_racing_fuzzer_of_byte_channels_of_many_senders_with_groups_reports_a_torn_or_reordered_message(
+def test_the_racing_fuzzer_of_byte_channels_of_many_senders_with_groups_reports_a_torn_or_repeated_message(
         peers, how, needle):
     proc = peers.start(how, script=BYTE_MANY_GROUPS_FAILING)
     rc, out, err = peers.finish(proc, timeout=80)

@@ -27,15 +27,13 @@ dead generation's owner into a free claim word.
 Rounds are strict or wild, as in the two modules it joins.  A strict round's mutator writes
 only values no sound channel holds and puts the old value back by compare-and-swap; every
 message a strict round's members deliver must be whole, sent (not given up in a reserve()
-block), of its length, and after the one delivered before it from the same sender incarnation
-to the same group of one member (across its members, one after another), or to the same member
-of the group of two (a claim one member left after an error is taken later, after the other
-took later messages; an on_message thread's member is one of its own too).  A wild round also writes values a sound channel could hold,
+block), of its length, and delivered once to its group (since the group was last made; not in
+order: a member goes on with a claim its place holds, or takes over a dead or closed member's,
+after later messages came).  A wild round also writes values a sound channel could hold,
 by plain stores too, and repairs the cursors now and then: what its members deliver must still
 be bytes of at most message_length.  In every round: no crash, no hang, no late call, no
 unexpected exception.
 """
-import itertools
 import os
 import random
 import signal
@@ -72,9 +70,11 @@ def many_round(round_seed):
 
 
 class GroupManyStream(ManyStream):
-    """What the senders sent and the members delivered: fuzz_bytes.Stream's checks, and each
-    sender incarnation's messages in order per group (``key``: the group, or an on_message
-    thread's member)."""
+    """What the senders sent and the members delivered: fuzz_bytes.Stream's checks, and no
+    message delivered twice to a group (``key``) since it was last made.  Not the order: a member
+    goes on with a claim its place holds (left by a member closed after an error) or takes over
+    a dead or closed member's claim once its own is taken, after later messages came to the
+    group, or to the member itself."""
 
     def __init__(self, cap, fail):
         super().__init__(cap, fail)
@@ -85,23 +85,17 @@ class GroupManyStream(ManyStream):
         if self.tainted is not None:
             return
         seq = whole_seq(msg)
-        sid = seq >> SID_SHIFT
-        last = self.last_of.get((key, sid), -1)
         seen = self.seen.setdefault(key, set())
-        if seq <= last:
-            self.fail(f"{how} ({key}) delivered message {seq & ((1 << SID_SHIFT) - 1)} of sender {sid} after "
-                      f"its message {last & ((1 << SID_SHIFT) - 1)}"
-                      + (" (a second time)" if seq in seen else " (the first time)"))
+        if seq in seen:
+            self.fail(f"{how} delivered message {seq & ((1 << SID_SHIFT) - 1)} of sender {seq >> SID_SHIFT} to "
+                      f"group {key!r} a second time")
         seen.add(seq)
-        self.last_of[(key, sid)] = seq
 
     def delivered_one(self, msg, how):
         self.delivered_in(msg, how, None)
 
     def forget(self, key):
-        """The group ``key`` may be made anew: what it delivered before no longer orders it."""
-        for k in [k for k in self.last_of if k[0] == key]:
-            del self.last_of[k]
+        """The group ``key`` may be made anew: what it delivered before may come again."""
         self.seen.pop(key, None)
 
     def view(self, key):
@@ -454,7 +448,6 @@ def _race_victim(name, rng, kw, capacity, cap, senders, durable, strict, size, s
                                         "a wild round: values a sound channel could hold, and plain stores", debug)
     fail, call = calls.fail, calls.call
     threaded = set()
-    serial = itertools.count(1)
 
     def send(tx, log, timeout):
         send_one(tx, log, rng, lambda: size(rng), cap, timeout)
@@ -472,11 +465,12 @@ def _race_victim(name, rng, kw, capacity, cap, senders, durable, strict, size, s
         view = stream.view(key)
         with rx.borrow(rng.randint(1, 8), timeout=timeout) as lent:
             before = [bytes(v) for v in lent]
-            for m in before:
-                view.delivered_one(m, "borrow")
             for _ in range(rng.randint(1, 4)):
                 call("send (inside a borrow)", send, tx, log, 0, timeout=0)
             after = [bytes(v) for v in lent]
+        # Taken once the block has ended without an error (else they may come again).
+        for m in before:
+            view.delivered_one(m, "borrow")
         if after != before and stream.tainted is None:
             changed = [k for k, (x, y) in enumerate(zip(before, after)) if x != y]
             fail(BAD_MESSAGE, f"the messages {changed} of a borrow() of {len(before)} changed under it while "
@@ -493,7 +487,7 @@ def _race_victim(name, rng, kw, capacity, cap, senders, durable, strict, size, s
 
             def make():
                 nonlocal view
-                view = stream.view(("thread", next(serial)))
+                view = stream.view(group)
                 end = Receiver(name, **kw, **more)
                 threaded.add(end)
                 return end
@@ -512,12 +506,7 @@ def _race_victim(name, rng, kw, capacity, cap, senders, durable, strict, size, s
             tx = call("open sender", lambda: Sender(name, **kw))
             if tx is not None:
                 txs.append((tx, stream.sender()))
-        # The order each sender's messages come in: per group of one member (its members follow
-        # one another, each from where the last left); per member in a group of several (a
-        # claim a member left, after an error, is taken by the next call of that member or by
-        # a member that joins later, after the other member took later messages).
-        members = [(g, g if n == 1 else ("member", next(serial)), open_member(g))
-                   for g, n in GROUPS for _ in range(n) if rng.random() < 0.85]
+        members = [(g, g, open_member(g)) for g, n in GROUPS for _ in range(n) if rng.random() < 0.85]
         members = [(g, key, m) for g, key, m in members if m is not None]
         calls.seen[3] += len(txs) + len(members)
         for _ in range(rng.choice([0, 1, 2, 4, 8, 16])):
