@@ -233,7 +233,10 @@ def _race_mutator(path, rng, capacity, cap, senders, receivers, strict, whole_wo
             return current ^ rng.choice((1, 4, 1 << 40))
         if kind == "generation":
             return current ^ (1 << 40)
-        if kind in ("gen", "epoch", "tag"):
+        if kind in ("gen", "epoch", "tag", "flags"):
+            # Not the durable flag: flipped as a group's last member closes, it removes a
+            # durable group, which comes back at the oldest position another group holds and
+            # delivers again what it had (four strict rounds in 194 showed it).
             return None
         return _group_strict(rng, kind, current, receivers)
 
