@@ -150,6 +150,26 @@ def test_a_short_lifecycle_run_of_groups_on_a_byte_channel_delivers_every_messag
     assert totals["joins"] > 0 and totals["kills"] > 0, totals
 
 
+@pytest.mark.timeout(120)
+def test_a_short_lifecycle_run_of_groups_on_a_byte_channel_of_many_senders_delivers_every_message_whole():
+    """Three sender processes at once, each killed (also parked inside a reserve() block), stopped
+    and killed, closed and replaced by a new one in the place it left; the groups' schedule and
+    checks as with one sender, per sender incarnation."""
+    totals = lifecycle.fuzz(runs=1, seconds=5, seed=BYTE_GROUPS_SEED, features=SUITE_FEATURES,
+                            log=lambda *a: None, bytes_=True, senders=3)
+    assert not totals["failures"], _failures(totals)
+    assert totals["messages"] > 0, totals
+    assert totals["joins"] > 0 and totals["kills"] > 0 and totals["senders"] > 3, totals
+
+
+@pytest.mark.timeout(120)
+def test_the_check_of_many_senders_finds_a_member_of_a_byte_channel_that_misreports_a_delivery():
+    totals = lifecycle.fuzz(runs=1, seconds=2, seed=5, features=(), fault="torn", log=lambda *a: None,
+                            bytes_=True, senders=2)
+    assert totals["failures"], f"a member misreported (torn) and the check found nothing: {totals}"
+    assert set(totals["failures"][0]["kinds"]) & EXPECTED["torn"], _failures(totals)
+
+
 @pytest.mark.soak
 @pytest.mark.timeout(900)
 def test_lifecycle_soak_of_groups_on_a_byte_channel():

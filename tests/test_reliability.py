@@ -247,6 +247,56 @@ def test_the_racing_fuzzer_of_byte_channels_of_many_senders_reports_a_torn_or_re
     assert needle in failure["detail"], fuzz.describe_failure(failure)
 
 
+@pytest.mark.timeout(120)
+def test_corrupting_byte_channels_of_many_senders_with_receiver_groups_never_crashes_hangs_or_tears_a_message(
+        peers):
+    # Senders (2 or 3, opened, used and closed again) and the members of two groups at work on a
+    # byte channel of many senders while another process rewrites the claim word, the sender
+    # places' intents, dead claims and generations, the group entries, the member places' holds
+    # and the record headers (strict rounds: values no sound channel holds, put back by
+    # compare-and-swap, every message whole and delivered once to each group; wild rounds: any
+    # value), and stops as a sender in its claim (its room counted from the groups' bound) or as
+    # a group's creator.  (Seed 12: its first rounds are all of many senders.)
+    _fuzz_clean(peers, ["--race", "--seconds", 5, "--bytes", "only", "--groups", "only"], "byte_many_group",
+                timeout=100, seed=12)
+
+
+# A member of a byte channel of many senders with groups that delivered a message with one byte
+# changed, or one message twice (to the same group; the fuzzer's own check is handed them): a
+# strict round must report it.  Round seed 8 is a strict round of many senders with groups.
+BYTE_MANY_GROUPS_FAILING = textwrap.dedent("""
+    import json, sys
+    from cywhip._testing import fuzz_bytes_many_groups, fuzz_race
+    how = sys.argv[1]
+    deliver = fuzz_bytes_many_groups.GroupManyStream.delivered_in
+
+    def delivered_in(self, msg, what, key):
+        if msg and self.delivered == 3:
+            if how == "torn":
+                msg = msg[:-1] + bytes([msg[-1] ^ 1])
+            else:
+                deliver(self, msg, what, key)
+        return deliver(self, msg, what, key)
+    fuzz_bytes_many_groups.GroupManyStream.delivered_in = delivered_in
+    print(json.dumps(fuzz_race.race(3, round_seed=8, groups="only", bytes_="only")))
+""")
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("how, needle", [("torn", "torn or invented message"), ("twice", "a second time")])
+def test_the_racing_fuzzer_of_byte_channels_of_many_senders_with_groups_reports_a_torn_or_repeated_message(
+        peers, how, needle):
+    proc = peers.start(how, script=BYTE_MANY_GROUPS_FAILING)
+    rc, out, err = peers.finish(proc, timeout=80)
+    assert rc == 0, err[-2000:]
+    report = json.loads(out)
+    assert report["byte_many_group_rounds"] == report["rounds"] > 0, report
+    assert report["failures"], report
+    failure = report["failures"][0]
+    assert failure["geometry"]["strict"] and failure["geometry"]["max_senders"] > 1, failure["geometry"]
+    assert needle in failure["detail"], fuzz.describe_failure(failure)
+
+
 @pytest.mark.soak
 @pytest.mark.timeout(600)
 def test_a_minute_of_racing_on_byte_channels_with_receiver_groups(peers):

@@ -45,7 +45,9 @@ cases and rounds in fuzz_bytes.py: record headers, cursors and the header's geom
 between calls and while the ends run, every message checked whole until a corruption a sound
 channel could hold (see its docstring).  A share of the byte rounds has many senders
 (fuzz_bytes_many.py: senders at once, the claim word, the sender places and the 16-byte record
-headers rewritten, senders stopped in their claims; the report counts ``byte_many_rounds``).
+headers rewritten, senders stopped in their claims; the report counts ``byte_many_rounds``), and
+so has a share of the byte rounds with receiver groups (fuzz_bytes_many_groups.py: the senders'
+words and the groups' rewritten at once; ``byte_many_group_rounds``).
 
 A failure must be diagnosable from the report alone, since replaying its seed
 (``--case-seed``, ``--round-seed``) may not fail again: another process, the

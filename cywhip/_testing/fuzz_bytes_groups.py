@@ -76,7 +76,12 @@ class GroupStream(Stream):
 def race_round(rng, rs, name, counters, seconds_left):
     """A racing round on a byte channel with groups: its channel made and filled; returns its
     geometry, the mutator's and the victim's work (each run in a process of its own) and how
-    long the victim runs (fuzz_race.race() runs them)."""
+    long the victim runs (fuzz_race.race() runs them).  A share of the rounds
+    (fuzz_bytes_many_groups.many_round()) has many senders: fuzz_bytes_many_groups.py."""
+    from cywhip._testing.fuzz_bytes_many_groups import many_round
+    if many_round(rs):
+        from cywhip._testing.fuzz_bytes_many_groups import race_round as many_senders_round
+        return many_senders_round(rng, rs, name, counters, seconds_left)
     asked, capacity, cap, kw = _geometry(rng)
     receivers = sum(m for _, m in GROUPS) + rng.choice([0, 0, 1])
     kw["max_receivers"] = receivers

@@ -440,7 +440,8 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix", bytes_="
     ``groups`` is "mix", "only" or "none"; and on byte channels, ``bytes_`` the same, their
     rounds in fuzz_bytes.py, and those on byte channels with groups, fuzz_bytes_groups.py: with
     both "only", or a share of the byte rounds with groups "mix"; and those on byte channels of many
-    senders, fuzz_bytes_many.py: a share of the byte rounds without groups), iterations (ends opened, used and
+    senders, fuzz_bytes_many.py: a share of the byte rounds without groups; and those on byte channels of
+    many senders with groups, fuzz_bytes_many_groups.py: a share of the byte rounds with groups), iterations (ends opened, used and
     closed), calls, calls that raised an expected error and ends opened, and
     lists the failures with their round seed, the call under way and how long
     into the run each came.
@@ -455,7 +456,7 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix", bytes_="
     report = tempfile.TemporaryFile()
     failures = []
     totals = {"rounds": 0, "group_rounds": 0, "byte_rounds": 0, "byte_group_rounds": 0, "byte_many_rounds": 0,
-              "iterations": 0, "calls": 0, "calls_refused": 0, "ends_opened": 0}
+              "byte_many_group_rounds": 0, "iterations": 0, "calls": 0, "calls_refused": 0, "ends_opened": 0}
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
         rs = round_seed if round_seed is not None else seed * 1_000_003 + totals["rounds"]
@@ -510,6 +511,7 @@ def race(seconds, seed=0, progress=None, round_seed=None, groups="mix", bytes_="
         totals["byte_rounds"] += on_bytes
         totals["byte_group_rounds"] += byte_groups
         totals["byte_many_rounds"] += on_bytes and not byte_groups and geometry.get("max_senders", 1) > 1
+        totals["byte_many_group_rounds"] += byte_groups and geometry.get("max_senders", 1) > 1
         totals["iterations"] += iterations
         totals["calls"] += calls
         totals["calls_refused"] += refused

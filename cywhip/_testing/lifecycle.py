@@ -59,7 +59,9 @@ keeping its members: the senders must go on), ``forever`` (some members receive 
 ``timeout=None``: only a wake-up ends their wait).
 
 ``--byte-groups`` runs the same schedule and checks on byte channels (``max_queued_bytes``; one
-sender, as groups on a byte channel take): a small ring (256 to 1000 bytes, so that padding
+sender, or with ``--senders M`` M sender processes at once, each killed, also while parked inside
+a ``reserve()`` block, whose message must then never be delivered, stopped, closed and replaced
+by a new one in the place it left): a small ring (256 to 1000 bytes, so that padding
 records at its end come often), message ``seq`` of sender ``sid`` 12 bytes to message_length
 long (lifecycle_bytes.length_of(), self-checking by the same CRC), senders also sending through
 ``reserve()`` blocks (now and then truncated, paused in, or given up by an exception: the next
@@ -105,7 +107,7 @@ FAULTS = ("drop", "dup", "torn", "invent", "reorder")
 WORD = struct.Struct("<q")
 # State words of a child (int64, in a file mapped by the child and the driver).
 S_OPEN_START, S_OPEN_END, S_IN_CALL, S_CALL_MAX, S_CLOSE_START, S_CLOSE_END, S_CONFIRMED, \
-    S_ATTEMPTED, S_RESULT, S_COUNT, S_AT_GATE, S_GATE_OPEN = range(12)
+    S_ATTEMPTED, S_RESULT, S_COUNT, S_AT_GATE, S_GATE_OPEN, S_PARKED, S_PARK_GATE = range(14)
 STATE_WORDS = 16
 R_OK, R_BUSY, R_ERROR = 0, 1, 2
 # Calls whose message counts as taken before the member records it.
@@ -483,13 +485,16 @@ def _run_loop(spec, coro):
     asyncio.run(coro)
 
 
-def _reserve_send(tx, msg, rng, length, timeout):
+def _reserve_send(tx, msg, rng, length, timeout, park=None):
     """Send msg through a reserve() block (a byte channel): now and then reserving more and
     truncating, pausing inside the block (a kill or a stop lands there: nothing is sent), or
     giving up by an exception (nothing is sent: the next call sends the same message, so that
-    a given-up block published all the same shows as a message delivered twice).  1 if sent."""
+    a given-up block published all the same shows as a message delivered twice).  With a
+    channel of many senders, ``park`` (a function) now and then parks the sender inside the
+    block, its payload written, until the driver opens its gate or kills it there.  1 if sent."""
     room = len(msg) if rng.random() < 0.7 else rng.randint(len(msg), length)
     give_up = rng.random() < 0.1
+    parking = park is not None and rng.random() < 0.1
     claim = tx.reserve(room, timeout=timeout)
     try:
         with claim as buf:
@@ -500,6 +505,8 @@ def _reserve_send(tx, msg, rng, length, timeout):
                 time.sleep(0.002)
             if give_up:
                 raise _GiveUp()
+            if parking:
+                park()
     except _GiveUp:
         return 0
     return 1
@@ -533,6 +540,16 @@ def run_sender(spec):
 
     def gap():
         return rng.random() * 0.003 if rng.random() < 0.7 else 0
+
+    def park():
+        # Inside a reserve() block, the payload written: wait for the driver to open the gate
+        # (or kill this process here; then the message is never sent).
+        ch.put(S_PARK_GATE, 0)
+        ch.put(S_PARKED, seq[0] + 1)
+        limit = time.monotonic() + 5
+        while not ch.get(S_PARK_GATE) and time.monotonic() < limit and not ch.stop.is_set():
+            time.sleep(0.0003)
+        ch.put(S_PARKED, 0)
 
     serializer = None
     if spec.get("slow"):
@@ -603,7 +620,8 @@ def run_sender(spec):
         elif mode == "reserve":
             msgs = before(1)
             try:
-                sent = _reserve_send(tx, msgs[0], rng, length, rng.choice((0.2, 1.0)))
+                sent = _reserve_send(tx, msgs[0], rng, length, rng.choice((0.2, 1.0)),
+                                     park if spec["senders"] > 1 else None)
             except SendTimeout:
                 sent = 0
         else:
@@ -652,6 +670,12 @@ class Proc:
         self.final = False          # closed in the final close-out, after the drain
         self.exit_seen = False
         self.killed_in_call = 0     # a take-then-record call's max_count, if killed inside it
+        self.killed_parked = None   # the seq of the reserve() block a sender was killed in
+
+    def parked(self):
+        """The seq + 1 of the reserve() block this sender waits in for its gate, else 0.  Once the
+        driver has opened the gate the sender may leave the block at any moment: parked no more."""
+        return self.get(S_PARKED) if self.role == "sender" and not self.get(S_PARK_GATE) else 0
 
     def get(self, word):
         return WORD.unpack_from(self.state, 8 * word)[0]
@@ -694,7 +718,7 @@ class Failure(Exception):
 
 class Run:
     def __init__(self, seed, seconds, features=FEATURES, log=print, verbose=False, fault=None, shim=None,
-                 bytes_=False):
+                 bytes_=False, senders=1):
         self.seed = seed
         self.bytes = bytes_
         self.ring = 0
@@ -723,9 +747,9 @@ class Run:
             # A byte channel (groups take one sender there): a small ring, so that padding
             # records at its end come often, and messages from 12 bytes to message_length.
             from cywhip._testing._model import var_capacity, var_max_length, var_record_size
-            self.senders = 1
+            self.senders = senders
             self.ring = rng.choice(BYTE_RINGS)
-            top = var_max_length(var_capacity(self.ring))
+            top = var_max_length(var_capacity(self.ring), senders)
             self.length = top if rng.random() < 0.4 else rng.randint(24, top)
             # The most messages the ring holds (all of the shortest length): the bound of what
             # a held sender may still send.
@@ -737,7 +761,8 @@ class Run:
         self.admin = []             # (kind, group or None, t_start, t_end, result)
         self.failures = []
         self.figures = dict(kills=0, stops=0, joins=0, leaves=0, senders=0, removals=0, remove_group=0,
-                            remove_stale=0, blackouts=0, busy_joins=0, messages=0, excused=0, redelivered=0)
+                            remove_stale=0, blackouts=0, busy_joins=0, messages=0, excused=0, redelivered=0,
+                            parked_kills=0)
         self.workdir = tempfile.mkdtemp(prefix="cywhip-lifecycle-")
         self.admin_thread = None
         self.progress = (_now(), 0)
@@ -860,9 +885,25 @@ class Run:
     def _killed(self, p, why):
         if p.role == "member" and p.mode not in RECORD_BEFORE_TAKE and p.get(S_IN_CALL):
             p.killed_in_call = p.get(S_CALL_MAX)
+        if p.parked():
+            p.killed_parked = p.parked() - 1
+            self.figures["parked_kills"] += 1
         self.figures["kills"] += 1
         self.event(f"{why} {p.id}" + (" (open)" if p.opened() else " (while opening)")
-                   + (f" inside a call taking up to {p.killed_in_call}" if p.killed_in_call else ""))
+                   + (f" inside a call taking up to {p.killed_in_call}" if p.killed_in_call else "")
+                   + (f" parked in the reserve() block of message {p.killed_parked}"
+                      if p.killed_parked is not None else ""))
+
+    def handle_parked(self):
+        """A sender parked inside a reserve() block (many senders): killed there (always the first
+        one of a run), else let go."""
+        for p in self.senders_():
+            if p.t_kill is not None or p.stopped_at is not None or not p.alive() or not p.parked():
+                continue
+            if not self.figures["parked_kills"] or self.rng.random() < 0.5:
+                self.kill(p)
+            else:
+                WORD.pack_into(p.state, 8 * S_PARK_GATE, 1)
 
     def stop(self, p):
         try:
@@ -1272,6 +1313,7 @@ class Run:
                 while _now() < deadline and not self.failures:
                     self.reap()
                     self.resume_due()
+                    self.handle_parked()
                     self.check_progress()
                     if any(a[4] == "removed" and _now() - a[3] > NS // 2 for a in self.admin[-3:]):
                         self.split_brain()
@@ -1296,6 +1338,7 @@ class Run:
         while self.admin_busy():
             time.sleep(0.01)
         for p in self.running(self.senders_()):
+            WORD.pack_into(p.state, 8 * S_PARK_GATE, 1)
             self.close(p)
         self.wait_exit(self.senders_(), 15, "sender did not stop")
         self.reap()
@@ -1531,6 +1574,10 @@ class Run:
                 self.fail("invented message", f"{self.seg_name(s)}: {p.id} received sender {sid}'s message "
                           f"{seq}, which it never sent", at=p.get(S_OPEN_END))
                 return
+            if seq == snd.proc.killed_parked:
+                self.fail("sent a killed reserve", f"{self.seg_name(s)}: sender {sid} was killed inside the "
+                          f"reserve() block of message {seq}, yet {p.id} received it", at=snd.proc.t_kill)
+                return
             c = copies.setdefault((sid, seq), [0, 0, []])
             c[0] += 1
             c[1] += excusable
@@ -1597,7 +1644,7 @@ class Run:
                     continue
                 h = have.get(sid, set())
                 hi = snd.confirmed if not snd.killed else max(snd.confirmed, max(h, default=-1) + 1)
-                missing += [(sid, q) for q in range(lo, hi) if q not in h]
+                missing += [(sid, q) for q in range(lo, hi) if q not in h and q != snd.proc.killed_parked]
                 if snd.killed and h:
                     ends.setdefault(sid, {})[s["group"]] = (max(h), s)
             if len(missing) > s["cluster_excused"]:
@@ -1634,7 +1681,8 @@ class Run:
                        + (f" (like a defect of older versions: {f.finding})" if f.finding else ""))
             out.append(f"  replay the schedule: python -m cywhip._testing.lifecycle --runs 1 --seed {self.seed} "
                        f"--seconds {self.seconds:g} --features {','.join(sorted(self.features))}"
-                       + (" --byte-groups" if self.bytes else ""))
+                       + (" --byte-groups" if self.bytes else "")
+                       + (f" --senders {self.senders}" if self.bytes and self.senders > 1 else ""))
             out.append(f"  channel: {self.describe()}")
             out.append("  " + f.detail.replace("\n", "\n  "))
             out.append("  trail (seconds from the start of the run):")
@@ -1732,11 +1780,14 @@ def _read_sender_log(path):
     return attempts, confirms
 
 
-def fuzz(runs, seconds, seed=0, features=FEATURES, log=print, verbose=False, fault=None, bytes_=False):
+def fuzz(runs, seconds, seed=0, features=FEATURES, log=print, verbose=False, fault=None, bytes_=False,
+         senders=1):
     """Run the fuzzer; return its figures (a dict, with ``failures``: the failure reports).
-    ``bytes_``: byte channels (max_queued_bytes) with receiver groups, one sender."""
+    ``bytes_``: byte channels (max_queued_bytes) with receiver groups, of ``senders`` senders
+    (max_senders; as many sender processes at once)."""
     totals = dict(runs=0, kills=0, stops=0, joins=0, leaves=0, senders=0, removals=0, remove_group=0,
-                  remove_stale=0, blackouts=0, busy_joins=0, messages=0, excused=0, redelivered=0)
+                  remove_stale=0, blackouts=0, busy_joins=0, messages=0, excused=0, redelivered=0,
+                  parked_kills=0)
     reports = []
     t0 = time.monotonic()
     shim_dir = tempfile.mkdtemp(prefix="cywhip-lifecycle-shim-")
@@ -1744,7 +1795,7 @@ def fuzz(runs, seconds, seed=0, features=FEATURES, log=print, verbose=False, fau
         shim = build_shim(shim_dir) if "jitter" in features else None
         if "jitter" in features and shim is None:
             log("no C compiler: running without the lock-jitter shim")
-        _fuzz_runs(runs, seconds, seed, features, log, verbose, fault, shim, totals, reports, bytes_)
+        _fuzz_runs(runs, seconds, seed, features, log, verbose, fault, shim, totals, reports, bytes_, senders)
     finally:
         shutil.rmtree(shim_dir, ignore_errors=True)
     totals["failures"] = reports
@@ -1752,9 +1803,10 @@ def fuzz(runs, seconds, seed=0, features=FEATURES, log=print, verbose=False, fau
     return totals
 
 
-def _fuzz_runs(runs, seconds, seed, features, log, verbose, fault, shim, totals, reports, bytes_=False):
+def _fuzz_runs(runs, seconds, seed, features, log, verbose, fault, shim, totals, reports, bytes_=False, senders=1):
     for k in range(runs):
-        run = Run(seed + k, seconds, features, log=log, verbose=verbose, fault=fault, shim=shim, bytes_=bytes_)
+        run = Run(seed + k, seconds, features, log=log, verbose=verbose, fault=fault, shim=shim, bytes_=bytes_,
+                  senders=senders)
         failures = run.run()
         totals["runs"] += 1
         for key, v in run.figures.items():
@@ -1793,8 +1845,8 @@ def main(argv=None):
                     help="byte channels instead (lifecycle_bytes.py): one sender and one receiver killed, "
                          "stopped, closed and restarted, a sender killed inside reserve()")
     ap.add_argument("--senders", type=int, default=1,
-                    help="with --bytes: max_senders of the byte channel, as many sender processes at once "
-                         "(default 1)")
+                    help="with --bytes or --byte-groups: max_senders of the byte channel, as many sender "
+                         "processes at once (default 1)")
     args = ap.parse_args(argv)
     features = [f for f in args.features.split(",") if f]
     unknown = set(features) - set(FEATURES)
@@ -1817,15 +1869,18 @@ def main(argv=None):
               f"{totals['excused']}), failures {len(failures)} (seeds {[f['seed'] for f in failures]}), "
               f"{totals['seconds']} s; first seed {seed}")
         return 1 if failures else 0
+    if args.senders > 1 and not (args.bytes or args.byte_groups):
+        ap.error("--senders goes with --bytes or --byte-groups (the slot channels' runs draw max_senders)")
     totals = fuzz(args.runs, args.seconds, seed, features, verbose=args.verbose, fault=args.fault,
-                  bytes_=args.byte_groups)
+                  bytes_=args.byte_groups, senders=args.senders if args.byte_groups else 1)
     failures = totals.pop("failures")
     print(f"{'byte-channel ' if args.byte_groups else ''}runs {totals['runs']}, kills {totals['kills']}, stops {totals['stops']}, joins {totals['joins']}, "
           f"leaves {totals['leaves']}, sender starts {totals['senders']}, removals {totals['removals']} "
           f"(remove_group calls {totals['remove_group']}, remove_stale calls {totals['remove_stale']}, "
           f"blackouts {totals['blackouts']}), busy joins {totals['busy_joins']}, deliveries checked "
           f"{totals['messages']} (given back and delivered again {totals['redelivered']}, excused as "
-          f"unrecorded at a kill {totals['excused']}), failures {len(failures)} "
+          f"unrecorded at a kill {totals['excused']}), senders killed inside reserve() {totals['parked_kills']}, "
+          f"failures {len(failures)} "
           f"(seeds {[f['seed'] for f in failures]}), {totals['seconds']} s; first seed {seed}")
     return 1 if failures else 0
 
