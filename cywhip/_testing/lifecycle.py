@@ -107,7 +107,7 @@ FAULTS = ("drop", "dup", "torn", "invent", "reorder")
 WORD = struct.Struct("<q")
 # State words of a child (int64, in a file mapped by the child and the driver).
 S_OPEN_START, S_OPEN_END, S_IN_CALL, S_CALL_MAX, S_CLOSE_START, S_CLOSE_END, S_CONFIRMED, \
-    S_ATTEMPTED, S_RESULT, S_COUNT, S_AT_GATE, S_GATE_OPEN, S_PARKED, S_PARK_GATE = range(14)
+    S_ATTEMPTED, S_RESULT, S_COUNT, S_AT_GATE, S_GATE_OPEN, S_PARKED, S_PARK_GATE, S_FAULTED = range(15)
 STATE_WORDS = 16
 R_OK, R_BUSY, R_ERROR = 0, 1, 2
 # Calls whose message counts as taken before the member records it.
@@ -367,6 +367,8 @@ def run_member(spec):
         if out:
             os.write(ch.log, b"".join(out))
             ch.put(S_COUNT, ch.get(S_COUNT) + len(out))
+        if faulted[0]:
+            ch.put(S_FAULTED, 1)
 
     def pause():
         if rng.random() < 0.2:
@@ -1320,6 +1322,8 @@ class Run:
                     if self.rng.random() < 0.4:
                         self.step()
                     time.sleep(self.rng.uniform(0.01, 0.1))
+                if self.fault and not self.failures:
+                    self.await_fault()
                 if not self.failures:
                     self.finish()
                 self.reap()
@@ -1330,6 +1334,26 @@ class Run:
         finally:
             self.cleanup()
         return self.failures
+
+    def await_fault(self):
+        """The checker's own test: go on past the schedule, with no new steps (a slow machine's
+        members may have left before any saw 20 messages), until a member has misreported."""
+        deadline = _now() + 60 * NS
+        while _now() < deadline and not self.failures:
+            if any(p.get(S_FAULTED) for p in self.members()):
+                return
+            self.reap()
+            self.resume_due()
+            self.handle_parked()
+            if not any(p.alive() for p in self.senders_()):
+                self.start_sender()
+            for g in self.groups:
+                if not any(p.alive() for p in self.members(g)):
+                    self.join(g)
+            time.sleep(0.05)
+        if not self.failures:
+            self.fail("fault never made", f"no member reached its misreport ({self.fault}) within 60 s "
+                      f"of the schedule's end")
 
     def finish(self):
         """Stop the senders, give every group left a member, wait for the drain, close."""
