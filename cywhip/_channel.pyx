@@ -182,33 +182,19 @@ cdef class Sender(_End):
         return 0
 
     cdef int _send_bytes(self, object msg, object timeout) except -1:
-        """send() on a byte channel: measure, claim that room, encode, publish."""
-        _enter(self)
+        """send() on a byte channel of what send() does not take itself (anything but bytes
+        through the plain codec): measure, claim that room, encode, publish.  The caller holds
+        the end (_enter())."""
+        self._measure(msg)
         try:
-            if PyBytes_CheckExact(msg) and type(self.codec) is BytesCodec:
-                # The common case written out: bytes cannot change between their measure and
-                # their copy, so the codec's own check of message_length bounds the copy to
-                # the room claimed, and nothing measured is kept.
-                if PyBytes_GET_SIZE(msg) > self.message_length:
-                    self.codec._raise_too_long(PyBytes_GET_SIZE(msg))
-                self.ring.want_bytes = <uint64_t>PyBytes_GET_SIZE(msg)
-                if ring_bytes_claim(&self.ring) <= 0:
-                    self._claim(deadline_ns(timeout), timeout, None)
-                ring_commit(&self.ring, <uint32_t>self.codec.encode(ring_write_slot(&self.ring), msg))
-                ring_publish(&self.ring)
-                return 0
-            self._measure(msg)
-            try:
-                if ring_bytes_claim(&self.ring) <= 0:
-                    self._claim(deadline_ns(timeout), timeout, None)
-            except BaseException:
-                # What measure() kept for the encode that will not come (a pickled object).
-                self.codec.forget()
-                raise
-            self._put_bytes(msg)
-            ring_publish(&self.ring)
-        finally:
-            _leave(self)
+            if ring_bytes_claim(&self.ring) <= 0:
+                self._claim(deadline_ns(timeout), timeout, None)
+        except BaseException:
+            # What measure() kept for the encode that will not come (a pickled object).
+            self.codec.forget()
+            raise
+        self._put_bytes(msg)
+        ring_publish(&self.ring)
         return 0
 
     cdef int _put_plain(self, object msg) except -1:
@@ -253,19 +239,32 @@ cdef class Sender(_End):
 
     def send(self, msg, timeout=None):
         """Send one message; wait while the ring is full (raise SendTimeout, a queue.Full, after timeout seconds)."""
+        cdef Py_ssize_t n
         _check_timeout(timeout)
-        if self.ring.bytes:
-            self._send_bytes(msg, timeout)
-            return
         _enter(self)
         try:
-            if ring_fixed_claim(&self.ring) <= 0:
-                self._claim(deadline_ns(timeout), timeout, None)
-            # _put(), written out: a call less on the path of every message.
-            if self.ring.many:
-                self._put_claimed(msg)
+            if self.ring.bytes:
+                if not (PyBytes_CheckExact(msg) and type(self.codec) is BytesCodec):
+                    self._send_bytes(msg, timeout)
+                    return
+                # The common case written out: bytes cannot change between their measure and
+                # their copy, so the codec's own check of message_length bounds the copy to
+                # the room claimed, and nothing measured is kept.
+                n = PyBytes_GET_SIZE(msg)
+                if n > self.message_length:
+                    self.codec._raise_too_long(n)
+                self.ring.want_bytes = <uint64_t>n
+                if ring_bytes_claim(&self.ring) <= 0:
+                    self._claim(deadline_ns(timeout), timeout, None)
+                ring_commit(&self.ring, <uint32_t>self.codec.encode(ring_write_slot(&self.ring), msg))
             else:
-                ring_fixed_commit(&self.ring, <uint32_t>self.codec.encode(ring_write_slot(&self.ring), msg))
+                if ring_fixed_claim(&self.ring) <= 0:
+                    self._claim(deadline_ns(timeout), timeout, None)
+                # _put(), written out: a call less on the path of every message.
+                if self.ring.many:
+                    self._put_claimed(msg)
+                else:
+                    ring_fixed_commit(&self.ring, <uint32_t>self.codec.encode(ring_write_slot(&self.ring), msg))
             ring_publish(&self.ring)
         finally:
             _leave(self)

@@ -218,8 +218,8 @@ cdef void ring_bytes_zero(ring_t *r) noexcept nogil
 cdef int ring_bytes_adopt(ring_t *r) noexcept nogil
 cdef void ring_bytes_adopted(ring_t *r) noexcept nogil
 cdef uint64_t ring_bytes_many_published(ring_t *r) noexcept nogil
-cdef int64_t ring_bytes_claim(ring_t *r) noexcept nogil
-cdef int64_t ring_bytes_peek(ring_t *r) noexcept nogil
+cdef int64_t ring_bytes_claim_any(ring_t *r) noexcept nogil
+cdef int64_t ring_bytes_peek_any(ring_t *r) noexcept nogil
 cdef Py_ssize_t ring_write_records_bytes(ring_t *r, const char *src, Py_ssize_t stride, Py_ssize_t count, uint32_t size, int64_t *claimed) noexcept nogil
 cdef Py_ssize_t ring_read_records_bytes(ring_t *r, char *dst, Py_ssize_t stride, Py_ssize_t count, uint32_t size) noexcept nogil
 
@@ -475,6 +475,32 @@ cdef inline void ring_commit_clear(ring_t *r) noexcept nogil:
     """Many senders, step S6: withdraw the intent of the published claim."""
     # Release: whoever sees the intent gone sees the message published (S5).
     cw_store_release_u64(r.intent, 0)
+
+cdef inline int64_t ring_bytes_claim(ring_t *r) noexcept nogil:
+    """Byte channels, steps B1-B2 (ring_bytes_claim_any()), with the common case inline: one
+    sender, the record fits before the ring's end and the cached read cursor says it has room."""
+    cdef uint64_t rec
+    if not r.many:
+        rec = cw_var_record_size(r.want_bytes)
+        if r.write_index + rec <= r.capacity and r.capacity - (r.write + r.pad - r.read_cache) >= rec:
+            return 1
+    return ring_bytes_claim_any(r)
+
+cdef inline int64_t ring_bytes_peek(ring_t *r) noexcept nogil:
+    """Byte channels, step B6 (ring_bytes_peek_any()), with the common case inline: one sender,
+    a message record first in line.  Its header is read once; if that value is not a message
+    record that fits what is published, ring_bytes_peek_any() reads and judges it alone."""
+    cdef uint64_t avail = r.write_cache - r.read
+    cdef uint64_t word, length, rec
+    if not r.many and avail != 0:
+        word = cw_load_relaxed_u64(<uint64_t *>cw_var_record(r.slots, r.read_index))
+        length = word & 0xFFFFFFFFU
+        if word >> 32 == CW_VAR_MESSAGE and length <= r.message_length:
+            rec = cw_var_record_size(length)
+            if rec <= avail and r.read_index + rec <= r.capacity:
+                r.rec = rec
+                return <int64_t>length
+    return ring_bytes_peek_any(r)
 
 cdef inline void ring_bytes_commit(ring_t *r, uint32_t length) noexcept nogil:
     """Byte channels, step B3's end: the record at the write index (its length written) is a

@@ -54,8 +54,8 @@ cdef int64_t _bytes_groups_room(ring_t *r) noexcept nogil:
     return 0
 
 
-cdef int64_t ring_bytes_claim(ring_t *r) noexcept nogil:
-    """Byte channels, steps B1-B2: make room for r.want_bytes payload bytes at the write index;
+cdef int64_t ring_bytes_claim_any(ring_t *r) noexcept nogil:
+    """Byte channels, steps B1-B2 (the inline ring_bytes_claim() takes the common case first): make room for r.want_bytes payload bytes at the write index;
     where the record would cross the ring's end, write a padding record to the end first and
     move the write index to 0 (the padding is published with the record, never alone).
     Many senders: ring_bytes_many_claim()."""
@@ -80,8 +80,8 @@ cdef int64_t ring_bytes_claim(ring_t *r) noexcept nogil:
     return n
 
 
-cdef int64_t ring_bytes_peek(ring_t *r) noexcept nogil:
-    """Byte channels, step B6: the length of the message first in line, stepping over a padding
+cdef int64_t ring_bytes_peek_any(ring_t *r) noexcept nogil:
+    """Byte channels, step B6 (the inline ring_bytes_peek() takes the common case first): the length of the message first in line, stepping over a padding
     record before it; its payload is at ring_read_slot() and its record r.rec bytes long.  The
     header is read once and checked against the ring and the published bytes; -1 if it is
     impossible (its length in r.bad_length, its kind in r.bad_write, the bytes published from
