@@ -392,7 +392,8 @@ cdef class _End:
             for other in held:
                 (<Region>other).close()
         while st == 0:
-            if not region.receiver_open():
+            # (bad_cursor 0: no bound was known, a moment's state that the next look resolves.)
+            if self.ring.bad_cursor != 0 and not region.receiver_open():
                 if self.ring.groups:
                     who, taken, opened = ("every receiver group", "the slowest group has",
                                           "no member of a group is open. Open the groups' members "

@@ -3,6 +3,9 @@ reach, written into the channel's file, and the wake-up a member owes the sender
 over a dead claim (docs/protocol.md, "Receiver groups on a byte ring of
 many senders", G1-G5)."""
 
+import fcntl
+import os
+import struct
 import subprocess
 import sys
 import time
@@ -182,3 +185,53 @@ def test_stepping_over_a_dead_claim_wakes_the_sender_waiting_for_that_room(chann
         assert outcome == [None]
         assert _peek(channel, lay["sender_waiting"]) & 0xFFFFFFFF == 0, "nobody woke the sender"
         assert rx.recv(timeout=5) == b"y" * 112
+
+
+_CLAIM_AND_DIE = r'''
+import os, signal, sys
+from cywhip import Sender
+from cywhip._testing._steps import BytesSenderSteps
+s = Sender(sys.argv[1], max_queued_bytes=int(sys.argv[2]), max_senders=2, max_receivers=2)
+steps = BytesSenderSteps(s)
+steps.take(int(sys.argv[3]))
+steps.intent()
+steps.commit()
+os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+@pytest.mark.timeout(60)
+def test_a_new_sender_with_only_groups_of_no_member_to_wait_for_is_refused_but_not_while_their_bound_is_unknown(
+        channel, peers, in_thread):
+    # G5: place 1 holds two dead claims (its first at 0, 56 bytes) and place 0 is held, so a
+    # new sender can only wait on place 1 for the groups to pass the first claim; group "g"
+    # (durable, at 0) has no member open, so it would wait in vain and is refused.  While a live
+    # process holds the groups lock with groups_gen odd (a group being made), no bound is known:
+    # a moment's state, not the groups' position; the new sender looks again instead of refusing
+    # with the bound it last saw as if it were theirs.
+    ends = dict(ENDS, max_queued_bytes=1024)
+    lay = layout()
+    with Sender(channel, **ends):                                          # place 0
+        Receiver(channel, group="g", durable=True, **ends).close()         # g stays, at 0
+        for n in (40, 100):
+            proc = peers.start(channel, 1024, n, script=_CLAIM_AND_DIE)
+            rc, out, err = peers.finish(proc, timeout=20)
+            assert rc == -9, err
+        gen = _peek(channel, lay["groups_gen"])
+        with open(channel_path(channel), "r+b") as f:
+            fcntl.fcntl(f.fileno(), fcntl.F_OFD_SETLK,
+                        struct.pack("hhxxxxqqixxxx", fcntl.F_WRLCK, os.SEEK_SET, 96, 1, 0))
+            _poke(channel, lay["groups_gen"], gen | 1)
+            thread, outcome = in_thread(lambda: Sender(channel, **ends))
+            time.sleep(0.5)
+            assert outcome == [], f"refused while no bound was known: {outcome}"
+            _poke(channel, lay["groups_gen"], (gen | 1) + 1)
+            fcntl.fcntl(f.fileno(), fcntl.F_OFD_SETLK,
+                        struct.pack("hhxxxxqqixxxx", fcntl.F_UNLCK, os.SEEK_SET, 96, 1, 0))
+        thread.join(10)
+        assert len(outcome) == 1 and isinstance(outcome[0], cywhip.ChannelBusyError), outcome
+        text = str(outcome[0])
+        assert f"channel {channel!r}: sender place 1 holds the claims of two senders" in text
+        assert "before every receiver group has taken the messages up to byte 56 " in text
+        assert "(the slowest group has taken up to byte 0)" in text
+        assert "cywhip.remove_group()" in text

@@ -105,9 +105,12 @@ cdef int ring_bytes_adopt(ring_t *r) noexcept nogil:
     for looks in range(CLAIM_LOOKS):
         # S0b: the bound (the read cursor, or the groups' bound, G1), then the claim word.
         if not _bound(r, &rd):
-            r.bad_cursor = r.read_cache
-            r.bad_write = r.read_cache
-            return 0        # no bound known: a group creation is under way (call again)
+            # No bound known: a group creation (or removal) is under way; call again.  No
+            # claim's end is waited for (bad_cursor 0: a claim's end is never 0), so the
+            # caller does not report one.
+            r.bad_cursor = 0
+            r.bad_write = 0
+            return 0
         word = cw_load_acquire_u64(&r.hdr.write_cursor)
         if rd & CW_VAR_ALIGN_MASK:
             return _corrupt(r, CORRUPT_READ, rd, cw_claim_position(word, rd & ~(<uint64_t>CW_VAR_ALIGN_MASK)), 0)
