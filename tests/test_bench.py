@@ -83,20 +83,38 @@ def test_the_futex_floor_and_cywhip_ping_pong_report_percentiles():
         assert 0 < r["p50_us"] <= r["p99_us"]
 
 
-@pytest.mark.parametrize("byte_ring", [False, True])
-def test_receiver_group_rows_report_per_receiver_and_shared_figures_with_exactly_once_checked(byte_ring):
+@pytest.mark.parametrize("byte_ring, senders", [(False, 1), (True, 1), (True, 2)])
+def test_receiver_group_rows_report_per_receiver_and_shared_figures_with_exactly_once_checked(byte_ring, senders):
+    # With two senders (a byte channel of max_senders=2) each sends half the messages, numbered
+    # apart for the work sharing, and only the last one done sends the ENDs.
     from cywhip._bench.common import SPAWN, _aggregate, _per_consumer
     n = 20_000
+    ends = {"size": 32, "bytes": byte_ring, "senders": senders, "count": n // senders}
     for mode in ("recv_many", "recv"):
-        broadcast = _bench.run_pair(_bench._w_cywhip_groups, {"name": _bench._name("tgb"), "count": n, "size": 32,
-                                                              "mode": mode, "bytes": byte_ring}, consumers=2)
+        broadcast = _bench.run_pair(_bench._w_cywhip_groups, dict(ends, name=_bench._name("tgb"), mode=mode),
+                                    producers=senders, consumers=2)
         result = _per_consumer(broadcast, n)
         assert result["received"] == [n, n] and result["rate"] > 0 and "note" not in result
-    shared = _bench.run_pair(_bench._w_cywhip_groups, {"name": _bench._name("tgs"), "count": n, "size": 32,
-                                                       "mode": "recv_many", "share": True, "bytes": byte_ring},
-                             shared=SPAWN.Value("i", 0), consumers=2)
+    done = SPAWN.Value("i", 0) if senders == 1 else (SPAWN.Value("i", 0), SPAWN.Value("i", 0))
+    shared = _bench.run_pair(_bench._w_cywhip_groups, dict(ends, name=_bench._name("tgs"), mode="recv_many",
+                                                           share=True),
+                             shared=done, producers=senders, consumers=2)
     result = _aggregate(shared, n)
-    assert result["exactly_once"] and sum(result["received"]) == n and result["rate"] > 0
+    assert result["exactly_once"] and sum(result["received"]) == n and result["rate"] > 0, result
+
+
+def test_the_receiver_group_rows_of_a_byte_channel_of_two_senders_run_four_processes():
+    from cywhip._bench.workloads import BROADCAST, SHARING, workloads
+    rows = {(r["group"], r["label"]): r for r in workloads(quick=True) if r["system"] == "cywhip"}
+    for group, label in ((BROADCAST, "byte channel of 2 senders (max_senders=2), 2 groups of 1, send → recv_many"),
+                         (SHARING, "byte channel of 2 senders (max_senders=2), 1 group of 2 members, "
+                                   "send → recv_many")):
+        assert rows[group, label]["processes"] == 4 and rows[group, label]["unit"] == "msg/s"
+    # The one-sender rows stay the ones the targets name (the first whose label holds their part).
+    from cywhip._bench.report import GROUP_SHARING, GROUPS_BROADCAST, _find
+    measured = [dict(r, value=1.0) for r in workloads(quick=True)]
+    assert _find(measured, *GROUPS_BROADCAST)["label"] == "2 groups of 1, send → recv_many"
+    assert _find(measured, *GROUP_SHARING)["label"] == "1 group of 2 members, send → recv_many"
 
 
 def test_the_shared_work_check_counts_duplicates_and_missing_messages():

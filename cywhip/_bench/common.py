@@ -284,12 +284,13 @@ def _gbps(result, size):
 END = b""      # after the numbered messages of a work-sharing stream: one per consumer
 
 
-def _numbered(n, size=MESSAGE, tag=0):
-    """n distinct messages of size bytes, message i starting with tag << 40 | i (8 bytes,
-    little-endian): tag tells apart the producers of one stream."""
+def _numbered(n, size=MESSAGE, tag=0, start=0):
+    """n distinct messages of size bytes, message i starting with tag << 40 | start + i (8 bytes,
+    little-endian): tag tells apart the producers of one stream; or start, where one count runs
+    across the producers (work sharing: producer j of several sending n each starts at j * n)."""
     pad = b"." * (size - 8)
     base = tag << 40
-    return [(base | i).to_bytes(8, "little") + pad for i in range(n)]
+    return [(base | i).to_bytes(8, "little") + pad for i in range(start, start + n)]
 
 
 def _seqs(kept, size=MESSAGE):
@@ -314,6 +315,14 @@ def _send_ends(send_end, done, consumers, repeat=False):
 def _consumer_done(done):
     with done.get_lock():
         done.value += 1
+
+
+def _last_done(done, of):
+    """Count one more process done in the Value done; True for the one that makes it `of` (the
+    last of several producers: the one to send the ENDs, after every producer's messages)."""
+    with done.get_lock():
+        done.value += 1
+        return done.value == of
 
 
 def _per_consumer(results, sent):

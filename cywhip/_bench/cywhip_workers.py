@@ -2,7 +2,7 @@
 import time
 
 from cywhip._bench.common import (
-    END, MESSAGE, MIXED_MAX, MIXED_RING, _consumer_done, _mixed_messages, _mixed_stream, _numbered,
+    END, MESSAGE, MIXED_MAX, MIXED_RING, _consumer_done, _last_done, _mixed_messages, _mixed_stream, _numbered,
     _object_message, _percentiles, _send_ends, _seqs, _timed_mixed, _timed_objects, _timed_receive,
 )
 
@@ -151,22 +151,30 @@ def _w_cywhip_fill(role, p, ready, results, shared):
 
 
 def _w_cywhip_groups(role, p, ready, results, shared):
-    """Receiver groups, one sender and p["consumers"] receivers taking with recv() or recv_many()
-    (p["mode"]): each in a group of its own (broadcast: every receiver gets all p["count"]
-    messages), or with p["share"] all members of one group (each message to one of them:
-    numbered messages, then ENDs; shared is a Value counting the members done).  With
-    p["bytes"], a byte channel whose ring holds as many records of that size."""
+    """Receiver groups, p["senders"] senders (one unless said; run_pair's producers) and
+    p["consumers"] receivers taking with recv() or recv_many() (p["mode"]): each in a group of
+    its own (broadcast: every receiver gets all the messages, p["count"] from each sender), or
+    with p["share"] all members of one group (each message to one of them: numbered messages,
+    then ENDs; shared is a Value counting the members done, and with several senders a pair of
+    it and a Value counting the senders done: the last sender done sends the ENDs, after every
+    sender's messages).  With p["bytes"], a byte channel whose ring holds as many records of
+    that size."""
     from cywhip import Receiver, Sender
     name, n, size, mode, k = p["name"], p["count"], p["size"], p["mode"], p["consumers"]
     share = p.get("share", False)
     cap = p.get("capacity", 1024)
+    senders = p.get("senders", 1)
+    done, senders_done = shared if isinstance(shared, tuple) else (shared, None)
     if p.get("bytes"):
         from cywhip._testing._model import var_record_size
-        kw = {"message_length": size, "max_queued_bytes": cap * var_record_size(size), "max_receivers": k}
+        kw = {"message_length": size, "max_queued_bytes": cap * var_record_size(size, senders), "max_receivers": k}
     else:
         kw = {"message_length": size, "max_queued_messages": cap, "max_receivers": k}
+    if senders > 1:
+        kw["max_senders"] = senders
     if role == "producer":
-        msgs = _numbered(n, size) if share else None
+        # run_pair numbers the consumers first: this is sender p["index"] - k of 0, 1, ...
+        msgs = _numbered(n, size, start=(p["index"] - k) * n) if share else None
         msg = b"x" * size
         ready.wait(60)
         with Sender(name, **kw) as s:
@@ -175,11 +183,13 @@ def _w_cywhip_groups(role, p, ready, results, shared):
                 for m in msgs:
                     send(m)
                 # A member's recv_many may claim two ENDs: send more until all are done.
-                _send_ends(lambda: s.try_send(END), shared, k, repeat=True)
+                if senders == 1 or _last_done(senders_done, senders):
+                    _send_ends(lambda: s.try_send(END), done, k, repeat=True)
             else:
                 for _ in range(n):
                     send(msg)
         return
+    n = p.get("total", n)
     group = "work" if share else f"g{p['index']}"
     kept = []
     with Receiver(name, group=group, **kw) as r:
@@ -217,7 +227,7 @@ def _w_cywhip_groups(role, p, ready, results, shared):
         t1 = time.perf_counter()
     out = {"count": got, "t0": t0, "t1": t1}
     if share:
-        _consumer_done(shared)
+        _consumer_done(done)
         out["seqs"] = _seqs(kept, size)
     results.put(out)
 

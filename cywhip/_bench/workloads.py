@@ -156,7 +156,8 @@ def workloads(quick=False):
         lambda: run_pair(_w_queue, {"count": max(per // 10, 50_000), "size": MESSAGE}, shared=SPAWN.Queue(),
                          producers=2), processes=3)
 
-    # Receiver groups: one sender and two receivers, three processes on this machine's cores.
+    # Receiver groups: one sender and two receivers, three processes on this machine's cores
+    # (four for the byte channel of two senders, each sending half the messages).
     # Broadcast: each receiver in a group of its own gets every message; the figure is per
     # receiver, beside a one-to-one channel's in the same run.
     add(BROADCAST, "cywhip", "2 groups of 1, send → recv_many", "msg/s", "rate",
@@ -171,6 +172,12 @@ def workloads(quick=False):
         lambda: _per_consumer(run_pair(_w_cywhip_groups, {"name": _name("bd"), "count": n, "size": MESSAGE,
                                                           "mode": "recv_many", "bytes": True}, consumers=2), n),
         processes=3)
+    add(BROADCAST, "cywhip", "byte channel of 2 senders (max_senders=2), 2 groups of 1, send → recv_many", "msg/s",
+        "rate",
+        lambda: _per_consumer(run_pair(_w_cywhip_groups, {"name": _name("be"), "count": n // 2, "size": MESSAGE,
+                                                          "mode": "recv_many", "bytes": True, "senders": 2},
+                                       producers=2, consumers=2), n),
+        processes=4)
     add(BROADCAST, "cywhip", "one-to-one send → recv_many (no groups)", "msg/s", "rate",
         lambda: run_pair(_w_cywhip_stream, {"name": _name("bc"), "count": n, "size": MESSAGE,
                                             "mode": "single_to_many"}))
@@ -205,7 +212,8 @@ def workloads(quick=False):
         needs="zenoh", processes=3)
 
     # Work sharing: two receivers split one stream of numbered messages; the figure is both
-    # together, and every message must arrive exactly once across them (checked).
+    # together, and every message must arrive exactly once across them (checked).  With two
+    # senders each numbers its half (from 0 and from share // 2), and the last done sends the ENDs.
     share = n // 2
     add(SHARING, "cywhip", "1 group of 2 members, send → recv_many", "msg/s", "rate",
         lambda: _aggregate(run_pair(_w_cywhip_groups, {"name": _name("wa"), "count": share, "size": MESSAGE,
@@ -217,6 +225,14 @@ def workloads(quick=False):
                                                        "mode": "recv_many", "share": True, "bytes": True},
                                     shared=SPAWN.Value("i", 0), consumers=2), share),
         processes=3)
+    add(SHARING, "cywhip", "byte channel of 2 senders (max_senders=2), 1 group of 2 members, send → recv_many",
+        "msg/s", "rate",
+        lambda: _aggregate(run_pair(_w_cywhip_groups, {"name": _name("we"), "count": share // 2, "size": MESSAGE,
+                                                       "mode": "recv_many", "share": True, "bytes": True,
+                                                       "senders": 2},
+                                    shared=(SPAWN.Value("i", 0), SPAWN.Value("i", 0)), producers=2, consumers=2),
+                           share),
+        processes=4)
     add(SHARING, "cywhip", "1 group of 2 members, send → recv", "msg/s", "rate",
         lambda: _aggregate(run_pair(_w_cywhip_groups, {"name": _name("wb"), "count": share, "size": MESSAGE,
                                                        "mode": "recv", "share": True},
