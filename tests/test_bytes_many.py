@@ -579,6 +579,7 @@ def test_an_impossible_intent_left_in_a_place_is_named_when_a_sender_opens_there
 # -------------------------------------------------------- a racing rewriter
 
 
+@pytest.mark.fuzz
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("keep_back", [1.0, 0.9])
 def test_a_process_rewriting_the_channel_while_the_ends_run_never_crashes_or_hangs_the_receiver(

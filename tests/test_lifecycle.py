@@ -11,6 +11,8 @@ from cywhip._testing import lifecycle
 # What the suite's runs do: everything the fuzzer can do (python -m cywhip._testing.lifecycle
 # --features narrows a run from the command line).
 SUITE_FEATURES = lifecycle.FEATURES
+# Randomized runs of several processes against the shared-memory protocol (pyproject.toml).
+pytestmark = pytest.mark.fuzz
 # Seeds of the suite's runs: each draws its own channel and schedule.
 SHORT_SEED = 20261206
 SOAK_SEED = 777
