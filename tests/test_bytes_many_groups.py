@@ -9,7 +9,6 @@ the command line, and the geometry the ends must agree on.
 Message i of sender t, n bytes long, is the 16 bytes <I t><I n><Q i> repeated to n bytes: a
 message torn, cut short or mixed from two others shows."""
 import asyncio
-import faulthandler
 import inspect
 import json
 import os
@@ -66,63 +65,13 @@ def _record(n):
     return HEADER + (n + 7) // 8 * 8
 
 
-_CHANNELS = []          # the running test's channel names, for a hard exit to remove
-
-
-def _children():
-    """The ids of this process's child processes (peers and members this test started)."""
-    me, out = os.getpid(), []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2:].split()[1]) == me:
-                out.append(int(entry))
-    return out
-
-
-@pytest.fixture(autouse=True)
-def hard_timeout(request):
-    """conftest's timeout (SIGALRM) cannot stop a call that waits in C without returning.  20 s
-    after it a watchdog thread prints every thread's stack, kills this test's child processes,
-    removes its channel and ends the process (under xdist: the test is reported as crashed),
-    so that a hang never stalls the suite; 40 s after it, if that thread cannot run (the GIL
-    held), faulthandler prints the stacks and ends the process."""
-    marker = request.node.get_closest_marker("timeout")
-    seconds = marker.args[0] if marker else 60
-    done = threading.Event()
-
-    def watch():
-        if done.wait(seconds + 20):
-            return
-        faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
-        for pid in _children():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        for name in list(_CHANNELS):
-            cywhip.unlink(name, missing_ok=True)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-    faulthandler.dump_traceback_later(seconds + 40, exit=True, file=sys.__stderr__)
-    try:
-        yield
-    finally:
-        done.set()
-        faulthandler.cancel_dump_traceback_later()
+pytestmark = pytest.mark.usefixtures("hard_timeout")      # conftest.py: a hang never stalls the suite
 
 
 @pytest.fixture
 def channel(channel):
     """conftest's channel name; after the test, nothing of it is left in /dev/shm."""
-    _CHANNELS.append(channel)
     yield channel
-    _CHANNELS.remove(channel)
     cywhip.unlink(channel, missing_ok=True)
     left = [f for f in os.listdir("/dev/shm") if channel in f]
     assert left == [], f"left in /dev/shm: {left}"
