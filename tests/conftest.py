@@ -1,4 +1,6 @@
-"""Fixtures: a per-test timeout, a unique channel name, and peer processes that are always reaped."""
+"""Fixtures: a per-test timeout (and a hard one, for calls that wait in C), a unique channel name,
+and peer processes that are always reaped."""
+import faulthandler
 import os
 import shutil
 import signal
@@ -44,6 +46,55 @@ def per_test_timeout(request):
         signal.signal(signal.SIGALRM, previous)
 
 
+def _child_pids():
+    """The ids of this process's child processes (peers and members the running test started)."""
+    me, out = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == me:
+                out.append(int(entry))
+    return out
+
+
+@pytest.fixture
+def hard_timeout(request):
+    """per_test_timeout (SIGALRM) cannot stop a call that waits in C without returning.  20 s
+    after it a watchdog thread prints every thread's stack, kills this test's child processes,
+    removes its channels (the ``channel`` fixture's) and ends the process (under xdist: the test
+    is reported as crashed), so that a hang never stalls the suite; 40 s after it, if that
+    thread cannot run (the GIL held), faulthandler prints the stacks and ends the process.
+    For a module: ``pytestmark = pytest.mark.usefixtures("hard_timeout")``."""
+    marker = request.node.get_closest_marker("timeout")
+    seconds = marker.args[0] if marker else DEFAULT_TIMEOUT
+    done = threading.Event()
+
+    def watch():
+        if done.wait(seconds + 20):
+            return
+        faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
+        for pid in _child_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for name in list(_LIVE_CHANNELS):
+            cywhip.unlink(name, missing_ok=True)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+    faulthandler.dump_traceback_later(seconds + 40, exit=True, file=sys.__stderr__)
+    try:
+        yield
+    finally:
+        done.set()
+        faulthandler.cancel_dump_traceback_later()
+
+
 @pytest.fixture
 def mapped():
     """``with mapped(name) as mm:``: channel name's file mapped read-write, to change what its
@@ -66,12 +117,19 @@ def mapped():
     return open_mapped
 
 
+_LIVE_CHANNELS = []     # the running test's channel names, for hard_timeout's watchdog to remove
+
+
 @pytest.fixture
 def channel():
     """A channel name no other test uses; its shared memory is removed afterwards."""
     name = f"test-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    yield name
-    cywhip.unlink(name, missing_ok=True)
+    _LIVE_CHANNELS.append(name)
+    try:
+        yield name
+    finally:
+        _LIVE_CHANNELS.remove(name)
+        cywhip.unlink(name, missing_ok=True)
 
 
 class Peers:

@@ -195,34 +195,20 @@ def test_the_slowest_group_holds_the_sender_and_a_timeout_names_it_in_bytes(chan
 
 
 def test_the_command_line_lists_a_byte_channels_groups_in_bytes(channel, capsys):
-    from cywhip.__main__ import main
     with Sender(channel, **_kw()) as tx, Receiver(channel, group="alpha", **_kw()), \
             Receiver(channel, group="beta", **_kw()) as b:
         tx.send_many([b"a" * 10, b"b" * 30], timeout=5)       # records of 24 and 40 bytes
         assert b.recv_many(10, timeout=5) == [b"a" * 10, b"b" * 30]
-        out = _listed(main, capsys, channel)
+        out = g.command_line_listing(capsys, channel)
         assert f"{channel}: 64/256 bytes queued" in out
         # 192 bytes free: a message of message_length (a record of 128 bytes) still fits.
         assert "group 'alpha': position 0, depth 64 bytes, durable, members" in out
         assert "group 'beta': position 64, depth 0 bytes" in out
         assert "holding the senders back" not in out
         tx.send(b"c" * 60)                                   # 72 more: 120 bytes free
-        out = _listed(main, capsys, channel)
+        out = g.command_line_listing(capsys, channel)
         assert "group 'alpha': position 0, depth 136 bytes, durable, members" in out
         assert "holding the senders back" in out
-
-
-def _listed(main, capsys, channel):
-    """What `python -m cywhip channels` prints of channel: its line and its groups' lines."""
-    main(["channels"])
-    lines = capsys.readouterr().out.splitlines()
-    first = [i for i, line in enumerate(lines) if line.startswith(f"{channel}:")][0]
-    block = [lines[first]]
-    for line in lines[first + 1:]:
-        if not line.startswith("  "):
-            break
-        block.append(line)
-    return "\n".join(block)
 
 
 def test_a_member_killed_with_a_claim_in_hand_gives_it_back_to_the_other_member(channel, tmp_path):
@@ -253,13 +239,7 @@ def test_a_member_killed_with_a_claim_in_hand_gives_it_back_to_the_other_member(
         assert missing == [] and dup == [0]
         assert tx.depth == 0
     finally:
-        open(stop, "w").close()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except Exception:
-                p.kill()
-                p.wait()
+        g.stop_members(procs, stop)
         tx.close()
 
 

@@ -9,7 +9,6 @@ the command line, and the geometry the ends must agree on.
 Message i of sender t, n bytes long, is the 16 bytes <I t><I n><Q i> repeated to n bytes: a
 message torn, cut short or mixed from two others shows."""
 import asyncio
-import faulthandler
 import inspect
 import json
 import os
@@ -26,6 +25,8 @@ import pytest
 import cywhip
 import cywhip.asyncio as cwa
 from cywhip._testing import fanin
+from cywhip._testing.bytes_steps import send_by
+from cywhip._testing.groups import command_line_listing, stop_members, wait_ready
 from cywhip import ChannelMismatchError, Receiver, ReceiveTimeout, SendTimeout, Sender
 
 HEAD = struct.Struct("<IIQ")            # sender tag, message length, message number
@@ -66,63 +67,13 @@ def _record(n):
     return HEADER + (n + 7) // 8 * 8
 
 
-_CHANNELS = []          # the running test's channel names, for a hard exit to remove
-
-
-def _children():
-    """The ids of this process's child processes (peers and members this test started)."""
-    me, out = os.getpid(), []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2:].split()[1]) == me:
-                out.append(int(entry))
-    return out
-
-
-@pytest.fixture(autouse=True)
-def hard_timeout(request):
-    """conftest's timeout (SIGALRM) cannot stop a call that waits in C without returning.  20 s
-    after it a watchdog thread prints every thread's stack, kills this test's child processes,
-    removes its channel and ends the process (under xdist: the test is reported as crashed),
-    so that a hang never stalls the suite; 40 s after it, if that thread cannot run (the GIL
-    held), faulthandler prints the stacks and ends the process."""
-    marker = request.node.get_closest_marker("timeout")
-    seconds = marker.args[0] if marker else 60
-    done = threading.Event()
-
-    def watch():
-        if done.wait(seconds + 20):
-            return
-        faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
-        for pid in _children():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        for name in list(_CHANNELS):
-            cywhip.unlink(name, missing_ok=True)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-    faulthandler.dump_traceback_later(seconds + 40, exit=True, file=sys.__stderr__)
-    try:
-        yield
-    finally:
-        done.set()
-        faulthandler.cancel_dump_traceback_later()
+pytestmark = pytest.mark.usefixtures("hard_timeout")      # conftest.py: a hang never stalls the suite
 
 
 @pytest.fixture
 def channel(channel):
     """conftest's channel name; after the test, nothing of it is left in /dev/shm."""
-    _CHANNELS.append(channel)
     yield channel
-    _CHANNELS.remove(channel)
     cywhip.unlink(channel, missing_ok=True)
     left = [f for f in os.listdir("/dev/shm") if channel in f]
     assert left == [], f"left in /dev/shm: {left}"
@@ -327,28 +278,9 @@ def test_sender_threads_of_every_send_call_into_a_broadcast_and_a_sharing_group(
     def produce(tag):
         def run():
             s = senders[tag]
-            top = s.message_length
-            msgs = [payload(tag, i, k) for i, k in enumerate(sizes(tag, n, top))]
+            msgs = [payload(tag, i, k) for i, k in enumerate(sizes(tag, n, s.message_length))]
             try:
-                if modes[tag] == "send_many":
-                    s.send_many(msgs, timeout=10)
-                    return
-                for m in msgs:
-                    if stop.is_set():
-                        return
-                    if modes[tag] == "send":
-                        s.send(m, timeout=10)
-                    elif modes[tag] == "try_send":
-                        deadline = time.monotonic() + 10
-                        while not s.try_send(m):
-                            if time.monotonic() > deadline or stop.is_set():
-                                raise AssertionError(f"try_send of message {m[:16]!r} found no room for 10 s")
-                            time.sleep(0)
-                    else:
-                        res = s.reserve(top, timeout=10)
-                        with res as buf:
-                            buf[:len(m)] = m
-                            res.truncate(len(m))
+                send_by(s, msgs, modes[tag], 10, stop)
             except BaseException as exc:
                 errors.append(f"sender {tag} ({modes[tag]}): {exc!r}")
                 stop.set()
@@ -376,32 +308,14 @@ def test_sender_threads_of_every_send_call_into_a_broadcast_and_a_sharing_group(
 
 
 SENDER = HELPERS + r'''
-import sys, time
+import sys
 from cywhip import Sender
+from cywhip._testing.bytes_steps import send_by
 name, ring, senders, receivers, tag, count, mode = sys.argv[1:8]
 ring, senders, receivers, tag, count = int(ring), int(senders), int(receivers), int(tag), int(count)
 with Sender(name, max_queued_bytes=ring, max_senders=senders, max_receivers=receivers) as s:
     print("ready", flush=True)
-    top = s.message_length
-    msgs = [payload(tag, i, n) for i, n in enumerate(sizes(tag, count, top))]
-    if mode == "send_many":
-        s.send_many(msgs, timeout=20)
-    elif mode == "try_send":
-        for m in msgs:
-            deadline = time.monotonic() + 20
-            while not s.try_send(m):
-                if time.monotonic() > deadline:
-                    raise SystemExit("try_send found no room for 20 s")
-                time.sleep(0)
-    elif mode == "reserve":
-        for m in msgs:
-            res = s.reserve(top, timeout=20)
-            with res as buf:
-                buf[:len(m)] = m
-                res.truncate(len(m))
-    else:
-        for m in msgs:
-            s.send(m, timeout=20)
+    send_by(s, [payload(tag, i, n) for i, n in enumerate(sizes(tag, count, s.message_length))], mode, 20)
 print("done", flush=True)
 '''
 
@@ -483,25 +397,12 @@ def work(tmp_path):
                                     stderr=errf, text=True)
         proc.stderr_path = err
         procs.append(proc)
-        line = proc.stdout.readline()
-        if line.strip() != "ready":
-            proc.kill()
-            proc.wait()
-            raise AssertionError(f"member process did not start ({line!r}): {_stderr(proc)}")
-        return proc
+        return wait_ready(proc, _stderr)
 
     member.path = lambda log: str(tmp_path / log)
     member.log = lambda log: _read_log(str(tmp_path / log))
     yield member
-    open(stop, "w").close()
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except Exception:
-            proc.kill()
-            proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
+    stop_members(procs, stop)
 
 
 @pytest.mark.timeout(40)
@@ -1141,22 +1042,8 @@ def test_a_group_made_while_sender_threads_run_gets_an_unbroken_tail_of_the_chan
 # ------------------------------------------------------------ the listing
 
 
-def _listed(main, capsys, channel):
-    """What `python -m cywhip channels` prints of channel: its line and its groups' lines."""
-    main(["channels"])
-    lines = capsys.readouterr().out.splitlines()
-    first = [i for i, line in enumerate(lines) if line.startswith(f"{channel}:")][0]
-    block = [lines[first]]
-    for line in lines[first + 1:]:
-        if not line.startswith("  "):
-            break
-        block.append(line)
-    return "\n".join(block)
-
-
 @pytest.mark.timeout(20)
 def test_channels_and_the_command_line_list_the_groups_positions_and_depths_in_bytes(channel, capsys):
-    from cywhip.__main__ import main
     kw = _kw(RING, 2, 4)
     with Sender(channel, **kw) as s0, Sender(channel, **kw) as s1, Receiver(channel, group="alpha", **kw), \
             Receiver(channel, group="beta", **kw) as beta:
@@ -1169,7 +1056,7 @@ def test_channels_and_the_command_line_list_the_groups_positions_and_depths_in_b
         assert len(info.senders) == 2 and all(p.alive and p.pid == os.getpid() for p in info.senders)
         assert [(g.name, g.position, g.depth, g.holding_back) for g in info.groups] == [
             ("alpha", 0, 80, False), ("beta", 80, 0, False)]
-        out = _listed(main, capsys, channel)
+        out = command_line_listing(capsys, channel)
         assert f"{channel}: 80/256 bytes queued" in out, out
         assert "group 'alpha': position 0, depth 80 bytes, durable, members" in out, out
         assert "group 'beta': position 80, depth 0 bytes" in out, out
@@ -1179,7 +1066,7 @@ def test_channels_and_the_command_line_list_the_groups_positions_and_depths_in_b
         rows = {g.name: g for g in info.groups}
         assert info.depth == 160 and rows["alpha"].depth == 160 and rows["alpha"].holding_back
         assert rows["beta"].depth == 80 and not rows["beta"].holding_back
-        out = _listed(main, capsys, channel)
+        out = command_line_listing(capsys, channel)
         assert "group 'alpha': position 0, depth 160 bytes, durable, members" in out, out
         assert "holding the senders back" in out, out
 

@@ -66,13 +66,7 @@ def work(tmp_path):
     member.path = lambda log: str(tmp_path / log)
     member.stop = lambda: open(stop, "w").close()
     yield member
-    open(stop, "w").close()
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except Exception:
-            proc.kill()
-            proc.wait()
+    g.stop_members(procs, stop)
 
 
 def _wait_for(predicate, timeout=20, what="condition"):

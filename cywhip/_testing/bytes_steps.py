@@ -148,24 +148,36 @@ def run_stream(name, ring, senders, tag, count, mode):
     with _open(name, ring, senders) as sender:
         print("ready", flush=True)
         sizes = lengths(tag, count, sender.message_length)
-        msgs = (payload(tag, i, n) for i, n in enumerate(sizes))
-        if mode == "send_many":
-            sender.send_many(msgs, timeout=60)
-        elif mode == "try_send":
-            for m in msgs:
-                while not sender.try_send(m):
-                    time.sleep(0)
-        elif mode == "reserve":
-            for m in msgs:
-                # Room for the longest message, the message written, the rest given back.
-                res = sender.reserve(sender.message_length, timeout=60)
-                with res as buf:
-                    buf[:len(m)] = m
-                    res.truncate(len(m))
-        else:
-            for m in msgs:
-                sender.send(m, timeout=60)
+        send_by(sender, (payload(tag, i, n) for i, n in enumerate(sizes)), mode, 60)
     print("done", flush=True)
+
+
+def send_by(sender, msgs, mode, timeout, stop=None):
+    """Send msgs from sender by one call of send_many (mode "send_many") or by a call each of
+    send ("send"), try_send ("try_send": again until it takes the message) or reserve
+    ("reserve": room for the longest message, the message written, the rest given back).
+    Every call gives up after timeout seconds (try_send by TimeoutError).  With stop (a
+    threading.Event), no message is sent once it is set, and a try_send waiting for room
+    gives up then."""
+    if mode == "send_many":
+        sender.send_many(msgs, timeout=timeout)
+        return
+    for m in msgs:
+        if stop is not None and stop.is_set():
+            return
+        if mode == "try_send":
+            deadline = time.monotonic() + timeout
+            while not sender.try_send(m):
+                if time.monotonic() > deadline or stop is not None and stop.is_set():
+                    raise TimeoutError(f"try_send of message {bytes(m[:16])!r} found no room for {timeout} s")
+                time.sleep(0)
+        elif mode == "reserve":
+            res = sender.reserve(sender.message_length, timeout=timeout)
+            with res as buf:
+                buf[:len(m)] = m
+                res.truncate(len(m))
+        else:
+            sender.send(m, timeout=timeout)
 
 
 def run_rewrite(path, seconds, seed, offsets, keep_back=0.9):

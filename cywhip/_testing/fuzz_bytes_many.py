@@ -91,6 +91,10 @@ HEADER = 16
 # message byte: see the module's docstring); with whole_words, bits 31 and 47 too.
 _RING_FLIPS = (1 << 56, 1 << 59, 1 << 62)
 _WHOLE_FLIPS = (1 << 31, 1 << 47)
+# A sender place's words the mutators rewrite, and their kinds.
+SENDER_FIELDS = (("place_intent", "intent"), ("place_intent_length", "intent_length"),
+                 ("place_dead_claim", "dead_claim"), ("place_dead_length", "dead_length"),
+                 ("place_generation", "generation"))
 
 
 def many_round(round_seed):
@@ -161,14 +165,7 @@ def race_round(rng, rs, name, counters, seconds_left):
     """A racing round on a byte channel of many senders: its channel made and filled; returns
     its geometry, the mutator's and the victim's work (each run in a process of its own) and how
     long the victim runs (fuzz_race.race() runs them)."""
-    senders = rng.choice((2, 3))
-    asked = rng.choice(_RINGS)
-    capacity = ring_bytes(asked)
-    top = max_length(capacity, senders)
-    cap = top if rng.random() < 0.6 else rng.randint(MIN_MESSAGE, top)
-    kw = dict(max_queued_bytes=asked, max_senders=senders)
-    if cap != top or rng.random() < 0.5:
-        kw["message_length"] = cap
+    senders, capacity, cap, kw = draw_channel(rng, _RINGS)
     strict = rng.random() < 0.5
     whole_words = rng.random() < 0.5
     threads = rng.random() < 0.6
@@ -176,22 +173,48 @@ def race_round(rng, rs, name, counters, seconds_left):
     stream = ManyStream(cap, None)
     size = _sizes(cap, whole_words)
     with Sender(name, **kw) as s:
-        log = stream.sender()
-        for _ in range(rng.randint(0, 6)):
-            s.try_send(log.new(size(rng))[1])
+        send_a_few(s, stream, size, rng)
     round_seconds = min(rng.uniform(0.2, 1.0), seconds_left)
     mutator_rng = random.Random(rs ^ 0x5A5A5A5A)
-    geometry = {"max_queued_bytes": asked, "ring_bytes": capacity, "message_length": cap,
-                "ends_give_message_length": "message_length" in kw, "strict": strict, "max_senders": senders,
-                "whole_words": whole_words, "threads": threads}
+    geometry = dict(many_geometry(kw, capacity, cap, strict, whole_words), threads=threads)
 
     def run_mutator():
-        _race_mutator(channel_path(name), mutator_rng, capacity, cap, senders, strict, whole_words)
+        ManyMutator(channel_path(name), mutator_rng, capacity, cap, senders, 1, strict, whole_words).run()
 
     def run_victim():
         _race_victim(name, rng, kw, capacity, cap, senders, strict, threads, size, round_seconds, counters,
                      stream)
     return geometry, run_mutator, run_victim, round_seconds
+
+
+def draw_channel(rng, rings):
+    """A racing round's byte channel of many senders: (max_senders, the ring's bytes,
+    message_length, the ends' keywords); max_queued_bytes one of rings, message_length the
+    longest the ring takes or less, given to the ends or left to them."""
+    senders = rng.choice((2, 3))
+    asked = rng.choice(rings)
+    capacity = ring_bytes(asked)
+    top = max_length(capacity, senders)
+    cap = top if rng.random() < 0.6 else rng.randint(MIN_MESSAGE, top)
+    kw = dict(max_queued_bytes=asked, max_senders=senders)
+    if cap != top or rng.random() < 0.5:
+        kw["message_length"] = cap
+    return senders, capacity, cap, kw
+
+
+def send_a_few(sender, stream, size, rng):
+    """A channel filled before a round: up to 6 messages from sender, a sender incarnation of
+    the stream's own (try_send: those that find room)."""
+    log = stream.sender()
+    for _ in range(rng.randint(0, 6)):
+        sender.try_send(log.new(size(rng))[1])
+
+
+def many_geometry(kw, capacity, cap, strict, whole_words):
+    """What a failure report tells of a round of many senders."""
+    return {"max_queued_bytes": kw["max_queued_bytes"], "ring_bytes": capacity, "message_length": cap,
+            "ends_give_message_length": "message_length" in kw, "strict": strict,
+            "max_senders": kw["max_senders"], "whole_words": whole_words}
 
 
 def _sizes(cap, whole_words):
@@ -205,63 +228,80 @@ def _sizes(cap, whole_words):
 
 # ------------------------------------------------------------------ the mutator
 
-def _race_mutator(path, rng, capacity, cap, senders, strict, whole_words):
-    """Rewrite the channel's claim word, read cursor, sender places and ring words without pause
-    until killed, and stall as a sender stopped in its claim now and then (module docstring)."""
-    lay = layout()
-    mm = map_channel(path)
-    fd = os.open(path, os.O_RDWR)           # the place locks the mutator holds are on it
-    parent = os.getppid()
-    ring = slots_offset_for(senders, 1)
-    W, R = lay["write_cursor"], lay["read_cursor"]
+class ManyMutator:
+    """The racing mutator of a byte channel of many senders (see the module's docstring): it
+    rewrites the claim word, read_cursor, the sender places' words and the ring's words without
+    pause until the round's process is gone (run()), and now and then stalls as a sender
+    stopped in its claim.  fuzz_bytes_many_groups.GroupManyMutator is this mutator with the
+    groups: it overrides the hooks of a stall (claim_and_bound, left_behind,
+    may_die_with_claim, zeroes_seqs) and what it writes."""
 
-    def at(p, field):
+    STALLS = ("lock", "bit", "bit", "intent", "claim", "claim", "dead_bit")
+    STALL_SHARE = 0.15
+    # Whether a sender zeroes the seq words of its claim before it commits it (G2: groups).
+    zeroes_seqs = False
+
+    def __init__(self, path, rng, capacity, cap, senders, receivers, strict, whole_words):
+        self.lay = lay = layout()
+        self.mm = map_channel(path)
+        self.fd = os.open(path, os.O_RDWR)          # the place locks the mutator holds are on it
+        self.parent = os.getppid()
+        self.rng, self.capacity, self.cap, self.senders, self.strict = rng, capacity, cap, senders, strict
+        self.ring = slots_offset_for(senders, receivers)
+        self.W, self.R = lay["write_cursor"], lay["read_cursor"]
+        self.place_words = [(self.at(p, f), kind) for p in range(senders) for f, kind in SENDER_FIELDS]
+        self.words = [(self.W, "claim"), (self.R, "read")] + self.place_words     # what word_step() rewrites
+        self.rest = rng.choice([0.0002, 0.001, 0.003] if strict else [0, 0.0001, 0.001])
+        self.headers_share = rng.choice([0.2, 0.4, 0.6])
+        self.ring_flips = _RING_FLIPS + (_WHOLE_FLIPS if whole_words else ())
+        self.debug = bool(os.environ.get("CYWHIP_FUZZ_DEBUG"))
+        self.stalls = {}            # (CYWHIP_FUZZ_DEBUG) how the stalls ended: "how: end" -> count
+
+    def at(self, p, field):
+        """The offset of sender place p's field."""
+        lay = self.lay
         return lay["places"] + p * lay["place_bytes"] + lay[field]
 
-    fields = (("place_intent", "intent"), ("place_intent_length", "intent_length"),
-              ("place_dead_claim", "dead_claim"), ("place_dead_length", "dead_length"),
-              ("place_generation", "generation"))
-    words = [(W, "claim", None), (R, "read", None)] + [(at(p, f), kind, p) for p in range(senders)
-                                                         for f, kind in fields]
-    rest = rng.choice([0.0002, 0.001, 0.003] if strict else [0, 0.0001, 0.001])
-    headers_share = rng.choice([0.2, 0.4, 0.6])
-    debug = bool(os.environ.get("CYWHIP_FUZZ_DEBUG"))
-    ring_flips = _RING_FLIPS + (_WHOLE_FLIPS if whole_words else ())
+    def u64(self, off):
+        return struct.unpack_from("<Q", self.mm, off)[0]
 
-    def u64(off):
-        return struct.unpack_from("<Q", mm, off)[0]
+    def store(self, off, value):
+        struct.pack_into("<Q", self.mm, off, value & _U64)
 
-    def store(off, value):
-        struct.pack_into("<Q", mm, off, value & _U64)
-
-    def flip(off, old, bad, hold):
+    def flip(self, off, old, bad, hold):
         """Write bad at off if it still holds old, for hold seconds, then put old back unless an
         end wrote since."""
-        if bad is None or bad == old or not atomic_cas_u64(mm, off, old, bad & _U64):
+        if bad is None or bad == old or not atomic_cas_u64(self.mm, off, old, bad & _U64):
             return
         if hold:
             time.sleep(hold)
-        atomic_cas_u64(mm, off, bad & _U64, old)
+        atomic_cas_u64(self.mm, off, bad & _U64, old)
 
-    def positions():
-        rd = u64(R)
-        word = u64(W)
+    # -------------------------------------------------------------- rewrites
+
+    def positions(self):
+        """The read cursor, the claim word and the claim cursor."""
+        rd = self.u64(self.R)
+        word = self.u64(self.W)
         return rd, word, claim_position(word, rd & ~7)
 
-    def strict_value(kind, current):
+    def strict_value(self, kind, current):
+        """A value of a word of this kind that no sound channel holds, made from current (None:
+        none to write now)."""
+        rng = self.rng
         if kind == "claim":
             if rng.random() < 0.5:
                 # No sender place has that number.
-                return (current & ~PLACE_MASK) | rng.randint(senders + 1, PLACE_MASK)
+                return (current & ~PLACE_MASK) | rng.randint(self.senders + 1, PLACE_MASK)
             return current ^ (1 << (OWNER_BITS + rng.choice((20, 30, 39))))
         if kind == "read":
             return current ^ rng.choice((1, 2, 4, 1 << 40, 1 << 41, 1 << 42))
         if kind == "intent":
-            if current:
-                # Only a committed intent (its claim behind the claim cursor: no T2 clears it).
-                _, _, w = positions()
-                if not current - 1 < w:
-                    return None
+            if current and not current - 1 < self.claim_cursor():
+                # Only a committed intent (its claim behind the claim cursor): a takeover's T2
+                # clears an uncommitted one, and a value put back after it would be a void
+                # intent again.
+                return None
             return current ^ rng.choice((2, 4, 1 << 40))
         if kind == "dead_claim":
             return current ^ rng.choice((2, 4, 1 << 40))
@@ -271,13 +311,16 @@ def _race_mutator(path, rng, capacity, cap, senders, strict, whole_words):
             return current ^ (1 << 40)
         return None
 
-    def wild_value(kind, current, p):
-        rd, word, w = positions()
+    def claim_cursor(self):
+        """The claim cursor (below which every intent is committed)."""
+        return self.positions()[2]
+
+    def wild_value(self, kind, current):
+        """Any value of a word of this kind, one a sound channel could hold often."""
+        rng, capacity = self.rng, self.capacity
+        rd, word, w = self.positions()
         if kind == "claim":
-            owners = [0, word & OWNER_MASK]
-            for q in range(senders):
-                g = u64(at(q, "place_generation"))
-                owners += [owner_of(q, g), owner_of(q, g - 1), owner_of(q, g + 1)]
+            owners = self.owners(word)
             position = rng.choice([w, w + 8, w - 8, w + capacity, w - capacity, rd, rd + 16])
             return claim_word(position, rng.choice(owners))
         if kind == "read":
@@ -285,128 +328,195 @@ def _race_mutator(path, rng, capacity, cap, senders, strict, whole_words):
                                rd - 8, rd + 8]) & _U64
         if kind in ("intent", "dead_claim"):
             return rng.choice([0, rd + 1, rd - 7, w + 1, w - 7, current + 8, 1]) & _U64
+        return self.wild_place_value(kind, current)
+
+    def owners(self, word):
+        """The claim word's owners a wild round writes: none, the one it holds, and each
+        place's live, last and next generation's."""
+        owners = [0, word & OWNER_MASK]
+        for q in range(self.senders):
+            g = self.u64(self.at(q, "place_generation"))
+            owners += [owner_of(q, g), owner_of(q, g - 1), owner_of(q, g + 1)]
+        return owners
+
+    def wild_place_value(self, kind, current):
+        """wild_value() of a sender place's length or generation."""
+        rng, capacity = self.rng, self.capacity
         if kind in ("intent_length", "dead_length"):
             return rng.choice([16, 24, 32, capacity, capacity - 8, current + 8, current - 8, 0, 8]) & _U64
         return rng.choice([current + 1, current - 1, current + (GEN_MASK + 1), 0]) & _U64
 
-    def word_step(hold):
-        off, kind, p = rng.choice(words)
-        current = u64(off)
-        if strict:
-            flip(off, current, strict_value(kind, current), hold)
+    def word_step(self, hold):
+        """One of the channel's words rewritten: a strict value flipped (put back after hold
+        seconds), or a wild one flipped or stored."""
+        off, kind = self.rng.choice(self.words)
+        current = self.u64(off)
+        if self.strict:
+            self.flip(off, current, self.strict_value(kind, current), hold)
             return
-        value = wild_value(kind, current, p)
-        if rng.random() < 0.7:
-            flip(off, current, value, hold)
+        value = self.wild_value(kind, current)
+        if self.rng.random() < 0.7:
+            self.flip(off, current, value, hold)
         else:
-            store(off, value)
+            self.store(off, value)
 
-    def header_step(hold):
+    def seq_targets(self, i):
+        """The positions a wild round publishes a record at ring offset i as (its seq)."""
+        rd, _, w = self.positions()
+        return [w, rd, w - 16, rd + 16, ((rd // self.capacity) * self.capacity) + i]
+
+    def header_step(self, hold):
+        """One of the ring's words rewritten: a strict round flips a bit no message byte has of a
+        word whose top bit is clear; a wild round writes a header, a seq or a byte."""
+        rng, capacity = self.rng, self.capacity
         i = rng.randrange(0, capacity, 8)
-        off = ring + i
-        word = u64(off)
-        if strict:
+        off = self.ring + i
+        word = self.u64(off)
+        if self.strict:
             if not word >> 63:
-                flip(off, word, word ^ rng.choice(ring_flips), hold)
+                self.flip(off, word, word ^ rng.choice(self.ring_flips), hold)
             return
-        rd, _, w = positions()
+        targets = self.seq_targets(i)
         length, kind = word & 0xFFFFFFFF, word >> 32
         how = rng.random()
         if how < 0.5:
             # A header word: a length, a kind, slack bits.
-            value = rng.choice([(0, kind), (length + 8, kind), (max(0, length - 8), kind), (cap + 1, kind),
+            value = rng.choice([(0, kind), (length + 8, kind), (max(0, length - 8), kind), (self.cap + 1, kind),
                                 (1 << 31, kind), (length, 0), (length, 1), (length, 2), (length, 0x10000),
                                 (length, 0x10002), (capacity - i, 1), (capacity - i - 8, 1), (length, 3)])
             new = (value[0] & 0xFFFFFFFF) | (value[1] & 0xFFFFFFFF) << 32
         elif how < 0.8 and i + 8 < capacity:
             # A seq: a record published over whatever the ring holds there.
             off += 8
-            word = u64(off)
-            h = rng.choice([w, rd, w - 16, rd + 16, ((rd // capacity) * capacity) + i])
-            new = (h + 1) & _U64
+            word = self.u64(off)
+            new = (rng.choice(targets) + 1) & _U64
         else:
             off += rng.randrange(8)
-            mm[off] = rng.randrange(256)
+            self.mm[off] = rng.randrange(256)
             return
         if rng.random() < 0.5:
-            flip(off, word, new, hold)
+            self.flip(off, word, new, hold)
         else:
-            store(off, new)
+            self.store(off, new)
 
-    def free_place():
+    def repair(self):
+        """A wild round's repair, now and then: the read cursor and a free claim word at the
+        claim position (aligned, within a ring), the intents and dead claims withdrawn."""
+        rd, word, w = self.positions()
+        if rd % 8 or w - rd > self.capacity or word & OWNER_MASK and self.rng.random() < 0.5:
+            w = max(w, rd) & ~7 if w - rd <= self.capacity else rd & ~7
+            self.store(self.R, w)
+            self.store(self.W, claim_word(w, 0))
+        self.withdraw_intents()
+
+    def withdraw_intents(self):
+        """Each sender place's intent and dead claim withdrawn, half the time."""
+        for p in range(self.senders):
+            if self.rng.random() < 0.5:
+                for f in ("place_intent", "place_dead_claim"):
+                    self.store(self.at(p, f), 0)
+
+    # -------------------------------------------------------------- stalls
+
+    def left_behind(self, p):
+        """Whether sender place p's predecessor left what a new sender of the place takes up: an
+        intent (S0 would adopt it)."""
+        return self.u64(self.at(p, "place_intent")) != 0
+
+    def free_place(self):
         """A sender place's lock taken and its generation counted as a new sender's S0 does:
-        (place, owner), or None (no place free, or one whose predecessor left an intent: S0
-        would adopt it, so the mutator leaves as a sender that counted nothing).  Tries for a few
+        (place, owner), or None (no place free, or one whose predecessor left something behind
+        (left_behind()): the mutator leaves as a sender that counted nothing).  Tries for a few
         milliseconds: the victim's senders come and go."""
+        rng, fd, senders = self.rng, self.fd, self.senders
         until = time.monotonic() + 0.01
         while True:
-            p = next((q for q in rng.sample(range(senders), senders) if _ofd_lock(fd, at(q, "place_pid"))), None)
+            p = next((q for q in rng.sample(range(senders), senders) if _ofd_lock(fd, self.at(q, "place_pid"))),
+                     None)
             if p is not None:
                 break
             if time.monotonic() > until:
                 return None
             time.sleep(0.0002)
-        if u64(at(p, "place_intent")) != 0:
-            _ofd_lock(fd, at(p, "place_pid"), lock=False)
+        if self.left_behind(p):
+            _ofd_lock(fd, self.at(p, "place_pid"), lock=False)
             return None
-        g_off = at(p, "place_generation")
-        gen = u64(g_off)
+        g_off = self.at(p, "place_generation")
+        gen = self.u64(g_off)
         new = gen + 1
-        if owner_of(p, new) == u64(W) & OWNER_MASK:
+        if owner_of(p, new) == self.u64(self.W) & OWNER_MASK:
             new += 1
-        if not atomic_cas_u64(mm, g_off, gen, new & _U64):
-            _ofd_lock(fd, at(p, "place_pid"), lock=False)
+        if not atomic_cas_u64(self.mm, g_off, gen, new & _U64):
+            _ofd_lock(fd, self.at(p, "place_pid"), lock=False)
             return None
         return p, owner_of(p, new)
 
-    def dead_claim_passed(p, rd):
-        """Whether the place's dead claim, if any, lies behind the read cursor (a new sender of
-        the place then never waits for it, S0d: the victim's receiver may be its own thread)."""
-        dp, dl = u64(at(p, "place_dead_claim")), u64(at(p, "place_dead_length"))
-        return dp == 0 or dp - 1 + dl <= rd
+    def claim_and_bound(self):
+        """What a sender's M1 reads: the claim word, the claim cursor, and the bound its room is
+        counted from (None: none to count from now).  Here the read cursor (unaligned: none)."""
+        rd, word, c = self.positions()
+        return word, c, None if rd & 7 else rd
 
-    stalls = {}
+    def may_die_with_claim(self, p):
+        """Whether a sender of place p may die with its claim committed: the place's dead claim,
+        if any, lies behind the read cursor (a new sender of the place then never waits for it,
+        S0d: the victim's receiver may be its own thread)."""
+        dp, dl = self.u64(self.at(p, "place_dead_claim")), self.u64(self.at(p, "place_dead_length"))
+        return dp == 0 or dp - 1 + dl <= self.u64(self.R)
 
-    def stall(hold):
-        """Act as a sender stopped in its claim (or the claim bit held by a dead owner) for hold
-        seconds; then leave as that sender would (CYWHIP_FUZZ_DEBUG: how the stalls ended, on
-        stderr now and then)."""
-        how = rng.choice(("lock", "bit", "bit", "intent", "claim", "claim", "dead_bit"))
-        ended = _stall(how, hold)
-        if debug:
+    def stall(self, hold):
+        """A stall of one of STALLS' kinds for hold seconds (CYWHIP_FUZZ_DEBUG: how the stalls
+        ended, on stderr now and then)."""
+        how = self.rng.choice(self.STALLS)
+        ended = self.stall_as(how, hold)
+        if self.debug:
             key = f"{how}: {ended}"
-            stalls[key] = stalls.get(key, 0) + 1
-            print(f"mutator stalls: {sorted(stalls.items())}", file=sys.stderr, flush=True)
+            self.stalls[key] = self.stalls.get(key, 0) + 1
+            print(f"mutator stalls: {sorted(self.stalls.items())}", file=sys.stderr, flush=True)
 
-    def _stall(how, hold):
+    def stall_as(self, how, hold):
+        """Act as a sender stopped in its claim (or the claim bit held by a dead owner) for hold
+        seconds, then leave as that sender would; returns how it ended."""
         if how == "dead_bit":
-            # The owner of a place's earlier generation (dead: a later sender counted past it,
-            # or the place is free) holding the free claim word, as a sender that took it and
-            # died; put back as a taker that found no room frees it (T3).
-            p = rng.randrange(senders)
-            gen = u64(at(p, "place_generation"))
-            word = u64(W)
-            if gen < 1 or word & OWNER_MASK:
-                return "bit taken"
-            flip(W, word, (word & ~OWNER_MASK) | owner_of(p, gen - 1), hold)
-            return "held"
-        taken = free_place()
+            return self.stall_as_dead_owner(hold)
+        return self.stall_as_sender(how, hold)
+
+    def stall_as_dead_owner(self, hold):
+        """The owner of a place's earlier generation (dead: a later sender counted past it, or the
+        place is free) holding the free claim word, as a sender that took it and died; put back
+        as a taker that found no room frees it (T3)."""
+        p = self.rng.randrange(self.senders)
+        gen = self.u64(self.at(p, "place_generation"))
+        word = self.u64(self.W)
+        if gen < 1 or word & OWNER_MASK:
+            return "bit taken"
+        self.flip(self.W, word, (word & ~OWNER_MASK) | owner_of(p, gen - 1), hold)
+        return "held"
+
+    def stall_as_sender(self, how, hold):
+        """A sender's steps up to a stop (how): its place's lock taken ("lock"), the claim bit
+        taken (M1; "bit": then died, or freed it, T3), its intent stored (M2; "intent": then died,
+        an intent a takeover's T2 clears or S0 voids) or its claim committed (M3; "claim"); held
+        for hold seconds; then it dies (a dead claim: stepped over) or publishes its claim as a
+        void record (M4-M6)."""
+        rng, mm, capacity, ring, W = self.rng, self.mm, self.capacity, self.ring, self.W
+        taken = self.free_place()
         if taken is None:
             return "no place"
         p, me = taken
-        lock = at(p, "place_pid")
+        lock = self.at(p, "place_pid")
         try:
             if how == "lock":
                 time.sleep(hold)
                 return "held"
-            rd, word, c = positions()                                      # M1
-            if rd & 7 or c - rd > capacity or word & OWNER_MASK:
-                return "bit taken"
+            word, c, b = self.claim_and_bound()                              # M1 (G1)
+            if b is None or word & OWNER_MASK or c < b or c - b > capacity:
+                return "bit taken or no bound"
             rec = rng.choice((16, 24, 32))
             i = c % capacity
             pad = capacity - i if i + rec > capacity else 0
             need = pad + rec
-            if c + need - rd > capacity or not atomic_cas_u64(mm, W, word, claim_word(c, me)):
+            if c + need - b > capacity or not atomic_cas_u64(mm, W, word, claim_word(c, me)):
                 return "no room or lost"
             if how == "bit":
                 time.sleep(hold)
@@ -414,9 +524,15 @@ def _race_mutator(path, rng, capacity, cap, senders, strict, whole_words):
                     return "died holding the bit"
                 atomic_cas_u64(mm, W, claim_word(c, me), claim_word(c, 0))   # T3
                 return "freed the bit"
-            store(at(p, "place_intent"), 0)                                  # M2
-            store(at(p, "place_intent_length"), need)
-            store(at(p, "place_intent"), c + 1)
+            self.store(self.at(p, "place_intent"), 0)                        # M2
+            self.store(self.at(p, "place_intent_length"), need)
+            self.store(self.at(p, "place_intent"), c + 1)
+            h = c + pad
+            j = h % capacity
+            if self.zeroes_seqs:                                             # G2
+                if pad >= HEADER:
+                    self.store(ring + i + 8, 0)
+                self.store(ring + j + 8, 0)
             if how == "intent":
                 time.sleep(hold)
                 if rng.random() < 0.5:
@@ -424,40 +540,30 @@ def _race_mutator(path, rng, capacity, cap, senders, strict, whole_words):
             if not atomic_cas_u64(mm, W, claim_word(c, me), claim_word(c + need, 0)):   # M3
                 return "taken over"
             time.sleep(hold)
-            if rng.random() < 0.5 and dead_claim_passed(p, u64(R)):
-                return "died with its claim"         # the receiver steps over it (R3-R4)
+            if rng.random() < 0.5 and self.may_die_with_claim(p):
+                return "died with its claim"         # the receivers step over it (R3-R4, G4)
             if pad >= HEADER:                                                # M4
                 struct.pack_into("<II", mm, ring + i, pad, 1)
-                store(ring + i + 8, c + 1)
-            h = c + pad                                                      # M5: a void record
-            j = h % capacity
-            struct.pack_into("<II", mm, ring + j, rec, 2)
-            store(ring + j + 8, h + 1)
-            store(at(p, "place_intent"), 0)                                  # M6
+                self.store(ring + i + 8, c + 1)
+            struct.pack_into("<II", mm, ring + j, rec, 2)                    # M5: a void record
+            self.store(ring + j + 8, h + 1)
+            self.store(self.at(p, "place_intent"), 0)                        # M6
             return "published a void"
         finally:
-            _ofd_lock(fd, lock, lock=False)
+            _ofd_lock(self.fd, lock, lock=False)
 
-    def repair():
-        """A wild round's repair, now and then: the read cursor and a free claim word at the
-        claim position (aligned, within a ring), the intents and dead claims withdrawn."""
-        rd, word, w = positions()
-        if rd % 8 or w - rd > capacity or word & OWNER_MASK and rng.random() < 0.5:
-            w = max(w, rd) & ~7 if w - rd <= capacity else rd & ~7
-            store(R, w)
-            store(W, claim_word(w, 0))
-        for p in range(senders):
-            if rng.random() < 0.5:
-                for f in ("place_intent", "place_dead_claim"):
-                    store(at(p, f), 0)
+    # -------------------------------------------------------------- the loop
 
-    def step(hold):
-        if rng.random() < headers_share:
-            header_step(hold)
+    def step(self, hold):
+        if self.rng.random() < self.headers_share:
+            self.header_step(hold)
         else:
-            word_step(hold)
+            self.word_step(hold)
 
-    mutate_until_parent_goes(rng, parent, strict, stall, repair, step, 0.15, [0.0005, 0.005, 0.05], rest)
+    def run(self):
+        """Rewrite and stall until the round's process is gone."""
+        mutate_until_parent_goes(self.rng, self.parent, self.strict, self.stall, self.repair, self.step,
+                                 self.STALL_SHARE, [0.0005, 0.005, 0.05], self.rest)
 
 
 # ------------------------------------------------------------------ the victim

@@ -42,18 +42,15 @@ import sys
 import time
 
 from cywhip import Receiver, Sender, unlink
-from cywhip._region import channel_path, slots_offset_for
-from cywhip._testing._model import atomic_cas_u64, layout
+from cywhip._region import channel_path
+from cywhip._testing._model import atomic_cas_u64
 from cywhip._testing.fuzz import BAD_MESSAGE, EXPECTED_ERRORS, UNEXPECTED_ERROR, _group_offset, _ofd_lock, \
     _remove_group
-from cywhip._testing.fuzz_bytes import (
-    MIN_MESSAGE, map_channel, max_length, mutate_until_parent_goes, race_victim_setup, receive_one, ring_bytes,
-    send_one, whole_seq,
-)
+from cywhip._testing.fuzz_bytes import race_victim_setup, receive_one, send_one, whole_seq
 from cywhip._testing.fuzz_bytes_groups import GROUPS, _strict_value as _group_strict, _wild_value as _group_wild
 from cywhip._testing.fuzz_bytes_many import (
-    GEN_MASK, HEADER, OWNER_MASK, PLACE_MASK, SID_SHIFT, ManyStream, _RING_FLIPS, _WHOLE_FLIPS, _sizes,
-    claim_position, claim_word, owner_of,
+    OWNER_MASK, SENDER_FIELDS, SID_SHIFT, ManyMutator, ManyStream, _sizes, claim_position, claim_word, draw_channel,
+    many_geometry, send_a_few,
 )
 
 # The share of byte rounds with groups that have many senders (drawn apart from the rounds'
@@ -61,7 +58,7 @@ from cywhip._testing.fuzz_bytes_many import (
 MANY_SHARE = 0.4
 _RINGS = (120, 256, 504, 1024, 4096)
 _U64 = (1 << 64) - 1
-OWNER_BITS = 24
+_SENDER_KINDS = {kind for _, kind in SENDER_FIELDS}
 
 
 def many_round(round_seed):
@@ -115,14 +112,7 @@ class _View:
 def race_round(rng, rs, name, counters, seconds_left):
     """A racing round on a byte channel of many senders with groups: its channel made and filled;
     returns its geometry, the mutator's and the victim's work and how long the victim runs."""
-    senders = rng.choice((2, 3))
-    asked = rng.choice(_RINGS)
-    capacity = ring_bytes(asked)
-    top = max_length(capacity, senders)
-    cap = top if rng.random() < 0.6 else rng.randint(MIN_MESSAGE, top)
-    kw = dict(max_queued_bytes=asked, max_senders=senders)
-    if cap != top or rng.random() < 0.5:
-        kw["message_length"] = cap
+    senders, capacity, cap, kw = draw_channel(rng, _RINGS)
     receivers = sum(m for _, m in GROUPS) + rng.choice([0, 0, 1])
     kw["max_receivers"] = receivers
     durable = {g: rng.random() < 0.5 for g, _ in GROUPS}
@@ -135,18 +125,15 @@ def race_round(rng, rs, name, counters, seconds_left):
         for g, _ in GROUPS:
             if rng.random() < 0.7:
                 Receiver(name, group=g, durable=durable[g], **kw).close()
-        log = stream.sender()
-        for _ in range(rng.randint(0, 6)):
-            s.try_send(log.new(size(rng))[1])
+        send_a_few(s, stream, size, rng)
     round_seconds = min(rng.uniform(0.2, 1.0), seconds_left)
     mutator_rng = random.Random(rs ^ 0x5A5A5A5A)
-    geometry = {"max_queued_bytes": asked, "ring_bytes": capacity, "message_length": cap,
-                "ends_give_message_length": "message_length" in kw, "strict": strict, "max_senders": senders,
-                "max_receivers": receivers, "whole_words": whole_words,
-                "groups": [(g, durable[g], m) for g, m in GROUPS]}
+    geometry = dict(many_geometry(kw, capacity, cap, strict, whole_words), max_receivers=receivers,
+                    groups=[(g, durable[g], m) for g, m in GROUPS])
 
     def run_mutator():
-        _race_mutator(channel_path(name), mutator_rng, capacity, cap, senders, receivers, strict, whole_words)
+        GroupManyMutator(channel_path(name), mutator_rng, capacity, cap, senders, receivers, strict,
+                         whole_words).run()
 
     def run_victim():
         _race_victim(name, rng, kw, capacity, cap, senders, durable, strict, size, round_seconds, counters,
@@ -156,288 +143,138 @@ def race_round(rng, rs, name, counters, seconds_left):
 
 # ------------------------------------------------------------------ the mutator
 
-def _race_mutator(path, rng, capacity, cap, senders, receivers, strict, whole_words):
-    lay = layout()
-    mm = map_channel(path)
-    fd = os.open(path, os.O_RDWR)           # the locks the mutator holds are on it
-    parent = os.getppid()
-    ring = slots_offset_for(senders, receivers)
-    W, R, GEN = lay["write_cursor"], lay["read_cursor"], lay["groups_gen"]
+class GroupManyMutator(ManyMutator):
+    """fuzz_bytes_many.ManyMutator with the groups (module docstring): it also rewrites
+    groups_gen, the group entries and the member places; a sender's room is counted from the
+    groups' bound (G1) and it zeroes the seq words of its claim (G2); and it also stalls as a
+    creator holding the groups lock."""
 
-    def at(p, field):
-        return lay["places"] + p * lay["place_bytes"] + lay[field]
+    STALLS = ("groups", "lock", "bit", "intent", "claim", "claim", "dead_bit")
+    STALL_SHARE = 0.1
+    zeroes_seqs = True
 
-    entries = [_group_offset(lay, senders, receivers, g) for g in range(receivers)]
-    member_places = [lay["places"] + (senders + q) * lay["place_bytes"] for q in range(receivers)]
-    sender_fields = (("place_intent", "intent"), ("place_intent_length", "intent_length"),
-                     ("place_dead_claim", "dead_claim"), ("place_dead_length", "dead_length"),
-                     ("place_generation", "generation"))
-    words = [(W, "claim"), (R, "read"), (GEN, "gen")]
-    words += [(at(p, f), kind) for p in range(senders) for f, kind in sender_fields]
-    for e in entries:
-        words += [(e + lay["group_next"], "next"), (e + lay["group_lock"], "lock"),
-                  (e + lay["group_members"], "members"), (e + lay["group_flags"], "flags"),
-                  (e + lay["group_epoch"], "epoch")]
-    for b in member_places:
-        words += [(b + lay["place_hold_start"], "hold_start"), (b + lay["place_hold_end"], "hold_end"),
-                  (b + lay["place_group"], "tag"), (b + lay["place_pid"], "pid")]
-    rest = rng.choice([0.0002, 0.001, 0.003] if strict else [0, 0.0001, 0.001])
-    headers_share = rng.choice([0.2, 0.4, 0.6])
-    ring_flips = _RING_FLIPS + (_WHOLE_FLIPS if whole_words else ())
-    debug = bool(os.environ.get("CYWHIP_FUZZ_DEBUG"))
+    def __init__(self, path, rng, capacity, cap, senders, receivers, strict, whole_words):
+        super().__init__(path, rng, capacity, cap, senders, receivers, strict, whole_words)
+        lay = self.lay
+        self.receivers = receivers
+        self.GEN = lay["groups_gen"]
+        self.entries = [_group_offset(lay, senders, receivers, g) for g in range(receivers)]
+        self.member_places = [lay["places"] + (senders + q) * lay["place_bytes"] for q in range(receivers)]
+        self.words = [(self.W, "claim"), (self.R, "read"), (self.GEN, "gen")] + self.place_words
+        for e in self.entries:
+            self.words += [(e + lay["group_next"], "next"), (e + lay["group_lock"], "lock"),
+                           (e + lay["group_members"], "members"), (e + lay["group_flags"], "flags"),
+                           (e + lay["group_epoch"], "epoch")]
+        for b in self.member_places:
+            self.words += [(b + lay["place_hold_start"], "hold_start"), (b + lay["place_hold_end"], "hold_end"),
+                           (b + lay["place_group"], "tag"), (b + lay["place_pid"], "pid")]
 
-    def u64(off):
-        return struct.unpack_from("<Q", mm, off)[0]
-
-    def store(off, value):
-        struct.pack_into("<Q", mm, off, value & _U64)
-
-    def flip(off, old, bad, hold):
-        if bad is None or bad == old or not atomic_cas_u64(mm, off, old, bad & _U64):
-            return
-        if hold:
-            time.sleep(hold)
-        atomic_cas_u64(mm, off, bad & _U64, old)
-
-    def claim_at():
+    def claim_at(self):
         """The claim word and the claim cursor (positions of a round stay far below 2**43)."""
-        word = u64(W)
+        word = self.u64(self.W)
         return word, claim_position(word, 0)
 
-    def bound():
+    def claim_cursor(self):
+        return self.claim_at()[1]
+
+    def bound(self):
         """The groups' bound (G1) as a sender takes it: the least group_next of a group in use and
         hold_start - 1 of a place, read under groups_gen's sequence; None while a creation is
         under way or no group is in use.  Positions only move on, so a bound read a little late
         is lower than the true one: it never lets the mutator claim bytes a group has not passed."""
-        g1 = u64(GEN)
+        lay, u64 = self.lay, self.u64
+        g1 = u64(self.GEN)
         if g1 & 1:
             return None
-        marks = [u64(e + lay["group_next"]) for e in entries if u64(e + lay["group_flags"]) & 1]
-        marks += [h - 1 for h in (u64(b + lay["place_hold_start"]) for b in member_places) if h]
-        if u64(GEN) != g1 or not marks:
+        marks = [u64(e + lay["group_next"]) for e in self.entries if u64(e + lay["group_flags"]) & 1]
+        marks += [h - 1 for h in (u64(b + lay["place_hold_start"]) for b in self.member_places) if h]
+        if u64(self.GEN) != g1 or not marks:
             return None
         return min(marks)
 
-    def strict_value(kind, current):
-        if kind == "claim":
-            if rng.random() < 0.5:
-                return (current & ~PLACE_MASK) | rng.randint(senders + 1, PLACE_MASK)
-            return current ^ (1 << (OWNER_BITS + rng.choice((20, 30, 39))))
-        if kind == "intent":
-            if current and not current - 1 < claim_at()[1]:
-                return None             # an uncommitted intent: a takeover's T2 clears it
-            return current ^ rng.choice((2, 4, 1 << 40))
-        if kind == "dead_claim":
-            return current ^ rng.choice((2, 4, 1 << 40))
-        if kind in ("intent_length", "dead_length"):
-            return current ^ rng.choice((1, 4, 1 << 40))
-        if kind == "generation":
-            return current ^ (1 << 40)
+    def strict_value(self, kind, current):
         if kind in ("gen", "epoch", "tag", "flags"):
             # Not the durable flag: flipped as a group's last member closes, it removes a
             # durable group, which comes back at the oldest position another group holds and
             # delivers again what it had (four strict rounds in 194 showed it).
             return None
-        return _group_strict(rng, kind, current, receivers)
+        if kind == "claim" or kind in _SENDER_KINDS:
+            return super().strict_value(kind, current)
+        return _group_strict(self.rng, kind, current, self.receivers)
 
-    def wild_value(kind, current):
-        word, w = claim_at()
+    def wild_value(self, kind, current):
+        rng, capacity = self.rng, self.capacity
+        word, w = self.claim_at()
         if kind == "claim":
-            owners = [0, word & OWNER_MASK]
-            for q in range(senders):
-                g = u64(at(q, "place_generation"))
-                owners += [owner_of(q, g), owner_of(q, g - 1), owner_of(q, g + 1)]
-            b = bound()
+            owners = self.owners(word)
+            b = self.bound()
             position = rng.choice([w, w + 8, w - 8, w + capacity, w - capacity] + ([b, b + 16] if b else []))
             return claim_word(max(0, position), rng.choice(owners))
         if kind in ("intent", "dead_claim"):
             return rng.choice([0, w + 1, w - 7, current + 8, 1]) & _U64
-        if kind in ("intent_length", "dead_length"):
-            return rng.choice([16, 24, 32, capacity, capacity - 8, current + 8, current - 8, 0, 8]) & _U64
-        if kind == "generation":
-            return rng.choice([current + 1, current - 1, current + (GEN_MASK + 1), 0]) & _U64
-        return _group_wild(rng, kind, current, capacity, receivers, w)
+        if kind in ("intent_length", "dead_length", "generation"):
+            return self.wild_place_value(kind, current)
+        return _group_wild(rng, kind, current, capacity, self.receivers, w)
 
-    def word_step(hold):
-        off, kind = rng.choice(words)
-        current = u64(off)
-        if strict:
-            flip(off, current, strict_value(kind, current), hold)
-            return
-        value = wild_value(kind, current)
-        if rng.random() < 0.7:
-            flip(off, current, value, hold)
-        else:
-            store(off, value)
+    def seq_targets(self, i):
+        _, w = self.claim_at()
+        return [w, w - 16, ((w // self.capacity) * self.capacity) + i]
 
-    def header_step(hold):
-        i = rng.randrange(0, capacity, 8)
-        off = ring + i
-        word = u64(off)
-        if strict:
-            if not word >> 63:
-                flip(off, word, word ^ rng.choice(ring_flips), hold)
-            return
-        _, w = claim_at()
-        length, kind = word & 0xFFFFFFFF, word >> 32
-        how = rng.random()
-        if how < 0.5:
-            value = rng.choice([(0, kind), (length + 8, kind), (max(0, length - 8), kind), (cap + 1, kind),
-                                (1 << 31, kind), (length, 0), (length, 1), (length, 2), (length, 0x10002),
-                                (capacity - i, 1), (capacity - i - 8, 1), (length, 3)])
-            new = (value[0] & 0xFFFFFFFF) | (value[1] & 0xFFFFFFFF) << 32
-        elif how < 0.8 and i + 8 < capacity:
-            off += 8
-            word = u64(off)
-            new = (rng.choice([w, w - 16, ((w // capacity) * capacity) + i]) + 1) & _U64
-        else:
-            mm[off + rng.randrange(8)] = rng.randrange(256)
-            return
-        if rng.random() < 0.5:
-            flip(off, word, new, hold)
-        else:
-            store(off, new)
-
-    def free_place():
-        """A sender place's lock taken and its generation counted as S0 does: (place, owner), or
-        None (no place free, or one whose predecessor left an intent or a dead claim)."""
-        until = time.monotonic() + 0.01
-        while True:
-            p = next((q for q in rng.sample(range(senders), senders) if _ofd_lock(fd, at(q, "place_pid"))), None)
-            if p is not None:
-                break
-            if time.monotonic() > until:
-                return None
-            time.sleep(0.0002)
-        if u64(at(p, "place_intent")) != 0 or u64(at(p, "place_dead_claim")) != 0:
-            _ofd_lock(fd, at(p, "place_pid"), lock=False)
-            return None
-        g_off = at(p, "place_generation")
-        gen = u64(g_off)
-        new = gen + 1
-        if owner_of(p, new) == u64(W) & OWNER_MASK:
-            new += 1
-        if not atomic_cas_u64(mm, g_off, gen, new & _U64):
-            _ofd_lock(fd, at(p, "place_pid"), lock=False)
-            return None
-        return p, owner_of(p, new)
-
-    stalls = {}
-
-    def stall(hold):
-        how = rng.choice(("groups", "lock", "bit", "intent", "claim", "claim", "dead_bit"))
-        ended = _stall(how, hold)
-        if debug:
-            key = f"{how}: {ended}"
-            stalls[key] = stalls.get(key, 0) + 1
-            print(f"mutator stalls: {sorted(stalls.items())}", file=sys.stderr, flush=True)
-
-    def _stall(how, hold):
-        if how == "groups":
-            byte = lay["groups_lock_byte"]
-            if not _ofd_lock(fd, byte):
-                return "lock taken"
-            gen = u64(GEN)
-            odd = rng.random() < 0.5 and not gen & 1 and atomic_cas_u64(mm, GEN, gen, gen + 1)
-            time.sleep(hold)
-            if odd:
-                atomic_cas_u64(mm, GEN, gen + 1, gen + 2)
-            _ofd_lock(fd, byte, lock=False)
-            return "held"
-        if how == "dead_bit":
-            p = rng.randrange(senders)
-            gen = u64(at(p, "place_generation"))
-            word = u64(W)
-            if gen < 1 or word & OWNER_MASK:
-                return "bit taken"
-            flip(W, word, (word & ~OWNER_MASK) | owner_of(p, gen - 1), hold)
-            return "held"
-        taken = free_place()
-        if taken is None:
-            return "no place"
-        p, me = taken
-        lock = at(p, "place_pid")
-        try:
-            if how == "lock":
-                time.sleep(hold)
-                return "held"
-            word, c = claim_at()                                               # M1, G1
-            b = bound()
-            if b is None or word & OWNER_MASK or c < b or c - b > capacity:
-                return "bit taken or no bound"
-            rec = rng.choice((16, 24, 32))
-            i = c % capacity
-            pad = capacity - i if i + rec > capacity else 0
-            need = pad + rec
-            if c + need - b > capacity or not atomic_cas_u64(mm, W, word, claim_word(c, me)):
-                return "no room or lost"
-            if how == "bit":
-                time.sleep(hold)
-                if rng.random() < 0.5:
-                    return "died holding the bit"
-                atomic_cas_u64(mm, W, claim_word(c, me), claim_word(c, 0))    # T3
-                return "freed the bit"
-            store(at(p, "place_intent"), 0)                                   # M2
-            store(at(p, "place_intent_length"), need)
-            store(at(p, "place_intent"), c + 1)
-            if pad >= HEADER:                                                 # G2
-                store(ring + i + 8, 0)
-            h = c + pad
-            j = h % capacity
-            store(ring + j + 8, 0)
-            if how == "intent":
-                time.sleep(hold)
-                if rng.random() < 0.5:
-                    return "died with its intent"
-            if not atomic_cas_u64(mm, W, claim_word(c, me), claim_word(c + need, 0)):   # M3
-                return "taken over"
-            time.sleep(hold)
-            if rng.random() < 0.5:
-                return "died with its claim"         # each group steps over it (G4); S0d waits (G5)
-            if pad >= HEADER:                                                 # M4
-                struct.pack_into("<II", mm, ring + i, pad, 1)
-                store(ring + i + 8, c + 1)
-            struct.pack_into("<II", mm, ring + j, rec, 2)                     # M5: a void record
-            store(ring + j + 8, h + 1)
-            store(at(p, "place_intent"), 0)                                   # M6
-            return "published a void"
-        finally:
-            _ofd_lock(fd, lock, lock=False)
-
-    def repair():
+    def repair(self):
         """A wild round's repair, now and then: a free claim word at an aligned claim cursor, each
         group's claim cursor and claim lock and each place's hold made possible again, the intents
         and dead claims withdrawn now and then."""
-        word, w = claim_at()
-        if w % 8 or word & OWNER_MASK and rng.random() < 0.5:
+        lay, mm, u64, store, capacity = self.lay, self.mm, self.u64, self.store, self.capacity
+        word, w = self.claim_at()
+        if w % 8 or word & OWNER_MASK and self.rng.random() < 0.5:
             w &= ~7
-            store(W, claim_word(w, 0))
-        for e in entries:
+            store(self.W, claim_word(w, 0))
+        for e in self.entries:
             n = u64(e + lay["group_next"])
             if n > w or w - n > capacity or n % 8:
                 store(e + lay["group_next"], w)
-            if u64(e + lay["group_lock"]) > receivers:
+            if u64(e + lay["group_lock"]) > self.receivers:
                 store(e + lay["group_lock"], 0)
             flags = struct.unpack_from("<I", mm, e + lay["group_flags"])[0]
             if flags & ~3:
                 struct.pack_into("<I", mm, e + lay["group_flags"], flags & 3)
-        for b in member_places:
+        for b in self.member_places:
             h = u64(b + lay["place_hold_start"])
             e = u64(b + lay["place_hold_end"])
             if h and (h - 1 > w or w - (h - 1) > capacity or (h - 1) % 8 or e < h - 1 or e > w or e % 8):
                 store(b + lay["place_hold_start"], 0)
-        for p in range(senders):
-            if rng.random() < 0.5:
-                for f in ("place_intent", "place_dead_claim"):
-                    store(at(p, f), 0)
+        self.withdraw_intents()
 
-    def step(hold):
-        if rng.random() < headers_share:
-            header_step(hold)
-        else:
-            word_step(hold)
+    def left_behind(self, p):
+        """An intent, or a dead claim (a new sender of the place would wait for every group to
+        pass it, S0d, and the mutator leaves one of its own)."""
+        return self.u64(self.at(p, "place_intent")) != 0 or self.u64(self.at(p, "place_dead_claim")) != 0
 
-    mutate_until_parent_goes(rng, parent, strict, stall, repair, step, 0.1, [0.0005, 0.005, 0.05], rest)
+    def claim_and_bound(self):
+        """The claim word, the claim cursor and the groups' bound (G1)."""
+        word, c = self.claim_at()
+        return word, c, self.bound()
+
+    def may_die_with_claim(self, p):
+        """Always: each group steps over the dead claim (G4); a new sender of the place waits for
+        them to pass it (G5)."""
+        return True
+
+    def stall_as(self, how, hold):
+        """The stalls of ManyMutator, and "groups": the groups lock held (groups_gen odd half the
+        time, as a creator stopped midway)."""
+        if how != "groups":
+            return super().stall_as(how, hold)
+        byte = self.lay["groups_lock_byte"]
+        if not _ofd_lock(self.fd, byte):
+            return "lock taken"
+        gen = self.u64(self.GEN)
+        odd = self.rng.random() < 0.5 and not gen & 1 and atomic_cas_u64(self.mm, self.GEN, gen, gen + 1)
+        time.sleep(hold)
+        if odd:
+            atomic_cas_u64(self.mm, self.GEN, gen + 1, gen + 2)
+        _ofd_lock(self.fd, byte, lock=False)
+        return "held"
 
 
 # ------------------------------------------------------------------ the victim

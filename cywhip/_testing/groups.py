@@ -154,12 +154,49 @@ def spawn_member(name, length, capacity, receivers, group, mode, log_path, stop_
             f"run_member({name!r}, {length}, {capacity}, {receivers}, {group!r}, {mode!r}, "
             f"{log_path!r}, {stop_path!r}, durable={durable!r}, pause={pause!r}, ring_bytes={ring_bytes!r})")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    return wait_ready(proc)
+
+
+def wait_ready(proc, stderr_of=None):
+    """A member process (its stdout a text pipe) once it has printed "ready"; else it is killed
+    and RuntimeError tells what it printed, its exit status and, with stderr_of, its stderr
+    (stderr_of(proc), once it has ended)."""
     line = proc.stdout.readline()
     if line.strip() != "ready":
         proc.kill()
         proc.wait()
-        raise RuntimeError(f"member process did not start ({line!r}, exit {proc.poll()})")
+        err = f": {stderr_of(proc)}" if stderr_of is not None else ""
+        raise RuntimeError(f"member process did not start ({line!r}, exit {proc.returncode}){err}")
     return proc
+
+
+def stop_members(procs, stop_path, timeout=10):
+    """The end of member processes: the stop file made, each process waited for (killed if it
+    has not ended within timeout seconds) and its stdout closed."""
+    open(stop_path, "w").close()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except Exception:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def command_line_listing(capsys, channel):
+    """What ``python -m cywhip channels`` prints of channel (its line and its groups' lines),
+    read through pytest's capsys."""
+    from cywhip.__main__ import main
+    main(["channels"])
+    lines = capsys.readouterr().out.splitlines()
+    first = [i for i, line in enumerate(lines) if line.startswith(f"{channel}:")][0]
+    block = [lines[first]]
+    for line in lines[first + 1:]:
+        if not line.startswith("  "):
+            break
+        block.append(line)
+    return "\n".join(block)
 
 
 def account(logs, count):
