@@ -53,6 +53,7 @@ def test_ten_thousand_corruptions_of_shared_memory_never_crash_or_hang(peers):
         assert rc == 0
 
 
+@pytest.mark.fuzz
 @pytest.mark.timeout(120)
 def test_corrupting_shared_memory_while_ends_open_send_receive_and_close_never_crashes_or_hangs(peers):
     # Another process rewrites the header (geometry included), cursors, waiting
@@ -68,6 +69,7 @@ def test_corrupting_shared_memory_while_ends_open_send_receive_and_close_never_c
     assert rc == 0
 
 
+@pytest.mark.fuzz
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("mode", ["cases", "race"])
 def test_corrupting_channels_with_receiver_groups_never_crashes_or_hangs(peers, mode):
@@ -91,6 +93,7 @@ def _fuzz_clean(peers, args, kind, timeout, seed=None):
     assert rc == 0
 
 
+@pytest.mark.fuzz
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("mode", ["cases", "race"])
 def test_corrupting_byte_channels_never_crashes_hangs_or_tears_a_message(peers, mode):
@@ -102,6 +105,7 @@ def test_corrupting_byte_channels_never_crashes_hangs_or_tears_a_message(peers, 
     _fuzz_clean(peers, args + ["--bytes", "only"], "byte", timeout=130)
 
 
+@pytest.mark.fuzz
 @pytest.mark.timeout(150)
 def test_corrupting_byte_channels_with_receiver_groups_while_the_ends_run_never_crashes_hangs_or_tears_a_message(
         peers):
@@ -130,6 +134,7 @@ BYTE_GROUPS_FAILING = textwrap.dedent("""
 """)
 
 
+@pytest.mark.fuzz
 @pytest.mark.timeout(90)
 def test_the_racing_fuzzer_of_byte_channels_with_groups_reports_a_torn_message(peers):
     proc = peers.start(script=BYTE_GROUPS_FAILING)
@@ -196,6 +201,7 @@ def test_a_strict_flip_of_the_byte_groups_mutator_never_writes_over_a_value_it_d
         assert struct.unpack_from("<Q", buf, 8)[0] == stored
 
 
+@pytest.mark.fuzz
 @pytest.mark.timeout(120)
 def test_corrupting_byte_channels_of_many_senders_while_they_send_never_crashes_hangs_or_tears_a_message(peers):
     # Senders (2 or 3, from threads or interleaved calls, opened, closed and opened again) and the
@@ -231,6 +237,7 @@ BYTE_MANY_FAILING = textwrap.dedent("""
 """)
 
 
+@pytest.mark.fuzz
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("how, round_seed, needle", [("torn", 11, "torn or invented message"),
                                                       ("twice", 12, "after its message")])
@@ -256,6 +263,7 @@ def _first_failure_of_a_strict_many_round(peers, script, args, rounds):
     return failure
 
 
+@pytest.mark.fuzz
 @pytest.mark.timeout(120)
 def test_corrupting_byte_channels_of_many_senders_with_receiver_groups_never_crashes_hangs_or_tears_a_message(
         peers):
@@ -291,6 +299,7 @@ BYTE_MANY_GROUPS_FAILING = textwrap.dedent("""
 """)
 
 
+@pytest.mark.fuzz
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("how, needle", [("torn", "torn or invented message"), ("twice", "a second time")])
 def test_the_racing_fuzzer_of_byte_channels_of_many_senders_with_groups_reports_a_torn_or_repeated_message(
@@ -361,6 +370,7 @@ BYTES_FAILING = textwrap.dedent("""
 """)
 
 
+@pytest.mark.fuzz
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("how, needle", [("torn", "torn or invented message"), ("unnamed", "does not name"),
                                          ("alloc", "allocated")])
@@ -416,6 +426,7 @@ FUZZ_FAILING = textwrap.dedent("""
 """)
 
 
+@pytest.mark.fuzz
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("how", ["sigbus", "hang"])
 def test_a_fuzz_failure_names_the_case_the_call_under_way_its_traceback_and_last_steps(peers, tmp_path, how):
