@@ -201,6 +201,49 @@ def test_a_strict_flip_of_the_byte_groups_mutator_never_writes_over_a_value_it_d
         assert struct.unpack_from("<Q", buf, 8)[0] == stored
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("durable", [True, False])
+def test_the_durable_flag_a_strict_byte_groups_round_flips_decides_where_the_group_comes_back(
+        channel, mapped, durable):
+    # fuzz_bytes_groups.py's strict rounds flip a group's durable flag, which is no hint: flipped
+    # as the group's last member closes (X3), it decides whether the group is removed, and so
+    # where it comes back.  A durable group removed so is made again at the oldest position
+    # another group holds (J1) and delivers again what it had; a non-durable one kept so comes
+    # back at its own position, not at the other group's.  The one-sender rounds' checker counts
+    # no deliveries per group, so it takes either (fuzz_bytes_many_groups.py, which does, leaves
+    # the flag alone).
+    from cywhip._testing._model import layout
+    from cywhip._testing.fuzz_bytes_groups import GroupStream
+    lay = layout()
+    kw = dict(max_queued_bytes=4096, max_receivers=3)
+    stream = GroupStream(64, lambda why: pytest.fail(why))
+    sent = [stream.new(24)[1] for _ in range(6)]
+    with Sender(channel, **kw) as tx, Receiver(channel, group="b", durable=True, **kw):
+        a = Receiver(channel, group="a", durable=durable, **kw)
+        for m in sent:
+            tx.send(m, timeout=1)
+        for _ in sent:
+            stream.delivered_one(a.recv(timeout=1), "recv")
+        with mapped(channel) as mm:
+            entries = [fuzz._group_offset(lay, 1, 3, g) for g in range(3)]
+            flags = [struct.unpack_from("<II", mm, e + lay["group_flags"]) for e in entries]   # flags, name_len
+            (entry, (was, _)), = [(e, f) for e, f in zip(entries, flags)
+                                  if f[0] & 1 and bytes(mm[e + lay["group_name"]:][:f[1]]) == b"a"]
+            off = entry + lay["group_flags"]
+            struct.pack_into("<I", mm, off, was ^ 2)              # the flip
+            a.close()                                             # the group's last member
+            after = struct.unpack_from("<I", mm, off)[0]
+            if after & 1:
+                struct.pack_into("<I", mm, off, was)              # the flip put back
+        assert after == (0 if durable else 3)                     # removed / kept
+        with Receiver(channel, group="a", durable=durable, **kw) as again:
+            tx.send(b"after", timeout=1)
+            got = [again.recv(timeout=1) for _ in range(len(sent) + 1 if durable else 1)]
+        assert got == (sent + [b"after"] if durable else [b"after"])
+        for m in got[:-1]:
+            stream.delivered_one(m, "recv")                       # delivered again: no failure
+
+
 @pytest.mark.fuzz
 @pytest.mark.timeout(120)
 def test_corrupting_byte_channels_of_many_senders_while_they_send_never_crashes_hangs_or_tears_a_message(peers):

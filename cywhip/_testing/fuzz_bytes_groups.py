@@ -21,8 +21,17 @@ made from the word as read once and swapped in against that read, and puts the r
 by compare-and-swap (atomic_cas_u64), so that a value an end stored meanwhile is never
 overwritten (_flip()): a record's kind (an unknown one), group_next, hold_start,
 hold_end and the cursors unaligned or far beyond the write cursor, a claim lock naming no member
-place, groups_gen odd as a creator's (with the groups lock held), members and the durable flag
-(hints that decide no position).  Every message a strict round's members deliver must be one
+place, groups_gen odd as a creator's (with the groups lock held), and members (a hint that
+decides no position, only how much a member claims).  It also flips a group's durable flag,
+which is no hint: as the group's last member closes (X3), or as a sender finds it holding the
+ring full with no live member (R), the flag decides whether the group is removed, and so where
+it comes back.  A durable group removed so is made again at the oldest position another group
+holds (J1) and delivers again what it had; a non-durable one kept so comes back where it was,
+not at the other groups' position.  Both are states a sound channel reaches by other paths
+(remove_group(), a last member that died), and none of the checks below counts deliveries per
+group (GroupStream: two members share group a, and a group made again may deliver again), so
+the flip stays; fuzz_bytes_many_groups.py, whose strict rounds check once per group, leaves
+the flag alone.  Every message a strict round's members deliver must be one
 that was sent, whole, of the length it was sent with, and never one of a reserve() block that
 raised; the messages of a borrow() block must not change while the sender sends; an impossible
 value must be refused with ChannelCorruptError or another clear error (cywhip's errors,
@@ -68,7 +77,9 @@ STALLS = ("groups", "place")
 
 class GroupStream(Stream):
     """What the sender sent, and the checks on what the members deliver: fuzz_bytes.Stream's,
-    but for the order (two members share group a, and each group takes every message)."""
+    but for the order (two members share group a, and each group takes every message).  Nor is a
+    message counted once per group: a group made again (remove_group(), a non-durable group's
+    last close, a strict round's flip of the durable flag) delivers again what it had."""
 
     ordered = False
 
@@ -131,8 +142,9 @@ def _u64(mm, off):
 
 
 def _strict_value(rng, kind, current, receivers):
-    """A value no sound channel holds in that word (or, for the hints, one that decides no
-    position), or None to leave the word alone."""
+    """A value no sound channel holds in that word (for members, a hint, one that decides no
+    position; for flags, the durable bit flipped, which does: see the module docstring), or None
+    to leave the word alone."""
     flips = _POSITION_FLIPS
     if kind in ("next", "hold_end", "write"):
         return current ^ rng.choice(flips)
@@ -146,7 +158,9 @@ def _strict_value(rng, kind, current, receivers):
     if kind == "members":
         return rng.choice((0, 1, 2, 3, _U64))
     if kind == "flags":
-        # The durable bit of an entry in use (flags is the low half of the word: name_len above).
+        # The durable bit of an entry in use (flags is the low half of the word: name_len above):
+        # it decides whether the group outlives its last member, and so where it comes back
+        # (the module docstring); no check of these rounds depends on that.
         return current ^ 2 if current & 1 else None
     if kind == "pid":
         return rng.choice((0, 1, os.getpid(), _U64 >> 1))
