@@ -1102,3 +1102,53 @@ def test_ends_that_disagree_on_the_geometry_are_refused_naming_both_values(chann
             Receiver(channel, group="g", **_kw(2048, 2, 3), message_length=1024 // 2 - HEADER)
         with pytest.raises(ChannelMismatchError, match=r"exists as a byte channel.*asked for a slot channel"):
             Sender(channel, message_length=496, max_queued_messages=8, max_senders=2, max_receivers=3)
+
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("word", ["hold_start", "group_next"])
+def test_a_group_position_far_past_the_claim_cursor_is_refused_not_left_out_of_the_senders_bound(
+        channel, mapped, word):
+    # The senders' bound (G1) is the least of every group in use's position and of the start of
+    # every claim held for one.  A value far past the claim cursor, which no sound channel holds
+    # (here 2^40 bytes past, as the racing fuzzer's strict rounds flip it), is not the least: left
+    # out, it hid the claim a member was reading in a borrow() (hold_start), or the position of a
+    # group that had not taken a message (group_next), and a sender of many wrote its next lap
+    # over them (round 5151017337 of the racing fuzzer: a borrowed message "changed under it
+    # while a sender sent").  A sender of one finds such a value past its write cursor and
+    # refuses it; senders of many, which learn the claim cursor only after the bound, check it
+    # then: the send is refused with ChannelCorruptError, and nothing held is written over.
+    from cywhip._testing._model import layout
+    from cywhip._testing.fuzz import _group_offset
+    lay = layout()
+    kw = dict(max_queued_bytes=120, max_senders=2, max_receivers=2, message_length=24)
+    msgs = [bytes([65 + k]) * 24 for k in range(5)]        # records of 40 bytes: 3 fill the ring
+    with Sender(channel, **kw) as tx, Receiver(channel, group="a", **kw) as a, \
+            Receiver(channel, group="b", **kw) as b:
+        for m in msgs[:3]:
+            tx.send(m, timeout=1)
+        with pytest.raises(SendTimeout):
+            tx.send(msgs[3], timeout=0)
+        with mapped(channel) as mm:
+            if word == "hold_start":
+                assert b.recv(timeout=1) == msgs[0]           # group b at the second record
+                held = a.borrow(1, timeout=1)                 # member a holds [0, 40)
+                lent = held.__enter__()
+                offs = [lay["places"] + (2 + q) * lay["place_bytes"] + lay["place_hold_start"] for q in range(2)]
+                off, = [o for o in offs if struct.unpack_from("<Q", mm, o)[0] == 1]
+            else:
+                assert a.recv_many(3, timeout=1) == msgs[:3]  # group a past all; b at 0
+                offs = [_group_offset(lay, 2, 2, g) + lay["group_next"] for g in range(2)]
+                off, = [o for o in offs if struct.unpack_from("<Q", mm, o)[0] == 0]
+            was = struct.unpack_from("<Q", mm, off)[0]
+            struct.pack_into("<Q", mm, off, was ^ (1 << 40))
+            try:
+                with pytest.raises(cywhip.ChannelCorruptError):
+                    tx.send(msgs[4], timeout=0)
+            finally:
+                struct.pack_into("<Q", mm, off, was)
+            if word == "hold_start":
+                assert bytes(lent[0]) == msgs[0]
+                held.__exit__(None, None, None)
+                assert a.recv_many(2, timeout=1) == msgs[1:3]
+            assert b.recv_many(3, timeout=1)[-2:] == msgs[1:3]

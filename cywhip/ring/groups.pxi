@@ -83,16 +83,18 @@ cdef uint64_t groups_min(cw_header *hdr, char *rplaces, char *gtable, uint32_t m
 
     Every group's claim cursor is loaded before any place: a claim handed out
     after that load starts at or past the value loaded."""
-    cdef uint64_t past = 0
-    return _groups_min(hdr, rplaces, gtable, max_receivers, any, <uint64_t>-1, &past)
+    cdef uint64_t past = 0, top = 0
+    return _groups_min(hdr, rplaces, gtable, max_receivers, any, <uint64_t>-1, &past, &top)
 
 
 cdef uint64_t _groups_min(cw_header *hdr, char *rplaces, char *gtable, uint32_t max_receivers,
-                          bint *any, uint64_t limit, uint64_t *past) noexcept nogil:
+                          bint *any, uint64_t limit, uint64_t *past, uint64_t *top) noexcept nogil:
     """groups_min(), and past[0] = the first position found beyond limit (a group in use's
     claim cursor, or the start of a claim held for one; left alone if none): a sender of one
-    passes its write cursor, past which no sound channel holds a position.  Each value is read
-    once: the one found beyond is the one the least was taken over (read twice, a value put
+    passes its write cursor, past which no sound channel holds a position.  top[0]: the
+    largest position found at or below limit (a sender of many, which learns its limit, the
+    claim cursor, only after these loads, checks it then: ring_groups_floor()).  Each value is
+    read once: the one found beyond is the one the least was taken over (read twice, a value put
     back between the reads would hide a claim from both)."""
     cdef uint64_t m = <uint64_t>-1, v, h, tag
     cdef uint32_t g, q, gi
@@ -108,12 +110,14 @@ cdef uint64_t _groups_min(cw_header *hdr, char *rplaces, char *gtable, uint32_t 
                 past[0] = v
             if v < m:
                 m = v
+            if v <= limit and v > top[0]:
+                top[0] = v
     if not any[0]:
         return 0
     for q in range(max_receivers):
         p = _rplace(rplaces, q)
         h = cw_load_acquire_u64(&p.hold_start)
-        if h == 0 or (h - 1 >= m and h - 1 <= limit):
+        if h == 0 or (h - 1 >= m and h - 1 <= limit and h - 1 <= top[0]):
             continue
         tag = cw_load_relaxed_u64(&p.group)
         gi = <uint32_t>tag
@@ -126,7 +130,10 @@ cdef uint64_t _groups_min(cw_header *hdr, char *rplaces, char *gtable, uint32_t 
                 if past[0] == 0:
                     past[0] = h - 1
             else:
-                m = h - 1
+                if h - 1 < m:
+                    m = h - 1
+                if h - 1 > top[0]:
+                    top[0] = h - 1
     return m
 
 
@@ -142,7 +149,7 @@ cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil:
     the number keeps changing under the reads, returns the bound last seen
     (r.read_cache): no room known, so the caller waits, by its deadline, and
     asks again."""
-    cdef uint64_t g1, g2, m, past
+    cdef uint64_t g1, g2, m, past, top, c
     cdef bint any
     cdef int tries = 0, looks = 0
     r.bound_stale = False
@@ -165,10 +172,21 @@ cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil:
         # impossible, and the least would pass over it; so the floor is that position, which
         # the caller finds impossible against its write cursor.
         past = 0
+        top = 0
         m = _groups_min(r.hdr, r.rplaces, r.gtable, r.max_receivers, &any,
-                        <uint64_t>-1 if r.many else r.write, &past)
+                        <uint64_t>-1 if r.many else r.write, &past, &top)
         if any and past != 0:
             m = past
+        elif any and r.bytes and r.many and top > m:
+            # Senders of a byte ring share the claim cursor: no group hands out bytes past it,
+            # and it only moves on, so loaded after every position above it is past none of
+            # them.  One that is (a claim's start or a claim cursor far ahead) would hide from
+            # the least a claim a member still reads: the floor is that position, which the
+            # caller finds impossible against the claim cursor, as a sender of one does.
+            c = cw_claim_position(cw_load_acquire_u64(&r.hdr.write_cursor),
+                                  m & ~(<uint64_t>CW_VAR_ALIGN_MASK))
+            if top > c:
+                m = top
         if not any:
             # No group: the floor, where the last group removed had got to; moved up to
             # what the senders have published if every group has left.
