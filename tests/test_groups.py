@@ -997,3 +997,48 @@ def test_asyncio_receivers_in_groups_broadcast_and_share(channel, loop_factory):
 def test_sigkill_soak_of_members_mid_callback_and_mid_batch():
     summary = g.soak(kills=120, seed=7, count=60_000)
     assert summary["kills"] == 120
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("word", ["hold_start", "group_next"])
+def test_a_group_position_far_past_the_claim_cursor_of_many_senders_is_refused_not_left_out_of_the_bound(
+        channel, mapped, word):
+    # As on a byte ring of many senders (tests/test_bytes_many_groups.py): the senders' bound is
+    # the least of every group in use's position and the start of every claim held for one; a
+    # value 2^40 messages past the claim cursor, which no sound channel holds, left out of the
+    # least, hid the message member a was reading in a borrow() (hold_start), or the position of
+    # group b, which had taken nothing (group_next), and a sender of many wrote over them.  It is
+    # refused: ChannelCorruptError, and nothing held is written over.
+    from cywhip._testing.fuzz import _group_offset
+    lay = layout()
+    kw = dict(max_queued_messages=3, max_senders=2, max_receivers=2, message_length=24)
+    msgs = [bytes([65 + k]) * 24 for k in range(5)]
+    with Sender(channel, **kw) as tx, Receiver(channel, group="a", **kw) as a, \
+            Receiver(channel, group="b", **kw) as b:
+        for m in msgs[:3]:
+            tx.send(m, timeout=1)
+        with pytest.raises(SendTimeout):
+            tx.send(msgs[3], timeout=0)
+        with mapped(channel) as mm:
+            if word == "hold_start":
+                assert b.recv(timeout=1) == msgs[0]           # group b at the second message
+                held = a.borrow(1, timeout=1)                 # member a holds message 0
+                lent = held.__enter__()
+                offs = [lay["places"] + (2 + q) * lay["place_bytes"] + lay["place_hold_start"] for q in range(2)]
+                off, = [o for o in offs if struct.unpack_from("<Q", mm, o)[0] == 1]
+            else:
+                assert a.recv_many(3, timeout=1) == msgs[:3]  # group a past all; b at 0
+                offs = [_group_offset(lay, 2, 2, k) + lay["group_next"] for k in range(2)]
+                off, = [o for o in offs if struct.unpack_from("<Q", mm, o)[0] == 0]
+            was = struct.unpack_from("<Q", mm, off)[0]
+            struct.pack_into("<Q", mm, off, was ^ (1 << 40))
+            try:
+                with pytest.raises(cywhip.ChannelCorruptError):
+                    tx.send(msgs[4], timeout=0)
+            finally:
+                struct.pack_into("<Q", mm, off, was)
+            if word == "hold_start":
+                assert bytes(lent[0]) == msgs[0]
+                held.__exit__(None, None, None)
+                assert a.recv_many(2, timeout=1) == msgs[1:3]
+            assert b.recv_many(3, timeout=1)[-2:] == msgs[1:3]

@@ -177,14 +177,17 @@ cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil:
                         <uint64_t>-1 if r.many else r.write, &past, &top)
         if any and past != 0:
             m = past
-        elif any and r.bytes and r.many and top > m:
-            # Senders of a byte ring share the claim cursor: no group hands out bytes past it,
-            # and it only moves on, so loaded after every position above it is past none of
-            # them.  One that is (a claim's start or a claim cursor far ahead) would hide from
-            # the least a claim a member still reads: the floor is that position, which the
-            # caller finds impossible against the claim cursor, as a sender of one does.
-            c = cw_claim_position(cw_load_acquire_u64(&r.hdr.write_cursor),
-                                  m & ~(<uint64_t>CW_VAR_ALIGN_MASK))
+        elif any and r.many and top > m:
+            # Senders of many share the claim cursor: no group hands out messages (bytes) past
+            # it, and it only moves on, so loaded after every position above it is past none
+            # of them.  One that is (a claim's start or a claim cursor far ahead) would hide
+            # from the least a claim a member still reads: the floor is that position, which
+            # the caller finds impossible against the claim cursor, as a sender of one does.
+            if r.bytes:
+                c = cw_claim_position(cw_load_acquire_u64(&r.hdr.write_cursor),
+                                      m & ~(<uint64_t>CW_VAR_ALIGN_MASK))
+            else:
+                c = cw_load_acquire_u64(&r.hdr.write_cursor)
             if top > c:
                 m = top
         if not any:
