@@ -4,7 +4,6 @@ or of a takeover of the claim bit (T0-T2), and a second process rewriting the ch
 the ends run."""
 import asyncio
 import json
-import mmap
 import os
 import random
 import re

@@ -1104,11 +1104,11 @@ def test_ends_that_disagree_on_the_geometry_are_refused_naming_both_values(chann
             Sender(channel, message_length=496, max_queued_messages=8, max_senders=2, max_receivers=3)
 
 
-
 @pytest.mark.timeout(20)
+@pytest.mark.parametrize("ring", ["bytes", "slots"])
 @pytest.mark.parametrize("word", ["hold_start", "group_next"])
 def test_a_group_position_far_past_the_claim_cursor_is_refused_not_left_out_of_the_senders_bound(
-        channel, mapped, word):
+        channel, mapped, word, ring):
     # The senders' bound (G1) is the least of every group in use's position and of the start of
     # every claim held for one.  A value far past the claim cursor, which no sound channel holds
     # (here 2^40 bytes past, as the racing fuzzer's strict rounds flip it), is not the least: left
@@ -1118,11 +1118,14 @@ def test_a_group_position_far_past_the_claim_cursor_is_refused_not_left_out_of_t
     # while a sender sent").  A sender of one finds such a value past its write cursor and
     # refuses it; senders of many, which learn the claim cursor only after the bound, check it
     # then: the send is refused with ChannelCorruptError, and nothing held is written over.
+    # A slot ring of many senders with groups computes its bound the same way (in messages).
     from cywhip._testing._model import layout
     from cywhip._testing.fuzz import _group_offset
     lay = layout()
-    kw = dict(max_queued_bytes=120, max_senders=2, max_receivers=2, message_length=24)
-    msgs = [bytes([65 + k]) * 24 for k in range(5)]        # records of 40 bytes: 3 fill the ring
+    # Records of 40 bytes, or slots: 3 fill the ring.
+    size = dict(max_queued_bytes=120) if ring == "bytes" else dict(max_queued_messages=3)
+    kw = dict(size, max_senders=2, max_receivers=2, message_length=24)
+    msgs = [bytes([65 + k]) * 24 for k in range(5)]
     with Sender(channel, **kw) as tx, Receiver(channel, group="a", **kw) as a, \
             Receiver(channel, group="b", **kw) as b:
         for m in msgs[:3]:
@@ -1132,7 +1135,7 @@ def test_a_group_position_far_past_the_claim_cursor_is_refused_not_left_out_of_t
         with mapped(channel) as mm:
             if word == "hold_start":
                 assert b.recv(timeout=1) == msgs[0]           # group b at the second record
-                held = a.borrow(1, timeout=1)                 # member a holds [0, 40)
+                held = a.borrow(1, timeout=1)                 # member a holds the first
                 lent = held.__enter__()
                 offs = [lay["places"] + (2 + q) * lay["place_bytes"] + lay["place_hold_start"] for q in range(2)]
                 off, = [o for o in offs if struct.unpack_from("<Q", mm, o)[0] == 1]
