@@ -235,3 +235,34 @@ def test_a_new_sender_with_only_groups_of_no_member_to_wait_for_is_refused_but_n
         assert "before every receiver group has taken the messages up to byte 56 " in text
         assert "(the slowest group has taken up to byte 0)" in text
         assert "cywhip.remove_group()" in text
+
+
+@pytest.mark.timeout(60)
+def test_a_held_claim_zeroed_on_a_channel_past_2_to_the_43_bytes_lets_no_sender_write_over_a_slow_group(channel):
+    # Group a has taken nothing (at 2^43), group b all (at 2^43 + 72); then a member's held
+    # claim reads 0, 2^43 bytes behind every position (damaged).  The claim word, decoded from
+    # that least, reads the claim cursor 2^43 bytes short, so the largest position (b's, sound)
+    # would pass for one past the claim cursor and become the bound: the senders wrote 10
+    # records of 24 bytes, 240 bytes past a's first unread byte in a ring of 256.  Positions
+    # half the claim word's range apart make no bound: nothing is written over a's messages.
+    lay = layout()
+    msgs = [bytes([65 + k]) * 8 for k in range(3)]
+    with Sender(channel, **ENDS) as tx, Receiver(channel, group="a", **ENDS), \
+            Receiver(channel, group="b", **ENDS) as b:
+        for m in msgs:
+            tx.send(m, timeout=5)
+        assert b.recv_many(3, timeout=5) == msgs
+        for name, at in (("a", 0), ("b", 72)):
+            entry = _group_entry(channel, name)
+            assert _peek(channel, entry + lay["group_next"]) == at
+            _poke(channel, entry + lay["group_next"], WRAP + at)
+        hold = lay["places"] + 2 * lay["place_bytes"] + lay["place_hold_start"]
+        assert _peek(channel, hold) == 0
+        _poke(channel, hold, 1)                 # a claim held from position 0
+        sent = 0
+        with pytest.raises((cywhip.SendTimeout, cywhip.ChannelCorruptError)):
+            for k in range(20):
+                tx.send(bytes([97 + k]) * 8, timeout=0)
+                sent += 1
+        # a's unread 72 bytes start the ring's last lap: at most 256 - 72 bytes may follow them.
+        assert sent * 24 <= RING - 72, f"{sent} records of 24 bytes written past a's first unread byte"

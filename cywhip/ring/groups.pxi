@@ -189,6 +189,14 @@ cdef uint64_t ring_groups_floor(ring_t *r) noexcept nogil:
             else:
                 c = cw_load_acquire_u64(&r.hdr.write_cursor)
             if top > c:
+                if r.bytes and top - m >= (<uint64_t>1) << 42:
+                    # The claim word keeps the cursor modulo 2^43 bytes, decoded from m: with
+                    # the least and the largest half that range apart one of them is impossible, but
+                    # either may be (a least far behind decodes the cursor a lap of 2^43 short,
+                    # and then the largest, sound, would pass for one past it).  No bound is
+                    # known: no room, and nothing written over.
+                    r.bound_stale = True
+                    return r.read_cache
                 m = top
         if not any:
             # No group: the floor, where the last group removed had got to; moved up to
