@@ -161,7 +161,8 @@ def test_a_short_lifecycle_run_of_groups_on_a_byte_channel_of_many_senders_deliv
                             log=lambda *a: None, bytes_=True, senders=3)
     assert not totals["failures"], _failures(totals)
     assert totals["messages"] > 0, totals
-    assert totals["joins"] > 0 and totals["kills"] > 0 and totals["senders"] > 3, totals
+    # Three senders from the start (a slow machine's 5 s schedule may replace none of them).
+    assert totals["joins"] > 0 and totals["kills"] > 0 and totals["senders"] >= 3, totals
 
 
 @pytest.mark.timeout(120)

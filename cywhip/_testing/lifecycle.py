@@ -1306,7 +1306,8 @@ class Run:
             try:
                 # The first ends, open before the schedule's clock starts (processes start
                 # slowly on a loaded machine).
-                first = [self.start_sender()] + [self.join(g) for g in self.groups]
+                # Every sender place filled at once (max_senders of them), then the groups' first members.
+                first = [self.start_sender() for _ in range(self.senders)] + [self.join(g) for g in self.groups]
                 limit = _now() + 60 * NS
                 while not all(p.opened() or not p.alive() for p in first) and _now() < limit:
                     time.sleep(0.02)
