@@ -361,13 +361,15 @@ def test_an_end_sleeps_without_spinning_after_a_long_wait_or_with_spin_time_zero
         loop = asyncio.get_running_loop()
         async with ca.Receiver(channel, message_length=8) as rx, ca.Sender(channel, message_length=8) as tx:
             rx._slept = 10 ** 9                       # its last wait slept for a second
-            rx._ran = time.monotonic_ns()              # and the loop is owed no turn (opening may be slow)
+            # and the loop is owed no turn for a minute: no look of the first step is put off for
+            # a round of the loop (in which try_send would run), however slow the machine.
+            rx._ran = time.monotonic_ns() + 60 * 10 ** 9
             loop.call_soon(tx.try_send, b"one")
             assert await rx.recv(timeout=5) == b"one"
             assert rx._has_slept                       # it slept at once
         async with ca.Receiver(channel + "-0", message_length=8, spin_time=0) as rx, \
                 ca.Sender(channel + "-0", message_length=8) as tx:
-            rx._ran = time.monotonic_ns()
+            rx._ran = time.monotonic_ns() + 60 * 10 ** 9
             loop.call_soon(tx.try_send, b"two")
             assert await rx.recv(timeout=5) == b"two"
             assert rx._has_slept
